@@ -1,0 +1,67 @@
+"""Sans-I/O service registry: every decision, no sockets, no clocks.
+
+Drive it with `now` (monotonic seconds) and drain what it wants done::
+
+    registry = Registry(RegistryConfig(), now=clock(), wall_offset=time.time() - clock())
+    api = HttpApi(registry, secret=..., frontend="mine", version=__version__)
+    result = api.handle(method, path, query, authorization, content_type, body, clock())
+    for effect in registry.drain_effects(): ...   # RunProbe, IndexRaised, ...
+    deadline = registry.next_deadline()            # sleep until then, then on_timer(clock())
+
+`sd_core.testing` runs the same core on a fake clock for tests.
+"""
+
+from .config import RegistryConfig
+from .errors import ConfigError, DriverError, FieldProblem, RequestError
+from .events import (
+    Effect,
+    IndexRaised,
+    InstanceRegistered,
+    InstanceRemoved,
+    ProbeFailed,
+    ProbePassed,
+    ProbeResult,
+    RunProbe,
+    SelfPreservationChanged,
+    StatusChanged,
+)
+from .http_api import INTERNAL_ERROR, BlockingWait, HttpApi, HttpResponse
+from .models import HeartbeatRequest, RegisterRequest
+from .openapi import openapi_bytes, openapi_document
+from .probe_rules import judge_probe
+from .registry import Registry, Stats
+from .status import Signal, Status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "BlockingWait",
+    "ConfigError",
+    "DriverError",
+    "Effect",
+    "FieldProblem",
+    "HeartbeatRequest",
+    "HttpApi",
+    "HttpResponse",
+    "IndexRaised",
+    "InstanceRegistered",
+    "InstanceRemoved",
+    "ProbeFailed",
+    "ProbePassed",
+    "ProbeResult",
+    "RegisterRequest",
+    "Registry",
+    "RegistryConfig",
+    "RequestError",
+    "RunProbe",
+    "SelfPreservationChanged",
+    "Signal",
+    "Stats",
+    "Status",
+    "StatusChanged",
+    "__version__",
+    "judge_probe",
+    "openapi_bytes",
+    "openapi_document",
+]

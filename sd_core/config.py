@@ -1,0 +1,78 @@
+"""The registry's behaviour knobs, checked once so the core can trust them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryConfig:
+    """Everything the state machine's decisions depend on (all times in seconds).
+
+    Field names map to environment variables in the server; `validate` names
+    the field, and the server translates that into the variable's name.
+    """
+
+    health_check_interval: float = 30.0
+    health_check_timeout: float = 5.0
+    success_threshold: int = 1
+    failure_threshold: int = 2
+    registration_ttl: float = 180.0
+    deregister_unhealthy_after: float = 0.0
+    watch_load_delta: float = 0.1
+    self_preservation_threshold: float = 0.5
+    self_preservation_min_instances: int = 10
+    self_preservation_max_seconds: float = 900.0
+    max_instances: int = 100_000
+    max_body_bytes: int = 65_536
+    probe_max_body_bytes: int = 65_536
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Refuse values that would make the registry misbehave quietly."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f.name, f"must be a number, got {value!r}")
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ConfigError(f.name, "must be a finite number")
+        positive = (
+            "health_check_interval",
+            "health_check_timeout",
+            "registration_ttl",
+            "self_preservation_max_seconds",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, "must be greater than 0")
+        at_least_one = (
+            "success_threshold",
+            "failure_threshold",
+            "max_instances",
+            "max_body_bytes",
+            "probe_max_body_bytes",
+        )
+        for name in at_least_one:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(name, "must be a whole number of at least 1")
+        if self.self_preservation_min_instances < 0 or not isinstance(
+            self.self_preservation_min_instances, int
+        ):
+            raise ConfigError("self_preservation_min_instances", "must be a whole number >= 0")
+        if self.deregister_unhealthy_after < 0:
+            raise ConfigError("deregister_unhealthy_after", "must be 0 (never) or more")
+        if not 0 <= self.self_preservation_threshold < 1:
+            raise ConfigError("self_preservation_threshold", "must be in [0, 1); 0 turns it off")
+        if not 0 <= self.watch_load_delta <= 1:
+            raise ConfigError("watch_load_delta", "must be between 0 and 1")
+        if self.health_check_timeout > self.health_check_interval:
+            raise ConfigError(
+                "health_check_timeout",
+                "must not be longer than the health check interval "
+                f"({self.health_check_timeout} > {self.health_check_interval})",
+            )

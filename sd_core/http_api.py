@@ -1,0 +1,436 @@
+"""The HTTP mapping both frontends share: request pieces in, response bytes out.
+
+A frontend does routing glue, body reading, waiting and probing; everything a
+client can observe about a request (status, headers, the one error shape, the
+order of checks, auth) is decided here once, so the two frontends cannot
+disagree. Still no I/O: blocking queries come back as a `BlockingWait` that
+the frontend waits on before calling again with `may_block=False`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import FieldProblem, RequestError
+from .models import HeartbeatRequest, RegisterRequest
+from .registry import Registry
+from .render import encode
+
+JSON = "application/json"
+INDEX_HEADER = "X-Discovery-Index"
+DEFAULT_WAIT = 60.0
+MAX_WAIT = 300.0
+_WAIT_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_Model = TypeVar("_Model", bound=BaseModel)
+
+PREFIX = "/v1/discovery/"
+HEARTBEAT_OK = b'{"success":true,"message":"Heartbeat updated successfully"}'
+UNREGISTER_OK = b'{"success":true,"message":"Service unregistered successfully"}'
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    """What to send. `route` is the matched route template, for metrics labels."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    route: str
+
+
+@dataclass(frozen=True, slots=True)
+class BlockingWait:
+    """Hold the request until `scope`'s index passes `index` or `timeout` elapses.
+
+    `scope` is a service name, or None for the global index. Then call
+    `HttpApi.handle` again with `may_block=False`.
+    """
+
+    scope: str | None
+    index: int
+    timeout: float
+
+
+Result = HttpResponse | BlockingWait
+_JSON_HEADERS = (("content-type", JSON),)
+
+
+def error_body(error: RequestError) -> bytes:
+    document: dict[str, object] = {
+        "success": False,
+        "error": error.code,
+        "message": error.message,
+    }
+    if error.details:
+        document["details"] = [{"field": d.field, "message": d.message} for d in error.details]
+    return encode(document)
+
+
+def error_response(error: RequestError, route: str) -> HttpResponse:
+    return HttpResponse(error.status, error_body(error), _JSON_HEADERS + error.headers, route)
+
+
+INTERNAL_ERROR = HttpResponse(
+    500,
+    b'{"success":false,"error":"internal_error","message":"Internal server error"}',
+    _JSON_HEADERS,
+    "unknown",
+)
+
+
+class HttpApi:
+    """Routes, authenticates and answers every request of the contract."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        secret: str,
+        read_token: str | None = None,
+        frontend: str,
+        version: str,
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
+        openapi: Callable[[], bytes] | None = None,
+    ) -> None:
+        """`metrics` and `openapi` render those documents (they need libraries the core avoids)."""
+        self.registry = registry
+        self._secret = secret.encode()
+        self._read_token = read_token.encode() if read_token else None
+        self.frontend = frontend
+        self.version = version
+        self._metrics = metrics
+        self._openapi = openapi
+        self.draining = False
+        self._static: dict[str, dict[str, Callable[[_Call], Result]]] = {
+            "/health": {"GET": self._health},
+            "/metrics": {"GET": self._metrics_page},
+            "/openapi.json": {"GET": self._openapi_page},
+            "/v1/discovery/register": {"POST": self._register},
+            "/v1/discovery/heartbeat": {"POST": self._heartbeat},
+            "/v1/discovery/services": {"GET": self._all_services},
+            "/v1/discovery/prometheus": {"GET": self._all_targets},
+        }
+
+    # ------------------------------------------------------------ entry
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        authorization: str | None,
+        content_type: str | None,
+        body: bytes,
+        now: float,
+        *,
+        may_block: bool = True,
+    ) -> Result:
+        """Answer one request. Raises nothing a client can cause."""
+        handler, route, params = self._route(method, path)
+        if isinstance(handler, HttpResponse):
+            return handler
+        call = _Call(route, params, query, content_type, body, now, may_block)
+        try:
+            if route.startswith(PREFIX):
+                self._authenticate(method, authorization)
+            return handler(call)
+        except RequestError as error:
+            return error_response(error, route)
+
+    def payload_too_large(self, method: str, path: str) -> HttpResponse:
+        """The answer when the body passed the limit: routing errors still come first."""
+        handler, route, _ = self._route(method, path)
+        if isinstance(handler, HttpResponse):
+            return handler
+        limit = self.registry.config.max_body_bytes
+        return error_response(
+            RequestError("payload_too_large", 413, f"Request body is larger than {limit} bytes"),
+            route,
+        )
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.registry.config.max_body_bytes
+
+    # ---------------------------------------------------------- routing
+
+    def _route(
+        self, method: str, path: str
+    ) -> tuple[Callable[[_Call], Result] | HttpResponse, str, tuple[str, ...]]:
+        methods = self._static.get(path)
+        route = path
+        params: tuple[str, ...] = ()
+        if methods is None:
+            methods, route, params = self._dynamic_route(path)
+        if methods is None:
+            return (
+                error_response(
+                    RequestError("not_found", 404, f"No such endpoint: {path[:200]}"), "unknown"
+                ),
+                "unknown",
+                (),
+            )
+        handler = methods.get(method)
+        if handler is None:
+            allowed = ", ".join(sorted(methods))
+            error = RequestError(
+                "method_not_allowed",
+                405,
+                f"Method {method[:16]} is not allowed here; use {allowed}",
+                headers=(("allow", allowed),),
+            )
+            return error_response(error, route), route, ()
+        return handler, route, params
+
+    def _dynamic_route(
+        self, path: str
+    ) -> tuple[dict[str, Callable[[_Call], Result]] | None, str, tuple[str, ...]]:
+        if path.startswith("/v1/discovery/services/"):
+            parts = path[len("/v1/discovery/services/") :].split("/")
+            if len(parts) == 1 and parts[0]:
+                return {"GET": self._service}, "/v1/discovery/services/{name}", (parts[0],)
+            if len(parts) == 2 and parts[0] and parts[1] == "healthy":
+                return (
+                    {"GET": self._healthy},
+                    "/v1/discovery/services/{name}/healthy",
+                    (parts[0],),
+                )
+            if len(parts) == 2 and parts[0] and parts[1] == "instances":
+                return (
+                    {"GET": self._service_targets},
+                    "/v1/discovery/services/{name}/instances",
+                    (parts[0],),
+                )
+        elif path.startswith("/v1/discovery/unregister/"):
+            parts = path[len("/v1/discovery/unregister/") :].split("/")
+            if len(parts) == 2 and parts[0] and parts[1]:
+                return (
+                    {"DELETE": self._unregister},
+                    "/v1/discovery/unregister/{service_name}/{instance_id}",
+                    (parts[0], parts[1]),
+                )
+        return None, "", ()
+
+    # ------------------------------------------------------------- auth
+
+    def _authenticate(self, method: str, authorization: str | None) -> None:
+        token = _bearer_token(authorization)
+        if token is not None:
+            if hmac.compare_digest(token, self._secret):
+                return
+            if self._read_token is not None and hmac.compare_digest(token, self._read_token):
+                if method == "GET":
+                    return
+                raise RequestError(
+                    "forbidden", 403, "The read-only token cannot be used to change the registry"
+                )
+        raise RequestError(
+            "unauthorized",
+            401,
+            "A valid bearer token is required",
+            headers=(("www-authenticate", "Bearer"),),
+        )
+
+    # ----------------------------------------------------------- writes
+
+    def _writable(self) -> None:
+        if self.draining:
+            raise RequestError(
+                "shutting_down",
+                503,
+                "The registry is shutting down",
+                headers=(("retry-after", "1"),),
+            )
+
+    def _register(self, call: _Call) -> Result:
+        self._writable()
+        request = _parse(RegisterRequest, call)
+        self.registry.register(request, call.now)
+        message = f"Service {request.service_name}:{request.instance_id} registered successfully"
+        return HttpResponse(
+            200, encode({"success": True, "message": message}), _JSON_HEADERS, call.route
+        )
+
+    def _heartbeat(self, call: _Call) -> Result:
+        self._writable()
+        request = _parse(HeartbeatRequest, call)
+        self.registry.heartbeat(
+            request.service_name, request.instance_id, request.load_percentage, call.now
+        )
+        return HttpResponse(200, HEARTBEAT_OK, _JSON_HEADERS, call.route)
+
+    def _unregister(self, call: _Call) -> Result:
+        self._writable()
+        service_name, instance_id = call.params
+        self.registry.unregister(service_name, instance_id, call.now)
+        return HttpResponse(200, UNREGISTER_OK, _JSON_HEADERS, call.route)
+
+    # ------------------------------------------------------------ reads
+
+    def _blocking(self, call: _Call, scope: str | None) -> tuple[int, BlockingWait | None]:
+        registry = self.registry
+        index = registry.global_index if scope is None else registry.service_index(scope)
+        if not call.query:
+            return index, None
+        wanted, wait = _blocking_params(call.query)
+        if wanted is None or wanted == 0 or index > wanted or not call.may_block:
+            return index, None
+        return index, BlockingWait(scope, wanted, wait)
+
+    def _read(self, call: _Call, scope: str | None, render: Callable[[], bytes | None]) -> Result:
+        index, wait = self._blocking(call, scope)
+        if wait is not None:
+            return wait
+        headers = (("content-type", JSON), (INDEX_HEADER, str(index)))
+        body = render()
+        if body is None:
+            assert scope is not None
+            error = RequestError(
+                "service_not_found", 404, f"Service {scope} is not registered", headers=headers[1:]
+            )
+            return error_response(error, call.route)
+        return HttpResponse(200, body, headers, call.route)
+
+    def _all_services(self, call: _Call) -> Result:
+        return self._read(call, None, self.registry.all_services_body)
+
+    def _all_targets(self, call: _Call) -> Result:
+        return self._read(call, None, self.registry.all_targets_body)
+
+    def _service(self, call: _Call) -> Result:
+        name = call.params[0]
+        return self._read(call, name, lambda: self.registry.service_instances_body(name))
+
+    def _healthy(self, call: _Call) -> Result:
+        name = call.params[0]
+        return self._read(call, name, lambda: self.registry.healthy_instances_body(name))
+
+    def _service_targets(self, call: _Call) -> Result:
+        name = call.params[0]
+        return self._read(call, name, lambda: self.registry.service_targets_body(name))
+
+    # ----------------------------------------------------------- public
+
+    def health_document(self, now: float) -> dict[str, object]:
+        registry = self.registry
+        active, reason = registry.self_preservation
+        return {
+            "status": "healthy",
+            "service": "service-discovery",
+            "load_percentage": 0.0,
+            "frontend": self.frontend,
+            "version": self.version,
+            "uptime_seconds": round(max(0.0, now - registry.started_at), 3),
+            "instances": registry.instance_count,
+            "services": registry.service_count,
+            "self_preservation": active,
+            "self_preservation_reason": reason,
+        }
+
+    def _health(self, call: _Call) -> Result:
+        return HttpResponse(200, encode(self.health_document(call.now)), _JSON_HEADERS, call.route)
+
+    def _metrics_page(self, call: _Call) -> Result:
+        if self._metrics is None:
+            raise RequestError("not_found", 404, "Metrics are not enabled")
+        body, content_type = self._metrics()
+        return HttpResponse(200, body, (("content-type", content_type),), call.route)
+
+    def _openapi_page(self, call: _Call) -> Result:
+        if self._openapi is None:
+            raise RequestError("not_found", 404, "No OpenAPI document is available")
+        return HttpResponse(200, self._openapi(), _JSON_HEADERS, call.route)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    route: str
+    params: tuple[str, ...]
+    query: bytes
+    content_type: str | None
+    body: bytes
+    now: float
+    may_block: bool
+
+
+def _bearer_token(authorization: str | None) -> bytes | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    try:
+        return token.encode("ascii")
+    except UnicodeEncodeError:
+        return None
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    return content_type.split(";", 1)[0].strip().lower() == JSON
+
+
+def _parse(model: type[_Model], call: _Call) -> _Model:
+    """Body bytes to a validated model, or the 415/400/422 that explains why not."""
+    if not _is_json(call.content_type):
+        raise RequestError(
+            "unsupported_media_type", 415, "The request body must be sent as application/json"
+        )
+    try:
+        return model.model_validate_json(call.body)
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+def _validation_error(exc: ValidationError) -> RequestError:
+    problems: list[FieldProblem] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        location = error["loc"]
+        if error["type"] == "json_invalid" or (error["type"] == "model_type" and not location):
+            return RequestError("invalid_json", 400, "The request body must be a JSON object")
+        message = error["msg"].removeprefix("Value error, ")
+        problems.append(FieldProblem(".".join(str(part) for part in location), message))
+    fields = ", ".join(sorted({p.field for p in problems}))
+    return RequestError(
+        "validation_error", 422, f"Invalid fields: {fields}", details=tuple(problems)
+    )
+
+
+def _blocking_params(query: bytes) -> tuple[int | None, float]:
+    """`index` and `wait` from a query string, or the 422 that names the bad one."""
+    index: int | None = None
+    wait = DEFAULT_WAIT
+    try:
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    except ValueError:
+        pairs = []
+    for key, value in pairs:
+        if key == "index":
+            if not value.isascii() or not value.isdigit() or len(value) > 19:
+                raise _query_error("index", "must be a non-negative integer")
+            index = int(value)
+        elif key == "wait":
+            match = _WAIT_RE.match(value)
+            if match is None:
+                raise _query_error("wait", "must be a duration like 30s, 2m or 500ms")
+            wait = min(MAX_WAIT, float(match.group(1)) * _WAIT_UNITS[match.group(2)])
+    return index, wait
+
+
+def _query_error(field: str, message: str) -> RequestError:
+    return RequestError(
+        "validation_error",
+        422,
+        f"Invalid query parameter: {field}",
+        details=(FieldProblem(field, message),),
+    )

@@ -1,0 +1,175 @@
+"""Request and response shapes, as pydantic models.
+
+The same models validate requests in the core and generate `/openapi.json`,
+so the published schema cannot drift from what the registry accepts. Types are
+strict: `"8080"` is not a port; a registry that silently converts input hides
+client bugs until they bite elsewhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+NAME_RE = re.compile(NAME_PATTERN)
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_BAD_PATH_CHAR = re.compile(r"[\s\x00-\x1f\x7f#]")
+
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_KEY = 128
+MAX_METADATA_VALUE = 1024
+MAX_HEALTH_ENDPOINT = 2048
+
+
+def _check_host(value: str) -> str:
+    if value.startswith("[") and value.endswith("]"):
+        try:
+            ipaddress.IPv6Address(value[1:-1])
+        except ValueError:
+            raise ValueError("bracketed host must be an IPv6 address") from None
+        return value
+    if ":" in value:
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            raise ValueError("not a valid IPv6 address") from None
+        return value
+    if len(value) > 253 or not value:
+        raise ValueError("hostname must be 1-253 characters")
+    labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    if not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError("must be an RFC 1123 hostname, an IPv4 address or an IPv6 address")
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError("not a valid IPv4 address") from None
+    return value
+
+
+def _check_health_endpoint(value: str) -> str:
+    if not value.startswith("/") or value.startswith("//"):
+        raise ValueError("must be a path starting with a single '/'")
+    if _BAD_PATH_CHAR.search(value):
+        raise ValueError("must not contain whitespace, control characters or '#'")
+    return value
+
+
+def _check_metadata(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > MAX_METADATA_ENTRIES:
+        raise ValueError(f"at most {MAX_METADATA_ENTRIES} entries")
+    for key, item in value.items():
+        if not key or len(key) > MAX_METADATA_KEY:
+            raise ValueError(f"keys must be 1-{MAX_METADATA_KEY} characters")
+        if len(item) > MAX_METADATA_VALUE:
+            raise ValueError(f"value of {key!r} is over {MAX_METADATA_VALUE} characters")
+        if _CONTROL.search(key) or _CONTROL.search(item):
+            raise ValueError("keys and values must not contain control characters")
+    return value
+
+
+ServiceName = Annotated[str, Field(pattern=NAME_PATTERN, description="1-128 of [A-Za-z0-9._-]")]
+Host = Annotated[str, Field(max_length=255), AfterValidator(_check_host)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+HealthEndpoint = Annotated[
+    str, Field(max_length=MAX_HEALTH_ENDPOINT), AfterValidator(_check_health_endpoint)
+]
+Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
+Load = Annotated[float, Field(ge=0.0, le=1.0)]
+Status = Literal["healthy", "unhealthy", "unknown"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class RegisterRequest(_Strict):
+    """Body of `POST /v1/discovery/register`; also the whole description of an instance."""
+
+    service_name: ServiceName
+    instance_id: ServiceName
+    host: Host
+    port: Port
+    health_endpoint: HealthEndpoint = "/health"
+    metadata: Metadata = Field(default_factory=dict)
+    load_percentage: Load | None = None
+
+
+class HeartbeatRequest(_Strict):
+    """Body of `POST /v1/discovery/heartbeat`."""
+
+    service_name: ServiceName
+    instance_id: ServiceName
+    load_percentage: Load | None = None
+
+
+class InstanceView(BaseModel):
+    """How every read endpoint renders one instance (for the schema)."""
+
+    service_name: str
+    instance_id: str
+    host: str
+    port: int
+    health_endpoint: str
+    status: Status
+    last_health_check: str | None
+    last_heartbeat: str
+    load_percentage: float
+    metadata: dict[str, str]
+    registered_at: str
+
+
+class SuccessResponse(BaseModel):
+    success: Literal[True]
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    success: Literal[False]
+    error: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ServicesResponse(BaseModel):
+    services: dict[str, list[InstanceView]]
+
+
+class ServiceResponse(BaseModel):
+    service_name: str
+    instances: list[InstanceView]
+
+
+class HealthyResponse(BaseModel):
+    service_name: str
+    healthy_instances: list[InstanceView]
+
+
+class TargetGroup(BaseModel):
+    """One Prometheus HTTP SD target group."""
+
+    targets: list[str]
+    labels: dict[str, str]
+
+
+class HealthResponse(BaseModel):
+    status: str
+    service: str
+    load_percentage: float
+    frontend: str
+    version: str
+    uptime_seconds: float
+    instances: int
+    services: int
+    self_preservation: bool
+    self_preservation_reason: str | None

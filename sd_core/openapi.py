@@ -1,0 +1,152 @@
+"""`/openapi.json`, generated from the models the core validates with.
+
+Generated, not hand-written, so a schema test (schemathesis) exercises exactly
+what the registry accepts and returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from .models import (
+    ErrorResponse,
+    HealthResponse,
+    HealthyResponse,
+    HeartbeatRequest,
+    RegisterRequest,
+    ServiceResponse,
+    ServicesResponse,
+    SuccessResponse,
+    TargetGroup,
+)
+from .render import encode
+
+_MODELS: list[type[BaseModel]] = [
+    RegisterRequest,
+    HeartbeatRequest,
+    SuccessResponse,
+    ErrorResponse,
+    ServicesResponse,
+    ServiceResponse,
+    HealthyResponse,
+    TargetGroup,
+    HealthResponse,
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    return {str(code): _json(_ref("ErrorResponse"), "Error") for code in codes}
+
+
+_BLOCKING = [
+    {
+        "name": "index",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 0},
+        "description": "Block until the X-Discovery-Index passes this value",
+    },
+    {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h)?$"},
+        "description": "How long to block (default 60s, at most 5m)",
+    },
+]
+_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
+_INDEX_HEADER = {"X-Discovery-Index": {"schema": {"type": "integer"}}}
+
+
+def _read(summary: str, schema: dict[str, Any], *, name: bool, codes: tuple[int, ...]) -> Any:
+    params: list[dict[str, Any]] = list(_BLOCKING)
+    if name:
+        params.insert(0, {"name": "name", "in": "path", "required": True, "schema": _NAME})
+    ok = _json(schema, "OK") | {"headers": _INDEX_HEADER}
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": params,
+            "responses": {"200": ok} | _errors(401, *codes, 422),
+        }
+    }
+
+
+def _write(summary: str, request: str) -> Any:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, **_json(_ref(request), request)},
+            "responses": {"200": _json(_ref("SuccessResponse"), "OK")}
+            | _errors(400, 401, 403, 404, 413, 415, 422, 503),
+        }
+    }
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    _, definitions = models_json_schema(
+        [(model, "validation") for model in _MODELS],
+        ref_template="#/components/schemas/{model}",
+    )
+    targets = {"type": "array", "items": _ref("TargetGroup")}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "service-discovery", "version": version},
+        "components": {
+            "schemas": definitions.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v1/discovery/register": _write("Register or update an instance", "RegisterRequest"),
+            "/v1/discovery/heartbeat": _write("Renew an instance's lease", "HeartbeatRequest"),
+            "/v1/discovery/unregister/{service_name}/{instance_id}": {
+                "delete": {
+                    "summary": "Remove an instance",
+                    "parameters": [
+                        {"name": "service_name", "in": "path", "required": True, "schema": _NAME},
+                        {"name": "instance_id", "in": "path", "required": True, "schema": _NAME},
+                    ],
+                    "responses": {"200": _json(_ref("SuccessResponse"), "OK")}
+                    | _errors(401, 403, 404, 503),
+                }
+            },
+            "/v1/discovery/services": _read(
+                "Every service", _ref("ServicesResponse"), name=False, codes=()
+            ),
+            "/v1/discovery/services/{name}": _read(
+                "One service", _ref("ServiceResponse"), name=True, codes=(404,)
+            ),
+            "/v1/discovery/services/{name}/healthy": _read(
+                "A service's healthy instances", _ref("HealthyResponse"), name=True, codes=()
+            ),
+            "/v1/discovery/services/{name}/instances": _read(
+                "A service as Prometheus HTTP SD", targets, name=True, codes=()
+            ),
+            "/v1/discovery/prometheus": _read(
+                "Every instance as Prometheus HTTP SD", targets, name=False, codes=()
+            ),
+            "/health": {
+                "get": {
+                    "summary": "The registry's own health",
+                    "security": [],
+                    "responses": {"200": _json(_ref("HealthResponse"), "OK")},
+                }
+            },
+        },
+    }
+
+
+def openapi_bytes(version: str) -> bytes:
+    return encode(openapi_document(version))

@@ -1,0 +1,101 @@
+"""JSON bodies of the read endpoints, built from per-instance cached fragments.
+
+A read of an unchanged service must cost a dict lookup, and a listing of
+100,000 instances must not re-encode the ones that did not change: each
+instance keeps its encoded object (and its Prometheus target group) until a
+shown field changes, and a response is those fragments joined.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from .instance import Instance
+
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_LABEL_INVALID = re.compile(r"[^a-zA-Z0-9_]")
+_LABEL_VALID = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+BUILTIN_LABELS = frozenset({"instance", "service_name", "status", "load_percentage"})
+
+
+def encode(document: object) -> bytes:
+    return _encode(document).encode()
+
+
+def iso_timestamp(wall_seconds: float) -> str:
+    """ISO 8601 in UTC with a `Z`, always with microseconds (one fixed width)."""
+    moment = datetime.fromtimestamp(wall_seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def instance_json(instance: Instance, wall_offset: float) -> bytes:
+    cached = instance._json
+    if cached is None:
+        checked = instance.last_health_check
+        cached = encode(
+            {
+                "service_name": instance.service_name,
+                "instance_id": instance.instance_id,
+                "host": instance.host,
+                "port": instance.port,
+                "health_endpoint": instance.health_endpoint,
+                "status": instance.status.value,
+                "last_health_check": None
+                if checked is None
+                else iso_timestamp(checked + wall_offset),
+                "last_heartbeat": iso_timestamp(instance.last_heartbeat + wall_offset),
+                "load_percentage": instance.load,
+                "metadata": instance.metadata,
+                "registered_at": iso_timestamp(instance.registered_at + wall_offset),
+            }
+        )
+        instance._json = cached
+    return cached
+
+
+def metadata_labels(metadata: dict[str, str]) -> dict[str, str]:
+    """Metadata that may become Prometheus labels, under their sanitised names.
+
+    Keys are taken in sorted order so that when two keys sanitise to the same
+    label the choice does not depend on insertion order.
+    """
+    labels: dict[str, str] = {}
+    for key in sorted(metadata):
+        name = _LABEL_INVALID.sub("_", key)
+        if (
+            name.startswith("__")
+            or name in BUILTIN_LABELS
+            or name in labels
+            or not _LABEL_VALID.match(name)
+        ):
+            continue
+        labels[name] = metadata[key]
+    return labels
+
+
+def target_group_json(instance: Instance) -> bytes:
+    cached = instance._sd_json
+    if cached is None:
+        labels = {
+            "instance": instance.instance_id,
+            "service_name": instance.service_name,
+            "status": instance.status.value,
+            "load_percentage": repr(instance.load),
+        }
+        labels.update(metadata_labels(instance.metadata))
+        cached = encode(
+            {"targets": [f"{instance.bracketed_host}:{instance.port}"], "labels": labels}
+        )
+        instance._sd_json = cached
+    return cached
+
+
+def join_instances(instances: Iterable[Instance], wall_offset: float) -> bytes:
+    return b"[" + b",".join(instance_json(i, wall_offset) for i in instances) + b"]"
+
+
+def join_target_groups(instances: Iterable[Instance]) -> bytes:
+    return b"[" + b",".join(target_group_json(i) for i in instances) + b"]"

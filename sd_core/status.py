@@ -1,0 +1,63 @@
+"""Every health-status transition lives in this one table.
+
+An instance's status moves only through `next_status`. Hysteresis is part of
+the table: a move that needs a streak names which threshold the streak must
+reach, so "two failures make it unhealthy" is read off one line.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from .errors import DriverError
+
+
+class Status(StrEnum):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class Signal(StrEnum):
+    PROBE_PASSED = "probe_passed"
+    PROBE_FAILED = "probe_failed"
+    ADDRESS_CHANGED = "address_changed"
+
+
+Needs = Literal["success_streak", "failure_streak", "nothing"]
+
+# (status, signal) -> (target status, what must hold for the move to happen).
+# When the condition does not hold yet, the status stays where it is.
+TRANSITIONS: dict[tuple[Status, Signal], tuple[Status, Needs]] = {
+    (Status.UNKNOWN, Signal.PROBE_PASSED): (Status.HEALTHY, "success_streak"),
+    (Status.UNKNOWN, Signal.PROBE_FAILED): (Status.UNHEALTHY, "failure_streak"),
+    (Status.UNKNOWN, Signal.ADDRESS_CHANGED): (Status.UNKNOWN, "nothing"),
+    (Status.HEALTHY, Signal.PROBE_PASSED): (Status.HEALTHY, "nothing"),
+    (Status.HEALTHY, Signal.PROBE_FAILED): (Status.UNHEALTHY, "failure_streak"),
+    (Status.HEALTHY, Signal.ADDRESS_CHANGED): (Status.UNKNOWN, "nothing"),
+    (Status.UNHEALTHY, Signal.PROBE_PASSED): (Status.HEALTHY, "success_streak"),
+    (Status.UNHEALTHY, Signal.PROBE_FAILED): (Status.UNHEALTHY, "nothing"),
+    (Status.UNHEALTHY, Signal.ADDRESS_CHANGED): (Status.UNKNOWN, "nothing"),
+}
+
+
+def next_status(
+    status: Status,
+    signal: Signal,
+    *,
+    successes: int,
+    failures: int,
+    success_threshold: int,
+    failure_threshold: int,
+) -> Status:
+    """The status after `signal`, given the streaks counted *including* it."""
+    try:
+        target, needs = TRANSITIONS[(status, signal)]
+    except KeyError:
+        raise DriverError(f"no transition from status {status!r} on {signal!r}") from None
+    if needs == "success_streak" and successes < success_threshold:
+        return status
+    if needs == "failure_streak" and failures < failure_threshold:
+        return status
+    return target
