@@ -24,7 +24,7 @@ from .registry import Registry
 from .render import encode
 
 JSON = "application/json"
-INDEX_HEADER = "X-Discovery-Index"
+INDEX_HEADER = "x-discovery-index"
 DEFAULT_WAIT = 60.0
 MAX_WAIT = 300.0
 _WAIT_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -281,7 +281,10 @@ class HttpApi:
         if not call.query:
             return index, None
         wanted, wait = _blocking_params(call.query)
-        if wanted is None or wanted == 0 or index > wanted or not call.may_block:
+        # Block only while the client is up to date: a passed index answers at
+        # once, and so does one from the future (a registry restart), so the
+        # client sees a lower index and starts again from 0.
+        if wanted is None or wanted != index or not call.may_block:
             return index, None
         return index, BlockingWait(scope, wanted, wait)
 

@@ -1,0 +1,99 @@
+"""`service-discovery serve`: settings from the environment, then one frontend.
+
+Startup problems end in one line on stderr naming what to fix, and exit 2;
+a traceback is for bugs, not for a typo in a deployment file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from sd_core import ConfigError, __version__
+
+from . import FRONTENDS
+from .shared.logs import configure_logging, logfmt
+
+log = logging.getLogger("service_discovery")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="service-discovery")
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the registry server")
+    serve.add_argument("--frontend", choices=FRONTENDS, default="quart")
+    serve.add_argument(
+        "--host", help="address to bind (default $SERVICE_DISCOVERY_HOST or 0.0.0.0)"
+    )
+    serve.add_argument("--port", type=int, help="port (default $SERVICE_DISCOVERY_PORT or 3004)")
+    serve.add_argument(
+        "--fd", type=int, help="serve on an inherited, listening socket (for tests and supervisors)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="must be 1: the registry's state lives in one process",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop for the quart frontend (auto: uvloop when installed)",
+    )
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"service-discovery: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.workers != 1:
+        return _fail(
+            f"--workers {args.workers} refused: each worker would hold its own registry and "
+            "they would disagree; run one worker (scale out needs a replicated store)"
+        )
+    from .shared.settings import load_settings
+
+    try:
+        settings = load_settings(os.environ, host=args.host, port=args.port, fd=args.fd)
+    except ConfigError as error:
+        return _fail(f"invalid {error.name}: {error.message}")
+    if args.frontend == "trio" and args.loop == "uvloop":
+        return _fail("--loop uvloop applies to the quart frontend only")
+    if args.loop == "uvloop":
+        from .quart_app.server import uvloop_available
+
+        if not uvloop_available():
+            return _fail(
+                "--loop uvloop: uvloop is not installed (pip install 'service-discovery[uvloop]')"
+            )
+
+    configure_logging(settings.log_level)
+    if settings.secret_generated:
+        print(
+            "\n*** DEVELOPMENT SETTING: SERVICE_DISCOVERY_SECRET is not set. ***\n"
+            f"*** Generated token for this run only: {settings.secret}\n"
+            "*** Set SERVICE_DISCOVERY_SECRET before using this in production. ***\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    where = f"fd {settings.fd}" if settings.fd is not None else f"{settings.host}:{settings.port}"
+    log.info(logfmt("starting", frontend=args.frontend, listen=where, version=__version__))
+    if args.frontend == "quart":
+        from .quart_app.server import serve
+
+        serve(settings, loop=args.loop)
+    else:
+        from .trio_app.server import serve as serve_trio
+
+        serve_trio(settings)
+    log.info(logfmt("stopped", frontend=args.frontend))
+    return 0

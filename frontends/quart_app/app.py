@@ -1,0 +1,132 @@
+"""The Quart application: one catch-all route into the shared HTTP mapping.
+
+Routing, auth and every answer are decided by `sd_core.HttpApi`; Quart's own
+routing only hands every path and method to `dispatch`, so 404 and 405 have
+the same JSON shape as the API's errors and can never be HTML.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from quart import Quart, Response, request
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse
+
+from ..shared.logs import logfmt
+from ..shared.probe_request import make_probe_client, probe_once
+from ..shared.runtime import Runtime
+from .probe_driver import Fetch, ProbeDriver, Sleep
+from .watchers import Watchers
+
+log = logging.getLogger("service_discovery")
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"]
+
+
+def to_response(result: HttpResponse) -> Response:
+    return Response(result.body, status=result.status, headers=Headers(list(result.headers)))
+
+
+def create_app(
+    runtime: Runtime,
+    *,
+    fetch: Fetch | None = None,
+    sleep: Sleep | None = None,
+) -> Quart:
+    """Build the app around `runtime`; `fetch` and `sleep` are for driver tests."""
+    app = Quart("service_discovery")
+    app.config["MAX_CONTENT_LENGTH"] = runtime.api.max_body_bytes
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
+    settings = runtime.settings
+    watchers = Watchers(runtime, sleep=sleep)
+    client = make_probe_client(
+        timeout=settings.registry.health_check_timeout,
+        concurrency=settings.max_concurrent_probes,
+    )
+    max_probe_body = settings.registry.probe_max_body_bytes
+
+    driver = ProbeDriver(
+        runtime,
+        fetch or (lambda probe: probe_once(client, probe, max_probe_body)),
+        concurrency=settings.max_concurrent_probes,
+        timeout=settings.registry.health_check_timeout,
+        sleep=sleep,
+    )
+    runtime.submit_probe = driver.submit
+    runtime.wake_watchers = watchers.wake
+    runtime.wake_driver = driver.wake
+    app.extensions["sd_runtime"] = runtime
+    app.extensions["sd_watchers"] = watchers
+    tasks: list[asyncio.Task[None]] = []
+
+    @app.before_serving
+    async def start_driver() -> None:
+        tasks.append(asyncio.create_task(driver.run(), name="probe-driver"))
+
+    @app.after_serving
+    async def stop_driver() -> None:
+        watchers.release_all()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await client.aclose()
+
+    async def read_body() -> bytes | None:
+        """The body, or None once it passes the limit (never buffered past it)."""
+        limit = runtime.api.max_body_bytes
+        if (request.content_length or 0) > limit:
+            return None
+        body = bytearray()
+        try:
+            async for chunk in request.body:
+                body += chunk
+                if len(body) > limit:
+                    return None
+        except RequestEntityTooLarge:
+            return None
+        return bytes(body)
+
+    @app.route("/", defaults={"path": ""}, methods=METHODS, provide_automatic_options=False)
+    @app.route("/<path:path>", methods=METHODS, provide_automatic_options=False)
+    async def dispatch(path: str) -> Response:
+        method, route_path = request.method, request.path
+        body = await read_body()
+        if body is None:
+            return to_response(runtime.too_large(method, route_path))
+        headers = request.headers
+        authorization = headers.get("authorization")
+        content_type = headers.get("content-type")
+        query = request.query_string
+        result = runtime.handle(method, route_path, query, authorization, content_type, body)
+        if isinstance(result, BlockingWait):
+            await watchers.wait(result.scope, runtime.jittered(result))
+            result = runtime.handle(
+                method, route_path, query, authorization, content_type, body, may_block=False
+            )
+            assert isinstance(result, HttpResponse)
+        return to_response(result)
+
+    @app.errorhandler(HTTPException)
+    async def framework_error(error: HTTPException) -> Response:
+        # Quart refused the request before `dispatch` (a malformed path, say):
+        # answer through the mapping so the shape is still the API's.
+        if isinstance(error, RequestEntityTooLarge):
+            return to_response(runtime.too_large(request.method, request.path))
+        result = runtime.handle(request.method, request.path, b"", None, None, b"")
+        if isinstance(result, BlockingWait):  # cannot happen without a query
+            return to_response(INTERNAL_ERROR)
+        return to_response(result)
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> Response:
+        log.error(logfmt("internal_error", error=type(error).__name__), exc_info=error)
+        return to_response(INTERNAL_ERROR)
+
+    return app

@@ -1,0 +1,49 @@
+"""Serve the Quart app with hypercorn's asyncio worker until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import signal
+import time
+
+from hypercorn.asyncio import serve as hypercorn_serve
+
+from ..shared.hypercorn_setup import hypercorn_config
+from ..shared.runtime import Runtime
+from ..shared.settings import Settings
+from .app import create_app
+from .watchers import Watchers
+
+
+def uvloop_available() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+async def serve_async(settings: Settings) -> None:
+    runtime = Runtime(settings, frontend="quart", clock=time.monotonic)
+    app = create_app(runtime)
+    watchers: Watchers = app.extensions["sd_watchers"]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    async def shutdown_trigger() -> None:
+        await stop.wait()
+        runtime.begin_drain()
+        watchers.release_all()
+
+    await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
+
+
+def serve(settings: Settings, *, loop: str = "auto") -> None:
+    """Run until a signal; `loop` is `asyncio`, `uvloop`, or `auto` (uvloop when installed)."""
+    use_uvloop = loop == "uvloop" or (loop == "auto" and uvloop_available())
+    if use_uvloop:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_async(settings))
+    else:
+        asyncio.run(serve_async(settings))

@@ -1,0 +1,24 @@
+"""Hypercorn configuration shared by both frontends."""
+
+from __future__ import annotations
+
+from hypercorn.config import Config
+
+from .settings import Settings
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    if settings.fd is not None:
+        config.bind = [f"fd://{settings.fd}"]
+    else:
+        host = settings.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        config.bind = [f"{host}:{settings.port}"]
+    config.accesslog = None
+    config.graceful_timeout = settings.shutdown_grace
+    # Headers larger than this are refused by hypercorn before we see them.
+    config.h11_max_incomplete_size = 16 * 1024
+    config.keep_alive_timeout = 75
+    return config

@@ -1,0 +1,86 @@
+"""One structured line per thing an operator asks about later.
+
+Lines are `key=value` pairs (logfmt), readable by people and by log shippers
+alike. Tokens never reach this module: nothing here is given a header.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from sd_core import (
+    Effect,
+    InstanceRegistered,
+    InstanceRemoved,
+    SelfPreservationChanged,
+    StatusChanged,
+)
+
+log = logging.getLogger("service_discovery")
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    if not text or any(c in text for c in ' "=\\') or not text.isprintable():
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + escaped.encode("unicode_escape").decode("ascii") + '"'
+    return text
+
+
+def logfmt(event: str, **fields: object) -> str:
+    parts = [f"event={event}"]
+    parts.extend(f"{key}={_quote(value)}" for key, value in fields.items())
+    return " ".join(parts)
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # hypercorn's access log would repeat every heartbeat; keep errors only.
+    logging.getLogger("hypercorn.access").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def log_effect(effect: Effect) -> None:
+    if isinstance(effect, InstanceRegistered):
+        log.info(
+            logfmt(
+                "re_registered" if effect.updated else "registered",
+                service=effect.service_name,
+                instance=effect.instance_id,
+                probe_url=effect.address,
+            )
+        )
+    elif isinstance(effect, InstanceRemoved):
+        log.info(
+            logfmt(
+                "removed",
+                service=effect.service_name,
+                instance=effect.instance_id,
+                reason=effect.reason,
+            )
+        )
+    elif isinstance(effect, StatusChanged):
+        log.info(
+            logfmt(
+                "status_changed",
+                service=effect.service_name,
+                instance=effect.instance_id,
+                old=effect.old,
+                new=effect.new,
+                reason=effect.reason,
+            )
+        )
+    elif isinstance(effect, SelfPreservationChanged):
+        log.warning(
+            logfmt(
+                "self_preservation_on" if effect.active else "self_preservation_off",
+                reason=effect.reason,
+            )
+        )

@@ -1,0 +1,162 @@
+"""The core plus what every frontend wraps around it, minus any event loop.
+
+A frontend turns a request into `Runtime.handle(...)` (one synchronous core
+call), waits when told to, and writes the bytes back. Effects the core emits
+are routed here to the frontend's probe driver and watchers through three
+hooks, so both frontends settle effects the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from sd_core import (
+    INTERNAL_ERROR,
+    BlockingWait,
+    HttpApi,
+    HttpResponse,
+    IndexRaised,
+    ProbeResult,
+    Registry,
+    RunProbe,
+    __version__,
+    openapi_bytes,
+)
+
+from .logs import log_effect, logfmt
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger("service_discovery")
+
+
+def _unset_probe(probe: RunProbe) -> None:
+    raise RuntimeError("no probe driver is attached")
+
+
+def _ignore_index(services: frozenset[str]) -> None:
+    return None
+
+
+class Runtime:
+    """Owns the registry; frontends attach `submit_probe`, `wake_watchers`, `wake_driver`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        frontend: str,
+        clock: Callable[[], float],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        now = clock()
+        self.registry = Registry(settings.registry, now=now, wall_offset=wall_clock() - now)
+        self.metrics = Metrics(self)
+        self._openapi: bytes | None = None
+        self.api = HttpApi(
+            self.registry,
+            secret=settings.secret,
+            read_token=settings.read_token,
+            frontend=frontend,
+            version=__version__,
+            metrics=self.metrics.render,
+            openapi=self._openapi_bytes,
+        )
+        self.request_counts: dict[tuple[str, int], int] = {}
+        self.parked_queries = 0
+        self.submit_probe: Callable[[RunProbe], None] = _unset_probe
+        self.wake_watchers: Callable[[frozenset[str]], None] = _ignore_index
+        self.wake_driver: Callable[[], None] = lambda: None
+        self.driver_sleeps_until: float | None = None
+
+    def _openapi_bytes(self) -> bytes:
+        if self._openapi is None:
+            self._openapi = openapi_bytes(__version__)
+        return self._openapi
+
+    @property
+    def draining(self) -> bool:
+        return self.api.draining
+
+    # ------------------------------------------------------------ requests
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        authorization: str | None,
+        content_type: str | None,
+        body: bytes,
+        *,
+        may_block: bool = True,
+    ) -> HttpResponse | BlockingWait:
+        """One core call for one request; a bug answers 500 without details."""
+        try:
+            result = self.api.handle(
+                method,
+                path,
+                query,
+                authorization,
+                content_type,
+                body,
+                self.clock(),
+                may_block=may_block,
+            )
+        except Exception:
+            log.exception(logfmt("internal_error", method=method, path=path[:200]))
+            result = INTERNAL_ERROR
+        self.settle()
+        if isinstance(result, HttpResponse):
+            self.count(result)
+        return result
+
+    def too_large(self, method: str, path: str) -> HttpResponse:
+        response = self.api.payload_too_large(method, path)
+        self.count(response)
+        return response
+
+    def count(self, response: HttpResponse) -> None:
+        key = (response.route, response.status)
+        counts = self.request_counts
+        counts[key] = counts.get(key, 0) + 1
+
+    def jittered(self, wait: BlockingWait) -> float:
+        """Consul's trick: up to wait/16 extra so watchers do not return in lockstep."""
+        return wait.timeout + random.uniform(0, wait.timeout / 16)
+
+    # ------------------------------------------------------------- effects
+
+    def on_timer(self) -> None:
+        self.registry.on_timer(self.clock())
+        self.settle()
+
+    def record_probe_result(self, result: ProbeResult) -> None:
+        self.registry.record_probe(result, self.clock())
+        self.settle()
+
+    def settle(self) -> None:
+        """Route everything the core decided to the hooks, then re-arm the driver."""
+        effects = self.registry.drain_effects()
+        if effects:
+            for effect in effects:
+                if isinstance(effect, RunProbe):
+                    self.submit_probe(effect)
+                elif isinstance(effect, IndexRaised):
+                    self.wake_watchers(effect.services)
+                else:
+                    log_effect(effect)
+            deadline = self.registry.next_deadline()
+            wakes = self.driver_sleeps_until
+            if deadline is not None and (wakes is None or deadline < wakes):
+                self.wake_driver()
+
+    def begin_drain(self) -> None:
+        """Refuse writes and release blocking queries: shutdown has begun."""
+        self.api.draining = True
+        log.info(logfmt("draining"))

@@ -1,0 +1,131 @@
+"""Server settings from the environment, checked before anything starts.
+
+A bad value stops startup with one line naming the variable: an operator
+should never have to read a traceback to find a typo in a deployment file.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from sd_core import ConfigError, RegistryConfig
+
+# Environment variable -> (RegistryConfig field, parser).
+_REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
+    "HEALTH_CHECK_INTERVAL_SECONDS": ("health_check_interval", float),
+    "HEALTH_CHECK_TIMEOUT_SECONDS": ("health_check_timeout", float),
+    "HEALTH_CHECK_SUCCESS_THRESHOLD": ("success_threshold", int),
+    "HEALTH_CHECK_FAILURE_THRESHOLD": ("failure_threshold", int),
+    "SERVICE_REGISTRATION_TTL_SECONDS": ("registration_ttl", float),
+    "DEREGISTER_UNHEALTHY_AFTER_SECONDS": ("deregister_unhealthy_after", float),
+    "WATCH_LOAD_DELTA": ("watch_load_delta", float),
+    "SELF_PRESERVATION_THRESHOLD": ("self_preservation_threshold", float),
+    "SELF_PRESERVATION_MIN_INSTANCES": ("self_preservation_min_instances", int),
+    "SELF_PRESERVATION_MAX_SECONDS": ("self_preservation_max_seconds", float),
+    "SERVICE_DISCOVERY_MAX_INSTANCES": ("max_instances", int),
+    "SERVICE_DISCOVERY_MAX_BODY_BYTES": ("max_body_bytes", int),
+    "HEALTH_CHECK_MAX_BODY_BYTES": ("probe_max_body_bytes", int),
+}
+_FIELD_TO_VARIABLE = {field: name for name, (field, _) in _REGISTRY_VARIABLES.items()}
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+DEFAULT_PORT = 3004
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a server process needs; `registry` is what the core sees."""
+
+    registry: RegistryConfig
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    fd: int | None = None
+    secret: str = ""
+    secret_generated: bool = False
+    read_token: str | None = None
+    max_concurrent_probes: int = 100
+    log_level: str = "INFO"
+    shutdown_grace: float = 5.0
+
+
+def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:
+    try:
+        value = parse(raw.strip())
+    except ValueError:
+        kind = "a whole number" if parse is int else "a number"
+        raise ConfigError(name, f"must be {kind}, got {raw!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(name, f"must be a finite number, got {raw!r}")
+    return value
+
+
+def load_settings(
+    env: Mapping[str, str],
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    fd: int | None = None,
+) -> Settings:
+    """Read and check every setting; raises ConfigError naming the variable."""
+    values: dict[str, float | int] = {}
+    for name, (field, parse) in _REGISTRY_VARIABLES.items():
+        raw = env.get(name)
+        if raw is not None and raw.strip() != "":
+            values[field] = _number(name, raw, parse)
+    try:
+        registry = RegistryConfig(**values)  # type: ignore[arg-type]
+    except ConfigError as error:
+        raise ConfigError(_FIELD_TO_VARIABLE.get(error.name, error.name), error.message) from None
+
+    if port is None:
+        raw_port = env.get("SERVICE_DISCOVERY_PORT", "").strip()
+        port = int(_number("SERVICE_DISCOVERY_PORT", raw_port, int)) if raw_port else DEFAULT_PORT
+    if not 1 <= port <= 65535:
+        raise ConfigError("SERVICE_DISCOVERY_PORT", f"must be 1-65535, got {port}")
+    host = host or env.get("SERVICE_DISCOVERY_HOST", "").strip() or "0.0.0.0"
+
+    raw_limit = env.get("MAX_CONCURRENT_HEALTH_CHECKS", "").strip()
+    limit = int(_number("MAX_CONCURRENT_HEALTH_CHECKS", raw_limit, int)) if raw_limit else 100
+    if limit < 1:
+        raise ConfigError("MAX_CONCURRENT_HEALTH_CHECKS", f"must be at least 1, got {limit}")
+
+    raw_grace = env.get("SHUTDOWN_GRACE_SECONDS", "").strip()
+    grace = float(_number("SHUTDOWN_GRACE_SECONDS", raw_grace, float)) if raw_grace else 5.0
+    if grace <= 0:
+        raise ConfigError("SHUTDOWN_GRACE_SECONDS", f"must be greater than 0, got {raw_grace}")
+
+    level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+
+    secret = env.get("SERVICE_DISCOVERY_SECRET", "")
+    generated = not secret
+    if generated:
+        secret = secrets.token_urlsafe(32)
+    _check_token("SERVICE_DISCOVERY_SECRET", secret)
+    read_token = env.get("SERVICE_DISCOVERY_READ_TOKEN") or None
+    if read_token is not None:
+        _check_token("SERVICE_DISCOVERY_READ_TOKEN", read_token)
+        if read_token == secret:
+            raise ConfigError(
+                "SERVICE_DISCOVERY_READ_TOKEN", "must differ from SERVICE_DISCOVERY_SECRET"
+            )
+    return Settings(
+        registry=registry,
+        host=host,
+        port=port,
+        fd=fd,
+        secret=secret,
+        secret_generated=generated,
+        read_token=read_token,
+        max_concurrent_probes=limit,
+        log_level=level,
+        shutdown_grace=grace,
+    )
+
+
+def _check_token(name: str, token: str) -> None:
+    # Tokens travel in an HTTP header: printable ASCII without spaces only.
+    if not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError(name, "must be printable ASCII without spaces")

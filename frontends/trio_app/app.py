@@ -1,0 +1,145 @@
+"""The plain ASGI application: every request into the shared HTTP mapping.
+
+No framework: the ASGI messages are read and written here directly, which is
+all the contract needs, since routing, auth and every answer are decided by
+`sd_core.HttpApi`. The lifespan task owns the nursery the probe driver runs in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse
+
+from ..shared.logs import logfmt
+from ..shared.probe_request import make_probe_client, probe_once
+from ..shared.runtime import Runtime
+from .probe_driver import Fetch, ProbeDriver
+from .watchers import Watchers
+
+log = logging.getLogger("service_discovery")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class _Disconnected(Exception):
+    """The client went away before its body arrived."""
+
+
+class RegistryApp:
+    """The ASGI callable; `watchers` and `driver` are exposed for the server and tests."""
+
+    def __init__(self, runtime: Runtime, *, fetch: Fetch | None = None) -> None:
+        self.runtime = runtime
+        settings = runtime.settings
+        self.watchers = Watchers(runtime)
+        self._client = make_probe_client(
+            timeout=settings.registry.health_check_timeout,
+            concurrency=settings.max_concurrent_probes,
+        )
+        max_probe_body = settings.registry.probe_max_body_bytes
+        client = self._client
+        self.driver = ProbeDriver(
+            runtime,
+            fetch or (lambda probe: probe_once(client, probe, max_probe_body)),
+            concurrency=settings.max_concurrent_probes,
+            timeout=settings.registry.health_check_timeout,
+        )
+        runtime.submit_probe = self.driver.submit
+        runtime.wake_watchers = self.watchers.wake
+        runtime.wake_driver = self.driver.wake
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message["type"] != "lifespan.startup":
+            return
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.driver.run)
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            self.watchers.release_all()
+            nursery.cancel_scope.cancel()
+        await self._client.aclose()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        runtime = self.runtime
+        method: str = scope["method"]
+        path: str = scope["path"]
+        authorization = content_type = None
+        content_length = 0
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length" and value.isdigit():
+                content_length = int(value)
+        try:
+            body = await _read_body(receive, runtime.api.max_body_bytes, content_length)
+        except _Disconnected:
+            return
+        if body is None:
+            await _respond(send, runtime.too_large(method, path))
+            return
+        query: bytes = scope["query_string"]
+        try:
+            result = runtime.handle(method, path, query, authorization, content_type, body)
+            if isinstance(result, BlockingWait):
+                await self.watchers.wait(result.scope, runtime.jittered(result))
+                result = runtime.handle(
+                    method, path, query, authorization, content_type, body, may_block=False
+                )
+                assert isinstance(result, HttpResponse)
+        except Exception:
+            log.exception(logfmt("internal_error", method=method, path=path[:200]))
+            result = INTERNAL_ERROR
+        await _respond(send, result)
+
+
+async def _read_body(receive: Receive, limit: int, content_length: int) -> bytes | None:
+    """The body, or None once it passes the limit (never buffered past it)."""
+    if content_length > limit:
+        return None
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        body += message.get("body", b"")
+        if len(body) > limit:
+            return None
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+async def _respond(send: Send, response: HttpResponse) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": [
+                *((k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers),
+                (b"content-length", str(len(response.body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(runtime: Runtime, *, fetch: Fetch | None = None) -> RegistryApp:
+    """Build the app around `runtime`; `fetch` replaces the HTTP probe in driver tests."""
+    return RegistryApp(runtime, fetch=fetch)

@@ -1,0 +1,32 @@
+"""Serve the ASGI app with hypercorn's trio worker until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import signal
+
+import trio
+from hypercorn.trio import serve as hypercorn_serve
+
+from ..shared.hypercorn_setup import hypercorn_config
+from ..shared.runtime import Runtime
+from ..shared.settings import Settings
+from .app import create_app
+
+
+async def serve_async(settings: Settings) -> None:
+    runtime = Runtime(settings, frontend="trio", clock=trio.current_time)
+    app = create_app(runtime)
+
+    async def shutdown_trigger() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                break
+        runtime.begin_drain()
+        app.watchers.release_all()
+
+    await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+
+def serve(settings: Settings) -> None:
+    """Run until a signal."""
+    trio.run(serve_async, settings)
