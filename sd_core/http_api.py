@@ -12,8 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
@@ -31,14 +30,17 @@ _WAIT_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
 _WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _Model = TypeVar("_Model", bound=BaseModel)
 
-PREFIX = "/v1/discovery/"
+_PUBLIC = frozenset({"/health", "/metrics", "/openapi.json"})
 HEARTBEAT_OK = b'{"success":true,"message":"Heartbeat updated successfully"}'
 UNREGISTER_OK = b'{"success":true,"message":"Service unregistered successfully"}'
 
 
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    """What to send. `route` is the matched route template, for metrics labels."""
+class HttpResponse(NamedTuple):
+    """What to send. `route` is the matched route template, for metrics labels.
+
+    Named tuples rather than frozen dataclasses: just as immutable, and several
+    times cheaper to build on a path that runs 100,000 times a second.
+    """
 
     status: int
     body: bytes
@@ -46,16 +48,15 @@ class HttpResponse:
     route: str
 
 
-@dataclass(frozen=True, slots=True)
-class BlockingWait:
-    """Hold the request until `scope`'s index passes `index` or `timeout` elapses.
+class BlockingWait(NamedTuple):
+    """Hold the request until `scope`'s index passes `seen_index` or `timeout` elapses.
 
     `scope` is a service name, or None for the global index. Then call
     `HttpApi.handle` again with `may_block=False`.
     """
 
     scope: str | None
-    index: int
+    seen_index: int
     timeout: float
 
 
@@ -103,12 +104,14 @@ class HttpApi:
         """`metrics` and `openapi` render those documents (they need libraries the core avoids)."""
         self.registry = registry
         self._secret = secret.encode()
+        self._secret_header = b"Bearer " + self._secret
         self._read_token = read_token.encode() if read_token else None
         self.frontend = frontend
         self.version = version
         self._metrics = metrics
         self._openapi = openapi
         self.draining = False
+        self._responses: dict[tuple[str, str], tuple[int, HttpResponse]] = {}
         self._static: dict[str, dict[str, Callable[[_Call], Result]]] = {
             "/health": {"GET": self._health},
             "/metrics": {"GET": self._metrics_page},
@@ -139,7 +142,7 @@ class HttpApi:
             return handler
         call = _Call(route, params, query, content_type, body, now, may_block)
         try:
-            if route.startswith(PREFIX):
+            if route not in _PUBLIC:
                 self._authenticate(method, authorization)
             return handler(call)
         except RequestError as error:
@@ -222,6 +225,10 @@ class HttpApi:
     # ------------------------------------------------------------- auth
 
     def _authenticate(self, method: str, authorization: str | None) -> None:
+        if authorization is not None and hmac.compare_digest(
+            authorization.encode("latin-1", "replace"), self._secret_header
+        ):
+            return  # the common case, compared in constant time as one string
         token = _bearer_token(authorization)
         if token is not None:
             if hmac.compare_digest(token, self._secret):
@@ -288,37 +295,47 @@ class HttpApi:
             return index, None
         return index, BlockingWait(scope, wanted, wait)
 
-    def _read(self, call: _Call, scope: str | None, render: Callable[[], bytes | None]) -> Result:
+    def _read(
+        self, call: _Call, scope: str | None, render: Callable[[str], bytes | None]
+    ) -> Result:
         index, wait = self._blocking(call, scope)
         if wait is not None:
             return wait
+        name = scope or ""
+        body = render(name)
+        key = (call.route, name)
+        cached = self._responses.get(key)
+        # The registry hands out the same bytes object until something shown
+        # changes, so identity (and the index) say whether the response holds.
+        if cached is not None and cached[0] == index and cached[1].body is body:
+            return cached[1]
         headers = (("content-type", JSON), (INDEX_HEADER, str(index)))
-        body = render()
         if body is None:
-            assert scope is not None
             error = RequestError(
-                "service_not_found", 404, f"Service {scope} is not registered", headers=headers[1:]
+                "service_not_found", 404, f"Service {name} is not registered", headers=headers[1:]
             )
             return error_response(error, call.route)
-        return HttpResponse(200, body, headers, call.route)
+        response = HttpResponse(200, body, headers, call.route)
+        responses = self._responses
+        if len(responses) > 4 * self.registry.service_count + 64:
+            responses.clear()  # forget services that went away
+        responses[key] = (index, response)
+        return response
 
     def _all_services(self, call: _Call) -> Result:
-        return self._read(call, None, self.registry.all_services_body)
+        return self._read(call, None, lambda _: self.registry.all_services_body())
 
     def _all_targets(self, call: _Call) -> Result:
-        return self._read(call, None, self.registry.all_targets_body)
+        return self._read(call, None, lambda _: self.registry.all_targets_body())
 
     def _service(self, call: _Call) -> Result:
-        name = call.params[0]
-        return self._read(call, name, lambda: self.registry.service_instances_body(name))
+        return self._read(call, call.params[0], self.registry.service_instances_body)
 
     def _healthy(self, call: _Call) -> Result:
-        name = call.params[0]
-        return self._read(call, name, lambda: self.registry.healthy_instances_body(name))
+        return self._read(call, call.params[0], self.registry.healthy_instances_body)
 
     def _service_targets(self, call: _Call) -> Result:
-        name = call.params[0]
-        return self._read(call, name, lambda: self.registry.service_targets_body(name))
+        return self._read(call, call.params[0], self.registry.service_targets_body)
 
     # ----------------------------------------------------------- public
 
@@ -353,15 +370,28 @@ class HttpApi:
         return HttpResponse(200, self._openapi(), _JSON_HEADERS, call.route)
 
 
-@dataclass(frozen=True, slots=True)
 class _Call:
-    route: str
-    params: tuple[str, ...]
-    query: bytes
-    content_type: str | None
-    body: bytes
-    now: float
-    may_block: bool
+    """One request's pieces, handed from routing to the endpoint."""
+
+    __slots__ = ("body", "content_type", "may_block", "now", "params", "query", "route")
+
+    def __init__(
+        self,
+        route: str,
+        params: tuple[str, ...],
+        query: bytes,
+        content_type: str | None,
+        body: bytes,
+        now: float,
+        may_block: bool,
+    ) -> None:
+        self.route = route
+        self.params = params
+        self.query = query
+        self.content_type = content_type
+        self.body = body
+        self.now = now
+        self.may_block = may_block
 
 
 def _bearer_token(authorization: str | None) -> bytes | None:
@@ -378,6 +408,8 @@ def _bearer_token(authorization: str | None) -> bytes | None:
 
 
 def _is_json(content_type: str | None) -> bool:
+    if content_type == JSON:
+        return True
     if not content_type:
         return False
     return content_type.split(";", 1)[0].strip().lower() == JSON
@@ -390,7 +422,7 @@ def _parse(model: type[_Model], call: _Call) -> _Model:
             "unsupported_media_type", 415, "The request body must be sent as application/json"
         )
     try:
-        return model.model_validate_json(call.body)
+        return model.__pydantic_validator__.validate_json(call.body)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _validation_error(exc) from None
 
