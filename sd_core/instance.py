@@ -28,6 +28,7 @@ class Instance:
         "port",
         "probe_due",
         "probe_in_flight",
+        "probe_rephase",
         "registered_at",
         "removed",
         "service_name",
@@ -65,6 +66,7 @@ class Instance:
         self.generation = 0
         self.probe_due = 0.0
         self.probe_in_flight = False
+        self.probe_rephase = False
         self.removed = False
         self._json: bytes | None = None
         self._sd_json: bytes | None = None

@@ -14,6 +14,7 @@ import heapq
 import itertools
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from .config import RegistryConfig
 from .errors import DriverError, RequestError
@@ -36,6 +37,9 @@ from .status import Signal, Status, next_status
 # How often, while self-preservation holds, the core re-checks whether
 # heartbeats came back (monotonic seconds).
 SELF_PRESERVATION_RECHECK = 1.0
+SNAPSHOT_FORMAT = "service-discovery-snapshot"
+SNAPSHOT_VERSION = 1
+_LATEST_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z, the last a timestamp can show
 _HashSpread = float(2**32)
 
 
@@ -144,7 +148,7 @@ class Registry:
         self._update(current, request, now)
         return False
 
-    def _add(self, request: RegisterRequest, now: float) -> None:
+    def _add(self, request: RegisterRequest, now: float, *, announce: bool = True) -> None:
         name = request.service_name
         instance = Instance(
             name,
@@ -171,9 +175,10 @@ class Registry:
         self._schedule_first_probe(instance, now)
         self.stats.registrations += 1
         self._raise(service, instance)
-        self._effects.append(
-            InstanceRegistered(name, request.instance_id, instance.probe_url, updated=False)
-        )
+        if announce:
+            self._effects.append(
+                InstanceRegistered(name, request.instance_id, instance.probe_url, updated=False)
+            )
 
     def _update(self, instance: Instance, request: RegisterRequest, now: float) -> None:
         service = self._services[instance.service_name]
@@ -321,15 +326,17 @@ class Registry:
         self._expire_due(now)
         self._deregister_unhealthy(now)
 
-    def _schedule_first_probe(self, instance: Instance, now: float) -> None:
-        """Spread first probes over one interval by a hash of the instance's key.
+    def _probe_offset(self, instance: Instance) -> float:
+        """Where in the interval this instance's probes fall, by a hash of its key.
 
         A deterministic offset (not a random one) keeps fake-clock tests exact
         while still spreading a burst of registrations evenly.
         """
         key = f"{instance.service_name}/{instance.instance_id}".encode()
-        offset = zlib.crc32(key) / _HashSpread * self.config.health_check_interval
-        instance.probe_due = now + offset
+        return zlib.crc32(key) / _HashSpread * self.config.health_check_interval
+
+    def _schedule_first_probe(self, instance: Instance, now: float) -> None:
+        instance.probe_due = now + self._probe_offset(instance)
         heapq.heappush(self._probes, (instance.probe_due, next(self._seq), instance))
 
     def _start_due_probes(self, now: float) -> None:
@@ -340,7 +347,10 @@ class Registry:
             if instance.removed or due != instance.probe_due:
                 continue  # a stale entry: removed or rescheduled since
             following = due + interval
-            if following <= now:  # the driver woke late: keep the phase, skip missed rounds
+            if instance.probe_rephase:  # probed at once after a restore: now spread out
+                instance.probe_rephase = False
+                following = now + (self._probe_offset(instance) or interval)
+            elif following <= now:  # the driver woke late: keep the phase, skip missed rounds
                 following += interval * ((now - following) // interval + 1)
             instance.probe_due = following
             heapq.heappush(heap, (following, next(self._seq), instance))
@@ -438,6 +448,86 @@ class Registry:
                 continue  # recovered, re-registered or already gone
             self.stats.unhealthy_removals += 1
             self._remove(instance, "unhealthy_too_long")
+
+    # ---------------------------------------------------------- snapshots
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fleet after a restart, JSON-ready.
+
+        Health and heartbeat times are left out on purpose: a restored
+        instance starts `unknown` with a full TTL, because the registry cannot
+        know what happened while it was down.
+        """
+        offset = self.wall_offset
+        instances = [
+            {
+                "service_name": i.service_name,
+                "instance_id": i.instance_id,
+                "host": i.host,
+                "port": i.port,
+                "health_endpoint": i.health_endpoint,
+                "metadata": i.metadata,
+                "load_percentage": i.load,
+                "registered_at": i.registered_at + offset,
+            }
+            for name in sorted(self._services)
+            for i in self._services[name].sorted_instances()
+        ]
+        return {
+            "format": SNAPSHOT_FORMAT,
+            "version": SNAPSHOT_VERSION,
+            "global_index": self._global_index,
+            "instances": instances,
+        }
+
+    def restore(self, document: object, now: float) -> tuple[int, int]:
+        """Load a `snapshot()`; returns (restored, skipped). Refuses other formats.
+
+        Entries are validated like registrations; a bad entry is skipped, not
+        fatal, so one corrupt record cannot cost the whole fleet.
+        """
+        self._advance(now)
+        if (
+            not isinstance(document, dict)
+            or document.get("format") != SNAPSHOT_FORMAT
+            or document.get("version") != SNAPSHOT_VERSION
+            or not isinstance(document.get("instances"), list)
+        ):
+            raise ValueError(f"not a version {SNAPSHOT_VERSION} registry snapshot")
+        restored = skipped = 0
+        for entry in document["instances"]:
+            try:
+                request = RegisterRequest.model_validate(entry)
+                registered_at = entry["registered_at"]
+                if (
+                    isinstance(registered_at, bool)
+                    or not isinstance(registered_at, int | float)
+                    or not 0 <= registered_at <= _LATEST_TIMESTAMP
+                ):
+                    raise ValueError("registered_at")
+            except (ValueError, TypeError, KeyError):
+                skipped += 1
+                continue
+            service = self._services.get(request.service_name)
+            if (service is not None and request.instance_id in service.instances) or (
+                self._count >= self.config.max_instances
+            ):
+                skipped += 1
+                continue
+            self._add(request, now, announce=False)
+            instance = self._services[request.service_name].instances[request.instance_id]
+            instance.registered_at = float(registered_at) - self.wall_offset
+            instance.probe_due = now
+            instance.probe_rephase = True
+            heapq.heappush(self._probes, (now, next(self._seq), instance))
+            restored += 1
+        saved_index = document.get("global_index")
+        if isinstance(saved_index, int) and saved_index >= self._global_index:
+            # Carry the index on, so watchers do not see it go backwards.
+            self._global_index = saved_index + 1
+            for service in self._services.values():
+                service.index = self._global_index
+        return restored, skipped
 
     # ----------------------------------------------------------- indexes
 

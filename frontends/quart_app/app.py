@@ -21,6 +21,7 @@ from ..shared.logs import logfmt
 from ..shared.probe_request import make_probe_client, probe_once
 from ..shared.runtime import Runtime
 from .probe_driver import Fetch, ProbeDriver, Sleep
+from .snapshots import Snapshotter
 from .watchers import Watchers
 
 log = logging.getLogger("service_discovery")
@@ -57,6 +58,7 @@ def create_app(
         timeout=settings.registry.health_check_timeout,
         sleep=sleep,
     )
+    snapshotter = Snapshotter(runtime)
     runtime.submit_probe = driver.submit
     runtime.wake_watchers = watchers.wake
     runtime.wake_driver = driver.wake
@@ -65,17 +67,20 @@ def create_app(
     tasks: list[asyncio.Task[None]] = []
 
     @app.before_serving
-    async def start_driver() -> None:
+    async def start_background() -> None:
+        runtime.restore_state()
         tasks.append(asyncio.create_task(driver.run(), name="probe-driver"))
+        tasks.append(asyncio.create_task(snapshotter.run(), name="snapshotter"))
 
     @app.after_serving
-    async def stop_driver() -> None:
+    async def stop_background() -> None:
         watchers.release_all()
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        snapshotter.final()
         await client.aclose()
 
     async def read_body() -> bytes | None:

@@ -12,6 +12,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from sd_core import (
     INTERNAL_ERROR,
@@ -29,6 +30,7 @@ from sd_core import (
 from .logs import log_effect, logfmt
 from .metrics import Metrics
 from .settings import Settings
+from .state_file import encode_snapshot, restore_from_file, write_atomically
 
 log = logging.getLogger("service_discovery")
 
@@ -73,6 +75,7 @@ class Runtime:
         self.wake_watchers: Callable[[frozenset[str]], None] = _ignore_index
         self.wake_driver: Callable[[], None] = lambda: None
         self.driver_sleeps_until: float | None = None
+        self._snapshot_index: int | None = None
 
     def _openapi_bytes(self) -> bytes:
         if self._openapi is None:
@@ -160,3 +163,38 @@ class Runtime:
         """Refuse writes and release blocking queries: shutdown has begun."""
         self.api.draining = True
         log.info(logfmt("draining"))
+
+    # ----------------------------------------------------------- snapshots
+
+    def restore_state(self) -> None:
+        """Load the snapshot file, if one is configured (once, before serving)."""
+        path = self.settings.state_file
+        if path is None:
+            return
+        restore_from_file(path, self.registry, self.clock())
+        self.settle()
+        self._snapshot_index = self.registry.global_index
+
+    def take_snapshot(self, *, force: bool = False) -> dict[str, Any] | None:
+        """The registry's snapshot if anything changed since the last one was taken.
+
+        Built on the loop (one core call); encoding and writing happen in a
+        thread, which is safe because the snapshot shares nothing mutable.
+        """
+        if self.settings.state_file is None:
+            return None
+        index = self.registry.global_index
+        if not force and index == self._snapshot_index:
+            return None
+        self._snapshot_index = index
+        return self.registry.snapshot()
+
+    def write_snapshot(self, snapshot: dict[str, Any]) -> None:
+        """Blocking: call from a worker thread (or at shutdown). Failures are logged."""
+        path = self.settings.state_file
+        assert path is not None
+        try:
+            write_atomically(path, encode_snapshot(snapshot))
+        except OSError as error:
+            self._snapshot_index = None  # try again next round
+            log.error(logfmt("snapshot_write_failed", path=path, error=error))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from sd_core import ConfigError, RegistryConfig
 
@@ -47,6 +48,8 @@ class Settings:
     max_concurrent_probes: int = 100
     log_level: str = "INFO"
     shutdown_grace: float = 5.0
+    state_file: Path | None = None
+    snapshot_interval: float = 5.0
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:
@@ -95,6 +98,24 @@ def load_settings(
     if grace <= 0:
         raise ConfigError("SHUTDOWN_GRACE_SECONDS", f"must be greater than 0, got {raw_grace}")
 
+    raw_every = env.get("SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS", "").strip()
+    every = (
+        float(_number("SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS", raw_every, float))
+        if raw_every
+        else 5.0
+    )
+    if every <= 0:
+        raise ConfigError(
+            "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS",
+            f"must be greater than 0, got {raw_every}",
+        )
+    raw_state = env.get("SERVICE_DISCOVERY_STATE_FILE", "").strip()
+    state_file = Path(raw_state) if raw_state else None
+    if state_file is not None and not state_file.parent.is_dir():
+        raise ConfigError(
+            "SERVICE_DISCOVERY_STATE_FILE", f"directory {state_file.parent} does not exist"
+        )
+
     level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
     if level not in LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
@@ -122,6 +143,8 @@ def load_settings(
         max_concurrent_probes=limit,
         log_level=level,
         shutdown_grace=grace,
+        state_file=state_file,
+        snapshot_interval=every,
     )
 
 

@@ -1,0 +1,27 @@
+"""Writes the snapshot file every few seconds when something changed (asyncio)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..shared.runtime import Runtime
+
+
+class Snapshotter:
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    async def run(self) -> None:
+        """Run until cancelled; the file write happens off the loop."""
+        runtime = self._runtime
+        while True:
+            await asyncio.sleep(runtime.settings.snapshot_interval)
+            snapshot = runtime.take_snapshot()
+            if snapshot is not None:
+                await asyncio.to_thread(runtime.write_snapshot, snapshot)
+
+    def final(self) -> None:
+        """At shutdown: one last snapshot, written before the process exits."""
+        snapshot = self._runtime.take_snapshot(force=True)
+        if snapshot is not None:
+            self._runtime.write_snapshot(snapshot)
