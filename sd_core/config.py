@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
+from .probe_policy import ProbePolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class RegistryConfig:
     max_instances: int = 100_000
     max_body_bytes: int = 65_536
     probe_max_body_bytes: int = 65_536
+    probe_policy: ProbePolicy = field(default_factory=ProbePolicy)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -35,6 +37,8 @@ class RegistryConfig:
     def validate(self) -> None:
         """Refuse values that would make the registry misbehave quietly."""
         for f in fields(self):
+            if f.name == "probe_policy":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ConfigError(f.name, f"must be a number, got {value!r}")

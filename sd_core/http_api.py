@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import FieldProblem, RequestError
 from .models import HeartbeatRequest, RegisterRequest
+from .probe_policy import is_ip_literal
 from .registry import Registry
 from .render import encode
 
@@ -262,6 +263,10 @@ class HttpApi:
         request = _parse(RegisterRequest, call)
         self.registry.register(request, call.now)
         message = f"Service {request.service_name}:{request.instance_id} registered successfully"
+        if is_ip_literal(request.host):
+            refusal = self.registry.config.probe_policy.refusal(request.host)
+            if refusal is not None:  # registered, but say why it will never turn healthy
+                message += f"; health checks refused: {refusal}"
         return HttpResponse(
             200, encode({"success": True, "message": message}), _JSON_HEADERS, call.route
         )

@@ -50,10 +50,11 @@ def create_app(
         concurrency=settings.max_concurrent_probes,
     )
     max_probe_body = settings.registry.probe_max_body_bytes
+    policy = settings.registry.probe_policy
 
     driver = ProbeDriver(
         runtime,
-        fetch or (lambda probe: probe_once(client, probe, max_probe_body)),
+        fetch or (lambda probe: probe_once(client, probe, max_probe_body, policy)),
         concurrency=settings.max_concurrent_probes,
         timeout=settings.registry.health_check_timeout,
         sleep=sleep,

@@ -3,13 +3,25 @@
 The whole-probe deadline is the driver's job (`asyncio.timeout` or
 `trio.move_on_after`): httpx's own timeouts are per operation, so a peer that
 trickles one byte a second would never trip them.
+
+Names are resolved here, every address is checked against the probe policy,
+and the request goes to the checked address itself (with the original Host
+header), so a DNS answer that changes between check and connect (rebinding)
+cannot steer a probe somewhere the policy forbids.
 """
 
 from __future__ import annotations
 
+import socket
+
+import anyio
 import httpx
 
 from sd_core import ProbeFailed, ProbeResult, RunProbe, judge_probe
+from sd_core.probe_policy import ProbePolicy, is_ip_literal
+
+# How many resolved addresses to try before giving up on connecting.
+MAX_ADDRESSES = 3
 
 
 def make_probe_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
@@ -23,26 +35,63 @@ def make_probe_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
     )
 
 
-async def probe_once(client: httpx.AsyncClient, probe: RunProbe, max_body: int) -> ProbeResult:
-    """Fetch and judge one health endpoint; I/O errors become a failed result."""
+def _failed(probe: RunProbe, reason: str) -> ProbeFailed:
+    return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, reason[:200])
+
+
+async def _addresses(host: str, port: int) -> list[str]:
+    if is_ip_literal(host):
+        return [host.strip("[]")]
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[str] = []
+    for *_, sockaddr in infos:
+        address = str(sockaddr[0])
+        if address not in found:
+            found.append(address)
+    return found
+
+
+async def probe_once(
+    client: httpx.AsyncClient, probe: RunProbe, max_body: int, policy: ProbePolicy
+) -> ProbeResult:
+    """Fetch and judge one health endpoint; every failure becomes a failed result."""
     try:
-        async with client.stream("GET", probe.url) as response:
-            if not 200 <= response.status_code < 300:
-                return judge_probe(probe, response.status_code, b"")
-            body = bytearray()
-            # Raw bytes: we asked for identity encoding, and decoding a
-            # compressed body could expand past the limit in one chunk.
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > max_body:
-                    return judge_probe(probe, response.status_code, b"", truncated=True)
-            return judge_probe(probe, response.status_code, bytes(body))
-    except (httpx.HTTPError, httpx.InvalidURL) as error:
-        reason = f"{type(error).__name__}: {error}".strip()
-        return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, reason[:200])
+        url = httpx.URL(probe.url)
+        port = url.port or 80
+        addresses = await _addresses(url.host, port)
+    except (OSError, httpx.InvalidURL) as error:
+        return _failed(probe, f"cannot resolve host: {error}")
+    allowed = [a for a in addresses if policy.refusal(a) is None]
+    if not allowed:
+        refusal = policy.refusal(addresses[0]) if addresses else "no address"
+        return _failed(probe, f"refused: {refusal}")
+    host_header = url.netloc.decode("ascii")
+    reason = "no address to connect to"
+    for address in allowed[:MAX_ADDRESSES]:
+        try:
+            return await _fetch(client, probe, url.copy_with(host=address), host_header, max_body)
+        except httpx.ConnectError as failure:  # try the next address
+            reason = f"{type(failure).__name__}: {failure}".strip()
+        except (httpx.HTTPError, httpx.InvalidURL) as failure:
+            return _failed(probe, f"{type(failure).__name__}: {failure}".strip())
+    return _failed(probe, reason)
+
+
+async def _fetch(
+    client: httpx.AsyncClient, probe: RunProbe, url: httpx.URL, host: str, max_body: int
+) -> ProbeResult:
+    async with client.stream("GET", url, headers={"host": host}) as response:
+        if not 200 <= response.status_code < 300:
+            return judge_probe(probe, response.status_code, b"")
+        body = bytearray()
+        # Raw bytes: we asked for identity encoding, and decoding a compressed
+        # body could expand past the limit in one chunk.
+        async for chunk in response.aiter_raw():
+            body += chunk
+            if len(body) > max_body:
+                return judge_probe(probe, response.status_code, b"", truncated=True)
+        return judge_probe(probe, response.status_code, bytes(body))
 
 
 def timed_out(probe: RunProbe, seconds: float) -> ProbeFailed:
-    return ProbeFailed(
-        probe.service_name, probe.instance_id, probe.generation, f"timeout after {seconds:g}s"
-    )
+    return _failed(probe, f"timeout after {seconds:g}s")

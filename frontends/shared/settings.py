@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sd_core import ConfigError, RegistryConfig
+from sd_core.probe_policy import ProbePolicy, parse_networks
 
 # Environment variable -> (RegistryConfig field, parser).
 _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
@@ -76,8 +77,15 @@ def load_settings(
         raw = env.get(name)
         if raw is not None and raw.strip() != "":
             values[field] = _number(name, raw, parse)
+    policy = ProbePolicy()
+    raw_networks = env.get("HEALTH_CHECK_ALLOWED_NETWORKS", "").strip()
+    if raw_networks:
+        try:
+            policy = ProbePolicy(parse_networks(raw_networks))
+        except ValueError as error:
+            raise ConfigError("HEALTH_CHECK_ALLOWED_NETWORKS", str(error)) from None
     try:
-        registry = RegistryConfig(**values)  # type: ignore[arg-type]
+        registry = RegistryConfig(**values, probe_policy=policy)  # type: ignore[arg-type]
     except ConfigError as error:
         raise ConfigError(_FIELD_TO_VARIABLE.get(error.name, error.name), error.message) from None
 

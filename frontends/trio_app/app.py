@@ -45,10 +45,11 @@ class RegistryApp:
             concurrency=settings.max_concurrent_probes,
         )
         max_probe_body = settings.registry.probe_max_body_bytes
+        policy = settings.registry.probe_policy
         client = self._client
         self.driver = ProbeDriver(
             runtime,
-            fetch or (lambda probe: probe_once(client, probe, max_probe_body)),
+            fetch or (lambda probe: probe_once(client, probe, max_probe_body, policy)),
             concurrency=settings.max_concurrent_probes,
             timeout=settings.registry.health_check_timeout,
         )
