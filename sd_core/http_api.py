@@ -160,6 +160,19 @@ class HttpApi:
             route,
         )
 
+    def overloaded(self, method: str, path: str, what: str) -> HttpResponse:
+        """503 with `Retry-After` when a frontend limit (`what`) is reached."""
+        handler, route, _ = self._route(method, path)
+        if isinstance(handler, HttpResponse):
+            route = "unknown"
+        error = RequestError(
+            "overloaded",
+            503,
+            f"Too many {what}; retry shortly",
+            headers=(("retry-after", "1"),),
+        )
+        return error_response(error, route)
+
     @property
     def max_body_bytes(self) -> int:
         return self.registry.config.max_body_bytes

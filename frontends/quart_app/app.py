@@ -103,9 +103,18 @@ def create_app(
     @app.route("/<path:path>", methods=METHODS, provide_automatic_options=False)
     async def dispatch(path: str) -> Response:
         method, route_path = request.method, request.path
+        refused = runtime.admit(method, route_path)
+        if refused is not None:
+            return to_response(refused)
+        try:
+            return to_response(await answer(method, route_path))
+        finally:
+            runtime.leave()
+
+    async def answer(method: str, route_path: str) -> HttpResponse:
         body = await read_body()
         if body is None:
-            return to_response(runtime.too_large(method, route_path))
+            return runtime.too_large(method, route_path)
         headers = request.headers
         authorization = headers.get("authorization")
         content_type = headers.get("content-type")
@@ -117,7 +126,7 @@ def create_app(
                 method, route_path, query, authorization, content_type, body, may_block=False
             )
             assert isinstance(result, HttpResponse)
-        return to_response(result)
+        return result
 
     @app.errorhandler(HTTPException)
     async def framework_error(error: HTTPException) -> Response:

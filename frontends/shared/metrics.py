@@ -65,6 +65,9 @@ class _CoreCollector(Collector):
         yield GaugeMetricFamily(
             "sd_blocking_queries", "Blocking queries parked now", runtime.parked_queries
         )
+        yield GaugeMetricFamily(
+            "sd_requests_in_flight", "HTTP requests being handled now", runtime.in_flight
+        )
         requests = CounterMetricFamily(
             "sd_http_requests", "HTTP requests answered", labels=["route", "status"]
         )

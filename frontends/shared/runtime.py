@@ -71,6 +71,7 @@ class Runtime:
         )
         self.request_counts: dict[tuple[str, int], int] = {}
         self.parked_queries = 0
+        self.in_flight = 0
         self.submit_probe: Callable[[RunProbe], None] = _unset_probe
         self.wake_watchers: Callable[[frozenset[str]], None] = _ignore_index
         self.wake_driver: Callable[[], None] = lambda: None
@@ -117,7 +118,25 @@ class Runtime:
         self.settle()
         if isinstance(result, HttpResponse):
             self.count(result)
+        elif self.parked_queries >= self.settings.max_blocking_queries:
+            result = self.api.overloaded(method, path, "blocking queries")
+            self.count(result)
         return result
+
+    def admit(self, method: str, path: str) -> HttpResponse | None:
+        """Count a request in; past the in-flight limit, the 503 to send instead.
+
+        Every admitted request must be matched by `leave()`.
+        """
+        if self.in_flight >= self.settings.max_in_flight_requests:
+            response = self.api.overloaded(method, path, "requests in flight")
+            self.count(response)
+            return response
+        self.in_flight += 1
+        return None
+
+    def leave(self) -> None:
+        self.in_flight -= 1
 
     def too_large(self, method: str, path: str) -> HttpResponse:
         response = self.api.payload_too_large(method, path)

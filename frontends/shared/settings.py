@@ -50,6 +50,8 @@ class Settings:
     log_level: str = "INFO"
     shutdown_grace: float = 5.0
     state_file: Path | None = None
+    max_blocking_queries: int = 20_000
+    max_in_flight_requests: int = 30_000
     snapshot_interval: float = 5.0
 
 
@@ -106,6 +108,17 @@ def load_settings(
     if grace <= 0:
         raise ConfigError("SHUTDOWN_GRACE_SECONDS", f"must be greater than 0, got {raw_grace}")
 
+    limits = {}
+    for name, default in (
+        ("SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES", 20_000),
+        ("SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS", 30_000),
+    ):
+        raw = env.get(name, "").strip()
+        value = int(_number(name, raw, int)) if raw else default
+        if value < 1:
+            raise ConfigError(name, f"must be at least 1, got {value}")
+        limits[name] = value
+
     raw_every = env.get("SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS", "").strip()
     every = (
         float(_number("SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS", raw_every, float))
@@ -153,6 +166,8 @@ def load_settings(
         shutdown_grace=grace,
         state_file=state_file,
         snapshot_interval=every,
+        max_blocking_queries=limits["SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES"],
+        max_in_flight_requests=limits["SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS"],
     )
 
 

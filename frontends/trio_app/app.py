@@ -85,6 +85,22 @@ class RegistryApp:
         runtime = self.runtime
         method: str = scope["method"]
         path: str = scope["path"]
+        refused = runtime.admit(method, path)
+        if refused is not None:
+            await _respond(send, refused)
+            return
+        try:
+            response = await self._answer(scope, receive, method, path)
+            if response is not None:
+                await _respond(send, response)
+        finally:
+            runtime.leave()
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, method: str, path: str
+    ) -> HttpResponse | None:
+        """The response to send, or None when the client went away first."""
+        runtime = self.runtime
         authorization = content_type = None
         content_length = 0
         for name, value in scope["headers"]:
@@ -97,10 +113,9 @@ class RegistryApp:
         try:
             body = await _read_body(receive, runtime.api.max_body_bytes, content_length)
         except _Disconnected:
-            return
+            return None
         if body is None:
-            await _respond(send, runtime.too_large(method, path))
-            return
+            return runtime.too_large(method, path)
         query: bytes = scope["query_string"]
         try:
             result = runtime.handle(method, path, query, authorization, content_type, body)
@@ -113,7 +128,7 @@ class RegistryApp:
         except Exception:
             log.exception(logfmt("internal_error", method=method, path=path[:200]))
             result = INTERNAL_ERROR
-        await _respond(send, result)
+        return result
 
 
 async def _read_body(receive: Receive, limit: int, content_length: int) -> bytes | None:
