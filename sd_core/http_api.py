@@ -27,7 +27,7 @@ JSON = "application/json"
 INDEX_HEADER = "x-discovery-index"
 DEFAULT_WAIT = 60.0
 MAX_WAIT = 300.0
-_WAIT_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
+_WAIT_RE = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,9})?)(ms|s|m|h)?")
 _WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _Model = TypeVar("_Model", bound=BaseModel)
 
@@ -473,7 +473,7 @@ def _blocking_params(query: bytes) -> tuple[int | None, float]:
                 raise _query_error("index", "must be a non-negative integer")
             index = int(value)
         elif key == "wait":
-            match = _WAIT_RE.match(value)
+            match = _WAIT_RE.fullmatch(value)
             if match is None:
                 raise _query_error("wait", "must be a duration like 30s, 2m or 500ms")
             wait = min(MAX_WAIT, float(match.group(1)) * _WAIT_UNITS[match.group(2)])

@@ -15,10 +15,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-NAME_RE = re.compile(NAME_PATTERN)
-_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_BAD_PATH_CHAR = re.compile(r"[\s\x00-\x1f\x7f#]")
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# C0 and C1 control characters (C1 includes NEL, a line break to str.splitlines).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_BAD_PATH_CHAR = re.compile(r"[\s\x00-\x1f\x7f-\x9f#]")
 
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY = 128
@@ -42,7 +42,7 @@ def _check_host(value: str) -> str:
     if len(value) > 253 or not value:
         raise ValueError("hostname must be 1-253 characters")
     labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
-    if not all(_HOST_LABEL.match(label) for label in labels):
+    if not all(_HOST_LABEL.fullmatch(label) for label in labels):
         raise ValueError("must be an RFC 1123 hostname, an IPv4 address or an IPv6 address")
     if all(label.isdigit() for label in labels):
         try:

@@ -30,6 +30,8 @@ def judge_probe(
         document = json.loads(body)
     except ValueError:  # not JSON (or not UTF-8): a plain 2xx passes
         return ProbePassed(*key)
+    except RecursionError:  # JSON nested deeper than Python parses: hostile or broken
+        return ProbeFailed(*key, reason="body nested too deeply")
     if not isinstance(document, dict) or "status" not in document:
         return ProbePassed(*key, load=_load_of(document))
     status = document["status"]
@@ -44,6 +46,10 @@ def _load_of(document: object) -> float | None:
     load = document.get("load_percentage")
     if isinstance(load, bool) or not isinstance(load, int | float):
         return None
-    if load != load:  # NaN
+    try:
+        value = float(load)
+    except OverflowError:  # an integer too large for a float: above 1 either way
+        value = float("inf") if load > 0 else 0.0
+    if value != value:  # NaN
         return None
-    return min(1.0, max(0.0, float(load)))
+    return min(1.0, max(0.0, value))

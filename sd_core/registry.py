@@ -103,6 +103,8 @@ class Registry:
         self._global_index = 1
         self._tombstones: dict[str, int] = {}
         self._seq = itertools.count()
+        # Registry-wide, so a probe of a removed incarnation never matches a new one.
+        self._generations = itertools.count(1)
         self._expiry: list[tuple[float, int, Instance]] = []
         self._probes: list[tuple[float, int, Instance]] = []
         self._unhealthy: list[tuple[float, int, Instance]] = []
@@ -160,6 +162,7 @@ class Registry:
             0.0 if request.load_percentage is None else float(request.load_percentage),
             now,
         )
+        instance.generation = next(self._generations)
         service = self._services.get(name)
         if service is None:
             service = _Service(name, self._global_index)
@@ -196,7 +199,7 @@ class Registry:
         if request.load_percentage is not None:
             instance.load = float(request.load_percentage)
         if address_changed:
-            instance.generation += 1
+            instance.generation = next(self._generations)
             instance.successes = 0
             instance.failures = 0
             instance.probe_in_flight = False
