@@ -17,7 +17,7 @@ from sd_core import ConfigError, __version__
 from . import FRONTENDS
 from .shared.logs import configure_logging, logfmt
 
-log = logging.getLogger("service_discovery")
+log = logging.getLogger("sd.registry")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -184,6 +184,43 @@ class SimulatedRegistry:
 
     # ------------------------------------------------------------ reading
 
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: bytes = b"",
+        authorization: str | None = None,
+        content_type: str | None = None,
+        body: bytes = b"",
+    ) -> HttpResponse:
+        """One raw request through the shared HTTP mapping, exactly as a frontend makes it.
+
+        A blocking query with nothing to wake it jumps the clock to the end of
+        its wait (trio's autojump clock does the same), then answers.
+        """
+        if len(body) > self.api.max_body_bytes:
+            result: HttpResponse | BlockingWait = self.api.payload_too_large(method, path)
+        else:
+            result = self.api.handle(
+                method, path, query, authorization, content_type, body, self.clock.now
+            )
+        if isinstance(result, BlockingWait):
+            self.advance(result.timeout)
+            result = self.api.handle(
+                method,
+                path,
+                query,
+                authorization,
+                content_type,
+                body,
+                self.clock.now,
+                may_block=False,
+            )
+            assert isinstance(result, HttpResponse)
+        self._settle()
+        return result
+
     def request(
         self,
         method: str,
@@ -195,34 +232,18 @@ class SimulatedRegistry:
         token: str | None = "default",
         content_type: str | None = "application/json",
     ) -> Reply:
-        """One request through the shared HTTP mapping, exactly as a frontend makes it.
-
-        A blocking query is answered as if its wait ran out without a change.
-        """
+        """`send` with conveniences: a JSON body, the secret by default, a decoded reply."""
         if body is None:
             body = b"" if json_body is None else json.dumps(json_body).encode()
         secret = self.secret if token == "default" else token
-        authorization = None if secret is None else f"Bearer {secret}"
-        if len(body) > self.api.max_body_bytes:
-            result: HttpResponse | BlockingWait = self.api.payload_too_large(method, path)
-        else:
-            result = self.api.handle(
-                method, path, query.encode(), authorization, content_type, body, self.clock.now
-            )
-        if isinstance(result, BlockingWait):
-            self.advance(result.timeout)
-            result = self.api.handle(
-                method,
-                path,
-                query.encode(),
-                authorization,
-                content_type,
-                body,
-                self.clock.now,
-                may_block=False,
-            )
-            assert isinstance(result, HttpResponse)
-        self._settle()
+        result = self.send(
+            method,
+            path,
+            query=query.encode(),
+            authorization=None if secret is None else f"Bearer {secret}",
+            content_type=content_type,
+            body=body,
+        )
         decoded = json.loads(result.body) if result.body else None
         return Reply(result.status, {k.lower(): v for k, v in result.headers}, decoded)
 

@@ -24,7 +24,7 @@ from .probe_driver import Fetch, ProbeDriver, Sleep
 from .snapshots import Snapshotter
 from .watchers import Watchers
 
-log = logging.getLogger("service_discovery")
+log = logging.getLogger("sd.registry")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"]
 
 

@@ -19,7 +19,7 @@ from ..shared.probe_request import timed_out
 from ..shared.runtime import Runtime
 from .watchers import first_of
 
-log = logging.getLogger("service_discovery")
+log = logging.getLogger("sd.registry")
 Fetch = Callable[[RunProbe], Awaitable[ProbeResult]]
 Sleep = Callable[[float], Awaitable[None]]
 

@@ -17,7 +17,7 @@ from sd_core import (
     StatusChanged,
 )
 
-log = logging.getLogger("service_discovery")
+log = logging.getLogger("sd.registry")
 
 
 def _quote(value: object) -> str:

@@ -32,7 +32,7 @@ from .metrics import Metrics
 from .settings import Settings
 from .state_file import encode_snapshot, restore_from_file, write_atomically
 
-log = logging.getLogger("service_discovery")
+log = logging.getLogger("sd.registry")
 
 
 def _unset_probe(probe: RunProbe) -> None:

@@ -21,7 +21,7 @@ from sd_core import Registry
 
 from .logs import logfmt
 
-log = logging.getLogger("service_discovery")
+log = logging.getLogger("sd.registry")
 
 
 def encode_snapshot(snapshot: dict[str, Any]) -> bytes:

@@ -22,7 +22,7 @@ from .probe_driver import Fetch, ProbeDriver
 from .snapshots import Snapshotter
 from .watchers import Watchers
 
-log = logging.getLogger("service_discovery")
+log = logging.getLogger("sd.registry")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]

@@ -21,7 +21,7 @@ from ..shared.logs import logfmt
 from ..shared.probe_request import timed_out
 from ..shared.runtime import Runtime
 
-log = logging.getLogger("service_discovery")
+log = logging.getLogger("sd.registry")
 Fetch = Callable[[RunProbe], Awaitable[ProbeResult]]
 
 

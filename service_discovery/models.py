@@ -1,0 +1,242 @@
+"""Typed shapes of what the SDK sends and receives.
+
+The instance model mirrors the registry's instance JSON (docs/api.md) so code
+that discovers a service works with attributes and types, not dict lookups.
+Unknown fields the registry may add later are ignored, so an older SDK keeps
+working against a newer registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from .errors import FieldError, ValidationError
+
+__all__ = [
+    "CheckStatus",
+    "CustomCheckResult",
+    "HealthCheckResult",
+    "HealthStatus",
+    "InstanceStatus",
+    "ServiceInstance",
+    "ServiceInstanceList",
+    "ServiceRegistrationRequest",
+    "registration_from_arguments",
+]
+
+
+def _iso_z(value: datetime) -> str:
+    """Render a timestamp the way the registry does: UTC, microseconds, ``Z``."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class ServiceRegistrationRequest(BaseModel):
+    """What a service tells the registry about itself (``POST /v1/discovery/register``).
+
+    Only types and the port range are checked here; the registry is the
+    authority on the rest (name syntax, host syntax, metadata limits) and its
+    422 arrives as :class:`~service_discovery.ValidationError` with details.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    service_name: str = Field(min_length=1)
+    instance_id: str = Field(min_length=1)
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    health_endpoint: str = "/health"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    load_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON body to send; an unset ``load_percentage`` is left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class InstanceStatus(StrEnum):
+    """An instance's health as the registry's probes see it."""
+
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"  # registered, not yet probed enough to say
+
+
+class ServiceInstance(BaseModel):
+    """One registered instance, as rendered by the registry's read endpoints.
+
+    Frozen, so the discovery cache can hand the same objects to every caller
+    without one caller's change leaking into another's answer.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    service_name: str
+    instance_id: str
+    host: str
+    port: int
+    health_endpoint: str = "/health"
+    status: InstanceStatus = InstanceStatus.UNKNOWN
+    last_health_check: datetime | None = None
+    last_heartbeat: datetime | None = None
+    load_percentage: float = 0.0
+    metadata: dict[str, str] = Field(default_factory=dict)
+    registered_at: datetime | None = None
+
+    @field_serializer("last_health_check", "last_heartbeat", "registered_at")
+    def _serialize_timestamp(self, value: datetime | None) -> str | None:
+        return None if value is None else _iso_z(value)
+
+    @property
+    def is_healthy(self) -> bool:
+        """True when the registry's last verdict on this instance is ``healthy``."""
+        return self.status is InstanceStatus.HEALTHY
+
+    @property
+    def address(self) -> str:
+        """``host:port``, with an IPv6 host in brackets (usable in a URL)."""
+        host = self.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of this instance, ready for an HTTP client."""
+        return f"http://{self.address}"
+
+
+class ServiceInstanceList(list[ServiceInstance]):
+    """The list :meth:`~service_discovery.ServiceDiscoveryClient.discover_services` returns.
+
+    A plain list of :class:`ServiceInstance` (so existing code that iterates or
+    indexes keeps working) that also says where it came from:
+
+    * ``stale``: True when the registry could not be reached and this is the
+      last good answer from the cache (check it if acting on an outdated list
+      matters to you; a warning is logged too).
+    * ``discovery_index``: the registry's ``X-Discovery-Index`` for the answer, if known.
+    * ``age_seconds``: how long ago the registry produced this answer (0 for a
+      fresh one).
+    """
+
+    stale: bool
+    discovery_index: int | None
+    age_seconds: float
+
+    def __init__(
+        self,
+        instances: Iterable[ServiceInstance] = (),
+        *,
+        stale: bool = False,
+        discovery_index: int | None = None,
+        age_seconds: float = 0.0,
+    ) -> None:
+        super().__init__(instances)
+        self.stale = stale
+        self.discovery_index = discovery_index
+        self.age_seconds = age_seconds
+
+    def copy_with(self, *, stale: bool, age_seconds: float) -> ServiceInstanceList:
+        """A new list (callers may mutate theirs) with the same instances and index."""
+        return ServiceInstanceList(
+            self, stale=stale, discovery_index=self.discovery_index, age_seconds=age_seconds
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ServiceInstanceList({list.__repr__(self)}, stale={self.stale}, "
+            f"discovery_index={self.discovery_index}, age_seconds={self.age_seconds:.3f})"
+        )
+
+
+class HealthStatus(StrEnum):
+    """Overall verdict of a :class:`HealthCheckResult`.
+
+    The registry's probe passes on ``healthy`` and fails on ``unhealthy``.
+    """
+
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+class CheckStatus(StrEnum):
+    """Outcome of one named custom check."""
+
+    PASS = "pass"
+    FAIL = "fail"
+
+
+class CustomCheckResult(BaseModel):
+    """One entry of ``custom_checks``: did the check pass, why not, how long it took."""
+
+    status: CheckStatus
+    message: str | None = None
+    duration_ms: float = 0.0
+
+
+class HealthCheckResult(BaseModel):
+    """The body a service's ``GET /health`` returns (the seed's shape).
+
+    ``status`` is ``unhealthy`` as soon as one custom check fails; the failing
+    check's entry in ``custom_checks`` says why. ``load_percentage`` (0..1) is
+    read by the registry's probe and becomes the instance's reported load, which
+    :meth:`~service_discovery.ServiceDiscoveryClient.pick` balances on.
+    """
+
+    status: HealthStatus
+    service: str
+    timestamp: datetime
+    uptime_seconds: float
+    load_percentage: float = Field(ge=0.0, le=1.0)
+    custom_checks: dict[str, CustomCheckResult] = Field(default_factory=dict)
+
+    @field_serializer("timestamp")
+    def _serialize_timestamp(self, value: datetime) -> str:
+        return _iso_z(value)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        """Names of the checks that failed, in the order they were added."""
+        return [name for name, r in self.custom_checks.items() if r.status is CheckStatus.FAIL]
+
+    @property
+    def http_status(self) -> int:
+        """200 when healthy, 503 when not (what the HTTP integrations answer)."""
+        return 200 if self.status is HealthStatus.HEALTHY else 503
+
+
+def registration_from_arguments(
+    request: ServiceRegistrationRequest | None, fields: Mapping[str, Any]
+) -> ServiceRegistrationRequest:
+    """Accept either a request object or its fields, never both, never neither."""
+    if request is not None:
+        if fields:
+            raise TypeError("pass a ServiceRegistrationRequest or keyword fields, not both")
+        if not isinstance(request, ServiceRegistrationRequest):
+            raise TypeError(f"expected a ServiceRegistrationRequest, got {type(request).__name__}")
+        return request
+    if not fields:
+        raise TypeError("pass a ServiceRegistrationRequest or service_name=, instance_id=, ...")
+    data = dict(fields)
+    if data.get("metadata") is None:
+        data.pop("metadata", None)
+    try:
+        return ServiceRegistrationRequest.model_validate(data)
+    except pydantic.ValidationError as exc:
+        details = [
+            FieldError(".".join(str(part) for part in err["loc"]), err["msg"])
+            for err in exc.errors()
+        ]
+        raise ValidationError(
+            "Invalid registration: " + ", ".join(d.field for d in details),
+            details=details,
+            status_code=None,
+        ) from exc

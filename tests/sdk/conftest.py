@@ -1,0 +1,54 @@
+"""Shared fixtures of the SDK tests: a fake registry, a fake clock, a client on both."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from service_discovery import ServiceDiscoveryClient, ServiceRegistrationRequest
+
+from .fakes import SECRET, FakeClock, FakeRegistry
+
+URL = "http://registry.test"
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    return FakeRegistry()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_client(registry: FakeRegistry, clock: FakeClock) -> Callable[..., ServiceDiscoveryClient]:
+    """A client wired to the fake registry and the fake clock (override any argument)."""
+
+    def make(**overrides: Any) -> ServiceDiscoveryClient:
+        options: dict[str, Any] = {
+            "service_discovery_url": URL,
+            "service_discovery_secret": SECRET,
+            "transport": registry.transport(),
+            "sleep": clock.sleep,
+            "clock": clock,
+        }
+        options.update(overrides)
+        return ServiceDiscoveryClient(**options)
+
+    return make
+
+
+@pytest.fixture
+def request_a() -> ServiceRegistrationRequest:
+    return ServiceRegistrationRequest(
+        service_name="my-service",
+        instance_id="instance-1",
+        host="localhost",
+        port=8080,
+        health_endpoint="/health",
+        metadata={"version": "1.0.0"},
+    )
