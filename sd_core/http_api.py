@@ -452,6 +452,10 @@ def _validation_error(exc: ValidationError) -> RequestError:
         if error["type"] == "json_invalid" or (error["type"] == "model_type" and not location):
             return RequestError("invalid_json", 400, "The request body must be a JSON object")
         message = error["msg"].removeprefix("Value error, ")
+        if location and location[-1] == "[key]":
+            # A bad map key: name the map, not the key (it may be huge or hostile).
+            location = location[:-2]
+            message = f"a key: {message}"
         problems.append(FieldProblem(".".join(str(part) for part in location), message))
     fields = ", ".join(sorted({p.field for p in problems}))
     return RequestError(

@@ -60,16 +60,9 @@ def _check_health_endpoint(value: str) -> str:
     return value
 
 
-def _check_metadata(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > MAX_METADATA_ENTRIES:
-        raise ValueError(f"at most {MAX_METADATA_ENTRIES} entries")
-    for key, item in value.items():
-        if not key or len(key) > MAX_METADATA_KEY:
-            raise ValueError(f"keys must be 1-{MAX_METADATA_KEY} characters")
-        if len(item) > MAX_METADATA_VALUE:
-            raise ValueError(f"value of {key!r} is over {MAX_METADATA_VALUE} characters")
-        if _CONTROL.search(key) or _CONTROL.search(item):
-            raise ValueError("keys and values must not contain control characters")
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
     return value
 
 
@@ -79,7 +72,13 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 HealthEndpoint = Annotated[
     str, Field(max_length=MAX_HEALTH_ENDPOINT), AfterValidator(_check_health_endpoint)
 ]
-Metadata = Annotated[dict[str, str], AfterValidator(_check_metadata)]
+MetadataKey = Annotated[
+    str, Field(min_length=1, max_length=MAX_METADATA_KEY), AfterValidator(_no_control)
+]
+MetadataValue = Annotated[str, Field(max_length=MAX_METADATA_VALUE), AfterValidator(_no_control)]
+# Per-entry rules on the key and value types, so a 422 names the entry
+# (`metadata.version`), not just the whole map.
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)]
 Load = Annotated[float, Field(ge=0.0, le=1.0)]
 Status = Literal["healthy", "unhealthy", "unknown"]
 

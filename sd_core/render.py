@@ -18,7 +18,9 @@ from .instance import Instance
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _LABEL_INVALID = re.compile(r"[^a-zA-Z0-9_]")
 _LABEL_VALID = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-BUILTIN_LABELS = frozenset({"instance", "service_name", "status", "load_percentage"})
+# Labels metadata may never set: ours, and `job`, which would move a target
+# into another scrape job's series.
+BUILTIN_LABELS = frozenset({"instance", "service_name", "status", "load_percentage", "job"})
 
 
 def encode(document: object) -> bytes:

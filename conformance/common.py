@@ -1,0 +1,47 @@
+"""Settings shared by the fixtures and the test modules.
+
+Tokens are fresh random strings per run, so nothing can pass by matching a
+default or a value baked into a frontend.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+
+FRONTENDS = ["quart", "trio"]
+
+SECRET = "conf-rw-" + secrets.token_hex(16)
+READ_TOKEN = "conf-ro-" + secrets.token_hex(16)
+
+#: Probe period of the probing servers: short, so probe tests take seconds.
+PROBE_INTERVAL = 0.5
+
+#: Settings of the shared probing server: fast probes, both thresholds at 2.
+PROBE_ENV = {
+    "HEALTH_CHECK_INTERVAL_SECONDS": str(PROBE_INTERVAL),
+    "HEALTH_CHECK_TIMEOUT_SECONDS": "0.4",
+    "HEALTH_CHECK_SUCCESS_THRESHOLD": "2",
+    "HEALTH_CHECK_FAILURE_THRESHOLD": "2",
+}
+
+#: A day: on a "quiet" server, hash-staggered first probes fall after the run,
+#: so its registry only changes when a test changes it.
+QUIET_INTERVAL = "86400"
+
+_names = itertools.count(1)
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    """Both tokens set, everything else at its default unless overridden."""
+    env = {
+        "SERVICE_DISCOVERY_SECRET": SECRET,
+        "SERVICE_DISCOVERY_READ_TOKEN": READ_TOKEN,
+    }
+    env.update(overrides)
+    return env
+
+
+def unique_name(prefix: str) -> str:
+    """A valid service or instance name that no other test uses."""
+    return f"{prefix}-{next(_names)}-{secrets.token_hex(3)}"
