@@ -39,7 +39,7 @@ def create_app(
     sleep: Sleep | None = None,
 ) -> Quart:
     """Build the app around `runtime`; `fetch` and `sleep` are for driver tests."""
-    app = Quart("service_discovery")
+    app = Quart(__name__)
     app.config["MAX_CONTENT_LENGTH"] = runtime.api.max_body_bytes
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
@@ -116,8 +116,10 @@ def create_app(
         if body is None:
             return runtime.too_large(method, route_path)
         headers = request.headers
-        authorization = headers.get("authorization")
-        content_type = headers.get("content-type")
+        # A repeated header is read as its values joined by ", " (RFC 9110),
+        # so a duplicate can never pick which token or media type counts.
+        authorization = ", ".join(headers.getlist("authorization")) or None
+        content_type = ", ".join(headers.getlist("content-type")) or None
         query = request.query_string
         result = runtime.handle(method, route_path, query, authorization, content_type, body)
         if isinstance(result, BlockingWait):

@@ -88,10 +88,13 @@ class ProbeDriver:
     async def _probe(self, probe: RunProbe) -> ProbeResult:
         try:
             if self._sleep is None:
+                deadline = asyncio.timeout(self._timeout)
                 try:
-                    async with asyncio.timeout(self._timeout):
+                    async with deadline:
                         return await self._fetch(probe)
                 except TimeoutError:
+                    if not deadline.expired():
+                        raise  # the fetch itself raised it: a crash, not our timeout
                     return timed_out(probe, self._timeout)
             fetching = asyncio.ensure_future(self._fetch(probe))
             sleeping = asyncio.ensure_future(self._sleep(self._timeout))

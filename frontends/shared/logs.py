@@ -23,8 +23,10 @@ log = logging.getLogger("sd.registry")
 def _quote(value: object) -> str:
     text = str(value)
     if not text or any(c in text for c in ' "=\\') or not text.isprintable():
-        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-        return '"' + escaped.encode("unicode_escape").decode("ascii") + '"'
+        # unicode_escape doubles backslashes and escapes control characters;
+        # quotes are escaped after it, so nothing is escaped twice.
+        escaped = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+        return '"' + escaped + '"'
     return text
 
 

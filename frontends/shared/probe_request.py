@@ -12,7 +12,10 @@ cannot steer a probe somewhere the policy forbids.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+from collections.abc import AsyncGenerator
+from typing import cast
 
 import anyio
 import httpx
@@ -86,10 +89,12 @@ async def _fetch(
         body = bytearray()
         # Raw bytes: we asked for identity encoding, and decoding a compressed
         # body could expand past the limit in one chunk.
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) > max_body:
-                return judge_probe(probe, response.status_code, b"", truncated=True)
+        raw = cast(AsyncGenerator[bytes, None], response.aiter_raw())
+        async with contextlib.aclosing(raw) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) > max_body:
+                    return judge_probe(probe, response.status_code, b"", truncated=True)
         return judge_probe(probe, response.status_code, bytes(body))
 
 

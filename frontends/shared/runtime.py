@@ -179,7 +179,7 @@ class Runtime:
                 self.wake_driver()
 
     def begin_drain(self) -> None:
-        """Refuse writes and release blocking queries: shutdown has begun."""
+        """Refuse writes from now on (the server also releases parked queries)."""
         self.api.draining = True
         log.info(logfmt("draining"))
 

@@ -101,15 +101,20 @@ class RegistryApp:
     ) -> HttpResponse | None:
         """The response to send, or None when the client went away first."""
         runtime = self.runtime
-        authorization = content_type = None
+        authorizations: list[str] = []
+        content_types: list[str] = []
         content_length = 0
         for name, value in scope["headers"]:
             if name == b"authorization":
-                authorization = value.decode("latin-1")
+                authorizations.append(value.decode("latin-1"))
             elif name == b"content-type":
-                content_type = value.decode("latin-1")
+                content_types.append(value.decode("latin-1"))
             elif name == b"content-length" and value.isdigit():
                 content_length = int(value)
+        # A repeated header is read as its values joined by ", " (RFC 9110),
+        # so a duplicate can never pick which token or media type counts.
+        authorization = ", ".join(authorizations) or None
+        content_type = ", ".join(content_types) or None
         try:
             body = await _read_body(receive, runtime.api.max_body_bytes, content_length)
         except _Disconnected:

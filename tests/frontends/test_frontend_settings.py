@@ -1,0 +1,227 @@
+"""`load_settings`: every variable read, every bad value refused by its variable's name."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from frontends.shared.settings import DEFAULT_PORT, load_settings
+from sd_core import ConfigError, RegistryConfig
+from sd_core.probe_policy import ProbePolicy, parse_networks
+
+SECRET = "settings-secret"
+
+
+def test_defaults() -> None:
+    settings = load_settings({"SERVICE_DISCOVERY_SECRET": SECRET})
+    assert settings.registry == RegistryConfig()
+    assert settings.host == "0.0.0.0"
+    assert settings.port == DEFAULT_PORT == 3004
+    assert settings.fd is None
+    assert settings.secret == SECRET
+    assert settings.secret_generated is False
+    assert settings.read_token is None
+    assert settings.max_concurrent_probes == 100
+    assert settings.log_level == "INFO"
+    assert settings.shutdown_grace == 5.0
+    assert settings.state_file is None
+    assert settings.snapshot_interval == 5.0
+    assert settings.max_blocking_queries == 20_000
+    assert settings.max_in_flight_requests == 30_000
+    assert settings.registry.probe_policy == ProbePolicy()
+
+
+EVERY_VARIABLE = {
+    "HEALTH_CHECK_INTERVAL_SECONDS": ("12.5", ("registry", "health_check_interval"), 12.5),
+    "HEALTH_CHECK_TIMEOUT_SECONDS": ("0.25", ("registry", "health_check_timeout"), 0.25),
+    "HEALTH_CHECK_SUCCESS_THRESHOLD": ("3", ("registry", "success_threshold"), 3),
+    "HEALTH_CHECK_FAILURE_THRESHOLD": ("4", ("registry", "failure_threshold"), 4),
+    "SERVICE_REGISTRATION_TTL_SECONDS": ("90.5", ("registry", "registration_ttl"), 90.5),
+    "DEREGISTER_UNHEALTHY_AFTER_SECONDS": (
+        "600",
+        ("registry", "deregister_unhealthy_after"),
+        600.0,
+    ),
+    "WATCH_LOAD_DELTA": ("0.05", ("registry", "watch_load_delta"), 0.05),
+    "SELF_PRESERVATION_THRESHOLD": ("0.75", ("registry", "self_preservation_threshold"), 0.75),
+    "SELF_PRESERVATION_MIN_INSTANCES": ("20", ("registry", "self_preservation_min_instances"), 20),
+    "SELF_PRESERVATION_MAX_SECONDS": (
+        "120.5",
+        ("registry", "self_preservation_max_seconds"),
+        120.5,
+    ),
+    "SERVICE_DISCOVERY_MAX_INSTANCES": ("500", ("registry", "max_instances"), 500),
+    "SERVICE_DISCOVERY_MAX_BODY_BYTES": ("2048", ("registry", "max_body_bytes"), 2048),
+    "HEALTH_CHECK_MAX_BODY_BYTES": ("4096", ("registry", "probe_max_body_bytes"), 4096),
+    "SERVICE_DISCOVERY_HOST": ("127.0.0.1", ("host",), "127.0.0.1"),
+    "SERVICE_DISCOVERY_PORT": (" 8081 ", ("port",), 8081),
+    "MAX_CONCURRENT_HEALTH_CHECKS": ("7", ("max_concurrent_probes",), 7),
+    "SHUTDOWN_GRACE_SECONDS": ("2.5", ("shutdown_grace",), 2.5),
+    "LOG_LEVEL": ("debug", ("log_level",), "DEBUG"),
+    "SERVICE_DISCOVERY_READ_TOKEN": ("read-only-token", ("read_token",), "read-only-token"),
+    "HEALTH_CHECK_ALLOWED_NETWORKS": (
+        "10.0.0.0/8, 127.0.0.1",
+        ("registry", "probe_policy"),
+        ProbePolicy(parse_networks("10.0.0.0/8,127.0.0.1/32")),
+    ),
+    "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("50", ("max_blocking_queries",), 50),
+    "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("60", ("max_in_flight_requests",), 60),
+    "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("2.5", ("snapshot_interval",), 2.5),
+    "SERVICE_DISCOVERY_STATE_FILE": (
+        str(Path(tempfile.gettempdir()) / "registry.json"),
+        ("state_file",),
+        Path(tempfile.gettempdir()) / "registry.json",
+    ),
+}
+
+
+def test_every_variable_is_read() -> None:
+    env = {name: raw for name, (raw, _, _) in EVERY_VARIABLE.items()}
+    settings = load_settings({**env, "SERVICE_DISCOVERY_SECRET": SECRET})
+    for name, (_, where, expected) in EVERY_VARIABLE.items():
+        value: object = settings
+        for attribute in where:
+            value = getattr(value, attribute)
+        assert value == expected, name
+        assert type(value) is type(expected), name
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_VARIABLE))
+def test_each_variable_alone_changes_only_its_setting(name: str) -> None:
+    raw, where, expected = EVERY_VARIABLE[name]
+    env = {"SERVICE_DISCOVERY_SECRET": SECRET, name: raw}
+    if name == "HEALTH_CHECK_INTERVAL_SECONDS":
+        env["HEALTH_CHECK_TIMEOUT_SECONDS"] = "1"  # keep timeout <= interval
+    value: object = load_settings(env)
+    for attribute in where:
+        value = getattr(value, attribute)
+    assert value == expected
+
+
+def test_empty_values_mean_the_default() -> None:
+    env = {name: "  " for name in EVERY_VARIABLE}
+    env["SERVICE_DISCOVERY_READ_TOKEN"] = ""  # a token of spaces is refused, not ignored
+    settings = load_settings({**env, "SERVICE_DISCOVERY_SECRET": SECRET})
+    assert settings == load_settings({"SERVICE_DISCOVERY_SECRET": SECRET})
+
+
+def test_flags_win_over_the_environment() -> None:
+    env = {
+        "SERVICE_DISCOVERY_SECRET": SECRET,
+        "SERVICE_DISCOVERY_HOST": "10.0.0.1",
+        "SERVICE_DISCOVERY_PORT": "9000",
+    }
+    settings = load_settings(env, host="127.0.0.1", port=9100, fd=7)
+    assert (settings.host, settings.port, settings.fd) == ("127.0.0.1", 9100, 7)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("HEALTH_CHECK_INTERVAL_SECONDS", "0.5"),
+        ("HEALTH_CHECK_TIMEOUT_SECONDS", "0.001"),
+        ("SERVICE_REGISTRATION_TTL_SECONDS", "0.75"),
+        ("DEREGISTER_UNHEALTHY_AFTER_SECONDS", "1.5"),
+        ("SELF_PRESERVATION_MAX_SECONDS", "0.5"),
+        ("SHUTDOWN_GRACE_SECONDS", "0.1"),
+        ("SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS", "0.5"),
+    ],
+)
+def test_seconds_may_be_fractional(name: str, raw: str) -> None:
+    env = {"SERVICE_DISCOVERY_SECRET": SECRET, name: raw}
+    if name == "HEALTH_CHECK_INTERVAL_SECONDS":
+        env["HEALTH_CHECK_TIMEOUT_SECONDS"] = "0.25"
+    value: object = load_settings(env)
+    for attribute in EVERY_VARIABLE[name][1]:
+        value = getattr(value, attribute)
+    assert value == float(raw)
+
+
+BAD_VALUES: list[tuple[dict[str, str], str]] = [
+    ({"HEALTH_CHECK_INTERVAL_SECONDS": "-1"}, "HEALTH_CHECK_INTERVAL_SECONDS"),
+    ({"HEALTH_CHECK_INTERVAL_SECONDS": "0"}, "HEALTH_CHECK_INTERVAL_SECONDS"),
+    ({"HEALTH_CHECK_INTERVAL_SECONDS": "abc"}, "HEALTH_CHECK_INTERVAL_SECONDS"),
+    ({"HEALTH_CHECK_INTERVAL_SECONDS": "nan"}, "HEALTH_CHECK_INTERVAL_SECONDS"),
+    ({"HEALTH_CHECK_INTERVAL_SECONDS": "inf"}, "HEALTH_CHECK_INTERVAL_SECONDS"),
+    ({"HEALTH_CHECK_TIMEOUT_SECONDS": "31"}, "HEALTH_CHECK_TIMEOUT_SECONDS"),
+    (
+        {"HEALTH_CHECK_INTERVAL_SECONDS": "2", "HEALTH_CHECK_TIMEOUT_SECONDS": "2.5"},
+        "HEALTH_CHECK_TIMEOUT_SECONDS",
+    ),
+    ({"HEALTH_CHECK_TIMEOUT_SECONDS": "0"}, "HEALTH_CHECK_TIMEOUT_SECONDS"),
+    ({"HEALTH_CHECK_SUCCESS_THRESHOLD": "0"}, "HEALTH_CHECK_SUCCESS_THRESHOLD"),
+    ({"HEALTH_CHECK_FAILURE_THRESHOLD": "1.5"}, "HEALTH_CHECK_FAILURE_THRESHOLD"),
+    ({"HEALTH_CHECK_FAILURE_THRESHOLD": "two"}, "HEALTH_CHECK_FAILURE_THRESHOLD"),
+    ({"SERVICE_REGISTRATION_TTL_SECONDS": "-5"}, "SERVICE_REGISTRATION_TTL_SECONDS"),
+    ({"DEREGISTER_UNHEALTHY_AFTER_SECONDS": "-1"}, "DEREGISTER_UNHEALTHY_AFTER_SECONDS"),
+    ({"WATCH_LOAD_DELTA": "1.5"}, "WATCH_LOAD_DELTA"),
+    ({"SELF_PRESERVATION_THRESHOLD": "1"}, "SELF_PRESERVATION_THRESHOLD"),
+    ({"SELF_PRESERVATION_MIN_INSTANCES": "-1"}, "SELF_PRESERVATION_MIN_INSTANCES"),
+    ({"SELF_PRESERVATION_MAX_SECONDS": "0"}, "SELF_PRESERVATION_MAX_SECONDS"),
+    ({"SERVICE_DISCOVERY_MAX_INSTANCES": "0"}, "SERVICE_DISCOVERY_MAX_INSTANCES"),
+    ({"SERVICE_DISCOVERY_MAX_BODY_BYTES": "1k"}, "SERVICE_DISCOVERY_MAX_BODY_BYTES"),
+    ({"HEALTH_CHECK_MAX_BODY_BYTES": "0"}, "HEALTH_CHECK_MAX_BODY_BYTES"),
+    ({"SERVICE_DISCOVERY_PORT": "0"}, "SERVICE_DISCOVERY_PORT"),
+    ({"SERVICE_DISCOVERY_PORT": "65536"}, "SERVICE_DISCOVERY_PORT"),
+    ({"SERVICE_DISCOVERY_PORT": "http"}, "SERVICE_DISCOVERY_PORT"),
+    ({"SERVICE_DISCOVERY_PORT": "80.5"}, "SERVICE_DISCOVERY_PORT"),
+    ({"MAX_CONCURRENT_HEALTH_CHECKS": "0"}, "MAX_CONCURRENT_HEALTH_CHECKS"),
+    ({"MAX_CONCURRENT_HEALTH_CHECKS": "lots"}, "MAX_CONCURRENT_HEALTH_CHECKS"),
+    ({"SHUTDOWN_GRACE_SECONDS": "0"}, "SHUTDOWN_GRACE_SECONDS"),
+    ({"SHUTDOWN_GRACE_SECONDS": "soon"}, "SHUTDOWN_GRACE_SECONDS"),
+    ({"LOG_LEVEL": "bogus"}, "LOG_LEVEL"),
+    ({"LOG_LEVEL": "TRACE"}, "LOG_LEVEL"),
+    ({"SERVICE_DISCOVERY_READ_TOKEN": SECRET}, "SERVICE_DISCOVERY_READ_TOKEN"),
+    ({"SERVICE_DISCOVERY_READ_TOKEN": "has space"}, "SERVICE_DISCOVERY_READ_TOKEN"),
+    ({"SERVICE_DISCOVERY_SECRET": "tab\tinside"}, "SERVICE_DISCOVERY_SECRET"),
+    ({"SERVICE_DISCOVERY_SECRET": "schlüssel"}, "SERVICE_DISCOVERY_SECRET"),
+    ({"HEALTH_CHECK_ALLOWED_NETWORKS": "10.0.0.0/33"}, "HEALTH_CHECK_ALLOWED_NETWORKS"),
+    ({"HEALTH_CHECK_ALLOWED_NETWORKS": "10.0.0.0/8, intranet"}, "HEALTH_CHECK_ALLOWED_NETWORKS"),
+    ({"SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": "0"}, "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES"),
+    ({"SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": "many"}, "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES"),
+    (
+        {"SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": "-3"},
+        "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS",
+    ),
+    (
+        {"SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": "0"},
+        "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS",
+    ),
+    (
+        {"SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": "nan"},
+        "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS",
+    ),
+    (
+        {"SERVICE_DISCOVERY_STATE_FILE": "/no/such/directory/registry.json"},
+        "SERVICE_DISCOVERY_STATE_FILE",
+    ),
+]
+
+
+@pytest.mark.parametrize(("env", "name"), BAD_VALUES, ids=[n for _, n in BAD_VALUES])
+def test_a_bad_value_raises_config_error_naming_the_variable(
+    env: dict[str, str], name: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"SERVICE_DISCOVERY_SECRET": SECRET, **env})
+    assert raised.value.name == name
+    assert raised.value.message
+    assert "\n" not in str(raised.value)
+
+
+def test_a_bad_port_flag_is_refused_too() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"SERVICE_DISCOVERY_SECRET": SECRET}, port=0)
+    assert raised.value.name == "SERVICE_DISCOVERY_PORT"
+
+
+@pytest.mark.parametrize("env", [{}, {"SERVICE_DISCOVERY_SECRET": ""}])
+def test_without_a_secret_a_random_token_is_generated(env: dict[str, str]) -> None:
+    first = load_settings(env)
+    second = load_settings(env)
+    assert first.secret_generated and second.secret_generated
+    assert len(first.secret) >= 32
+    assert first.secret != second.secret
+    assert first.secret.isascii() and first.secret.isprintable() and " " not in first.secret
