@@ -21,7 +21,7 @@ from ..shared.logs import logfmt
 from ..shared.probe_request import make_probe_client, probe_once
 from ..shared.runtime import Runtime
 from .probe_driver import Fetch, ProbeDriver, Sleep
-from .snapshots import Snapshotter
+from .snapshots import snapshot_loop
 from .watchers import Watchers
 
 log = logging.getLogger("sd.registry")
@@ -59,7 +59,6 @@ def create_app(
         timeout=settings.registry.health_check_timeout,
         sleep=sleep,
     )
-    snapshotter = Snapshotter(runtime)
     runtime.submit_probe = driver.submit
     runtime.wake_watchers = watchers.wake
     runtime.wake_driver = driver.wake
@@ -71,7 +70,7 @@ def create_app(
     async def start_background() -> None:
         runtime.restore_state()
         tasks.append(asyncio.create_task(driver.run(), name="probe-driver"))
-        tasks.append(asyncio.create_task(snapshotter.run(), name="snapshotter"))
+        tasks.append(asyncio.create_task(snapshot_loop(runtime), name="snapshots"))
 
     @app.after_serving
     async def stop_background() -> None:
@@ -81,7 +80,7 @@ def create_app(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        snapshotter.final()
+        runtime.final_snapshot()
         await client.aclose()
 
     async def read_body() -> bytes | None:

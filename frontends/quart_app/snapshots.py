@@ -7,21 +7,10 @@ import asyncio
 from ..shared.runtime import Runtime
 
 
-class Snapshotter:
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
-
-    async def run(self) -> None:
-        """Run until cancelled; the file write happens off the loop."""
-        runtime = self._runtime
-        while True:
-            await asyncio.sleep(runtime.settings.snapshot_interval)
-            snapshot = runtime.take_snapshot()
-            if snapshot is not None:
-                await asyncio.to_thread(runtime.write_snapshot, snapshot)
-
-    def final(self) -> None:
-        """At shutdown: one last snapshot, written before the process exits."""
-        snapshot = self._runtime.take_snapshot(force=True)
+async def snapshot_loop(runtime: Runtime) -> None:
+    """Run until cancelled; the snapshot is built on the loop, written off it."""
+    while True:
+        await asyncio.sleep(runtime.settings.snapshot_interval)
+        snapshot = runtime.take_snapshot()
         if snapshot is not None:
-            self._runtime.write_snapshot(snapshot)
+            await asyncio.to_thread(runtime.write_snapshot, snapshot)

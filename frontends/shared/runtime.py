@@ -208,6 +208,12 @@ class Runtime:
         self._snapshot_index = index
         return self.registry.snapshot()
 
+    def final_snapshot(self) -> None:
+        """At shutdown: one last snapshot, written before the process exits."""
+        snapshot = self.take_snapshot(force=True)
+        if snapshot is not None:
+            self.write_snapshot(snapshot)
+
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         """Blocking: call from a worker thread (or at shutdown). Failures are logged."""
         path = self.settings.state_file

@@ -19,7 +19,7 @@ from ..shared.logs import logfmt
 from ..shared.probe_request import make_probe_client, probe_once
 from ..shared.runtime import Runtime
 from .probe_driver import Fetch, ProbeDriver
-from .snapshots import Snapshotter
+from .snapshots import snapshot_loop
 from .watchers import Watchers
 
 log = logging.getLogger("sd.registry")
@@ -53,7 +53,6 @@ class RegistryApp:
             concurrency=settings.max_concurrent_probes,
             timeout=settings.registry.health_check_timeout,
         )
-        self.snapshotter = Snapshotter(runtime)
         runtime.submit_probe = self.driver.submit
         runtime.wake_watchers = self.watchers.wake
         runtime.wake_driver = self.driver.wake
@@ -72,12 +71,12 @@ class RegistryApp:
         self.runtime.restore_state()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.driver.run)
-            nursery.start_soon(self.snapshotter.run)
+            nursery.start_soon(snapshot_loop, self.runtime)
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
             self.watchers.release_all()
             nursery.cancel_scope.cancel()
-        self.snapshotter.final()
+        self.runtime.final_snapshot()
         await self._client.aclose()
         await send({"type": "lifespan.shutdown.complete"})
 
