@@ -19,7 +19,6 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import FieldProblem, RequestError
 from .models import HeartbeatRequest, RegisterRequest
-from .probe_policy import is_ip_literal
 from .registry import Registry
 from .render import encode
 
@@ -32,6 +31,9 @@ _WAIT_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _Model = TypeVar("_Model", bound=BaseModel)
 
 _PUBLIC = frozenset({"/health", "/metrics", "/openapi.json"})
+_SERVICES = "/v1/discovery/services/"
+_UNREGISTER = "/v1/discovery/unregister/"
+_UNREGISTER_ROUTE = "/v1/discovery/unregister/{service_name}/{instance_id}"
 HEARTBEAT_OK = b'{"success":true,"message":"Heartbeat updated successfully"}'
 UNREGISTER_OK = b'{"success":true,"message":"Service unregistered successfully"}'
 
@@ -112,7 +114,8 @@ class HttpApi:
         self._metrics = metrics
         self._openapi = openapi
         self.draining = False
-        self._responses: dict[tuple[str, str], tuple[int, HttpResponse]] = {}
+        # path -> (response, the registry's render cache it came from, view key)
+        self._fast: dict[str, tuple[HttpResponse, dict[str, bytes], str]] = {}
         self._static: dict[str, dict[str, Callable[[_Call], Result]]] = {
             "/health": {"GET": self._health},
             "/metrics": {"GET": self._metrics_page},
@@ -122,6 +125,14 @@ class HttpApi:
             "/v1/discovery/services": {"GET": self._all_services},
             "/v1/discovery/prometheus": {"GET": self._all_targets},
         }
+        # `/services/{name}` + view suffix -> (methods, route template); built
+        # once, since routing runs on every request.
+        self._service_views: dict[str, tuple[dict[str, Callable[[_Call], Result]], str]] = {
+            "": ({"GET": self._service}, _SERVICES + "{name}"),
+            "healthy": ({"GET": self._healthy}, _SERVICES + "{name}/healthy"),
+            "instances": ({"GET": self._service_targets}, _SERVICES + "{name}/instances"),
+        }
+        self._unregister_route: dict[str, Callable[[_Call], Result]] = {"DELETE": self._unregister}
 
     # ------------------------------------------------------------ entry
 
@@ -138,10 +149,23 @@ class HttpApi:
         may_block: bool = True,
     ) -> Result:
         """Answer one request. Raises nothing a client can cause."""
+        if method == "GET" and not query:
+            # Fast path: a plain read whose rendered body has not changed since
+            # we last answered it costs two dict lookups and the token check.
+            hit = self._fast.get(path)
+            if (
+                hit is not None
+                and hit[1].get(hit[2]) is hit[0].body
+                and authorization is not None
+                and hmac.compare_digest(
+                    authorization.encode("latin-1", "replace"), self._secret_header
+                )
+            ):
+                return hit[0]
         handler, route, params = self._route(method, path)
         if isinstance(handler, HttpResponse):
             return handler
-        call = _Call(route, params, query, content_type, body, now, may_block)
+        call = _Call(path, route, params, query, content_type, body, now, may_block)
         try:
             if route not in _PUBLIC:
                 self._authenticate(method, authorization)
@@ -210,30 +234,17 @@ class HttpApi:
     def _dynamic_route(
         self, path: str
     ) -> tuple[dict[str, Callable[[_Call], Result]] | None, str, tuple[str, ...]]:
-        if path.startswith("/v1/discovery/services/"):
-            parts = path[len("/v1/discovery/services/") :].split("/")
-            if len(parts) == 1 and parts[0]:
-                return {"GET": self._service}, "/v1/discovery/services/{name}", (parts[0],)
-            if len(parts) == 2 and parts[0] and parts[1] == "healthy":
-                return (
-                    {"GET": self._healthy},
-                    "/v1/discovery/services/{name}/healthy",
-                    (parts[0],),
-                )
-            if len(parts) == 2 and parts[0] and parts[1] == "instances":
-                return (
-                    {"GET": self._service_targets},
-                    "/v1/discovery/services/{name}/instances",
-                    (parts[0],),
-                )
-        elif path.startswith("/v1/discovery/unregister/"):
-            parts = path[len("/v1/discovery/unregister/") :].split("/")
-            if len(parts) == 2 and parts[0] and parts[1]:
-                return (
-                    {"DELETE": self._unregister},
-                    "/v1/discovery/unregister/{service_name}/{instance_id}",
-                    (parts[0], parts[1]),
-                )
+        if path.startswith(_SERVICES):
+            name, slash, view = path[len(_SERVICES) :].partition("/")
+            if name and (view or not slash) and "/" not in view:
+                found = self._service_views.get(view)
+                if found is not None:
+                    return found[0], found[1], (name,)
+        elif path.startswith(_UNREGISTER):
+            service, _, instance = path[len(_UNREGISTER) :].partition("/")
+            if service and instance and "/" not in instance:
+                params: tuple[str, ...] = (service, instance)
+                return self._unregister_route, _UNREGISTER_ROUTE, params
         return None, "", ()
 
     # ------------------------------------------------------------- auth
@@ -276,10 +287,9 @@ class HttpApi:
         request = _parse(RegisterRequest, call)
         self.registry.register(request, call.now)
         message = f"Service {request.service_name}:{request.instance_id} registered successfully"
-        if is_ip_literal(request.host):
-            refusal = self.registry.config.probe_policy.refusal(request.host)
-            if refusal is not None:  # registered, but say why it will never turn healthy
-                message += f"; health checks refused: {refusal}"
+        refusal = self.registry.config.probe_policy.literal_refusal(request.host)
+        if refusal is not None:  # registered, but say why it will never turn healthy
+            message += f"; health checks refused: {refusal}"
         return HttpResponse(
             200, encode({"success": True, "message": message}), _JSON_HEADERS, call.route
         )
@@ -314,19 +324,13 @@ class HttpApi:
         return index, BlockingWait(scope, wanted, wait)
 
     def _read(
-        self, call: _Call, scope: str | None, render: Callable[[str], bytes | None]
+        self, call: _Call, scope: str | None, view: str, render: Callable[[str], bytes | None]
     ) -> Result:
         index, wait = self._blocking(call, scope)
         if wait is not None:
             return wait
         name = scope or ""
         body = render(name)
-        key = (call.route, name)
-        cached = self._responses.get(key)
-        # The registry hands out the same bytes object until something shown
-        # changes, so identity (and the index) say whether the response holds.
-        if cached is not None and cached[0] == index and cached[1].body is body:
-            return cached[1]
         headers = (("content-type", JSON), (INDEX_HEADER, str(index)))
         if body is None:
             error = RequestError(
@@ -334,26 +338,32 @@ class HttpApi:
             )
             return error_response(error, call.route)
         response = HttpResponse(200, body, headers, call.route)
-        responses = self._responses
-        if len(responses) > 4 * self.registry.service_count + 64:
-            responses.clear()  # forget services that went away
-        responses[key] = (index, response)
+        # The registry keeps handing out this very bytes object (from `cache`)
+        # until anything shown, the index included, changes: identity with it
+        # is what the fast path in `handle` checks.
+        cache = self.registry.rendered(scope)
+        if cache is not None and not call.query and cache.get(view) is body:
+            fast = self._fast
+            if len(fast) > 4 * self.registry.service_count + 64:
+                fast.clear()  # forget paths of services that went away
+            fast[call.path] = (response, cache, view)
         return response
 
     def _all_services(self, call: _Call) -> Result:
-        return self._read(call, None, lambda _: self.registry.all_services_body())
+        return self._read(call, None, "services", lambda _: self.registry.all_services_body())
 
     def _all_targets(self, call: _Call) -> Result:
-        return self._read(call, None, lambda _: self.registry.all_targets_body())
+        return self._read(call, None, "targets", lambda _: self.registry.all_targets_body())
 
     def _service(self, call: _Call) -> Result:
-        return self._read(call, call.params[0], self.registry.service_instances_body)
+        name = call.params[0]
+        return self._read(call, name, "instances", self.registry.service_instances_body)
 
     def _healthy(self, call: _Call) -> Result:
-        return self._read(call, call.params[0], self.registry.healthy_instances_body)
+        return self._read(call, call.params[0], "healthy", self.registry.healthy_instances_body)
 
     def _service_targets(self, call: _Call) -> Result:
-        return self._read(call, call.params[0], self.registry.service_targets_body)
+        return self._read(call, call.params[0], "targets", self.registry.service_targets_body)
 
     # ----------------------------------------------------------- public
 
@@ -391,10 +401,11 @@ class HttpApi:
 class _Call:
     """One request's pieces, handed from routing to the endpoint."""
 
-    __slots__ = ("body", "content_type", "may_block", "now", "params", "query", "route")
+    __slots__ = ("body", "content_type", "may_block", "now", "params", "path", "query", "route")
 
     def __init__(
         self,
+        path: str,
         route: str,
         params: tuple[str, ...],
         query: bytes,
@@ -403,6 +414,7 @@ class _Call:
         now: float,
         may_block: bool,
     ) -> None:
+        self.path = path
         self.route = route
         self.params = params
         self.query = query

@@ -34,6 +34,8 @@ def _check_host(value: str) -> str:
             raise ValueError("bracketed host must be an IPv6 address") from None
         return value
     if ":" in value:
+        if "%" in value:
+            raise ValueError("scoped IPv6 addresses (with %zone) are not supported")
         try:
             ipaddress.IPv6Address(value)
         except ValueError:

@@ -49,6 +49,22 @@ class ProbePolicy:
             ip: Address = ipaddress.ip_address(address.strip("[]"))
         except ValueError:
             return f"{address!r} is not an IP address"
+        return self._refusal_of(ip)
+
+    def literal_refusal(self, host: str) -> str | None:
+        """For a registered host: the refusal if it is a refused IP literal, else None.
+
+        Host names are judged at probe time, after resolution.
+        """
+        if not host or not (host[0].isdigit() or ":" in host):
+            return None  # a host name (names cannot start with a digit and be an IP)
+        try:
+            ip: Address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return None
+        return self._refusal_of(ip)
+
+    def _refusal_of(self, ip: Address) -> str | None:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         explicit = [n for n in self.allowed or () if ip in n]

@@ -80,6 +80,12 @@ class _Service:
         return ordered
 
 
+def _unit(load: float) -> float:
+    """A load as the registry keeps it: a float in 0..1 (NaN counts as 0)."""
+    value = float(load)
+    return min(1.0, max(0.0, value)) if value == value else 0.0
+
+
 def not_registered(service_name: str, instance_id: str) -> RequestError:
     return RequestError(
         "instance_not_found",
@@ -159,7 +165,7 @@ class Registry:
             request.port,
             request.health_endpoint,
             dict(request.metadata),
-            0.0 if request.load_percentage is None else float(request.load_percentage),
+            0.0 if request.load_percentage is None else _unit(request.load_percentage),
             now,
         )
         instance.generation = next(self._generations)
@@ -197,7 +203,7 @@ class Registry:
         instance.metadata = dict(request.metadata)
         instance.last_heartbeat = now
         if request.load_percentage is not None:
-            instance.load = float(request.load_percentage)
+            instance.load = _unit(request.load_percentage)
         if address_changed:
             instance.generation = next(self._generations)
             instance.successes = 0
@@ -228,7 +234,7 @@ class Registry:
         self.stats.heartbeats += 1
         self._touch(service, instance)
         if load is not None:
-            instance.load = float(load)
+            instance.load = _unit(load)
             if self._load_moved(instance):
                 self._raise(service, instance)
 
@@ -273,7 +279,7 @@ class Registry:
             instance.successes += 1
             instance.failures = 0
             if result.load is not None:
-                instance.load = result.load
+                instance.load = _unit(result.load)
             self._set_status(instance, Signal.PROBE_PASSED, "probe passed", now)
         else:
             self.stats.probes_failed += 1
@@ -469,7 +475,7 @@ class Registry:
                 "host": i.host,
                 "port": i.port,
                 "health_endpoint": i.health_endpoint,
-                "metadata": i.metadata,
+                "metadata": dict(i.metadata),
                 "load_percentage": i.load,
                 "registered_at": i.registered_at + offset,
             }
@@ -642,6 +648,17 @@ class Registry:
             body = b"[" + b",".join(g for g in groups if g) + b"]"
             self._global_cache["targets"] = body
         return body
+
+    def rendered(self, scope: str | None) -> dict[str, bytes] | None:
+        """The cache of rendered bodies for a service (None: the global one).
+
+        It is emptied whenever anything those bodies show changes, so a body
+        still found in it is current. Read-only for callers.
+        """
+        if scope is None:
+            return self._global_cache
+        service = self._services.get(scope)
+        return service.cache if service is not None else None
 
     # ------------------------------------------------------------ summary
 

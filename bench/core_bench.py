@@ -1,0 +1,429 @@
+"""Benchmark of the Sans-I/O core through the shared HTTP mapping, as a frontend drives it.
+
+Every operation goes through `HttpApi.handle` (bytes in, bytes out, with the
+Authorization header) followed by `Registry.drain_effects()`, which is exactly
+the work a frontend asks of the core per request; sockets, HTTP parsing and the
+event loop are not included. All figures are measured in this run, next to a
+bare dict-update loop measured in the same run, so they can be compared across
+machines.
+
+    python -m bench.core_bench            # full run (under a minute)
+    python -m bench.core_bench --quick    # a few seconds, smaller fleet
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sd_core import HttpApi, HttpResponse, Registry, RegistryConfig, __version__
+
+SECRET = "bench-secret-0123456789abcdef"
+AUTH = f"Bearer {SECRET}"
+JSON = "application/json"
+REGISTER = "/v1/discovery/register"
+HEARTBEAT = "/v1/discovery/heartbeat"
+READ_SERVICE = "read-svc"
+SERVICES_IN_FLEET = 100
+
+TARGET_HEARTBEAT = 150_000.0  # ops/s
+TARGET_READ = 300_000.0  # ops/s
+TARGET_SCALING = 1.2  # heartbeat cost at 100,000 instances / at 1,000
+TARGET_BYTES = 1024.0  # per instance, beyond its metadata dict
+
+
+@dataclass(frozen=True)
+class Plan:
+    repetitions: int
+    ops: int  # operations per timed repetition
+    big_fleet: int
+    small_fleet: int = 1_000
+
+
+FULL = Plan(repetitions=5, ops=50_000, big_fleet=100_000)
+QUICK = Plan(repetitions=3, ops=10_000, big_fleet=20_000)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Operations per second over the repetitions of one measurement."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median, as a fraction."""
+        return (max(self.samples) - min(self.samples)) / self.median
+
+
+# ------------------------------------------------------------------ fleet
+
+
+def instance_key(n: int) -> tuple[str, str]:
+    return f"svc-{n % SERVICES_IN_FLEET:03d}", f"instance-{n:06d}"
+
+
+def ipv4_host(n: int) -> str:
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def name_host(n: int) -> str:
+    return f"game-{n}.fleet.internal"
+
+
+def register_body(
+    service: str, instance: str, n: int, host: Callable[[int], str] = ipv4_host
+) -> bytes:
+    return json.dumps(
+        {
+            "service_name": service,
+            "instance_id": instance,
+            "host": host(n),
+            "port": 8000 + n % 1000,
+            "health_endpoint": "/health",
+            "metadata": {"version": "1.4.2", "zone": f"zone-{n % 3}"},
+        }
+    ).encode()
+
+
+def heartbeat_body(service: str, instance: str) -> bytes:
+    return json.dumps({"service_name": service, "instance_id": instance}).encode()
+
+
+class Frontend:
+    """The calls a frontend makes for one request: handle, then drain the effects."""
+
+    def __init__(self) -> None:
+        # Probes and expiry never fall due during the run: the clock stays inside the
+        # first probe interval, and on_timer is never called.
+        config = RegistryConfig(
+            max_instances=200_000,
+            health_check_interval=3600,
+            health_check_timeout=5,
+            registration_ttl=7200,
+        )
+        self.now = 0.0
+        self.registry = Registry(config, now=self.now, wall_offset=1_700_000_000.0)
+        self.api = HttpApi(self.registry, secret=SECRET, frontend="bench", version=__version__)
+
+    def post(self, path: str, body: bytes) -> HttpResponse:
+        self.now += 1e-6
+        result = self.api.handle("POST", path, b"", AUTH, JSON, body, self.now)
+        self.registry.drain_effects()
+        assert isinstance(result, HttpResponse)
+        return result
+
+    def populate(self, count: int, host: Callable[[int], str] = ipv4_host) -> list[tuple[str, str]]:
+        keys = [instance_key(n) for n in range(count)]
+        bodies = [register_body(s, i, n, host) for n, (s, i) in enumerate(keys)]
+        for body in bodies:
+            response = self.post(REGISTER, body)
+            assert response.status == 200, response.body
+        return keys
+
+
+# --------------------------------------------------------------- measuring
+
+
+def timed(repetitions: int, ops: int, run: Callable[[], None]) -> Rate:
+    samples = []
+    for _ in range(repetitions):
+        gc.collect()
+        start = time.perf_counter()
+        run()
+        elapsed = time.perf_counter() - start
+        samples.append(ops / elapsed)
+    return Rate(tuple(samples))
+
+
+def measure_baseline(plan: Plan) -> Rate:
+    keys = [f"instance-{n:06d}" for n in range(plan.small_fleet)]
+    table = dict.fromkeys(keys, 0.0)
+    order = [keys[n % len(keys)] for n in range(plan.ops)]
+
+    def run() -> None:
+        value = 1.0
+        for key in order:
+            table[key] = value
+
+    return timed(plan.repetitions, plan.ops, run)
+
+
+def measure_register(plan: Plan, host: Callable[[int], str]) -> Rate:
+    """Re-registration of existing, unchanged instances (the update path)."""
+    fleet = Frontend()
+    keys = fleet.populate(plan.small_fleet, host)
+    numbered = list(enumerate(keys))
+    random.Random(5).shuffle(numbered)
+    bodies = [register_body(s, i, n, host) for n, (s, i) in numbered]
+    ops = [bodies[n % len(bodies)] for n in range(plan.ops // 5)]
+    index_before = fleet.registry.global_index
+
+    def run() -> None:
+        post = fleet.post
+        for body in ops:
+            post(REGISTER, body)
+
+    rate = timed(plan.repetitions, len(ops), run)
+    assert fleet.registry.global_index == index_before  # unchanged: no watcher woken
+    return rate
+
+
+def measure_heartbeat(plan: Plan, fleet: Frontend, keys: list[tuple[str, str]]) -> Rate:
+    numbered = list(enumerate(keys))
+    random.Random(7).shuffle(numbered)
+    bodies = [heartbeat_body(s, i) for _, (s, i) in numbered]
+    ops = [bodies[n % len(bodies)] for n in range(plan.ops)]
+    index_before = fleet.registry.global_index
+
+    def run() -> None:
+        post = fleet.post
+        for body in ops:
+            post(HEARTBEAT, body)
+
+    rate = timed(plan.repetitions, len(ops), run)
+    assert fleet.registry.global_index == index_before  # heartbeats wake no watcher
+    return rate
+
+
+def measure_cached_read(plan: Plan, fleet: Frontend) -> Rate:
+    for n in range(10):
+        body = register_body(READ_SERVICE, f"reader-{n}", n)
+        assert fleet.post(REGISTER, body).status == 200
+    path = f"/v1/discovery/services/{READ_SERVICE}"
+    api, registry = fleet.api, fleet.registry
+    first = api.handle("GET", path, b"", AUTH, None, b"", fleet.now)
+    assert isinstance(first, HttpResponse) and first.status == 200
+    assert len(json.loads(first.body)["instances"]) == 10
+
+    def run() -> None:
+        now = fleet.now
+        handle, drain = api.handle, registry.drain_effects
+        for _ in range(plan.ops):
+            handle("GET", path, b"", AUTH, None, b"", now)
+            drain()
+
+    rate = timed(plan.repetitions, plan.ops, run)
+    again = api.handle("GET", path, b"", AUTH, None, b"", fleet.now)
+    assert isinstance(again, HttpResponse) and again.body is first.body  # served from cache
+    return rate
+
+
+def measure_scaling(
+    plan: Plan, small: Frontend, big: Frontend, big_keys: list[tuple[str, str]]
+) -> tuple[Rate, Rate, float]:
+    """Heartbeats to instances drawn at random from the whole of each fleet.
+
+    The two fleets take turns, and the cost ratio is the median of the ratios of
+    each pair of turns, so a load change on the machine hits both sides alike.
+    """
+    rng = random.Random(11)
+    small_keys = [instance_key(n) for n in range(plan.small_fleet)]
+    small_bodies = [heartbeat_body(s, i) for s, i in small_keys]
+    big_bodies = [heartbeat_body(s, i) for s, i in big_keys]
+    # Every op gets its own bytes object, as a request read from a socket would: the
+    # small fleet's requests must not enjoy a hot cache that the big fleet's cannot.
+    small_ops = [bytes(bytearray(rng.choice(small_bodies))) for _ in range(plan.ops)]
+    big_ops = [bytes(bytearray(rng.choice(big_bodies))) for _ in range(plan.ops)]
+
+    def runner(fleet: Frontend, bodies: list[bytes]) -> Callable[[], None]:
+        def run() -> None:
+            post = fleet.post
+            for body in bodies:
+                post(HEARTBEAT, body)
+
+        return run
+
+    small_samples: list[float] = []
+    big_samples: list[float] = []
+    for _ in range(plan.repetitions):
+        small_samples += timed(1, plan.ops, runner(small, small_ops)).samples
+        big_samples += timed(1, plan.ops, runner(big, big_ops)).samples
+    ratio = statistics.median(a / b for a, b in zip(small_samples, big_samples, strict=True))
+    return Rate(tuple(small_samples)), Rate(tuple(big_samples)), ratio
+
+
+@dataclass(frozen=True)
+class Memory:
+    instances: int
+    total_per_instance: float
+    metadata_per_instance: float
+    rendered_per_instance: float
+
+    @property
+    def beyond_metadata(self) -> float:
+        return self.total_per_instance - self.metadata_per_instance
+
+
+def build_big_fleet(count: int) -> tuple[Frontend, list[tuple[str, str]], Memory]:
+    """Register `count` instances under tracemalloc; the bodies are built beforehand.
+
+    Host names rather than IP literals: each instance still holds its own host
+    string, and the run avoids the pure-Python `ipaddress` parsing that would
+    make registering 100,000 instances under tracemalloc take minutes.
+    """
+    fleet = Frontend()
+    keys = [instance_key(n) for n in range(count)]
+    bodies = [register_body(s, i, n, name_host) for n, (s, i) in enumerate(keys)]
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for body in bodies:
+        fleet.post(REGISTER, body)
+    gc.collect()
+    registered = tracemalloc.get_traced_memory()[0]
+    # Read ten services once: their bodies and instance fragments stay cached.
+    shown = 0
+    for n in range(10):
+        page = fleet.registry.service_instances_body(instance_key(n)[0])
+        assert page is not None
+        shown += page.count(b'"instance_id":')
+    gc.collect()
+    rendered = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert fleet.registry.instance_count == count
+    del bodies
+    return (
+        fleet,
+        keys,
+        Memory(
+            count,
+            (registered - before) / count,
+            _metadata_bytes(fleet, keys),
+            (rendered - registered) / shown,
+        ),
+    )
+
+
+def _metadata_bytes(fleet: Frontend, keys: list[tuple[str, str]]) -> float:
+    """Mean size of an instance's metadata dict, shared strings counted once."""
+    snapshots = [fleet.registry.instance_snapshot(s, i) for s, i in keys]
+    users: Counter[int] = Counter()
+    for instance in snapshots:
+        assert instance is not None
+        for key, value in instance.metadata.items():
+            users[id(key)] += 1
+            users[id(value)] += 1
+    total = 0.0
+    for instance in snapshots:
+        assert instance is not None
+        total += sys.getsizeof(instance.metadata)
+        for key, value in instance.metadata.items():
+            total += sys.getsizeof(key) / users[id(key)] + sys.getsizeof(value) / users[id(value)]
+    return total / len(snapshots)
+
+
+# ----------------------------------------------------------------- report
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="a fast run with a smaller fleet")
+    parser.add_argument(
+        "--check", action="store_true", help="exit with status 1 when a target is missed"
+    )
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    started = time.perf_counter()
+    load_at_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+    small = Frontend()
+    small_keys = small.populate(plan.small_fleet)
+    baseline = measure_baseline(plan)
+    register_ipv4 = measure_register(plan, ipv4_host)
+    register_name = measure_register(plan, name_host)
+    heartbeat = measure_heartbeat(plan, small, small_keys)
+    read = measure_cached_read(plan, small)
+    big, big_keys, memory = build_big_fleet(plan.big_fleet)
+    scale_small, scale_big, scaling = measure_scaling(plan, small, big, big_keys)
+
+    base = baseline.median
+    fleet = f"{plan.small_fleet:,} inst."
+    rows: list[tuple[str, Rate, str, bool | None]] = [
+        ("dict update (baseline)", baseline, "", None),
+        (f"register, re-register ({fleet}, IPv4 host)", register_ipv4, "", None),
+        (f"register, re-register ({fleet}, host name)", register_name, "", None),
+        (
+            f"heartbeat ({fleet})",
+            heartbeat,
+            f">= {TARGET_HEARTBEAT:,.0f}/s",
+            heartbeat.median >= TARGET_HEARTBEAT,
+        ),
+        (
+            "cached read (10-instance service)",
+            read,
+            f">= {TARGET_READ:,.0f}/s",
+            read.median >= TARGET_READ,
+        ),
+        (f"heartbeat, random of {plan.small_fleet:,}", scale_small, "", None),
+        (f"heartbeat, random of {plan.big_fleet:,}", scale_big, "", None),
+    ]
+    print(
+        f"sd_core {__version__} core benchmark ({'quick' if args.quick else 'full'} run): "
+        f"Python {platform.python_version()} on {platform.machine()}, "
+        f"median of {plan.repetitions} repetitions"
+    )
+    print(
+        f"{os.cpu_count()} CPUs, load average {load_at_start:.1f} at start "
+        "(figures from a busy machine are low and spread wide)"
+    )
+    print("each op = HttpApi.handle(bytes, Authorization header) + drain_effects()")
+    print()
+    header = (
+        f"{'operation':<48} {'median ops/s':>13} {'spread':>7} {'us/op':>7} "
+        f"{'x dict update':>13}  target"
+    )
+    print(header)
+    print("-" * (len(header) + 14))
+    missed = False
+    for name, rate, target, ok in rows:
+        ratio = base / rate.median
+        mark = "" if ok is None else f"  {verdict(ok)}"
+        missed |= ok is False
+        print(
+            f"{name:<48} {rate.median:>13,.0f} {rate.spread:>6.0%} "
+            f"{1e6 / rate.median:>7.2f} {ratio:>13.1f}  {target}{mark}"
+        )
+    print()
+    scaling_ok = scaling <= TARGET_SCALING  # median of paired per-turn ratios
+    memory_ok = memory.beyond_metadata <= TARGET_BYTES
+    missed |= not scaling_ok or not memory_ok
+    print(
+        f"heartbeat cost, {plan.big_fleet:,} vs {plan.small_fleet:,} instances: "
+        f"{scaling:.2f}x   (target <= {TARGET_SCALING}x: {verdict(scaling_ok)})"
+    )
+    print(
+        f"memory per instance, {memory.instances:,} registered (tracemalloc): "
+        f"{memory.total_per_instance:,.0f} B in all, {memory.metadata_per_instance:,.0f} B of "
+        f"it the metadata dict (2 entries)"
+    )
+    print(
+        f"  beyond the metadata dict: {memory.beyond_metadata:,.0f} B "
+        f"(target <= {TARGET_BYTES:,.0f} B: {verdict(memory_ok)}); "
+        f"a read caches {memory.rendered_per_instance:,.0f} B more per instance it shows"
+    )
+    print(f"\ntotal run time {time.perf_counter() - started:.1f} s")
+    return 1 if args.check and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
