@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from hypercorn.config import Config
 
 from .settings import Settings
@@ -17,6 +19,9 @@ def hypercorn_config(settings: Settings) -> Config:
             host = f"[{host}]"
         config.bind = [f"{host}:{settings.port}"]
     config.accesslog = None
+    # Hypercorn's errors go through our log format, once (its default adds a
+    # second stderr handler of its own).
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = settings.shutdown_grace
     # Headers larger than this are refused by hypercorn before we see them.
     config.h11_max_incomplete_size = 16 * 1024
