@@ -69,15 +69,45 @@ def _no_control(value: str) -> str:
 
 
 ServiceName = Annotated[str, Field(pattern=NAME_PATTERN, description="1-128 of [A-Za-z0-9._-]")]
-Host = Annotated[str, Field(max_length=255), AfterValidator(_check_host)]
+# Patterns for the published schema only (the validators above are the
+# authority); close enough that schema-driven fuzzers generate valid values.
+_NO_CONTROL = "[^\\u0000-\\u001f\\u007f-\\u009f]"
+_LABEL = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_SCHEMA_PATTERN = (
+    f"^(\\[[0-9A-Fa-f:.]{{2,45}}\\]|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*|{_LABEL}(\\.{_LABEL})*\\.?)$"
+)
+HEALTH_ENDPOINT_SCHEMA_PATTERN = (
+    "^/([^/\\s#\\u0000-\\u001f\\u007f-\\u009f][^\\s#\\u0000-\\u001f\\u007f-\\u009f]*)?$"
+)
+
+Host = Annotated[
+    str,
+    Field(min_length=1, max_length=253, json_schema_extra={"pattern": HOST_SCHEMA_PATTERN}),
+    AfterValidator(_check_host),
+]
 Port = Annotated[int, Field(ge=1, le=65535)]
 HealthEndpoint = Annotated[
-    str, Field(max_length=MAX_HEALTH_ENDPOINT), AfterValidator(_check_health_endpoint)
+    str,
+    Field(
+        max_length=MAX_HEALTH_ENDPOINT,
+        json_schema_extra={"pattern": HEALTH_ENDPOINT_SCHEMA_PATTERN},
+    ),
+    AfterValidator(_check_health_endpoint),
 ]
 MetadataKey = Annotated[
-    str, Field(min_length=1, max_length=MAX_METADATA_KEY), AfterValidator(_no_control)
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_METADATA_KEY,
+        json_schema_extra={"pattern": f"^{_NO_CONTROL}+$"},
+    ),
+    AfterValidator(_no_control),
 ]
-MetadataValue = Annotated[str, Field(max_length=MAX_METADATA_VALUE), AfterValidator(_no_control)]
+MetadataValue = Annotated[
+    str,
+    Field(max_length=MAX_METADATA_VALUE, json_schema_extra={"pattern": f"^{_NO_CONTROL}*$"}),
+    AfterValidator(_no_control),
+]
 # Per-entry rules on the key and value types, so a 422 names the entry
 # (`metadata.version`), not just the whole map.
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)]

@@ -54,25 +54,28 @@ _BLOCKING = [
         "name": "index",
         "in": "query",
         "required": False,
-        "schema": {"type": "integer", "minimum": 0},
+        "schema": {"type": "integer", "minimum": 0, "maximum": 9_999_999_999_999_999_999},
         "description": "Block until the X-Discovery-Index passes this value",
     },
     {
         "name": "wait",
         "in": "query",
         "required": False,
-        "schema": {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h)?$"},
+        "schema": {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,9})?(ms|s|m|h)?$"},
         "description": "How long to block (default 60s, at most 5m)",
     },
 ]
 _NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
+_ANY_NAME = {"type": "string", "minLength": 1}
 _INDEX_HEADER = {"X-Discovery-Index": {"schema": {"type": "integer"}}}
 
 
 def _read(summary: str, schema: dict[str, Any], *, name: bool, codes: tuple[int, ...]) -> Any:
     params: list[dict[str, Any]] = list(_BLOCKING)
     if name:
-        params.insert(0, {"name": "name", "in": "path", "required": True, "schema": _NAME})
+        # Any name may be read (an impossible one is simply never registered),
+        # so the path parameter is a plain string here.
+        params.insert(0, {"name": "name", "in": "path", "required": True, "schema": _ANY_NAME})
     ok = _json(schema, "OK") | {"headers": _INDEX_HEADER}
     return {
         "get": {

@@ -25,5 +25,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.graceful_timeout = settings.shutdown_grace
     # Headers larger than this are refused by hypercorn before we see them.
     config.h11_max_incomplete_size = 16 * 1024
-    config.keep_alive_timeout = 75
+    # Hypercorn 0.18 holds a connection the peer closed until this idle timer
+    # fires, so it must stay short or load-balancer checks pile up sockets.
+    config.keep_alive_timeout = 5
     return config

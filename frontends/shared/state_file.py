@@ -55,7 +55,7 @@ def restore_from_file(path: Path, registry: Registry, now: float) -> int:
         return 0
     try:
         restored, skipped = registry.restore(json.loads(data), now)
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, RecursionError) as error:  # bad JSON, bad UTF-8, absurd nesting
         aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
         with contextlib.suppress(OSError):
             os.replace(path, aside)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import trio
 
@@ -68,7 +69,12 @@ class RegistryApp:
         message = await receive()
         if message["type"] != "lifespan.startup":
             return
-        self.runtime.restore_state()
+        try:
+            self.runtime.restore_state()
+        except Exception as error:  # fail startup loudly rather than serve half a registry
+            log.exception(logfmt("startup_failed", error=type(error).__name__))
+            await send({"type": "lifespan.startup.failed", "message": str(error)[:200]})
+            return
         async with trio.open_nursery() as nursery:
             await nursery.start(self.driver.run)
             nursery.start_soon(snapshot_loop, self.runtime)
@@ -84,6 +90,8 @@ class RegistryApp:
         runtime = self.runtime
         method: str = scope["method"]
         path: str = scope["path"]
+        if not path.startswith("/"):  # absolute-form target (RFC 9112 3.2.2)
+            path = urlsplit(path).path or "/"
         refused = runtime.admit(method, path)
         if refused is not None:
             await _respond(send, refused)
@@ -94,6 +102,19 @@ class RegistryApp:
                 await _respond(send, response)
         finally:
             runtime.leave()
+
+    async def _park(self, receive: Receive, wait: BlockingWait) -> bool:
+        """Wait out a blocking query; True when the client disconnected meanwhile.
+
+        Watching `receive` frees the slot of a watcher that hung up at once,
+        instead of holding it for the rest of its wait.
+        """
+        gone: list[bool] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_until_disconnect, receive, gone, nursery.cancel_scope)
+            await self.watchers.wait(wait.scope, self.runtime.jittered(wait))
+            nursery.cancel_scope.cancel()
+        return bool(gone)
 
     async def _answer(
         self, scope: Scope, receive: Receive, method: str, path: str
@@ -124,7 +145,8 @@ class RegistryApp:
         try:
             result = runtime.handle(method, path, query, authorization, content_type, body)
             if isinstance(result, BlockingWait):
-                await self.watchers.wait(result.scope, runtime.jittered(result))
+                if await self._park(receive, result):
+                    return None  # the client went away while parked
                 result = runtime.handle(
                     method, path, query, authorization, content_type, body, may_block=False
                 )
@@ -133,6 +155,13 @@ class RegistryApp:
             log.exception(logfmt("internal_error", method=method, path=path[:200]))
             result = INTERNAL_ERROR
         return result
+
+
+async def _until_disconnect(receive: Receive, gone: list[bool], scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.append(True)
+    scope.cancel()
 
 
 async def _read_body(receive: Receive, limit: int, content_length: int) -> bytes | None:

@@ -1,0 +1,282 @@
+"""Helpers of the reliability suite: servers on sockets the test keeps, raw sockets, metrics.
+
+Servers are started the way `conformance.server_process` starts them
+(`python -m frontends serve --frontend F --fd N` on a pre-bound 127.0.0.1
+port-0 socket, with the registry's settings scrubbed from the environment),
+and `SocketServer` reuses that class: it only differs in that this process
+keeps its copy of the listening socket, so that
+
+- a restarted server can inherit the *same* socket (the URL stays the same,
+  and connections made while no process serves it wait in the backlog), and
+- the test can read the socket's accept queue (`accept_queue`) to open
+  thousands of connections as fast as the server accepts them.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from conformance.client import tls_context
+from conformance.server_process import (
+    REPO_ROOT,
+    ServerProcess,
+    child_environment,
+    listening_socket,
+)
+
+FRONTENDS = ["quart", "trio"]
+
+#: Fresh per run, so nothing can pass by matching a default baked into a frontend.
+SECRET = "rel-rw-" + secrets.token_hex(16)
+READ_TOKEN = "rel-ro-" + secrets.token_hex(16)
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+
+#: Probes a day away: a server's registry only changes when a test changes it.
+QUIET_INTERVAL = "86400"
+
+#: Settings `conformance.server_process.CONFIG_VARIABLES` does not scrub; an
+#: empty value means "the default", so a developer's shell cannot leak in.
+EXTRA_VARIABLES = (
+    "SERVICE_DISCOVERY_STATE_FILE",
+    "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS",
+    "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES",
+    "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS",
+    "SHUTDOWN_GRACE_SECONDS",
+    "HEALTH_CHECK_ALLOWED_NETWORKS",
+)
+
+#: How quickly a server must answer one request on loopback: generous, because
+#: CI machines are shared; a starved or blocked server misses it by far.
+PROMPT_SECONDS = 2.0
+
+#: The median answer time a test under stress must keep (loopback, tiny bodies).
+PROMPT_MEDIAN_SECONDS = 0.25
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    """Both tokens, quiet probes that could only ever reach loopback, plus `overrides`."""
+    env = dict.fromkeys(EXTRA_VARIABLES, "")
+    env.update(
+        SERVICE_DISCOVERY_SECRET=SECRET,
+        SERVICE_DISCOVERY_READ_TOKEN=READ_TOKEN,
+        HEALTH_CHECK_INTERVAL_SECONDS=QUIET_INTERVAL,
+        HEALTH_CHECK_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",
+    )
+    env.update(overrides)
+    return env
+
+
+class SocketServer(ServerProcess):
+    """A `ServerProcess` serving on a listening socket that this process keeps open.
+
+    `ServerProcess.__init__` binds a socket of its own and closes its copy
+    after spawning; everything else (readiness, logs, stop, kill, cleanup) is
+    inherited unchanged.
+    """
+
+    def __init__(
+        self,
+        frontend: str,
+        env: Mapping[str, str],
+        sock: socket.socket,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.frontend = frontend
+        self.env = dict(env)
+        self._logdir = tempfile.TemporaryDirectory(prefix=f"reliability-{frontend}-")
+        self.stdout_path = Path(self._logdir.name) / "stdout.log"
+        self.stderr_path = Path(self._logdir.name) / "stderr.log"
+        self.sock = sock
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        fd = sock.fileno()
+        args = [sys.executable, "-m", "frontends", "serve", "--frontend", frontend]
+        args += ["--fd", str(fd), *extra_args]
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                args,
+                cwd=REPO_ROOT,
+                env=child_environment(env),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=[fd],
+            )
+
+
+@contextmanager
+def kept_socket() -> Iterator[socket.socket]:
+    """A listening 127.0.0.1 socket (port 0) owned by the test, closed afterwards."""
+    sock = listening_socket()
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+@contextmanager
+def serving_on(
+    frontend: str, env: Mapping[str, str], sock: socket.socket
+) -> Iterator[SocketServer]:
+    """A ready server on `sock`; SIGTERM and exit 0 required when the body succeeded."""
+    server = SocketServer(frontend, env, sock)
+    try:
+        server.wait_ready()
+        yield server
+        server.stop(timeout=30)
+    finally:
+        server.cleanup()
+
+
+def accept_queue(sock: socket.socket) -> tuple[int, int]:
+    """(connections waiting to be accepted, backlog) of a listening socket (Linux TCP_INFO).
+
+    For a socket in LISTEN state the kernel reports the accept queue's length
+    in `tcpi_unacked` and its capacity in `tcpi_sacked`.
+    """
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    unacked, sacked = struct.unpack_from("II", info, 24)
+    return unacked, sacked
+
+
+def raise_open_file_limit(wanted: int) -> int:
+    """Raise this process's RLIMIT_NOFILE soft limit towards `wanted`; returns the new soft limit.
+
+    Child processes inherit it, which is how the servers get the same limit.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+def process_open_file_limit(pid: int) -> int:
+    """The soft RLIMIT_NOFILE of another process, from /proc."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    raise AssertionError(f"no open-files limit for pid {pid}")
+
+
+def open_sockets(pid: int) -> int:
+    """How many sockets process `pid` holds (connections plus listeners)."""
+    count = 0
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for entry in fd_dir.iterdir():
+        try:
+            if entry.readlink().as_posix().startswith("socket:"):
+                count += 1
+        except OSError:
+            continue  # closed while we looked
+    return count
+
+
+def metric(url: str, name: str) -> float:
+    """One unlabelled sample of the server's `/metrics`."""
+    text = httpx.get(f"{url}/metrics", timeout=5.0, verify=tls_context()).text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    assert match is not None, f"{name} not in /metrics:\n{text[:2000]}"
+    return float(match.group(1))
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.02
+) -> None:
+    """Call `condition()` until it is truthy; fail after `timeout` seconds saying `what`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def timed_get(
+    client: httpx.Client, path: str, headers: Mapping[str, str] | None = None
+) -> tuple[httpx.Response, float]:
+    start = time.monotonic()
+    response = client.get(path, headers=dict(headers or {}))
+    return response, time.monotonic() - start
+
+
+def assert_still_serving(server: ServerProcess, within: float = PROMPT_SECONDS) -> None:
+    """The process is alive, and `/health` and an authenticated read answer 200 within `within` s.
+
+    Each request uses a fresh connection, as a new client would.
+    """
+    assert server.proc.poll() is None, f"server died\n{server.describe()}"
+    for path, headers in (("/health", {}), ("/v1/discovery/services", AUTH)):
+        with httpx.Client(base_url=server.url, timeout=within + 10, verify=tls_context()) as client:
+            response, elapsed = timed_get(client, path, headers)
+        assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text}"
+        assert response.headers["content-type"].startswith("application/json"), response.headers
+        assert elapsed < within, f"GET {path} took {elapsed:.3f} s (limit {within} s)"
+    assert server.proc.poll() is None, f"server died\n{server.describe()}"
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 2.0) -> tuple[bytes, str]:
+    """Send `data` on a fresh connection, read until EOF or `timeout`.
+
+    Returns what the server sent and how it ended: `eof`, `reset` or `timeout`.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:
+            return b"", "reset"  # refused mid-send: the server already closed
+        received = bytearray()
+        deadline = time.monotonic() + timeout
+        while True:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                return bytes(received), "timeout"
+            except OSError:
+                return bytes(received), "reset"
+            if not chunk:
+                return bytes(received), "eof"
+            received += chunk
+
+
+def one_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    """Send one request on a fresh connection, read exactly one response, then close.
+
+    The connection is left for the *client* to close, as a browser or curl
+    would (the response is delimited by Content-Length, which both frontends send).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed mid-response: {received!r}"
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        match = re.search(rb"(?im)^content-length: *(\d+)", head)
+        assert match is not None, f"no Content-Length: {head!r}"
+        while len(body) < int(match.group(1)):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed mid-body: {received!r}"
+            body += chunk
+        return head + b"\r\n\r\n" + body
+
+
+def status_of(raw: bytes) -> int | None:
+    """The status code of the first HTTP/1.x response in `raw`, if any."""
+    match = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
+    return int(match.group(1)) if match else None
