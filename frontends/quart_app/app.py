@@ -19,7 +19,7 @@ from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse
 
 from ..shared.logs import logfmt
 from ..shared.probe_request import make_probe_client, probe_once
-from ..shared.runtime import Runtime
+from ..shared.runtime import OVERSIZE_DRAIN_BYTES, Runtime
 from .probe_driver import Fetch, ProbeDriver, Sleep
 from .snapshots import snapshot_loop
 from .watchers import Watchers
@@ -40,7 +40,8 @@ def create_app(
 ) -> Quart:
     """Build the app around `runtime`; `fetch` and `sleep` are for driver tests."""
     app = Quart(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = runtime.api.max_body_bytes
+    # Quart stops buffering past this; `read_body` drops what it reads past the limit.
+    app.config["MAX_CONTENT_LENGTH"] = runtime.api.max_body_bytes + OVERSIZE_DRAIN_BYTES
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     settings = runtime.settings
@@ -84,19 +85,26 @@ def create_app(
         await client.aclose()
 
     async def read_body() -> bytes | None:
-        """The body, or None once it passes the limit (never buffered past it)."""
+        """The body, or None when it passes the limit (never buffered past it).
+
+        An oversized body is read on and dropped, up to a bound, so that the
+        client gets to read the 413 (see OVERSIZE_DRAIN_BYTES).
+        """
         limit = runtime.api.max_body_bytes
-        if (request.content_length or 0) > limit:
+        if (request.content_length or 0) > limit + OVERSIZE_DRAIN_BYTES:
             return None
         body = bytearray()
+        size = 0
         try:
             async for chunk in request.body:
-                body += chunk
-                if len(body) > limit:
+                size += len(chunk)
+                if size <= limit:
+                    body += chunk
+                elif size > limit + OVERSIZE_DRAIN_BYTES:
                     return None
         except RequestEntityTooLarge:
             return None
-        return bytes(body)
+        return bytes(body) if size <= limit else None
 
     @app.route("/", defaults={"path": ""}, methods=METHODS, provide_automatic_options=False)
     @app.route("/<path:path>", methods=METHODS, provide_automatic_options=False)

@@ -34,6 +34,11 @@ from .state_file import encode_snapshot, restore_from_file, write_atomically
 
 log = logging.getLogger("sd.registry")
 
+# How much of an oversized body is read (and dropped) before answering 413.
+# Closing a connection with unread data in it makes TCP send a reset, which
+# can destroy the 413 before the client reads it; past this, we close anyway.
+OVERSIZE_DRAIN_BYTES = 1024 * 1024
+
 
 def _unset_probe(probe: RunProbe) -> None:
     raise RuntimeError("no probe driver is attached")

@@ -18,7 +18,7 @@ from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse
 
 from ..shared.logs import logfmt
 from ..shared.probe_request import make_probe_client, probe_once
-from ..shared.runtime import Runtime
+from ..shared.runtime import OVERSIZE_DRAIN_BYTES, Runtime
 from .probe_driver import Fetch, ProbeDriver
 from .snapshots import snapshot_loop
 from .watchers import Watchers
@@ -165,19 +165,27 @@ async def _until_disconnect(receive: Receive, gone: list[bool], scope: trio.Canc
 
 
 async def _read_body(receive: Receive, limit: int, content_length: int) -> bytes | None:
-    """The body, or None once it passes the limit (never buffered past it)."""
-    if content_length > limit:
+    """The body, or None when it passes the limit (never buffered past it).
+
+    An oversized body is read on and dropped, up to a bound, so that the
+    client gets to read the 413 (see OVERSIZE_DRAIN_BYTES).
+    """
+    if content_length > limit + OVERSIZE_DRAIN_BYTES:
         return None
     body = bytearray()
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Disconnected
-        body += message.get("body", b"")
-        if len(body) > limit:
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= limit:
+            body += chunk
+        elif size > limit + OVERSIZE_DRAIN_BYTES:
             return None
         if not message.get("more_body", False):
-            return bytes(body)
+            return bytes(body) if size <= limit else None
 
 
 async def _respond(send: Send, response: HttpResponse) -> None:
