@@ -1,0 +1,389 @@
+"""Scenario 1: hot paths over HTTP, per frontend, beside a bare app and etcd.
+
+    python -m bench.http_hot_paths [--frontend quart|trio|both]
+                                   [--loop asyncio|uvloop|both] [--quick]
+
+For each frontend (Quart on asyncio, and on uvloop; trio), wrk (`-t1 -c64`)
+drives, one endpoint at a time:
+
+- `POST /v1/discovery/heartbeat` over the 10 instances of service `hot`
+- `POST /v1/discovery/register`, re-registering those 10 unchanged
+- `GET /v1/discovery/services/hot`, `.../hot/healthy`, `.../hot/instances`
+  (all 10 healthy: probed by `bench.fake_instances`; cached bodies)
+
+and the same requests against the bare app on the same stack
+(`bench/bare_apps.py`: JSON parse and serialise only) in the same repetition,
+then the analogous etcd 3.4 calls through its JSON gateway: lease keepalive,
+put with a lease, prefix range of the 10 keys. Every server runs pinned to
+one CPU, wrk to the other.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+
+from .common import (
+    SECRET,
+    BenchError,
+    Proc,
+    Run,
+    Stat,
+    WrkResult,
+    base_parser,
+    chosen_frontends,
+    etcd_version,
+    heartbeat_body,
+    http_get,
+    log,
+    post_all,
+    print_table,
+    ratio_stat,
+    register_body,
+    run_async,
+    scenario,
+    start_bare,
+    start_etcd,
+    start_fake_instances,
+    start_registry,
+    verdict,
+    wrk,
+)
+
+SERVICE = "hot"
+INSTANCES = 10
+TARGET = 0.85
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    key: str
+    label: str
+    method: str
+    path: str
+    etcd: str
+    target: bool
+
+
+ENDPOINTS = (
+    Endpoint("heartbeat", "heartbeat", "POST", "/v1/discovery/heartbeat", "keepalive", True),
+    Endpoint("register", "re-register", "POST", "/v1/discovery/register", "put", False),
+    Endpoint(
+        "service", "GET /services/{name}", "GET", f"/v1/discovery/services/{SERVICE}", "range", True
+    ),
+    Endpoint(
+        "healthy",
+        "GET .../healthy",
+        "GET",
+        f"/v1/discovery/services/{SERVICE}/healthy",
+        "range",
+        True,
+    ),
+    Endpoint(
+        "instances",
+        "GET .../instances",
+        "GET",
+        f"/v1/discovery/services/{SERVICE}/instances",
+        "range",
+        True,
+    ),
+)
+ETCD_OPS = {
+    "keepalive": "lease keepalive",
+    "put": "put with lease",
+    "range": "range (prefix, 10 keys)",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    frontend: str
+    loop: str
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def prepare_registry(proc: Proc, fake: Proc) -> None:
+    bodies = [register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}") for n in range(INSTANCES)]
+    run_async(post_all(proc.port, "/v1/discovery/register", bodies, connections=1, depth=1))
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = http_get(proc.port, f"/v1/discovery/services/{SERVICE}/healthy", auth=True)
+        if status == 200 and len(json.loads(body)["healthy_instances"]) == INSTANCES:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"{proc.name}: instances never became healthy: {body[:300]!r}")
+        time.sleep(0.2)
+
+
+def prepare_etcd(run: Run, etcd: Proc) -> dict[str, list[str]]:
+    """Grant 10 leases, put 10 keys; return the wrk arguments of each etcd operation."""
+
+    async def setup() -> list[str]:
+        from .common import Conn
+
+        conn = await Conn.open(etcd.port)
+        leases = []
+        try:
+            for n in range(INSTANCES):
+                grant = await conn.request("POST", "/v3/lease/grant", b'{"TTL": 3600}', auth=False)
+                lease = grant.json()["ID"]
+                leases.append(lease)
+                key = f"svc/{SERVICE}/i-{n:02d}"
+                value = register_body(SERVICE, f"i-{n:02d}", 9000, f"/h/{n}").decode()
+                put = json.dumps({"key": _b64(key), "value": _b64(value), "lease": lease})
+                answer = await conn.request("POST", "/v3/kv/put", put.encode(), auth=False)
+                if answer.status != 200:
+                    raise BenchError(f"etcd put: {answer.status} {answer.body!r}")
+            check = json.dumps(
+                {"key": _b64(f"svc/{SERVICE}/"), "range_end": _b64(f"svc/{SERVICE}0")}
+            )
+            answer = await conn.request("POST", "/v3/kv/range", check.encode(), auth=False)
+            if answer.json().get("count") != str(INSTANCES):
+                raise BenchError(f"etcd range: {answer.body[:300]!r}")
+        finally:
+            await conn.close()
+        return leases
+
+    leases = run_async(setup())
+    keepalive = run.write_lines("etcd-keepalive.txt", (json.dumps({"ID": id_}) for id_ in leases))
+    puts = run.write_lines(
+        "etcd-put.txt",
+        (
+            json.dumps(
+                {
+                    "key": _b64(f"svc/{SERVICE}/i-{n:02d}"),
+                    "value": _b64(register_body(SERVICE, f"i-{n:02d}", 9000, f"/h/{n}").decode()),
+                    "lease": lease,
+                }
+            )
+            for n, lease in enumerate(leases)
+        ),
+    )
+    ranges = run.write_lines(
+        "etcd-range.txt",
+        [json.dumps({"key": _b64(f"svc/{SERVICE}/"), "range_end": _b64(f"svc/{SERVICE}0")})],
+    )
+    return {
+        "keepalive": ["/v3/lease/keepalive", str(keepalive), "-"],
+        "put": ["/v3/kv/put", str(puts), "-"],
+        "range": ["/v3/kv/range", str(ranges), "-"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--loop", choices=("asyncio", "uvloop", "both"), default=None, help="quart's event loop"
+    )
+    parser.add_argument("--duration", type=int, default=None, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--no-etcd", action="store_true")
+    args = parser.parse_args(argv)
+    reps = args.reps or (3 if args.quick else 5)
+    duration = args.duration or (1 if args.quick else 3)
+    loops = {"asyncio": ["asyncio"], "uvloop": ["uvloop"], "both": ["asyncio", "uvloop"]}[
+        args.loop or ("asyncio" if args.quick else "both")
+    ]
+    endpoints = [e for e in ENDPOINTS if not args.quick or e.key in ("heartbeat", "service")]
+    configs: list[Config] = []
+    for frontend in chosen_frontends(args):
+        if frontend == "quart":
+            configs += [Config(f"quart ({loop})", "quart", loop) for loop in loops]
+        else:
+            configs.append(Config("trio", "trio", "trio"))
+    conns = args.connections
+
+    with scenario(args, "Scenario 1: hot paths over HTTP") as run:
+        print(
+            f"wrk -t1 -c{conns} -d{duration}s per figure, {reps} repetitions; "
+            f"etcd {etcd_version()}\n"
+        )
+        fake = start_fake_instances(run)
+        heartbeats = run.write_lines(
+            "heartbeat.txt",
+            (heartbeat_body(SERVICE, f"i-{n:02d}").decode() for n in range(INSTANCES)),
+        )
+        registers = run.write_lines(
+            "register.txt",
+            (
+                register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}").decode()
+                for n in range(INSTANCES)
+            ),
+        )
+        env = {"HEALTH_CHECK_INTERVAL_SECONDS": "2", "HEALTH_CHECK_TIMEOUT_SECONDS": "1"}
+        servers: dict[str, tuple[Proc, Proc]] = {}
+        for config in configs:
+            log(f"starting {config.label} and its bare app")
+            ours = start_registry(run, config.frontend, loop=config.loop, env=env)
+            prepare_registry(ours, fake)
+            stack = "quart" if config.frontend == "quart" else "trio"
+            bare = start_bare(run, stack, loop=config.loop if stack == "quart" else "asyncio")
+            servers[config.label] = (ours, bare)
+        etcd_args: dict[str, list[str]] = {}
+        etcd: Proc | None = None
+        if not args.no_etcd:
+            etcd = start_etcd(run)
+            etcd_args = prepare_etcd(run, etcd)
+        etcd_ops = sorted({e.etcd for e in endpoints}, key=list(ETCD_OPS).index)
+
+        def drive(proc: Proc, endpoint: Endpoint, seconds: int) -> WrkResult:
+            if endpoint.method == "POST":
+                bodies = heartbeats if endpoint.key == "heartbeat" else registers
+                script, script_args = "post_json.lua", [endpoint.path, str(bodies), SECRET]
+            else:
+                script, script_args = "get.lua", [SECRET, endpoint.path]
+            result = wrk(
+                proc.url(), script, script_args, duration=seconds, connections=conns, server=proc
+            )
+            proc.check_alive()
+            return result
+
+        if not args.quick:
+            log("warm-up")
+            for ours, bare in servers.values():
+                for endpoint in (ENDPOINTS[0], ENDPOINTS[2]):
+                    drive(ours, endpoint, 1)
+                    drive(bare, endpoint, 1)
+
+        results: dict[tuple[str, str, str], list[WrkResult]] = {}
+        for rep in range(reps):
+            for config in configs:
+                ours, bare = servers[config.label]
+                for endpoint in endpoints:
+                    log(f"rep {rep + 1}/{reps}: {config.label} {endpoint.label}")
+                    # Alternate which goes first, so a drift in the machine's load
+                    # does not always favour the same side.
+                    pair = [("ours", ours), ("bare", bare)]
+                    for side, proc in pair if rep % 2 == 0 else pair[::-1]:
+                        results.setdefault((config.label, endpoint.key, side), []).append(
+                            drive(proc, endpoint, duration)
+                        )
+            if etcd is not None:
+                for op in etcd_ops:
+                    log(f"rep {rep + 1}/{reps}: etcd {op}")
+                    results.setdefault(("etcd", op, "etcd"), []).append(
+                        wrk(
+                            etcd.url(),
+                            "post_json.lua",
+                            etcd_args[op],
+                            duration=duration,
+                            connections=conns,
+                            server=etcd,
+                        )
+                    )
+        report(results, configs, endpoints, etcd_ops, servers)
+
+
+def report(
+    results: dict[tuple[str, str, str], list[WrkResult]],
+    configs: list[Config],
+    endpoints: list[Endpoint],
+    etcd_ops: list[str],
+    servers: dict[str, tuple[Proc, Proc]],
+) -> None:
+    def rps(key: tuple[str, str, str]) -> list[float]:
+        return [r.rps for r in results[key]]
+
+    def cpu(key: tuple[str, str, str]) -> list[float]:
+        return [r.cpu_us for r in results[key]]
+
+    throughput = []
+    cost = []
+    versus_etcd = []
+    for config in configs:
+        for endpoint in endpoints:
+            ours_key = (config.label, endpoint.key, "ours")
+            bare_key = (config.label, endpoint.key, "bare")
+            ratio = ratio_stat(rps(ours_key), rps(bare_key))
+            # Capacity from CPU cost: a saturated core serves 1/cost requests a second.
+            capacity = ratio_stat(cpu(bare_key), cpu(ours_key))
+            target = endpoint.target
+            throughput.append(
+                [
+                    config.label,
+                    endpoint.label,
+                    Stat.of(rps(ours_key)).fmt(),
+                    Stat.of(rps(bare_key)).fmt(),
+                    ratio.fmt(".0%"),
+                    f">={TARGET:.0%}: {verdict(ratio.median >= TARGET)}" if target else "-",
+                    Stat.of(r.p99_ms for r in results[ours_key]).fmt(".0f"),
+                ]
+            )
+            cost.append(
+                [
+                    config.label,
+                    endpoint.label,
+                    Stat.of(cpu(ours_key)).fmt(),
+                    Stat.of(cpu(bare_key)).fmt(),
+                    capacity.fmt(".0%"),
+                    f">={TARGET:.0%}: {verdict(capacity.median >= TARGET)}" if target else "-",
+                    Stat.of(r.wait_share * 100 for r in results[ours_key]).fmt(".0f", "%"),
+                ]
+            )
+            etcd_key = ("etcd", endpoint.etcd, "etcd")
+            if etcd_key in results:
+                versus_etcd.append(
+                    [
+                        config.label,
+                        endpoint.label,
+                        Stat.of(rps(ours_key)).fmt(),
+                        f"{ETCD_OPS[endpoint.etcd]}: {Stat.of(rps(etcd_key)).fmt()}",
+                        ratio_stat(rps(ours_key), rps(etcd_key)).fmt(".2f", "x"),
+                        f"{Stat.of(cpu(ours_key)).median:,.0f} vs "
+                        f"{Stat.of(cpu(etcd_key)).median:,.0f}",
+                    ]
+                )
+    print_table(
+        "Throughput: requests/s, median (min-max); ours/bare per repetition (run back to back)",
+        ["frontend", "endpoint", "ours req/s", "bare app req/s", "ours/bare", "target", "p99 ms"],
+        throughput,
+    )
+    print_table(
+        "Server CPU per request (user+system, us): the same runs, steadier on a shared machine",
+        [
+            "frontend",
+            "endpoint",
+            "ours us/req",
+            "bare app us/req",
+            "bare/ours",
+            "target",
+            "ours waited for CPU",
+        ],
+        cost,
+    )
+    if versus_etcd:
+        print_table(
+            "Against etcd 3.4 through its JSON gateway (pinned to the same single CPU)",
+            ["frontend", "endpoint", "ours req/s", "etcd req/s", "ours/etcd", "CPU us/req"],
+            versus_etcd,
+        )
+    if "quart (asyncio)" in servers and "quart (uvloop)" in servers:
+        gains = []
+        for endpoint in endpoints:
+            on_asyncio = ("quart (asyncio)", endpoint.key, "ours")
+            on_uvloop = ("quart (uvloop)", endpoint.key, "ours")
+            gains.append(
+                [
+                    endpoint.label,
+                    Stat.of(rps(on_asyncio)).fmt(),
+                    Stat.of(rps(on_uvloop)).fmt(),
+                    ratio_stat(rps(on_uvloop), rps(on_asyncio)).fmt(".2f", "x"),
+                    f"{Stat.of(cpu(on_asyncio)).median:,.0f} -> "
+                    f"{Stat.of(cpu(on_uvloop)).median:,.0f}",
+                ]
+            )
+        print_table(
+            "uvloop for the Quart frontend",
+            ["endpoint", "asyncio req/s", "uvloop req/s", "uvloop/asyncio", "CPU us/req"],
+            gains,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,462 @@
+"""Scenario 2: probe capacity, per frontend.
+
+    python -m bench.probe_capacity [--frontend quart|trio|both] [--quick]
+
+N instances (10 per service), each with its own health path on one fast
+local fake instance server (`bench.fake_instances`, which records when each
+path was probed), `HEALTH_CHECK_INTERVAL_SECONDS=10`, the default
+`MAX_CONCURRENT_HEALTH_CHECKS=100`. Starting at N=10,000 the ladder adds
+instances (x1.5) until the registry no longer keeps up. At each N, after one
+interval of warm-up, 3 windows of 2 intervals each are measured; meanwhile an
+open-loop client sends 50 API requests/s (reads of one service and
+heartbeats, alternating) and records their latency.
+
+A window is *on schedule* when every instance was probed in it, no instance
+went longer than 2 intervals between probes (no probe later than one
+interval), and the registry's `/metrics` shows no probe skipped because the
+previous one was still running and no failed probe. N passes when all its
+windows are on schedule.
+
+Baseline, in the same command: httpx, configured as the registry's probe
+client, fetching the same health URLs as fast as 100 concurrent workers can
+on the same stack (`bench/bare_apps.py probe asyncio|trio`), pinned to the
+server's CPU. The ratio compares the largest N's probe rate with it.
+
+`--quick` keeps the probe rate of the target (1,000/s) with N=1,000 at a 1 s
+interval, one N, 3 windows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+
+from .common import (
+    PIN,
+    PYTHON,
+    ROOT,
+    BenchError,
+    Proc,
+    Run,
+    Stat,
+    base_parser,
+    chosen_frontends,
+    heartbeat_body,
+    http_get,
+    log,
+    open_loop,
+    percentile,
+    post_all,
+    print_table,
+    register_body,
+    run_async,
+    scenario,
+    scrape_metrics,
+    start_fake_instances,
+    start_registry,
+    verdict,
+)
+
+PER_SERVICE = 10
+TARGET_RATE = 1000.0
+TARGET_P99_MS = 100.0
+
+
+def service_of(n: int) -> str:
+    return f"svc-{n // PER_SERVICE:05d}"
+
+
+def instance_of(n: int) -> str:
+    return f"i-{n % PER_SERVICE}"
+
+
+@dataclass(frozen=True)
+class Window:
+    probes_per_s: float
+    instances_hit: int
+    max_gap: float
+    p99_gap: float
+    skipped: float
+    failed: float
+    api_p50_ms: float
+    api_p99_ms: float
+    cpu: float
+    waited: float
+
+    def on_schedule(self, n: int, interval: float) -> bool:
+        return (
+            self.instances_hit >= n
+            and self.max_gap <= 2 * interval
+            and self.skipped == 0
+            and self.failed == 0
+        )
+
+
+@dataclass(frozen=True)
+class Step:
+    n: int
+    windows: list[Window]
+    interval: float
+
+    @property
+    def passed(self) -> bool:
+        return all(w.on_schedule(self.n, self.interval) for w in self.windows)
+
+
+def fake_window(fake: Proc) -> dict[str, float]:
+    status, body = http_get(fake.port, "/_window")
+    if status != 200:
+        raise BenchError(f"fake instances: {status}")
+    result: dict[str, float] = json.loads(body)
+    return result
+
+
+def probe_counters(proc: Proc) -> tuple[float, float]:
+    metrics = scrape_metrics(proc.port)
+    skipped = metrics.get('sd_probes_total{result="skipped_in_flight"}', 0.0)
+    failed = metrics.get('sd_probes_total{result="failed"}', 0.0)
+    return skipped, failed
+
+
+def register_range(proc: Proc, fake: Proc, start: int, stop: int) -> float:
+    bodies = [
+        register_body(service_of(n), instance_of(n), fake.port, f"/h/{n}")
+        for n in range(start, stop)
+    ]
+    return run_async(post_all(proc.port, "/v1/discovery/register", bodies))
+
+
+CONTROL = "svc-control"
+
+
+def control_windows(proc: Proc, fake: Proc, interval: float, windows: int, rate: float) -> Stat:
+    """API p99 (ms) with nothing but 10 instances to probe: the machine's own noise floor."""
+    bodies = [register_body(CONTROL, f"c-{i}", fake.port, "/_control") for i in range(10)]
+    run_async(post_all(proc.port, "/v1/discovery/register", bodies, connections=1))
+    requests: list[tuple[str, str, bytes | None]] = []
+    for i in range(10):
+        requests.append(("GET", f"/v1/discovery/services/{CONTROL}", None))
+        requests.append(("POST", "/v1/discovery/heartbeat", heartbeat_body(CONTROL, f"c-{i}")))
+    p99s = []
+    for _ in range(windows):
+        latencies = run_async(open_loop(proc.port, requests, rate=rate, seconds=interval))
+        p99s.append(percentile(latencies, 99) * 1000)
+    log(f"  control (nothing to probe): API p99 {Stat.of(p99s).fmt('.1f')} ms")
+    return Stat.of(p99s)
+
+
+def measure_step(
+    proc: Proc, fake: Proc, n: int, interval: float, windows: int, rate: float
+) -> Step:
+    time.sleep(interval + 1)  # warm-up: every new instance's first probe falls in it
+    fake_window(fake)
+    results = []
+    requests: list[tuple[str, str, bytes | None]] = []
+    for k in range(0, n, max(1, n // 50)):
+        requests.append(("GET", f"/v1/discovery/services/{service_of(k)}", None))
+        requests.append(
+            ("POST", "/v1/discovery/heartbeat", heartbeat_body(service_of(k), instance_of(k)))
+        )
+    for _ in range(windows):
+        skipped0, failed0 = probe_counters(proc)
+        cpu0, wait0, started = proc.cpu_seconds(), proc.runqueue_seconds(), time.monotonic()
+        latencies = run_async(open_loop(proc.port, requests, rate=rate, seconds=2 * interval))
+        elapsed = time.monotonic() - started
+        cpu = (proc.cpu_seconds() - cpu0) / elapsed
+        waited = (proc.runqueue_seconds() - wait0) / elapsed
+        stats = fake_window(fake)
+        skipped1, failed1 = probe_counters(proc)
+        proc.check_alive()
+        window = Window(
+            probes_per_s=stats["hits"] / stats["seconds"],
+            instances_hit=int(stats["instances_hit"]),
+            max_gap=stats["max_gap"],
+            p99_gap=stats["p99_gap"],
+            skipped=skipped1 - skipped0,
+            failed=failed1 - failed0,
+            api_p50_ms=percentile(latencies, 50) * 1000,
+            api_p99_ms=percentile(latencies, 99) * 1000,
+            cpu=cpu,
+            waited=waited,
+        )
+        results.append(window)
+        log(
+            f"  N={n}: {window.probes_per_s:,.0f} probes/s, hit {window.instances_hit}/{n}, "
+            f"max gap {window.max_gap:.2f}s, skipped {window.skipped:.0f}, "
+            f"failed {window.failed:.0f}, API p99 {window.api_p99_ms:.1f} ms, "
+            f"server CPU {window.cpu:.0%}, waited for CPU {window.waited:.0%}"
+        )
+    return Step(n, results, interval)
+
+
+def _round(n: float) -> int:
+    """Two significant digits, so the N of the steps read well."""
+    if n < 100:
+        return max(10, int(n))
+    scale = 10 ** (len(str(int(n))) - 2)
+    return int(round(n / scale) * scale)
+
+
+def search(
+    run: Run,
+    frontend: str,
+    fake: Proc,
+    *,
+    loop: str,
+    interval: float,
+    start: int,
+    windows: int,
+    rate: float,
+    max_n: int,
+    factor: float,
+    max_steps: int,
+    concurrency: int,
+    module: str,
+    control: list[Stat],
+) -> list[Step]:
+    """Find the largest N on schedule: up by `factor` while passing, then bisect.
+
+    A failing N's achieved probe rate estimates the capacity, so the search
+    jumps there instead of halving blindly. Steps up add instances to the
+    running server; a step down starts a fresh one.
+    """
+    env = {
+        "HEALTH_CHECK_INTERVAL_SECONDS": f"{interval:g}",
+        "HEALTH_CHECK_TIMEOUT_SECONDS": f"{min(5.0, interval / 2):g}",
+        "MAX_CONCURRENT_HEALTH_CHECKS": str(concurrency),
+        "SERVICE_DISCOVERY_MAX_INSTANCES": str(max(100_000, max_n)),
+    }
+    steps: list[Step] = []
+    lo: int | None = None
+    hi: int | None = None
+    estimate = float("inf")  # the N the fastest failing step could have carried
+    n = start
+    proc: Proc | None = None
+    registered = 0
+    try:
+        while len(steps) < max_steps:
+            if proc is None or n < registered:
+                if proc is not None:
+                    proc.stop()
+                proc = start_registry(run, frontend, loop=loop, env=env, module=module)
+                http_get(fake.port, "/_reset")
+                registered = 0
+                if not control:
+                    control.append(control_windows(proc, fake, interval, windows, rate))
+            log(f"{frontend}: N={n} ({registered} registered)")
+            register_range(proc, fake, registered, n)
+            registered = n
+            step = measure_step(proc, fake, n, interval, windows, rate)
+            steps.append(step)
+            if step.passed:
+                lo = n
+                if hi is None:
+                    if n >= max_n or factor <= 1:
+                        break
+                    following = min(max_n, _round(n * factor))
+                else:
+                    # Towards the rate the failing N managed, but at least +20 %.
+                    following = _round(min((lo * hi) ** 0.5, max(lo * 1.2, estimate)))
+            else:
+                hi = n
+                achieved = Stat.of(w.probes_per_s for w in step.windows).median * interval
+                estimate = min(estimate, achieved)
+                if lo is None:
+                    following = _round(min(n / 2, 0.8 * achieved))
+                else:
+                    following = _round((lo * hi) ** 0.5)
+            if (lo is not None and hi is not None and hi <= lo * 1.25) or following in (lo, hi):
+                break
+            if following < 10:
+                break
+            n = following
+    finally:
+        if proc is not None:
+            proc.stop()
+    return steps
+
+
+def bare_probe_rates(
+    fake: Proc,
+    stack: str,
+    count: int,
+    concurrency: int,
+    seconds: float,
+    reps: int,
+    client: str = "httpx",
+) -> list[float]:
+    argv = [
+        PYTHON,
+        "-m",
+        "bench.bare_apps",
+        "probe",
+        stack,
+        "--base",
+        fake.url("/h/"),
+        "--count",
+        str(count),
+        "--concurrency",
+        str(concurrency),
+        "--seconds",
+        f"{seconds:g}",
+        "--client",
+        client,
+        "--reps",
+        str(reps),
+    ]
+
+    def pin() -> None:
+        if PIN.server:
+            os.sched_setaffinity(0, PIN.server)
+
+    done = subprocess.run(
+        argv,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=seconds * reps + 60,
+        preexec_fn=pin,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"bare prober failed:\n{done.stderr[-2000:]}")
+    rates: list[float] = json.loads(done.stdout.strip().splitlines()[-1])["probes_per_second"]
+    return rates
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument("--interval", type=float, default=None, help="seconds (default 10)")
+    parser.add_argument("--start", type=int, default=None, help="first N (default 10,000)")
+    parser.add_argument("--factor", type=float, default=1.5, help="step up (x) while passing")
+    parser.add_argument("--max", type=int, default=100_000, help="largest N to try")
+    parser.add_argument("--rate", type=float, default=50.0, help="API requests/s meanwhile")
+    parser.add_argument("--max-steps", type=int, default=6, help="N values to try at most")
+    parser.add_argument(
+        "--concurrency", type=int, default=100, help="MAX_CONCURRENT_HEALTH_CHECKS (default 100)"
+    )
+    parser.add_argument(
+        "--prototype",
+        action="store_true",
+        help="run the server with bench/probe_prototype.py's probe client instead of httpx",
+    )
+    args = parser.parse_args(argv)
+    windows = args.reps or 3
+    interval = args.interval or (1.0 if args.quick else 10.0)
+    start = args.start or (1000 if args.quick else 10_000)
+    factor = 1.0 if args.quick else args.factor
+
+    with scenario(args, "Scenario 2: probe capacity") as run:
+        print(
+            f"interval {interval:g}s, MAX_CONCURRENT_HEALTH_CHECKS={args.concurrency}, "
+            f"{windows} windows of "
+            f"{2 * interval:g}s per N, API load {args.rate:g} req/s open loop\n"
+        )
+        fake = start_fake_instances(run)
+        rows = []
+        detail = []
+        for frontend in chosen_frontends(args):
+            stack = "trio" if frontend == "trio" else "asyncio"
+            log(f"{frontend}: bare probers on {stack} (httpx, and a plain keep-alive GET)")
+            seconds = 0.5 if args.quick else 5.0
+            bare = Stat.of(bare_probe_rates(fake, stack, start, args.concurrency, seconds, 3))
+            raw = Stat.of(bare_probe_rates(fake, stack, start, args.concurrency, seconds, 3, "raw"))
+            control: list[Stat] = []
+            steps = search(
+                run,
+                frontend,
+                fake,
+                loop=args.loop,
+                interval=interval,
+                start=start,
+                windows=windows,
+                rate=args.rate,
+                max_n=args.max,
+                factor=factor,
+                max_steps=1 if args.quick else args.max_steps,
+                concurrency=args.concurrency,
+                module="bench.probe_prototype" if args.prototype else "frontends",
+                control=control,
+            )
+            label = f"{frontend} ({args.loop})" if frontend == "quart" else frontend
+            if args.prototype:
+                label += " + plain probe client"
+            for step in steps:
+                detail.append(
+                    [
+                        label,
+                        f"{step.n:,}",
+                        Stat.of(w.probes_per_s for w in step.windows).fmt(),
+                        Stat.of(w.max_gap for w in step.windows).fmt(".2f", " s"),
+                        Stat.of(w.api_p99_ms for w in step.windows).fmt(".1f"),
+                        Stat.of(w.cpu * 100 for w in step.windows).fmt(".0f", "%"),
+                        Stat.of(w.waited * 100 for w in step.windows).fmt(".0f", "%"),
+                        f"{sum(w.skipped for w in step.windows):.0f}/"
+                        f"{sum(w.failed for w in step.windows):.0f}",
+                        "yes" if step.passed else "no",
+                    ]
+                )
+            passing = [s for s in steps if s.passed]
+            best = max(passing, key=lambda s: s.n) if passing else None
+            at_target = next((s for s in steps if s.n * 1.0 / interval >= TARGET_RATE), None)
+            capacity = best.n / interval if best else 0.0
+            rows.append(
+                [
+                    label,
+                    f"{best.n:,}" if best else f"< {steps[0].n:,}",
+                    f"{capacity:,.0f}",
+                    bare.fmt(),
+                    f"{capacity / bare.median:.0%}",
+                    raw.fmt(),
+                    f"{capacity / raw.median:.0%}",
+                    _target_cell(at_target, interval),
+                    control[0].fmt(".0f") if control else "-",
+                ]
+            )
+        print_table(
+            "Every N tried: median (min-max) over the windows",
+            [
+                "frontend",
+                "N",
+                "probes/s",
+                "max gap",
+                "API p99 ms",
+                "server CPU",
+                "waited for CPU",
+                "skipped/failed",
+                "on schedule",
+            ],
+            detail,
+        )
+        print_table(
+            "Probe capacity",
+            [
+                "frontend",
+                "largest N on schedule",
+                "probes/s at it",
+                "bare httpx probes/s",
+                "ours/httpx",
+                "bare plain-GET probes/s",
+                "ours/plain",
+                f"target: >={TARGET_RATE:,.0f}/s on schedule, API p99 <{TARGET_P99_MS:g} ms",
+                "API p99 ms, nothing to probe",
+            ],
+            rows,
+        )
+
+
+def _target_cell(step: Step | None, interval: float) -> str:
+    if step is None:
+        return "not measured"
+    p99 = Stat.of(w.api_p99_ms for w in step.windows).median
+    rate = step.n / interval
+    ok = step.passed and p99 < TARGET_P99_MS
+    on = "yes" if step.passed else "no"
+    return f"{verdict(ok)} (N={step.n:,}: {rate:,.0f}/s, on schedule: {on}, p99 {p99:.1f} ms)"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,394 @@
+"""Scenario 3: watch fan-out, per frontend.
+
+    python -m bench.watch_fanout [--frontend quart|trio|both] [--watchers 10000] [--quick]
+
+10,000 blocking queries (`GET /v1/discovery/services/watched?index=<current>&wait=5m`),
+each on its own connection from one Python process (a raw asyncio protocol on
+uvloop), park on one service. When the registry's `/metrics` shows all of
+them parked, one change (a new instance registered in the service) is sent,
+and the time from sending it until the last watcher has its full answer is
+the fan-out time. Memory per parked waiter is the server's RSS with all
+parked minus its RSS just before they connected, divided by their number
+(connections, request state and the wait itself: everything a parked
+watcher costs). Each repetition starts fresh servers (freed memory is not
+handed back to the OS, so a reused process would under-report).
+
+Baseline, in the same repetition: the bare app on the same stack
+(`bench/bare_apps.py`), whose `GET /wait` parks on one event (with a
+5-minute timer) until `POST /fire`, then serialises a 10-instance document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .common import (
+    AUTH,
+    BenchError,
+    Conn,
+    Proc,
+    Stat,
+    base_parser,
+    chosen_frontends,
+    http_get,
+    log,
+    post_all,
+    print_table,
+    ratio_stat,
+    register_body,
+    run_async,
+    scenario,
+    scrape_metrics,
+    start_bare,
+    start_registry,
+    verdict,
+    wait_ready,
+)
+
+SERVICE = "watched"
+TARGET_SECONDS = 1.0
+TARGET_KIB = 10.0
+
+
+class Watcher(asyncio.Protocol):
+    """One parked request; records when its whole answer has arrived."""
+
+    def __init__(self, request: bytes, fleet: Fleet) -> None:
+        self._request = request
+        self._fleet = fleet
+        self._buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.answered_at: float | None = None
+        self.status = 0
+        self.index: int | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self._request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self.answered_at is not None:
+            return
+        buffer = self._buffer + data
+        end = buffer.find(b"\r\n\r\n")
+        if end < 0:
+            self._buffer = buffer
+            return
+        head = buffer[:end].decode("latin-1").split("\r\n")
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "x-discovery-index":
+                self.index = int(value)
+        if len(buffer) - end - 4 < length:
+            self._buffer = buffer
+            return
+        self.answered_at = time.perf_counter()
+        self.status = int(head[0].split(" ", 2)[1])
+        self._buffer = b""
+        self._fleet.answered()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.answered_at is None:
+            self._fleet.lost += 1
+            self._fleet.answered()
+
+
+class Fleet:
+    """Every watcher of one run, and an event set when all have an answer."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.watchers: list[Watcher] = []
+        self.done = 0
+        self.lost = 0
+        self.all_answered = asyncio.Event()
+
+    def answered(self) -> None:
+        self.done += 1
+        if self.done >= self.size:
+            self.all_answered.set()
+
+
+@dataclass(frozen=True)
+class Result:
+    fanout_s: float
+    median_s: float
+    kib_per_waiter: float
+    park_s: float
+    cpu_s: float  # server CPU from the change until the last answer
+    waited_s: float  # meanwhile, time the server was runnable but another job had the CPU
+
+
+async def _park(port: int, request: bytes, fleet: Fleet, parallel: int = 200) -> None:
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(parallel)
+
+    async def connect() -> None:
+        async with gate:
+            watcher = Watcher(request, fleet)
+            await loop.create_connection(lambda: watcher, "127.0.0.1", port)
+            fleet.watchers.append(watcher)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(fleet.size):
+            group.create_task(connect())
+
+
+async def _wait_parked(count: Callable[[], int], want: int, limit: float = 120.0) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        have = await asyncio.to_thread(count)
+        if have >= want:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"only {have} of {want} watchers parked after {limit:g}s")
+        await asyncio.sleep(0.2)
+
+
+def _close(fleet: Fleet) -> None:
+    for watcher in fleet.watchers:
+        if watcher.transport is not None:
+            watcher.transport.close()
+
+
+async def one_run(
+    proc: Proc,
+    *,
+    size: int,
+    request: bytes,
+    parked: Callable[[], int],
+    trigger: tuple[str, bytes],
+    expect_index_above: int | None,
+    settle: float,
+) -> Result:
+    fleet = Fleet(size)
+    rss_before = proc.rss_kib()
+    started = time.perf_counter()
+    try:
+        await _park(proc.port, request, fleet)
+        await _wait_parked(parked, size)
+        park_s = time.perf_counter() - started
+        await asyncio.sleep(settle)  # let the server settle before reading its RSS
+        rss_parked = proc.rss_kib()
+        if fleet.done:
+            raise BenchError(f"{fleet.done} watchers answered before the change")
+        conn = await Conn.open(proc.port)
+        try:
+            path, body = trigger
+            cpu0, wait0 = proc.cpu_seconds(), proc.runqueue_seconds()
+            t0 = time.perf_counter()
+            answer = await conn.request("POST", path, body)
+            if answer.status != 200:
+                raise BenchError(f"trigger: {answer.status} {answer.body[:200]!r}")
+            try:
+                await asyncio.wait_for(fleet.all_answered.wait(), 60)
+            except TimeoutError:
+                raise BenchError(f"only {fleet.done} of {size} answered within 60 s") from None
+            cpu_s = proc.cpu_seconds() - cpu0
+            waited_s = proc.runqueue_seconds() - wait0
+        finally:
+            await conn.close()
+        times = sorted((w.answered_at or 0.0) - t0 for w in fleet.watchers)
+        bad = [w for w in fleet.watchers if w.status != 200]
+        if fleet.lost or bad:
+            raise BenchError(f"{fleet.lost} connections lost, {len(bad)} answers not 200")
+        if expect_index_above is not None:
+            stale = [w for w in fleet.watchers if (w.index or 0) <= expect_index_above]
+            if stale:
+                raise BenchError(f"{len(stale)} answers carry no newer index")
+        return Result(
+            fanout_s=times[-1],
+            median_s=times[len(times) // 2],
+            kib_per_waiter=(rss_parked - rss_before) / size,
+            park_s=park_s,
+            cpu_s=cpu_s,
+            waited_s=waited_s,
+        )
+    finally:
+        _close(fleet)
+
+
+def _request(path: str, port: int) -> bytes:
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {AUTH}\r\n\r\n"
+    ).encode()
+
+
+def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
+    try:
+        first = register_body(SERVICE, "i-0", 9)
+        run_async(post_all(proc.port, "/v1/discovery/register", [first], connections=1, depth=1))
+        for _ in range(50):  # warm the read path before the RSS baseline
+            http_get(proc.port, f"/v1/discovery/services/{SERVICE}", auth=True)
+        conn_index = _index_of(proc.port)
+        request = _request(
+            f"/v1/discovery/services/{SERVICE}?index={conn_index}&wait=5m", proc.port
+        )
+
+        def parked() -> int:
+            return int(scrape_metrics(proc.port).get("sd_blocking_queries", 0))
+
+        change = register_body(SERVICE, f"i-new-{rep}", 9)
+        return run_async(
+            one_run(
+                proc,
+                size=size,
+                request=request,
+                parked=parked,
+                trigger=("/v1/discovery/register", change),
+                expect_index_above=conn_index,
+                settle=settle,
+            )
+        )
+    finally:
+        proc.stop()
+
+
+def _index_of(port: int) -> int:
+    async def get() -> int:
+        conn = await Conn.open(port)
+        try:
+            answer = await conn.request("GET", f"/v1/discovery/services/{SERVICE}")
+            return int(answer.headers["x-discovery-index"])
+        finally:
+            await conn.close()
+
+    return run_async(get())
+
+
+def bare_rep(proc: Proc, size: int, settle: float) -> Result:
+    try:
+        for _ in range(50):
+            http_get(proc.port, "/v1/discovery/services/hot")
+
+        def parked() -> int:
+            _, body = http_get(proc.port, "/_parked")
+            count: int = json.loads(body)["parked"]
+            return count
+
+        return run_async(
+            one_run(
+                proc,
+                size=size,
+                request=_request("/wait", proc.port),
+                parked=parked,
+                trigger=("/fire", b"{}"),
+                expect_index_above=None,
+                settle=settle,
+            )
+        )
+    finally:
+        proc.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__.splitlines()[0])
+    parser.add_argument("--watchers", type=int, default=None, help="default 10,000")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    args = parser.parse_args(argv)
+    reps = args.reps or 3
+    size = args.watchers or (300 if args.quick else 10_000)
+    settle = 0.2 if args.quick else 1.0
+
+    with scenario(args, "Scenario 3: watch fan-out") as run:
+        print(f"{size:,} parked blocking queries, {reps} repetitions, fresh servers each\n")
+        rows = []
+        for frontend in chosen_frontends(args):
+            stack = "quart" if frontend == "quart" else "trio"
+            label = f"quart ({args.loop})" if frontend == "quart" else "trio"
+            ours: list[Result] = []
+            bare: list[Result] = []
+            for rep in range(reps):
+                log(f"rep {rep + 1}/{reps}: {label}, {size} watchers")
+                env = {"HEALTH_CHECK_INTERVAL_SECONDS": "3600"}
+                registry = start_registry(run, frontend, loop=args.loop, env=env, ready=False)
+                baseline = start_bare(run, stack, loop=args.loop, ready=False)
+                wait_ready(registry)
+                wait_ready(baseline)
+                ours.append(registry_rep(registry, size, rep, settle))
+                log(
+                    f"  registry: all answered {ours[-1].fanout_s:.3f}s after the change "
+                    f"(server CPU {ours[-1].cpu_s:.3f}s, waited {ours[-1].waited_s:.3f}s), "
+                    f"{ours[-1].kib_per_waiter:.1f} KiB/waiter (parked in {ours[-1].park_s:.1f}s)"
+                )
+                bare.append(bare_rep(baseline, size, settle))
+                log(
+                    f"  bare app: all answered {bare[-1].fanout_s:.3f}s after the change "
+                    f"(server CPU {bare[-1].cpu_s:.3f}s, waited {bare[-1].waited_s:.3f}s), "
+                    f"{bare[-1].kib_per_waiter:.1f} KiB/waiter"
+                )
+            fanout = Stat.of(r.fanout_s for r in ours)
+            kib = Stat.of(r.kib_per_waiter for r in ours)
+            rows.append(
+                [
+                    label,
+                    "all answered (s)",
+                    fanout.fmt(".3f"),
+                    Stat.of(r.fanout_s for r in bare).fmt(".3f"),
+                    ratio_stat([r.fanout_s for r in ours], [r.fanout_s for r in bare]).fmt(
+                        ".2f", "x"
+                    ),
+                    f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}",
+                ]
+            )
+            rows.append(
+                [
+                    label,
+                    "median answer (s)",
+                    Stat.of(r.median_s for r in ours).fmt(".3f"),
+                    Stat.of(r.median_s for r in bare).fmt(".3f"),
+                    ratio_stat([r.median_s for r in ours], [r.median_s for r in bare]).fmt(
+                        ".2f", "x"
+                    ),
+                    "-",
+                ]
+            )
+            rows.append(
+                [
+                    label,
+                    "server CPU from change to last answer (s)",
+                    Stat.of(r.cpu_s for r in ours).fmt(".3f"),
+                    Stat.of(r.cpu_s for r in bare).fmt(".3f"),
+                    ratio_stat([r.cpu_s for r in ours], [r.cpu_s for r in bare]).fmt(".2f", "x"),
+                    f"us per watcher: {Stat.of(r.cpu_s for r in ours).median / size * 1e6:,.0f}",
+                ]
+            )
+            rows.append(
+                [
+                    label,
+                    "server waited for CPU meanwhile (s)",
+                    Stat.of(r.waited_s for r in ours).fmt(".3f"),
+                    Stat.of(r.waited_s for r in bare).fmt(".3f"),
+                    "-",
+                    "-",
+                ]
+            )
+            rows.append(
+                [
+                    label,
+                    "KiB per parked waiter",
+                    kib.fmt(".1f"),
+                    Stat.of(r.kib_per_waiter for r in bare).fmt(".1f"),
+                    ratio_stat(
+                        [r.kib_per_waiter for r in ours], [r.kib_per_waiter for r in bare]
+                    ).fmt(".2f", "x"),
+                    f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}",
+                ]
+            )
+        print_table(
+            f"{size:,} watchers, one change: median (min-max)",
+            ["frontend", "figure", "registry", "bare app", "registry/bare", "target"],
+            rows,
+        )
+
+
+if __name__ == "__main__":
+    main()
