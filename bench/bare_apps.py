@@ -21,6 +21,11 @@ For the watch scenario, `GET /wait` parks (with a 5-minute timer, as a
 blocking query has) until `POST /fire`, then answers the 10-instance
 document; `GET /_parked` says how many are parked.
 
+`serve raw` is not a baseline of either stack but a sketch of the design
+proposed for parked watchers: HTTP/1.1 written by hand on an asyncio
+protocol, `/wait` parking the transport itself and `/fire` writing one
+rendered answer to every parked transport.
+
 `probe asyncio|trio` is the probe baseline: httpx (configured exactly as the
 registry's probe client) fetching health URLs as fast as `--concurrency`
 workers can, `--reps` times `--seconds`; prints `{"probes_per_second": [...]}`.
@@ -265,6 +270,105 @@ def serve_trio(fd: int, documents: Documents) -> None:
     trio.run(main)
 
 
+# ---------------------------------------------------- raw protocol (sketch)
+
+
+class _RawState:
+    def __init__(self, documents: Documents) -> None:
+        self.documents = documents
+        self.parked: list[Any] = []
+
+
+class _RawProtocol:
+    """HTTP/1.1 by hand, no framework: the shape proposed for parked watchers.
+
+    `GET /wait` parks the transport; `POST /fire` renders the answer once and
+    writes it to every parked transport in one loop. Other requests get the
+    same answers as the framework apps. Keep-alive; no pipelining subtleties.
+    """
+
+    def __init__(self, state: _RawState) -> None:
+        self._state = state
+        self._buffer = b""
+        self._transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        with contextlib.suppress(ValueError):
+            self._state.parked.remove(self._transport)
+
+    def eof_received(self) -> None:
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer + data
+        while (end := buffer.find(b"\r\n\r\n")) >= 0:
+            head = buffer[:end]
+            length = 0
+            at = head.lower().find(b"content-length:")
+            if at >= 0:
+                length = int(head[at + 15 :].split(b"\r\n", 1)[0])
+            if len(buffer) < end + 4 + length:
+                break
+            body = buffer[end + 4 : end + 4 + length]
+            buffer = buffer[end + 4 + length :]
+            method, path = head.split(b" ", 2)[:2]
+            self._handle(method.decode("latin-1"), path.decode("latin-1"), body)
+        self._buffer = buffer
+
+    def _handle(self, method: str, path: str, body: bytes) -> None:
+        state = self._state
+        if method == "GET" and path == "/wait":
+            state.parked.append(self._transport)
+            return
+        if method == "POST" and path == "/fire":
+            answer = _raw_answer(state.documents.get("/wait"))
+            parked, state.parked = state.parked, []
+            for transport in parked:
+                transport.write(answer)
+            self._transport.write(_raw_answer(state.documents.post(path, body)))
+            return
+        if path == "/_parked":
+            self._transport.write(_raw_answer(_dumps({"parked": len(state.parked)}).encode()))
+        elif method == "POST":
+            self._transport.write(_raw_answer(state.documents.post(path, body)))
+        else:
+            self._transport.write(_raw_answer(state.documents.get(path)))
+
+
+def _raw_answer(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+def serve_raw(fd: int, loop: str, documents: Documents) -> None:
+    import asyncio
+
+    async def main() -> None:
+        running = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            running.add_signal_handler(signum, stop.set)
+        state = _RawState(documents)
+        sock = socket.socket(fileno=fd)
+        server = await running.create_server(lambda: _RawProtocol(state), sock=sock)  # type: ignore[arg-type, return-value]
+        async with server:
+            await stop.wait()
+
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
 # ------------------------------------------------------------------- prober
 
 
@@ -384,7 +488,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="a bare HTTP app on one stack")
-    serve.add_argument("stack", choices=("quart", "trio"))
+    serve.add_argument(
+        "stack", choices=("quart", "trio", "raw"), help="raw: hand-written asyncio protocol"
+    )
     where = serve.add_mutually_exclusive_group(required=True)
     where.add_argument("--fd", type=int, help="an inherited listening socket")
     where.add_argument("--port", type=int, help="bind 127.0.0.1:PORT")
@@ -422,7 +528,9 @@ def main(argv: list[str] | None = None) -> None:
         sock.set_inheritable(True)
         fd = sock.detach()
     documents = Documents(args.store)
-    if args.stack == "quart":
+    if args.stack == "raw":
+        serve_raw(fd, args.loop, documents)
+    elif args.stack == "quart":
         serve_quart(fd, args.loop, documents)
     else:
         serve_trio(fd, documents)

@@ -300,7 +300,7 @@ def start_bare(
     """The baseline app of `bench/bare_apps.py` on the same stack (`quart` or `trio`)."""
     sock = listening_socket()
     argv = [PYTHON, "-m", "bench.bare_apps", "serve", stack, "--fd", str(sock.fileno())]
-    if stack == "quart":
+    if stack in ("quart", "raw"):
         argv += ["--loop", loop]
     if store:
         argv.append("--store")

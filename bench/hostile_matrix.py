@@ -25,17 +25,24 @@ figures:
   the moment each request was due;
 - stray probes: probes that reached an instance more than 0.5 s after it was
   unregistered;
-- the server's open file descriptors (`/proc/<pid>/fd`) and RSS
+- the server's open file descriptors (`/proc/<pid>/fd`, without the
+  accepted API connections, whose number the clients decide) and RSS
   (`VmRSS`), measured when quiet: before the first round and after each
   round, once the probe client's idle keep-alive connections expired (a
   sentinel instance stays registered throughout, so its probes make httpx
   prune them). Growth is measured from the first round to the last, so the
   one-off cost of warming up is not counted as a leak.
 
-`MAX_CONCURRENT_HEALTH_CHECKS` defaults to 400 here: a hung or trickling
+After the rounds, ten fresh healthy instances must turn healthy (a probe
+client that lost its connection slots to the hostile rounds would fail
+them without reaching the peer), and the registry's sockets still connected
+to a peer port are counted.
+
+`MAX_CONCURRENT_HEALTH_CHECKS` defaults to 256 here: a hung or trickling
 peer holds a probe slot for the whole timeout, so the slots needed are about
 (hung instances x timeout + slow instances x delay) / interval, 175 for the
-default matrix; see docs/reliability.md for what happens at the default 100.
+default matrix; docs/reliability.md has what happens at the registry's
+default of 100, and at 256.
 """
 
 from __future__ import annotations
@@ -332,7 +339,7 @@ class MatrixConfig:
     rounds: int = 3
     interval: float = 2.0
     timeout: float = 1.0
-    concurrency: int = 400
+    concurrency: int = 256
     observe_intervals: int = 3
     read_rate: float = 50.0
     ports: int = 8
@@ -849,7 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--interval", type=float, default=2.0)
     parser.add_argument("--timeout", type=float, default=1.0)
-    parser.add_argument("--concurrency", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--observe", type=int, default=3, help="intervals watched per round")
     parser.add_argument("--read-rate", type=float, default=50.0)
     parser.add_argument("--ports", type=int, default=8, help="ports of the peer server")

@@ -334,7 +334,7 @@ class Soak:
         self.load_over = asyncio.Event()  # no new restarts; downtimes end at once
         self.stopping = asyncio.Event()  # instances stop heartbeating
         self.writers = Clients(6)
-        self.readers = Clients(2)
+        self.readers = Clients(8)
         self.watch_clients = Clients(max(1, config.watchers), per=1, timeout=config.wait + 30)
         hostile = round(config.instances * config.hostile_share)
         step = config.instances / hostile if hostile else 0.0

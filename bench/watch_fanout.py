@@ -16,6 +16,10 @@ handed back to the OS, so a reused process would under-report).
 Baseline, in the same repetition: the bare app on the same stack
 (`bench/bare_apps.py`), whose `GET /wait` parks on one event (with a
 5-minute timer) until `POST /fire`, then serialises a 10-instance document.
+Beside it, not a baseline but the design proposed in docs/performance.md:
+`bare_apps.py serve raw`, HTTP/1.1 by hand on an asyncio protocol (asyncio
+for the trio row too), parking the transports and writing one rendered
+answer to each.
 """
 
 from __future__ import annotations
@@ -289,6 +293,28 @@ def bare_rep(proc: Proc, size: int, settle: float) -> Result:
         proc.stop()
 
 
+def _row(
+    label: str,
+    ours: list[Result],
+    bare: list[Result],
+    raw: list[Result],
+    figure: str,
+    of: Callable[[Result], float],
+    spec: str,
+    target: str,
+) -> list[str]:
+    mine, base = [of(r) for r in ours], [of(r) for r in bare]
+    return [
+        label,
+        figure,
+        Stat.of(mine).fmt(spec),
+        Stat.of(base).fmt(spec),
+        ratio_stat(mine, base).fmt(".2f", "x") if all(base) else "-",
+        Stat.of(of(r) for r in raw).fmt(spec),
+        target,
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--watchers", type=int, default=None, help="default 10,000")
@@ -306,13 +332,17 @@ def main(argv: list[str] | None = None) -> None:
             label = f"quart ({args.loop})" if frontend == "quart" else "trio"
             ours: list[Result] = []
             bare: list[Result] = []
+            raw: list[Result] = []
+            raw_loop = args.loop if frontend == "quart" else "asyncio"
             for rep in range(reps):
                 log(f"rep {rep + 1}/{reps}: {label}, {size} watchers")
                 env = {"HEALTH_CHECK_INTERVAL_SECONDS": "3600"}
                 registry = start_registry(run, frontend, loop=args.loop, env=env, ready=False)
                 baseline = start_bare(run, stack, loop=args.loop, ready=False)
+                sketch = start_bare(run, "raw", loop=raw_loop, ready=False)
                 wait_ready(registry)
                 wait_ready(baseline)
+                wait_ready(sketch)
                 ours.append(registry_rep(registry, size, rep, settle))
                 log(
                     f"  registry: all answered {ours[-1].fanout_s:.3f}s after the change "
@@ -320,72 +350,58 @@ def main(argv: list[str] | None = None) -> None:
                     f"{ours[-1].kib_per_waiter:.1f} KiB/waiter (parked in {ours[-1].park_s:.1f}s)"
                 )
                 bare.append(bare_rep(baseline, size, settle))
+                raw.append(bare_rep(sketch, size, settle))
                 log(
                     f"  bare app: all answered {bare[-1].fanout_s:.3f}s after the change "
                     f"(server CPU {bare[-1].cpu_s:.3f}s, waited {bare[-1].waited_s:.3f}s), "
                     f"{bare[-1].kib_per_waiter:.1f} KiB/waiter"
                 )
+                log(
+                    f"  hand-written protocol: all answered {raw[-1].fanout_s:.3f}s, "
+                    f"{raw[-1].kib_per_waiter:.1f} KiB/waiter"
+                )
             fanout = Stat.of(r.fanout_s for r in ours)
             kib = Stat.of(r.kib_per_waiter for r in ours)
-            rows.append(
-                [
-                    label,
-                    "all answered (s)",
-                    fanout.fmt(".3f"),
-                    Stat.of(r.fanout_s for r in bare).fmt(".3f"),
-                    ratio_stat([r.fanout_s for r in ours], [r.fanout_s for r in bare]).fmt(
-                        ".2f", "x"
-                    ),
-                    f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}",
-                ]
-            )
-            rows.append(
-                [
-                    label,
-                    "median answer (s)",
-                    Stat.of(r.median_s for r in ours).fmt(".3f"),
-                    Stat.of(r.median_s for r in bare).fmt(".3f"),
-                    ratio_stat([r.median_s for r in ours], [r.median_s for r in bare]).fmt(
-                        ".2f", "x"
-                    ),
-                    "-",
-                ]
-            )
-            rows.append(
-                [
-                    label,
+            cpu = Stat.of(r.cpu_s for r in ours)
+
+            sides = (label, ours, bare, raw)
+            fanout_target = f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}"
+            rows += [
+                _row(*sides, "all answered (s)", lambda r: r.fanout_s, ".3f", fanout_target),
+                _row(*sides, "median answer (s)", lambda r: r.median_s, ".3f", "-"),
+                _row(
+                    *sides,
                     "server CPU from change to last answer (s)",
-                    Stat.of(r.cpu_s for r in ours).fmt(".3f"),
-                    Stat.of(r.cpu_s for r in bare).fmt(".3f"),
-                    ratio_stat([r.cpu_s for r in ours], [r.cpu_s for r in bare]).fmt(".2f", "x"),
-                    f"us per watcher: {Stat.of(r.cpu_s for r in ours).median / size * 1e6:,.0f}",
-                ]
-            )
-            rows.append(
-                [
-                    label,
+                    lambda r: r.cpu_s,
+                    ".3f",
+                    f"registry: {cpu.median / size * 1e6:,.0f} us per watcher",
+                ),
+                _row(
+                    *sides,
                     "server waited for CPU meanwhile (s)",
-                    Stat.of(r.waited_s for r in ours).fmt(".3f"),
-                    Stat.of(r.waited_s for r in bare).fmt(".3f"),
+                    lambda r: r.waited_s,
+                    ".3f",
                     "-",
-                    "-",
-                ]
-            )
-            rows.append(
-                [
-                    label,
+                ),
+                _row(
+                    *sides,
                     "KiB per parked waiter",
-                    kib.fmt(".1f"),
-                    Stat.of(r.kib_per_waiter for r in bare).fmt(".1f"),
-                    ratio_stat(
-                        [r.kib_per_waiter for r in ours], [r.kib_per_waiter for r in bare]
-                    ).fmt(".2f", "x"),
+                    lambda r: r.kib_per_waiter,
+                    ".1f",
                     f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}",
-                ]
-            )
+                ),
+            ]
         print_table(
             f"{size:,} watchers, one change: median (min-max)",
-            ["frontend", "figure", "registry", "bare app", "registry/bare", "target"],
+            [
+                "frontend",
+                "figure",
+                "registry",
+                "bare app",
+                "registry/bare",
+                "hand-written protocol (sketch)",
+                "target",
+            ],
             rows,
         )
 
