@@ -263,7 +263,7 @@ def start_registry(
     """`python -m frontends serve --frontend F --fd N` on a pre-bound 127.0.0.1 socket.
 
     `ready=False` returns at once (start several, then `wait_ready` each);
-    `module` runs another launcher with the same CLI (`bench.probe_prototype`).
+    `module` runs another launcher with the same CLI (`bench.traced_server`).
     """
     sock = listening_socket()
     argv = [PYTHON, "-m", module, "serve", "--frontend", frontend, "--fd", str(sock.fileno())]

@@ -33,6 +33,7 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .common import (
     PIN,
@@ -216,6 +217,8 @@ def search(
     concurrency: int,
     module: str,
     control: list[Stat],
+    probe_client: str = "builtin",
+    gc_trace: list[str] | None = None,
 ) -> list[Step]:
     """Find the largest N on schedule: up by `factor` while passing, then bisect.
 
@@ -228,6 +231,7 @@ def search(
         "HEALTH_CHECK_TIMEOUT_SECONDS": f"{min(5.0, interval / 2):g}",
         "MAX_CONCURRENT_HEALTH_CHECKS": str(concurrency),
         "SERVICE_DISCOVERY_MAX_INSTANCES": str(max(100_000, max_n)),
+        "SERVICE_DISCOVERY_PROBE_CLIENT": probe_client,
     }
     steps: list[Step] = []
     lo: int | None = None
@@ -236,12 +240,25 @@ def search(
     n = start
     proc: Proc | None = None
     registered = 0
+    gc_log: Path | None = None
+
+    def stop() -> None:
+        assert proc is not None
+        proc.stop()
+        if gc_trace is not None and gc_log is not None:
+            gc_trace.append(f"{frontend}, N up to {registered:,}: {gc_summary(gc_log)}")
+            log(f"  GC: {gc_trace[-1]}")
+
     try:
         while len(steps) < max_steps:
             if proc is None or n < registered:
                 if proc is not None:
-                    proc.stop()
-                proc = start_registry(run, frontend, loop=loop, env=env, module=module)
+                    stop()
+                if gc_trace is not None:
+                    gc_log = run.tmp / f"gc-{frontend}-{len(steps)}.log"
+                    env["BENCH_GC_LOG"] = str(gc_log)
+                launcher = "bench.traced_server" if gc_trace is not None else module
+                proc = start_registry(run, frontend, loop=loop, env=env, module=launcher)
                 http_get(fake.port, "/_reset")
                 registered = 0
                 if not control:
@@ -275,8 +292,25 @@ def search(
             n = following
     finally:
         if proc is not None:
-            proc.stop()
+            stop()
     return steps
+
+
+def gc_summary(path: Path) -> str:
+    """The collections `bench.traced_server` recorded: count, total, longest."""
+    try:
+        lines = path.read_text().split()
+    except OSError:
+        return "no GC trace written"
+    pauses: dict[int, list[float]] = {}
+    for generation, seconds in zip(lines[::2], lines[1::2], strict=True):
+        pauses.setdefault(int(generation), []).append(float(seconds))
+    parts = []
+    for gen in sorted(pauses):
+        values = pauses[gen]
+        longest = max(values) * 1000
+        parts.append(f"gen{gen} {len(values)}x, {sum(values):.2f}s, longest {longest:.0f} ms")
+    return "; ".join(parts)
 
 
 def bare_probe_rates(
@@ -339,9 +373,15 @@ def main(argv: list[str] | None = None) -> None:
         "--concurrency", type=int, default=100, help="MAX_CONCURRENT_HEALTH_CHECKS (default 100)"
     )
     parser.add_argument(
-        "--prototype",
+        "--gc-trace",
         action="store_true",
-        help="run the server with bench/probe_prototype.py's probe client instead of httpx",
+        help="record the server's garbage-collection pauses (via bench/traced_server.py)",
+    )
+    parser.add_argument(
+        "--probe-client",
+        choices=("builtin", "httpx"),
+        default="builtin",
+        help="SERVICE_DISCOVERY_PROBE_CLIENT of the server (default builtin)",
     )
     args = parser.parse_args(argv)
     windows = args.reps or 3
@@ -365,6 +405,7 @@ def main(argv: list[str] | None = None) -> None:
             bare = Stat.of(bare_probe_rates(fake, stack, start, args.concurrency, seconds, 3))
             raw = Stat.of(bare_probe_rates(fake, stack, start, args.concurrency, seconds, 3, "raw"))
             control: list[Stat] = []
+            gc_notes: list[str] | None = [] if args.gc_trace else None
             steps = search(
                 run,
                 frontend,
@@ -378,12 +419,15 @@ def main(argv: list[str] | None = None) -> None:
                 factor=factor,
                 max_steps=1 if args.quick else args.max_steps,
                 concurrency=args.concurrency,
-                module="bench.probe_prototype" if args.prototype else "frontends",
+                module="frontends",
+                probe_client=args.probe_client,
                 control=control,
+                gc_trace=gc_notes,
             )
+            if gc_notes:
+                print(f"\nGC pauses ({frontend}): " + " | ".join(gc_notes))
             label = f"{frontend} ({args.loop})" if frontend == "quart" else frontend
-            if args.prototype:
-                label += " + plain probe client"
+            label += f" + {args.probe_client} probe client"
             for step in steps:
                 detail.append(
                     [

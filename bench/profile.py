@@ -6,8 +6,8 @@ Starts the server the scenario uses, drives it (wrk for the HTTP paths; N
 instances at a short interval for `probes`), records it with `py-spy record
 --format raw` and prints the frames with the largest inclusive and self
 share of samples. Needs py-spy (`.venv/bin/pip install py-spy`) and root or
-ptrace permission. `--prototype` profiles `bench/probe_prototype.py`'s
-probe client instead of httpx.
+ptrace permission. `--probe-client httpx` profiles the server probing with
+httpx instead of the built-in client.
 """
 
 from __future__ import annotations
@@ -99,30 +99,189 @@ async def _fanout(proc: Proc, spy_argv: list[str], size: int) -> None:
             watcher.transport.close()
 
 
+def render_split(count: int, reps: int) -> None:
+    """Cost of rendering instance fragments from cold (as a full listing does after
+    every instance heartbeated), the share of the timestamps, and a sketch of a
+    cheaper renderer: static fields encoded once per registration, timestamps
+    formatted from a per-second cache. No server; the core's own functions."""
+    from sd_core.instance import Instance
+    from sd_core.render import encode, instance_json, iso_timestamp
+
+    offset = 1.7e9
+
+    def fleet() -> list[Instance]:
+        return [
+            Instance(
+                f"svc-{n // 100:04d}",
+                f"i-{n % 100:03d}",
+                "127.0.0.1",
+                9,
+                "/health",
+                {"version": "1.0.0", "zone": "a"},
+                0.0,
+                1000.0 + n * 0.001,
+            )
+            for n in range(count)
+        ]
+
+    seconds_cache: dict[int, str] = {}
+
+    def stamp(wall: float) -> str:
+        whole = int(wall)
+        prefix = seconds_cache.get(whole)
+        if prefix is None:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            seconds_cache[whole] = prefix
+        return f'"{prefix}.{int((wall - whole) * 1e6):06d}Z"'
+
+    def sketch(i: Instance, static: bytes) -> bytes:
+        checked = "null" if i.last_health_check is None else stamp(i.last_health_check + offset)
+        return b"".join(
+            (
+                static,
+                f',"status":"{i.status.value}","last_health_check":{checked}'
+                f',"last_heartbeat":{stamp(i.last_heartbeat + offset)}'
+                f',"load_percentage":{i.load!r},"metadata":'.encode(),
+                encode(i.metadata),
+                f',"registered_at":{stamp(i.registered_at + offset)}}}'.encode(),
+            )
+        )
+
+    rows: dict[str, list[float]] = {}
+    for _ in range(reps):
+        instances = fleet()
+        started = time.perf_counter()
+        for i in instances:
+            instance_json(i, offset)
+        rows.setdefault("instance_json (sd_core.render), cold", []).append(
+            (time.perf_counter() - started) / count * 1e6
+        )
+        started = time.perf_counter()
+        for i in instances:
+            iso_timestamp(i.last_heartbeat + offset)
+            iso_timestamp(i.registered_at + offset)
+        rows.setdefault("  of which the 2 iso_timestamp calls", []).append(
+            (time.perf_counter() - started) / count * 1e6
+        )
+        statics = [
+            encode(
+                {
+                    "service_name": i.service_name,
+                    "instance_id": i.instance_id,
+                    "host": i.host,
+                    "port": i.port,
+                    "health_endpoint": i.health_endpoint,
+                }
+            )[:-1]
+            for i in instances
+        ]
+        seconds_cache.clear()
+        started = time.perf_counter()
+        for i, static in zip(instances, statics, strict=True):
+            sketch(i, static)
+        rows.setdefault("sketch: static part cached, per-second timestamps", []).append(
+            (time.perf_counter() - started) / count * 1e6
+        )
+        assert sketch(instances[0], statics[0]) == instance_json(instances[0], offset)
+    print(f"\nus per instance fragment, {count:,} instances, median (min-max) of {reps}:\n")
+    for name, values in rows.items():
+        ordered = sorted(values)
+        print(f"  {ordered[len(ordered) // 2]:6.1f} ({ordered[0]:.1f}-{ordered[-1]:.1f})  {name}")
+
+
+def gc_cost(count: int, reps: int) -> None:
+    """What a full garbage collection costs with `count` registered instances.
+
+    Registers them in a bare `sd_core.Registry` (no server), then times
+    `gc.collect()` and counts the GC-tracked objects by type. Then the same
+    with the expiry and probe heap entries made untracked (`(due, seq, key)`
+    with a tuple of strings instead of the Instance), the change proposed
+    for `sd_core/registry.py`: CPython stops tracking tuples of atomic values.
+    """
+    import gc
+    import statistics
+
+    from sd_core import Registry, RegistryConfig
+    from sd_core.models import RegisterRequest
+
+    gc.collect()
+    before = {id(o) for o in gc.get_objects()}
+    registry = Registry(RegistryConfig(max_instances=max(count, 1)), now=0.0, wall_offset=0.0)
+    for n in range(count):
+        request = RegisterRequest(
+            service_name=f"svc-{n // 100:04d}",
+            instance_id=f"i-{n % 100:03d}",
+            host="127.0.0.1",
+            port=9,
+            metadata={"version": "1.0.0", "zone": "a"},
+        )
+        registry.register(request, now=n * 1e-6)
+    registry.drain_effects()
+
+    def timed() -> float:
+        times = []
+        for _ in range(reps):
+            started = time.perf_counter()
+            gc.collect()
+            times.append((time.perf_counter() - started) * 1000)
+        return statistics.median(times)
+
+    full = timed()
+    kinds: Counter[str] = Counter(type(o).__name__ for o in gc.get_objects() if id(o) not in before)
+    tracked = sum(kinds.values())
+    print(
+        f"\n{count:,} instances in a bare Registry: "
+        f"full gc.collect() {full:.1f} ms (median of {reps})"
+    )
+    print(f"GC-tracked objects added: {tracked:,} ({tracked / count:.1f} per instance):")
+    for kind, n in kinds.most_common(6):
+        print(f"  {n:9,}  {kind}")
+    heaps = [getattr(registry, name) for name in ("_expiry", "_probes", "_unhealthy")]
+    for heap in heaps:
+        heap[:] = [(due, seq, (inst.service_name, inst.instance_id)) for due, seq, inst in heap]
+    gc.collect()
+    sketch = timed()
+    still = sum(1 for o in gc.get_objects() if id(o) not in before)
+    print(
+        f"heap entries as (due, seq, (service, id)): full gc.collect() {sketch:.1f} ms, "
+        f"{still:,} tracked objects ({still / count:.1f} per instance)"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0], frontends=False)
-    parser.add_argument("load", choices=("heartbeat", "register", "read", "probes", "fanout"))
+    parser.add_argument(
+        "load", choices=("heartbeat", "register", "read", "probes", "fanout", "render", "gc")
+    )
     parser.add_argument("--frontend", choices=("quart", "trio"), default="quart")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--instances", type=int, default=400, help="for `probes`")
     parser.add_argument("--interval", type=float, default=2.0, help="for `probes`")
-    parser.add_argument("--prototype", action="store_true", help="plain probe client")
+    parser.add_argument("--probe-client", choices=("builtin", "httpx"), default="builtin")
     parser.add_argument("--watchers", type=int, default=3000, help="for `fanout`")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--output", type=Path, help="keep the raw py-spy file here")
     args = parser.parse_args(argv)
+    if args.load == "gc":
+        gc_cost(args.instances if args.instances != 400 else 27_000, args.reps or 3)
+        return
+    if args.load == "render":
+        render_split(args.instances if args.instances != 400 else 100_000, args.reps or 3)
+        return
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise SystemExit("py-spy not found: .venv/bin/pip install py-spy")
 
     with scenario(args, f"Profile: {args.load} on {args.frontend}") as run:
         fake = start_fake_instances(run)
-        env = {"HEALTH_CHECK_INTERVAL_SECONDS": f"{args.interval:g}"}
+        env = {
+            "HEALTH_CHECK_INTERVAL_SECONDS": f"{args.interval:g}",
+            "SERVICE_DISCOVERY_PROBE_CLIENT": args.probe_client,
+        }
         if args.load != "probes":
             env["HEALTH_CHECK_INTERVAL_SECONDS"] = "3600"
-        module = "bench.probe_prototype" if args.prototype else "frontends"
-        proc = start_registry(run, args.frontend, loop=args.loop, env=env, module=module)
+        proc = start_registry(run, args.frontend, loop=args.loop, env=env)
         count = args.instances if args.load == "probes" else 10
         registrations = [
             register_body(f"svc-{n // 10:04d}", f"i-{n % 10}", fake.port, f"/h/{n}")

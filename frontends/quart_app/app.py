@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse
 
 from ..shared.logs import logfmt
-from ..shared.probe_request import make_probe_client, probe_once
+from ..shared.probers import make_prober
 from ..shared.runtime import OVERSIZE_DRAIN_BYTES, Runtime
 from .probe_driver import Fetch, ProbeDriver, Sleep
 from .snapshots import snapshot_loop
@@ -46,16 +46,10 @@ def create_app(
     app.url_map.strict_slashes = False
     settings = runtime.settings
     watchers = Watchers(runtime, sleep=sleep)
-    client = make_probe_client(
-        timeout=settings.registry.health_check_timeout,
-        concurrency=settings.max_concurrent_probes,
-    )
-    max_probe_body = settings.registry.probe_max_body_bytes
-    policy = settings.registry.probe_policy
-
+    prober = make_prober(settings)
     driver = ProbeDriver(
         runtime,
-        fetch or (lambda probe: probe_once(client, probe, max_probe_body, policy)),
+        fetch or prober.probe,
         concurrency=settings.max_concurrent_probes,
         timeout=settings.registry.health_check_timeout,
         sleep=sleep,
@@ -82,7 +76,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         runtime.final_snapshot()
-        await client.aclose()
+        await prober.aclose()
 
     async def read_body() -> bytes | None:
         """The body, or None when it passes the limit (never buffered past it).

@@ -1,4 +1,7 @@
-"""The HTTP half of a health probe, shared by both drivers (httpx runs on both loops).
+"""The HTTP half of a health probe with httpx, and the address checks every client shares.
+
+httpx is the alternative client (`SERVICE_DISCOVERY_PROBE_CLIENT=httpx`); the
+default is the leaner `probe_client.PlainProbeClient`. Both run on both loops.
 
 The whole-probe deadline is the driver's job (`asyncio.timeout` or
 `trio.move_on_after`): httpx's own timeouts are per operation, so a peer that
@@ -15,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import AsyncGenerator
-from typing import cast
+from typing import Protocol, cast
 
 import anyio
 import httpx
@@ -38,7 +41,7 @@ def make_probe_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
     )
 
 
-def _failed(probe: RunProbe, reason: str) -> ProbeFailed:
+def failed(probe: RunProbe, reason: str) -> ProbeFailed:
     return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, reason[:200])
 
 
@@ -54,20 +57,33 @@ async def _addresses(host: str, port: int) -> list[str]:
     return found
 
 
+async def allowed_addresses(
+    probe: RunProbe, host: str, port: int, policy: ProbePolicy
+) -> list[str] | ProbeFailed:
+    """The addresses of `host` the policy allows, or the failure to report instead."""
+    try:
+        addresses = await _addresses(host, port)
+    except (OSError, UnicodeError) as error:
+        return failed(probe, f"cannot resolve host: {error}")
+    allowed = [a for a in addresses if policy.refusal(a) is None]
+    if not allowed:
+        refusal = policy.refusal(addresses[0]) if addresses else "no address"
+        return failed(probe, f"refused: {refusal}")
+    return allowed
+
+
 async def probe_once(
     client: httpx.AsyncClient, probe: RunProbe, max_body: int, policy: ProbePolicy
 ) -> ProbeResult:
     """Fetch and judge one health endpoint; every failure becomes a failed result."""
     try:
         url = httpx.URL(probe.url)
-        port = url.port or 80
-        addresses = await _addresses(url.host, port)
-    except (OSError, httpx.InvalidURL) as error:
-        return _failed(probe, f"cannot resolve host: {error}")
-    allowed = [a for a in addresses if policy.refusal(a) is None]
-    if not allowed:
-        refusal = policy.refusal(addresses[0]) if addresses else "no address"
-        return _failed(probe, f"refused: {refusal}")
+    except httpx.InvalidURL as error:
+        return failed(probe, f"cannot resolve host: {error}")
+    port = url.port or 80
+    allowed = await allowed_addresses(probe, url.host, port, policy)
+    if isinstance(allowed, ProbeFailed):
+        return allowed
     host_header = url.netloc.decode("ascii")
     reason = "no address to connect to"
     for address in allowed[:MAX_ADDRESSES]:
@@ -76,8 +92,8 @@ async def probe_once(
         except httpx.ConnectError as failure:  # try the next address
             reason = f"{type(failure).__name__}: {failure}".strip()
         except (httpx.HTTPError, httpx.InvalidURL) as failure:
-            return _failed(probe, f"{type(failure).__name__}: {failure}".strip())
-    return _failed(probe, reason)
+            return failed(probe, f"{type(failure).__name__}: {failure}".strip())
+    return failed(probe, reason)
 
 
 async def _fetch(
@@ -99,4 +115,27 @@ async def _fetch(
 
 
 def timed_out(probe: RunProbe, seconds: float) -> ProbeFailed:
-    return _failed(probe, f"timeout after {seconds:g}s")
+    return failed(probe, f"timeout after {seconds:g}s")
+
+
+class Prober(Protocol):
+    """What a probe driver needs from an HTTP client."""
+
+    async def probe(self, probe: RunProbe) -> ProbeResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpxProber:
+    """httpx behind the `Prober` interface (`SERVICE_DISCOVERY_PROBE_CLIENT=httpx`)."""
+
+    def __init__(self, *, timeout: float, concurrency: int, max_body: int, policy: ProbePolicy):
+        self._client = make_probe_client(timeout=timeout, concurrency=concurrency)
+        self._max_body = max_body
+        self._policy = policy
+
+    async def probe(self, probe: RunProbe) -> ProbeResult:
+        return await probe_once(self._client, probe, self._max_body, self._policy)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -53,6 +53,7 @@ class Settings:
     max_blocking_queries: int = 20_000
     max_in_flight_requests: int = 30_000
     snapshot_interval: float = 5.0
+    probe_client: str = "builtin"
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:
@@ -137,6 +138,12 @@ def load_settings(
             "SERVICE_DISCOVERY_STATE_FILE", f"directory {state_file.parent} does not exist"
         )
 
+    probe_client = env.get("SERVICE_DISCOVERY_PROBE_CLIENT", "").strip().lower() or "builtin"
+    if probe_client not in ("builtin", "httpx"):
+        raise ConfigError(
+            "SERVICE_DISCOVERY_PROBE_CLIENT", f"must be builtin or httpx, got {probe_client!r}"
+        )
+
     level = (env.get("LOG_LEVEL", "").strip() or "INFO").upper()
     if level not in LOG_LEVELS:
         raise ConfigError("LOG_LEVEL", f"must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
@@ -168,6 +175,7 @@ def load_settings(
         snapshot_interval=every,
         max_blocking_queries=limits["SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES"],
         max_in_flight_requests=limits["SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS"],
+        probe_client=probe_client,
     )
 
 

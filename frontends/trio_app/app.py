@@ -17,7 +17,7 @@ import trio
 from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse
 
 from ..shared.logs import logfmt
-from ..shared.probe_request import make_probe_client, probe_once
+from ..shared.probers import make_prober
 from ..shared.runtime import OVERSIZE_DRAIN_BYTES, Runtime
 from .probe_driver import Fetch, ProbeDriver
 from .snapshots import snapshot_loop
@@ -41,16 +41,10 @@ class RegistryApp:
         self.runtime = runtime
         settings = runtime.settings
         self.watchers = Watchers(runtime)
-        self._client = make_probe_client(
-            timeout=settings.registry.health_check_timeout,
-            concurrency=settings.max_concurrent_probes,
-        )
-        max_probe_body = settings.registry.probe_max_body_bytes
-        policy = settings.registry.probe_policy
-        client = self._client
+        self._prober = make_prober(settings)
         self.driver = ProbeDriver(
             runtime,
-            fetch or (lambda probe: probe_once(client, probe, max_probe_body, policy)),
+            fetch or self._prober.probe,
             concurrency=settings.max_concurrent_probes,
             timeout=settings.registry.health_check_timeout,
         )
@@ -83,7 +77,7 @@ class RegistryApp:
             self.watchers.release_all()
             nursery.cancel_scope.cancel()
         self.runtime.final_snapshot()
-        await self._client.aclose()
+        await self._prober.aclose()
         await send({"type": "lifespan.shutdown.complete"})
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -69,6 +69,7 @@ EVERY_VARIABLE = {
     "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("50", ("max_blocking_queries",), 50),
     "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("60", ("max_in_flight_requests",), 60),
     "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("2.5", ("snapshot_interval",), 2.5),
+    "SERVICE_DISCOVERY_PROBE_CLIENT": (" HTTPX ", ("probe_client",), "httpx"),
     "SERVICE_DISCOVERY_STATE_FILE": (
         str(Path(tempfile.gettempdir()) / "registry.json"),
         ("state_file",),
@@ -180,6 +181,7 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"HEALTH_CHECK_ALLOWED_NETWORKS": "10.0.0.0/33"}, "HEALTH_CHECK_ALLOWED_NETWORKS"),
     ({"HEALTH_CHECK_ALLOWED_NETWORKS": "10.0.0.0/8, intranet"}, "HEALTH_CHECK_ALLOWED_NETWORKS"),
     ({"SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": "0"}, "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES"),
+    ({"SERVICE_DISCOVERY_PROBE_CLIENT": "requests"}, "SERVICE_DISCOVERY_PROBE_CLIENT"),
     ({"SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": "many"}, "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES"),
     (
         {"SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": "-3"},

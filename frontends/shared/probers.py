@@ -1,0 +1,30 @@
+"""Which HTTP client runs the health probes, chosen by `SERVICE_DISCOVERY_PROBE_CLIENT`.
+
+`builtin` (the default) is the lean HTTP/1.1 client in `probe_client`; `httpx`
+keeps the general-purpose client for anyone who prefers a widely used stack
+over the extra throughput (docs/performance.md, scenario 2, has both).
+"""
+
+from __future__ import annotations
+
+from .probe_client import PlainProbeClient
+from .probe_request import HttpxProber, Prober
+from .settings import Settings
+
+PROBE_CLIENTS = ("builtin", "httpx")
+
+
+def make_prober(settings: Settings) -> Prober:
+    registry = settings.registry
+    if settings.probe_client == "httpx":
+        return HttpxProber(
+            timeout=registry.health_check_timeout,
+            concurrency=settings.max_concurrent_probes,
+            max_body=registry.probe_max_body_bytes,
+            policy=registry.probe_policy,
+        )
+    return PlainProbeClient(
+        max_body=registry.probe_max_body_bytes,
+        policy=registry.probe_policy,
+        max_idle=settings.max_concurrent_probes,
+    )
