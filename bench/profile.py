@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from .common import (
@@ -100,12 +101,15 @@ async def _fanout(proc: Proc, spy_argv: list[str], size: int) -> None:
 
 
 def render_split(count: int, reps: int) -> None:
-    """Cost of rendering instance fragments from cold (as a full listing does after
-    every instance heartbeated), the share of the timestamps, and a sketch of a
-    cheaper renderer: static fields encoded once per registration, timestamps
-    formatted from a per-second cache. No server; the core's own functions."""
+    """Cost of re-rendering instance fragments, as a full listing does after every
+    instance heartbeated (each heartbeat moves `last_heartbeat`), next to the
+    baseline a plain implementation pays in the same run: `json.dumps` of the
+    record with `datetime` timestamps. No server; the core's own functions."""
+    import json
+    from datetime import UTC, datetime
+
     from sd_core.instance import Instance
-    from sd_core.render import encode, instance_json, iso_timestamp
+    from sd_core.render import instance_json
 
     offset = 1.7e9
 
@@ -124,69 +128,53 @@ def render_split(count: int, reps: int) -> None:
             for n in range(count)
         ]
 
-    seconds_cache: dict[int, str] = {}
-
     def stamp(wall: float) -> str:
-        whole = int(wall)
-        prefix = seconds_cache.get(whole)
-        if prefix is None:
-            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-            seconds_cache[whole] = prefix
-        return f'"{prefix}.{int((wall - whole) * 1e6):06d}Z"'
+        return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    def sketch(i: Instance, static: bytes) -> bytes:
-        checked = "null" if i.last_health_check is None else stamp(i.last_health_check + offset)
-        return b"".join(
-            (
-                static,
-                f',"status":"{i.status.value}","last_health_check":{checked}'
-                f',"last_heartbeat":{stamp(i.last_heartbeat + offset)}'
-                f',"load_percentage":{i.load!r},"metadata":'.encode(),
-                encode(i.metadata),
-                f',"registered_at":{stamp(i.registered_at + offset)}}}'.encode(),
-            )
-        )
+    def plain(i: Instance) -> bytes:
+        checked = i.last_health_check
+        document = {
+            "service_name": i.service_name,
+            "instance_id": i.instance_id,
+            "host": i.host,
+            "port": i.port,
+            "health_endpoint": i.health_endpoint,
+            "status": i.status.value,
+            "last_health_check": None if checked is None else stamp(checked + offset),
+            "last_heartbeat": stamp(i.last_heartbeat + offset),
+            "load_percentage": i.load,
+            "metadata": i.metadata,
+            "registered_at": stamp(i.registered_at + offset),
+        }
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    def timed(label: str, render: Callable[[Instance], bytes], instances: list[Instance]) -> None:
+        started = time.perf_counter()
+        for instance in instances:
+            render(instance)
+        rows.setdefault(label, []).append((time.perf_counter() - started) / count * 1e6)
+
+    def product(instance: Instance) -> bytes:
+        return instance_json(instance, offset)
 
     rows: dict[str, list[float]] = {}
     for _ in range(reps):
         instances = fleet()
-        started = time.perf_counter()
-        for i in instances:
-            instance_json(i, offset)
-        rows.setdefault("instance_json (sd_core.render), cold", []).append(
-            (time.perf_counter() - started) / count * 1e6
-        )
-        started = time.perf_counter()
-        for i in instances:
-            iso_timestamp(i.last_heartbeat + offset)
-            iso_timestamp(i.registered_at + offset)
-        rows.setdefault("  of which the 2 iso_timestamp calls", []).append(
-            (time.perf_counter() - started) / count * 1e6
-        )
-        statics = [
-            encode(
-                {
-                    "service_name": i.service_name,
-                    "instance_id": i.instance_id,
-                    "host": i.host,
-                    "port": i.port,
-                    "health_endpoint": i.health_endpoint,
-                }
-            )[:-1]
-            for i in instances
-        ]
-        seconds_cache.clear()
-        started = time.perf_counter()
-        for i, static in zip(instances, statics, strict=True):
-            sketch(i, static)
-        rows.setdefault("sketch: static part cached, per-second timestamps", []).append(
-            (time.perf_counter() - started) / count * 1e6
-        )
-        assert sketch(instances[0], statics[0]) == instance_json(instances[0], offset)
+        timed("baseline: json.dumps + datetime", plain, instances)
+        timed("instance_json, new instance", product, instances)
+        for i in instances:  # what a heartbeat does to the fragment
+            i.last_heartbeat += 1.0
+            i._json = None
+        timed("instance_json, after a heartbeat", product, instances)
+        assert all(plain(i) == instance_json(i, offset) for i in instances[:1000])
     print(f"\nus per instance fragment, {count:,} instances, median (min-max) of {reps}:\n")
+    base = sorted(rows["baseline: json.dumps + datetime"])[reps // 2]
     for name, values in rows.items():
         ordered = sorted(values)
-        print(f"  {ordered[len(ordered) // 2]:6.1f} ({ordered[0]:.1f}-{ordered[-1]:.1f})  {name}")
+        median = ordered[len(ordered) // 2]
+        print(
+            f"  {median:6.1f} ({ordered[0]:.1f}-{ordered[-1]:.1f})  {median / base:5.2f}x  {name}"
+        )
 
 
 def gc_cost(count: int, reps: int) -> None:

@@ -15,6 +15,7 @@ class Instance:
     __slots__ = (
         "_json",
         "_sd_json",
+        "_static",
         "failures",
         "generation",
         "health_endpoint",
@@ -70,6 +71,8 @@ class Instance:
         self.removed = False
         self._json: bytes | None = None
         self._sd_json: bytes | None = None
+        # The encoded fields that change only on re-registration (see render.py).
+        self._static: tuple[bytes, bytes] | None = None
 
     @property
     def bracketed_host(self) -> str:
@@ -87,3 +90,4 @@ class Instance:
         """Forget rendered bytes after any shown field changed."""
         self._json = None
         self._sd_json = None
+        self._static = None

@@ -212,7 +212,8 @@ class Registry:
             self._set_status(instance, Signal.ADDRESS_CHANGED, "address changed", now)
             self._schedule_first_probe(instance, now)
         self.stats.re_registrations += 1
-        self._touch(service, instance)
+        instance._static = None
+        self._touch(service, instance, targets=True)
         if visible_change or self._load_moved(instance):
             self._raise(service, instance)
         self._effects.append(
@@ -232,11 +233,12 @@ class Registry:
             raise not_registered(service_name, instance_id)
         instance.last_heartbeat = now
         self.stats.heartbeats += 1
-        self._touch(service, instance)
+        old_load = instance.load
         if load is not None:
             instance.load = _unit(load)
-            if self._load_moved(instance):
-                self._raise(service, instance)
+        self._touch(service, instance, targets=instance.load != old_load)
+        if load is not None and self._load_moved(instance):
+            self._raise(service, instance)
 
     def unregister(self, service_name: str, instance_id: str, now: float) -> None:
         self._advance(now)
@@ -272,8 +274,7 @@ class Registry:
             return False
         instance.probe_in_flight = False
         instance.last_health_check = now
-        self._touch(service, instance)
-        before = instance.status
+        before = (instance.status, instance.load)
         if isinstance(result, ProbePassed):
             self.stats.probes_passed += 1
             instance.successes += 1
@@ -286,7 +287,8 @@ class Registry:
             instance.failures += 1
             instance.successes = 0
             self._set_status(instance, Signal.PROBE_FAILED, result.reason, now)
-        if instance.status != before or self._load_moved(instance):
+        self._touch(service, instance, targets=(instance.status, instance.load) != before)
+        if instance.status != before[0] or self._load_moved(instance):
             self._raise(service, instance)
         return True
 
@@ -552,13 +554,23 @@ class Registry:
         service.cache.clear()
         self._global_cache.clear()
 
-    def _touch(self, service: _Service, instance: Instance) -> None:
+    def _touch(self, service: _Service, instance: Instance, *, targets: bool) -> None:
+        """Forget what shows a changed instance; `targets`: its Prometheus labels changed.
+
+        Target groups show no timestamps, so a heartbeat or a probe that
+        changes neither status nor load leaves `/prometheus` cached.
+        """
         instance._json = None
-        instance._sd_json = None
-        if service.cache:
-            service.cache.clear()
-        if self._global_cache:
+        cache = service.cache
+        if targets:
+            instance._sd_json = None
+            cache.clear()
             self._global_cache.clear()
+            return
+        if cache:
+            cache.pop("instances", None)
+            cache.pop("healthy", None)
+        self._global_cache.pop("services", None)
 
     def service_index(self, name: str) -> int:
         service = self._services.get(name)

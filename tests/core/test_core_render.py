@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from core_support import PROMETHEUS, SERVICES, START, Core, iso, with_config
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+from sd_core.instance import Instance
+from sd_core.render import instance_json, iso_timestamp
 
 SVC = "game-service"
 
@@ -191,3 +197,97 @@ def test_registered_at_survives_reregistration_in_the_body() -> None:
     core.register(port=1)
     assert core.instance()["registered_at"] == iso(START)
     assert core.instance()["last_heartbeat"] == iso(START + 77)
+
+
+# ------------------------------------------------ cheap re-rendering
+
+
+@given(st.floats(min_value=0.0, max_value=4_102_444_800.0, allow_nan=False))
+@example(1.0000005)  # half a microsecond: rounds to even
+@example(1.0000015)
+@example(59.9999995)  # rounds up into the next second
+@example(1_700_000_000.9999996)
+def test_timestamps_read_as_datetime_formats_them(seconds: float) -> None:
+    expected = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert iso_timestamp(seconds) == expected
+
+
+@given(
+    metadata=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+    load=st.floats(min_value=0.0, max_value=1.0),
+    checked=st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e6)),
+    host=st.sampled_from(["10.0.0.1", "::1", "db.internal"]),
+)
+def test_a_fragment_is_what_json_dumps_writes(
+    metadata: dict[str, str], load: float, checked: float | None, host: str
+) -> None:
+    instance = Instance("svc", 'i-"1"', host, 8080, "/h?x=1", metadata, load, 12.5)
+    instance.last_health_check = checked
+    instance.last_heartbeat = 99.25
+    offset = 1_700_000_000.0
+    expected = json.dumps(
+        {
+            "service_name": "svc",
+            "instance_id": 'i-"1"',
+            "host": host,
+            "port": 8080,
+            "health_endpoint": "/h?x=1",
+            "status": "unknown",
+            "last_health_check": None if checked is None else iso(checked, offset),
+            "last_heartbeat": iso(99.25, offset),
+            "load_percentage": load,
+            "metadata": metadata,
+            "registered_at": iso(12.5, offset),
+        },
+        separators=(",", ":"),
+    ).encode()
+    assert instance_json(instance, offset) == expected
+
+
+def test_a_heartbeat_leaves_the_prometheus_bodies_cached_unless_the_load_moves() -> None:
+    core = Core()
+    core.register(load_percentage=0.25)
+    core.register(instance="game-2")
+    targets = core.registry.all_targets_body()
+    service_targets = core.registry.service_targets_body(SVC)
+    listing = core.registry.all_services_body()
+    core.now += 1
+    assert core.heartbeat(load=0.25).status == 200
+    assert core.registry.all_targets_body() is targets
+    assert core.registry.service_targets_body(SVC) is service_targets
+    assert core.registry.all_services_body() != listing  # last_heartbeat moved
+    assert core.instance()["last_heartbeat"] == iso(core.now)
+    assert core.heartbeat(load=0.3).status == 200  # under WATCH_LOAD_DELTA: no index raise
+    labels = json.loads(core.registry.all_targets_body())[0]["labels"]
+    assert labels["load_percentage"] == "0.3"
+    assert core.registry.service_targets_body(SVC) is not service_targets
+
+
+def test_a_probe_that_changes_nothing_shown_in_targets_keeps_them_cached() -> None:
+    core = Core(with_config(failure_threshold=1))
+    core.register()
+    core.probe(passed=True)
+    targets = core.registry.all_targets_body()
+    core.probe(passed=True)
+    assert core.registry.all_targets_body() is targets
+    assert core.instance()["last_health_check"] == iso(core.now)
+    core.probe(passed=True, load=0.5)
+    assert json.loads(core.registry.all_targets_body())[0]["labels"]["load_percentage"] == "0.5"
+    core.probe(passed=False)
+    assert json.loads(core.registry.all_targets_body())[0]["labels"]["status"] == "unhealthy"
+
+
+def test_reregistration_renders_the_new_address_and_metadata() -> None:
+    core = Core()
+    core.register(metadata={"zone": "a"})
+    assert core.instance()["metadata"] == {"zone": "a"}
+    core.register(metadata={"zone": "b"}, host="10.0.0.9", port=9999, health_endpoint="/ok")
+    instance = core.instance()
+    assert (instance["metadata"], instance["host"], instance["port"]) == (
+        {"zone": "b"},
+        "10.0.0.9",
+        9999,
+    )
+    assert instance["health_endpoint"] == "/ok"
+    assert core.targets()[0]["targets"] == ["10.0.0.9:9999"]
+    assert core.targets()[0]["labels"]["zone"] == "b"
