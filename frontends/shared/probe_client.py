@@ -19,7 +19,9 @@ both. Connections are kept alive between probes of the same address, a few
 per address and `max_idle` in all, and dropped once idle for `idle_seconds`,
 shorter than the keep-alive timeout of most servers (5 s), so a probe rarely
 meets a connection the peer has closed; when it does, it retries once on a
-fresh one before counting a failure.
+fresh one before counting a failure. Expired connections are closed by the
+next probe after them (no timer task), so while probes run no descriptor
+stays open much past `idle_seconds`.
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class PlainProbeClient:
         self._clock = clock
         self._idle: dict[Address, list[tuple[float, ByteStream]]] = {}
         self._idle_count = 0
+        self._pruned_at = clock()
 
     @property
     def idle_connections(self) -> int:
@@ -139,6 +142,8 @@ class PlainProbeClient:
         authority = parts.netloc.rpartition("@")[2]
         if parts.scheme != "http" or not host or _unsafe(target) or _unsafe(authority):
             return failed(probe, "bad URL: only plain http:// URLs can be probed")
+        if self._idle_count and self._clock() - self._pruned_at >= self._idle_seconds:
+            await self._prune()  # so expired connections do not hold descriptors for long
         addresses = await allowed_addresses(probe, host, port, self._policy)
         if isinstance(addresses, ProbeFailed):
             return addresses
@@ -234,8 +239,9 @@ class PlainProbeClient:
         self._idle_count += 1
 
     async def _prune(self) -> None:
-        """Drop connections idle too long (only when the pool is full: no timer needed)."""
+        """Drop connections idle too long (when the pool is full, and between probes)."""
         now = self._clock()
+        self._pruned_at = now
         stale: list[ByteStream] = []
         for address, streams in list(self._idle.items()):  # no await in this loop
             fresh = [(since, s) for since, s in streams if now - since < self._idle_seconds]

@@ -504,3 +504,31 @@ def test_the_client_is_chosen_by_setting() -> None:
     assert isinstance(builtin, PlainProbeClient)
     assert isinstance(chosen, probe_request.HttpxProber)
     asyncio.run(chosen.aclose())
+
+
+@both_loops
+def test_expired_connections_are_closed_by_the_next_probe_to_anywhere(
+    run: Runner, peers: Callable[..., Peer]
+) -> None:
+    now = [0.0]
+    first = peers(always(response("200 OK")))
+    second = peers(always(response("200 OK")))
+    counts: list[int] = []
+
+    async def main() -> None:
+        client = PlainProbeClient(
+            max_body=1024, policy=ProbePolicy(), idle_seconds=4.0, clock=lambda: now[0]
+        )
+        try:
+            await client.probe(probe_of(first.port))
+            now[0] = 5.0
+            await client.probe(probe_of(second.port))
+            counts.append(client.idle_connections)  # first's expired one is gone
+        finally:
+            await client.aclose()
+
+    run(main)
+    assert counts == [1]
+    for thread in first._threads:
+        thread.join(timeout=5)
+    assert first.closed_by_client == 1
