@@ -77,6 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
 
     configure_logging(settings.log_level)
+    from .shared.memory import pin_mmap_threshold
+
+    pin_mmap_threshold()
     if settings.secret_generated:
         print(
             "\n*** DEVELOPMENT SETTING: SERVICE_DISCOVERY_SECRET is not set. ***\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,7 @@ from .events import (
 )
 from .instance import Instance
 from .models import RegisterRequest
-from .render import encode, join_instances, join_target_groups
+from .render import encode, instance_json, join_instances, join_target_groups, target_group_json
 from .status import Signal, Status, next_status
 
 # How often, while self-preservation holds, the core re-checks whether
@@ -640,24 +641,33 @@ class Registry:
     def all_services_body(self) -> bytes:
         body = self._global_cache.get("services")
         if body is None:
-            parts = [
-                encode(name)
-                + b":"
-                + join_instances(self._services[name].sorted_instances(), self.wall_offset)
-                for name in sorted(self._services)
-            ]
-            body = b'{"services":{' + b",".join(parts) + b"}}"
+            # One join over every fragment: no per-service copies of tens of
+            # MiB in between (they would stay in the allocator once freed).
+            body = b"".join(self._all_services_pieces())
             self._global_cache["services"] = body
         return body
+
+    def _all_services_pieces(self) -> Iterator[bytes]:
+        offset = self.wall_offset
+        yield b'{"services":{'
+        for number, name in enumerate(sorted(self._services)):
+            yield (b',"' if number else b'"') + encode(name)[1:] + b":["
+            for position, instance in enumerate(self._services[name].sorted_instances()):
+                if position:
+                    yield b","
+                yield instance_json(instance, offset)
+            yield b"]"
+        yield b"}}"
 
     def all_targets_body(self) -> bytes:
         body = self._global_cache.get("targets")
         if body is None:
-            groups = [
-                join_target_groups(self._services[name].sorted_instances())[1:-1]
+            groups = (
+                target_group_json(instance)
                 for name in sorted(self._services)
-            ]
-            body = b"[" + b",".join(g for g in groups if g) + b"]"
+                for instance in self._services[name].sorted_instances()
+            )
+            body = b"[" + b",".join(groups) + b"]"
             self._global_cache["targets"] = body
         return body
 
