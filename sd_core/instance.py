@@ -15,7 +15,7 @@ class Instance:
     __slots__ = (
         "_json",
         "_sd_json",
-        "_static",
+        "_tail",
         "failures",
         "generation",
         "health_endpoint",
@@ -71,8 +71,8 @@ class Instance:
         self.removed = False
         self._json: bytes | None = None
         self._sd_json: bytes | None = None
-        # The encoded fields that change only on re-registration (see render.py).
-        self._static: tuple[bytes, bytes] | None = None
+        # Encoded metadata and registered_at: unchanged until a re-registration.
+        self._tail: bytes | None = None
 
     @property
     def bracketed_host(self) -> str:
@@ -90,4 +90,4 @@ class Instance:
         """Forget rendered bytes after any shown field changed."""
         self._json = None
         self._sd_json = None
-        self._static = None
+        self._tail = None

@@ -213,7 +213,7 @@ class Registry:
             self._set_status(instance, Signal.ADDRESS_CHANGED, "address changed", now)
             self._schedule_first_probe(instance, now)
         self.stats.re_registrations += 1
-        instance._static = None
+        instance._tail = None
         self._touch(service, instance, targets=True)
         if visible_change or self._load_moved(instance):
             self._raise(service, instance)

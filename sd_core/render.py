@@ -7,8 +7,10 @@ shown field changes, and a response is those fragments joined.
 
 In a live fleet nearly every instance changes between two listings (each
 heartbeat moves `last_heartbeat`), so re-encoding a fragment must be cheap
-too: the fields only a re-registration changes are kept encoded apart
-(`Instance._static`), and timestamps reuse the formatted second they fall in.
+too, while holding little more per instance: a fragment is an f-string
+(strings that need no escaping skip the encoder) plus the encoded metadata
+and registration time kept since the last (re-)registration
+(`Instance._tail`), and timestamps reuse the formatted second they fall in.
 """
 
 from __future__ import annotations
@@ -64,33 +66,35 @@ def iso_timestamp(wall_seconds: float) -> str:
     return f"{prefix}.{micros:06d}Z"
 
 
+def _string(text: str) -> str:
+    """`text` as a JSON string, as the encoder writes it (ASCII only, escapes)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'  # nothing to escape: the common case, without the encoder
+    return _encode(text)
+
+
 def instance_json(instance: Instance, wall_offset: float) -> bytes:
     cached = instance._json
     if cached is None:
-        static = instance._static
-        if static is None:
-            head = encode(
-                {
-                    "service_name": instance.service_name,
-                    "instance_id": instance.instance_id,
-                    "host": instance.host,
-                    "port": instance.port,
-                    "health_endpoint": instance.health_endpoint,
-                }
-            )
-            static = (head[:-1], b',"metadata":' + encode(instance.metadata))
-            instance._static = static
+        tail = instance._tail
+        if tail is None:  # what only a re-registration changes, and the dearest to encode
+            registered = iso_timestamp(instance.registered_at + wall_offset)
+            text = f',"metadata":{_encode(instance.metadata)},"registered_at":"{registered}"}}'
+            instance._tail = tail = text.encode()
         checked = instance.last_health_check
         checked_text = "null" if checked is None else f'"{iso_timestamp(checked + wall_offset)}"'
         # Key order and number format are json.dumps's: the fields in the
         # order of the API's Instance schema, floats as repr() writes them.
-        changing = (
+        head = (
+            f'{{"service_name":{_string(instance.service_name)}'
+            f',"instance_id":{_string(instance.instance_id)}'
+            f',"host":{_string(instance.host)},"port":{instance.port}'
+            f',"health_endpoint":{_string(instance.health_endpoint)}'
             f',"status":"{instance.status.value}","last_health_check":{checked_text}'
             f',"last_heartbeat":"{iso_timestamp(instance.last_heartbeat + wall_offset)}"'
             f',"load_percentage":{instance.load!r}'
         )
-        registered = f',"registered_at":"{iso_timestamp(instance.registered_at + wall_offset)}"}}'
-        cached = b"".join((static[0], changing.encode(), static[1], registered.encode()))
+        cached = head.encode() + tail
         instance._json = cached
     return cached
 

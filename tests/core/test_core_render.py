@@ -213,25 +213,40 @@ def test_timestamps_read_as_datetime_formats_them(seconds: float) -> None:
 
 
 @given(
+    names=st.tuples(st.text(max_size=8), st.text(max_size=8), st.text(max_size=8)),
     metadata=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
     load=st.floats(min_value=0.0, max_value=1.0),
     checked=st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e6)),
-    host=st.sampled_from(["10.0.0.1", "::1", "db.internal"]),
+    host=st.sampled_from(["10.0.0.1", "::1", "db.internal", 'odd"host\\']),
+)
+@example(names=("svc", 'i-"1"', "/h?x=1"), metadata={}, load=0.5, checked=None, host="10.0.0.1")
+@example(names=("a\\b", "c", "/d"), metadata={}, load=0.0, checked=None, host="10.0.0.1")
+@example(
+    names=("s\u00e9rvice", "tab\there", "/\u2028"),
+    metadata={"\x7f": "\x00"},
+    load=1.0,
+    checked=3.5,
+    host="::1",
 )
 def test_a_fragment_is_what_json_dumps_writes(
-    metadata: dict[str, str], load: float, checked: float | None, host: str
+    names: tuple[str, str, str],
+    metadata: dict[str, str],
+    load: float,
+    checked: float | None,
+    host: str,
 ) -> None:
-    instance = Instance("svc", 'i-"1"', host, 8080, "/h?x=1", metadata, load, 12.5)
+    service, instance_id, endpoint = names
+    instance = Instance(service, instance_id, host, 8080, endpoint, metadata, load, 12.5)
     instance.last_health_check = checked
     instance.last_heartbeat = 99.25
     offset = 1_700_000_000.0
     expected = json.dumps(
         {
-            "service_name": "svc",
-            "instance_id": 'i-"1"',
+            "service_name": service,
+            "instance_id": instance_id,
             "host": host,
             "port": 8080,
-            "health_endpoint": "/h?x=1",
+            "health_endpoint": endpoint,
             "status": "unknown",
             "last_health_check": None if checked is None else iso(checked, offset),
             "last_heartbeat": iso(99.25, offset),
