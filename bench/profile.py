@@ -175,6 +175,58 @@ def render_split(count: int, reps: int) -> None:
         print(
             f"  {median:6.1f} ({ordered[0]:.1f}-{ordered[-1]:.1f})  {median / base:5.2f}x  {name}"
         )
+    stale_listing(count, reps)
+
+
+def stale_listing(count: int, reps: int) -> None:
+    """The full listing's body once every instance heartbeated since the last one: the
+    steady state of a live fleet, where the scale scenario's listings after one
+    heartbeat re-render a single fragment. The core alone, through its HTTP mapping."""
+    import json
+
+    from sd_core.testing import SimulatedRegistry
+
+    sim = SimulatedRegistry()
+    for n in range(count):
+        body = {
+            "service_name": f"svc-{n // 100:04d}",
+            "instance_id": f"i-{n % 100:03d}",
+            "host": "127.0.0.1",
+            "port": 9,
+            "health_endpoint": "/health",
+            "metadata": {"version": "1.0.0", "zone": "a"},
+        }
+        assert sim.request("POST", "/v1/discovery/register", json_body=body).status == 200
+    token = f"Bearer {sim.secret}"
+    heartbeats = [
+        json.dumps({"service_name": f"svc-{n // 100:04d}", "instance_id": f"i-{n % 100:03d}"})
+        for n in range(count)
+    ]
+    seconds: list[float] = []
+    size = 0
+    for _ in range(reps):
+        sim.advance(1.0)
+        for body_text in heartbeats:
+            sim.api.handle(
+                "POST",
+                "/v1/discovery/heartbeat",
+                b"",
+                token,
+                "application/json",
+                body_text.encode(),
+                sim.clock.now,
+            )
+        started = time.perf_counter()
+        answer = sim.send("GET", "/v1/discovery/services", authorization=token)
+        seconds.append(time.perf_counter() - started)
+        assert answer.status == 200
+        size = len(answer.body)
+    ordered = sorted(seconds)
+    print(
+        f"\nGET /v1/discovery/services after every one of {count:,} instances heartbeated "
+        f"(core only, {size / 2**20:.0f} MiB), s, median (min-max) of {reps}: "
+        f"{ordered[len(ordered) // 2]:.3f} ({ordered[0]:.3f}-{ordered[-1]:.3f})"
+    )
 
 
 def gc_cost(count: int, reps: int) -> None:
