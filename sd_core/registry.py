@@ -265,6 +265,22 @@ class Registry:
 
     # ----------------------------------------------------- probe results
 
+    def probe_is_current(self, probe: RunProbe) -> bool:
+        """Whether a probe handed out earlier is still wanted.
+
+        A driver that queues probes behind its concurrency limit asks this
+        before sending one: an instance unregistered or moved meanwhile must
+        not be sent a request (its result would be dropped as stale anyway).
+        A probe not sent needs no result: removal and an address change both
+        clear the instance's probe in flight.
+        """
+        service = self._services.get(probe.service_name)
+        instance = service.instances.get(probe.instance_id) if service is not None else None
+        if instance is None or instance.generation != probe.generation:
+            self.stats.probes_stale += 1
+            return False
+        return True
+
     def record_probe(self, result: ProbeResult, now: float) -> bool:
         """Apply a probe's outcome; False when it was stale (instance gone or moved)."""
         self._advance(now)

@@ -80,6 +80,8 @@ class ProbeDriver:
         runtime = self._runtime
         while True:
             probe = await self._queue.get()
+            if not runtime.registry.probe_is_current(probe):
+                continue  # unregistered or moved while queued: send nothing
             started = runtime.clock()
             result = await self._probe(probe)
             runtime.metrics.probe_seconds.observe(max(0.0, runtime.clock() - started))

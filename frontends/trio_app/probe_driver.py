@@ -72,6 +72,8 @@ class ProbeDriver:
     async def _worker(self) -> None:
         runtime = self._runtime
         async for probe in self._queue_out:
+            if not runtime.registry.probe_is_current(probe):
+                continue  # unregistered or moved while queued: send nothing
             started = runtime.clock()
             result = await self._probe(probe)
             runtime.metrics.probe_seconds.observe(max(0.0, runtime.clock() - started))

@@ -401,3 +401,17 @@ def test_core_entry_points_keep_load_a_float_in_range(entry: str) -> None:
     load = core.instance()["load_percentage"]
     assert isinstance(load, float) and 0.0 <= load <= 1.0
     assert core.targets()[0]["labels"]["load_percentage"] in {"0.0", "1.0"}
+
+
+def test_a_probe_is_current_until_its_instance_leaves_or_moves() -> None:
+    core = Core()
+    core.register()
+    probe = core.take_probe()
+    assert core.registry.probe_is_current(probe)
+    core.register(port=9999)  # the address changed: a new generation
+    assert not core.registry.probe_is_current(probe)
+    moved = core.take_probe()
+    assert core.registry.probe_is_current(moved)
+    core.unregister()
+    assert not core.registry.probe_is_current(moved)
+    assert core.registry.stats.probes_stale == 2

@@ -267,6 +267,42 @@ def test_no_more_probes_in_flight_than_the_limit(make_kit: Callable[[], Kit], li
     make_kit().run(scenario)
 
 
+@every_kit
+def test_a_queued_probe_of_an_instance_that_left_is_never_sent(
+    make_kit: Callable[[], Kit],
+) -> None:
+    fetched: list[tuple[float, str]] = []
+
+    async def scenario(kit: Kit, group: Group) -> None:
+        # One worker, and each fetch hangs for the whole timeout: while the first
+        # instance's probe runs, the second one's waits in the queue.
+        runtime = make_runtime(
+            kit, MAX_CONCURRENT_HEALTH_CHECKS="1", HEALTH_CHECK_TIMEOUT_SECONDS=str(INTERVAL)
+        )
+
+        async def fetch(probe: RunProbe) -> ProbeResult:
+            fetched.append((kit.clock(), probe.instance_id))
+            await kit.hang()
+            raise AssertionError("unreachable")
+
+        driver = kit.make_driver(runtime, fetch)
+        wire(runtime, driver, None)
+        group.start_soon(driver.run)
+        register(runtime, "svc", "i-0")
+        register(runtime, "svc", "i-1")
+        await kit.sleep(INTERVAL - 0.01)  # both first probes are due by now
+        [(_, running)] = fetched
+        queued = "i-1" if running == "i-0" else "i-0"
+        stale_before = runtime.registry.stats.probes_stale
+        unregister(runtime, "svc", queued)
+        await kit.sleep(3 * INTERVAL)
+        assert [iid for _, iid in fetched if iid == queued] == []
+        assert len(fetched) >= 2  # the worker went on with the other instance
+        assert runtime.registry.stats.probes_stale == stale_before + 1
+
+    make_kit().run(scenario)
+
+
 # --------------------------------------------------------- (d-f) watchers
 
 
