@@ -47,7 +47,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -68,6 +68,29 @@ EXPECTED: dict[str, str] = {
 }
 KINDS = tuple(EXPECTED)
 HOSTILE_KINDS = tuple(kind for kind in KINDS if kind != "healthy")
+#: Kinds whose connection a probe can never use again: the registry must close
+#: it (timed out, over the body limit, or reset). Drivers put these on ports of
+#: their own (`port_for`), so any registry socket still connected to one of
+#: those ports once every such instance is gone is a leaked connection, whatever
+#: the probe client's keep-alive policy does with the reusable ones.
+CLOSING_KINDS = ("hang", "trickle", "trickle_body", "huge", "reset")
+
+
+def split_ports(ports: Sequence[int]) -> tuple[list[int], list[int]]:
+    """(keep-alive ports, closing ports): the first half for the kinds whose connection
+    can be kept alive, the rest for `CLOSING_KINDS`; one port serves both when alone."""
+    if len(ports) < 2:
+        return list(ports), list(ports)
+    half = len(ports) // 2
+    return list(ports[:half]), list(ports[half:])
+
+
+def port_for(kind: str, number: int, ports: Sequence[int]) -> int:
+    """The peer port an instance of `kind` numbered `number` uses (see `split_ports`)."""
+    keep_alive, closing = split_ports(ports)
+    group = closing if kind in CLOSING_KINDS else keep_alive
+    return group[number % len(group)]
+
 
 HUGE_BODY_BYTES = 5 * 1024 * 1024
 HUGE_CHUNK = 64 * 1024
@@ -127,6 +150,8 @@ class Peers:
                 if not await self._answer(parts[1].decode("latin-1"), reader, writer):
                     return
         except (ConnectionError, TimeoutError):
+            return
+        except RuntimeError:  # uvloop: a write on a transport the client already closed
             return
         except asyncio.CancelledError:  # the server is shutting down
             return

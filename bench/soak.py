@@ -2,8 +2,8 @@
 
     python -m bench.soak [--frontend quart|trio|both] [--seconds 600] [--instances 1000]
 
-One asyncio load process (httpx, in small pools) drives a registry child
-process for `--seconds`:
+One asyncio load process (httpx, in small pools), a reader process and the
+peer server drive a registry child process for `--seconds`:
 
 - `--instances` instances in `--services` services, each registering with a
   random phase and then heartbeating every `--heartbeat` seconds (TTL
@@ -13,7 +13,8 @@ process for `--seconds`:
 - readers: an open loop of `--read-rate` GETs per second over the read
   endpoints (one service, its healthy list, its Prometheus targets, now and
   then every service or the whole Prometheus list), timed from the moment
-  each was due;
+  each was due, in a process of their own (`read_load`) so that the
+  generator's own event-loop lag is not charged to the registry;
 - `--watchers` blocking queries (`?index=&wait=`), most on one service,
   two on every service, each following the index it was given;
 - `--restarts` random instance restarts per second: half clean (unregister,
@@ -25,23 +26,40 @@ Every response is checked: anything but the expected 200 is an error, and
 the target is 0: a 5xx, a connection error, a watcher's index going
 backwards, a heartbeat answered 404 (the registry let a live instance
 expire: it then registers again, as the SDK does, so that one stall does not
-snowball into a fleet of errors). Every `--sample` seconds a row is printed:
-requests, errors, read p50/p99, write p99, watcher wakes, restarts, the
-registry's instance count, its open fds and RSS. At the end the restarts
-stop, every instance must reach its kind's status, everything is
-unregistered, and the registry's fds are measured again when quiet (idle
-keep-alive probe connections expired; a sentinel instance keeps the probe
-client pruning them), to compare with the same measure taken before the
-load. fds are counted without the accepted API connections, whose number
-the clients decide; the report lists what the remaining ones are.
+snowball into a fleet of errors). Every `--sample` seconds a row is printed
+(the reader process's reads join the rows in the final table): requests,
+errors, read p50/p99, write p99, watcher wakes, restarts, the
+registry's instance count, its open fds and RSS, and the CPU share of the
+registry, of the load generator and of the peer server with the
+generator's worst event-loop lag: on a small machine, latencies that rise
+while the generator is at 100% of a core or its loop lags are the
+generator's doing, not the registry's. At the end the restarts stop, every
+instance must reach its kind's status, everything is unregistered, and the
+registry's fds are measured again when quiet (every probe in flight
+ended; healthy sentinel instances are still probed), to compare with the
+same measure taken before the load. fds are counted without the accepted API
+connections and without kept-alive probe connections, two pools whose size
+the clients decide; the report lists what the remaining ones are. The
+instances whose connection can never be reused (hang, trickle,
+trickle_body, huge, reset) use peer ports of their own, and when quiet
+the registry must hold no connection to those ports: one would be a leak.
+
+The generator keeps its own HTTP cheap and patient so that it is not the
+bottleneck: small httpx pools behind a semaphore, idle API connections
+dropped after 2 s (before the registry's 5 s keep-alive timeout can race a
+request), 30 s request timeouts, and the instance count read through a
+client of its own rather than queued behind the heartbeats.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
+import gc
 import itertools
+import multiprocessing
 import random
 import time
 from collections.abc import Sequence
@@ -52,21 +70,32 @@ import httpx
 
 from bench.hostile_matrix import (
     FRONTENDS,
-    KEEPALIVE_EXPIRY,
     Clients,
+    connections_to,
+    cpu_seconds,
     describe_fds,
     machine,
     open_fds,
     own_fds,
     percentile,
     print_table,
+    quiet_fds,
+    quiet_wait,
     registry_env,
     rss_mib,
+    sentinels,
     server_problems,
     statuses,
     verdict,
 )
-from bench.hostile_peers import EXPECTED, HOSTILE_KINDS, PeersProcess, start_peers
+from bench.hostile_peers import (
+    EXPECTED,
+    HOSTILE_KINDS,
+    PeersProcess,
+    port_for,
+    split_ports,
+    start_peers,
+)
 from conformance.server_process import ServerProcess, start_server
 
 
@@ -77,8 +106,8 @@ class SoakConfig:
     services: int = 50
     heartbeat: float = 10.0
     ttl: float = 30.0
-    interval: float = 10.0
-    timeout: float = 2.0
+    interval: float = 30.0
+    timeout: float = 5.0
     hostile_share: float = 0.1
     read_rate: float = 50.0
     watchers: int = 50
@@ -106,6 +135,12 @@ class Window:
     fds: int = 0
     own_fds: int = 0
     rss: float = 0.0
+    #: CPU used during the window, in % of one core: registry, load generator, peer server.
+    cpu_registry: float = 0.0
+    cpu_load: float = 0.0
+    cpu_peers: float = 0.0
+    #: The load generator's worst event-loop lag in the window, s.
+    lag: float = 0.0
 
 
 @dataclass
@@ -123,7 +158,7 @@ class Instance:
             "service_name": self.service,
             "instance_id": self.instance_id,
             "host": "127.0.0.1",
-            "port": ports[self.port_index % len(ports)],
+            "port": port_for(self.kind, self.port_index, ports),
             "health_endpoint": f"/{self.kind}/soak-{self.number}",
             "metadata": {"kind": self.kind},
         }
@@ -145,6 +180,7 @@ class SoakResult:
     wakes: int
     peer_stats: dict[str, Any]
     fds_after: dict[str, int] = field(default_factory=dict)
+    closing_connections: int = 0
     expired_alive: int = 0
     server_log: list[str] = field(default_factory=list)
     exit_ok: bool = True
@@ -215,7 +251,13 @@ class SoakResult:
                 True,
             ),
             (
-                "fds without API connections, quiet: before / after",
+                "probe connections to hang/trickle/huge/reset ports, quiet, after",
+                str(self.closing_connections),
+                "0",
+                self.closing_connections == 0,
+            ),
+            (
+                "fds without API or kept-alive probe connections, quiet: before / after",
                 f"{self.fds_quiet_before} / {self.fds_quiet_after} (under load "
                 f"{min((x.own_fds for x in w), default=0)}-{max((x.own_fds for x in w), default=0)}"
                 f"; all fds {min((x.fds for x in w), default=0)}-"
@@ -234,6 +276,14 @@ class SoakResult:
             (
                 "RSS growth over the second half",
                 f"{self.rss_second_half():+.1f} MiB",
+                "(reported)",
+                True,
+            ),
+            (
+                "CPU, % of one core, mean over the windows: registry / generator / peers",
+                f"{_mean([x.cpu_registry for x in w]):.0f} / {_mean([x.cpu_load for x in w]):.0f}"
+                f" / {_mean([x.cpu_peers for x in w]):.0f} (generator's worst loop lag "
+                f"{max((x.lag for x in w), default=0.0) * 1000:.0f} ms)",
                 "(reported)",
                 True,
             ),
@@ -277,6 +327,8 @@ class SoakResult:
                 "fds",
                 "own fds",
                 "RSS MiB",
+                "CPU% reg/gen/peers",
+                "gen lag ms",
             ],
             [
                 [
@@ -292,6 +344,8 @@ class SoakResult:
                     w.fds,
                     w.own_fds,
                     f"{w.rss:.1f}",
+                    f"{w.cpu_registry:.0f}/{w.cpu_load:.0f}/{w.cpu_peers:.0f}",
+                    f"{w.lag * 1000:.0f}",
                 ]
                 for w in self.windows
             ],
@@ -314,6 +368,79 @@ class SoakResult:
             print(f"  registry log: {line}")
 
 
+#: Read templates, in turn: one service in 19 of 21, everything in 2.
+READS = (
+    *["/v1/discovery/services/{s}"] * 12,
+    *["/v1/discovery/services/{s}/healthy"] * 6,
+    "/v1/discovery/services/{s}/instances",
+    "/v1/discovery/services",
+    "/v1/discovery/prometheus",
+)
+
+
+#: The reads start this long after the load, once the reader's connections are open.
+READ_LEAD = 1.0
+
+
+def read_load(
+    url: str, services: int, rate: float, start: float, end: float, seed: int
+) -> list[tuple[float, float, str]]:
+    """The open-loop readers, run in a process of their own: (due, latency, failure) per read.
+
+    A read is timed from the moment it was due (`time.monotonic()`, the same
+    clock in every process), so a registry that stalls is charged for every
+    read that waited. In the generator's own process, that clock also charged
+    the registry for the generator's event-loop lag (a thousand instance
+    tasks, fifty watchers waking at once, garbage collections: over 100 ms
+    on the 2-core machine of docs/reliability.md); here the loop does nothing
+    else. latency is -1 when no response came; failure is "" for a 200.
+    """
+    return asyncio.run(_read_load(url, services, rate, start, end, seed))
+
+
+async def _read_load(
+    url: str, services: int, rate: float, start: float, end: float, seed: int
+) -> list[tuple[float, float, str]]:
+    rng = random.Random(seed)
+    clients = Clients(8)
+    results: list[tuple[float, float, str]] = []
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def one(path: str, due: float) -> None:
+        try:
+            response = await clients.request("GET", url + path)
+        except httpx.HTTPError as failure:
+            cause = failure.__cause__ or failure.__context__
+            reason = f"GET {path}: {type(failure).__name__} {failure} (cause {cause!r})"
+            results.append((due, -1.0, reason))
+            return
+        latency = time.monotonic() - due
+        reason = "" if response.status_code == 200 else f"GET {path}: {response.status_code}"
+        results.append((due, latency, reason + (f" {response.text[:200]}" if reason else "")))
+
+    try:
+        await clients.warm(f"{url}/health")
+        start = max(start, time.monotonic())  # a late warm-up is not the registry's delay
+        for n in itertools.count():
+            due = start + n / rate
+            if due >= end:
+                break
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            path = READS[n % len(READS)].format(s=f"soak-{rng.randrange(services)}")
+            task = asyncio.create_task(one(path, due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks, timeout=30)
+    finally:
+        await clients.aclose()
+    return results
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 class Soak:
     def __init__(
         self, frontend: str, config: SoakConfig, server: ServerProcess, peers: PeersProcess
@@ -334,8 +461,13 @@ class Soak:
         self.load_over = asyncio.Event()  # no new restarts; downtimes end at once
         self.stopping = asyncio.Event()  # instances stop heartbeating
         self.writers = Clients(6)
-        self.readers = Clients(8)
         self.watch_clients = Clients(max(1, config.watchers), per=1, timeout=config.wait + 30)
+        # The sampler's own client: its /health must not queue behind heartbeats.
+        self.sampler_client = Clients(1, per=1)
+        # The readers run in a process of their own (`read_load`).
+        self.read_pool = concurrent.futures.ProcessPoolExecutor(
+            1, mp_context=multiprocessing.get_context("spawn")
+        )
         hostile = round(config.instances * config.hostile_share)
         step = config.instances / hostile if hostile else 0.0
         hostile_numbers = {int(n * step) for n in range(hostile)}
@@ -365,11 +497,9 @@ class Soak:
         path: str,
         body: dict[str, Any] | None = None,
         *,
-        due: float | None = None,
-        read: bool = False,
         expect: int = 200,
     ) -> httpx.Response | None:
-        """One checked request; the response, with an error counted unless it was `expect`.
+        """One checked write; the response, with an error counted unless it was `expect`.
 
         None when no response came at all (a connection error).
         """
@@ -381,9 +511,8 @@ class Soak:
             cause = failure.__cause__ or failure.__context__
             self.error(f"{method} {path}: {type(failure).__name__} {failure} (cause {cause!r})")
             return None
-        latency = time.monotonic() - (due if due is not None else sent)
         self.window.requests += 1
-        (self.window.reads if read else self.window.writes).append(latency)
+        self.window.writes.append(time.monotonic() - sent)
         if response.status_code != expect:
             self.error(f"{method} {path}: {response.status_code} {response.text[:200]}")
         return response
@@ -454,33 +583,18 @@ class Soak:
             else:
                 inst.restart = ("crash", self.rng.uniform(1.0, 2 * c.ttl))
 
-    #: Read templates, in turn: one service in 19 of 21, everything in 2.
-    READS = (
-        *["/v1/discovery/services/{s}"] * 12,
-        *["/v1/discovery/services/{s}/healthy"] * 6,
-        "/v1/discovery/services/{s}/instances",
-        "/v1/discovery/services",
-        "/v1/discovery/prometheus",
-    )
-
-    async def reader(self) -> None:
-        c = self.c
-        tasks: set[asyncio.Task[Any]] = set()
-        start = time.monotonic()
-        for n in range(10**9):
-            due = start + n / c.read_rate
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, due - time.monotonic())):
-                    await self.load_over.wait()
-            if self.load_over.is_set():
-                break
-            template = self.READS[n % len(self.READS)]
-            path = template.format(s=f"soak-{self.rng.randrange(c.services)}")
-            task = asyncio.create_task(self.request(self.readers, "GET", path, due=due, read=True))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.wait(tasks, timeout=30)
+    def add_reads(self, reads: list[tuple[float, float, str]]) -> None:
+        """File the reader process's results into the windows their due times fall in."""
+        for due, latency, failure in reads:
+            number = int((due - self.started) // self.c.sample)
+            window = self.windows[max(0, min(number, len(self.windows) - 1))]
+            window.requests += 1
+            if latency >= 0:
+                window.reads.append(latency)
+            if failure:
+                window.errors += 1
+                if len(self.error_log) < 200:
+                    self.error_log.append(f"t={due - self.started:.1f}s {failure}")
 
     async def watcher(self, number: int) -> None:
         async with self.watch_clients.slot() as client:
@@ -522,12 +636,29 @@ class Soak:
     # -------------------------------------------------------------- phases
 
     async def instance_count(self) -> int:
-        response = await self.request(self.writers, "GET", "/health")
-        return int(response.json().get("instances", 0)) if response is not None else -1
+        """The registry's instance count (/health), -1 if it does not answer within 2 s."""
+        try:
+            async with asyncio.timeout(2.0):
+                response = await self.sampler_client.request("GET", f"{self.url}/health")
+        except (TimeoutError, httpx.HTTPError):
+            return -1
+        if response.status_code != 200:
+            return -1
+        return int(response.json().get("instances", -1))
+
+    async def lag_meter(self) -> None:
+        """Record the generator's worst event-loop lag per window (a 50 ms ticker's lateness)."""
+        while not self.load_over.is_set():
+            due = time.monotonic() + 0.05
+            await asyncio.sleep(0.05)
+            self.window.lag = max(self.window.lag, time.monotonic() - due)
 
     async def sampler(self) -> None:
         c = self.c
         end = self.started + c.seconds
+        peers_pid = self.peers.proc.pid
+        last = time.monotonic()
+        cpu = (cpu_seconds(self.pid), time.process_time(), cpu_seconds(peers_pid))
         for n in itertools.count(1):
             t = self.started + n * c.sample
             with contextlib.suppress(TimeoutError):
@@ -539,24 +670,34 @@ class Soak:
             closing.fds = open_fds(self.pid)
             closing.own_fds = own_fds(self.pid, self.server.port)
             closing.rss = rss_mib(self.pid)
+            now = time.monotonic()
+            was, cpu = cpu, (cpu_seconds(self.pid), time.process_time(), cpu_seconds(peers_pid))
+            share = [100 * (b - a) / max(now - last, 1e-3) for a, b in zip(was, cpu, strict=True)]
+            closing.cpu_registry, closing.cpu_load, closing.cpu_peers = share
+            last = now
             closing.instances = await self.instance_count()
             self.windows.append(closing)
             w = closing
             print(
-                f"  [{self.frontend} t={w.t:4.0f}s] requests {w.requests} errors {w.errors} "
-                f"read p99 {percentile(w.reads, 0.99) * 1000:.1f} ms "
-                f"write p99 {percentile(w.writes, 0.99) * 1000:.1f} ms wakes {w.wakes} "
+                f"  [{self.frontend} t={w.t:4.0f}s] writes and watches {w.requests} "
+                f"errors {w.errors} write p99 {percentile(w.writes, 0.99) * 1000:.1f} ms "
+                f"wakes {w.wakes} "
                 f"restarts {w.restarts} instances {w.instances} fds {w.fds} (own {w.own_fds}) "
-                f"RSS {w.rss:.1f} MiB",
+                f"RSS {w.rss:.1f} MiB CPU% reg/gen/peers {w.cpu_registry:.0f}/"
+                f"{w.cpu_load:.0f}/{w.cpu_peers:.0f} lag {w.lag * 1000:.0f} ms",
                 flush=True,
             )
             if self.load_over.is_set() or t >= end:
                 return
 
     async def quiet_fds(self) -> tuple[int, float]:
-        """fds without API connections, and RSS, once idle probe connections were pruned."""
-        await asyncio.sleep(KEEPALIVE_EXPIRY + self.c.interval + 0.5)
-        return own_fds(self.pid, self.server.port), rss_mib(self.pid)
+        """fds without API or kept-alive probe connections, and RSS, once quiet.
+
+        Quiet: every probe in flight ended; see `bench.hostile_matrix.quiet_fds`
+        for which fds are left out, and why.
+        """
+        await asyncio.sleep(quiet_wait(self.c.interval, self.c.timeout))
+        return quiet_fds(self.pid, self.server.port, self.peers.ports), rss_mib(self.pid)
 
     async def final_statuses(self) -> tuple[dict[str, int], float | None]:
         """Wait until every instance shows its kind's status; what is still wrong at the end."""
@@ -581,18 +722,17 @@ class Soak:
     async def run(self) -> SoakResult:
         c = self.c
         try:
-            sentinel = {
-                "service_name": "soak-sentinel",
-                "instance_id": "sentinel",
-                "host": "127.0.0.1",
-                "port": self.peers.ports[0],
-                "health_endpoint": "/healthy/sentinel",
-            }
-            await self.request(self.writers, "POST", "/v1/discovery/register", sentinel)
-            for clients in (self.writers, self.readers, self.watch_clients):
+            for sentinel in sentinels(self.peers.ports, "soak-sentinel"):
+                await self.request(self.writers, "POST", "/v1/discovery/register", sentinel)
+            for clients in (self.writers, self.watch_clients, self.sampler_client):
                 await clients.warm(f"{self.url}/health")
-            await asyncio.sleep(c.interval + 0.5)  # the sentinel probed once
-            fds0, rss0 = own_fds(self.pid, self.server.port), rss_mib(self.pid)
+            # The reader's process, started (and its modules imported) before the baseline.
+            now = time.monotonic()
+            await asyncio.get_running_loop().run_in_executor(
+                self.read_pool, read_load, self.url, c.services, c.read_rate, now, now, c.seed
+            )
+            await asyncio.sleep(c.interval + 0.5)  # the sentinels probed once
+            fds0, rss0 = quiet_fds(self.pid, self.server.port, self.peers.ports), rss_mib(self.pid)
 
             # Every instance registers first (readers and watchers expect
             # their services to exist), at most 16 at a time.
@@ -604,6 +744,10 @@ class Soak:
                     await self.request(self.writers, "POST", "/v1/discovery/register", body)
 
             await asyncio.gather(*(register(i) for i in self.instances))
+            # What exists now lives for the whole run: keep the collector off it, so
+            # a full collection does not pause the generator (its loop lag is measured).
+            gc.collect()
+            gc.freeze()
             self.registration = Window(0.0)
             self.registration.errors = self.window.errors
             self.registration.requests = self.window.requests
@@ -611,16 +755,28 @@ class Soak:
             self.started = time.monotonic()
 
             lives = [asyncio.create_task(self.instance_life(i)) for i in self.instances]
+            reading = asyncio.get_running_loop().run_in_executor(
+                self.read_pool,
+                read_load,
+                self.url,
+                c.services,
+                c.read_rate,
+                self.started + READ_LEAD,
+                self.started + c.seconds,
+                c.seed,
+            )
             load = [
                 asyncio.create_task(self.restarter()),
-                asyncio.create_task(self.reader()),
                 *(asyncio.create_task(self.watcher(n)) for n in range(c.watchers)),
             ]
             sampling = asyncio.create_task(self.sampler())
+            lagging = asyncio.create_task(self.lag_meter())
             await asyncio.sleep(c.seconds)
             self.load_over.set()
             await sampling
+            await lagging
             await asyncio.wait(load, timeout=c.wait + 30)
+            self.add_reads(await reading)
 
             wrong, settle = await self.final_statuses()
             self.stopping.set()
@@ -642,10 +798,12 @@ class Soak:
             self.windows[-1].requests += self.window.requests
             fds1, rss1 = await self.quiet_fds()
             self.fds_after = describe_fds(self.pid, self.server.port, self.peers.ports)
+            closing = connections_to(self.pid, split_ports(self.peers.ports)[1])
         finally:
             await self.writers.aclose()
-            await self.readers.aclose()
             await self.watch_clients.aclose()
+            self.read_pool.shutdown(wait=True, cancel_futures=True)
+            await self.sampler_client.aclose()
         return SoakResult(
             frontend=self.frontend,
             config=c,
@@ -661,6 +819,7 @@ class Soak:
             wakes=self.wakes,
             peer_stats=self.peers.stats(),
             fds_after=self.fds_after,
+            closing_connections=closing,
             expired_alive=self.expired_alive,
         )
 
