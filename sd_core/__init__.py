@@ -1,12 +1,14 @@
 """Sans-I/O service registry: every decision, no sockets, no clocks.
 
-Drive it with `now` (monotonic seconds) and drain what it wants done::
+The driver reads the clocks and passes the times in: `now` (its monotonic
+seconds) and `wall_offset` (wall-clock minus monotonic, for display only).
+Then it drains what the core wants done::
 
-    registry = Registry(RegistryConfig(), now=clock(), wall_offset=time.time() - clock())
+    registry = Registry(RegistryConfig(), now=now, wall_offset=wall_offset)
     api = HttpApi(registry, secret=..., frontend="mine", version=__version__)
-    result = api.handle(method, path, query, authorization, content_type, body, clock())
+    result = api.handle(method, path, query, authorization, content_type, body, now)
     for effect in registry.drain_effects(): ...   # RunProbe, IndexRaised, ...
-    deadline = registry.next_deadline()            # sleep until then, then on_timer(clock())
+    deadline = registry.next_deadline()            # sleep until then, then on_timer(now)
 
 `sd_core.testing` runs the same core on a fake clock for tests.
 """
