@@ -55,6 +55,7 @@ CONFIG_VARIABLES = (
     "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS",
     "SHUTDOWN_GRACE_SECONDS",
     "HEALTH_CHECK_ALLOWED_NETWORKS",
+    "SERVICE_DISCOVERY_PROBE_CLIENT",
 )
 
 #: How long a server may take to answer GET /health after it is spawned.
@@ -96,13 +97,21 @@ class ServerProcess:
         frontend: str,
         env: Mapping[str, str],
         extra_args: Sequence[str] = (),
+        *,
+        sock: socket.socket | None = None,
     ) -> None:
+        """`sock`: serve on a listening socket the caller keeps (and closes), so a
+        restarted server can inherit the same one; by default a fresh one whose
+        copy here is closed once the child holds it."""
         self.frontend = frontend
         self.env = dict(env)
         self._logdir = tempfile.TemporaryDirectory(prefix=f"conformance-{frontend}-")
         self.stdout_path = Path(self._logdir.name) / "stdout.log"
         self.stderr_path = Path(self._logdir.name) / "stderr.log"
-        sock = listening_socket()
+        kept = sock is not None
+        if sock is None:
+            sock = listening_socket()
+        self.sock = sock
         self.port: int = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         fd = sock.fileno()
@@ -127,9 +136,10 @@ class ServerProcess:
                 stderr=err,
                 pass_fds=[fd],
             )
-        # The child holds its own copy; ours would only keep the port alive
-        # after the child is gone.
-        sock.close()
+        if not kept:
+            # The child holds its own copy; ours would only keep the port alive
+            # after the child is gone.
+            sock.close()
 
     def stderr(self) -> str:
         """Everything the server wrote to stderr so far."""

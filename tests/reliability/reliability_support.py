@@ -1,10 +1,9 @@
 """Helpers of the reliability suite: servers on sockets the test keeps, raw sockets, metrics.
 
-Servers are started the way `conformance.server_process` starts them
-(`python -m frontends serve --frontend F --fd N` on a pre-bound 127.0.0.1
-port-0 socket, with the registry's settings scrubbed from the environment),
-and `SocketServer` reuses that class: it only differs in that this process
-keeps its copy of the listening socket, so that
+Servers are `conformance.server_process.ServerProcess`es (`python -m
+frontends serve --frontend F --fd N` on a pre-bound 127.0.0.1 port-0 socket,
+with the registry's settings scrubbed from the environment) started with
+`sock=`: this process keeps its copy of the listening socket, so that
 
 - a restarted server can inherit the *same* socket (the URL stays the same,
   and connections made while no process serves it wait in the backlog), and
@@ -19,11 +18,8 @@ import resource
 import secrets
 import socket
 import struct
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,9 +27,7 @@ import httpx
 
 from conformance.client import tls_context
 from conformance.server_process import (
-    REPO_ROOT,
     ServerProcess,
-    child_environment,
     listening_socket,
 )
 
@@ -47,17 +41,6 @@ AUTH = {"Authorization": f"Bearer {SECRET}"}
 #: Probes a day away: a server's registry only changes when a test changes it.
 QUIET_INTERVAL = "86400"
 
-#: Settings `conformance.server_process.CONFIG_VARIABLES` does not scrub; an
-#: empty value means "the default", so a developer's shell cannot leak in.
-EXTRA_VARIABLES = (
-    "SERVICE_DISCOVERY_STATE_FILE",
-    "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS",
-    "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES",
-    "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS",
-    "SHUTDOWN_GRACE_SECONDS",
-    "HEALTH_CHECK_ALLOWED_NETWORKS",
-)
-
 #: How quickly a server must answer one request on loopback: generous, because
 #: CI machines are shared; a starved or blocked server misses it by far.
 PROMPT_SECONDS = 2.0
@@ -67,8 +50,12 @@ PROMPT_MEDIAN_SECONDS = 0.25
 
 
 def base_env(**overrides: str) -> dict[str, str]:
-    """Both tokens, quiet probes that could only ever reach loopback, plus `overrides`."""
-    env = dict.fromkeys(EXTRA_VARIABLES, "")
+    """Both tokens, quiet probes that could only ever reach loopback, plus `overrides`.
+
+    Every other setting is scrubbed from the child's environment by
+    `conformance.server_process.child_environment`, so a developer's shell cannot leak in.
+    """
+    env: dict[str, str] = {}
     env.update(
         SERVICE_DISCOVERY_SECRET=SECRET,
         SERVICE_DISCOVERY_READ_TOKEN=READ_TOKEN,
@@ -77,44 +64,6 @@ def base_env(**overrides: str) -> dict[str, str]:
     )
     env.update(overrides)
     return env
-
-
-class SocketServer(ServerProcess):
-    """A `ServerProcess` serving on a listening socket that this process keeps open.
-
-    `ServerProcess.__init__` binds a socket of its own and closes its copy
-    after spawning; everything else (readiness, logs, stop, kill, cleanup) is
-    inherited unchanged.
-    """
-
-    def __init__(
-        self,
-        frontend: str,
-        env: Mapping[str, str],
-        sock: socket.socket,
-        extra_args: Sequence[str] = (),
-    ) -> None:
-        self.frontend = frontend
-        self.env = dict(env)
-        self._logdir = tempfile.TemporaryDirectory(prefix=f"reliability-{frontend}-")
-        self.stdout_path = Path(self._logdir.name) / "stdout.log"
-        self.stderr_path = Path(self._logdir.name) / "stderr.log"
-        self.sock = sock
-        self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        fd = sock.fileno()
-        args = [sys.executable, "-m", "frontends", "serve", "--frontend", frontend]
-        args += ["--fd", str(fd), *extra_args]
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                args,
-                cwd=REPO_ROOT,
-                env=child_environment(env),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                pass_fds=[fd],
-            )
 
 
 @contextmanager
@@ -130,9 +79,9 @@ def kept_socket() -> Iterator[socket.socket]:
 @contextmanager
 def serving_on(
     frontend: str, env: Mapping[str, str], sock: socket.socket
-) -> Iterator[SocketServer]:
+) -> Iterator[ServerProcess]:
     """A ready server on `sock`; SIGTERM and exit 0 required when the body succeeded."""
-    server = SocketServer(frontend, env, sock)
+    server = ServerProcess(frontend, env, sock=sock)
     try:
         server.wait_ready()
         yield server

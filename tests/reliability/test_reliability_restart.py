@@ -36,7 +36,6 @@ import pytest
 from reliability_support import (
     AUTH,
     SECRET,
-    SocketServer,
     assert_still_serving,
     base_env,
     kept_socket,
@@ -44,7 +43,7 @@ from reliability_support import (
 )
 
 from conformance.client import tls_context
-from conformance.server_process import start_server
+from conformance.server_process import ServerProcess, start_server
 from service_discovery import ServiceDiscoveryClient, ServiceRegistrationRequest
 
 T = TypeVar("T")
@@ -199,12 +198,12 @@ def test_restart_without_loss(frontend: str, tmp_path: Path) -> None:
         HEALTH_CHECK_FAILURE_THRESHOLD="3",  # one failed probe after the restore: still unknown
         SELF_PRESERVATION_THRESHOLD="0",
     )
-    servers: list[SocketServer] = []
+    servers: list[ServerProcess] = []
     fleet: SdkFleet | None = None
     load: LoadThread | None = None
     with kept_socket() as sock:
         try:
-            first = SocketServer(frontend, env, sock)
+            first = ServerProcess(frontend, env, sock=sock)
             servers.append(first)
             first.wait_ready()
             with httpx.Client(base_url=first.url, headers=AUTH, verify=tls_context()) as client:
@@ -240,7 +239,7 @@ def test_restart_without_loss(frontend: str, tmp_path: Path) -> None:
             assert not saved_keys & set(LATE), "harness: the late instances reached the snapshot"
 
             spawned = time.time()
-            second = SocketServer(frontend, env, sock)
+            second = ServerProcess(frontend, env, sock=sock)
             servers.append(second)
             second.wait_ready()
             ready = time.monotonic()

@@ -35,7 +35,6 @@ from reliability_support import (
     PROMPT_MEDIAN_SECONDS,
     PROMPT_SECONDS,
     SECRET,
-    SocketServer,
     accept_queue,
     assert_still_serving,
     base_env,
@@ -53,6 +52,7 @@ from reliability_support import (
 )
 
 from conformance.client import tls_context
+from conformance.server_process import ServerProcess
 
 #: Idle connections held open at once by `test_ten_thousand_idle_connections`.
 IDLE_CONNECTIONS = 10_000
@@ -74,7 +74,7 @@ def open_file_limit() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def server(frontend: str, open_file_limit: int) -> Iterator[SocketServer]:
+def server(frontend: str, open_file_limit: int) -> Iterator[ServerProcess]:
     with kept_socket() as sock, serving_on(frontend, base_env(), sock) as srv:
         yield srv
 
@@ -86,7 +86,7 @@ def assert_prompt(times: list[float], when: str) -> None:
     assert max(times) < PROMPT_SECONDS, f"slowest answer {when}: {max(times):.3f} s"
 
 
-def _in_flight(srv: SocketServer) -> float:
+def _in_flight(srv: ServerProcess) -> float:
     """Requests in flight besides the /metrics request asking."""
     return metric(srv.url, "sd_requests_in_flight") - 1
 
@@ -108,7 +108,7 @@ def _in_flight(srv: SocketServer) -> float:
     ],
     ids=["header-line", "request-line", "many-headers", "authorization-header"],
 )
-def test_oversized_head_is_refused(server: SocketServer, request_bytes: bytes) -> None:
+def test_oversized_head_is_refused(server: ServerProcess, request_bytes: bytes) -> None:
     raw, ending = raw_exchange(server.port, request_bytes, timeout=5)
     status = status_of(raw)
     assert ending in {"eof", "reset"}, f"connection left open after {raw[:200]!r}"
@@ -119,7 +119,7 @@ def test_oversized_head_is_refused(server: SocketServer, request_bytes: bytes) -
 # ------------------------------------------------------- incomplete bodies
 
 
-def test_short_body_then_stall(server: SocketServer) -> None:
+def test_short_body_then_stall(server: ServerProcess) -> None:
     """Content-Length 100, 5 bytes sent, then silence: others are served, nothing leaks."""
     baseline = _in_flight(server)
     head = (
@@ -144,7 +144,7 @@ def test_short_body_then_stall(server: SocketServer) -> None:
     assert_still_serving(server)
 
 
-def test_short_body_then_half_close(server: SocketServer) -> None:
+def test_short_body_then_half_close(server: ServerProcess) -> None:
     """The client ends its side mid-body: a 4xx or a close, never a hang or a 5xx."""
     baseline = _in_flight(server)
     head = (
@@ -169,7 +169,7 @@ def test_short_body_then_half_close(server: SocketServer) -> None:
 SLOW_CLIENTS = 300
 
 
-def test_slowloris_does_not_starve_others(server: SocketServer) -> None:
+def test_slowloris_does_not_starve_others(server: ServerProcess) -> None:
     """Hundreds of requests whose request line or headers never end, trickled a byte at a time."""
     slow: list[socket.socket] = []
     try:
@@ -238,7 +238,7 @@ def _open_idle_connections(sock: socket.socket, port: int, count: int) -> list[s
     return opened
 
 
-def test_ten_thousand_idle_connections(server: SocketServer, open_file_limit: int) -> None:
+def test_ten_thousand_idle_connections(server: ServerProcess, open_file_limit: int) -> None:
     count = min(IDLE_CONNECTIONS, open_file_limit - FD_HEADROOM)
     # With a hard RLIMIT_NOFILE under 10,200 this uses as many as the limit allows.
     assert count >= 500, f"RLIMIT_NOFILE {open_file_limit} leaves room for too few sockets"
@@ -278,7 +278,7 @@ def test_ten_thousand_idle_connections(server: SocketServer, open_file_limit: in
     assert_still_serving(server)
 
 
-def _serves_promptly(server: SocketServer) -> Callable[[], bool]:
+def _serves_promptly(server: ServerProcess) -> Callable[[], bool]:
     def check() -> bool:
         try:
             assert_still_serving(server)
@@ -327,7 +327,7 @@ GARBAGE = {
 
 
 @pytest.mark.parametrize("payload", list(GARBAGE.values()), ids=list(GARBAGE))
-def test_garbage_instead_of_http(server: SocketServer, payload: bytes) -> None:
+def test_garbage_instead_of_http(server: ServerProcess, payload: bytes) -> None:
     raw, _ = raw_exchange(server.port, payload, timeout=1.0)
     for match in raw.split(b"HTTP/1.1 ")[1:]:
         code = int(match[:3])
@@ -339,7 +339,9 @@ def test_garbage_instead_of_http(server: SocketServer, payload: bytes) -> None:
     assert "Traceback" not in log and "internal_error" not in log, log[-4000:]
 
 
-def test_absolute_form_request_target(server: SocketServer, request: pytest.FixtureRequest) -> None:
+def test_absolute_form_request_target(
+    server: ServerProcess, request: pytest.FixtureRequest
+) -> None:
     """RFC 9112 3.2.2: a server MUST accept the absolute-form of the request target."""
     target = f"http://127.0.0.1:{server.port}/health".encode()
     raw, _ = raw_exchange(server.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n", 1.0)
@@ -351,14 +353,14 @@ def test_absolute_form_request_target(server: SocketServer, request: pytest.Fixt
 
 
 @pytest.fixture(scope="module")
-def leak_server(frontend: str, open_file_limit: int) -> Iterator[SocketServer]:
+def leak_server(frontend: str, open_file_limit: int) -> Iterator[ServerProcess]:
     """A fresh server (nothing else has touched its sockets), few blocking-query slots."""
     env = base_env(SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES="8")
     with kept_socket() as sock, serving_on(frontend, env, sock) as srv:
         yield srv
 
 
-def test_closed_connections_are_released(leak_server: SocketServer) -> None:
+def test_closed_connections_are_released(leak_server: ServerProcess) -> None:
     pid = leak_server.proc.pid
     before = open_sockets(pid)
     for _ in range(100):  # connect and close without a word (a TCP health check)
@@ -376,7 +378,7 @@ def test_closed_connections_are_released(leak_server: SocketServer) -> None:
 
 
 def test_disconnected_blocking_query_frees_its_slot(
-    leak_server: SocketServer, request: pytest.FixtureRequest
+    leak_server: ServerProcess, request: pytest.FixtureRequest
 ) -> None:
     """A watcher that gives up (its read timeout < wait) must not keep its parked slot."""
     url = leak_server.url
