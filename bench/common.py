@@ -265,27 +265,13 @@ def start_registry(
     `ready=False` returns at once (start several, then `wait_ready` each);
     `module` runs another launcher with the same CLI (`bench.traced_server`).
     """
-    sock = listening_socket()
-    argv = [PYTHON, "-m", module, "serve", "--frontend", frontend, "--fd", str(sock.fileno())]
+    argv = [PYTHON, "-m", module, "serve", "--frontend", frontend]
     if frontend == "quart":
         argv += ["--loop", loop]
     label = name or (
         f"registry-{frontend}-{loop}" if frontend == "quart" else f"registry-{frontend}"
     )
-    try:
-        proc = run.spawn(
-            label,
-            argv,
-            port=sock.getsockname()[1],
-            env=server_env(env),
-            pass_fds=(sock.fileno(),),
-            cpus=PIN.server,
-        )
-    finally:
-        sock.close()
-    if ready:
-        wait_ready(proc)
-    return proc
+    return _serve(run, label, argv, env, ready)
 
 
 def start_bare(
@@ -298,19 +284,24 @@ def start_bare(
     ready: bool = True,
 ) -> Proc:
     """The baseline app of `bench/bare_apps.py` on the same stack (`quart` or `trio`)."""
-    sock = listening_socket()
-    argv = [PYTHON, "-m", "bench.bare_apps", "serve", stack, "--fd", str(sock.fileno())]
+    argv = [PYTHON, "-m", "bench.bare_apps", "serve", stack]
     if stack in ("quart", "raw"):
         argv += ["--loop", loop]
     if store:
         argv.append("--store")
     label = name or (f"bare-{stack}-{loop}" if stack == "quart" else f"bare-{stack}")
+    return _serve(run, label, argv, None, ready)
+
+
+def _serve(run: Run, label: str, argv: list[str], env: dict[str, str] | None, ready: bool) -> Proc:
+    """Spawn a server CLI on a pre-bound 127.0.0.1 socket (`--fd N`), pinned to the server CPU."""
+    sock = listening_socket()
     try:
         proc = run.spawn(
             label,
-            argv,
+            [*argv, "--fd", str(sock.fileno())],
             port=sock.getsockname()[1],
-            env=server_env(),
+            env=server_env(env),
             pass_fds=(sock.fileno(),),
             cpus=PIN.server,
         )

@@ -68,6 +68,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import print_table, verdict
 from bench.hostile_matrix import (
     FRONTENDS,
     Clients,
@@ -78,7 +79,6 @@ from bench.hostile_matrix import (
     open_fds,
     own_fds,
     percentile,
-    print_table,
     quiet_fds,
     quiet_wait,
     registry_env,
@@ -86,7 +86,6 @@ from bench.hostile_matrix import (
     sentinels,
     server_problems,
     statuses,
-    verdict,
 )
 from bench.hostile_peers import (
     EXPECTED,
