@@ -9,6 +9,7 @@ import time
 
 from hypercorn.asyncio import serve as hypercorn_serve
 
+from ..shared.http1_only import Http1Only
 from ..shared.hypercorn_setup import hypercorn_config
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
@@ -34,7 +35,9 @@ async def serve_async(settings: Settings) -> None:
         runtime.begin_drain()
         watchers.release_all()
 
-    await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)
+    await hypercorn_serve(
+        Http1Only(app), hypercorn_config(settings), shutdown_trigger=shutdown_trigger
+    )
 
 
 def serve(settings: Settings, *, loop: str = "auto") -> None:

@@ -6,11 +6,16 @@ import logging
 
 from hypercorn.config import Config
 
+from .http1_only import refuse_http2_switch
 from .settings import Settings
 
 
 def hypercorn_config(settings: Settings) -> Config:
+    """The config both frontends serve with; also stops hypercorn switching to HTTP/2."""
+    refuse_http2_switch()
     config = Config()
+    # HTTP/1.1 only, even if TLS is ever configured (see http1_only).
+    config.alpn_protocols = ["http/1.1"]
     if settings.fd is not None:
         config.bind = [f"fd://{settings.fd}"]
     else:

@@ -7,6 +7,7 @@ import signal
 import trio
 from hypercorn.trio import serve as hypercorn_serve
 
+from ..shared.http1_only import Http1Only
 from ..shared.hypercorn_setup import hypercorn_config
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
@@ -24,7 +25,11 @@ async def serve_async(settings: Settings) -> None:
         runtime.begin_drain()
         app.watchers.release_all()
 
-    await hypercorn_serve(app, hypercorn_config(settings), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    await hypercorn_serve(
+        Http1Only(app),  # type: ignore[arg-type]
+        hypercorn_config(settings),
+        shutdown_trigger=shutdown_trigger,
+    )
 
 
 def serve(settings: Settings) -> None:

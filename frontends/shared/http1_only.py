@@ -1,0 +1,104 @@
+"""HTTP/1.1 only: the registry never speaks HTTP/2, on any frontend.
+
+Why: hypercorn 0.18 serves HTTP/2 cleartext on a plain port whether asked to
+or not. `H11Protocol._check_protocol` answers `Upgrade: h2c` with `101
+Switching Protocols`, and treats a `PRI * HTTP/2.0` preface ("prior
+knowledge") as an HTTP/2 connection; its `Config` has no setting to turn
+either off. HTTP/2 lets one client open and reset streams far faster than it
+could send requests (the "rapid reset" attack, CVE-2023-44487): 100
+connections x 900 reset streams held the registry at 100 % CPU for a minute
+and a half, with no token needed. Nothing our clients use needs HTTP/2.
+
+What we do instead, in two places:
+
+- `refuse_http2_switch()` replaces that hypercorn method with one that never
+  switches: an `Upgrade: h2c` header is ignored (RFC 9110 section 7.8 lets a
+  server ignore Upgrade) and the request is answered over HTTP/1.1; the
+  preface reaches the application as a request for HTTP version 2.0.
+- `Http1Only` wraps the ASGI application and answers any request whose HTTP
+  version is not 1.0 or 1.1 with `505` in the API's error shape, before any
+  framework sees it. The preface's second line (`SM`) is then parsed as the
+  next request, which h11 refuses as malformed: hypercorn answers 400 and
+  closes, so not one HTTP/2 frame after the preface is ever read. (The 505
+  does not say `Connection: close` itself: on the trio worker, hypercorn's
+  reader would then close the socket while the 505 is still being written,
+  since its `send_eof` does not take the send lock, and the 505 is lost.)
+
+TLS is not configured by the registry, but ALPN is pinned to `http/1.1` all
+the same (see `hypercorn_setup`), so adding certificates later cannot bring
+HTTP/2 back through the other door.
+"""
+
+from __future__ import annotations
+
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.typing import (
+    ASGIFramework,
+    ASGIReceiveCallable,
+    ASGISendCallable,
+    HTTPResponseBodyEvent,
+    HTTPResponseStartEvent,
+    Scope,
+)
+
+from sd_core import RequestError
+from sd_core.http_api import error_body
+
+#: The only HTTP versions the registry answers.
+HTTP1_VERSIONS = frozenset({"1.0", "1.1"})
+
+HTTP_VERSION_REFUSED = error_body(
+    RequestError(
+        "http_version_not_supported",
+        505,
+        "This registry speaks HTTP/1.1 only; HTTP/2 (prior knowledge or h2c) is refused",
+    )
+)
+
+
+async def _never_switch(self: H11Protocol, event: object) -> None:
+    """Replaces hypercorn's protocol check: stay on HTTP/1.1, whatever the request asks."""
+
+
+def refuse_http2_switch() -> None:
+    """Make hypercorn's HTTP/1.1 protocol never switch to HTTP/2 (idempotent).
+
+    Fails loudly if a hypercorn upgrade renamed the method, rather than
+    silently serving HTTP/2 again; the tests pin the behaviour on each frontend.
+    """
+    if not hasattr(H11Protocol, "_check_protocol"):
+        raise RuntimeError(
+            "hypercorn's H11Protocol has no _check_protocol any more: "
+            "re-check how it switches to HTTP/2 before serving"
+        )
+    H11Protocol._check_protocol = _never_switch  # type: ignore[method-assign]
+
+
+class Http1Only:
+    """ASGI wrapper: 505 for any HTTP version but 1.0 and 1.1, before the framework."""
+
+    def __init__(self, app: ASGIFramework) -> None:
+        self.app = app
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        if scope["type"] == "http" and scope.get("http_version") not in HTTP1_VERSIONS:
+            start: HTTPResponseStartEvent = {
+                "type": "http.response.start",
+                "status": 505,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(HTTP_VERSION_REFUSED)).encode()),
+                ],
+                "trailers": False,
+            }
+            body: HTTPResponseBodyEvent = {
+                "type": "http.response.body",
+                "body": HTTP_VERSION_REFUSED,
+                "more_body": False,
+            }
+            await send(start)
+            await send(body)
+            return
+        await self.app(scope, receive, send)
