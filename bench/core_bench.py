@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sd_core import HttpApi, HttpResponse, Registry, RegistryConfig, __version__
+from sd_core import HttpApi, HttpRequest, HttpResponse, Registry, RegistryConfig, __version__
 
 SECRET = "bench-secret-0123456789abcdef"
 AUTH = f"Bearer {SECRET}"
@@ -123,7 +123,7 @@ class Frontend:
 
     def post(self, path: str, body: bytes) -> HttpResponse:
         self.now += 1e-6
-        result = self.api.handle("POST", path, b"", AUTH, JSON, body, self.now)
+        result = self.api.handle(HttpRequest("POST", path, b"", AUTH, JSON, body), self.now)
         self.registry.drain_effects()
         assert isinstance(result, HttpResponse)
         return result
@@ -207,7 +207,8 @@ def measure_cached_read(plan: Plan, fleet: Frontend) -> Rate:
         assert fleet.post(REGISTER, body).status == 200
     path = f"/v1/discovery/services/{READ_SERVICE}"
     api, registry = fleet.api, fleet.registry
-    first = api.handle("GET", path, b"", AUTH, None, b"", fleet.now)
+    read = HttpRequest("GET", path, authorization=AUTH)
+    first = api.handle(read, fleet.now)
     assert isinstance(first, HttpResponse) and first.status == 200
     assert len(json.loads(first.body)["instances"]) == 10
 
@@ -215,11 +216,11 @@ def measure_cached_read(plan: Plan, fleet: Frontend) -> Rate:
         now = fleet.now
         handle, drain = api.handle, registry.drain_effects
         for _ in range(plan.ops):
-            handle("GET", path, b"", AUTH, None, b"", now)
+            handle(read, now)
             drain()
 
     rate = timed(plan.repetitions, plan.ops, run)
-    again = api.handle("GET", path, b"", AUTH, None, b"", fleet.now)
+    again = api.handle(read, fleet.now)
     assert isinstance(again, HttpResponse) and again.body is first.body  # served from cache
     return rate
 

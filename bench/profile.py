@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from sd_core import HttpRequest
+
 from .common import (
     SECRET,
     BenchError,
@@ -208,12 +210,14 @@ def stale_listing(count: int, reps: int) -> None:
         sim.advance(1.0)
         for body_text in heartbeats:
             sim.api.handle(
-                "POST",
-                "/v1/discovery/heartbeat",
-                b"",
-                token,
-                "application/json",
-                body_text.encode(),
+                HttpRequest(
+                    "POST",
+                    "/v1/discovery/heartbeat",
+                    b"",
+                    token,
+                    "application/json",
+                    body_text.encode(),
+                ),
                 sim.clock.now,
             )
         started = time.perf_counter()

@@ -6,7 +6,7 @@ Then it drains what the core wants done::
 
     registry = Registry(RegistryConfig(), now=now, wall_offset=wall_offset)
     api = HttpApi(registry, secret=..., frontend="mine", version=__version__)
-    result = api.handle(method, path, query, authorization, content_type, body, now)
+    result = api.handle(HttpRequest(method, path, query, authorization, content_type, body), now)
     for effect in registry.drain_effects(): ...   # RunProbe, IndexRaised, ...
     deadline = registry.next_deadline()            # sleep until then, then on_timer(now)
 
@@ -27,7 +27,7 @@ from .events import (
     SelfPreservationChanged,
     StatusChanged,
 )
-from .http_api import INTERNAL_ERROR, BlockingWait, HttpApi, HttpResponse
+from .http_api import INTERNAL_ERROR, BlockingWait, HttpApi, HttpRequest, HttpResponse
 from .models import HeartbeatRequest, RegisterRequest
 from .openapi import openapi_bytes, openapi_document
 from .probe_rules import judge_probe
@@ -45,6 +45,7 @@ __all__ = [
     "FieldProblem",
     "HeartbeatRequest",
     "HttpApi",
+    "HttpRequest",
     "HttpResponse",
     "IndexRaised",
     "InstanceRegistered",

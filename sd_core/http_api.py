@@ -38,6 +38,21 @@ HEARTBEAT_OK = b'{"success":true,"message":"Heartbeat updated successfully"}'
 UNREGISTER_OK = b'{"success":true,"message":"Service unregistered successfully"}'
 
 
+class HttpRequest(NamedTuple):
+    """One request as the mapping needs it: what every frontend extracts, and all of it.
+
+    A value rather than six arguments, so that a frontend builds it once and
+    hands the same object back after a blocking query's wait.
+    """
+
+    method: str
+    path: str
+    query: bytes = b""
+    authorization: str | None = None
+    content_type: str | None = None
+    body: bytes = b""
+
+
 class HttpResponse(NamedTuple):
     """What to send. `route` is the matched route template, for metrics labels.
 
@@ -136,19 +151,9 @@ class HttpApi:
 
     # ------------------------------------------------------------ entry
 
-    def handle(
-        self,
-        method: str,
-        path: str,
-        query: bytes,
-        authorization: str | None,
-        content_type: str | None,
-        body: bytes,
-        now: float,
-        *,
-        may_block: bool = True,
-    ) -> Result:
+    def handle(self, request: HttpRequest, now: float, *, may_block: bool = True) -> Result:
         """Answer one request. Raises nothing a client can cause."""
+        method, path, query, authorization, content_type, body = request
         if method == "GET" and not query:
             # Fast path: a plain read whose rendered body has not changed since
             # we last answered it costs two dict lookups and the token check.

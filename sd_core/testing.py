@@ -24,7 +24,7 @@ from typing import Any
 
 from .config import RegistryConfig
 from .events import Effect, ProbeFailed, ProbePassed, ProbeResult, RunProbe
-from .http_api import BlockingWait, HttpApi, HttpResponse
+from .http_api import BlockingWait, HttpApi, HttpRequest, HttpResponse
 from .models import RegisterRequest
 from .probe_rules import judge_probe
 from .registry import Registry
@@ -199,24 +199,14 @@ class SimulatedRegistry:
         A blocking query with nothing to wake it jumps the clock to the end of
         its wait (trio's autojump clock does the same), then answers.
         """
+        request = HttpRequest(method, path, query, authorization, content_type, body)
         if len(body) > self.api.max_body_bytes:
             result: HttpResponse | BlockingWait = self.api.payload_too_large(method, path)
         else:
-            result = self.api.handle(
-                method, path, query, authorization, content_type, body, self.clock.now
-            )
+            result = self.api.handle(request, self.clock.now)
         if isinstance(result, BlockingWait):
             self.advance(result.timeout)
-            result = self.api.handle(
-                method,
-                path,
-                query,
-                authorization,
-                content_type,
-                body,
-                self.clock.now,
-                may_block=False,
-            )
+            result = self.api.handle(request, self.clock.now, may_block=False)
             assert isinstance(result, HttpResponse)
         self._settle()
         return result

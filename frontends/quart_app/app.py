@@ -15,7 +15,7 @@ from quart import Quart, Response, request
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse
+from sd_core import INTERNAL_ERROR, BlockingWait, HttpRequest, HttpResponse
 
 from ..shared.logs import logfmt
 from ..shared.probers import make_prober
@@ -121,13 +121,13 @@ def create_app(
         # so a duplicate can never pick which token or media type counts.
         authorization = ", ".join(headers.getlist("authorization")) or None
         content_type = ", ".join(headers.getlist("content-type")) or None
-        query = request.query_string
-        result = runtime.handle(method, route_path, query, authorization, content_type, body)
+        call = HttpRequest(
+            method, route_path, request.query_string, authorization, content_type, body
+        )
+        result = runtime.handle(call)
         if isinstance(result, BlockingWait):
             await watchers.wait(result.scope, runtime.jittered(result))
-            result = runtime.handle(
-                method, route_path, query, authorization, content_type, body, may_block=False
-            )
+            result = runtime.handle(call, may_block=False)
             assert isinstance(result, HttpResponse)
         return result
 
@@ -137,7 +137,7 @@ def create_app(
         # answer through the mapping so the shape is still the API's.
         if isinstance(error, RequestEntityTooLarge):
             return to_response(runtime.too_large(request.method, request.path))
-        result = runtime.handle(request.method, request.path, b"", None, None, b"")
+        result = runtime.handle(HttpRequest(request.method, request.path))
         if isinstance(result, BlockingWait):  # cannot happen without a query
             return to_response(INTERNAL_ERROR)
         return to_response(result)

@@ -18,6 +18,7 @@ from sd_core import (
     INTERNAL_ERROR,
     BlockingWait,
     HttpApi,
+    HttpRequest,
     HttpResponse,
     IndexRaised,
     ProbeResult,
@@ -95,36 +96,19 @@ class Runtime:
     # ------------------------------------------------------------ requests
 
     def handle(
-        self,
-        method: str,
-        path: str,
-        query: bytes,
-        authorization: str | None,
-        content_type: str | None,
-        body: bytes,
-        *,
-        may_block: bool = True,
+        self, request: HttpRequest, *, may_block: bool = True
     ) -> HttpResponse | BlockingWait:
         """One core call for one request; a bug answers 500 without details."""
         try:
-            result = self.api.handle(
-                method,
-                path,
-                query,
-                authorization,
-                content_type,
-                body,
-                self.clock(),
-                may_block=may_block,
-            )
+            result = self.api.handle(request, self.clock(), may_block=may_block)
         except Exception:
-            log.exception(logfmt("internal_error", method=method, path=path[:200]))
+            log.exception(logfmt("internal_error", method=request.method, path=request.path[:200]))
             result = INTERNAL_ERROR
         self.settle()
         if isinstance(result, HttpResponse):
             self.count(result)
         elif self.parked_queries >= self.settings.max_blocking_queries:
-            result = self.api.overloaded(method, path, "blocking queries")
+            result = self.api.overloaded(request.method, request.path, "blocking queries")
             self.count(result)
         return result
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse
+from sd_core import INTERNAL_ERROR, BlockingWait, HttpRequest, HttpResponse
 
 from ..shared.logs import logfmt
 from ..shared.probers import make_prober
@@ -135,15 +135,15 @@ class RegistryApp:
             return None
         if body is None:
             return runtime.too_large(method, path)
-        query: bytes = scope["query_string"]
+        request = HttpRequest(
+            method, path, scope["query_string"], authorization, content_type, body
+        )
         try:
-            result = runtime.handle(method, path, query, authorization, content_type, body)
+            result = runtime.handle(request)
             if isinstance(result, BlockingWait):
                 if await self._park(receive, result):
                     return None  # the client went away while parked
-                result = runtime.handle(
-                    method, path, query, authorization, content_type, body, may_block=False
-                )
+                result = runtime.handle(request, may_block=False)
                 assert isinstance(result, HttpResponse)
         except Exception:
             log.exception(logfmt("internal_error", method=method, path=path[:200]))

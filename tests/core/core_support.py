@@ -19,6 +19,7 @@ from sd_core import (
     BlockingWait,
     Effect,
     HttpApi,
+    HttpRequest,
     HttpResponse,
     ProbeFailed,
     ProbePassed,
@@ -152,7 +153,9 @@ class Core:
     ) -> HttpResponse | BlockingWait:
         raw_query = query.encode() if isinstance(query, str) else query
         result = self.api.handle(
-            method, path, raw_query, auth, content_type, body, self.now, may_block=may_block
+            HttpRequest(method, path, raw_query, auth, content_type, body),
+            self.now,
+            may_block=may_block,
         )
         self.drain()
         return result

@@ -19,7 +19,7 @@ from core_support import (
     to_reply,
 )
 
-from sd_core import BlockingWait, HttpApi, HttpResponse, Registry, RegistryConfig
+from sd_core import BlockingWait, HttpApi, HttpRequest, HttpResponse, Registry, RegistryConfig
 
 READ_PATHS = [
     SERVICES,
@@ -126,9 +126,9 @@ def test_open_endpoints_need_no_token() -> None:
         metrics=lambda: (b"# metrics\n", "text/plain; version=0.0.4"),
         openapi=lambda: b'{"openapi":"3.1.0"}',
     )
-    health = api.handle("GET", "/health", b"", None, None, b"", 5.0)
-    metrics = api.handle("GET", "/metrics", b"", None, None, b"", 5.0)
-    openapi = api.handle("GET", "/openapi.json", b"", "Bearer wrong", None, b"", 5.0)
+    health = api.handle(HttpRequest("GET", "/health", b"", None, None, b""), 5.0)
+    metrics = api.handle(HttpRequest("GET", "/metrics", b"", None, None, b""), 5.0)
+    openapi = api.handle(HttpRequest("GET", "/openapi.json", b"", "Bearer wrong", None, b""), 5.0)
     assert isinstance(health, HttpResponse) and health.status == 200
     assert isinstance(metrics, HttpResponse) and metrics.status == 200
     assert metrics.body == b"# metrics\n"

@@ -9,6 +9,7 @@ from core_support import AUTH, START, Core, iso, with_config
 
 from sd_core import (
     DriverError,
+    HttpRequest,
     IndexRaised,
     InstanceRegistered,
     InstanceRemoved,
@@ -313,12 +314,14 @@ def test_time_going_backwards_is_a_driver_error_and_changes_nothing(operation: s
             registry.on_timer(earlier)
         else:
             core.api.handle(
-                "POST",
-                "/v1/discovery/register",
-                b"",
-                AUTH,
-                "application/json",
-                request.model_dump_json().encode(),
+                HttpRequest(
+                    "POST",
+                    "/v1/discovery/register",
+                    b"",
+                    AUTH,
+                    "application/json",
+                    request.model_dump_json().encode(),
+                ),
                 earlier,
             )
     assert core.snapshot("game-service") == before

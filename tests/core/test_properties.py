@@ -22,6 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sd_core import (
     DriverError,
     HttpApi,
+    HttpRequest,
     HttpResponse,
     InstanceRemoved,
     ProbeFailed,
@@ -164,7 +165,8 @@ class RegistryMachine(RuleBasedStateMachine):
 
     def _post(self, path: str, body: dict[str, Any]) -> HttpResponse:
         result = self.api.handle(
-            "POST", path, b"", AUTH, "application/json", json.dumps(body).encode(), self.now
+            HttpRequest("POST", path, b"", AUTH, "application/json", json.dumps(body).encode()),
+            self.now,
         )
         assert isinstance(result, HttpResponse)
         self._drain()
@@ -272,12 +274,9 @@ class RegistryMachine(RuleBasedStateMachine):
     @rule(service=st.sampled_from(SERVICES), instance=st.sampled_from(INSTANCES))
     def unregister(self, service: str, instance: str) -> None:
         result = self.api.handle(
-            "DELETE",
-            f"/v1/discovery/unregister/{service}/{instance}",
-            b"",
-            AUTH,
-            None,
-            b"",
+            HttpRequest(
+                "DELETE", f"/v1/discovery/unregister/{service}/{instance}", b"", AUTH, None, b""
+            ),
             self.now,
         )
         assert isinstance(result, HttpResponse)

@@ -39,7 +39,7 @@ from frontends.shared.settings import load_settings
 from frontends.trio_app import app as trio_app
 from frontends.trio_app import probe_driver as trio_driver
 from frontends.trio_app import watchers as trio_watchers
-from sd_core import HttpResponse, ProbeResult, RunProbe
+from sd_core import HttpRequest, HttpResponse, ProbeResult, RunProbe
 
 SECRET = "frontend-test-secret-6c1f"
 READ_TOKEN = "frontend-test-read-token-91ab"
@@ -463,12 +463,14 @@ def register(
 ) -> None:
     """Register through the runtime's HTTP mapping, as a frontend would."""
     result = runtime.handle(
-        "POST",
-        "/v1/discovery/register",
-        b"",
-        f"Bearer {SECRET}",
-        "application/json",
-        register_body(service, instance, port=port, **extra),
+        HttpRequest(
+            "POST",
+            "/v1/discovery/register",
+            b"",
+            f"Bearer {SECRET}",
+            "application/json",
+            register_body(service, instance, port=port, **extra),
+        ),
     )
     assert isinstance(result, HttpResponse), result
     assert result.status == 200, result.body
@@ -491,12 +493,14 @@ def wire(runtime: Runtime, driver: Driver | None, watchers: Watchers | None) -> 
 
 def unregister(runtime: Runtime, service: str, instance: str) -> None:
     result = runtime.handle(
-        "DELETE",
-        f"/v1/discovery/unregister/{service}/{instance}",
-        b"",
-        f"Bearer {SECRET}",
-        None,
-        b"",
+        HttpRequest(
+            "DELETE",
+            f"/v1/discovery/unregister/{service}/{instance}",
+            b"",
+            f"Bearer {SECRET}",
+            None,
+            b"",
+        ),
     )
     assert isinstance(result, HttpResponse), result
     assert result.status == 200, result.body

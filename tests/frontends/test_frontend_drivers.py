@@ -30,7 +30,7 @@ from frontend_kit import (
 
 from frontends.shared.logs import log as registry_log
 from frontends.shared.runtime import Runtime
-from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
+from sd_core import HttpRequest, ProbeFailed, ProbePassed, ProbeResult, RunProbe
 
 INTERVAL = 10.0
 LOGGER = registry_log.name
@@ -355,12 +355,14 @@ def test_a_change_wakes_its_service_and_global_watchers_only(
         assert runtime.parked_queries == 3
 
         heartbeat = runtime.handle(
-            "POST",
-            "/v1/discovery/heartbeat",
-            b"",
-            f"Bearer {SECRET}",
-            "application/json",
-            b'{"service_name": "svc-a", "instance_id": "a-0"}',
+            HttpRequest(
+                "POST",
+                "/v1/discovery/heartbeat",
+                b"",
+                f"Bearer {SECRET}",
+                "application/json",
+                b'{"service_name": "svc-a", "instance_id": "a-0"}',
+            ),
         )
         assert getattr(heartbeat, "status", None) == 200
         await kit.sleep(1)  # t=2: a heartbeat raises no index and wakes nobody

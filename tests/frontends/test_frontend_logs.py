@@ -25,6 +25,7 @@ from frontends.shared.logs import log_effect, logfmt
 from frontends.shared.runtime import Runtime
 from frontends.shared.settings import load_settings
 from sd_core import (
+    HttpRequest,
     InstanceRegistered,
     InstanceRemoved,
     RunProbe,
@@ -166,12 +167,14 @@ def test_a_hostile_health_body_cannot_forge_log_fields(caplog: pytest.LogCapture
     )
     runtime.submit_probe = lambda probe: None
     result = runtime.handle(
-        "POST",
-        "/v1/discovery/register",
-        b"",
-        f"Bearer {SECRET}",
-        "application/json",
-        register_body("svc", "i-1"),
+        HttpRequest(
+            "POST",
+            "/v1/discovery/register",
+            b"",
+            f"Bearer {SECRET}",
+            "application/json",
+            register_body("svc", "i-1"),
+        ),
     )
     assert getattr(result, "status", None) == 200
     instance = runtime.registry.instance_snapshot("svc", "i-1")
@@ -273,7 +276,7 @@ def test_tokens_never_reach_the_log_through_the_runtime(
     ]
     for method, path, authorization, body in requests:
         now[0] += 1
-        result = runtime.handle(method, path, b"", authorization, json_type, body)
+        result = runtime.handle(HttpRequest(method, path, b"", authorization, json_type, body))
         statuses.append(getattr(result, "status", None))
     assert statuses == [200, 200, 401, 401, 403, 400, 422, 200, 200]
 
@@ -281,7 +284,9 @@ def test_tokens_never_reach_the_log_through_the_runtime(
         raise RuntimeError("the mapping broke")
 
     monkeypatch.setattr(runtime.api, "handle", explode)
-    result = runtime.handle("GET", "/v1/discovery/services", b"", f"Bearer {SECRET}", None, b"")
+    result = runtime.handle(
+        HttpRequest("GET", "/v1/discovery/services", b"", f"Bearer {SECRET}", None, b"")
+    )
     assert getattr(result, "status", None) == 500
 
     messages = [r.getMessage() for r in caplog.records]
