@@ -135,31 +135,3 @@ def test_examples_discover_each_other(registry: RegistryProcess) -> None:
     # Both unregistered on SIGTERM, well before their TTL.
     assert healthy_instances(registry, "quart-example") == []
     assert healthy_instances(registry, "trio-example") == []
-
-
-EXAMPLES = ROOT / "examples"
-
-
-def test_dockerfile_runs_the_registry_unprivileged_with_a_healthcheck() -> None:
-    lines = [line.strip() for line in (EXAMPLES / "Dockerfile").read_text().splitlines()]
-    instructions = [line for line in lines if line and not line.startswith("#")]
-    assert instructions[0] == "FROM python:3.13-slim"
-    users = [line.split()[1] for line in instructions if line.startswith("USER ")]
-    assert users and users[-1] not in {"root", "0"}
-    assert "EXPOSE 3004" in instructions
-    assert any(line.startswith("HEALTHCHECK") for line in instructions)
-    assert any("127.0.0.1:3004/health" in line for line in instructions)
-    assert instructions[-1] == 'CMD ["service-discovery", "serve"]'
-
-
-def test_compose_wires_prometheus_to_the_registry_with_the_read_token() -> None:
-    compose = (EXAMPLES / "docker-compose.yml").read_text()
-    prometheus = (EXAMPLES / "prometheus.yml").read_text()
-    for service in ("service-discovery:", "quart-example:", "trio-example:", "prometheus:"):
-        assert f"\n  {service}" in compose
-    assert "./prometheus.yml:/etc/prometheus/prometheus.yml" in compose
-    assert "http_sd_configs:" in prometheus
-    assert "url: http://service-discovery:3004/v1/discovery/prometheus" in prometheus
-    token = prometheus.split("credentials:")[1].split()[0]
-    assert f"SERVICE_DISCOVERY_READ_TOKEN: {token}" in compose
-    assert "type: Bearer" in prometheus

@@ -1,10 +1,8 @@
 # The registry image (also used by the example services in docker-compose.yml).
 #
-#   docker build -f examples/Dockerfile -t service-discovery:local .
-#   docker run --rm -p 3004:3004 -e SERVICE_DISCOVERY_SECRET=change-me service-discovery:local
-#
-# Build from the repository root: the context is the project, this file only
-# lives beside the examples.
+#   docker build -t service-discovery:local .
+#   docker run --rm -p 3004:3004 -v sd-state:/var/lib/service-discovery \
+#       -e SERVICE_DISCOVERY_SECRET=change-me service-discovery:local
 FROM python:3.13-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -24,11 +22,17 @@ RUN pip install ".[server]"
 COPY examples ./examples
 
 # Never run as root: a system user with no home, no shell, no password.
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin registry
+# The state directory is a volume, so a restarted container (or a new one on
+# the same volume) comes back with every instance it had.
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin registry \
+    && mkdir -p /var/lib/service-discovery \
+    && chown registry /var/lib/service-discovery
 USER registry
+VOLUME ["/var/lib/service-discovery"]
 
 ENV SERVICE_DISCOVERY_HOST=0.0.0.0 \
-    SERVICE_DISCOVERY_PORT=3004
+    SERVICE_DISCOVERY_PORT=3004 \
+    SERVICE_DISCOVERY_STATE_FILE=/var/lib/service-discovery/state.json
 EXPOSE 3004
 
 # python:slim has no curl; the standard library is enough for a probe.

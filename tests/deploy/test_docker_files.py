@@ -1,0 +1,133 @@
+"""The Docker files at the root build and wire what the README promises.
+
+No Docker engine runs here, so this checks what can be checked without one:
+every path a `COPY` names exists in the build context and is not excluded by
+`.dockerignore`; the image runs unprivileged with a health check and keeps its
+state on a volume; the compose files parse, and their ports, environment
+variables and mounted files match the README, the image and each other.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE = ROOT / "docker-compose.yml"
+EXAMPLE_COMPOSE = ROOT / "examples" / "docker-compose.yml"
+PROMETHEUS = ROOT / "examples" / "prometheus.yml"
+README = (ROOT / "README.md").read_text()
+
+
+def instructions() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def dockerignore_keeps(path: str) -> bool:
+    """Whether `.dockerignore` (last matching rule wins, `!` re-includes) sends `path`."""
+    kept = True
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        rule = raw.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        negate = rule.startswith("!")
+        pattern = rule.lstrip("!").rstrip("/")
+        top = path.split("/")[0]
+        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(top, pattern):
+            kept = negate
+    return kept
+
+
+def load(path: Path) -> dict[str, Any]:
+    document = yaml.safe_load(path.read_text())
+    assert isinstance(document, dict), path
+    return document
+
+
+def test_every_copied_path_exists_and_reaches_the_build_context() -> None:
+    copies = [line.split()[1:-1] for line in instructions() if line.startswith("COPY ")]
+    assert copies, "the Dockerfile copies nothing"
+    for sources in copies:
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: no such path"
+            assert dockerignore_keeps(source), f"COPY {source}: excluded by .dockerignore"
+
+
+def test_image_runs_the_registry_unprivileged_with_a_healthcheck_and_a_state_volume() -> None:
+    lines = instructions()
+    assert lines[0].startswith("FROM python:3")
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}
+    assert "EXPOSE 3004" in lines
+    assert any(line.startswith("HEALTHCHECK") and "127.0.0.1:3004/health" in line for line in lines)
+    assert lines[-1] == 'CMD ["service-discovery", "serve"]'
+    env = " ".join(line for line in lines if line.startswith("ENV "))
+    state_file = re.search(r"SERVICE_DISCOVERY_STATE_FILE=(\S+)", env)
+    assert state_file is not None, "the image keeps no state file"
+    volumes = [line for line in lines if line.startswith("VOLUME ")]
+    assert any(str(Path(state_file.group(1)).parent) in line for line in volumes), volumes
+    for name in re.findall(r"(SERVICE_DISCOVERY_\w+)=", env):
+        assert f"`{name}`" in README, f"{name} is set by the image but not in the README"
+
+
+def test_root_compose_runs_registry_example_and_prometheus() -> None:
+    compose = load(COMPOSE)
+    services = compose["services"]
+    assert {"service-discovery", "prometheus"} <= set(services)
+    assert any(name.endswith("-example") for name in services), "no example service"
+    registry = services["service-discovery"]
+    assert registry["build"] == "."
+    assert "3004:3004" in registry["ports"]
+    for name in registry["environment"]:
+        assert f"`{name}`" in README, f"compose sets {name}, which the README does not document"
+    volume = registry["volumes"][0].split(":")
+    assert volume[0] in compose["volumes"]
+    assert volume[1] == "/var/lib/service-discovery"
+    for service in services.values():
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"compose mounts {source}: no such file"
+
+
+def test_example_compose_includes_the_root_one_and_builds_the_same_image() -> None:
+    example = load(EXAMPLE_COMPOSE)
+    included = [(EXAMPLE_COMPOSE.parent / path).resolve() for path in example["include"]]
+    assert COMPOSE.resolve() in included
+    for service in example["services"].values():
+        assert (EXAMPLE_COMPOSE.parent / service["build"]).resolve() == ROOT
+        assert service["image"] == load(COMPOSE)["services"]["service-discovery"]["image"]
+
+
+def test_prometheus_reads_the_registry_with_the_read_token() -> None:
+    prometheus = load(PROMETHEUS)
+    registry_env = load(COMPOSE)["services"]["service-discovery"]["environment"]
+    sd_jobs = [job for job in prometheus["scrape_configs"] if "http_sd_configs" in job]
+    assert sd_jobs, "no http_sd job"
+    for job in sd_jobs:
+        for config in job["http_sd_configs"]:
+            assert config["url"] == "http://service-discovery:3004/v1/discovery/prometheus"
+            credentials = config["authorization"]["credentials"]
+            assert credentials == registry_env["SERVICE_DISCOVERY_READ_TOKEN"]
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_accepts_the_prometheus_config() -> None:
+    check = subprocess.run(
+        ["promtool", "check", "config", "--syntax-only", str(PROMETHEUS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
