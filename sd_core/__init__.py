@@ -36,7 +36,8 @@ from .instance import InstanceSnapshot
 from .models import HeartbeatRequest, RegisterRequest
 from .openapi import openapi_bytes, openapi_document
 from .probe_rules import judge_probe
-from .registry import Registry, Stats
+from .registry import Registry
+from .stats import Stats
 from .status import Signal, Status
 
 __version__ = "0.1.0"

@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from .models import RegisterRequest
 from .status import Status
+
+
+def unit_load(load: float) -> float:
+    """A load as the registry keeps it: a float in 0..1 (NaN counts as 0)."""
+    value = float(load)
+    return min(1.0, max(0.0, value)) if value == value else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,28 @@ class Instance:
         self.rendered_json: bytes | None = None
         self.rendered_target: bytes | None = None
         self.rendered_tail: bytes | None = None
+
+    @classmethod
+    def registered(cls, request: RegisterRequest, now: float, generation: int) -> Instance:
+        """A new instance as `request` describes it, registered at `now`."""
+        load = request.load_percentage
+        instance = cls(
+            request.service_name,
+            request.instance_id,
+            request.host,
+            request.port,
+            request.health_endpoint,
+            dict(request.metadata),
+            0.0 if load is None else unit_load(load),
+            now,
+        )
+        instance.generation = generation
+        return instance
+
+    def load_moved(self, delta: float) -> bool:
+        """Whether the load moved by `delta` or more since the index last rose for it."""
+        moved = abs(self.load - self.load_at_rise)
+        return moved > 0 and moved >= delta - 1e-12
 
     @property
     def bracketed_host(self) -> str:

@@ -15,12 +15,10 @@ Beside it, each in its own module: the rendered bodies and their caches
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from .config import RegistryConfig
-from .errors import DriverError, RequestError
+from .errors import DriverError, not_registered, registry_full
 from .events import (
     Effect,
     IndexRaised,
@@ -35,45 +33,15 @@ from .events import (
     RunProbe,
     StatusChanged,
 )
-from .instance import Instance, InstanceSnapshot
+from .instance import Instance, InstanceSnapshot, unit_load
 from .models import RegisterRequest
 from .self_preservation import SelfPreservation
 from .service import Service
 from .snapshot import read_snapshot, write_snapshot
+from .stats import Stats
 from .status import Signal, Status, next_status
 from .timers import Timers
 from .views import Views
-
-
-@dataclass(slots=True)
-class Stats:
-    """Counters since start, for `/metrics`; plain ints so the core stays pure."""
-
-    registrations: int = 0
-    re_registrations: int = 0
-    heartbeats: int = 0
-    unregistrations: int = 0
-    expirations: int = 0
-    unhealthy_removals: int = 0
-    probes_passed: int = 0
-    probes_failed: int = 0
-    probes_stale: int = 0
-    probes_skipped: int = 0
-    self_preservation_entries: int = 0
-
-
-def _unit(load: float) -> float:
-    """A load as the registry keeps it: a float in 0..1 (NaN counts as 0)."""
-    value = float(load)
-    return min(1.0, max(0.0, value)) if value == value else 0.0
-
-
-def not_registered(service_name: str, instance_id: str) -> RequestError:
-    return RequestError(
-        "instance_not_found",
-        404,
-        f"Instance {service_name}:{instance_id} is not registered",
-    )
 
 
 class Registry:
@@ -98,6 +66,9 @@ class Registry:
         self._raised: set[str] = set()
         self._status_counts = dict.fromkeys(Status, 0)
         self._preservation = SelfPreservation(config, self._effects.append)
+        self._last_heartbeats = lambda: (
+            i.last_heartbeat for s in self._services.values() for i in s.instances.values()
+        )
 
     def _advance(self, now: float) -> None:
         if now < self._now:
@@ -133,11 +104,7 @@ class Registry:
             current = self._find(request.service_name, request.instance_id)
             if current is None:
                 if self._count >= self.config.max_instances:
-                    raise RequestError(
-                        "registry_full",
-                        503,
-                        f"The registry holds its maximum of {self.config.max_instances} instances",
-                    )
+                    raise registry_full(self.config.max_instances)
                 self._add(request, now, change.restored_at)
                 return True
             self._update(current, request, now)
@@ -174,24 +141,14 @@ class Registry:
         self.stats.heartbeats += 1
         old_load = instance.load
         if load is not None:
-            instance.load = _unit(load)
+            instance.load = unit_load(load)
         self.views.instance_changed(service, instance, targets=instance.load != old_load)
-        if load is not None and self._load_moved(instance):
+        if load is not None and instance.load_moved(self.config.watch_load_delta):
             self._bump_index(service, instance)
 
     def _add(self, request: RegisterRequest, now: float, restored_at: float | None) -> None:
         name = request.service_name
-        instance = Instance(
-            name,
-            request.instance_id,
-            request.host,
-            request.port,
-            request.health_endpoint,
-            dict(request.metadata),
-            0.0 if request.load_percentage is None else _unit(request.load_percentage),
-            now,
-        )
-        instance.generation = next(self._generations)
+        instance = Instance.registered(request, now, next(self._generations))
         service = self._services.get(name)
         if service is None:
             service = Service(name, self._global_index)
@@ -227,7 +184,7 @@ class Registry:
         instance.metadata = dict(request.metadata)
         instance.last_heartbeat = now
         if request.load_percentage is not None:
-            instance.load = _unit(request.load_percentage)
+            instance.load = unit_load(request.load_percentage)
         if address_changed:
             instance.generation = next(self._generations)
             instance.successes = 0
@@ -237,7 +194,7 @@ class Registry:
             self._timers.probe_first(instance, now)
         self.stats.re_registrations += 1
         self.views.instance_changed(service, instance, targets=True, registration=True)
-        if visible_change or self._load_moved(instance):
+        if visible_change or instance.load_moved(self.config.watch_load_delta):
             self._bump_index(service, instance)
         self._effects.append(
             InstanceRegistered(
@@ -295,7 +252,7 @@ class Registry:
             instance.successes += 1
             instance.failures = 0
             if result.load is not None:
-                instance.load = _unit(result.load)
+                instance.load = unit_load(result.load)
             self._set_status(instance, Signal.PROBE_PASSED, "probe passed", now)
         else:
             self.stats.probes_failed += 1
@@ -304,7 +261,8 @@ class Registry:
             self._set_status(instance, Signal.PROBE_FAILED, result.reason, now)
         targets = (instance.status, instance.load) != before
         self.views.instance_changed(service, instance, targets=targets)
-        if instance.status != before[0] or self._load_moved(instance):
+        moved = instance.load_moved(self.config.watch_load_delta)
+        if instance.status != before[0] or moved:
             self._bump_index(service, instance)
         return True
 
@@ -371,11 +329,6 @@ class Registry:
         for instance in due:
             self._remove(instance, RemovalReason.TTL_EXPIRED)
 
-    def _last_heartbeats(self) -> Iterator[float]:
-        for service in self._services.values():
-            for instance in service.instances.values():
-                yield instance.last_heartbeat
-
     # ---------------------------------------------------------- snapshots
 
     def snapshot(self) -> dict[str, Any]:
@@ -396,29 +349,23 @@ class Registry:
         """
         self._advance(now)
         entries, saved_index = read_snapshot(document)
-        restored = skipped = 0
+        restored = 0
         for entry in entries:
             if (
-                entry is None
-                or self._find(entry.request.service_name, entry.request.instance_id) is not None
-                or self._count >= self.config.max_instances
+                entry is not None
+                and self._find(entry.request.service_name, entry.request.instance_id) is None
+                and self._count < self.config.max_instances
             ):
-                skipped += 1
-                continue
-            self.apply(Registration(entry.request, restored_at=entry.registered_at), now)
-            restored += 1
+                self.apply(Registration(entry.request, restored_at=entry.registered_at), now)
+                restored += 1
         if saved_index is not None and saved_index >= self._global_index:
             # Carry the index on, so watchers do not see it go backwards.
             self._global_index = saved_index + 1
             for service in self._services.values():
                 service.index = self._global_index
-        return restored, skipped
+        return restored, len(entries) - restored
 
     # ----------------------------------------------------------- indexes
-
-    def _load_moved(self, instance: Instance) -> bool:
-        moved = abs(instance.load - instance.load_at_rise)
-        return moved > 0 and moved >= self.config.watch_load_delta - 1e-12
 
     def _bump_index(self, service: Service, instance: Instance) -> None:
         """Raise the global index and give it to `service`: its watchers wake."""

@@ -141,6 +141,8 @@ def test_address_change_resets_status_and_reschedules_probe(
     assert StatusChanged(
         "game-service", "game-1", Status.HEALTHY, Status.UNKNOWN, "address changed"
     ) in (core.effects)
+    changed = next(e for e in core.effects if isinstance(e, StatusChanged))
+    assert (type(changed.old), type(changed.new)) == (Status, Status)
     assert IndexRaised(frozenset({"game-service"})) in core.effects
     # the old probe's answer is stale: ignored, whatever it says
     stale_before = core.registry.stats.probes_stale
@@ -213,6 +215,8 @@ def test_unregister_removes_and_404s_after() -> None:
         InstanceRemoved("game-service", "game-1", RemovalReason.UNREGISTERED),
         IndexRaised(frozenset({"game-service"})),
     ]
+    removed = core.effects[0]
+    assert isinstance(removed, InstanceRemoved) and type(removed.reason) is RemovalReason
     assert [i["instance_id"] for i in core.services()["game-service"]] == ["game-2"]
     assert core.unregister("game-service", "game-1").status == 404
     assert core.heartbeat("game-service", "game-1").status == 404
