@@ -291,7 +291,7 @@ def build_big_fleet(count: int) -> tuple[Frontend, list[tuple[str, str]], Memory
     # Read ten services once: their bodies and instance fragments stay cached.
     shown = 0
     for n in range(10):
-        page = fleet.registry.service_instances_body(instance_key(n)[0])
+        page = fleet.registry.views.service_instances(instance_key(n)[0])
         assert page is not None
         shown += page.count(b'"instance_id":')
     gc.collect()

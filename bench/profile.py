@@ -166,7 +166,7 @@ def render_split(count: int, reps: int) -> None:
         timed("instance_json, new instance", product, instances)
         for i in instances:  # what a heartbeat does to the fragment
             i.last_heartbeat += 1.0
-            i._json = None
+            i.forget_rendered(targets=False)
         timed("instance_json, after a heartbeat", product, instances)
         assert all(plain(i) == instance_json(i, offset) for i in instances[:1000])
     print(f"\nus per instance fragment, {count:,} instances, median (min-max) of {reps}:\n")

@@ -18,20 +18,26 @@ from .errors import ConfigError, DriverError, FieldProblem, RequestError
 from .events import (
     Effect,
     IndexRaised,
+    InstanceChange,
     InstanceRegistered,
     InstanceRemoved,
     ProbeFailed,
     ProbePassed,
     ProbeResult,
+    Registration,
+    Removal,
+    RemovalReason,
     RunProbe,
     SelfPreservationChanged,
     StatusChanged,
 )
 from .http_api import INTERNAL_ERROR, BlockingWait, HttpApi, HttpRequest, HttpResponse
+from .instance import InstanceSnapshot
 from .models import HeartbeatRequest, RegisterRequest
 from .openapi import openapi_bytes, openapi_document
 from .probe_rules import judge_probe
-from .registry import Registry, Stats
+from .registry import Registry
+from .stats import Stats
 from .status import Signal, Status
 
 __version__ = "0.1.0"
@@ -48,14 +54,19 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "IndexRaised",
+    "InstanceChange",
     "InstanceRegistered",
     "InstanceRemoved",
+    "InstanceSnapshot",
     "ProbeFailed",
     "ProbePassed",
     "ProbeResult",
     "RegisterRequest",
+    "Registration",
     "Registry",
     "RegistryConfig",
+    "Removal",
+    "RemovalReason",
     "RequestError",
     "RunProbe",
     "SelfPreservationChanged",

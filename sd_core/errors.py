@@ -39,6 +39,18 @@ class RequestError(Exception):
         self.headers = headers
 
 
+def not_registered(service_name: str, instance_id: str) -> RequestError:
+    return RequestError(
+        "instance_not_found", 404, f"Instance {service_name}:{instance_id} is not registered"
+    )
+
+
+def registry_full(limit: int) -> RequestError:
+    return RequestError(
+        "registry_full", 503, f"The registry holds its maximum of {limit} instances"
+    )
+
+
 class DriverError(RuntimeError):
     """The code driving the core broke one of its rules; a bug, not bad input."""
 

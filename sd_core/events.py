@@ -1,4 +1,4 @@
-"""What goes into the core (probe results) and what comes out (effects).
+"""What goes into the core (changes, probe results) and what comes out (effects).
 
 All frozen: the driver cannot alter an effect after the core decided it, and
 tests compare them by value.
@@ -7,6 +7,10 @@ tests compare them by value.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
+
+from .models import RegisterRequest
+from .status import Status
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,34 @@ class ProbeFailed:
 ProbeResult = ProbePassed | ProbeFailed
 
 
+class RemovalReason(StrEnum):
+    """Why an instance left the registry (logged as its value)."""
+
+    UNREGISTERED = "unregistered"
+    TTL_EXPIRED = "ttl_expired"
+    UNHEALTHY_TOO_LONG = "unhealthy_too_long"
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """Add or update an instance. `restored_at`: its wall-clock registration time
+    when it comes back from a snapshot (then it is added quietly, probed at once)."""
+
+    request: RegisterRequest
+    restored_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    service_name: str
+    instance_id: str
+    reason: RemovalReason
+
+
+# A change to an instance, as `Registry.apply` takes it (see there).
+InstanceChange = Registration | Removal | ProbePassed | ProbeFailed
+
+
 @dataclass(frozen=True, slots=True)
 class IndexRaised:
     """These services' indexes (and so the global one) rose: wake their watchers."""
@@ -47,27 +79,29 @@ class IndexRaised:
 
 @dataclass(frozen=True, slots=True)
 class InstanceRegistered:
+    """An instance was added (`updated=False`) or registered again; it is probed at `probe_url`."""
+
     service_name: str
     instance_id: str
-    address: str
+    probe_url: str
     updated: bool
 
 
 @dataclass(frozen=True, slots=True)
 class InstanceRemoved:
-    """`reason` is `unregistered`, `ttl_expired` or `unhealthy_too_long`."""
-
     service_name: str
     instance_id: str
-    reason: str
+    reason: RemovalReason
 
 
 @dataclass(frozen=True, slots=True)
 class StatusChanged:
+    """The status moved from `old` to `new`; `reason` is the probe's verdict or the cause."""
+
     service_name: str
     instance_id: str
-    old: str
-    new: str
+    old: Status
+    new: Status
     reason: str
 
 

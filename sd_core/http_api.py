@@ -79,6 +79,20 @@ class BlockingWait(NamedTuple):
 
 
 Result = HttpResponse | BlockingWait
+
+
+class _FastEntry(NamedTuple):
+    """A read answered before: still current while `cache[view]` is `response.body`.
+
+    `cache` is the registry's render cache the body came from (`Views.cache_of`);
+    it drops the body as soon as anything the response shows changes.
+    """
+
+    response: HttpResponse
+    cache: dict[str, bytes]
+    view: str
+
+
 _JSON_HEADERS = (("content-type", JSON),)
 
 
@@ -129,8 +143,7 @@ class HttpApi:
         self._metrics = metrics
         self._openapi = openapi
         self.draining = False
-        # path -> (response, the registry's render cache it came from, view key)
-        self._fast: dict[str, tuple[HttpResponse, dict[str, bytes], str]] = {}
+        self._fast: dict[str, _FastEntry] = {}
         self._static: dict[str, dict[str, Callable[[_Call], Result]]] = {
             "/health": {"GET": self._health},
             "/metrics": {"GET": self._metrics_page},
@@ -160,13 +173,13 @@ class HttpApi:
             hit = self._fast.get(path)
             if (
                 hit is not None
-                and hit[1].get(hit[2]) is hit[0].body
+                and hit.cache.get(hit.view) is hit.response.body
                 and authorization is not None
                 and hmac.compare_digest(
                     authorization.encode("latin-1", "replace"), self._secret_header
                 )
             ):
-                return hit[0]
+                return hit.response
         handler, route, params = self._route(method, path)
         if isinstance(handler, HttpResponse):
             return handler
@@ -346,29 +359,29 @@ class HttpApi:
         # The registry keeps handing out this very bytes object (from `cache`)
         # until anything shown, the index included, changes: identity with it
         # is what the fast path in `handle` checks.
-        cache = self.registry.rendered(scope)
+        cache = self.registry.views.cache_of(scope)
         if cache is not None and not call.query and cache.get(view) is body:
             fast = self._fast
             if len(fast) > 4 * self.registry.service_count + 64:
                 fast.clear()  # forget paths of services that went away
-            fast[call.path] = (response, cache, view)
+            fast[call.path] = _FastEntry(response, cache, view)
         return response
 
     def _all_services(self, call: _Call) -> Result:
-        return self._read(call, None, "services", lambda _: self.registry.all_services_body())
+        return self._read(call, None, "services", lambda _: self.registry.views.all_services())
 
     def _all_targets(self, call: _Call) -> Result:
-        return self._read(call, None, "targets", lambda _: self.registry.all_targets_body())
+        return self._read(call, None, "targets", lambda _: self.registry.views.all_targets())
 
     def _service(self, call: _Call) -> Result:
         name = call.params[0]
-        return self._read(call, name, "instances", self.registry.service_instances_body)
+        return self._read(call, name, "instances", self.registry.views.service_instances)
 
     def _healthy(self, call: _Call) -> Result:
-        return self._read(call, call.params[0], "healthy", self.registry.healthy_instances_body)
+        return self._read(call, call.params[0], "healthy", self.registry.views.healthy_instances)
 
     def _service_targets(self, call: _Call) -> Result:
-        return self._read(call, call.params[0], "targets", self.registry.service_targets_body)
+        return self._read(call, call.params[0], "targets", self.registry.views.service_targets)
 
     # ----------------------------------------------------------- public
 

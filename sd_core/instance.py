@@ -1,8 +1,48 @@
-"""One registered instance: its description, health bookkeeping and render cache."""
+"""One registered instance: its description, health bookkeeping and render cache.
+
+The record owns its cache of rendered bytes: `render` fills the three
+`rendered_*` slots, and only `forget_rendered` empties them, so the rule "a
+shown field changed, so its bytes go" is written once, here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .models import RegisterRequest
 from .status import Status
+
+
+def unit_load(load: float) -> float:
+    """A load as the registry keeps it: a float in 0..1 (NaN counts as 0)."""
+    value = float(load)
+    return min(1.0, max(0.0, value)) if value == value else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSnapshot:
+    """A copy of an instance's fields at one moment, for tests and tooling.
+
+    Frozen and detached from the registry: holding one changes nothing, and
+    it does not follow later changes.
+    """
+
+    service_name: str
+    instance_id: str
+    host: str
+    port: int
+    health_endpoint: str
+    metadata: Mapping[str, str]
+    load: float
+    status: Status
+    registered_at: float
+    last_heartbeat: float
+    last_health_check: float | None
+    unhealthy_since: float | None
+    generation: int
+    probe_due: float
 
 
 class Instance:
@@ -13,9 +53,6 @@ class Instance:
     """
 
     __slots__ = (
-        "_json",
-        "_sd_json",
-        "_tail",
         "failures",
         "generation",
         "health_endpoint",
@@ -32,6 +69,9 @@ class Instance:
         "probe_rephase",
         "registered_at",
         "removed",
+        "rendered_json",
+        "rendered_tail",
+        "rendered_target",
         "service_name",
         "status",
         "successes",
@@ -69,10 +109,34 @@ class Instance:
         self.probe_in_flight = False
         self.probe_rephase = False
         self.removed = False
-        self._json: bytes | None = None
-        self._sd_json: bytes | None = None
-        # Encoded metadata and registered_at: unchanged until a re-registration.
-        self._tail: bytes | None = None
+        # Rendered bytes (see the module docstring): the instance's JSON
+        # object, its Prometheus target group, and the encoded metadata and
+        # registered_at that only a re-registration changes.
+        self.rendered_json: bytes | None = None
+        self.rendered_target: bytes | None = None
+        self.rendered_tail: bytes | None = None
+
+    @classmethod
+    def registered(cls, request: RegisterRequest, now: float, generation: int) -> Instance:
+        """A new instance as `request` describes it, registered at `now`."""
+        load = request.load_percentage
+        instance = cls(
+            request.service_name,
+            request.instance_id,
+            request.host,
+            request.port,
+            request.health_endpoint,
+            dict(request.metadata),
+            0.0 if load is None else unit_load(load),
+            now,
+        )
+        instance.generation = generation
+        return instance
+
+    def load_moved(self, delta: float) -> bool:
+        """Whether the load moved by `delta` or more since the index last rose for it."""
+        moved = abs(self.load - self.load_at_rise)
+        return moved > 0 and moved >= delta - 1e-12
 
     @property
     def bracketed_host(self) -> str:
@@ -86,8 +150,34 @@ class Instance:
     def probe_url(self) -> str:
         return f"http://{self.bracketed_host}:{self.port}{self.health_endpoint}"
 
-    def touch(self) -> None:
-        """Forget rendered bytes after any shown field changed."""
-        self._json = None
-        self._sd_json = None
-        self._tail = None
+    def forget_rendered(self, *, targets: bool, registration: bool = False) -> None:
+        """Forget rendered bytes after a shown field changed.
+
+        Every change moves the JSON object (if only `last_heartbeat`);
+        `targets`: status, load or address moved, which the Prometheus target
+        group shows; `registration`: a re-registration, which may change
+        everything, metadata included.
+        """
+        self.rendered_json = None
+        if targets or registration:
+            self.rendered_target = None
+        if registration:
+            self.rendered_tail = None
+
+    def snapshot(self) -> InstanceSnapshot:
+        return InstanceSnapshot(
+            self.service_name,
+            self.instance_id,
+            self.host,
+            self.port,
+            self.health_endpoint,
+            MappingProxyType(dict(self.metadata)),
+            self.load,
+            self.status,
+            self.registered_at,
+            self.last_heartbeat,
+            self.last_health_check,
+            self.unhealthy_since,
+            self.generation,
+            self.probe_due,
+        )

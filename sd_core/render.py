@@ -10,7 +10,7 @@ heartbeat moves `last_heartbeat`), so re-encoding a fragment must be cheap
 too, while holding little more per instance: a fragment is an f-string
 (strings that need no escaping skip the encoder) plus the encoded metadata
 and registration time kept since the last (re-)registration
-(`Instance._tail`), and timestamps reuse the formatted second they fall in.
+(`Instance.rendered_tail`), and timestamps reuse the formatted second they fall in.
 """
 
 from __future__ import annotations
@@ -74,13 +74,13 @@ def _string(text: str) -> str:
 
 
 def instance_json(instance: Instance, wall_offset: float) -> bytes:
-    cached = instance._json
+    cached = instance.rendered_json
     if cached is None:
-        tail = instance._tail
+        tail = instance.rendered_tail
         if tail is None:  # what only a re-registration changes, and the dearest to encode
             registered = iso_timestamp(instance.registered_at + wall_offset)
             text = f',"metadata":{_encode(instance.metadata)},"registered_at":"{registered}"}}'
-            instance._tail = tail = text.encode()
+            instance.rendered_tail = tail = text.encode()
         checked = instance.last_health_check
         checked_text = "null" if checked is None else f'"{iso_timestamp(checked + wall_offset)}"'
         # Key order and number format are json.dumps's: the fields in the
@@ -95,7 +95,7 @@ def instance_json(instance: Instance, wall_offset: float) -> bytes:
             f',"load_percentage":{instance.load!r}'
         )
         cached = head.encode() + tail
-        instance._json = cached
+        instance.rendered_json = cached
     return cached
 
 
@@ -120,7 +120,7 @@ def metadata_labels(metadata: dict[str, str]) -> dict[str, str]:
 
 
 def target_group_json(instance: Instance) -> bytes:
-    cached = instance._sd_json
+    cached = instance.rendered_target
     if cached is None:
         labels = {
             "instance": instance.instance_id,
@@ -132,7 +132,7 @@ def target_group_json(instance: Instance) -> bytes:
         cached = encode(
             {"targets": [f"{instance.bracketed_host}:{instance.port}"], "labels": labels}
         )
-        instance._sd_json = cached
+        instance.rendered_target = cached
     return cached
 
 

@@ -56,7 +56,7 @@ def log_effect(effect: Effect) -> None:
                 "re_registered" if effect.updated else "registered",
                 service=effect.service_name,
                 instance=effect.instance_id,
-                probe_url=effect.address,
+                probe_url=effect.probe_url,
             )
         )
     elif isinstance(effect, InstanceRemoved):

@@ -210,7 +210,7 @@ class Core:
     # ----------------------------------------------------------- reads
 
     def services(self) -> dict[str, list[dict[str, Any]]]:
-        parsed: dict[str, list[dict[str, Any]]] = json.loads(self.registry.all_services_body())[
+        parsed: dict[str, list[dict[str, Any]]] = json.loads(self.registry.views.all_services())[
             "services"
         ]
         return parsed
@@ -229,7 +229,7 @@ class Core:
         return status
 
     def targets(self) -> list[dict[str, Any]]:
-        groups: list[dict[str, Any]] = json.loads(self.registry.all_targets_body())
+        groups: list[dict[str, Any]] = json.loads(self.registry.views.all_targets())
         return groups
 
     # ------------------------------------------------------------ time
@@ -303,8 +303,8 @@ class Core:
     def snapshot(self, *names: str) -> Snapshot:
         registry = self.registry
         return Snapshot(
-            registry.all_services_body(),
-            registry.all_targets_body(),
+            registry.views.all_services(),
+            registry.views.all_targets(),
             registry.global_index,
             tuple((name, registry.service_index(name)) for name in names),
             registry.instance_count,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 import pytest
 from core_support import START, Core, with_config
 
-from sd_core import InstanceRemoved, SelfPreservationChanged
+from sd_core import InstanceRemoved, RemovalReason, SelfPreservationChanged
 
 SVC = "svc"
 
@@ -48,7 +48,7 @@ def test_expiry_at_exactly_ttl_and_not_a_tick_later(ttl: float, beat_after: floa
     core.registry.on_timer(deadline)
     core.drain()
     assert not core.present()
-    assert InstanceRemoved("game-service", "game-1", "ttl_expired") in core.effects
+    assert InstanceRemoved("game-service", "game-1", RemovalReason.TTL_EXPIRED) in core.effects
     assert core.registry.stats.expirations == 1
     assert core.heartbeat().status == 404  # the client's cue to register again
 
@@ -145,7 +145,9 @@ def test_unhealthy_too_long_is_removed_at_exactly_the_deadline() -> None:
     core.advance_to(since + 60)
     assert not core.present()
     assert since + 60 in core.wakes
-    assert InstanceRemoved("game-service", "game-1", "unhealthy_too_long") in core.effects
+    assert (
+        InstanceRemoved("game-service", "game-1", RemovalReason.UNHEALTHY_TOO_LONG) in core.effects
+    )
     assert core.registry.stats.unhealthy_removals == 1
     assert core.registry.service_index("game-service") == core.registry.global_index
 

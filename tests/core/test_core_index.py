@@ -14,14 +14,14 @@ SVC = "game-service"
 
 def _bodies(core: Core) -> tuple[bytes, ...]:
     registry = core.registry
-    body = registry.service_instances_body(SVC)
+    body = registry.views.service_instances(SVC)
     assert body is not None
     return (
         body,
-        registry.healthy_instances_body(SVC),
-        registry.service_targets_body(SVC),
-        registry.all_services_body(),
-        registry.all_targets_body(),
+        registry.views.healthy_instances(SVC),
+        registry.views.service_targets(SVC),
+        registry.views.all_services(),
+        registry.views.all_targets(),
     )
 
 
@@ -227,8 +227,8 @@ def test_one_index_raised_effect_per_drain_names_every_service() -> None:
 
 def test_cached_read_is_reused_until_something_changes() -> None:
     core = _ready()
-    first = core.registry.service_instances_body(SVC)
-    assert core.registry.service_instances_body(SVC) is first
-    assert core.registry.all_services_body() is core.registry.all_services_body()
+    first = core.registry.views.service_instances(SVC)
+    assert core.registry.views.service_instances(SVC) is first
+    assert core.registry.views.all_services() is core.registry.views.all_services()
     core.heartbeat("other", "o-1")  # another service: the global body changes, this one not
-    assert core.registry.service_instances_body(SVC) is first
+    assert core.registry.views.service_instances(SVC) is first

@@ -303,7 +303,7 @@ def test_status_change_reason_is_the_probe_reason() -> None:
         ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "timeout"), core.now
     )
     core.drain()
-    assert StatusChanged("game-service", "game-1", "unknown", "unhealthy", "timeout") in (
+    assert StatusChanged("game-service", "game-1", Status.UNKNOWN, Status.UNHEALTHY, "timeout") in (
         core.effects
     )
 

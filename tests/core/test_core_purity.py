@@ -211,5 +211,5 @@ def test_the_import_watch_sees_sd_core_imports() -> None:
         [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
     )
     seen = json.loads(result.stdout)
-    assert ["sd_core.registry", "heapq", 0, True] in seen
+    assert ["sd_core.timers", "heapq", 0, True] in seen  # via sd_core.registry
     assert ["sd_core.render", "time", 0, False] in seen  # strftime's own import

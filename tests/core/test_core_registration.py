@@ -15,6 +15,8 @@ from sd_core import (
     InstanceRemoved,
     ProbePassed,
     RegisterRequest,
+    RemovalReason,
+    Status,
     StatusChanged,
 )
 
@@ -136,9 +138,11 @@ def test_address_change_resets_status_and_reschedules_probe(
     core.effects.clear()
     core.register(**change)
     assert core.status() == "unknown"
-    assert StatusChanged("game-service", "game-1", "healthy", "unknown", "address changed") in (
-        core.effects
-    )
+    assert StatusChanged(
+        "game-service", "game-1", Status.HEALTHY, Status.UNKNOWN, "address changed"
+    ) in (core.effects)
+    changed = next(e for e in core.effects if isinstance(e, StatusChanged))
+    assert (type(changed.old), type(changed.new)) == (Status, Status)
     assert IndexRaised(frozenset({"game-service"})) in core.effects
     # the old probe's answer is stale: ignored, whatever it says
     stale_before = core.registry.stats.probes_stale
@@ -208,9 +212,11 @@ def test_unregister_removes_and_404s_after() -> None:
     core.effects.clear()
     assert core.unregister("game-service", "game-1").status == 200
     assert core.effects == [
-        InstanceRemoved("game-service", "game-1", "unregistered"),
+        InstanceRemoved("game-service", "game-1", RemovalReason.UNREGISTERED),
         IndexRaised(frozenset({"game-service"})),
     ]
+    removed = core.effects[0]
+    assert isinstance(removed, InstanceRemoved) and type(removed.reason) is RemovalReason
     assert [i["instance_id"] for i in core.services()["game-service"]] == ["game-2"]
     assert core.unregister("game-service", "game-1").status == 404
     assert core.heartbeat("game-service", "game-1").status == 404

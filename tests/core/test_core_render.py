@@ -184,10 +184,10 @@ def test_rendered_json_is_valid_with_awkward_strings() -> None:
     core = Core()
     awkward = {"quote": 'a"b', "backslash": "a\\b", "unicode": "日本 ✓ \u2028", "slash": "</x>"}
     core.register(metadata=awkward, health_endpoint='/h?q="x"&y=\\')
-    body: Any = json.loads(core.registry.all_services_body())
+    body: Any = json.loads(core.registry.views.all_services())
     assert body["services"][SVC][0]["metadata"] == awkward
     assert body["services"][SVC][0]["health_endpoint"] == '/h?q="x"&y=\\'
-    assert json.loads(core.registry.all_targets_body())[0]["labels"]["quote"] == 'a"b'
+    assert json.loads(core.registry.views.all_targets())[0]["labels"]["quote"] == 'a"b'
 
 
 def test_registered_at_survives_reregistration_in_the_body() -> None:
@@ -263,33 +263,33 @@ def test_a_heartbeat_leaves_the_prometheus_bodies_cached_unless_the_load_moves()
     core = Core()
     core.register(load_percentage=0.25)
     core.register(instance="game-2")
-    targets = core.registry.all_targets_body()
-    service_targets = core.registry.service_targets_body(SVC)
-    listing = core.registry.all_services_body()
+    targets = core.registry.views.all_targets()
+    service_targets = core.registry.views.service_targets(SVC)
+    listing = core.registry.views.all_services()
     core.now += 1
     assert core.heartbeat(load=0.25).status == 200
-    assert core.registry.all_targets_body() is targets
-    assert core.registry.service_targets_body(SVC) is service_targets
-    assert core.registry.all_services_body() != listing  # last_heartbeat moved
+    assert core.registry.views.all_targets() is targets
+    assert core.registry.views.service_targets(SVC) is service_targets
+    assert core.registry.views.all_services() != listing  # last_heartbeat moved
     assert core.instance()["last_heartbeat"] == iso(core.now)
     assert core.heartbeat(load=0.3).status == 200  # under WATCH_LOAD_DELTA: no index raise
-    labels = json.loads(core.registry.all_targets_body())[0]["labels"]
+    labels = json.loads(core.registry.views.all_targets())[0]["labels"]
     assert labels["load_percentage"] == "0.3"
-    assert core.registry.service_targets_body(SVC) is not service_targets
+    assert core.registry.views.service_targets(SVC) is not service_targets
 
 
 def test_a_probe_that_changes_nothing_shown_in_targets_keeps_them_cached() -> None:
     core = Core(with_config(failure_threshold=1))
     core.register()
     core.probe(passed=True)
-    targets = core.registry.all_targets_body()
+    targets = core.registry.views.all_targets()
     core.probe(passed=True)
-    assert core.registry.all_targets_body() is targets
+    assert core.registry.views.all_targets() is targets
     assert core.instance()["last_health_check"] == iso(core.now)
     core.probe(passed=True, load=0.5)
-    assert json.loads(core.registry.all_targets_body())[0]["labels"]["load_percentage"] == "0.5"
+    assert json.loads(core.registry.views.all_targets())[0]["labels"]["load_percentage"] == "0.5"
     core.probe(passed=False)
-    assert json.loads(core.registry.all_targets_body())[0]["labels"]["status"] == "unhealthy"
+    assert json.loads(core.registry.views.all_targets())[0]["labels"]["status"] == "unhealthy"
 
 
 def test_reregistration_renders_the_new_address_and_metadata() -> None:

@@ -341,10 +341,10 @@ class RegistryMachine(RuleBasedStateMachine):
             if passed
             else ProbeFailed(service, instance, generation, "stale")
         )
-        before = self.registry.all_services_body()
+        before = self.registry.views.all_services()
         assert self.registry.record_probe(result, self.now) is False
         self._drain()
-        assert self.registry.all_services_body() == before
+        assert self.registry.views.all_services() == before
 
     @rule(
         back=st.sampled_from([1e-9, 0.25, 5.0]),
@@ -355,7 +355,7 @@ class RegistryMachine(RuleBasedStateMachine):
             return  # too small to go backwards from here
         earlier = self.now - back
         before = (
-            self.registry.all_services_body(),
+            self.registry.views.all_services(),
             self.registry.global_index,
             self.registry.next_deadline(),
         )
@@ -378,7 +378,7 @@ class RegistryMachine(RuleBasedStateMachine):
             raise AssertionError(f"{operation} at {earlier} < {self.now} was accepted")
         assert registry.drain_effects() == []
         assert before == (
-            registry.all_services_body(),
+            registry.views.all_services(),
             registry.global_index,
             registry.next_deadline(),
         )
@@ -389,7 +389,7 @@ class RegistryMachine(RuleBasedStateMachine):
     def bodies_match_the_model(self) -> None:
         registry = self.registry
         assert registry.now == self.now
-        services = json.loads(registry.all_services_body())["services"]
+        services = json.loads(registry.views.all_services())["services"]
         shown = {
             (name, item["instance_id"]): item for name, items in services.items() for item in items
         }
@@ -413,21 +413,21 @@ class RegistryMachine(RuleBasedStateMachine):
             assert item["last_health_check"] == (None if checked is None else _iso(checked))
         for name in SERVICES:
             mine = sorted((k[1], v) for k, v in self.model.items() if k[0] == name)
-            body = registry.service_instances_body(name)
+            body = registry.views.service_instances(name)
             if not mine:
                 assert body is None
             else:
                 assert body is not None
                 assert json.loads(body)["instances"] == services[name]
-            healthy = json.loads(registry.healthy_instances_body(name))["healthy_instances"]
+            healthy = json.loads(registry.views.healthy_instances(name))["healthy_instances"]
             assert [i["instance_id"] for i in healthy] == [
                 iid for iid, v in mine if v.status == "healthy"
             ]
-            targets = json.loads(registry.service_targets_body(name))
+            targets = json.loads(registry.views.service_targets(name))
             assert [g["labels"]["instance"] for g in targets] == [iid for iid, _ in mine]
             for group in targets:
                 assert all(isinstance(v, str) for v in group["labels"].values())
-        assert len(json.loads(registry.all_targets_body())) == len(self.model)
+        assert len(json.loads(registry.views.all_targets())) == len(self.model)
 
     @invariant()
     def counts_match_the_model(self) -> None:

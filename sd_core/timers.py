@@ -1,0 +1,134 @@
+"""Every schedule the registry keeps: probes, expiry, removal after being unhealthy.
+
+Each is a heap with lazy deletion: an entry that no longer matches its
+instance (removed, heartbeat since, rescheduled, recovered) is skipped when it
+surfaces, so nothing here scans the fleet. Apart from the state machine
+because it is pure timing; what a due entry leads to (a probe, an expiry, a
+pause instead) stays the registry's decision.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import zlib
+from collections.abc import Iterator
+
+from .config import RegistryConfig
+from .instance import Instance
+
+_HASH_SPREAD = float(2**32)
+
+_Heap = list[tuple[float, int, Instance]]
+
+
+class Timers:
+    """The three heaps, and when the next of their entries falls due."""
+
+    __slots__ = ("_config", "_expiry", "_probes", "_seq", "_unhealthy")
+
+    def __init__(self, config: RegistryConfig) -> None:
+        self._config = config
+        self._probes: _Heap = []
+        self._expiry: _Heap = []
+        self._unhealthy: _Heap = []
+        self._seq = itertools.count()
+
+    def _push(self, heap: _Heap, due: float, instance: Instance) -> None:
+        heapq.heappush(heap, (due, next(self._seq), instance))
+
+    def next_deadline(self, *, expiry_paused_until: float | None) -> float | None:
+        """The earliest due entry; while expiry is paused, its re-check instead of expiry."""
+        candidates = []
+        if self._probes:
+            candidates.append(self._probes[0][0])
+        if expiry_paused_until is not None:
+            candidates.append(expiry_paused_until)
+        elif self._expiry:
+            candidates.append(self._expiry[0][0])
+        if self._unhealthy:
+            candidates.append(self._unhealthy[0][0])
+        return min(candidates) if candidates else None
+
+    # ------------------------------------------------------------ probes
+
+    def _probe_offset(self, instance: Instance) -> float:
+        """Where in the interval this instance's probes fall, by a hash of its key.
+
+        A deterministic offset (not a random one) keeps fake-clock tests exact
+        while still spreading a burst of registrations evenly.
+        """
+        key = f"{instance.service_name}/{instance.instance_id}".encode()
+        return zlib.crc32(key) / _HASH_SPREAD * self._config.health_check_interval
+
+    def probe_first(self, instance: Instance, now: float) -> None:
+        """Schedule a new (or moved) instance's first probe at its phase."""
+        instance.probe_due = now + self._probe_offset(instance)
+        self._push(self._probes, instance.probe_due, instance)
+
+    def probe_at_once(self, instance: Instance, now: float) -> None:
+        """Probe now, then move to its phase (a restored instance's health is unknown)."""
+        instance.probe_due = now
+        instance.probe_rephase = True
+        self._push(self._probes, now, instance)
+
+    def probes_due(self, now: float) -> Iterator[Instance]:
+        """Instances whose probe time came by `now`, each already rescheduled."""
+        heap = self._probes
+        interval = self._config.health_check_interval
+        while heap and heap[0][0] <= now:
+            due, _, instance = heapq.heappop(heap)
+            if instance.removed or due != instance.probe_due:
+                continue  # a stale entry: removed or rescheduled since
+            following = due + interval
+            if instance.probe_rephase:  # probed at once after a restore: now spread out
+                instance.probe_rephase = False
+                following = now + (self._probe_offset(instance) or interval)
+            elif following <= now:  # the driver woke late: keep the phase, skip missed rounds
+                following += interval * ((now - following) // interval + 1)
+            instance.probe_due = following
+            self._push(heap, following, instance)
+            yield instance
+
+    # ------------------------------------------------------------ expiry
+
+    def expire_later(self, instance: Instance) -> None:
+        """(Re)schedule expiry a TTL after the instance's last heartbeat."""
+        self._push(self._expiry, instance.last_heartbeat + self._config.registration_ttl, instance)
+
+    def expired(self, now: float) -> list[Instance]:
+        """Instances with no heartbeat for a TTL by `now`, taken off the schedule."""
+        heap = self._expiry
+        ttl = self._config.registration_ttl
+        due: list[Instance] = []
+        while heap and heap[0][0] <= now:
+            _, _, instance = heap[0]
+            if instance.removed:
+                heapq.heappop(heap)
+                continue
+            deadline = instance.last_heartbeat + ttl
+            if deadline > now:  # heartbeats moved it on since it was pushed
+                heapq.heapreplace(heap, (deadline, next(self._seq), instance))
+                continue
+            heapq.heappop(heap)
+            due.append(instance)
+        return due
+
+    # --------------------------------------------------------- unhealthy
+
+    def turned_unhealthy(self, instance: Instance, now: float) -> None:
+        """Schedule removal if it stays unhealthy (when that option is on)."""
+        after = self._config.deregister_unhealthy_after
+        if after > 0:
+            self._push(self._unhealthy, now + after, instance)
+
+    def unhealthy_too_long(self, now: float) -> Iterator[Instance]:
+        """Instances unhealthy without a break since `deregister_unhealthy_after` ago."""
+        heap = self._unhealthy
+        after = self._config.deregister_unhealthy_after
+        while heap and heap[0][0] <= now:
+            deadline, _, instance = heapq.heappop(heap)
+            since = instance.unhealthy_since
+            if instance.removed or since is None or since + after != deadline:
+                continue  # recovered, re-registered or already gone
+            yield instance
