@@ -41,6 +41,9 @@ TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
 
 ERROR_KEYS = {"success", "error", "message"}
 
+#: Pages for people (HTML, scripts, styles): their 200s are not JSON; their errors are.
+PAGE_PREFIXES = ("/ui", "/docs")
+
 JsonBody = Any
 T = TypeVar("T")
 
@@ -59,7 +62,9 @@ def _check_every_response(response: httpx.Response) -> None:
         raise AssertionError(
             f"{request.method} {request.url} answered {response.status_code}: {response.text!r}"
         )
-    if request.method != "HEAD" and request.url.path != "/metrics":
+    path = request.url.path
+    page = response.status_code == 200 and path.startswith(PAGE_PREFIXES)
+    if request.method != "HEAD" and path != "/metrics" and not page:
         kind = media_type(response)
         if kind != "application/json":
             response.read()

@@ -35,6 +35,7 @@ from .http_api import INTERNAL_ERROR, BlockingWait, HttpApi, HttpRequest, HttpRe
 from .instance import InstanceSnapshot
 from .models import HeartbeatRequest, RegisterRequest
 from .openapi import openapi_bytes, openapi_document
+from .pages import Page
 from .probe_rules import judge_probe
 from .registry import Registry
 from .stats import Stats
@@ -58,6 +59,7 @@ __all__ = [
     "InstanceRegistered",
     "InstanceRemoved",
     "InstanceSnapshot",
+    "Page",
     "ProbeFailed",
     "ProbePassed",
     "ProbeResult",

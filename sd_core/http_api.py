@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import FieldProblem, RequestError
 from .models import HeartbeatRequest, RegisterRequest
+from .pages import Page, page_headers
 from .registry import Registry
 from .render import encode
 
@@ -132,8 +133,13 @@ class HttpApi:
         version: str,
         metrics: Callable[[], tuple[bytes, str]] | None = None,
         openapi: Callable[[], bytes] | None = None,
+        pages: Mapping[str, Page] | None = None,
     ) -> None:
-        """`metrics` and `openapi` render those documents (they need libraries the core avoids)."""
+        """`metrics` and `openapi` render those documents (they need libraries the core avoids).
+
+        `pages` maps a path to a static page for people (see `sd_core.pages`):
+        public, GET only, served as given.
+        """
         self.registry = registry
         self._secret = secret.encode()
         self._secret_header = b"Bearer " + self._secret
@@ -153,6 +159,11 @@ class HttpApi:
             "/v1/discovery/services": {"GET": self._all_services},
             "/v1/discovery/prometheus": {"GET": self._all_targets},
         }
+        self._public = _PUBLIC | frozenset(pages or ())
+        for path, page in (pages or {}).items():
+            self._static[path] = {
+                "GET": _Fixed(HttpResponse(200, page.body, page_headers(page), path))
+            }
         # `/services/{name}` + view suffix -> (methods, route template); built
         # once, since routing runs on every request.
         self._service_views: dict[str, tuple[dict[str, Callable[[_Call], Result]], str]] = {
@@ -185,7 +196,7 @@ class HttpApi:
             return handler
         call = _Call(path, route, params, query, content_type, body, now, may_block)
         try:
-            if route not in _PUBLIC:
+            if route not in self._public:
                 self._authenticate(method, authorization)
             return handler(call)
         except RequestError as error:
@@ -414,6 +425,18 @@ class HttpApi:
         if self._openapi is None:
             raise RequestError("not_found", 404, "No OpenAPI document is available")
         return HttpResponse(200, self._openapi(), _JSON_HEADERS, call.route)
+
+
+class _Fixed:
+    """An endpoint whose answer never changes (a page): the prebuilt response."""
+
+    __slots__ = ("response",)
+
+    def __init__(self, response: HttpResponse) -> None:
+        self.response = response
+
+    def __call__(self, call: _Call) -> Result:
+        return self.response
 
 
 class _Call:

@@ -30,6 +30,7 @@ from sd_core import (
 
 from .logs import log_effect, logfmt
 from .metrics import Metrics
+from .pages import load_pages
 from .settings import Settings
 from .state_file import encode_snapshot, restore_from_file, write_atomically
 
@@ -74,6 +75,7 @@ class Runtime:
             version=__version__,
             metrics=self.metrics.render,
             openapi=self._openapi_bytes,
+            pages=load_pages(),
         )
         self.request_counts: dict[tuple[str, int], int] = {}
         self.parked_queries = 0

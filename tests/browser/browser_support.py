@@ -1,0 +1,75 @@
+"""A headless Chromium for the page tests, through playwright, with what they check.
+
+The browser is Debian's `chromium` (no browser download: `executable_path`
+points at the system binary). Tests skip, saying why, when playwright or
+Chromium is missing; `.ci/run` installs both, so CI runs them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser as PlaywrightBrowser
+    from playwright.sync_api import Dialog, Page, Request
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+
+
+class Browser:
+    """One Chromium; `page(origin)` opens a fresh page whose requests and dialogs are recorded.
+
+    `foreign_requests` lists every request a page made to anywhere but its
+    registry; `dialogs` every alert/confirm message, dismissed unless
+    `accept_dialogs` is set (a confirm() the test means to answer "yes").
+    """
+
+    def __init__(self, browser: PlaywrightBrowser) -> None:
+        self._browser = browser
+        self.foreign_requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.accept_dialogs = False
+
+    def page(self, origin: str) -> Page:
+        self.foreign_requests.clear()
+        self.dialogs.clear()
+        self.accept_dialogs = False
+        context = self._browser.new_context()
+        page = context.new_page()
+
+        def on_request(request: Request) -> None:
+            if not request.url.startswith(origin + "/"):
+                self.foreign_requests.append(request.url)
+
+        def on_dialog(dialog: Dialog) -> None:
+            self.dialogs.append(dialog.message)
+            if self.accept_dialogs:
+                dialog.accept()
+            else:
+                dialog.dismiss()
+
+        page.on("request", on_request)
+        page.on("dialog", on_dialog)
+        return page
+
+
+@contextmanager
+def open_browser() -> Iterator[Browser]:
+    """Chromium, headless and sandbox-less (as root in CI), closed afterwards."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    executable = next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
+    if executable is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=["--headless", "--no-sandbox"]
+        )
+        try:
+            yield Browser(browser)
+        finally:
+            browser.close()

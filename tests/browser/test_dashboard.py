@@ -1,0 +1,117 @@
+"""The dashboard at /ui, in a real browser (Debian's Chromium driven by playwright).
+
+A registry with fast probes serves the page; the test registers instances
+behind a fake health endpoint, opens the page, enters a token and checks what
+a person would: the rows appear, a failing probe turns a row unhealthy without
+a reload, a hostile metadata value shows as text and runs nothing, write
+actions appear only for the write token, and no request leaves the registry.
+Each run saves a screenshot under build/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conformance.client import api_for
+from conformance.common import PROBE_ENV, READ_TOKEN, SECRET, base_env, unique_name
+from conformance.fake_instances import FakeInstance
+from conformance.server_process import ServerProcess, serving
+
+from .browser_support import Browser, open_browser
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+#: How long the page may take to show a change the registry already made.
+UI_SECONDS = 15_000  # milliseconds, playwright's unit
+
+
+@pytest.fixture(scope="module", params=["quart", "trio"])
+def registry(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    with serving(request.param, base_env(**PROBE_ENV)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with open_browser() as opened:
+        yield opened
+
+
+@pytest.fixture
+def fleet(registry: ServerProcess) -> Iterator[tuple[str, FakeInstance]]:
+    """One service of three instances: two behind /toggle, one with hostile metadata."""
+    service = unique_name("ui")
+    with FakeInstance() as peer, api_for(registry.url, SECRET) as api:
+        for n, metadata in ((1, {"version": "1.0.0"}), (2, {"note": HOSTILE})):
+            api.register_ok(
+                {
+                    "service_name": service,
+                    "instance_id": f"{service}-{n}",
+                    "host": "127.0.0.1",
+                    "port": peer.port,
+                    "health_endpoint": "/toggle",
+                    "metadata": metadata,
+                }
+            )
+        yield service, peer
+
+
+def test_rows_appear_and_turn_unhealthy_without_a_reload(
+    registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
+) -> None:
+    service, peer = fleet
+    page = browser.page(registry.url)
+    page.goto(f"{registry.url}/ui")
+    page.fill("#token", READ_TOKEN)
+    page.click("button[type=submit]")
+    row = page.locator(f"tr[data-instance='{service}-1']")
+    row.locator(".status.healthy").wait_for(timeout=UI_SECONDS)
+    page.evaluate("window.__sameDocument = true")
+
+    peer.set_toggle(False)
+    row.locator(".status.unhealthy").wait_for(timeout=UI_SECONDS)
+    assert page.evaluate("window.__sameDocument") is True, "the page reloaded"
+
+    hostile = page.locator(f"tr[data-instance='{service}-2'] .meta")
+    assert hostile.text_content() == f"note={HOSTILE}"
+    assert page.locator("img").count() == 0
+    assert browser.dialogs == [], "a metadata value ran script"
+    assert page.locator("button.action").count() == 0, "write actions shown to a read token"
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SCREENSHOTS / f"dashboard-{registry.frontend}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
+    assert browser.foreign_requests == [], "the page loaded something from elsewhere"
+
+
+def test_write_token_can_unregister_after_confirming(
+    registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
+) -> None:
+    service, _ = fleet
+    page = browser.page(registry.url)
+    page.goto(f"{registry.url}/ui")
+    page.fill("#token", SECRET)
+    page.click("button[type=submit]")
+    row = page.locator(f"tr[data-instance='{service}-1']")
+    row.wait_for(timeout=UI_SECONDS)
+    browser.accept_dialogs = True
+    row.locator("button.action", has_text="unregister").click()
+    row.wait_for(state="detached", timeout=UI_SECONDS)
+    assert any("Unregister" in message for message in browser.dialogs)
+    with api_for(registry.url, SECRET) as api:
+        listed = api.service(service).json()["instances"]
+    assert [i["instance_id"] for i in listed] == [f"{service}-2"]
+
+
+def test_refused_token_asks_again(registry: ServerProcess, browser: Browser) -> None:
+    page = browser.page(registry.url)
+    page.goto(f"{registry.url}/ui")
+    page.fill("#token", "not-a-token")
+    page.click("button[type=submit]")
+    page.locator("#login-error").filter(has_text="refused").wait_for(timeout=UI_SECONDS)
+    assert page.evaluate("sessionStorage.length") == 0
