@@ -54,9 +54,20 @@ def media_type(response: httpx.Response) -> str:
     return raw.split(";")[0].strip().lower()
 
 
+#: (method, path) of every request the suite sent that the registry routed
+#: (anything but 404 not_found and 405): `conftest.py` checks each is documented.
+ROUTED: set[tuple[str, str]] = set()
+
+
 def _check_every_response(response: httpx.Response) -> None:
     """Contract rules that hold for every single response the suite sees."""
     request = response.request
+    if response.status_code == 404:
+        routed = b'"error":"not_found"' not in response.read()
+    else:
+        routed = response.status_code != 405
+    if routed:
+        ROUTED.add((request.method, request.url.path))
     if response.status_code >= 500 and response.status_code != 503:
         response.read()
         raise AssertionError(

@@ -11,12 +11,13 @@ SIGTERM at teardown, and a server that does not exit 0 fails the run.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import httpx
 import pytest
 
-from conformance.client import Api, api_for, make_client
+from conformance.client import ROUTED, Api, api_for, make_client
 from conformance.common import (
     FRONTENDS,
     PROBE_ENV,
@@ -28,6 +29,30 @@ from conformance.common import (
 )
 from conformance.fake_instances import FakeInstance
 from conformance.server_process import ServerProcess, serving, start_server
+from frontends.shared.pages import load_pages
+from sd_core import openapi_document
+
+
+@pytest.fixture(scope="session", autouse=True)
+def every_routed_request_is_documented() -> Iterator[None]:
+    """After the whole suite: each request the registry routed matches /openapi.json.
+
+    The document is the one a server with the default pages serves; a route
+    any test reaches that the document lacks fails the run here.
+    """
+    yield
+    document = openapi_document("0", load_pages())
+    templates = [
+        (method.upper(), re.compile(re.sub(r"\\{[^/]+\\}", "[^/]+", re.escape(path)) + "$"))
+        for path, operations in document["paths"].items()
+        for method in operations
+    ]
+    missing = sorted(
+        (method, path)
+        for method, path in ROUTED
+        if not any(m == method and t.match(path) for m, t in templates)
+    )
+    assert not missing, f"routed but not in /openapi.json: {missing}"
 
 
 @pytest.fixture(scope="session", params=FRONTENDS, ids=FRONTENDS)

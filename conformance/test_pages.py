@@ -1,4 +1,4 @@
-"""Pages for people: the dashboard at /ui and its files.
+"""Pages for people: the dashboard at /ui, the API docs at /docs, and their files.
 
 They need no token (the page asks for one and sends it on its API calls),
 are served with a Content-Security-Policy that allows only the registry's own
@@ -20,6 +20,10 @@ PAGES = {
     "/ui": "text/html",
     "/ui/dashboard.js": "text/javascript",
     "/ui/dashboard.css": "text/css",
+    "/docs": "text/html",
+    "/docs/docs.js": "text/javascript",
+    "/docs/swagger-ui-bundle.js": "text/javascript",
+    "/docs/swagger-ui.css": "text/css",
 }
 
 
@@ -41,21 +45,25 @@ def test_page_needs_no_token_and_is_locked_down(anon: httpx.Client, path: str, k
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
-def test_dashboard_loads_only_its_own_files_and_has_no_inline_script(anon: httpx.Client) -> None:
-    html = anon.get("/ui").text
+@pytest.mark.parametrize("page", ["/ui", "/docs"])
+def test_page_loads_only_its_own_files_and_has_no_inline_script(
+    anon: httpx.Client, page: str
+) -> None:
+    html = anon.get(page).text
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.DOTALL | re.IGNORECASE)
-    assert scripts, "the dashboard has no script"
+    assert scripts, f"{page} has no script"
     for attributes, body in scripts:
         assert body.strip() == "", "inline script"
         source = re.search(r'src="([^"]+)"', attributes)
         assert source is not None and source.group(1) in PAGES, attributes
     for url in re.findall(r'(?:href|src)="([^"]+)"', html):
-        assert url in PAGES, f"the page loads {url} from elsewhere"
+        assert url in PAGES or url == "data:,", f"{page} loads {url} from elsewhere"
     assert not re.search(r"\son\w+=", html, re.IGNORECASE), "inline event handler"
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
-def test_pages_take_get_only(anon: httpx.Client, method: str) -> None:
-    response = anon.request(method, "/ui")
+@pytest.mark.parametrize("page", ["/ui", "/docs"])
+def test_pages_take_get_only(anon: httpx.Client, method: str, page: str) -> None:
+    response = anon.request(method, page)
     assert_error(response, 405, "method_not_allowed")
     assert response.headers["allow"] == "GET"

@@ -173,6 +173,13 @@ class HttpApi:
         }
         self._unregister_route: dict[str, Callable[[_Call], Result]] = {"DELETE": self._unregister}
 
+    def routes(self) -> list[tuple[str, str]]:
+        """Every (method, route template) answered here: what /openapi.json must document."""
+        tables = [(route, methods) for route, methods in self._static.items()]
+        tables += [(route, methods) for methods, route in self._service_views.values()]
+        tables.append((_UNREGISTER_ROUTE, self._unregister_route))
+        return sorted((method, route) for route, methods in tables for method in methods)
+
     # ------------------------------------------------------------ entry
 
     def handle(self, request: HttpRequest, now: float, *, may_block: bool = True) -> Result:

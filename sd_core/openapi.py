@@ -6,6 +6,7 @@ what the registry accepts and returns.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
@@ -86,18 +87,63 @@ def _read(summary: str, schema: dict[str, Any], *, name: bool, codes: tuple[int,
     }
 
 
+#: Request bodies as the contract shows them, so "try it out" starts from a valid one.
+_EXAMPLES: dict[str, dict[str, Any]] = {
+    "RegisterRequest": {
+        "service_name": "game-service",
+        "instance_id": "game-1",
+        "host": "127.0.0.1",
+        "port": 8080,
+        "health_endpoint": "/health",
+        "metadata": {"version": "1.0.0", "environment": "production"},
+    },
+    "HeartbeatRequest": {
+        "service_name": "game-service",
+        "instance_id": "game-1",
+        "load_percentage": 0.42,
+    },
+}
+
+
+_TEXT = {"schema": {"type": "string"}}
+
+
+def _page(summary: str, media_type: str) -> Any:
+    """A public GET that answers a fixed document for people or scrapers."""
+    return {
+        "get": {
+            "summary": summary,
+            "security": [],
+            "responses": {"200": {"description": "OK", "content": {media_type: _TEXT}}}
+            | _errors(405),
+        }
+    }
+
+
+def _pages(paths: Iterable[str]) -> dict[str, Any]:
+    kinds = {".js": "text/javascript", ".css": "text/css"}
+    documented = {}
+    for path in sorted(paths):
+        kind = next((t for suffix, t in kinds.items() if path.endswith(suffix)), "text/html")
+        documented[path] = _page(f"Page file {path}" if "." in path else f"The {path} page", kind)
+    return documented
+
+
 def _write(summary: str, request: str) -> Any:
+    body = _json(_ref(request), request)
+    body["content"]["application/json"]["example"] = _EXAMPLES[request]
     return {
         "post": {
             "summary": summary,
-            "requestBody": {"required": True, **_json(_ref(request), request)},
+            "requestBody": {"required": True, **body},
             "responses": {"200": _json(_ref("SuccessResponse"), "OK")}
             | _errors(400, 401, 403, 404, 413, 415, 422, 503),
         }
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
+def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
+    """The whole document; `pages` are the page paths this registry serves (`/ui`, `/docs`...)."""
     _, definitions = models_json_schema(
         [(model, "validation") for model in _MODELS],
         ref_template="#/components/schemas/{model}",
@@ -147,9 +193,12 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "responses": {"200": _json(_ref("HealthResponse"), "OK")},
                 }
             },
-        },
+            "/metrics": _page("The registry's own metrics (Prometheus text format)", "text/plain"),
+            "/openapi.json": _page("This document", "application/json"),
+        }
+        | _pages(pages),
     }
 
 
-def openapi_bytes(version: str) -> bytes:
-    return encode(openapi_document(version))
+def openapi_bytes(version: str, pages: Iterable[str] = ()) -> bytes:
+    return encode(openapi_document(version, pages))

@@ -67,6 +67,8 @@ class Runtime:
         self.registry = Registry(settings.registry, now=now, wall_offset=wall_clock() - now)
         self.metrics = Metrics(self)
         self._openapi: bytes | None = None
+        pages = load_pages()
+        self._page_paths = tuple(pages)
         self.api = HttpApi(
             self.registry,
             secret=settings.secret,
@@ -75,7 +77,7 @@ class Runtime:
             version=__version__,
             metrics=self.metrics.render,
             openapi=self._openapi_bytes,
-            pages=load_pages(),
+            pages=pages,
         )
         self.request_counts: dict[tuple[str, int], int] = {}
         self.parked_queries = 0
@@ -88,7 +90,7 @@ class Runtime:
 
     def _openapi_bytes(self) -> bytes:
         if self._openapi is None:
-            self._openapi = openapi_bytes(__version__)
+            self._openapi = openapi_bytes(__version__, self._page_paths)
         return self._openapi
 
     @property

@@ -10,15 +10,19 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser as PlaywrightBrowser
-    from playwright.sync_api import Dialog, Page, Request
+    from playwright.sync_api import ConsoleMessage, Dialog, Page, Request
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
+
+#: Where page tests leave their screenshots (build/ is not tracked).
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 
 class Browser:
@@ -26,18 +30,22 @@ class Browser:
 
     `foreign_requests` lists every request a page made to anywhere but its
     registry; `dialogs` every alert/confirm message, dismissed unless
-    `accept_dialogs` is set (a confirm() the test means to answer "yes").
+    `accept_dialogs` is set (a confirm() the test means to answer "yes");
+    `console_errors` what the page logged as errors (a Content-Security-Policy
+    violation shows there).
     """
 
     def __init__(self, browser: PlaywrightBrowser) -> None:
         self._browser = browser
         self.foreign_requests: list[str] = []
         self.dialogs: list[str] = []
+        self.console_errors: list[str] = []
         self.accept_dialogs = False
 
     def page(self, origin: str) -> Page:
         self.foreign_requests.clear()
         self.dialogs.clear()
+        self.console_errors.clear()
         self.accept_dialogs = False
         context = self._browser.new_context()
         page = context.new_page()
@@ -53,7 +61,12 @@ class Browser:
             else:
                 dialog.dismiss()
 
+        def on_console(message: ConsoleMessage) -> None:
+            if message.type == "error":
+                self.console_errors.append(message.text)
+
         page.on("request", on_request)
+        page.on("console", on_console)
         page.on("dialog", on_dialog)
         return page
 
