@@ -257,10 +257,12 @@ class MemoryEtcd:
     def recover(self, now: float) -> None:
         """Quorum is back. As with a real leader change, every lease starts a full TTL
         again (etcd#9395): leases that ran out during the outage expire one TTL later."""
-        self._available = True
-        self.advance(now)
+        if now < self._now:
+            raise ValueError(f"time went backwards: {now} < {self._now}")
         for lease in self._leases.values():
             lease.expires_at = max(lease.expires_at, now + lease.granted_ttl)
+        self._available = True
+        self.advance(now)
 
     def _enter(self, now: float, *, write: bool) -> None:
         self.advance(now)
@@ -486,7 +488,9 @@ class MemoryEtcd:
         return LeaseGrant(lease_id, granted, self._header())
 
     def lease_keepalive(self, lease_id: int, now: float) -> KeepAlive:
-        self._enter(now, write=True)
+        self.advance(now)
+        if not self._available:  # measured: 503 with the in-band body, "no leader"
+            raise EtcdUnavailable(_NO_LEADER, http_status=503, grpc_code=GRPC_UNAVAILABLE)
         lease = self._leases.get(lease_id)
         if lease is None:
             return KeepAlive(lease_id, None, self._header())
@@ -586,7 +590,7 @@ class MemoryEtcd:
         except EtcdProtocolError as error:  # the request did not decode: the caller's fault
             return render_error(_invalid(error.message))
         except EtcdError as error:
-            return render_error(error)
+            return render_error(error, streaming=path in _STREAMING)
 
     def open_watch(self, request: GatewayRequest, now: float) -> MemoryWatch:
         """Open the watch a `watch_request()` describes."""
@@ -599,6 +603,9 @@ def _txn(etcd: MemoryEtcd, body: JsonObject, now: float) -> bytes:
     compare, success, failure = txn_from_json(body)
     return render_txn(etcd.txn(compare, success, failure, now=now))
 
+
+# Gateway endpoints that are gRPC streams: their errors come in the in-band shape.
+_STREAMING = frozenset({"/v3/lease/keepalive"})
 
 _ROUTES: dict[str, Callable[[MemoryEtcd, JsonObject, float], bytes]] = {
     "/v3/kv/range": lambda e, b, now: render_range(e.range(RangeOp.from_json(b), now)),

@@ -46,11 +46,22 @@ def error_from_body(status: int, body: bytes) -> EtcdError:
     for an unknown path, an HTML proxy page) keeps its status and its text."""
     try:
         obj = loads_object(body)
+        nested = get_object(obj, "error") if isinstance(obj.get("error"), dict) else None
+        if nested is not None:  # a streaming endpoint (keepalive) failing: 503 + in-band shape
+            return _in_band_error(nested)
         message = get_str(obj, "message") or get_str(obj, "error")
         code = get_int(obj, "code")
     except EtcdProtocolError:
         message, code = body[:200].decode(errors="replace").strip(), 0
     return error_from_status(status, code, message or f"HTTP {status}")
+
+
+def _in_band_error(error: Mapping[str, Any]) -> EtcdError:
+    """`{"error": {"grpc_code", "http_code", "message", "http_status"}}`: how a streaming
+    endpoint (keepalive, watch) reports failure."""
+    return error_from_status(
+        get_int(error, "http_code"), get_int(error, "grpc_code"), get_str(error, "message")
+    )
 
 
 def _answer(status: int, body: bytes) -> JsonObject:
@@ -64,9 +75,7 @@ def _result(obj: JsonObject) -> JsonObject:
     `{"error": ...}` if that is what came instead."""
     error = get_object(obj, "error")
     if error is not None:
-        raise error_from_status(
-            get_int(error, "http_code"), get_int(error, "grpc_code"), get_str(error, "message")
-        )
+        raise _in_band_error(error)
     result = get_object(obj, "result")
     if result is None:
         raise EtcdProtocolError(f"expected a result, got {sorted(obj)}")
@@ -284,7 +293,12 @@ def render_status(result: Status) -> bytes:
     )
 
 
-def render_error(error: EtcdError) -> tuple[int, bytes]:
-    """An error as the gateway writes it: `{"error","message","code"}`."""
+def render_error(error: EtcdError, *, streaming: bool = False) -> tuple[int, bytes]:
+    """An error as the gateway writes it: `{"error","message","code"}`, or for a streaming
+    endpoint (keepalive) the in-band shape with the same status."""
+    status = error.http_status or 500
+    if streaming:
+        inner = {"grpc_code": error.grpc_code, "http_code": status, "message": error.message}
+        return status, dumps({"error": inner})
     body = {"error": error.message, "message": error.message, "code": error.grpc_code}
-    return error.http_status or 500, dumps(body)
+    return status, dumps(body)

@@ -192,3 +192,13 @@ def test_a_compacted_range_does_not_know_the_compact_revision() -> None:
 def test_unreadable_answers_are_protocol_errors(body: bytes) -> None:
     with pytest.raises(EtcdProtocolError):
         parse_range(200, body)
+
+
+def test_keepalive_without_quorum_is_503_with_the_in_band_body() -> None:
+    body = (
+        b'{"error":{"grpc_code":14,"http_code":503,"message":"etcdserver: no leader",'
+        b'"http_status":"Service Unavailable"}}'
+    )
+    with pytest.raises(EtcdUnavailable) as caught:
+        parse_lease_keepalive(503, body)
+    assert (caught.value.grpc_code, caught.value.message) == (14, "etcdserver: no leader")
