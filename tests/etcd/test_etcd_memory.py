@@ -122,9 +122,7 @@ def test_pagination_with_limit(store: Store) -> None:
     seen: list[bytes] = []
     start, pinned = b"/p/", store.revision()
     while True:
-        page = store(
-            range_request(start, range_end=b"/p0", revision=pinned, limit=2), parse_range
-        )
+        page = store(range_request(start, range_end=b"/p0", revision=pinned, limit=2), parse_range)
         seen += [kv.key for kv in page.kvs]
         if not page.more:
             break
@@ -289,7 +287,7 @@ def test_an_outage_refuses_everything_and_ends_watches(store: Store) -> None:
         (status_request(), parse_status),
     ]:
         with pytest.raises(EtcdUnavailable):
-            store(request, parse)  # type: ignore[arg-type]
+            store(request, parse)
     stream = WatchStream()
     assert stream.feed(watch.read()) == []  # the error line has no newline...
     ending = stream.end()  # ...and the body ends right after it

@@ -3,6 +3,8 @@ and how the body ended."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -81,7 +83,7 @@ def test_a_whole_stream_in_one_chunk() -> None:
 @given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=30))
 def test_any_chunking_yields_the_same_messages(cuts: list[int]) -> None:
     points = [0, *sorted(cuts), len(STREAM)]
-    chunks = [STREAM[start:end] for start, end in zip(points, points[1:], strict=False)]
+    chunks = [STREAM[start:end] for start, end in itertools.pairwise(points)]
     assert _parse(chunks) == EXPECTED
 
 
