@@ -23,6 +23,7 @@ from sd_etcd import (
     ProgressNotify,
     PutOp,
     RangeOp,
+    RangeResult,
     Target,
     WatchCanceled,
     WatchCreated,
@@ -173,7 +174,7 @@ def test_a_txn_writes_one_revision_and_reads_its_own_writes(store: Store) -> Non
     )
     assert result.header.revision == 2
     read = result.responses[2]
-    assert not isinstance(read, type(result.responses[0])) or read.header.revision == 2
+    assert isinstance(read, RangeResult) and read.kvs[0].mod_revision == 2
 
 
 def test_a_txn_writing_a_key_twice_is_refused(store: Store) -> None:
