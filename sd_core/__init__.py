@@ -30,7 +30,7 @@ from .events import (
 from .http_api import INTERNAL_ERROR, BlockingWait, HttpApi, HttpRequest, HttpResponse
 from .models import HeartbeatRequest, RegisterRequest
 from .openapi import openapi_bytes, openapi_document
-from .probe_rules import judge_probe
+from .probe_verdict import judge_probe
 from .registry import Registry, Stats
 from .status import Signal, Status
 

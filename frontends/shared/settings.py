@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sd_core import ConfigError, RegistryConfig
-from sd_core.probe_policy import ProbePolicy, parse_networks
+from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 # Environment variable -> (RegistryConfig field, parser).
 _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {

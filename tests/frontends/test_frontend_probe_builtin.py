@@ -25,7 +25,7 @@ from frontends.shared.probing.builtin_client import PlainProbeClient
 from frontends.shared.probing.httpx_client import HttpxProber
 from frontends.shared.settings import load_settings
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
-from sd_core.probe_policy import ProbePolicy, parse_networks
+from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 Runner = Callable[[Callable[[], Awaitable[Any]]], Any]
 RUNNERS: dict[str, Runner] = {

@@ -20,7 +20,7 @@ from frontends.shared.probing import addresses as probe_addresses
 from frontends.shared.probing import timed_out
 from frontends.shared.probing.httpx_client import make_probe_client, probe_once
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
-from sd_core.probe_policy import ProbePolicy, parse_networks
+from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
     "asyncio": lambda main: asyncio.run(main()),  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import socket
 import anyio
 
 from sd_core import ProbeFailed, RunProbe
-from sd_core.probe_policy import ProbePolicy, is_ip_literal
+from sd_core.probe_address_policy import ProbePolicy, is_ip_literal
 
 from .prober import failed
 

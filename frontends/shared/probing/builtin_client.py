@@ -35,7 +35,7 @@ import anyio
 from anyio.abc import ByteStream
 
 from sd_core import ProbeFailed, ProbeResult, RunProbe, judge_probe
-from sd_core.probe_policy import ProbePolicy
+from sd_core.probe_address_policy import ProbePolicy
 
 from .addresses import MAX_ADDRESSES, allowed_addresses
 from .prober import failed
