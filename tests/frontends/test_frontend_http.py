@@ -541,7 +541,7 @@ def test_an_unexpected_error_is_a_plain_500(
 
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
         def broken(services: frozenset[str]) -> None:
-            raise RuntimeError("hook exploded")
+            raise RuntimeError("watchers exploded")
 
         runtime.watchers.wake = broken  # type: ignore[method-assign]  # fails after the core call, outside its guard
         response = await client.post(
@@ -553,7 +553,7 @@ def test_an_unexpected_error_is_a_plain_500(
             "error": "internal_error",
             "message": "Internal server error",
         }
-        assert "hook exploded" not in response.text
+        assert "watchers exploded" not in response.text
 
     run_http(make_kit, body)
     assert any("internal_error" in r.getMessage() and r.exc_info for r in caplog.records)
