@@ -420,7 +420,7 @@ async def _probe_loop(
     """Shared by both loops through anyio: `concurrency` workers; probes/s of each rep."""
     import anyio
 
-    from frontends.shared.probe_request import make_probe_client
+    from frontends.shared.probing.httpx_client import make_probe_client
 
     done = 0
     counting = False

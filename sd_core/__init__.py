@@ -36,7 +36,7 @@ from .instance import InstanceSnapshot
 from .models import HeartbeatRequest, RegisterRequest
 from .openapi import openapi_bytes, openapi_document
 from .pages import Page
-from .probe_rules import judge_probe
+from .probe_verdict import judge_probe
 from .registry import Registry
 from .stats import Stats
 from .status import Signal, Status

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
-from .probe_policy import ProbePolicy
+from .probe_address_policy import ProbePolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from .config import RegistryConfig
 from .events import Effect, ProbeFailed, ProbePassed, ProbeResult, RunProbe
 from .http_api import BlockingWait, HttpApi, HttpRequest, HttpResponse
 from .models import RegisterRequest
-from .probe_rules import judge_probe
+from .probe_verdict import judge_probe
 from .registry import Registry
 
 DEFAULT_WALL_OFFSET = 1_700_000_000.0

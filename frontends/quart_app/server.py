@@ -13,8 +13,7 @@ from ..shared.http1_only import Http1Only
 from ..shared.hypercorn_setup import hypercorn_config
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
-from .app import create_app
-from .watchers import Watchers
+from .app import PARTS, create_app
 
 
 def uvloop_available() -> bool:
@@ -22,9 +21,8 @@ def uvloop_available() -> bool:
 
 
 async def serve_async(settings: Settings) -> None:
-    runtime = Runtime(settings, frontend="quart", clock=time.monotonic)
+    runtime = Runtime(settings, PARTS, clock=time.monotonic)
     app = create_app(runtime)
-    watchers: Watchers = app.extensions["sd_watchers"]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -33,7 +31,6 @@ async def serve_async(settings: Settings) -> None:
     async def shutdown_trigger() -> None:
         await stop.wait()
         runtime.begin_drain()
-        watchers.release_all()
 
     await hypercorn_serve(
         Http1Only(app), hypercorn_config(settings), shutdown_trigger=shutdown_trigger

@@ -1,31 +1,42 @@
 """`/metrics` in Prometheus text format.
 
-The core's counters are plain ints read at scrape time by a custom collector,
-so the hot paths pay nothing for metrics; only the probe latency histogram is
-a prometheus-client object, fed by the driver that measures it.
+The core's counters and the runtime's `Counters` are plain ints read at
+scrape time by a custom collector, so the hot paths pay nothing for metrics;
+only the probe latency histogram is a prometheus-client object, fed by the
+driver that measures it. Metrics sees the registry and `Counters`, never the
+runtime that owns them, so the runtime can build it without an import cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from .runtime import Runtime
+from sd_core import Registry
+
+
+@dataclass(slots=True)
+class Counters:
+    """What the runtime counts about requests, outside the core; it updates these in place."""
+
+    parked_queries: int = 0
+    in_flight: int = 0
+    requests: dict[tuple[str, int], int] = field(default_factory=dict)  # (route, status) -> n
 
 
 class _CoreCollector(Collector):
-    def __init__(self, runtime: Runtime) -> None:
-        self._runtime = runtime
+    def __init__(self, registry: Registry, counters: Counters) -> None:
+        self._registry = registry
+        self._counters = counters
 
     def collect(self) -> Iterator[Metric]:
-        runtime = self._runtime
-        registry = runtime.registry
+        registry = self._registry
+        counters = self._counters
         stats = registry.stats
         instances = GaugeMetricFamily(
             "sd_instances", "Registered instances by health status", labels=["status"]
@@ -63,15 +74,15 @@ class _CoreCollector(Collector):
         )
         yield GaugeMetricFamily("sd_watch_index", "Global watch index", registry.global_index)
         yield GaugeMetricFamily(
-            "sd_blocking_queries", "Blocking queries parked now", runtime.parked_queries
+            "sd_blocking_queries", "Blocking queries parked now", counters.parked_queries
         )
         yield GaugeMetricFamily(
-            "sd_requests_in_flight", "HTTP requests being handled now", runtime.in_flight
+            "sd_requests_in_flight", "HTTP requests being handled now", counters.in_flight
         )
         requests = CounterMetricFamily(
             "sd_http_requests", "HTTP requests answered", labels=["route", "status"]
         )
-        for (route, code), count in sorted(runtime.request_counts.items()):
+        for (route, code), count in sorted(counters.requests.items()):
             requests.add_metric([route, str(code)], count)
         yield requests
 
@@ -79,9 +90,9 @@ class _CoreCollector(Collector):
 class Metrics:
     """One collector registry per server (tests start several in one process)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, registry: Registry, counters: Counters) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_CoreCollector(runtime))
+        self.registry.register(_CoreCollector(registry, counters))
         self.probe_seconds = Histogram(
             "sd_probe_duration_seconds",
             "Health probe latency, failures included",

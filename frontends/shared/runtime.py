@@ -1,9 +1,10 @@
 """The core plus what every frontend wraps around it, minus any event loop.
 
 A frontend turns a request into `Runtime.handle(...)` (one synchronous core
-call), waits when told to, and writes the bytes back. Effects the core emits
-are routed here to the frontend's probe driver and watchers through three
-hooks, so both frontends settle effects the same way.
+call), waits when told to, and writes the bytes back. The runtime is built
+with its frontend's `LoopParts` (the event loop's probe driver and watchers)
+and routes the effects the core emits to them in `settle`, so both frontends
+settle effects the same way and nothing is attached after construction.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sd_core import (
     INTERNAL_ERROR,
@@ -29,43 +31,59 @@ from sd_core import (
 )
 
 from .logs import log_effect, logfmt
-from .metrics import Metrics
+from .metrics import Counters, Metrics
 from .pages import load_pages
+from .probing import Prober, make_prober
 from .settings import Settings
 from .state_file import encode_snapshot, restore_from_file, write_atomically
 
 log = logging.getLogger("sd.registry")
 
-# How much of an oversized body is read (and dropped) before answering 413.
-# Closing a connection with unread data in it makes TCP send a reset, which
-# can destroy the 413 before the client reads it; past this, we close anyway.
-OVERSIZE_DRAIN_BYTES = 1024 * 1024
+
+class ProbeDriver(Protocol):
+    """Runs the probes the core hands out (each frontend's `probe_driver.ProbeDriver`)."""
+
+    def submit(self, probe: RunProbe) -> None: ...
+    def wake(self) -> None: ...
+    async def run(self) -> None: ...
 
 
-def _unset_probe(probe: RunProbe) -> None:
-    raise RuntimeError("no probe driver is attached")
+class Watchers(Protocol):
+    """Parked blocking queries (each frontend's `watchers.Watchers`)."""
+
+    def wake(self, services: frozenset[str]) -> None: ...
+    def release_all(self) -> None: ...
+    async def wait(self, scope: str | None, seconds: float) -> None: ...
 
 
-def _ignore_index(services: frozenset[str]) -> None:
-    return None
+@dataclass(frozen=True, slots=True)
+class LoopParts:
+    """What one event loop's frontend supplies; the runtime builds both parts around itself."""
+
+    frontend: str  # the name `/health` reports
+    probe_driver: Callable[[Runtime, Prober], ProbeDriver]
+    watchers: Callable[[Runtime], Watchers]
 
 
 class Runtime:
-    """Owns the registry; frontends attach `submit_probe`, `wake_watchers`, `wake_driver`."""
+    """Owns the registry, the counters, the prober, and the loop's probe driver and watchers."""
 
     def __init__(
         self,
         settings: Settings,
+        parts: LoopParts,
         *,
-        frontend: str,
         clock: Callable[[], float],
+        prober: Prober | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """`prober` defaults to the one the settings name; `clock` is the loop's monotonic clock."""
         self.settings = settings
         self.clock = clock
         now = clock()
         self.registry = Registry(settings.registry, now=now, wall_offset=wall_clock() - now)
-        self.metrics = Metrics(self)
+        self.counters = Counters()
+        self.metrics = Metrics(self.registry, self.counters)
         self._openapi: bytes | None = None
         pages = load_pages()
         self._page_paths = tuple(pages)
@@ -73,20 +91,17 @@ class Runtime:
             self.registry,
             secret=settings.secret,
             read_token=settings.read_token,
-            frontend=frontend,
+            frontend=parts.frontend,
             version=__version__,
             metrics=self.metrics.render,
             openapi=self._openapi_bytes,
             pages=pages,
         )
-        self.request_counts: dict[tuple[str, int], int] = {}
-        self.parked_queries = 0
-        self.in_flight = 0
-        self.submit_probe: Callable[[RunProbe], None] = _unset_probe
-        self.wake_watchers: Callable[[frozenset[str]], None] = _ignore_index
-        self.wake_driver: Callable[[], None] = lambda: None
         self.driver_sleeps_until: float | None = None
         self._snapshot_index: int | None = None
+        self.prober = prober if prober is not None else make_prober(settings)
+        self.watchers = parts.watchers(self)
+        self.driver = parts.probe_driver(self, self.prober)
 
     def _openapi_bytes(self) -> bytes:
         if self._openapi is None:
@@ -111,7 +126,7 @@ class Runtime:
         self.settle()
         if isinstance(result, HttpResponse):
             self.count(result)
-        elif self.parked_queries >= self.settings.max_blocking_queries:
+        elif self.counters.parked_queries >= self.settings.max_blocking_queries:
             result = self.api.overloaded(request.method, request.path, "blocking queries")
             self.count(result)
         return result
@@ -121,15 +136,15 @@ class Runtime:
 
         Every admitted request must be matched by `leave()`.
         """
-        if self.in_flight >= self.settings.max_in_flight_requests:
+        if self.counters.in_flight >= self.settings.max_in_flight_requests:
             response = self.api.overloaded(method, path, "requests in flight")
             self.count(response)
             return response
-        self.in_flight += 1
+        self.counters.in_flight += 1
         return None
 
     def leave(self) -> None:
-        self.in_flight -= 1
+        self.counters.in_flight -= 1
 
     def too_large(self, method: str, path: str) -> HttpResponse:
         response = self.api.payload_too_large(method, path)
@@ -138,7 +153,7 @@ class Runtime:
 
     def count(self, response: HttpResponse) -> None:
         key = (response.route, response.status)
-        counts = self.request_counts
+        counts = self.counters.requests
         counts[key] = counts.get(key, 0) + 1
 
     def jittered(self, wait: BlockingWait) -> float:
@@ -147,33 +162,37 @@ class Runtime:
 
     # ------------------------------------------------------------- effects
 
-    def on_timer(self) -> None:
+    def on_timer(self) -> float | None:
+        """Run the core's timers; the deadline the driver sleeps until next (None: until woken)."""
         self.registry.on_timer(self.clock())
         self.settle()
+        self.driver_sleeps_until = deadline = self.registry.next_deadline()
+        return deadline
 
     def record_probe_result(self, result: ProbeResult) -> None:
         self.registry.record_probe(result, self.clock())
         self.settle()
 
     def settle(self) -> None:
-        """Route everything the core decided to the hooks, then re-arm the driver."""
+        """Route everything the core decided to the driver and watchers, then re-arm the driver."""
         effects = self.registry.drain_effects()
         if effects:
             for effect in effects:
                 if isinstance(effect, RunProbe):
-                    self.submit_probe(effect)
+                    self.driver.submit(effect)
                 elif isinstance(effect, IndexRaised):
-                    self.wake_watchers(effect.services)
+                    self.watchers.wake(effect.services)
                 else:
                     log_effect(effect)
             deadline = self.registry.next_deadline()
             wakes = self.driver_sleeps_until
             if deadline is not None and (wakes is None or deadline < wakes):
-                self.wake_driver()
+                self.driver.wake()
 
     def begin_drain(self) -> None:
-        """Refuse writes from now on (the server also releases parked queries)."""
+        """Refuse writes from now on, and answer every parked blocking query at once."""
         self.api.draining = True
+        self.watchers.release_all()
         log.info(logfmt("draining"))
 
     # ----------------------------------------------------------- snapshots

@@ -2,6 +2,9 @@
 
 A bad value stops startup with one line naming the variable: an operator
 should never have to read a traceback to find a typo in a deployment file.
+Numbers are read from two tables, one loop each: the registry's (checked by
+`RegistryConfig`) and the server's own (checked against a minimum here; an
+unset one keeps the `Settings` default).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sd_core import ConfigError, RegistryConfig
-from sd_core.probe_policy import ProbePolicy, parse_networks
+from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 # Environment variable -> (RegistryConfig field, parser).
 _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
@@ -31,6 +34,15 @@ _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "HEALTH_CHECK_MAX_BODY_BYTES": ("probe_max_body_bytes", int),
 }
 _FIELD_TO_VARIABLE = {field: name for name, (field, _) in _REGISTRY_VARIABLES.items()}
+# Environment variable -> (Settings field, parser, minimum). Whole numbers
+# count things and must be at least the minimum; seconds must exceed it.
+_SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
+    "MAX_CONCURRENT_HEALTH_CHECKS": ("max_concurrent_probes", int, 1),
+    "SHUTDOWN_GRACE_SECONDS": ("shutdown_grace", float, 0),
+    "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("max_blocking_queries", int, 1),
+    "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("max_in_flight_requests", int, 1),
+    "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("snapshot_interval", float, 0),
+}
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 DEFAULT_PORT = 3004
 
@@ -99,38 +111,17 @@ def load_settings(
         raise ConfigError("SERVICE_DISCOVERY_PORT", f"must be 1-65535, got {port}")
     host = host or env.get("SERVICE_DISCOVERY_HOST", "").strip() or "0.0.0.0"
 
-    raw_limit = env.get("MAX_CONCURRENT_HEALTH_CHECKS", "").strip()
-    limit = int(_number("MAX_CONCURRENT_HEALTH_CHECKS", raw_limit, int)) if raw_limit else 100
-    if limit < 1:
-        raise ConfigError("MAX_CONCURRENT_HEALTH_CHECKS", f"must be at least 1, got {limit}")
-
-    raw_grace = env.get("SHUTDOWN_GRACE_SECONDS", "").strip()
-    grace = float(_number("SHUTDOWN_GRACE_SECONDS", raw_grace, float)) if raw_grace else 5.0
-    if grace <= 0:
-        raise ConfigError("SHUTDOWN_GRACE_SECONDS", f"must be greater than 0, got {raw_grace}")
-
-    limits = {}
-    for name, default in (
-        ("SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES", 20_000),
-        ("SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS", 30_000),
-    ):
+    numbers: dict[str, float | int] = {}
+    for name, (field, parse, minimum) in _SERVER_VARIABLES.items():
         raw = env.get(name, "").strip()
-        value = int(_number(name, raw, int)) if raw else default
-        if value < 1:
-            raise ConfigError(name, f"must be at least 1, got {value}")
-        limits[name] = value
+        if not raw:
+            continue
+        value = numbers[field] = _number(name, raw, parse)
+        if parse is int and value < minimum:
+            raise ConfigError(name, f"must be at least {minimum}, got {value}")
+        if parse is float and value <= minimum:
+            raise ConfigError(name, f"must be greater than {minimum}, got {raw}")
 
-    raw_every = env.get("SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS", "").strip()
-    every = (
-        float(_number("SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS", raw_every, float))
-        if raw_every
-        else 5.0
-    )
-    if every <= 0:
-        raise ConfigError(
-            "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS",
-            f"must be greater than 0, got {raw_every}",
-        )
     raw_state = env.get("SERVICE_DISCOVERY_STATE_FILE", "").strip()
     state_file = Path(raw_state) if raw_state else None
     if state_file is not None and not state_file.parent.is_dir():
@@ -168,14 +159,10 @@ def load_settings(
         secret=secret,
         secret_generated=generated,
         read_token=read_token,
-        max_concurrent_probes=limit,
         log_level=level,
-        shutdown_grace=grace,
         state_file=state_file,
-        snapshot_interval=every,
-        max_blocking_queries=limits["SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES"],
-        max_in_flight_requests=limits["SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS"],
         probe_client=probe_client,
+        **numbers,  # type: ignore[arg-type]
     )
 
 

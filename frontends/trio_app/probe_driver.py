@@ -4,41 +4,32 @@ A timer loop sleeps until the core's next deadline (or until woken because a
 registration brought it forward), calls `on_timer`, and queues the due
 probes; a fixed pool of workers in one nursery bounds how many run at once
 (the same bound a `CapacityLimiter` gives, without a task per queued probe).
-Every outcome, timeouts and crashes included, goes back to the core.
+Every outcome, timeouts and crashes included, goes back to the core as an
+event. All waits are on trio's clock, a `MockClock` in tests.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Awaitable, Callable
 
 import trio
 
-from sd_core import ProbeFailed, ProbeResult, RunProbe
+from sd_core import ProbeResult, RunProbe
 
 from ..shared.logs import logfmt
-from ..shared.probe_request import timed_out
+from ..shared.probing import Prober, crashed, timed_out
 from ..shared.runtime import Runtime
 
 log = logging.getLogger("sd.registry")
-Fetch = Callable[[RunProbe], Awaitable[ProbeResult]]
 
 
 class ProbeDriver:
-    def __init__(
-        self,
-        runtime: Runtime,
-        fetch: Fetch,
-        *,
-        concurrency: int,
-        timeout: float,
-    ) -> None:
-        """`fetch` does the HTTP; time comes from trio's clock (a MockClock in tests)."""
+    def __init__(self, runtime: Runtime, prober: Prober) -> None:
+        """Limits come from the runtime's settings; `prober` does the HTTP."""
         self._runtime = runtime
-        self._fetch = fetch
-        self._concurrency = concurrency
-        self._timeout = timeout
+        self._prober = prober
+        self._timeout = runtime.settings.registry.health_check_timeout
         self._queue_in, self._queue_out = trio.open_memory_channel[RunProbe](math.inf)
         self._woken = trio.Event()
 
@@ -51,7 +42,7 @@ class ProbeDriver:
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled."""
         async with trio.open_nursery() as tasks:
-            for _ in range(self._concurrency):
+            for _ in range(self._runtime.settings.max_concurrent_probes):
                 tasks.start_soon(self._worker)
             task_status.started()
             await self._timer_loop()
@@ -60,9 +51,7 @@ class ProbeDriver:
         runtime = self._runtime
         while True:
             self._woken = trio.Event()
-            runtime.on_timer()
-            deadline = runtime.registry.next_deadline()
-            runtime.driver_sleeps_until = deadline
+            deadline = runtime.on_timer()
             if deadline is None:
                 await self._woken.wait()
                 continue
@@ -82,9 +71,8 @@ class ProbeDriver:
     async def _probe(self, probe: RunProbe) -> ProbeResult:
         try:
             with trio.move_on_after(self._timeout):
-                return await self._fetch(probe)
+                return await self._prober.probe(probe)
             return timed_out(probe, self._timeout)
         except Exception as error:  # a bug in a probe must not kill the worker
             log.exception(logfmt("probe_crashed", url=probe.url))
-            reason = f"probe error: {type(error).__name__}"
-            return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, reason)
+            return crashed(probe, error)

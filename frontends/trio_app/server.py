@@ -11,11 +11,11 @@ from ..shared.http1_only import Http1Only
 from ..shared.hypercorn_setup import hypercorn_config
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
-from .app import create_app
+from .app import PARTS, create_app
 
 
 async def serve_async(settings: Settings) -> None:
-    runtime = Runtime(settings, frontend="trio", clock=trio.current_time)
+    runtime = Runtime(settings, PARTS, clock=trio.current_time)
     app = create_app(runtime)
 
     async def shutdown_trigger() -> None:
@@ -23,7 +23,6 @@ async def serve_async(settings: Settings) -> None:
             async for _ in signals:
                 break
         runtime.begin_drain()
-        app.watchers.release_all()
 
     await hypercorn_serve(
         Http1Only(app),  # type: ignore[arg-type]

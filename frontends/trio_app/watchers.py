@@ -22,9 +22,10 @@ class Watchers(ScopeEvents[trio.Event]):
         if self._runtime.draining:
             return
         event = self.event_for(scope)
-        self._runtime.parked_queries += 1
+        counters = self._runtime.counters
+        counters.parked_queries += 1
         try:
             with trio.move_on_after(seconds):
                 await event.wait()
         finally:
-            self._runtime.parked_queries -= 1
+            counters.parked_queries -= 1

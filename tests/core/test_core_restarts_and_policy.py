@@ -10,7 +10,7 @@ import pytest
 from core_support import REGISTER, START, Core, iso, register_body, with_config
 
 from sd_core import DriverError
-from sd_core.probe_policy import ProbePolicy, is_ip_literal, parse_networks
+from sd_core.probe_address_policy import ProbePolicy, is_ip_literal, parse_networks
 
 # ---------------------------------------------------------------- snapshots
 

@@ -1,28 +1,25 @@
 """One way to drive either frontend on a fake clock, so each scenario is written once.
 
 A `Kit` hides the event loop: `clock()`, `sleep()`, `hang()`, `event()`, a task
-group, and the loop's own `ProbeDriver`, `Watchers` and `create_app`. A test
-writes an `async def scenario(kit, group)` and runs it with `kit.run(...)`;
-the same scenario then runs on three kits:
+group, and the loop's `LoopParts` and `create_app`. A test writes an
+`async def scenario(kit, group)` and runs it with `kit.run(...)`; the same
+scenario then runs on both kits, each driving the frontend exactly as its
+`server.py` builds it (the runtime built with the package's `PARTS`):
 
 - `trio`: the trio frontend under `trio.testing.MockClock(autojump_threshold=0)`;
-- `quart`: the asyncio frontend with the fake `clock` and `sleep` injected, as
-  `create_app(..., sleep=...)` offers for tests;
-- `quart-loop-timers`: the asyncio frontend exactly as the server builds it
-  (no injected sleep: `asyncio.timeout` and the loop's timers), on a
-  `VirtualTimeLoop` whose clock jumps.
+- `quart`: the asyncio frontend on a `VirtualTimeLoop`, whose clock jumps, so
+  `asyncio.timeout` and the loop's timers run on fake time.
 
 Every clock jumps only when every task is blocked, to the nearest deadline, so
 fake time is deterministic and no test waits for real. A scenario that
-deadlocks fails after `SCENARIO_LIMIT` fake seconds instead of hanging.
+deadlocks fails after `SCENARIO_LIMIT` fake seconds instead of hanging. Probes
+are answered by a `FetchProber` passed to the runtime as its prober.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, NoReturn, Protocol
@@ -32,13 +29,9 @@ import trio
 import trio.testing
 
 from frontends.quart_app import app as quart_app
-from frontends.quart_app import probe_driver as quart_driver
-from frontends.quart_app import watchers as quart_watchers
-from frontends.shared.runtime import Runtime
+from frontends.shared.runtime import LoopParts, Runtime
 from frontends.shared.settings import load_settings
 from frontends.trio_app import app as trio_app
-from frontends.trio_app import probe_driver as trio_driver
-from frontends.trio_app import watchers as trio_watchers
 from sd_core import HttpRequest, HttpResponse, ProbeResult, RunProbe
 
 SECRET = "frontend-test-secret-6c1f"
@@ -72,16 +65,17 @@ class Group(Protocol):
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None: ...
 
 
-class Driver(Protocol):
-    async def run(self) -> None: ...
-    def submit(self, probe: RunProbe) -> None: ...
-    def wake(self) -> None: ...
+class FetchProber:
+    """A prober whose `probe` is the test's `fetch`: the runtime's prober, as in production."""
 
+    def __init__(self, fetch: Fetch) -> None:
+        self._fetch = fetch
 
-class Watchers(Protocol):
-    def wake(self, services: frozenset[str]) -> None: ...
-    def release_all(self) -> None: ...
-    async def wait(self, scope: str | None, seconds: float) -> None: ...
+    async def probe(self, probe: RunProbe) -> ProbeResult:
+        return await self._fetch(probe)
+
+    async def aclose(self) -> None:
+        return None
 
 
 Scenario = Callable[["Kit", Group], Coroutine[Any, Any, None]]
@@ -91,16 +85,14 @@ class Kit(Protocol):
     """What a scenario may use; `frontend` is the name `/health` reports."""
 
     frontend: str
+    parts: LoopParts
 
     def clock(self) -> float: ...
     async def sleep(self, seconds: float) -> None: ...
     async def hang(self) -> NoReturn: ...
     def event(self) -> Event: ...
     async def in_thread(self, fn: Callable[[], object]) -> object: ...
-    def make_driver(self, runtime: Runtime, fetch: Fetch) -> Driver: ...
-    def make_watchers(self, runtime: Runtime) -> Watchers: ...
-    def make_app(self, runtime: Runtime, fetch: Fetch | None = None) -> ASGIApp: ...
-    def app_watchers(self, app: ASGIApp) -> Watchers: ...
+    def make_app(self, runtime: Runtime) -> ASGIApp: ...
     def run(self, scenario: Scenario) -> None: ...
 
 
@@ -144,6 +136,7 @@ class TrioKit:
     """
 
     frontend = "trio"
+    parts = trio_app.PARTS
 
     def __init__(self, real_idle: float = 0.0) -> None:
         self.real_idle = real_idle
@@ -163,24 +156,8 @@ class TrioKit:
     async def in_thread(self, fn: Callable[[], object]) -> object:
         return await trio.to_thread.run_sync(fn)
 
-    def make_driver(self, runtime: Runtime, fetch: Fetch) -> Driver:
-        settings = runtime.settings
-        return trio_driver.ProbeDriver(
-            runtime,
-            fetch,
-            concurrency=settings.max_concurrent_probes,
-            timeout=settings.registry.health_check_timeout,
-        )
-
-    def make_watchers(self, runtime: Runtime) -> Watchers:
-        return trio_watchers.Watchers(runtime)
-
-    def make_app(self, runtime: Runtime, fetch: Fetch | None = None) -> ASGIApp:
-        return trio_app.create_app(runtime, fetch=fetch)
-
-    def app_watchers(self, app: ASGIApp) -> Watchers:
-        assert isinstance(app, trio_app.RegistryApp)
-        return app.watchers
+    def make_app(self, runtime: Runtime) -> ASGIApp:
+        return trio_app.create_app(runtime)
 
     def run(self, scenario: Scenario) -> None:
         clock = trio.testing.MockClock(autojump_threshold=self.real_idle)
@@ -215,140 +192,6 @@ class _AsyncioGroup:
     def cancel_all(self) -> None:
         for task in self.started:
             task.cancel()
-
-
-class AsyncioKit:
-    """asyncio with a fake clock that autojumps like trio's `MockClock`.
-
-    `sleep` parks on a future with a fake deadline. A jumper task waits until
-    every other task is blocked (the loop's ready queue is empty when it gets
-    its turn), then moves the clock to the nearest deadline and wakes that one
-    sleeper. Cancelled sleepers are skipped, so time only moves to deadlines
-    somebody still waits for.
-    """
-
-    frontend = "quart"
-
-    def __init__(self) -> None:
-        self.now = START
-        self._seq = itertools.count()
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._new_sleeper: asyncio.Event | None = None
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + max(0.0, seconds), next(self._seq), future))
-        if self._new_sleeper is not None:
-            self._new_sleeper.set()
-        try:
-            await future
-        finally:
-            future.cancel()  # a no-op once resolved; marks an abandoned sleep as skippable
-
-    async def hang(self) -> NoReturn:
-        await asyncio.get_running_loop().create_future()
-        raise AssertionError("unreachable")
-
-    def event(self) -> Event:
-        return asyncio.Event()
-
-    async def in_thread(self, fn: Callable[[], object]) -> object:
-        return await asyncio.to_thread(fn)
-
-    def make_driver(self, runtime: Runtime, fetch: Fetch) -> Driver:
-        settings = runtime.settings
-        return quart_driver.ProbeDriver(
-            runtime,
-            fetch,
-            concurrency=settings.max_concurrent_probes,
-            timeout=settings.registry.health_check_timeout,
-            sleep=self.sleep,
-        )
-
-    def make_watchers(self, runtime: Runtime) -> Watchers:
-        return quart_watchers.Watchers(runtime, sleep=self.sleep)
-
-    def make_app(self, runtime: Runtime, fetch: Fetch | None = None) -> ASGIApp:
-        return quart_app.create_app(runtime, fetch=fetch, sleep=self.sleep)
-
-    def app_watchers(self, app: ASGIApp) -> Watchers:
-        watchers = app.extensions["sd_watchers"]  # type: ignore[attr-defined]
-        assert isinstance(watchers, quart_watchers.Watchers)
-        return watchers
-
-    async def _settle(self) -> None:
-        """Return once every other task is blocked."""
-        loop = asyncio.get_running_loop()
-        ready = loop._ready  # type: ignore[attr-defined]  # CPython's run queue
-        while True:
-            await asyncio.sleep(0)
-            if not ready:
-                return
-
-    async def _autojump(self) -> None:
-        self._new_sleeper = asyncio.Event()
-        while True:
-            await self._settle()
-            sleepers = self._sleepers
-            while sleepers and sleepers[0][2].done():
-                heapq.heappop(sleepers)
-            if not sleepers:
-                self._new_sleeper.clear()
-                await self._new_sleeper.wait()
-                continue
-            deadline, _, future = heapq.heappop(sleepers)
-            self.now = max(self.now, deadline)
-            future.set_result(None)
-
-    def run(self, scenario: Scenario) -> None:
-        async def main() -> None:
-            jumper = asyncio.create_task(self._autojump())
-            try:
-                async with asyncio.TaskGroup() as tasks:
-                    group = _AsyncioGroup(tasks)
-                    try:
-                        await self._fail_after(SCENARIO_LIMIT, scenario(self, group))
-                    finally:
-                        group.cancel_all()
-            finally:
-                jumper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await jumper
-            for _ in range(10):  # cancelled tasks get a few turns to finish
-                await asyncio.sleep(0)
-            leftover = asyncio.all_tasks() - {asyncio.current_task()}
-            assert not leftover, f"tasks still running after the scenario: {leftover}"
-
-        with unwrap_single():
-            self._start_loop(main())
-
-    def _start_loop(self, main: Coroutine[Any, Any, None]) -> None:
-        asyncio.run(main)
-
-    async def _fail_after(self, seconds: float, body: Awaitable[None]) -> None:
-        """`trio.fail_after` on the fake clock."""
-        me = asyncio.current_task()
-        assert me is not None
-        expired = False
-
-        async def watchdog() -> None:
-            nonlocal expired
-            await self.sleep(seconds)
-            expired = True
-            me.cancel()
-
-        guard = asyncio.create_task(watchdog())
-        try:
-            await body
-        except asyncio.CancelledError:
-            if expired:
-                raise AssertionError(f"scenario stuck for {seconds} fake seconds") from None
-            raise
-        finally:
-            guard.cancel()
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -391,15 +234,19 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         return self._virtual_now
 
 
-class AsyncioLoopKit(AsyncioKit):
-    """The asyncio frontend exactly as `server.py` builds it: no injected sleep.
+class AsyncioKit:
+    """The asyncio frontend exactly as `server.py` builds it, on a `VirtualTimeLoop`.
 
     The driver, watchers and app use `asyncio.timeout` and the loop's timers;
-    the loop is a `VirtualTimeLoop`, and the runtime's clock is `loop.time`.
+    the runtime's clock is `loop.time`, so every wait runs on fake time.
+    `real_idle` (seconds of real time) delays each jump, for tests that wait on
+    a worker thread.
     """
 
+    frontend = "quart"
+    parts = quart_app.PARTS
+
     def __init__(self, real_idle: float = 0.0) -> None:
-        super().__init__()
         self.real_idle = real_idle
 
     def clock(self) -> float:
@@ -408,43 +255,60 @@ class AsyncioLoopKit(AsyncioKit):
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
 
-    def make_driver(self, runtime: Runtime, fetch: Fetch) -> Driver:
-        settings = runtime.settings
-        return quart_driver.ProbeDriver(
-            runtime,
-            fetch,
-            concurrency=settings.max_concurrent_probes,
-            timeout=settings.registry.health_check_timeout,
-        )
+    async def hang(self) -> NoReturn:
+        await asyncio.get_running_loop().create_future()
+        raise AssertionError("unreachable")
 
-    def make_watchers(self, runtime: Runtime) -> Watchers:
-        return quart_watchers.Watchers(runtime)
+    def event(self) -> Event:
+        return asyncio.Event()
 
-    def make_app(self, runtime: Runtime, fetch: Fetch | None = None) -> ASGIApp:
-        return quart_app.create_app(runtime, fetch=fetch)
+    async def in_thread(self, fn: Callable[[], object]) -> object:
+        return await asyncio.to_thread(fn)
 
-    async def _autojump(self) -> None:
-        await asyncio.Event().wait()  # the loop itself jumps
+    def make_app(self, runtime: Runtime) -> ASGIApp:
+        return quart_app.create_app(runtime)
 
-    def _start_loop(self, main: Coroutine[Any, Any, None]) -> None:
-        with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(self.real_idle)) as runner:
-            runner.run(main)
+    def run(self, scenario: Scenario) -> None:
+        async def main() -> None:
+            async with asyncio.TaskGroup() as tasks:
+                group = _AsyncioGroup(tasks)
+                try:
+                    async with asyncio.timeout(SCENARIO_LIMIT) as limit:
+                        await scenario(self, group)
+                except TimeoutError:
+                    if limit.expired():
+                        raise AssertionError(f"stuck for {SCENARIO_LIMIT} fake seconds") from None
+                    raise
+                finally:
+                    group.cancel_all()
+            for _ in range(10):  # cancelled tasks get a few turns to finish
+                await asyncio.sleep(0)
+            leftover = asyncio.all_tasks() - {asyncio.current_task()}
+            assert not leftover, f"tasks still running after the scenario: {leftover}"
+
+        with (
+            unwrap_single(),
+            asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(self.real_idle)) as runner,
+        ):
+            runner.run(main())
 
 
-KITS: dict[str, Callable[[], Kit]] = {
-    "quart": AsyncioKit,
-    "quart-loop-timers": AsyncioLoopKit,
-    "trio": TrioKit,
-}
+KITS: dict[str, Callable[[], Kit]] = {"quart": AsyncioKit, "trio": TrioKit}
 
 
 # ------------------------------------------------------------- helpers
 
 
-def make_runtime(kit: Kit, **env: str) -> Runtime:
-    """A Runtime on the kit's clock, settings from BASE_ENV plus `env`."""
+def make_runtime(kit: Kit, fetch: Fetch | None = None, /, **env: str) -> Runtime:
+    """A Runtime built as the kit's server builds it, settings from BASE_ENV plus `env`.
+
+    `fetch`, when given, answers every probe (through a `FetchProber`).
+    """
     settings = load_settings({**BASE_ENV, **env})
-    return Runtime(settings, frontend=kit.frontend, clock=kit.clock, wall_clock=lambda: WALL_START)
+    prober = FetchProber(fetch) if fetch is not None else None
+    return Runtime(
+        settings, kit.parts, clock=kit.clock, prober=prober, wall_clock=lambda: WALL_START
+    )
 
 
 def register_body(service: str, instance: str, *, port: int = 8080, **extra: object) -> bytes:
@@ -480,15 +344,6 @@ def status_of(runtime: Runtime, service: str, instance: str) -> str:
     record = runtime.registry.instance_snapshot(service, instance)
     assert record is not None, f"{service}:{instance} is gone"
     return str(record.status)
-
-
-def wire(runtime: Runtime, driver: Driver | None, watchers: Watchers | None) -> None:
-    """Attach hooks exactly as both `create_app`s do."""
-    if driver is not None:
-        runtime.submit_probe = driver.submit
-        runtime.wake_driver = driver.wake
-    if watchers is not None:
-        runtime.wake_watchers = watchers.wake
 
 
 def unregister(runtime: Runtime, service: str, instance: str) -> None:

@@ -1,9 +1,8 @@
 """The probe drivers and watchers of both frontends, one scenario each, on fake clocks.
 
 Every test is parametrized over the kits of `frontend_kit` (trio under
-`MockClock`; asyncio with an injected fake sleep; asyncio on its own timers
-under a virtual-time loop), so both drivers are tested the same way, and the
-asyncio driver on both its code paths.
+`MockClock`; asyncio on its own timers under a virtual-time loop), so both
+drivers are tested the same way, each as its server builds it.
 Times are recorded inside the fakes with the kit's clock and compared exactly
 (to float rounding): nothing here waits for real.
 """
@@ -25,7 +24,6 @@ from frontend_kit import (
     register,
     status_of,
     unregister,
-    wire,
 )
 
 from frontends.shared.logs import log as registry_log
@@ -82,15 +80,12 @@ def test_each_instance_is_probed_once_per_interval_and_turns_healthy(
     probed: dict[str, list[float]] = defaultdict(list)
 
     async def scenario(kit: Kit, group: Group) -> None:
-        runtime = make_runtime(kit)
-
         async def fetch(probe: RunProbe) -> ProbeResult:
             probed[probe.instance_id].append(kit.clock())
             return passed(probe)
 
-        driver = kit.make_driver(runtime, fetch)
-        wire(runtime, driver, None)
-        group.start_soon(driver.run)
+        runtime = make_runtime(kit, fetch)
+        group.start_soon(runtime.driver.run)
         start = kit.clock()
         names = [f"game-{n}" for n in range(6)]
         first_due: dict[str, float] = {}
@@ -117,15 +112,12 @@ def test_a_registration_wakes_the_sleeping_driver(make_kit: Callable[[], Kit]) -
     probed: dict[str, list[float]] = defaultdict(list)
 
     async def scenario(kit: Kit, group: Group) -> None:
-        runtime = make_runtime(kit)
-
         async def fetch(probe: RunProbe) -> ProbeResult:
             probed[probe.instance_id].append(kit.clock())
             return passed(probe)
 
-        driver = kit.make_driver(runtime, fetch)
-        wire(runtime, driver, None)
-        group.start_soon(driver.run)
+        runtime = make_runtime(kit, fetch)
+        group.start_soon(runtime.driver.run)
         await kit.sleep(3)  # the driver idles on an empty registry
         register(runtime, "svc", "first")
         first = runtime.registry.instance_snapshot("svc", "first")
@@ -167,9 +159,6 @@ def test_a_hanging_probe_times_out_and_its_neighbour_stays_on_schedule(
     steady: list[float] = []
 
     async def scenario(kit: Kit, group: Group) -> None:
-        runtime = make_runtime(kit, HEALTH_CHECK_FAILURE_THRESHOLD=str(threshold))
-        results = record_results(kit, runtime)
-
         async def fetch(probe: RunProbe) -> ProbeResult:
             if probe.instance_id == "stuck":
                 started = kit.clock()
@@ -180,9 +169,9 @@ def test_a_hanging_probe_times_out_and_its_neighbour_stays_on_schedule(
             steady.append(kit.clock())
             return passed(probe)
 
-        driver = kit.make_driver(runtime, fetch)
-        wire(runtime, driver, None)
-        group.start_soon(driver.run)
+        runtime = make_runtime(kit, fetch, HEALTH_CHECK_FAILURE_THRESHOLD=str(threshold))
+        results = record_results(kit, runtime)
+        group.start_soon(runtime.driver.run)
         start = kit.clock()
         register(runtime, "svc", "stuck")
         register(runtime, "svc", "steady")
@@ -229,12 +218,6 @@ def test_no_more_probes_in_flight_than_the_limit(make_kit: Callable[[], Kit], li
     async def scenario(kit: Kit, group: Group) -> None:
         nonlocal peak
         # The timeout equals the interval, so unbounded, all ten would hang at once.
-        runtime = make_runtime(
-            kit,
-            MAX_CONCURRENT_HEALTH_CHECKS=str(limit),
-            HEALTH_CHECK_TIMEOUT_SECONDS=str(INTERVAL),
-        )
-        results = record_results(kit, runtime)
         in_flight = 0
 
         async def fetch(probe: RunProbe) -> ProbeResult:
@@ -248,9 +231,14 @@ def test_no_more_probes_in_flight_than_the_limit(make_kit: Callable[[], Kit], li
                 in_flight -= 1
                 spans.append((started, kit.clock()))
 
-        driver = kit.make_driver(runtime, fetch)
-        wire(runtime, driver, None)
-        group.start_soon(driver.run)
+        runtime = make_runtime(
+            kit,
+            fetch,
+            MAX_CONCURRENT_HEALTH_CHECKS=str(limit),
+            HEALTH_CHECK_TIMEOUT_SECONDS=str(INTERVAL),
+        )
+        results = record_results(kit, runtime)
+        group.start_soon(runtime.driver.run)
         for n in range(10):
             register(runtime, "svc", f"i-{n}")
         await kit.sleep(6 * INTERVAL)
@@ -276,18 +264,16 @@ def test_a_queued_probe_of_an_instance_that_left_is_never_sent(
     async def scenario(kit: Kit, group: Group) -> None:
         # One worker, and each fetch hangs for the whole timeout: while the first
         # instance's probe runs, the second one's waits in the queue.
-        runtime = make_runtime(
-            kit, MAX_CONCURRENT_HEALTH_CHECKS="1", HEALTH_CHECK_TIMEOUT_SECONDS=str(INTERVAL)
-        )
 
         async def fetch(probe: RunProbe) -> ProbeResult:
             fetched.append((kit.clock(), probe.instance_id))
             await kit.hang()
             raise AssertionError("unreachable")
 
-        driver = kit.make_driver(runtime, fetch)
-        wire(runtime, driver, None)
-        group.start_soon(driver.run)
+        runtime = make_runtime(
+            kit, fetch, MAX_CONCURRENT_HEALTH_CHECKS="1", HEALTH_CHECK_TIMEOUT_SECONDS=str(INTERVAL)
+        )
+        group.start_soon(runtime.driver.run)
         register(runtime, "svc", "i-0")
         register(runtime, "svc", "i-1")
         await kit.sleep(INTERVAL - 0.01)  # both first probes are due by now
@@ -313,21 +299,20 @@ def test_a_blocking_wait_with_no_change_returns_after_exactly_its_wait(
 ) -> None:
     async def scenario(kit: Kit, group: Group) -> None:
         runtime = make_runtime(kit)
-        watchers = kit.make_watchers(runtime)
-        wire(runtime, None, watchers)
+        watchers = runtime.watchers
         register(runtime, "svc", "a")
         parked: list[int] = []
 
         async def look_halfway() -> None:
             await kit.sleep(seconds / 2)
-            parked.append(runtime.parked_queries)
+            parked.append(runtime.counters.parked_queries)
 
         group.start_soon(look_halfway)
         before = kit.clock()
         await watchers.wait("svc", seconds)
         assert kit.clock() - before == pytest.approx(seconds, abs=EXACT)
         assert parked == [1]
-        assert runtime.parked_queries == 0
+        assert runtime.counters.parked_queries == 0
 
     make_kit().run(scenario)
 
@@ -338,8 +323,7 @@ def test_a_change_wakes_its_service_and_global_watchers_only(
 ) -> None:
     async def scenario(kit: Kit, group: Group) -> None:
         runtime = make_runtime(kit)
-        watchers = kit.make_watchers(runtime)
-        wire(runtime, None, watchers)
+        watchers = runtime.watchers
         register(runtime, "svc-a", "a-0")
         start = kit.clock()
         returned: dict[str, float] = {}
@@ -352,7 +336,7 @@ def test_a_change_wakes_its_service_and_global_watchers_only(
         group.start_soon(watch, "global", None)
         group.start_soon(watch, "c", "svc-c")
         await kit.sleep(1)
-        assert runtime.parked_queries == 3
+        assert runtime.counters.parked_queries == 3
 
         heartbeat = runtime.handle(
             HttpRequest(
@@ -386,7 +370,7 @@ def test_a_change_wakes_its_service_and_global_watchers_only(
         await kit.sleep(30)
         assert returned["a-2"] == pytest.approx(6 + 10, abs=EXACT)
         assert returned["c"] == pytest.approx(30, abs=EXACT)  # nothing woke it: timed out
-        assert runtime.parked_queries == 0
+        assert runtime.counters.parked_queries == 0
 
     make_kit().run(scenario)
 
@@ -395,8 +379,7 @@ def test_a_change_wakes_its_service_and_global_watchers_only(
 def test_release_all_and_draining_release_waiters_at_once(make_kit: Callable[[], Kit]) -> None:
     async def scenario(kit: Kit, group: Group) -> None:
         runtime = make_runtime(kit)
-        watchers = kit.make_watchers(runtime)
-        wire(runtime, None, watchers)
+        watchers = runtime.watchers
         returned: dict[str, float] = {}
 
         async def watch(label: str, scope: str | None, seconds: float) -> None:
@@ -407,12 +390,12 @@ def test_release_all_and_draining_release_waiters_at_once(make_kit: Callable[[],
         for scope in ("a", "b", None):
             group.start_soon(watch, str(scope), scope, 300.0)
         await kit.sleep(4)
-        assert runtime.parked_queries == 3
+        assert runtime.counters.parked_queries == 3
         watchers.release_all()
         await kit.sleep(0)
         await kit.sleep(1)
         assert returned == {label: pytest.approx(4, abs=EXACT) for label in ("a", "b", "None")}
-        assert runtime.parked_queries == 0
+        assert runtime.counters.parked_queries == 0
 
         # Released, not draining: the next wait parks again and times out as usual.
         returned.clear()
@@ -430,7 +413,7 @@ def test_release_all_and_draining_release_waiters_at_once(make_kit: Callable[[],
         parked: list[int] = []
 
         async def look() -> None:
-            parked.append(runtime.parked_queries)
+            parked.append(runtime.counters.parked_queries)
 
         group.start_soon(look)
         await watch("after-drain", "a", 300.0)
@@ -453,8 +436,6 @@ def test_a_crashing_fetch_is_a_failed_probe_and_the_worker_goes_on(
 
     async def scenario(kit: Kit, group: Group) -> None:
         # One worker: if a crash killed it, nothing after the crash would be probed.
-        runtime = make_runtime(kit, MAX_CONCURRENT_HEALTH_CHECKS="1")
-        results = record_results(kit, runtime)
         calls: dict[str, int] = defaultdict(int)
 
         async def fetch(probe: RunProbe) -> ProbeResult:
@@ -470,9 +451,9 @@ def test_a_crashing_fetch_is_a_failed_probe_and_the_worker_goes_on(
                 steady.append(kit.clock())
             return passed(probe)
 
-        driver = kit.make_driver(runtime, fetch)
-        wire(runtime, driver, None)
-        group.start_soon(driver.run)
+        runtime = make_runtime(kit, fetch, MAX_CONCURRENT_HEALTH_CHECKS="1")
+        results = record_results(kit, runtime)
+        group.start_soon(runtime.driver.run)
         start = kit.clock()
         for name in ("flaky", "broken", "refused", "steady"):
             register(runtime, "svc", name)
@@ -521,17 +502,15 @@ def test_a_fetch_raising_timeout_error_itself_is_a_crash_not_a_timeout(
     make_kit: Callable[[], Kit],
 ) -> None:
     async def scenario(kit: Kit, group: Group) -> None:
-        runtime = make_runtime(kit)
-        results = record_results(kit, runtime)
         started: list[float] = []
 
         async def fetch(probe: RunProbe) -> ProbeResult:
             started.append(kit.clock())
             raise TimeoutError("the socket said so")
 
-        driver = kit.make_driver(runtime, fetch)
-        wire(runtime, driver, None)
-        group.start_soon(driver.run)
+        runtime = make_runtime(kit, fetch)
+        results = record_results(kit, runtime)
+        group.start_soon(runtime.driver.run)
         register(runtime, "svc", "i-1")
         await kit.sleep(INTERVAL + 1)
         [(when, result, _)] = results

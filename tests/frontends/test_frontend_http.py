@@ -21,7 +21,7 @@ from frontend_kit import (
     READ_TOKEN,
     SECRET,
     ASGIApp,
-    AsyncioLoopKit,
+    AsyncioKit,
     Group,
     Kit,
     TrioKit,
@@ -54,7 +54,7 @@ def run_http(
         async with http_client(app) as client:
             await body(kit, group, runtime, client)
         # Every request admitted was let go again, whatever its answer.
-        assert runtime.in_flight == 0
+        assert runtime.counters.in_flight == 0
 
     make_kit().run(scenario)
 
@@ -392,7 +392,7 @@ def test_a_blocking_query_is_woken_by_a_registration(
         group.start_soon(watch)
         await kit.sleep(2)
         assert answered == []
-        assert runtime.parked_queries == 1
+        assert runtime.counters.parked_queries == 1
         if scope is not None:  # a change to another service leaves a service watch parked
             await client.post(
                 "/v1/discovery/register", content=register_body("other", "o-1"), headers=JSON_POST
@@ -410,7 +410,7 @@ def test_a_blocking_query_is_woken_by_a_registration(
         assert int(response.headers["x-discovery-index"]) > index
         if not path.endswith("/healthy"):  # i-1 is still unknown, so not listed as healthy
             assert "i-1" in response.text
-        assert runtime.parked_queries == 0
+        assert runtime.counters.parked_queries == 0
 
     run_http(make_kit, body)
 
@@ -449,10 +449,8 @@ def test_draining_refuses_writes_and_releases_parked_queries(make_kit: Callable[
         group.start_soon(watch)
         await kit.sleep(3)
         assert answered == []
-        # What both servers' shutdown triggers do:
+        # What both servers' shutdown triggers do (it releases parked queries too):
         runtime.begin_drain()
-        watchers = kit.app_watchers(app_of(client))
-        watchers.release_all()
         stopped = kit.clock()
         await kit.sleep(0.5)
         assert answered == [pytest.approx(stopped, abs=EXACT)]
@@ -485,7 +483,7 @@ def test_past_the_in_flight_limit_requests_get_503_overloaded(make_kit: Callable
         group.start_soon(watch)
         group.start_soon(watch)
         await kit.sleep(1)
-        assert runtime.in_flight == 2
+        assert runtime.counters.in_flight == 2
         for method, path in (("GET", "/health"), ("POST", "/v1/discovery/register")):
             response = await client.request(method, path, headers=JSON_POST, content=b"{}")
             assert response.status_code == 503
@@ -495,7 +493,7 @@ def test_past_the_in_flight_limit_requests_get_503_overloaded(make_kit: Callable
         assert response.status_code == 503
         await kit.sleep(33)  # 30 s plus at most 30/16 s of jitter
         assert answered == [404, 404]
-        assert runtime.in_flight == 0
+        assert runtime.counters.in_flight == 0
         response = await client.get("/health")
         assert response.status_code == 200
 
@@ -517,7 +515,7 @@ def test_past_the_blocking_query_limit_a_blocking_query_gets_503(
 
         group.start_soon(watch)
         await kit.sleep(1)
-        assert runtime.parked_queries == 1
+        assert runtime.counters.parked_queries == 1
         start = kit.clock()
         response = await client.get(blocking, headers=AUTH)
         assert kit.clock() == start  # refused at once, not parked
@@ -527,15 +525,9 @@ def test_past_the_blocking_query_limit_a_blocking_query_gets_503(
         assert response.status_code == 200
         await kit.sleep(33)  # 30 s plus at most 30/16 s of jitter
         assert answered == [200]
-        assert runtime.parked_queries == 0
+        assert runtime.counters.parked_queries == 0
 
     run_http(make_kit, body, SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES="1")
-
-
-def app_of(client: httpx.AsyncClient) -> ASGIApp:
-    transport = client._transport
-    assert isinstance(transport, httpx.ASGITransport)
-    return transport.app
 
 
 # ------------------------------------------------------------- 500
@@ -549,9 +541,9 @@ def test_an_unexpected_error_is_a_plain_500(
 
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
         def broken(services: frozenset[str]) -> None:
-            raise RuntimeError("hook exploded")
+            raise RuntimeError("watchers exploded")
 
-        runtime.wake_watchers = broken  # fails after the core call, outside its guard
+        runtime.watchers.wake = broken  # type: ignore[method-assign]  # fails after the core call, outside its guard
         response = await client.post(
             "/v1/discovery/register", content=register_body("svc", "i-1"), headers=JSON_POST
         )
@@ -561,7 +553,7 @@ def test_an_unexpected_error_is_a_plain_500(
             "error": "internal_error",
             "message": "Internal server error",
         }
-        assert "hook exploded" not in response.text
+        assert "watchers exploded" not in response.text
 
     run_http(make_kit, body)
     assert any("internal_error" in r.getMessage() and r.exc_info for r in caplog.records)
@@ -615,13 +607,12 @@ def test_the_lifespan_runs_the_probe_driver_and_shutdown_stops_it(
     probed: list[float] = []
 
     async def scenario(kit: Kit, group: Group) -> None:
-        runtime = make_runtime(kit)
-
         async def fetch(probe: RunProbe) -> ProbeResult:
             probed.append(kit.clock())
             return ProbePassed(probe.service_name, probe.instance_id, probe.generation, load=0.5)
 
-        app = kit.make_app(runtime, fetch)
+        runtime = make_runtime(kit, fetch)
+        app = kit.make_app(runtime)
         lifespan = Lifespan(kit, app)
         await lifespan.start(group)
         async with http_client(app) as client:
@@ -753,8 +744,8 @@ def test_a_state_file_carries_the_fleet_across_a_restart(
 
     async def scenario(kit: Kit, group: Group) -> None:
         for round_ in (1, 2):
-            runtime = make_runtime(kit, SERVICE_DISCOVERY_STATE_FILE=str(state))
-            app = kit.make_app(runtime, passing_probe)
+            runtime = make_runtime(kit, passing_probe, SERVICE_DISCOVERY_STATE_FILE=str(state))
+            app = kit.make_app(runtime)
             lifespan = Lifespan(kit, app)
             await lifespan.start(group)
             async with http_client(app) as client:
@@ -786,8 +777,8 @@ async def passing_probe(probe: RunProbe) -> ProbeResult:
 
 @pytest.mark.parametrize(
     "make_kit",
-    [partial(TrioKit, real_idle=0.05), partial(AsyncioLoopKit, real_idle=0.05)],
-    ids=["trio", "quart-loop-timers"],
+    [partial(TrioKit, real_idle=0.05), partial(AsyncioKit, real_idle=0.05)],
+    ids=["trio", "quart"],
 )
 def test_the_state_file_is_rewritten_while_running(
     make_kit: Callable[[], Kit], tmp_path: Path
@@ -796,8 +787,6 @@ def test_the_state_file_is_rewritten_while_running(
 
     The write runs in a worker thread, so these kits wait 50 ms of real idleness
     before each jump: fake time must not run to the scenario limit meanwhile.
-    (The injected-sleep asyncio kit is left out: the snapshotter uses
-    `asyncio.sleep` itself, not the `sleep` given to `create_app`.)
     """
     state = tmp_path / "registry.json"
     written = threading.Event()
@@ -805,6 +794,7 @@ def test_the_state_file_is_rewritten_while_running(
     async def scenario(kit: Kit, group: Group) -> None:
         runtime = make_runtime(
             kit,
+            passing_probe,
             SERVICE_DISCOVERY_STATE_FILE=str(state),
             SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS="2",
         )
@@ -815,7 +805,7 @@ def test_the_state_file_is_rewritten_while_running(
             written.set()
 
         runtime.write_snapshot = spy  # type: ignore[method-assign]
-        app = kit.make_app(runtime, passing_probe)
+        app = kit.make_app(runtime)
         lifespan = Lifespan(kit, app)
         await lifespan.start(group)
         async with http_client(app) as client:
@@ -839,8 +829,8 @@ def test_a_corrupt_state_file_is_moved_aside_and_the_app_starts_empty(
     state.write_bytes(b'{"format": "something else"')
 
     async def scenario(kit: Kit, group: Group) -> None:
-        runtime = make_runtime(kit, SERVICE_DISCOVERY_STATE_FILE=str(state))
-        app = kit.make_app(runtime, passing_probe)
+        runtime = make_runtime(kit, passing_probe, SERVICE_DISCOVERY_STATE_FILE=str(state))
+        app = kit.make_app(runtime)
         lifespan = Lifespan(kit, app)
         await lifespan.start(group)
         async with http_client(app) as client:

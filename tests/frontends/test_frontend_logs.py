@@ -24,6 +24,7 @@ from frontends.shared.logs import log as registry_log
 from frontends.shared.logs import log_effect, logfmt
 from frontends.shared.runtime import Runtime
 from frontends.shared.settings import load_settings
+from frontends.trio_app import app as trio_app
 from sd_core import (
     HttpRequest,
     InstanceRegistered,
@@ -163,9 +164,8 @@ def test_a_hostile_health_body_cannot_forge_log_fields(caplog: pytest.LogCapture
     caplog.set_level(logging.INFO, logger=LOGGER)
     now = [100.0]
     runtime = Runtime(
-        load_settings({"SERVICE_DISCOVERY_SECRET": SECRET}), frontend="test", clock=lambda: now[0]
+        load_settings({"SERVICE_DISCOVERY_SECRET": SECRET}), trio_app.PARTS, clock=lambda: now[0]
     )
-    runtime.submit_probe = lambda probe: None
     result = runtime.handle(
         HttpRequest(
             "POST",
@@ -254,8 +254,7 @@ def test_tokens_never_reach_the_log_through_the_runtime(
     settings = load_settings(
         {"SERVICE_DISCOVERY_SECRET": SECRET, "SERVICE_DISCOVERY_READ_TOKEN": READ_TOKEN}
     )
-    runtime = Runtime(settings, frontend="test", clock=lambda: now[0])
-    runtime.submit_probe = lambda probe: None
+    runtime = Runtime(settings, trio_app.PARTS, clock=lambda: now[0])
     json_type = "application/json"
     statuses = []
     requests: list[tuple[str, str, str | None, bytes]] = [

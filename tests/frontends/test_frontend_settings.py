@@ -9,7 +9,7 @@ import pytest
 
 from frontends.shared.settings import DEFAULT_PORT, load_settings
 from sd_core import ConfigError, RegistryConfig
-from sd_core.probe_policy import ProbePolicy, parse_networks
+from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 SECRET = "settings-secret"
 

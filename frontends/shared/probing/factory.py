@@ -1,17 +1,16 @@
-"""Which HTTP client runs the health probes, chosen by `SERVICE_DISCOVERY_PROBE_CLIENT`.
+"""Which prober runs the health probes, chosen by `SERVICE_DISCOVERY_PROBE_CLIENT`.
 
-`builtin` (the default) is the lean HTTP/1.1 client in `probe_client`; `httpx`
-keeps the general-purpose client for anyone who prefers a widely used stack
-over the extra throughput (docs/performance.md, scenario 2, has both).
+`builtin` (the default) is the lean HTTP/1.1 client in `builtin_client`;
+`httpx` keeps the general-purpose client for anyone who prefers a widely used
+stack over the extra throughput (docs/performance.md, scenario 2, has both).
 """
 
 from __future__ import annotations
 
-from .probe_client import PlainProbeClient
-from .probe_request import HttpxProber, Prober
-from .settings import Settings
-
-PROBE_CLIENTS = ("builtin", "httpx")
+from ..settings import Settings
+from .builtin_client import PlainProbeClient
+from .httpx_client import HttpxProber
+from .prober import Prober
 
 
 def make_prober(settings: Settings) -> Prober:

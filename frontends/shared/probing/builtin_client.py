@@ -35,9 +35,10 @@ import anyio
 from anyio.abc import ByteStream
 
 from sd_core import ProbeFailed, ProbeResult, RunProbe, judge_probe
-from sd_core.probe_policy import ProbePolicy
+from sd_core.probe_address_policy import ProbePolicy
 
-from .probe_request import MAX_ADDRESSES, allowed_addresses, failed
+from .addresses import MAX_ADDRESSES, allowed_addresses
+from .prober import failed
 
 MAX_HEAD_BYTES = 16 * 1024
 MAX_LINE_BYTES = 1024

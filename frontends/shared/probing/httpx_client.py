@@ -1,33 +1,27 @@
-"""The HTTP half of a health probe with httpx, and the address checks every client shares.
+"""The httpx prober (`SERVICE_DISCOVERY_PROBE_CLIENT=httpx`).
 
-httpx is the alternative client (`SERVICE_DISCOVERY_PROBE_CLIENT=httpx`); the
-default is the leaner `probe_client.PlainProbeClient`. Both run on both loops.
+The alternative to the leaner `builtin_client.PlainProbeClient`, for anyone
+who prefers a widely used HTTP stack; both run on both loops.
 
 The whole-probe deadline is the driver's job (`asyncio.timeout` or
 `trio.move_on_after`): httpx's own timeouts are per operation, so a peer that
-trickles one byte a second would never trip them.
-
-Names are resolved here, every address is checked against the probe policy,
-and the request goes to the checked address itself (with the original Host
-header), so a DNS answer that changes between check and connect (rebinding)
-cannot steer a probe somewhere the policy forbids.
+trickles one byte a second would never trip them. The request goes to an
+address `addresses.allowed_addresses` checked, with the original Host header.
 """
 
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncGenerator
-from typing import Protocol, cast
+from typing import cast
 
-import anyio
 import httpx
 
 from sd_core import ProbeFailed, ProbeResult, RunProbe, judge_probe
-from sd_core.probe_policy import ProbePolicy, is_ip_literal
+from sd_core.probe_address_policy import ProbePolicy
 
-# How many resolved addresses to try before giving up on connecting.
-MAX_ADDRESSES = 3
+from .addresses import MAX_ADDRESSES, allowed_addresses
+from .prober import failed
 
 
 def make_probe_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
@@ -39,37 +33,6 @@ def make_probe_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
         headers={"accept-encoding": "identity", "user-agent": "service-discovery-probe/0.1"},
         trust_env=False,
     )
-
-
-def failed(probe: RunProbe, reason: str) -> ProbeFailed:
-    return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, reason[:200])
-
-
-async def _addresses(host: str, port: int) -> list[str]:
-    if is_ip_literal(host):
-        return [host.strip("[]")]
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    found: list[str] = []
-    for *_, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in found:
-            found.append(address)
-    return found
-
-
-async def allowed_addresses(
-    probe: RunProbe, host: str, port: int, policy: ProbePolicy
-) -> list[str] | ProbeFailed:
-    """The addresses of `host` the policy allows, or the failure to report instead."""
-    try:
-        addresses = await _addresses(host, port)
-    except (OSError, UnicodeError) as error:
-        return failed(probe, f"cannot resolve host: {error}")
-    allowed = [a for a in addresses if policy.refusal(a) is None]
-    if not allowed:
-        refusal = policy.refusal(addresses[0]) if addresses else "no address"
-        return failed(probe, f"refused: {refusal}")
-    return allowed
 
 
 async def probe_once(
@@ -112,18 +75,6 @@ async def _fetch(
                 if len(body) > max_body:
                     return judge_probe(probe, response.status_code, b"", truncated=True)
         return judge_probe(probe, response.status_code, bytes(body))
-
-
-def timed_out(probe: RunProbe, seconds: float) -> ProbeFailed:
-    return failed(probe, f"timeout after {seconds:g}s")
-
-
-class Prober(Protocol):
-    """What a probe driver needs from an HTTP client."""
-
-    async def probe(self, probe: RunProbe) -> ProbeResult: ...
-
-    async def aclose(self) -> None: ...
 
 
 class HttpxProber:

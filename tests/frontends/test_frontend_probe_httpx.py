@@ -1,4 +1,4 @@
-"""`probe_once`, the HTTP half of a probe both drivers share, on both loops.
+"""The httpx prober's `probe_once`, on both loops.
 
 httpx's `MockTransport` stands in for the network, so each case sees exactly
 which request the probe sent (address, Host header, path) and what came of it.
@@ -16,10 +16,11 @@ import httpx
 import pytest
 import trio
 
-from frontends.shared import probe_request
-from frontends.shared.probe_request import make_probe_client, probe_once, timed_out
+from frontends.shared.probing import addresses as probe_addresses
+from frontends.shared.probing import timed_out
+from frontends.shared.probing.httpx_client import make_probe_client, probe_once
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
-from sd_core.probe_policy import ProbePolicy, parse_networks
+from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 RUNNERS: dict[str, Callable[[Callable[[], Awaitable[Any]]], Any]] = {
     "asyncio": lambda main: asyncio.run(main()),  # type: ignore[arg-type]
@@ -138,7 +139,7 @@ def test_connection_failures_try_up_to_three_allowed_addresses(
         assert (host, port) == ("svc.internal", 8080)
         return resolved
 
-    monkeypatch.setattr(probe_request, "_addresses", addresses)
+    monkeypatch.setattr(probe_addresses, "_addresses", addresses)
 
     def refuse_all(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)

@@ -19,12 +19,13 @@ from typing import Any
 import pytest
 import trio
 
-from frontends.shared import probe_request
-from frontends.shared.probe_client import PlainProbeClient
-from frontends.shared.probers import make_prober
+from frontends.shared.probing import addresses as probe_addresses
+from frontends.shared.probing import make_prober
+from frontends.shared.probing.builtin_client import PlainProbeClient
+from frontends.shared.probing.httpx_client import HttpxProber
 from frontends.shared.settings import load_settings
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
-from sd_core.probe_policy import ProbePolicy, parse_networks
+from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 Runner = Callable[[Callable[[], Awaitable[Any]]], Any]
 RUNNERS: dict[str, Runner] = {
@@ -474,7 +475,7 @@ def test_the_resolved_addresses_are_tried_in_turn_up_to_three(
         assert (host, port) == ("svc.internal", peer.port)
         return resolved
 
-    monkeypatch.setattr(probe_request, "_addresses", addresses)
+    monkeypatch.setattr(probe_addresses, "_addresses", addresses)
     probe = RunProbe("svc", "i-1", f"http://svc.internal:{peer.port}/health", generation=3)
     # Nothing listens on 127.0.0.2-4 at the peer's port; the metadata address is refused.
     resolved[:] = ["169.254.169.254", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.1"]
@@ -502,7 +503,7 @@ def test_the_client_is_chosen_by_setting() -> None:
     builtin = make_prober(load_settings({}))
     chosen = make_prober(load_settings({"SERVICE_DISCOVERY_PROBE_CLIENT": "httpx"}))
     assert isinstance(builtin, PlainProbeClient)
-    assert isinstance(chosen, probe_request.HttpxProber)
+    assert isinstance(chosen, HttpxProber)
     asyncio.run(chosen.aclose())
 
 

@@ -1,0 +1,13 @@
+"""Health probes over HTTP: one module per prober, the address checks both share, the factory.
+
+- `prober`: the `Prober` interface a driver uses, and the failures every prober reports;
+- `addresses`: name resolution and the probe policy check (no DNS rebinding);
+- `builtin_client`: the default, a lean HTTP/1.1 client over anyio;
+- `httpx_client`: the same job done with httpx;
+- `factory`: picks one from the settings.
+"""
+
+from .factory import make_prober
+from .prober import Prober, crashed, failed, timed_out
+
+__all__ = ["Prober", "crashed", "failed", "make_prober", "timed_out"]

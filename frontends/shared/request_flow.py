@@ -1,0 +1,127 @@
+"""One HTTP request from its headers to the response, the part both apps share.
+
+An app adapts its framework's request to three things: the raw ASGI header
+list, the body as an async generator of chunks, and a `park` coroutine that
+waits out a blocking query the way its event loop does. Everything else
+(admission, the body limit, the one core call, the second call after a wait)
+is here, once, with no event-loop call of its own, so it runs on either loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+
+from sd_core import INTERNAL_ERROR, BlockingWait, HttpRequest, HttpResponse
+
+from .logs import logfmt
+from .runtime import Runtime
+
+log = logging.getLogger("sd.registry")
+
+# How much of an oversized body is read (and dropped) before answering 413.
+# Closing a connection with unread data in it makes TCP send a reset, which
+# can destroy the 413 before the client reads it; past this, we close anyway.
+OVERSIZE_DRAIN_BYTES = 1024 * 1024
+
+# Waits out a blocking query on `scope` for `seconds`; False when the client left meanwhile.
+Park = Callable[[str | None, float], Awaitable[bool]]
+
+
+class Disconnected(Exception):
+    """Raised by an app's body chunks: the client went away before its body arrived."""
+
+
+class BodyTooLarge(Exception):
+    """Raised by an app's body chunks: the framework itself refused the body as too large."""
+
+
+async def respond(
+    runtime: Runtime,
+    method: str,
+    path: str,
+    query: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    chunks: AsyncGenerator[bytes, None],
+    park: Park,
+) -> HttpResponse | None:
+    """The response to send, or None when the client went away first.
+
+    Every request is counted in flight from here until its response is ready.
+    """
+    refused = runtime.admit(method, path)
+    if refused is not None:
+        return refused
+    try:
+        return await _answer(runtime, method, path, query, headers, chunks, park)
+    finally:
+        runtime.leave()
+
+
+async def _answer(
+    runtime: Runtime,
+    method: str,
+    path: str,
+    query: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    chunks: AsyncGenerator[bytes, None],
+    park: Park,
+) -> HttpResponse | None:
+    authorizations: list[str] = []
+    content_types: list[str] = []
+    content_length = 0
+    for name, value in headers:
+        if name == b"authorization":
+            authorizations.append(value.decode("latin-1"))
+        elif name == b"content-type":
+            content_types.append(value.decode("latin-1"))
+        elif name == b"content-length" and value.isdigit():
+            content_length = int(value)
+    try:
+        body = await read_body(chunks, runtime.api.max_body_bytes, content_length)
+    except Disconnected:
+        return None
+    if body is None:
+        return runtime.too_large(method, path)
+    # A repeated header is read as its values joined by ", " (RFC 9110),
+    # so a duplicate can never pick which token or media type counts.
+    authorization = ", ".join(authorizations) or None
+    content_type = ", ".join(content_types) or None
+    request = HttpRequest(method, path, query, authorization, content_type, body)
+    try:
+        result = runtime.handle(request)
+        if isinstance(result, BlockingWait):
+            if not await park(result.scope, runtime.jittered(result)):
+                return None  # the client went away while parked
+            result = runtime.handle(request, may_block=False)
+            assert isinstance(result, HttpResponse)
+    except Exception:  # after the core's own guard: a driver or watcher bug
+        log.exception(logfmt("internal_error", method=method, path=path[:200]))
+        result = INTERNAL_ERROR
+    return result
+
+
+async def read_body(
+    chunks: AsyncGenerator[bytes, None], limit: int, content_length: int
+) -> bytes | None:
+    """The body, or None when it passes the limit (never buffered past it).
+
+    An oversized body is read on and dropped, up to a bound, so that the
+    client gets to read the 413 (see OVERSIZE_DRAIN_BYTES).
+    """
+    if content_length > limit + OVERSIZE_DRAIN_BYTES:
+        return None
+    body = bytearray()
+    size = 0
+    async with contextlib.aclosing(chunks):
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size <= limit:
+                    body += chunk
+                elif size > limit + OVERSIZE_DRAIN_BYTES:
+                    return None
+        except BodyTooLarge:
+            return None
+    return bytes(body) if size <= limit else None
