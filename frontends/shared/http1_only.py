@@ -16,13 +16,16 @@ What we do instead, in two places:
   server ignore Upgrade) and the request is answered over HTTP/1.1; the
   preface reaches the application as a request for HTTP version 2.0.
 - `Http1Only` wraps the ASGI application and answers any request whose HTTP
-  version is not 1.0 or 1.1 with `505` in the API's error shape, before any
+  version is not 1.0 or 1.1 with `400` in the API's error shape, before any
   framework sees it. The preface's second line (`SM`) is then parsed as the
   next request, which h11 refuses as malformed: hypercorn answers 400 and
-  closes, so not one HTTP/2 frame after the preface is ever read. (The 505
+  closes, so not one HTTP/2 frame after the preface is ever read. (The 400
   does not say `Connection: close` itself: on the trio worker, hypercorn's
-  reader would then close the socket while the 505 is still being written,
-  since its `send_eof` does not take the send lock, and the 505 is lost.)
+  reader would then close the socket while the 400 is still being written,
+  since its `send_eof` does not take the send lock, and the 400 is lost.)
+  Why 400 and not 505 HTTP Version Not Supported: a request is the client's
+  doing, and garbage from a client never gets a 5xx here, which would page
+  whoever alerts on the registry's server errors (see the raw-socket tests).
 
 TLS is not configured by the registry, but ALPN is pinned to `http/1.1` all
 the same (see `hypercorn_setup`), so adding certificates later cannot bring
@@ -50,7 +53,7 @@ HTTP1_VERSIONS = frozenset({"1.0", "1.1"})
 HTTP_VERSION_REFUSED = error_body(
     RequestError(
         "http_version_not_supported",
-        505,
+        400,
         "This registry speaks HTTP/1.1 only; HTTP/2 (prior knowledge or h2c) is refused",
     )
 )
@@ -75,7 +78,7 @@ def refuse_http2_switch() -> None:
 
 
 class Http1Only:
-    """ASGI wrapper: 505 for any HTTP version but 1.0 and 1.1, before the framework."""
+    """ASGI wrapper: 400 for any HTTP version but 1.0 and 1.1, before the framework."""
 
     def __init__(self, app: ASGIFramework) -> None:
         self.app = app
@@ -86,7 +89,7 @@ class Http1Only:
         if scope["type"] == "http" and scope.get("http_version") not in HTTP1_VERSIONS:
             start: HTTPResponseStartEvent = {
                 "type": "http.response.start",
-                "status": 505,
+                "status": 400,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(HTTP_VERSION_REFUSED)).encode()),

@@ -5,7 +5,7 @@ the "rapid reset" attack (HEADERS then RST_STREAM, many times over) take a
 registry down without a token (see `frontends/shared/http1_only.py`). These
 tests speak raw bytes, since no HTTP library will send what an attacker does:
 
-- the prior-knowledge preface gets `505` in the API's error shape, and the
+- the prior-knowledge preface gets `400 http_version_not_supported`, and the
   connection is closed without a single HTTP/2 frame being answered;
 - `Upgrade: h2c` is ignored: the request is answered over HTTP/1.1;
 - a bounded rapid-reset burst over many connections leaves a concurrent
@@ -65,9 +65,9 @@ def server(frontend: str) -> Iterator[ServerProcess]:
         yield srv
 
 
-def test_prior_knowledge_preface_gets_505_and_close(server: ServerProcess) -> None:
+def test_prior_knowledge_preface_gets_400_and_close(server: ServerProcess) -> None:
     raw, ending = raw_exchange(server.port, rapid_reset(1), timeout=5)
-    assert status_of(raw) == 505, raw[:300]
+    assert status_of(raw) == 400, raw[:300]
     head, _, rest = raw.partition(b"\r\n\r\n")
     length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
     document = json.loads(rest[:length])
