@@ -54,7 +54,7 @@ HTTP_VERSION_REFUSED = error_body(
     RequestError(
         "http_version_not_supported",
         400,
-        "This registry speaks HTTP/1.1 only; HTTP/2 (prior knowledge or h2c) is refused",
+        "Only HTTP/1.0 and 1.1 are served here; HTTP/2 (prior knowledge or h2c) is refused",
     )
 )
 
