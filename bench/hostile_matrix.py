@@ -72,6 +72,7 @@ from bench.scenario_runner import (
     Clients,
     QuietSample,
     Reader,
+    config_from,
     connections_to,
     exit_check,
     failure_text,
@@ -631,23 +632,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per-kind", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=256)
-    parser.add_argument("--observe", type=int, default=3, help="intervals watched per round")
+    parser.add_argument(
+        "--observe",
+        dest="observe_intervals",
+        type=int,
+        default=3,
+        help="intervals watched per round",
+    )
     parser.add_argument("--ports", type=int, default=8, help="ports of the peer server")
     args = parser.parse_args(argv)
     if args.per_kind < 1 or args.rounds < 1 or not 0 < args.timeout <= args.interval:
         parser.error("need --per-kind >= 1, --rounds >= 1, 0 < --timeout <= --interval")
     if args.ports < 2:
         parser.error("need --ports >= 2 (keep-alive kinds and closing kinds on ports of their own)")
-    config = MatrixConfig(
-        per_kind=args.per_kind,
-        rounds=args.rounds,
-        interval=args.interval,
-        timeout=args.timeout,
-        concurrency=args.concurrency,
-        observe_intervals=args.observe,
-        read_rate=args.read_rate,
-        ports=args.ports,
-    )
+    config = config_from(MatrixConfig, args)
     return run_frontends(args.frontend, lambda frontend: run_matrix(frontend, config))
 
 

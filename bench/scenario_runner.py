@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import datetime
 import itertools
 import math
@@ -476,6 +477,15 @@ def scenario_parser(
     parser.add_argument("--timeout", type=float, default=timeout, help="probe timeout")
     parser.add_argument("--read-rate", type=float, default=read_rate)
     return parser
+
+
+C = TypeVar("C")
+
+
+def config_from(cls: Callable[..., C], args: argparse.Namespace, **overrides: Any) -> C:
+    """A config dataclass from the parsed options of the same names (`overrides` win)."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    return cls(**{**{n: getattr(args, n) for n in names if hasattr(args, n)}, **overrides})
 
 
 def run_frontends(frontend: str, run_one: Callable[[str], ScenarioResult]) -> int:

@@ -72,6 +72,7 @@ from bench.hostile_peers import EXPECTED, HOSTILE_KINDS, PeersProcess, port_for,
 from bench.scenario_runner import (
     Check,
     Clients,
+    config_from,
     connections_to,
     describe_fds,
     exit_check,
@@ -826,22 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sample", type=float, default=d.sample, help="window, s")
     parser.add_argument("--seed", type=int, default=d.seed)
     args = parser.parse_args(argv)
-    config = SoakConfig(
-        seconds=args.seconds,
-        instances=args.instances,
-        services=min(args.services, args.instances),
-        heartbeat=args.heartbeat,
-        ttl=args.ttl,
-        interval=args.interval,
-        timeout=args.timeout,
-        hostile_share=args.hostile_share,
-        read_rate=args.read_rate,
-        watchers=args.watchers,
-        wait=args.wait,
-        restarts=args.restarts,
-        sample=args.sample,
-        seed=args.seed,
-    )
+    config = config_from(SoakConfig, args, services=min(args.services, args.instances))
     return run_frontends(args.frontend, lambda frontend: run_soak(frontend, config))
 
 
