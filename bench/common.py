@@ -1,7 +1,8 @@
 """What every scenario script shares: processes, pinning, wrk, a small HTTP client, tables.
 
 Every server a scenario starts binds 127.0.0.1 only (a pre-bound socket handed
-over with `--fd`, or a free port for etcd), runs in its own process with
+over with `--fd`, or a free port for etcd), runs in its own process
+(`conformance.server_process`, the one process helper) with
 `LOG_LEVEL=WARNING`, and is stopped when the scenario ends, failure or not.
 """
 
@@ -28,6 +29,8 @@ from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from conformance.server_process import ChildProcess, ServerProcess, child_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
@@ -91,21 +94,20 @@ def _child_setup(cpus: set[int] | None) -> Callable[[], None]:
 # --------------------------------------------------------------- processes
 
 
-@dataclass
 class Proc:
-    """A server process this benchmark started, listening on 127.0.0.1:`port`."""
+    """A server process this benchmark started (a `ChildProcess`), with its /proc figures."""
 
-    name: str
-    popen: subprocess.Popen[bytes]
-    port: int
-    log: Path
+    def __init__(self, child: ChildProcess) -> None:
+        self.child = child
+        self.name = child.name
+        self.port = child.port
 
     @property
     def pid(self) -> int:
-        return self.popen.pid
+        return self.child.pid
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.child.url}{path}"
 
     def rss_kib(self) -> int:
         """Resident set size now, in KiB (VmRSS)."""
@@ -117,9 +119,7 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time used so far."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.pid)
 
     def runqueue_seconds(self) -> float:
         """Time its threads were ready to run but waited for a CPU (other jobs had it)."""
@@ -129,28 +129,25 @@ class Proc:
                 total += int(f.read().split()[1])
         return total / 1e9
 
-    def check_alive(self) -> None:
-        if self.popen.poll() is not None:
-            raise BenchError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
     def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(5)
+        """SIGTERM (SIGKILL after 10 s), whatever the exit code: a figure is already taken."""
+        self.child.shutdown()
+
+    def check_alive(self) -> None:
+        if self.child.proc.poll() is not None:
+            raise BenchError(f"{self.name} exited:\n{self.child.describe()}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time `pid` has used (its threads included), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    # After the ")" closing the command name: state is field 0, utime 11, stime 12.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Run(contextlib.ExitStack):
-    """One scenario run: a temp dir and every process started, cleaned up on exit."""
+    """One scenario run: a temp dir and every process started, stopped on exit."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -162,46 +159,36 @@ class Run(contextlib.ExitStack):
         path.write_text("".join(f"{line}\n" for line in lines))
         return path
 
+    def adopt(self, child: ChildProcess) -> Proc:
+        """Stop `child` (SIGTERM, then SIGKILL) and remove its logs when the run ends."""
+        self.callback(child.cleanup)
+        self.callback(child.shutdown)
+        return Proc(child)
+
     def spawn(
         self,
         name: str,
         argv: Sequence[str],
         *,
-        port: int,
+        port: int | None = None,
         env: dict[str, str] | None = None,
-        pass_fds: Sequence[int] = (),
         cpus: set[int] | None = None,
     ) -> Proc:
-        log = self.tmp / f"{name}.log"
-        with open(log, "wb") as out:
-            popen = subprocess.Popen(
-                list(argv),
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                pass_fds=tuple(pass_fds),
-                preexec_fn=_child_setup(cpus),
-                start_new_session=True,  # a terminal's Ctrl-C reaches us; we stop them
-            )
-        proc = Proc(name, popen, port, log)
-        self.callback(proc.stop)
-        return proc
-
-    def stop(self, proc: Proc) -> None:
-        proc.stop()
+        """`argv` on a fresh pre-bound 127.0.0.1 socket (`--fd N`), or binding `port` itself."""
+        child = ChildProcess(
+            name,
+            argv,
+            env if env is not None else server_env(),
+            port=port,
+            backlog=BACKLOG,
+            preexec_fn=_child_setup(cpus),
+            new_session=True,  # a terminal's Ctrl-C reaches us; we stop them
+        )
+        return self.adopt(child)
 
 
-def listening_socket(backlog: int = 4096) -> socket.socket:
-    """A TCP socket on 127.0.0.1, port 0, listening, to hand to a server with --fd."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(backlog)
-    sock.set_inheritable(True)
-    return sock
+#: The listening sockets' backlog: load generators open hundreds of connections at once.
+BACKLOG = 4096
 
 
 def free_port() -> int:
@@ -211,18 +198,19 @@ def free_port() -> int:
         return port
 
 
+def registry_settings(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The benchmark's registry settings (`extra` wins)."""
+    return {
+        "SERVICE_DISCOVERY_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+        "SERVICE_REGISTRATION_TTL_SECONDS": "3600",
+        **(extra or {}),
+    }
+
+
 def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SERVICE_DISCOVERY_",))}
-    env.update(
-        {
-            "SERVICE_DISCOVERY_SECRET": SECRET,
-            "LOG_LEVEL": "WARNING",
-            "SERVICE_REGISTRATION_TTL_SECONDS": "3600",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    env.update(extra or {})
-    return env
+    """A child's whole environment: registry settings scrubbed, then the benchmark's."""
+    return child_environment(registry_settings(extra))
 
 
 def http_get(
@@ -238,16 +226,7 @@ def http_get(
 
 
 def wait_ready(proc: Proc, path: str = "/health", timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        proc.check_alive()
-        with contextlib.suppress(OSError, http.client.HTTPException):
-            status, _ = http_get(proc.port, path, timeout=2)
-            if status == 200:
-                return
-        if time.monotonic() > deadline:
-            raise BenchError(f"{proc.name} not ready after {timeout:g}s:\n{proc.log_tail()}")
-        time.sleep(0.1)
+    proc.child.wait_ready(timeout, path)
 
 
 def start_registry(
@@ -265,13 +244,23 @@ def start_registry(
     `ready=False` returns at once (start several, then `wait_ready` each);
     `module` runs another launcher with the same CLI (`bench.traced_server`).
     """
-    argv = [PYTHON, "-m", module, "serve", "--frontend", frontend]
-    if frontend == "quart":
-        argv += ["--loop", loop]
     label = name or (
         f"registry-{frontend}-{loop}" if frontend == "quart" else f"registry-{frontend}"
     )
-    return _serve(run, label, argv, env, ready)
+    server = ServerProcess(
+        frontend,
+        registry_settings(env),
+        ["--loop", loop] if frontend == "quart" else [],
+        module=module,
+        name=label,
+        backlog=BACKLOG,
+        preexec_fn=_child_setup(PIN.server),
+        new_session=True,
+    )
+    proc = run.adopt(server)
+    if ready:
+        wait_ready(proc)
+    return proc
 
 
 def start_bare(
@@ -290,23 +279,7 @@ def start_bare(
     if store:
         argv.append("--store")
     label = name or (f"bare-{stack}-{loop}" if stack == "quart" else f"bare-{stack}")
-    return _serve(run, label, argv, None, ready)
-
-
-def _serve(run: Run, label: str, argv: list[str], env: dict[str, str] | None, ready: bool) -> Proc:
-    """Spawn a server CLI on a pre-bound 127.0.0.1 socket (`--fd N`), pinned to the server CPU."""
-    sock = listening_socket()
-    try:
-        proc = run.spawn(
-            label,
-            [*argv, "--fd", str(sock.fileno())],
-            port=sock.getsockname()[1],
-            env=server_env(env),
-            pass_fds=(sock.fileno(),),
-            cpus=PIN.server,
-        )
-    finally:
-        sock.close()
+    proc = run.spawn(label, argv, cpus=PIN.server)
     if ready:
         wait_ready(proc)
     return proc
@@ -314,19 +287,8 @@ def _serve(run: Run, label: str, argv: list[str], env: dict[str, str] | None, re
 
 def start_fake_instances(run: Run, *, cpus: set[int] | None = None) -> Proc:
     """`bench/fake_instances.py`: answers every health probe `200 {"status":"healthy"}`."""
-    sock = listening_socket()
-    argv = [PYTHON, "-m", "bench.fake_instances", "--fd", str(sock.fileno())]
-    try:
-        proc = run.spawn(
-            "fake-instances",
-            argv,
-            port=sock.getsockname()[1],
-            env=server_env(),
-            pass_fds=(sock.fileno(),),
-            cpus=cpus if cpus is not None else PIN.client,
-        )
-    finally:
-        sock.close()
+    argv = [PYTHON, "-m", "bench.fake_instances"]
+    proc = run.spawn("fake-instances", argv, cpus=cpus if cpus is not None else PIN.client)
     wait_ready(proc, "/_ready")
     return proc
 
@@ -354,7 +316,7 @@ def start_etcd(run: Run) -> Proc:
         "--logger=zap",
         "--log-level=error",
     ]
-    proc = run.spawn("etcd", argv, port=client, env=dict(os.environ), cpus=PIN.server)
+    proc = run.spawn("etcd", argv, port=client, env=child_environment({}), cpus=PIN.server)
     wait_ready(proc, "/health")
     return proc
 

@@ -55,332 +55,43 @@ default of 100, and at 256.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
-import contextlib
-import datetime
 import itertools
-import math
-import os
-import platform
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from bench.common import print_table, verdict
-from bench.hostile_peers import EXPECTED, KINDS, PeersProcess, port_for, split_ports, start_peers
-from conformance.server_process import ServerProcess, start_server
+from bench.hostile_peers import EXPECTED, KINDS, PeersProcess, port_for, split_ports
+from bench.scenario_runner import (
+    Check,
+    Clients,
+    QuietSample,
+    Reader,
+    config_from,
+    connections_to,
+    exit_check,
+    failure_text,
+    instance_body,
+    percentile,
+    poll_statuses,
+    print_checks,
+    print_peer_stats,
+    quiet_sample,
+    run_frontends,
+    run_scenario,
+    scenario_parser,
+    sentinels,
+    statuses,
+)
+from conformance.server_process import ServerProcess
 
-SECRET = "hostile-matrix-secret-0123456789"
-HEADERS = {"authorization": f"Bearer {SECRET}"}
-#: How long the load generator keeps an idle API connection: well under the
-#: registry's 5 s keep-alive timeout (frontends/shared/hypercorn_setup.py), so
-#: the generator never sends a request on a connection the registry is closing
-#: at that very moment (a keep-alive race of the client's own making, seen as
-#: "Server disconnected without sending a response" under load, when the
-#: generator's event loop lags behind the registry's clock).
-CLIENT_KEEPALIVE_EXPIRY = 2.0
 STRAY_GRACE = 0.5
 FRESH_INSTANCES = 10
-FRONTENDS = ("quart", "trio")
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time `pid` has used (its threads included), from /proc/<pid>/stat.
-
-    Sampled per window, it tells whether the registry or the load generator
-    was the one short of CPU when latencies rose on a small machine.
-    """
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    # After the ")" closing the command name: state is field 0, utime 11, stime 12.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    return inodes
-
-
-def _tcp_rows(pid: int) -> Iterator[tuple[str, str, str, str]]:
-    """(local, remote, state, inode) of the TCP sockets `pid` holds, in /proc/net/tcp's hex form."""
-    inodes = _socket_inodes(pid)
-    with open(f"/proc/{pid}/net/tcp", encoding="ascii") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            if fields[9] in inodes:
-                yield fields[1], fields[2], fields[3], fields[9]
-
-
-def connections_to(pid: int, ports: Sequence[int]) -> int:
-    """How many of `pid`'s TCP sockets are connected to one of `ports` on 127.0.0.1."""
-    wanted = {f"0100007F:{port:04X}" for port in ports}
-    return sum(1 for _, remote, _, _ in _tcp_rows(pid) if remote in wanted)
-
-
-def client_connections(pid: int, port: int) -> int:
-    """Accepted connections on `port` that `pid` holds (any state but LISTEN)."""
-    local = f"0100007F:{port:04X}"
-    return sum(1 for here, _, state, _ in _tcp_rows(pid) if here == local and state != "0A")
-
-
-def describe_fds(pid: int, port: int, peer_ports: Sequence[int]) -> dict[str, int]:
-    """What `pid`'s open fds are, counted by kind (for reports when a count grows)."""
-    states = {"01": "ESTABLISHED", "06": "TIME_WAIT", "08": "CLOSE_WAIT", "0A": "LISTEN"}
-    sockets: dict[str, str] = {}
-    local_api = f"0100007F:{port:04X}"
-    peers = {f"0100007F:{p:04X}" for p in peer_ports}
-    for here, remote, state, inode in _tcp_rows(pid):
-        name = states.get(state, f"state {state}")
-        if here == local_api:
-            sockets[inode] = f"API {name}"
-        elif remote in peers:
-            sockets[inode] = f"probe {name}"
-        else:
-            sockets[inode] = f"tcp {name}"
-    kinds: collections.Counter[str] = collections.Counter()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            kinds[sockets.get(target[8:-1], "other socket")] += 1
-        elif target.startswith("/"):
-            kinds["file"] += 1
-        else:
-            kinds[target.split(":", 1)[0] + ":" + target.split(":", 1)[-1][:20]] += 1
-    return dict(sorted(kinds.items()))
-
-
-def server_problems(server: ServerProcess, limit: int = 20) -> list[str]:
-    """The registry's WARNING and ERROR log lines (and tracebacks), last `limit` of them."""
-    lines = [
-        line
-        for line in server.stderr().splitlines()
-        if "level=WARNING" in line or "level=ERROR" in line or "Traceback" in line
-    ]
-    return lines[-limit:]
-
-
-def own_fds(pid: int, port: int) -> int:
-    """Open fds minus the accepted API connections, whose number the clients decide."""
-    return open_fds(pid) - client_connections(pid, port)
-
-
-def quiet_wait(interval: float, timeout: float) -> float:
-    """How long to wait after unregistering before a "quiet" measure: every probe that
-    was in flight has ended (timeout) and the sentinels were probed again (interval)."""
-    return timeout + interval + 1.0
-
-
-def quiet_fds(pid: int, port: int, peer_ports: Sequence[int]) -> int:
-    """The registry's fds, without its accepted API connections and its kept-alive probe
-    connections to the keep-alive peer ports.
-
-    Both are pools whose size the other side or the client's policy decides
-    (how many connections the API clients open; how many idle connections,
-    and for how long, the probe client keeps), so they are counted apart and
-    printed. What remains (listening socket, files, pipes, the event loop's
-    own fds, and any other socket) must not grow; connections to the closing
-    kinds' ports are checked separately and must be 0.
-    """
-    return own_fds(pid, port) - connections_to(pid, split_ports(peer_ports)[0])
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    """Nearest-rank percentile; 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))
-    return ordered[rank]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
-    )
-
-
-def registry_env(**settings: str) -> dict[str, str]:
-    env = {"SERVICE_DISCOVERY_SECRET": SECRET, "LOG_LEVEL": "WARNING"}
-    env.update(settings)
-    return env
-
-
-@contextlib.contextmanager
-def registry(frontend: str, env: dict[str, str]) -> Iterator[ServerProcess]:
-    """A registry child process; SIGTERM and exit code 0 required at the end."""
-    server = start_server(frontend, env)
-    try:
-        yield server
-        server.stop()
-    finally:
-        server.cleanup()
-
-
-async def statuses(clients: Clients, url: str, errors: list[str]) -> dict[tuple[str, str], str]:
-    """(service, instance id) -> status of every registered instance; {} and an error on failure."""
-    try:
-        response = await clients.request("GET", f"{url}/v1/discovery/services")
-    except httpx.HTTPError as failure:
-        errors.append(f"GET /v1/discovery/services: {type(failure).__name__} {failure}")
-        return {}
-    if response.status_code != 200:
-        errors.append(f"GET /v1/discovery/services: {response.status_code}")
-        return {}
-    return {
-        (name, instance["instance_id"]): instance["status"]
-        for name, instances in response.json()["services"].items()
-        for instance in instances
-    }
-
-
-class Clients:
-    """A few small httpx pools, each handed out at most `per` times at once.
-
-    httpcore's pool costs O(queued requests x connections) per request event,
-    so a single pool with many requests in flight or queued costs
-    milliseconds of CPU per request (measured: ~5 ms at 32 in flight, ~1.5 ms
-    with pools of 4), and the load generator shares the machine with the
-    registry. Here requests wait for a slot in an asyncio.Semaphore instead,
-    so httpcore never queues. Idle connections expire after
-    `CLIENT_KEEPALIVE_EXPIRY`, well before the registry's keep-alive timeout
-    would close them under a request.
-    """
-
-    def __init__(self, count: int, per: int = 4, timeout: float = 30.0) -> None:
-        self._clients = [
-            httpx.AsyncClient(
-                headers=HEADERS,
-                timeout=timeout,
-                trust_env=False,
-                limits=httpx.Limits(
-                    max_connections=per,
-                    max_keepalive_connections=per,
-                    keepalive_expiry=CLIENT_KEEPALIVE_EXPIRY,
-                ),
-            )
-            for _ in range(count)
-        ]
-        self.size = count * per
-        self._free = collections.deque(client for client in self._clients for _ in range(per))
-        self._slots = asyncio.Semaphore(self.size)
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[httpx.AsyncClient]:
-        """A client with a free connection, for as long as the block runs."""
-        async with self._slots:
-            client = self._free.popleft()
-            try:
-                yield client
-            finally:
-                self._free.append(client)
-
-    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        async with self.slot() as client:
-            return await client.request(method, url, **kwargs)
-
-    async def warm(self, url: str) -> None:
-        """Open every connection the pools may use (before a baseline is measured)."""
-
-        async def hold() -> None:
-            async with self.slot() as client:
-                await client.get(url)
-                await asyncio.sleep(0.2)
-
-        await asyncio.gather(*(hold() for _ in range(self.size)))
-
-    async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
-
-
-class Reader:
-    """Open-loop GETs at a fixed rate, each timed from the moment it was due."""
-
-    def __init__(self, clients: Clients, url: str, paths: Sequence[str], rate: float):
-        self.clients, self.url, self.paths, self.rate = clients, url, paths, rate
-        self.latencies: list[float] = []
-        self.errors: list[str] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def _one(self, path: str, due: float) -> None:
-        try:
-            response = await self.clients.request("GET", self.url + path)
-        except httpx.HTTPError as error:
-            self.errors.append(f"GET {path}: {type(error).__name__} {error}")
-            return
-        self.latencies.append(time.monotonic() - due)
-        if response.status_code != 200:
-            self.errors.append(f"GET {path}: {response.status_code} {response.text[:200]}")
-
-    async def run(self, stop: asyncio.Event) -> None:
-        start = time.monotonic()
-        for n in range(10**9):
-            due = start + n / self.rate
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, due - time.monotonic())):
-                    await stop.wait()
-            if stop.is_set():
-                break
-            task = asyncio.create_task(self._one(self.paths[n % len(self.paths)], due))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=30)
-
-
-def sentinels(ports: Sequence[int], service: str = "hm-sentinel") -> list[dict[str, Any]]:
-    """One healthy instance per keep-alive peer port, registered for the whole run.
-
-    The registry keeps probing while the driver waits for quiet (a probe
-    client may expire idle connections only when it next probes), and the
-    sentinels' own connections are there before the baseline is taken.
-    """
-    return [
-        {
-            "service_name": service,
-            "instance_id": f"sentinel-{n}",
-            "host": "127.0.0.1",
-            "port": port,
-            "health_endpoint": f"/healthy/{service}-{n}",
-        }
-        for n, port in enumerate(split_ports(ports)[0])
-    ]
 
 
 # ------------------------------------------------------------------ the matrix
@@ -451,6 +162,10 @@ class MatrixResult:
     elapsed: float
     fresh: tuple[int, int] = (0, 0)
     exit_ok: bool = True
+    server_log: list[str] = field(default_factory=list)
+
+    def note_error(self, text: str) -> None:
+        self.errors.append(text)
 
     @property
     def status_mismatches(self) -> int:
@@ -492,12 +207,15 @@ class MatrixResult:
     def read_p99_ms(self) -> float:
         return percentile(self.read_latencies, 0.99) * 1000
 
-    def checks(self) -> list[tuple[str, str, str, bool]]:
+    def checks(self) -> list[Check]:
         """(figure, value, target, met) for every target of the issue."""
+        return self._service_checks() + self._resource_checks() + [exit_check(self.exit_ok)]
+
+    def _service_checks(self) -> list[Check]:
+        """What the API and the statuses did: rounds, statuses, probe schedule, latency."""
         c = self.config
         late = self.lateness(["healthy"])
         late_all = self.lateness(self.healthy_kinds)
-        r = self.rounds or [RoundFigures(0, None, -1, -1.0, 0)]
         return [
             (
                 "rounds completed",
@@ -537,6 +255,13 @@ class MatrixResult:
                 True,
             ),
             ("API errors", str(len(self.errors)), "0", not self.errors),
+        ]
+
+    def _resource_checks(self) -> list[Check]:
+        """What the registry held: probes after unregister, connections, fds, RSS."""
+        c = self.config
+        r = self.rounds or [RoundFigures(0, None, -1, -1.0, 0)]
+        return [
             (
                 f"after the rounds: {FRESH_INSTANCES} fresh healthy instances healthy / probed",
                 f"{self.fresh[0]} / {self.fresh[1]}",
@@ -568,12 +293,6 @@ class MatrixResult:
                 f"{self.rss_baseline:.1f} / {r[0].rss:.1f} / {r[-1].rss:.1f}",
                 f"growth <= {c.rss_slack_mib:.0f} MiB",
                 self.rss_growth <= c.rss_slack_mib,
-            ),
-            (
-                "clean exit on SIGTERM",
-                "exit 0" if self.exit_ok else "failed",
-                "exit 0",
-                self.exit_ok,
             ),
         ]
 
@@ -624,11 +343,7 @@ class MatrixResult:
             ],
             rows,
         )
-        print_table(
-            f"{self.frontend}: targets",
-            ["figure", "value", "target", ""],
-            [[a, b, t, verdict(ok)] for a, b, t, ok in self.checks()],
-        )
+        print_checks(f"{self.frontend}: targets", self.checks())
         rounds = [
             [
                 r.number,
@@ -656,14 +371,12 @@ class MatrixResult:
             ],
             rounds,
         )
-        s = self.peer_stats
-        print(
-            f"peer server: {sum(s['requests'].values())} probes received, "
-            f"{s['bytes_sent'] / 2**20:.0f} MiB sent, {s['resets']} resets, "
-            f"at most {s['max_open_connections']} connections open at once"
-        )
+        print_peer_stats(self.peer_stats, connections=True)
         for error in self.errors[:10]:
             print(f"  error: {error}")
+
+
+Keyed = dict[tuple[str, str], str]
 
 
 class Matrix:
@@ -687,24 +400,16 @@ class Matrix:
             for i in range(c.per_kind):
                 tag = f"r{round_no}-{i}"
                 endpoint = f"/{kind}/{tag}" + (f"?delay={c.delay:g}" if kind == "slow" else "")
-                bodies.append(
-                    {
-                        "service_name": f"hm-{kind}",
-                        "instance_id": tag,
-                        "host": "127.0.0.1",
-                        "port": port_for(kind, i, self.peers.ports),
-                        "health_endpoint": endpoint,
-                        "metadata": {"kind": kind},
-                    }
-                )
+                port = port_for(kind, i, self.peers.ports)
+                bodies.append(instance_body(f"hm-{kind}", tag, port, endpoint, kind))
         return bodies
 
     async def _write(self, method: str, path: str, body: dict[str, Any] | None) -> float:
         started = time.monotonic()
         try:
             response = await self.writers.request(method, self.url + path, json=body)
-        except httpx.HTTPError as error:
-            self.errors.append(f"{method} {path}: {type(error).__name__} {error}")
+        except httpx.HTTPError as failure:
+            self.errors.append(failure_text(f"{method} {path}", failure))
             return time.monotonic()
         done = time.monotonic()
         self.write_latencies.append(done - started)
@@ -721,19 +426,23 @@ class Matrix:
 
         return list(await asyncio.gather(*(one(*call) for call in calls)))
 
-    async def quiet_sample(self) -> tuple[int, int, float]:
-        """Own fds, all fds and RSS once quiet (see `quiet_fds`)."""
-        await asyncio.sleep(quiet_wait(self.c.interval, self.c.timeout))
-        fds = quiet_fds(self.pid, self.server.port, self.peers.ports)
-        return fds, open_fds(self.pid), rss_mib(self.pid)
+    async def _register(self, bodies: list[dict[str, Any]]) -> list[float]:
+        return await self._all([("POST", "/v1/discovery/register", body) for body in bodies])
+
+    async def _unregister(self, keys: Sequence[tuple[str, str]]) -> list[float]:
+        path = "/v1/discovery/unregister"
+        return await self._all([("DELETE", f"{path}/{s}/{i}", None) for s, i in keys])
+
+    async def quiet_sample(self) -> QuietSample:
+        """Own fds, all fds and RSS once quiet (see `bench.scenario_runner.quiet_fds`)."""
+        return await quiet_sample(self.server, self.peers, self.c.interval, self.c.timeout)
 
     async def run_round(self, number: int) -> RoundFigures:
         c = self.c
         bodies = self.instances(number)
         expected = {(b["service_name"], b["instance_id"]): b["metadata"]["kind"] for b in bodies}
-        done = await self._all([("POST", "/v1/discovery/register", body) for body in bodies])
+        done = await self._register(bodies)
         registered_at = dict(zip(expected, done, strict=True))
-        registered = max(done)
         stop = asyncio.Event()
         paths = [
             f"/v1/discovery/services/hm-{kind}{suffix}"
@@ -743,47 +452,41 @@ class Matrix:
         reader = Reader(self.readers, self.url, paths, c.read_rate)
         reading = asyncio.create_task(reader.run(stop))
         try:
-            return await self._observe_round(
-                number, expected, registered_at, registered, stop, reader, reading
-            )
+            settled_after = await self._settle(expected, max(done))
+            observed = await self._observe(expected)
+            stop.set()
+            await reading
+            self.read_latencies += reader.latencies
+            self.errors += reader.errors
+            self._file_probe_gaps(expected, registered_at, observed)
+            return await self._end_round(number, expected, settled_after)
         finally:
             stop.set()
             if not reading.done():
                 reading.cancel()
 
-    async def _observe_round(
-        self,
-        number: int,
-        expected: dict[tuple[str, str], str],
-        registered_at: dict[tuple[str, str], float],
-        registered: float,
-        stop: asyncio.Event,
-        reader: Reader,
-        reading: asyncio.Task[None],
-    ) -> RoundFigures:
+    async def _settle(self, expected: Keyed, registered: float) -> float | None:
+        """Wait until every status is the expected one; seconds that took (None: never)."""
         c = self.c
-
-        # Settle: until every status is the expected one.
-        settle_deadline = registered + 3 * c.interval + c.timeout + 2.0
-        settled_after: float | None = None
         per_kind_settle: dict[str, float] = {}
-        seen: dict[tuple[str, str], str] = {}
-        while time.monotonic() < settle_deadline:
-            seen = await statuses(self.writers, self.url, self.errors)
-            now = time.monotonic()
+
+        def settled(seen: Keyed, now: float) -> bool:
             for kind in KINDS:
                 if kind not in per_kind_settle and all(
                     seen.get(key) == EXPECTED[k] for key, k in expected.items() if k == kind
                 ):
                     per_kind_settle[kind] = now - registered
-            if len(per_kind_settle) == len(KINDS):
-                settled_after = now - registered
-                break
-            await asyncio.sleep(0.25)
+            return len(per_kind_settle) == len(KINDS)
+
+        deadline = registered + 3 * c.interval + c.timeout + 2.0
+        await poll_statuses(self.writers, self.url, self.errors, settled, deadline, 0.25)
         for kind, figures in self.kinds.items():
             figures.settle = max(figures.settle, per_kind_settle.get(kind, float("inf")))
+        return max(per_kind_settle.values()) if len(per_kind_settle) == len(KINDS) else None
 
-        # Observe: statuses must stay put; probes must stay on schedule.
+    async def _observe(self, expected: Keyed) -> float:
+        """Statuses must stay put for the observation; when it ended."""
+        c = self.c
         observe_end = time.monotonic() + c.observe_intervals * c.interval
         while True:
             seen = await statuses(self.writers, self.url, self.errors)
@@ -793,14 +496,14 @@ class Matrix:
             if time.monotonic() >= observe_end:
                 break
             await asyncio.sleep(min(1.0, max(0.0, observe_end - time.monotonic())))
-        observed = time.monotonic()
         for key, kind in expected.items():
             self.kinds[kind].actual[seen.get(key, "missing")] += 1
-        stop.set()
-        await reading
-        self.read_latencies += reader.latencies
-        self.errors += reader.errors
+        return time.monotonic()
 
+    def _file_probe_gaps(
+        self, expected: Keyed, registered_at: dict[tuple[str, str], float], observed: float
+    ) -> None:
+        """Probes must stay on schedule: the longest gap from registration to the end."""
         _, log = self.peers.log()
         for key, kind in expected.items():
             times = [t for t in log.get(f"/{kind}/{key[1]}", []) if t <= observed]
@@ -810,14 +513,13 @@ class Matrix:
             figures.max_gap = max(figures.max_gap, gap)
             figures.probes += len(times)
 
-        done = await self._all(
-            [
-                ("DELETE", f"/v1/discovery/unregister/{service}/{instance}", None)
-                for service, instance in expected
-            ]
-        )
+    async def _end_round(
+        self, number: int, expected: Keyed, settled_after: float | None
+    ) -> RoundFigures:
+        """Unregister the round, wait for quiet, count stray probes and connections."""
+        done = await self._unregister(list(expected))
         unregistered_at = dict(zip(expected, done, strict=True))
-        fds, fds_total, rss = await self.quiet_sample()
+        quiet = await self.quiet_sample()
         _, log = self.peers.log()
         stray = sum(
             1
@@ -829,11 +531,11 @@ class Matrix:
         return RoundFigures(
             number,
             settled_after,
-            fds,
-            rss,
+            quiet.fds,
+            quiet.rss,
             stray,
             probe_connections=connections_to(self.pid, keep_alive),
-            fds_total=fds_total,
+            fds_total=quiet.fds_total,
             closing_connections=connections_to(self.pid, closing),
         )
 
@@ -845,56 +547,51 @@ class Matrix:
         """
         c = self.c
         bodies = [
-            {
-                "service_name": "hm-fresh",
-                "instance_id": f"fresh-{i}",
-                "host": "127.0.0.1",
-                "port": port_for("healthy", i, self.peers.ports),
-                "health_endpoint": f"/healthy/fresh-{i}",
-            }
+            instance_body(
+                "hm-fresh",
+                f"fresh-{i}",
+                port_for("healthy", i, self.peers.ports),
+                f"/healthy/fresh-{i}",
+            )
             for i in range(FRESH_INSTANCES)
         ]
-        await self._all([("POST", "/v1/discovery/register", body) for body in bodies])
-        deadline = time.monotonic() + 2 * c.interval + c.timeout + 1.0
+        await self._register(bodies)
         healthy = 0
-        while time.monotonic() < deadline:
-            await asyncio.sleep(0.5)
-            seen = await statuses(self.writers, self.url, self.errors)
-            healthy = sum(
-                1 for key, status in seen.items() if key[0] == "hm-fresh" and status == "healthy"
-            )
-            if healthy == FRESH_INSTANCES:
-                break
+
+        def all_healthy(seen: Keyed, now: float) -> bool:
+            nonlocal healthy
+            healthy = sum(1 for k, v in seen.items() if k[0] == "hm-fresh" and v == "healthy")
+            return healthy == FRESH_INSTANCES
+
+        deadline = time.monotonic() + 2 * c.interval + c.timeout + 1.0
+        await asyncio.sleep(0.5)
+        await poll_statuses(self.writers, self.url, self.errors, all_healthy, deadline, 0.5)
         _, log = self.peers.log("/healthy/fresh-")
-        await self._all(
-            [
-                ("DELETE", f"/v1/discovery/unregister/hm-fresh/{b['instance_id']}", None)
-                for b in bodies
-            ]
-        )
+        await self._unregister([("hm-fresh", b["instance_id"]) for b in bodies])
         return healthy, len(log)
+
+    async def _rounds(self) -> tuple[list[RoundFigures], tuple[int, int]]:
+        """Every round, then the recovery; a registry that stops answering must not hang it."""
+        rounds: list[RoundFigures] = []
+        budget = self.c.rounds * (90 + 6 * self.c.interval) + 60
+        try:
+            async with asyncio.timeout(budget):
+                for number in range(1, self.c.rounds + 1):
+                    rounds.append(await self.run_round(number))
+                return rounds, await self.recovery()
+        except TimeoutError:
+            self.errors.append(f"run aborted after {budget:.0f} s: the registry stalled")
+            return rounds, (0, 0)
 
     async def run(self) -> MatrixResult:
         started = time.monotonic()
         try:
-            await self._all(
-                [("POST", "/v1/discovery/register", body) for body in sentinels(self.peers.ports)]
-            )
+            await self._register(sentinels(self.peers.ports))
             # Open every client connection the run will use before the baseline.
             await self.writers.warm(f"{self.url}/health")
             await self.readers.warm(f"{self.url}/health")
-            fds0, fds0_total, rss0 = await self.quiet_sample()
-            rounds: list[RoundFigures] = []
-            # A registry that stops answering must not hang the run.
-            budget = self.c.rounds * (90 + 6 * self.c.interval) + 60
-            try:
-                async with asyncio.timeout(budget):
-                    for number in range(1, self.c.rounds + 1):
-                        rounds.append(await self.run_round(number))
-                    fresh = await self.recovery()
-            except TimeoutError:
-                fresh = (0, 0)
-                self.errors.append(f"run aborted after {budget:.0f} s: the registry stalled")
+            baseline = await self.quiet_sample()
+            rounds, fresh = await self._rounds()
         finally:
             await self.writers.aclose()
             await self.readers.aclose()
@@ -903,9 +600,9 @@ class Matrix:
             config=self.c,
             kinds=self.kinds,
             rounds=rounds,
-            fds_baseline=fds0,
-            fds_baseline_total=fds0_total,
-            rss_baseline=rss0,
+            fds_baseline=baseline.fds,
+            fds_baseline_total=baseline.fds_total,
+            rss_baseline=baseline.rss,
             read_latencies=self.read_latencies,
             write_latencies=self.write_latencies,
             errors=self.errors,
@@ -917,61 +614,39 @@ class Matrix:
 
 def run_matrix(frontend: str, config: MatrixConfig) -> MatrixResult:
     """Start the peers and a registry, run every round, stop both; the figures."""
-    env = registry_env(
-        HEALTH_CHECK_INTERVAL_SECONDS=f"{config.interval:g}",
-        HEALTH_CHECK_TIMEOUT_SECONDS=f"{config.timeout:g}",
-        MAX_CONCURRENT_HEALTH_CHECKS=str(config.concurrency),
-        SERVICE_REGISTRATION_TTL_SECONDS="3600",
-    )
-    with start_peers(config.ports) as peers:
-        server = start_server(frontend, env)
-        try:
-            result = asyncio.run(Matrix(frontend, config, server, peers).run())
-            try:
-                server.stop()
-            except AssertionError as failure:
-                result.exit_ok = False
-                result.errors.append(str(failure)[:2000])
-        finally:
-            server.cleanup()
-    return result
+    settings = {
+        "HEALTH_CHECK_INTERVAL_SECONDS": f"{config.interval:g}",
+        "HEALTH_CHECK_TIMEOUT_SECONDS": f"{config.timeout:g}",
+        "MAX_CONCURRENT_HEALTH_CHECKS": str(config.concurrency),
+        "SERVICE_REGISTRATION_TTL_SECONDS": "3600",
+    }
+
+    async def drive(server: ServerProcess, peers: PeersProcess) -> MatrixResult:
+        return await Matrix(frontend, config, server, peers).run()
+
+    return run_scenario(frontend, settings, config.ports, drive)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frontend", choices=[*FRONTENDS, "both"], default="both")
+    parser = scenario_parser(__doc__.splitlines()[0], interval=2.0, timeout=1.0, read_rate=50.0)
     parser.add_argument("--per-kind", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--interval", type=float, default=2.0)
-    parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=256)
-    parser.add_argument("--observe", type=int, default=3, help="intervals watched per round")
-    parser.add_argument("--read-rate", type=float, default=50.0)
+    parser.add_argument(
+        "--observe",
+        dest="observe_intervals",
+        type=int,
+        default=3,
+        help="intervals watched per round",
+    )
     parser.add_argument("--ports", type=int, default=8, help="ports of the peer server")
     args = parser.parse_args(argv)
     if args.per_kind < 1 or args.rounds < 1 or not 0 < args.timeout <= args.interval:
         parser.error("need --per-kind >= 1, --rounds >= 1, 0 < --timeout <= --interval")
     if args.ports < 2:
         parser.error("need --ports >= 2 (keep-alive kinds and closing kinds on ports of their own)")
-    config = MatrixConfig(
-        per_kind=args.per_kind,
-        rounds=args.rounds,
-        interval=args.interval,
-        timeout=args.timeout,
-        concurrency=args.concurrency,
-        observe_intervals=args.observe,
-        read_rate=args.read_rate,
-        ports=args.ports,
-    )
-    frontends = FRONTENDS if args.frontend == "both" else (args.frontend,)
-    print(f"machine: {machine()}")
-    results = [run_matrix(frontend, config) for frontend in frontends]
-    for result in results:
-        result.report()
-    print()
-    for result in results:
-        print(f"{result.frontend}: {verdict(result.passed())}")
-    return 0 if all(r.passed() for r in results) else 1
+    config = config_from(MatrixConfig, args)
+    return run_frontends(args.frontend, lambda frontend: run_matrix(frontend, config))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ from .common import (
     Proc,
     base_parser,
     http_get,
-    listening_socket,
     log,
     post_all,
     register_body,
@@ -117,19 +116,9 @@ def _start(run: object, argv: list[str], snapshot: Path, name: str) -> Proc:
     from .common import Run
 
     assert isinstance(run, Run)
-    sock = listening_socket()
     env = server_env({"BENCH_SNAPSHOT": str(snapshot), "HEALTH_CHECK_INTERVAL_SECONDS": "86400"})
-    try:
-        proc = run.spawn(
-            name,
-            [PYTHON, "-m", "bench.memory_profile", "serve", *argv, "--fd", str(sock.fileno())],
-            port=sock.getsockname()[1],
-            env=env,
-            pass_fds=(sock.fileno(),),
-            cpus=PIN.server,
-        )
-    finally:
-        sock.close()
+    argv = [PYTHON, "-m", "bench.memory_profile", "serve", *argv]
+    proc = run.spawn(name, argv, env=env, cpus=PIN.server)
     wait_ready(proc, timeout=60)
     return proc
 

@@ -53,7 +53,6 @@ client of its own rather than queued behind the heartbeats.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
 import contextlib
@@ -68,34 +67,34 @@ from typing import Any
 
 import httpx
 
-from bench.common import print_table, verdict
-from bench.hostile_matrix import (
-    FRONTENDS,
+from bench.common import cpu_seconds, print_table
+from bench.hostile_peers import EXPECTED, HOSTILE_KINDS, PeersProcess, port_for, split_ports
+from bench.scenario_runner import (
+    Check,
     Clients,
+    config_from,
     connections_to,
-    cpu_seconds,
     describe_fds,
-    machine,
+    exit_check,
+    failure_text,
+    instance_body,
     open_fds,
+    open_loop,
     own_fds,
     percentile,
-    quiet_fds,
-    quiet_wait,
-    registry_env,
+    poll_statuses,
+    print_checks,
+    print_peer_stats,
+    quiet_sample,
     rss_mib,
+    run_frontends,
+    run_scenario,
+    sample_now,
+    scenario_parser,
     sentinels,
-    server_problems,
-    statuses,
+    wrong_statuses,
 )
-from bench.hostile_peers import (
-    EXPECTED,
-    HOSTILE_KINDS,
-    PeersProcess,
-    port_for,
-    split_ports,
-    start_peers,
-)
-from conformance.server_process import ServerProcess, start_server
+from conformance.server_process import ServerProcess
 
 
 @dataclass
@@ -153,14 +152,9 @@ class Instance:
     busy: bool = False
 
     def body(self, ports: Sequence[int]) -> dict[str, Any]:
-        return {
-            "service_name": self.service,
-            "instance_id": self.instance_id,
-            "host": "127.0.0.1",
-            "port": port_for(self.kind, self.port_index, ports),
-            "health_endpoint": f"/{self.kind}/soak-{self.number}",
-            "metadata": {"kind": self.kind},
-        }
+        port = port_for(self.kind, self.port_index, ports)
+        health = f"/{self.kind}/soak-{self.number}"
+        return instance_body(self.service, self.instance_id, port, health, self.kind)
 
 
 @dataclass
@@ -183,6 +177,9 @@ class SoakResult:
     expired_alive: int = 0
     server_log: list[str] = field(default_factory=list)
     exit_ok: bool = True
+
+    def note_error(self, text: str) -> None:
+        self.error_log.append(text)
 
     @property
     def requests(self) -> int:
@@ -217,10 +214,13 @@ class SoakResult:
             return 0.0
         return self.windows[-1].rss - self.windows[len(self.windows) // 2].rss
 
-    def checks(self) -> list[tuple[str, str, str, bool]]:
+    def checks(self) -> list[Check]:
+        return self._service_checks() + self._resource_checks() + [exit_check(self.exit_ok)]
+
+    def _service_checks(self) -> list[Check]:
+        """What the API and the statuses did: errors, final statuses, latency."""
         c = self.config
         wrong = sum(self.final_wrong.values())
-        w = self.windows
         return [
             (
                 "errors",
@@ -249,6 +249,13 @@ class SoakResult:
                 "(reported)",
                 True,
             ),
+        ]
+
+    def _resource_checks(self) -> list[Check]:
+        """What the registry held and used, what the load did."""
+        c = self.config
+        w = self.windows
+        return [
             (
                 "probe connections to hang/trickle/huge/reset ports, quiet, after",
                 str(self.closing_connections),
@@ -293,12 +300,6 @@ class SoakResult:
                 True,
             ),
             ("watcher wakes (index rose)", str(self.wakes), "> 0", self.wakes > 0),
-            (
-                "clean exit on SIGTERM",
-                "exit 0" if self.exit_ok else "failed",
-                "exit 0",
-                self.exit_ok,
-            ),
         ]
 
     def passed(self) -> bool:
@@ -350,16 +351,11 @@ class SoakResult:
             ],
         )
         settle = "-" if self.final_settle is None else f"{self.final_settle:.1f} s"
-        print_table(
+        print_checks(
             f"soak, {self.frontend}: summary (final statuses settled after {settle})",
-            ["figure", "value", "target", ""],
-            [[a, b, t, verdict(ok)] for a, b, t, ok in self.checks()],
+            self.checks(),
         )
-        s = self.peer_stats
-        print(
-            f"peer server: {sum(s['requests'].values())} probes received, "
-            f"{s['bytes_sent'] / 2**20:.0f} MiB sent, {s['resets']} resets"
-        )
+        print_peer_stats(self.peer_stats)
         print(f"registry fds when quiet at the end: {self.fds_after}")
         for line in self.error_log[:20]:
             print(f"  error: {line}")
@@ -403,15 +399,13 @@ async def _read_load(
     rng = random.Random(seed)
     clients = Clients(8)
     results: list[tuple[float, float, str]] = []
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def one(path: str, due: float) -> None:
+    async def one(n: int, due: float) -> None:
+        path = READS[n % len(READS)].format(s=f"soak-{rng.randrange(services)}")
         try:
             response = await clients.request("GET", url + path)
         except httpx.HTTPError as failure:
-            cause = failure.__cause__ or failure.__context__
-            reason = f"GET {path}: {type(failure).__name__} {failure} (cause {cause!r})"
-            results.append((due, -1.0, reason))
+            results.append((due, -1.0, failure_text(f"GET {path}", failure)))
             return
         latency = time.monotonic() - due
         reason = "" if response.status_code == 200 else f"GET {path}: {response.status_code}"
@@ -420,17 +414,7 @@ async def _read_load(
     try:
         await clients.warm(f"{url}/health")
         start = max(start, time.monotonic())  # a late warm-up is not the registry's delay
-        for n in itertools.count():
-            due = start + n / rate
-            if due >= end:
-                break
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            path = READS[n % len(READS)].format(s=f"soak-{rng.randrange(services)}")
-            task = asyncio.create_task(one(path, due))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.wait(tasks, timeout=30)
+        await open_loop(rate, start, one, asyncio.Event(), end)
     finally:
         await clients.aclose()
     return results
@@ -507,8 +491,7 @@ class Soak:
             response = await clients.request(method, self.url + path, json=body)
         except httpx.HTTPError as failure:
             self.window.requests += 1
-            cause = failure.__cause__ or failure.__context__
-            self.error(f"{method} {path}: {type(failure).__name__} {failure} (cause {cause!r})")
+            self.error(failure_text(f"{method} {path}", failure))
             return None
         self.window.requests += 1
         self.window.writes.append(time.monotonic() - sent)
@@ -689,113 +672,103 @@ class Soak:
             if self.load_over.is_set() or t >= end:
                 return
 
-    async def quiet_fds(self) -> tuple[int, float]:
-        """fds without API or kept-alive probe connections, and RSS, once quiet.
-
-        Quiet: every probe in flight ended; see `bench.hostile_matrix.quiet_fds`
-        for which fds are left out, and why.
-        """
-        await asyncio.sleep(quiet_wait(self.c.interval, self.c.timeout))
-        return quiet_fds(self.pid, self.server.port, self.peers.ports), rss_mib(self.pid)
-
     async def final_statuses(self) -> tuple[dict[str, int], float | None]:
         """Wait until every instance shows its kind's status; what is still wrong at the end."""
         c = self.c
         start = time.monotonic()
+        kinds = {(inst.service, inst.instance_id): inst.kind for inst in self.instances}
+
+        def settled(seen: dict[tuple[str, str], str], now: float) -> bool:
+            return not wrong_statuses(seen, kinds, EXPECTED)
+
         deadline = start + 3 * c.interval + c.timeout + 3.0
-        wrong: dict[str, int] = {}
-        while True:
-            seen = await statuses(self.writers, self.url, self.error_log)
-            wrong = {}
-            for inst in self.instances:
-                status = seen.get((inst.service, inst.instance_id), "missing")
-                if status != EXPECTED[inst.kind]:
-                    key = f"{inst.kind}:{status}"
-                    wrong[key] = wrong.get(key, 0) + 1
-            if not wrong:
-                return wrong, time.monotonic() - start
-            if time.monotonic() > deadline:
-                return wrong, None
-            await asyncio.sleep(0.5)
+        seen = await poll_statuses(self.writers, self.url, self.error_log, settled, deadline, 0.5)
+        wrong = wrong_statuses(seen, kinds, EXPECTED)
+        return wrong, (None if wrong else time.monotonic() - start)
+
+    async def _for_each(self, action: str, instances: Sequence[Instance]) -> None:
+        """Register or unregister every instance, at most 16 at a time."""
+        gate = asyncio.Semaphore(16)
+
+        async def one(inst: Instance) -> None:
+            async with gate:
+                if action == "register":
+                    body = inst.body(self.peers.ports)
+                    await self.request(self.writers, "POST", "/v1/discovery/register", body)
+                else:
+                    path = f"/v1/discovery/unregister/{inst.service}/{inst.instance_id}"
+                    await self.request(self.writers, "DELETE", path)
+
+        await asyncio.gather(*(one(i) for i in instances))
+
+    def _read_later(
+        self, start: float, end: float
+    ) -> asyncio.Future[list[tuple[float, float, str]]]:
+        """The reader process's open loop from `start` to `end` (monotonic)."""
+        c = self.c
+        return asyncio.get_running_loop().run_in_executor(
+            self.read_pool, read_load, self.url, c.services, c.read_rate, start, end, c.seed
+        )
+
+    async def _baseline(self) -> tuple[int, float]:
+        """Sentinels registered, connections open, then fds and RSS once quiet."""
+        for sentinel in sentinels(self.peers.ports, "soak-sentinel"):
+            await self.request(self.writers, "POST", "/v1/discovery/register", sentinel)
+        for clients in (self.writers, self.watch_clients, self.sampler_client):
+            await clients.warm(f"{self.url}/health")
+        # The reader's process, started (and its modules imported) before the baseline.
+        now = time.monotonic()
+        await self._read_later(now, now)
+        await asyncio.sleep(self.c.interval + 0.5)  # the sentinels probed once
+        sample = sample_now(self.server, self.peers)
+        return sample.fds, sample.rss
+
+    async def _load(self) -> list[asyncio.Task[None]]:
+        """The whole fleet registers, then `seconds` of load; the instances' tasks."""
+        c = self.c
+        # Every instance registers first (readers and watchers expect their services to exist).
+        await self._for_each("register", self.instances)
+        # What exists now lives for the whole run: keep the collector off it, so
+        # a full collection does not pause the generator (its loop lag is measured).
+        gc.collect()
+        gc.freeze()
+        self.registration = Window(0.0)
+        self.registration.errors = self.window.errors
+        self.registration.requests = self.window.requests
+        self.window = Window(0.0)
+        self.started = time.monotonic()
+
+        lives = [asyncio.create_task(self.instance_life(i)) for i in self.instances]
+        reading = self._read_later(self.started + READ_LEAD, self.started + c.seconds)
+        load = [
+            asyncio.create_task(self.restarter()),
+            *(asyncio.create_task(self.watcher(n)) for n in range(c.watchers)),
+        ]
+        sampling = asyncio.create_task(self.sampler())
+        lagging = asyncio.create_task(self.lag_meter())
+        await asyncio.sleep(c.seconds)
+        self.load_over.set()
+        await sampling
+        await lagging
+        await asyncio.wait(load, timeout=c.wait + 30)
+        self.add_reads(await reading)
+        return lives
 
     async def run(self) -> SoakResult:
         c = self.c
         try:
-            for sentinel in sentinels(self.peers.ports, "soak-sentinel"):
-                await self.request(self.writers, "POST", "/v1/discovery/register", sentinel)
-            for clients in (self.writers, self.watch_clients, self.sampler_client):
-                await clients.warm(f"{self.url}/health")
-            # The reader's process, started (and its modules imported) before the baseline.
-            now = time.monotonic()
-            await asyncio.get_running_loop().run_in_executor(
-                self.read_pool, read_load, self.url, c.services, c.read_rate, now, now, c.seed
-            )
-            await asyncio.sleep(c.interval + 0.5)  # the sentinels probed once
-            fds0, rss0 = quiet_fds(self.pid, self.server.port, self.peers.ports), rss_mib(self.pid)
-
-            # Every instance registers first (readers and watchers expect
-            # their services to exist), at most 16 at a time.
-            gate = asyncio.Semaphore(16)
-
-            async def register(inst: Instance) -> None:
-                async with gate:
-                    body = inst.body(self.peers.ports)
-                    await self.request(self.writers, "POST", "/v1/discovery/register", body)
-
-            await asyncio.gather(*(register(i) for i in self.instances))
-            # What exists now lives for the whole run: keep the collector off it, so
-            # a full collection does not pause the generator (its loop lag is measured).
-            gc.collect()
-            gc.freeze()
-            self.registration = Window(0.0)
-            self.registration.errors = self.window.errors
-            self.registration.requests = self.window.requests
-            self.window = Window(0.0)
-            self.started = time.monotonic()
-
-            lives = [asyncio.create_task(self.instance_life(i)) for i in self.instances]
-            reading = asyncio.get_running_loop().run_in_executor(
-                self.read_pool,
-                read_load,
-                self.url,
-                c.services,
-                c.read_rate,
-                self.started + READ_LEAD,
-                self.started + c.seconds,
-                c.seed,
-            )
-            load = [
-                asyncio.create_task(self.restarter()),
-                *(asyncio.create_task(self.watcher(n)) for n in range(c.watchers)),
-            ]
-            sampling = asyncio.create_task(self.sampler())
-            lagging = asyncio.create_task(self.lag_meter())
-            await asyncio.sleep(c.seconds)
-            self.load_over.set()
-            await sampling
-            await lagging
-            await asyncio.wait(load, timeout=c.wait + 30)
-            self.add_reads(await reading)
-
+            fds0, rss0 = await self._baseline()
+            lives = await self._load()
             wrong, settle = await self.final_statuses()
             self.stopping.set()
             await asyncio.wait(lives, timeout=60)
-
-            async def unregister(inst: Instance) -> None:
-                async with gate:
-                    await self.request(
-                        self.writers,
-                        "DELETE",
-                        f"/v1/discovery/unregister/{inst.service}/{inst.instance_id}",
-                    )
-
-            await asyncio.gather(*(unregister(i) for i in self.instances))
+            await self._for_each("unregister", self.instances)
             # Registration and the final phase count in the first and last windows.
             self.windows[0].errors += self.registration.errors
             self.windows[0].requests += self.registration.requests
             self.windows[-1].errors += self.window.errors
             self.windows[-1].requests += self.window.requests
-            fds1, rss1 = await self.quiet_fds()
+            quiet = await quiet_sample(self.server, self.peers, c.interval, c.timeout)
             self.fds_after = describe_fds(self.pid, self.server.port, self.peers.ports)
             closing = connections_to(self.pid, split_ports(self.peers.ports)[1])
         finally:
@@ -809,9 +782,9 @@ class Soak:
             windows=self.windows,
             error_log=self.error_log,
             fds_quiet_before=fds0,
-            fds_quiet_after=fds1,
+            fds_quiet_after=quiet.fds,
             rss_before=rss0,
-            rss_after=rss1,
+            rss_after=quiet.rss,
             final_wrong=wrong,
             final_settle=settle,
             restarts=self.restart_counts,
@@ -825,72 +798,37 @@ class Soak:
 
 def run_soak(frontend: str, config: SoakConfig) -> SoakResult:
     """Start the peers and a registry, run the soak, stop both; the figures."""
-    env = registry_env(
-        HEALTH_CHECK_INTERVAL_SECONDS=f"{config.interval:g}",
-        HEALTH_CHECK_TIMEOUT_SECONDS=f"{config.timeout:g}",
-        SERVICE_REGISTRATION_TTL_SECONDS=f"{config.ttl:g}",
-    )
-    with start_peers(config.ports) as peers:
-        server = start_server(frontend, env)
-        try:
-            result = asyncio.run(Soak(frontend, config, server, peers).run())
-            result.server_log = server_problems(server)
-            try:
-                server.stop()
-            except AssertionError as failure:
-                result.exit_ok = False
-                result.error_log.append(str(failure)[:2000])
-        finally:
-            server.cleanup()
-    return result
+    settings = {
+        "HEALTH_CHECK_INTERVAL_SECONDS": f"{config.interval:g}",
+        "HEALTH_CHECK_TIMEOUT_SECONDS": f"{config.timeout:g}",
+        "SERVICE_REGISTRATION_TTL_SECONDS": f"{config.ttl:g}",
+    }
+
+    async def drive(server: ServerProcess, peers: PeersProcess) -> SoakResult:
+        return await Soak(frontend, config, server, peers).run()
+
+    return run_scenario(frontend, settings, config.ports, drive)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     d = SoakConfig()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frontend", choices=[*FRONTENDS, "both"], default="both")
+    parser = scenario_parser(
+        __doc__.splitlines()[0], interval=d.interval, timeout=d.timeout, read_rate=d.read_rate
+    )
     parser.add_argument("--seconds", type=float, default=d.seconds)
     parser.add_argument("--instances", type=int, default=d.instances)
     parser.add_argument("--services", type=int, default=d.services)
     parser.add_argument("--heartbeat", type=float, default=d.heartbeat)
     parser.add_argument("--ttl", type=float, default=d.ttl)
-    parser.add_argument("--interval", type=float, default=d.interval, help="probe interval")
-    parser.add_argument("--timeout", type=float, default=d.timeout, help="probe timeout")
     parser.add_argument("--hostile-share", type=float, default=d.hostile_share)
-    parser.add_argument("--read-rate", type=float, default=d.read_rate)
     parser.add_argument("--watchers", type=int, default=d.watchers)
     parser.add_argument("--wait", type=float, default=d.wait, help="blocking query wait, s")
     parser.add_argument("--restarts", type=float, default=d.restarts, help="per second")
     parser.add_argument("--sample", type=float, default=d.sample, help="window, s")
     parser.add_argument("--seed", type=int, default=d.seed)
     args = parser.parse_args(argv)
-    config = SoakConfig(
-        seconds=args.seconds,
-        instances=args.instances,
-        services=min(args.services, args.instances),
-        heartbeat=args.heartbeat,
-        ttl=args.ttl,
-        interval=args.interval,
-        timeout=args.timeout,
-        hostile_share=args.hostile_share,
-        read_rate=args.read_rate,
-        watchers=args.watchers,
-        wait=args.wait,
-        restarts=args.restarts,
-        sample=args.sample,
-        seed=args.seed,
-    )
-    frontends = FRONTENDS if args.frontend == "both" else (args.frontend,)
-    print(f"machine: {machine()}", flush=True)
-    results = []
-    for frontend in frontends:
-        result = run_soak(frontend, config)
-        result.report()
-        results.append(result)
-    print()
-    for result in results:
-        print(f"{result.frontend}: {verdict(result.passed())}")
-    return 0 if all(r.passed() for r in results) else 1
+    config = config_from(SoakConfig, args, services=min(args.services, args.instances))
+    return run_frontends(args.frontend, lambda frontend: run_soak(frontend, config))
 
 
 if __name__ == "__main__":

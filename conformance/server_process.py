@@ -1,11 +1,13 @@
-"""Start and stop the registry as a real child process, the way it is deployed.
+"""Start and stop the registry (or any server) as a real child process, the way it is deployed.
 
-The server is started with ``python -m frontends serve --frontend F --fd N`` on
-a socket this process has already bound to 127.0.0.1 port 0 and put in listen
-mode, so tests never race for fixed ports and the server is reachable the
-moment it starts accepting. Configuration is by environment variables only;
-everything the registry reads is first removed from the inherited environment,
-so a developer's shell cannot change what the suite tests.
+The one process helper of the conformance suite, the unit tests (tests/sdk,
+tests/reliability, tests/soak) and the benchmarks. The server is started with
+``python -m frontends serve --frontend F --fd N`` on a socket this process has
+already bound to 127.0.0.1 port 0 and put in listen mode, so nothing races for
+fixed ports and the server is reachable the moment it starts accepting.
+Configuration is by environment variables only; everything the registry reads
+is first removed from the inherited environment, so a developer's shell cannot
+change what is tested or measured.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -76,70 +78,87 @@ def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def listening_socket() -> socket.socket:
-    """A TCP socket bound to 127.0.0.1, port chosen by the kernel, listening."""
+def listening_socket(backlog: int = 128) -> socket.socket:
+    """A TCP socket bound to 127.0.0.1, port chosen by the kernel, listening.
+
+    TCP_NODELAY is set here so the accepted connections inherit it (Linux).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
+    sock.listen(backlog)
     return sock
 
 
-class ServerProcess:
-    """One registry process serving on an inherited listening socket.
+@contextmanager
+def kept_socket(backlog: int = 128) -> Iterator[socket.socket]:
+    """A listening 127.0.0.1 socket (port 0) the caller keeps across server restarts."""
+    sock = listening_socket(backlog)
+    try:
+        yield sock
+    finally:
+        sock.close()
+
+
+class ChildProcess:
+    """One server child process, serving on an inherited listening socket (or a port it binds).
 
     Its stdout and stderr go to files, not pipes, so a chatty server can never
-    block on a full pipe and the test can read everything it said at any time.
+    block on a full pipe and everything it said can be read at any time.
     """
 
     def __init__(
         self,
-        frontend: str,
+        name: str,
+        argv: Sequence[str],
         env: Mapping[str, str],
-        extra_args: Sequence[str] = (),
         *,
         sock: socket.socket | None = None,
+        port: int | None = None,
+        backlog: int = 128,
+        preexec_fn: Callable[[], None] | None = None,
+        new_session: bool = False,
     ) -> None:
-        """`sock`: serve on a listening socket the caller keeps (and closes), so a
-        restarted server can inherit the same one; by default a fresh one whose
-        copy here is closed once the child holds it."""
-        self.frontend = frontend
-        self.env = dict(env)
-        self._logdir = tempfile.TemporaryDirectory(prefix=f"conformance-{frontend}-")
+        """`argv` gets ``--fd N`` appended: `sock`, a listening socket the caller
+        keeps (and closes), so a restarted server can inherit the same one, or by
+        default a fresh one whose copy here is closed once the child holds it.
+        With `port`, the child binds that port itself and gets no socket."""
+        self.name = name
+        self._logdir = tempfile.TemporaryDirectory(prefix=f"sd-{name.replace(' ', '-')}-")
         self.stdout_path = Path(self._logdir.name) / "stdout.log"
         self.stderr_path = Path(self._logdir.name) / "stderr.log"
         kept = sock is not None
-        if sock is None:
-            sock = listening_socket()
+        fds: tuple[int, ...] = ()
+        if port is None:
+            if sock is None:
+                sock = listening_socket(backlog)
+            port = sock.getsockname()[1]
+            fds = (sock.fileno(),)
+            argv = [*argv, "--fd", str(sock.fileno())]
         self.sock = sock
-        self.port: int = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        fd = sock.fileno()
-        args = [
-            sys.executable,
-            "-m",
-            "frontends",
-            "serve",
-            "--frontend",
-            frontend,
-            "--fd",
-            str(fd),
-            *extra_args,
-        ]
+        self.port: int = port
+        self.url = f"http://127.0.0.1:{port}"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-                args,
+                list(argv),
                 cwd=REPO_ROOT,
-                env=child_environment(env),
+                env=dict(env),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                pass_fds=[fd],
+                pass_fds=fds,
+                preexec_fn=preexec_fn,
+                start_new_session=new_session,
             )
-        if not kept:
+        if sock is not None and not kept:
             # The child holds its own copy; ours would only keep the port alive
             # after the child is gone.
             sock.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def stderr(self) -> str:
         """Everything the server wrote to stderr so far."""
@@ -152,26 +171,31 @@ class ServerProcess:
     def describe(self) -> str:
         """The server's output, for assertion messages."""
         return (
-            f"[{self.frontend} server, exit code {self.proc.poll()}]\n"
+            f"[{self.name}, exit code {self.proc.poll()}]\n"
             f"--- stderr ---\n{self.stderr()[-8000:]}\n--- stdout ---\n{self.stdout()[-4000:]}"
         )
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
-        """Poll GET /health until it answers 200; fail with the server's output."""
+    def check_alive(self) -> None:
+        """Fail, with the server's output, if the process has ended."""
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.name} exited\n{self.describe()}")
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS, path: str = "/health") -> None:
+        """Poll GET `path` until it answers 200; fail with the server's output."""
         deadline = time.monotonic() + timeout
         last_error = "no attempt"
-        with httpx.Client(timeout=2.0, verify=tls_context()) as client:
+        with httpx.Client(timeout=2.0, verify=tls_context(), trust_env=False) as client:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"server exited before it was ready\n{self.describe()}")
                 try:
-                    response = client.get(f"{self.url}/health")
+                    response = client.get(f"{self.url}{path}")
                 except httpx.HTTPError as exc:
                     last_error = repr(exc)
                 else:
                     if response.status_code == 200:
                         return
-                    last_error = f"GET /health answered {response.status_code}: {response.text}"
+                    last_error = f"GET {path} answered {response.status_code}: {response.text}"
                 time.sleep(0.05)
         self.kill()
         raise AssertionError(
@@ -200,7 +224,7 @@ class ServerProcess:
         """SIGTERM, then require exit code 0 within ``timeout`` seconds.
 
         A server that ignores SIGTERM is killed so that no process outlives
-        the suite, and the failure is reported with the server's output.
+        its caller, and the failure is reported with the server's output.
         """
         self.terminate()
         code = self.wait_exit(timeout)
@@ -212,6 +236,12 @@ class ServerProcess:
         if code != 0:
             raise AssertionError(f"server exited with {code} after SIGTERM\n{self.describe()}")
 
+    def shutdown(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """SIGTERM, and SIGKILL after `timeout` s; whatever the exit code (benchmarks, restarts)."""
+        self.terminate()
+        if self.wait_exit(timeout) is None:
+            self.kill()
+
     def cleanup(self) -> None:
         """Make sure the process is gone and the log directory removed."""
         try:
@@ -221,14 +251,47 @@ class ServerProcess:
             self._logdir.cleanup()
 
 
+class ServerProcess(ChildProcess):
+    """One registry process: ``python -m frontends serve --frontend F --fd N``."""
+
+    def __init__(
+        self,
+        frontend: str,
+        env: Mapping[str, str],
+        extra_args: Sequence[str] = (),
+        *,
+        sock: socket.socket | None = None,
+        module: str = "frontends",
+        name: str | None = None,
+        backlog: int = 128,
+        preexec_fn: Callable[[], None] | None = None,
+        new_session: bool = False,
+    ) -> None:
+        """`module`: another launcher with the same CLI (`bench.traced_server`)."""
+        self.frontend = frontend
+        self.env = dict(env)
+        argv = [sys.executable, "-m", module, "serve", "--frontend", frontend, *extra_args]
+        super().__init__(
+            name or f"{frontend} server",
+            argv,
+            child_environment(env),
+            sock=sock,
+            backlog=backlog,
+            preexec_fn=preexec_fn,
+            new_session=new_session,
+        )
+
+
 def start_server(
     frontend: str,
     env: Mapping[str, str],
     extra_args: Sequence[str] = (),
     wait_ready: bool = True,
+    *,
+    sock: socket.socket | None = None,
 ) -> ServerProcess:
     """Spawn a server and (by default) wait until GET /health answers 200."""
-    server = ServerProcess(frontend, env, extra_args)
+    server = ServerProcess(frontend, env, extra_args, sock=sock)
     if wait_ready:
         try:
             server.wait_ready()
@@ -243,6 +306,9 @@ def serving(
     frontend: str,
     env: Mapping[str, str],
     extra_args: Sequence[str] = (),
+    *,
+    sock: socket.socket | None = None,
+    stop_timeout: float = STOP_TIMEOUT_SECONDS,
 ) -> Iterator[ServerProcess]:
     """A ready server for the ``with`` body; SIGTERM and exit 0 required after it.
 
@@ -250,9 +316,9 @@ def serving(
     should report its own failure, not a follow-on one), but the process is
     always gone afterwards.
     """
-    server = start_server(frontend, env, extra_args)
+    server = start_server(frontend, env, extra_args, sock=sock)
     try:
         yield server
-        server.stop()
+        server.stop(stop_timeout)
     finally:
         server.cleanup()

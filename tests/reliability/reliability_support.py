@@ -19,17 +19,15 @@ import secrets
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 
 from conformance.client import tls_context
-from conformance.server_process import (
-    ServerProcess,
-    listening_socket,
-)
+from conformance.server_process import ServerProcess, serving
+from conformance.server_process import kept_socket as kept_socket  # the suite imports it here
 
 FRONTENDS = ["quart", "trio"]
 
@@ -66,28 +64,11 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def kept_socket() -> Iterator[socket.socket]:
-    """A listening 127.0.0.1 socket (port 0) owned by the test, closed afterwards."""
-    sock = listening_socket()
-    try:
-        yield sock
-    finally:
-        sock.close()
-
-
-@contextmanager
 def serving_on(
     frontend: str, env: Mapping[str, str], sock: socket.socket
-) -> Iterator[ServerProcess]:
-    """A ready server on `sock`; SIGTERM and exit 0 required when the body succeeded."""
-    server = ServerProcess(frontend, env, sock=sock)
-    try:
-        server.wait_ready()
-        yield server
-        server.stop(timeout=30)
-    finally:
-        server.cleanup()
+) -> AbstractContextManager[ServerProcess]:
+    """A ready server on `sock`; SIGTERM and exit 0 (within 30 s) required if the body succeeded."""
+    return serving(frontend, env, sock=sock, stop_timeout=30)
 
 
 def accept_queue(sock: socket.socket) -> tuple[int, int]:

@@ -1,9 +1,9 @@
 """A real registry in a subprocess, and a real health endpoint in a thread, for the SDK tests.
 
-The registry is started from the project (``python -m frontends serve``) on a
-socket this process binds to 127.0.0.1 port 0 and hands over with
-``pass_fds``, so there is no port race, and a restart can hand the same
-listening socket to the next process: connections made while no process
+The registry is started from the project (``python -m frontends serve``, by
+`conformance.server_process`) on a socket this process binds to 127.0.0.1
+port 0 and hands over, so there is no port race, and a restart can hand the
+same listening socket to the next process: connections made while no process
 serves it wait in the backlog instead of being refused.
 """
 
@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 SECRET = "sdk-test-secret"
 ROOT = Path(__file__).resolve().parents[2]
+
+# `conformance` is not an installed package (see tests/soak/conftest.py).
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from conformance.server_process import ServerProcess, listening_socket  # noqa: E402
 
 FAST_SETTINGS = {
     "SERVICE_DISCOVERY_SECRET": SECRET,
@@ -39,72 +37,48 @@ FAST_SETTINGS = {
 
 
 class RegistryProcess:
-    """One registry server on a loopback socket; restartable on the same socket."""
+    """One registry server on a loopback socket; restartable on the same socket.
+
+    Each start is a `conformance.server_process.ServerProcess` on the socket
+    this object keeps, so the URL outlives the restarts.
+    """
 
     def __init__(self, frontend: str, env: Mapping[str, str] | None = None) -> None:
         self.frontend = frontend
         self.env = {**FAST_SETTINGS, **(env or {})}
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
+        self.sock = listening_socket()
         self.port: int = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.server: ServerProcess | None = None
+        self._last_output = ""
 
     @property
     def ttl(self) -> float:
         return float(self.env["SERVICE_REGISTRATION_TTL_SECONDS"])
 
     def start(self, timeout: float = 30.0) -> None:
-        assert self.process is None, "already running"
-        fd = self.sock.fileno()
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "frontends",
-                "serve",
-                "--frontend",
-                self.frontend,
-                "--fd",
-                str(fd),
-            ],
-            pass_fds=[fd],
-            env=env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"registry exited with {self.process.returncode}:\n{self.output()}"
-                )
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"registry not ready after {timeout} s:\n{self.output()}")
-            time.sleep(0.05)
+        assert self.server is None, "already running"
+        self.server = ServerProcess(self.frontend, self.env, sock=self.sock)
+        try:
+            self.server.wait_ready(timeout)
+        except BaseException:
+            self._forget()
+            raise
 
     def stop(self) -> None:
-        """SIGTERM, and SIGKILL if it has not exited after 10 s. Keeps the socket."""
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        """SIGTERM, and exit 0 required (SIGKILL after 10 s). Keeps the socket."""
+        if self.server is None:
             return
-        process.send_signal(signal.SIGTERM)
         try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+            self.server.stop()
+        finally:
+            self._forget()
+
+    def _forget(self) -> None:
+        assert self.server is not None
+        self._last_output = self.server.describe()
+        self.server.cleanup()
+        self.server = None
 
     def restart(self) -> None:
         self.stop()
@@ -112,13 +86,14 @@ class RegistryProcess:
 
     def close(self) -> None:
         """Stop the server and close the socket: the registry is now refused."""
-        self.stop()
-        self.sock.close()
-        self._log.close()
+        try:
+            self.stop()
+        finally:
+            self.sock.close()
 
     def output(self) -> str:
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-5000:]
+        """What the running (or else the last) server said."""
+        return self.server.describe() if self.server is not None else self._last_output
 
 
 class HealthEndpoint:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.hostile_matrix import client_connections, registry_env
+from bench.scenario_runner import client_connections, registry_env
 from conformance.server_process import ServerProcess, serving
 
 CONNECTIONS = 20
