@@ -26,7 +26,8 @@ PROBE_ENV = {
 }
 
 #: A day: on a "quiet" server, hash-staggered first probes fall after the run,
-#: so its registry only changes when a test changes it.
+#: so its registry only changes when a test changes it (`base_env` also turns
+#: off probing new instances at once there).
 QUIET_INTERVAL = "86400"
 
 _names = itertools.count(1)
@@ -39,6 +40,8 @@ def base_env(**overrides: str) -> dict[str, str]:
         "SERVICE_DISCOVERY_READ_TOKEN": READ_TOKEN,
     }
     env.update(overrides)
+    if env.get("HEALTH_CHECK_INTERVAL_SECONDS") == QUIET_INTERVAL:
+        env.setdefault("HEALTH_CHECK_FIRST_PROBES_PER_SECOND", "0")
     return env
 
 

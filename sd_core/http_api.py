@@ -326,9 +326,15 @@ class HttpApi:
         refusal = self.registry.config.probe_policy.literal_refusal(request.host)
         if refusal is not None:  # registered, but say why it will never turn healthy
             message += f"; health checks refused: {refusal}"
-        return HttpResponse(
-            200, encode({"success": True, "message": message}), _JSON_HEADERS, call.route
-        )
+        # The TTL, so a client can check its heartbeat interval fits (issue: a 10 s TTL
+        # with the SDK's 60 s heartbeat expired instances every minute, silently).
+        ttl = self.registry.config.registration_ttl
+        body = {
+            "success": True,
+            "message": message,
+            "ttl_seconds": int(ttl) if float(ttl).is_integer() else ttl,
+        }
+        return HttpResponse(200, encode(body), _JSON_HEADERS, call.route)
 
     def _heartbeat(self, call: _Call) -> Result:
         self._writable()

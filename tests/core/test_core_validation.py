@@ -64,6 +64,7 @@ def test_register_accepts(fields: dict[str, Any]) -> None:
     assert reply.body == {
         "success": True,
         "message": f"Service {name}:{iid} registered successfully",
+        "ttl_seconds": 180,
     }
     shown = core.instance(name, iid)
     assert shown["host"] == body["host"]  # stored and shown exactly as sent
