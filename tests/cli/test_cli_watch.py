@@ -137,3 +137,15 @@ def test_watch_in_a_table_ends_cleanly_on_ctrl_c(
     assert watcher.process.wait(30) == 0
     assert watcher.process.stderr is not None
     assert "Traceback" not in watcher.process.stderr.read()
+
+
+def test_watch_waits_for_a_service_that_does_not_exist_yet(
+    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+) -> None:
+    name = unique("not-yet")
+    watcher = start_watch(name, "--json")
+    assert cli("register", name, "n1", "--host", "127.0.0.1", "--port", str(refused_port)).code == 0
+    # "present" if the watcher's first read came after the registration, else "added".
+    first = json.loads(watcher.line())
+    assert (first["event"] in ("present", "added"), first["instance_id"]) == (True, "n1")
+    assert watcher.process.poll() is None
