@@ -1,5 +1,8 @@
 """`service-discovery serve`: settings from the environment, then one frontend.
 
+Every other command is the operator CLI in `service_discovery.cli`, which is
+also the console script (so it runs without the server extras).
+
 Startup problems end in one line on stderr naming what to fix, and exit 2;
 a traceback is for bugs, not for a typo in a deployment file.
 """
@@ -54,7 +57,12 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] != ["serve"]:  # the operator commands, --help and --version
+        from service_discovery.cli import main as operator_main
+
+        return operator_main(arguments)
+    args = _parser().parse_args(arguments)
     if args.workers != 1:
         return _fail(
             f"--workers {args.workers} refused: each worker would hold its own registry and "
