@@ -34,6 +34,10 @@ class RegistryConfig:
     #: 0 turns it off: the first probe then waits for the instance's phase.
     first_probes_per_second: float = 100.0
     probe_policy: ProbePolicy = field(default_factory=ProbePolicy)
+    # False in cluster mode: the store's leases expire instances and the probe owner
+    # deregisters long-unhealthy ones, so the local registry removes nothing on its own
+    # clock (and self-preservation, which only pauses local expiry, never engages).
+    local_expiry: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -41,7 +45,7 @@ class RegistryConfig:
     def validate(self) -> None:
         """Refuse values that would make the registry misbehave quietly."""
         for f in fields(self):
-            if f.name == "probe_policy":
+            if f.name in ("probe_policy", "local_expiry"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float):

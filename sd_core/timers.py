@@ -43,6 +43,8 @@ class Timers:
         candidates = []
         if self._probes:
             candidates.append(self._probes[0][0])
+        if not self._config.local_expiry:  # cluster mode: only probes are local
+            return candidates[0] if candidates else None
         if expiry_paused_until is not None:
             candidates.append(expiry_paused_until)
         elif self._expiry:
