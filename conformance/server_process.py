@@ -72,10 +72,12 @@ def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
     """The inherited environment minus registry settings, plus ``overrides``.
 
     No state file unless a test asks for one: a test server must never load
-    or leave a snapshot in the per-user default location.
+    or leave a snapshot in the per-user default location. A test of that
+    default names its own ``XDG_STATE_HOME`` (a temporary directory) instead.
     """
     env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
-    env["SERVICE_DISCOVERY_STATE_FILE"] = ""
+    if "XDG_STATE_HOME" not in overrides:
+        env["SERVICE_DISCOVERY_STATE_FILE"] = ""
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(
         part for part in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if part
