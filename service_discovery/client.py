@@ -10,30 +10,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import Any, Self, TypeVar, Unpack, overload
 
 import anyio
 import httpx
 
-from .backoff import Backoff
-from .client_core import ClientCore
-from .config import ClientSettings
+from .client_core import ClientFacade, IOArguments, Stay
 from .errors import NoHealthyInstancesError
-from .filters import StatusFilter
-from .heartbeat import BackgroundHeartbeat, ClockFn, SleepFn, TaskStarter
+from .filters import QueryFilters
+from .heartbeat import BackgroundHeartbeat, SleepFn, TaskStarter
 from .models import (
     HealthCheck,
     InstanceStatus,
     ServiceInstance,
     ServiceInstanceList,
     ServiceRegistrationRequest,
-    check_name,
-    registration_from_arguments,
 )
 from .registry_http import RegistryHTTP
 from .watch import watch_instances
@@ -47,7 +41,7 @@ _UNREGISTER_TIMEOUT = 5.0
 T = TypeVar("T")
 
 
-class ServiceDiscoveryClient:
+class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncClient, SleepFn]):
     """Talks to one registry on behalf of one service instance.
 
     Arguments left out are read from the environment: ``SERVICE_DISCOVERY_URL``
@@ -65,69 +59,26 @@ class ServiceDiscoveryClient:
     and the randomness of the heartbeat loop, the watch loop and the cache, so
     a fake clock can drive them.
 
-    ``cache`` (on by default) keeps each :meth:`discover_services` answer for
+    The remaining options (``heartbeat_interval``, ``cache``, ``cache_ttl``,
+    ``max_stale``, ``backoff``, ``clock``, ``rng``) are
+    :class:`~service_discovery.client_core.CoreOptions`, shared with the
+    synchronous client. ``cache`` (on by default) keeps each :meth:`discover_services` answer for
     ``cache_ttl`` seconds and serves the last good answer, marked ``stale``,
     while the registry is unreachable (for at most ``max_stale`` seconds;
     ``None`` means no limit).
     """
 
-    def __init__(
-        self,
-        service_discovery_url: str | None = None,
-        service_discovery_secret: str | None = None,
-        *,
-        heartbeat_interval: float | None = None,
-        timeout: float | httpx.Timeout = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        cache: bool = True,
-        cache_ttl: float = 5.0,
-        max_stale: float | None = None,
-        backoff: Backoff | None = None,
-        sleep: SleepFn | None = None,
-        clock: ClockFn | None = None,
-        rng: random.Random | None = None,
+    def _open_io(
+        self, io: IOArguments[httpx.AsyncBaseTransport, httpx.AsyncClient, SleepFn]
     ) -> None:
-        if transport is not None and http_client is not None:
-            raise TypeError("pass either transport= or http_client=, not both")
-        settings = ClientSettings.resolve(
-            service_discovery_url, service_discovery_secret, heartbeat_interval
-        )
-        self._core = ClientCore(
-            settings,
-            cache=cache,
-            cache_ttl=cache_ttl,
-            max_stale=max_stale,
-            backoff=backoff,
-            clock=clock or time.monotonic,
-            rng=rng,
-        )
         self._registry = RegistryHTTP(
-            settings, http_client=http_client, transport=transport, timeout=timeout, sleep=sleep
+            self._core.settings,
+            http_client=io.http_client,
+            transport=io.transport,
+            timeout=io.timeout,
+            sleep=io.sleep,
         )
         self._heartbeat: BackgroundHeartbeat | None = None
-
-    # -- configuration ---------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The registry's base URL, without a trailing slash (the one tried first)."""
-        return self._core.calls.url
-
-    @property
-    def urls(self) -> tuple[str, ...]:
-        """Every configured registry URL, in the order of the setting."""
-        return self._core.settings.urls
-
-    @property
-    def heartbeat_interval(self) -> float:
-        """Seconds between heartbeats when no interval is passed to the loop."""
-        return self._core.settings.heartbeat_interval
-
-    @property
-    def registration(self) -> ServiceRegistrationRequest | None:
-        """The last registration sent, which heartbeats refer to and 404s replay."""
-        return self._core.registration
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -190,8 +141,7 @@ class ServiceDiscoveryClient:
         logged at WARNING; a ``ttl_seconds`` in it adjusts the heartbeat
         period when the configured one is too long for that TTL.
         """
-        request = registration_from_arguments(request, fields)
-        return await self._registry.run(self._core.register(request))
+        return await self._registry.run(self._core.register(request, **fields))
 
     async def send_heartbeat(
         self,
@@ -335,12 +285,7 @@ class ServiceDiscoveryClient:
     ) -> AbstractAsyncContextManager[ServiceDiscoveryClient]: ...
 
     def registered(
-        self,
-        request: ServiceRegistrationRequest | None = None,
-        *,
-        interval_seconds: float | None = None,
-        drain_seconds: float = 0.0,
-        **fields: Any,
+        self, request: ServiceRegistrationRequest | None = None, **options: Any
     ) -> AbstractAsyncContextManager[ServiceDiscoveryClient]:
         """``async with client.registered(request):`` registers, heartbeats, unregisters.
 
@@ -355,25 +300,17 @@ class ServiceDiscoveryClient:
         and waits that long (so watchers and load balancers move away), then
         unregisters; a registry without maintenance is unregistered at once.
         """
-        if drain_seconds < 0:
-            raise ValueError("drain_seconds must not be negative")
-        return self._registered(
-            registration_from_arguments(request, fields), interval_seconds, drain_seconds
-        )
+        return self._registered(self._core.stay(request, options))
 
     @asynccontextmanager
-    async def _registered(
-        self,
-        request: ServiceRegistrationRequest,
-        interval_seconds: float | None,
-        drain_seconds: float,
-    ) -> AsyncIterator[ServiceDiscoveryClient]:
-        interval = self._core.interval(interval_seconds)
+    async def _registered(self, stay: Stay) -> AsyncIterator[ServiceDiscoveryClient]:
         if self.heartbeat_running:
             raise RuntimeError("a heartbeat loop is already running on this client")
-        await self.register_service(request)
+        await self.register_service(stay.request)
         body_error: BaseException | None = None
-        heartbeat = BackgroundHeartbeat(functools.partial(self.run_heartbeat_loop, interval))
+        heartbeat = BackgroundHeartbeat(
+            functools.partial(self.run_heartbeat_loop, stay.interval_seconds)
+        )
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(heartbeat.run)
@@ -394,23 +331,17 @@ class ServiceDiscoveryClient:
         finally:
             if self._heartbeat is heartbeat:
                 self._heartbeat = None
-            # Shielded from the cancellation that may be ending the block; the
-            # drain's wait plus a bounded time for the two requests.
-            bound = (
-                drain_seconds + 2 * _UNREGISTER_TIMEOUT if drain_seconds else _UNREGISTER_TIMEOUT
-            )
+            # Shielded from the cancellation that may be ending the block: the
+            # drain's wait, plus a bounded time for each request.
+            drain = stay.drain_seconds
+            bound = drain + 2 * _UNREGISTER_TIMEOUT if drain else _UNREGISTER_TIMEOUT
             with anyio.CancelScope(shield=True), anyio.move_on_after(bound):
-                await self._registry.run(self._core.leave(request, drain_seconds))
+                await self._registry.run(self._core.leave(stay.request, drain))
 
     # -- reads -----------------------------------------------------------------
 
     async def discover_services(
-        self,
-        service_name: str,
-        healthy_only: bool = True,
-        *,
-        metadata: Mapping[str, str] | None = None,
-        status: StatusFilter = None,
+        self, service_name: str, healthy_only: bool = True, **filters: Unpack[QueryFilters]
     ) -> ServiceInstanceList:
         """The instances of a service (only the healthy ones by default).
 
@@ -428,9 +359,7 @@ class ServiceDiscoveryClient:
         older registry that ignores them gives the same answer. Each filter is
         cached on its own.
         """
-        return await self._registry.run(
-            self._core.discover(service_name, healthy_only, metadata, status)
-        )
+        return await self._registry.run(self._core.discover(service_name, healthy_only, **filters))
 
     async def get_all_services(self) -> dict[str, ServiceInstanceList]:
         """Every registered instance of every service (not cached)."""
@@ -494,10 +423,6 @@ class ServiceDiscoveryClient:
         assert last_error is not None
         raise last_error
 
-    def invalidate_cache(self, service_name: str | None = None) -> None:
-        """Drop cached answers for one service, or all of them."""
-        self._core.invalidate(service_name)
-
     async def watch_service(
         self,
         service_name: str,
@@ -518,25 +443,10 @@ class ServiceDiscoveryClient:
         Use it with ``async for``; to stop early from outside a loop, ``aclose()``
         the generator.
         """
-        check_name(service_name)
-        if wait_seconds <= 0:
-            raise ValueError("wait_seconds must be positive")
-        # Generous read timeout: the registry holds the request up to `wait`
-        # plus a jitter of at most wait/16.
-        read_timeout = httpx.Timeout(10.0, read=wait_seconds * 1.1 + 10.0)
-        wait_param = f"{max(1, round(wait_seconds * 1000))}ms"
+        blocking_read = self._core.blocking_read(service_name, healthy_only, wait_seconds)
 
         async def fetch(index: int) -> ServiceInstanceList:
-            instances = await self._registry.run(
-                self._core.fetch_instances(
-                    service_name,
-                    healthy_only,
-                    params=[("index", str(index)), ("wait", wait_param)],
-                    http_timeout=read_timeout,
-                )
-            )
-            self._core.remember(service_name, healthy_only, instances)
-            return instances
+            return await self._registry.run(blocking_read(index))
 
         async for instances in watch_instances(
             fetch,

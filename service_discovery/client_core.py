@@ -13,8 +13,10 @@ from __future__ import annotations
 import functools
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import httpx
 
@@ -30,7 +32,7 @@ from .errors import (
     RegistryUnavailableError,
 )
 from .exchange import RegistryCalls, Sleep, Steps, json_or_none, path_segment
-from .filters import NO_FILTER, DiscoveryFilter, StatusFilter
+from .filters import NO_FILTER, DiscoveryFilter, QueryFilters
 from .heartbeat import heartbeat_steps
 from .models import (
     CheckType,
@@ -39,16 +41,43 @@ from .models import (
     ServiceInstanceList,
     ServiceRegistrationRequest,
     check_name,
+    registration_from_arguments,
 )
 
-__all__ = ["ClientCore", "ClockFn"]
+__all__ = ["ClientCore", "ClientFacade", "ClockFn", "CoreOptions", "IOArguments", "Name", "Stay"]
 
 logger = logging.getLogger("service_discovery.client")
 
 ClockFn = Callable[[], float]
+Name = str | None
+"""A service name or instance id; ``None`` means the registered instance's."""
+TransportT = TypeVar("TransportT")
+HttpT = TypeVar("HttpT")
+SleepT = TypeVar("SleepT")
 
 _PROBE_REFUSED = "health checks refused"
 DRAIN_REASON = "draining before unregistering"
+
+
+class CoreOptions(TypedDict, total=False):
+    """The constructor options both clients share (everything but their I/O)."""
+
+    heartbeat_interval: float | None
+    cache: bool
+    cache_ttl: float
+    max_stale: float | None
+    backoff: Backoff | None
+    clock: ClockFn | None
+    rng: random.Random | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stay:
+    """What a ``registered(...)`` block was asked for, checked before anything is sent."""
+
+    request: ServiceRegistrationRequest
+    interval_seconds: float | None
+    drain_seconds: float
 
 
 class ClientCore:
@@ -56,15 +85,18 @@ class ClientCore:
 
     def __init__(
         self,
-        settings: ClientSettings,
+        url: str | None,
+        secret: str | None,
         *,
-        cache: bool,
-        cache_ttl: float,
-        max_stale: float | None,
-        backoff: Backoff | None,
-        clock: ClockFn,
-        rng: random.Random | None,
+        heartbeat_interval: float | None = None,
+        cache: bool = True,
+        cache_ttl: float = 5.0,
+        max_stale: float | None = None,
+        backoff: Backoff | None = None,
+        clock: ClockFn | None = None,
+        rng: random.Random | None = None,
     ) -> None:
+        settings = ClientSettings.resolve(url, secret, heartbeat_interval)
         self.settings = settings
         if settings.secret is None:
             logger.warning(
@@ -74,7 +106,7 @@ class ClientCore:
         self.calls = RegistryCalls(settings)
         self.cache = DiscoveryCache(cache_ttl, max_stale) if cache else None
         self.backoff = backoff or Backoff()
-        self.clock = clock
+        self.clock: ClockFn = clock or time.monotonic
         self.rng = rng or random.Random()
         self.registration: ServiceRegistrationRequest | None = None
         self._stale_warned: set[Any] = set()
@@ -91,8 +123,9 @@ class ClientCore:
 
     # -- writes ----------------------------------------------------------------
 
-    def register(self, request: ServiceRegistrationRequest) -> Steps[bool]:
-        """Register and remember ``request`` (also when the registry was unreachable)."""
+    def register(self, request: ServiceRegistrationRequest | None, **fields: Any) -> Steps[bool]:
+        """Register and remember a request, or one made of ``fields`` (also when unreachable)."""
+        request = registration_from_arguments(request, fields)
         try:
             response = yield from self.calls.request(
                 "POST", "/v1/discovery/register", json=request.to_payload()
@@ -217,6 +250,16 @@ class ClientCore:
             instance_id = instance_id or request.instance_id
         return check_name(service_name, "service_name"), check_name(instance_id, "instance_id")
 
+    def stay(self, request: ServiceRegistrationRequest | None, options: dict[str, Any]) -> Stay:
+        """Check ``registered()``'s arguments: a request or its fields, and two options."""
+        interval_seconds = options.pop("interval_seconds", None)
+        drain_seconds = float(options.pop("drain_seconds", 0.0))
+        if drain_seconds < 0:
+            raise ValueError("drain_seconds must not be negative")
+        self.interval(interval_seconds)  # a bad interval raises before registering
+        request = registration_from_arguments(request, options)
+        return Stay(request, interval_seconds, drain_seconds)
+
     def require_registration(self, what: str) -> ServiceRegistrationRequest:
         if self.registration is None:
             raise RuntimeError(f"{what}() needs an instance: call register_service() first")
@@ -322,12 +365,11 @@ class ClientCore:
         self,
         service_name: str,
         healthy_only: bool,
-        metadata: Mapping[str, str] | None = None,
-        status: StatusFilter = None,
+        **filters: Unpack[QueryFilters],
     ) -> Steps[ServiceInstanceList]:
         """A service's instances through the cache, with the stale-if-error fallback."""
         check_name(service_name)
-        query = DiscoveryFilter.of(metadata, status)
+        query = DiscoveryFilter.of(filters.get("metadata"), filters.get("status"))
         if self.cache is None:
             return (yield from self.fetch_instances(service_name, healthy_only, query))
         key = (service_name, healthy_only, query)
@@ -364,6 +406,30 @@ class ClientCore:
         )
         yield from self._note_index(service_name, instances)
         return query.apply(instances)
+
+    def blocking_read(
+        self, service_name: str, healthy_only: bool, wait_seconds: float
+    ) -> Callable[[int], Steps[ServiceInstanceList]]:
+        """One blocking query per index, for a watch; each answer refreshes the cache."""
+        check_name(service_name)
+        if wait_seconds <= 0:
+            raise ValueError("wait_seconds must be positive")
+        # Generous read timeout: the registry holds the request up to `wait`
+        # plus a jitter of at most wait/16.
+        read_timeout = httpx.Timeout(10.0, read=wait_seconds * 1.1 + 10.0)
+        wait_param = f"{max(1, round(wait_seconds * 1000))}ms"
+
+        def read(index: int) -> Steps[ServiceInstanceList]:
+            instances = yield from self.fetch_instances(
+                service_name,
+                healthy_only,
+                params=[("index", str(index)), ("wait", wait_param)],
+                http_timeout=read_timeout,
+            )
+            self.remember(service_name, healthy_only, instances)
+            return instances
+
+        return read
 
     def remember(
         self, service_name: str, healthy_only: bool, instances: ServiceInstanceList
@@ -444,6 +510,67 @@ class ClientCore:
     def invalidate(self, service_name: str | None = None) -> None:
         if self.cache is not None:
             self.cache.invalidate(service_name)
+
+
+@dataclass(frozen=True, slots=True)
+class IOArguments(Generic[TransportT, HttpT, SleepT]):
+    """The constructor arguments only a client's own I/O uses."""
+
+    timeout: float | httpx.Timeout
+    transport: TransportT | None
+    http_client: HttpT | None
+    sleep: SleepT | None
+
+
+class ClientFacade(Generic[TransportT, HttpT, SleepT]):
+    """The constructor, and what both clients expose of their :class:`ClientCore`.
+
+    Generic in the I/O each client brings (its httpx transport, its httpx
+    client, its sleep function), which :meth:`_open_io` takes in.
+    """
+
+    def __init__(
+        self,
+        service_discovery_url: str | None = None,
+        service_discovery_secret: str | None = None,
+        *,
+        timeout: float | httpx.Timeout = 10.0,
+        transport: TransportT | None = None,
+        http_client: HttpT | None = None,
+        sleep: SleepT | None = None,
+        **options: Unpack[CoreOptions],
+    ) -> None:
+        if transport is not None and http_client is not None:
+            raise TypeError("pass either transport= or http_client=, not both")
+        self._core = ClientCore(service_discovery_url, service_discovery_secret, **options)
+        self._open_io(IOArguments(timeout, transport, http_client, sleep))
+
+    def _open_io(self, io: IOArguments[TransportT, HttpT, SleepT]) -> None:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        """The registry's base URL, without a trailing slash (the one tried first)."""
+        return self._core.calls.url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every configured registry URL, in the order of the setting."""
+        return self._core.settings.urls
+
+    @property
+    def heartbeat_interval(self) -> float:
+        """Seconds between heartbeats when no interval is passed to the loop."""
+        return self._core.settings.heartbeat_interval
+
+    @property
+    def registration(self) -> ServiceRegistrationRequest | None:
+        """The last registration sent, which heartbeats refer to and 404s replay."""
+        return self._core.registration
+
+    def invalidate_cache(self, service_name: str | None = None) -> None:
+        """Drop cached answers for one service, or all of them."""
+        self._core.invalidate(service_name)
 
 
 def _instance_path(route: str, service_name: str, instance_id: str) -> str:

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypedDict
 
 from .errors import FieldError, ValidationError
 from .models import InstanceStatus, ServiceInstance, ServiceInstanceList
 
-__all__ = ["DiscoveryFilter", "StatusFilter"]
+__all__ = ["DiscoveryFilter", "QueryFilters", "StatusFilter"]
 
 StatusFilter = str | InstanceStatus | Iterable[str | InstanceStatus] | None
 """``status=``: one status, several (any may match), or ``None`` for all."""
+
+
+class QueryFilters(TypedDict, total=False):
+    """The filter keywords of ``discover_services`` (on both clients)."""
+
+    metadata: Mapping[str, str] | None
+    status: StatusFilter
 
 
 @dataclass(frozen=True, slots=True)
