@@ -1,7 +1,8 @@
 """Client SDK of the service-discovery registry.
 
 Register an instance, keep it alive with heartbeats, find other services and
-serve a ``/health`` endpoint the registry can probe; on asyncio or trio::
+serve a ``/health`` endpoint the registry can probe; on asyncio or trio (or
+without async: :class:`SyncServiceDiscoveryClient`)::
 
     from service_discovery import ServiceDiscoveryClient, ServiceRegistrationRequest
 
@@ -26,6 +27,7 @@ from .errors import (
     FieldError,
     NoHealthyInstancesError,
     NotFoundError,
+    NotSupportedError,
     PermissionDeniedError,
     RegistryFullError,
     RegistryUnavailableError,
@@ -36,14 +38,18 @@ from .health import HealthChecker, database_probe
 from .health_endpoints import health_asgi_app, setup_service_health_checks
 from .models import (
     CheckStatus,
+    CheckType,
     CustomCheckResult,
+    HealthCheck,
     HealthCheckResult,
     HealthStatus,
     InstanceStatus,
+    Maintenance,
     ServiceInstance,
     ServiceInstanceList,
     ServiceRegistrationRequest,
 )
+from .sync_client import SyncServiceDiscoveryClient
 from .system_load import estimate_load, estimate_load_async
 
 __all__ = [
@@ -51,15 +57,19 @@ __all__ = [
     "Backoff",
     "BadRequestError",
     "CheckStatus",
+    "CheckType",
     "ConfigurationError",
     "CustomCheckResult",
     "FieldError",
+    "HealthCheck",
     "HealthCheckResult",
     "HealthChecker",
     "HealthStatus",
     "InstanceStatus",
+    "Maintenance",
     "NoHealthyInstancesError",
     "NotFoundError",
+    "NotSupportedError",
     "PermissionDeniedError",
     "RegistryFullError",
     "RegistryUnavailableError",
@@ -68,6 +78,7 @@ __all__ = [
     "ServiceInstance",
     "ServiceInstanceList",
     "ServiceRegistrationRequest",
+    "SyncServiceDiscoveryClient",
     "ValidationError",
     "__version__",
     "database_probe",

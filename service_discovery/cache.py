@@ -17,13 +17,18 @@ has nothing to fall back to, as before.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .models import ServiceInstanceList
 
 __all__ = ["CacheKey", "DiscoveryCache"]
 
-CacheKey = tuple[str, bool]
-"""``(service_name, healthy_only)``: the two queries differ, so they are cached apart."""
+CacheKey = tuple[str, bool] | tuple[str, bool, Any]
+"""``(service_name, healthy_only[, filter])``: different queries are cached apart.
+
+The first item is always the service name (what :meth:`DiscoveryCache.invalidate`
+matches); the rest only has to be hashable.
+"""
 
 
 @dataclass(slots=True)
@@ -95,5 +100,6 @@ class DiscoveryCache:
         if service_name is None:
             self._entries.clear()
             return
-        for key in [k for k in self._entries if k[0] == service_name]:
-            del self._entries[key]
+        # list() first: a heartbeat thread may register (and invalidate) meanwhile.
+        for key in [k for k in list(self._entries) if k[0] == service_name]:
+            self._entries.pop(key, None)

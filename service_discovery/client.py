@@ -10,30 +10,26 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, Self, TypeVar, overload
+from typing import Any, Self, TypeVar, Unpack, overload
 
 import anyio
 import httpx
 
-from .backoff import Backoff
-from .balancing import power_of_two_choices
-from .cache import DiscoveryCache
-from .config import ClientSettings
-from .errors import NoHealthyInstancesError, NotFoundError, RegistryUnavailableError
-from .heartbeat import BackgroundHeartbeat, ClockFn, SleepFn, TaskStarter, heartbeat_forever
+from .client_core import ClientFacade, IOArguments, Stay
+from .errors import NoHealthyInstancesError
+from .filters import QueryFilters
+from .heartbeat import BackgroundHeartbeat, SleepFn, TaskStarter
 from .models import (
+    HealthCheck,
+    InstanceStatus,
     ServiceInstance,
     ServiceInstanceList,
     ServiceRegistrationRequest,
-    check_name,
-    registration_from_arguments,
 )
-from .registry_http import RegistryHTTP, json_or_none, path_segment
+from .registry_http import RegistryHTTP
 from .watch import watch_instances
 
 __all__ = ["ServiceDiscoveryClient"]
@@ -41,12 +37,11 @@ __all__ = ["ServiceDiscoveryClient"]
 logger = logging.getLogger("service_discovery.client")
 
 _UNREGISTER_TIMEOUT = 5.0
-_PROBE_REFUSED = "health checks refused"
 
 T = TypeVar("T")
 
 
-class ServiceDiscoveryClient:
+class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncClient, SleepFn]):
     """Talks to one registry on behalf of one service instance.
 
     Arguments left out are read from the environment: ``SERVICE_DISCOVERY_URL``
@@ -64,81 +59,26 @@ class ServiceDiscoveryClient:
     and the randomness of the heartbeat loop, the watch loop and the cache, so
     a fake clock can drive them.
 
-    ``cache`` (on by default) keeps each :meth:`discover_services` answer for
+    The remaining options (``heartbeat_interval``, ``cache``, ``cache_ttl``,
+    ``max_stale``, ``backoff``, ``clock``, ``rng``) are
+    :class:`~service_discovery.client_core.CoreOptions`, shared with the
+    synchronous client. ``cache`` (on by default) keeps each :meth:`discover_services` answer for
     ``cache_ttl`` seconds and serves the last good answer, marked ``stale``,
     while the registry is unreachable (for at most ``max_stale`` seconds;
     ``None`` means no limit).
     """
 
-    def __init__(
-        self,
-        service_discovery_url: str | None = None,
-        service_discovery_secret: str | None = None,
-        *,
-        heartbeat_interval: float | None = None,
-        timeout: float | httpx.Timeout = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        cache: bool = True,
-        cache_ttl: float = 5.0,
-        max_stale: float | None = None,
-        backoff: Backoff | None = None,
-        sleep: SleepFn | None = None,
-        clock: ClockFn | None = None,
-        rng: random.Random | None = None,
+    def _open_io(
+        self, io: IOArguments[httpx.AsyncBaseTransport, httpx.AsyncClient, SleepFn]
     ) -> None:
-        if transport is not None and http_client is not None:
-            raise TypeError("pass either transport= or http_client=, not both")
-        self._settings = ClientSettings.resolve(
-            service_discovery_url, service_discovery_secret, heartbeat_interval
-        )
-        if self._settings.secret is None:
-            logger.warning(
-                "No registry secret given (argument or SERVICE_DISCOVERY_SECRET): "
-                "requests will be rejected with 401"
-            )
         self._registry = RegistryHTTP(
-            self._settings, http_client=http_client, transport=transport, timeout=timeout
+            self._core.settings,
+            http_client=io.http_client,
+            transport=io.transport,
+            timeout=io.timeout,
+            sleep=io.sleep,
         )
-        self._cache = DiscoveryCache(cache_ttl, max_stale) if cache else None
-        self._backoff = backoff or Backoff()
-        self._sleep: SleepFn = sleep or anyio.sleep
-        self._clock: ClockFn = clock or time.monotonic
-        self._rng = rng or random.Random()
-        self._registration: ServiceRegistrationRequest | None = None
         self._heartbeat: BackgroundHeartbeat | None = None
-        self._stale_warned: set[tuple[str, bool]] = set()
-        # Registration state: whether the registry has accepted us (at all,
-        # and right now), the TTL it told us, and the indexes seen per service
-        # (an index going back means the registry restarted).
-        self._ever_registered = False
-        self._registered_now = False
-        self._reregistering = False
-        self._ttl: float | None = None
-        self._ttl_warned: set[tuple[float, float]] = set()
-        self._seen_index: dict[str, int] = {}
-
-    # -- configuration ---------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        """The registry's base URL, without a trailing slash (the one tried first)."""
-        return self._registry.url
-
-    @property
-    def urls(self) -> tuple[str, ...]:
-        """Every configured registry URL, in the order of the setting."""
-        return self._settings.urls
-
-    @property
-    def heartbeat_interval(self) -> float:
-        """Seconds between heartbeats when no interval is passed to the loop."""
-        return self._settings.heartbeat_interval
-
-    @property
-    def registration(self) -> ServiceRegistrationRequest | None:
-        """The last registration sent, which heartbeats refer to and 404s replay."""
-        return self._registration
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -178,6 +118,7 @@ class ServiceDiscoveryClient:
         health_endpoint: str = "/health",
         metadata: Mapping[str, str] | None = None,
         load_percentage: float | None = None,
+        check: HealthCheck | str | Mapping[str, Any] | None = None,
     ) -> bool: ...
 
     async def register_service(
@@ -200,57 +141,33 @@ class ServiceDiscoveryClient:
         logged at WARNING; a ``ttl_seconds`` in it adjusts the heartbeat
         period when the configured one is too long for that TTL.
         """
-        request = registration_from_arguments(request, fields)
-        try:
-            response = await self._registry.request(
-                "POST", "/v1/discovery/register", json=request.to_payload()
-            )
-        except RegistryUnavailableError:
-            self._registration = request
-            self._registered_now = False
-            raise
-        self._registration = request
-        self._ever_registered = self._registered_now = True
-        self._read_registration_answer(request, json_or_none(response))
-        if self._cache is not None:
-            self._cache.invalidate(request.service_name)
-        return True
+        return await self._registry.run(self._core.register(request, **fields))
 
-    def _read_registration_answer(self, request: ServiceRegistrationRequest, body: Any) -> None:
-        if not isinstance(body, dict):
-            return
-        ttl = body.get("ttl_seconds")
-        if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl > 0:
-            self._ttl = float(ttl)
-        warnings = body.get("warnings")
-        notes = [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
-        message = body.get("message")
-        if not notes and isinstance(message, str) and _PROBE_REFUSED in message:
-            notes = [message]
-        for note in notes:
-            logger.warning(
-                "The registry accepted %s:%s with a warning: %s",
-                request.service_name,
-                request.instance_id,
-                note,
-            )
-
-    async def send_heartbeat(self, load_percentage: float | None = None) -> bool:
+    async def send_heartbeat(
+        self,
+        load_percentage: float | None = None,
+        *,
+        status: InstanceStatus | str | None = None,
+    ) -> bool:
         """Send one heartbeat for the registered instance (optionally with its load).
 
+        ``status`` (``healthy``/``unhealthy``) is for an instance registered
+        with ``check="ttl"``: it reports the instance's own verdict for this
+        heartbeat only (see :meth:`report_status` to keep reporting it).
         Raises :class:`NotFoundError` when the registry does not know the
         instance (register again), and ``RuntimeError`` if nothing was
         registered through this client.
         """
-        request = self._require_registration("send_heartbeat")
-        payload: dict[str, Any] = {
-            "service_name": request.service_name,
-            "instance_id": request.instance_id,
-        }
-        if load_percentage is not None:
-            payload["load_percentage"] = load_percentage
-        await self._registry.request("POST", "/v1/discovery/heartbeat", json=payload)
-        return True
+        return await self._registry.run(self._core.heartbeat(load_percentage, status))
+
+    async def report_status(self, status: InstanceStatus | str) -> bool:
+        """Report a TTL-checked instance's own health: now, and on every later heartbeat.
+
+        Only for an instance registered with ``check="ttl"`` (else ``ValueError``);
+        ``status`` is ``"healthy"`` or ``"unhealthy"``. The heartbeat loop keeps
+        sending the last reported status until another one is reported.
+        """
+        return await self._registry.run(self._core.report_status(status))
 
     async def unregister_service(
         self, service_name: str | None = None, instance_id: str | None = None
@@ -259,78 +176,30 @@ class ServiceDiscoveryClient:
 
         Raises :class:`NotFoundError` if the registry does not know it.
         """
-        own = self._registration
-        if service_name is None or instance_id is None:
-            request = self._require_registration("unregister_service")
-            service_name = service_name or request.service_name
-            instance_id = instance_id or request.instance_id
-        check_name(service_name, "service_name")
-        check_name(instance_id, "instance_id")
-        if own is not None and (own.service_name, own.instance_id) == (service_name, instance_id):
-            self._registered_now = False  # do not re-register it after a registry restart
-        path = f"/v1/discovery/unregister/{path_segment(service_name)}/{path_segment(instance_id)}"
-        await self._registry.request("DELETE", path)
-        if self._cache is not None:
-            self._cache.invalidate(service_name)
-        return True
+        return await self._registry.run(self._core.unregister(service_name, instance_id))
 
-    def _require_registration(self, what: str) -> ServiceRegistrationRequest:
-        if self._registration is None:
-            raise RuntimeError(f"{what}() needs an instance: call register_service() first")
-        return self._registration
+    async def set_maintenance(
+        self,
+        service_name: str | None = None,
+        instance_id: str | None = None,
+        *,
+        reason: str = "maintenance",
+    ) -> bool:
+        """Put an instance (by default the registered one) in maintenance.
 
-    async def _register_from_loop(self) -> None:
-        request = self._require_registration("the heartbeat loop")
-        first = not self._ever_registered
-        await self.register_service(request)
-        if first:
-            logger.info(
-                "Registered %s:%s (first registration; the registry was not reachable before)",
-                request.service_name,
-                request.instance_id,
-            )
-        else:
-            logger.info("Registered %s:%s again", request.service_name, request.instance_id)
+        Healthy-only reads leave it out until :meth:`clear_maintenance`; it
+        stays registered and keeps heartbeating. Repeating it is a no-op.
+        Raises :class:`NotFoundError` for an unknown instance and
+        :class:`NotSupportedError` when the registry is too old to know
+        maintenance.
+        """
+        return await self._registry.run(self._core.maintenance(service_name, instance_id, reason))
 
-    async def _register_after_restart(self, service_name: str, old: int, new: int) -> None:
-        """A read saw an index go back: the registry restarted and forgot us; register now."""
-        request = self._registration
-        logger.info(
-            "Discovery index of %r went back from %d to %d: the registry restarted",
-            service_name,
-            old,
-            new,
-        )
-        if request is None or not self._registered_now or self._reregistering:
-            return
-        self._reregistering = True
-        try:
-            await self.register_service(request)
-        except Exception as exc:
-            logger.warning(
-                "Could not register %s:%s after the registry restarted (the heartbeat "
-                "loop will): %s",
-                request.service_name,
-                request.instance_id,
-                exc,
-            )
-        else:
-            logger.info(
-                "Registered %s:%s again after the registry restarted",
-                request.service_name,
-                request.instance_id,
-            )
-        finally:
-            self._reregistering = False
-
-    async def _note_index(self, service_name: str, instances: ServiceInstanceList) -> None:
-        index = instances.discovery_index
-        if index is None:
-            return
-        last = self._seen_index.get(service_name)
-        self._seen_index[service_name] = index
-        if last is not None and index < last:
-            await self._register_after_restart(service_name, last, index)
+    async def clear_maintenance(
+        self, service_name: str | None = None, instance_id: str | None = None
+    ) -> bool:
+        """End an instance's maintenance (a no-op when it is not in maintenance)."""
+        return await self._registry.run(self._core.maintenance(service_name, instance_id, None))
 
     # -- heartbeats ------------------------------------------------------------
 
@@ -344,18 +213,7 @@ class ServiceDiscoveryClient:
         is more than half of it) between heartbeats, registers again at once on
         a 404, backs off on errors and never raises.
         """
-        self._require_registration("run_heartbeat_loop")
-        interval = self._interval(interval_seconds)
-        await heartbeat_forever(
-            self.send_heartbeat,
-            self._register_from_loop,
-            interval=functools.partial(self._heartbeat_period, interval),
-            registered=self._registered_now,
-            sleep=self._sleep,
-            clock=self._clock,
-            backoff=self._backoff,
-            rng=self._rng,
-        )
+        await self._registry.run(self._core.heartbeat_loop(interval_seconds))
 
     async def start_heartbeat_loop(
         self,
@@ -372,8 +230,8 @@ class ServiceDiscoveryClient:
         """
         if self._heartbeat is not None and self._heartbeat.running:
             raise RuntimeError("the heartbeat loop is already running")
-        self._require_registration("start_heartbeat_loop")
-        interval = self._interval(interval_seconds)
+        self._core.require_registration("start_heartbeat_loop")
+        interval = self._core.interval(interval_seconds)
         if task_group is None and not _on_asyncio():
             raise RuntimeError(
                 "start_heartbeat_loop() without task_group= needs asyncio; on trio pass "
@@ -401,41 +259,13 @@ class ServiceDiscoveryClient:
         """True while a loop started by :meth:`start_heartbeat_loop` runs."""
         return self._heartbeat is not None and self._heartbeat.running
 
-    def _heartbeat_period(self, interval: float) -> float:
-        """``interval``, or a third of the registry's TTL when ``interval`` exceeds half of it.
-
-        With a period above TTL/2, one lost heartbeat lets the instance expire;
-        TTL/3 leaves room for two. Warned about once per (interval, TTL).
-        """
-        ttl = self._ttl
-        if ttl is None or interval <= ttl / 2:
-            return interval
-        period = ttl / 3
-        if (interval, ttl) not in self._ttl_warned:
-            self._ttl_warned.add((interval, ttl))
-            logger.warning(
-                "Heartbeat interval %g s is more than half the registry's TTL (%g s): one "
-                "lost heartbeat would expire this instance; sending one every %g s instead",
-                interval,
-                ttl,
-                period,
-            )
-        return period
-
-    def _interval(self, interval_seconds: float | None) -> float:
-        interval = (
-            self._settings.heartbeat_interval if interval_seconds is None else interval_seconds
-        )
-        if interval <= 0:
-            raise ValueError(f"heartbeat interval must be positive, got {interval}")
-        return float(interval)
-
     @overload
     def registered(
         self,
         request: ServiceRegistrationRequest,
         *,
         interval_seconds: float | None = None,
+        drain_seconds: float = 0.0,
     ) -> AbstractAsyncContextManager[ServiceDiscoveryClient]: ...
 
     @overload
@@ -443,6 +273,7 @@ class ServiceDiscoveryClient:
         self,
         *,
         interval_seconds: float | None = None,
+        drain_seconds: float = 0.0,
         service_name: str,
         instance_id: str,
         host: str,
@@ -450,14 +281,11 @@ class ServiceDiscoveryClient:
         health_endpoint: str = "/health",
         metadata: Mapping[str, str] | None = None,
         load_percentage: float | None = None,
+        check: HealthCheck | str | Mapping[str, Any] | None = None,
     ) -> AbstractAsyncContextManager[ServiceDiscoveryClient]: ...
 
     def registered(
-        self,
-        request: ServiceRegistrationRequest | None = None,
-        *,
-        interval_seconds: float | None = None,
-        **fields: Any,
+        self, request: ServiceRegistrationRequest | None = None, **options: Any
     ) -> AbstractAsyncContextManager[ServiceDiscoveryClient]:
         """``async with client.registered(request):`` registers, heartbeats, unregisters.
 
@@ -467,19 +295,22 @@ class ServiceDiscoveryClient:
         shielded from the cancellation and bounded by a 5 s timeout. An
         exception from the body comes out as itself, not wrapped in an
         exception group.
+
+        With ``drain_seconds``, the exit first puts the instance in maintenance
+        and waits that long (so watchers and load balancers move away), then
+        unregisters; a registry without maintenance is unregistered at once.
         """
-        return self._registered(registration_from_arguments(request, fields), interval_seconds)
+        return self._registered(self._core.stay(request, options))
 
     @asynccontextmanager
-    async def _registered(
-        self, request: ServiceRegistrationRequest, interval_seconds: float | None
-    ) -> AsyncIterator[ServiceDiscoveryClient]:
-        interval = self._interval(interval_seconds)
+    async def _registered(self, stay: Stay) -> AsyncIterator[ServiceDiscoveryClient]:
         if self.heartbeat_running:
             raise RuntimeError("a heartbeat loop is already running on this client")
-        await self.register_service(request)
+        await self.register_service(stay.request)
         body_error: BaseException | None = None
-        heartbeat = BackgroundHeartbeat(functools.partial(self.run_heartbeat_loop, interval))
+        heartbeat = BackgroundHeartbeat(
+            functools.partial(self.run_heartbeat_loop, stay.interval_seconds)
+        )
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(heartbeat.run)
@@ -500,26 +331,17 @@ class ServiceDiscoveryClient:
         finally:
             if self._heartbeat is heartbeat:
                 self._heartbeat = None
-            await self._unregister_quietly(request)
-
-    async def _unregister_quietly(self, request: ServiceRegistrationRequest) -> None:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(_UNREGISTER_TIMEOUT):
-            try:
-                await self.unregister_service(request.service_name, request.instance_id)
-            except NotFoundError:
-                pass
-            except Exception as exc:
-                logger.warning(
-                    "Could not unregister %s:%s (it will expire at its TTL): %s",
-                    request.service_name,
-                    request.instance_id,
-                    exc,
-                )
+            # Shielded from the cancellation that may be ending the block: the
+            # drain's wait, plus a bounded time for each request.
+            drain = stay.drain_seconds
+            bound = drain + 2 * _UNREGISTER_TIMEOUT if drain else _UNREGISTER_TIMEOUT
+            with anyio.CancelScope(shield=True), anyio.move_on_after(bound):
+                await self._registry.run(self._core.leave(stay.request, drain))
 
     # -- reads -----------------------------------------------------------------
 
     async def discover_services(
-        self, service_name: str, healthy_only: bool = True
+        self, service_name: str, healthy_only: bool = True, **filters: Unpack[QueryFilters]
     ) -> ServiceInstanceList:
         """The instances of a service (only the healthy ones by default).
 
@@ -529,58 +351,19 @@ class ServiceDiscoveryClient:
         the log); without one, :class:`RegistryUnavailableError` is raised. An
         empty answer is not cached. A name the registry would refuse raises
         :class:`~service_discovery.ValidationError` before anything is sent.
+
+        ``metadata={"version": "1.0.0"}`` keeps only instances whose metadata
+        has every pair given; ``status="unhealthy"`` (or several) only those
+        in one of the statuses. Both are sent to the registry
+        (``?meta.version=1.0.0&status=unhealthy``) and checked again here, so an
+        older registry that ignores them gives the same answer. Each filter is
+        cached on its own.
         """
-        check_name(service_name)
-        key = (service_name, healthy_only)
-        if self._cache is None:
-            return await self._fetch_instances(service_name, healthy_only)
-        cached = self._cache.fresh(key, self._clock())
-        if cached is not None:
-            return cached
-        try:
-            instances = await self._fetch_instances(service_name, healthy_only)
-        except RegistryUnavailableError as exc:
-            stale = self._cache.fallback(key, self._clock())
-            if stale is None:
-                raise
-            self._warn_stale(key, stale, exc)
-            return stale
-        self._cache.store(key, instances, self._clock())
-        self._stale_warned.discard(key)
-        return instances
-
-    async def _fetch_instances(
-        self,
-        service_name: str,
-        healthy_only: bool,
-        *,
-        params: Mapping[str, str] | None = None,
-        http_timeout: float | httpx.Timeout | None = None,
-    ) -> ServiceInstanceList:
-        instances = await self._registry.fetch_instances(
-            service_name, healthy_only, params=params, http_timeout=http_timeout
-        )
-        await self._note_index(service_name, instances)
-        return instances
-
-    def _warn_stale(
-        self, key: tuple[str, bool], stale: ServiceInstanceList, exc: Exception
-    ) -> None:
-        # Once per outage and query, not once per call: callers may discover
-        # on every request they serve.
-        level = logging.DEBUG if key in self._stale_warned else logging.WARNING
-        self._stale_warned.add(key)
-        logger.log(
-            level,
-            "Registry unreachable (%s); serving the last known instances of %r, %.1f s old",
-            exc,
-            key[0],
-            stale.age_seconds,
-        )
+        return await self._registry.run(self._core.discover(service_name, healthy_only, **filters))
 
     async def get_all_services(self) -> dict[str, ServiceInstanceList]:
         """Every registered instance of every service (not cached)."""
-        return await self._registry.fetch_all_services()
+        return await self._registry.run(self._core.calls.fetch_all_services())
 
     async def pick(
         self, service_name: str, *, exclude: Iterable[str | ServiceInstance] = ()
@@ -592,13 +375,8 @@ class ServiceDiscoveryClient:
         caller already failed to reach. Raises :class:`NoHealthyInstancesError`
         when none is left.
         """
-        excluded = {i.instance_id if isinstance(i, ServiceInstance) else i for i in exclude}
         instances = await self.discover_services(service_name, healthy_only=True)
-        candidates = [i for i in instances if i.is_healthy and i.instance_id not in excluded]
-        chosen = power_of_two_choices(candidates, self._rng)
-        if chosen is None:
-            raise NoHealthyInstancesError(service_name, excluded=len(excluded))
-        return chosen
+        return self._core.choose(service_name, instances, exclude)
 
     async def call_with_failover(
         self,
@@ -645,11 +423,6 @@ class ServiceDiscoveryClient:
         assert last_error is not None
         raise last_error
 
-    def invalidate_cache(self, service_name: str | None = None) -> None:
-        """Drop cached answers for one service, or all of them."""
-        if self._cache is not None:
-            self._cache.invalidate(service_name)
-
     async def watch_service(
         self,
         service_name: str,
@@ -670,33 +443,19 @@ class ServiceDiscoveryClient:
         Use it with ``async for``; to stop early from outside a loop, ``aclose()``
         the generator.
         """
-        check_name(service_name)
-        if wait_seconds <= 0:
-            raise ValueError("wait_seconds must be positive")
-        # Generous read timeout: the registry holds the request up to `wait`
-        # plus a jitter of at most wait/16.
-        read_timeout = httpx.Timeout(10.0, read=wait_seconds * 1.1 + 10.0)
-        wait_param = f"{max(1, round(wait_seconds * 1000))}ms"
+        blocking_read = self._core.blocking_read(service_name, healthy_only, wait_seconds)
 
         async def fetch(index: int) -> ServiceInstanceList:
-            instances = await self._fetch_instances(
-                service_name,
-                healthy_only,
-                params={"index": str(index), "wait": wait_param},
-                http_timeout=read_timeout,
-            )
-            if self._cache is not None:
-                self._cache.store((service_name, healthy_only), instances, self._clock())
-            return instances
+            return await self._registry.run(blocking_read(index))
 
         async for instances in watch_instances(
             fetch,
             what=f"service {service_name!r}",
             wait_seconds=wait_seconds,
-            sleep=self._sleep,
-            clock=self._clock,
-            backoff=self._backoff,
-            rng=self._rng,
+            sleep=self._registry.sleep,
+            clock=self._core.clock,
+            backoff=self._core.backoff,
+            rng=self._core.rng,
         ):
             yield instances
 

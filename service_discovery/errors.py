@@ -34,6 +34,7 @@ __all__ = [
     "FieldError",
     "NoHealthyInstancesError",
     "NotFoundError",
+    "NotSupportedError",
     "PermissionDeniedError",
     "RegistryFullError",
     "RegistryUnavailableError",
@@ -141,6 +142,15 @@ class NotFoundError(ServiceDiscoveryError):
 
     For a heartbeat this is the registry saying it forgot us (it restarted, or
     our TTL expired): the heartbeat loop answers it by registering again.
+    """
+
+
+class NotSupportedError(NotFoundError):
+    """The registry does not serve this route (``404 not_found``): it is older than the SDK.
+
+    A subclass of :class:`NotFoundError`, which older code already catches.
+    Raised by the calls of features a registry gained later (maintenance), so
+    the caller can tell "this registry cannot do that" from "unknown instance".
     """
 
 

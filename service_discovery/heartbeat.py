@@ -29,8 +29,9 @@ import anyio
 
 from .backoff import Backoff, FailureLog
 from .errors import NotFoundError
+from .exchange import Sleep, Steps
 
-__all__ = ["BackgroundHeartbeat", "TaskStarter", "heartbeat_forever"]
+__all__ = ["BackgroundHeartbeat", "TaskStarter", "heartbeat_steps"]
 
 logger = logging.getLogger("service_discovery.heartbeat")
 
@@ -44,18 +45,17 @@ class TaskStarter(Protocol):
     def start_soon(self, func: Callable[[], Awaitable[Any]], /) -> Any: ...
 
 
-async def heartbeat_forever(
-    send_heartbeat: Callable[[], Awaitable[object]],
-    register: Callable[[], Awaitable[object]],
+def heartbeat_steps(
+    send_heartbeat: Callable[[], Steps[object]],
+    register: Callable[[], Steps[object]],
     *,
     interval: Callable[[], float],
     registered: bool = True,
-    sleep: SleepFn,
     clock: ClockFn,
     backoff: Backoff,
     rng: random.Random,
-) -> None:
-    """Send a heartbeat every ``interval`` seconds until cancelled.
+) -> Steps[None]:
+    """Send a heartbeat every ``interval`` seconds, forever (the steps never return).
 
     ``send_heartbeat`` raises :class:`~service_discovery.NotFoundError` when
     the registry does not know the instance; ``register`` registers it again.
@@ -63,19 +63,21 @@ async def heartbeat_forever(
     with ``registered=False`` (the first registration failed) it registers
     first, and sleeps only after that worked. ``interval()`` is read every
     round, so a period shortened to fit the registry's TTL applies at once.
+    Written as :mod:`~service_discovery.exchange` steps so the asynchronous
+    client runs it as a task and the synchronous one in a thread.
     """
     failures = FailureLog(logger, "Heartbeat to the service registry", clock=clock)
     must_register = not registered
     while True:
         period = interval()
         if failures.failures:
-            await sleep(backoff.delay(failures.failures, rng, cap=period))
+            yield Sleep(backoff.delay(failures.failures, rng, cap=period))
         elif not must_register:
-            await sleep(period)
+            yield Sleep(period)
         try:
             if not must_register:
                 try:
-                    await send_heartbeat()
+                    yield from send_heartbeat()
                 except NotFoundError:
                     logger.info(
                         "The registry does not know this instance (it restarted, or the "
@@ -83,7 +85,7 @@ async def heartbeat_forever(
                     )
                     must_register = True
             if must_register:
-                await register()
+                yield from register()
                 must_register = False
         except Exception as exc:
             # Anything, including a bug in a user-supplied transport: the loop

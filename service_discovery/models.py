@@ -16,16 +16,26 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from .errors import FieldError, ValidationError
 
 __all__ = [
     "CheckStatus",
+    "CheckType",
     "CustomCheckResult",
+    "HealthCheck",
     "HealthCheckResult",
     "HealthStatus",
     "InstanceStatus",
+    "Maintenance",
     "ServiceInstance",
     "ServiceInstanceList",
     "ServiceRegistrationRequest",
@@ -108,6 +118,49 @@ def _iso_z(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+class CheckType(StrEnum):
+    """How the registry decides an instance's health.
+
+    ``http`` (the default when a registration names no check) probes
+    ``health_endpoint``; ``tcp`` only opens a connection to the port; ``ttl``
+    never probes: the instance reports its own status on its heartbeats.
+    """
+
+    HTTP = "http"
+    TCP = "tcp"
+    TTL = "ttl"
+
+
+class HealthCheck(BaseModel):
+    """The ``check`` of a registration, and of an instance as the registry shows it.
+
+    Fields a newer registry adds to a check are kept (and sent back as they came).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    type: CheckType
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        # check="tcp" is the short form of check={"type": "tcp"}.
+        return {"type": value} if isinstance(value, str) else value
+
+
+class Maintenance(BaseModel):
+    """Why and since when an instance is in maintenance (left out of healthy reads)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    reason: str = ""
+    since: datetime | None = None
+
+    @field_serializer("since")
+    def _serialize_timestamp(self, value: datetime | None) -> str | None:
+        return None if value is None else _iso_z(value)
+
+
 class ServiceRegistrationRequest(BaseModel):
     """What a service tells the registry about itself (``POST /v1/discovery/register``).
 
@@ -129,6 +182,7 @@ class ServiceRegistrationRequest(BaseModel):
     health_endpoint: str = "/health"
     metadata: dict[str, str] = Field(default_factory=dict)
     load_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
+    check: HealthCheck | None = None
 
     def __init__(self, /, **data: Any) -> None:
         try:
@@ -151,8 +205,13 @@ class ServiceRegistrationRequest(BaseModel):
             raise ValueError(mistake)
         return value
 
+    @property
+    def check_type(self) -> CheckType:
+        """The registry's kind of check for this instance (``http`` when none is named)."""
+        return CheckType.HTTP if self.check is None else self.check.type
+
     def to_payload(self) -> dict[str, Any]:
-        """The JSON body to send; an unset ``load_percentage`` is left out."""
+        """The JSON body to send; an unset ``load_percentage`` or ``check`` is left out."""
         return self.model_dump(mode="json", exclude_none=True)
 
 
@@ -184,6 +243,9 @@ class ServiceInstance(BaseModel):
     load_percentage: float = 0.0
     metadata: dict[str, str] = Field(default_factory=dict)
     registered_at: datetime | None = None
+    # Newer registries only; absent (None) from an older one's answers.
+    check: HealthCheck | None = None
+    maintenance: Maintenance | None = None
 
     @field_serializer("last_health_check", "last_heartbeat", "registered_at")
     def _serialize_timestamp(self, value: datetime | None) -> str | None:
@@ -193,6 +255,11 @@ class ServiceInstance(BaseModel):
     def is_healthy(self) -> bool:
         """True when the registry's last verdict on this instance is ``healthy``."""
         return self.status is InstanceStatus.HEALTHY
+
+    @property
+    def in_maintenance(self) -> bool:
+        """True while the instance is in maintenance (see ``set_maintenance``)."""
+        return self.maintenance is not None
 
     @property
     def address(self) -> str:

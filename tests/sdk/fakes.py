@@ -46,6 +46,8 @@ class FakeRegistry:
     log: list[tuple[str, str]] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
     send_index: bool = True
+    queries: list[str] = field(default_factory=list)
+    maintenance_route: bool = True  # False: an older registry without it
 
     def __post_init__(self) -> None:
         self._changed: anyio.Event | None = None
@@ -110,22 +112,47 @@ class FakeRegistry:
             "load_percentage": body.get("load_percentage", old["load_percentage"] if old else 0.0),
             "metadata": body.get("metadata", {}),
             "registered_at": old["registered_at"] if old else now,
+            "check": body.get("check", {"type": "http"}),
+            "maintenance": old["maintenance"] if old else None,
         }
         self._bump(body["service_name"])
 
-    def _listing(self, service: str, healthy: bool) -> list[dict[str, Any]]:
+    def _listing(
+        self, service: str, healthy: bool, params: httpx.QueryParams | None = None
+    ) -> list[dict[str, Any]]:
         items = [v for (s, _), v in sorted(self.instances.items()) if s == service]
-        return [v for v in items if v["status"] == "healthy"] if healthy else items
+        if healthy:
+            items = [v for v in items if v["status"] == "healthy" and not v["maintenance"]]
+        if params is not None:
+            statuses = params.get_list("status")
+            if statuses:
+                items = [v for v in items if v["status"] in statuses]
+            for key, value in params.multi_items():
+                if key.startswith("meta."):
+                    items = [v for v in items if v["metadata"].get(key[5:]) == value]
+        return items
 
     def _with_index(self, response: httpx.Response, index: int) -> httpx.Response:
         if self.send_index:
             response.headers["X-Discovery-Index"] = str(index)
         return response
 
+    def sync_transport(self) -> httpx.MockTransport:
+        """For the synchronous client (no blocking queries)."""
+        return httpx.MockTransport(self.answer)
+
     async def handle(self, request: httpx.Request) -> httpx.Response:
         await anyio.lowlevel.checkpoint()
+        parts = request.url.path.strip("/").split("/")
+        listing = request.method == "GET" and parts[:3] == ["v1", "discovery", "services"]
+        if listing and len(parts) > 3 and not self.down and not self.canned:
+            await self._block(request, parts[3])
+        return self.answer(request)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         self.log.append((request.method, path))
+        self.queries.append(str(request.url.query, "ascii"))
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         if self.canned:
@@ -168,6 +195,8 @@ class FakeRegistry:
                     404, "instance_not_found", f"Instance {key[0]}:{key[1]} is not registered"
                 )
             self.instances[key]["last_heartbeat"] = _now()
+            if "status" in body:
+                self.set_status(key[0], key[1], body["status"])
             return httpx.Response(
                 200, json={"success": True, "message": "Heartbeat updated successfully"}
             )
@@ -182,6 +211,21 @@ class FakeRegistry:
             return httpx.Response(
                 200, json={"success": True, "message": "Service unregistered successfully"}
             )
+        if parts[:3] == ["v1", "discovery", "maintenance"] and self.maintenance_route:
+            key = (parts[3], parts[4])
+            if key not in self.instances:
+                return error(
+                    404, "instance_not_found", f"Instance {key[0]}:{key[1]} is not registered"
+                )
+            if request.method == "PUT":
+                reason = json.loads(request.content)["reason"]
+                self.bodies.append({"reason": reason})
+                if self.instances[key]["maintenance"] is None:
+                    self.instances[key]["maintenance"] = {"reason": reason, "since": _now()}
+            else:
+                self.instances[key]["maintenance"] = None
+            self._bump(key[0])
+            return httpx.Response(200, json={"success": True, "message": "ok"})
         if request.method == "GET" and parts[:3] == ["v1", "discovery", "services"]:
             if len(parts) == 3:
                 services: dict[str, list[dict[str, Any]]] = {}
@@ -191,16 +235,17 @@ class FakeRegistry:
                     httpx.Response(200, json={"services": services}), self.index
                 )
             service = parts[3]
-            await self._block(request, service)
             index = self.service_index.get(service, 1)
             healthy = len(parts) == 5 and parts[4] == "healthy"
             if healthy:
-                body = {"service_name": service, "healthy_instances": self._listing(service, True)}
+                listing = self._listing(service, True, request.url.params)
+                body = {"service_name": service, "healthy_instances": listing}
                 return self._with_index(httpx.Response(200, json=body), index)
             if not any(s == service for s, _ in self.instances):
                 resp = error(404, "service_not_found", f"Service {service} is not registered")
                 return self._with_index(resp, index)
-            body = {"service_name": service, "instances": self._listing(service, False)}
+            listing = self._listing(service, False, request.url.params)
+            body = {"service_name": service, "instances": listing}
             return self._with_index(httpx.Response(200, json=body), index)
         return error(404, "not_found", "Not found")
 
