@@ -181,6 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="print each change of a service as it happens (Ctrl-C ends)",
     )
     watch.add_argument("name", metavar="NAME")
+    drain = commands.add_parser(
+        "drain",
+        parents=[connection],
+        help="put an instance in maintenance (out of healthy reads), or --clear it",
+    )
+    _add_instance_arguments(drain)
+    drain.add_argument("--reason", default="drained by operator", help="shown with the instance")
+    drain.add_argument("--clear", action="store_true", help="end the maintenance instead")
     commands.add_parser("health", parents=[connection, as_json], help="the registry's own health")
     return parser
 
@@ -386,6 +394,16 @@ async def _heartbeat(conn: Connection, args: argparse.Namespace, out: TextIO) ->
     print(f"heartbeat sent for {args.name}/{args.instance_id}", file=out)
 
 
+async def _drain(conn: Connection, args: argparse.Namespace, out: TextIO) -> None:
+    client = conn.client()
+    if args.clear:
+        await client.clear_maintenance(args.name, args.instance_id)
+        print(f"{args.name}/{args.instance_id} is back in rotation", file=out)
+    else:
+        await client.set_maintenance(args.name, args.instance_id, reason=args.reason)
+        print(f"{args.name}/{args.instance_id} is in maintenance: {args.reason}", file=out)
+
+
 async def _health(conn: Connection, args: argparse.Namespace, out: TextIO) -> None:
     response = await conn.raw().request("GET", "/health")
     try:
@@ -441,6 +459,7 @@ async def _until_signalled(body: Callable[[], Awaitable[None]]) -> None:
 
 
 _COMMANDS: dict[str, Command] = {
+    "drain": _drain,
     "services": _services,
     "instances": _instances,
     "register": _register,

@@ -169,6 +169,23 @@ def test_unregister_removes_the_instance(cli: Cli, refused_port: int) -> None:
     assert sorted(by_id(ok(cli("instances", name, "--json")).json())) == ["a2"]
 
 
+def test_drain_takes_an_instance_out_of_healthy_reads_and_back(cli: Cli) -> None:
+    name = unique("drain")
+    ok(cli("register", name, "d1", "--host", "127.0.0.1", "--port", "9"))
+    drained = cli("drain", name, "d1", "--reason", "deploy")
+    if drained.code == 1 and "maintenance route" in drained.err:
+        pytest.skip("this registry has no maintenance route yet")
+    assert ok(drained).out.strip() == f"{name}/d1 is in maintenance: deploy"
+    [shown] = ok(cli("instances", name, "--json")).json()
+    assert shown["maintenance"]["reason"] == "deploy"
+    back = ok(cli("drain", name, "d1", "--clear"))
+    assert back.out.strip() == f"{name}/d1 is back in rotation"
+    [shown] = ok(cli("instances", name, "--json")).json()
+    assert shown["maintenance"] is None
+    missing = cli("drain", name, "no-such")
+    assert missing.code == 1 and len(missing.err.splitlines()) == 1, missing.err
+
+
 def test_health_as_json_and_as_a_table(cli: Cli) -> None:
     document = ok(cli("health", "--json")).json()
     assert document["status"] == "healthy"

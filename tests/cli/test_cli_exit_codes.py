@@ -68,7 +68,7 @@ def test_unknown_instance_of_a_known_service_is_1(cli: Cli) -> None:
         ["register", "game", "g1", "--host", "h", "--port", "70000"],
         ["heartbeat", "game", "g1", "--load", "2"],
         ["services", "--url", "ftp://127.0.0.1:3004"],
-        ["drain", "game", "g1"],
+        ["drain", "game"],
     ],
     ids=[
         "no-command",
@@ -80,7 +80,7 @@ def test_unknown_instance_of_a_known_service_is_1(cli: Cli) -> None:
         "port-out-of-range",
         "load-above-1",
         "not-http-url",
-        "no-drain-yet",
+        "drain-without-id",
     ],
 )
 def test_usage_errors_are_2(cli: Cli, argv: list[str]) -> None:

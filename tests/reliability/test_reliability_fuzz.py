@@ -422,7 +422,7 @@ def test_schemathesis_finds_no_contract_violation(fuzz_server: ServerProcess) ->
         assert isinstance(result, Ok), f"schemathesis cannot use an operation: {result.err()}"
         operations.append(result.ok())
     labels = {op.label for op in operations}
-    assert OPERATIONS <= labels, f"missing from the document: {OPERATIONS - labels}"
+    assert labels >= OPERATIONS, f"missing from the document: {OPERATIONS - labels}"
     # Anything else documented is a page for people or scrapers (HTML, scripts,
     # the metrics text), not part of the JSON API, and is not fuzzed here.
     pages = labels - OPERATIONS
