@@ -225,7 +225,10 @@ class Api:
         """Register and require the exact success body."""
         response = self.register(body)
         assert response.status_code == 200, response.text
-        assert response.json() == {
+        answer = response.json()
+        ttl = answer.pop("ttl_seconds", None)
+        assert isinstance(ttl, int | float) and ttl > 0, response.text
+        assert answer == {
             "success": True,
             "message": f"Service {body['service_name']}:{body['instance_id']} "
             "registered successfully",

@@ -58,6 +58,7 @@ CONFIG_VARIABLES = (
     "SHUTDOWN_GRACE_SECONDS",
     "HEALTH_CHECK_ALLOWED_NETWORKS",
     "SERVICE_DISCOVERY_PROBE_CLIENT",
+    "HEALTH_CHECK_FIRST_PROBES_PER_SECOND",
 )
 
 #: How long a server may take to answer GET /health after it is spawned.
@@ -68,8 +69,15 @@ STOP_TIMEOUT_SECONDS = 10.0
 
 
 def child_environment(overrides: Mapping[str, str]) -> dict[str, str]:
-    """The inherited environment minus registry settings, plus ``overrides``."""
+    """The inherited environment minus registry settings, plus ``overrides``.
+
+    No state file unless a test asks for one: a test server must never load
+    or leave a snapshot in the per-user default location. A test of that
+    default names its own ``XDG_STATE_HOME`` (a temporary directory) instead.
+    """
     env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARIABLES}
+    if "XDG_STATE_HOME" not in overrides:
+        env["SERVICE_DISCOVERY_STATE_FILE"] = ""
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(
         part for part in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if part

@@ -38,6 +38,7 @@ def test_register_answers_exactly_and_renders_the_instance_in_full(api: Api, uni
     assert response.json() == {
         "success": True,
         "message": f"Service {service}:game-1 registered successfully",
+        "ttl_seconds": 180,
     }
     api.registered.add((service, "game-1"))
 

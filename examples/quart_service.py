@@ -7,7 +7,8 @@ Run it next to a registry (see docker-compose.yml in this directory)::
 
 Endpoints: ``GET /health`` (probed by the registry), ``GET /hello``,
 ``GET /peer`` (picks a healthy ``trio-example`` instance and calls its
-``/hello``), ``GET /metrics`` (scraped by Prometheus through the registry).
+``/hello``, moving on to another instance if that one cannot be reached),
+``GET /metrics`` (scraped by Prometheus through the registry).
 
 Settings (environment): ``SERVICE_DISCOVERY_URL``, ``SERVICE_DISCOVERY_SECRET``,
 ``SERVICE_HEARTBEAT_INTERVAL`` (read by the SDK); ``PORT`` (0 picks a free
@@ -37,6 +38,7 @@ from service_discovery import (
     RegistryUnavailableError,
     ServiceDiscoveryClient,
     ServiceDiscoveryError,
+    ServiceInstance,
     ServiceRegistrationRequest,
     setup_service_health_checks,
 )
@@ -69,18 +71,23 @@ async def hello() -> dict[str, Any]:
 
 @app.get("/peer")
 async def call_peer() -> tuple[dict[str, Any], int]:
+    async def hello_from(peer: ServiceInstance) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            answer = (await http.get(f"{peer.base_url}/hello")).json()
+        return {"peer": answer, "peer_load": peer.load_percentage}
+
     try:
-        peer = await client.pick(PEER_SERVICE)
+        # A peer that died since the registry last said so (or one still in
+        # the stale list while the registry is down) costs one connection
+        # error: the call moves on to another instance.
+        called = await client.call_with_failover(PEER_SERVICE, hello_from)
     except NoHealthyInstancesError:
         return {"error": f"no healthy {PEER_SERVICE} instance"}, 503
     except RegistryUnavailableError as exc:  # and nothing cached yet
         return {"error": str(exc)}, 503
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        try:
-            answer = (await http.get(f"{peer.base_url}/hello")).json()
-        except httpx.HTTPError as exc:
-            return {"error": f"{peer.base_url}: {exc}"}, 502
-    return {"me": app.config["INSTANCE_ID"], "peer": answer, "peer_load": peer.load_percentage}, 200
+    except httpx.HTTPError as exc:
+        return {"error": f"every {PEER_SERVICE} instance tried failed: {exc}"}, 502
+    return {"me": app.config["INSTANCE_ID"], **called}, 200
 
 
 @app.get("/metrics")

@@ -1,5 +1,8 @@
 """`service-discovery serve`: settings from the environment, then one frontend.
 
+Every other command is the operator CLI in `service_discovery.cli`, which is
+also the console script (so it runs without the server extras).
+
 Startup problems end in one line on stderr naming what to fix, and exit 2;
 a traceback is for bugs, not for a typo in a deployment file.
 """
@@ -7,8 +10,10 @@ a traceback is for bugs, not for a typo in a deployment file.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -53,8 +58,40 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _address_in_use(host: str, port: int) -> str | None:
+    """One line if `host:port` cannot be bound, checked before the server starts.
+
+    Hypercorn would otherwise fail deep inside its startup with a 31-line
+    traceback ending in `OSError: [Errno 98]`. The check binds the way
+    hypercorn does (SO_REUSEADDR) and lets go at once; a race with another
+    process in between still fails, just less politely.
+    """
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
+    except OSError as error:
+        return f"cannot listen on {host}:{port}: {error.strerror or error}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                return (
+                    f"cannot listen on {host}:{port}: the address is already in use "
+                    "(another registry? set SERVICE_DISCOVERY_PORT or --port)"
+                )
+            return f"cannot listen on {host}:{port}: {error.strerror or error}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] != ["serve"]:  # the operator commands, --help and --version
+        from service_discovery.cli import main as operator_main
+
+        return operator_main(arguments)
+    args = _parser().parse_args(arguments)
     if args.workers != 1:
         return _fail(
             f"--workers {args.workers} refused: each worker would hold its own registry and "
@@ -76,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--loop uvloop: uvloop is not installed (pip install 'service-discovery[uvloop]')"
             )
 
+    if settings.fd is None:
+        taken = _address_in_use(settings.host, settings.port)
+        if taken is not None:
+            return _fail(taken)
     configure_logging(settings.log_level)
     from .shared.memory import pin_mmap_threshold
 

@@ -29,7 +29,15 @@ class RegistryConfig:
     max_instances: int = 100_000
     max_body_bytes: int = 65_536
     probe_max_body_bytes: int = 65_536
+    #: New and moved instances are probed at once, at most this many a second
+    #: (a registration storm is spread out; one registration never waits).
+    #: 0 turns it off: the first probe then waits for the instance's phase.
+    first_probes_per_second: float = 100.0
     probe_policy: ProbePolicy = field(default_factory=ProbePolicy)
+    # False in cluster mode: the store's leases expire instances and the probe owner
+    # deregisters long-unhealthy ones, so the local registry removes nothing on its own
+    # clock (and self-preservation, which only pauses local expiry, never engages).
+    local_expiry: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -37,7 +45,7 @@ class RegistryConfig:
     def validate(self) -> None:
         """Refuse values that would make the registry misbehave quietly."""
         for f in fields(self):
-            if f.name == "probe_policy":
+            if f.name in ("probe_policy", "local_expiry"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -68,6 +76,8 @@ class RegistryConfig:
             self.self_preservation_min_instances, int
         ):
             raise ConfigError("self_preservation_min_instances", "must be a whole number >= 0")
+        if self.first_probes_per_second < 0:
+            raise ConfigError("first_probes_per_second", "must be 0 (off) or more")
         if self.deregister_unhealthy_after < 0:
             raise ConfigError("deregister_unhealthy_after", "must be 0 (never) or more")
         if not 0 <= self.self_preservation_threshold < 1:

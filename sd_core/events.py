@@ -57,12 +57,23 @@ class RemovalReason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class StoreStamp:
+    """Cluster mode: the wall-clock times a store record carries, so that every node
+    renders the same `registered_at` and `last_heartbeat` whenever it hears of the write."""
+
+    registered_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Registration:
     """Add or update an instance. `restored_at`: its wall-clock registration time
-    when it comes back from a snapshot (then it is added quietly, probed at once)."""
+    when it comes back from a snapshot (then it is added quietly, probed at once).
+    `stamp`: the times of the store record it comes from (cluster mode)."""
 
     request: RegisterRequest
     restored_at: float | None = None
+    stamp: StoreStamp | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +103,28 @@ class MaintenanceEnded:
     instance_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class HealthRecorded:
+    """Cluster mode: the store holds this status for the instance (its probe owner
+    decided it through the transition table); `checked_at` is the wall-clock time of
+    the deciding probe, None when the store holds no status (then `status` is unknown)."""
+
+    service_name: str
+    instance_id: str
+    status: Status
+    reason: str
+    checked_at: float | None
+
+
 # A change to an instance, as `Registry.apply` takes it (see there).
 InstanceChange = (
-    Registration | Removal | ProbePassed | ProbeFailed | MaintenanceStarted | MaintenanceEnded
+    Registration
+    | Removal
+    | ProbePassed
+    | ProbeFailed
+    | HealthRecorded
+    | MaintenanceStarted
+    | MaintenanceEnded
 )
 
 

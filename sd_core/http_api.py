@@ -39,6 +39,8 @@ _UNREGISTER = "/v1/discovery/unregister/"
 _UNREGISTER_ROUTE = "/v1/discovery/unregister/{service_name}/{instance_id}"
 _MAINTENANCE = "/v1/discovery/maintenance/"
 _MAINTENANCE_ROUTE = "/v1/discovery/maintenance/{service_name}/{instance_id}"
+_REGISTER = "/v1/discovery/register"
+_WRITE_ROUTES = frozenset({_REGISTER, "/v1/discovery/heartbeat", _UNREGISTER_ROUTE})
 HEARTBEAT_OK = b'{"success":true,"message":"Heartbeat updated successfully"}'
 UNREGISTER_OK = b'{"success":true,"message":"Service unregistered successfully"}'
 
@@ -84,6 +86,37 @@ class BlockingWait(NamedTuple):
 
 
 Result = HttpResponse | BlockingWait
+
+
+class PendingWrite(NamedTuple):
+    """Cluster mode: the write went to the store; park the request.
+
+    The node answers it later with a `WriteDone(token, response)` effect, once the
+    store confirmed the write and the node's own view shows it (read-your-writes).
+    """
+
+    token: int
+
+
+class RegisterWrite(NamedTuple):
+    """A validated, authorised `POST /v1/discovery/register` (cluster mode)."""
+
+    route: str
+    request: RegisterRequest
+
+
+class HeartbeatWrite(NamedTuple):
+    route: str
+    request: HeartbeatRequest
+
+
+class UnregisterWrite(NamedTuple):
+    route: str
+    service_name: str
+    instance_id: str
+
+
+WriteCommand = RegisterWrite | HeartbeatWrite | UnregisterWrite
 
 
 class _FastEntry(NamedTuple):
@@ -180,6 +213,10 @@ class HttpApi:
             "PUT": self._start_maintenance,
             "DELETE": self._end_maintenance,
         }
+        # Cluster mode: headers every read carries (cluster id, staleness) and the
+        # store's section of /health.
+        self._read_headers: tuple[tuple[str, str], ...] = ()
+        self.health_extra: Callable[[], dict[str, object]] | None = None
 
     def routes(self) -> list[tuple[str, str]]:
         """Every (method, route template) answered here: what /openapi.json must document."""
@@ -217,6 +254,59 @@ class HttpApi:
             return handler(call)
         except RequestError as error:
             return error_response(error, route)
+
+    def write_command(self, request: HttpRequest, now: float) -> WriteCommand | HttpResponse | None:
+        """Cluster mode: a write parsed and checked exactly as `handle` would, not applied.
+
+        None when `request` is not one of the three writes (hand it to `handle`);
+        an `HttpResponse` when it is refused (auth, draining, validation); else the
+        command, for the cluster node to turn into store calls.
+        """
+        handler, route, params = self._route(request.method, request.path)
+        if isinstance(handler, HttpResponse) or route not in _WRITE_ROUTES:
+            return None
+        call = _Call(
+            request.path,
+            route,
+            params,
+            request.query,
+            request.content_type,
+            request.body,
+            now,
+            False,
+        )
+        try:
+            self._authenticate(request.method, request.authorization)
+            self._writable()
+            if route == _UNREGISTER_ROUTE:
+                return UnregisterWrite(route, params[0], params[1])
+            if route == _REGISTER:
+                return RegisterWrite(route, _parse(RegisterRequest, call))
+            return HeartbeatWrite(route, _parse(HeartbeatRequest, call))
+        except RequestError as error:
+            return error_response(error, route)
+
+    def set_read_headers(self, headers: tuple[tuple[str, str], ...]) -> None:
+        """Cluster mode: headers added to every read from now on."""
+        if headers != self._read_headers:
+            self._read_headers = headers
+            self._fast.clear()  # cached responses carry the old ones
+
+    def register_ok(self, request: RegisterRequest, route: str) -> HttpResponse:
+        """The answer to a registration that took effect."""
+        message = f"Service {request.service_name}:{request.instance_id} registered successfully"
+        refusal = self.registry.config.probe_policy.literal_refusal(request.host)
+        if refusal is not None:  # registered, but say why it will never turn healthy
+            message += f"; health checks refused: {refusal}"
+        # The TTL, so a client can check its heartbeat interval fits (a 10 s TTL
+        # with the SDK's 60 s heartbeat expired instances every minute, silently).
+        ttl = self.registry.config.registration_ttl
+        body = {
+            "success": True,
+            "message": message,
+            "ttl_seconds": int(ttl) if float(ttl).is_integer() else ttl,
+        }
+        return HttpResponse(200, encode(body), _JSON_HEADERS, route)
 
     def payload_too_large(self, method: str, path: str) -> HttpResponse:
         """The answer when the body passed the limit: routing errors still come first."""
@@ -334,13 +424,7 @@ class HttpApi:
         self._writable()
         request = _parse(RegisterRequest, call)
         self.registry.register(request, call.now)
-        message = f"Service {request.service_name}:{request.instance_id} registered successfully"
-        refusal = self.registry.config.probe_policy.literal_refusal(request.host)
-        if refusal is not None:  # registered, but say why it will never turn healthy
-            message += f"; health checks refused: {refusal}"
-        return HttpResponse(
-            200, encode({"success": True, "message": message}), _JSON_HEADERS, call.route
-        )
+        return self.register_ok(request, call.route)
 
     def _heartbeat(self, call: _Call) -> Result:
         self._writable()
@@ -410,7 +494,7 @@ class HttpApi:
             return wait
         name = scope or ""
         body = render(name, only)
-        headers = (("content-type", JSON), (INDEX_HEADER, str(index)))
+        headers = (("content-type", JSON), (INDEX_HEADER, str(index)), *self._read_headers)
         if body is None:
             error = RequestError(
                 "service_not_found", 404, f"Service {name} is not registered", headers=headers[1:]
@@ -451,7 +535,7 @@ class HttpApi:
     def health_document(self, now: float) -> dict[str, object]:
         registry = self.registry
         active, reason = registry.self_preservation
-        return {
+        document: dict[str, object] = {
             "status": "healthy",
             "service": "service-discovery",
             "load_percentage": 0.0,
@@ -463,6 +547,9 @@ class HttpApi:
             "self_preservation": active,
             "self_preservation_reason": reason,
         }
+        if self.health_extra is not None:
+            document.update(self.health_extra())
+        return document
 
     def _health(self, call: _Call) -> Result:
         return HttpResponse(200, encode(self.health_document(call.now)), _JSON_HEADERS, call.route)

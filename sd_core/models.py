@@ -26,6 +26,23 @@ MAX_METADATA_VALUE = 1024
 MAX_HEALTH_ENDPOINT = 2048
 
 
+def _misplaced_port_or_url(value: str) -> str | None:
+    """What to send instead when a host is really a URL or `host:port` (a common slip)."""
+    scheme, separator, rest = value.partition("://")
+    if separator:
+        bare = rest.split("/", 1)[0]
+        if not bare.startswith("[") and bare.count(":") == 1:
+            bare = bare.split(":")[0]
+        return (
+            f"is a URL ({scheme}://...); send only the host ({bare!r}), "
+            "with the port in 'port' and the path in 'health_endpoint'"
+        )
+    name, _, port = value.rpartition(":")
+    if port.isdigit() and name and ":" not in name:
+        return f"is an address with a port; send host {name!r} and port {port} separately"
+    return None
+
+
 def _check_host(value: str) -> str:
     if value.startswith("[") and value.endswith("]"):
         try:
@@ -39,7 +56,7 @@ def _check_host(value: str) -> str:
         try:
             ipaddress.IPv6Address(value)
         except ValueError:
-            raise ValueError("not a valid IPv6 address") from None
+            raise ValueError(_misplaced_port_or_url(value) or "not a valid IPv6 address") from None
         return value
     if len(value) > 253 or not value:
         raise ValueError("hostname must be 1-253 characters")

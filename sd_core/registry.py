@@ -15,6 +15,7 @@ Beside it, each in its own module: the rendered bodies and their caches
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 from .checks import CheckType
@@ -22,6 +23,7 @@ from .config import RegistryConfig
 from .errors import DriverError, FieldProblem, RequestError, not_registered, registry_full
 from .events import (
     Effect,
+    HealthRecorded,
     IndexRaised,
     InstanceChange,
     InstanceRegistered,
@@ -36,6 +38,7 @@ from .events import (
     RemovalReason,
     RunProbe,
     StatusChanged,
+    StoreStamp,
 )
 from .instance import Instance, InstanceSnapshot, unit_load
 from .maintenance import Maintenance
@@ -74,6 +77,10 @@ class Registry:
         self._last_heartbeats = lambda: (
             i.last_heartbeat for s in self._services.values() for i in s.instances.values()
         )
+        # Cluster mode: the store revision of the change being applied (the index it
+        # gives), and which instances this node probes (None: all of them).
+        self._store_revision: int | None = None
+        self.probe_filter: Callable[[str, str], bool] | None = None
 
     def _advance(self, now: float) -> None:
         if now < self._now:
@@ -91,7 +98,7 @@ class Registry:
 
     # ------------------------------------------------- changes to instances
 
-    def apply(self, change: InstanceChange, now: float) -> bool:
+    def apply(self, change: InstanceChange, now: float, *, revision: int | None = None) -> bool:
         """The one way a change to an instance enters the state machine.
 
         A registration (True when the instance is new), a removal, a probe
@@ -103,17 +110,29 @@ class Registry:
         (`heartbeat`): they renew a lease rather than change the instance.
         Decisions the core takes itself (expiry, removal after being
         unhealthy too long) act on the instance directly.
+
+        `revision` (cluster mode): the store revision the change was written at;
+        a visible change then sets the service's index to it instead of counting.
         """
         self._advance(now)
+        if revision is None:
+            return self._apply(change, now)
+        self._store_revision = revision
+        try:
+            return self._apply(change, now)
+        finally:
+            self._store_revision = None
+
+    def _apply(self, change: InstanceChange, now: float) -> bool:
         if isinstance(change, Registration):
             request = change.request
             current = self._find(request.service_name, request.instance_id)
             if current is None:
                 if self._count >= self.config.max_instances:
                     raise registry_full(self.config.max_instances)
-                self._add(request, now, change.restored_at)
+                self._add(request, now, change.restored_at, change.stamp)
                 return True
-            self._update(current, request, now)
+            self._update(current, request, now, change.stamp)
             return False
         if isinstance(change, Removal):
             instance = self._find(change.service_name, change.instance_id)
@@ -123,6 +142,8 @@ class Registry:
             return True
         if isinstance(change, MaintenanceStarted | MaintenanceEnded):
             return self._maintenance(change, now)
+        if isinstance(change, HealthRecorded):
+            return self._record_health(change, now)
         return self._record_probe(change, now)
 
     def register(self, request: RegisterRequest, now: float) -> bool:
@@ -196,9 +217,18 @@ class Registry:
         else:
             self._set_status(instance, Signal.REPORTED_HEALTHY, "reported healthy", now)
 
-    def _add(self, request: RegisterRequest, now: float, restored_at: float | None) -> None:
+    def _add(
+        self,
+        request: RegisterRequest,
+        now: float,
+        restored_at: float | None,
+        stamp: StoreStamp | None = None,
+    ) -> None:
         name = request.service_name
         instance = Instance.registered(request, now, next(self._generations))
+        if stamp is not None:
+            instance.registered_at = stamp.registered_at - self.wall_offset
+            instance.last_heartbeat = stamp.updated_at - self.wall_offset
         service = self._services.get(name)
         if service is None:
             service = Service(name, self._global_index)
@@ -208,7 +238,8 @@ class Registry:
         service.ordered = None
         self._count += 1
         self._status_counts[instance.status] += 1
-        self._timers.expire_later(instance)
+        if self.config.local_expiry:
+            self._timers.expire_later(instance)
         probed = instance.check.probed
         if probed:
             self._timers.probe_first(instance, now)
@@ -227,7 +258,13 @@ class Registry:
             if probed:
                 self._timers.probe_at_once(instance, now)
 
-    def _update(self, instance: Instance, request: RegisterRequest, now: float) -> None:
+    def _update(
+        self,
+        instance: Instance,
+        request: RegisterRequest,
+        now: float,
+        stamp: StoreStamp | None = None,
+    ) -> None:
         service = self._services[instance.service_name]
         check = CheckType(request.check.type)
         address_changed = (
@@ -243,7 +280,7 @@ class Registry:
         instance.health_endpoint = request.health_endpoint
         instance.check = check
         instance.metadata = dict(request.metadata)
-        instance.last_heartbeat = now
+        instance.last_heartbeat = now if stamp is None else stamp.updated_at - self.wall_offset
         if request.load_percentage is not None:
             instance.load = unit_load(request.load_percentage)
         if address_changed:
@@ -367,6 +404,50 @@ class Registry:
             self._bump_index(service, instance)
         return True
 
+    def probe_returned(self, result: ProbeResult, now: float) -> InstanceSnapshot | None:
+        """Cluster mode: a probe came back, but the store decides the status.
+
+        Clears the probe in flight and returns the instance as it is, or None
+        when the result is stale (the instance is gone or moved).
+        """
+        self._advance(now)
+        instance = self._find(result.service_name, result.instance_id)
+        if instance is None or instance.generation != result.generation:
+            self.stats.probes_stale += 1
+            return None
+        instance.probe_in_flight = False
+        if isinstance(result, ProbePassed):
+            self.stats.probes_passed += 1
+        else:
+            self.stats.probes_failed += 1
+        return instance.snapshot()
+
+    def _record_health(self, change: HealthRecorded, now: float) -> bool:
+        """Take the status the store holds (cluster mode); True when anything shown moved."""
+        instance = self._find(change.service_name, change.instance_id)
+        if instance is None:
+            return False
+        checked = None if change.checked_at is None else change.checked_at - self.wall_offset
+        old = instance.status
+        if old == change.status and instance.last_health_check == checked:
+            return False
+        instance.last_health_check = checked
+        if change.status != old:
+            instance.status = change.status
+            self._status_counts[old] -= 1
+            self._status_counts[change.status] += 1
+            unhealthy = change.status == Status.UNHEALTHY
+            instance.unhealthy_since = (now if checked is None else checked) if unhealthy else None
+            self._effects.append(
+                StatusChanged(
+                    instance.service_name, instance.instance_id, old, change.status, change.reason
+                )
+            )
+        service = self._services[instance.service_name]
+        self.views.instance_changed(service, instance, targets=change.status != old)
+        self._bump_index(service, instance)
+        return True
+
     def _set_status(self, instance: Instance, signal: Signal, reason: str, now: float) -> None:
         old = instance.status
         new = next_status(
@@ -398,7 +479,10 @@ class Registry:
     def on_timer(self, now: float) -> None:
         """Do everything due by `now`: hand out probes, expire, deregister."""
         self._advance(now)
+        owns = self.probe_filter
         for instance in self._timers.probes_due(now):
+            if owns is not None and not owns(instance.service_name, instance.instance_id):
+                continue  # cluster mode: another node probes it
             if instance.probe_in_flight:
                 self.stats.probes_skipped += 1
                 continue
@@ -412,6 +496,8 @@ class Registry:
                     instance.check,
                 )
             )
+        if not self.config.local_expiry:
+            return
         self._expire_due(now)
         for instance in self._timers.unhealthy_too_long(now):
             self._remove(instance, RemovalReason.UNHEALTHY_TOO_LONG)
@@ -476,9 +562,17 @@ class Registry:
     # ----------------------------------------------------------- indexes
 
     def _bump_index(self, service: Service, instance: Instance) -> None:
-        """Raise the global index and give it to `service`: its watchers wake."""
-        self._global_index += 1
-        service.index = self._global_index
+        """Raise the global index and give it to `service`: its watchers wake.
+
+        In cluster mode the index is the store revision of the change instead.
+        """
+        revision = self._store_revision
+        if revision is None:
+            self._global_index += 1
+            service.index = self._global_index
+        else:
+            service.index = max(service.index, revision)
+            self._global_index = max(self._global_index, revision)
         instance.load_at_rise = instance.load
         self._raised.add(service.name)
         self.views.index_raised(service)

@@ -18,13 +18,17 @@ expiry happens at the exact second it would in production, without waiting::
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sd_etcd import MemoryEtcd, MemoryWatch
+
+from .cluster import CloseWatch, ClusterConfig, ClusterNode, OpenWatch, StoreCall, WriteDone
 from .config import RegistryConfig
 from .events import Effect, ProbeFailed, ProbePassed, ProbeResult, RunProbe
-from .http_api import BlockingWait, HttpApi, HttpRequest, HttpResponse
+from .http_api import BlockingWait, HttpApi, HttpRequest, HttpResponse, PendingWrite
 from .models import RegisterRequest
 from .probe_verdict import judge_probe
 from .registry import Registry
@@ -77,6 +81,23 @@ class _ProbePlan:
         chosen = self.overrides.get((probe.service_name, probe.instance_id), self.default)
         return chosen(probe)
 
+    def set(
+        self,
+        service_name: str,
+        instance_id: str,
+        healthy: bool | None,
+        answer: ProbeFunction | None,
+    ) -> None:
+        if answer is None:
+            if healthy is None:
+                raise ValueError("give healthy= or answer=")
+            verdict = healthy
+
+            def answer(probe: RunProbe) -> ProbeAnswer:
+                return verdict
+
+        self.overrides[(service_name, instance_id)] = answer
+
 
 def _always_healthy(probe: RunProbe) -> ProbeAnswer:
     return True
@@ -121,15 +142,7 @@ class SimulatedRegistry:
         answer: ProbeFunction | None = None,
     ) -> None:
         """Decide how one instance's health endpoint answers from now on."""
-        if answer is None:
-            if healthy is None:
-                raise ValueError("give healthy= or answer=")
-            verdict = healthy
-
-            def answer(probe: RunProbe) -> ProbeAnswer:
-                return verdict
-
-        self._plan.overrides[(service_name, instance_id)] = answer
+        self._plan.set(service_name, instance_id, healthy, answer)
 
     def register(
         self,
@@ -268,12 +281,283 @@ class SimulatedRegistry:
                     self.registry.record_probe(self._result(effect), self.clock.now)
 
     def _result(self, probe: RunProbe) -> ProbeResult:
-        answer = self._plan(probe)
-        if isinstance(answer, ProbePassed | ProbeFailed):
-            return answer
-        if isinstance(answer, tuple):
-            status_code, body = answer
-            return judge_probe(probe, status_code, body)
-        if answer:
-            return ProbePassed(probe.service_name, probe.instance_id, probe.generation)
-        return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "simulated")
+        return _outcome(self._plan(probe), probe)
+
+
+def _outcome(answer: ProbeAnswer, probe: RunProbe) -> ProbeResult:
+    """A probe function's answer as the result event a driver would report."""
+    if isinstance(answer, ProbePassed | ProbeFailed):
+        return answer
+    if isinstance(answer, tuple):
+        status_code, body = answer
+        return judge_probe(probe, status_code, body)
+    if answer:
+        return ProbePassed(probe.service_name, probe.instance_id, probe.generation)
+    return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "simulated")
+
+
+class SimulatedCluster:
+    """N cluster nodes over one in-memory etcd, on one fake clock.
+
+    Each node is a real `ClusterNode`; a tiny in-process driver delivers its store
+    calls to a `MemoryEtcd` as gateway bytes and its watch as the gateway's stream, so
+    the real `sd_etcd` builders and parsers run end to end. Crashes, partitions, store
+    outages and compactions are one call each::
+
+        cluster = SimulatedCluster(nodes=3)
+        cluster.request(0, "POST", "/v1/discovery/register",
+                        json_body={"service_name": "api", "instance_id": "a1",
+                                   "host": "10.0.0.1", "port": 8080})
+        reply = cluster.request(2, "GET", "/v1/discovery/services/api")
+        assert reply.status == 200 and reply.index == cluster.index(0, "api")
+        cluster.crash(0)             # its probes move to the others
+        cluster.store_down()         # writes 503, reads stale, nothing expires
+        cluster.advance(60)
+        cluster.store_up()
+        cluster.advance(5)           # every live node converges
+
+    Nodes are numbered from 0; node `n` has id `node-{n+1}`.
+    """
+
+    def __init__(
+        self,
+        nodes: int = 3,
+        config: RegistryConfig | None = None,
+        *,
+        probe: ProbeFunction = _always_healthy,
+        clock: FakeClock | None = None,
+        secret: str = DEFAULT_SECRET,
+        wall_offset: float = DEFAULT_WALL_OFFSET,
+        node_ttl: int = 10,
+        seed: int = 0,
+    ) -> None:
+        self.clock = clock or FakeClock()
+        self.config = config or RegistryConfig()
+        self.etcd = MemoryEtcd()
+        self.secret = secret
+        self._plan = _ProbePlan(probe)
+        self.nodes: list[ClusterNode] = []
+        self.crashed: set[int] = set()
+        self.partitioned: set[int] = set()
+        self.probes_run: list[list[RunProbe]] = []
+        self.effects: list[list[object]] = []
+        self._watches: dict[int, tuple[int, MemoryWatch]] = {}
+        self._answers: dict[tuple[int, int], HttpResponse] = {}
+        self.etcd.advance(self.clock.now)
+        for number in range(nodes):
+            node_id = f"node-{number + 1}"
+            node = ClusterNode(
+                ClusterConfig(
+                    node_id, url=f"http://{node_id}.test", frontend="simulated", node_ttl=node_ttl
+                ),
+                self.config,
+                now=self.clock.now,
+                wall_offset=wall_offset,
+                random_bits=random.Random(seed * 1000 + number).getrandbits,
+                secret=secret,
+                version="test",
+            )
+            self.nodes.append(node)
+            self.probes_run.append([])
+            self.effects.append([])
+            node.start(self.clock.now)
+        self.settle()
+
+    # --------------------------------------------------------- faults
+
+    def crash(self, node: int) -> None:
+        """The node stops: nothing reaches it again, its node lease runs out in etcd."""
+        self._drop_watch(node)
+        self.crashed.add(node)
+
+    def partition(self, node: int) -> None:
+        """Cut the node from the store: its calls fail and its watch breaks."""
+        self.partitioned.add(node)
+        found = self._drop_watch(node)
+        if found is not None:
+            self.nodes[node].watch_ended(found, self.clock.now)
+        self.settle()
+
+    def heal(self, node: int) -> None:
+        self.partitioned.discard(node)
+
+    def store_down(self) -> None:
+        """etcd loses quorum: every call fails, every watch ends with an error."""
+        self.etcd.outage(self.clock.now)
+        self.settle()
+
+    def store_up(self) -> None:
+        """Quorum is back (leases restart a full TTL, as after an etcd leader change)."""
+        self.etcd.recover(self.clock.now)
+        self.settle()
+
+    def compact(self) -> None:
+        """Compact etcd's history up to its current revision."""
+        self.etcd.compact(self.etcd.revision, self.clock.now)
+        self.settle()
+
+    def set_probe(
+        self,
+        service_name: str,
+        instance_id: str,
+        *,
+        healthy: bool | None = None,
+        answer: ProbeFunction | None = None,
+    ) -> None:
+        self._plan.set(service_name, instance_id, healthy, answer)
+
+    # --------------------------------------------------------- time
+
+    def live(self) -> list[int]:
+        return [n for n in range(len(self.nodes)) if n not in self.crashed]
+
+    def advance(self, seconds: float) -> None:
+        """Move time on, stopping at every node's and the store's deadlines."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        target = self.clock.now + seconds
+        for _ in range(1_000_000):
+            self.settle()
+            deadlines = [self.nodes[n].next_deadline() for n in self.live()]
+            deadlines.append(self.etcd.next_deadline())
+            due = min((d for d in deadlines if d is not None), default=None)
+            if due is None or due > target:
+                break
+            self._tick(max(self.clock.now, due))
+        else:  # pragma: no cover - a deadline that never moves is a bug
+            raise RuntimeError("deadlines did not move")
+        self._tick(target)
+        self.settle()
+
+    def _tick(self, now: float) -> None:
+        self.clock.now = now
+        self.etcd.advance(now)
+        for n in self.live():
+            self.nodes[n].on_timer(now)
+
+    def settle(self) -> None:
+        """Deliver everything pending, in rounds, until nothing moves."""
+        while any([self._deliver(n) for n in self.live()]):
+            pass
+
+    def _drop_watch(self, node: int) -> int | None:
+        found = self._watches.pop(node, None)
+        if found is None:
+            return None
+        found[1].close()
+        return found[0]
+
+    def _deliver(self, n: int) -> bool:
+        node, now = self.nodes[n], self.clock.now
+        reachable = n not in self.partitioned and self.etcd.available
+        effects = node.drain_effects()
+        self.effects[n].extend(effects)
+        for effect in effects:
+            if isinstance(effect, StoreCall):
+                if reachable:
+                    status, body = self.etcd.handle(effect.request, now)
+                    node.store_answered(effect.token, status, body, now)
+                else:
+                    node.store_failed(effect.token, now)
+            elif isinstance(effect, OpenWatch):
+                self._drop_watch(n)
+                if reachable:
+                    self._watches[n] = (effect.watch, self.etcd.open_watch(effect.request, now))
+                else:
+                    node.watch_ended(effect.watch, now)
+            elif isinstance(effect, CloseWatch):
+                if self._watches.get(n, (0,))[0] == effect.watch:
+                    self._drop_watch(n)
+            elif isinstance(effect, WriteDone):
+                self._answers[(n, effect.token)] = effect.response
+            elif isinstance(effect, RunProbe):
+                self.probes_run[n].append(effect)
+                node.probe_result(_outcome(self._plan(effect), effect), now)
+        watch = self._watches.get(n)
+        moved = bool(effects)
+        if watch is not None:
+            data = watch[1].read()
+            if data:
+                node.watch_data(watch[0], data, now)
+                moved = True
+            if watch[1].ended:
+                self._drop_watch(n)
+                node.watch_ended(watch[0], now)
+                moved = True
+        return moved
+
+    # --------------------------------------------------------- HTTP
+
+    def send(self, node: int, request: HttpRequest) -> HttpResponse:
+        """One raw request to one node. A parked write is answered as soon as the
+        simulated driver delivers its `WriteDone` (time moves only if it must)."""
+        if node in self.crashed:
+            raise ValueError(f"node {node} crashed")
+        target = self.nodes[node]
+        result = target.handle(request, self.clock.now)
+        if isinstance(result, BlockingWait):
+            self.advance(result.timeout)
+            result = target.handle(request, self.clock.now, may_block=False)
+        if isinstance(result, PendingWrite):
+            key = (node, result.token)
+            self.settle()
+            while key not in self._answers:
+                deadline = target.next_deadline()
+                self.advance(max(0.0, (deadline or self.clock.now + 1) - self.clock.now))
+            return self._answers.pop(key)
+        assert isinstance(result, HttpResponse)
+        self.settle()
+        return result
+
+    def request(
+        self,
+        node: int,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        query: str = "",
+        token: str | None = "default",
+    ) -> Reply:
+        body = b"" if json_body is None else json.dumps(json_body).encode()
+        secret = self.secret if token == "default" else token
+        request = HttpRequest(
+            method,
+            path,
+            query.encode(),
+            None if secret is None else f"Bearer {secret}",
+            "application/json",
+            body,
+        )
+        result = self.send(node, request)
+        decoded = json.loads(result.body) if result.body else None
+        return Reply(result.status, {k.lower(): v for k, v in result.headers}, decoded)
+
+    def register(self, node: int, service_name: str, instance_id: str, **fields: Any) -> Reply:
+        document = {
+            "service_name": service_name,
+            "instance_id": instance_id,
+            "host": "127.0.0.1",
+            "port": 8080,
+            **fields,
+        }
+        return self.request(node, "POST", "/v1/discovery/register", json_body=document)
+
+    def heartbeat(self, node: int, service_name: str, instance_id: str, **fields: Any) -> Reply:
+        document = {"service_name": service_name, "instance_id": instance_id, **fields}
+        return self.request(node, "POST", "/v1/discovery/heartbeat", json_body=document)
+
+    def unregister(self, node: int, service_name: str, instance_id: str) -> Reply:
+        return self.request(
+            node, "DELETE", f"/v1/discovery/unregister/{service_name}/{instance_id}"
+        )
+
+    def read(self, node: int, service_name: str) -> Reply:
+        return self.request(node, "GET", f"/v1/discovery/services/{service_name}")
+
+    def index(self, node: int, service_name: str) -> int:
+        return self.nodes[node].registry.service_index(service_name)
+
+    def status_of(self, node: int, service_name: str, instance_id: str) -> str | None:
+        found = self.nodes[node].registry.instance_snapshot(service_name, instance_id)
+        return None if found is None else found.status.value

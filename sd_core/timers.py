@@ -25,7 +25,7 @@ _Heap = list[tuple[float, int, Instance]]
 class Timers:
     """The three heaps, and when the next of their entries falls due."""
 
-    __slots__ = ("_config", "_expiry", "_probes", "_seq", "_unhealthy")
+    __slots__ = ("_config", "_expiry", "_next_first_probe", "_probes", "_seq", "_unhealthy")
 
     def __init__(self, config: RegistryConfig) -> None:
         self._config = config
@@ -33,6 +33,7 @@ class Timers:
         self._expiry: _Heap = []
         self._unhealthy: _Heap = []
         self._seq = itertools.count()
+        self._next_first_probe = float("-inf")
 
     def _push(self, heap: _Heap, due: float, instance: Instance) -> None:
         heapq.heappush(heap, (due, next(self._seq), instance))
@@ -42,6 +43,8 @@ class Timers:
         candidates = []
         if self._probes:
             candidates.append(self._probes[0][0])
+        if not self._config.local_expiry:  # cluster mode: only probes are local
+            return candidates[0] if candidates else None
         if expiry_paused_until is not None:
             candidates.append(expiry_paused_until)
         elif self._expiry:
@@ -62,9 +65,25 @@ class Timers:
         return zlib.crc32(key) / _HASH_SPREAD * self._config.health_check_interval
 
     def probe_first(self, instance: Instance, now: float) -> None:
-        """Schedule a new (or moved) instance's first probe at its phase."""
-        instance.probe_due = now + self._probe_offset(instance)
-        self._push(self._probes, instance.probe_due, instance)
+        """Probe a new (or moved) instance at once, then move it to its phase.
+
+        Waiting for its phase left a fresh deploy invisible to `healthy_only`
+        readers for up to a whole interval (Consul, too, runs a new check at
+        once). Only a burst is spread out: first probes get slots at most
+        `first_probes_per_second` apart, so a storm of registrations cannot
+        turn into a storm of probes; and none waits past its own phase, so a
+        storm is never probed later than it was before this rule.
+        """
+        rate = self._config.first_probes_per_second
+        slot = max(now, self._next_first_probe)
+        phase = now + self._probe_offset(instance)
+        if rate and slot < phase:
+            self._next_first_probe = slot + 1.0 / rate
+            instance.probe_rephase = True
+        else:
+            slot = phase
+        instance.probe_due = slot
+        self._push(self._probes, slot, instance)
 
     def no_probes(self, instance: Instance) -> None:
         """Stop probing an instance (its check became ttl): its heap entry turns stale."""

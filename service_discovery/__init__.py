@@ -22,6 +22,7 @@ from .client import ServiceDiscoveryClient
 from .errors import (
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     FieldError,
     NoHealthyInstancesError,
     NotFoundError,
@@ -50,6 +51,7 @@ __all__ = [
     "Backoff",
     "BadRequestError",
     "CheckStatus",
+    "ConfigurationError",
     "CustomCheckResult",
     "FieldError",
     "HealthCheckResult",

@@ -6,6 +6,12 @@ registry is unreachable (the last good answer is served, marked ``stale``).
 After a failed refresh the stale answer is itself reused for ``ttl`` seconds, so
 an unreachable registry costs one timed-out request per ``ttl`` and service,
 not one per call.
+
+An empty answer is never cached: on a fresh deploy the first instance of a
+service registers a moment after its callers start, and an empty list reused
+for ``ttl`` seconds turns that moment into seconds of "no healthy instance".
+The next call asks the registry again; a registry that is down at that point
+has nothing to fall back to, as before.
 """
 
 from __future__ import annotations
@@ -54,7 +60,12 @@ class DiscoveryCache:
         return entry.instances.copy_with(stale=entry.stale, age_seconds=now - entry.fetched_at)
 
     def store(self, key: CacheKey, instances: ServiceInstanceList, now: float) -> None:
-        """Remember a fresh answer from the registry."""
+        """Remember a fresh answer from the registry (an empty one is forgotten instead)."""
+        if not instances:
+            # Also drops an older non-empty answer: the registry just said
+            # there is nothing, so it must not come back as a stale fallback.
+            self._entries.pop(key, None)
+            return
         self._entries[key] = _Entry(
             instances=instances.copy_with(stale=False, age_seconds=0.0),
             fetched_at=now,

@@ -8,13 +8,14 @@ waiting through anyio, both of which work on either loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
-from typing import Any, Self, overload
+from typing import Any, Self, TypeVar, overload
 
 import anyio
 import httpx
@@ -29,9 +30,10 @@ from .models import (
     ServiceInstance,
     ServiceInstanceList,
     ServiceRegistrationRequest,
+    check_name,
     registration_from_arguments,
 )
-from .registry_http import RegistryHTTP, path_segment
+from .registry_http import RegistryHTTP, json_or_none, path_segment
 from .watch import watch_instances
 
 __all__ = ["ServiceDiscoveryClient"]
@@ -39,6 +41,9 @@ __all__ = ["ServiceDiscoveryClient"]
 logger = logging.getLogger("service_discovery.client")
 
 _UNREGISTER_TIMEOUT = 5.0
+_PROBE_REFUSED = "health checks refused"
+
+T = TypeVar("T")
 
 
 class ServiceDiscoveryClient:
@@ -46,7 +51,11 @@ class ServiceDiscoveryClient:
 
     Arguments left out are read from the environment: ``SERVICE_DISCOVERY_URL``
     (default ``http://service-discovery:3004``), ``SERVICE_DISCOVERY_SECRET``,
-    ``SERVICE_HEARTBEAT_INTERVAL`` (seconds, default 60).
+    ``SERVICE_HEARTBEAT_INTERVAL`` (seconds, default 60). The URL must be
+    ``http://`` or ``https://`` (anything else raises
+    :class:`~service_discovery.ConfigurationError` here, not on every call);
+    a comma-separated list names several registries, tried in turn when one
+    cannot be reached or answers ``503 store_unavailable``/``shutting_down``.
 
     For tests, ``transport`` plugs in any ``httpx.AsyncBaseTransport`` (e.g.
     ``httpx.ASGITransport(app)`` or an in-process registry), ``http_client`` a
@@ -99,13 +108,27 @@ class ServiceDiscoveryClient:
         self._registration: ServiceRegistrationRequest | None = None
         self._heartbeat: BackgroundHeartbeat | None = None
         self._stale_warned: set[tuple[str, bool]] = set()
+        # Registration state: whether the registry has accepted us (at all,
+        # and right now), the TTL it told us, and the indexes seen per service
+        # (an index going back means the registry restarted).
+        self._ever_registered = False
+        self._registered_now = False
+        self._reregistering = False
+        self._ttl: float | None = None
+        self._ttl_warned: set[tuple[float, float]] = set()
+        self._seen_index: dict[str, int] = {}
 
     # -- configuration ---------------------------------------------------------
 
     @property
     def url(self) -> str:
-        """The registry's base URL, without a trailing slash."""
-        return self._settings.url
+        """The registry's base URL, without a trailing slash (the one tried first)."""
+        return self._registry.url
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every configured registry URL, in the order of the setting."""
+        return self._settings.urls
 
     @property
     def heartbeat_interval(self) -> float:
@@ -172,19 +195,45 @@ class ServiceDiscoveryClient:
         (:class:`RegistryUnavailableError`), so a service that starts before its
         registry can catch that error and start the heartbeat loop, which
         registers as soon as the registry answers.
+
+        A warning in the registry's answer (it will not probe this address) is
+        logged at WARNING; a ``ttl_seconds`` in it adjusts the heartbeat
+        period when the configured one is too long for that TTL.
         """
         request = registration_from_arguments(request, fields)
         try:
-            await self._registry.request(
+            response = await self._registry.request(
                 "POST", "/v1/discovery/register", json=request.to_payload()
             )
         except RegistryUnavailableError:
             self._registration = request
+            self._registered_now = False
             raise
         self._registration = request
+        self._ever_registered = self._registered_now = True
+        self._read_registration_answer(request, json_or_none(response))
         if self._cache is not None:
             self._cache.invalidate(request.service_name)
         return True
+
+    def _read_registration_answer(self, request: ServiceRegistrationRequest, body: Any) -> None:
+        if not isinstance(body, dict):
+            return
+        ttl = body.get("ttl_seconds")
+        if isinstance(ttl, int | float) and not isinstance(ttl, bool) and ttl > 0:
+            self._ttl = float(ttl)
+        warnings = body.get("warnings")
+        notes = [w for w in warnings if isinstance(w, str)] if isinstance(warnings, list) else []
+        message = body.get("message")
+        if not notes and isinstance(message, str) and _PROBE_REFUSED in message:
+            notes = [message]
+        for note in notes:
+            logger.warning(
+                "The registry accepted %s:%s with a warning: %s",
+                request.service_name,
+                request.instance_id,
+                note,
+            )
 
     async def send_heartbeat(self, load_percentage: float | None = None) -> bool:
         """Send one heartbeat for the registered instance (optionally with its load).
@@ -210,10 +259,15 @@ class ServiceDiscoveryClient:
 
         Raises :class:`NotFoundError` if the registry does not know it.
         """
+        own = self._registration
         if service_name is None or instance_id is None:
             request = self._require_registration("unregister_service")
             service_name = service_name or request.service_name
             instance_id = instance_id or request.instance_id
+        check_name(service_name, "service_name")
+        check_name(instance_id, "instance_id")
+        if own is not None and (own.service_name, own.instance_id) == (service_name, instance_id):
+            self._registered_now = False  # do not re-register it after a registry restart
         path = f"/v1/discovery/unregister/{path_segment(service_name)}/{path_segment(instance_id)}"
         await self._registry.request("DELETE", path)
         if self._cache is not None:
@@ -225,26 +279,78 @@ class ServiceDiscoveryClient:
             raise RuntimeError(f"{what}() needs an instance: call register_service() first")
         return self._registration
 
-    async def _register_again(self) -> None:
+    async def _register_from_loop(self) -> None:
         request = self._require_registration("the heartbeat loop")
+        first = not self._ever_registered
         await self.register_service(request)
-        logger.info("Registered %s:%s again", request.service_name, request.instance_id)
+        if first:
+            logger.info(
+                "Registered %s:%s (first registration; the registry was not reachable before)",
+                request.service_name,
+                request.instance_id,
+            )
+        else:
+            logger.info("Registered %s:%s again", request.service_name, request.instance_id)
+
+    async def _register_after_restart(self, service_name: str, old: int, new: int) -> None:
+        """A read saw an index go back: the registry restarted and forgot us; register now."""
+        request = self._registration
+        logger.info(
+            "Discovery index of %r went back from %d to %d: the registry restarted",
+            service_name,
+            old,
+            new,
+        )
+        if request is None or not self._registered_now or self._reregistering:
+            return
+        self._reregistering = True
+        try:
+            await self.register_service(request)
+        except Exception as exc:
+            logger.warning(
+                "Could not register %s:%s after the registry restarted (the heartbeat "
+                "loop will): %s",
+                request.service_name,
+                request.instance_id,
+                exc,
+            )
+        else:
+            logger.info(
+                "Registered %s:%s again after the registry restarted",
+                request.service_name,
+                request.instance_id,
+            )
+        finally:
+            self._reregistering = False
+
+    async def _note_index(self, service_name: str, instances: ServiceInstanceList) -> None:
+        index = instances.discovery_index
+        if index is None:
+            return
+        last = self._seen_index.get(service_name)
+        self._seen_index[service_name] = index
+        if last is not None and index < last:
+            await self._register_after_restart(service_name, last, index)
 
     # -- heartbeats ------------------------------------------------------------
 
     async def run_heartbeat_loop(self, interval_seconds: float | None = None) -> None:
         """Heartbeat forever, for those who run their own tasks; ends only when cancelled.
 
-        Needs a prior :meth:`register_service`. Sleeps ``interval_seconds``
-        (default: the client's heartbeat interval) between heartbeats, registers
-        again at once on a 404, backs off on errors and never raises.
+        Needs a prior :meth:`register_service` (which may have failed with
+        :class:`RegistryUnavailableError`: the loop then registers first, retried
+        with backoff). Sleeps ``interval_seconds`` (default: the client's
+        heartbeat interval, shortened to a third of the registry's TTL when it
+        is more than half of it) between heartbeats, registers again at once on
+        a 404, backs off on errors and never raises.
         """
         self._require_registration("run_heartbeat_loop")
         interval = self._interval(interval_seconds)
         await heartbeat_forever(
             self.send_heartbeat,
-            self._register_again,
-            interval=interval,
+            self._register_from_loop,
+            interval=functools.partial(self._heartbeat_period, interval),
+            registered=self._registered_now,
             sleep=self._sleep,
             clock=self._clock,
             backoff=self._backoff,
@@ -294,6 +400,27 @@ class ServiceDiscoveryClient:
     def heartbeat_running(self) -> bool:
         """True while a loop started by :meth:`start_heartbeat_loop` runs."""
         return self._heartbeat is not None and self._heartbeat.running
+
+    def _heartbeat_period(self, interval: float) -> float:
+        """``interval``, or a third of the registry's TTL when ``interval`` exceeds half of it.
+
+        With a period above TTL/2, one lost heartbeat lets the instance expire;
+        TTL/3 leaves room for two. Warned about once per (interval, TTL).
+        """
+        ttl = self._ttl
+        if ttl is None or interval <= ttl / 2:
+            return interval
+        period = ttl / 3
+        if (interval, ttl) not in self._ttl_warned:
+            self._ttl_warned.add((interval, ttl))
+            logger.warning(
+                "Heartbeat interval %g s is more than half the registry's TTL (%g s): one "
+                "lost heartbeat would expire this instance; sending one every %g s instead",
+                interval,
+                ttl,
+                period,
+            )
+        return period
 
     def _interval(self, interval_seconds: float | None) -> float:
         interval = (
@@ -348,11 +475,15 @@ class ServiceDiscoveryClient:
         self, request: ServiceRegistrationRequest, interval_seconds: float | None
     ) -> AsyncIterator[ServiceDiscoveryClient]:
         interval = self._interval(interval_seconds)
+        if self.heartbeat_running:
+            raise RuntimeError("a heartbeat loop is already running on this client")
         await self.register_service(request)
         body_error: BaseException | None = None
+        heartbeat = BackgroundHeartbeat(functools.partial(self.run_heartbeat_loop, interval))
         try:
             async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self.run_heartbeat_loop, interval)
+                tasks.start_soon(heartbeat.run)
+                self._heartbeat = heartbeat  # so heartbeat_running is True inside the block
                 try:
                     yield self
                 except BaseException as exc:
@@ -367,6 +498,8 @@ class ServiceDiscoveryClient:
                 raise body_error from body_error.__cause__
             raise
         finally:
+            if self._heartbeat is heartbeat:
+                self._heartbeat = None
             await self._unregister_quietly(request)
 
     async def _unregister_quietly(self, request: ServiceRegistrationRequest) -> None:
@@ -393,16 +526,19 @@ class ServiceDiscoveryClient:
         An unknown service is an empty list. With the cache on, an answer is
         reused for ``cache_ttl`` seconds, and while the registry is unreachable
         the last good answer comes back with ``stale=True`` (and a warning in
-        the log); without one, :class:`RegistryUnavailableError` is raised.
+        the log); without one, :class:`RegistryUnavailableError` is raised. An
+        empty answer is not cached. A name the registry would refuse raises
+        :class:`~service_discovery.ValidationError` before anything is sent.
         """
+        check_name(service_name)
         key = (service_name, healthy_only)
         if self._cache is None:
-            return await self._registry.fetch_instances(service_name, healthy_only)
+            return await self._fetch_instances(service_name, healthy_only)
         cached = self._cache.fresh(key, self._clock())
         if cached is not None:
             return cached
         try:
-            instances = await self._registry.fetch_instances(service_name, healthy_only)
+            instances = await self._fetch_instances(service_name, healthy_only)
         except RegistryUnavailableError as exc:
             stale = self._cache.fallback(key, self._clock())
             if stale is None:
@@ -411,6 +547,20 @@ class ServiceDiscoveryClient:
             return stale
         self._cache.store(key, instances, self._clock())
         self._stale_warned.discard(key)
+        return instances
+
+    async def _fetch_instances(
+        self,
+        service_name: str,
+        healthy_only: bool,
+        *,
+        params: Mapping[str, str] | None = None,
+        http_timeout: float | httpx.Timeout | None = None,
+    ) -> ServiceInstanceList:
+        instances = await self._registry.fetch_instances(
+            service_name, healthy_only, params=params, http_timeout=http_timeout
+        )
+        await self._note_index(service_name, instances)
         return instances
 
     def _warn_stale(
@@ -432,17 +582,68 @@ class ServiceDiscoveryClient:
         """Every registered instance of every service (not cached)."""
         return await self._registry.fetch_all_services()
 
-    async def pick(self, service_name: str) -> ServiceInstance:
+    async def pick(
+        self, service_name: str, *, exclude: Iterable[str | ServiceInstance] = ()
+    ) -> ServiceInstance:
         """One healthy instance, chosen by the power of two choices on reported load.
 
         Uses :meth:`discover_services` (so the cache and its stale fallback
-        apply). Raises :class:`NoHealthyInstancesError` when there is none.
+        apply). ``exclude`` (instance ids or instances) leaves out instances a
+        caller already failed to reach. Raises :class:`NoHealthyInstancesError`
+        when none is left.
         """
+        excluded = {i.instance_id if isinstance(i, ServiceInstance) else i for i in exclude}
         instances = await self.discover_services(service_name, healthy_only=True)
-        chosen = power_of_two_choices([i for i in instances if i.is_healthy], self._rng)
+        candidates = [i for i in instances if i.is_healthy and i.instance_id not in excluded]
+        chosen = power_of_two_choices(candidates, self._rng)
         if chosen is None:
-            raise NoHealthyInstancesError(service_name)
+            raise NoHealthyInstancesError(service_name, excluded=len(excluded))
         return chosen
+
+    async def call_with_failover(
+        self,
+        service_name: str,
+        call: Callable[[ServiceInstance], Awaitable[T]],
+        *,
+        attempts: int = 3,
+        retry_on: tuple[type[Exception], ...] = (httpx.TransportError,),
+    ) -> T:
+        """``await call(instance)`` on a picked instance; on failure, on another one.
+
+        A call that raises one of ``retry_on`` (by default httpx's connection
+        errors and timeouts) is tried again on an instance not tried yet, up to
+        ``attempts`` calls in all. This is what rides over an instance that
+        died since the registry last said so, or a stale list served while the
+        registry is down. When every attempt failed, or no untried instance is
+        left, the last call's exception is raised; with no instance at all,
+        :class:`NoHealthyInstancesError`. Other exceptions pass through at once.
+        Only retry calls that are safe to repeat.
+        """
+        if attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        tried: list[ServiceInstance] = []
+        last_error: Exception | None = None
+        for _ in range(attempts):
+            try:
+                instance = await self.pick(service_name, exclude=tried)
+            except NoHealthyInstancesError:
+                if last_error is None:
+                    raise
+                break
+            try:
+                return await call(instance)
+            except retry_on as exc:
+                logger.info(
+                    "Call to %s:%s at %s failed (%s); trying another instance",
+                    service_name,
+                    instance.instance_id,
+                    instance.address,
+                    exc,
+                )
+                tried.append(instance)
+                last_error = exc
+        assert last_error is not None
+        raise last_error
 
     def invalidate_cache(self, service_name: str | None = None) -> None:
         """Drop cached answers for one service, or all of them."""
@@ -469,6 +670,7 @@ class ServiceDiscoveryClient:
         Use it with ``async for``; to stop early from outside a loop, ``aclose()``
         the generator.
         """
+        check_name(service_name)
         if wait_seconds <= 0:
             raise ValueError("wait_seconds must be positive")
         # Generous read timeout: the registry holds the request up to `wait`
@@ -477,7 +679,7 @@ class ServiceDiscoveryClient:
         wait_param = f"{max(1, round(wait_seconds * 1000))}ms"
 
         async def fetch(index: int) -> ServiceInstanceList:
-            instances = await self._registry.fetch_instances(
+            instances = await self._fetch_instances(
                 service_name,
                 healthy_only,
                 params={"index": str(index), "wait": wait_param},

@@ -14,6 +14,12 @@ from a bad port from a registry that is down, instead of getting a bare
   (for a heartbeat: register again).
 * :class:`RegistryUnavailableError`: the registry cannot answer right now
   (network error, 5xx, draining, full); retrying later may help.
+* :class:`ConfigurationError`: the client was built with settings that can
+  never work (a registry URL without ``http://``); raised at construction.
+
+The errors of a wrong argument (:class:`ValidationError`,
+:class:`ConfigurationError`) are also ``ValueError`` instances, as Python code
+expects of a bad value.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 __all__ = [
     "AuthenticationError",
     "BadRequestError",
+    "ConfigurationError",
     "FieldError",
     "NoHealthyInstancesError",
     "NotFoundError",
@@ -90,10 +97,13 @@ class BadRequestError(ServiceDiscoveryError):
     """The registry refused the request itself (400, 405, 413, 415, other 4xx)."""
 
 
-class ValidationError(BadRequestError):
+class ValidationError(BadRequestError, ValueError):
     """Fields failed validation (422, or the SDK's own check before sending).
 
-    ``details`` lists each offending field, as the registry's body does.
+    ``details`` lists each offending field, as the registry's body does. The
+    SDK's own checks (a request model built with a bad port, a service name
+    the registry would refuse) raise it with ``status_code`` ``None``: nothing
+    was sent.
     """
 
     def __init__(
@@ -113,6 +123,17 @@ class ValidationError(BadRequestError):
             return base
         fields = "; ".join(f"{d.field}: {d.message}" for d in self.details)
         return f"{base} ({fields})"
+
+
+class ConfigurationError(ServiceDiscoveryError, ValueError):
+    """The client's settings can never work (e.g. a registry URL without a scheme).
+
+    Raised by the constructor, so a misconfigured service fails at start-up
+    with a message saying what to send instead, not on every later call.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="configuration_error")
 
 
 class NotFoundError(ServiceDiscoveryError):
@@ -140,12 +161,14 @@ class RegistryFullError(RegistryUnavailableError):
 class NoHealthyInstancesError(ServiceDiscoveryError):
     """:meth:`ServiceDiscoveryClient.pick` found no healthy instance to choose from."""
 
-    def __init__(self, service_name: str) -> None:
+    def __init__(self, service_name: str, *, excluded: int = 0) -> None:
+        others = f" besides the {excluded} excluded" if excluded else ""
         super().__init__(
-            f"No healthy instance of service {service_name!r} is registered",
+            f"No healthy instance of service {service_name!r} is registered{others}",
             code="no_healthy_instances",
         )
         self.service_name = service_name
+        self.excluded = excluded
 
 
 def _details_from_body(raw: Any) -> list[FieldError]:

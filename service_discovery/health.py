@@ -11,6 +11,12 @@ A check is any callable taking no arguments, sync or async. It passes unless it
 returns ``False``, raises, or runs past its timeout. Sync callables run in a
 worker thread so a slow one cannot stall the event loop (and its timeout still
 works; the thread is abandoned, not killed).
+
+The default timeout (:data:`DEFAULT_CHECK_TIMEOUT`, 2 s) sits well under the
+registry's probe timeout (5 s): a hanging dependency must turn into a quick
+``unhealthy`` answer that says why, not into a probe that times out and says
+nothing. A check added with ``critical=False`` is reported in the body but
+does not make the instance unhealthy (a cache, an optional dependency).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,7 +37,7 @@ import httpx
 from .models import CheckStatus, CustomCheckResult, HealthCheckResult, HealthStatus
 from .system_load import estimate_load_async
 
-__all__ = ["CheckFn", "HealthChecker", "LoadFn", "database_probe"]
+__all__ = ["DEFAULT_CHECK_TIMEOUT", "CheckFn", "HealthChecker", "LoadFn", "database_probe"]
 
 logger = logging.getLogger("service_discovery.health")
 
@@ -39,6 +46,30 @@ CheckFn = Callable[[], Any]
 
 LoadFn = Callable[[], float | Awaitable[float]]
 """A load source: sync or async, no arguments, a number in 0..1 (clamped)."""
+
+DEFAULT_CHECK_TIMEOUT = 2.0
+"""Seconds each check may take; well under the registry's 5 s probe timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    run: CheckFn
+    timeout: float
+    critical: bool
+
+
+def _checked_url(url: str) -> str:
+    """Refuse at setup a URL a GET can never reach, rather than fail every probe later."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise ValueError(f"{url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in {"http", "https"} or not parsed.host:
+        raise ValueError(
+            f"{url!r} is not an http:// or https:// URL with a host; "
+            "send e.g. 'https://payment.example.com/health'"
+        )
+    return url
 
 
 def _is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -113,7 +144,9 @@ class HealthChecker:
 
     ``load_percentage`` replaces the default load estimate (see
     :mod:`service_discovery.system_load`) with a callable of your own, sync or
-    async, returning 0..1. ``check_timeout`` is the default per-check timeout.
+    async, returning 0..1. ``check_timeout`` is the default per-check timeout
+    (2 s: under the registry's probe timeout, so a hanging dependency reports
+    itself instead of timing the whole probe out).
     ``transport`` is used by the HTTP checks of external services (for tests).
     ``clock`` (monotonic seconds) and ``now`` (wall-clock UTC) are injectable.
     """
@@ -123,7 +156,7 @@ class HealthChecker:
         service_name: str,
         *,
         load_percentage: LoadFn | None = None,
-        check_timeout: float = 5.0,
+        check_timeout: float = DEFAULT_CHECK_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] | None = None,
@@ -137,7 +170,7 @@ class HealthChecker:
         self._clock = clock
         self._now = now or (lambda: datetime.now(UTC))
         self._started = clock()
-        self._checks: dict[str, tuple[CheckFn, float]] = {}
+        self._checks: dict[str, _Check] = {}
 
     @property
     def uptime_seconds(self) -> float:
@@ -149,8 +182,19 @@ class HealthChecker:
         """Names of the registered checks, in the order they run and are reported."""
         return list(self._checks)
 
-    def add_check(self, name: str, check: CheckFn, *, timeout: float | None = None) -> None:
-        """Register a named check; ``timeout`` defaults to the checker's ``check_timeout``."""
+    def add_check(
+        self,
+        name: str,
+        check: CheckFn,
+        *,
+        timeout: float | None = None,
+        critical: bool = True,
+    ) -> None:
+        """Register a named check; ``timeout`` defaults to the checker's ``check_timeout``.
+
+        A failing ``critical=False`` check is reported in ``custom_checks`` (and
+        logged) but leaves the instance healthy.
+        """
         if not name:
             raise ValueError("a check needs a name")
         if name in self._checks:
@@ -160,34 +204,43 @@ class HealthChecker:
         limit = self.check_timeout if timeout is None else timeout
         if limit <= 0:
             raise ValueError("a check timeout must be positive")
-        self._checks[name] = (check, limit)
+        self._checks[name] = _Check(check, limit, critical)
 
     def check(
-        self, name: str | None = None, *, timeout: float | None = None
+        self, name: str | None = None, *, timeout: float | None = None, critical: bool = True
     ) -> Callable[[CheckFn], CheckFn]:
         """Decorator form of :meth:`add_check`; the name defaults to the function's."""
 
         def register(fn: CheckFn) -> CheckFn:
             check_name = name or str(getattr(fn, "__name__", repr(fn)))
-            self.add_check(check_name, fn, timeout=timeout)
+            self.add_check(check_name, fn, timeout=timeout, critical=critical)
             return fn
 
         return register
 
     def add_database_check(
-        self, db_client: Any, *, name: str = "database", timeout: float | None = None
+        self,
+        db_client: Any,
+        *,
+        name: str = "database",
+        timeout: float | None = None,
+        critical: bool = True,
     ) -> None:
         """Check a database client with :func:`database_probe`."""
-        self.add_check(name, database_probe(db_client), timeout=timeout)
+        self.add_check(name, database_probe(db_client), timeout=timeout, critical=critical)
 
-    def add_http_check(self, name: str, url: str, *, timeout: float | None = None) -> None:
+    def add_http_check(
+        self, name: str, url: str, *, timeout: float | None = None, critical: bool = True
+    ) -> None:
         """Check that an HTTP dependency answers: a GET to ``url``.
 
         Passes on any answer below 500 (a 404 or 401 from its root still proves
         the dependency is up); fails on 5xx, timeouts and connection errors.
         Give the dependency's own health URL to test more than reachability.
-        Redirects are not followed.
+        Redirects are not followed. A ``url`` that is not ``http(s)://host...``
+        raises ``ValueError`` here, at setup.
         """
+        _checked_url(url)
         limit = self.check_timeout if timeout is None else timeout
 
         async def probe() -> None:
@@ -196,14 +249,14 @@ class HealthChecker:
             if response.status_code >= 500:
                 raise RuntimeError(f"GET {url} answered {response.status_code}")
 
-        self.add_check(name, probe, timeout=limit)
+        self.add_check(name, probe, timeout=limit, critical=critical)
 
     async def run(self) -> HealthCheckResult:
         """Run every check concurrently and build the result. Never raises."""
         outcomes: dict[str, CustomCheckResult] = {}
 
-        async def run_one(name: str, check: CheckFn, limit: float) -> None:
-            outcomes[name] = await self._run_check(name, check, limit)
+        async def run_one(name: str, check: _Check) -> None:
+            outcomes[name] = await self._run_check(name, check)
 
         load = 0.0
 
@@ -213,11 +266,11 @@ class HealthChecker:
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(measure_load)
-            for name, (check, limit) in self._checks.items():
-                tasks.start_soon(run_one, name, check, limit)
+            for name, check in self._checks.items():
+                tasks.start_soon(run_one, name, check)
 
         custom_checks = {name: outcomes[name] for name in self._checks}
-        failed = any(r.status is CheckStatus.FAIL for r in custom_checks.values())
+        failed = any(r.status is CheckStatus.FAIL and r.critical for r in custom_checks.values())
         return HealthCheckResult(
             status=HealthStatus.UNHEALTHY if failed else HealthStatus.HEALTHY,
             service=self.service_name,
@@ -227,13 +280,14 @@ class HealthChecker:
             custom_checks=custom_checks,
         )
 
-    async def _run_check(self, name: str, check: CheckFn, limit: float) -> CustomCheckResult:
+    async def _run_check(self, name: str, check: _Check) -> CustomCheckResult:
         started = self._clock()
+        limit = check.timeout
         message: str | None = None
         passed = False
         try:
             with anyio.fail_after(limit):
-                result = await _call(check)
+                result = await _call(check.run)
             passed = result is not False
             if not passed:
                 message = "check returned False"
@@ -242,11 +296,13 @@ class HealthChecker:
         except Exception as exc:
             message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if not passed:
-            logger.warning("Health check %r failed: %s", name, message)
+            kind = "" if check.critical else " (not critical: the instance stays healthy)"
+            logger.warning("Health check %r failed%s: %s", name, kind, message)
         return CustomCheckResult(
             status=CheckStatus.PASS if passed else CheckStatus.FAIL,
             message=message,
             duration_ms=round((self._clock() - started) * 1000, 3),
+            critical=check.critical,
         )
 
     async def _measure_load(self) -> float:

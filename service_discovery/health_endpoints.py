@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .health import CheckFn, HealthChecker, LoadFn, checks_from_mapping
+from .health import DEFAULT_CHECK_TIMEOUT, CheckFn, HealthChecker, LoadFn, checks_from_mapping
 from .models import HealthCheckResult
 
 __all__ = ["ASGIApp", "health_asgi_app", "setup_service_health_checks"]
@@ -41,7 +41,7 @@ def setup_service_health_checks(
     path: str = "/health",
     checks: Mapping[str, CheckFn] | None = None,
     load_percentage: LoadFn | None = None,
-    check_timeout: float = 5.0,
+    check_timeout: float = DEFAULT_CHECK_TIMEOUT,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> HealthChecker:
     """Create a :class:`HealthChecker` for the service and mount ``GET path`` on ``app``.
@@ -50,7 +50,8 @@ def setup_service_health_checks(
       :func:`~service_discovery.health.database_probe`
       (``admin.command("ping")``, ``ping()``, ``execute("SELECT 1")`` or a call).
     * ``external_services``: ``name -> URL``; each is a check named ``name``
-      that GETs the URL and passes on any answer below 500.
+      that GETs the URL and passes on any answer below 500. A URL that is not
+      ``http(s)://host...`` raises ``ValueError`` here, before anything is mounted.
     * ``checks``: more ``name -> check`` callables; add others later with
       ``checker.add_check`` or the ``@checker.check()`` decorator.
 

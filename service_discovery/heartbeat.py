@@ -6,6 +6,9 @@ clock instead of waiting.
 
 What it guarantees:
 
+* an instance that is not registered yet (the registry was down when the
+  service started) is registered at once, and retried with the backoff below
+  until it is, instead of waiting a whole interval for the first try;
 * a heartbeat answered ``404`` (the registry restarted, or our TTL ran out)
   registers again at once, without waiting for the next interval;
 * any other failure is retried after a capped, jittered exponential backoff
@@ -45,7 +48,8 @@ async def heartbeat_forever(
     send_heartbeat: Callable[[], Awaitable[object]],
     register: Callable[[], Awaitable[object]],
     *,
-    interval: float,
+    interval: Callable[[], float],
+    registered: bool = True,
     sleep: SleepFn,
     clock: ClockFn,
     backoff: Backoff,
@@ -55,16 +59,19 @@ async def heartbeat_forever(
 
     ``send_heartbeat`` raises :class:`~service_discovery.NotFoundError` when
     the registry does not know the instance; ``register`` registers it again.
-    Registration counts as the first heartbeat, so the loop sleeps first.
+    Registration counts as the first heartbeat, so the loop sleeps first;
+    with ``registered=False`` (the first registration failed) it registers
+    first, and sleeps only after that worked. ``interval()`` is read every
+    round, so a period shortened to fit the registry's TTL applies at once.
     """
     failures = FailureLog(logger, "Heartbeat to the service registry", clock=clock)
-    must_register = False
+    must_register = not registered
     while True:
+        period = interval()
         if failures.failures:
-            delay = backoff.delay(failures.failures, rng, cap=interval)
-        else:
-            delay = interval
-        await sleep(delay)
+            await sleep(backoff.delay(failures.failures, rng, cap=period))
+        elif not must_register:
+            await sleep(period)
         try:
             if not must_register:
                 try:
@@ -105,7 +112,8 @@ class BackgroundHeartbeat:
         """True until the loop has finished (after :meth:`stop`, or its task group ended)."""
         return not self._done.is_set()
 
-    async def _runner(self) -> None:
+    async def run(self) -> None:
+        """The loop inside our cancel scope; what the task (or task group) runs."""
         try:
             with self._scope:
                 await self._run()
@@ -115,11 +123,11 @@ class BackgroundHeartbeat:
     def start_asyncio_task(self) -> None:
         """Start as a task of the running asyncio loop (we keep the reference)."""
         loop = asyncio.get_running_loop()
-        self._task = loop.create_task(self._runner(), name="service-discovery-heartbeat")
+        self._task = loop.create_task(self.run(), name="service-discovery-heartbeat")
 
     def start_in(self, task_group: TaskStarter) -> None:
         """Start in the caller's task group or nursery (any event loop)."""
-        task_group.start_soon(self._runner)
+        task_group.start_soon(self.run)
 
     async def stop(self) -> None:
         """Cancel the loop and wait until it has finished."""

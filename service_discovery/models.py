@@ -8,13 +8,15 @@ working against a newer registry.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 from .errors import FieldError, ValidationError
 
@@ -27,8 +29,76 @@ __all__ = [
     "ServiceInstance",
     "ServiceInstanceList",
     "ServiceRegistrationRequest",
+    "check_name",
     "registration_from_arguments",
 ]
+
+NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+"""The registry's rule for service names and instance ids (its ``NAME_PATTERN``)."""
+
+_NAME_HELP = (
+    "1-128 characters of letters, digits, '.', '_' and '-', starting with a letter or digit"
+)
+_HOST_WITH_PORT = re.compile(r"(?P<host>\[[^\]]*\]|[^:\[\]]+):(?P<port>[0-9]+)")
+
+
+def check_name(value: str, field: str = "service_name") -> str:
+    """Refuse a service name or instance id the registry would refuse, before sending.
+
+    Checked in the SDK because a name like ``a/b`` would otherwise become a
+    different path (or a 404 that reads like an unknown service).
+    """
+    if not isinstance(value, str) or not NAME_RULE.fullmatch(value):
+        raise ValidationError(
+            f"{field} {value!r} is not a valid name: {_NAME_HELP}",
+            details=[FieldError(field, _NAME_HELP)],
+            status_code=None,
+        )
+    return value
+
+
+def _host_mistake(host: str) -> str | None:
+    """What is wrong with a host that is really a URL or ``host:port``, or ``None``.
+
+    The registry's 422 would only say "not a valid hostname"; the usual cause
+    is pasting an address, so say so and say what to send.
+    """
+    if "://" in host:
+        parts = urlsplit(host)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        hint = f"host={parts.hostname!r}" if parts.hostname else "the host name alone"
+        if port is not None:
+            hint += f" and port={port}"
+        return f"{host!r} is a URL, not a host: send {hint}"
+    match = _HOST_WITH_PORT.fullmatch(host)
+    if match is not None:
+        return (
+            f"{host!r} is an address with a port: send host={match['host'].strip('[]')!r} "
+            f"and port={int(match['port'])}"
+        )
+    if "/" in host or any(c.isspace() for c in host):
+        return f"{host!r} is not a host name or IP address (no paths or spaces)"
+    return None
+
+
+def _sdk_error(exc: pydantic.ValidationError, what: str) -> ValidationError:
+    details = [
+        FieldError(".".join(str(part) for part in err["loc"]) or "request", _message_of(err))
+        for err in exc.errors()
+    ]
+    return ValidationError(
+        f"Invalid {what}: " + ", ".join(d.field for d in details),
+        details=details,
+        status_code=None,
+    )
+
+
+def _message_of(err: Any) -> str:
+    # A ValueError raised by our own validators arrives as "Value error, <text>".
+    return str(err["msg"]).removeprefix("Value error, ")
 
 
 def _iso_z(value: datetime) -> str:
@@ -41,9 +111,13 @@ def _iso_z(value: datetime) -> str:
 class ServiceRegistrationRequest(BaseModel):
     """What a service tells the registry about itself (``POST /v1/discovery/register``).
 
-    Only types and the port range are checked here; the registry is the
-    authority on the rest (name syntax, host syntax, metadata limits) and its
-    422 arrives as :class:`~service_discovery.ValidationError` with details.
+    Checked here, before anything is sent: types, the port range, the names
+    (the registry's rule) and the usual host mistakes (a URL or ``host:port``
+    where a bare host belongs), each with a message saying what to send. Any
+    failure raises the SDK's :class:`~service_discovery.ValidationError` (a
+    ``ValueError``), not pydantic's. The registry stays the authority on the
+    rest (full host syntax, metadata limits); its 422 arrives as the same
+    exception with the registry's details.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,6 +129,27 @@ class ServiceRegistrationRequest(BaseModel):
     health_endpoint: str = "/health"
     metadata: dict[str, str] = Field(default_factory=dict)
     load_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except pydantic.ValidationError as exc:
+            raise _sdk_error(exc, "registration") from exc
+
+    @field_validator("service_name", "instance_id")
+    @classmethod
+    def _registry_name(cls, value: str) -> str:
+        if not NAME_RULE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a valid name: {_NAME_HELP}")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _plain_host(cls, value: str) -> str:
+        mistake = _host_mistake(value)
+        if mistake is not None:
+            raise ValueError(mistake)
+        return value
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON body to send; an unset ``load_percentage`` is left out."""
@@ -175,17 +270,22 @@ class CheckStatus(StrEnum):
 
 
 class CustomCheckResult(BaseModel):
-    """One entry of ``custom_checks``: did the check pass, why not, how long it took."""
+    """One entry of ``custom_checks``: did the check pass, why not, how long it took.
+
+    ``critical`` is ``False`` for a check whose failure is reported but does not
+    make the instance unhealthy.
+    """
 
     status: CheckStatus
     message: str | None = None
     duration_ms: float = 0.0
+    critical: bool = True
 
 
 class HealthCheckResult(BaseModel):
     """The body a service's ``GET /health`` returns (the seed's shape).
 
-    ``status`` is ``unhealthy`` as soon as one custom check fails; the failing
+    ``status`` is ``unhealthy`` as soon as one critical custom check fails; the failing
     check's entry in ``custom_checks`` says why. ``load_percentage`` (0..1) is
     read by the registry's probe and becomes the instance's reported load, which
     :meth:`~service_discovery.ServiceDiscoveryClient.pick` balances on.
@@ -204,7 +304,7 @@ class HealthCheckResult(BaseModel):
 
     @property
     def failed_checks(self) -> list[str]:
-        """Names of the checks that failed, in the order they were added."""
+        """Names of the checks that failed (critical or not), in the order they were added."""
         return [name for name, r in self.custom_checks.items() if r.status is CheckStatus.FAIL]
 
     @property
@@ -228,15 +328,4 @@ def registration_from_arguments(
     data = dict(fields)
     if data.get("metadata") is None:
         data.pop("metadata", None)
-    try:
-        return ServiceRegistrationRequest.model_validate(data)
-    except pydantic.ValidationError as exc:
-        details = [
-            FieldError(".".join(str(part) for part in err["loc"]), err["msg"])
-            for err in exc.errors()
-        ]
-        raise ValidationError(
-            "Invalid registration: " + ", ".join(d.field for d in details),
-            details=details,
-            status_code=None,
-        ) from exc
+    return ServiceRegistrationRequest(**data)

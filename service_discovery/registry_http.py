@@ -41,6 +41,7 @@ class RegistryHTTP:
         timeout: float | httpx.Timeout = 10.0,
     ) -> None:
         self._settings = settings
+        self._active = 0  # index in settings.urls of the URL tried first
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             transport=transport, timeout=timeout, headers={"User-Agent": _USER_AGENT}
@@ -56,6 +57,11 @@ class RegistryHTTP:
             headers["Authorization"] = f"Bearer {self._settings.secret}"
         return headers
 
+    @property
+    def url(self) -> str:
+        """The registry URL requests go to first (the last one that answered)."""
+        return self._settings.urls[self._active]
+
     async def request(
         self,
         method: str,
@@ -70,14 +76,47 @@ class RegistryHTTP:
 
         Any httpx request error (connection, timeout, protocol) becomes
         :class:`RegistryUnavailableError` with the httpx error as its cause.
+
+        With several registry URLs, a request that could not be served by one
+        (a request error, ``503 store_unavailable``, ``503 shutting_down``) is
+        sent to the next, and the one that answered is tried first from then
+        on. When every URL failed, the last failure is raised.
         """
+        urls = self._settings.urls
+        last: RegistryUnavailableError | None = None
+        for step in range(len(urls)):
+            position = (self._active + step) % len(urls)
+            try:
+                response = await self._send_once(
+                    urls[position], method, path, json, params, http_timeout, allow_status
+                )
+            except RegistryUnavailableError as exc:
+                if not _try_next_url(exc):
+                    raise
+                last = exc
+                continue
+            self._active = position
+            return response
+        assert last is not None
+        raise last
+
+    async def _send_once(
+        self,
+        base_url: str,
+        method: str,
+        path: str,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        http_timeout: float | httpx.Timeout | None,
+        allow_status: frozenset[int],
+    ) -> httpx.Response:
         extra: dict[str, Any] = {}
         if http_timeout is not None:
             extra["timeout"] = http_timeout
         try:
             response = await self._http.request(
                 method,
-                self._settings.url + path,
+                base_url + path,
                 json=json,
                 params=params,
                 headers=self.headers(),
@@ -86,7 +125,7 @@ class RegistryHTTP:
         except httpx.RequestError as exc:
             reason = str(exc) or type(exc).__name__
             raise RegistryUnavailableError(
-                f"Cannot reach the service registry at {self._settings.url}: {reason}"
+                f"Cannot reach the service registry at {base_url}: {reason}"
             ) from exc
         if response.is_success or response.status_code in allow_status:
             return response
@@ -157,6 +196,21 @@ class RegistryHTTP:
             raise RegistryUnavailableError(
                 f"The registry's service map is malformed: {exc}"
             ) from exc
+
+
+_FAILOVER_CODES = frozenset({"store_unavailable", "shutting_down"})
+
+
+def _try_next_url(error: RegistryUnavailableError) -> bool:
+    """Whether another registry URL may serve what this one could not.
+
+    Only failures that say nothing was done: no answer at all, or a 503 that
+    names a node-local reason. Other 5xx and ``registry_full`` would answer
+    the same from every node of a cluster.
+    """
+    if error.status_code is None:
+        return True
+    return error.status_code == 503 and error.code in _FAILOVER_CODES
 
 
 def path_segment(value: str) -> str:

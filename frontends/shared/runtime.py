@@ -35,7 +35,7 @@ from .metrics import Counters, Metrics
 from .pages import load_pages
 from .probing import Prober, make_prober
 from .settings import Settings
-from .state_file import encode_snapshot, restore_from_file, write_atomically
+from .state_file import claim, encode_snapshot, restore_from_file, write_atomically
 
 log = logging.getLogger("sd.registry")
 
@@ -79,6 +79,8 @@ class Runtime:
     ) -> None:
         """`prober` defaults to the one the settings name; `clock` is the loop's monotonic clock."""
         self.settings = settings
+        #: The snapshot file in use: None when off, or when another registry holds it.
+        self.state_file = settings.state_file
         self.clock = clock
         now = clock()
         self.registry = Registry(settings.registry, now=now, wall_offset=wall_clock() - now)
@@ -198,10 +200,14 @@ class Runtime:
     # ----------------------------------------------------------- snapshots
 
     def restore_state(self) -> None:
-        """Load the snapshot file, if one is configured (once, before serving)."""
-        path = self.settings.state_file
+        """Claim and load the snapshot file, if one is configured (once, before serving)."""
+        path = self.state_file
         if path is None:
             return
+        if not claim(path):
+            self.state_file = None
+            return
+        log.info(logfmt("state_file", path=path))
         restore_from_file(path, self.registry, self.clock())
         self.settle()
         self._snapshot_index = self.registry.global_index
@@ -212,7 +218,7 @@ class Runtime:
         Built on the loop (one core call); encoding and writing happen in a
         thread, which is safe because the snapshot shares nothing mutable.
         """
-        if self.settings.state_file is None:
+        if self.state_file is None:
             return None
         index = self.registry.global_index
         if not force and index == self._snapshot_index:
@@ -228,7 +234,7 @@ class Runtime:
 
     def write_snapshot(self, snapshot: dict[str, Any]) -> None:
         """Blocking: call from a worker thread (or at shutdown). Failures are logged."""
-        path = self.settings.state_file
+        path = self.state_file
         assert path is not None
         try:
             write_atomically(path, encode_snapshot(snapshot))

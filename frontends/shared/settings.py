@@ -9,7 +9,9 @@ unset one keeps the `Settings` default).
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "SERVICE_DISCOVERY_MAX_INSTANCES": ("max_instances", int),
     "SERVICE_DISCOVERY_MAX_BODY_BYTES": ("max_body_bytes", int),
     "HEALTH_CHECK_MAX_BODY_BYTES": ("probe_max_body_bytes", int),
+    "HEALTH_CHECK_FIRST_PROBES_PER_SECOND": ("first_probes_per_second", float),
 }
 _FIELD_TO_VARIABLE = {field: name for name, (field, _) in _REGISTRY_VARIABLES.items()}
 # Environment variable -> (Settings field, parser, minimum). Whole numbers
@@ -122,8 +125,11 @@ def load_settings(
         if parse is float and value <= minimum:
             raise ConfigError(name, f"must be greater than {minimum}, got {raw}")
 
-    raw_state = env.get("SERVICE_DISCOVERY_STATE_FILE", "").strip()
-    state_file = Path(raw_state) if raw_state else None
+    raw_state = env.get("SERVICE_DISCOVERY_STATE_FILE")
+    if raw_state is None:  # unset: the per-user default; set but empty: no state file
+        state_file = default_state_file(env, port if fd is None else listening_port(fd))
+    else:
+        state_file = Path(raw_state.strip()) if raw_state.strip() else None
     if state_file is not None and not state_file.parent.is_dir():
         raise ConfigError(
             "SERVICE_DISCOVERY_STATE_FILE", f"directory {state_file.parent} does not exist"
@@ -164,6 +170,38 @@ def load_settings(
         probe_client=probe_client,
         **numbers,  # type: ignore[arg-type]
     )
+
+
+def default_state_file(env: Mapping[str, str], port: int | None) -> Path | None:
+    """`$XDG_STATE_HOME/service-discovery/registry-<port>.json` (or `~/.local/state/...`).
+
+    Why a default at all: without a state file, a restarted registry answered
+    `200 []` until every service's next heartbeat, which no client treats as
+    an error. Why keyed by port: two registries on one machine (a laptop, a
+    test suite starting many servers) must never load each other's fleet; the
+    file is also locked while in use (`state_file.claim`). None when there is
+    no home to put it in, or the port is unknown: the registry then runs
+    without one, as it did before.
+    """
+    if port is None:
+        return None
+    try:
+        base = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+        directory = base / "service-discovery"
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except (OSError, RuntimeError):
+        return None
+    return directory / f"registry-{port}.json"
+
+
+def listening_port(fd: int) -> int | None:
+    """The port of an inherited listening socket (the default state file is keyed by it)."""
+    try:
+        with socket.socket(fileno=os.dup(fd)) as inherited:
+            address = inherited.getsockname()
+    except OSError:
+        return None
+    return address[1] if isinstance(address, tuple) else None
 
 
 def _check_token(name: str, token: str) -> None:

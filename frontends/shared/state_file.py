@@ -10,6 +10,7 @@ worse.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -22,6 +23,43 @@ from sd_core import Registry
 from .logs import logfmt
 
 log = logging.getLogger("sd.registry")
+
+
+#: Lock files this process holds, by state file: kept open for its whole life.
+_CLAIMED: dict[Path, int] = {}
+
+
+def claim(path: Path) -> bool:
+    """Take `path` for this process; False when another registry holds it.
+
+    Two registries sharing one state file would overwrite each other's
+    snapshots and restore each other's fleets, so the second one to start
+    runs without it (and says so) rather than not at all. The lock is an
+    `flock` on `<file>.lock`, released by the kernel when the process ends,
+    however it ends.
+    """
+    if path in _CLAIMED:
+        return True
+    lock = path.with_name(f"{path.name}.lock")
+    try:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as error:
+        log.error(logfmt("state_file_unusable", path=path, error=error, action="running without"))
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(descriptor)
+        log.warning(
+            logfmt(
+                "state_file_in_use",
+                path=path,
+                action="running without a state file: another registry holds it",
+            )
+        )
+        return False
+    _CLAIMED[path] = descriptor
+    return True
 
 
 def encode_snapshot(snapshot: dict[str, Any]) -> bytes:

@@ -266,7 +266,8 @@ def test_success_bodies_and_headers() -> None:
     core = Core()
     reply = core.send("POST", REGISTER, register_body())
     assert reply.raw == (
-        b'{"success":true,"message":"Service game-service:game-1 registered successfully"}'
+        b'{"success":true,"message":"Service game-service:game-1 registered successfully",'
+        b'"ttl_seconds":180}'
     )
     assert reply.headers["content-type"] == "application/json"
     reply = core.heartbeat()

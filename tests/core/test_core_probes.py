@@ -365,7 +365,9 @@ def test_probe_storm_is_spread_over_the_interval() -> None:
     share = n / 10
     assert len(buckets) == 10
     assert max(buckets.values()) <= 2 * share, buckets
-    assert min(buckets.values()) >= share / 2, buckets
+    # The first-probe fast lane (100 a second) pulls some probes forward, so
+    # the later buckets hold fewer; none is starved.
+    assert min(buckets.values()) >= share / 4, buckets
     # never a burst: no single wake-up hands out more than 1% of the fleet
     per_wake = collections.Counter(t for t, _ in handed)
     assert max(per_wake.values()) <= n // 100

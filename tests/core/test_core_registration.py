@@ -257,9 +257,36 @@ def test_probe_of_a_previous_incarnation_is_stale(how: str) -> None:
     assert core.instance()["last_health_check"] is None
 
 
+def test_new_instance_is_probed_at_once_then_on_its_phase() -> None:
+    core = Core(with_config(health_check_interval=30, health_check_timeout=5))
+    core.register()
+    assert core.registry.next_deadline() == START
+    probe = core.take_probe()
+    assert core.now == START
+    core.answer(probe, passed=True)
+    phase = core.registry.next_deadline()
+    assert phase is not None and START < phase <= START + 30
+
+
+def test_a_registration_storm_gets_its_first_probes_spread_out() -> None:
+    core = Core(with_config(health_check_interval=30, first_probes_per_second=10))
+    for n in range(50):
+        core.register(instance=f"game-{n}")
+    core.advance(0)
+    assert len(core.pending) == 1  # one probe at once, the others wait their slot
+    core.advance(1.0)
+    assert len(core.pending) <= 1 + 10 + 1  # about 10 a second, never the whole burst
+
+
+def _on_phase(core: Core) -> None:
+    """Let the first probe (at once) pass, so the instance runs on its phase."""
+    core.answer(core.take_probe(), passed=True)
+
+
 def test_probe_in_flight_is_not_handed_out_twice() -> None:
     core = Core(with_config(health_check_interval=10, health_check_timeout=5))
     core.register()
+    _on_phase(core)
     probe = core.take_probe()
     core.advance(35)  # three more rounds fall due while the first is unanswered
     assert core.pending == []
@@ -267,14 +294,15 @@ def test_probe_in_flight_is_not_handed_out_twice() -> None:
     assert core.answer(probe, passed=True)
     nxt = core.take_probe()
     assert nxt.generation == probe.generation
-    assert core.probes_issued[-1][0] == pytest.approx(core.probes_issued[0][0] + 40)
+    assert core.probes_issued[-1][0] == pytest.approx(core.probes_issued[1][0] + 40)
 
 
 def test_probes_follow_every_interval_and_keep_phase_when_the_driver_is_late() -> None:
     core = Core(with_config(health_check_interval=30, health_check_timeout=5))
     core.register()
+    _on_phase(core)
     first = core.registry.next_deadline()
-    assert first is not None and START <= first < START + 30
+    assert first is not None and START < first <= START + 30
     times = []
     for _ in range(3):
         probe = core.take_probe()

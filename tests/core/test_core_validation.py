@@ -64,6 +64,7 @@ def test_register_accepts(fields: dict[str, Any]) -> None:
     assert reply.body == {
         "success": True,
         "message": f"Service {name}:{iid} registered successfully",
+        "ttl_seconds": 180,
     }
     shown = core.instance(name, iid)
     assert shown["host"] == body["host"]  # stored and shown exactly as sent
@@ -208,6 +209,25 @@ def test_register_rejects_host_with_trailing_newline(host: str) -> None:
     reply = core.send("POST", REGISTER, register_body(host=host))
     assert reply.status == 422
     assert reply.detail_fields == ["host"]
+
+
+@pytest.mark.parametrize(
+    ("host", "says"),
+    [
+        ("10.0.0.5:8080", "send host '10.0.0.5' and port 8080 separately"),
+        ("game.example:80", "send host 'game.example' and port 80 separately"),
+        ("http://10.0.0.5", "is a URL (http://...); send only the host ('10.0.0.5')"),
+        ("https://game.example:8443/health", "send only the host ('game.example')"),
+    ],
+)
+def test_a_host_with_a_port_or_a_scheme_says_what_to_send_instead(host: str, says: str) -> None:
+    core = Core()
+    reply = core.send("POST", REGISTER, register_body(host=host))
+    assert reply.status == 422
+    [detail] = reply.body["details"]
+    assert detail["field"] == "host"
+    assert says in detail["message"], detail["message"]
+    assert "IPv6" not in detail["message"]
 
 
 def test_a_bad_metadata_key_is_not_echoed() -> None:

@@ -8,6 +8,7 @@ run the real entry point (`python -m frontends serve`) in a subprocess.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -223,3 +224,15 @@ def test_python_m_frontends_refuses_with_one_line(
     lines = finished.stderr.splitlines()
     assert len(lines) == 1, finished.stderr
     assert needle in lines[0]
+
+
+@pytest.mark.parametrize("frontend", ["quart", "trio"])
+def test_a_port_already_in_use_is_one_line_and_exit_2(frontend: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        finished = run_module(["--frontend", frontend, "--port", str(port)])
+    assert finished.returncode == 2, finished.stderr
+    assert "Traceback" not in finished.stderr
+    lines = finished.stderr.splitlines()
+    assert len(lines) == 1, finished.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "already in use" in lines[0]

@@ -60,13 +60,19 @@ def record_results(kit: Kit, runtime: Runtime) -> Recorded:
 
 
 def assert_once_per_interval(times: list[float], start: float, rounds: int) -> None:
-    """First probe inside the first interval, then one every interval exactly."""
-    assert len(times) >= rounds, times
-    assert start <= times[0] < start + INTERVAL, (start, times)
-    for earlier, later in itertools.pairwise(times):
+    """Probed at once on registration, then on its phase: one every interval exactly.
+
+    "At once" is within a second: a burst of registrations gets its first
+    probes a few milliseconds apart (`RegistryConfig.first_probes_per_second`).
+    """
+    assert len(times) >= rounds + 1, times
+    assert start <= times[0] < start + 1, (start, times)
+    phased = times[1:]
+    assert times[0] < phased[0] <= times[0] + INTERVAL, (start, times)
+    for earlier, later in itertools.pairwise(phased):
         assert later - earlier == pytest.approx(INTERVAL, abs=EXACT), times
     for k in range(rounds):
-        window = [t for t in times if start + k * INTERVAL <= t < start + (k + 1) * INTERVAL]
+        window = [t for t in phased if start + k * INTERVAL < t <= start + (k + 1) * INTERVAL]
         assert len(window) == 1, (k, times)
 
 
@@ -126,10 +132,13 @@ def test_a_registration_wakes_the_sleeping_driver(make_kit: Callable[[], Kit]) -
         await kit.sleep(first_due - kit.clock() + 0.5)
         assert probed["first"] == [pytest.approx(first_due, abs=EXACT)]
 
-        # The driver now sleeps until first's next probe: add an instance due before that.
+        # The driver now sleeps until first's next probe, on its phase: add an
+        # instance due before that (a new one is due at once).
         alarm = runtime.driver_sleeps_until
         assert alarm is not None
-        assert alarm == pytest.approx(first_due + INTERVAL, abs=EXACT)
+        first = runtime.registry.instance_snapshot("svc", "first")
+        assert first is not None
+        assert alarm == pytest.approx(first.probe_due, abs=EXACT)
         for n in range(200):
             name = f"late-{n}"
             register(runtime, "svc", name)
@@ -468,11 +477,11 @@ def test_a_crashing_fetch_is_a_failed_probe_and_the_worker_goes_on(
         assert flaky[0][1].reason == "probe error: RuntimeError"
         assert flaky[0][2] == "unknown"
         assert all(isinstance(r, ProbePassed) for _, r, _ in flaky[1:])
-        assert len(flaky) == 3
+        assert len(flaky) == 4  # at once, then three intervals on its phase
         assert status_of(runtime, "svc", "flaky") == "healthy"
 
         broken = by_name["broken"]
-        assert len(broken) == 3
+        assert len(broken) == 4
         assert {r.reason for _, r, _ in broken if isinstance(r, ProbeFailed)} == {
             "probe error: RuntimeError"
         }
@@ -489,7 +498,7 @@ def test_a_crashing_fetch_is_a_failed_probe_and_the_worker_goes_on(
 
     make_kit().run(scenario)
     crashes = [r for r in caplog.records if "event=probe_crashed" in r.getMessage()]
-    assert len(crashes) == 3 + 1  # broken three times, flaky once
+    assert len(crashes) == 4 + 1  # broken four times, flaky once
     assert all(r.levelno == logging.ERROR and r.exc_info for r in crashes)
     assert "url=http://127.0.0.1:8080/health" in crashes[0].getMessage()
 
@@ -513,7 +522,7 @@ def test_a_fetch_raising_timeout_error_itself_is_a_crash_not_a_timeout(
         group.start_soon(runtime.driver.run)
         register(runtime, "svc", "i-1")
         await kit.sleep(INTERVAL + 1)
-        [(when, result, _)] = results
+        when, result, _ = results[0]
         assert isinstance(result, ProbeFailed)
         assert (when, result.reason) == (started[0], "probe error: TimeoutError")
 

@@ -226,6 +226,7 @@ def test_register_read_heartbeat_unregister_round_trip(make_kit: Callable[[], Ki
         assert response.json() == {
             "success": True,
             "message": "Service game:game-1 registered successfully",
+            "ttl_seconds": 86400,  # frontend_kit's TTL
         }
 
         response = await client.get("/v1/discovery/services/game", headers=AUTH)

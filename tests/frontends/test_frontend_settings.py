@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from frontends.shared.settings import DEFAULT_PORT, load_settings
+from frontends.shared.state_file import claim
 from sd_core import ConfigError, RegistryConfig
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
@@ -26,7 +31,9 @@ def test_defaults() -> None:
     assert settings.max_concurrent_probes == 100
     assert settings.log_level == "INFO"
     assert settings.shutdown_grace == 5.0
-    assert settings.state_file is None
+    assert settings.state_file == (
+        Path.home() / ".local" / "state" / "service-discovery" / "registry-3004.json"
+    )
     assert settings.snapshot_interval == 5.0
     assert settings.max_blocking_queries == 20_000
     assert settings.max_in_flight_requests == 30_000
@@ -105,7 +112,10 @@ def test_empty_values_mean_the_default() -> None:
     env = {name: "  " for name in EVERY_VARIABLE}
     env["SERVICE_DISCOVERY_READ_TOKEN"] = ""  # a token of spaces is refused, not ignored
     settings = load_settings({**env, "SERVICE_DISCOVERY_SECRET": SECRET})
-    assert settings == load_settings({"SERVICE_DISCOVERY_SECRET": SECRET})
+    default = load_settings({"SERVICE_DISCOVERY_SECRET": SECRET})
+    # ... except the state file: empty is how an operator turns the default one off.
+    assert settings.state_file is None
+    assert settings == dataclasses.replace(default, state_file=None)
 
 
 def test_flags_win_over_the_environment() -> None:
@@ -227,3 +237,54 @@ def test_without_a_secret_a_random_token_is_generated(env: dict[str, str]) -> No
     assert len(first.secret) >= 32
     assert first.secret != second.secret
     assert first.secret.isascii() and first.secret.isprintable() and " " not in first.secret
+
+
+def test_the_state_file_defaults_to_one_per_port_under_the_users_state_home(
+    tmp_path: Path,
+) -> None:
+    env = {"SERVICE_DISCOVERY_SECRET": SECRET, "XDG_STATE_HOME": str(tmp_path)}
+    first = load_settings(env, port=3004).state_file
+    second = load_settings(env, port=3005).state_file
+    assert first == tmp_path / "service-discovery" / "registry-3004.json"
+    assert second == tmp_path / "service-discovery" / "registry-3005.json"
+    assert first.parent.is_dir()
+
+
+def test_an_empty_state_file_setting_turns_it_off(tmp_path: Path) -> None:
+    env = {"SERVICE_DISCOVERY_SECRET": SECRET, "XDG_STATE_HOME": str(tmp_path)}
+    assert load_settings({**env, "SERVICE_DISCOVERY_STATE_FILE": ""}).state_file is None
+
+
+def test_the_default_state_file_follows_an_inherited_sockets_port(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        env = {"SERVICE_DISCOVERY_SECRET": SECRET, "XDG_STATE_HOME": str(tmp_path)}
+        state_file = load_settings(env, fd=listener.fileno()).state_file
+    assert state_file == tmp_path / "service-discovery" / f"registry-{port}.json"
+
+
+def test_a_state_file_held_by_another_registry_is_not_used(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        assert claim(path) is False
+    finally:
+        holder.communicate("", timeout=10)  # closing stdin ends it
+    assert claim(path) is True  # the kernel released the lock with the process
+    assert claim(path) is True  # and this process may ask again
+
+
+#: Another registry, as far as the lock goes: holds it until its stdin closes.
+HOLD_LOCK = """
+import fcntl, sys
+handle = open(sys.argv[1] + ".lock", "w")
+fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+sys.stdin.read()
+"""

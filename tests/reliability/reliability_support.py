@@ -58,6 +58,7 @@ def base_env(**overrides: str) -> dict[str, str]:
         SERVICE_DISCOVERY_SECRET=SECRET,
         SERVICE_DISCOVERY_READ_TOKEN=READ_TOKEN,
         HEALTH_CHECK_INTERVAL_SECONDS=QUIET_INTERVAL,
+        HEALTH_CHECK_FIRST_PROBES_PER_SECOND="0",
         HEALTH_CHECK_ALLOWED_NETWORKS="127.0.0.0/8,::1/128",
     )
     env.update(overrides)

@@ -328,3 +328,33 @@ def test_corrupt_state_file_is_moved_aside(
         server.stop()
     finally:
         server.cleanup()
+
+
+def test_a_registry_restarted_with_the_defaults_loses_no_instance(
+    frontend: str, tmp_path: Path
+) -> None:
+    """No state-file setting at all: the per-user default keeps the fleet across a restart."""
+    env = base_env(XDG_STATE_HOME=str(tmp_path))
+    with kept_socket() as sock:
+        port = sock.getsockname()[1]
+        first = start_server(frontend, env, sock=sock)
+        try:
+            with httpx.Client(base_url=first.url, headers=AUTH, timeout=10) as client:
+                for service, instance in BASE[:10]:
+                    response = client.post("/v1/discovery/register", json=_body(service, instance))
+                    assert response.status_code == 200, response.text
+            first.stop()  # SIGTERM: the final snapshot goes to the default file
+        finally:
+            first.cleanup()
+        state_file = tmp_path / "service-discovery" / f"registry-{port}.json"
+        assert state_file.is_file(), sorted(tmp_path.rglob("*"))
+
+        second = start_server(frontend, env, sock=sock)
+        try:
+            with httpx.Client(base_url=second.url, headers=AUTH, timeout=10) as client:
+                listed = client.get("/v1/discovery/services").json()["services"]
+            back = {(s, i["instance_id"]) for s, instances in listed.items() for i in instances}
+            assert back == set(BASE[:10])
+            second.stop()
+        finally:
+            second.cleanup()

@@ -210,7 +210,9 @@ class FakeRegistry:
             return
         wait_ms = int(request.url.params.get("wait", "60000ms").removesuffix("ms"))
         with anyio.move_on_after(wait_ms / 1000):
-            while self.service_index.get(service, 1) <= int(raw_index) and not self.down:
+            # As the registry does: block only while the client is up to date;
+            # an index from the future (the registry restarted) answers at once.
+            while self.service_index.get(service, 1) == int(raw_index) and not self.down:
                 if self._changed is None:
                     self._changed = anyio.Event()
                 await self._changed.wait()

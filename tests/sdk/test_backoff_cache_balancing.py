@@ -99,9 +99,21 @@ def test_cache_fallback_marks_stale_and_holds_it_for_a_ttl() -> None:
     again = cache.fresh(("svc", True), now=104)
     assert again is not None and again.stale
     assert cache.fresh(("svc", True), now=105) is None
-    cache.store(("svc", True), ServiceInstanceList([]), now=106)
+    cache.store(("svc", True), ServiceInstanceList([_instance("b")]), now=106)
     refreshed = cache.fresh(("svc", True), now=106)
     assert refreshed is not None and not refreshed.stale
+
+
+def test_cache_does_not_keep_an_empty_answer() -> None:
+    """A fresh deploy's first instance must be found on the next call, not 5 s later."""
+    cache = DiscoveryCache(ttl=5)
+    cache.store(("svc", True), ServiceInstanceList([], discovery_index=1), now=0)
+    assert cache.fresh(("svc", True), now=0.1) is None
+    # And an empty answer replaces an older list: it must not come back as stale.
+    cache.store(("svc", True), ServiceInstanceList([_instance("a")]), now=1)
+    cache.store(("svc", True), ServiceInstanceList([]), now=2)
+    assert cache.fresh(("svc", True), now=2) is None
+    assert cache.fallback(("svc", True), now=3) is None
 
 
 def test_cache_max_stale_drops_old_answers() -> None:
@@ -115,7 +127,7 @@ def test_cache_max_stale_drops_old_answers() -> None:
 def test_cache_invalidate() -> None:
     cache = DiscoveryCache(ttl=5)
     for key in [("a", True), ("a", False), ("b", True)]:
-        cache.store(key, ServiceInstanceList(), now=0)
+        cache.store(key, ServiceInstanceList([_instance("a")]), now=0)
     cache.invalidate("a")
     assert cache.fresh(("a", True), 0) is None and cache.fresh(("a", False), 0) is None
     assert cache.fresh(("b", True), 0) is not None
@@ -129,13 +141,35 @@ def test_p2c_trivial_cases() -> None:
     assert power_of_two_choices([only]) is only
 
 
-def test_p2c_never_picks_the_most_loaded_of_distinct_loads() -> None:
-    instances = [_instance(f"i{n}", load=n / 10) for n in range(5)]
-    rng = random.Random(42)
-    picks = Counter(power_of_two_choices(instances, rng).instance_id for _ in range(5000))  # type: ignore[union-attr]
-    assert "i4" not in picks
-    # Less loaded instances win more often, and every other one still gets traffic.
-    assert picks["i0"] > picks["i1"] > picks["i2"] > picks["i3"] > 0
+def _split(loads: list[float], picks: int, seed: int) -> list[float]:
+    """Share of ``picks`` that went to each instance (``i0``, ``i1``, ...)."""
+    instances = [_instance(f"i{n}", load) for n, load in enumerate(loads)]
+    rng = random.Random(seed)
+    counts = Counter(power_of_two_choices(instances, rng).instance_id for _ in range(picks))  # type: ignore[union-attr]
+    return [counts[f"i{n}"] / picks for n in range(len(loads))]
+
+
+def test_p2c_two_equal_replicas_share_evenly() -> None:
+    shares = _split([0.5, 0.5], picks=10_000, seed=1)
+    print(f"equal replicas: {shares[0]:.2%} / {shares[1]:.2%}")
+    assert all(0.45 <= share <= 0.55 for share in shares)
+
+
+@pytest.mark.parametrize("loads", [[0.3, 0.6], [0.30, 0.31]])
+def test_p2c_two_replicas_favour_the_less_loaded_without_a_stampede(loads: list[float]) -> None:
+    """Two distinct draws made this a pure least-loaded choice: 100 % to one replica."""
+    less, more = _split(loads, picks=10_000, seed=2)
+    print(f"loads {loads}: {less:.2%} / {more:.2%}")
+    assert less > more
+    # With replacement the more loaded one is chosen when both draws hit it: 1/4.
+    assert 0.20 <= more <= 0.30
+
+
+def test_p2c_favours_lower_loads_and_starves_none() -> None:
+    shares = _split([n / 10 for n in range(5)], picks=10_000, seed=42)
+    assert shares[0] > shares[1] > shares[2] > shares[3] > shares[4] > 0
+    # The most loaded of n is picked only when both draws hit it: about 1/n².
+    assert 0.02 <= shares[4] <= 0.06
 
 
 def test_p2c_spreads_ties_evenly() -> None:

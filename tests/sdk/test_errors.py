@@ -105,7 +105,7 @@ async def test_registry_validation_error_is_carried_through(
     async with make_client() as client:
         with pytest.raises(ValidationError) as caught:
             await client.register_service(
-                service_name="svc", instance_id="i", host="bad host", port=1
+                service_name="svc", instance_id="i", host="bad_host", port=1
             )
     assert caught.value.details == [FieldError("host", "not a hostname")]
     assert caught.value.status_code == 422

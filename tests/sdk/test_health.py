@@ -13,6 +13,7 @@ import httpx
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 from service_discovery import (
     CheckStatus,
@@ -275,3 +276,66 @@ def test_checker_runs_on_asyncio() -> None:
     checker.add_check("b", lambda: True)
     result = asyncio.run(checker.run())
     assert result.failed_checks == ["a"]
+
+
+async def test_a_hanging_check_answers_well_inside_the_registrys_probe_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With the old 5 s default a hanging dependency took /health to 5.02 s: the probe's limit."""
+    from sd_core import RegistryConfig
+
+    probe_timeout = RegistryConfig().health_check_timeout
+
+    async def hangs() -> None:
+        await trio.sleep_forever()
+
+    checker = make_checker(clock=trio.current_time)
+    checker.add_check("database", hangs)
+    started = trio.current_time()
+    result = await checker.run()
+    took = trio.current_time() - started
+    assert result.status is HealthStatus.UNHEALTHY
+    assert result.custom_checks["database"].message == "timed out after 2 s"
+    assert took <= probe_timeout / 2
+
+
+def test_the_setup_helper_uses_the_short_default_too() -> None:
+    import inspect
+
+    from service_discovery import setup_service_health_checks
+
+    default = inspect.signature(setup_service_health_checks).parameters["check_timeout"].default
+    assert default == HealthChecker("s").check_timeout == 2.0
+
+
+async def test_a_non_critical_failure_is_reported_but_the_instance_stays_healthy() -> None:
+    checker = make_checker()
+    checker.add_check("database", lambda: True)
+    checker.add_check("cache", lambda: False, critical=False)
+
+    @checker.check("recommendations", critical=False)
+    async def recommendations() -> None:
+        raise RuntimeError("down")
+
+    result = await checker.run()
+    assert result.status is HealthStatus.HEALTHY
+    assert result.http_status == 200
+    assert result.failed_checks == ["cache", "recommendations"]
+    body = result.model_dump(mode="json")["custom_checks"]
+    assert body["cache"] == {
+        "status": "fail",
+        "message": "check returned False",
+        "duration_ms": body["cache"]["duration_ms"],
+        "critical": False,
+    }
+    assert body["database"]["critical"] is True
+    checker.add_check("queue", lambda: False)
+    assert (await checker.run()).status is HealthStatus.UNHEALTHY
+
+
+@pytest.mark.parametrize("url", ["not a url", "payment.example.com", "ftp://x", "http://", ""])
+def test_an_external_service_url_that_cannot_work_is_refused_at_setup(url: str) -> None:
+    checker = make_checker()
+    with pytest.raises(ValueError, match="URL"):
+        checker.add_http_check("payment-api", url)
+    assert checker.check_names == []

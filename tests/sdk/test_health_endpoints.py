@@ -182,3 +182,14 @@ async def test_asgi_app_acknowledges_lifespan() -> None:
 
     await app({"type": "lifespan"}, receive, send)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_a_bad_external_service_url_is_refused_before_mounting() -> None:
+    from quart import Quart
+
+    app = Quart("bad-url")
+    with pytest.raises(ValueError, match="'not a url'"):
+        setup_service_health_checks(
+            app, "my-service", external_services={"payment-api": "not a url"}
+        )
+    assert "service_discovery_health" not in app.view_functions

@@ -291,21 +291,44 @@ async def test_registry_down_at_start_then_the_loop_registers(
     registry: FakeRegistry,
     clock: FakeClock,
     request_a: ServiceRegistrationRequest,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A service may start before its registry: the loop registers once it answers."""
+    """Service at t=0, registry at t=15: registered within the backoff, not at t=61.
+
+    The loop registers first, retrying with capped, jittered backoff, and only
+    then sleeps its interval; the log calls it a first registration.
+    """
     from service_discovery import RegistryUnavailableError
 
-    registry.down = True
-    async with make_client() as client:
+    registered_at: list[float] = []
+    handle = registry.handle
+
+    async def up_at_15(request: httpx.Request) -> httpx.Response:
+        registry.down = clock.now < 15
+        response = await handle(request)
+        if request.url.path == REGISTER:
+            registered_at.append(clock.now)
+        return response
+
+    transport = httpx.MockTransport(up_at_15)
+    async with make_client(transport=transport, rng=random.Random(4)) as client:
         with pytest.raises(RegistryUnavailableError):
             await client.register_service(request_a)
         assert client.registration == request_a
-        registry.canned.append(httpx.ConnectError("still down"))
-        registry.down = False
-        await run_rounds(client, clock, sleeps=4, interval=60)
-    # heartbeat: network error; heartbeat: 404 -> register; heartbeat: ok.
-    assert registry.paths("POST")[-4:] == [HEARTBEAT, HEARTBEAT, REGISTER, HEARTBEAT]
-    assert ("my-service", "instance-1") in registry.instances
+        with caplog.at_level(logging.INFO, logger="service_discovery"):
+            await run_rounds(client, clock, sleeps=8, interval=60)
+    assert registered_at == [pytest.approx(registered_at[0])]  # once
+    assert 15 <= registered_at[0] < 15 + 16  # at most one backoff step after it came up
+    retries = clock.sleeps[: clock.sleeps.index(60)]
+    ceilings = [1, 2, 4, 8, 16, 30, 30][: len(retries)]
+    assert all(c / 2 <= d <= c for d, c in zip(retries, ceilings, strict=True))
+    assert clock.sleeps[len(retries) :] == [60] * (8 - len(retries))  # then heartbeats
+    # The failed first try, one at once from the loop, one after each backoff
+    # sleep (the last of them worked), then a heartbeat after each interval.
+    expected = [REGISTER] * (len(retries) + 2) + [HEARTBEAT] * (7 - len(retries))
+    assert registry.paths("POST") == expected
+    assert "first registration" in caplog.text
+    assert "again" not in caplog.text
 
 
 async def test_rejected_registration_is_not_remembered(

@@ -8,11 +8,14 @@ import httpx
 import pytest
 
 from service_discovery import (
+    ConfigurationError,
     InstanceStatus,
     ServiceDiscoveryClient,
+    ServiceDiscoveryError,
     ServiceInstance,
     ServiceInstanceList,
     ServiceRegistrationRequest,
+    ValidationError,
 )
 from service_discovery.config import ClientSettings
 
@@ -165,13 +168,26 @@ async def test_client_without_secret_warns(
     assert "authorization" not in capture.requests[0].headers
 
 
-async def test_names_are_quoted_in_paths() -> None:
+@pytest.mark.parametrize("name", ["a/b", "a b", "", "-x", "x" * 129, "a%2Fb"])
+async def test_names_the_registry_refuses_are_refused_before_sending(name: str) -> None:
+    """``discover_services("a/b")`` used to send the path as it was."""
     capture = Capture()
     async with ServiceDiscoveryClient(
         "http://x", "s", transport=httpx.MockTransport(capture)
     ) as client:
-        await client.discover_services("a/b c")
-    assert capture.requests[0].url.raw_path == b"/v1/discovery/services/a%2Fb%20c/healthy"
+        for call in (
+            lambda: client.discover_services(name),
+            lambda: client.pick(name),
+            lambda: client.unregister_service(name, "i-1"),
+            lambda: client.unregister_service("svc", name),
+        ):
+            with pytest.raises(ValidationError) as caught:
+                await call()
+            assert caught.value.status_code is None
+            assert "letters, digits" in str(caught.value)
+        with pytest.raises(ValidationError):
+            await anext(client.watch_service(name))
+    assert capture.requests == []
 
 
 def test_transport_and_http_client_are_exclusive() -> None:
@@ -182,3 +198,77 @@ def test_transport_and_http_client_are_exclusive() -> None:
             transport=httpx.MockTransport(lambda r: httpx.Response(200)),
             http_client=httpx.AsyncClient(),
         )
+
+
+@pytest.mark.parametrize(
+    ("url", "hint"),
+    [
+        ("127.0.0.1:46017", "send 'http://127.0.0.1:46017'"),
+        ("service-discovery:3004", "send 'http://service-discovery:3004'"),
+        ("ftp://x", "speaks HTTP"),
+        ("http://", "host"),
+        ("http://a:3004,", "extra comma"),
+        ("http://a:3004,b:3004", "send 'http://b:3004'"),
+        ("http://a:port", "host"),
+        ("http://a:3004/?x=1", "query"),
+    ],
+)
+def test_a_url_that_cannot_work_is_refused_at_construction(url: str, hint: str) -> None:
+    """These were accepted, and then every call failed."""
+    with pytest.raises(ConfigurationError) as caught:
+        ServiceDiscoveryClient(url, "s")
+    assert hint in str(caught.value)
+    # One except catches it with the SDK's other errors, another as a bad value.
+    assert isinstance(caught.value, ServiceDiscoveryError)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_bad_url_from_the_environment_is_refused_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVICE_DISCOVERY_URL", "registry:3004")
+    with pytest.raises(ConfigurationError, match=r"send .http://registry:3004."):
+        ServiceDiscoveryClient(service_discovery_secret="s")
+
+
+def test_a_comma_separated_list_names_several_registries() -> None:
+    env = {"SERVICE_DISCOVERY_URL": " http://a:3004/ , https://b:3004"}
+    settings = ClientSettings.resolve(environ=env)
+    assert settings.urls == ("http://a:3004", "https://b:3004")
+    assert settings.url == "http://a:3004"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "says"),
+    [
+        (
+            {"host": "10.0.0.5:8080"},
+            "host",
+            "address with a port: send host='10.0.0.5' and port=8080",
+        ),
+        ({"host": "http://10.0.0.5"}, "host", "is a URL, not a host: send host='10.0.0.5'"),
+        ({"host": "https://api.internal:8443/x"}, "host", "send host='api.internal' and port=8443"),
+        ({"host": "[::1]:8080"}, "host", "send host='::1' and port=8080"),
+        ({"port": 70000}, "port", "less than or equal to 65535"),
+        ({"port": "8080x"}, "port", "integer"),
+        ({"service_name": "a/b"}, "service_name", "letters, digits"),
+        ({"instance_id": "-1"}, "instance_id", "starting with a letter or digit"),
+    ],
+)
+def test_registration_mistakes_raise_the_sdks_error_with_what_to_send(
+    fields: dict[str, object], field: str, says: str
+) -> None:
+    """Built directly, the model raised pydantic's error and took hosts as they came."""
+    data: dict[str, object] = {"service_name": "s", "instance_id": "i", "host": "h", "port": 1}
+    data.update(fields)
+    with pytest.raises(ValidationError) as caught:
+        ServiceRegistrationRequest(**data)  # type: ignore[arg-type]
+    error = caught.value
+    assert isinstance(error, ValueError)
+    assert error.status_code is None
+    assert [d.field for d in error.details] == [field]
+    assert says in error.details[0].message
+    assert says in str(error)
+
+
+@pytest.mark.parametrize("host", ["10.0.0.5", "::1", "[::1]", "fe80::1", "api.internal", "h"])
+def test_plain_hosts_are_accepted(host: str) -> None:
+    ServiceRegistrationRequest(service_name="s", instance_id="i", host=host, port=1)

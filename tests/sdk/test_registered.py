@@ -131,8 +131,30 @@ async def _registry_down_at_start(registry: FakeRegistry, req: ServiceRegistrati
                 pass
 
 
+async def _heartbeat_running_inside_the_block(
+    registry: FakeRegistry, req: ServiceRegistrationRequest
+) -> None:
+    """It read False inside the block while heartbeats were being sent."""
+
+    async def tick(seconds: float) -> None:
+        await anyio.lowlevel.checkpoint()
+
+    client = ServiceDiscoveryClient(
+        "http://r", registry.secret, transport=registry.transport(), sleep=tick
+    )
+    async with client:
+        assert not client.heartbeat_running
+        async with client.registered(req, interval_seconds=1):
+            await until(lambda: registry.paths("POST").count("/v1/discovery/heartbeat") >= 2)
+            assert client.heartbeat_running
+            with pytest.raises(RuntimeError, match="already running"):
+                await client.start_heartbeat_loop()
+        assert not client.heartbeat_running
+
+
 SCENARIOS = [
     _heartbeats_then_unregisters,
+    _heartbeat_running_inside_the_block,
     _unregisters_on_cancellation,
     _body_exception_comes_out_unwrapped,
     _keyword_style,

@@ -1,0 +1,36 @@
+"""Cluster mode: several registry nodes sharing one etcd (see docs/cluster.md).
+
+`ClusterNode` is what a driver owns, one per process: reads from a local view fed by
+one watch, writes as store calls, probes for its share of the fleet. `layout` holds the
+key layout and record codecs, `view` the watch-to-registry translation, `link` the
+store calls and the watch, `ownership` who probes what.
+"""
+
+from .effects import CloseWatch, ClusterConfig, ClusterEffect, OpenWatch, StoreCall, WriteDone
+from .layout import DEFAULT_PREFIX, HealthRecord, InstanceRecord, KeyLayout, NodeRecord
+from .link import CONNECTING, OK, UNAVAILABLE
+from .node import ClusterNode, NodeResult
+from .ownership import owner
+from .view import ClusterView, Entry
+
+__all__ = [
+    "CONNECTING",
+    "DEFAULT_PREFIX",
+    "OK",
+    "UNAVAILABLE",
+    "CloseWatch",
+    "ClusterConfig",
+    "ClusterEffect",
+    "ClusterNode",
+    "ClusterView",
+    "Entry",
+    "HealthRecord",
+    "InstanceRecord",
+    "KeyLayout",
+    "NodeRecord",
+    "NodeResult",
+    "OpenWatch",
+    "StoreCall",
+    "WriteDone",
+    "owner",
+]

@@ -1,0 +1,79 @@
+"""What a `ClusterNode` asks its driver to do, and how it is configured.
+
+Frozen values, like the core's own effects: the driver executes them and reports
+back through the node's methods (see `ClusterNode` for the full contract).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sd_etcd import GatewayRequest
+
+from ..http_api import HttpResponse
+from .layout import DEFAULT_PREFIX
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCall:
+    """POST `request` to the gateway; answer with `store_answered(token, status, body,
+    now)`, or `store_failed(token, now)` on a connection error or after the driver's own
+    timeout (about 3 s, shorter than etcd's 7 s)."""
+
+    token: int
+    request: GatewayRequest
+
+
+@dataclass(frozen=True, slots=True)
+class OpenWatch:
+    """Open the streaming watch `request` (closing any other); feed its body with
+    `watch_data(watch, bytes, now)` and report its end, however it ends (EOF, error
+    status, connection failure, read timeout), with `watch_ended(watch, now)`."""
+
+    watch: int
+    request: GatewayRequest
+
+
+@dataclass(frozen=True, slots=True)
+class CloseWatch:
+    """Close watch `watch` (etcd keeps a canceled watch's stream open)."""
+
+    watch: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDone:
+    """The parked request `PendingWrite(token)` is answered: send `response`."""
+
+    token: int
+    response: HttpResponse
+
+
+ClusterEffect = StoreCall | OpenWatch | CloseWatch | WriteDone
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """One node's place in the cluster (registry behaviour stays in `RegistryConfig`).
+
+    `node_ttl`/`keepalive_interval`: the node lease, whose expiry hands this node's
+    probes to the others; `retry_interval`: how soon a broken watch or a failed
+    liveness call is tried again; `write_wait`: how long a confirmed write waits for
+    the view to show it before it is answered anyway; `list_page`: keys per page of a
+    listing."""
+
+    node_id: str
+    url: str = ""
+    frontend: str = "unknown"
+    prefix: str = DEFAULT_PREFIX
+    node_ttl: int = 10
+    keepalive_interval: float = 3.0
+    retry_interval: float = 1.0
+    write_wait: float = 5.0
+    list_page: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.node_id or "/" in self.node_id:
+            raise ValueError("node_id must be non-empty and hold no '/'")
+        if not 0 < self.keepalive_interval < self.node_ttl:
+            raise ValueError("keepalive_interval must be positive and below node_ttl")

@@ -1,0 +1,192 @@
+"""Where cluster mode keeps what in etcd, and the JSON of each record, both ways.
+
+Under one prefix (one watch covers it all):
+
+- `instances/<service>/<id>`: the registration, on the instance's own lease;
+- `health/<service>/<id>`: its status, on the same lease (it goes with the instance);
+- `nodes/<node-id>`: a live registry node, on that node's lease.
+
+Readers ignore fields they do not know, so a newer node can add fields without an
+older one choking; a record that does not decode is skipped, never fatal. Times are
+wall-clock seconds rounded to microseconds, so every node renders the same text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..models import RegisterRequest
+from ..status import Status
+
+DEFAULT_PREFIX = "/service-discovery/"
+
+
+def wall(seconds: float) -> float:
+    """A wall-clock time as records keep it (microseconds)."""
+    return round(seconds, 6)
+
+
+def _dumps(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _loads(raw: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _number(document: dict[str, Any], name: str) -> float | None:
+    value = document.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    """`instances/<service>/<id>`. `updated_at` is when it was last written (shown as
+    `last_heartbeat`: keepalives are invisible to the watch); `load` is 0..1."""
+
+    request: RegisterRequest
+    registered_at: float
+    updated_at: float
+    load: float
+
+    def encode(self) -> bytes:
+        request = self.request
+        return _dumps(
+            {
+                "service_name": request.service_name,
+                "instance_id": request.instance_id,
+                "host": request.host,
+                "port": request.port,
+                "health_endpoint": request.health_endpoint,
+                "metadata": dict(request.metadata),
+                "registered_at": wall(self.registered_at),
+                "updated_at": wall(self.updated_at),
+                "load_percentage": self.load,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> InstanceRecord | None:
+        document = _loads(raw)
+        if document is None:
+            return None
+        registered = _number(document, "registered_at")
+        updated = _number(document, "updated_at")
+        load = _number(document, "load_percentage")
+        if registered is None or load is None:
+            return None
+        try:
+            request = RegisterRequest.model_validate(document)
+        except ValidationError:
+            return None
+        return cls(request, registered, registered if updated is None else updated, load)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthRecord:
+    """`health/<service>/<id>`: the status, since when, why, and which node decided."""
+
+    status: Status
+    since: float
+    reason: str
+    by_node: str
+
+    def encode(self) -> bytes:
+        return _dumps(
+            {
+                "status": self.status.value,
+                "since": wall(self.since),
+                "reason": self.reason,
+                "by_node": self.by_node,
+            }
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> HealthRecord | None:
+        document = _loads(raw)
+        if document is None:
+            return None
+        since = _number(document, "since")
+        reason, by_node = document.get("reason", ""), document.get("by_node", "")
+        try:
+            status = Status(str(document.get("status")))
+        except ValueError:
+            return None
+        if since is None or not isinstance(reason, str) or not isinstance(by_node, str):
+            return None
+        return cls(status, since, reason, by_node)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """`nodes/<node-id>`: how to reach a live node, and what it runs."""
+
+    url: str
+    frontend: str
+    started: float
+
+    def encode(self) -> bytes:
+        return _dumps({"url": self.url, "frontend": self.frontend, "started": wall(self.started)})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> NodeRecord | None:
+        document = _loads(raw)
+        if document is None:
+            return None
+        url, frontend = document.get("url", ""), document.get("frontend", "")
+        started = _number(document, "started")
+        if not isinstance(url, str) or not isinstance(frontend, str) or started is None:
+            return None
+        return cls(url, frontend, started)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    """What a key under the prefix names: `kind` is instances, health or nodes."""
+
+    kind: str
+    name: str
+    instance_id: str = ""
+
+
+class KeyLayout:
+    """Keys under one prefix. Service names and ids cannot hold `/` (the API's
+    name pattern), so the key splits back unambiguously."""
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX) -> None:
+        if not prefix.endswith("/"):
+            prefix += "/"
+        self.prefix = prefix.encode()
+
+    def instance(self, service_name: str, instance_id: str) -> bytes:
+        return self.prefix + f"instances/{service_name}/{instance_id}".encode()
+
+    def health(self, service_name: str, instance_id: str) -> bytes:
+        return self.prefix + f"health/{service_name}/{instance_id}".encode()
+
+    def node(self, node_id: str) -> bytes:
+        return self.prefix + f"nodes/{node_id}".encode()
+
+    def parse(self, key: bytes) -> ParsedKey | None:
+        """None for a key this layout does not know (ignored, for forward compatibility)."""
+        if not key.startswith(self.prefix):
+            return None
+        try:
+            parts = key[len(self.prefix) :].decode().split("/")
+        except UnicodeDecodeError:
+            return None
+        if len(parts) == 3 and parts[0] in ("instances", "health") and parts[1] and parts[2]:
+            return ParsedKey(parts[0], parts[1], parts[2])
+        if len(parts) == 2 and parts[0] == "nodes" and parts[1]:
+            return ParsedKey("nodes", parts[1])
+        return None

@@ -1,0 +1,229 @@
+"""The node's link to the store: calls in flight, the listing, the watch, and whether
+the view can be trusted (`state`).
+
+Sans-I/O like the rest: a call is a `StoreCall` effect with a token and two
+continuations kept here until the driver answers; the watch is one `OpenWatch` at a
+time, its bytes framed by `sd_etcd.WatchStream`. Time is only ever passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from sd_etcd import (
+    EtcdError,
+    EtcdUnavailable,
+    GatewayRequest,
+    KeyValue,
+    ProgressNotify,
+    WatchCanceled,
+    WatchCreated,
+    WatchEvents,
+    WatchMessage,
+    WatchStream,
+    parse_range,
+    prefix_range_end,
+    range_request,
+    watch_request,
+)
+from sd_etcd.values import Header
+
+from .effects import CloseWatch, ClusterEffect, OpenWatch, StoreCall
+from .view import ClusterView
+
+Answered = Callable[[int, bytes, float], None]
+Failed = Callable[[float], None]
+
+CONNECTING = "connecting"
+OK = "ok"
+UNAVAILABLE = "unavailable"
+
+
+class _Pending(NamedTuple):
+    answered: Answered
+    failed: Failed
+
+
+class StoreLink:
+    """Calls, listing and watch for one node; `changed` is told when `state` moves."""
+
+    def __init__(
+        self,
+        view: ClusterView,
+        emit: Callable[[ClusterEffect], None],
+        *,
+        page: int,
+        retry_interval: float,
+        changed: Callable[[], None],
+    ) -> None:
+        self.view = view
+        self._emit = emit
+        self._page = page
+        self._retry_interval = retry_interval
+        self._changed = changed
+        self._calls: dict[int, _Pending] = {}
+        self._tokens = 0
+        self._watch = 0  # the current watch's number (0: none open)
+        self._stream = WatchStream()
+        self._watch_ok = False
+        self._listed = False
+        self._calls_failing = False
+        self.resync_at: float | None = None
+        self.cluster_id = 0
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def state(self) -> str:
+        """ok: the view follows the store; connecting: not yet listed; else unavailable."""
+        if not self._listed:
+            return CONNECTING
+        return OK if self._watch_ok and not self._calls_failing else UNAVAILABLE
+
+    def _set(self, *, watch_ok: bool | None = None, calls_failing: bool | None = None) -> None:
+        before = self.state
+        if watch_ok is not None:
+            self._watch_ok = watch_ok
+        if calls_failing is not None:
+            self._calls_failing = calls_failing
+        if self.state != before:
+            self._changed()
+
+    def saw(self, header: Header) -> None:
+        """Any answer from the store: it is reachable, and names its cluster."""
+        if header.cluster_id and header.cluster_id != self.cluster_id:
+            self.cluster_id = header.cluster_id
+            self._changed()
+        self._set(calls_failing=False)
+
+    # ------------------------------------------------------------ calls
+
+    def call(self, request: GatewayRequest, answered: Answered, failed: Failed) -> None:
+        self._tokens += 1
+        self._calls[self._tokens] = _Pending(answered, failed)
+        self._emit(StoreCall(self._tokens, request))
+
+    def answered(self, token: int, status: int, body: bytes, now: float) -> None:
+        pending = self._calls.pop(token, None)
+        if pending is not None:
+            pending.answered(status, body, now)
+
+    def failed(self, token: int, now: float) -> None:
+        pending = self._calls.pop(token, None)
+        if pending is not None:
+            self.store_error(EtcdUnavailable("no answer from the store"))
+            pending.failed(now)
+
+    def store_error(self, error: EtcdError) -> None:
+        if isinstance(error, EtcdUnavailable):
+            self._set(calls_failing=True)
+
+    # ------------------------------------------------------------ listing
+
+    def relist(self, now: float) -> None:
+        """List the whole prefix at one pinned revision, page by page, then watch."""
+        self.resync_at = None
+        self._close_watch()
+        self._list_page(self.view.layout.prefix, 0, [])
+
+    def _list_page(self, start: bytes, revision: int, kvs: list[KeyValue]) -> None:
+        end = prefix_range_end(self.view.layout.prefix)
+        request = range_request(start, range_end=end, revision=revision, limit=self._page)
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            try:
+                result = parse_range(status, body)
+            except EtcdError as error:  # compacted under us, or unavailable: start over
+                self.store_error(error)
+                self._retry(now)
+                return
+            self.saw(result.header)
+            kvs.extend(result.kvs)
+            pinned = revision or result.header.revision
+            if result.more and result.kvs:
+                self._list_page(result.kvs[-1].key + b"\0", pinned, kvs)
+                return
+            self.view.load(kvs, pinned, now)
+            self._listed = True
+            self._open_watch()
+
+        self.call(request, answered, self._retry)
+
+    # ------------------------------------------------------------ watch
+
+    def _open_watch(self) -> None:
+        self._close_watch()
+        self._watch += 1
+        self._stream = WatchStream()
+        request = watch_request(
+            self.view.layout.prefix,
+            prefix=True,
+            start_revision=self.view.synced_revision + 1,
+            progress_notify=True,
+        )
+        self._emit(OpenWatch(self._watch, request))
+
+    def _close_watch(self) -> None:
+        if self._watch:
+            self._emit(CloseWatch(self._watch))
+            self._watch = 0
+        self._set(watch_ok=False)
+
+    def _retry(self, now: float) -> None:
+        """The watch or the listing broke: stale until a retry succeeds."""
+        self._close_watch()
+        if self.resync_at is None:
+            self.resync_at = now + self._retry_interval
+
+    def resync(self, now: float) -> None:
+        """The retry timer: resume the watch after the last revision seen, or list."""
+        self.resync_at = None
+        if self._listed:
+            self._open_watch()
+        else:
+            self.relist(now)
+
+    def watch_data(self, watch: int, data: bytes, now: float) -> bool:
+        """Bytes of watch `watch`; True when the view moved."""
+        if watch != self._watch:
+            return False
+        try:
+            messages = self._stream.feed(data)
+        except EtcdError:
+            self._retry(now)
+            return False
+        return self._messages(messages, now)
+
+    def watch_ended(self, watch: int, now: float) -> bool:
+        if watch != self._watch:
+            return False
+        messages = self._stream.end()
+        moved = self._messages(messages, now)
+        if watch == self._watch:
+            self._watch = 0
+            self._retry(now)
+        return moved
+
+    def _messages(self, messages: list[WatchMessage], now: float) -> bool:
+        moved = False
+        for message in messages:
+            if isinstance(message, WatchEvents):
+                self.view.apply_events(message.events, message.header.revision, now)
+                moved = True
+            elif isinstance(message, ProgressNotify):
+                self.view.progress(message.revision)
+                moved = True
+            elif isinstance(message, WatchCreated):
+                self.saw(message.header)
+                self._set(watch_ok=True)
+            elif isinstance(message, WatchCanceled):
+                if message.compact_revision is not None:
+                    self.relist(now)  # history is gone: list again, diff, watch on
+                else:
+                    self._retry(now)
+                return moved
+            else:  # WatchError, WatchClosed: the stream is over
+                self._retry(now)
+                return moved
+        return moved

@@ -1,0 +1,657 @@
+"""`ClusterNode`: one registry node of a cluster sharing one etcd; what a driver owns.
+
+Reads are the single-process registry's (same `HttpApi`, same cached renders), fed by
+the store's watch through a `ClusterView`. Writes do not touch the view: they become
+store calls (`StoreCall` effects), and the HTTP request is parked (`PendingWrite`) until
+the store confirmed the write and this node's view shows it (`WriteDone`). Probes cover
+this node's share only; a status change is one guarded txn. The node keeps its own
+liveness key on its own lease. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+from sd_etcd import (
+    DeleteRangeOp,
+    EtcdError,
+    LeaseNotFound,
+    PutOp,
+    lease_grant_request,
+    lease_keepalive_request,
+    lease_revoke_request,
+    mod_revision_is,
+    parse_lease_grant,
+    parse_lease_keepalive,
+    parse_lease_revoke,
+    parse_put,
+    parse_txn,
+    put_request,
+    txn_request,
+)
+from sd_etcd.requests import Compare, CompareResult, Target
+
+from ..config import RegistryConfig
+from ..errors import RequestError, not_registered, registry_full
+from ..events import Effect, InstanceRemoved, ProbePassed, ProbeResult, RemovalReason, RunProbe
+from ..http_api import (
+    HEARTBEAT_OK,
+    UNREGISTER_OK,
+    BlockingWait,
+    HeartbeatWrite,
+    HttpApi,
+    HttpRequest,
+    HttpResponse,
+    PendingWrite,
+    RegisterWrite,
+    UnregisterWrite,
+    error_response,
+)
+from ..instance import unit_load
+from ..pages import Page
+from ..registry import Registry
+from ..status import Signal, Status, next_status
+from .effects import ClusterConfig, ClusterEffect, WriteDone
+from .layout import HealthRecord, InstanceRecord, KeyLayout, NodeRecord, wall
+from .link import OK, StoreLink
+from .ownership import owner
+from .view import ClusterView, Entry, InstanceKey
+
+NodeResult = HttpResponse | BlockingWait | PendingWrite
+_JSON = (("content-type", "application/json"),)
+_HEARTBEAT = HttpResponse(200, HEARTBEAT_OK, _JSON, "/v1/discovery/heartbeat")
+_UNAVAILABLE = RequestError(
+    "store_unavailable",
+    503,
+    "The registry's store is unavailable; retry shortly",
+    headers=(("retry-after", "1"),),
+)
+
+
+def random_lease_id(random_bits: Callable[[int], int]) -> int:
+    """A lease id this node picks itself: positive int64, never 0 (0 = "etcd picks")."""
+    return random_bits(62) + 1
+
+
+def _moved(new: float, old: float, delta: float) -> bool:
+    moved = abs(new - old)
+    return moved > 0 and moved >= delta - 1e-12
+
+
+class _Streak:
+    """Probe results in a row for one instance incarnation, as this owner saw them."""
+
+    __slots__ = ("failures", "generation", "successes")
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.successes = 0
+        self.failures = 0
+
+
+class ClusterNode:
+    """One node: its registry (the view), its HTTP mapping, its store link.
+
+    Driver contract: execute `drain_effects()` (`StoreCall`, `OpenWatch`, `CloseWatch`,
+    `WriteDone`, `RunProbe`, and the core's `IndexRaised` and log events); report with
+    `store_answered`/`store_failed`, `watch_data`/`watch_ended`, `probe_result`; call
+    `on_timer(now)` at `next_deadline()`; answer HTTP with `handle`.
+    """
+
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        config: RegistryConfig | None = None,
+        *,
+        now: float,
+        wall_offset: float,
+        random_bits: Callable[[int], int],
+        secret: str,
+        read_token: str | None = None,
+        version: str = "0",
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
+        openapi: Callable[[], bytes] | None = None,
+        pages: Mapping[str, Page] | None = None,
+    ) -> None:
+        """`random_bits(k)` returns k random bits (e.g. `random.SystemRandom().getrandbits`):
+        lease ids are chosen here so that an answer lost on the way cannot orphan a
+        lease under an id we do not know."""
+        self.cluster = cluster
+        self.config = replace(config or RegistryConfig(), local_expiry=False)
+        self.wall_offset = wall_offset
+        self.layout = KeyLayout(cluster.prefix)
+        self.registry = Registry(self.config, now=now, wall_offset=wall_offset)
+        self.registry.probe_filter = self._owns
+        self.api = HttpApi(
+            self.registry,
+            secret=secret,
+            read_token=read_token,
+            frontend=cluster.frontend,
+            version=version,
+            metrics=metrics,
+            openapi=openapi,
+            pages=pages,
+        )
+        self.api.health_extra = self._health
+        self.view = ClusterView(self.registry, self.layout)
+        self._effects: list[ClusterEffect] = []
+        self.link = StoreLink(
+            self.view,
+            self._effects.append,
+            page=cluster.list_page,
+            retry_interval=cluster.retry_interval,
+            changed=self._link_changed,
+        )
+        self._random_bits = random_bits
+        self._started = now
+        self._writes = 0
+        self._awaiting: list[tuple[int, float, int, HttpResponse]] = []  # revision heap
+        self._streaks: dict[InstanceKey, _Streak] = {}
+        self._health_writes: set[InstanceKey] = set()
+        self._revoking: set[InstanceKey] = set()
+        self._node_lease = 0
+        self._keepalive_at: float | None = None
+        self._link_changed()
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self, now: float) -> None:
+        """List the prefix, watch it, and announce this node."""
+        self.link.relist(now)
+        self._announce(now)
+
+    def stop(self, now: float) -> None:
+        """Leave at once: revoking the node lease hands its probes to the others now."""
+        if self._node_lease:
+            lease, self._node_lease = self._node_lease, 0
+            self.link.call(lease_revoke_request(lease), lambda *_: None, lambda _: None)
+        self._keepalive_at = None
+
+    def _announce(self, now: float) -> None:
+        lease = random_lease_id(self._random_bits)
+        record = NodeRecord(self.cluster.url, self.cluster.frontend, wall(now + self.wall_offset))
+
+        def granted(status: int, body: bytes, now: float) -> None:
+            try:
+                grant = parse_lease_grant(status, body)
+            except EtcdError as error:
+                self._liveness_failed(now, error)
+                return
+            self.link.saw(grant.header)
+            self._node_lease = grant.id
+            put = put_request(
+                self.layout.node(self.cluster.node_id), record.encode(), lease=grant.id
+            )
+            self.link.call(put, self._liveness_answer(parse_put), self._liveness_lost)
+
+        self._keepalive_at = now + self.cluster.keepalive_interval
+        self.link.call(
+            lease_grant_request(self.cluster.node_ttl, lease_id=lease), granted, self._liveness_lost
+        )
+
+    def _liveness_answer(
+        self, parse: Callable[[int, bytes], object]
+    ) -> Callable[[int, bytes, float], None]:
+        def answered(status: int, body: bytes, now: float) -> None:
+            try:
+                parse(status, body)
+            except EtcdError as error:
+                self._liveness_failed(now, error)
+
+        return answered
+
+    def _liveness_failed(self, now: float, error: EtcdError) -> None:
+        self.link.store_error(error)
+        self._liveness_lost(now)
+
+    def _liveness_lost(self, now: float) -> None:
+        """Grant a new node lease at the next keepalive tick."""
+        self._node_lease = 0
+
+    def _keepalive(self, now: float) -> None:
+        self._keepalive_at = now + self.cluster.keepalive_interval
+        if not self._node_lease:
+            self._announce(now)
+            return
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            try:
+                alive = parse_lease_keepalive(status, body)
+            except EtcdError as error:
+                self._liveness_failed(now, error)
+                return
+            self.link.saw(alive.header)
+            if alive.ttl is None:  # expired while we could not reach the store
+                self._node_lease = 0
+                self._announce(now)
+
+        self.link.call(lease_keepalive_request(self._node_lease), answered, lambda _: None)
+
+    # ------------------------------------------------------------ time
+
+    def next_deadline(self) -> float | None:
+        candidates = [
+            t
+            for t in (
+                self.registry.next_deadline(),
+                self.link.resync_at,
+                self._keepalive_at,
+                min((a[1] for a in self._awaiting), default=None),
+            )
+            if t is not None
+        ]
+        return min(candidates) if candidates else None
+
+    def on_timer(self, now: float) -> None:
+        self.registry.on_timer(now)
+        if self.link.resync_at is not None and self.link.resync_at <= now:
+            self.link.resync(now)
+        if self._keepalive_at is not None and self._keepalive_at <= now:
+            self._keepalive(now)
+        if any(deadline <= now for _, deadline, _, _ in self._awaiting):
+            # The store confirmed these writes but the view is late: answer anyway.
+            late = [a for a in self._awaiting if a[1] <= now]
+            self._awaiting = [a for a in self._awaiting if a[1] > now]
+            heapq.heapify(self._awaiting)
+            for _, _, token, response in late:
+                self._effects.append(WriteDone(token, response))
+
+    # ------------------------------------------------------------ driver input
+
+    def store_answered(self, token: int, status: int, body: bytes, now: float) -> None:
+        self.link.answered(token, status, body, now)
+        self._release()
+
+    def store_failed(self, token: int, now: float) -> None:
+        self.link.failed(token, now)
+
+    def watch_data(self, watch: int, data: bytes, now: float) -> None:
+        if self.link.watch_data(watch, data, now):
+            self._release()
+
+    def watch_ended(self, watch: int, now: float) -> None:
+        if self.link.watch_ended(watch, now):
+            self._release()
+
+    def drain_effects(self) -> list[ClusterEffect | Effect]:
+        """Store calls, watch changes and answers first, then the core's effects."""
+        effects: list[ClusterEffect | Effect] = list(self._effects)
+        self._effects.clear()
+        core = self.registry.drain_effects()
+        for effect in core:
+            if isinstance(effect, InstanceRemoved):
+                key = (effect.service_name, effect.instance_id)
+                self._streaks.pop(key, None)
+                self._revoking.discard(key)
+        effects.extend(core)
+        return effects
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def stale(self) -> bool:
+        return self.link.state != OK
+
+    def _link_changed(self) -> None:
+        headers: list[tuple[str, str]] = []
+        if self.link.cluster_id:
+            headers.append(("x-discovery-cluster", f"{self.link.cluster_id:016x}"))
+        if self.stale:
+            headers.append(("x-discovery-stale", "true"))
+        self.api.set_read_headers(tuple(headers))
+
+    def _health(self) -> dict[str, object]:
+        """/health stays 200 while stale: the node still serves reads (see docs/cluster.md)."""
+        return {
+            "status": "healthy" if not self.stale else "degraded",
+            "node_id": self.cluster.node_id,
+            "store": {
+                "state": self.link.state,
+                "revision": self.view.synced_revision,
+                "cluster_id": f"{self.link.cluster_id:016x}" if self.link.cluster_id else None,
+            },
+        }
+
+    # ------------------------------------------------------------ HTTP
+
+    def handle(self, request: HttpRequest, now: float, *, may_block: bool = True) -> NodeResult:
+        """Answer a request, or park a write (`PendingWrite`) until a `WriteDone`."""
+        if request.method == "GET":
+            return self.api.handle(request, now, may_block=may_block)
+        command = self.api.write_command(request, now)
+        if command is None:
+            return self.api.handle(request, now, may_block=may_block)
+        if isinstance(command, HttpResponse):
+            return command
+        if self.stale:
+            return error_response(_UNAVAILABLE, command.route)
+        try:
+            if isinstance(command, RegisterWrite):
+                return self._register(command, now)
+            if isinstance(command, HeartbeatWrite):
+                return self._heartbeat(command)
+            return self._unregister(command)
+        except RequestError as error:
+            return error_response(error, command.route)
+
+    def _park(self) -> int:
+        self._writes += 1
+        return self._writes
+
+    def _finish(self, token: int, response: HttpResponse) -> None:
+        self._effects.append(WriteDone(token, response))
+
+    def _after_view(self, token: int, revision: int, response: HttpResponse, now: float) -> None:
+        """Answer once the view reached `revision` (read-your-writes)."""
+        if self.view.synced_revision >= revision:
+            self._finish(token, response)
+        else:
+            heapq.heappush(
+                self._awaiting, (revision, now + self.cluster.write_wait, token, response)
+            )
+
+    def _release(self) -> None:
+        synced = self.view.synced_revision
+        while self._awaiting and self._awaiting[0][0] <= synced:
+            _, _, token, response = heapq.heappop(self._awaiting)
+            self._finish(token, response)
+
+    def _failure(self, token: int, route: str) -> Callable[[float], None]:
+        return lambda now: self._finish(token, error_response(_UNAVAILABLE, route))
+
+    def _store_refused(self, token: int, route: str, error: EtcdError) -> None:
+        self.link.store_error(error)
+        code = 503 if error.http_status in (0, 500, 503, 504) else 500
+        refusal = (
+            _UNAVAILABLE
+            if code == 503
+            else RequestError("internal_error", 500, "Internal server error")
+        )
+        self._finish(token, error_response(refusal, route))
+
+    def _register(self, command: RegisterWrite, now: float) -> NodeResult:
+        request = command.request
+        key = (request.service_name, request.instance_id)
+        entry = self.view.entries.get(key)
+        if entry is None and self.registry.instance_count >= self.config.max_instances:
+            raise registry_full(self.config.max_instances)
+        token = self._park()
+        stamp = wall(now + self.wall_offset)
+        load = request.load_percentage
+        load = unit_load(load) if load is not None else (entry.record.load if entry else 0.0)
+        record = InstanceRecord(
+            request.model_copy(update={"load_percentage": load}),
+            entry.record.registered_at if entry else stamp,
+            stamp,
+            load,
+        )
+        old = entry.record.request if entry else None
+        moved = old is None or (old.host, old.port, old.health_endpoint) != (
+            request.host,
+            request.port,
+            request.health_endpoint,
+        )
+        ops: list[PutOp | DeleteRangeOp] = [
+            PutOp(self.layout.instance(*key), record.encode()),
+        ]
+        if moved:  # a new address starts unknown everywhere, as in single-process mode
+            ops.append(DeleteRangeOp(self.layout.health(*key)))
+        route = command.route
+        response = self.api.register_ok(request, route)
+        failed = self._failure(token, route)
+
+        def put(lease: int, retry: bool) -> None:
+            def answered(status: int, body: bytes, now: float) -> None:
+                try:
+                    result = parse_txn(status, body)
+                except LeaseNotFound:
+                    if retry:
+                        grant()
+                    else:
+                        self._finish(token, error_response(_UNAVAILABLE, route))
+                    return
+                except EtcdError as error:
+                    self._store_refused(token, route, error)
+                    return
+                self.link.saw(result.header)
+                self._after_view(token, result.header.revision, response, now)
+
+            leased = [replace(op, lease=lease) if isinstance(op, PutOp) else op for op in ops]
+            self.link.call(txn_request([], leased), answered, failed)
+
+        def grant() -> None:
+            ttl = max(1, math.ceil(self.config.registration_ttl))
+            lease = random_lease_id(self._random_bits)
+
+            def answered(status: int, body: bytes, now: float) -> None:
+                try:
+                    granted = parse_lease_grant(status, body)
+                except EtcdError as error:
+                    self._store_refused(token, route, error)
+                    return
+                put(granted.id, retry=False)
+
+            self.link.call(lease_grant_request(ttl, lease_id=lease), answered, failed)
+
+        if entry is None:
+            grant()
+        else:
+            # A registration renews the lease, as it counts as a heartbeat.
+            def renewed(status: int, body: bytes, now: float) -> None:
+                try:
+                    alive = parse_lease_keepalive(status, body)
+                except EtcdError as error:
+                    self._store_refused(token, route, error)
+                    return
+                if alive.ttl is None:
+                    grant()
+                else:
+                    put(alive.id, retry=True)
+
+            self.link.call(lease_keepalive_request(entry.lease), renewed, failed)
+        return PendingWrite(token)
+
+    def _heartbeat(self, command: HeartbeatWrite) -> NodeResult:
+        request = command.request
+        key = (request.service_name, request.instance_id)
+        entry = self.view.entries.get(key)
+        if entry is None:
+            raise not_registered(*key)
+        token = self._park()
+        route = command.route
+        failed = self._failure(token, route)
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            try:
+                alive = parse_lease_keepalive(status, body)
+            except EtcdError as error:
+                self._store_refused(token, route, error)
+                return
+            self.link.saw(alive.header)
+            if alive.ttl is None:  # expired: the SDK's cue to register again
+                self._finish(token, error_response(not_registered(*key), route))
+                return
+            current = self.view.entries.get(key)
+            load = request.load_percentage
+            if current is None or load is None:
+                self._finish(token, _HEARTBEAT)
+                return
+            if not self._put_load(key, current, unit_load(load), now, token):
+                self._finish(token, _HEARTBEAT)
+
+        self.link.call(lease_keepalive_request(entry.lease), answered, failed)
+        return PendingWrite(token)
+
+    def _put_load(
+        self, key: InstanceKey, entry: Entry, load: float, now: float, token: int
+    ) -> bool:
+        """Store a load that moved by WATCH_LOAD_DELTA or more (smaller moves are not
+        stored: they would be writes nobody can see). False when nothing was written."""
+        if not _moved(load, entry.record.load, self.config.watch_load_delta):
+            return False
+        stamp = wall(now + self.wall_offset)
+        record = InstanceRecord(
+            entry.record.request.model_copy(update={"load_percentage": load}),
+            entry.record.registered_at,
+            stamp,
+            load,
+        )
+        instance_key = self.layout.instance(*key)
+        same = Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
+        txn = txn_request([same], [PutOp(instance_key, record.encode(), entry.lease)])
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            try:
+                result = parse_txn(status, body)
+            except EtcdError as error:
+                self.link.store_error(error)
+                result = None
+            if token:
+                if result is None:
+                    self._finish(token, _HEARTBEAT)  # the keepalive itself succeeded
+                else:
+                    self._after_view(token, result.header.revision, _HEARTBEAT, now)
+
+        self.link.call(
+            txn, answered, lambda now: self._finish(token, _HEARTBEAT) if token else None
+        )
+        return True
+
+    def _unregister(self, command: UnregisterWrite) -> NodeResult:
+        key = (command.service_name, command.instance_id)
+        entry = self.view.entries.get(key)
+        if entry is None:
+            raise not_registered(*key)
+        token = self._park()
+        route = command.route
+        done = HttpResponse(200, UNREGISTER_OK, _JSON, route)
+        self.view.removal_reasons[key] = RemovalReason.UNREGISTERED
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            try:
+                result = parse_lease_revoke(status, body)
+            except LeaseNotFound:
+                self.view.removal_reasons.pop(key, None)
+                self._finish(token, error_response(not_registered(*key), route))
+                return
+            except EtcdError as error:
+                self.view.removal_reasons.pop(key, None)
+                self._store_refused(token, route, error)
+                return
+            self.link.saw(result.header)
+            self._after_view(token, result.header.revision, done, now)
+
+        def failed(now: float) -> None:
+            self.view.removal_reasons.pop(key, None)
+            self._finish(token, error_response(_UNAVAILABLE, route))
+
+        self.link.call(lease_revoke_request(entry.lease), answered, failed)
+        return PendingWrite(token)
+
+    # ------------------------------------------------------------ probes
+
+    def _owns(self, service_name: str, instance_id: str) -> bool:
+        """Whether this node probes the instance now (the registry asks at each due time)."""
+        mine = (
+            not self.stale
+            and self.cluster.node_id in self.view.nodes
+            and (owner(self.view.nodes, service_name, instance_id) == self.cluster.node_id)
+        )
+        if not mine:
+            # A later takeover starts a fresh streak: thresholds hold across owners.
+            self._streaks.pop((service_name, instance_id), None)
+        return mine
+
+    def probe_is_current(self, probe: RunProbe) -> bool:
+        return self.registry.probe_is_current(probe)
+
+    def probe_result(self, result: ProbeResult, now: float) -> None:
+        """A probe this node ran: count the streak, write a status change to the store."""
+        instance = self.registry.probe_returned(result, now)
+        key = (result.service_name, result.instance_id)
+        entry = self.view.entries.get(key)
+        if instance is None or entry is None:
+            self._streaks.pop(key, None)
+            return
+        streak = self._streaks.get(key)
+        if streak is None or streak.generation != result.generation:
+            streak = self._streaks[key] = _Streak(result.generation)
+        passed = isinstance(result, ProbePassed)
+        if passed:
+            streak.successes, streak.failures = streak.successes + 1, 0
+        else:
+            streak.failures, streak.successes = streak.failures + 1, 0
+        status = next_status(
+            instance.status,
+            Signal.PROBE_PASSED if passed else Signal.PROBE_FAILED,
+            successes=streak.successes,
+            failures=streak.failures,
+            success_threshold=self.config.success_threshold,
+            failure_threshold=self.config.failure_threshold,
+        )
+        wall_now = wall(now + self.wall_offset)
+        if status != instance.status:
+            reason = "probe passed" if passed else getattr(result, "reason", "probe failed")
+            self._write_status(
+                key, entry, HealthRecord(status, wall_now, reason, self.cluster.node_id)
+            )
+        elif isinstance(result, ProbePassed) and result.load is not None:
+            self._put_load(key, entry, unit_load(result.load), now, 0)
+        self._deregister_if_unhealthy_too_long(key, entry, wall_now)
+
+    def _write_status(self, key: InstanceKey, entry: Entry, record: HealthRecord) -> None:
+        """One txn, guarded by both keys' mod revisions as this view saw them: a lost race
+        (another owner, a re-registration) writes nothing, and the watch shows the winner."""
+        if key in self._health_writes:
+            return
+        self._health_writes.add(key)
+        health_key = self.layout.health(*key)
+        txn = txn_request(
+            [
+                mod_revision_is(self.layout.instance(*key), entry.mod_revision),
+                mod_revision_is(health_key, entry.health_mod),
+            ],
+            [PutOp(health_key, record.encode(), entry.lease)],
+        )
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            self._health_writes.discard(key)
+            try:
+                self.link.saw(parse_txn(status, body).header)
+            except EtcdError as error:
+                self.link.store_error(error)
+
+        self.link.call(txn, answered, lambda now: self._health_writes.discard(key))
+
+    def _deregister_if_unhealthy_too_long(
+        self, key: InstanceKey, entry: Entry, wall_now: float
+    ) -> None:
+        after = self.config.deregister_unhealthy_after
+        health = entry.health
+        if (
+            after <= 0
+            or health is None
+            or health.status != Status.UNHEALTHY
+            or health.since + after > wall_now
+            or key in self._revoking
+        ):
+            return
+        self._revoking.add(key)
+        self.view.removal_reasons[key] = RemovalReason.UNHEALTHY_TOO_LONG
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            try:
+                self.link.saw(parse_lease_revoke(status, body).header)
+            except EtcdError as error:
+                self.link.store_error(error)
+                self._revoking.discard(key)
+                self.view.removal_reasons.pop(key, None)
+
+        def failed(now: float) -> None:
+            self._revoking.discard(key)
+            self.view.removal_reasons.pop(key, None)
+
+        self.link.call(lease_revoke_request(entry.lease), answered, failed)

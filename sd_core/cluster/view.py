@@ -1,0 +1,172 @@
+"""A node's local view of the store: etcd keys in, `Registry.apply` changes out.
+
+The view is the only writer of its node's `Registry` in cluster mode. Every change
+carries the store revision it was written at, so a service's `X-Discovery-Index` is the
+revision of its last visible change, the same on every node that has seen that change
+(the registry decides what is visible, as in single-process mode). A full listing (at
+start, or after a compaction) is diffed against the view and only the differences are
+applied, so a re-list changes nothing that did not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sd_etcd import EventType, KeyValue, KvEvent
+
+from ..errors import RequestError
+from ..events import HealthRecorded, Registration, Removal, RemovalReason, StoreStamp
+from ..registry import Registry
+from ..status import Status
+from .layout import HealthRecord, InstanceRecord, KeyLayout, NodeRecord, ParsedKey
+
+InstanceKey = tuple[str, str]
+
+
+@dataclass(slots=True)
+class Entry:
+    """One instance as the store holds it: what writes compare against and renew."""
+
+    record: InstanceRecord
+    create_revision: int
+    mod_revision: int
+    lease: int
+    health: HealthRecord | None = None
+    health_mod: int = 0
+
+
+class ClusterView:
+    """Feeds one `Registry` from the store and remembers what it fed."""
+
+    def __init__(self, registry: Registry, layout: KeyLayout) -> None:
+        self.registry = registry
+        self.layout = layout
+        self.entries: dict[InstanceKey, Entry] = {}
+        self.nodes: dict[str, NodeRecord] = {}
+        # Every change up to this revision is in the view.
+        self.synced_revision = 0
+        # Why this node deleted an instance, for the removal it will see (others
+        # cannot tell an unregistration from an expiry: both are a lease going away).
+        self.removal_reasons: dict[InstanceKey, RemovalReason] = {}
+        self.skipped_records = 0
+
+    # ------------------------------------------------------------ input
+
+    def apply_events(self, events: Sequence[KvEvent], revision: int, now: float) -> None:
+        """Watch events, in order; `revision` is the message header's (synced up to it)."""
+        for event in events:
+            parsed = self.layout.parse(event.kv.key)
+            if parsed is None:
+                continue
+            if event.type is EventType.PUT:
+                self._put(parsed, event.kv, now)
+            else:
+                self._delete(parsed, event.kv.mod_revision, now)
+        self.progress(revision)
+
+    def progress(self, revision: int) -> None:
+        """Nothing changed up to `revision` beyond what the view has."""
+        self.synced_revision = max(self.synced_revision, revision)
+
+    def load(self, kvs: Iterable[KeyValue], revision: int, now: float) -> None:
+        """A full listing at `revision`: apply only what differs from the view.
+
+        Puts keep their own mod revision as the index they give; a key gone from the
+        listing was deleted at some revision up to `revision`, which is all a re-list
+        can know, so such a removal gives index `revision`.
+        """
+        instances: dict[InstanceKey, KeyValue] = {}
+        health: dict[InstanceKey, KeyValue] = {}
+        nodes: dict[str, NodeRecord] = {}
+        for kv in kvs:
+            parsed = self.layout.parse(kv.key)
+            if parsed is None:
+                continue
+            if parsed.kind == "nodes":
+                node = NodeRecord.decode(kv.value)
+                if node is not None:
+                    nodes[parsed.name] = node
+            else:
+                found = instances if parsed.kind == "instances" else health
+                found[(parsed.name, parsed.instance_id)] = kv
+        self.nodes = nodes
+        for key, kv in instances.items():
+            entry = self.entries.get(key)
+            if entry is None or entry.mod_revision != kv.mod_revision:
+                self._put(ParsedKey("instances", *key), kv, now)
+        for key, kv in health.items():
+            entry = self.entries.get(key)
+            if entry is not None and entry.health_mod != kv.mod_revision:
+                self._put(ParsedKey("health", *key), kv, now)
+        for key, entry in list(self.entries.items()):
+            if entry.health is not None and key not in health:
+                self._delete(ParsedKey("health", *key), revision, now)
+        for key in [key for key in self.entries if key not in instances]:
+            self._delete(ParsedKey("instances", *key), revision, now)
+        self.progress(revision)
+
+    # ------------------------------------------------------------ changes
+
+    def _put(self, parsed: ParsedKey, kv: KeyValue, now: float) -> None:
+        key = (parsed.name, parsed.instance_id)
+        if parsed.kind == "nodes":
+            node = NodeRecord.decode(kv.value)
+            if node is None:
+                self.skipped_records += 1
+            else:
+                self.nodes[parsed.name] = node
+            return
+        if parsed.kind == "health":
+            self._put_health(key, kv, now)
+            return
+        record = InstanceRecord.decode(kv.value)
+        if record is None or (record.request.service_name, record.request.instance_id) != key:
+            self.skipped_records += 1
+            return
+        entry = self.entries.get(key)
+        if entry is not None and entry.create_revision != kv.create_revision:
+            # A new incarnation under the same key (seen only through a re-list).
+            self._delete(ParsedKey("instances", *key), kv.mod_revision, now)
+            entry = None
+        change = Registration(
+            record.request, stamp=StoreStamp(record.registered_at, record.updated_at)
+        )
+        try:
+            self.registry.apply(change, now, revision=kv.mod_revision)
+        except RequestError:  # registry_full: this node cannot show it
+            self.skipped_records += 1
+            return
+        if entry is None:
+            self.entries[key] = Entry(record, kv.create_revision, kv.mod_revision, kv.lease)
+        else:
+            entry.record, entry.mod_revision, entry.lease = record, kv.mod_revision, kv.lease
+
+    def _put_health(self, key: InstanceKey, kv: KeyValue, now: float) -> None:
+        entry = self.entries.get(key)
+        health = HealthRecord.decode(kv.value)
+        if entry is None or health is None:
+            self.skipped_records += entry is not None
+            return
+        entry.health, entry.health_mod = health, kv.mod_revision
+        change = HealthRecorded(key[0], key[1], health.status, health.reason, health.since)
+        self.registry.apply(change, now, revision=kv.mod_revision)
+
+    def _delete(self, parsed: ParsedKey, revision: int, now: float) -> None:
+        key = (parsed.name, parsed.instance_id)
+        if parsed.kind == "nodes":
+            self.nodes.pop(parsed.name, None)
+            return
+        if parsed.kind == "health":
+            entry = self.entries.get(key)
+            if entry is None:
+                return
+            entry.health, entry.health_mod = None, 0
+            change = HealthRecorded(key[0], key[1], Status.UNKNOWN, "status cleared", None)
+            self.registry.apply(change, now, revision=revision)
+            return
+        if self.entries.pop(key, None) is None:
+            return
+        reason = self.removal_reasons.pop(key, RemovalReason.TTL_EXPIRED)
+        if self.registry.instance_snapshot(*key) is not None:  # else never shown (full)
+            self.registry.apply(Removal(key[0], key[1], reason), now, revision=revision)

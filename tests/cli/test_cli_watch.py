@@ -1,0 +1,151 @@
+"""`watch` as an operator runs it: a real process, one line per change, a clean end on a signal.
+
+The watcher is `python -m frontends watch` (so the dispatch from `frontends`
+is exercised too); changes are made with the CLI in process. Lines are read
+by a thread into a queue, so a missing line fails the test instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cli_support import Ran
+
+from tests.sdk.registry_process import SECRET, RegistryProcess
+
+Cli = Callable[..., Ran]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Watcher:
+    """A `watch` subprocess whose stdout lines arrive in a queue."""
+
+    def __init__(self, registry: RegistryProcess, *args: str) -> None:
+        env = {
+            **os.environ,
+            "SERVICE_DISCOVERY_URL": registry.url,
+            "SERVICE_DISCOVERY_SECRET": SECRET,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "frontends", "watch", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        assert self.process.stdout is not None
+        stdout = self.process.stdout
+        self.reader = threading.Thread(
+            target=lambda: [self.lines.put(line.rstrip("\n")) for line in stdout], daemon=True
+        )
+        self.reader.start()
+
+    def line(self, timeout: float = 30.0) -> str:
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no line from watch within {timeout} s; exit code {self.process.poll()}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        self.reader.join(10)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def start_watch(registry: RegistryProcess) -> Iterator[Callable[..., Watcher]]:
+    started: list[Watcher] = []
+
+    def start(*args: str) -> Watcher:
+        watcher = Watcher(registry, *args)
+        started.append(watcher)
+        return watcher
+
+    yield start
+    for watcher in started:
+        watcher.close()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{time.monotonic_ns() % 10_000_000}"
+
+
+def test_watch_prints_each_change_and_ends_cleanly_on_sigterm(
+    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+) -> None:
+    name = unique("watched")
+    port = str(refused_port)
+    assert cli("register", name, "w1", "--host", "127.0.0.1", "--port", port).code == 0
+    watcher = start_watch(name, "--json")
+
+    first = json.loads(watcher.line())
+    assert (first["event"], first["instance_id"]) == ("present", "w1")
+    assert first["instance"]["port"] == refused_port
+
+    assert cli("register", name, "w2", "--host", "127.0.0.1", "--port", port).code == 0
+    added = json.loads(watcher.line())
+    assert (added["event"], added["instance_id"], added["service_name"]) == ("added", "w2", name)
+
+    assert cli("unregister", name, "w1").code == 0
+    # Probes of the refusing port may turn w1 and w2 unhealthy in between.
+    seen = [json.loads(watcher.line())]
+    while seen[-1]["event"] != "removed":
+        seen.append(json.loads(watcher.line()))
+    assert (seen[-1]["instance_id"], seen[-1]["instance"]) == ("w1", None)
+    for change in seen[:-1]:
+        assert change["event"] == "status"
+        assert change["changes"]["status"] == ["unknown", "unhealthy"]
+
+    watcher.process.send_signal(signal.SIGTERM)
+    assert watcher.process.wait(30) == 0
+    assert watcher.process.stderr is not None
+    assert "Traceback" not in watcher.process.stderr.read()
+
+
+def test_watch_in_a_table_ends_cleanly_on_ctrl_c(
+    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+) -> None:
+    name = unique("watched")
+    port = str(refused_port)
+    assert cli("register", name, "t1", "--host", "127.0.0.1", "--port", port).code == 0
+    watcher = start_watch(name)
+    # "12:03:04 name/t1 present 127.0.0.1:PORT unknown" (the time is local)
+    assert watcher.line().split()[1:4] == [f"{name}/t1", "present", f"127.0.0.1:{port}"]
+    assert cli("register", name, "t2", "--host", "127.0.0.1", "--port", port).code == 0
+    words = watcher.line().split()
+    assert words[1:4] == [f"{name}/t2", "added", f"127.0.0.1:{port}"]
+    assert "\x1b[" not in " ".join(words)  # a pipe gets no colour
+
+    watcher.process.send_signal(signal.SIGINT)
+    assert watcher.process.wait(30) == 0
+    assert watcher.process.stderr is not None
+    assert "Traceback" not in watcher.process.stderr.read()
+
+
+def test_watch_waits_for_a_service_that_does_not_exist_yet(
+    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+) -> None:
+    name = unique("not-yet")
+    watcher = start_watch(name, "--json")
+    assert cli("register", name, "n1", "--host", "127.0.0.1", "--port", str(refused_port)).code == 0
+    # "present" if the watcher's first read came after the registration, else "added".
+    first = json.loads(watcher.line())
+    assert (first["event"] in ("present", "added"), first["instance_id"]) == (True, "n1")
+    assert watcher.process.poll() is None

@@ -1,0 +1,57 @@
+"""The operator commands run where only the SDK's dependencies are installed.
+
+A subprocess makes the server extras unimportable (``sys.modules[name] =
+None``), then runs the console script's `main`: `services` works and never
+imports `frontends`; `serve` says in one line what to install.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.sdk.registry_process import SECRET, RegistryProcess
+
+ROOT = Path(__file__).resolve().parents[2]
+WITHOUT_EXTRAS = """
+import sys
+for name in ("quart", "hypercorn", "trio", "prometheus_client"):
+    sys.modules[name] = None
+from service_discovery.cli import main
+code = main(sys.argv[1:])
+if sys.argv[1] != "serve":
+    assert not any(m.split(".")[0] == "frontends" for m in sys.modules), "frontends imported"
+raise SystemExit(code)
+"""
+
+
+def run_without_extras(registry: RegistryProcess, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SERVICE_DISCOVERY_URL": registry.url, "SERVICE_DISCOVERY_SECRET": SECRET}
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_EXTRAS, *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_services_runs_without_the_server_extras(registry: RegistryProcess) -> None:
+    finished = run_without_extras(registry, "services", "--json")
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.lstrip().startswith("[")
+
+
+def test_serve_without_the_server_extras_names_what_to_install(registry: RegistryProcess) -> None:
+    finished = run_without_extras(registry, "serve", "--host", "127.0.0.1", "--port", "1")
+    assert finished.returncode == 2
+    assert finished.stdout == ""
+    assert "Traceback" not in finished.stderr
+    # `serve` logs that it is starting before it imports a frontend, then one line.
+    last = finished.stderr.splitlines()[-1]
+    assert last.startswith("service-discovery: serve needs the server extras (quart is missing)")
+    assert "pip install 'service-discovery[server]'" in last
