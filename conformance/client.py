@@ -34,6 +34,8 @@ INSTANCE_KEYS = [
     "load_percentage",
     "metadata",
     "registered_at",
+    "check",
+    "maintenance",
 ]
 
 #: ISO 8601 UTC with microseconds and a Z suffix, as docs/api.md renders them.

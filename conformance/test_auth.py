@@ -57,7 +57,6 @@ BAD_AUTHORIZATION = {
     "basic": "Basic x",
     "basic-with-secret": "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode(),
     "bearer-alone": "Bearer",
-    "secret-without-scheme": SECRET,
     "other-scheme": f"Token {SECRET}",
     "secret-plus-suffix": f"Bearer {SECRET}x",
     "secret-prefix": f"Bearer {SECRET[:-1]}",
@@ -129,6 +128,32 @@ def test_reads_accept_both_tokens(server: ServerProcess, path: str, token: str) 
         response = client.get(path)
     assert response.status_code == 200, response.text
     index_of(response)
+
+
+@pytest.mark.parametrize("path", READ_PATHS)
+def test_bare_tokens_without_a_scheme_are_accepted(server: ServerProcess, path: str) -> None:
+    """Debian 12's Prometheus 2.42 sends `Authorization: <token>` when no `type` is set."""
+    for token in (SECRET, READ_TOKEN):
+        with _client(server, token) as client:
+            response = client.get(path)
+        assert response.status_code == 200, response.text
+        index_of(response)
+    with _client(server, "not-the-secret") as client:
+        _assert_401(client.get(path))
+
+
+def test_a_bare_secret_writes_and_a_bare_read_token_does_not(
+    server: ServerProcess, api: Api
+) -> None:
+    _method, path, body = WRITES[1]  # the heartbeat: harmless when it succeeds
+    with _client(server, SECRET) as client:
+        assert client.post(path, json=body).status_code == 200
+    before = api.snapshot()
+    with _client(server, READ_TOKEN) as client:
+        assert_error(client.post(path, json=body), 403, "forbidden")
+    with _client(server, f"{SECRET}x") as client:
+        _assert_401(client.post(path, json=body))
+    assert api.snapshot() == before
 
 
 @pytest.mark.parametrize(

@@ -105,13 +105,16 @@ def expected_targets(sd_server: ServerProcess) -> Iterator[dict[str, dict[str, s
 def prometheus(
     prometheus_binary: str, sd_server: ServerProcess, expected_targets: dict[str, Any]
 ) -> Iterator[PrometheusServer]:
-    def sd_config(path: str, token: str) -> dict[str, Any]:
+    def sd_config(path: str, token: str, *, with_type: bool = True) -> dict[str, Any]:
+        # Without `type`, Debian's Prometheus 2.42 sends the bare token with no
+        # "Bearer"; the registry accepts both, and each job uses one form.
+        authorization = {"credentials": token}
+        if with_type:
+            authorization["type"] = "Bearer"
         return {
             "url": f"{sd_server.url}{path}",
             "refresh_interval": "1s",
-            # Debian's Prometheus 2.42 leaves the type empty for http_sd_configs
-            # and then sends the bare token without "Bearer"; say it explicitly.
-            "authorization": {"type": "Bearer", "credentials": token},
+            "authorization": authorization,
         }
 
     config = {
@@ -124,7 +127,9 @@ def prometheus(
             {
                 "job_name": APP_JOB,
                 "http_sd_configs": [
-                    sd_config(f"/v1/discovery/services/{APP}/instances", READ_TOKEN)
+                    sd_config(
+                        f"/v1/discovery/services/{APP}/instances", READ_TOKEN, with_type=False
+                    )
                 ],
             },
         ],

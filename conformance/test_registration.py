@@ -61,6 +61,8 @@ def test_register_answers_exactly_and_renders_the_instance_in_full(api: Api, uni
         "last_health_check": None,
         "load_percentage": 0.0,
         "metadata": {"version": "1.0.0", "environment": "production"},
+        "check": {"type": "http"},
+        "maintenance": None,
     }
     assert isinstance(instance["load_percentage"], float)
     registered_at = _near_now(instance["registered_at"])

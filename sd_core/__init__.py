@@ -13,6 +13,7 @@ Then it drains what the core wants done::
 `sd_core.testing` runs the same core on a fake clock for tests.
 """
 
+from .checks import CheckType
 from .config import RegistryConfig
 from .errors import ConfigError, DriverError, FieldProblem, RequestError
 from .events import (
@@ -21,6 +22,9 @@ from .events import (
     InstanceChange,
     InstanceRegistered,
     InstanceRemoved,
+    MaintenanceChanged,
+    MaintenanceEnded,
+    MaintenanceStarted,
     ProbeFailed,
     ProbePassed,
     ProbeResult,
@@ -46,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "INTERNAL_ERROR",
     "BlockingWait",
+    "CheckType",
     "ConfigError",
     "DriverError",
     "Effect",
@@ -59,6 +64,9 @@ __all__ = [
     "InstanceRegistered",
     "InstanceRemoved",
     "InstanceSnapshot",
+    "MaintenanceChanged",
+    "MaintenanceEnded",
+    "MaintenanceStarted",
     "Page",
     "ProbeFailed",
     "ProbePassed",

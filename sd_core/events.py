@@ -9,18 +9,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .checks import CheckType
 from .models import RegisterRequest
 from .status import Status
 
 
 @dataclass(frozen=True, slots=True)
 class RunProbe:
-    """Probe `url` and report back with `generation` (stale results are ignored)."""
+    """Probe `url` and report back with `generation` (stale results are ignored).
+
+    `kind` says which prober runs it: `http` GETs the URL, `tcp` connects to
+    the host and port of a `tcp://host:port` URL.
+    """
 
     service_name: str
     instance_id: str
     url: str
     generation: int
+    kind: CheckType = CheckType.HTTP
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,26 @@ class Removal:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceStarted:
+    """Take an instance out of `/healthy` reads while it is worked on (a drain).
+
+    `since`: the wall-clock time it started, when it is replayed (a snapshot);
+    None means now.
+    """
+
+    service_name: str
+    instance_id: str
+    reason: str | None
+    since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceEnded:
+    service_name: str
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class HealthRecorded:
     """Cluster mode: the store holds this status for the instance (its probe owner
     decided it through the transition table); `checked_at` is the wall-clock time of
@@ -91,7 +117,15 @@ class HealthRecorded:
 
 
 # A change to an instance, as `Registry.apply` takes it (see there).
-InstanceChange = Registration | Removal | ProbePassed | ProbeFailed | HealthRecorded
+InstanceChange = (
+    Registration
+    | Removal
+    | ProbePassed
+    | ProbeFailed
+    | HealthRecorded
+    | MaintenanceStarted
+    | MaintenanceEnded
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +164,16 @@ class StatusChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceChanged:
+    """An instance went into maintenance (`active`, with its reason) or came out of it."""
+
+    service_name: str
+    instance_id: str
+    active: bool
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SelfPreservationChanged:
     active: bool
     reason: str
@@ -141,5 +185,6 @@ Effect = (
     | InstanceRegistered
     | InstanceRemoved
     | StatusChanged
+    | MaintenanceChanged
     | SelfPreservationChanged
 )

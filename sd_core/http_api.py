@@ -18,10 +18,12 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ValidationError
 
 from .errors import FieldProblem, RequestError
-from .models import HeartbeatRequest, RegisterRequest
+from .filters import InstanceFilter, read_filter
+from .models import HeartbeatRequest, MaintenanceRequest, RegisterRequest
 from .pages import Page, page_headers
 from .registry import Registry
 from .render import encode
+from .status import Status
 
 JSON = "application/json"
 INDEX_HEADER = "x-discovery-index"
@@ -35,6 +37,8 @@ _PUBLIC = frozenset({"/health", "/metrics", "/openapi.json"})
 _SERVICES = "/v1/discovery/services/"
 _UNREGISTER = "/v1/discovery/unregister/"
 _UNREGISTER_ROUTE = "/v1/discovery/unregister/{service_name}/{instance_id}"
+_MAINTENANCE = "/v1/discovery/maintenance/"
+_MAINTENANCE_ROUTE = "/v1/discovery/maintenance/{service_name}/{instance_id}"
 _REGISTER = "/v1/discovery/register"
 _WRITE_ROUTES = frozenset({_REGISTER, "/v1/discovery/heartbeat", _UNREGISTER_ROUTE})
 HEARTBEAT_OK = b'{"success":true,"message":"Heartbeat updated successfully"}'
@@ -205,6 +209,10 @@ class HttpApi:
             "instances": ({"GET": self._service_targets}, _SERVICES + "{name}/instances"),
         }
         self._unregister_route: dict[str, Callable[[_Call], Result]] = {"DELETE": self._unregister}
+        self._maintenance_route: dict[str, Callable[[_Call], Result]] = {
+            "PUT": self._start_maintenance,
+            "DELETE": self._end_maintenance,
+        }
         # Cluster mode: headers every read carries (cluster id, staleness) and the
         # store's section of /health.
         self._read_headers: tuple[tuple[str, str], ...] = ()
@@ -215,6 +223,7 @@ class HttpApi:
         tables = [(route, methods) for route, methods in self._static.items()]
         tables += [(route, methods) for methods, route in self._service_views.values()]
         tables.append((_UNREGISTER_ROUTE, self._unregister_route))
+        tables.append((_MAINTENANCE_ROUTE, self._maintenance_route))
         return sorted((method, route) for route, methods in tables for method in methods)
 
     # ------------------------------------------------------------ entry
@@ -367,10 +376,13 @@ class HttpApi:
                 if found is not None:
                     return found[0], found[1], (name,)
         elif path.startswith(_UNREGISTER):
-            service, _, instance = path[len(_UNREGISTER) :].partition("/")
-            if service and instance and "/" not in instance:
-                params: tuple[str, ...] = (service, instance)
+            params = _instance_params(path, _UNREGISTER)
+            if params:
                 return self._unregister_route, _UNREGISTER_ROUTE, params
+        elif path.startswith(_MAINTENANCE):
+            params = _instance_params(path, _MAINTENANCE)
+            if params:
+                return self._maintenance_route, _MAINTENANCE_ROUTE, params
         return None, "", ()
 
     # ------------------------------------------------------------- auth
@@ -417,10 +429,35 @@ class HttpApi:
     def _heartbeat(self, call: _Call) -> Result:
         self._writable()
         request = _parse(HeartbeatRequest, call)
+        status = None if request.status is None else Status(request.status)
         self.registry.heartbeat(
-            request.service_name, request.instance_id, request.load_percentage, call.now
+            request.service_name,
+            request.instance_id,
+            request.load_percentage,
+            call.now,
+            status=status,
         )
         return HttpResponse(200, HEARTBEAT_OK, _JSON_HEADERS, call.route)
+
+    def _start_maintenance(self, call: _Call) -> Result:
+        self._writable()
+        # The body is optional: none at all means no reason given.
+        reason = _parse(MaintenanceRequest, call).reason if call.body else None
+        service_name, instance_id = call.params
+        self.registry.start_maintenance(service_name, instance_id, reason, call.now)
+        message = f"Instance {service_name}:{instance_id} is in maintenance"
+        return HttpResponse(
+            200, encode({"success": True, "message": message}), _JSON_HEADERS, call.route
+        )
+
+    def _end_maintenance(self, call: _Call) -> Result:
+        self._writable()
+        service_name, instance_id = call.params
+        self.registry.end_maintenance(service_name, instance_id, call.now)
+        message = f"Instance {service_name}:{instance_id} is out of maintenance"
+        return HttpResponse(
+            200, encode({"success": True, "message": message}), _JSON_HEADERS, call.route
+        )
 
     def _unregister(self, call: _Call) -> Result:
         self._writable()
@@ -430,27 +467,33 @@ class HttpApi:
 
     # ------------------------------------------------------------ reads
 
-    def _blocking(self, call: _Call, scope: str | None) -> tuple[int, BlockingWait | None]:
+    def _blocking(
+        self, call: _Call, scope: str | None
+    ) -> tuple[int, BlockingWait | None, InstanceFilter | None]:
         registry = self.registry
         index = registry.global_index if scope is None else registry.service_index(scope)
         if not call.query:
-            return index, None
-        wanted, wait = _blocking_params(call.query)
+            return index, None, None
+        wanted, wait, only = _read_params(call.query)
         # Block only while the client is up to date: a passed index answers at
         # once, and so does one from the future (a registry restart), so the
         # client sees a lower index and starts again from 0.
         if wanted is None or wanted != index or not call.may_block:
-            return index, None
-        return index, BlockingWait(scope, wanted, wait)
+            return index, None, only
+        return index, BlockingWait(scope, wanted, wait), only
 
     def _read(
-        self, call: _Call, scope: str | None, view: str, render: Callable[[str], bytes | None]
+        self,
+        call: _Call,
+        scope: str | None,
+        view: str,
+        render: Callable[[str, InstanceFilter | None], bytes | None],
     ) -> Result:
-        index, wait = self._blocking(call, scope)
+        index, wait, only = self._blocking(call, scope)
         if wait is not None:
             return wait
         name = scope or ""
-        body = render(name)
+        body = render(name, only)
         headers = (("content-type", JSON), (INDEX_HEADER, str(index)), *self._read_headers)
         if body is None:
             error = RequestError(
@@ -470,10 +513,12 @@ class HttpApi:
         return response
 
     def _all_services(self, call: _Call) -> Result:
-        return self._read(call, None, "services", lambda _: self.registry.views.all_services())
+        views = self.registry.views
+        return self._read(call, None, "services", lambda _, only: views.all_services(only))
 
     def _all_targets(self, call: _Call) -> Result:
-        return self._read(call, None, "targets", lambda _: self.registry.views.all_targets())
+        views = self.registry.views
+        return self._read(call, None, "targets", lambda _, only: views.all_targets(only))
 
     def _service(self, call: _Call) -> Result:
         name = call.params[0]
@@ -560,11 +605,21 @@ class _Call:
 
 
 def _bearer_token(authorization: str | None) -> bytes | None:
+    """The token of `Bearer <token>`, or of a bare `<token>` with no scheme at all.
+
+    The bare form is what Debian 12's Prometheus 2.42 sends for
+    `authorization: {credentials: ...}` without a `type`; it is compared
+    against the tokens like any other, so it grants nothing a wrong one would.
+    """
     if not authorization:
         return None
-    scheme, _, token = authorization.partition(" ")
+    scheme, space, token = authorization.strip().partition(" ")
+    if not space:
+        token = scheme  # no scheme: the whole value is the candidate token
+    elif scheme.lower() != "bearer":
+        return None
     token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    if not token:
         return None
     try:
         return token.encode("ascii")
@@ -610,14 +665,23 @@ def _validation_error(exc: ValidationError) -> RequestError:
     )
 
 
-def _blocking_params(query: bytes) -> tuple[int | None, float]:
-    """`index` and `wait` from a query string, or the 422 that names the bad one."""
+def _instance_params(path: str, prefix: str) -> tuple[str, ...]:
+    """`(service, instance)` from `<prefix><service>/<instance>`, or () when it is not that."""
+    service, _, instance = path[len(prefix) :].partition("/")
+    if service and instance and "/" not in instance:
+        return (service, instance)
+    return ()
+
+
+def _read_params(query: bytes) -> tuple[int | None, float, InstanceFilter | None]:
+    """`index`, `wait` and the filter of a read's query string, or the 422 naming the bad one."""
     index: int | None = None
     wait = DEFAULT_WAIT
     try:
         pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     except ValueError:
         pairs = []
+    only = read_filter(pairs)
     for key, value in pairs:
         if key == "index":
             if not value.isascii() or not value.isdigit() or len(value) > 19:
@@ -628,7 +692,7 @@ def _blocking_params(query: bytes) -> tuple[int | None, float]:
             if match is None:
                 raise _query_error("wait", "must be a duration like 30s, 2m or 500ms")
             wait = min(MAX_WAIT, float(match.group(1)) * _WAIT_UNITS[match.group(2)])
-    return index, wait
+    return index, wait, only
 
 
 def _query_error(field: str, message: str) -> RequestError:

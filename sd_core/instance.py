@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from .checks import CheckType
+from .maintenance import Maintenance
 from .models import RegisterRequest
 from .status import Status
 
@@ -43,6 +45,8 @@ class InstanceSnapshot:
     unhealthy_since: float | None
     generation: int
     probe_due: float
+    check: CheckType = CheckType.HTTP
+    maintenance: Maintenance | None = None
 
 
 class Instance:
@@ -53,6 +57,7 @@ class Instance:
     """
 
     __slots__ = (
+        "check",
         "failures",
         "generation",
         "health_endpoint",
@@ -62,6 +67,7 @@ class Instance:
         "last_heartbeat",
         "load",
         "load_at_rise",
+        "maintenance",
         "metadata",
         "port",
         "probe_due",
@@ -88,6 +94,7 @@ class Instance:
         metadata: dict[str, str],
         load: float,
         now: float,
+        check: CheckType = CheckType.HTTP,
     ) -> None:
         self.service_name = service_name
         self.instance_id = instance_id
@@ -97,6 +104,8 @@ class Instance:
         self.metadata = metadata
         self.load = load
         self.load_at_rise = load
+        self.check = check
+        self.maintenance: Maintenance | None = None
         self.status = Status.UNKNOWN
         self.registered_at = now
         self.last_heartbeat = now
@@ -129,6 +138,7 @@ class Instance:
             dict(request.metadata),
             0.0 if load is None else unit_load(load),
             now,
+            CheckType(request.check.type),
         )
         instance.generation = generation
         return instance
@@ -148,6 +158,9 @@ class Instance:
 
     @property
     def probe_url(self) -> str:
+        """What its probes reach: the health endpoint, or `tcp://host:port` for a TCP check."""
+        if self.check is CheckType.TCP:
+            return f"tcp://{self.bracketed_host}:{self.port}"
         return f"http://{self.bracketed_host}:{self.port}{self.health_endpoint}"
 
     def forget_rendered(self, *, targets: bool, registration: bool = False) -> None:
@@ -180,4 +193,6 @@ class Instance:
             self.unhealthy_since,
             self.generation,
             self.probe_due,
+            self.check,
+            self.maintenance,
         )

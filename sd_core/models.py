@@ -136,6 +136,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+MAX_MAINTENANCE_REASON = 256
+
+CheckTypeName = Literal["http", "tcp", "ttl"]
+
+
+class CheckSpec(_Strict):
+    """How the registry checks an instance's health (see `sd_core.checks`)."""
+
+    type: CheckTypeName = Field(
+        default="http",
+        description="http: GET health_endpoint; tcp: a TCP connect; ttl: heartbeats report it",
+    )
+
+
 class RegisterRequest(_Strict):
     """Body of `POST /v1/discovery/register`; also the whole description of an instance."""
 
@@ -146,6 +160,7 @@ class RegisterRequest(_Strict):
     health_endpoint: HealthEndpoint = "/health"
     metadata: Metadata = Field(default_factory=dict)
     load_percentage: Load | None = None
+    check: CheckSpec = Field(default_factory=CheckSpec)
 
 
 class HeartbeatRequest(_Strict):
@@ -154,6 +169,29 @@ class HeartbeatRequest(_Strict):
     service_name: ServiceName
     instance_id: ServiceName
     load_percentage: Load | None = None
+    status: Literal["healthy", "unhealthy"] | None = Field(
+        default=None, description="Only for instances with a ttl check: the status they report"
+    )
+
+
+MaintenanceReason = Annotated[
+    str,
+    Field(max_length=MAX_MAINTENANCE_REASON, json_schema_extra={"pattern": f"^{_NO_CONTROL}*$"}),
+    AfterValidator(_no_control),
+]
+
+
+class MaintenanceRequest(_Strict):
+    """Body of `PUT /v1/discovery/maintenance/{service_name}/{instance_id}` (optional)."""
+
+    reason: MaintenanceReason | None = None
+
+
+class MaintenanceView(BaseModel):
+    """An instance in maintenance: why (null when not given) and since when."""
+
+    reason: str | None
+    since: str
 
 
 class InstanceView(BaseModel):
@@ -170,6 +208,8 @@ class InstanceView(BaseModel):
     load_percentage: float
     metadata: dict[str, str]
     registered_at: str
+    check: CheckSpec
+    maintenance: MaintenanceView | None
 
 
 class SuccessResponse(BaseModel):

@@ -17,6 +17,7 @@ from .models import (
     HealthResponse,
     HealthyResponse,
     HeartbeatRequest,
+    MaintenanceRequest,
     RegisterRequest,
     ServiceResponse,
     ServicesResponse,
@@ -28,6 +29,7 @@ from .render import encode
 _MODELS: list[type[BaseModel]] = [
     RegisterRequest,
     HeartbeatRequest,
+    MaintenanceRequest,
     SuccessResponse,
     ErrorResponse,
     ServicesResponse,
@@ -66,13 +68,28 @@ _BLOCKING = [
         "description": "How long to block (default 60s, at most 5m)",
     },
 ]
+_FILTERS = [
+    {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "array", "items": {"enum": ["healthy", "unhealthy", "unknown"]}},
+        "style": "form",
+        "explode": True,
+        "description": "Only instances with one of these statuses (repeatable: any may match)",
+    },
+]
+_FILTER_NOTE = (
+    "Filters: `meta.<key>=<value>` (repeatable; every one must match the instance's "
+    "metadata) and `status` (repeatable; any may match). They combine with `index` and `wait`."
+)
 _NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
 _ANY_NAME = {"type": "string", "minLength": 1}
 _INDEX_HEADER = {"X-Discovery-Index": {"schema": {"type": "integer"}}}
 
 
 def _read(summary: str, schema: dict[str, Any], *, name: bool, codes: tuple[int, ...]) -> Any:
-    params: list[dict[str, Any]] = list(_BLOCKING)
+    params: list[dict[str, Any]] = list(_BLOCKING) + _FILTERS
     if name:
         # Any name may be read (an impossible one is simply never registered),
         # so the path parameter is a plain string here.
@@ -81,6 +98,7 @@ def _read(summary: str, schema: dict[str, Any], *, name: bool, codes: tuple[int,
     return {
         "get": {
             "summary": summary,
+            "description": _FILTER_NOTE,
             "parameters": params,
             "responses": {"200": ok} | _errors(401, *codes, 422),
         }
@@ -102,6 +120,7 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
         "instance_id": "game-1",
         "load_percentage": 0.42,
     },
+    "MaintenanceRequest": {"reason": "deploy"},
 }
 
 
@@ -142,6 +161,31 @@ def _write(summary: str, request: str) -> Any:
     }
 
 
+_INSTANCE_PATH = [
+    {"name": "service_name", "in": "path", "required": True, "schema": _NAME},
+    {"name": "instance_id", "in": "path", "required": True, "schema": _NAME},
+]
+
+
+def _maintenance() -> Any:
+    body = _json(_ref("MaintenanceRequest"), "MaintenanceRequest")
+    body["content"]["application/json"]["example"] = _EXAMPLES["MaintenanceRequest"]
+    ok = {"200": _json(_ref("SuccessResponse"), "OK (also when nothing changed)")}
+    return {
+        "put": {
+            "summary": "Put an instance in maintenance (out of healthy reads)",
+            "parameters": _INSTANCE_PATH,
+            "requestBody": {"required": False, **body},
+            "responses": ok | _errors(400, 401, 403, 404, 413, 415, 422, 503),
+        },
+        "delete": {
+            "summary": "End an instance's maintenance",
+            "parameters": _INSTANCE_PATH,
+            "responses": ok | _errors(401, 403, 404, 503),
+        },
+    }
+
+
 def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
     """The whole document; `pages` are the page paths this registry serves (`/ui`, `/docs`...)."""
     _, definitions = models_json_schema(
@@ -163,14 +207,12 @@ def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
             "/v1/discovery/unregister/{service_name}/{instance_id}": {
                 "delete": {
                     "summary": "Remove an instance",
-                    "parameters": [
-                        {"name": "service_name", "in": "path", "required": True, "schema": _NAME},
-                        {"name": "instance_id", "in": "path", "required": True, "schema": _NAME},
-                    ],
+                    "parameters": _INSTANCE_PATH,
                     "responses": {"200": _json(_ref("SuccessResponse"), "OK")}
                     | _errors(401, 403, 404, 503),
                 }
             },
+            "/v1/discovery/maintenance/{service_name}/{instance_id}": _maintenance(),
             "/v1/discovery/services": _read(
                 "Every service", _ref("ServicesResponse"), name=False, codes=()
             ),

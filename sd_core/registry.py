@@ -18,8 +18,9 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+from .checks import CheckType
 from .config import RegistryConfig
-from .errors import DriverError, not_registered, registry_full
+from .errors import DriverError, FieldProblem, RequestError, not_registered, registry_full
 from .events import (
     Effect,
     HealthRecorded,
@@ -27,6 +28,9 @@ from .events import (
     InstanceChange,
     InstanceRegistered,
     InstanceRemoved,
+    MaintenanceChanged,
+    MaintenanceEnded,
+    MaintenanceStarted,
     ProbePassed,
     ProbeResult,
     Registration,
@@ -37,6 +41,7 @@ from .events import (
     StoreStamp,
 )
 from .instance import Instance, InstanceSnapshot, unit_load
+from .maintenance import Maintenance
 from .models import RegisterRequest
 from .self_preservation import SelfPreservation
 from .service import Service
@@ -96,8 +101,9 @@ class Registry:
     def apply(self, change: InstanceChange, now: float, *, revision: int | None = None) -> bool:
         """The one way a change to an instance enters the state machine.
 
-        A registration (True when the instance is new), a removal, or a probe
-        result (False when stale: the instance is gone or moved). Today they
+        A registration (True when the instance is new), a removal, a probe
+        result (False when stale: the instance is gone or moved), or the start
+        or end of maintenance (False when it changed nothing). Today they
         come from HTTP writes, the probe driver and a snapshot at start
         (`restore`); a future cluster mode will feed the same changes from an
         etcd watch instead, through this same method. Heartbeats stay apart
@@ -134,6 +140,8 @@ class Registry:
                 raise not_registered(change.service_name, change.instance_id)
             self._remove(instance, change.reason)
             return True
+        if isinstance(change, MaintenanceStarted | MaintenanceEnded):
+            return self._maintenance(change, now)
         if isinstance(change, HealthRecorded):
             return self._record_health(change, now)
         return self._record_probe(change, now)
@@ -149,23 +157,65 @@ class Registry:
         """Apply a probe's outcome; False when it was stale (instance gone or moved)."""
         return self.apply(result, now)
 
+    def start_maintenance(
+        self, service_name: str, instance_id: str, reason: str | None, now: float
+    ) -> bool:
+        """Take an instance out of healthy reads; False when it already was (same reason)."""
+        return self.apply(MaintenanceStarted(service_name, instance_id, reason), now)
+
+    def end_maintenance(self, service_name: str, instance_id: str, now: float) -> bool:
+        """Put it back; False when it was not in maintenance."""
+        return self.apply(MaintenanceEnded(service_name, instance_id), now)
+
     def heartbeat(
-        self, service_name: str, instance_id: str, load: float | None, now: float
+        self,
+        service_name: str,
+        instance_id: str,
+        load: float | None,
+        now: float,
+        *,
+        status: Status | None = None,
     ) -> None:
-        """Renew an instance's lease; unknown instances are the client's cue to register."""
+        """Renew an instance's lease; unknown instances are the client's cue to register.
+
+        An instance with a ttl check is healthy while it heartbeats, unless
+        the heartbeat reports `status` unhealthy; other instances are probed,
+        so a `status` from them is refused (422).
+        """
         self._advance(now)
         service = self._services.get(service_name)
         instance = service.instances.get(instance_id) if service is not None else None
         if instance is None or service is None:
             raise not_registered(service_name, instance_id)
+        ttl = instance.check is CheckType.TTL
+        if status is not None and not ttl:
+            raise RequestError(
+                "validation_error",
+                422,
+                "Invalid fields: status",
+                details=(FieldProblem("status", "only instances with a ttl check report one"),),
+            )
         instance.last_heartbeat = now
         self.stats.heartbeats += 1
-        old_load = instance.load
+        before = (instance.status, instance.load)
         if load is not None:
             instance.load = unit_load(load)
-        self.views.instance_changed(service, instance, targets=instance.load != old_load)
-        if load is not None and instance.load_moved(self.config.watch_load_delta):
+        if ttl:
+            self._reported(instance, status or Status.HEALTHY, now)
+        self.views.instance_changed(
+            service, instance, targets=(instance.status, instance.load) != before
+        )
+        moved = load is not None and instance.load_moved(self.config.watch_load_delta)
+        if moved or instance.status != before[0]:
             self._bump_index(service, instance)
+
+    def _reported(self, instance: Instance, status: Status, now: float) -> None:
+        """A ttl-checked instance's own word on its health (a heartbeat or registration)."""
+        instance.last_health_check = now
+        if status == Status.UNHEALTHY:
+            self._set_status(instance, Signal.REPORTED_UNHEALTHY, "reported unhealthy", now)
+        else:
+            self._set_status(instance, Signal.REPORTED_HEALTHY, "reported healthy", now)
 
     def _add(
         self,
@@ -190,16 +240,23 @@ class Registry:
         self._status_counts[instance.status] += 1
         if self.config.local_expiry:
             self._timers.expire_later(instance)
-        self._timers.probe_first(instance, now)
+        probed = instance.check.probed
+        if probed:
+            self._timers.probe_first(instance, now)
         self.stats.registrations += 1
         self._bump_index(service, instance)
         if restored_at is None:
             self._effects.append(
                 InstanceRegistered(name, request.instance_id, instance.probe_url, updated=False)
             )
+            if not probed:  # registration counts as the first heartbeat
+                self._reported(instance, Status.HEALTHY, now)
         else:
+            # Restored: `unknown` until it is probed, or for a ttl check until
+            # it heartbeats (the registry cannot know what happened meanwhile).
             instance.registered_at = restored_at - self.wall_offset
-            self._timers.probe_at_once(instance, now)
+            if probed:
+                self._timers.probe_at_once(instance, now)
 
     def _update(
         self,
@@ -209,15 +266,19 @@ class Registry:
         stamp: StoreStamp | None = None,
     ) -> None:
         service = self._services[instance.service_name]
+        check = CheckType(request.check.type)
         address_changed = (
             instance.host != request.host
             or instance.port != request.port
             or instance.health_endpoint != request.health_endpoint
+            or instance.check is not check
         )
+        status_before = instance.status
         visible_change = address_changed or instance.metadata != request.metadata
         instance.host = request.host
         instance.port = request.port
         instance.health_endpoint = request.health_endpoint
+        instance.check = check
         instance.metadata = dict(request.metadata)
         instance.last_heartbeat = now if stamp is None else stamp.updated_at - self.wall_offset
         if request.load_percentage is not None:
@@ -228,7 +289,13 @@ class Registry:
             instance.failures = 0
             instance.probe_in_flight = False
             self._set_status(instance, Signal.ADDRESS_CHANGED, "address changed", now)
-            self._timers.probe_first(instance, now)
+            if check.probed:
+                self._timers.probe_first(instance, now)
+            else:
+                self._timers.no_probes(instance)
+        if not check.probed:  # a registration counts as a heartbeat
+            self._reported(instance, Status.HEALTHY, now)
+            visible_change = visible_change or instance.status != status_before
         self.stats.re_registrations += 1
         self.views.instance_changed(service, instance, targets=True, registration=True)
         if visible_change or instance.load_moved(self.config.watch_load_delta):
@@ -257,6 +324,40 @@ class Registry:
             del self._services[service.name]
             self._tombstones[service.name] = service.index
         self._effects.append(InstanceRemoved(instance.service_name, instance.instance_id, reason))
+
+    # -------------------------------------------------------- maintenance
+
+    def _maintenance(self, change: MaintenanceStarted | MaintenanceEnded, now: float) -> bool:
+        service = self._services.get(change.service_name)
+        instance = service.instances.get(change.instance_id) if service is not None else None
+        if instance is None or service is None:
+            raise not_registered(change.service_name, change.instance_id)
+        current = instance.maintenance
+        if isinstance(change, MaintenanceEnded):
+            if current is None:
+                return False
+            instance.maintenance = None
+            reason = current.reason
+        else:
+            reason = change.reason
+            if current is not None and current.reason == reason:
+                return False
+            if current is not None:  # a new reason: still the same drain
+                since = current.since
+            else:
+                since = now if change.since is None else change.since - self.wall_offset
+            instance.maintenance = Maintenance(reason, since)
+        self.views.instance_changed(service, instance, targets=True)
+        self._bump_index(service, instance)
+        self._effects.append(
+            MaintenanceChanged(
+                instance.service_name,
+                instance.instance_id,
+                instance.maintenance is not None,
+                reason,
+            )
+        )
+        return True
 
     # ----------------------------------------------------- probe results
 
@@ -392,6 +493,7 @@ class Registry:
                     instance.instance_id,
                     instance.probe_url,
                     instance.generation,
+                    instance.check,
                 )
             )
         if not self.config.local_expiry:
@@ -443,6 +545,12 @@ class Registry:
                 and self._count < self.config.max_instances
             ):
                 self.apply(Registration(entry.request, restored_at=entry.registered_at), now)
+                if entry.maintenance is not None:
+                    reason, since = entry.maintenance
+                    change = MaintenanceStarted(
+                        entry.request.service_name, entry.request.instance_id, reason, since
+                    )
+                    self.apply(change, now)
                 restored += 1
         if saved_index is not None and saved_index >= self._global_index:
             # Carry the index on, so watchers do not see it go backwards.

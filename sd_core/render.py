@@ -26,9 +26,13 @@ from .instance import Instance
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _LABEL_INVALID = re.compile(r"[^a-zA-Z0-9_]")
 _LABEL_VALID = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-# Labels metadata may never set: ours, and `job`, which would move a target
-# into another scrape job's series.
-BUILTIN_LABELS = frozenset({"instance", "service_name", "status", "load_percentage", "job"})
+# Labels metadata may never set: ours (`maintenance` included, so metadata
+# cannot fake a drain), and `job`, which would move a target into another
+# scrape job's series.
+BUILTIN_LABELS = frozenset(
+    {"instance", "service_name", "status", "load_percentage", "job", "maintenance"}
+)
+_NOT_IN_MAINTENANCE = b',"maintenance":null}'
 
 
 def encode(document: object) -> bytes:
@@ -79,7 +83,10 @@ def instance_json(instance: Instance, wall_offset: float) -> bytes:
         tail = instance.rendered_tail
         if tail is None:  # what only a re-registration changes, and the dearest to encode
             registered = iso_timestamp(instance.registered_at + wall_offset)
-            text = f',"metadata":{_encode(instance.metadata)},"registered_at":"{registered}"}}'
+            text = (
+                f',"metadata":{_encode(instance.metadata)},"registered_at":"{registered}"'
+                f',"check":{{"type":"{instance.check.value}"}}'
+            )
             instance.rendered_tail = tail = text.encode()
         checked = instance.last_health_check
         checked_text = "null" if checked is None else f'"{iso_timestamp(checked + wall_offset)}"'
@@ -94,9 +101,19 @@ def instance_json(instance: Instance, wall_offset: float) -> bytes:
             f',"last_heartbeat":"{iso_timestamp(instance.last_heartbeat + wall_offset)}"'
             f',"load_percentage":{instance.load!r}'
         )
-        cached = head.encode() + tail
+        cached = head.encode() + tail + _maintenance_json(instance, wall_offset)
         instance.rendered_json = cached
     return cached
+
+
+def _maintenance_json(instance: Instance, wall_offset: float) -> bytes:
+    """The closing `"maintenance"` field: null, or its reason and start."""
+    maintenance = instance.maintenance
+    if maintenance is None:
+        return _NOT_IN_MAINTENANCE
+    reason = "null" if maintenance.reason is None else _string(maintenance.reason)
+    since = iso_timestamp(maintenance.since + wall_offset)
+    return f',"maintenance":{{"reason":{reason},"since":"{since}"}}}}'.encode()
 
 
 def metadata_labels(metadata: dict[str, str]) -> dict[str, str]:
@@ -128,6 +145,8 @@ def target_group_json(instance: Instance) -> bytes:
             "status": instance.status.value,
             "load_percentage": repr(instance.load),
         }
+        if instance.maintenance is not None:
+            labels["maintenance"] = "true"
         labels.update(metadata_labels(instance.metadata))
         cached = encode(
             {"targets": [f"{instance.bracketed_host}:{instance.port}"], "labels": labels}

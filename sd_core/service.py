@@ -6,13 +6,14 @@ the views (which render and cache bodies); neither owns the other.
 
 from __future__ import annotations
 
+from .filters import FilteredBodies
 from .instance import Instance
 
 
 class Service:
     """One service's instances (by id), watch index and rendered bodies (by view)."""
 
-    __slots__ = ("cache", "index", "instances", "name", "ordered")
+    __slots__ = ("cache", "filtered", "index", "instances", "name", "ordered")
 
     def __init__(self, name: str, index: int) -> None:
         self.name = name
@@ -20,6 +21,7 @@ class Service:
         self.instances: dict[str, Instance] = {}
         self.ordered: list[Instance] | None = None
         self.cache: dict[str, bytes] = {}
+        self.filtered = FilteredBodies()
 
     def sorted_instances(self) -> list[Instance]:
         """The instances by id, as every body lists them (kept until one comes or goes)."""

@@ -5,16 +5,23 @@ Apart from the state machine because it is a file format with its own rules
 putting the instances back is an ordinary registration (`Registry.restore`).
 Health and heartbeat times are left out on purpose: a restored instance
 starts `unknown` with a full TTL, because the registry cannot know what
-happened while it was down.
+happened while it was down. Maintenance is kept (an operator's decision, not
+a measurement).
+
+Fields were added without a new version: `check` (read like a registration's)
+and `maintenance` (`{"reason", "since"}`, present only while in maintenance).
+A snapshot from before them loads as http checks out of maintenance, and an
+older registry reading a newer snapshot ignores them rather than refusing
+the whole file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from .instance import Instance
-from .models import RegisterRequest
+from .models import MaintenanceRequest, RegisterRequest
 
 SNAPSHOT_FORMAT = "service-discovery-snapshot"
 SNAPSHOT_VERSION = 1
@@ -26,6 +33,7 @@ class SavedInstance(NamedTuple):
 
     request: RegisterRequest
     registered_at: float
+    maintenance: tuple[str | None, float] | None = None  # (reason, wall-clock since)
 
 
 def write_snapshot(
@@ -36,20 +44,29 @@ def write_snapshot(
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
         "global_index": global_index,
-        "instances": [
-            {
-                "service_name": i.service_name,
-                "instance_id": i.instance_id,
-                "host": i.host,
-                "port": i.port,
-                "health_endpoint": i.health_endpoint,
-                "metadata": dict(i.metadata),
-                "load_percentage": i.load,
-                "registered_at": i.registered_at + wall_offset,
-            }
-            for i in instances
-        ],
+        "instances": [_saved(i, wall_offset) for i in instances],
     }
+
+
+def _saved(instance: Instance, wall_offset: float) -> dict[str, Any]:
+    saved: dict[str, Any] = {
+        "service_name": instance.service_name,
+        "instance_id": instance.instance_id,
+        "host": instance.host,
+        "port": instance.port,
+        "health_endpoint": instance.health_endpoint,
+        "metadata": dict(instance.metadata),
+        "load_percentage": instance.load,
+        "registered_at": instance.registered_at + wall_offset,
+        "check": {"type": instance.check.value},
+    }
+    maintenance = instance.maintenance
+    if maintenance is not None:
+        saved["maintenance"] = {
+            "reason": maintenance.reason,
+            "since": maintenance.since + wall_offset,
+        }
+    return saved
 
 
 def read_snapshot(document: object) -> tuple[list[SavedInstance | None], int | None]:
@@ -77,10 +94,28 @@ def _entry(entry: Any) -> SavedInstance | None:
         registered_at = entry["registered_at"]
     except (ValueError, TypeError, KeyError):
         return None
-    if (
-        isinstance(registered_at, bool)
-        or not isinstance(registered_at, int | float)
-        or not 0 <= registered_at <= _LATEST_TIMESTAMP
-    ):
+    if not _is_timestamp(registered_at):
         return None
-    return SavedInstance(request, float(registered_at))
+    return SavedInstance(request, float(registered_at), _maintenance(entry.get("maintenance")))
+
+
+def _maintenance(saved: object) -> tuple[str | None, float] | None:
+    """A saved maintenance, or None (also for a malformed one: the instance still loads)."""
+    if not isinstance(saved, dict):
+        return None
+    try:
+        reason = MaintenanceRequest.model_validate({"reason": saved.get("reason")}).reason
+    except ValueError:
+        return None
+    since = saved.get("since")
+    if not _is_timestamp(since):
+        return None
+    return reason, float(since)
+
+
+def _is_timestamp(value: object) -> TypeGuard[int | float]:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and 0 <= value <= _LATEST_TIMESTAMP
+    )

@@ -23,6 +23,9 @@ class Signal(StrEnum):
     PROBE_PASSED = "probe_passed"
     PROBE_FAILED = "probe_failed"
     ADDRESS_CHANGED = "address_changed"
+    # A heartbeat of an instance with a ttl check: its own word, no streak needed.
+    REPORTED_HEALTHY = "reported_healthy"
+    REPORTED_UNHEALTHY = "reported_unhealthy"
 
 
 Needs = Literal["success_streak", "failure_streak", "nothing"]
@@ -39,6 +42,12 @@ TRANSITIONS: dict[tuple[Status, Signal], tuple[Status, Needs]] = {
     (Status.UNHEALTHY, Signal.PROBE_PASSED): (Status.HEALTHY, "success_streak"),
     (Status.UNHEALTHY, Signal.PROBE_FAILED): (Status.UNHEALTHY, "nothing"),
     (Status.UNHEALTHY, Signal.ADDRESS_CHANGED): (Status.UNKNOWN, "nothing"),
+    (Status.UNKNOWN, Signal.REPORTED_HEALTHY): (Status.HEALTHY, "nothing"),
+    (Status.HEALTHY, Signal.REPORTED_HEALTHY): (Status.HEALTHY, "nothing"),
+    (Status.UNHEALTHY, Signal.REPORTED_HEALTHY): (Status.HEALTHY, "nothing"),
+    (Status.UNKNOWN, Signal.REPORTED_UNHEALTHY): (Status.UNHEALTHY, "nothing"),
+    (Status.HEALTHY, Signal.REPORTED_UNHEALTHY): (Status.UNHEALTHY, "nothing"),
+    (Status.UNHEALTHY, Signal.REPORTED_UNHEALTHY): (Status.UNHEALTHY, "nothing"),
 }
 
 

@@ -85,6 +85,10 @@ class Timers:
         instance.probe_due = slot
         self._push(self._probes, slot, instance)
 
+    def no_probes(self, instance: Instance) -> None:
+        """Stop probing an instance (its check became ttl): its heap entry turns stale."""
+        instance.probe_due = -1.0
+
     def probe_at_once(self, instance: Instance, now: float) -> None:
         """Probe now, then move to its phase (a restored instance's health is unknown)."""
         instance.probe_due = now

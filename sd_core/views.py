@@ -3,13 +3,16 @@
 Kept apart from the state machine because it decides nothing: it turns the
 current services into bytes, and forgets bytes when told what changed. A
 cache is emptied whenever anything its bodies show changes, so a body still
-found in one is current; `HttpApi`'s fast path relies on that.
+found in one is current; `HttpApi`'s fast path relies on that. Filtered
+bodies (`filters`) sit in caches of their own beside them, emptied on the
+same occasions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
+from .filters import FilteredBodies, InstanceFilter
 from .instance import Instance
 from .render import encode, instance_json, join_instances, join_target_groups, target_group_json
 from .service import Service
@@ -19,20 +22,23 @@ from .status import Status
 class Views:
     """Bodies by view: per service (`instances`, `healthy`, `targets`) and global."""
 
-    __slots__ = ("_global", "_services", "wall_offset")
+    __slots__ = ("_global", "_global_filtered", "_services", "wall_offset")
 
     def __init__(self, services: Mapping[str, Service], wall_offset: float) -> None:
         """`services` is the registry's own mapping, read live."""
         self._services = services
         self.wall_offset = wall_offset
         self._global: dict[str, bytes] = {}
+        self._global_filtered = FilteredBodies()
 
     # ------------------------------------------------------ invalidation
 
     def index_raised(self, service: Service) -> None:
         """Forget everything that shows `service`: its index is in every header."""
         service.cache.clear()
+        service.filtered.clear()
         self._global.clear()
+        self._global_filtered.clear()
 
     def instance_changed(
         self, service: Service, instance: Instance, *, targets: bool, registration: bool = False
@@ -47,12 +53,16 @@ class Views:
         cache = service.cache
         if targets:
             cache.clear()
+            service.filtered.clear()
             self._global.clear()
+            self._global_filtered.clear()
             return
         if cache:
             cache.pop("instances", None)
             cache.pop("healthy", None)
+        service.filtered.forget("instances", "healthy")
         self._global.pop("services", None)
+        self._global_filtered.forget("services")
 
     def cache_of(self, scope: str | None) -> dict[str, bytes] | None:
         """The cache of rendered bodies for a service (None: the global one). Read-only."""
@@ -63,78 +73,127 @@ class Views:
 
     # ------------------------------------------------------------ bodies
 
-    def service_instances(self, name: str) -> bytes | None:
+    def service_instances(self, name: str, only: InstanceFilter | None = None) -> bytes | None:
         """`{"service_name", "instances"}` or None when the service is unknown."""
         service = self._services.get(name)
         if service is None:
             return None
-        body = service.cache.get("instances")
-        if body is None:
-            body = (
+        return _cached(
+            service.cache,
+            service.filtered,
+            "instances",
+            only,
+            lambda: (
                 b'{"service_name":'
                 + encode(name)
                 + b',"instances":'
-                + join_instances(service.sorted_instances(), self.wall_offset)
+                + join_instances(_matching(service.sorted_instances(), only), self.wall_offset)
                 + b"}"
-            )
-            service.cache["instances"] = body
-        return body
+            ),
+        )
 
-    def healthy_instances(self, name: str) -> bytes:
+    def healthy_instances(self, name: str, only: InstanceFilter | None = None) -> bytes:
+        """Healthy instances not in maintenance: the ones to send traffic to."""
         service = self._services.get(name)
         if service is None:
             return b'{"service_name":' + encode(name) + b',"healthy_instances":[]}'
-        body = service.cache.get("healthy")
-        if body is None:
-            healthy = [i for i in service.sorted_instances() if i.status == Status.HEALTHY]
-            body = (
+        return _cached(
+            service.cache,
+            service.filtered,
+            "healthy",
+            only,
+            lambda: (
                 b'{"service_name":'
                 + encode(name)
                 + b',"healthy_instances":'
-                + join_instances(healthy, self.wall_offset)
+                + join_instances(
+                    (i for i in _matching(service.sorted_instances(), only) if _serving(i)),
+                    self.wall_offset,
+                )
                 + b"}"
-            )
-            service.cache["healthy"] = body
-        return body
+            ),
+        )
 
-    def service_targets(self, name: str) -> bytes:
+    def service_targets(self, name: str, only: InstanceFilter | None = None) -> bytes:
         service = self._services.get(name)
         if service is None:
             return b"[]"
-        body = service.cache.get("targets")
-        if body is None:
-            body = join_target_groups(service.sorted_instances())
-            service.cache["targets"] = body
-        return body
+        return _cached(
+            service.cache,
+            service.filtered,
+            "targets",
+            only,
+            lambda: join_target_groups(_matching(service.sorted_instances(), only)),
+        )
 
-    def all_services(self) -> bytes:
-        body = self._global.get("services")
-        if body is None:
+    def all_services(self, only: InstanceFilter | None = None) -> bytes:
+        """Every service; filtered, only the services with an instance that matches."""
+        services = self._services
+
+        def render() -> bytes:
+            groups = (
+                (name, _matching(services[name].sorted_instances(), only))
+                for name in sorted(services)
+            )
             # One join over every fragment: no per-service copies of tens of
             # MiB in between (they would stay in the allocator once freed).
-            body = b"".join(_all_services_pieces(self._services, self.wall_offset))
-            self._global["services"] = body
-        return body
+            return b"".join(_all_services_pieces(groups, self.wall_offset, only is not None))
 
-    def all_targets(self) -> bytes:
-        body = self._global.get("targets")
-        if body is None:
-            services = self._services
+        return _cached(self._global, self._global_filtered, "services", only, render)
+
+    def all_targets(self, only: InstanceFilter | None = None) -> bytes:
+        services = self._services
+
+        def render() -> bytes:
             groups = (
                 target_group_json(instance)
                 for name in sorted(services)
-                for instance in services[name].sorted_instances()
+                for instance in _matching(services[name].sorted_instances(), only)
             )
-            body = b"[" + b",".join(groups) + b"]"
-            self._global["targets"] = body
+            return b"[" + b",".join(groups) + b"]"
+
+        return _cached(self._global, self._global_filtered, "targets", only, render)
+
+
+def _serving(instance: Instance) -> bool:
+    return instance.status == Status.HEALTHY and instance.maintenance is None
+
+
+def _matching(instances: list[Instance], only: InstanceFilter | None) -> list[Instance]:
+    return instances if only is None else [i for i in instances if only.matches(i)]
+
+
+def _cached(
+    cache: dict[str, bytes],
+    filtered: FilteredBodies,
+    view: str,
+    only: InstanceFilter | None,
+    render: Callable[[], bytes],
+) -> bytes:
+    """The cached body of `view` (under `only`, when filtered), rendered when missing."""
+    if only is None:
+        body = cache.get(view)
+        if body is None:
+            body = cache[view] = render()
         return body
+    body = filtered.get(view, only)
+    if body is None:
+        body = render()
+        filtered.put(view, only, body)
+    return body
 
 
-def _all_services_pieces(services: Mapping[str, Service], offset: float) -> Iterator[bytes]:
+def _all_services_pieces(
+    groups: Iterable[tuple[str, list[Instance]]], offset: float, skip_empty: bool
+) -> Iterator[bytes]:
     yield b'{"services":{'
-    for number, name in enumerate(sorted(services)):
-        yield (b',"' if number else b'"') + encode(name)[1:] + b":["
-        for position, instance in enumerate(services[name].sorted_instances()):
+    first = True
+    for name, instances in groups:
+        if skip_empty and not instances:
+            continue
+        yield (b'"' if first else b',"') + encode(name)[1:] + b":["
+        first = False
+        for position, instance in enumerate(instances):
             if position:
                 yield b","
             yield instance_json(instance, offset)

@@ -13,6 +13,7 @@ from sd_core import (
     Effect,
     InstanceRegistered,
     InstanceRemoved,
+    MaintenanceChanged,
     SelfPreservationChanged,
     StatusChanged,
 )
@@ -76,6 +77,15 @@ def log_effect(effect: Effect) -> None:
                 instance=effect.instance_id,
                 old=effect.old,
                 new=effect.new,
+                reason=effect.reason,
+            )
+        )
+    elif isinstance(effect, MaintenanceChanged):
+        log.info(
+            logfmt(
+                "maintenance_on" if effect.active else "maintenance_off",
+                service=effect.service_name,
+                instance=effect.instance_id,
                 reason=effect.reason,
             )
         )

@@ -49,7 +49,9 @@ BAD_AUTH = [
     "Bearer",
     "Bearer ",
     "Bearer  ",
-    SECRET,
+    f"{SECRET}x",
+    f"{READ_TOKEN}x",
+    f"{SECRET} {SECRET}",
     f"Basic {SECRET}",
     f"Token {SECRET}",
     f"Bearer {SECRET}x",
@@ -82,6 +84,16 @@ def test_write_token_is_accepted(auth: str) -> None:
     core = _core()
     assert core.send("GET", SERVICES, auth=auth).status == 200
     assert core.send("POST", REGISTER, register_body(instance="x"), auth=auth).status == 200
+
+
+def test_bare_tokens_without_a_scheme_are_accepted() -> None:
+    """Debian's Prometheus 2.42 sends `Authorization: <token>` when no `type` is set."""
+    core = _core()
+    assert core.send("GET", SERVICES, auth=SECRET).status == 200
+    assert core.send("POST", REGISTER, register_body(instance="x"), auth=SECRET).status == 200
+    assert core.send("GET", SERVICES, auth=READ_TOKEN).status == 200
+    reply = core.send("POST", REGISTER, register_body(instance="y"), auth=READ_TOKEN)
+    assert (reply.status, reply.error) == (403, "forbidden")
 
 
 @pytest.mark.parametrize("path", READ_PATHS)

@@ -172,6 +172,13 @@ TABLE: list[tuple[Status, Signal, int, int, Status]] = [
     (Status.UNHEALTHY, Signal.PROBE_FAILED, 0, 1, Status.UNHEALTHY),
     (Status.UNHEALTHY, Signal.PROBE_FAILED, 0, 7, Status.UNHEALTHY),
     (Status.UNHEALTHY, Signal.ADDRESS_CHANGED, 0, 4, Status.UNKNOWN),
+    # A ttl check's heartbeat: the instance's own word, at once, whatever the streaks.
+    (Status.UNKNOWN, Signal.REPORTED_HEALTHY, 0, 0, Status.HEALTHY),
+    (Status.HEALTHY, Signal.REPORTED_HEALTHY, 0, 5, Status.HEALTHY),
+    (Status.UNHEALTHY, Signal.REPORTED_HEALTHY, 0, 0, Status.HEALTHY),
+    (Status.UNKNOWN, Signal.REPORTED_UNHEALTHY, 0, 0, Status.UNHEALTHY),
+    (Status.HEALTHY, Signal.REPORTED_UNHEALTHY, 5, 0, Status.UNHEALTHY),
+    (Status.UNHEALTHY, Signal.REPORTED_UNHEALTHY, 0, 0, Status.UNHEALTHY),
 ]
 
 

@@ -38,6 +38,8 @@ def test_registration_renders_the_full_instance() -> None:
         "load_percentage",
         "metadata",
         "registered_at",
+        "check",
+        "maintenance",
     ]
     assert instance == {
         "service_name": "game-service",
@@ -51,6 +53,8 @@ def test_registration_renders_the_full_instance() -> None:
         "load_percentage": 0.0,
         "metadata": {"version": "1.0.0"},
         "registered_at": iso(core.now),
+        "check": {"type": "http"},
+        "maintenance": None,
     }
     assert instance["registered_at"] == "2024-01-15T10:46:40.123456Z"
 

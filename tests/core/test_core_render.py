@@ -253,6 +253,8 @@ def test_a_fragment_is_what_json_dumps_writes(
             "load_percentage": load,
             "metadata": metadata,
             "registered_at": iso(12.5, offset),
+            "check": {"type": "http"},
+            "maintenance": None,
         },
         separators=(",", ":"),
     ).encode()

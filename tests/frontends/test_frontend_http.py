@@ -248,6 +248,8 @@ def test_register_read_heartbeat_unregister_round_trip(make_kit: Callable[[], Ki
             "load_percentage",
             "metadata",
             "registered_at",
+            "check",
+            "maintenance",
         ]
         assert instance["instance_id"] == "game-1"
         assert instance["host"] == "127.0.0.1"

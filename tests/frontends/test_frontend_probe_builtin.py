@@ -23,6 +23,7 @@ from frontends.shared.probing import addresses as probe_addresses
 from frontends.shared.probing import make_prober
 from frontends.shared.probing.builtin_client import PlainProbeClient
 from frontends.shared.probing.httpx_client import HttpxProber
+from frontends.shared.probing.tcp_client import TcpProber
 from frontends.shared.settings import load_settings
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
@@ -502,8 +503,9 @@ def test_a_url_the_client_cannot_send_fails_without_a_connection(run: Runner, ur
 def test_the_client_is_chosen_by_setting() -> None:
     builtin = make_prober(load_settings({}))
     chosen = make_prober(load_settings({"SERVICE_DISCOVERY_PROBE_CLIENT": "httpx"}))
-    assert isinstance(builtin, PlainProbeClient)
-    assert isinstance(chosen, HttpxProber)
+    assert isinstance(builtin.http, PlainProbeClient)
+    assert isinstance(chosen.http, HttpxProber)
+    assert isinstance(chosen.tcp, TcpProber) and isinstance(builtin.tcp, TcpProber)
     asyncio.run(chosen.aclose())
 
 

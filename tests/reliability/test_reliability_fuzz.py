@@ -88,6 +88,8 @@ OPERATIONS = {
     "POST /v1/discovery/register",
     "POST /v1/discovery/heartbeat",
     "DELETE /v1/discovery/unregister/{service_name}/{instance_id}",
+    "PUT /v1/discovery/maintenance/{service_name}/{instance_id}",
+    "DELETE /v1/discovery/maintenance/{service_name}/{instance_id}",
     "GET /v1/discovery/services",
     "GET /v1/discovery/services/{name}",
     "GET /v1/discovery/services/{name}/healthy",

@@ -1,10 +1,12 @@
-"""Health probes over HTTP: one module per prober, the address checks both share, the factory.
+"""Health probes: one module per prober, the address checks they share, the factory.
 
 - `prober`: the `Prober` interface a driver uses, and the failures every prober reports;
 - `addresses`: name resolution and the probe policy check (no DNS rebinding);
 - `builtin_client`: the default, a lean HTTP/1.1 client over anyio;
 - `httpx_client`: the same job done with httpx;
-- `factory`: picks one from the settings.
+- `tcp_client`: TCP checks (a connect within the deadline);
+- `by_check`: routes each probe to the prober of its check type;
+- `factory`: builds them from the settings.
 """
 
 from .factory import make_prober

@@ -3,17 +3,27 @@
 `builtin` (the default) is the lean HTTP/1.1 client in `builtin_client`;
 `httpx` keeps the general-purpose client for anyone who prefers a widely used
 stack over the extra throughput (docs/performance.md, scenario 2, has both).
+TCP checks always use `tcp_client.TcpProber`; `by_check` routes each probe.
 """
 
 from __future__ import annotations
 
 from ..settings import Settings
 from .builtin_client import PlainProbeClient
+from .by_check import ProberByCheck
 from .httpx_client import HttpxProber
 from .prober import Prober
+from .tcp_client import TcpProber
 
 
-def make_prober(settings: Settings) -> Prober:
+def make_prober(settings: Settings) -> ProberByCheck:
+    """Every check type's prober, behind the one a probe driver holds."""
+    return ProberByCheck(
+        http=make_http_prober(settings), tcp=TcpProber(policy=settings.registry.probe_policy)
+    )
+
+
+def make_http_prober(settings: Settings) -> Prober:
     registry = settings.registry
     if settings.probe_client == "httpx":
         return HttpxProber(

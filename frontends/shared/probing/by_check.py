@@ -1,0 +1,34 @@
+"""The prober a driver holds: each probe goes to the prober for its check type.
+
+The core says which kind of probe to run (`RunProbe.kind`); this keeps the
+choice in one place, so both frontends' probe drivers stay as they are and
+run HTTP and TCP checks alike under one concurrency limit and one deadline.
+"""
+
+from __future__ import annotations
+
+from sd_core import ProbeResult, RunProbe
+from sd_core.checks import CheckType
+
+from .prober import Prober, failed
+
+
+class ProberByCheck:
+    """HTTP probes to `http`, TCP probes to `tcp`; a ttl check is never probed."""
+
+    def __init__(self, *, http: Prober, tcp: Prober) -> None:
+        self.http = http
+        self.tcp = tcp
+
+    async def probe(self, probe: RunProbe) -> ProbeResult:
+        if probe.kind is CheckType.HTTP:
+            return await self.http.probe(probe)
+        if probe.kind is CheckType.TCP:
+            return await self.tcp.probe(probe)
+        return failed(probe, f"no prober for {probe.kind} checks")
+
+    async def aclose(self) -> None:
+        try:
+            await self.http.aclose()
+        finally:
+            await self.tcp.aclose()
