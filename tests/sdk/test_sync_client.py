@@ -262,12 +262,7 @@ def test_sync_maintenance_against_a_real_registry(real_registry: RegistryProcess
             )
             try:
                 _eventually(lambda: len(client.discover_services(name)) == 1, 5, "healthy")
-                try:
-                    client.set_maintenance(reason="deploy")
-                except NotFoundError as exc:
-                    if exc.code != "instance_not_found":
-                        pytest.skip(f"this registry has no maintenance route yet: {exc}")
-                    raise
+                client.set_maintenance(reason="deploy")
                 assert client.discover_services(name) == []
                 (listed,) = client.discover_services(name, healthy_only=False)
                 assert listed.maintenance is not None and listed.maintenance.reason == "deploy"
