@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from conformance.client import api_for
@@ -117,3 +118,58 @@ def test_refused_token_asks_again(registry: ServerProcess, browser: Browser) -> 
     page.click("button[type=submit]")
     page.locator("#login-error").filter(has_text="refused").wait_for(timeout=UI_SECONDS)
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_maintenance_from_the_page_after_confirming(
+    registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
+) -> None:
+    service, _ = fleet
+    page = browser.page(registry.url)
+    page.goto(f"{registry.url}/ui")
+    page.fill("#token", SECRET)
+    page.click("button[type=submit]")
+    row = page.locator(f"tr[data-instance='{service}-1']")
+    row.wait_for(timeout=UI_SECONDS)
+    browser.accept_dialogs = True
+    row.locator("button.action", has_text="maintenance").click()
+    row.locator("button.action", has_text="end maintenance").wait_for(timeout=UI_SECONDS)
+    with api_for(registry.url, SECRET) as api:
+        shown = api.service(service).json()["instances"][0]
+        assert shown["maintenance"]["reason"] == "dashboard"
+        healthy = api.healthy(service).json()["healthy_instances"]
+    assert f"{service}-1" not in [i["instance_id"] for i in healthy]
+    row.locator("button.action", has_text="end maintenance").click()
+    row.locator("button.action", has_text="end maintenance").wait_for(
+        state="detached", timeout=UI_SECONDS
+    )
+
+
+def test_a_thousand_instances_stay_usable(registry: ServerProcess, browser: Browser) -> None:
+    """1,000 instances over 20 services: every count is right and the filter finds one."""
+    prefix = unique_name("big")
+    with httpx.Client(
+        base_url=registry.url, headers={"Authorization": f"Bearer {SECRET}"}, timeout=30
+    ) as client:
+        for n in range(1000):
+            body = {
+                "service_name": f"{prefix}-{n % 20:02d}",
+                "instance_id": f"i-{n:04d}",
+                "host": "127.0.0.1",
+                "port": 9,
+                "metadata": {"rack": f"r{n % 7}"},
+            }
+            assert client.post("/v1/discovery/register", json=body).status_code == 200
+    try:
+        page = browser.page(registry.url)
+        page.goto(f"{registry.url}/ui")
+        page.fill("#token", READ_TOKEN)
+        page.click("button[type=submit]")
+        page.locator("#summary").filter(has_text="1000 instances").wait_for(timeout=UI_SECONDS)
+        assert page.locator(f"details.service[data-service^='{prefix}-']").count() == 20
+        page.fill("#filter", "i-0427")
+        page.locator("tr[data-instance='i-0427']").wait_for(timeout=UI_SECONDS)
+        assert page.locator("tr[data-instance]").count() == 1
+    finally:
+        with api_for(registry.url, SECRET) as api:
+            for n in range(1000):
+                api.unregister(f"{prefix}-{n % 20:02d}", f"i-{n:04d}")
