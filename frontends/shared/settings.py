@@ -17,6 +17,8 @@ from pathlib import Path
 from sd_core import ConfigError, RegistryConfig
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
+from .cluster_settings import ClusterSettings, load_cluster_settings
+
 # Environment variable -> (RegistryConfig field, parser).
 _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "HEALTH_CHECK_INTERVAL_SECONDS": ("health_check_interval", float),
@@ -67,6 +69,7 @@ class Settings:
     max_in_flight_requests: int = 30_000
     snapshot_interval: float = 5.0
     probe_client: str = "builtin"
+    cluster: ClusterSettings | None = None  # None: one process, its own registry
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:
@@ -130,6 +133,12 @@ def load_settings(
             "SERVICE_DISCOVERY_STATE_FILE", f"directory {state_file.parent} does not exist"
         )
 
+    cluster = load_cluster_settings(env, host=host, port=port, fd=fd)
+    if cluster is not None and state_file is not None:
+        raise ConfigError(
+            "SERVICE_DISCOVERY_STATE_FILE", "has no use in cluster mode (etcd holds the state)"
+        )
+
     probe_client = env.get("SERVICE_DISCOVERY_PROBE_CLIENT", "").strip().lower() or "builtin"
     if probe_client not in ("builtin", "httpx"):
         raise ConfigError(
@@ -163,6 +172,7 @@ def load_settings(
         log_level=level,
         state_file=state_file,
         probe_client=probe_client,
+        cluster=cluster,
         **numbers,  # type: ignore[arg-type]
     )
 
