@@ -19,9 +19,9 @@ ROOT = str(Path(__file__).resolve().parents[2])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from conformance.client import poll_until
-from conformance.server_process import ServerProcess
-from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason, running_cluster
+from conformance.client import poll_until  # noqa: E402
+from conformance.server_process import ServerProcess  # noqa: E402
+from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason, running_cluster  # noqa: E402
 
 SECRET = "cluster-test-secret"
 
