@@ -164,8 +164,10 @@ def test_c_paused_etcd_refuses_writes_fast_serves_stale_reads_and_recovers(
     etcd: EtcdCluster, start_node: StartNode
 ) -> None:
     node = start_node("trio", node_env(etcd.url))
-    with api_for(node.url, SECRET) as api:
-        api.register_ok(instance_body("api", "before"))
+    with FakeInstance() as fake, api_for(node.url, SECRET) as api:
+        api.register_ok(instance_body("api", "before", fake.port, health_endpoint="/ok"))
+        # Probed at once: wait for its status, so nothing but etcd's pause moves it.
+        poll_until(lambda: api.status("api", "before") == "healthy" or None, EVENTUALLY, "probed")
         before = api.service("api")
         member = etcd.members[0]
         member.signal(signal.SIGSTOP)
@@ -247,9 +249,13 @@ def test_e_compaction_during_a_broken_watch_relists_the_same_state(
             def converged() -> bool | None:
                 if _health(b)["store"]["state"] != "ok":
                     return None
-                return all(_ids(b, s) == _ids(d, s) for s in ("api", "gone", "other")) or None
+                if not all(_ids(b, s) == _ids(d, s) for s in ("api", "gone", "other")):
+                    return None
+                # Probes move statuses meanwhile: equal bytes and index once both agree.
+                mine, theirs = b.service("other"), d.service("other")
+                return (
+                    mine.content == theirs.content and index_of(mine) == index_of(theirs)
+                ) or None
 
             poll_until(converged, EVENTUALLY, "the re-listed view equal to the other node's")
             assert _ids(b, "api") == {"x2"}
-            assert b.service("other").content == d.service("other").content
-            assert index_of(b.service("other")) == index_of(d.service("other"))
