@@ -18,7 +18,7 @@ from quart import Quart, Response, request
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from sd_core import INTERNAL_ERROR, BlockingWait, HttpRequest, HttpResponse
+from sd_core import INTERNAL_ERROR, HttpRequest, HttpResponse
 
 from ..shared.logs import logfmt
 from ..shared.request_flow import OVERSIZE_DRAIN_BYTES, BodyTooLarge, respond
@@ -46,6 +46,7 @@ def create_app(runtime: Runtime) -> Quart:
         runtime.restore_state()
         background.append(asyncio.create_task(runtime.driver.run(), name="probe-driver"))
         background.append(asyncio.create_task(snapshot_loop(runtime), name="snapshots"))
+        background.append(asyncio.create_task(runtime.run_cluster(), name="cluster"))
 
     @app.after_serving
     async def lifespan_shutdown() -> None:
@@ -80,7 +81,7 @@ def create_app(runtime: Runtime) -> Quart:
         if isinstance(error, RequestEntityTooLarge):
             return _to_response(runtime.too_large(request.method, request.path))
         result = runtime.handle(HttpRequest(request.method, request.path))
-        if isinstance(result, BlockingWait):  # cannot happen without a query
+        if not isinstance(result, HttpResponse):  # a wait or a write: not without a body
             return _to_response(INTERNAL_ERROR)
         return _to_response(result)
 

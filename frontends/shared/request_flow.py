@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
 from sd_core import INTERNAL_ERROR, BlockingWait, HttpRequest, HttpResponse
+from sd_core.http_api import PendingWrite
 
 from .logs import logfmt
 from .runtime import Runtime
@@ -91,6 +92,8 @@ async def _answer(
     request = HttpRequest(method, path, query, authorization, content_type, body)
     try:
         result = runtime.handle(request)
+        if isinstance(result, PendingWrite):  # cluster mode: the store has the write
+            result = await runtime.written(result)
         if isinstance(result, BlockingWait):
             if not await park(result.scope, runtime.jittered(result)):
                 return None  # the client went away while parked

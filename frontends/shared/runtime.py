@@ -29,7 +29,9 @@ from sd_core import (
     __version__,
     openapi_bytes,
 )
+from sd_core.http_api import PendingWrite
 
+from .cluster_member import CLUSTER_EFFECTS, ClusterMember
 from .logs import log_effect, logfmt
 from .metrics import Counters, Metrics
 from .pages import load_pages
@@ -83,22 +85,42 @@ class Runtime:
         self.state_file = settings.state_file
         self.clock = clock
         now = clock()
-        self.registry = Registry(settings.registry, now=now, wall_offset=wall_clock() - now)
         self.counters = Counters()
-        self.metrics = Metrics(self.registry, self.counters)
         self._openapi: bytes | None = None
         pages = load_pages()
         self._page_paths = tuple(pages)
-        self.api = HttpApi(
-            self.registry,
-            secret=settings.secret,
-            read_token=settings.read_token,
-            frontend=parts.frontend,
-            version=__version__,
-            metrics=self.metrics.render,
-            openapi=self._openapi_bytes,
-            pages=pages,
-        )
+        # Cluster mode: the node owns the registry and its HTTP mapping (see cluster_member).
+        self.cluster: ClusterMember | None = None
+        if settings.cluster is not None:
+            self.cluster = ClusterMember(
+                settings.cluster,
+                settings.registry,
+                frontend=parts.frontend,
+                clock=clock,
+                wall_offset=wall_clock() - now,
+                settle=self.settle,
+                secret=settings.secret,
+                read_token=settings.read_token,
+                metrics=lambda: self.metrics.render(),
+                openapi=self._openapi_bytes,
+                pages=pages,
+            )
+            self.registry = self.cluster.node.registry
+            self.api = self.cluster.node.api
+            self.metrics = Metrics(self.registry, self.counters)
+        else:
+            self.registry = Registry(settings.registry, now=now, wall_offset=wall_clock() - now)
+            self.metrics = Metrics(self.registry, self.counters)
+            self.api = HttpApi(
+                self.registry,
+                secret=settings.secret,
+                read_token=settings.read_token,
+                frontend=parts.frontend,
+                version=__version__,
+                metrics=self.metrics.render,
+                openapi=self._openapi_bytes,
+                pages=pages,
+            )
         self.driver_sleeps_until: float | None = None
         self._snapshot_index: int | None = None
         self.prober = prober if prober is not None else make_prober(settings)
@@ -118,20 +140,41 @@ class Runtime:
 
     def handle(
         self, request: HttpRequest, *, may_block: bool = True
-    ) -> HttpResponse | BlockingWait:
-        """One core call for one request; a bug answers 500 without details."""
+    ) -> HttpResponse | BlockingWait | PendingWrite:
+        """One core call for one request; a bug answers 500 without details.
+
+        `PendingWrite` (cluster mode only): await `written` for the answer."""
+        result: HttpResponse | BlockingWait | PendingWrite
         try:
-            result = self.api.handle(request, self.clock(), may_block=may_block)
+            if self.cluster is not None:
+                result = self.cluster.node.handle(request, self.clock(), may_block=may_block)
+            else:
+                result = self.api.handle(request, self.clock(), may_block=may_block)
         except Exception:
             log.exception(logfmt("internal_error", method=request.method, path=request.path[:200]))
             result = INTERNAL_ERROR
         self.settle()
         if isinstance(result, HttpResponse):
             self.count(result)
+        elif isinstance(result, PendingWrite):
+            pass  # counted when answered
         elif self.counters.parked_queries >= self.settings.max_blocking_queries:
             result = self.api.overloaded(request.method, request.path, "blocking queries")
             self.count(result)
         return result
+
+    async def written(self, pending: PendingWrite) -> HttpResponse:
+        """The answer to a write parked in the store (cluster mode)."""
+        assert self.cluster is not None
+        response = await self.cluster.written(pending)
+        self.count(response)
+        return response
+
+    async def run_cluster(self) -> None:
+        """Cluster mode: the store driver, until cancelled (then the node leaves). One
+        process, no cluster: returns at once."""
+        if self.cluster is not None:
+            await self.cluster.run()
 
     def admit(self, method: str, path: str) -> HttpResponse | None:
         """Count a request in; past the in-flight limit, the 503 to send instead.
@@ -166,27 +209,44 @@ class Runtime:
 
     def on_timer(self) -> float | None:
         """Run the core's timers; the deadline the driver sleeps until next (None: until woken)."""
-        self.registry.on_timer(self.clock())
+        if self.cluster is not None:
+            self.cluster.node.on_timer(self.clock())
+        else:
+            self.registry.on_timer(self.clock())
         self.settle()
-        self.driver_sleeps_until = deadline = self.registry.next_deadline()
+        self.driver_sleeps_until = deadline = self._next_deadline()
         return deadline
 
+    def _next_deadline(self) -> float | None:
+        if self.cluster is not None:
+            return self.cluster.node.next_deadline()
+        return self.registry.next_deadline()
+
     def record_probe_result(self, result: ProbeResult) -> None:
-        self.registry.record_probe(result, self.clock())
+        if self.cluster is not None:
+            self.cluster.node.probe_result(result, self.clock())
+        else:
+            self.registry.record_probe(result, self.clock())
         self.settle()
 
     def settle(self) -> None:
         """Route everything the core decided to the driver and watchers, then re-arm the driver."""
-        effects = self.registry.drain_effects()
+        cluster = self.cluster
+        effects = self.registry.drain_effects() if cluster is None else cluster.node.drain_effects()
         if effects:
             for effect in effects:
                 if isinstance(effect, RunProbe):
                     self.driver.submit(effect)
                 elif isinstance(effect, IndexRaised):
                     self.watchers.wake(effect.services)
+                elif isinstance(effect, CLUSTER_EFFECTS):
+                    assert cluster is not None
+                    cluster.route(effect)
                 else:
                     log_effect(effect)
-            deadline = self.registry.next_deadline()
+            if cluster is not None:
+                cluster.state_changed()
+            deadline = self._next_deadline()
             wakes = self.driver_sleeps_until
             if deadline is not None and (wakes is None or deadline < wakes):
                 self.driver.wake()
@@ -202,7 +262,7 @@ class Runtime:
     def restore_state(self) -> None:
         """Claim and load the snapshot file, if one is configured (once, before serving)."""
         path = self.state_file
-        if path is None:
+        if path is None or self.cluster is not None:
             return
         if not claim(path):
             self.state_file = None
@@ -218,7 +278,7 @@ class Runtime:
         Built on the loop (one core call); encoding and writing happen in a
         thread, which is safe because the snapshot shares nothing mutable.
         """
-        if self.state_file is None:
+        if self.state_file is None or self.cluster is not None:
             return None
         index = self.registry.global_index
         if not force and index == self._snapshot_index:

@@ -19,6 +19,8 @@ from pathlib import Path
 from sd_core import ConfigError, RegistryConfig
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
+from .cluster_settings import ClusterSettings, load_cluster_settings
+
 # Environment variable -> (RegistryConfig field, parser).
 _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "HEALTH_CHECK_INTERVAL_SECONDS": ("health_check_interval", float),
@@ -69,6 +71,7 @@ class Settings:
     max_in_flight_requests: int = 30_000
     snapshot_interval: float = 5.0
     probe_client: str = "builtin"
+    cluster: ClusterSettings | None = None  # None: one process, its own registry
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:
@@ -125,14 +128,20 @@ def load_settings(
         if parse is float and value <= minimum:
             raise ConfigError(name, f"must be greater than {minimum}, got {raw}")
 
+    cluster = load_cluster_settings(env, host=host, port=port, fd=fd)
     raw_state = env.get("SERVICE_DISCOVERY_STATE_FILE")
-    if raw_state is None:  # unset: the per-user default; set but empty: no state file
-        state_file = default_state_file(env, port if fd is None else listening_port(fd))
-    else:
+    if raw_state is None:  # unset: the per-user default (not in cluster mode: etcd is the state)
+        port_used = port if fd is None else listening_port(fd)
+        state_file = default_state_file(env, port_used) if cluster is None else None
+    else:  # set: that file; set but empty: none
         state_file = Path(raw_state.strip()) if raw_state.strip() else None
     if state_file is not None and not state_file.parent.is_dir():
         raise ConfigError(
             "SERVICE_DISCOVERY_STATE_FILE", f"directory {state_file.parent} does not exist"
+        )
+    if cluster is not None and state_file is not None:
+        raise ConfigError(
+            "SERVICE_DISCOVERY_STATE_FILE", "has no use in cluster mode (etcd holds the state)"
         )
 
     probe_client = env.get("SERVICE_DISCOVERY_PROBE_CLIENT", "").strip().lower() or "builtin"
@@ -168,6 +177,7 @@ def load_settings(
         log_level=level,
         state_file=state_file,
         probe_client=probe_client,
+        cluster=cluster,
         **numbers,  # type: ignore[arg-type]
     )
 

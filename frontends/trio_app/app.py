@@ -54,6 +54,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         async with trio.open_nursery() as background:
             await background.start(runtime.driver.run)
             background.start_soon(snapshot_loop, runtime)
+            background.start_soon(runtime.run_cluster)
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
             runtime.watchers.release_all()

@@ -1,0 +1,139 @@
+"""HTTP to etcd's JSON gateway: one client for both loops (httpx over anyio).
+
+It knows transport only: which endpoint to use (the next one after a connection error
+or a timeout), TLS, and etcd's password auth (`/v3/auth/authenticate` gives a token sent
+as `Authorization`; an "invalid auth token" answer gets a fresh token and one retry).
+What a call means is the `ClusterNode`'s business; when to give up on it is the
+store driver's. Raises `StoreUnreachable` when no endpoint answered.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+
+from sd_etcd import GatewayRequest
+
+from .cluster_settings import ClusterSettings
+
+_JSON = {"content-type": "application/json"}
+#: etcd's gateway answers an expired or unknown auth token with gRPC code 16
+#: (Unauthenticated), which it maps to HTTP 401.
+_UNAUTHENTICATED = 401
+
+
+class StoreUnreachable(Exception):
+    """No endpoint could be reached (every one refused, failed or timed out)."""
+
+
+def tls_context(settings: ClusterSettings) -> ssl.SSLContext | bool:
+    """The TLS context for https:// endpoints (system CAs unless a CA file is given)."""
+    if settings.ca_file is None and settings.cert_file is None:
+        return True
+    context = ssl.create_default_context(
+        cafile=str(settings.ca_file) if settings.ca_file is not None else None
+    )
+    if settings.cert_file is not None and settings.key_file is not None:
+        context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
+    return context
+
+
+class EtcdClient:
+    """Connections to the gateway's endpoints, with failover and auth."""
+
+    def __init__(self, settings: ClusterSettings) -> None:
+        self._settings = settings
+        self._endpoints = settings.endpoints
+        self._current = 0
+        self._token: str | None = None
+        self._http = httpx.AsyncClient(
+            verify=tls_context(settings),
+            trust_env=False,
+            timeout=httpx.Timeout(settings.call_timeout),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoints[self._current]
+
+    def failover(self) -> None:
+        """Use the next endpoint from now on (the current one failed or stalled)."""
+        self._current = (self._current + 1) % len(self._endpoints)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _headers(self, request: GatewayRequest) -> dict[str, str]:
+        headers = dict(_JSON)
+        headers.update(request.headers)
+        if self._token is not None:
+            headers["authorization"] = self._token
+        return headers
+
+    async def _authenticate(self) -> None:
+        if self._settings.username is None:
+            return
+        body = json.dumps({"name": self._settings.username, "password": self._settings.password})
+        answer = await self._http.post(f"{self.endpoint}/v3/auth/authenticate", content=body)
+        if answer.status_code != 200:
+            raise StoreUnreachable(f"authentication refused: HTTP {answer.status_code}")
+        self._token = str(answer.json()["token"])
+
+    async def call(self, request: GatewayRequest) -> tuple[int, bytes]:
+        """POST once to the first endpoint that answers: (status, body)."""
+        last: Exception | None = None
+        for _ in range(len(self._endpoints)):
+            try:
+                if self._token is None:
+                    await self._authenticate()
+                answer = await self._post(request)
+                if answer.status_code == _UNAUTHENTICATED and self._settings.username:
+                    self._token = None
+                    await self._authenticate()
+                    answer = await self._post(request)
+                return answer.status_code, answer.content
+            except (httpx.TransportError, StoreUnreachable, ValueError, KeyError) as error:
+                last = error
+                self._token = None
+                self.failover()
+        raise StoreUnreachable(str(last))
+
+    async def _post(self, request: GatewayRequest) -> httpx.Response:
+        return await self._http.post(
+            f"{self.endpoint}{request.path}", content=request.body, headers=self._headers(request)
+        )
+
+    @asynccontextmanager
+    async def stream(self, request: GatewayRequest) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The watch's body as it arrives; a read silent for `watch_timeout` raises.
+
+        A non-200 answer or a connection failure raises (the watch is then over); the
+        caller closes the stream by leaving the block."""
+        if self._token is None:
+            try:
+                await self._authenticate()
+            except (httpx.TransportError, ValueError, KeyError) as error:
+                self.failover()
+                raise StoreUnreachable(str(error)) from error
+        timeout = httpx.Timeout(self._settings.call_timeout, read=self._settings.watch_timeout)
+        try:
+            async with self._http.stream(
+                "POST",
+                f"{self.endpoint}{request.path}",
+                content=request.body,
+                headers=self._headers(request),
+                timeout=timeout,
+            ) as answer:
+                if answer.status_code != 200:
+                    if answer.status_code == _UNAUTHENTICATED:
+                        self._token = None
+                    raise StoreUnreachable(f"watch answered HTTP {answer.status_code}")
+                yield answer.aiter_raw()
+        except httpx.TransportError as error:
+            self.failover()
+            raise StoreUnreachable(str(error)) from error

@@ -1,0 +1,126 @@
+"""Cluster settings: unset means one process (unchanged); every bad value names its variable."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from frontends.shared.cluster_settings import CLUSTER_VARIABLES, DEFAULT_WATCH_TIMEOUT_SECONDS
+from frontends.shared.settings import load_settings
+from sd_core import ConfigError
+from sd_core.cluster import DEFAULT_PREFIX
+
+BASE = {"SERVICE_DISCOVERY_SECRET": "settings-secret"}
+ENDPOINTS = "SERVICE_DISCOVERY_ETCD_ENDPOINTS"
+
+
+def test_unset_endpoints_mean_one_process() -> None:
+    assert load_settings(BASE).cluster is None
+    assert load_settings({**BASE, ENDPOINTS: "  "}).cluster is None
+
+
+def test_every_cluster_variable_is_read(tmp_path: Path) -> None:
+    files = {}
+    for name in ("ca", "cert", "key"):
+        files[name] = tmp_path / f"{name}.pem"
+        files[name].write_text("x")
+    settings = load_settings(
+        {
+            **BASE,
+            ENDPOINTS: "http://127.0.0.1:2379, https://etcd-2:2379/ ,",
+            "SERVICE_DISCOVERY_ETCD_PREFIX": "/sd/test/",
+            "SERVICE_DISCOVERY_ETCD_USERNAME": "root",
+            "SERVICE_DISCOVERY_ETCD_PASSWORD": "pw",
+            "SERVICE_DISCOVERY_ETCD_CA_FILE": str(files["ca"]),
+            "SERVICE_DISCOVERY_ETCD_CERT_FILE": str(files["cert"]),
+            "SERVICE_DISCOVERY_ETCD_KEY_FILE": str(files["key"]),
+            "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS": "30",
+            "SERVICE_DISCOVERY_NODE_ID": "node-a",
+        },
+        host="10.1.2.3",
+        port=3005,
+    )
+    cluster = settings.cluster
+    assert cluster is not None
+    assert cluster.endpoints == ("http://127.0.0.1:2379", "https://etcd-2:2379")
+    assert cluster.prefix == "/sd/test/"
+    assert (cluster.username, cluster.password) == ("root", "pw")
+    assert (cluster.ca_file, cluster.cert_file, cluster.key_file) == (
+        files["ca"],
+        files["cert"],
+        files["key"],
+    )
+    assert cluster.watch_timeout == 30.0
+    assert cluster.node_id == "node-a"
+    assert cluster.url == "http://10.1.2.3:3005"
+    assert len(CLUSTER_VARIABLES) == 9
+
+
+def test_defaults_node_id_is_host_and_port() -> None:
+    cluster = load_settings(
+        {**BASE, ENDPOINTS: "http://e:2379"}, host="10.0.0.7", port=4000
+    ).cluster
+    assert cluster is not None
+    assert (cluster.node_id, cluster.prefix) == ("10.0.0.7:4000", DEFAULT_PREFIX)
+    assert cluster.watch_timeout == DEFAULT_WATCH_TIMEOUT_SECONDS
+    assert cluster.username is None and cluster.ca_file is None
+
+
+def test_an_inherited_socket_names_the_node() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]
+        cluster = load_settings({**BASE, ENDPOINTS: "http://e:2379"}, fd=sock.fileno()).cluster
+        assert sock.fileno() >= 0  # still ours: the settings read a duplicate
+    assert cluster is not None
+    assert cluster.node_id == f"127.0.0.1:{port}"
+
+
+BAD = [
+    ({ENDPOINTS: "etcd:2379"}, ENDPOINTS),
+    ({ENDPOINTS: "ftp://etcd:2379"}, ENDPOINTS),
+    ({ENDPOINTS: "http://etcd:2379/v3"}, ENDPOINTS),
+    ({ENDPOINTS: "http://etcd:99999"}, ENDPOINTS),
+    ({ENDPOINTS: ",,"}, ENDPOINTS),
+    ({"SERVICE_DISCOVERY_ETCD_PREFIX": "sd"}, "SERVICE_DISCOVERY_ETCD_PREFIX"),
+    ({"SERVICE_DISCOVERY_ETCD_USERNAME": "root"}, "SERVICE_DISCOVERY_ETCD_PASSWORD"),
+    ({"SERVICE_DISCOVERY_ETCD_PASSWORD": "pw"}, "SERVICE_DISCOVERY_ETCD_USERNAME"),
+    ({"SERVICE_DISCOVERY_ETCD_CA_FILE": "/nonexistent/ca.pem"}, "SERVICE_DISCOVERY_ETCD_CA_FILE"),
+    ({"SERVICE_DISCOVERY_ETCD_CERT_FILE": __file__}, "SERVICE_DISCOVERY_ETCD_KEY_FILE"),
+    ({"SERVICE_DISCOVERY_ETCD_KEY_FILE": __file__}, "SERVICE_DISCOVERY_ETCD_CERT_FILE"),
+    (
+        {"SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS": "1"},
+        "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
+    ),
+    (
+        {"SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS": "soon"},
+        "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
+    ),
+    ({"SERVICE_DISCOVERY_NODE_ID": "a/b"}, "SERVICE_DISCOVERY_NODE_ID"),
+    ({"SERVICE_DISCOVERY_STATE_FILE": __file__}, "SERVICE_DISCOVERY_STATE_FILE"),
+]
+
+
+@pytest.mark.parametrize(("env", "variable"), BAD)
+def test_a_bad_value_names_its_variable(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({**BASE, ENDPOINTS: "http://127.0.0.1:2379", **env})
+    assert caught.value.name == variable
+
+
+def test_a_bad_value_stops_startup_with_one_line_and_exit_code_2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "frontends", "serve", "--frontend", "trio", "--port", "1"],
+        env={**BASE, ENDPOINTS: "etcd:2379", "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"service-discovery: invalid {ENDPOINTS}: must be http:// or https:// URLs, got 'etcd:2379'"
+    ]
