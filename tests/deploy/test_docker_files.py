@@ -123,11 +123,52 @@ def test_prometheus_reads_the_registry_with_the_read_token() -> None:
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
-def test_promtool_accepts_the_prometheus_config() -> None:
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-cluster.yml"])
+def test_promtool_accepts_the_prometheus_config(config: str) -> None:
     check = subprocess.run(
-        ["promtool", "check", "config", "--syntax-only", str(PROMETHEUS)],
+        ["promtool", "check", "config", "--syntax-only", str(ROOT / "examples" / config)],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+CLUSTER_COMPOSE = ROOT / "docker-compose.cluster.yml"
+
+
+def test_cluster_compose_runs_three_etcd_members_and_three_nodes_of_both_frontends() -> None:
+    services = load(CLUSTER_COMPOSE)["services"]
+    members = {name: s for name, s in services.items() if name.startswith("etcd-")}
+    nodes = {name: s for name, s in services.items() if name.startswith("registry-")}
+    assert len(members) == 3 and len(nodes) == 3
+    initial = {m["environment"]["ETCD_INITIAL_CLUSTER"] for m in members.values()}
+    assert len(initial) == 1, "members disagree on the initial cluster"
+    peers = dict(entry.split("=", 1) for entry in initial.pop().split(","))
+    for name, member in members.items():
+        assert member["environment"]["ETCD_NAME"] == name
+        assert peers[name] == member["environment"]["ETCD_INITIAL_ADVERTISE_PEER_URLS"]
+    client_urls = {m["environment"]["ETCD_ADVERTISE_CLIENT_URLS"] for m in members.values()}
+    frontends = set()
+    for node in nodes.values():
+        env = node["environment"]
+        assert set(env["SERVICE_DISCOVERY_ETCD_ENDPOINTS"].split(",")) == client_urls
+        assert node["build"] == "."
+        frontends.add(node["command"][node["command"].index("--frontend") + 1])
+        for name in env:
+            assert f"`{name}`" in README, f"the cluster compose sets {name}, undocumented"
+    assert frontends == {"quart", "trio"}
+    node_ids = {n["environment"]["SERVICE_DISCOVERY_NODE_ID"] for n in nodes.values()}
+    assert len(node_ids) == 3
+    published = [n["ports"][0].split(":")[0] for n in nodes.values()]
+    assert len(set(published)) == 3
+
+
+def test_cluster_prometheus_scrapes_every_node() -> None:
+    compose = load(CLUSTER_COMPOSE)
+    mount = compose["services"]["prometheus"]["volumes"][0].split(":")[0]
+    config = load(ROOT / mount)
+    own = next(job for job in config["scrape_configs"] if job["job_name"] == "service-discovery")
+    targets = set(own["static_configs"][0]["targets"])
+    nodes = {name for name in compose["services"] if name.startswith("registry-")}
+    assert targets == {f"{name}:3004" for name in nodes}
