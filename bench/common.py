@@ -286,8 +286,9 @@ def start_bare(
 
 
 def start_fake_instances(run: Run, *, cpus: set[int] | None = None) -> Proc:
-    """`bench/fake_instances.py`: answers every health probe `200 {"status":"healthy"}`."""
-    argv = [PYTHON, "-m", "bench.fake_instances"]
+    """The fake-peer server (`conformance.fake_peers`): `/h/...` health paths answer
+    `200 {"status":"healthy"}` and `/_window` reports how often each was probed."""
+    argv = [PYTHON, "-m", "conformance.fake_peers"]
     proc = run.spawn("fake-instances", argv, cpus=cpus if cpus is not None else PIN.client)
     wait_ready(proc, "/_ready")
     return proc
