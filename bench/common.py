@@ -592,6 +592,22 @@ async def post_all(
     return time.perf_counter() - started
 
 
+async def _abandon_late(
+    pending: dict[asyncio.Task[None], float], deadline: float, latencies: list[float]
+) -> None:
+    """Wait until `deadline` (loop time) for the requests in flight (task -> when it was
+    due), then cancel the rest, counting each with its latency so far (a lower bound)."""
+    loop = asyncio.get_running_loop()
+    if pending:
+        await asyncio.wait(list(pending), timeout=max(0.0, deadline - loop.time()))
+    for task, due in list(pending.items()):
+        task.cancel()
+        latencies.append(loop.time() - due)
+    for task in list(pending):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def open_loop(
     port: int,
     requests: Sequence[tuple[str, str, bytes | None]],
@@ -646,14 +662,7 @@ async def open_loop(
             task = asyncio.create_task(one(conn, due, *requests[n % len(requests)]))
             pending[task] = due
             task.add_done_callback(finished)
-        if pending:
-            await asyncio.wait(list(pending), timeout=max(0.0, end + grace - loop.time()))
-        for task, due in list(pending.items()):
-            task.cancel()
-            latencies.append(loop.time() - due)
-        for task in list(pending):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _abandon_late(pending, end + grace, latencies)
     finally:
         for conn in opened:
             await conn.close()
