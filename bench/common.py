@@ -286,8 +286,9 @@ def start_bare(
 
 
 def start_fake_instances(run: Run, *, cpus: set[int] | None = None) -> Proc:
-    """`bench/fake_instances.py`: answers every health probe `200 {"status":"healthy"}`."""
-    argv = [PYTHON, "-m", "bench.fake_instances"]
+    """The fake-peer server (`conformance.fake_peers`): `/h/...` health paths answer
+    `200 {"status":"healthy"}` and `/_window` reports how often each was probed."""
+    argv = [PYTHON, "-m", "conformance.fake_peers"]
     proc = run.spawn("fake-instances", argv, cpus=cpus if cpus is not None else PIN.client)
     wait_ready(proc, "/_ready")
     return proc
@@ -591,6 +592,22 @@ async def post_all(
     return time.perf_counter() - started
 
 
+async def _abandon_late(
+    pending: dict[asyncio.Task[None], float], deadline: float, latencies: list[float]
+) -> None:
+    """Wait until `deadline` (loop time) for the requests in flight (task -> when it was
+    due), then cancel the rest, counting each with its latency so far (a lower bound)."""
+    loop = asyncio.get_running_loop()
+    if pending:
+        await asyncio.wait(list(pending), timeout=max(0.0, deadline - loop.time()))
+    for task, due in list(pending.items()):
+        task.cancel()
+        latencies.append(loop.time() - due)
+    for task in list(pending):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def open_loop(
     port: int,
     requests: Sequence[tuple[str, str, bytes | None]],
@@ -645,14 +662,7 @@ async def open_loop(
             task = asyncio.create_task(one(conn, due, *requests[n % len(requests)]))
             pending[task] = due
             task.add_done_callback(finished)
-        if pending:
-            await asyncio.wait(list(pending), timeout=max(0.0, end + grace - loop.time()))
-        for task, due in list(pending.items()):
-            task.cancel()
-            latencies.append(loop.time() - due)
-        for task in list(pending):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _abandon_late(pending, end + grace, latencies)
     finally:
         for conn in opened:
             await conn.close()

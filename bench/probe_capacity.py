@@ -3,8 +3,8 @@
     python -m bench.probe_capacity [--frontend quart|trio|both] [--quick]
 
 N instances (10 per service), each with its own health path on one fast
-local fake instance server (`bench.fake_instances`, which records when each
-path was probed), `HEALTH_CHECK_INTERVAL_SECONDS=10`, the default
+local fake-peer server (`conformance.fake_peers`, which records when each
+`/h/` path was probed), `HEALTH_CHECK_INTERVAL_SECONDS=10`, the default
 `MAX_CONCURRENT_HEALTH_CHECKS=100`. Starting at N=10,000 the ladder adds
 instances (x1.5) until the registry no longer keeps up. At each N, after one
 interval of warm-up, 3 windows of 2 intervals each are measured; meanwhile an

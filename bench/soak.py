@@ -638,7 +638,7 @@ class Soak:
     async def sampler(self) -> None:
         c = self.c
         end = self.started + c.seconds
-        peers_pid = self.peers.proc.pid
+        peers_pid = self.peers.child.pid
         last = time.monotonic()
         cpu = (cpu_seconds(self.pid), time.process_time(), cpu_seconds(peers_pid))
         for n in itertools.count(1):

@@ -137,26 +137,30 @@ class ChildProcess:
         backlog: int = 128,
         preexec_fn: Callable[[], None] | None = None,
         new_session: bool = False,
+        extra_listeners: int = 0,
     ) -> None:
         """`argv` gets ``--fd N`` appended: `sock`, a listening socket the caller
         keeps (and closes), so a restarted server can inherit the same one, or by
         default a fresh one whose copy here is closed once the child holds it.
-        With `port`, the child binds that port itself and gets no socket."""
+        With `port`, the child binds that port itself and gets no socket.
+        `extra_listeners` more fresh sockets follow, one ``--fd`` each, for a
+        server listening on several ports (`ports` lists them all)."""
         self.name = name
         self._logdir = tempfile.TemporaryDirectory(prefix=f"sd-{name.replace(' ', '-')}-")
         self.stdout_path = Path(self._logdir.name) / "stdout.log"
         self.stderr_path = Path(self._logdir.name) / "stderr.log"
-        kept = sock is not None
-        fds: tuple[int, ...] = ()
-        if port is None:
-            if sock is None:
-                sock = listening_socket(backlog)
-            port = sock.getsockname()[1]
-            fds = (sock.fileno(),)
-            argv = [*argv, "--fd", str(sock.fileno())]
+        fresh: list[socket.socket] = []
+        if port is None and sock is None:
+            sock = listening_socket(backlog)
+            fresh.append(sock)
+        extra = [listening_socket(backlog) for _ in range(extra_listeners)]
+        fresh += extra
+        listeners = [sock, *extra] if sock is not None else extra
+        argv = [*argv, *(arg for s in listeners for arg in ("--fd", str(s.fileno())))]
         self.sock = sock
-        self.port: int = port
-        self.url = f"http://127.0.0.1:{port}"
+        self.port: int = sock.getsockname()[1] if sock is not None else port or 0
+        self.ports: list[int] = [self.port, *(s.getsockname()[1] for s in extra)]
+        self.url = f"http://127.0.0.1:{self.port}"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.proc: subprocess.Popen[bytes] = subprocess.Popen(
                 list(argv),
@@ -165,14 +169,14 @@ class ChildProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                pass_fds=fds,
+                pass_fds=[s.fileno() for s in listeners],
                 preexec_fn=preexec_fn,
                 start_new_session=new_session,
             )
-        if sock is not None and not kept:
+        for listener in fresh:
             # The child holds its own copy; ours would only keep the port alive
             # after the child is gone.
-            sock.close()
+            listener.close()
 
     @property
     def pid(self) -> int:

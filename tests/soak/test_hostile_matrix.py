@@ -13,7 +13,7 @@ never asserted (the machine may be shared).
 
 from __future__ import annotations
 
-import pytest
+from soak_support import scenario_result
 
 from bench.hostile_matrix import FRESH_INSTANCES, MatrixConfig, MatrixResult, run_matrix
 
@@ -34,11 +34,7 @@ CONFIG = MatrixConfig(
 )
 
 
-@pytest.fixture(scope="module", params=["quart", "trio"])
-def result(request: pytest.FixtureRequest) -> MatrixResult:
-    outcome = run_matrix(request.param, CONFIG)
-    outcome.report()
-    return outcome
+result = scenario_result(run_matrix, CONFIG)
 
 
 def test_every_round_completes_without_api_errors(result: MatrixResult) -> None:

@@ -14,7 +14,7 @@ they measure the neighbours as much as the registry.
 
 from __future__ import annotations
 
-import pytest
+from soak_support import scenario_result
 
 from bench.soak import SoakConfig, SoakResult, run_soak
 
@@ -38,11 +38,7 @@ CONFIG = SoakConfig(
 )
 
 
-@pytest.fixture(scope="module", params=["quart", "trio"])
-def result(request: pytest.FixtureRequest) -> SoakResult:
-    outcome = run_soak(request.param, CONFIG)
-    outcome.report()
-    return outcome
+result = scenario_result(run_soak, CONFIG)
 
 
 def test_no_request_fails(result: SoakResult) -> None:
