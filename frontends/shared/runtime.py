@@ -29,6 +29,7 @@ from sd_core import (
     __version__,
     openapi_bytes,
 )
+from sd_core.watch_stream import WatchEvents
 
 from .logs import log_effect, logfmt
 from .metrics import Counters, Metrics
@@ -36,6 +37,7 @@ from .pages import load_pages
 from .probing import Prober, make_prober
 from .settings import Settings
 from .state_file import encode_snapshot, restore_from_file, write_atomically
+from .watch_streams import StreamHub
 
 log = logging.getLogger("sd.registry")
 
@@ -101,6 +103,7 @@ class Runtime:
         self._snapshot_index: int | None = None
         self.prober = prober if prober is not None else make_prober(settings)
         self.watchers = parts.watchers(self)
+        self.streams = StreamHub(WatchEvents(self.registry))
         self.driver = parts.probe_driver(self, self.prober)
 
     def _openapi_bytes(self) -> bytes:
@@ -182,6 +185,7 @@ class Runtime:
                     self.driver.submit(effect)
                 elif isinstance(effect, IndexRaised):
                     self.watchers.wake(effect.services)
+                    self.streams.changed(effect.services)
                 else:
                     log_effect(effect)
             deadline = self.registry.next_deadline()
@@ -193,6 +197,7 @@ class Runtime:
         """Refuse writes from now on, and answer every parked blocking query at once."""
         self.api.draining = True
         self.watchers.release_all()
+        self.streams.close_all()
         log.info(logfmt("draining"))
 
     # ----------------------------------------------------------- snapshots
