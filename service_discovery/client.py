@@ -34,7 +34,7 @@ from .models import (
     registration_from_arguments,
 )
 from .registry_http import RegistryHTTP, json_or_none, path_segment
-from .watch import watch_instances
+from .watch import StreamUnsupported, http_connect, watch_instances, watch_stream
 
 __all__ = ["ServiceDiscoveryClient"]
 
@@ -105,6 +105,8 @@ class ServiceDiscoveryClient:
         self._sleep: SleepFn = sleep or anyio.sleep
         self._clock: ClockFn = clock or time.monotonic
         self._rng = rng or random.Random()
+        # Watches use the registry's stream until it answers 404 (an older registry).
+        self._stream_watches = True
         self._registration: ServiceRegistrationRequest | None = None
         self._heartbeat: BackgroundHeartbeat | None = None
         self._stale_warned: set[tuple[str, bool]] = set()
@@ -689,6 +691,16 @@ class ServiceDiscoveryClient:
                 self._cache.store((service_name, healthy_only), instances, self._clock())
             return instances
 
+        if self._stream_watches:
+            try:
+                async for _, instances in self.watch_services(
+                    [service_name], healthy_only=healthy_only
+                ):
+                    yield instances
+            except StreamUnsupported:
+                self._stream_watches = False  # an older registry: blocking queries
+            else:
+                return
         async for instances in watch_instances(
             fetch,
             what=f"service {service_name!r}",
@@ -699,6 +711,41 @@ class ServiceDiscoveryClient:
             rng=self._rng,
         ):
             yield instances
+
+    async def watch_services(
+        self, service_names: Iterable[str], *, healthy_only: bool = True
+    ) -> AsyncGenerator[tuple[str, ServiceInstanceList], None]:
+        """Yield ``(service name, instances)`` for each service now, then on every change.
+
+        Over the registry's watch stream (``GET /v1/discovery/watch``, one
+        connection for every service); after a disconnect it resumes where it
+        left off (``Last-Event-ID``), with jittered backoff, missing no change.
+        Raises :class:`~service_discovery.watch.StreamUnsupported` against a
+        registry without the stream (:meth:`watch_service` falls back to
+        blocking queries there).
+        """
+        names = list(service_names)
+        for name in names:
+            check_name(name)
+        async for name, index, raw in watch_stream(
+            http_connect(self._registry, names),
+            what=f"services {names!r}",
+            sleep=self._sleep,
+            clock=self._clock,
+            backoff=self._backoff,
+            rng=self._rng,
+        ):
+            instances = ServiceInstanceList(
+                (
+                    ServiceInstance.model_validate(item)
+                    for item in raw
+                    if not healthy_only or item.get("status") == "healthy"
+                ),
+                discovery_index=index,
+            )
+            if self._cache is not None:
+                self._cache.store((name, healthy_only), instances, self._clock())
+            yield name, instances
 
 
 def _on_asyncio() -> bool:

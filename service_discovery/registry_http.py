@@ -58,6 +58,11 @@ class RegistryHTTP:
         return headers
 
     @property
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP client (watch streams use it directly)."""
+        return self._http
+
+    @property
     def url(self) -> str:
         """The registry URL requests go to first (the last one that answered)."""
         return self._settings.urls[self._active]
