@@ -123,6 +123,18 @@ class SseStream:
             if self.ended or self.closed or not self._recv():
                 return None
 
+    def wait_comment(self) -> None:
+        """Read until a comment (a keep-alive) arrives; events meanwhile are dropped."""
+        seen = self.comments
+        while self.comments == seen:
+            self._decode_chunks()
+            block = self._next_block()
+            while block is not None and self.comments == seen:
+                self._parse(block)
+                block = self._next_block()
+            if self.comments == seen and not self._recv():
+                raise AssertionError("the stream ended before a comment")
+
     def _parse(self, block: str) -> Event | None:
         kind, data, event_id = "message", [], None
         for line in block.split("\n"):
