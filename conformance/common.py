@@ -9,7 +9,8 @@ from __future__ import annotations
 import itertools
 import secrets
 
-FRONTENDS = ["quart", "trio"]
+#: Every server kind the suite runs against (`/health` reports the same name).
+FRONTENDS = ["quart", "trio", "quart-uvicorn"]
 
 SECRET = "conf-rw-" + secrets.token_hex(16)
 READ_TOKEN = "conf-ro-" + secrets.token_hex(16)

@@ -69,6 +69,8 @@ CONFIG_VARIABLES = (
     "SERVICE_DISCOVERY_ETCD_KEY_FILE",
     "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
     "SERVICE_DISCOVERY_NODE_ID",
+    "SERVICE_DISCOVERY_MAX_WATCH_STREAMS",
+    "SERVICE_DISCOVERY_WATCH_KEEPALIVE_SECONDS",
 )
 
 #: How long a server may take to answer GET /health after it is spawned.
@@ -273,6 +275,15 @@ class ChildProcess:
             self._logdir.cleanup()
 
 
+#: Server kinds beyond the frontends' names: `quart-uvicorn` is Quart served by uvicorn.
+SERVER_KINDS = {"quart-uvicorn": ("--frontend", "quart", "--server", "uvicorn")}
+
+
+def frontend_args(kind: str) -> tuple[str, ...]:
+    """The `serve` arguments for a server kind (a frontend's name, or one of SERVER_KINDS)."""
+    return SERVER_KINDS.get(kind, ("--frontend", kind))
+
+
 class ServerProcess(ChildProcess):
     """One registry process: ``python -m frontends serve --frontend F --fd N``."""
 
@@ -292,7 +303,7 @@ class ServerProcess(ChildProcess):
         """`module`: another launcher with the same CLI (`bench.traced_server`)."""
         self.frontend = frontend
         self.env = dict(env)
-        argv = [sys.executable, "-m", module, "serve", "--frontend", frontend, *extra_args]
+        argv = [sys.executable, "-m", module, "serve", *frontend_args(frontend), *extra_args]
         super().__init__(
             name or f"{frontend} server",
             argv,

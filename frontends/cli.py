@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
         help="must be 1: the registry's state lives in one process",
     )
     serve.add_argument(
+        "--server",
+        choices=("hypercorn", "uvicorn"),
+        default="hypercorn",
+        help="HTTP server for the quart frontend (uvicorn needs the [uvicorn] extra)",
+    )
+    serve.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -105,6 +111,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"invalid {error.name}: {error.message}")
     if args.frontend == "trio" and args.loop == "uvloop":
         return _fail("--loop uvloop applies to the quart frontend only")
+    if args.server == "uvicorn":
+        if args.frontend != "quart":
+            return _fail("--server uvicorn applies to the quart frontend only")
+        import importlib.util
+
+        if importlib.util.find_spec("uvicorn") is None:
+            return _fail(
+                "--server uvicorn: uvicorn is not installed "
+                "(pip install 'service-discovery[uvicorn]')"
+            )
     if args.loop == "uvloop":
         from .quart_app.server import uvloop_available
 
@@ -130,8 +146,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
     where = f"fd {settings.fd}" if settings.fd is not None else f"{settings.host}:{settings.port}"
-    log.info(logfmt("starting", frontend=args.frontend, listen=where, version=__version__))
-    if args.frontend == "quart":
+    log.info(
+        logfmt(
+            "starting",
+            frontend=args.frontend,
+            server=args.server,
+            listen=where,
+            version=__version__,
+        )
+    )
+    if args.frontend == "quart" and args.server == "uvicorn":
+        from .quart_app.uvicorn_server import serve as serve_uvicorn
+
+        serve_uvicorn(settings, loop=args.loop)
+    elif args.frontend == "quart":
         from .quart_app.server import serve
 
         serve(settings, loop=args.loop)

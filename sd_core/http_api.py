@@ -24,6 +24,7 @@ from .pages import Page, page_headers
 from .registry import Registry
 from .render import encode
 from .status import Status
+from .watch_stream import WATCH_ROUTE, WatchSpec, parse_watch
 
 JSON = "application/json"
 INDEX_HEADER = "x-discovery-index"
@@ -195,6 +196,7 @@ class HttpApi:
             "/v1/discovery/heartbeat": {"POST": self._heartbeat},
             "/v1/discovery/services": {"GET": self._all_services},
             "/v1/discovery/prometheus": {"GET": self._all_targets},
+            WATCH_ROUTE: {"GET": self._watch_unstreamed},
         }
         self._public = _PUBLIC | frozenset(pages or ())
         for path, page in (pages or {}).items():
@@ -285,6 +287,22 @@ class HttpApi:
             return HeartbeatWrite(route, _parse(HeartbeatRequest, call))
         except RequestError as error:
             return error_response(error, route)
+
+    def open_watch(
+        self, request: HttpRequest, last_event_id: str | None
+    ) -> HttpResponse | WatchSpec:
+        """A watch stream's checks, in the order of any read: auth, then parameters.
+
+        The frontend streams a `WatchSpec` (see `sd_core.watch_stream`) and
+        sends an `HttpResponse` as it is, before any stream starts.
+        """
+        try:
+            self._authenticate("GET", request.authorization)
+            if self.draining:
+                self._writable()
+            return parse_watch(request.query, last_event_id)
+        except RequestError as error:
+            return error_response(error, WATCH_ROUTE)
 
     def set_read_headers(self, headers: tuple[tuple[str, str], ...]) -> None:
         """Cluster mode: headers added to every read from now on."""
@@ -529,6 +547,12 @@ class HttpApi:
 
     def _service_targets(self, call: _Call) -> Result:
         return self._read(call, call.params[0], "targets", self.registry.views.service_targets)
+
+    def _watch_unstreamed(self, call: _Call) -> Result:
+        # Reached only through a frontend that does not hold streams: say so
+        # the way an older registry would, so clients fall back to blocking queries.
+        parse_watch(call.query, None)
+        raise RequestError("not_found", 404, "Watch streams are not served here")
 
     # ----------------------------------------------------------- public
 

@@ -186,6 +186,45 @@ def _maintenance() -> Any:
     }
 
 
+_WATCH = {
+    "get": {
+        "summary": "Watch services as a Server-Sent Events stream (see docs/api.md)",
+        "parameters": [
+            {
+                "name": "service",
+                "in": "query",
+                "required": True,
+                "style": "form",
+                "explode": True,
+                "schema": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "description": "A service to follow (repeat for several); * follows every one",
+            },
+            {
+                "name": "index",
+                "in": "query",
+                "required": False,
+                "schema": _BLOCKING[0]["schema"],
+                "description": "Resume after this event id (Last-Event-ID wins)",
+            },
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "The id of the last event received, to resume from",
+            },
+        ],
+        "responses": {
+            "200": {
+                "description": "event: service / id: <index> / data: the service's body plus index",
+                "content": {"text/event-stream": _TEXT},
+            }
+        }
+        | _errors(401, 422, 503),
+    }
+}
+
+
 def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
     """The whole document; `pages` are the page paths this registry serves (`/ui`, `/docs`...)."""
     _, definitions = models_json_schema(
@@ -228,6 +267,7 @@ def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
             "/v1/discovery/prometheus": _read(
                 "Every instance as Prometheus HTTP SD", targets, name=False, codes=()
             ),
+            "/v1/discovery/watch": _WATCH,
             "/health": {
                 "get": {
                     "summary": "The registry's own health",

@@ -583,6 +583,11 @@ class Registry:
             return service.index
         return self._tombstones.get(name, 1)
 
+    def watched_names(self, since: int) -> list[str]:
+        """Every service, and every removed one whose index passed `since` (watch streams)."""
+        removed = [name for name, index in self._tombstones.items() if index > since]
+        return [*self._services, *removed]
+
     @property
     def global_index(self) -> int:
         return self._global_index

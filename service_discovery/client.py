@@ -28,9 +28,10 @@ from .models import (
     ServiceInstance,
     ServiceInstanceList,
     ServiceRegistrationRequest,
+    check_name,
 )
 from .registry_http import RegistryHTTP
-from .watch import watch_instances
+from .watch import StreamUnsupported, http_connect, watch_instances, watch_stream
 
 __all__ = ["ServiceDiscoveryClient"]
 
@@ -78,6 +79,8 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
             timeout=io.timeout,
             sleep=io.sleep,
         )
+        # Watches use the registry's stream until it answers 404 (an older registry).
+        self._stream_watches = True
         self._heartbeat: BackgroundHeartbeat | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -448,6 +451,16 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
         async def fetch(index: int) -> ServiceInstanceList:
             return await self._registry.run(blocking_read(index))
 
+        if self._stream_watches:
+            try:
+                async for _, instances in self.watch_services(
+                    [service_name], healthy_only=healthy_only
+                ):
+                    yield instances
+            except StreamUnsupported:
+                self._stream_watches = False  # an older registry: blocking queries
+            else:
+                return
         async for instances in watch_instances(
             fetch,
             what=f"service {service_name!r}",
@@ -458,6 +471,40 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
             rng=self._core.rng,
         ):
             yield instances
+
+    async def watch_services(
+        self, service_names: Iterable[str], *, healthy_only: bool = True
+    ) -> AsyncGenerator[tuple[str, ServiceInstanceList], None]:
+        """Yield ``(service name, instances)`` for each service now, then on every change.
+
+        Over the registry's watch stream (``GET /v1/discovery/watch``, one
+        connection for every service); after a disconnect it resumes where it
+        left off (``Last-Event-ID``), with jittered backoff, missing no change.
+        Raises :class:`~service_discovery.watch.StreamUnsupported` against a
+        registry without the stream (:meth:`watch_service` falls back to
+        blocking queries there).
+        """
+        names = list(service_names)
+        for name in names:
+            check_name(name)
+        async for name, index, raw in watch_stream(
+            http_connect(self._registry, names),
+            what=f"services {names!r}",
+            sleep=self._registry.sleep,
+            clock=self._core.clock,
+            backoff=self._core.backoff,
+            rng=self._core.rng,
+        ):
+            instances = ServiceInstanceList(
+                (
+                    ServiceInstance.model_validate(item)
+                    for item in raw
+                    if not healthy_only or item.get("status") == "healthy"
+                ),
+                discovery_index=index,
+            )
+            self._core.remember(name, healthy_only, instances)
+            yield name, instances
 
 
 def _on_asyncio() -> bool:

@@ -58,6 +58,7 @@ class RegistryHTTP:
 
     @property
     def url(self) -> str:
+        """The registry URL requests go to first (the last one that answered)."""
         return self.calls.url
 
     async def aclose(self) -> None:
@@ -79,6 +80,15 @@ class RegistryHTTP:
             return await self._http.request(effect.method, effect.url, **effect.options())
         await self.sleep(effect.seconds)
         return None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP client (watch streams use it directly)."""
+        return self._http
+
+    def headers(self) -> dict[str, str]:
+        """The headers every request carries (the token), for watch streams."""
+        return self.calls.headers()
 
     async def request(
         self,

@@ -9,16 +9,21 @@ and how to wait after an error; the request itself is a parameter.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from urllib.parse import urlencode
+
+import httpx
 
 from .backoff import Backoff, FailureLog
-from .errors import RegistryUnavailableError
+from .errors import RegistryUnavailableError, error_from_response
 from .heartbeat import ClockFn, SleepFn
 from .models import ServiceInstanceList
+from .registry_http import RegistryHTTP, json_or_none
 
-__all__ = ["watch_instances"]
+__all__ = ["StreamUnsupported", "parse_events", "watch_instances", "watch_stream"]
 
 logger = logging.getLogger("service_discovery.watch")
 
@@ -69,3 +74,115 @@ async def watch_instances(
         elif new_index != index:
             index = new_index
             yield instances
+
+
+# ------------------------------------------------------------ streaming
+
+
+class StreamUnsupported(Exception):
+    """The registry has no `GET /v1/discovery/watch` (404): use blocking queries instead."""
+
+
+#: One service's state from a watch stream: (service name, index, instances).
+ServiceState = tuple[str, int, list[dict[str, object]]]
+
+# Connects from an SSE id (None: from the start) and yields the stream's lines.
+Connect = Callable[[str | None], AsyncIterator[str]]
+
+
+async def parse_events(lines: AsyncIterator[str]) -> AsyncGenerator[tuple[str | None, str], None]:
+    """(id, data) of each SSE event with data; comments and `retry:` are skipped."""
+    data: list[str] = []
+    event_id: str | None = None
+    async for line in lines:
+        if not line:
+            if data:
+                yield event_id, "\n".join(data)
+            data, event_id = [], None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            data.append(value)
+        elif name == "id":
+            event_id = value
+
+
+async def watch_stream(
+    connect: Connect,
+    *,
+    what: str,
+    sleep: SleepFn,
+    clock: ClockFn,
+    backoff: Backoff,
+    rng: random.Random,
+) -> AsyncGenerator[ServiceState, None]:
+    """Yield every service state the registry's watch stream sends, across reconnects.
+
+    Each reconnect sends `Last-Event-ID` (the last complete id), so the
+    registry replays exactly the services that changed meanwhile: nothing is
+    missed. Reconnects wait a jittered backoff (even after a clean end, as at
+    a registry's shutdown), so a restarted registry is not hit by every
+    client at once. :class:`StreamUnsupported` propagates (the caller falls
+    back); other errors than :class:`RegistryUnavailableError` propagate too.
+    """
+    failures = FailureLog(logger, f"Watching {what}", clock=clock)
+    last_id: str | None = None
+    while True:
+        try:
+            async for event_id, data in parse_events(connect(last_id)):
+                failures.success()
+                document = json.loads(data)
+                yield (document["service_name"], int(document["index"]), document["instances"])
+                if event_id is not None:
+                    last_id = event_id
+            ended: BaseException = RegistryUnavailableError("the watch stream ended")
+        except RegistryUnavailableError as exc:
+            ended = exc
+        except (ValueError, KeyError, TypeError) as exc:
+            ended = RegistryUnavailableError(f"malformed watch event: {exc}")
+        failures.failure(ended)
+        await sleep(backoff.delay(failures.failures, rng))
+
+
+#: Read timeout of a stream: well past the registry's 15 s keep-alive comments.
+STREAM_READ_TIMEOUT = 60.0
+
+
+def http_connect(registry: RegistryHTTP, names: list[str] | None) -> Connect:
+    """`connect` for :func:`watch_stream` over the registry's `GET /v1/discovery/watch`.
+
+    ``names`` None follows every service. 404 raises :class:`StreamUnsupported`
+    (an older registry); network errors and 5xx raise
+    :class:`RegistryUnavailableError`; other refusals (a wrong token) their error.
+    """
+    query = urlencode([("service", name) for name in (names if names is not None else ["*"])])
+
+    async def connect(last_id: str | None) -> AsyncIterator[str]:
+        headers = registry.headers() | {"Accept": "text/event-stream"}
+        if last_id is not None:
+            headers["Last-Event-ID"] = last_id
+        timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT)
+        try:
+            async with registry.http.stream(
+                "GET", f"{registry.url}/v1/discovery/watch?{query}", headers=headers,
+                timeout=timeout,
+            ) as response:  # fmt: skip
+                status = response.status_code
+                if status != 200:
+                    body = json_or_none(httpx.Response(status, content=await response.aread()))
+                    if status == 404:
+                        raise StreamUnsupported(f"GET /v1/discovery/watch answered {status}")
+                    if status >= 500 or status == 429:
+                        raise RegistryUnavailableError(
+                            f"GET /v1/discovery/watch answered {status}", status_code=status
+                        )
+                    raise error_from_response(status, body, fallback_message="watch refused")
+                async for line in response.aiter_lines():
+                    yield line
+        except httpx.HTTPError as exc:
+            raise RegistryUnavailableError(f"watch stream failed: {exc!r}") from exc
+
+    return connect

@@ -14,6 +14,7 @@ from ..shared.hypercorn_setup import hypercorn_config
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
 from .app import PARTS, create_app
+from .streams import WatchRoute
 
 
 def uvloop_available() -> bool:
@@ -33,7 +34,9 @@ async def serve_async(settings: Settings) -> None:
         runtime.begin_drain()
 
     await hypercorn_serve(
-        Http1Only(app), hypercorn_config(settings), shutdown_trigger=shutdown_trigger
+        Http1Only(WatchRoute(app, runtime)),  # type: ignore[arg-type]
+        hypercorn_config(settings),
+        shutdown_trigger=shutdown_trigger,
     )
 
 

@@ -30,6 +30,7 @@ from sd_core import (
     openapi_bytes,
 )
 from sd_core.http_api import PendingWrite
+from sd_core.watch_stream import WatchEvents
 
 from .cluster_member import CLUSTER_EFFECTS, ClusterMember
 from .logs import log_effect, logfmt
@@ -38,6 +39,7 @@ from .pages import load_pages
 from .probing import Prober, make_prober
 from .settings import Settings
 from .state_file import claim, encode_snapshot, restore_from_file, write_atomically
+from .watch_streams import StreamHub
 
 log = logging.getLogger("sd.registry")
 
@@ -125,6 +127,7 @@ class Runtime:
         self._snapshot_index: int | None = None
         self.prober = prober if prober is not None else make_prober(settings)
         self.watchers = parts.watchers(self)
+        self.streams = StreamHub(WatchEvents(self.registry))
         self.driver = parts.probe_driver(self, self.prober)
 
     def _openapi_bytes(self) -> bytes:
@@ -239,6 +242,7 @@ class Runtime:
                     self.driver.submit(effect)
                 elif isinstance(effect, IndexRaised):
                     self.watchers.wake(effect.services)
+                    self.streams.changed(effect.services)
                 elif isinstance(effect, CLUSTER_EFFECTS):
                     assert cluster is not None
                     cluster.route(effect)
@@ -255,6 +259,7 @@ class Runtime:
         """Refuse writes from now on, and answer every parked blocking query at once."""
         self.api.draining = True
         self.watchers.release_all()
+        self.streams.close_all()
         log.info(logfmt("draining"))
 
     # ----------------------------------------------------------- snapshots

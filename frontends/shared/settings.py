@@ -47,6 +47,8 @@ _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
     "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("max_blocking_queries", int, 1),
     "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("max_in_flight_requests", int, 1),
     "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("snapshot_interval", float, 0),
+    "SERVICE_DISCOVERY_MAX_WATCH_STREAMS": ("max_watch_streams", int, 1),
+    "SERVICE_DISCOVERY_WATCH_KEEPALIVE_SECONDS": ("watch_keepalive", float, 0),
 }
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 DEFAULT_PORT = 3004
@@ -72,6 +74,8 @@ class Settings:
     snapshot_interval: float = 5.0
     probe_client: str = "builtin"
     cluster: ClusterSettings | None = None  # None: one process, its own registry
+    max_watch_streams: int = 20_000
+    watch_keepalive: float = 15.0
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:

@@ -45,8 +45,10 @@ async def test_yields_now_and_on_every_change(
         seen.append(ids(await watcher.__anext__()))
         await watcher.aclose()
     assert seen == [["a"], ["a", "b"], ["b"]]
+    # The fake has no watch stream (404): one attempt, then blocking queries only.
     queries = [p for p in registry.paths("GET")]
-    assert queries == ["/v1/discovery/services/svc/healthy"] * len(queries)
+    assert queries[0] == "/v1/discovery/watch"
+    assert queries[1:] == ["/v1/discovery/services/svc/healthy"] * (len(queries) - 1)
 
 
 async def test_sends_index_and_wait(registry: FakeRegistry, make_client: MakeClient) -> None:
@@ -54,7 +56,8 @@ async def test_sends_index_and_wait(registry: FakeRegistry, make_client: MakeCli
     inner = registry.transport()
 
     async def spy(request: httpx.Request) -> httpx.Response:
-        params.append(dict(request.url.params))
+        if request.url.path != "/v1/discovery/watch":  # the stream attempt (404 here)
+            params.append(dict(request.url.params))
         return await inner.handle_async_request(request)
 
     registry.add("svc", "a")

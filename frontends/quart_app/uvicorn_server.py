@@ -1,0 +1,102 @@
+"""Serve the Quart app with uvicorn (httptools, uvloop when installed): `--server uvicorn`.
+
+An option beside hypercorn, the default: uvicorn's httptools parser and its
+leaner response path answer the hot paths with less CPU (docs/performance.md).
+The same app, wrappers and settings as `server.py`: `Http1Only` in front (uvicorn
+speaks no HTTP/2 at all: `Upgrade: h2c` is ignored and a `PRI` preface is a
+parse error, answered 400 and closed), the bind or `--fd`, SIGTERM/SIGINT
+draining first, then `SHUTDOWN_GRACE_SECONDS` for what is in flight, and our
+log format (uvicorn's loggers propagate to ours; no access log). uvicorn closes
+a connection the peer closed at once, so its fd is never held idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from ..shared.http1_only import Http1Only
+from ..shared.runtime import Runtime
+from ..shared.settings import Settings
+from .app import PARTS, create_app
+from .server import uvloop_available
+from .streams import WatchRoute
+
+#: What `/health` reports as `frontend` under uvicorn.
+FRONTEND = "quart-uvicorn"
+UVICORN_PARTS = dataclasses.replace(PARTS, frontend=FRONTEND)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with our signal handling: drain first, exit 0 after.
+
+    uvicorn's own `capture_signals` re-raises the signal once it has stopped,
+    which would end the process by SIGTERM instead of with exit code 0.
+    """
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    def _stop(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+            return
+        self._runtime.begin_drain()
+        self.should_exit = True
+
+
+def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
+    bind: dict[str, object]
+    if settings.fd is not None:
+        bind = {"fd": settings.fd}
+    else:
+        bind = {"host": settings.host, "port": settings.port}
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        **bind,  # type: ignore[arg-type]
+        loop="none",  # the loop is chosen in `serve`
+        http="httptools",
+        ws="none",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
+    )
+
+
+async def serve_async(settings: Settings) -> None:
+    runtime = Runtime(settings, UVICORN_PARTS, clock=time.monotonic)
+    app = Http1Only(WatchRoute(create_app(runtime), runtime))  # type: ignore[arg-type]
+    await _Server(uvicorn_config(settings, app), runtime).serve()
+
+
+def serve(settings: Settings, *, loop: str = "auto") -> None:
+    """Run until a signal; `loop` as for `server.serve`."""
+    use_uvloop = loop == "uvloop" or (loop == "auto" and uvloop_available())
+    if use_uvloop:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(serve_async(settings))
+    else:
+        asyncio.run(serve_async(settings))
