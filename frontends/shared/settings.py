@@ -42,6 +42,8 @@ _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
     "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("max_blocking_queries", int, 1),
     "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("max_in_flight_requests", int, 1),
     "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("snapshot_interval", float, 0),
+    "SERVICE_DISCOVERY_BODY_TIMEOUT_SECONDS": ("body_timeout", float, 0),
+    "SERVICE_DISCOVERY_BACKLOG": ("backlog", int, 1),
 }
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 DEFAULT_PORT = 3004
@@ -66,6 +68,11 @@ class Settings:
     max_in_flight_requests: int = 30_000
     snapshot_interval: float = 5.0
     probe_client: str = "builtin"
+    # A request's whole body must arrive within this (408 past it), so a
+    # client trickling a body cannot hold a connection and an in-flight slot.
+    body_timeout: float = 10.0
+    # Listen backlog; an inherited socket's larger backlog is kept.
+    backlog: int = 2048
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:
