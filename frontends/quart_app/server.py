@@ -10,7 +10,7 @@ import time
 from hypercorn.asyncio import serve as hypercorn_serve
 
 from ..shared.http1_only import Http1Only
-from ..shared.hypercorn_setup import hypercorn_config
+from ..shared.hypercorn_setup import accept_in_small_batches, hypercorn_config
 from ..shared.process_setup import prepare_process
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
@@ -34,10 +34,10 @@ async def serve_async(settings: Settings) -> None:
         await stop.wait()
         runtime.begin_drain(exit_after=settings.shutdown_grace)
 
+    config = hypercorn_config(settings)
+    accept_in_small_batches(config.backlog)
     try:
-        await hypercorn_serve(
-            Http1Only(app), hypercorn_config(settings), shutdown_trigger=shutdown_trigger
-        )
+        await hypercorn_serve(Http1Only(app), config, shutdown_trigger=shutdown_trigger)
     finally:
         runtime.end_drain()
 
