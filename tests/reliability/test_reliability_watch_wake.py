@@ -93,10 +93,16 @@ def test_a_change_wakes_5000_watchers_without_starving_health_checks(
         f"GET /v1/discovery/services/wake?index={index}&wait=120s HTTP/1.1\r\nHost: x\r\n"
         f"Authorization: Bearer {SECRET}\r\n\r\n"
     ).encode()
-    conns = open_connections(server.sock, server.port, WATCHERS)
+    conns: list[socket.socket] = []
     try:
-        for conn in conns:
-            conn.sendall(query)
+        # In steps, each sent its query at once: an idle connection would be
+        # closed by the keep-alive timeout (5 s) while the rest are opened.
+        while len(conns) < WATCHERS:
+            step = open_connections(server.sock, server.port, min(500, WATCHERS - len(conns)))
+            conns += step
+            for conn in step:
+                conn.setblocking(True)
+                conn.sendall(query)
         wait_for(
             lambda: metric(url, "sd_blocking_queries") == WATCHERS,
             60,
