@@ -187,6 +187,9 @@ class HttpApi:
         self._metrics = metrics
         self._openapi = openapi
         self.draining = False
+        # Refused authentications by reason ("missing", "invalid",
+        # "read_only_write"): a brute force must show in /metrics, not pass silently.
+        self.auth_failures: dict[str, int] = {}
         self._fast: dict[str, _FastEntry] = {}
         self._static: dict[str, dict[str, Callable[[_Call], Result]]] = {
             "/health": {"GET": self._health},
@@ -326,6 +329,20 @@ class HttpApi:
         }
         return HttpResponse(200, encode(body), _JSON_HEADERS, route)
 
+    def refuse_unauthorized(
+        self, method: str, path: str, authorization: str | None
+    ) -> HttpResponse | None:
+        """The 401/403 a request gets from its headers alone, or None (routed and allowed, or not
+        routed: then `handle` answers). Lets a frontend refuse before reading any body."""
+        handler, route, _ = self._route(method, path)
+        if isinstance(handler, HttpResponse) or route in self._public:
+            return None
+        try:
+            self._authenticate(method, authorization)
+        except RequestError as error:
+            return error_response(error, route)
+        return None
+
     def payload_too_large(self, method: str, path: str) -> HttpResponse:
         """The answer when the body passed the limit: routing errors still come first."""
         handler, route, _ = self._route(method, path)
@@ -417,15 +434,21 @@ class HttpApi:
             if self._read_token is not None and hmac.compare_digest(token, self._read_token):
                 if method == "GET":
                     return
+                self._auth_failed("read_only_write")
                 raise RequestError(
                     "forbidden", 403, "The read-only token cannot be used to change the registry"
                 )
+        self._auth_failed("missing" if not authorization else "invalid")
         raise RequestError(
             "unauthorized",
             401,
             "A valid bearer token is required",
             headers=(("www-authenticate", "Bearer"),),
         )
+
+    def _auth_failed(self, reason: str) -> None:
+        failures = self.auth_failures
+        failures[reason] = failures.get(reason, 0) + 1
 
     # ----------------------------------------------------------- writes
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
+from typing import TypeVar
 
 from quart import Quart, Response, request
 from werkzeug.datastructures import Headers
@@ -21,7 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from sd_core import INTERNAL_ERROR, HttpRequest, HttpResponse
 
 from ..shared.logs import logfmt
-from ..shared.request_flow import OVERSIZE_DRAIN_BYTES, BodyTooLarge, respond
+from ..shared.request_flow import OVERSIZE_DRAIN_BYTES, BodyTimeout, BodyTooLarge, respond
 from ..shared.runtime import LoopParts, Runtime
 from .probe_driver import ProbeDriver
 from .snapshots import snapshot_loop
@@ -29,6 +30,7 @@ from .watchers import Watchers
 
 log = logging.getLogger("sd.registry")
 PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=Watchers)
+_T = TypeVar("_T")
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE"]
 
 
@@ -37,6 +39,8 @@ def create_app(runtime: Runtime) -> Quart:
     app = Quart(__name__)
     # Quart stops buffering past this; `read_body` drops what it reads past the limit.
     app.config["MAX_CONTENT_LENGTH"] = runtime.api.max_body_bytes + OVERSIZE_DRAIN_BYTES
+    # Our own deadline (`_within`) answers first; Quart's would answer in its own shape.
+    app.config["BODY_TIMEOUT"] = runtime.settings.body_timeout + 60
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     background: list[asyncio.Task[None]] = []
@@ -69,7 +73,7 @@ def create_app(runtime: Runtime) -> Quart:
 
         response = await respond(
             runtime, request.method, request.path, request.query_string, request.scope["headers"],
-            _body_chunks(), park,
+            _body_chunks(), park, _within,
         )  # fmt: skip
         assert response is not None  # only a disconnect ends without one, and Quart has none
         return _to_response(response)
@@ -99,6 +103,14 @@ async def _body_chunks() -> AsyncGenerator[bytes, None]:
             yield chunk
     except RequestEntityTooLarge:
         raise BodyTooLarge from None
+
+
+async def _within(seconds: float, work: Awaitable[_T]) -> _T:
+    try:
+        async with asyncio.timeout(seconds):
+            return await work
+    except TimeoutError:
+        raise BodyTimeout from None
 
 
 def _to_response(response: HttpResponse) -> Response:

@@ -10,9 +10,11 @@ import time
 from hypercorn.asyncio import serve as hypercorn_serve
 
 from ..shared.http1_only import Http1Only
-from ..shared.hypercorn_setup import hypercorn_config
+from ..shared.hypercorn_setup import accept_in_small_batches, hypercorn_config
+from ..shared.process_setup import prepare_process
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
+from ..shared.write_deadline import bound_asyncio_writes
 from .app import PARTS, create_app
 from .streams import WatchRoute
 
@@ -31,17 +33,24 @@ async def serve_async(settings: Settings) -> None:
 
     async def shutdown_trigger() -> None:
         await stop.wait()
-        runtime.begin_drain()
+        runtime.begin_drain(exit_after=settings.shutdown_grace)
 
-    await hypercorn_serve(
-        Http1Only(WatchRoute(app, runtime)),  # type: ignore[arg-type]
-        hypercorn_config(settings),
-        shutdown_trigger=shutdown_trigger,
-    )
+    config = hypercorn_config(settings)
+    accept_in_small_batches(config.backlog)
+    try:
+        await hypercorn_serve(
+            Http1Only(WatchRoute(app, runtime)),  # type: ignore[arg-type]
+            config,
+            shutdown_trigger=shutdown_trigger,
+        )
+    finally:
+        runtime.end_drain()
 
 
 def serve(settings: Settings, *, loop: str = "auto") -> None:
     """Run until a signal; `loop` is `asyncio`, `uvloop`, or `auto` (uvloop when installed)."""
+    prepare_process(settings)
+    bound_asyncio_writes()
     use_uvloop = loop == "uvloop" or (loop == "auto" and uvloop_available())
     if use_uvloop:
         import uvloop  # type: ignore[import-not-found, unused-ignore]

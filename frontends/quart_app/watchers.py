@@ -23,7 +23,7 @@ class Watchers(ScopeEvents[asyncio.Event]):
         """Return when `scope` changes, on shutdown, or after `seconds`."""
         if self._runtime.draining:
             return
-        event = self.event_for(scope)
+        event = self.park(scope)
         counters = self._runtime.counters
         counters.parked_queries += 1
         try:
@@ -32,3 +32,4 @@ class Watchers(ScopeEvents[asyncio.Event]):
                     await event.wait()
         finally:
             counters.parked_queries -= 1
+            self.unpark(scope, event)

@@ -27,12 +27,28 @@ What we do instead, in two places:
   doing, and garbage from a client never gets a 5xx here, which would page
   whoever alerts on the registry's server errors (see the raw-socket tests).
 
+The same wrapper closes two more doors before any framework sees a request:
+
+- WebSocket: the API has none, but hypercorn hands a valid upgrade to the
+  application as a `websocket` scope, which Quart answered with a 500 and two
+  tracebacks (1,000 upgrades wrote 4.1 MB of log) and the trio app left for
+  hypercorn to answer 500. It now gets `400 websocket_not_supported` in the
+  API's error shape (the ASGI "websocket denial response"), and no log line.
+- Request smuggling's shape: h11 accepts a request with both
+  `Content-Length` and `Transfer-Encoding` (it frames the body as chunked).
+  RFC 9112 section 6.1 lets a server reject such a request, and says it must
+  close the connection after answering: a proxy in front may have framed the
+  body by the other header, and whatever follows is not a request we can
+  trust. It gets `400 ambiguous_framing` with `Connection: close`.
+
 TLS is not configured by the registry, but ALPN is pinned to `http/1.1` all
 the same (see `hypercorn_setup`), so adding certificates later cannot bring
 HTTP/2 back through the other door.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.typing import (
@@ -42,6 +58,8 @@ from hypercorn.typing import (
     HTTPResponseBodyEvent,
     HTTPResponseStartEvent,
     Scope,
+    WebsocketResponseBodyEvent,
+    WebsocketResponseStartEvent,
 )
 
 from sd_core import RequestError
@@ -55,6 +73,16 @@ HTTP_VERSION_REFUSED = error_body(
         "http_version_not_supported",
         400,
         "Only HTTP/1.0 and 1.1 are served here; HTTP/2 (prior knowledge or h2c) is refused",
+    )
+)
+WEBSOCKET_REFUSED = error_body(
+    RequestError("websocket_not_supported", 400, "This API serves no WebSocket endpoints")
+)
+AMBIGUOUS_FRAMING = error_body(
+    RequestError(
+        "ambiguous_framing",
+        400,
+        "A request may not carry both Content-Length and Transfer-Encoding (RFC 9112 6.1)",
     )
 )
 
@@ -77,8 +105,24 @@ def refuse_http2_switch() -> None:
     H11Protocol._check_protocol = _never_switch  # type: ignore[method-assign]
 
 
+def _json_headers(body: bytes, *, close: bool = False) -> list[tuple[bytes, bytes]]:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    return headers
+
+
+def _ambiguous_framing(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    names = {name.lower() for name, _ in headers}
+    return b"content-length" in names and b"transfer-encoding" in names
+
+
 class Http1Only:
-    """ASGI wrapper: 400 for any HTTP version but 1.0 and 1.1, before the framework."""
+    """ASGI wrapper: refuses, before the framework, what the registry never serves.
+
+    HTTP versions other than 1.0 and 1.1, WebSocket upgrades, and requests
+    with both Content-Length and Transfer-Encoding (see the module's docstring).
+    """
 
     def __init__(self, app: ASGIFramework) -> None:
         self.app = app
@@ -86,22 +130,51 @@ class Http1Only:
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
-        if scope["type"] == "http" and scope.get("http_version") not in HTTP1_VERSIONS:
-            start: HTTPResponseStartEvent = {
-                "type": "http.response.start",
-                "status": 400,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(HTTP_VERSION_REFUSED)).encode()),
-                ],
-                "trailers": False,
-            }
-            body: HTTPResponseBodyEvent = {
-                "type": "http.response.body",
-                "body": HTTP_VERSION_REFUSED,
-                "more_body": False,
-            }
-            await send(start)
-            await send(body)
+        if scope["type"] == "websocket":
+            await _deny_websocket(send)
             return
+        if scope["type"] == "http":
+            if scope.get("http_version") not in HTTP1_VERSIONS:
+                await _send_error(send, HTTP_VERSION_REFUSED, close=False)
+                return
+            if _ambiguous_framing(scope["headers"]):
+                await _send_error(send, AMBIGUOUS_FRAMING, close=True)
+                return
         await self.app(scope, receive, send)
+
+
+async def _send_error(send: ASGISendCallable, body: bytes, *, close: bool) -> None:
+    """A 400 in the API's error shape.
+
+    `close` adds `Connection: close`. Not for the HTTP/2 preface: on the trio
+    worker the 400 would then be lost (see the module's docstring).
+    """
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": 400,
+        "headers": _json_headers(body, close=close),
+        "trailers": False,
+    }
+    message: HTTPResponseBodyEvent = {
+        "type": "http.response.body",
+        "body": body,
+        "more_body": False,
+    }
+    await send(start)
+    await send(message)
+
+
+async def _deny_websocket(send: ASGISendCallable) -> None:
+    """The WebSocket denial response: an HTTP 400 instead of the handshake's 101."""
+    start: WebsocketResponseStartEvent = {
+        "type": "websocket.http.response.start",
+        "status": 400,
+        "headers": _json_headers(WEBSOCKET_REFUSED, close=True),
+    }
+    message: WebsocketResponseBodyEvent = {
+        "type": "websocket.http.response.body",
+        "body": WEBSOCKET_REFUSED,
+        "more_body": False,
+    }
+    await send(start)
+    await send(message)

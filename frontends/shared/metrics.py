@@ -19,6 +19,9 @@ from prometheus_client.registry import Collector
 
 from sd_core import Registry
 
+#: Every reason `sd_auth_failures_total` reports, 0 until one happens (so alerts can rate() it).
+AUTH_FAILURE_REASONS = ("missing", "invalid", "read_only_write")
+
 
 @dataclass(slots=True)
 class Counters:
@@ -27,6 +30,8 @@ class Counters:
     parked_queries: int = 0
     in_flight: int = 0
     requests: dict[tuple[str, int], int] = field(default_factory=dict)  # (route, status) -> n
+    # reason -> n; the runtime shares `HttpApi.auth_failures` here, the core decides the reason.
+    auth_failures: dict[str, int] = field(default_factory=dict)
 
 
 class _CoreCollector(Collector):
@@ -85,6 +90,12 @@ class _CoreCollector(Collector):
         for (route, code), count in sorted(counters.requests.items()):
             requests.add_metric([route, str(code)], count)
         yield requests
+        failures = CounterMetricFamily(
+            "sd_auth_failures", "Refused authentications", labels=["reason"]
+        )
+        for reason in AUTH_FAILURE_REASONS:
+            failures.add_metric([reason], counters.auth_failures.get(reason, 0))
+        yield failures
 
 
 class Metrics:

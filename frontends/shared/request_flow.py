@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from typing import Protocol, TypeVar
 
 from sd_core import INTERNAL_ERROR, BlockingWait, HttpRequest, HttpResponse
 from sd_core.http_api import PendingWrite
@@ -20,6 +21,7 @@ from .logs import logfmt
 from .runtime import Runtime
 
 log = logging.getLogger("sd.registry")
+_T = TypeVar("_T")
 
 # How much of an oversized body is read (and dropped) before answering 413.
 # Closing a connection with unread data in it makes TCP send a reset, which
@@ -38,6 +40,16 @@ class BodyTooLarge(Exception):
     """Raised by an app's body chunks: the framework itself refused the body as too large."""
 
 
+class BodyTimeout(Exception):
+    """Raised by an app's `Within`: the body did not arrive before its deadline."""
+
+
+class Within(Protocol):
+    """Awaits `work` for at most `seconds` on the app's loop, else raises BodyTimeout."""
+
+    def __call__(self, seconds: float, work: Awaitable[_T]) -> Awaitable[_T]: ...
+
+
 async def respond(
     runtime: Runtime,
     method: str,
@@ -46,16 +58,18 @@ async def respond(
     headers: Iterable[tuple[bytes, bytes]],
     chunks: AsyncGenerator[bytes, None],
     park: Park,
+    within: Within,
 ) -> HttpResponse | None:
     """The response to send, or None when the client went away first.
 
     Every request is counted in flight from here until its response is ready.
+    `within` bounds the whole body's arrival by `SERVICE_DISCOVERY_BODY_TIMEOUT_SECONDS`.
     """
     refused = runtime.admit(method, path)
     if refused is not None:
         return refused
     try:
-        return await _answer(runtime, method, path, query, headers, chunks, park)
+        return await _answer(runtime, method, path, query, headers, chunks, park, within)
     finally:
         runtime.leave()
 
@@ -68,10 +82,12 @@ async def _answer(
     headers: Iterable[tuple[bytes, bytes]],
     chunks: AsyncGenerator[bytes, None],
     park: Park,
+    within: Within,
 ) -> HttpResponse | None:
     authorizations: list[str] = []
     content_types: list[str] = []
     content_length = 0
+    chunked = False
     for name, value in headers:
         if name == b"authorization":
             authorizations.append(value.decode("latin-1"))
@@ -79,16 +95,33 @@ async def _answer(
             content_types.append(value.decode("latin-1"))
         elif name == b"content-length" and value.isdigit():
             content_length = int(value)
-    try:
-        body = await read_body(chunks, runtime.api.max_body_bytes, content_length)
-    except Disconnected:
-        return None
-    if body is None:
-        return runtime.too_large(method, path)
+        elif name == b"transfer-encoding":
+            chunked = True
     # A repeated header is read as its values joined by ", " (RFC 9110),
     # so a duplicate can never pick which token or media type counts.
     authorization = ", ".join(authorizations) or None
     content_type = ", ".join(content_types) or None
+    limit = runtime.api.max_body_bytes
+    # Authorization is decided from the headers, before any body is read: an
+    # anonymous client must not hold a connection and an in-flight slot while
+    # it trickles a body nobody would accept. With a body left unread, the
+    # connection cannot carry another request, so it is closed. A body that
+    # its Content-Length already puts over the limit gets its 413 first
+    # (docs/api.md's order), after a bounded drain.
+    if content_length <= limit:
+        refused = runtime.refuse_unauthorized(method, path, authorization)
+        if refused is not None:
+            return closing(refused) if content_length or chunked else refused
+    try:
+        body = await within(
+            runtime.settings.body_timeout, read_body(chunks, limit, content_length, chunked)
+        )
+    except Disconnected:
+        return None
+    except BodyTimeout:
+        return closing(runtime.body_timeout(method, path))
+    if body is None:
+        return closing(runtime.too_large(method, path))
     request = HttpRequest(method, path, query, authorization, content_type, body)
     try:
         result = runtime.handle(request)
@@ -105,13 +138,21 @@ async def _answer(
     return result
 
 
+def closing(response: HttpResponse) -> HttpResponse:
+    """`response` with `Connection: close`: the server hangs up once it is sent."""
+    return response._replace(headers=(*response.headers, ("connection", "close")))
+
+
 async def read_body(
-    chunks: AsyncGenerator[bytes, None], limit: int, content_length: int
+    chunks: AsyncGenerator[bytes, None], limit: int, content_length: int, chunked: bool = False
 ) -> bytes | None:
     """The body, or None when it passes the limit (never buffered past it).
 
-    An oversized body is read on and dropped, up to a bound, so that the
-    client gets to read the 413 (see OVERSIZE_DRAIN_BYTES).
+    An oversized body with a Content-Length is read on and dropped, up to a
+    bound, so that the client gets to read the 413 (see OVERSIZE_DRAIN_BYTES).
+    A chunked one is not: its chunks can be a byte each, and parsing a
+    megabyte of those costs seconds of CPU, so it is refused the moment it
+    passes the limit (the 413 then closes the connection).
     """
     if content_length > limit + OVERSIZE_DRAIN_BYTES:
         return None
@@ -123,7 +164,7 @@ async def read_body(
                 size += len(chunk)
                 if size <= limit:
                     body += chunk
-                elif size > limit + OVERSIZE_DRAIN_BYTES:
+                elif chunked or size > limit + OVERSIZE_DRAIN_BYTES:
                     return None
         except BodyTooLarge:
             return None

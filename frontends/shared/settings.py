@@ -49,6 +49,8 @@ _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
     "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("snapshot_interval", float, 0),
     "SERVICE_DISCOVERY_MAX_WATCH_STREAMS": ("max_watch_streams", int, 1),
     "SERVICE_DISCOVERY_WATCH_KEEPALIVE_SECONDS": ("watch_keepalive", float, 0),
+    "SERVICE_DISCOVERY_BODY_TIMEOUT_SECONDS": ("body_timeout", float, 0),
+    "SERVICE_DISCOVERY_BACKLOG": ("backlog", int, 1),
 }
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 DEFAULT_PORT = 3004
@@ -76,6 +78,11 @@ class Settings:
     cluster: ClusterSettings | None = None  # None: one process, its own registry
     max_watch_streams: int = 20_000
     watch_keepalive: float = 15.0
+    # A request's whole body must arrive within this (408 past it), so a
+    # client trickling a body cannot hold a connection and an in-flight slot.
+    body_timeout: float = 10.0
+    # Listen backlog; an inherited socket's larger backlog is kept.
+    backlog: int = 2048
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:

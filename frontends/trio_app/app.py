@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import trio
@@ -18,7 +18,7 @@ import trio
 from sd_core import HttpResponse
 
 from ..shared.logs import logfmt
-from ..shared.request_flow import Disconnected, respond
+from ..shared.request_flow import BodyTimeout, Disconnected, respond
 from ..shared.runtime import LoopParts, Runtime
 from .probe_driver import ProbeDriver
 from .snapshots import snapshot_loop
@@ -26,6 +26,7 @@ from .watchers import Watchers
 
 log = logging.getLogger("sd.registry")
 PARTS = LoopParts(frontend="trio", probe_driver=ProbeDriver, watchers=Watchers)
+_T = TypeVar("_T")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -80,7 +81,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
 
         response = await respond(
             runtime, scope["method"], path, scope["query_string"], scope["headers"],
-            _body_chunks(receive), park,
+            _body_chunks(receive), park, _within,
         )  # fmt: skip
         if response is not None:
             await _send_response(send, response)
@@ -96,6 +97,12 @@ async def _body_chunks(receive: Receive) -> AsyncGenerator[bytes, None]:
         yield message.get("body", b"")
         if not message.get("more_body", False):
             return
+
+
+async def _within(seconds: float, work: Awaitable[_T]) -> _T:
+    with trio.move_on_after(seconds):
+        return await work
+    raise BodyTimeout
 
 
 async def _until_disconnect(receive: Receive, gone: list[bool], scope: trio.CancelScope) -> None:

@@ -9,8 +9,10 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from ..shared.http1_only import Http1Only
 from ..shared.hypercorn_setup import hypercorn_config
+from ..shared.process_setup import prepare_process
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
+from ..shared.write_deadline import bound_trio_writes
 from .app import PARTS, create_app
 from .streams import WatchRoute
 
@@ -23,15 +25,20 @@ async def serve_async(settings: Settings) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:
                 break
-        runtime.begin_drain()
+        runtime.begin_drain(exit_after=settings.shutdown_grace)
 
-    await hypercorn_serve(
-        Http1Only(WatchRoute(app, runtime)),  # type: ignore[arg-type]
-        hypercorn_config(settings),
-        shutdown_trigger=shutdown_trigger,
-    )
+    try:
+        await hypercorn_serve(
+            Http1Only(WatchRoute(app, runtime)),  # type: ignore[arg-type]
+            hypercorn_config(settings),
+            shutdown_trigger=shutdown_trigger,
+        )
+    finally:
+        runtime.end_drain()
 
 
 def serve(settings: Settings) -> None:
     """Run until a signal."""
+    prepare_process(settings)
+    bound_trio_writes()
     trio.run(serve_async, settings)

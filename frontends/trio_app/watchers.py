@@ -21,7 +21,7 @@ class Watchers(ScopeEvents[trio.Event]):
         """Return when `scope` changes, on shutdown, or after `seconds`."""
         if self._runtime.draining:
             return
-        event = self.event_for(scope)
+        event = self.park(scope)
         counters = self._runtime.counters
         counters.parked_queries += 1
         try:
@@ -29,3 +29,4 @@ class Watchers(ScopeEvents[trio.Event]):
                 await event.wait()
         finally:
             counters.parked_queries -= 1
+            self.unpark(scope, event)

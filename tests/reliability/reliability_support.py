@@ -16,11 +16,14 @@ from __future__ import annotations
 import re
 import resource
 import secrets
+import selectors
 import socket
+import statistics
 import struct
+import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -211,3 +214,139 @@ def status_of(raw: bytes) -> int | None:
     """The status code of the first HTTP/1.x response in `raw`, if any."""
     match = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
     return int(match.group(1)) if match else None
+
+
+def open_connections(sock: socket.socket, port: int, count: int) -> list[socket.socket]:
+    """Open `count` connections as fast as the server accepts them (never overflowing
+    its accept queue, where the kernel would drop SYNs and retry a second later)."""
+    opened: list[socket.socket] = []
+    selector = selectors.DefaultSelector()
+    pending = 0
+    deadline = time.monotonic() + 120
+    try:
+        while len(opened) < count or pending:
+            assert time.monotonic() < deadline, f"only {len(opened)} connections opened"
+            queued, backlog = accept_queue(sock)
+            room = min(max(0, backlog - 20 - queued - pending), count - len(opened))
+            for _ in range(room):
+                conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                opened.append(conn)
+                conn.setblocking(False)
+                conn.connect_ex(("127.0.0.1", port))
+                selector.register(conn, selectors.EVENT_WRITE)
+                pending += 1
+            for key, _ in selector.select(0.005):
+                selector.unregister(key.fileobj)
+                pending -= 1
+                error = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # type: ignore[union-attr]
+                assert error == 0, f"connect failed: errno {error}"
+        wait_for(lambda: accept_queue(sock)[0] == 0, 30, "the server to accept every connection")
+    except BaseException:
+        for conn in opened:
+            conn.close()
+        raise
+    finally:
+        selector.close()
+    return opened
+
+
+class ProbeTally:
+    """What a concurrent probe client saw: answers, failures and their times."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.times: list[float] = []
+
+    @property
+    def ratio(self) -> float:
+        total = self.ok + self.failed
+        return self.ok / total if total else 0.0
+
+    def p99(self) -> float:
+        if len(self.times) < 2:
+            return max(self.times, default=0.0)
+        return statistics.quantiles(self.times, n=100)[98]
+
+    def assert_served(self, least: float = 0.99, what: str = "health checks") -> None:
+        """At least `least` of the probes were answered 200 (and enough of them ran)."""
+        total = self.ok + self.failed
+        assert total >= 10, f"the probe client barely ran ({total} {what})"
+        assert self.ratio >= least, f"{self.ok} of {total} {what} answered"
+
+
+@contextmanager
+def probing(url: str, interval: float = 0.05, path: str = "/health") -> Iterator[ProbeTally]:
+    """A thread that GETs `path` every `interval` s while the body runs, `PROMPT_SECONDS` each.
+
+    One keep-alive connection, as a load balancer's health check would use; a
+    failure (timeout, error, non-200) is counted and the next probe reconnects.
+    """
+    tally = ProbeTally()
+    stop = threading.Event()
+
+    def run() -> None:
+        with httpx.Client(base_url=url, timeout=PROMPT_SECONDS, verify=tls_context()) as client:
+            while not stop.is_set():
+                start = time.monotonic()
+                try:
+                    good = client.get(path).status_code == 200
+                except httpx.HTTPError:
+                    good = False
+                tally.times.append(time.monotonic() - start)
+                if good:
+                    tally.ok += 1
+                else:
+                    tally.failed += 1
+                stop.wait(interval)
+
+    thread = threading.Thread(target=run, name="probe-client", daemon=True)
+    thread.start()
+    try:
+        yield tally
+    finally:
+        stop.set()
+        thread.join(timeout=PROMPT_SECONDS + 10)
+
+
+def read_response(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bytes, str]:
+    """(head, body, ending) of one response on `sock`, then read on until EOF or `timeout`.
+
+    `ending` says whether the server then closed the connection (`eof`/`reset`)
+    or kept it open (`timeout`).
+    """
+    sock.settimeout(timeout)
+    received = b""
+    ending = "timeout"
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(65536)
+            if not chunk:
+                ending = "eof"
+                break
+            received += chunk
+            head, sep, body = received.partition(b"\r\n\r\n")
+            match = re.search(rb"(?im)^content-length: *(\d+)", head)
+            if (
+                sep
+                and match
+                and len(body) >= int(match.group(1))
+                and b"connection: close" not in head.lower()
+            ):
+                break  # a complete response on a connection the server keeps
+    except TimeoutError:
+        pass
+    except OSError:
+        ending = "reset"
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head, body, ending
+
+
+def labelled_metric(url: str, name: str, **labels: str) -> float:
+    """One labelled sample of the server's `/metrics` (0 when absent)."""
+    text = httpx.get(f"{url}/metrics", timeout=5.0, verify=tls_context()).text
+    wanted = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    match = re.search(rf"^{re.escape(name)}{{{re.escape(wanted)}}} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import random
 import resource
-import selectors
 import socket
 import statistics
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -35,12 +33,12 @@ from reliability_support import (
     PROMPT_MEDIAN_SECONDS,
     PROMPT_SECONDS,
     SECRET,
-    accept_queue,
     assert_still_serving,
     base_env,
     kept_socket,
     metric,
     one_request,
+    open_connections,
     open_sockets,
     process_open_file_limit,
     raise_open_file_limit,
@@ -204,40 +202,6 @@ def test_slowloris_does_not_starve_others(server: ServerProcess) -> None:
 # ------------------------------------------------------ idle connections
 
 
-def _open_idle_connections(sock: socket.socket, port: int, count: int) -> list[socket.socket]:
-    """Open `count` connections as fast as the server accepts them (never overflowing
-    its accept queue, where the kernel would drop SYNs and retry a second later)."""
-    opened: list[socket.socket] = []
-    selector = selectors.DefaultSelector()
-    pending = 0
-    deadline = time.monotonic() + 120
-    try:
-        while len(opened) < count or pending:
-            assert time.monotonic() < deadline, f"only {len(opened)} connections opened"
-            queued, backlog = accept_queue(sock)
-            room = min(max(0, backlog - 20 - queued - pending), count - len(opened))
-            for _ in range(room):
-                conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                opened.append(conn)
-                conn.setblocking(False)
-                conn.connect_ex(("127.0.0.1", port))
-                selector.register(conn, selectors.EVENT_WRITE)
-                pending += 1
-            for key, _ in selector.select(0.005):
-                selector.unregister(key.fileobj)
-                pending -= 1
-                error = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # type: ignore[union-attr]
-                assert error == 0, f"connect failed: errno {error}"
-        wait_for(lambda: accept_queue(sock)[0] == 0, 30, "the server to accept every connection")
-    except BaseException:
-        for conn in opened:
-            conn.close()
-        raise
-    finally:
-        selector.close()
-    return opened
-
-
 def test_ten_thousand_idle_connections(server: ServerProcess, open_file_limit: int) -> None:
     count = min(IDLE_CONNECTIONS, open_file_limit - FD_HEADROOM)
     # With a hard RLIMIT_NOFILE under 10,200 this uses as many as the limit allows.
@@ -245,7 +209,7 @@ def test_ten_thousand_idle_connections(server: ServerProcess, open_file_limit: i
     server_limit = process_open_file_limit(server.proc.pid)
     assert server_limit >= count + 100, f"server RLIMIT_NOFILE is only {server_limit}"
     before = open_sockets(server.proc.pid)
-    idle = _open_idle_connections(server.sock, server.port, count)
+    idle = open_connections(server.sock, server.port, count)
     try:
         # Every connection was accepted (the accept queue drained); the server
         # may already be timing out the first ones (keep-alive timeout, 5 s).

@@ -1,0 +1,139 @@
+"""Waking thousands of parked watchers must not starve everyone else.
+
+One change used to answer 5,000 parked blocking queries in one go: the loop
+ran them all before it looked at another socket, and on trio 46 of 48
+health checks timed out during the wake. The watchers now wake in batches
+(`frontends/shared/scope_events.py`), each batch after the loop has polled
+its sockets. The test parks `WATCHERS` queries, changes their service while
+a probe client checks `/health` every 20 ms, and requires 99 % of those
+checks answered and every watcher woken with the change.
+"""
+
+from __future__ import annotations
+
+import re
+import resource
+import selectors
+import socket
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from reliability_support import (
+    AUTH,
+    SECRET,
+    assert_still_serving,
+    base_env,
+    kept_socket,
+    metric,
+    open_connections,
+    probing,
+    raise_open_file_limit,
+    serving_on,
+    wait_for,
+)
+
+from conformance.server_process import ServerProcess
+
+#: Parked blocking queries woken by one change.
+WATCHERS = 5000
+
+#: Descriptors the test process needs beyond the watchers' connections.
+FD_HEADROOM = 200
+
+
+@pytest.fixture(scope="module")
+def server(frontend: str) -> Iterator[ServerProcess]:
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    raise_open_file_limit(WATCHERS + FD_HEADROOM)
+    try:
+        with kept_socket() as sock, serving_on(frontend, base_env(), sock) as srv:
+            yield srv
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+
+
+def _read_all(conns: list[socket.socket], timeout: float) -> list[bytes]:
+    """One complete response from every connection (Content-Length delimited), within `timeout`."""
+    selector = selectors.DefaultSelector()
+    received = {conn: b"" for conn in conns}
+    done: dict[socket.socket, bytes] = {}
+    for conn in conns:
+        conn.setblocking(False)
+        selector.register(conn, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    try:
+        while len(done) < len(conns):
+            assert time.monotonic() < deadline, f"only {len(done)} of {len(conns)} watchers woke"
+            for key, _ in selector.select(0.1):
+                conn = key.fileobj
+                assert isinstance(conn, socket.socket)
+                chunk = conn.recv(65536)
+                assert chunk, f"a watcher's connection closed: {received[conn][:200]!r}"
+                data = received[conn] = received[conn] + chunk
+                head, sep, body = data.partition(b"\r\n\r\n")
+                length = re.search(rb"(?im)^content-length: *(\d+)", head)
+                if sep and length and len(body) >= int(length.group(1)):
+                    done[conn] = data
+                    selector.unregister(conn)
+    finally:
+        selector.close()
+    return [done[conn] for conn in conns]
+
+
+def test_a_change_wakes_5000_watchers_without_starving_health_checks(
+    server: ServerProcess,
+) -> None:
+    url = server.url
+    index = httpx.get(f"{url}/v1/discovery/services/wake", headers=AUTH, timeout=5).headers[
+        "x-discovery-index"
+    ]
+    query = (
+        f"GET /v1/discovery/services/wake?index={index}&wait=120s HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {SECRET}\r\n\r\n"
+    ).encode()
+    conns: list[socket.socket] = []
+    try:
+        # In steps, each sent its query at once: an idle connection would be
+        # closed by the keep-alive timeout (5 s) while the rest are opened.
+        while len(conns) < WATCHERS:
+            step = open_connections(server.sock, server.port, min(500, WATCHERS - len(conns)))
+            conns += step
+            for conn in step:
+                conn.setblocking(True)
+                conn.sendall(query)
+        wait_for(
+            lambda: metric(url, "sd_blocking_queries") == WATCHERS,
+            60,
+            f"{WATCHERS} parked blocking queries",
+            interval=0.2,
+        )
+        with probing(url, interval=0.02) as tally:
+            wait_for(lambda: tally.ok >= 5, 10, "the probe client to start")
+            before = tally.ok + tally.failed
+            response = httpx.post(
+                f"{url}/v1/discovery/register",
+                json={"service_name": "wake", "instance_id": "w-1", "host": "127.0.0.1", "port": 9},
+                headers=AUTH,
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            woke = time.monotonic()
+            answers = _read_all(conns, timeout=120)
+            wake_seconds = time.monotonic() - woke
+            during = tally.ok + tally.failed - before
+        print(
+            f"\nwake of {WATCHERS} in {wake_seconds:.2f} s: {tally.ok} of "
+            f"{tally.ok + tally.failed} health checks answered ({during} during the wake), "
+            f"p99 {tally.p99() * 1000:.1f} ms, worst {max(tally.times) * 1000:.1f} ms"
+        )
+        assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers)
+        assert all(b'"w-1"' in answer for answer in answers)
+        assert during >= 1, "no health check ran during the wake"
+        tally.assert_served()
+    finally:
+        for conn in conns:
+            conn.close()
+    wait_for(lambda: metric(url, "sd_blocking_queries") == 0, 10, "no parked query left")
+    assert_still_serving(server)
