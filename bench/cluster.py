@@ -235,6 +235,9 @@ def per_node_rows(frontend: str, pairs: dict[str, Pair]) -> list[list[str]]:
         single_rps = [r.rps for r in pair.single]
         cluster_rps = [r.rps for r in pair.cluster]
         ratio = ratio_stat(cluster_rps, single_rps)
+        # A saturated core serves 1/cost requests a second: the steadier reading
+        # on a shared machine, where req/s depend on the neighbours.
+        capacity = ratio_stat([r.cpu_us for r in pair.single], [r.cpu_us for r in pair.cluster])
         target = (
             f">={READ_TARGET:.1f}x: {verdict(ratio.median >= READ_TARGET)}"
             if what == "read"
@@ -250,6 +253,8 @@ def per_node_rows(frontend: str, pairs: dict[str, Pair]) -> list[list[str]]:
                 target,
                 Stat.of(r.cpu_us for r in pair.single).fmt(),
                 Stat.of(r.cpu_us for r in pair.cluster).fmt(),
+                capacity.fmt(".2f", "x")
+                + (f": {verdict(capacity.median >= READ_TARGET)}" if what == "read" else ""),
                 Stat.of(pair.etcd_cpu_us).fmt(),
                 Stat.of(r.p99_ms for r in pair.cluster).fmt(),
             ]
@@ -421,19 +426,21 @@ def scale_body(n: int) -> bytes:
     return register_body(service, f"i-{n:06d}", 9, "/health")
 
 
-async def fill(ports: list[int], total: int, seconds: float) -> tuple[int, float]:
-    """Register instances 0.. through `ports` until `total` or `seconds`; (acked, seconds).
+async def fill(ports: list[int], total: int, seconds: float) -> tuple[int, int, float]:
+    """Register instances 0.. through `ports` until `total` or `seconds`:
+    (acknowledged, answered 503 and retried, seconds).
 
     Each worker sends one registration at a time; a `503 store_unavailable`
     (etcd slower than the node's 3 s call timeout) is retried after its
     Retry-After, so the figure is what the nodes sustained."""
     next_n = 0
     acked = 0
+    refused = 0
     started = time.perf_counter()
     stop_at = started + seconds
 
     async def worker(port: int) -> None:
-        nonlocal next_n, acked
+        nonlocal next_n, acked, refused
         conn = await Conn.open(port)
         try:
             while time.perf_counter() < stop_at and next_n < total:
@@ -446,6 +453,7 @@ async def fill(ports: list[int], total: int, seconds: float) -> tuple[int, float
                         break
                     if answer.status != 503:
                         raise BenchError(f"fill: {answer.status} {answer.body[:200]!r}")
+                    refused += 1
                     await asyncio.sleep(1)
         finally:
             await conn.close()
@@ -454,7 +462,7 @@ async def fill(ports: list[int], total: int, seconds: float) -> tuple[int, float
         for port in ports:
             for _ in range(FILL_WORKERS):
                 group.create_task(worker(port))
-    return acked, time.perf_counter() - started
+    return acked, refused, time.perf_counter() - started
 
 
 def view_count(proc: Proc) -> int:
@@ -640,12 +648,14 @@ def scale(run: Run, frontends: list[str], etcd: Proc, opts: Options) -> list[lis
         ]
         rss_before = etcd.rss_kib()
         db_before = etcd_db_bytes(etcd)
+        cpu_before = [cpu_seconds(p.pid) for p in (*writers, etcd)]
         log(f"table 5: filling up to {opts.instances:,} for at most {opts.fill_seconds:g} s")
-        acked, seconds = run_async(
+        acked, refused, seconds = run_async(
             fill([w.port for w in writers], opts.instances, opts.fill_seconds)
         )
         for writer in writers:
             wait_until(holds(writer, acked), f"{writer.name} holds all")
+        cpu = [cpu_seconds(p.pid) - b for p, b in zip((*writers, etcd), cpu_before, strict=True)]
         rss_after = etcd.rss_kib()
         db_after = etcd_db_bytes(etcd)
         writer_rss = {w.name: w.rss_kib() for w in writers}
@@ -657,8 +667,16 @@ def scale(run: Run, frontends: list[str], etcd: Proc, opts: Options) -> list[lis
         ["instances registered", f"{acked:,} of {opts.instances:,}", "-"],
         [
             "fill: registrations/s (2 writer nodes, quart + trio)",
-            f"{acked / seconds:,.0f} over {seconds:.1f} s",
+            f"{acked / seconds:,.0f} over {seconds:.1f} s ({FILL_WORKERS} clients per node; "
+            f"{refused:,} answered 503 and retried)",
             "all" if acked >= opts.instances else f"stopped by the {opts.fill_seconds:g} s budget",
+        ],
+        [
+            "CPU per registration: writer nodes (both), etcd",
+            f"{sum(cpu[:-1]) / max(acked, 1) * 1e6:,.0f} us, "
+            f"{cpu[-1] / max(acked, 1) * 1e6:,.0f} us",
+            f"at these costs {opts.instances:,} take "
+            f"{opts.instances * sum(cpu) / max(acked, 1) / 60:,.1f} CPU-minutes",
         ],
         [
             "etcd RSS before -> after",
@@ -713,6 +731,7 @@ def report(tables: dict[int, list[list[str]]], opts: Options) -> None:
                 "target",
                 "single us/req",
                 "cluster node us/req",
+                "single/cluster us (capacity)",
                 "etcd us/req",
                 "cluster p99 ms",
             ],
