@@ -1,0 +1,60 @@
+"""`python -m bench.cluster` still runs and prints its five tables (smallest sizes).
+
+A smoke run so the benchmark cannot rot: one frontend, one repetition of 1 s wrk
+runs, 5 writes, one takeover, 200 instances. It takes about half a minute, most
+of it the takeover (the node lease TTL of 10 s is fixed). The figures are printed
+by the benchmark, never asserted: only that every table came out with its rows.
+The benchmark runs as its own process (it pins CPUs and handles SIGTERM itself);
+on a timeout it gets SIGTERM, which stops every process it started.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.etcd.etcd_process import etcd_missing_reason
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMEOUT = 240.0
+
+pytestmark = [
+    pytest.mark.skipif(etcd_missing_reason() is not None, reason=str(etcd_missing_reason())),
+    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed"),
+]
+
+TITLES = (
+    "### 1. Throughput per node",
+    "### 2. Reads: two nodes",
+    "### 3. A write on node A visible on node B",
+    "### 4. Takeover",
+    "### 5. Scale",
+)
+
+
+def test_bench_cluster_prints_every_table() -> None:
+    argv = [
+        sys.executable, "-m", "bench.cluster", "--frontend", "quart",
+        "--reps", "1", "--duration", "1", "--writes", "5", "--takeover-reps", "1",
+        "--instances", "200", "--fill-seconds", "5",
+    ]  # fmt: skip
+    bench = subprocess.Popen(
+        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out, err = bench.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        bench.terminate()
+        out, err = bench.communicate(timeout=60)
+        pytest.fail(f"bench.cluster did not finish in {TIMEOUT} s:\n{out}\n{err[-2000:]}")
+    print(out)
+    assert bench.returncode == 0, err[-3000:]
+    for title in TITLES:
+        assert title in out, f"missing {title!r}:\n{out}"
+    assert "| quart " in out
+    assert "200 of 200" in out  # table 5 registered every instance it was asked for
+    assert "PASS" in out or "MISS" in out  # table 1's verdict on reads
