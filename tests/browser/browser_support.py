@@ -17,7 +17,7 @@ import pytest
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser as PlaywrightBrowser
-    from playwright.sync_api import ConsoleMessage, Dialog, Page, Request
+    from playwright.sync_api import BrowserContext, ConsoleMessage, Dialog, Page, Request
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
 
@@ -41,13 +41,16 @@ class Browser:
         self.dialogs: list[str] = []
         self.console_errors: list[str] = []
         self.accept_dialogs = False
+        self._context: BrowserContext | None = None
 
     def page(self, origin: str) -> Page:
         self.foreign_requests.clear()
         self.dialogs.clear()
         self.console_errors.clear()
         self.accept_dialogs = False
-        context = self._browser.new_context()
+        if self._context is not None:  # one page at a time: an old one would keep polling
+            self._context.close()
+        context = self._context = self._browser.new_context()
         page = context.new_page()
 
         def on_request(request: Request) -> None:
