@@ -11,10 +11,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import Field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, cast
 
 from .errors import EtcdProtocolError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 JsonObject = dict[str, Any]
 
@@ -130,3 +134,69 @@ def without_defaults(fields: Mapping[str, Any]) -> JsonObject:
         for name, value in fields.items()
         if value not in (0, "0", "", False, None, [], {})
     }
+
+
+# Flat messages: dataclasses whose fields are all bytes, int or bool, which is most of what
+# the gateway sends and reads. Their JSON form follows from the field types alone, so it is
+# written once here instead of field by field in every class.
+
+Reader = Callable[[Mapping[str, Any], str], object]
+_READERS: dict[str, Reader] = {
+    "bytes": get_bytes,
+    "int": get_int,
+    "bool": get_bool,
+}
+
+
+M = TypeVar("M", bound="FlatMessage")
+
+
+class FlatMessage:
+    """Base of the flat message dataclasses: `from_json` reads each field by its declared
+    type (the annotation's name: those modules postpone annotations), a left-out field
+    being its default; `to_json` writes bytes as base64 and ints as int64 text, leaving
+    defaults out. `WIRE_ORDER` names the fields in protobuf field-number order where the
+    dataclass declares them otherwise, so the bytes match what the gateway writes."""
+
+    __slots__ = ()
+    WIRE_ORDER: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Self:
+        return read_message(cls, obj)
+
+    def to_json(self) -> JsonObject:
+        names = self.WIRE_ORDER or [field.name for field in _fields(self)]
+        return without_defaults({name: _wire_value(getattr(self, name)) for name in names})
+
+
+def read_message(cls: type[M], obj: Mapping[str, Any]) -> M:
+    """`FlatMessage.from_json`, for a class that reads its fields from a nested object."""
+    return cls(**{name: read(obj, name) for name, read in _readers(cls)})
+
+
+_CLASS_READERS: dict[type[FlatMessage], tuple[tuple[str, Reader], ...]] = {}
+
+
+def _readers(cls: type[FlatMessage]) -> tuple[tuple[str, Reader], ...]:
+    """Each field's name and reader, worked out once per class."""
+    if cls not in _CLASS_READERS:
+        _CLASS_READERS[cls] = tuple((field.name, _reader(field.type)) for field in _fields(cls))
+    return _CLASS_READERS[cls]
+
+
+def _fields(message: object) -> tuple[Field[Any], ...]:
+    return fields(cast("DataclassInstance", message))
+
+
+def _reader(annotation: object) -> Reader:
+    name = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
+    return _READERS[name]
+
+
+def _wire_value(value: bytes | int) -> str | bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, bytes):
+        return b64(value)
+    return int64_text(value)

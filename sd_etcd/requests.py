@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .codec import (
+    FlatMessage,
     JsonObject,
     as_bytes,
     b64,
     dumps,
-    get_bool,
     get_bytes,
     get_int,
     get_list,
@@ -24,6 +24,7 @@ from .codec import (
     get_str,
     int64_text,
     prefix_range_end,
+    read_message,
     without_defaults,
 )
 from .errors import EtcdRequestError
@@ -50,7 +51,7 @@ def _range_end(key: bytes, prefix: bool, range_end: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class RangeOp:
+class RangeOp(FlatMessage):
     """Read `key`, or `[key, range_end)`. `revision` pins the read to a past revision
     (0: the current one); `limit` caps the keys returned (0: no cap)."""
 
@@ -61,75 +62,22 @@ class RangeOp:
     keys_only: bool = False
     count_only: bool = False
 
-    def to_json(self) -> JsonObject:
-        return without_defaults(
-            {
-                "key": b64(self.key),
-                "range_end": b64(self.range_end),
-                "limit": int64_text(self.limit),
-                "revision": int64_text(self.revision),
-                "keys_only": self.keys_only,
-                "count_only": self.count_only,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> RangeOp:
-        return cls(
-            key=get_bytes(obj, "key"),
-            range_end=get_bytes(obj, "range_end"),
-            revision=get_int(obj, "revision"),
-            limit=get_int(obj, "limit"),
-            keys_only=get_bool(obj, "keys_only"),
-            count_only=get_bool(obj, "count_only"),
-        )
+    WIRE_ORDER = ("key", "range_end", "limit", "revision", "keys_only", "count_only")
 
 
 @dataclass(frozen=True, slots=True)
-class PutOp:
+class PutOp(FlatMessage):
     key: bytes
     value: bytes
     lease: int = 0
     prev_kv: bool = False
 
-    def to_json(self) -> JsonObject:
-        return without_defaults(
-            {
-                "key": b64(self.key),
-                "value": b64(self.value),
-                "lease": int64_text(self.lease),
-                "prev_kv": self.prev_kv,
-            }
-        )
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> PutOp:
-        return cls(
-            key=get_bytes(obj, "key"),
-            value=get_bytes(obj, "value"),
-            lease=get_int(obj, "lease"),
-            prev_kv=get_bool(obj, "prev_kv"),
-        )
-
 
 @dataclass(frozen=True, slots=True)
-class DeleteRangeOp:
+class DeleteRangeOp(FlatMessage):
     key: bytes
     range_end: bytes = b""
     prev_kv: bool = False
-
-    def to_json(self) -> JsonObject:
-        return without_defaults(
-            {"key": b64(self.key), "range_end": b64(self.range_end), "prev_kv": self.prev_kv}
-        )
-
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> DeleteRangeOp:
-        return cls(
-            key=get_bytes(obj, "key"),
-            range_end=get_bytes(obj, "range_end"),
-            prev_kv=get_bool(obj, "prev_kv"),
-        )
 
 
 TxnOp = RangeOp | PutOp | DeleteRangeOp
@@ -296,21 +244,15 @@ def watch_request(
     """One watch = one streaming POST; closing the connection cancels it. `start_revision`
     0 means "from now"; to resume, pass the last revision seen plus one."""
     raw = as_bytes(key)
-    create = without_defaults(
-        {
-            "key": b64(raw),
-            "range_end": b64(_range_end(raw, prefix, range_end)),
-            "start_revision": int64_text(start_revision),
-            "progress_notify": progress_notify,
-            "prev_kv": prev_kv,
-        }
-    )
+    create = WatchCreate(
+        raw, _range_end(raw, prefix, range_end), start_revision, progress_notify, prev_kv
+    ).to_json()
     headers = (REQUIRE_LEADER_HEADER,) if require_leader else ()
     return _post("/v3/watch", {"create_request": create}, *headers)
 
 
 @dataclass(frozen=True, slots=True)
-class WatchCreate:
+class WatchCreate(FlatMessage):
     """A watch request's body, decoded (what `MemoryEtcd` reads)."""
 
     key: bytes
@@ -324,13 +266,7 @@ class WatchCreate:
         create = get_object(obj, "create_request")
         if create is None:
             raise EtcdRequestError("no create_request", http_status=400, grpc_code=3)
-        return cls(
-            key=get_bytes(create, "key"),
-            range_end=get_bytes(create, "range_end"),
-            start_revision=get_int(create, "start_revision"),
-            progress_notify=get_bool(create, "progress_notify"),
-            prev_kv=get_bool(create, "prev_kv"),
-        )
+        return read_message(cls, create)
 
 
 def compaction_request(revision: int, *, physical: bool = False) -> GatewayRequest:

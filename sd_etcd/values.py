@@ -13,19 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from .codec import (
+    FlatMessage,
     JsonObject,
-    b64,
-    get_bytes,
-    get_int,
     get_object,
     get_str,
-    int64_text,
-    without_defaults,
+    read_message,
 )
 
 
 @dataclass(frozen=True, slots=True)
-class Header:
+class Header(FlatMessage):
     """Every answer's header. `revision` is the store's revision when it answered;
     `cluster_id` names the etcd cluster (what `X-Discovery-Cluster` reports)."""
 
@@ -36,28 +33,11 @@ class Header:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any] | None) -> Header:
-        if obj is None:
-            return cls()
-        return cls(
-            cluster_id=get_int(obj, "cluster_id"),
-            member_id=get_int(obj, "member_id"),
-            revision=get_int(obj, "revision"),
-            raft_term=get_int(obj, "raft_term"),
-        )
-
-    def to_json(self) -> JsonObject:
-        return without_defaults(
-            {
-                "cluster_id": int64_text(self.cluster_id),
-                "member_id": int64_text(self.member_id),
-                "revision": int64_text(self.revision),
-                "raft_term": int64_text(self.raft_term),
-            }
-        )
+        return cls() if obj is None else read_message(cls, obj)
 
 
 @dataclass(frozen=True, slots=True)
-class KeyValue:
+class KeyValue(FlatMessage):
     """One key at one revision. A deleted key in a watch event carries only `key` and
     `mod_revision` (the deletion's revision); every other field is then 0/empty."""
 
@@ -68,28 +48,8 @@ class KeyValue:
     version: int = 0
     lease: int = 0
 
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> KeyValue:
-        return cls(
-            key=get_bytes(obj, "key"),
-            value=get_bytes(obj, "value"),
-            create_revision=get_int(obj, "create_revision"),
-            mod_revision=get_int(obj, "mod_revision"),
-            version=get_int(obj, "version"),
-            lease=get_int(obj, "lease"),
-        )
-
-    def to_json(self) -> JsonObject:
-        return without_defaults(
-            {
-                "key": b64(self.key),
-                "create_revision": int64_text(self.create_revision),
-                "mod_revision": int64_text(self.mod_revision),
-                "version": int64_text(self.version),
-                "value": b64(self.value),
-                "lease": int64_text(self.lease),
-            }
-        )
+    # Protobuf field-number order: `value` is field 5 though it is read second.
+    WIRE_ORDER = ("key", "create_revision", "mod_revision", "version", "value", "lease")
 
 
 def kvs_from_json(items: list[Any]) -> tuple[KeyValue, ...]:

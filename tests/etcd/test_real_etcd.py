@@ -17,47 +17,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from sd_etcd import (
-    Compacted,
-    EtcdError,
-    GatewayRequest,
-    Header,
-    LeaseNotFound,
-    MemoryEtcd,
-    ProgressNotify,
-    PutOp,
-    RangeOp,
-    WatchCanceled,
-    WatchClosed,
-    WatchCreated,
-    WatchError,
-    WatchEvents,
-    WatchMessage,
-    WatchStream,
-    compaction_request,
-    delete_range_request,
-    key_absent,
-    lease_grant_request,
-    lease_keepalive_request,
-    lease_revoke_request,
-    lease_timetolive_request,
-    mod_revision_is,
-    parse_compaction,
-    parse_delete_range,
-    parse_lease_grant,
-    parse_lease_keepalive,
-    parse_lease_revoke,
-    parse_lease_timetolive,
-    parse_put,
-    parse_range,
-    parse_status,
-    parse_txn,
-    put_request,
-    range_request,
-    status_request,
-    txn_request,
-    watch_request,
-)
+import sd_etcd
 
 from .etcd_process import EtcdCluster, etcd_missing_reason, running_cluster
 
@@ -76,15 +36,15 @@ def etcd() -> Iterator[EtcdCluster]:
         yield cluster
 
 
-def post(client: httpx.Client, url: str, request: GatewayRequest) -> tuple[int, bytes]:
+def post(client: httpx.Client, url: str, request: sd_etcd.GatewayRequest) -> tuple[int, bytes]:
     answer = client.post(url + request.path, content=request.body, headers=dict(request.headers))
     return answer.status_code, answer.content
 
 
 def normalize(value: Any, base: int) -> Any:
     """Ids zeroed, revisions made relative to `base` (0 stays 0: it means "absent")."""
-    if isinstance(value, Header):
-        return Header(revision=value.revision - base if value.revision else 0)
+    if isinstance(value, sd_etcd.Header):
+        return sd_etcd.Header(revision=value.revision - base if value.revision else 0)
     if is_dataclass(value) and not isinstance(value, type):
         changes = {}
         for item in fields(value):
@@ -105,23 +65,23 @@ class Dual:
     def __init__(self, cluster: EtcdCluster) -> None:
         self.url = cluster.url
         self.client = httpx.Client(timeout=10.0)
-        self.memory = MemoryEtcd()
+        self.memory = sd_etcd.MemoryEtcd()
         self.now = 0.0
-        self.real_base = parse_range(
-            *post(self.client, self.url, range_request("-"))
+        self.real_base = sd_etcd.parse_range(
+            *post(self.client, self.url, sd_etcd.range_request("-"))
         ).header.revision
         self.memory_base = self.memory.revision
 
     def build(
-        self, make: GatewayRequest | Callable[[int], GatewayRequest]
-    ) -> tuple[GatewayRequest, GatewayRequest]:
-        if isinstance(make, GatewayRequest):
+        self, make: sd_etcd.GatewayRequest | Callable[[int], sd_etcd.GatewayRequest]
+    ) -> tuple[sd_etcd.GatewayRequest, sd_etcd.GatewayRequest]:
+        if isinstance(make, sd_etcd.GatewayRequest):
             return make, make
         return make(self.real_base), make(self.memory_base)
 
     def __call__(
         self,
-        make: GatewayRequest | Callable[[int], GatewayRequest],
+        make: sd_etcd.GatewayRequest | Callable[[int], sd_etcd.GatewayRequest],
         parse: Callable[[int, bytes], T],
     ) -> T:
         real_request, memory_request = self.build(make)
@@ -132,17 +92,17 @@ class Dual:
 
     def error(
         self,
-        make: GatewayRequest | Callable[[int], GatewayRequest],
+        make: sd_etcd.GatewayRequest | Callable[[int], sd_etcd.GatewayRequest],
         parse: Callable[[int, bytes], object],
-    ) -> EtcdError:
+    ) -> sd_etcd.EtcdError:
         real_request, memory_request = self.build(make)
-        caught: list[EtcdError] = []
+        caught: list[sd_etcd.EtcdError] = []
         answers = (
             post(self.client, self.url, real_request),
             self.memory.handle(memory_request, self.now),
         )
         for answer in answers:
-            with pytest.raises(EtcdError) as error:
+            with pytest.raises(sd_etcd.EtcdError) as error:
                 parse(*answer)
             caught.append(error.value)
         real, mine = caught
@@ -160,80 +120,96 @@ def dual(etcd: EtcdCluster) -> Iterator[Dual]:
 
 
 def test_kv_answers_match(dual: Dual) -> None:
-    dual(put_request("/kv/a", "v1"), parse_put)
-    assert dual(put_request("/kv/a", "v2", prev_kv=True), parse_put).prev_kv is not None
-    dual(put_request("/kv/b", ""), parse_put)
-    dual(put_request("/kv/c", "v"), parse_put)
-    page = dual(range_request("/kv/", prefix=True, limit=2), parse_range)
+    dual(sd_etcd.put_request("/kv/a", "v1"), sd_etcd.parse_put)
+    assert (
+        dual(sd_etcd.put_request("/kv/a", "v2", prev_kv=True), sd_etcd.parse_put).prev_kv
+        is not None
+    )
+    dual(sd_etcd.put_request("/kv/b", ""), sd_etcd.parse_put)
+    dual(sd_etcd.put_request("/kv/c", "v"), sd_etcd.parse_put)
+    page = dual(sd_etcd.range_request("/kv/", prefix=True, limit=2), sd_etcd.parse_range)
     assert (page.count, page.more, len(page.kvs)) == (3, True, 2)
-    dual(range_request("/kv/", prefix=True, keys_only=True), parse_range)
-    dual(range_request("/kv/", prefix=True, count_only=True), parse_range)
-    dual(lambda base: range_request("/kv/a", revision=base + 1), parse_range)
-    dual(range_request("/kv/none"), parse_range)
-    dual(delete_range_request("/kv/b", prev_kv=True), parse_delete_range)
-    assert dual(delete_range_request("/kv/b"), parse_delete_range).deleted == 0
-    dual.error(range_request("/kv/a", revision=10**9), parse_range)
-    dual.error(GatewayRequest("/v3/kv/put", b"{}"), parse_put)
-    status = parse_status(*post(dual.client, dual.url, status_request()))
+    dual(sd_etcd.range_request("/kv/", prefix=True, keys_only=True), sd_etcd.parse_range)
+    dual(sd_etcd.range_request("/kv/", prefix=True, count_only=True), sd_etcd.parse_range)
+    dual(lambda base: sd_etcd.range_request("/kv/a", revision=base + 1), sd_etcd.parse_range)
+    dual(sd_etcd.range_request("/kv/none"), sd_etcd.parse_range)
+    dual(sd_etcd.delete_range_request("/kv/b", prev_kv=True), sd_etcd.parse_delete_range)
+    assert dual(sd_etcd.delete_range_request("/kv/b"), sd_etcd.parse_delete_range).deleted == 0
+    dual.error(sd_etcd.range_request("/kv/a", revision=10**9), sd_etcd.parse_range)
+    dual.error(sd_etcd.GatewayRequest("/v3/kv/put", b"{}"), sd_etcd.parse_put)
+    status = sd_etcd.parse_status(*post(dual.client, dual.url, sd_etcd.status_request()))
     assert status.header.cluster_id and status.leader == status.header.member_id
 
 
 def test_txn_answers_match(dual: Dual) -> None:
-    create = txn_request([key_absent("/tx/a")], [PutOp(b"/tx/a", b"1")], [RangeOp(b"/tx/a")])
-    assert dual(create, parse_txn).succeeded
-    assert not dual(create, parse_txn).succeeded
-    guarded = lambda base: txn_request(  # noqa: E731
-        [mod_revision_is("/tx/a", base + 1)], [PutOp(b"/tx/a", b"2"), RangeOp(b"/tx/a")]
+    create = sd_etcd.txn_request(
+        [sd_etcd.key_absent("/tx/a")], [sd_etcd.PutOp(b"/tx/a", b"1")], [sd_etcd.RangeOp(b"/tx/a")]
     )
-    assert dual(guarded, parse_txn).succeeded
-    assert not dual(guarded, parse_txn).succeeded
-    dual.error(txn_request([], [PutOp(b"/tx/a", b"1"), PutOp(b"/tx/a", b"2")]), parse_txn)
+    assert dual(create, sd_etcd.parse_txn).succeeded
+    assert not dual(create, sd_etcd.parse_txn).succeeded
+    guarded = lambda base: sd_etcd.txn_request(  # noqa: E731
+        [sd_etcd.mod_revision_is("/tx/a", base + 1)],
+        [sd_etcd.PutOp(b"/tx/a", b"2"), sd_etcd.RangeOp(b"/tx/a")],
+    )
+    assert dual(guarded, sd_etcd.parse_txn).succeeded
+    assert not dual(guarded, sd_etcd.parse_txn).succeeded
+    dual.error(
+        sd_etcd.txn_request([], [sd_etcd.PutOp(b"/tx/a", b"1"), sd_etcd.PutOp(b"/tx/a", b"2")]),
+        sd_etcd.parse_txn,
+    )
 
 
 def test_lease_answers_match(dual: Dual) -> None:
     lease_id = next(_lease_ids)
-    assert dual(lease_grant_request(1, lease_id=lease_id), parse_lease_grant).ttl == 2
-    dual.error(lease_grant_request(5, lease_id=lease_id), parse_lease_grant)
-    dual(put_request("/ls/a", "1", lease=lease_id), parse_put)
-    dual(put_request("/ls/b", "1", lease=lease_id), parse_put)
-    assert dual(lease_keepalive_request(lease_id), parse_lease_keepalive).ttl == 2
-    ttl = parse_lease_timetolive(
-        *post(dual.client, dual.url, lease_timetolive_request(lease_id, keys=True))
+    assert (
+        dual(sd_etcd.lease_grant_request(1, lease_id=lease_id), sd_etcd.parse_lease_grant).ttl == 2
+    )
+    dual.error(sd_etcd.lease_grant_request(5, lease_id=lease_id), sd_etcd.parse_lease_grant)
+    dual(sd_etcd.put_request("/ls/a", "1", lease=lease_id), sd_etcd.parse_put)
+    dual(sd_etcd.put_request("/ls/b", "1", lease=lease_id), sd_etcd.parse_put)
+    assert dual(sd_etcd.lease_keepalive_request(lease_id), sd_etcd.parse_lease_keepalive).ttl == 2
+    ttl = sd_etcd.parse_lease_timetolive(
+        *post(dual.client, dual.url, sd_etcd.lease_timetolive_request(lease_id, keys=True))
     )
     assert ttl.keys == (b"/ls/a", b"/ls/b") and ttl.granted_ttl == 2
-    error = dual.error(put_request("/ls/c", "1", lease=lease_id + 10**6), parse_put)
-    assert isinstance(error, LeaseNotFound) and error.http_status == 404
+    error = dual.error(sd_etcd.put_request("/ls/c", "1", lease=lease_id + 10**6), sd_etcd.parse_put)
+    assert isinstance(error, sd_etcd.LeaseNotFound) and error.http_status == 404
     # Expiry: wait for the real one (no fake clock there), jump the memory one.
     deadline = time.monotonic() + 15
     # (asked with timetolive: a keepalive would keep it alive)
     while (
-        parse_lease_timetolive(*post(dual.client, dual.url, lease_timetolive_request(lease_id))).ttl
+        sd_etcd.parse_lease_timetolive(
+            *post(dual.client, dual.url, sd_etcd.lease_timetolive_request(lease_id))
+        ).ttl
         is not None
     ):
         assert time.monotonic() < deadline, "the lease never expired"
         time.sleep(0.5)  # keeping a real lease from being kept alive: no fake clock applies
     dual.now = 3.0
-    dual(lease_keepalive_request(lease_id), parse_lease_keepalive)
-    dual(lease_timetolive_request(lease_id), parse_lease_timetolive)
+    dual(sd_etcd.lease_keepalive_request(lease_id), sd_etcd.parse_lease_keepalive)
+    dual(sd_etcd.lease_timetolive_request(lease_id), sd_etcd.parse_lease_timetolive)
     # Both keys went in one revision.
-    gone = dual(range_request("/ls/", prefix=True), parse_range)
+    gone = dual(sd_etcd.range_request("/ls/", prefix=True), sd_etcd.parse_range)
     assert gone.count == 0
-    dual.error(lease_revoke_request(lease_id), parse_lease_revoke)
+    dual.error(sd_etcd.lease_revoke_request(lease_id), sd_etcd.parse_lease_revoke)
     other = next(_lease_ids)
-    dual(lease_grant_request(60, lease_id=other), parse_lease_grant)
-    dual(put_request("/ls/c", "1", lease=other), parse_put)
-    dual(lease_revoke_request(other), parse_lease_revoke)
-    dual(range_request("/ls/", prefix=True), parse_range)
+    dual(sd_etcd.lease_grant_request(60, lease_id=other), sd_etcd.parse_lease_grant)
+    dual(sd_etcd.put_request("/ls/c", "1", lease=other), sd_etcd.parse_put)
+    dual(sd_etcd.lease_revoke_request(other), sd_etcd.parse_lease_revoke)
+    dual(sd_etcd.range_request("/ls/", prefix=True), sd_etcd.parse_range)
 
 
 def _reader(
-    client: httpx.Client, url: str, request: GatewayRequest, out: queue.Queue[WatchMessage]
+    client: httpx.Client,
+    url: str,
+    request: sd_etcd.GatewayRequest,
+    out: queue.Queue[sd_etcd.WatchMessage],
 ) -> Callable[[], None]:
     """Read a real watch on a thread, feeding chunks to the parser as they arrive."""
     done = threading.Event()
 
     def run() -> None:
-        stream = WatchStream()
+        stream = sd_etcd.WatchStream()
         with client.stream(
             "POST", url + request.path, content=request.body, headers=dict(request.headers)
         ) as answer:
@@ -255,39 +231,46 @@ def _reader(
     return stop
 
 
-def _next(out: queue.Queue[WatchMessage], *, skip_progress: bool = True) -> WatchMessage:
+def _next(
+    out: queue.Queue[sd_etcd.WatchMessage], *, skip_progress: bool = True
+) -> sd_etcd.WatchMessage:
     while True:
         message = out.get(timeout=10)
-        if not (skip_progress and isinstance(message, ProgressNotify)):
+        if not (skip_progress and isinstance(message, sd_etcd.ProgressNotify)):
             return message
 
 
 def test_watch_messages_match(dual: Dual) -> None:
-    dual(put_request("/w/a", "1"), parse_put)
-    dual(put_request("/w/a", "2"), parse_put)
+    dual(sd_etcd.put_request("/w/a", "1"), sd_etcd.parse_put)
+    dual(sd_etcd.put_request("/w/a", "2"), sd_etcd.parse_put)
 
-    def make(base: int) -> GatewayRequest:
-        return watch_request(
+    def make(base: int) -> sd_etcd.GatewayRequest:
+        return sd_etcd.watch_request(
             "/w/", prefix=True, start_revision=base + 1, prev_kv=True, progress_notify=True
         )
 
     real_request, memory_request = dual.build(make)
-    out: queue.Queue[WatchMessage] = queue.Queue()
+    out: queue.Queue[sd_etcd.WatchMessage] = queue.Queue()
     client = httpx.Client(timeout=httpx.Timeout(10.0, read=None))
     stop = _reader(client, dual.url, real_request, out)
     try:
         memory_watch = dual.memory.open_watch(memory_request, dual.now)
-        memory_stream = WatchStream()
-        real: list[WatchMessage] = [_next(out), _next(out)]
-        dual(delete_range_request("/w/a"), parse_delete_range)
-        dual(put_request("/w/b", "x"), parse_put)
+        memory_stream = sd_etcd.WatchStream()
+        real: list[sd_etcd.WatchMessage] = [_next(out), _next(out)]
+        dual(sd_etcd.delete_range_request("/w/a"), sd_etcd.parse_delete_range)
+        dual(sd_etcd.put_request("/w/b", "x"), sd_etcd.parse_put)
         real += [_next(out), _next(out)]
         progress = _next(out, skip_progress=False)
-        while not isinstance(progress, ProgressNotify):
+        while not isinstance(progress, sd_etcd.ProgressNotify):
             progress = _next(out, skip_progress=False)
         dual.memory.notify_progress()
         mine = memory_stream.feed(memory_watch.read())
-        assert [type(m) for m in real] == [WatchCreated, WatchEvents, WatchEvents, WatchEvents]
+        assert [type(m) for m in real] == [
+            sd_etcd.WatchCreated,
+            sd_etcd.WatchEvents,
+            sd_etcd.WatchEvents,
+            sd_etcd.WatchEvents,
+        ]
         assert normalize([*real, progress], dual.real_base) == normalize(mine, dual.memory_base)
     finally:
         stop()
@@ -296,22 +279,27 @@ def test_watch_messages_match(dual: Dual) -> None:
 
 def test_compaction_matches(dual: Dual) -> None:
     for value in "123":
-        dual(put_request("/c/a", value), parse_put)
-    dual(lambda base: compaction_request(base + 2), parse_compaction)
-    error = dual.error(lambda base: range_request("/c/a", revision=base + 1), parse_range)
-    assert isinstance(error, Compacted)
-    dual(lambda base: range_request("/c/a", revision=base + 2), parse_range)
+        dual(sd_etcd.put_request("/c/a", value), sd_etcd.parse_put)
+    dual(lambda base: sd_etcd.compaction_request(base + 2), sd_etcd.parse_compaction)
+    error = dual.error(
+        lambda base: sd_etcd.range_request("/c/a", revision=base + 1), sd_etcd.parse_range
+    )
+    assert isinstance(error, sd_etcd.Compacted)
+    dual(lambda base: sd_etcd.range_request("/c/a", revision=base + 2), sd_etcd.parse_range)
     # A watch from a compacted revision: created, then canceled with compact_revision.
     real_request, memory_request = dual.build(
-        lambda base: watch_request("/c/a", start_revision=base + 1)
+        lambda base: sd_etcd.watch_request("/c/a", start_revision=base + 1)
     )
     with httpx.Client(timeout=httpx.Timeout(10.0, read=None)) as client:
-        out: queue.Queue[WatchMessage] = queue.Queue()
+        out: queue.Queue[sd_etcd.WatchMessage] = queue.Queue()
         stop = _reader(client, dual.url, real_request, out)
         real = [_next(out), _next(out)]
         stop()
-    mine = WatchStream().feed(dual.memory.open_watch(memory_request, dual.now).read())
-    assert isinstance(real[1], WatchCanceled) and real[1].compact_revision == dual.real_base + 2
+    mine = sd_etcd.WatchStream().feed(dual.memory.open_watch(memory_request, dual.now).read())
+    assert (
+        isinstance(real[1], sd_etcd.WatchCanceled)
+        and real[1].compact_revision == dual.real_base + 2
+    )
     assert normalize(real, dual.real_base) == normalize(mine, dual.memory_base)
 
 
@@ -320,25 +308,30 @@ def test_sigterm_ends_a_watch_with_an_in_band_error() -> None:
         running_cluster(1) as cluster,
         httpx.Client(timeout=httpx.Timeout(10.0, read=None)) as client,
     ):
-        request = watch_request("/", prefix=True)
-        out: queue.Queue[WatchMessage] = queue.Queue()
+        request = sd_etcd.watch_request("/", prefix=True)
+        out: queue.Queue[sd_etcd.WatchMessage] = queue.Queue()
         stop = _reader(client, cluster.url, request, out)
-        assert isinstance(_next(out), WatchCreated)
+        assert isinstance(_next(out), sd_etcd.WatchCreated)
         cluster.members[0].signal(signal.SIGTERM)
         error, closed = _next(out), _next(out)
         stop()
-    assert isinstance(error, WatchError) and error.http_code in (408, 503)
-    assert closed == WatchClosed(truncated=False)
+    assert isinstance(error, sd_etcd.WatchError) and error.http_code in (408, 503)
+    assert closed == sd_etcd.WatchClosed(truncated=False)
 
 
 def test_a_three_member_cluster_elects_a_leader_and_serves_a_put() -> None:
     with running_cluster(3) as cluster, httpx.Client(timeout=10.0) as client:
         statuses = [
-            parse_status(*post(client, url, status_request())) for url in cluster.client_urls
+            sd_etcd.parse_status(*post(client, url, sd_etcd.status_request()))
+            for url in cluster.client_urls
         ]
         leaders = {status.leader for status in statuses}
         assert len(leaders) == 1 and leaders <= {s.header.member_id for s in statuses}
         assert len({status.header.cluster_id for status in statuses}) == 1
-        put = parse_put(*post(client, cluster.client_urls[0], put_request("/3/a", "1")))
-        read = parse_range(*post(client, cluster.client_urls[2], range_request("/3/a")))
+        put = sd_etcd.parse_put(
+            *post(client, cluster.client_urls[0], sd_etcd.put_request("/3/a", "1"))
+        )
+        read = sd_etcd.parse_range(
+            *post(client, cluster.client_urls[2], sd_etcd.range_request("/3/a"))
+        )
         assert read.kvs[0].value == b"1" and read.header.revision >= put.header.revision

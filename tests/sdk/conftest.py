@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from service_discovery import ServiceDiscoveryClient, ServiceRegistrationRequest
 from .fakes import SECRET, FakeClock, FakeRegistry
 
 URL = "http://registry.test"
+Registered = Callable[..., AbstractAsyncContextManager[ServiceDiscoveryClient]]
 
 
 @pytest.fixture
@@ -40,6 +42,22 @@ def make_client(registry: FakeRegistry, clock: FakeClock) -> Callable[..., Servi
         return ServiceDiscoveryClient(**options)
 
     return make
+
+
+@pytest.fixture
+def registered(
+    make_client: Callable[..., ServiceDiscoveryClient], request_a: ServiceRegistrationRequest
+) -> Registered:
+    """`make_client(**overrides)`, opened and with `request_a` registered: where most
+    heartbeat tests start."""
+
+    @asynccontextmanager
+    async def open_registered(**overrides: Any) -> AsyncIterator[ServiceDiscoveryClient]:
+        async with make_client(**overrides) as client:
+            await client.register_service(request_a)
+            yield client
+
+    return open_registered
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import trio
 
 from service_discovery import Backoff, ServiceDiscoveryClient, ServiceRegistrationRequest
 
+from .conftest import Registered
 from .fakes import FakeClock, FakeRegistry, error, until
 
 MakeClient = Callable[..., ServiceDiscoveryClient]
@@ -33,13 +34,11 @@ async def run_rounds(
 
 
 async def test_heartbeats_every_interval(
-    make_client: MakeClient,
+    registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
 ) -> None:
-    async with make_client() as client:
-        await client.register_service(request_a)
+    async with registered() as client:
         await run_rounds(client, clock, sleeps=6, interval=60)
     assert clock.sleeps == [60] * 6
     assert registry.paths("POST") == [REGISTER] + [HEARTBEAT] * 5
@@ -58,13 +57,11 @@ async def test_default_interval_comes_from_the_client(
 
 
 async def test_404_re_registers_at_once(
-    make_client: MakeClient,
+    registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
 ) -> None:
-    async with make_client() as client:
-        await client.register_service(request_a)
+    async with registered() as client:
         registry.restart()
         await run_rounds(client, clock, sleeps=3, interval=10)
     # One heartbeat got 404, the registration followed with no sleep in between,
@@ -76,14 +73,12 @@ async def test_404_re_registers_at_once(
 
 
 async def test_network_errors_back_off_exponentially_with_jitter(
-    make_client: MakeClient,
+    registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with make_client(backoff=Backoff(initial=1, maximum=30), rng=random.Random(5)) as client:
-        await client.register_service(request_a)
+    async with registered(backoff=Backoff(initial=1, maximum=30), rng=random.Random(5)) as client:
         registry.down = True
         with caplog.at_level(logging.DEBUG, logger="service_discovery"):
             await run_rounds(client, clock, sleeps=12, interval=60)
@@ -102,13 +97,11 @@ async def test_network_errors_back_off_exponentially_with_jitter(
 
 
 async def test_backoff_is_capped_by_the_interval(
-    make_client: MakeClient,
+    registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
 ) -> None:
-    async with make_client(backoff=Backoff(initial=1, maximum=30)) as client:
-        await client.register_service(request_a)
+    async with registered(backoff=Backoff(initial=1, maximum=30)) as client:
         registry.down = True
         await run_rounds(client, clock, sleeps=10, interval=5)
     assert max(clock.sleeps[1:]) <= 5
@@ -116,14 +109,12 @@ async def test_backoff_is_capped_by_the_interval(
 
 
 async def test_recovery_resets_the_backoff(
-    make_client: MakeClient,
+    registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async with make_client() as client:
-        await client.register_service(request_a)
+    async with registered() as client:
         registry.canned.extend(
             [
                 httpx.ConnectError("refused"),
@@ -140,13 +131,11 @@ async def test_recovery_resets_the_backoff(
 
 
 async def test_failed_re_registration_is_retried_as_registration(
-    make_client: MakeClient,
+    registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
 ) -> None:
-    async with make_client() as client:
-        await client.register_service(request_a)
+    async with registered() as client:
         registry.restart()
         registry.canned.extend([error(404, "instance_not_found", "gone"), httpx.ConnectError("x")])
         await run_rounds(client, clock, sleeps=3, interval=60)
@@ -178,13 +167,11 @@ async def test_no_exception_escapes_the_loop(
 
 
 async def test_auth_failure_keeps_the_loop_alive(
-    make_client: MakeClient,
+    registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
 ) -> None:
-    async with make_client() as client:
-        await client.register_service(request_a)
+    async with registered() as client:
         registry.secret = "rotated"
         await run_rounds(client, clock, sleeps=4, interval=60)
     assert registry.paths("POST") == [REGISTER] + [HEARTBEAT] * 3

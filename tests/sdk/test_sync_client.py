@@ -11,6 +11,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import httpx
@@ -74,6 +75,20 @@ def make_sync(registry: FakeRegistry, sync_clock: SyncClock) -> Callable[..., An
 
 
 MakeSync = Callable[..., SyncServiceDiscoveryClient]
+SyncRegistered = Callable[[], AbstractContextManager[SyncServiceDiscoveryClient]]
+
+
+@pytest.fixture
+def sync_registered(make_sync: MakeSync, request_a: ServiceRegistrationRequest) -> SyncRegistered:
+    """A sync client, opened and with `request_a` registered (the async `registered`'s twin)."""
+
+    @contextmanager
+    def open_registered() -> Iterator[SyncServiceDiscoveryClient]:
+        with make_sync() as client:
+            client.register_service(request_a)
+            yield client
+
+    return open_registered
 
 
 def test_register_discover_unregister(
@@ -90,13 +105,9 @@ def test_register_discover_unregister(
 
 
 def test_cache_and_stale_if_error(
-    make_sync: MakeSync,
-    registry: FakeRegistry,
-    sync_clock: SyncClock,
-    request_a: ServiceRegistrationRequest,
+    sync_registered: SyncRegistered, registry: FakeRegistry, sync_clock: SyncClock
 ) -> None:
-    with make_sync() as client:
-        client.register_service(request_a)
+    with sync_registered() as client:
         first = client.discover_services("my-service")
         client.discover_services("my-service")
         assert len(registry.paths("GET")) == 1  # cached
@@ -136,13 +147,9 @@ def test_maintenance_and_filters(
 
 
 def test_heartbeat_thread_beats_and_re_registers_on_404(
-    make_sync: MakeSync,
-    registry: FakeRegistry,
-    sync_clock: SyncClock,
-    request_a: ServiceRegistrationRequest,
+    sync_registered: SyncRegistered, registry: FakeRegistry, sync_clock: SyncClock
 ) -> None:
-    with make_sync() as client:
-        client.register_service(request_a)
+    with sync_registered() as client:
         client.start_heartbeat(interval_seconds=30)
         assert client.heartbeat_running
         sync_clock.wait_for(lambda: registry.paths("POST").count(HEARTBEAT) >= 2)
@@ -156,13 +163,9 @@ def test_heartbeat_thread_beats_and_re_registers_on_404(
 
 
 def test_heartbeat_thread_backs_off_on_errors(
-    make_sync: MakeSync,
-    registry: FakeRegistry,
-    sync_clock: SyncClock,
-    request_a: ServiceRegistrationRequest,
+    sync_registered: SyncRegistered, registry: FakeRegistry, sync_clock: SyncClock
 ) -> None:
-    with make_sync() as client:
-        client.register_service(request_a)
+    with sync_registered() as client:
         registry.canned.extend(error(500, "internal_error", "boom") for _ in range(3))
         client.start_heartbeat(interval_seconds=60)
         sync_clock.wait_for(lambda: len(sync_clock.sleeps) >= 5)

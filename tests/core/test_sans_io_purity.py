@@ -1,4 +1,5 @@
-"""sd_core does no I/O and reads no clock: checked on its source and on a fresh interpreter."""
+"""sd_core and sd_etcd do no I/O and read no clock: checked on their source and on a fresh
+interpreter. One scan serves both; each package has its own list of what it may not import."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
 import sd_core
+import sd_etcd
 
-CORE_DIR = Path(sd_core.__file__).parent
-MODULES = sorted(CORE_DIR.glob("*.py"))
 FORBIDDEN = frozenset(
     {
         "asyncio",
@@ -29,6 +31,11 @@ FORBIDDEN = frozenset(
         "anyio",
     }
 )
+# sd_etcd is stricter still: no date/time module at all, and no randomness.
+ETCD_FORBIDDEN = frozenset(
+    {"asyncio", "trio", "anyio", "httpx", "h11", "socket", "selectors", "threading", "time",
+     "subprocess", "urllib", "http", "ssl", "datetime", "random"}
+)  # fmt: skip
 # Never pulled in, not even by sd_core's own dependencies (pydantic imports threading and
 # socket, and the interpreter itself imports time at start-up).
 NEVER_LOADED = frozenset({"asyncio", "trio", "quart", "hypercorn", "httpx", "anyio"})
@@ -39,7 +46,22 @@ CLOCK_CALLS = {
 }
 
 
+def _modules(package: ModuleType) -> list[Path]:
+    return sorted(Path(str(package.__file__)).parent.glob("*.py"))
+
+
+# (module path, what it may not import) for every module of each Sans-I/O package.
+MODULES = [
+    pytest.param(path, forbidden, id=f"{package.__name__}/{path.name}")
+    for package, forbidden in ((sd_core, FORBIDDEN), (sd_etcd, ETCD_FORBIDDEN))
+    for path in _modules(package)
+]
+DYNAMIC_IMPORTS = ("__import__", "importlib.import_module")
+
+
 def _imports(tree: ast.AST) -> set[str]:
+    """The absolute imports in `tree`; a dynamic import is recorded by its function's name
+    (plus `__import__`'s module when it is a literal)."""
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -47,21 +69,21 @@ def _imports(tree: ast.AST) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module)
             found.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id == "__import__"
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-        ):
-            found.add(str(node.args[0].value))
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "import_module"
-        ):
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__":
+            found.add("__import__")
+            if node.args and isinstance(node.args[0], ast.Constant):
+                found.add(str(node.args[0].value))
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
             found.add("importlib.import_module")
     return found
+
+
+def _run_python(program: str) -> Any:
+    """Run `program` in a fresh interpreter and decode the JSON it prints."""
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(result.stdout)
 
 
 def _clock_calls(tree: ast.AST) -> list[str]:
@@ -83,24 +105,24 @@ def _clock_calls(tree: ast.AST) -> list[str]:
 
 
 def test_there_are_modules_to_check() -> None:
-    names = {path.name for path in MODULES}
+    names = {path.name for path in _modules(sd_core)}
     assert {"registry.py", "http_api.py", "testing.py", "render.py"} <= names
+    names = {path.name for path in _modules(sd_etcd)}
+    assert {"memory.py", "watch.py", "requests.py", "responses.py"} <= names
 
 
-@pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
-def test_module_imports_no_io_or_clock(path: Path) -> None:
+@pytest.mark.parametrize(("path", "forbidden"), MODULES)
+def test_module_imports_no_io_or_clock(path: Path, forbidden: frozenset[str]) -> None:
     tree = ast.parse(path.read_text(), filename=str(path))
     imported = _imports(tree)
     bad = sorted(
-        name
-        for name in imported
-        if name.split(".")[0] in FORBIDDEN or name.endswith(".import_module")
+        name for name in imported if name.split(".")[0] in forbidden or name in DYNAMIC_IMPORTS
     )
     assert bad == [], f"{path.name} imports {bad}"
 
 
-@pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
-def test_module_reads_no_clock(path: Path) -> None:
+@pytest.mark.parametrize(("path", "forbidden"), MODULES)
+def test_module_reads_no_clock(path: Path, forbidden: frozenset[str]) -> None:
     tree = ast.parse(path.read_text(), filename=str(path))
     assert _clock_calls(tree) == [], path.name
 
@@ -114,11 +136,14 @@ def test_module_reads_no_clock(path: Path) -> None:
         "from threading import Lock\n",
         "import anyio as a\n",
         "__import__('trio')\n",
+        "from asyncio import sleep\n",
+        "import httpx as h\n",
     ],
 )
 def test_the_import_scan_catches_forbidden_imports(source: str) -> None:
     imported = _imports(ast.parse(source))
     assert any(name.split(".")[0] in FORBIDDEN for name in imported)
+    assert any(name.split(".")[0] in ETCD_FORBIDDEN for name in imported)
 
 
 @pytest.mark.parametrize(
@@ -174,10 +199,7 @@ def test_importing_and_running_sd_core_loads_no_io_module() -> None:
         print(json.dumps({{"direct": direct, "loaded": sorted(sys.modules)}}))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
-    )
-    report = json.loads(result.stdout)
+    report = _run_python(program)
     assert report["direct"] == [], f"sd_core imports {report['direct']}"
     never = sorted(m for m in report["loaded"] if m.split(".")[0] in NEVER_LOADED)
     assert never == [], f"{never} loaded by sd_core or its dependencies"
@@ -207,9 +229,22 @@ def test_the_import_watch_sees_sd_core_imports() -> None:
         print(json.dumps(seen))
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=60
-    )
-    seen = json.loads(result.stdout)
+    seen = _run_python(program)
     assert ["sd_core.timers", "heapq", 0, True] in seen  # via sd_core.registry
     assert ["sd_core.render", "time", 0, False] in seen  # strftime's own import
+
+
+def test_using_sd_etcd_loads_no_event_loop_or_http_library() -> None:
+    program = textwrap.dedent(
+        """
+        import json, sys
+        from sd_etcd import MemoryEtcd, put_request, parse_put, watch_request, WatchStream
+        etcd = MemoryEtcd()
+        watch = etcd.open_watch(watch_request("/p/", prefix=True), now=0.0)
+        parse_put(*etcd.handle(put_request("/p/a", "1"), now=1.0))
+        WatchStream().feed(watch.read())
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    loaded = {name.split(".")[0] for name in _run_python(program)}
+    assert not loaded & {"asyncio", "trio", "anyio", "httpx", "h11", "socket", "threading"}
