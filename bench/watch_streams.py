@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--no-throughput", action="store_true")
     args = parser.parse_args(argv)
-    kinds = [kind for kind in args.kinds.split(",") if kind]
+    kinds = [kind for kind in args.kinds.split(",") if kind]  # empty: throughput only
     if unknown := set(kinds) - set(KINDS):
         parser.error(f"unknown server kinds: {sorted(unknown)}")
     reps = args.reps or (1 if args.quick else 3)
@@ -354,7 +354,8 @@ def main(argv: list[str] | None = None) -> None:
     duration = args.duration or (1 if args.quick else 5)
     with scenario(args, "Scenario 6: watch streams, and quart on uvicorn") as run:
         print(f"{size:,} streams and {size:,} blocking queries per server kind, {reps} reps\n")
-        fanout_tables(run, kinds, size, reps, args.loop)
+        if kinds:
+            fanout_tables(run, kinds, size, reps, args.loop)
         if not args.no_throughput:
             throughput_table(run, reps, duration, args.loop, args.connections)
 
