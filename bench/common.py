@@ -245,12 +245,14 @@ def start_registry(
     `module` runs another launcher with the same CLI (`bench.traced_server`).
     """
     label = name or (
-        f"registry-{frontend}-{loop}" if frontend == "quart" else f"registry-{frontend}"
+        f"registry-{frontend}-{loop}"
+        if frontend in ("quart", "quart-uvicorn")
+        else f"registry-{frontend}"
     )
     server = ServerProcess(
         frontend,
         registry_settings(env),
-        ["--loop", loop] if frontend == "quart" else [],
+        ["--loop", loop] if frontend in ("quart", "quart-uvicorn") else [],
         module=module,
         name=label,
         backlog=BACKLOG,

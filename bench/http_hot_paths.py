@@ -24,6 +24,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from .common import (
     SECRET,
@@ -121,6 +122,43 @@ def prepare_registry(proc: Proc, fake: Proc) -> None:
         time.sleep(0.2)
 
 
+def request_files(run: Run, fake: Proc) -> tuple[Path, Path]:
+    """wrk's request bodies: heartbeats and re-registrations of the 10 instances of `hot`."""
+    heartbeats = run.write_lines(
+        "heartbeat.txt",
+        (heartbeat_body(SERVICE, f"i-{n:02d}").decode() for n in range(INSTANCES)),
+    )
+    registers = run.write_lines(
+        "register.txt",
+        (
+            register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}").decode()
+            for n in range(INSTANCES)
+        ),
+    )
+    return heartbeats, registers
+
+
+def drive_endpoint(
+    proc: Proc,
+    endpoint: Endpoint,
+    seconds: int,
+    connections: int,
+    heartbeats: Path,
+    registers: Path,
+) -> WrkResult:
+    """One wrk run of `endpoint` against `proc` (a registry prepared by `prepare_registry`)."""
+    if endpoint.method == "POST":
+        bodies = heartbeats if endpoint.key == "heartbeat" else registers
+        script, script_args = "post_json.lua", [endpoint.path, str(bodies), SECRET]
+    else:
+        script, script_args = "get.lua", [SECRET, endpoint.path]
+    result = wrk(
+        proc.url(), script, script_args, duration=seconds, connections=connections, server=proc
+    )
+    proc.check_alive()
+    return result
+
+
 def prepare_etcd(run: Run, etcd: Proc) -> dict[str, list[str]]:
     """Grant 10 leases, put 10 keys; return the wrk arguments of each etcd operation."""
 
@@ -205,17 +243,7 @@ def main(argv: list[str] | None = None) -> None:
             f"etcd {etcd_version()}\n"
         )
         fake = start_fake_instances(run)
-        heartbeats = run.write_lines(
-            "heartbeat.txt",
-            (heartbeat_body(SERVICE, f"i-{n:02d}").decode() for n in range(INSTANCES)),
-        )
-        registers = run.write_lines(
-            "register.txt",
-            (
-                register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}").decode()
-                for n in range(INSTANCES)
-            ),
-        )
+        heartbeats, registers = request_files(run, fake)
         env = {"HEALTH_CHECK_INTERVAL_SECONDS": "2", "HEALTH_CHECK_TIMEOUT_SECONDS": "1"}
         servers: dict[str, tuple[Proc, Proc]] = {}
         for config in configs:
@@ -233,16 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         etcd_ops = sorted({e.etcd for e in endpoints}, key=list(ETCD_OPS).index)
 
         def drive(proc: Proc, endpoint: Endpoint, seconds: int) -> WrkResult:
-            if endpoint.method == "POST":
-                bodies = heartbeats if endpoint.key == "heartbeat" else registers
-                script, script_args = "post_json.lua", [endpoint.path, str(bodies), SECRET]
-            else:
-                script, script_args = "get.lua", [SECRET, endpoint.path]
-            result = wrk(
-                proc.url(), script, script_args, duration=seconds, connections=conns, server=proc
-            )
-            proc.check_alive()
-            return result
+            return drive_endpoint(proc, endpoint, seconds, conns, heartbeats, registers)
 
         if not args.quick:
             log("warm-up")

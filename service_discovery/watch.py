@@ -174,7 +174,11 @@ def http_connect(registry: RegistryHTTP, names: list[str] | None) -> Connect:
                 if status != 200:
                     body = json_or_none(httpx.Response(status, content=await response.aread()))
                     if status == 404:
-                        raise StreamUnsupported(f"GET /v1/discovery/watch answered {status}")
+                        raise StreamUnsupported(
+                            f"GET /v1/discovery/watch answered {status}: this registry has no "
+                            "watch streams; follow each service with watch_service(name), "
+                            "which falls back to blocking queries"
+                        )
                     if status >= 500 or status == 429:
                         raise RegistryUnavailableError(
                             f"GET /v1/discovery/watch answered {status}", status_code=status

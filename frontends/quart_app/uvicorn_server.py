@@ -3,11 +3,12 @@
 An option beside hypercorn, the default: uvicorn's httptools parser and its
 leaner response path answer the hot paths with less CPU (docs/performance.md).
 The same app, wrappers and settings as `server.py`: `Http1Only` in front (uvicorn
-speaks no HTTP/2 at all: `Upgrade: h2c` is ignored and a `PRI` preface is a
-parse error, answered 400 and closed), the bind or `--fd`, SIGTERM/SIGINT
-draining first, then `SHUTDOWN_GRACE_SECONDS` for what is in flight, and our
-log format (uvicorn's loggers propagate to ours; no access log). uvicorn closes
-a connection the peer closed at once, so its fd is never held idle.
+speaks no HTTP/2 at all: `Upgrade: h2c` is ignored, and a `PRI` preface gets the
+same `400 http_version_not_supported` as on hypercorn, see `uvicorn_http1`), the
+bind or `--fd`, SIGTERM/SIGINT draining first, then `SHUTDOWN_GRACE_SECONDS`
+for what is in flight, and our log format (uvicorn's loggers propagate to
+ours; no access log). uvicorn closes a connection the peer closed at once, so
+its fd is never held idle.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..shared.settings import Settings
 from .app import PARTS, create_app
 from .server import uvloop_available
 from .streams import WatchRoute
+from .uvicorn_http1 import Http1OnlyProtocol
 
 #: What `/health` reports as `frontend` under uvicorn.
 FRONTEND = "quart-uvicorn"
@@ -73,7 +75,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         app,  # type: ignore[arg-type]
         **bind,  # type: ignore[arg-type]
         loop="none",  # the loop is chosen in `serve`
-        http="httptools",
+        http=Http1OnlyProtocol,
         ws="none",
         lifespan="on",
         log_config=None,

@@ -13,12 +13,14 @@ from typing import Any
 from hypercorn.config import Config
 
 from .http1_only import refuse_http2_switch
+from .hypercorn_patches import release_closed_connections
 from .settings import Settings
 
 
 def hypercorn_config(settings: Settings) -> Config:
-    """The config both frontends serve with; also stops hypercorn switching to HTTP/2."""
+    """The config both frontends serve with; also patches hypercorn (HTTP/2, closed connections)."""
     refuse_http2_switch()
+    release_closed_connections()
     config = Config()
     # HTTP/1.1 only, even if TLS is ever configured (see http1_only).
     config.alpn_protocols = ["http/1.1"]
@@ -37,8 +39,8 @@ def hypercorn_config(settings: Settings) -> Config:
     config.graceful_timeout = settings.shutdown_grace
     # Headers larger than this are refused by hypercorn before we see them.
     config.h11_max_incomplete_size = 16 * 1024
-    # Hypercorn 0.18 holds a connection the peer closed until this idle timer
-    # fires, so it must stay short or load-balancer checks pile up sockets.
+    # How long an idle keep-alive connection is kept. (A connection the peer
+    # closed is released at once: see hypercorn_patches.)
     config.keep_alive_timeout = 5
     return config
 

@@ -1,4 +1,4 @@
-"""HTTP/2 is refused on every frontend: no h2c upgrade, no prior knowledge.
+"""HTTP/2 is refused on every server kind: no h2c upgrade, no prior knowledge.
 
 Hypercorn 0.18 serves HTTP/2 cleartext on a plain port by itself, which made
 the "rapid reset" attack (HEADERS then RST_STREAM, many times over) take a
@@ -8,6 +8,8 @@ tests speak raw bytes, since no HTTP library will send what an attacker does:
 - the prior-knowledge preface gets `400 http_version_not_supported`, and the
   connection is closed without a single HTTP/2 frame being answered;
 - `Upgrade: h2c` is ignored: the request is answered over HTTP/1.1;
+- uvicorn speaks no HTTP/2 at all, but is held to the same answers (its
+  parser sees the preface as a request for HTTP/2.0, which `Http1Only` refuses);
 - a bounded rapid-reset burst over many connections leaves a concurrent
   client's service at 99 % or better, and the server still prompt after it.
 """
@@ -36,6 +38,7 @@ from reliability_support import (
     status_of,
 )
 
+from conformance.common import FRONTENDS as SERVER_KINDS
 from conformance.server_process import ServerProcess
 
 #: The burst: this many attackers, each reconnecting for 5 s, resetting this many streams.
@@ -57,6 +60,13 @@ def rapid_reset(streams: int) -> bytes:
         connection.send_headers(stream_id, headers, end_stream=True)
         connection.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
     return connection.data_to_send()
+
+
+@pytest.fixture(scope="module", params=SERVER_KINDS, ids=SERVER_KINDS)
+def frontend(request: pytest.FixtureRequest) -> str:
+    """Here every server kind, Quart on uvicorn too (the suite's own is the two frontends)."""
+    kind: str = request.param
+    return kind
 
 
 @pytest.fixture(scope="module")

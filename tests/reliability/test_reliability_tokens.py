@@ -44,10 +44,11 @@ NEAR_MISSES = {
     "both-joined": SECRET + READ_TOKEN,
 }
 
-#: Authorization headers that are not `Bearer <token>`.
+#: Authorization headers that are not `Bearer <token>` nor a bare token (which Prometheus
+#: 2.42 sends, and is accepted): a bare wrong token stays refused.
 MALFORMED_HEADERS = {
     "basic-scheme": f"Basic {SECRET}",
-    "no-scheme": SECRET,
+    "no-scheme-wrong-token": f"{SECRET}x",
     "scheme-only": "Bearer",
     "empty": "",
     "token-twice": f"Bearer {SECRET} {SECRET}",

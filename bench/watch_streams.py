@@ -1,0 +1,364 @@
+"""Scenario 6: watch streams beside blocking queries, and Quart on uvicorn beside hypercorn.
+
+    python -m bench.watch_streams [--kinds quart,trio,quart-uvicorn] [--streams 10000]
+                                  [--loop asyncio|uvloop] [--duration S] [--quick]
+
+For each server kind (Quart and trio on hypercorn, Quart on uvicorn), in one run:
+
+- Streams: 10,000 `GET /v1/discovery/watch?service=watched`, each on its own
+  connection from one Python process (a raw asyncio protocol), each having
+  received its first event. Then one change (an instance registered in the
+  service); the figure is the time from sending it until the last stream has
+  the new event. Memory per open stream is the server's RSS with all open
+  minus its RSS before, divided by their number.
+- Blocking queries, beside them: the same count and the same change, measured
+  by `bench.watch_fanout` (fresh server of the same kind).
+- Throughput of Quart on uvicorn against Quart on hypercorn (same loop, same
+  run, alternating which goes first): heartbeats and the cached
+  `GET /v1/discovery/services/{name}` under wrk, as `bench.http_hot_paths`
+  drives them.
+
+Each measurement starts a fresh server (freed memory is not handed back to the
+OS, so a reused process would under-report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from .common import (
+    AUTH,
+    BenchError,
+    Conn,
+    Proc,
+    Run,
+    Stat,
+    WrkResult,
+    base_parser,
+    http_get,
+    log,
+    post_all,
+    print_table,
+    ratio_stat,
+    register_body,
+    run_async,
+    scenario,
+    start_fake_instances,
+    start_registry,
+    verdict,
+)
+from .http_hot_paths import ENDPOINTS, drive_endpoint, prepare_registry, request_files
+from .watch_fanout import TARGET_KIB, TARGET_SECONDS
+from .watch_fanout import registry_rep as blocking_rep
+
+SERVICE = "watched"
+KINDS = ("quart", "trio", "quart-uvicorn")
+#: uvicorn over hypercorn, heartbeat and cached read (the issue's target).
+TARGET_SPEEDUP = 2.0
+#: No keep-alive comment may arrive during a measurement.
+QUIET_ENV = {
+    "HEALTH_CHECK_INTERVAL_SECONDS": "3600",
+    "SERVICE_DISCOVERY_WATCH_KEEPALIVE_SECONDS": "3600",
+}
+
+
+class StreamReader(asyncio.Protocol):
+    """One watch stream; counts the events (`id:` lines) it has received."""
+
+    def __init__(self, request: bytes, fleet: Fleet) -> None:
+        self._request = request
+        self._fleet = fleet
+        self._tail = b""
+        self.transport: asyncio.Transport | None = None
+        self.ok: bool | None = None
+        self.events = 0
+        self.second_at: float | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self._request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        if self.ok is None:
+            self.ok = data.startswith(b"HTTP/1.1 200")
+        seen = self._tail + data
+        new = seen.count(b"\nid: ")
+        self._tail = seen[-5:]
+        if not new:
+            return
+        before, self.events = self.events, self.events + new
+        if before == 0:
+            self._fleet.opened += 1
+        if before <= 1 < self.events:
+            self.second_at = time.perf_counter()
+            self._fleet.changed += 1
+        self._fleet.check()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.second_at is None:
+            self._fleet.lost += 1
+            self._fleet.check()
+
+
+class Fleet:
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.readers: list[StreamReader] = []
+        self.opened = 0
+        self.changed = 0
+        self.lost = 0
+        self.all_open = asyncio.Event()
+        self.all_changed = asyncio.Event()
+
+    def check(self) -> None:
+        """A stream the server closed counts as done (and is reported as lost)."""
+        if self.opened + self.lost >= self.size:
+            self.all_open.set()
+        if self.changed + self.lost >= self.size:
+            self.all_changed.set()
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    fanout_s: float
+    median_s: float
+    kib_per_stream: float
+    open_s: float
+    cpu_s: float
+    lost: int  # streams the server closed before the change reached them
+
+
+async def _open_streams(port: int, fleet: Fleet, parallel: int = 200) -> None:
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(parallel)
+    request = (
+        f"GET /v1/discovery/watch?service={SERVICE} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\nAuthorization: {AUTH}\r\n\r\n"
+    ).encode()
+
+    async def connect() -> None:
+        async with gate:
+            reader = StreamReader(request, fleet)
+            await loop.create_connection(lambda: reader, "127.0.0.1", port)
+            fleet.readers.append(reader)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(fleet.size):
+            group.create_task(connect())
+
+
+async def _stream_run(proc: Proc, size: int, change: bytes, settle: float) -> StreamResult:
+    fleet = Fleet(size)
+    rss_before = proc.rss_kib()
+    started = time.perf_counter()
+    try:
+        await _open_streams(proc.port, fleet)
+        try:
+            await asyncio.wait_for(fleet.all_open.wait(), 120)
+        except TimeoutError:
+            raise BenchError(f"only {fleet.opened} of {size} streams open after 120 s") from None
+        if not all(r.ok for r in fleet.readers if r.events):
+            raise BenchError("streams refused while opening")
+        open_s = time.perf_counter() - started
+        await asyncio.sleep(settle)
+        rss_open = proc.rss_kib()
+        if fleet.changed:
+            raise BenchError(f"{fleet.changed} streams had a second event before the change")
+        conn = await Conn.open(proc.port)
+        try:
+            cpu0 = proc.cpu_seconds()
+            t0 = time.perf_counter()
+            answer = await conn.request("POST", "/v1/discovery/register", change)
+            if answer.status != 200:
+                raise BenchError(f"change: {answer.status} {answer.body[:200]!r}")
+            try:
+                await asyncio.wait_for(fleet.all_changed.wait(), 60)
+            except TimeoutError:
+                raise BenchError(f"only {fleet.changed} of {size} streams had the change") from None
+            cpu_s = proc.cpu_seconds() - cpu0
+        finally:
+            await conn.close()
+        times = sorted(r.second_at - t0 for r in fleet.readers if r.second_at is not None)
+        if not times:
+            raise BenchError("no stream had the change")
+        return StreamResult(
+            fanout_s=times[-1],
+            median_s=times[len(times) // 2],
+            kib_per_stream=(rss_open - rss_before) / size,
+            open_s=open_s,
+            cpu_s=cpu_s,
+            lost=fleet.lost,
+        )
+    finally:
+        for reader in fleet.readers:
+            if reader.transport is not None:
+                reader.transport.close()
+
+
+def stream_rep(proc: Proc, size: int, rep: int, settle: float) -> StreamResult:
+    try:
+        first = register_body(SERVICE, "i-0", 9)
+        run_async(post_all(proc.port, "/v1/discovery/register", [first], connections=1, depth=1))
+        for _ in range(50):  # warm the read path before the RSS baseline
+            http_get(proc.port, f"/v1/discovery/services/{SERVICE}", auth=True)
+        change = register_body(SERVICE, f"i-new-{rep}", 9)
+        return run_async(_stream_run(proc, size, change, settle))
+    finally:
+        proc.stop()
+
+
+def _label(kind: str, loop: str) -> str:
+    return {"quart": f"quart+hypercorn ({loop})", "trio": "trio+hypercorn"}.get(
+        kind, f"quart+uvicorn ({loop})"
+    )
+
+
+def fanout_tables(run: Run, kinds: list[str], size: int, reps: int, loop: str) -> None:
+    settle = 0.2 if size < 1000 else 1.0
+    rows = []
+    for kind in kinds:
+        label = _label(kind, loop)
+        streams: list[StreamResult] = []
+        blocking = []
+        for rep in range(reps):
+            log(f"rep {rep + 1}/{reps}: {label}, {size} streams")
+            proc = start_registry(run, kind, loop=loop, env=QUIET_ENV)
+            streams.append(stream_rep(proc, size, rep, settle))
+            s = streams[-1]
+            log(
+                f"  streams: all had the change {s.fanout_s:.3f}s after it (server CPU "
+                f"{s.cpu_s:.3f}s), {s.kib_per_stream:.1f} KiB/stream (opened in {s.open_s:.1f}s), "
+                f"{s.lost} closed by the server"
+            )
+            log(f"rep {rep + 1}/{reps}: {label}, {size} blocking queries")
+            proc = start_registry(run, kind, loop=loop, env=QUIET_ENV)
+            blocking.append(blocking_rep(proc, size, rep, settle))
+            b = blocking[-1]
+            log(
+                f"  blocking: all answered {b.fanout_s:.3f}s after the change (server CPU "
+                f"{b.cpu_s:.3f}s), {b.kib_per_waiter:.1f} KiB/waiter"
+            )
+        fanout = Stat.of(r.fanout_s for r in streams)
+        kib = Stat.of(r.kib_per_stream for r in streams)
+        rows += [
+            [
+                label,
+                "all had the change (s)",
+                fanout.fmt(".3f"),
+                Stat.of(r.fanout_s for r in blocking).fmt(".3f"),
+                f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}",
+            ],
+            [
+                label,
+                "median (s)",
+                Stat.of(r.median_s for r in streams).fmt(".3f"),
+                Stat.of(r.median_s for r in blocking).fmt(".3f"),
+                "-",
+            ],
+            [
+                label,
+                "server CPU, change to last (s)",
+                Stat.of(r.cpu_s for r in streams).fmt(".3f"),
+                Stat.of(r.cpu_s for r in blocking).fmt(".3f"),
+                "-",
+            ],
+            [
+                label,
+                "streams closed by the server (of all)",
+                Stat.of(r.lost for r in streams).fmt(".0f"),
+                "-",
+                "0",
+            ],
+            [
+                label,
+                "KiB per open stream / parked query",
+                kib.fmt(".1f"),
+                Stat.of(r.kib_per_waiter for r in blocking).fmt(".1f"),
+                f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}",
+            ],
+        ]
+    print_table(
+        f"{size:,} watchers, one change: median (min-max) of {reps}",
+        ["server", "figure", "watch streams", "blocking queries", "target (streams)"],
+        rows,
+    )
+
+
+def throughput_table(run: Run, reps: int, duration: int, loop: str, connections: int) -> None:
+    fake = start_fake_instances(run)
+    heartbeats, registers = request_files(run, fake)
+    env = {"HEALTH_CHECK_INTERVAL_SECONDS": "2", "HEALTH_CHECK_TIMEOUT_SECONDS": "1"}
+    servers = {}
+    for kind in ("quart", "quart-uvicorn"):
+        servers[kind] = start_registry(run, kind, loop=loop, env=env)
+        prepare_registry(servers[kind], fake)
+    endpoints = [e for e in ENDPOINTS if e.key in ("heartbeat", "service")]
+    results: dict[tuple[str, str], list[WrkResult]] = {}
+    for rep in range(reps):
+        for endpoint in endpoints:
+            order = ["quart", "quart-uvicorn"]
+            for kind in order if rep % 2 == 0 else order[::-1]:
+                log(f"rep {rep + 1}/{reps}: {_label(kind, loop)} {endpoint.label}")
+                results.setdefault((kind, endpoint.key), []).append(
+                    drive_endpoint(
+                        servers[kind], endpoint, duration, connections, heartbeats, registers
+                    )
+                )
+    rows = []
+    for endpoint in endpoints:
+        hyper = results[("quart", endpoint.key)]
+        uvi = results[("quart-uvicorn", endpoint.key)]
+        speedup = ratio_stat([r.rps for r in uvi], [r.rps for r in hyper])
+        rows.append(
+            [
+                endpoint.label,
+                Stat.of(r.rps for r in hyper).fmt(),
+                Stat.of(r.rps for r in uvi).fmt(),
+                speedup.fmt(".2f", "x"),
+                f"{Stat.of(r.cpu_us for r in hyper).median:,.0f} -> "
+                f"{Stat.of(r.cpu_us for r in uvi).median:,.0f}",
+                f">={TARGET_SPEEDUP:g}x: {verdict(speedup.median >= TARGET_SPEEDUP)}",
+            ]
+        )
+    print_table(
+        f"Quart on uvicorn vs on hypercorn ({loop}): wrk -t1 -c{connections} -d{duration}s, "
+        f"median (min-max) of {reps}",
+        [
+            "endpoint",
+            "hypercorn req/s",
+            "uvicorn req/s",
+            "uvicorn/hypercorn",
+            "CPU us/req",
+            "target",
+        ],
+        rows,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = base_parser(__doc__.splitlines()[0], frontends=False)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="server kinds, comma-separated")
+    parser.add_argument("--streams", type=int, default=None, help="default 10,000")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
+    parser.add_argument("--duration", type=int, default=None, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--no-throughput", action="store_true")
+    args = parser.parse_args(argv)
+    kinds = [kind for kind in args.kinds.split(",") if kind]  # empty: throughput only
+    if unknown := set(kinds) - set(KINDS):
+        parser.error(f"unknown server kinds: {sorted(unknown)}")
+    reps = args.reps or (1 if args.quick else 3)
+    size = args.streams or (50 if args.quick else 10_000)
+    duration = args.duration or (1 if args.quick else 5)
+    with scenario(args, "Scenario 6: watch streams, and quart on uvicorn") as run:
+        print(f"{size:,} streams and {size:,} blocking queries per server kind, {reps} reps\n")
+        if kinds:
+            fanout_tables(run, kinds, size, reps, args.loop)
+        if not args.no_throughput:
+            throughput_table(run, reps, duration, args.loop, args.connections)
+
+
+if __name__ == "__main__":
+    main()
