@@ -100,13 +100,25 @@ def tls_context() -> ssl.SSLContext:
 
 
 def make_client(base_url: str, token: str | None = None, timeout: float = 10.0) -> httpx.Client:
-    """An httpx client for ``base_url``, sending ``Bearer token`` if given."""
+    """An httpx client for ``base_url``, sending ``Bearer token`` if given.
+
+    ``base_url`` may list several node URLs of one cluster, comma-separated (as the
+    SDK takes them): requests then go round-robin over the nodes, with the
+    read-your-writes rule of `conformance.cluster_client`.
+    """
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    urls = base_url.split(",")
+    transport = None
+    if len(urls) > 1:
+        from conformance.cluster_client import RoundRobinTransport
+
+        transport = RoundRobinTransport(urls, tls_context())
     return httpx.Client(
-        base_url=base_url,
+        base_url=urls[0],
         headers=headers,
         timeout=timeout,
         verify=tls_context(),
+        transport=transport,
         event_hooks={"response": [_check_every_response]},
     )
 

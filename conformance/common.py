@@ -9,8 +9,10 @@ from __future__ import annotations
 import itertools
 import secrets
 
-#: Every server kind the suite runs against (`/health` reports the same name).
-FRONTENDS = ["quart", "trio", "quart-uvicorn"]
+#: Every server kind the suite runs against (`/health` reports the same name, but
+#: for `cluster`: three nodes, quart, trio and quart, on one etcd; see
+#: `conformance.cluster_process`).
+FRONTENDS = ["quart", "trio", "quart-uvicorn", "cluster"]
 
 SECRET = "conf-rw-" + secrets.token_hex(16)
 READ_TOKEN = "conf-ro-" + secrets.token_hex(16)

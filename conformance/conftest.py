@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from conformance.client import ROUTED, Api, api_for, make_client
+from conformance.cluster_process import CLUSTER, stop_shared_etcd
 from conformance.common import (
     FRONTENDS,
     PROBE_ENV,
@@ -31,6 +32,62 @@ from conformance.fake_instances import FakeInstance
 from conformance.server_process import ServerProcess, serving, start_server
 from frontends.shared.pages import load_pages
 from sd_core import openapi_document
+
+#: Tests skipped on the `cluster` kind: "file" or "file::test" -> why. Two sorts: tests
+#: of one process, and the three documented differences of cluster mode (what
+#: last_heartbeat, last_health_check and a small load move show: each would cost an
+#: etcd write per heartbeat or probe). Everything else runs on the cluster unchanged.
+CLUSTER_SKIPS = {
+    "test_lifecycle.py": "the lifecycle of one process (signals, drain, restart, exit codes)",
+    "test_self_preservation.py": (
+        "self-preservation is off in cluster mode: expiry is etcd's (docs/cluster.md)"
+    ),
+    "test_maintenance.py::test_maintenance_survives_a_restart": (
+        "a state file is refused in cluster mode; the store keeps maintenance"
+    ),
+    "test_check_types.py::test_check_types_survive_a_restart": (
+        "a state file is refused in cluster mode; the store keeps check types"
+    ),
+    "test_real_prometheus.py": (
+        "Prometheus takes one SD URL (a load balancer over the nodes in production); "
+        "what each node serves to it is covered by test_prometheus_sd.py"
+    ),
+    "test_registration.py::test_heartbeat_answers_exactly_and_refreshes_last_heartbeat": (
+        "in cluster mode last_heartbeat is the record's last write: keepalives are not "
+        "writes, so no node sees them (docs/cluster.md, what the rendered times mean)"
+    ),
+    "test_blocking.py::test_heartbeats_do_not_wake_a_held_query": (
+        "in cluster mode a load move below WATCH_LOAD_DELTA is not stored (it would be "
+        "an etcd write per heartbeat), so no node shows it (docs/cluster.md)"
+    ),
+    "test_health_checks.py::test_alternating_outcomes_leave_unknown_unknown": (
+        "in cluster mode last_health_check is when the current status was set; probes "
+        "that change nothing are not written, so `unknown` has none (docs/cluster.md)"
+    ),
+    "test_routing.py::test_health_needs_no_token_and_has_the_documented_fields": (
+        "each node's /health names its own frontend (quart or trio), not `cluster`"
+    ),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests of `CLUSTER_SKIPS` skipped on the cluster kind, with their reason."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or callspec.params.get("frontend") != CLUSTER:
+            continue
+        module = item.path.name
+        test = f"{module}::{getattr(item, 'originalname', item.name)}"
+        reason = CLUSTER_SKIPS.get(test) or CLUSTER_SKIPS.get(module)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=f"cluster kind: {reason}"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_etcd_is_stopped() -> Iterator[None]:
+    """The cluster kind's one etcd (started on first use) goes at the end of the run."""
+    yield
+    stop_shared_etcd()
 
 
 @pytest.fixture(scope="session", autouse=True)

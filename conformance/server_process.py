@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import httpx
 
@@ -323,7 +324,15 @@ def start_server(
     *,
     sock: socket.socket | None = None,
 ) -> ServerProcess:
-    """Spawn a server and (by default) wait until GET /health answers 200."""
+    """Spawn a server and (by default) wait until GET /health answers 200.
+
+    The `cluster` kind is three nodes on one etcd (`conformance.cluster_process`),
+    standing in for one server.
+    """
+    if frontend == "cluster" and sock is None:
+        from conformance.cluster_process import start_cluster_server
+
+        return cast(ServerProcess, start_cluster_server(env, extra_args, wait_ready))
     server = ServerProcess(frontend, env, extra_args, sock=sock)
     if wait_ready:
         try:

@@ -62,3 +62,13 @@ class ConfigError(ValueError):
         super().__init__(f"{name}: {message}")
         self.name = name
         self.message = message
+
+
+def status_not_reported() -> RequestError:
+    """A heartbeat's `status` from an instance the registry probes: refused (422)."""
+    return RequestError(
+        "validation_error",
+        422,
+        "Invalid fields: status",
+        details=(FieldProblem("status", "only instances with a ttl check report one"),),
+    )

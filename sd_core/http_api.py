@@ -41,7 +41,9 @@ _UNREGISTER_ROUTE = "/v1/discovery/unregister/{service_name}/{instance_id}"
 _MAINTENANCE = "/v1/discovery/maintenance/"
 _MAINTENANCE_ROUTE = "/v1/discovery/maintenance/{service_name}/{instance_id}"
 _REGISTER = "/v1/discovery/register"
-_WRITE_ROUTES = frozenset({_REGISTER, "/v1/discovery/heartbeat", _UNREGISTER_ROUTE})
+_WRITE_ROUTES = frozenset(
+    {_REGISTER, "/v1/discovery/heartbeat", _UNREGISTER_ROUTE, _MAINTENANCE_ROUTE}
+)
 HEARTBEAT_OK = b'{"success":true,"message":"Heartbeat updated successfully"}'
 UNREGISTER_OK = b'{"success":true,"message":"Service unregistered successfully"}'
 
@@ -117,7 +119,17 @@ class UnregisterWrite(NamedTuple):
     instance_id: str
 
 
-WriteCommand = RegisterWrite | HeartbeatWrite | UnregisterWrite
+class MaintenanceWrite(NamedTuple):
+    """`PUT` (`start`, with its optional reason) or `DELETE` of maintenance."""
+
+    route: str
+    service_name: str
+    instance_id: str
+    start: bool
+    reason: str | None
+
+
+WriteCommand = RegisterWrite | HeartbeatWrite | UnregisterWrite | MaintenanceWrite
 
 
 class _FastEntry(NamedTuple):
@@ -263,7 +275,7 @@ class HttpApi:
     def write_command(self, request: HttpRequest, now: float) -> WriteCommand | HttpResponse | None:
         """Cluster mode: a write parsed and checked exactly as `handle` would, not applied.
 
-        None when `request` is not one of the three writes (hand it to `handle`);
+        None when `request` is not one of the writes (hand it to `handle`);
         an `HttpResponse` when it is refused (auth, draining, validation); else the
         command, for the cluster node to turn into store calls.
         """
@@ -285,6 +297,10 @@ class HttpApi:
             self._writable()
             if route == _UNREGISTER_ROUTE:
                 return UnregisterWrite(route, params[0], params[1])
+            if route == _MAINTENANCE_ROUTE:
+                start = request.method == "PUT"
+                reason = _parse(MaintenanceRequest, call).reason if start and call.body else None
+                return MaintenanceWrite(route, params[0], params[1], start, reason)
             if route == _REGISTER:
                 return RegisterWrite(route, _parse(RegisterRequest, call))
             return HeartbeatWrite(route, _parse(HeartbeatRequest, call))
@@ -342,6 +358,16 @@ class HttpApi:
         except RequestError as error:
             return error_response(error, route)
         return None
+
+    def maintenance_ok(
+        self, service_name: str, instance_id: str, start: bool, route: str
+    ) -> HttpResponse:
+        """The answer to a maintenance call that took effect (or had nothing to do)."""
+        state = "in" if start else "out of"
+        message = f"Instance {service_name}:{instance_id} is {state} maintenance"
+        return HttpResponse(
+            200, encode({"success": True, "message": message}), _JSON_HEADERS, route
+        )
 
     def payload_too_large(self, method: str, path: str) -> HttpResponse:
         """The answer when the body passed the limit: routing errors still come first."""
@@ -486,19 +512,13 @@ class HttpApi:
         reason = _parse(MaintenanceRequest, call).reason if call.body else None
         service_name, instance_id = call.params
         self.registry.start_maintenance(service_name, instance_id, reason, call.now)
-        message = f"Instance {service_name}:{instance_id} is in maintenance"
-        return HttpResponse(
-            200, encode({"success": True, "message": message}), _JSON_HEADERS, call.route
-        )
+        return self.maintenance_ok(service_name, instance_id, True, call.route)
 
     def _end_maintenance(self, call: _Call) -> Result:
         self._writable()
         service_name, instance_id = call.params
         self.registry.end_maintenance(service_name, instance_id, call.now)
-        message = f"Instance {service_name}:{instance_id} is out of maintenance"
-        return HttpResponse(
-            200, encode({"success": True, "message": message}), _JSON_HEADERS, call.route
-        )
+        return self.maintenance_ok(service_name, instance_id, False, call.route)
 
     def _unregister(self, call: _Call) -> Result:
         self._writable()

@@ -20,7 +20,12 @@ from typing import Any
 
 from .checks import CheckType
 from .config import RegistryConfig
-from .errors import DriverError, FieldProblem, RequestError, not_registered, registry_full
+from .errors import (
+    DriverError,
+    not_registered,
+    registry_full,
+    status_not_reported,
+)
 from .events import (
     Effect,
     HealthRecorded,
@@ -189,12 +194,7 @@ class Registry:
             raise not_registered(service_name, instance_id)
         ttl = instance.check is CheckType.TTL
         if status is not None and not ttl:
-            raise RequestError(
-                "validation_error",
-                422,
-                "Invalid fields: status",
-                details=(FieldProblem("status", "only instances with a ttl check report one"),),
-            )
+            raise status_not_reported()
         instance.last_heartbeat = now
         self.stats.heartbeats += 1
         before = (instance.status, instance.load)
@@ -249,7 +249,9 @@ class Registry:
             self._effects.append(
                 InstanceRegistered(name, request.instance_id, instance.probe_url, updated=False)
             )
-            if not probed:  # registration counts as the first heartbeat
+            if not probed and self._store_revision is None:
+                # Registration counts as the first heartbeat (in cluster mode the
+                # registering node writes that status to the store instead).
                 self._reported(instance, Status.HEALTHY, now)
         else:
             # Restored: `unknown` until it is probed, or for a ttl check until
@@ -293,7 +295,7 @@ class Registry:
                 self._timers.probe_first(instance, now)
             else:
                 self._timers.no_probes(instance)
-        if not check.probed:  # a registration counts as a heartbeat
+        if not check.probed and self._store_revision is None:  # counts as a heartbeat
             self._reported(instance, Status.HEALTHY, now)
             visible_change = visible_change or instance.status != status_before
         self.stats.re_registrations += 1

@@ -132,6 +132,11 @@ class RegistryCalls:
         """The registry URL requests go to first (the last one that answered)."""
         return self._settings.urls[self._active]
 
+    def move_on(self) -> None:
+        """A connection made outside :meth:`request` (a watch stream) failed: try the
+        next URL first from now on, so a reconnect goes to another registry node."""
+        self._active = (self._active + 1) % len(self._settings.urls)
+
     def headers(self) -> dict[str, str]:
         headers = {"Accept": "application/json"}
         if self._settings.secret is not None:

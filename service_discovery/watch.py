@@ -180,6 +180,7 @@ def http_connect(registry: RegistryHTTP, names: list[str] | None) -> Connect:
                             "which falls back to blocking queries"
                         )
                     if status >= 500 or status == 429:
+                        registry.calls.move_on()
                         raise RegistryUnavailableError(
                             f"GET /v1/discovery/watch answered {status}", status_code=status
                         )
@@ -187,6 +188,7 @@ def http_connect(registry: RegistryHTTP, names: list[str] | None) -> Connect:
                 async for line in response.aiter_lines():
                     yield line
         except httpx.HTTPError as exc:
+            registry.calls.move_on()  # a reconnect tries the next registry URL
             raise RegistryUnavailableError(f"watch stream failed: {exc!r}") from exc
 
     return connect

@@ -7,7 +7,14 @@ store calls and the watch, `ownership` who probes what.
 """
 
 from .effects import CloseWatch, ClusterConfig, ClusterEffect, OpenWatch, StoreCall, WriteDone
-from .layout import DEFAULT_PREFIX, HealthRecord, InstanceRecord, KeyLayout, NodeRecord
+from .layout import (
+    DEFAULT_PREFIX,
+    HealthRecord,
+    InstanceRecord,
+    KeyLayout,
+    MaintenanceRecord,
+    NodeRecord,
+)
 from .link import CONNECTING, OK, UNAVAILABLE
 from .node import ClusterNode, NodeResult
 from .ownership import owner
@@ -27,6 +34,7 @@ __all__ = [
     "HealthRecord",
     "InstanceRecord",
     "KeyLayout",
+    "MaintenanceRecord",
     "NodeRecord",
     "NodeResult",
     "OpenWatch",

@@ -4,6 +4,7 @@ Under one prefix (one watch covers it all):
 
 - `instances/<service>/<id>`: the registration, on the instance's own lease;
 - `health/<service>/<id>`: its status, on the same lease (it goes with the instance);
+- `maintenance/<service>/<id>`: its drain, if any, on the same lease too;
 - `nodes/<node-id>`: a live registry node, on that node's lease.
 
 Readers ignore fields they do not know, so a newer node can add fields without an
@@ -72,6 +73,7 @@ class InstanceRecord:
                 "registered_at": wall(self.registered_at),
                 "updated_at": wall(self.updated_at),
                 "load_percentage": self.load,
+                "check": {"type": request.check.type},
             }
         )
 
@@ -128,6 +130,31 @@ class HealthRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceRecord:
+    """`maintenance/<service>/<id>`: the instance is drained, why (None: no reason given)
+    and since when (wall clock). A key of its own rather than a field of the instance
+    record: a re-registration rewrites that record and must not end a drain, and two
+    nodes writing one each cannot lose the other's write."""
+
+    reason: str | None
+    since: float
+
+    def encode(self) -> bytes:
+        return _dumps({"reason": self.reason, "since": wall(self.since)})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> MaintenanceRecord | None:
+        document = _loads(raw)
+        if document is None:
+            return None
+        since = _number(document, "since")
+        reason = document.get("reason")
+        if since is None or not (reason is None or isinstance(reason, str)):
+            return None
+        return cls(reason, since)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeRecord:
     """`nodes/<node-id>`: how to reach a live node, and what it runs."""
 
@@ -152,11 +179,15 @@ class NodeRecord:
 
 @dataclass(frozen=True, slots=True)
 class ParsedKey:
-    """What a key under the prefix names: `kind` is instances, health or nodes."""
+    """What a key under the prefix names: `kind` is instances, health, maintenance or
+    nodes."""
 
     kind: str
     name: str
     instance_id: str = ""
+
+
+_PER_INSTANCE = ("instances", "health", "maintenance")
 
 
 class KeyLayout:
@@ -174,6 +205,9 @@ class KeyLayout:
     def health(self, service_name: str, instance_id: str) -> bytes:
         return self.prefix + f"health/{service_name}/{instance_id}".encode()
 
+    def maintenance(self, service_name: str, instance_id: str) -> bytes:
+        return self.prefix + f"maintenance/{service_name}/{instance_id}".encode()
+
     def node(self, node_id: str) -> bytes:
         return self.prefix + f"nodes/{node_id}".encode()
 
@@ -185,7 +219,7 @@ class KeyLayout:
             parts = key[len(self.prefix) :].decode().split("/")
         except UnicodeDecodeError:
             return None
-        if len(parts) == 3 and parts[0] in ("instances", "health") and parts[1] and parts[2]:
+        if len(parts) == 3 and parts[0] in _PER_INSTANCE and parts[1] and parts[2]:
             return ParsedKey(parts[0], parts[1], parts[2])
         if len(parts) == 2 and parts[0] == "nodes" and parts[1]:
             return ParsedKey("nodes", parts[1])

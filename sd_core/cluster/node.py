@@ -34,8 +34,9 @@ from sd_etcd import (
 )
 from sd_etcd.requests import Compare, CompareResult, Target
 
+from ..checks import CheckType
 from ..config import RegistryConfig
-from ..errors import RequestError, not_registered, registry_full
+from ..errors import RequestError, not_registered, registry_full, status_not_reported
 from ..events import Effect, InstanceRemoved, ProbePassed, ProbeResult, RemovalReason, RunProbe
 from ..http_api import (
     HEARTBEAT_OK,
@@ -45,6 +46,7 @@ from ..http_api import (
     HttpApi,
     HttpRequest,
     HttpResponse,
+    MaintenanceWrite,
     PendingWrite,
     RegisterWrite,
     UnregisterWrite,
@@ -55,7 +57,14 @@ from ..pages import Page
 from ..registry import Registry
 from ..status import Signal, Status, next_status
 from .effects import ClusterConfig, ClusterEffect, WriteDone
-from .layout import HealthRecord, InstanceRecord, KeyLayout, NodeRecord, wall
+from .layout import (
+    HealthRecord,
+    InstanceRecord,
+    KeyLayout,
+    MaintenanceRecord,
+    NodeRecord,
+    wall,
+)
 from .link import OK, StoreLink
 from .ownership import owner
 from .view import ClusterView, Entry, InstanceKey
@@ -332,7 +341,9 @@ class ClusterNode:
             if isinstance(command, RegisterWrite):
                 return self._register(command, now)
             if isinstance(command, HeartbeatWrite):
-                return self._heartbeat(command)
+                return self._heartbeat(command, now)
+            if isinstance(command, MaintenanceWrite):
+                return self._maintenance(command, now)
             return self._unregister(command)
         except RequestError as error:
             return error_response(error, command.route)
@@ -389,15 +400,22 @@ class ClusterNode:
             load,
         )
         old = entry.record.request if entry else None
-        moved = old is None or (old.host, old.port, old.health_endpoint) != (
+        moved = old is None or (old.host, old.port, old.health_endpoint, old.check) != (
             request.host,
             request.port,
             request.health_endpoint,
+            request.check,
         )
         ops: list[PutOp | DeleteRangeOp] = [
             PutOp(self.layout.instance(*key), record.encode()),
         ]
-        if moved:  # a new address starts unknown everywhere, as in single-process mode
+        if CheckType(request.check.type) is CheckType.TTL:
+            # A registration is a ttl instance's first heartbeat: healthy everywhere.
+            current = None if moved or entry is None else entry.health
+            reported = self._reported(current, Status.HEALTHY, stamp)
+            if reported is not None:
+                ops.append(PutOp(self.layout.health(*key), reported.encode()))
+        elif moved:  # a new address starts unknown everywhere, as in single-process mode
             ops.append(DeleteRangeOp(self.layout.health(*key)))
         route = command.route
         response = self.api.register_ok(request, route)
@@ -454,12 +472,15 @@ class ClusterNode:
             self.link.call(lease_keepalive_request(entry.lease), renewed, failed)
         return PendingWrite(token)
 
-    def _heartbeat(self, command: HeartbeatWrite) -> NodeResult:
+    def _heartbeat(self, command: HeartbeatWrite, now: float) -> NodeResult:
         request = command.request
         key = (request.service_name, request.instance_id)
         entry = self.view.entries.get(key)
         if entry is None:
             raise not_registered(*key)
+        ttl = CheckType(entry.record.request.check.type) is CheckType.TTL
+        if request.status is not None and not ttl:
+            raise status_not_reported()
         token = self._park()
         route = command.route
         failed = self._failure(token, route)
@@ -475,23 +496,51 @@ class ClusterNode:
                 self._finish(token, error_response(not_registered(*key), route))
                 return
             current = self.view.entries.get(key)
-            load = request.load_percentage
-            if current is None or load is None:
+            if current is None:
                 self._finish(token, _HEARTBEAT)
                 return
-            if not self._put_load(key, current, unit_load(load), now, token):
+            ops: list[PutOp] = []
+            load = request.load_percentage
+            if load is not None:
+                ops += self._load_put(key, current, unit_load(load), now)
+            if ttl:
+                said = Status.HEALTHY if request.status is None else Status(request.status)
+                reported = self._reported(current.health, said, wall(now + self.wall_offset))
+                if reported is not None:
+                    ops.append(PutOp(self.layout.health(*key), reported.encode(), current.lease))
+            if not ops:
                 self._finish(token, _HEARTBEAT)
+                return
+            self._put_guarded(key, current, ops, token)
 
         self.link.call(lease_keepalive_request(entry.lease), answered, failed)
         return PendingWrite(token)
 
-    def _put_load(
-        self, key: InstanceKey, entry: Entry, load: float, now: float, token: int
-    ) -> bool:
-        """Store a load that moved by WATCH_LOAD_DELTA or more (smaller moves are not
-        stored: they would be writes nobody can see). False when nothing was written."""
+    def _reported(
+        self, current: HealthRecord | None, said: Status, stamp: float
+    ) -> HealthRecord | None:
+        """A ttl instance's own word on its health, as a record to write; None when it
+        changes nothing (so a steady heartbeat writes nothing, and raises no index)."""
+        signal = Signal.REPORTED_HEALTHY if said == Status.HEALTHY else Signal.REPORTED_UNHEALTHY
+        before = Status.UNKNOWN if current is None else current.status
+        status = next_status(
+            before,
+            signal,
+            successes=0,
+            failures=0,
+            success_threshold=self.config.success_threshold,
+            failure_threshold=self.config.failure_threshold,
+        )
+        if current is not None and status == before:
+            return None
+        reason = "reported healthy" if status == Status.HEALTHY else "reported unhealthy"
+        return HealthRecord(status, stamp, reason, self.cluster.node_id)
+
+    def _load_put(self, key: InstanceKey, entry: Entry, load: float, now: float) -> list[PutOp]:
+        """The record put for a load that moved by WATCH_LOAD_DELTA or more (smaller moves
+        are not stored: they would be writes nobody can see); none otherwise."""
         if not _moved(load, entry.record.load, self.config.watch_load_delta):
-            return False
+            return []
         stamp = wall(now + self.wall_offset)
         record = InstanceRecord(
             entry.record.request.model_copy(update={"load_percentage": load}),
@@ -499,9 +548,13 @@ class ClusterNode:
             stamp,
             load,
         )
+        return [PutOp(self.layout.instance(*key), record.encode(), entry.lease)]
+
+    def _put_guarded(self, key: InstanceKey, entry: Entry, ops: list[PutOp], token: int) -> None:
+        """Puts for the instance incarnation the view holds (a guarded txn: nothing is
+        written over a newer registration). `token`: the heartbeat to answer, or 0."""
         instance_key = self.layout.instance(*key)
         same = Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
-        txn = txn_request([same], [PutOp(instance_key, record.encode(), entry.lease)])
 
         def answered(status: int, body: bytes, now: float) -> None:
             try:
@@ -516,9 +569,54 @@ class ClusterNode:
                     self._after_view(token, result.header.revision, _HEARTBEAT, now)
 
         self.link.call(
-            txn, answered, lambda now: self._finish(token, _HEARTBEAT) if token else None
+            txn_request([same], ops),
+            answered,
+            lambda now: self._finish(token, _HEARTBEAT) if token else None,
         )
-        return True
+
+    def _maintenance(self, command: MaintenanceWrite, now: float) -> NodeResult:
+        """Start or end a drain: the instance's maintenance key, on its lease, written
+        only if the incarnation the view holds still exists (else 404)."""
+        key = (command.service_name, command.instance_id)
+        entry = self.view.entries.get(key)
+        if entry is None:
+            raise not_registered(*key)
+        route = command.route
+        done = self.api.maintenance_ok(*key, command.start, route)
+        current = entry.maintenance
+        if command.start and current is not None and current.reason == command.reason:
+            return done  # nothing to do, as in single-process mode
+        if not command.start and current is None:
+            return done
+        maintenance_key = self.layout.maintenance(*key)
+        op: PutOp | DeleteRangeOp
+        if command.start:
+            since = current.since if current is not None else wall(now + self.wall_offset)
+            record = MaintenanceRecord(command.reason, since)
+            op = PutOp(maintenance_key, record.encode(), entry.lease)
+        else:
+            op = DeleteRangeOp(maintenance_key)
+        instance_key = self.layout.instance(*key)
+        same = Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
+        token = self._park()
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            try:
+                result = parse_txn(status, body)
+            except LeaseNotFound:  # it expired meanwhile
+                self._finish(token, error_response(not_registered(*key), route))
+                return
+            except EtcdError as error:
+                self._store_refused(token, route, error)
+                return
+            self.link.saw(result.header)
+            if not result.succeeded:  # gone, or registered anew meanwhile
+                self._finish(token, error_response(not_registered(*key), route))
+                return
+            self._after_view(token, result.header.revision, done, now)
+
+        self.link.call(txn_request([same], [op]), answered, self._failure(token, route))
+        return PendingWrite(token)
 
     def _unregister(self, command: UnregisterWrite) -> NodeResult:
         key = (command.service_name, command.instance_id)
@@ -599,7 +697,9 @@ class ClusterNode:
                 key, entry, HealthRecord(status, wall_now, reason, self.cluster.node_id)
             )
         elif isinstance(result, ProbePassed) and result.load is not None:
-            self._put_load(key, entry, unit_load(result.load), now, 0)
+            ops = self._load_put(key, entry, unit_load(result.load), now)
+            if ops:
+                self._put_guarded(key, entry, ops, 0)
         self._deregister_if_unhealthy_too_long(key, entry, wall_now)
 
     def _write_status(self, key: InstanceKey, entry: Entry, record: HealthRecord) -> None:

@@ -16,10 +16,25 @@ from dataclasses import dataclass
 from sd_etcd import EventType, KeyValue, KvEvent
 
 from ..errors import RequestError
-from ..events import HealthRecorded, Registration, Removal, RemovalReason, StoreStamp
+from ..events import (
+    HealthRecorded,
+    MaintenanceEnded,
+    MaintenanceStarted,
+    Registration,
+    Removal,
+    RemovalReason,
+    StoreStamp,
+)
 from ..registry import Registry
 from ..status import Status
-from .layout import HealthRecord, InstanceRecord, KeyLayout, NodeRecord, ParsedKey
+from .layout import (
+    HealthRecord,
+    InstanceRecord,
+    KeyLayout,
+    MaintenanceRecord,
+    NodeRecord,
+    ParsedKey,
+)
 
 InstanceKey = tuple[str, str]
 
@@ -34,6 +49,8 @@ class Entry:
     lease: int
     health: HealthRecord | None = None
     health_mod: int = 0
+    maintenance: MaintenanceRecord | None = None
+    maintenance_mod: int = 0
 
 
 class ClusterView:
@@ -78,6 +95,7 @@ class ClusterView:
         """
         instances: dict[InstanceKey, KeyValue] = {}
         health: dict[InstanceKey, KeyValue] = {}
+        drains: dict[InstanceKey, KeyValue] = {}
         nodes: dict[str, NodeRecord] = {}
         for kv in kvs:
             parsed = self.layout.parse(kv.key)
@@ -88,7 +106,7 @@ class ClusterView:
                 if node is not None:
                     nodes[parsed.name] = node
             else:
-                found = instances if parsed.kind == "instances" else health
+                found = {"instances": instances, "health": health}.get(parsed.kind, drains)
                 found[(parsed.name, parsed.instance_id)] = kv
         self.nodes = nodes
         for key, kv in instances.items():
@@ -99,9 +117,15 @@ class ClusterView:
             entry = self.entries.get(key)
             if entry is not None and entry.health_mod != kv.mod_revision:
                 self._put(ParsedKey("health", *key), kv, now)
+        for key, kv in drains.items():
+            entry = self.entries.get(key)
+            if entry is not None and entry.maintenance_mod != kv.mod_revision:
+                self._put(ParsedKey("maintenance", *key), kv, now)
         for key, entry in list(self.entries.items()):
             if entry.health is not None and key not in health:
                 self._delete(ParsedKey("health", *key), revision, now)
+            if entry.maintenance is not None and key not in drains:
+                self._delete(ParsedKey("maintenance", *key), revision, now)
         for key in [key for key in self.entries if key not in instances]:
             self._delete(ParsedKey("instances", *key), revision, now)
         self.progress(revision)
@@ -119,6 +143,9 @@ class ClusterView:
             return
         if parsed.kind == "health":
             self._put_health(key, kv, now)
+            return
+        if parsed.kind == "maintenance":
+            self._put_maintenance(key, kv, now)
             return
         record = InstanceRecord.decode(kv.value)
         if record is None or (record.request.service_name, record.request.instance_id) != key:
@@ -152,6 +179,16 @@ class ClusterView:
         change = HealthRecorded(key[0], key[1], health.status, health.reason, health.since)
         self.registry.apply(change, now, revision=kv.mod_revision)
 
+    def _put_maintenance(self, key: InstanceKey, kv: KeyValue, now: float) -> None:
+        entry = self.entries.get(key)
+        drain = MaintenanceRecord.decode(kv.value)
+        if entry is None or drain is None:
+            self.skipped_records += entry is not None
+            return
+        entry.maintenance, entry.maintenance_mod = drain, kv.mod_revision
+        change = MaintenanceStarted(key[0], key[1], drain.reason, drain.since)
+        self.registry.apply(change, now, revision=kv.mod_revision)
+
     def _delete(self, parsed: ParsedKey, revision: int, now: float) -> None:
         key = (parsed.name, parsed.instance_id)
         if parsed.kind == "nodes":
@@ -164,6 +201,13 @@ class ClusterView:
             entry.health, entry.health_mod = None, 0
             change = HealthRecorded(key[0], key[1], Status.UNKNOWN, "status cleared", None)
             self.registry.apply(change, now, revision=revision)
+            return
+        if parsed.kind == "maintenance":
+            entry = self.entries.get(key)
+            if entry is None or entry.maintenance is None:
+                return
+            entry.maintenance, entry.maintenance_mod = None, 0
+            self.registry.apply(MaintenanceEnded(*key), now, revision=revision)
             return
         if self.entries.pop(key, None) is None:
             return
