@@ -14,6 +14,10 @@ import secrets
 #: `conformance.cluster_process`).
 FRONTENDS = ["quart", "trio", "quart-uvicorn", "cluster"]
 
+#: The kinds that are one server process (every kind but the cluster): what
+#: tests of one process's sockets, signals and limits run against.
+SINGLE_PROCESS_KINDS = [kind for kind in FRONTENDS if kind != "cluster"]
+
 SECRET = "conf-rw-" + secrets.token_hex(16)
 READ_TOKEN = "conf-ro-" + secrets.token_hex(16)
 

@@ -38,7 +38,7 @@ from reliability_support import (
     status_of,
 )
 
-from conformance.common import FRONTENDS as SERVER_KINDS
+from conformance.common import SINGLE_PROCESS_KINDS as SERVER_KINDS
 from conformance.server_process import ServerProcess
 
 #: The burst: this many attackers, each reconnecting for 5 s, resetting this many streams.
