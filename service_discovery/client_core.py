@@ -14,6 +14,7 @@ import functools
 import logging
 import random
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
@@ -522,7 +523,7 @@ class IOArguments(Generic[TransportT, HttpT, SleepT]):
     sleep: SleepT | None
 
 
-class ClientFacade(Generic[TransportT, HttpT, SleepT]):
+class ClientFacade(ABC, Generic[TransportT, HttpT, SleepT]):
     """The constructor, and what both clients expose of their :class:`ClientCore`.
 
     Generic in the I/O each client brings (its httpx transport, its httpx
@@ -545,8 +546,9 @@ class ClientFacade(Generic[TransportT, HttpT, SleepT]):
         self._core = ClientCore(service_discovery_url, service_discovery_secret, **options)
         self._open_io(IOArguments(timeout, transport, http_client, sleep))
 
+    @abstractmethod
     def _open_io(self, io: IOArguments[TransportT, HttpT, SleepT]) -> None:
-        raise NotImplementedError
+        """Each client builds its own I/O (async or blocking) from these arguments."""
 
     @property
     def url(self) -> str:
