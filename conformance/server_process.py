@@ -27,6 +27,7 @@ from typing import cast
 import httpx
 
 from conformance.client import tls_context
+from frontends.shared.cluster_settings import CLUSTER_VARIABLES
 
 #: Repository root: the child runs there so ``-m frontends`` imports this checkout.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -60,18 +61,10 @@ CONFIG_VARIABLES = (
     "HEALTH_CHECK_ALLOWED_NETWORKS",
     "SERVICE_DISCOVERY_PROBE_CLIENT",
     "HEALTH_CHECK_FIRST_PROBES_PER_SECOND",
-    # Cluster mode (frontends/shared/cluster_settings.py): off unless a test asks.
-    "SERVICE_DISCOVERY_ETCD_ENDPOINTS",
-    "SERVICE_DISCOVERY_ETCD_PREFIX",
-    "SERVICE_DISCOVERY_ETCD_USERNAME",
-    "SERVICE_DISCOVERY_ETCD_PASSWORD",
-    "SERVICE_DISCOVERY_ETCD_CA_FILE",
-    "SERVICE_DISCOVERY_ETCD_CERT_FILE",
-    "SERVICE_DISCOVERY_ETCD_KEY_FILE",
-    "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
-    "SERVICE_DISCOVERY_NODE_ID",
     "SERVICE_DISCOVERY_MAX_WATCH_STREAMS",
     "SERVICE_DISCOVERY_WATCH_KEEPALIVE_SECONDS",
+    # Cluster mode: off unless a test asks.
+    *CLUSTER_VARIABLES,
 )
 
 #: How long a server may take to answer GET /health after it is spawned.

@@ -14,9 +14,10 @@ from ..shared.hypercorn_setup import accept_in_small_batches, hypercorn_config
 from ..shared.process_setup import prepare_process
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
+from ..shared.watch_streams import WatchRoute
 from ..shared.write_deadline import bound_asyncio_writes
 from .app import PARTS, create_app
-from .streams import WatchRoute
+from .streams import make_hold
 
 
 def uvloop_available() -> bool:
@@ -39,7 +40,7 @@ async def serve_async(settings: Settings) -> None:
     accept_in_small_batches(config.backlog)
     try:
         await hypercorn_serve(
-            Http1Only(WatchRoute(app, runtime)),  # type: ignore[arg-type]
+            Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]
             config,
             shutdown_trigger=shutdown_trigger,
         )

@@ -1,7 +1,7 @@
 """Holds one watch stream open on asyncio, writing what the hub queues for it.
 
 Below Quart: the stream is served straight on the ASGI `send` (see
-`WatchRoute`), so an event costs one `send` per stream and a stream costs a
+`shared.watch_streams.WatchRoute`), so an event costs one `send` per stream and a stream costs a
 coroutine, an `asyncio.Event` and one small task that notices the client
 leaving. Mirrors `trio_app/streams.py` name for name.
 """
@@ -9,24 +9,22 @@ leaving. Mirrors `trio_app/streams.py` name for name.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-from sd_core.watch_stream import KEEPALIVE, WATCH_ROUTE, WatchSpec
+from sd_core.watch_stream import KEEPALIVE, WatchSpec
 
-from ..shared.runtime import Runtime
 from ..shared.watch_streams import (
-    Message,
+    Hold,
     Receive,
     Send,
     Stream,
     StreamHub,
     body,
-    serve_watch,
     stream_start,
+    until_disconnect,
 )
 
 
-def make_hold(keepalive: float) -> Any:
+def make_hold(keepalive: float) -> Hold:
     async def hold(hub: StreamHub, spec: WatchSpec, receive: Receive, send: Send) -> None:
         woken = asyncio.Event()
         writer = asyncio.current_task()
@@ -39,7 +37,7 @@ def make_hold(keepalive: float) -> Any:
                 writer.cancel()
 
         stream = hub.open(spec, woken.set, abort)
-        gone = asyncio.ensure_future(_until_disconnect(receive, stream))
+        gone = asyncio.ensure_future(until_disconnect(receive, stream))
         try:
             await send(stream_start())
             await _write_loop(stream, woken, send, keepalive, sending)
@@ -76,28 +74,3 @@ async def _write_loop(
             sending[0] = False
     if not stream.dropped:
         await send(body(b"", more=False))
-
-
-async def _until_disconnect(receive: Receive, stream: Stream) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    stream.closed = stream.dropped = True  # nobody to write to
-    stream.wake()
-
-
-class WatchRoute:
-    """ASGI wrapper: `GET /v1/discovery/watch` is streamed here, everything else goes to Quart."""
-
-    def __init__(self, app: Any, runtime: Runtime) -> None:
-        self.app = app
-        self.runtime = runtime
-        self._hold = make_hold(runtime.settings.watch_keepalive)
-
-    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == WATCH_ROUTE and scope["method"] == "GET":
-            await serve_watch(self.runtime, scope, receive, send, self._hold)
-        else:
-            await self.app(scope, receive, send)
-
-
-__all__ = ["WatchRoute"]

@@ -25,9 +25,10 @@ import uvicorn
 from ..shared.http1_only import Http1Only
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
+from ..shared.watch_streams import WatchRoute
 from .app import PARTS, create_app
 from .server import uvloop_available
-from .streams import WatchRoute
+from .streams import make_hold
 from .uvicorn_http1 import Http1OnlyProtocol
 
 #: What `/health` reports as `frontend` under uvicorn.
@@ -88,7 +89,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
 
 async def serve_async(settings: Settings) -> None:
     runtime = Runtime(settings, UVICORN_PARTS, clock=time.monotonic)
-    app = Http1Only(WatchRoute(create_app(runtime), runtime))  # type: ignore[arg-type]
+    app = Http1Only(WatchRoute(create_app(runtime), runtime, make_hold))  # type: ignore[arg-type]
     await _Server(uvicorn_config(settings, app), runtime).serve()
 
 

@@ -218,3 +218,30 @@ async def send_response(send: Send, response: HttpResponse) -> None:
         }
     )
     await send(body(response.body, more=False))
+
+
+async def until_disconnect(receive: Receive, stream: Stream) -> None:
+    """Mark `stream` closed once its client goes away, and wake its writer."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    stream.closed = stream.dropped = True  # nobody to write to
+    stream.wake()
+
+
+class WatchRoute:
+    """ASGI wrapper: `GET /v1/discovery/watch` is streamed here, everything else to the app.
+
+    Loop-independent; each frontend passes its own `make_hold` (how a stream is
+    held open on that loop).
+    """
+
+    def __init__(self, app: Any, runtime: Any, make_hold: Callable[[float], Hold]) -> None:
+        self.app = app
+        self.runtime = runtime
+        self._hold = make_hold(runtime.settings.watch_keepalive)
+
+    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == WATCH_ROUTE and scope["method"] == "GET":
+            await serve_watch(self.runtime, scope, receive, send, self._hold)
+        else:
+            await self.app(scope, receive, send)

@@ -12,9 +12,10 @@ from ..shared.hypercorn_setup import hypercorn_config
 from ..shared.process_setup import prepare_process
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
+from ..shared.watch_streams import WatchRoute
 from ..shared.write_deadline import bound_trio_writes
 from .app import PARTS, create_app
-from .streams import WatchRoute
+from .streams import make_hold
 
 
 async def serve_async(settings: Settings) -> None:
@@ -29,7 +30,7 @@ async def serve_async(settings: Settings) -> None:
 
     try:
         await hypercorn_serve(
-            Http1Only(WatchRoute(app, runtime)),  # type: ignore[arg-type]
+            Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]
             hypercorn_config(settings),
             shutdown_trigger=shutdown_trigger,
         )

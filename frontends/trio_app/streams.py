@@ -1,28 +1,25 @@
 """Holds one watch stream open on trio, writing what the hub queues for it.
 
-Served straight on the ASGI `send` (see `WatchRoute`): an event costs one
+Served straight on the ASGI `send` (see `shared.watch_streams.WatchRoute`): an event costs one
 `send` per stream. A nursery beside the writer notices the client leaving.
 Mirrors `quart_app/streams.py` name for name.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import trio
 
-from sd_core.watch_stream import KEEPALIVE, WATCH_ROUTE, WatchSpec
+from sd_core.watch_stream import KEEPALIVE, WatchSpec
 
-from ..shared.runtime import Runtime
 from ..shared.watch_streams import (
-    Message,
+    Hold,
     Receive,
     Send,
     Stream,
     StreamHub,
     body,
-    serve_watch,
     stream_start,
+    until_disconnect,
 )
 
 
@@ -38,7 +35,7 @@ class _Wakeup:
         self.event.set()
 
 
-def make_hold(keepalive: float) -> Any:
+def make_hold(keepalive: float) -> Hold:
     async def hold(hub: StreamHub, spec: WatchSpec, receive: Receive, send: Send) -> None:
         woken = _Wakeup()
         with trio.CancelScope() as writer:
@@ -50,7 +47,7 @@ def make_hold(keepalive: float) -> Any:
             stream = hub.open(spec, woken.set, abort)
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_until_disconnect, receive, stream)
+                    nursery.start_soon(until_disconnect, receive, stream)
                     await send(stream_start())
                     await _write_loop(stream, woken, send, keepalive)
                     nursery.cancel_scope.cancel()
@@ -75,25 +72,3 @@ async def _write_loop(stream: Stream, woken: _Wakeup, send: Send, keepalive: flo
             await send(body(KEEPALIVE))
     if not stream.dropped:
         await send(body(b"", more=False))
-
-
-async def _until_disconnect(receive: Receive, stream: Stream) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    stream.closed = stream.dropped = True  # nobody to write to
-    stream.wake()
-
-
-class WatchRoute:
-    """ASGI wrapper: `GET /v1/discovery/watch` is streamed here, everything else to the app."""
-
-    def __init__(self, app: Any, runtime: Runtime) -> None:
-        self.app = app
-        self.runtime = runtime
-        self._hold = make_hold(runtime.settings.watch_keepalive)
-
-    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == WATCH_ROUTE and scope["method"] == "GET":
-            await serve_watch(self.runtime, scope, receive, send, self._hold)
-        else:
-            await self.app(scope, receive, send)
