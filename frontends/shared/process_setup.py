@@ -7,6 +7,8 @@
   Both values are logged, so an operator sees what the process got.
 - A weak secret is warned about, loudly, at startup (not refused: a
   development setup may use a short one on purpose).
+- The garbage collector is set for thousands of long-lived connections
+  (`collector.py`).
 - When accepting fails for want of descriptors or memory, both asyncio and
   trio log a traceback *per failed accept*, many times a second for as long
   as the flood lasts (megabytes of log). `AcceptErrorThrottle` turns that
@@ -21,6 +23,7 @@ import resource
 import time
 from collections.abc import Callable
 
+from .collector import tune_collector
 from .logs import logfmt
 from .settings import Settings
 
@@ -41,12 +44,13 @@ _CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.E
 
 
 def prepare_process(settings: Settings) -> None:
-    """Raise the file limit, warn about a weak secret, throttle accept-error logs."""
+    """Raise the file limit, warn about a weak secret, throttle accept-error logs, tune the GC."""
     raise_open_file_limit()
     warn_if_weak_secret(settings)
     throttle = AcceptErrorThrottle()
     for name in ACCEPT_ERROR_LOGGERS:
         logging.getLogger(name).addFilter(throttle)
+    tune_collector(settings.gc_young_threshold)
 
 
 def raise_open_file_limit() -> tuple[int, int]:

@@ -51,6 +51,7 @@ _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
     "SERVICE_DISCOVERY_WATCH_KEEPALIVE_SECONDS": ("watch_keepalive", float, 0),
     "SERVICE_DISCOVERY_BODY_TIMEOUT_SECONDS": ("body_timeout", float, 0),
     "SERVICE_DISCOVERY_BACKLOG": ("backlog", int, 1),
+    "SERVICE_DISCOVERY_GC_YOUNG_THRESHOLD": ("gc_young_threshold", int, 0),
 }
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 DEFAULT_PORT = 3004
@@ -83,6 +84,9 @@ class Settings:
     body_timeout: float = 10.0
     # Listen backlog; an inherited socket's larger backlog is kept.
     backlog: int = 2048
+    # Allocations between two young garbage collections; 0 keeps Python's
+    # own settings (see frontends/shared/collector.py for why it is raised).
+    gc_young_threshold: int = 25_000
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:

@@ -16,10 +16,8 @@ from __future__ import annotations
 import re
 import resource
 import secrets
-import selectors
 import socket
 import statistics
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -29,6 +27,8 @@ from pathlib import Path
 import httpx
 
 from conformance.client import tls_context
+from conformance.parked_connections import accept_queue as accept_queue
+from conformance.parked_connections import open_connections as open_connections
 from conformance.server_process import ServerProcess, serving
 from conformance.server_process import kept_socket as kept_socket  # the suite imports it here
 
@@ -73,17 +73,6 @@ def serving_on(
 ) -> AbstractContextManager[ServerProcess]:
     """A ready server on `sock`; SIGTERM and exit 0 (within 30 s) required if the body succeeded."""
     return serving(frontend, env, sock=sock, stop_timeout=30)
-
-
-def accept_queue(sock: socket.socket) -> tuple[int, int]:
-    """(connections waiting to be accepted, backlog) of a listening socket (Linux TCP_INFO).
-
-    For a socket in LISTEN state the kernel reports the accept queue's length
-    in `tcpi_unacked` and its capacity in `tcpi_sacked`.
-    """
-    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
-    unacked, sacked = struct.unpack_from("II", info, 24)
-    return unacked, sacked
 
 
 def raise_open_file_limit(wanted: int) -> int:
@@ -214,40 +203,6 @@ def status_of(raw: bytes) -> int | None:
     """The status code of the first HTTP/1.x response in `raw`, if any."""
     match = re.match(rb"HTTP/1\.[01] (\d{3})", raw)
     return int(match.group(1)) if match else None
-
-
-def open_connections(sock: socket.socket, port: int, count: int) -> list[socket.socket]:
-    """Open `count` connections as fast as the server accepts them (never overflowing
-    its accept queue, where the kernel would drop SYNs and retry a second later)."""
-    opened: list[socket.socket] = []
-    selector = selectors.DefaultSelector()
-    pending = 0
-    deadline = time.monotonic() + 120
-    try:
-        while len(opened) < count or pending:
-            assert time.monotonic() < deadline, f"only {len(opened)} connections opened"
-            queued, backlog = accept_queue(sock)
-            room = min(max(0, backlog - 20 - queued - pending), count - len(opened))
-            for _ in range(room):
-                conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                opened.append(conn)
-                conn.setblocking(False)
-                conn.connect_ex(("127.0.0.1", port))
-                selector.register(conn, selectors.EVENT_WRITE)
-                pending += 1
-            for key, _ in selector.select(0.005):
-                selector.unregister(key.fileobj)
-                pending -= 1
-                error = key.fileobj.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # type: ignore[union-attr]
-                assert error == 0, f"connect failed: errno {error}"
-        wait_for(lambda: accept_queue(sock)[0] == 0, 30, "the server to accept every connection")
-    except BaseException:
-        for conn in opened:
-            conn.close()
-        raise
-    finally:
-        selector.close()
-    return opened
 
 
 class ProbeTally:

@@ -11,10 +11,7 @@ checks answered and every watcher woken with the change.
 
 from __future__ import annotations
 
-import re
 import resource
-import selectors
-import socket
 import time
 from collections.abc import Iterator
 
@@ -27,13 +24,13 @@ from reliability_support import (
     base_env,
     kept_socket,
     metric,
-    open_connections,
     probing,
     raise_open_file_limit,
     serving_on,
     wait_for,
 )
 
+from conformance.parked_connections import read_responses, send_on_each
 from conformance.server_process import ServerProcess
 
 #: Parked blocking queries woken by one change.
@@ -54,34 +51,6 @@ def server(frontend: str) -> Iterator[ServerProcess]:
         resource.setrlimit(resource.RLIMIT_NOFILE, old)
 
 
-def _read_all(conns: list[socket.socket], timeout: float) -> list[bytes]:
-    """One complete response from every connection (Content-Length delimited), within `timeout`."""
-    selector = selectors.DefaultSelector()
-    received = {conn: b"" for conn in conns}
-    done: dict[socket.socket, bytes] = {}
-    for conn in conns:
-        conn.setblocking(False)
-        selector.register(conn, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    try:
-        while len(done) < len(conns):
-            assert time.monotonic() < deadline, f"only {len(done)} of {len(conns)} watchers woke"
-            for key, _ in selector.select(0.1):
-                conn = key.fileobj
-                assert isinstance(conn, socket.socket)
-                chunk = conn.recv(65536)
-                assert chunk, f"a watcher's connection closed: {received[conn][:200]!r}"
-                data = received[conn] = received[conn] + chunk
-                head, sep, body = data.partition(b"\r\n\r\n")
-                length = re.search(rb"(?im)^content-length: *(\d+)", head)
-                if sep and length and len(body) >= int(length.group(1)):
-                    done[conn] = data
-                    selector.unregister(conn)
-    finally:
-        selector.close()
-    return [done[conn] for conn in conns]
-
-
 def test_a_change_wakes_5000_watchers_without_starving_health_checks(
     server: ServerProcess,
 ) -> None:
@@ -93,16 +62,9 @@ def test_a_change_wakes_5000_watchers_without_starving_health_checks(
         f"GET /v1/discovery/services/wake?index={index}&wait=120s HTTP/1.1\r\nHost: x\r\n"
         f"Authorization: Bearer {SECRET}\r\n\r\n"
     ).encode()
-    conns: list[socket.socket] = []
+    assert server.sock is not None
+    conns = send_on_each(server.sock, server.port, WATCHERS, query)
     try:
-        # In steps, each sent its query at once: an idle connection would be
-        # closed by the keep-alive timeout (5 s) while the rest are opened.
-        while len(conns) < WATCHERS:
-            step = open_connections(server.sock, server.port, min(500, WATCHERS - len(conns)))
-            conns += step
-            for conn in step:
-                conn.setblocking(True)
-                conn.sendall(query)
         wait_for(
             lambda: metric(url, "sd_blocking_queries") == WATCHERS,
             60,
@@ -120,7 +82,7 @@ def test_a_change_wakes_5000_watchers_without_starving_health_checks(
             )
             assert response.status_code == 200, response.text
             woke = time.monotonic()
-            answers = _read_all(conns, timeout=120)
+            answers = read_responses(conns, timeout=120)
             wake_seconds = time.monotonic() - woke
             during = tally.ok + tally.failed - before
         print(
