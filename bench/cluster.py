@@ -4,7 +4,7 @@
                             [--duration S] [--writes N] [--takeover-reps N]
                             [--instances N] [--fill-seconds S] [--only 1,2,...]
 
-One etcd 3.4 (`bench.common.start_etcd`: 127.0.0.1, data dir in `/dev/shm`)
+One etcd 3.4 (`bench.processes.start_etcd`: 127.0.0.1, data dir in `/dev/shm`)
 and, per frontend, a single-process server and two cluster nodes A and B on
 their own key prefix. Five tables:
 
@@ -46,36 +46,21 @@ from dataclasses import dataclass, field
 from sd_core.cluster import ClusterConfig
 from sd_core.cluster.ownership import owner
 
-from .common import (
+from .common import SECRET, BenchError, Stat, log, percentile, print_table, ratio_stat, verdict
+from .http_client import Conn, heartbeat_body, http_get, register_body, run_async, scrape_metrics
+from .http_hot_paths import INSTANCES, SERVICE, prepare_registry
+from .processes import (
     PIN,
-    SECRET,
-    BenchError,
-    Conn,
     Proc,
     Run,
-    Stat,
-    WrkResult,
-    base_parser,
-    chosen_frontends,
     cpu_seconds,
     etcd_version,
-    heartbeat_body,
-    http_get,
-    log,
-    percentile,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
-    scrape_metrics,
     start_etcd,
     start_fake_instances,
     start_registry,
-    verdict,
-    wrk,
 )
-from .http_hot_paths import INSTANCES, SERVICE, prepare_registry
+from .scenario_cli import base_parser, chosen_frontends, scenario
+from .wrk_load import WrkResult, wrk
 
 #: Cluster reads must reach this share of single-process reads (issue 12).
 READ_TARGET = 0.9

@@ -26,32 +26,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import (
-    SECRET,
-    BenchError,
+from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import heartbeat_body, http_get, post_all, register_body, run_async
+from .processes import (
     Proc,
     Run,
-    Stat,
-    WrkResult,
-    base_parser,
-    chosen_frontends,
     etcd_version,
-    heartbeat_body,
-    http_get,
-    log,
-    post_all,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
     start_bare,
     start_etcd,
     start_fake_instances,
     start_registry,
-    verdict,
-    wrk,
 )
+from .scenario_cli import base_parser, chosen_frontends, scenario
+from .wrk_load import WrkResult, wrk
 
 SERVICE = "hot"
 INSTANCES = 10
@@ -163,7 +150,7 @@ def prepare_etcd(run: Run, etcd: Proc) -> dict[str, list[str]]:
     """Grant 10 leases, put 10 keys; return the wrk arguments of each etcd operation."""
 
     async def setup() -> list[str]:
-        from .common import Conn
+        from .http_client import Conn
 
         conn = await Conn.open(etcd.port)
         leases = []

@@ -24,23 +24,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from .common import (
-    AUTH,
-    PIN,
-    PYTHON,
-    BenchError,
-    Proc,
-    base_parser,
-    http_get,
-    log,
-    post_all,
-    register_body,
-    run_async,
-    scenario,
-    scrape_metrics,
-    server_env,
-    wait_ready,
-)
+from .common import AUTH, PYTHON, BenchError, log
+from .http_client import http_get, post_all, register_body, run_async, scrape_metrics
+from .processes import PIN, Proc, server_env, wait_ready
+from .scenario_cli import base_parser, scenario
 
 FRAMES = 8
 
@@ -113,7 +100,7 @@ def _report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, per: int,
 
 
 def _start(run: object, argv: list[str], snapshot: Path, name: str) -> Proc:
-    from .common import Run
+    from .processes import Run
 
     assert isinstance(run, Run)
     env = server_env({"BENCH_SNAPSHOT": str(snapshot), "HEALTH_CHECK_INTERVAL_SECONDS": "86400"})

@@ -35,31 +35,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import (
-    PIN,
-    PYTHON,
-    ROOT,
-    BenchError,
-    Proc,
-    Run,
-    Stat,
-    base_parser,
-    chosen_frontends,
+from .common import PYTHON, ROOT, BenchError, Stat, log, percentile, print_table, verdict
+from .http_client import (
     heartbeat_body,
     http_get,
-    log,
     open_loop,
-    percentile,
     post_all,
-    print_table,
     register_body,
     run_async,
-    scenario,
     scrape_metrics,
-    start_fake_instances,
-    start_registry,
-    verdict,
 )
+from .processes import PIN, Proc, Run, start_fake_instances, start_registry
+from .scenario_cli import base_parser, chosen_frontends, scenario
 
 PER_SERVICE = 10
 TARGET_RATE = 1000.0

@@ -23,23 +23,11 @@ from pathlib import Path
 
 from sd_core import HttpRequest
 
-from .common import (
-    SECRET,
-    BenchError,
-    Conn,
-    Proc,
-    base_parser,
-    heartbeat_body,
-    log,
-    post_all,
-    register_body,
-    run_async,
-    scenario,
-    scrape_metrics,
-    start_fake_instances,
-    start_registry,
-    wrk,
-)
+from .common import SECRET, BenchError, log
+from .http_client import Conn, heartbeat_body, post_all, register_body, run_async, scrape_metrics
+from .processes import Proc, start_fake_instances, start_registry
+from .scenario_cli import base_parser, scenario
+from .wrk_load import wrk
 
 
 def summarise(raw: Path, top: int) -> None:

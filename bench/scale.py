@@ -31,30 +31,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from .common import (
-    SECRET,
-    BenchError,
-    Conn,
-    Proc,
-    Run,
-    Stat,
-    WrkResult,
-    base_parser,
-    chosen_frontends,
-    heartbeat_body,
-    log,
-    post_all,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
-    start_bare,
-    start_registry,
-    verdict,
-    wait_ready,
-    wrk,
-)
+from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import Conn, heartbeat_body, post_all, register_body, run_async
+from .processes import Proc, Run, start_bare, start_registry, wait_ready
+from .scenario_cli import base_parser, chosen_frontends, scenario
+from .wrk_load import WrkResult, wrk
 
 PER_SERVICE = 100
 SMALL = 1_000

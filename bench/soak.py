@@ -67,8 +67,9 @@ from typing import Any
 
 import httpx
 
-from bench.common import cpu_seconds, print_table
+from bench.common import print_table
 from bench.hostile_peers import EXPECTED, HOSTILE_KINDS, PeersProcess, port_for, split_ports
+from bench.processes import cpu_seconds
 from bench.scenario_runner import (
     Check,
     Clients,

@@ -30,28 +30,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .common import (
-    AUTH,
-    BenchError,
-    Conn,
-    Proc,
-    Stat,
-    base_parser,
-    chosen_frontends,
-    http_get,
-    log,
-    post_all,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
-    scrape_metrics,
-    start_bare,
-    start_registry,
-    verdict,
-    wait_ready,
-)
+from .common import AUTH, BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import Conn, http_get, post_all, register_body, run_async, scrape_metrics
+from .processes import Proc, start_bare, start_registry, wait_ready
+from .scenario_cli import base_parser, chosen_frontends, scenario
 
 SERVICE = "watched"
 TARGET_SECONDS = 1.0

@@ -28,30 +28,14 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from .common import (
-    AUTH,
-    BenchError,
-    Conn,
-    Proc,
-    Run,
-    Stat,
-    WrkResult,
-    base_parser,
-    http_get,
-    log,
-    post_all,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
-    start_fake_instances,
-    start_registry,
-    verdict,
-)
+from .common import AUTH, BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import Conn, http_get, post_all, register_body, run_async
 from .http_hot_paths import ENDPOINTS, drive_endpoint, prepare_registry, request_files
+from .processes import Proc, Run, start_fake_instances, start_registry
+from .scenario_cli import base_parser, scenario
 from .watch_fanout import TARGET_KIB, TARGET_SECONDS
 from .watch_fanout import registry_rep as blocking_rep
+from .wrk_load import WrkResult
 
 SERVICE = "watched"
 KINDS = ("quart", "trio", "quart-uvicorn")
