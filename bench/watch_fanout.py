@@ -30,9 +30,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .common import AUTH, BenchError, Stat, log, print_table, ratio_stat, verdict
-from .http_client import Conn, http_get, post_all, register_body, run_async, scrape_metrics
+from . import raw_watchers
+from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import Conn, http_get, register_body, run_async, scrape_metrics
 from .processes import Proc, start_bare, start_registry, wait_ready
+from .raw_watchers import (
+    OneRequest,
+    close_all,
+    connect_all,
+    get_request,
+    seed_service,
+    timed_change,
+)
 from .scenario_cli import base_parser, chosen_frontends, scenario
 
 SERVICE = "watched"
@@ -40,21 +49,15 @@ TARGET_SECONDS = 1.0
 TARGET_KIB = 10.0
 
 
-class Watcher(asyncio.Protocol):
+class Watcher(OneRequest["Fleet"]):
     """One parked request; records when its whole answer has arrived."""
 
     def __init__(self, request: bytes, fleet: Fleet) -> None:
-        self._request = request
-        self._fleet = fleet
+        super().__init__(request, fleet)
         self._buffer = b""
-        self.transport: asyncio.Transport | None = None
         self.answered_at: float | None = None
         self.status = 0
         self.index: int | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self._request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self.answered_at is not None:
@@ -79,25 +82,22 @@ class Watcher(asyncio.Protocol):
         self.answered_at = time.perf_counter()
         self.status = int(head[0].split(" ", 2)[1])
         self._buffer = b""
-        self._fleet.answered()
+        self._fleet.update()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.answered_at is None:
-            self._fleet.lost += 1
-            self._fleet.answered()
+    def has_change(self) -> bool:
+        return self.answered_at is not None
 
 
-class Fleet:
+class Fleet(raw_watchers.Fleet):
     """Every watcher of one run, and an event set when all have an answer."""
 
     def __init__(self, size: int) -> None:
-        self.size = size
+        super().__init__(size)
         self.watchers: list[Watcher] = []
         self.done = 0
-        self.lost = 0
         self.all_answered = asyncio.Event()
 
-    def answered(self) -> None:
+    def update(self) -> None:
         self.done += 1
         if self.done >= self.size:
             self.all_answered.set()
@@ -113,21 +113,6 @@ class Result:
     waited_s: float  # meanwhile, time the server was runnable but another job had the CPU
 
 
-async def _park(port: int, request: bytes, fleet: Fleet, parallel: int = 200) -> None:
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(parallel)
-
-    async def connect() -> None:
-        async with gate:
-            watcher = Watcher(request, fleet)
-            await loop.create_connection(lambda: watcher, "127.0.0.1", port)
-            fleet.watchers.append(watcher)
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(fleet.size):
-            group.create_task(connect())
-
-
 async def _wait_parked(count: Callable[[], int], want: int, limit: float = 120.0) -> None:
     deadline = time.monotonic() + limit
     while True:
@@ -137,12 +122,6 @@ async def _wait_parked(count: Callable[[], int], want: int, limit: float = 120.0
         if time.monotonic() > deadline:
             raise BenchError(f"only {have} of {want} watchers parked after {limit:g}s")
         await asyncio.sleep(0.2)
-
-
-def _close(fleet: Fleet) -> None:
-    for watcher in fleet.watchers:
-        if watcher.transport is not None:
-            watcher.transport.close()
 
 
 async def one_run(
@@ -159,30 +138,21 @@ async def one_run(
     rss_before = proc.rss_kib()
     started = time.perf_counter()
     try:
-        await _park(proc.port, request, fleet)
+        await connect_all(proc.port, size, lambda: Watcher(request, fleet), fleet.watchers)
         await _wait_parked(parked, size)
         park_s = time.perf_counter() - started
         await asyncio.sleep(settle)  # let the server settle before reading its RSS
         rss_parked = proc.rss_kib()
         if fleet.done:
             raise BenchError(f"{fleet.done} watchers answered before the change")
-        conn = await Conn.open(proc.port)
-        try:
-            path, body = trigger
-            cpu0, wait0 = proc.cpu_seconds(), proc.runqueue_seconds()
-            t0 = time.perf_counter()
-            answer = await conn.request("POST", path, body)
-            if answer.status != 200:
-                raise BenchError(f"trigger: {answer.status} {answer.body[:200]!r}")
-            try:
-                await asyncio.wait_for(fleet.all_answered.wait(), 60)
-            except TimeoutError:
-                raise BenchError(f"only {fleet.done} of {size} answered within 60 s") from None
-            cpu_s = proc.cpu_seconds() - cpu0
-            waited_s = proc.runqueue_seconds() - wait0
-        finally:
-            await conn.close()
-        times = sorted((w.answered_at or 0.0) - t0 for w in fleet.watchers)
+        change = await timed_change(
+            proc,
+            trigger,
+            fleet.all_answered,
+            what="trigger",
+            missing=lambda: f"only {fleet.done} of {size} answered within 60 s",
+        )
+        times = sorted((w.answered_at or 0.0) - change.sent_at for w in fleet.watchers)
         bad = [w for w in fleet.watchers if w.status != 200]
         if fleet.lost or bad:
             raise BenchError(f"{fleet.lost} connections lost, {len(bad)} answers not 200")
@@ -195,27 +165,18 @@ async def one_run(
             median_s=times[len(times) // 2],
             kib_per_waiter=(rss_parked - rss_before) / size,
             park_s=park_s,
-            cpu_s=cpu_s,
-            waited_s=waited_s,
+            cpu_s=change.cpu_s,
+            waited_s=change.waited_s,
         )
     finally:
-        _close(fleet)
-
-
-def _request(path: str, port: int) -> bytes:
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {AUTH}\r\n\r\n"
-    ).encode()
+        close_all(fleet.watchers)
 
 
 def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
     try:
-        first = register_body(SERVICE, "i-0", 9)
-        run_async(post_all(proc.port, "/v1/discovery/register", [first], connections=1, depth=1))
-        for _ in range(50):  # warm the read path before the RSS baseline
-            http_get(proc.port, f"/v1/discovery/services/{SERVICE}", auth=True)
+        seed_service(proc, SERVICE)
         conn_index = _index_of(proc.port)
-        request = _request(
+        request = get_request(
             f"/v1/discovery/services/{SERVICE}?index={conn_index}&wait=5m", proc.port
         )
 
@@ -264,7 +225,7 @@ def bare_rep(proc: Proc, size: int, settle: float) -> Result:
             one_run(
                 proc,
                 size=size,
-                request=_request("/wait", proc.port),
+                request=get_request("/wait", proc.port),
                 parked=parked,
                 trigger=("/fire", b"{}"),
                 expect_index_above=None,

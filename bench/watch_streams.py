@@ -28,10 +28,19 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from .common import AUTH, BenchError, Stat, log, print_table, ratio_stat, verdict
-from .http_client import Conn, http_get, post_all, register_body, run_async
+from . import raw_watchers
+from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import register_body, run_async
 from .http_hot_paths import ENDPOINTS, drive_endpoint, prepare_registry, request_files
 from .processes import Proc, Run, start_fake_instances, start_registry
+from .raw_watchers import (
+    OneRequest,
+    close_all,
+    connect_all,
+    get_request,
+    seed_service,
+    timed_change,
+)
 from .scenario_cli import base_parser, scenario
 from .watch_fanout import TARGET_KIB, TARGET_SECONDS
 from .watch_fanout import registry_rep as blocking_rep
@@ -48,21 +57,15 @@ QUIET_ENV = {
 }
 
 
-class StreamReader(asyncio.Protocol):
+class StreamReader(OneRequest["Fleet"]):
     """One watch stream; counts the events (`id:` lines) it has received."""
 
     def __init__(self, request: bytes, fleet: Fleet) -> None:
-        self._request = request
-        self._fleet = fleet
+        super().__init__(request, fleet)
         self._tail = b""
-        self.transport: asyncio.Transport | None = None
         self.ok: bool | None = None
         self.events = 0
         self.second_at: float | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self._request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self.ok is None:
@@ -78,25 +81,22 @@ class StreamReader(asyncio.Protocol):
         if before <= 1 < self.events:
             self.second_at = time.perf_counter()
             self._fleet.changed += 1
-        self._fleet.check()
+        self._fleet.update()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.second_at is None:
-            self._fleet.lost += 1
-            self._fleet.check()
+    def has_change(self) -> bool:
+        return self.second_at is not None
 
 
-class Fleet:
+class Fleet(raw_watchers.Fleet):
     def __init__(self, size: int) -> None:
-        self.size = size
+        super().__init__(size)
         self.readers: list[StreamReader] = []
         self.opened = 0
         self.changed = 0
-        self.lost = 0
         self.all_open = asyncio.Event()
         self.all_changed = asyncio.Event()
 
-    def check(self) -> None:
+    def update(self) -> None:
         """A stream the server closed counts as done (and is reported as lost)."""
         if self.opened + self.lost >= self.size:
             self.all_open.set()
@@ -114,31 +114,13 @@ class StreamResult:
     lost: int  # streams the server closed before the change reached them
 
 
-async def _open_streams(port: int, fleet: Fleet, parallel: int = 200) -> None:
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(parallel)
-    request = (
-        f"GET /v1/discovery/watch?service={SERVICE} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{port}\r\nAuthorization: {AUTH}\r\n\r\n"
-    ).encode()
-
-    async def connect() -> None:
-        async with gate:
-            reader = StreamReader(request, fleet)
-            await loop.create_connection(lambda: reader, "127.0.0.1", port)
-            fleet.readers.append(reader)
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(fleet.size):
-            group.create_task(connect())
-
-
-async def _stream_run(proc: Proc, size: int, change: bytes, settle: float) -> StreamResult:
+async def _stream_run(proc: Proc, size: int, change_body: bytes, settle: float) -> StreamResult:
     fleet = Fleet(size)
     rss_before = proc.rss_kib()
     started = time.perf_counter()
     try:
-        await _open_streams(proc.port, fleet)
+        request = get_request(f"/v1/discovery/watch?service={SERVICE}", proc.port)
+        await connect_all(proc.port, size, lambda: StreamReader(request, fleet), fleet.readers)
         try:
             await asyncio.wait_for(fleet.all_open.wait(), 120)
         except TimeoutError:
@@ -150,21 +132,16 @@ async def _stream_run(proc: Proc, size: int, change: bytes, settle: float) -> St
         rss_open = proc.rss_kib()
         if fleet.changed:
             raise BenchError(f"{fleet.changed} streams had a second event before the change")
-        conn = await Conn.open(proc.port)
-        try:
-            cpu0 = proc.cpu_seconds()
-            t0 = time.perf_counter()
-            answer = await conn.request("POST", "/v1/discovery/register", change)
-            if answer.status != 200:
-                raise BenchError(f"change: {answer.status} {answer.body[:200]!r}")
-            try:
-                await asyncio.wait_for(fleet.all_changed.wait(), 60)
-            except TimeoutError:
-                raise BenchError(f"only {fleet.changed} of {size} streams had the change") from None
-            cpu_s = proc.cpu_seconds() - cpu0
-        finally:
-            await conn.close()
-        times = sorted(r.second_at - t0 for r in fleet.readers if r.second_at is not None)
+        change = await timed_change(
+            proc,
+            ("/v1/discovery/register", change_body),
+            fleet.all_changed,
+            what="change",
+            missing=lambda: f"only {fleet.changed} of {size} streams had the change",
+        )
+        times = sorted(
+            r.second_at - change.sent_at for r in fleet.readers if r.second_at is not None
+        )
         if not times:
             raise BenchError("no stream had the change")
         return StreamResult(
@@ -172,21 +149,16 @@ async def _stream_run(proc: Proc, size: int, change: bytes, settle: float) -> St
             median_s=times[len(times) // 2],
             kib_per_stream=(rss_open - rss_before) / size,
             open_s=open_s,
-            cpu_s=cpu_s,
+            cpu_s=change.cpu_s,
             lost=fleet.lost,
         )
     finally:
-        for reader in fleet.readers:
-            if reader.transport is not None:
-                reader.transport.close()
+        close_all(fleet.readers)
 
 
 def stream_rep(proc: Proc, size: int, rep: int, settle: float) -> StreamResult:
     try:
-        first = register_body(SERVICE, "i-0", 9)
-        run_async(post_all(proc.port, "/v1/discovery/register", [first], connections=1, depth=1))
-        for _ in range(50):  # warm the read path before the RSS baseline
-            http_get(proc.port, f"/v1/discovery/services/{SERVICE}", auth=True)
+        seed_service(proc, SERVICE)
         change = register_body(SERVICE, f"i-new-{rep}", 9)
         return run_async(_stream_run(proc, size, change, settle))
     finally:
