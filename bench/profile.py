@@ -24,7 +24,7 @@ from pathlib import Path
 from sd_core import HttpRequest
 
 from .common import SECRET, BenchError, log
-from .http_client import Conn, heartbeat_body, post_all, register_body, run_async, scrape_metrics
+from .http_client import Conn, heartbeat_body, post_all, register_body, run_async
 from .processes import Proc, start_fake_instances, start_registry
 from .scenario_cli import base_parser, scenario
 from .wrk_load import wrk
@@ -65,29 +65,38 @@ async def _fanout(proc: Proc, spy_argv: list[str], size: int) -> None:
     """Park `size` watchers, record while one change wakes them all."""
     import asyncio
 
-    from .watch_fanout import Fleet, _park, _request, _wait_parked
+    from .raw_watchers import get_request
+    from .watch_fanout import Fleet, Watcher, blocking_queries, wait_parked
 
     conn = await Conn.open(proc.port)
     answer = await conn.request("GET", "/v1/discovery/services/svc-0000")
+    await conn.close()
     index = answer.headers["x-discovery-index"]
     fleet = Fleet(size)
-    path = f"/v1/discovery/services/svc-0000?index={index}&wait=5m"
-    await _park(proc.port, _request(path, proc.port), fleet)
-    await _wait_parked(lambda: int(scrape_metrics(proc.port).get("sd_blocking_queries", 0)), size)
-    spy = await asyncio.create_subprocess_exec(
-        *spy_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    await asyncio.sleep(0.5)
-    log(f"{size} parked; one change while py-spy records")
-    started = time.perf_counter()
-    await conn.request("POST", "/v1/discovery/register", register_body("svc-0000", "new", 9))
-    await fleet.all_answered.wait()
-    log(f"all answered in {time.perf_counter() - started:.3f}s")
-    await spy.wait()
-    await conn.close()
-    for watcher in fleet.watchers:
-        if watcher.transport is not None:
-            watcher.transport.close()
+    request = get_request(f"/v1/discovery/services/svc-0000?index={index}&wait=5m", proc.port)
+
+    def parked() -> int:
+        return blocking_queries(proc.port)
+
+    try:
+        await fleet.open(
+            proc, lambda: Watcher(request, fleet), lambda: wait_parked(parked, size), 0
+        )
+        spy = await asyncio.create_subprocess_exec(
+            *spy_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        await asyncio.sleep(0.5)
+        log(f"{size} parked; one change while py-spy records")
+        change = await fleet.change(
+            proc,
+            ("/v1/discovery/register", register_body("svc-0000", "new", 9)),
+            what="change",
+            missing=lambda: f"only {fleet.done} of {size} answered within 60 s",
+        )
+        log(f"all answered in {time.perf_counter() - change.sent_at:.3f}s")
+        await spy.wait()
+    finally:
+        fleet.close()
 
 
 def render_split(count: int, reps: int) -> None:

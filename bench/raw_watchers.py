@@ -10,28 +10,104 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from .common import AUTH, BenchError
 from .http_client import Conn, http_get, post_all, register_body, run_async
 from .processes import Proc
 
+P = TypeVar("P", bound="OneRequest[Any]")
+F = TypeVar("F", bound="Fleet[Any]")
 
-class Fleet:
-    """The counts of one run's watchers; a subclass sets its events in `update`."""
+
+@dataclass(frozen=True)
+class Opened:
+    """A fleet of watchers, all open: how long that took, and what each costs the server."""
+
+    ready_s: float
+    kib_each: float  # the server's RSS growth per watcher
+
+
+@dataclass(frozen=True)
+class Change:
+    """When the change was sent, and the server's CPU until every watcher had it."""
+
+    sent_at: float  # perf_counter
+    cpu_s: float
+    waited_s: float  # meanwhile, time the server was runnable but another job had the CPU
+
+
+class Fleet(Generic[P]):
+    """One run's watchers and their counts; a subclass sets its events in `update`."""
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self.members: list[P] = []  # each joins once its connection is open
         self.lost = 0  # connections the server closed before the change reached them
+        self.everyone = asyncio.Event()  # set by `update` once every watcher had the change
 
     def update(self) -> None:
         raise NotImplementedError
 
+    async def open(
+        self,
+        proc: Proc,
+        make: Callable[[], P],
+        until_ready: Callable[[], Awaitable[None]],
+        settle: float,
+        parallel: int = 200,
+    ) -> Opened:
+        """Open `size` watchers (`parallel` connecting at a time), wait until `until_ready()`
+        says all are in place, then `settle` seconds before the server's RSS is read."""
+        rss_before = proc.rss_kib()
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(parallel)
 
-F = TypeVar("F", bound=Fleet)
-P = TypeVar("P", bound="OneRequest[Any]")
+        async def connect() -> None:
+            async with gate:
+                protocol = make()
+                await loop.create_connection(lambda: protocol, "127.0.0.1", proc.port)
+                self.members.append(protocol)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self.size):
+                group.create_task(connect())
+        await until_ready()
+        ready_s = time.perf_counter() - started
+        await asyncio.sleep(settle)
+        return Opened(ready_s, (proc.rss_kib() - rss_before) / self.size)
+
+    async def change(
+        self, proc: Proc, trigger: tuple[str, bytes], *, what: str, missing: Callable[[], str]
+    ) -> Change:
+        """POST `trigger` (path, body) and wait up to 60 s until every watcher had it.
+
+        `what` names the trigger in an error; `missing()` says who lacks the change.
+        """
+        conn = await Conn.open(proc.port)
+        try:
+            path, body = trigger
+            cpu0, wait0 = proc.cpu_seconds(), proc.runqueue_seconds()
+            sent_at = time.perf_counter()
+            answer = await conn.request("POST", path, body)
+            if answer.status != 200:
+                raise BenchError(f"{what}: {answer.status} {answer.body[:200]!r}")
+            try:
+                await asyncio.wait_for(self.everyone.wait(), 60)
+            except TimeoutError:
+                raise BenchError(missing()) from None
+            return Change(sent_at, proc.cpu_seconds() - cpu0, proc.runqueue_seconds() - wait0)
+        finally:
+            await conn.close()
+
+    def close(self) -> None:
+        """Close every connection that was opened (even if a later one failed)."""
+        for protocol in self.members:
+            if protocol.transport is not None:
+                protocol.transport.close()
 
 
 class OneRequest(asyncio.Protocol, Generic[F]):
@@ -41,9 +117,10 @@ class OneRequest(asyncio.Protocol, Generic[F]):
         self._request = request
         self._fleet = fleet
         self.transport: asyncio.Transport | None = None
+        self.changed_at: float | None = None  # perf_counter when the change arrived
 
     def has_change(self) -> bool:
-        raise NotImplementedError
+        return self.changed_at is not None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -63,31 +140,6 @@ def get_request(path: str, port: int) -> bytes:
     ).encode()
 
 
-async def connect_all(
-    port: int, count: int, make: Callable[[], P], into: list[P], parallel: int = 200
-) -> None:
-    """Open `count` connections, `parallel` at a time; each joins `into` once open, so
-    that `close_all(into)` closes every one that was, even if a later one failed."""
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(parallel)
-
-    async def connect() -> None:
-        async with gate:
-            protocol = make()
-            await loop.create_connection(lambda: protocol, "127.0.0.1", port)
-            into.append(protocol)
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(count):
-            group.create_task(connect())
-
-
-def close_all(protocols: Iterable[OneRequest[Any]]) -> None:
-    for protocol in protocols:
-        if protocol.transport is not None:
-            protocol.transport.close()
-
-
 def seed_service(proc: Proc, service: str) -> None:
     """One instance in `service`, and its read path warmed, before the RSS baseline."""
     first = register_body(service, "i-0", 9)
@@ -97,38 +149,28 @@ def seed_service(proc: Proc, service: str) -> None:
 
 
 @dataclass(frozen=True)
-class Change:
-    """When the change was sent, and the server's CPU until every watcher had it."""
+class Figures:
+    """One run's figures, whatever the watchers were (a subclass adds its own)."""
 
-    sent_at: float  # perf_counter
-    cpu_s: float
+    fanout_s: float  # from the change until the last watcher had it
+    median_s: float
+    kib_each: float  # the server's RSS growth per watcher
+    ready_s: float  # to open them all
+    cpu_s: float  # the server's, from the change until the last watcher had it
     waited_s: float  # meanwhile, time the server was runnable but another job had the CPU
 
-
-async def timed_change(
-    proc: Proc,
-    trigger: tuple[str, bytes],
-    everyone: asyncio.Event,
-    *,
-    what: str,
-    missing: Callable[[], str],
-) -> Change:
-    """POST `trigger` (path, body) and wait up to 60 s until `everyone` is set.
-
-    `what` names the trigger in an error; `missing()` says who lacks the change.
-    """
-    conn = await Conn.open(proc.port)
-    try:
-        path, body = trigger
-        cpu0, wait0 = proc.cpu_seconds(), proc.runqueue_seconds()
-        sent_at = time.perf_counter()
-        answer = await conn.request("POST", path, body)
-        if answer.status != 200:
-            raise BenchError(f"{what}: {answer.status} {answer.body[:200]!r}")
-        try:
-            await asyncio.wait_for(everyone.wait(), 60)
-        except TimeoutError:
-            raise BenchError(missing()) from None
-        return Change(sent_at, proc.cpu_seconds() - cpu0, proc.runqueue_seconds() - wait0)
-    finally:
-        await conn.close()
+    @classmethod
+    def of(cls, opened: Opened, change: Change, arrived: Iterable[float], **more: Any) -> Self:
+        """From the fleet, the change, and when each watcher had it (perf_counter)."""
+        times = sorted(at - change.sent_at for at in arrived)
+        if not times:
+            raise BenchError("no watcher had the change")
+        return cls(
+            fanout_s=times[-1],
+            median_s=times[len(times) // 2],
+            kib_each=opened.kib_each,
+            ready_s=opened.ready_s,
+            cpu_s=change.cpu_s,
+            waited_s=change.waited_s,
+            **more,
+        )

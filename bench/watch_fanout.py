@@ -28,19 +28,16 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from . import raw_watchers
 from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
 from .http_client import Conn, http_get, register_body, run_async, scrape_metrics
 from .processes import Proc, start_bare, start_registry, wait_ready
 from .raw_watchers import (
+    Figures,
     OneRequest,
-    close_all,
-    connect_all,
     get_request,
     seed_service,
-    timed_change,
 )
 from .scenario_cli import base_parser, chosen_frontends, scenario
 
@@ -55,12 +52,11 @@ class Watcher(OneRequest["Fleet"]):
     def __init__(self, request: bytes, fleet: Fleet) -> None:
         super().__init__(request, fleet)
         self._buffer = b""
-        self.answered_at: float | None = None
         self.status = 0
         self.index: int | None = None
 
     def data_received(self, data: bytes) -> None:
-        if self.answered_at is not None:
+        if self.changed_at is not None:
             return
         buffer = self._buffer + data
         end = buffer.find(b"\r\n\r\n")
@@ -79,41 +75,34 @@ class Watcher(OneRequest["Fleet"]):
         if len(buffer) - end - 4 < length:
             self._buffer = buffer
             return
-        self.answered_at = time.perf_counter()
+        self.changed_at = time.perf_counter()
         self.status = int(head[0].split(" ", 2)[1])
         self._buffer = b""
         self._fleet.update()
 
-    def has_change(self) -> bool:
-        return self.answered_at is not None
 
-
-class Fleet(raw_watchers.Fleet):
+class Fleet(raw_watchers.Fleet[Watcher]):
     """Every watcher of one run, and an event set when all have an answer."""
 
     def __init__(self, size: int) -> None:
         super().__init__(size)
-        self.watchers: list[Watcher] = []
         self.done = 0
-        self.all_answered = asyncio.Event()
 
     def update(self) -> None:
         self.done += 1
         if self.done >= self.size:
-            self.all_answered.set()
+            self.everyone.set()
 
 
-@dataclass(frozen=True)
-class Result:
-    fanout_s: float
-    median_s: float
-    kib_per_waiter: float
-    park_s: float
-    cpu_s: float  # server CPU from the change until the last answer
-    waited_s: float  # meanwhile, time the server was runnable but another job had the CPU
+Result = Figures
 
 
-async def _wait_parked(count: Callable[[], int], want: int, limit: float = 120.0) -> None:
+def blocking_queries(port: int) -> int:
+    """How many blocking queries the registry has parked now (from its `/metrics`)."""
+    return int(scrape_metrics(port).get("sd_blocking_queries", 0))
+
+
+async def wait_parked(count: Callable[[], int], want: int, limit: float = 120.0) -> None:
     deadline = time.monotonic() + limit
     while True:
         have = await asyncio.to_thread(count)
@@ -135,41 +124,28 @@ async def one_run(
     settle: float,
 ) -> Result:
     fleet = Fleet(size)
-    rss_before = proc.rss_kib()
-    started = time.perf_counter()
     try:
-        await connect_all(proc.port, size, lambda: Watcher(request, fleet), fleet.watchers)
-        await _wait_parked(parked, size)
-        park_s = time.perf_counter() - started
-        await asyncio.sleep(settle)  # let the server settle before reading its RSS
-        rss_parked = proc.rss_kib()
+        opened = await fleet.open(
+            proc, lambda: Watcher(request, fleet), lambda: wait_parked(parked, size), settle
+        )
         if fleet.done:
             raise BenchError(f"{fleet.done} watchers answered before the change")
-        change = await timed_change(
+        change = await fleet.change(
             proc,
             trigger,
-            fleet.all_answered,
             what="trigger",
             missing=lambda: f"only {fleet.done} of {size} answered within 60 s",
         )
-        times = sorted((w.answered_at or 0.0) - change.sent_at for w in fleet.watchers)
-        bad = [w for w in fleet.watchers if w.status != 200]
+        bad = [w for w in fleet.members if w.status != 200]
         if fleet.lost or bad:
             raise BenchError(f"{fleet.lost} connections lost, {len(bad)} answers not 200")
         if expect_index_above is not None:
-            stale = [w for w in fleet.watchers if (w.index or 0) <= expect_index_above]
+            stale = [w for w in fleet.members if (w.index or 0) <= expect_index_above]
             if stale:
                 raise BenchError(f"{len(stale)} answers carry no newer index")
-        return Result(
-            fanout_s=times[-1],
-            median_s=times[len(times) // 2],
-            kib_per_waiter=(rss_parked - rss_before) / size,
-            park_s=park_s,
-            cpu_s=change.cpu_s,
-            waited_s=change.waited_s,
-        )
+        return Result.of(opened, change, (w.changed_at or 0.0 for w in fleet.members))
     finally:
-        close_all(fleet.watchers)
+        fleet.close()
 
 
 def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
@@ -181,7 +157,7 @@ def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
         )
 
         def parked() -> int:
-            return int(scrape_metrics(proc.port).get("sd_blocking_queries", 0))
+            return blocking_queries(proc.port)
 
         change = register_body(SERVICE, f"i-new-{rep}", 9)
         return run_async(
@@ -290,21 +266,21 @@ def main(argv: list[str] | None = None) -> None:
                 log(
                     f"  registry: all answered {ours[-1].fanout_s:.3f}s after the change "
                     f"(server CPU {ours[-1].cpu_s:.3f}s, waited {ours[-1].waited_s:.3f}s), "
-                    f"{ours[-1].kib_per_waiter:.1f} KiB/waiter (parked in {ours[-1].park_s:.1f}s)"
+                    f"{ours[-1].kib_each:.1f} KiB/waiter (parked in {ours[-1].ready_s:.1f}s)"
                 )
                 bare.append(bare_rep(baseline, size, settle))
                 raw.append(bare_rep(sketch, size, settle))
                 log(
                     f"  bare app: all answered {bare[-1].fanout_s:.3f}s after the change "
                     f"(server CPU {bare[-1].cpu_s:.3f}s, waited {bare[-1].waited_s:.3f}s), "
-                    f"{bare[-1].kib_per_waiter:.1f} KiB/waiter"
+                    f"{bare[-1].kib_each:.1f} KiB/waiter"
                 )
                 log(
                     f"  hand-written protocol: all answered {raw[-1].fanout_s:.3f}s, "
-                    f"{raw[-1].kib_per_waiter:.1f} KiB/waiter"
+                    f"{raw[-1].kib_each:.1f} KiB/waiter"
                 )
             fanout = Stat.of(r.fanout_s for r in ours)
-            kib = Stat.of(r.kib_per_waiter for r in ours)
+            kib = Stat.of(r.kib_each for r in ours)
             cpu = Stat.of(r.cpu_s for r in ours)
 
             sides = (label, ours, bare, raw)
@@ -329,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
                 _row(
                     *sides,
                     "KiB per parked waiter",
-                    lambda r: r.kib_per_waiter,
+                    lambda r: r.kib_each,
                     ".1f",
                     f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}",
                 ),
