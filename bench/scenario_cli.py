@@ -40,6 +40,16 @@ def base_parser(description: str, *, frontends: bool = True) -> argparse.Argumen
     return parser
 
 
+def add_probe_client_option(parser: argparse.ArgumentParser) -> None:
+    """`--probe-client`: which probe client the registry under test uses."""
+    parser.add_argument(
+        "--probe-client",
+        choices=("builtin", "httpx"),
+        default="builtin",
+        help="SERVICE_DISCOVERY_PROBE_CLIENT of the server (default builtin)",
+    )
+
+
 def chosen_frontends(args: argparse.Namespace) -> list[str]:
     return ["quart", "trio"] if args.frontend == "both" else [args.frontend]
 
