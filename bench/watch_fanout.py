@@ -32,7 +32,7 @@ from collections.abc import Callable
 from . import raw_watchers
 from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
 from .http_client import Conn, http_get, register_body, run_async, scrape_metrics
-from .processes import Proc, start_bare, start_registry, wait_ready
+from .processes import Proc, Run, start_bare, start_registry, wait_ready
 from .raw_watchers import (
     Figures,
     OneRequest,
@@ -234,6 +234,57 @@ def _row(
     ]
 
 
+def _one_rep(
+    run: Run, frontend: str, loop: str, size: int, rep: int, settle: float
+) -> tuple[Result, Result, Result]:
+    """Fresh servers: the registry, the bare app on its stack, the hand-written sketch."""
+    stack = "quart" if frontend == "quart" else "trio"
+    raw_loop = loop if frontend == "quart" else "asyncio"
+    env = {"HEALTH_CHECK_INTERVAL_SECONDS": "3600"}
+    registry = start_registry(run, frontend, loop=loop, env=env, ready=False)
+    baseline = start_bare(run, stack, loop=loop, ready=False)
+    sketch = start_bare(run, "raw", loop=raw_loop, ready=False)
+    wait_ready(registry)
+    wait_ready(baseline)
+    wait_ready(sketch)
+    ours = registry_rep(registry, size, rep, settle)
+    log(
+        f"  registry: all answered {ours.fanout_s:.3f}s after the change "
+        f"(server CPU {ours.cpu_s:.3f}s, waited {ours.waited_s:.3f}s), "
+        f"{ours.kib_each:.1f} KiB/waiter (parked in {ours.ready_s:.1f}s)"
+    )
+    bare = bare_rep(baseline, size, settle)
+    raw = bare_rep(sketch, size, settle)
+    log(
+        f"  bare app: all answered {bare.fanout_s:.3f}s after the change "
+        f"(server CPU {bare.cpu_s:.3f}s, waited {bare.waited_s:.3f}s), "
+        f"{bare.kib_each:.1f} KiB/waiter"
+    )
+    log(f"  hand-written protocol: all answered {raw.fanout_s:.3f}s, {raw.kib_each:.1f} KiB/waiter")
+    return ours, bare, raw
+
+
+def _frontend_rows(
+    label: str, size: int, ours: list[Result], bare: list[Result], raw: list[Result]
+) -> list[list[str]]:
+    def row(figure: str, of: Callable[[Result], float], spec: str, target: str) -> list[str]:
+        return _row(label, ours, bare, raw, figure, of, spec, target)
+
+    fanout = Stat.of(r.fanout_s for r in ours)
+    kib = Stat.of(r.kib_each for r in ours)
+    cpu = Stat.of(r.cpu_s for r in ours)
+    fanout_target = f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}"
+    per_watcher = f"registry: {cpu.median / size * 1e6:,.0f} us per watcher"
+    kib_target = f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}"
+    return [
+        row("all answered (s)", lambda r: r.fanout_s, ".3f", fanout_target),
+        row("median answer (s)", lambda r: r.median_s, ".3f", "-"),
+        row("server CPU from change to last answer (s)", lambda r: r.cpu_s, ".3f", per_watcher),
+        row("server waited for CPU meanwhile (s)", lambda r: r.waited_s, ".3f", "-"),
+        row("KiB per parked waiter", lambda r: r.kib_each, ".1f", kib_target),
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--watchers", type=int, default=None, help="default 10,000")
@@ -247,69 +298,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{size:,} parked blocking queries, {reps} repetitions, fresh servers each\n")
         rows = []
         for frontend in chosen_frontends(args):
-            stack = "quart" if frontend == "quart" else "trio"
             label = f"quart ({args.loop})" if frontend == "quart" else "trio"
             ours: list[Result] = []
             bare: list[Result] = []
             raw: list[Result] = []
-            raw_loop = args.loop if frontend == "quart" else "asyncio"
             for rep in range(reps):
                 log(f"rep {rep + 1}/{reps}: {label}, {size} watchers")
-                env = {"HEALTH_CHECK_INTERVAL_SECONDS": "3600"}
-                registry = start_registry(run, frontend, loop=args.loop, env=env, ready=False)
-                baseline = start_bare(run, stack, loop=args.loop, ready=False)
-                sketch = start_bare(run, "raw", loop=raw_loop, ready=False)
-                wait_ready(registry)
-                wait_ready(baseline)
-                wait_ready(sketch)
-                ours.append(registry_rep(registry, size, rep, settle))
-                log(
-                    f"  registry: all answered {ours[-1].fanout_s:.3f}s after the change "
-                    f"(server CPU {ours[-1].cpu_s:.3f}s, waited {ours[-1].waited_s:.3f}s), "
-                    f"{ours[-1].kib_each:.1f} KiB/waiter (parked in {ours[-1].ready_s:.1f}s)"
-                )
-                bare.append(bare_rep(baseline, size, settle))
-                raw.append(bare_rep(sketch, size, settle))
-                log(
-                    f"  bare app: all answered {bare[-1].fanout_s:.3f}s after the change "
-                    f"(server CPU {bare[-1].cpu_s:.3f}s, waited {bare[-1].waited_s:.3f}s), "
-                    f"{bare[-1].kib_each:.1f} KiB/waiter"
-                )
-                log(
-                    f"  hand-written protocol: all answered {raw[-1].fanout_s:.3f}s, "
-                    f"{raw[-1].kib_each:.1f} KiB/waiter"
-                )
-            fanout = Stat.of(r.fanout_s for r in ours)
-            kib = Stat.of(r.kib_each for r in ours)
-            cpu = Stat.of(r.cpu_s for r in ours)
-
-            sides = (label, ours, bare, raw)
-            fanout_target = f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}"
-            rows += [
-                _row(*sides, "all answered (s)", lambda r: r.fanout_s, ".3f", fanout_target),
-                _row(*sides, "median answer (s)", lambda r: r.median_s, ".3f", "-"),
-                _row(
-                    *sides,
-                    "server CPU from change to last answer (s)",
-                    lambda r: r.cpu_s,
-                    ".3f",
-                    f"registry: {cpu.median / size * 1e6:,.0f} us per watcher",
-                ),
-                _row(
-                    *sides,
-                    "server waited for CPU meanwhile (s)",
-                    lambda r: r.waited_s,
-                    ".3f",
-                    "-",
-                ),
-                _row(
-                    *sides,
-                    "KiB per parked waiter",
-                    lambda r: r.kib_each,
-                    ".1f",
-                    f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}",
-                ),
-            ]
+                figures = _one_rep(run, frontend, args.loop, size, rep, settle)
+                for results, result in zip((ours, bare, raw), figures, strict=True):
+                    results.append(result)
+            rows += _frontend_rows(label, size, ours, bare, raw)
         print_table(
             f"{size:,} watchers, one change: median (min-max)",
             [

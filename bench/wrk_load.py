@@ -63,19 +63,8 @@ def wrk(
     """
     if shutil.which("wrk") is None:
         raise BenchError("wrk not found: apt-get install -y wrk")
-    argv = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{duration}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(WRK_DIR / script),
-        url,
-        "--",
-        *script_args,
-    ]
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
+    argv += ["-s", str(WRK_DIR / script), url, "--", *script_args]
     cpu_before = server.cpu_seconds() if server is not None else 0.0
     wait_before = server.runqueue_seconds() if server is not None else 0.0
     done = subprocess.run(
@@ -87,13 +76,26 @@ def wrk(
     )
     cpu = server.cpu_seconds() - cpu_before if server is not None else None
     wait = server.runqueue_seconds() - wait_before if server is not None else None
+    result = _result(done, cpu, wait)
+    if result.requests == 0 or result.bad_status > 0:
+        raise BenchError(
+            f"wrk {url} {' '.join(script_args)}: {result.bad_status} non-2xx answers "
+            f"of {result.requests}"
+        )
+    return result
+
+
+def _result(
+    done: subprocess.CompletedProcess[str], cpu: float | None, wait: float | None
+) -> WrkResult:
+    """The figures of the `BENCH_JSON` line `bench/wrk/common.lua` prints."""
     for line in done.stdout.splitlines():
         if line.startswith("BENCH_JSON "):
             data = json.loads(line.removeprefix("BENCH_JSON "))
             break
     else:
         raise BenchError(f"wrk gave no result ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-    result = WrkResult(
+    return WrkResult(
         requests=data["requests"],
         seconds=data["duration_us"] / 1e6,
         p50_ms=data["p50_us"] / 1000,
@@ -103,9 +105,3 @@ def wrk(
         server_cpu_s=cpu,
         server_wait_s=wait,
     )
-    if result.requests == 0 or result.bad_status > 0:
-        raise BenchError(
-            f"wrk {url} {' '.join(script_args)}: {result.bad_status} non-2xx answers "
-            f"of {result.requests}"
-        )
-    return result
