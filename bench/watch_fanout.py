@@ -94,6 +94,7 @@ class Fleet(raw_watchers.Fleet[Watcher]):
             self.everyone.set()
 
 
+#: One run of parked blocking queries: what every fan-out reports, nothing more.
 Result = Figures
 
 
