@@ -35,6 +35,7 @@ workers can, `--reps` times `--seconds`; prints `{"probes_per_second": [...]}`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import itertools
 import json
@@ -122,8 +123,6 @@ def _config(fd: int) -> Any:
 
 
 def quart_app(documents: Documents) -> Any:
-    import asyncio
-
     from quart import Quart, Response, request
 
     app = Quart("bare")
@@ -160,17 +159,15 @@ def quart_app(documents: Documents) -> Any:
     return app
 
 
-def serve_quart(fd: int, loop: str, documents: Documents) -> None:
-    import asyncio
-
-    from hypercorn.asyncio import serve
+def _run_until_signal(loop: str, serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """`serve(stop)` on asyncio or uvloop; SIGTERM or SIGINT sets `stop`."""
 
     async def main() -> None:
         stop = asyncio.Event()
         running = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             running.add_signal_handler(signum, stop.set)
-        await serve(quart_app(documents), _config(fd), shutdown_trigger=stop.wait)
+        await serve(stop)
 
     if loop == "uvloop":
         import uvloop
@@ -180,77 +177,90 @@ def serve_quart(fd: int, loop: str, documents: Documents) -> None:
         asyncio.run(main())
 
 
+def serve_quart(fd: int, loop: str, documents: Documents) -> None:
+    from hypercorn.asyncio import serve
+
+    async def until(stop: asyncio.Event) -> None:
+        await serve(quart_app(documents), _config(fd), shutdown_trigger=stop.wait)
+
+    _run_until_signal(loop, until)
+
+
 # --------------------------------------------------------------------- trio
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 
 
-def asgi_app(
-    documents: Documents,
-) -> Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]:
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop: acknowledge startup, then shutdown."""
+    if (await receive())["type"] == "lifespan.startup":
+        await send({"type": "lifespan.startup.complete"})
+        await receive()  # lifespan.shutdown
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _request_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client went away first."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_json(send: Send, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def asgi_app(documents: Documents) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     import trio
 
     fired = trio.Event()
     parked = 0
 
-    async def app(
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
-        nonlocal fired, parked
+    async def wait() -> None:
+        nonlocal parked
+        event = fired
+        parked += 1
+        try:
+            with trio.move_on_after(WAIT_SECONDS):
+                await event.wait()
+        finally:
+            parked -= 1
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        nonlocal fired
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await _lifespan(receive, send)
         if scope["type"] != "http":
             return
-        chunks = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        data = await _request_body(receive)
+        if data is None:
+            return
         path = scope["path"]
         if scope["method"] == "POST":
             if path == "/fire":
                 event, fired = fired, trio.Event()
                 event.set()
-            body = documents.post(path, b"".join(chunks))
+            body = documents.post(path, data)
         elif path == "/wait":
-            event = fired
-            parked += 1
-            try:
-                with trio.move_on_after(WAIT_SECONDS):
-                    await event.wait()
-            finally:
-                parked -= 1
+            await wait()
             body = documents.get(path)
         elif path == "/_parked":
             body = _dumps({"parked": parked}).encode()
         else:
             body = documents.get(path)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, body)
 
     return app
 
@@ -271,6 +281,15 @@ def serve_trio(fd: int, documents: Documents) -> None:
 
 
 # ---------------------------------------------------- raw protocol (sketch)
+
+
+def _content_length(head: bytes) -> int:
+    """The Content-Length of a request's or an answer's head (0 without one)."""
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
 
 
 class _RawState:
@@ -306,10 +325,7 @@ class _RawProtocol:
         buffer = self._buffer + data
         while (end := buffer.find(b"\r\n\r\n")) >= 0:
             head = buffer[:end]
-            length = 0
-            at = head.lower().find(b"content-length:")
-            if at >= 0:
-                length = int(head[at + 15 :].split(b"\r\n", 1)[0])
+            length = _content_length(head)
             if len(buffer) < end + 4 + length:
                 break
             body = buffer[end + 4 : end + 4 + length]
@@ -348,25 +364,15 @@ def _raw_answer(body: bytes) -> bytes:
 
 
 def serve_raw(fd: int, loop: str, documents: Documents) -> None:
-    import asyncio
-
-    async def main() -> None:
-        running = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            running.add_signal_handler(signum, stop.set)
+    async def until(stop: asyncio.Event) -> None:
         state = _RawState(documents)
         sock = socket.socket(fileno=fd)
+        running = asyncio.get_running_loop()
         server = await running.create_server(lambda: _RawProtocol(state), sock=sock)  # type: ignore[arg-type, return-value]
         async with server:
             await stop.wait()
 
-    if loop == "uvloop":
-        import uvloop
-
-        uvloop.run(main())
-    else:
-        asyncio.run(main())
+    _run_until_signal(loop, until)
 
 
 # ------------------------------------------------------------------- prober
@@ -397,11 +403,7 @@ class _RawClient:
         while b"\r\n\r\n" not in buffer:
             buffer += await self._stream.receive()
         head, _, buffer = buffer.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
+        length = _content_length(head)
         while len(buffer) < length:
             buffer += await self._stream.receive()
         body, self._buffer = buffer[:length], buffer[length:]

@@ -4,7 +4,7 @@
                             [--duration S] [--writes N] [--takeover-reps N]
                             [--instances N] [--fill-seconds S] [--only 1,2,...]
 
-One etcd 3.4 (`bench.common.start_etcd`: 127.0.0.1, data dir in `/dev/shm`)
+One etcd 3.4 (`bench.processes.start_etcd`: 127.0.0.1, data dir in `/dev/shm`)
 and, per frontend, a single-process server and two cluster nodes A and B on
 their own key prefix. Five tables:
 
@@ -46,36 +46,21 @@ from dataclasses import dataclass, field
 from sd_core.cluster import ClusterConfig
 from sd_core.cluster.ownership import owner
 
-from .common import (
+from .common import SECRET, BenchError, Stat, log, percentile, print_table, ratio_stat, verdict
+from .http_client import Conn, heartbeat_body, http_get, register_body, run_async, scrape_metrics
+from .http_hot_paths import INSTANCES, SERVICE, prepare_registry
+from .processes import (
     PIN,
-    SECRET,
-    BenchError,
-    Conn,
     Proc,
     Run,
-    Stat,
-    WrkResult,
-    base_parser,
-    chosen_frontends,
     cpu_seconds,
     etcd_version,
-    heartbeat_body,
-    http_get,
-    log,
-    percentile,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
-    scrape_metrics,
     start_etcd,
     start_fake_instances,
     start_registry,
-    verdict,
-    wrk,
 )
-from .http_hot_paths import INSTANCES, SERVICE, prepare_registry
+from .scenario_cli import base_parser, chosen_frontends, scenario
+from .wrk_load import WrkResult, wrk
 
 #: Cluster reads must reach this share of single-process reads (issue 12).
 READ_TARGET = 0.9
@@ -543,7 +528,7 @@ def options(args: argparse.Namespace) -> Options:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=None, help="seconds per wrk run")
     parser.add_argument("--writes", type=int, default=None, help="table 3: registrations")
@@ -551,7 +536,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--instances", type=int, default=None, help="table 5: at most this many")
     parser.add_argument("--fill-seconds", type=float, default=None, help="table 5: fill budget")
     parser.add_argument("--only", default="", help="tables to run, e.g. 1,3 (default all)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     opts = options(args)
     frontends = chosen_frontends(args)
 
@@ -564,145 +553,185 @@ def main(argv: list[str] | None = None) -> None:
         )
         etcd = start_etcd(run)
         fake = start_fake_instances(run)
-        loads = Loads(
-            str(
-                run.write_lines(
-                    "heartbeat.txt",
-                    (heartbeat_body(SERVICE, f"i-{n:02d}").decode() for n in range(INSTANCES)),
-                )
-            ),
-            opts.duration,
+        heartbeats = run.write_lines(
+            "heartbeat.txt",
+            (heartbeat_body(SERVICE, f"i-{n:02d}").decode() for n in range(INSTANCES)),
         )
+        loads = Loads(str(heartbeats), opts.duration)
         tables: dict[int, list[list[str]]] = {n: [] for n in range(1, 6)}
-        for frontend in frontends:
-            if not opts.only & {1, 2, 3, 4}:
-                break
-            prefix = f"/bench-{frontend}/"
-            log(f"{frontend}: single-process server and cluster nodes A, B")
-            single = start_registry(run, frontend, env=PROBE_ENV, name=f"single-{frontend}")
-            a = start_node(run, frontend, etcd, prefix, f"a-{frontend}", PROBE_ENV)
-            b = start_node(run, frontend, etcd, prefix, f"b-{frontend}", PROBE_ENV)
-            prepare_registry(single, fake)
-            prepare_registry(a, fake)
-            wait_healthy(b, INSTANCES)
-            if 1 in opts.only:
-                pairs = per_node(single, a, etcd, loads, opts.reps)
-                tables[1] += per_node_rows(frontend, pairs)
-            if 3 in opts.only:
-                log(f"table 3: {opts.writes} writes on A, watched on B")
-                seen = run_async(visibility(a.port, b.port, opts.writes, fake.port))
-                tables[3].append(
-                    [
-                        frontend,
-                        f"{opts.writes:,}",
-                        f"{ms(seen['acked'], 50)} / {ms(seen['acked'], 99)}",
-                        f"{ms(seen['seen'], 50)} / {ms(seen['seen'], 99)}",
-                        f"{ms(seen['after_ack'], 50)} / {ms(seen['after_ack'], 99)}",
-                    ]
-                )
-            if 4 in opts.only:
-                expected = NODE_DEFAULTS.node_ttl + float(
-                    PROBE_ENV["HEALTH_CHECK_INTERVAL_SECONDS"]
-                )
-                for rep in range(opts.takeover_reps):
-                    log(f"table 4, kill {rep + 1}/{opts.takeover_reps}")
-                    survivors = [f"a-{frontend}", f"b-{frontend}"]
-                    firsts = takeover(run, frontend, etcd, prefix, survivors, fake, rep)
-                    tables[4].append(
-                        [
-                            frontend,
-                            str(rep + 1),
-                            f"{len(firsts)} of {TAKEOVER_INSTANCES}",
-                            f"{min(firsts):.2f}",
-                            f"{percentile(firsts, 50):.2f}",
-                            f"{max(firsts):.2f}",
-                            f"{NODE_DEFAULTS.node_ttl} s",
-                            f"{PROBE_ENV['HEALTH_CHECK_INTERVAL_SECONDS']} s",
-                            f"<= {expected:g} s (TTL + interval)",
-                        ]
-                    )
-            if 2 in opts.only:
-                with unpinned([single, a, b, etcd]):
-                    one, both = two_nodes(a, b, loads, opts.reps)
-                tables[2].append(
-                    [
-                        frontend,
-                        Stat.of(one).fmt(),
-                        Stat.of(both).fmt(),
-                        ratio_stat(both, one).fmt(".2f", "x"),
-                    ]
-                )
-            for proc in (single, a, b):
-                proc.stop()
+        if opts.only & {1, 2, 3, 4}:
+            for frontend in frontends:
+                _single_and_nodes(run, frontend, etcd, fake, loads, opts, tables)
         if 5 in opts.only:
             tables[5] = scale(run, frontends, etcd, opts)
         report(tables, opts)
 
 
+def _single_and_nodes(
+    run: Run,
+    frontend: str,
+    etcd: Proc,
+    fake: Proc,
+    loads: Loads,
+    opts: Options,
+    tables: dict[int, list[list[str]]],
+) -> None:
+    """Tables 1 to 4 for one frontend: a single-process server and cluster nodes A and B."""
+    prefix = f"/bench-{frontend}/"
+    log(f"{frontend}: single-process server and cluster nodes A, B")
+    single = start_registry(run, frontend, env=PROBE_ENV, name=f"single-{frontend}")
+    a = start_node(run, frontend, etcd, prefix, f"a-{frontend}", PROBE_ENV)
+    b = start_node(run, frontend, etcd, prefix, f"b-{frontend}", PROBE_ENV)
+    prepare_registry(single, fake)
+    prepare_registry(a, fake)
+    wait_healthy(b, INSTANCES)
+    if 1 in opts.only:
+        pairs = per_node(single, a, etcd, loads, opts.reps)
+        tables[1] += per_node_rows(frontend, pairs)
+    if 3 in opts.only:
+        log(f"table 3: {opts.writes} writes on A, watched on B")
+        seen = run_async(visibility(a.port, b.port, opts.writes, fake.port))
+        tables[3].append(_visibility_row(frontend, opts.writes, seen))
+    if 4 in opts.only:
+        for rep in range(opts.takeover_reps):
+            log(f"table 4, kill {rep + 1}/{opts.takeover_reps}")
+            survivors = [f"a-{frontend}", f"b-{frontend}"]
+            firsts = takeover(run, frontend, etcd, prefix, survivors, fake, rep)
+            tables[4].append(_takeover_row(frontend, rep, firsts))
+    if 2 in opts.only:
+        with unpinned([single, a, b, etcd]):
+            one, both = two_nodes(a, b, loads, opts.reps)
+        tables[2].append(
+            [
+                frontend,
+                Stat.of(one).fmt(),
+                Stat.of(both).fmt(),
+                ratio_stat(both, one).fmt(".2f", "x"),
+            ]
+        )
+    for proc in (single, a, b):
+        proc.stop()
+
+
+def _visibility_row(frontend: str, writes: int, seen: dict[str, list[float]]) -> list[str]:
+    def p50_p99(what: str) -> str:
+        return f"{ms(seen[what], 50)} / {ms(seen[what], 99)}"
+
+    return [frontend, f"{writes:,}", p50_p99("acked"), p50_p99("seen"), p50_p99("after_ack")]
+
+
+def _takeover_row(frontend: str, rep: int, firsts: list[float]) -> list[str]:
+    interval = PROBE_ENV["HEALTH_CHECK_INTERVAL_SECONDS"]
+    expected = NODE_DEFAULTS.node_ttl + float(interval)
+    return [
+        frontend,
+        str(rep + 1),
+        f"{len(firsts)} of {TAKEOVER_INSTANCES}",
+        f"{min(firsts):.2f}",
+        f"{percentile(firsts, 50):.2f}",
+        f"{max(firsts):.2f}",
+        f"{NODE_DEFAULTS.node_ttl} s",
+        f"{interval} s",
+        f"<= {expected:g} s (TTL + interval)",
+    ]
+
+
+@dataclass(frozen=True)
+class Fill:
+    """Table 5's fill through two writer nodes, and what it cost etcd and the writers."""
+
+    acked: int
+    refused: int
+    seconds: float
+    cpu: list[float]  # writer nodes', then etcd's, during the fill
+    rss_before: int
+    rss_after: int
+    db_before: int
+    db_after: int
+    writer_rss: dict[str, int]
+
+
+def _fill(run: Run, etcd: Proc, prefix: str, opts: Options) -> Fill:
+    writers = [
+        start_node(run, frontend, etcd, prefix, f"writer-{frontend}", SCALE_ENV)
+        for frontend in ("quart", "trio")
+    ]
+    rss_before = etcd.rss_kib()
+    db_before = etcd_db_bytes(etcd)
+    cpu_before = [cpu_seconds(p.pid) for p in (*writers, etcd)]
+    log(f"table 5: filling up to {opts.instances:,} for at most {opts.fill_seconds:g} s")
+    acked, refused, seconds = run_async(
+        fill([w.port for w in writers], opts.instances, opts.fill_seconds)
+    )
+    for writer in writers:
+        wait_until(holds(writer, acked), f"{writer.name} holds all")
+    cpu = [cpu_seconds(p.pid) - b for p, b in zip((*writers, etcd), cpu_before, strict=True)]
+    filled = Fill(
+        acked,
+        refused,
+        seconds,
+        cpu,
+        rss_before,
+        etcd.rss_kib(),
+        db_before,
+        etcd_db_bytes(etcd),
+        {w.name: w.rss_kib() for w in writers},
+    )
+    for writer in writers:
+        writer.stop()
+    return filled
+
+
 def scale(run: Run, frontends: list[str], etcd: Proc, opts: Options) -> list[list[str]]:
     prefix = "/bench-scale/"
     with unpinned([etcd]):
-        writers = [
-            start_node(run, frontend, etcd, prefix, f"writer-{frontend}", SCALE_ENV)
-            for frontend in ("quart", "trio")
-        ]
-        rss_before = etcd.rss_kib()
-        db_before = etcd_db_bytes(etcd)
-        cpu_before = [cpu_seconds(p.pid) for p in (*writers, etcd)]
-        log(f"table 5: filling up to {opts.instances:,} for at most {opts.fill_seconds:g} s")
-        acked, refused, seconds = run_async(
-            fill([w.port for w in writers], opts.instances, opts.fill_seconds)
-        )
-        for writer in writers:
-            wait_until(holds(writer, acked), f"{writer.name} holds all")
-        cpu = [cpu_seconds(p.pid) - b for p, b in zip((*writers, etcd), cpu_before, strict=True)]
-        rss_after = etcd.rss_kib()
-        db_after = etcd_db_bytes(etcd)
-        writer_rss = {w.name: w.rss_kib() for w in writers}
-        for writer in writers:
-            writer.stop()
-        joins = [join(run, frontend, etcd, prefix, acked) for frontend in frontends]
-    per = (rss_after - rss_before) / acked if acked else float("nan")
-    rows = [
+        f = _fill(run, etcd, prefix, opts)
+        joins = [join(run, frontend, etcd, prefix, f.acked) for frontend in frontends]
+    return _fill_rows(f, opts) + [_join_row(j, f.acked) for j in joins]
+
+
+def _fill_rows(f: Fill, opts: Options) -> list[list[str]]:
+    acked = f.acked
+    per = (f.rss_after - f.rss_before) / acked if acked else float("nan")
+    return [
         ["instances registered", f"{acked:,} of {opts.instances:,}", "-"],
         [
             "fill: registrations/s (2 writer nodes, quart + trio)",
-            f"{acked / seconds:,.0f} over {seconds:.1f} s ({FILL_WORKERS} clients per node; "
-            f"{refused:,} answered 503 and retried)",
+            f"{acked / f.seconds:,.0f} over {f.seconds:.1f} s ({FILL_WORKERS} clients per node; "
+            f"{f.refused:,} answered 503 and retried)",
             "all" if acked >= opts.instances else f"stopped by the {opts.fill_seconds:g} s budget",
         ],
         [
             "CPU per registration: writer nodes (both), etcd",
-            f"{sum(cpu[:-1]) / max(acked, 1) * 1e6:,.0f} us, "
-            f"{cpu[-1] / max(acked, 1) * 1e6:,.0f} us",
+            f"{sum(f.cpu[:-1]) / max(acked, 1) * 1e6:,.0f} us, "
+            f"{f.cpu[-1] / max(acked, 1) * 1e6:,.0f} us",
             f"at these costs {opts.instances:,} take "
-            f"{opts.instances * sum(cpu) / max(acked, 1) / 60:,.1f} CPU-minutes",
+            f"{opts.instances * sum(f.cpu) / max(acked, 1) / 60:,.1f} CPU-minutes",
         ],
         [
             "etcd RSS before -> after",
-            f"{rss_before / 1024:,.0f} -> {rss_after / 1024:,.0f} MiB",
+            f"{f.rss_before / 1024:,.0f} -> {f.rss_after / 1024:,.0f} MiB",
             f"{per:.2f} KiB per instance",
         ],
         [
             "etcd db size before -> after",
-            f"{db_before / 2**20:,.1f} -> {db_after / 2**20:,.1f} MiB",
-            f"{(db_after - db_before) / max(acked, 1) / 1024:.2f} KiB per instance",
+            f"{f.db_before / 2**20:,.1f} -> {f.db_after / 2**20:,.1f} MiB",
+            f"{(f.db_after - f.db_before) / max(acked, 1) / 1024:.2f} KiB per instance",
         ],
         *[
             [f"writer node RSS ({name})", f"{kib / 1024:,.0f} MiB", "-"]
-            for name, kib in writer_rss.items()
+            for name, kib in f.writer_rss.items()
         ],
     ]
-    for j in joins:
-        rows.append(
-            [
-                f"fresh {j.frontend} node: start -> /health, -> store ok, -> holds all",
-                f"{j.ready:.2f} s, {j.store_ok:.2f} s, {j.complete:.2f} s",
-                f"RSS {j.rss_kib / 1024:,.0f} MiB; {acked / max(j.complete - j.ready, 1e-9):,.0f} "
-                "instances/s listed",
-            ]
-        )
-    return rows
+
+
+def _join_row(j: Join, acked: int) -> list[str]:
+    return [
+        f"fresh {j.frontend} node: start -> /health, -> store ok, -> holds all",
+        f"{j.ready:.2f} s, {j.store_ok:.2f} s, {j.complete:.2f} s",
+        f"RSS {j.rss_kib / 1024:,.0f} MiB; {acked / max(j.complete - j.ready, 1e-9):,.0f} "
+        "instances/s listed",
+    ]
 
 
 def holds(proc: Proc, count: int) -> Callable[[], bool]:
@@ -717,61 +746,61 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 120.0) -> 
         time.sleep(0.1)
 
 
+#: Tables 1 to 4: title and column heads (table 5's title names its options).
+TABLE_HEADS: dict[int, tuple[str, list[str]]] = {
+    1: (
+        "1. Throughput per node: cluster node against single process, same frontend "
+        "(req/s median (min-max); ratios per repetition, run back to back)",
+        [
+            "frontend",
+            "request",
+            "single req/s",
+            "cluster req/s",
+            "cluster/single",
+            "target",
+            "single us/req",
+            "cluster node us/req",
+            "single/cluster us (capacity)",
+            "etcd us/req",
+            "cluster p99 ms",
+        ],
+    ),
+    2: (
+        "2. Reads: two nodes loaded at once against one (unpinned: both cores for "
+        "servers, etcd and the two wrk)",
+        ["frontend", "1 node req/s", "2 nodes req/s (sum)", "2 nodes / 1 node"],
+    ),
+    3: (
+        "3. A write on node A visible on node B (blocking query on B), ms p50 / p99",
+        [
+            "frontend",
+            "writes",
+            "A answers the write",
+            "B shows it (from the write sent)",
+            "B shows it after A answered",
+        ],
+    ),
+    4: (
+        "4. Takeover: SIGKILL of node D until a survivor probes each instance D owned, s",
+        [
+            "frontend",
+            "kill",
+            "D owned",
+            "first",
+            "median",
+            "last (all taken over)",
+            "node lease TTL",
+            "probe interval",
+            "expected",
+        ],
+    ),
+}
+
+
 def report(tables: dict[int, list[list[str]]], opts: Options) -> None:
-    if tables[1]:
-        print_table(
-            "1. Throughput per node: cluster node against single process, same frontend "
-            "(req/s median (min-max); ratios per repetition, run back to back)",
-            [
-                "frontend",
-                "request",
-                "single req/s",
-                "cluster req/s",
-                "cluster/single",
-                "target",
-                "single us/req",
-                "cluster node us/req",
-                "single/cluster us (capacity)",
-                "etcd us/req",
-                "cluster p99 ms",
-            ],
-            tables[1],
-        )
-    if tables[2]:
-        print_table(
-            "2. Reads: two nodes loaded at once against one (unpinned: both cores for "
-            "servers, etcd and the two wrk)",
-            ["frontend", "1 node req/s", "2 nodes req/s (sum)", "2 nodes / 1 node"],
-            tables[2],
-        )
-    if tables[3]:
-        print_table(
-            "3. A write on node A visible on node B (blocking query on B), ms p50 / p99",
-            [
-                "frontend",
-                "writes",
-                "A answers the write",
-                "B shows it (from the write sent)",
-                "B shows it after A answered",
-            ],
-            tables[3],
-        )
-    if tables[4]:
-        print_table(
-            "4. Takeover: SIGKILL of node D until a survivor probes each instance D owned, s",
-            [
-                "frontend",
-                "kill",
-                "D owned",
-                "first",
-                "median",
-                "last (all taken over)",
-                "node lease TTL",
-                "probe interval",
-                "expected",
-            ],
-            tables[4],
-        )
+    for number, (title, heads) in TABLE_HEADS.items():
+        if tables[number]:
+            print_table(title, heads, tables[number])
     if tables[5]:
         print_table(
             f"5. Scale: up to {opts.instances:,} instances in cluster mode "

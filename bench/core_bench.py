@@ -164,41 +164,38 @@ def measure_baseline(plan: Plan) -> Rate:
     return timed(plan.repetitions, plan.ops, run)
 
 
+def _shuffled(keys: list[tuple[str, str]], seed: int) -> list[tuple[int, tuple[str, str]]]:
+    numbered = list(enumerate(keys))
+    random.Random(seed).shuffle(numbered)
+    return numbered
+
+
+def _timed_posts(plan: Plan, fleet: Frontend, path: str, bodies: list[bytes], count: int) -> Rate:
+    """`count` POSTs of `bodies` in turn; none may move the index (no watcher woken)."""
+    ops = [bodies[n % len(bodies)] for n in range(count)]
+    index_before = fleet.registry.global_index
+
+    def run() -> None:
+        post = fleet.post
+        for body in ops:
+            post(path, body)
+
+    rate = timed(plan.repetitions, len(ops), run)
+    assert fleet.registry.global_index == index_before
+    return rate
+
+
 def measure_register(plan: Plan, host: Callable[[int], str]) -> Rate:
     """Re-registration of existing, unchanged instances (the update path)."""
     fleet = Frontend()
     keys = fleet.populate(plan.small_fleet, host)
-    numbered = list(enumerate(keys))
-    random.Random(5).shuffle(numbered)
-    bodies = [register_body(s, i, n, host) for n, (s, i) in numbered]
-    ops = [bodies[n % len(bodies)] for n in range(plan.ops // 5)]
-    index_before = fleet.registry.global_index
-
-    def run() -> None:
-        post = fleet.post
-        for body in ops:
-            post(REGISTER, body)
-
-    rate = timed(plan.repetitions, len(ops), run)
-    assert fleet.registry.global_index == index_before  # unchanged: no watcher woken
-    return rate
+    bodies = [register_body(s, i, n, host) for n, (s, i) in _shuffled(keys, 5)]
+    return _timed_posts(plan, fleet, REGISTER, bodies, plan.ops // 5)
 
 
 def measure_heartbeat(plan: Plan, fleet: Frontend, keys: list[tuple[str, str]]) -> Rate:
-    numbered = list(enumerate(keys))
-    random.Random(7).shuffle(numbered)
-    bodies = [heartbeat_body(s, i) for _, (s, i) in numbered]
-    ops = [bodies[n % len(bodies)] for n in range(plan.ops)]
-    index_before = fleet.registry.global_index
-
-    def run() -> None:
-        post = fleet.post
-        for body in ops:
-            post(HEARTBEAT, body)
-
-    rate = timed(plan.repetitions, len(ops), run)
-    assert fleet.registry.global_index == index_before  # heartbeats wake no watcher
-    return rate
+    bodies = [heartbeat_body(s, i) for _, (s, i) in _shuffled(keys, 7)]
+    return _timed_posts(plan, fleet, HEARTBEAT, bodies, plan.ops)
 
 
 def measure_cached_read(plan: Plan, fleet: Frontend) -> Rate:
@@ -336,6 +333,65 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+Row = tuple[str, Rate, str, bool | None]
+
+
+def _print_rates(rows: list[Row], base: float) -> bool:
+    """The table of rates against the dict update; True when a target was missed."""
+    header = (
+        f"{'operation':<48} {'median ops/s':>13} {'spread':>7} {'us/op':>7} "
+        f"{'x dict update':>13}  target"
+    )
+    print(header)
+    print("-" * (len(header) + 14))
+    missed = False
+    for name, rate, target, ok in rows:
+        ratio = base / rate.median
+        mark = "" if ok is None else f"  {verdict(ok)}"
+        missed |= ok is False
+        print(
+            f"{name:<48} {rate.median:>13,.0f} {rate.spread:>6.0%} "
+            f"{1e6 / rate.median:>7.2f} {ratio:>13.1f}  {target}{mark}"
+        )
+    print()
+    return missed
+
+
+def _print_scaling_and_memory(plan: Plan, scaling: float, memory: Memory) -> bool:
+    """Heartbeat cost at scale and bytes per instance; True when a target was missed."""
+    scaling_ok = scaling <= TARGET_SCALING  # median of paired per-turn ratios
+    memory_ok = memory.beyond_metadata <= TARGET_BYTES
+    print(
+        f"heartbeat cost, {plan.big_fleet:,} vs {plan.small_fleet:,} instances: "
+        f"{scaling:.2f}x   (target <= {TARGET_SCALING}x: {verdict(scaling_ok)})"
+    )
+    print(
+        f"memory per instance, {memory.instances:,} registered (tracemalloc): "
+        f"{memory.total_per_instance:,.0f} B in all, {memory.metadata_per_instance:,.0f} B of "
+        f"it the metadata dict (2 entries)"
+    )
+    print(
+        f"  beyond the metadata dict: {memory.beyond_metadata:,.0f} B "
+        f"(target <= {TARGET_BYTES:,.0f} B: {verdict(memory_ok)}); "
+        f"a read caches {memory.rendered_per_instance:,.0f} B more per instance it shows"
+    )
+    return not scaling_ok or not memory_ok
+
+
+def _print_banner(plan: Plan, quick: bool, load_at_start: float) -> None:
+    print(
+        f"sd_core {__version__} core benchmark ({'quick' if quick else 'full'} run): "
+        f"Python {platform.python_version()} on {platform.machine()}, "
+        f"median of {plan.repetitions} repetitions"
+    )
+    print(
+        f"{os.cpu_count()} CPUs, load average {load_at_start:.1f} at start "
+        "(figures from a busy machine are low and spread wide)"
+    )
+    print("each op = HttpApi.handle(bytes, Authorization header) + drain_effects()")
+    print()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a fast run with a smaller fleet")
@@ -357,9 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     big, big_keys, memory = build_big_fleet(plan.big_fleet)
     scale_small, scale_big, scaling = measure_scaling(plan, small, big, big_keys)
 
-    base = baseline.median
     fleet = f"{plan.small_fleet:,} inst."
-    rows: list[tuple[str, Rate, str, bool | None]] = [
+    rows: list[Row] = [
         ("dict update (baseline)", baseline, "", None),
         (f"register, re-register ({fleet}, IPv4 host)", register_ipv4, "", None),
         (f"register, re-register ({fleet}, host name)", register_name, "", None),
@@ -378,50 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         (f"heartbeat, random of {plan.small_fleet:,}", scale_small, "", None),
         (f"heartbeat, random of {plan.big_fleet:,}", scale_big, "", None),
     ]
-    print(
-        f"sd_core {__version__} core benchmark ({'quick' if args.quick else 'full'} run): "
-        f"Python {platform.python_version()} on {platform.machine()}, "
-        f"median of {plan.repetitions} repetitions"
-    )
-    print(
-        f"{os.cpu_count()} CPUs, load average {load_at_start:.1f} at start "
-        "(figures from a busy machine are low and spread wide)"
-    )
-    print("each op = HttpApi.handle(bytes, Authorization header) + drain_effects()")
-    print()
-    header = (
-        f"{'operation':<48} {'median ops/s':>13} {'spread':>7} {'us/op':>7} "
-        f"{'x dict update':>13}  target"
-    )
-    print(header)
-    print("-" * (len(header) + 14))
-    missed = False
-    for name, rate, target, ok in rows:
-        ratio = base / rate.median
-        mark = "" if ok is None else f"  {verdict(ok)}"
-        missed |= ok is False
-        print(
-            f"{name:<48} {rate.median:>13,.0f} {rate.spread:>6.0%} "
-            f"{1e6 / rate.median:>7.2f} {ratio:>13.1f}  {target}{mark}"
-        )
-    print()
-    scaling_ok = scaling <= TARGET_SCALING  # median of paired per-turn ratios
-    memory_ok = memory.beyond_metadata <= TARGET_BYTES
-    missed |= not scaling_ok or not memory_ok
-    print(
-        f"heartbeat cost, {plan.big_fleet:,} vs {plan.small_fleet:,} instances: "
-        f"{scaling:.2f}x   (target <= {TARGET_SCALING}x: {verdict(scaling_ok)})"
-    )
-    print(
-        f"memory per instance, {memory.instances:,} registered (tracemalloc): "
-        f"{memory.total_per_instance:,.0f} B in all, {memory.metadata_per_instance:,.0f} B of "
-        f"it the metadata dict (2 entries)"
-    )
-    print(
-        f"  beyond the metadata dict: {memory.beyond_metadata:,.0f} B "
-        f"(target <= {TARGET_BYTES:,.0f} B: {verdict(memory_ok)}); "
-        f"a read caches {memory.rendered_per_instance:,.0f} B more per instance it shows"
-    )
+    _print_banner(plan, args.quick, load_at_start)
+    missed = _print_rates(rows, baseline.median)
+    missed |= _print_scaling_and_memory(plan, scaling, memory)
     print(f"\ntotal run time {time.perf_counter() - started:.1f} s")
     return 1 if args.check and missed else 0
 

@@ -69,12 +69,12 @@ from bench.common import print_table, verdict
 from bench.hostile_peers import EXPECTED, KINDS, PeersProcess, port_for, split_ports
 from bench.scenario_runner import (
     Check,
+    CheckedResult,
     Clients,
     QuietSample,
     Reader,
     config_from,
     connections_to,
-    exit_check,
     failure_text,
     instance_body,
     percentile,
@@ -147,7 +147,7 @@ class RoundFigures:
 
 
 @dataclass
-class MatrixResult:
+class MatrixResult(CheckedResult):
     frontend: str
     config: MatrixConfig
     kinds: dict[str, KindFigures]
@@ -206,10 +206,6 @@ class MatrixResult:
     @property
     def read_p99_ms(self) -> float:
         return percentile(self.read_latencies, 0.99) * 1000
-
-    def checks(self) -> list[Check]:
-        """(figure, value, target, met) for every target of the issue."""
-        return self._service_checks() + self._resource_checks() + [exit_check(self.exit_ok)]
 
     def _service_checks(self) -> list[Check]:
         """What the API and the statuses did: rounds, statuses, probe schedule, latency."""
@@ -296,10 +292,34 @@ class MatrixResult:
             ),
         ]
 
-    def passed(self) -> bool:
-        return all(ok for *_, ok in self.checks())
-
     def report(self) -> None:
+        self._print_kinds()
+        print_checks(f"{self.frontend}: targets", self.checks())
+        self._print_rounds()
+        print_peer_stats(self.peer_stats, connections=True)
+        for error in self.errors[:10]:
+            print(f"  error: {error}")
+
+    def _kind_row(self, k: KindFigures) -> list[object]:
+        c = self.config
+        actual = ", ".join(f"{s} {n}" for s, n in sorted(k.actual.items()))
+        late = max(0.0, k.max_gap - c.interval)
+        ok = k.actual.get(k.expected, 0) == c.per_kind * c.rounds and k.mismatches == 0
+        if k.expected == "healthy":
+            ok = ok and late <= c.lateness_slack
+        return [
+            k.kind,
+            k.expected,
+            actual,
+            k.mismatches,
+            f"{k.settle:.1f}",
+            k.probes,
+            f"{k.max_gap:.2f}",
+            f"{late * 1000:.0f}",
+            verdict(ok),
+        ]
+
+    def _print_kinds(self) -> None:
         c = self.config
         total = c.per_kind * len(self.kinds)
         title = (
@@ -308,42 +328,11 @@ class MatrixResult:
             f"slow delay {c.delay:g} s, MAX_CONCURRENT_HEALTH_CHECKS {c.concurrency} "
             f"(~{c.slots_needed():.0f} needed), {self.elapsed:.0f} s"
         )
-        rows = []
-        for k in self.kinds.values():
-            actual = ", ".join(f"{s} {n}" for s, n in sorted(k.actual.items()))
-            late = max(0.0, k.max_gap - c.interval)
-            ok = k.actual.get(k.expected, 0) == c.per_kind * c.rounds and k.mismatches == 0
-            if k.expected == "healthy":
-                ok = ok and late <= c.lateness_slack
-            rows.append(
-                [
-                    k.kind,
-                    k.expected,
-                    actual,
-                    k.mismatches,
-                    f"{k.settle:.1f}",
-                    k.probes,
-                    f"{k.max_gap:.2f}",
-                    f"{late * 1000:.0f}",
-                    verdict(ok),
-                ]
-            )
-        print_table(
-            title,
-            [
-                "kind",
-                "expected",
-                "actual (all rounds)",
-                "flaps",
-                "settle s",
-                "probes",
-                "max gap s",
-                "late ms",
-                "",
-            ],
-            rows,
-        )
-        print_checks(f"{self.frontend}: targets", self.checks())
+        heads = ["kind", "expected", "actual (all rounds)", "flaps", "settle s", "probes"]
+        heads += ["max gap s", "late ms", ""]
+        print_table(title, heads, [self._kind_row(k) for k in self.kinds.values()])
+
+    def _print_rounds(self) -> None:
         rounds = [
             [
                 r.number,
@@ -371,9 +360,6 @@ class MatrixResult:
             ],
             rounds,
         )
-        print_peer_stats(self.peer_stats, connections=True)
-        for error in self.errors[:10]:
-            print(f"  error: {error}")
 
 
 Keyed = dict[tuple[str, str], str]

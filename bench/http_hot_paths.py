@@ -23,35 +23,23 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import (
-    SECRET,
-    BenchError,
+from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import heartbeat_body, http_get, post_all, register_body, run_async
+from .processes import (
     Proc,
     Run,
-    Stat,
-    WrkResult,
-    base_parser,
-    chosen_frontends,
     etcd_version,
-    heartbeat_body,
-    http_get,
-    log,
-    post_all,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
     start_bare,
     start_etcd,
     start_fake_instances,
     start_registry,
-    verdict,
-    wrk,
 )
+from .scenario_cli import base_parser, chosen_frontends, scenario
+from .wrk_load import WrkResult, wrk
 
 SERVICE = "hot"
 INSTANCES = 10
@@ -163,7 +151,7 @@ def prepare_etcd(run: Run, etcd: Proc) -> dict[str, list[str]]:
     """Grant 10 leases, put 10 keys; return the wrk arguments of each etcd operation."""
 
     async def setup() -> list[str]:
-        from .common import Conn
+        from .http_client import Conn
 
         conn = await Conn.open(etcd.port)
         leases = []
@@ -214,6 +202,54 @@ def prepare_etcd(run: Run, etcd: Proc) -> dict[str, list[str]]:
     }
 
 
+def _configs(frontends: list[str], loops: list[str]) -> list[Config]:
+    configs: list[Config] = []
+    for frontend in frontends:
+        if frontend == "quart":
+            configs += [Config(f"quart ({loop})", "quart", loop) for loop in loops]
+        else:
+            configs.append(Config("trio", "trio", "trio"))
+    return configs
+
+
+def _start_pairs(run: Run, configs: list[Config], fake: Proc) -> dict[str, tuple[Proc, Proc]]:
+    """Each registry, ready to be measured, and its bare app: (ours, bare) by label."""
+    env = {"HEALTH_CHECK_INTERVAL_SECONDS": "2", "HEALTH_CHECK_TIMEOUT_SECONDS": "1"}
+    servers: dict[str, tuple[Proc, Proc]] = {}
+    for config in configs:
+        log(f"starting {config.label} and its bare app")
+        ours = start_registry(run, config.frontend, loop=config.loop, env=env)
+        prepare_registry(ours, fake)
+        stack = "quart" if config.frontend == "quart" else "trio"
+        bare = start_bare(run, stack, loop=config.loop if stack == "quart" else "asyncio")
+        servers[config.label] = (ours, bare)
+    return servers
+
+
+def _rep_against_bare(
+    results: Results,
+    rep: int,
+    reps: int,
+    configs: list[Config],
+    endpoints: list[Endpoint],
+    servers: dict[str, tuple[Proc, Proc]],
+    duration: int,
+    drive: Callable[[Proc, Endpoint, int], WrkResult],
+) -> None:
+    """One repetition of every endpoint, on each registry and its bare app back to back."""
+    for config in configs:
+        ours, bare = servers[config.label]
+        for endpoint in endpoints:
+            log(f"rep {rep + 1}/{reps}: {config.label} {endpoint.label}")
+            # Alternate which goes first, so a drift in the machine's load
+            # does not always favour the same side.
+            pair = [("ours", ours), ("bare", bare)]
+            for side, proc in pair if rep % 2 == 0 else pair[::-1]:
+                results.setdefault((config.label, endpoint.key, side), []).append(
+                    drive(proc, endpoint, duration)
+                )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument(
@@ -229,12 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         args.loop or ("asyncio" if args.quick else "both")
     ]
     endpoints = [e for e in ENDPOINTS if not args.quick or e.key in ("heartbeat", "service")]
-    configs: list[Config] = []
-    for frontend in chosen_frontends(args):
-        if frontend == "quart":
-            configs += [Config(f"quart ({loop})", "quart", loop) for loop in loops]
-        else:
-            configs.append(Config("trio", "trio", "trio"))
+    configs = _configs(chosen_frontends(args), loops)
     conns = args.connections
 
     with scenario(args, "Scenario 1: hot paths over HTTP") as run:
@@ -244,15 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         fake = start_fake_instances(run)
         heartbeats, registers = request_files(run, fake)
-        env = {"HEALTH_CHECK_INTERVAL_SECONDS": "2", "HEALTH_CHECK_TIMEOUT_SECONDS": "1"}
-        servers: dict[str, tuple[Proc, Proc]] = {}
-        for config in configs:
-            log(f"starting {config.label} and its bare app")
-            ours = start_registry(run, config.frontend, loop=config.loop, env=env)
-            prepare_registry(ours, fake)
-            stack = "quart" if config.frontend == "quart" else "trio"
-            bare = start_bare(run, stack, loop=config.loop if stack == "quart" else "asyncio")
-            servers[config.label] = (ours, bare)
+        servers = _start_pairs(run, configs, fake)
         etcd_args: dict[str, list[str]] = {}
         etcd: Proc | None = None
         if not args.no_etcd:
@@ -270,19 +293,9 @@ def main(argv: list[str] | None = None) -> None:
                     drive(ours, endpoint, 1)
                     drive(bare, endpoint, 1)
 
-        results: dict[tuple[str, str, str], list[WrkResult]] = {}
+        results = Results()
         for rep in range(reps):
-            for config in configs:
-                ours, bare = servers[config.label]
-                for endpoint in endpoints:
-                    log(f"rep {rep + 1}/{reps}: {config.label} {endpoint.label}")
-                    # Alternate which goes first, so a drift in the machine's load
-                    # does not always favour the same side.
-                    pair = [("ours", ours), ("bare", bare)]
-                    for side, proc in pair if rep % 2 == 0 else pair[::-1]:
-                        results.setdefault((config.label, endpoint.key, side), []).append(
-                            drive(proc, endpoint, duration)
-                        )
+            _rep_against_bare(results, rep, reps, configs, endpoints, servers, duration, drive)
             if etcd is not None:
                 for op in etcd_ops:
                     log(f"rep {rep + 1}/{reps}: etcd {op}")
@@ -299,19 +312,62 @@ def main(argv: list[str] | None = None) -> None:
         report(results, configs, endpoints, etcd_ops, servers)
 
 
+Key = tuple[str, str, str]  # (frontend label or "etcd", endpoint or etcd op, side)
+
+
+class Results(dict[Key, list[WrkResult]]):
+    """Every wrk run, by (frontend, endpoint, side); the figures the tables take."""
+
+    def rps(self, key: Key) -> list[float]:
+        return [r.rps for r in self[key]]
+
+    def cpu(self, key: Key) -> list[float]:
+        return [r.cpu_us for r in self[key]]
+
+
+def _against_bare(
+    config: Config,
+    endpoint: Endpoint,
+    ours: list[float],
+    bare: list[float],
+    ratio: Stat,
+    extra: str,
+) -> list[str]:
+    """A row of ours beside the bare app: both, their ratio, the target if any, one more figure."""
+    target = f">={TARGET:.0%}: {verdict(ratio.median >= TARGET)}" if endpoint.target else "-"
+    return [
+        config.label,
+        endpoint.label,
+        Stat.of(ours).fmt(),
+        Stat.of(bare).fmt(),
+        ratio.fmt(".0%"),
+        target,
+        extra,
+    ]
+
+
+def _versus_etcd_row(
+    results: Results, config: Config, endpoint: Endpoint, ours_key: Key, etcd_key: Key
+) -> list[str]:
+    rps, cpu = results.rps, results.cpu
+    return [
+        config.label,
+        endpoint.label,
+        Stat.of(rps(ours_key)).fmt(),
+        f"{ETCD_OPS[endpoint.etcd]}: {Stat.of(rps(etcd_key)).fmt()}",
+        ratio_stat(rps(ours_key), rps(etcd_key)).fmt(".2f", "x"),
+        f"{Stat.of(cpu(ours_key)).median:,.0f} vs {Stat.of(cpu(etcd_key)).median:,.0f}",
+    ]
+
+
 def report(
-    results: dict[tuple[str, str, str], list[WrkResult]],
+    results: Results,
     configs: list[Config],
     endpoints: list[Endpoint],
     etcd_ops: list[str],
     servers: dict[str, tuple[Proc, Proc]],
 ) -> None:
-    def rps(key: tuple[str, str, str]) -> list[float]:
-        return [r.rps for r in results[key]]
-
-    def cpu(key: tuple[str, str, str]) -> list[float]:
-        return [r.cpu_us for r in results[key]]
-
+    rps, cpu = results.rps, results.cpu
     throughput = []
     cost = []
     versus_etcd = []
@@ -319,45 +375,20 @@ def report(
         for endpoint in endpoints:
             ours_key = (config.label, endpoint.key, "ours")
             bare_key = (config.label, endpoint.key, "bare")
+            p99 = Stat.of(r.p99_ms for r in results[ours_key]).fmt(".0f")
             ratio = ratio_stat(rps(ours_key), rps(bare_key))
+            throughput.append(
+                _against_bare(config, endpoint, rps(ours_key), rps(bare_key), ratio, p99)
+            )
             # Capacity from CPU cost: a saturated core serves 1/cost requests a second.
             capacity = ratio_stat(cpu(bare_key), cpu(ours_key))
-            target = endpoint.target
-            throughput.append(
-                [
-                    config.label,
-                    endpoint.label,
-                    Stat.of(rps(ours_key)).fmt(),
-                    Stat.of(rps(bare_key)).fmt(),
-                    ratio.fmt(".0%"),
-                    f">={TARGET:.0%}: {verdict(ratio.median >= TARGET)}" if target else "-",
-                    Stat.of(r.p99_ms for r in results[ours_key]).fmt(".0f"),
-                ]
-            )
+            waited = Stat.of(r.wait_share * 100 for r in results[ours_key]).fmt(".0f", "%")
             cost.append(
-                [
-                    config.label,
-                    endpoint.label,
-                    Stat.of(cpu(ours_key)).fmt(),
-                    Stat.of(cpu(bare_key)).fmt(),
-                    capacity.fmt(".0%"),
-                    f">={TARGET:.0%}: {verdict(capacity.median >= TARGET)}" if target else "-",
-                    Stat.of(r.wait_share * 100 for r in results[ours_key]).fmt(".0f", "%"),
-                ]
+                _against_bare(config, endpoint, cpu(ours_key), cpu(bare_key), capacity, waited)
             )
             etcd_key = ("etcd", endpoint.etcd, "etcd")
             if etcd_key in results:
-                versus_etcd.append(
-                    [
-                        config.label,
-                        endpoint.label,
-                        Stat.of(rps(ours_key)).fmt(),
-                        f"{ETCD_OPS[endpoint.etcd]}: {Stat.of(rps(etcd_key)).fmt()}",
-                        ratio_stat(rps(ours_key), rps(etcd_key)).fmt(".2f", "x"),
-                        f"{Stat.of(cpu(ours_key)).median:,.0f} vs "
-                        f"{Stat.of(cpu(etcd_key)).median:,.0f}",
-                    ]
-                )
+                versus_etcd.append(_versus_etcd_row(results, config, endpoint, ours_key, etcd_key))
     print_table(
         "Throughput: requests/s, median (min-max); ours/bare per repetition (run back to back)",
         ["frontend", "endpoint", "ours req/s", "bare app req/s", "ours/bare", "target", "p99 ms"],
@@ -383,25 +414,29 @@ def report(
             versus_etcd,
         )
     if "quart (asyncio)" in servers and "quart (uvloop)" in servers:
-        gains = []
-        for endpoint in endpoints:
-            on_asyncio = ("quart (asyncio)", endpoint.key, "ours")
-            on_uvloop = ("quart (uvloop)", endpoint.key, "ours")
-            gains.append(
-                [
-                    endpoint.label,
-                    Stat.of(rps(on_asyncio)).fmt(),
-                    Stat.of(rps(on_uvloop)).fmt(),
-                    ratio_stat(rps(on_uvloop), rps(on_asyncio)).fmt(".2f", "x"),
-                    f"{Stat.of(cpu(on_asyncio)).median:,.0f} -> "
-                    f"{Stat.of(cpu(on_uvloop)).median:,.0f}",
-                ]
-            )
-        print_table(
-            "uvloop for the Quart frontend",
-            ["endpoint", "asyncio req/s", "uvloop req/s", "uvloop/asyncio", "CPU us/req"],
-            gains,
+        _uvloop_table(results, endpoints)
+
+
+def _uvloop_table(results: Results, endpoints: list[Endpoint]) -> None:
+    rps, cpu = results.rps, results.cpu
+    gains = []
+    for endpoint in endpoints:
+        on_asyncio = ("quart (asyncio)", endpoint.key, "ours")
+        on_uvloop = ("quart (uvloop)", endpoint.key, "ours")
+        gains.append(
+            [
+                endpoint.label,
+                Stat.of(rps(on_asyncio)).fmt(),
+                Stat.of(rps(on_uvloop)).fmt(),
+                ratio_stat(rps(on_uvloop), rps(on_asyncio)).fmt(".2f", "x"),
+                f"{Stat.of(cpu(on_asyncio)).median:,.0f} -> {Stat.of(cpu(on_uvloop)).median:,.0f}",
+            ]
         )
+    print_table(
+        "uvloop for the Quart frontend",
+        ["endpoint", "asyncio req/s", "uvloop req/s", "uvloop/asyncio", "CPU us/req"],
+        gains,
+    )
 
 
 if __name__ == "__main__":

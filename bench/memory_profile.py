@@ -24,23 +24,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from .common import (
-    AUTH,
-    PIN,
-    PYTHON,
-    BenchError,
-    Proc,
-    base_parser,
-    http_get,
-    log,
-    post_all,
-    register_body,
-    run_async,
-    scenario,
-    scrape_metrics,
-    server_env,
-    wait_ready,
-)
+from .common import AUTH, PYTHON, BenchError, log
+from .http_client import http_get, post_all, register_body, run_async, scrape_metrics
+from .processes import PIN, Proc, server_env, wait_ready
+from .scenario_cli import base_parser, scenario
 
 FRAMES = 8
 
@@ -113,7 +100,7 @@ def _report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, per: int,
 
 
 def _start(run: object, argv: list[str], snapshot: Path, name: str) -> Proc:
-    from .common import Run
+    from .processes import Run
 
     assert isinstance(run, Run)
     env = server_env({"BENCH_SNAPSHOT": str(snapshot), "HEALTH_CHECK_INTERVAL_SECONDS": "86400"})
@@ -163,55 +150,68 @@ def main(argv: list[str] | None = None) -> None:
             loop = ["--loop", "asyncio"] if args.frontend == "quart" else []
             proc = _start(run, ["serve", "--frontend", args.frontend, *loop], base, "registry")
         if args.what == "watchers":
-            if args.bare:
-                path = "/wait"
-                for _ in range(20):
-                    http_get(proc.port, "/v1/discovery/services/hot")
-            else:
-                body = register_body("watched", "i-0", 9)
-                run_async(post_all(proc.port, "/v1/discovery/register", [body], connections=1))
-                for _ in range(20):
-                    http_get(proc.port, "/v1/discovery/services/watched", auth=True)
-                index = scrape_metrics(proc.port)["sd_watch_index"]
-                path = f"/v1/discovery/services/watched?index={int(index)}&wait=5m"
-            before = _snapshot(proc, base, 1)
-
-            async def park_and_snapshot() -> tracemalloc.Snapshot:
-                writers = await _park(proc.port, path, count)
-                deadline = time.monotonic() + 120
-                while True:
-                    if args.bare:
-                        parked = int(http_get(proc.port, "/_parked")[1].split(b":")[1][:-1])
-                    else:
-                        parked = int(scrape_metrics(proc.port)["sd_blocking_queries"])
-                    if parked >= count:
-                        break
-                    if time.monotonic() > deadline:
-                        raise BenchError(f"{parked} parked")
-                    await asyncio.sleep(0.5)
-                after = await asyncio.to_thread(_snapshot, proc, base, 2)
-                for writer in writers:
-                    writer.close()
-                return after
-
-            after = run_async(park_and_snapshot())
-            _report(before, after, count, "watcher")
+            _watchers(proc, base, count, args.bare)
         else:
-            warm = [register_body("warm", "w", 9)]
-            run_async(post_all(proc.port, "/v1/discovery/register", warm, connections=1))
-            before = _snapshot(proc, base, 1)
-            bodies = [
-                register_body(f"svc-{n // 100:04d}", f"i-{n % 100:03d}", 9) for n in range(count)
-            ]
-            log(f"registering {count} instances (slow under tracemalloc)")
-            run_async(post_all(proc.port, "/v1/discovery/register", bodies))
-            registered = _snapshot(proc, base, 2)
-            _report(before, registered, count, "instance")
-            for path in ("/v1/discovery/services", "/v1/discovery/prometheus"):
-                http_get(proc.port, path, auth=True, timeout=300)
-            listed = _snapshot(proc, base, 3)
-            print("\n--- after serving both listings (cached bodies and fragments):")
-            _report(before, listed, count, "instance")
+            _instances(proc, base, count)
+
+
+def _watch_path(proc: Proc, bare: bool) -> str:
+    """What a watcher asks for, after warming the read path: a blocking query on a
+    one-instance service (the registry), or `/wait` (the bare app)."""
+    if bare:
+        for _ in range(20):
+            http_get(proc.port, "/v1/discovery/services/hot")
+        return "/wait"
+    body = register_body("watched", "i-0", 9)
+    run_async(post_all(proc.port, "/v1/discovery/register", [body], connections=1))
+    for _ in range(20):
+        http_get(proc.port, "/v1/discovery/services/watched", auth=True)
+    index = scrape_metrics(proc.port)["sd_watch_index"]
+    return f"/v1/discovery/services/watched?index={int(index)}&wait=5m"
+
+
+def _parked(proc: Proc, bare: bool) -> int:
+    if bare:
+        return int(http_get(proc.port, "/_parked")[1].split(b":")[1][:-1])
+    return int(scrape_metrics(proc.port)["sd_blocking_queries"])
+
+
+def _watchers(proc: Proc, base: Path, count: int, bare: bool) -> None:
+    """Allocations per parked watcher: snapshots before and with `count` parked."""
+    path = _watch_path(proc, bare)
+    before = _snapshot(proc, base, 1)
+
+    async def park_and_snapshot() -> tracemalloc.Snapshot:
+        writers = await _park(proc.port, path, count)
+        deadline = time.monotonic() + 120
+        while (parked := _parked(proc, bare)) < count:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{parked} parked")
+            await asyncio.sleep(0.5)
+        after = await asyncio.to_thread(_snapshot, proc, base, 2)
+        for writer in writers:
+            writer.close()
+        return after
+
+    after = run_async(park_and_snapshot())
+    _report(before, after, count, "watcher")
+
+
+def _instances(proc: Proc, base: Path, count: int) -> None:
+    """Allocations per registered instance, then once both listings were served."""
+    warm = [register_body("warm", "w", 9)]
+    run_async(post_all(proc.port, "/v1/discovery/register", warm, connections=1))
+    before = _snapshot(proc, base, 1)
+    bodies = [register_body(f"svc-{n // 100:04d}", f"i-{n % 100:03d}", 9) for n in range(count)]
+    log(f"registering {count} instances (slow under tracemalloc)")
+    run_async(post_all(proc.port, "/v1/discovery/register", bodies))
+    registered = _snapshot(proc, base, 2)
+    _report(before, registered, count, "instance")
+    for path in ("/v1/discovery/services", "/v1/discovery/prometheus"):
+        http_get(proc.port, path, auth=True, timeout=300)
+    listed = _snapshot(proc, base, 3)
+    print("\n--- after serving both listings (cached bodies and fragments):")
+    _report(before, listed, count, "instance")
 
 
 if __name__ == "__main__":

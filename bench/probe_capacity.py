@@ -28,6 +28,7 @@ interval, one N, 3 windows.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -35,31 +36,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import (
-    PIN,
-    PYTHON,
-    ROOT,
-    BenchError,
-    Proc,
-    Run,
-    Stat,
-    base_parser,
-    chosen_frontends,
+from .common import PYTHON, ROOT, BenchError, Stat, log, percentile, print_table, verdict
+from .http_client import (
     heartbeat_body,
     http_get,
-    log,
     open_loop,
-    percentile,
     post_all,
-    print_table,
     register_body,
     run_async,
-    scenario,
     scrape_metrics,
-    start_fake_instances,
-    start_registry,
-    verdict,
 )
+from .processes import PIN, Proc, Run, start_fake_instances, start_registry
+from .scenario_cli import add_probe_client_option, base_parser, chosen_frontends, scenario
 
 PER_SERVICE = 10
 TARGET_RATE = 1000.0
@@ -201,6 +189,60 @@ def _round(n: float) -> int:
     return int(round(n / scale) * scale)
 
 
+@dataclass
+class _Bounds:
+    """Where the search stands: the largest N on schedule, the smallest off it, and the
+    N the fastest failing step could have carried (its achieved probe rate)."""
+
+    max_n: int
+    factor: float
+    lo: int | None = None
+    hi: int | None = None
+    estimate: float = float("inf")
+
+    def following(self, step: Step, interval: float) -> int | None:
+        """The N to try after `step`; None when the search is done.
+
+        Up by `factor` while passing, then bisect; a failing N's achieved probe
+        rate estimates the capacity, so the search jumps there instead of
+        halving blindly.
+        """
+        n = step.n
+        if step.passed:
+            self.lo = n
+            if self.hi is None:
+                if n >= self.max_n or self.factor <= 1:
+                    return None
+                following = min(self.max_n, _round(n * self.factor))
+            else:
+                # Towards the rate the failing N managed, but at least +20 %.
+                following = _round(
+                    min((self.lo * self.hi) ** 0.5, max(self.lo * 1.2, self.estimate))
+                )
+        else:
+            self.hi = n
+            achieved = Stat.of(w.probes_per_s for w in step.windows).median * interval
+            self.estimate = min(self.estimate, achieved)
+            if self.lo is None:
+                following = _round(min(n / 2, 0.8 * achieved))
+            else:
+                following = _round((self.lo * self.hi) ** 0.5)
+        lo, hi = self.lo, self.hi
+        if (lo is not None and hi is not None and hi <= lo * 1.25) or following in (lo, hi):
+            return None
+        return following if following >= 10 else None
+
+
+def _server_env(interval: float, concurrency: int, max_n: int, probe_client: str) -> dict[str, str]:
+    return {
+        "HEALTH_CHECK_INTERVAL_SECONDS": f"{interval:g}",
+        "HEALTH_CHECK_TIMEOUT_SECONDS": f"{min(5.0, interval / 2):g}",
+        "MAX_CONCURRENT_HEALTH_CHECKS": str(concurrency),
+        "SERVICE_DISCOVERY_MAX_INSTANCES": str(max(100_000, max_n)),
+        "SERVICE_DISCOVERY_PROBE_CLIENT": probe_client,
+    }
+
+
 def search(
     run: Run,
     frontend: str,
@@ -220,24 +262,14 @@ def search(
     probe_client: str = "builtin",
     gc_trace: list[str] | None = None,
 ) -> list[Step]:
-    """Find the largest N on schedule: up by `factor` while passing, then bisect.
+    """Find the largest N on schedule (`_Bounds` says which N next).
 
-    A failing N's achieved probe rate estimates the capacity, so the search
-    jumps there instead of halving blindly. Steps up add instances to the
-    running server; a step down starts a fresh one.
+    Steps up add instances to the running server; a step down starts a fresh one.
     """
-    env = {
-        "HEALTH_CHECK_INTERVAL_SECONDS": f"{interval:g}",
-        "HEALTH_CHECK_TIMEOUT_SECONDS": f"{min(5.0, interval / 2):g}",
-        "MAX_CONCURRENT_HEALTH_CHECKS": str(concurrency),
-        "SERVICE_DISCOVERY_MAX_INSTANCES": str(max(100_000, max_n)),
-        "SERVICE_DISCOVERY_PROBE_CLIENT": probe_client,
-    }
+    env = _server_env(interval, concurrency, max_n, probe_client)
     steps: list[Step] = []
-    lo: int | None = None
-    hi: int | None = None
-    estimate = float("inf")  # the N the fastest failing step could have carried
-    n = start
+    bounds = _Bounds(max_n, factor)
+    n: int | None = start
     proc: Proc | None = None
     registered = 0
     gc_log: Path | None = None
@@ -250,7 +282,7 @@ def search(
             log(f"  GC: {gc_trace[-1]}")
 
     try:
-        while len(steps) < max_steps:
+        while n is not None and len(steps) < max_steps:
             if proc is None or n < registered:
                 if proc is not None:
                     stop()
@@ -266,30 +298,8 @@ def search(
             log(f"{frontend}: N={n} ({registered} registered)")
             register_range(proc, fake, registered, n)
             registered = n
-            step = measure_step(proc, fake, n, interval, windows, rate)
-            steps.append(step)
-            if step.passed:
-                lo = n
-                if hi is None:
-                    if n >= max_n or factor <= 1:
-                        break
-                    following = min(max_n, _round(n * factor))
-                else:
-                    # Towards the rate the failing N managed, but at least +20 %.
-                    following = _round(min((lo * hi) ** 0.5, max(lo * 1.2, estimate)))
-            else:
-                hi = n
-                achieved = Stat.of(w.probes_per_s for w in step.windows).median * interval
-                estimate = min(estimate, achieved)
-                if lo is None:
-                    following = _round(min(n / 2, 0.8 * achieved))
-                else:
-                    following = _round((lo * hi) ** 0.5)
-            if (lo is not None and hi is not None and hi <= lo * 1.25) or following in (lo, hi):
-                break
-            if following < 10:
-                break
-            n = following
+            steps.append(measure_step(proc, fake, n, interval, windows, rate))
+            n = bounds.following(steps[-1], interval)
     finally:
         if proc is not None:
             stop()
@@ -360,7 +370,7 @@ def bare_probe_rates(
     return rates
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--interval", type=float, default=None, help="seconds (default 10)")
@@ -372,18 +382,84 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--concurrency", type=int, default=100, help="MAX_CONCURRENT_HEALTH_CHECKS (default 100)"
     )
-    parser.add_argument(
-        "--gc-trace",
-        action="store_true",
-        help="record the server's garbage-collection pauses (via bench/traced_server.py)",
+    gc_help = "record the server's garbage-collection pauses (via bench/traced_server.py)"
+    parser.add_argument("--gc-trace", action="store_true", help=gc_help)
+    add_probe_client_option(parser)
+    return parser
+
+
+def _step_row(label: str, step: Step) -> list[str]:
+    """One N tried: medians (min-max) over its windows."""
+    w = step.windows
+    return [
+        label,
+        f"{step.n:,}",
+        Stat.of(x.probes_per_s for x in w).fmt(),
+        Stat.of(x.max_gap for x in w).fmt(".2f", " s"),
+        Stat.of(x.api_p99_ms for x in w).fmt(".1f"),
+        Stat.of(x.cpu * 100 for x in w).fmt(".0f", "%"),
+        Stat.of(x.waited * 100 for x in w).fmt(".0f", "%"),
+        f"{sum(x.skipped for x in w):.0f}/{sum(x.failed for x in w):.0f}",
+        "yes" if step.passed else "no",
+    ]
+
+
+def _capacity_row(
+    label: str, steps: list[Step], interval: float, bare: Stat, raw: Stat, control: list[Stat]
+) -> list[str]:
+    """The largest N on schedule, against what the bare probers manage."""
+    passing = [s for s in steps if s.passed]
+    best = max(passing, key=lambda s: s.n) if passing else None
+    at_target = next((s for s in steps if s.n * 1.0 / interval >= TARGET_RATE), None)
+    capacity = best.n / interval if best else 0.0
+    return [
+        label,
+        f"{best.n:,}" if best else f"< {steps[0].n:,}",
+        f"{capacity:,.0f}",
+        bare.fmt(),
+        f"{capacity / bare.median:.0%}",
+        raw.fmt(),
+        f"{capacity / raw.median:.0%}",
+        _target_cell(at_target, interval),
+        control[0].fmt(".0f") if control else "-",
+    ]
+
+
+def _print_tables(detail: list[list[str]], rows: list[list[str]]) -> None:
+    print_table(
+        "Every N tried: median (min-max) over the windows",
+        [
+            "frontend",
+            "N",
+            "probes/s",
+            "max gap",
+            "API p99 ms",
+            "server CPU",
+            "waited for CPU",
+            "skipped/failed",
+            "on schedule",
+        ],
+        detail,
     )
-    parser.add_argument(
-        "--probe-client",
-        choices=("builtin", "httpx"),
-        default="builtin",
-        help="SERVICE_DISCOVERY_PROBE_CLIENT of the server (default builtin)",
+    print_table(
+        "Probe capacity",
+        [
+            "frontend",
+            "largest N on schedule",
+            "probes/s at it",
+            "bare httpx probes/s",
+            "ours/httpx",
+            "bare plain-GET probes/s",
+            "ours/plain",
+            f"target: >={TARGET_RATE:,.0f}/s on schedule, API p99 <{TARGET_P99_MS:g} ms",
+            "API p99 ms, nothing to probe",
+        ],
+        rows,
     )
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     windows = args.reps or 3
     interval = args.interval or (1.0 if args.quick else 10.0)
     start = args.start or (1000 if args.quick else 10_000)
@@ -428,68 +504,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"\nGC pauses ({frontend}): " + " | ".join(gc_notes))
             label = f"{frontend} ({args.loop})" if frontend == "quart" else frontend
             label += f" + {args.probe_client} probe client"
-            for step in steps:
-                detail.append(
-                    [
-                        label,
-                        f"{step.n:,}",
-                        Stat.of(w.probes_per_s for w in step.windows).fmt(),
-                        Stat.of(w.max_gap for w in step.windows).fmt(".2f", " s"),
-                        Stat.of(w.api_p99_ms for w in step.windows).fmt(".1f"),
-                        Stat.of(w.cpu * 100 for w in step.windows).fmt(".0f", "%"),
-                        Stat.of(w.waited * 100 for w in step.windows).fmt(".0f", "%"),
-                        f"{sum(w.skipped for w in step.windows):.0f}/"
-                        f"{sum(w.failed for w in step.windows):.0f}",
-                        "yes" if step.passed else "no",
-                    ]
-                )
-            passing = [s for s in steps if s.passed]
-            best = max(passing, key=lambda s: s.n) if passing else None
-            at_target = next((s for s in steps if s.n * 1.0 / interval >= TARGET_RATE), None)
-            capacity = best.n / interval if best else 0.0
-            rows.append(
-                [
-                    label,
-                    f"{best.n:,}" if best else f"< {steps[0].n:,}",
-                    f"{capacity:,.0f}",
-                    bare.fmt(),
-                    f"{capacity / bare.median:.0%}",
-                    raw.fmt(),
-                    f"{capacity / raw.median:.0%}",
-                    _target_cell(at_target, interval),
-                    control[0].fmt(".0f") if control else "-",
-                ]
-            )
-        print_table(
-            "Every N tried: median (min-max) over the windows",
-            [
-                "frontend",
-                "N",
-                "probes/s",
-                "max gap",
-                "API p99 ms",
-                "server CPU",
-                "waited for CPU",
-                "skipped/failed",
-                "on schedule",
-            ],
-            detail,
-        )
-        print_table(
-            "Probe capacity",
-            [
-                "frontend",
-                "largest N on schedule",
-                "probes/s at it",
-                "bare httpx probes/s",
-                "ours/httpx",
-                "bare plain-GET probes/s",
-                "ours/plain",
-                f"target: >={TARGET_RATE:,.0f}/s on schedule, API p99 <{TARGET_P99_MS:g} ms",
-                "API p99 ms, nothing to probe",
-            ],
-            rows,
-        )
+            detail += [_step_row(label, step) for step in steps]
+            rows.append(_capacity_row(label, steps, interval, bare, raw, control))
+        _print_tables(detail, rows)
 
 
 def _target_cell(step: Step | None, interval: float) -> str:

@@ -12,6 +12,8 @@ httpx instead of the built-in client.
 
 from __future__ import annotations
 
+import argparse
+import json
 import shutil
 import subprocess
 import sys
@@ -19,27 +21,18 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sd_core import HttpRequest
+from sd_core.instance import Instance
+from sd_core.render import instance_json
 
-from .common import (
-    SECRET,
-    BenchError,
-    Conn,
-    Proc,
-    base_parser,
-    heartbeat_body,
-    log,
-    post_all,
-    register_body,
-    run_async,
-    scenario,
-    scrape_metrics,
-    start_fake_instances,
-    start_registry,
-    wrk,
-)
+from .common import SECRET, BenchError, log
+from .http_client import Conn, heartbeat_body, post_all, register_body, run_async
+from .processes import Proc, Run, start_fake_instances, start_registry
+from .scenario_cli import add_probe_client_option, base_parser, scenario
+from .wrk_load import wrk
 
 
 def summarise(raw: Path, top: int) -> None:
@@ -77,98 +70,87 @@ async def _fanout(proc: Proc, spy_argv: list[str], size: int) -> None:
     """Park `size` watchers, record while one change wakes them all."""
     import asyncio
 
-    from .watch_fanout import Fleet, _park, _request, _wait_parked
+    from .raw_watchers import get_request
+    from .watch_fanout import Fleet, Watcher, blocking_queries, wait_parked
 
     conn = await Conn.open(proc.port)
     answer = await conn.request("GET", "/v1/discovery/services/svc-0000")
+    await conn.close()
     index = answer.headers["x-discovery-index"]
     fleet = Fleet(size)
-    path = f"/v1/discovery/services/svc-0000?index={index}&wait=5m"
-    await _park(proc.port, _request(path, proc.port), fleet)
-    await _wait_parked(lambda: int(scrape_metrics(proc.port).get("sd_blocking_queries", 0)), size)
-    spy = await asyncio.create_subprocess_exec(
-        *spy_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    await asyncio.sleep(0.5)
-    log(f"{size} parked; one change while py-spy records")
-    started = time.perf_counter()
-    await conn.request("POST", "/v1/discovery/register", register_body("svc-0000", "new", 9))
-    await fleet.all_answered.wait()
-    log(f"all answered in {time.perf_counter() - started:.3f}s")
-    await spy.wait()
-    await conn.close()
-    for watcher in fleet.watchers:
-        if watcher.transport is not None:
-            watcher.transport.close()
+    request = get_request(f"/v1/discovery/services/svc-0000?index={index}&wait=5m", proc.port)
+
+    def parked() -> int:
+        return blocking_queries(proc.port)
+
+    try:
+        await fleet.open(
+            proc, lambda: Watcher(request, fleet), lambda: wait_parked(parked, size), 0
+        )
+        spy = await asyncio.create_subprocess_exec(
+            *spy_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        await asyncio.sleep(0.5)
+        log(f"{size} parked; one change while py-spy records")
+        change = await fleet.change(
+            proc,
+            ("/v1/discovery/register", register_body("svc-0000", "new", 9)),
+            what="change",
+            missing=lambda: f"only {fleet.done} of {size} answered within 60 s",
+        )
+        log(f"all answered in {time.perf_counter() - change.sent_at:.3f}s")
+        await spy.wait()
+    finally:
+        fleet.close()
 
 
-def render_split(count: int, reps: int) -> None:
-    """Cost of re-rendering instance fragments, as a full listing does after every
-    instance heartbeated (each heartbeat moves `last_heartbeat`), next to the
-    baseline a plain implementation pays in the same run: `json.dumps` of the
-    record with `datetime` timestamps. No server; the core's own functions."""
-    import json
-    from datetime import UTC, datetime
+_OFFSET = 1.7e9  # monotonic to wall clock, as the registry renders timestamps
 
-    from sd_core.instance import Instance
-    from sd_core.render import instance_json
 
-    offset = 1.7e9
+def _fleet(count: int) -> list[Instance]:
+    return [
+        Instance(
+            f"svc-{n // 100:04d}",
+            f"i-{n % 100:03d}",
+            "127.0.0.1",
+            9,
+            "/health",
+            {"version": "1.0.0", "zone": "a"},
+            0.0,
+            1000.0 + n * 0.001,
+        )
+        for n in range(count)
+    ]
 
-    def fleet() -> list[Instance]:
-        return [
-            Instance(
-                f"svc-{n // 100:04d}",
-                f"i-{n % 100:03d}",
-                "127.0.0.1",
-                9,
-                "/health",
-                {"version": "1.0.0", "zone": "a"},
-                0.0,
-                1000.0 + n * 0.001,
-            )
-            for n in range(count)
-        ]
 
-    def stamp(wall: float) -> str:
-        return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _stamp(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    def plain(i: Instance) -> bytes:
-        checked = i.last_health_check
-        document = {
-            "service_name": i.service_name,
-            "instance_id": i.instance_id,
-            "host": i.host,
-            "port": i.port,
-            "health_endpoint": i.health_endpoint,
-            "status": i.status.value,
-            "last_health_check": None if checked is None else stamp(checked + offset),
-            "last_heartbeat": stamp(i.last_heartbeat + offset),
-            "load_percentage": i.load,
-            "metadata": i.metadata,
-            "registered_at": stamp(i.registered_at + offset),
-        }
-        return json.dumps(document, separators=(",", ":")).encode()
 
-    def timed(label: str, render: Callable[[Instance], bytes], instances: list[Instance]) -> None:
-        started = time.perf_counter()
-        for instance in instances:
-            render(instance)
-        rows.setdefault(label, []).append((time.perf_counter() - started) / count * 1e6)
+def _plain(i: Instance) -> bytes:
+    """The baseline: the record as a dict, `datetime` timestamps, `json.dumps`."""
+    checked = i.last_health_check
+    document = {
+        "service_name": i.service_name,
+        "instance_id": i.instance_id,
+        "host": i.host,
+        "port": i.port,
+        "health_endpoint": i.health_endpoint,
+        "status": i.status.value,
+        "last_health_check": None if checked is None else _stamp(checked + _OFFSET),
+        "last_heartbeat": _stamp(i.last_heartbeat + _OFFSET),
+        "load_percentage": i.load,
+        "metadata": i.metadata,
+        "registered_at": _stamp(i.registered_at + _OFFSET),
+    }
+    return json.dumps(document, separators=(",", ":")).encode()
 
-    def product(instance: Instance) -> bytes:
-        return instance_json(instance, offset)
 
-    rows: dict[str, list[float]] = {}
-    for _ in range(reps):
-        instances = fleet()
-        timed("baseline: json.dumps + datetime", plain, instances)
-        timed("instance_json, new instance", product, instances)
-        for i in instances:  # what a heartbeat does to the fragment
-            i.last_heartbeat += 1.0
-            i.forget_rendered(targets=False)
-        timed("instance_json, after a heartbeat", product, instances)
-        assert all(plain(i) == instance_json(i, offset) for i in instances[:1000])
+def _product(instance: Instance) -> bytes:
+    return instance_json(instance, _OFFSET)
+
+
+def _print_medians(rows: dict[str, list[float]], count: int, reps: int) -> None:
     print(f"\nus per instance fragment, {count:,} instances, median (min-max) of {reps}:\n")
     base = sorted(rows["baseline: json.dumps + datetime"])[reps // 2]
     for name, values in rows.items():
@@ -177,6 +159,31 @@ def render_split(count: int, reps: int) -> None:
         print(
             f"  {median:6.1f} ({ordered[0]:.1f}-{ordered[-1]:.1f})  {median / base:5.2f}x  {name}"
         )
+
+
+def render_split(count: int, reps: int) -> None:
+    """Cost of re-rendering instance fragments, as a full listing does after every
+    instance heartbeated (each heartbeat moves `last_heartbeat`), next to the
+    baseline a plain implementation pays in the same run: `json.dumps` of the
+    record with `datetime` timestamps. No server; the core's own functions."""
+    rows: dict[str, list[float]] = {}
+
+    def timed(label: str, render: Callable[[Instance], bytes], instances: list[Instance]) -> None:
+        started = time.perf_counter()
+        for instance in instances:
+            render(instance)
+        rows.setdefault(label, []).append((time.perf_counter() - started) / count * 1e6)
+
+    for _ in range(reps):
+        instances = _fleet(count)
+        timed("baseline: json.dumps + datetime", _plain, instances)
+        timed("instance_json, new instance", _product, instances)
+        for i in instances:  # what a heartbeat does to the fragment
+            i.last_heartbeat += 1.0
+            i.forget_rendered(targets=False)
+        timed("instance_json, after a heartbeat", _product, instances)
+        assert all(_plain(i) == instance_json(i, _OFFSET) for i in instances[:1000])
+    _print_medians(rows, count, reps)
     stale_listing(count, reps)
 
 
@@ -302,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--instances", type=int, default=400, help="for `probes`")
     parser.add_argument("--interval", type=float, default=2.0, help="for `probes`")
-    parser.add_argument("--probe-client", choices=("builtin", "httpx"), default="builtin")
+    add_probe_client_option(parser)
     parser.add_argument("--watchers", type=int, default=3000, help="for `fanout`")
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--output", type=Path, help="keep the raw py-spy file here")
@@ -318,20 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("py-spy not found: .venv/bin/pip install py-spy")
 
     with scenario(args, f"Profile: {args.load} on {args.frontend}") as run:
-        fake = start_fake_instances(run)
-        env = {
-            "HEALTH_CHECK_INTERVAL_SECONDS": f"{args.interval:g}",
-            "SERVICE_DISCOVERY_PROBE_CLIENT": args.probe_client,
-        }
-        if args.load != "probes":
-            env["HEALTH_CHECK_INTERVAL_SECONDS"] = "3600"
-        proc = start_registry(run, args.frontend, loop=args.loop, env=env)
-        count = args.instances if args.load == "probes" else 10
-        registrations = [
-            register_body(f"svc-{n // 10:04d}", f"i-{n % 10}", fake.port, f"/h/{n}")
-            for n in range(count)
-        ]
-        run_async(post_all(proc.port, "/v1/discovery/register", registrations))
+        proc, registrations = _start_registered(run, args)
         raw = args.output or run.tmp / "profile.txt"
         spy_argv = [spy, "record", "-p", str(proc.pid), "-d", str(args.seconds), "-r", "200"]
         spy_argv += ["-f", "raw", "-o", str(raw)]
@@ -339,31 +333,56 @@ def main(argv: list[str] | None = None) -> None:
             run_async(_fanout(proc, spy_argv, args.watchers))
             summarise(raw, args.top)
             return
-        load: threading.Thread | None = None
-        if args.load != "probes":
-            if args.load == "read":
-                script, script_args = "get.lua", [SECRET, "/v1/discovery/services/svc-0000"]
-            else:
-                lines = (
-                    [heartbeat_body("svc-0000", f"i-{n}").decode() for n in range(10)]
-                    if args.load == "heartbeat"
-                    else [b.decode() for b in registrations]
-                )
-                bodies = run.write_lines("bodies.txt", lines)
-                script = "post_json.lua"
-                script_args = [f"/v1/discovery/{args.load}", str(bodies), SECRET]
-
-            def drive() -> None:
-                wrk(proc.url(), script, script_args, duration=args.seconds + 3)
-
-            load = threading.Thread(target=drive, daemon=True)
-            load.start()
+        load = None if args.load == "probes" else _wrk_in_background(run, args, proc, registrations)
         time.sleep(1.0 if args.load != "probes" else args.interval + 1)
         log(f"py-spy record {args.seconds}s of pid {proc.pid}")
         subprocess.run(spy_argv, check=True, capture_output=True)
         if load is not None:
             load.join()
         summarise(raw, args.top)
+
+
+def _start_registered(run: Run, args: argparse.Namespace) -> tuple[Proc, list[bytes]]:
+    """The server to profile, with its instances (N probed ones for `probes`, else 10)."""
+    fake = start_fake_instances(run)
+    env = {
+        "HEALTH_CHECK_INTERVAL_SECONDS": f"{args.interval:g}",
+        "SERVICE_DISCOVERY_PROBE_CLIENT": args.probe_client,
+    }
+    if args.load != "probes":
+        env["HEALTH_CHECK_INTERVAL_SECONDS"] = "3600"
+    proc = start_registry(run, args.frontend, loop=args.loop, env=env)
+    count = args.instances if args.load == "probes" else 10
+    registrations = [
+        register_body(f"svc-{n // 10:04d}", f"i-{n % 10}", fake.port, f"/h/{n}")
+        for n in range(count)
+    ]
+    run_async(post_all(proc.port, "/v1/discovery/register", registrations))
+    return proc, registrations
+
+
+def _wrk_in_background(
+    run: Run, args: argparse.Namespace, proc: Proc, registrations: list[bytes]
+) -> threading.Thread:
+    """wrk driving the HTTP path of `args.load` while py-spy records (and a bit longer)."""
+    if args.load == "read":
+        script, script_args = "get.lua", [SECRET, "/v1/discovery/services/svc-0000"]
+    else:
+        lines = (
+            [heartbeat_body("svc-0000", f"i-{n}").decode() for n in range(10)]
+            if args.load == "heartbeat"
+            else [b.decode() for b in registrations]
+        )
+        bodies = run.write_lines("bodies.txt", lines)
+        script = "post_json.lua"
+        script_args = [f"/v1/discovery/{args.load}", str(bodies), SECRET]
+
+    def drive() -> None:
+        wrk(proc.url(), script, script_args, duration=args.seconds + 3)
+
+    load = threading.Thread(target=drive, daemon=True)
+    load.start()
+    return load
 
 
 if __name__ == "__main__":

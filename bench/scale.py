@@ -28,33 +28,15 @@ Baseline, in the same command: the bare app on the same stack with `--store`
 
 from __future__ import annotations
 
+import argparse
 import time
 from dataclasses import dataclass, field
 
-from .common import (
-    SECRET,
-    BenchError,
-    Conn,
-    Proc,
-    Run,
-    Stat,
-    WrkResult,
-    base_parser,
-    chosen_frontends,
-    heartbeat_body,
-    log,
-    post_all,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
-    start_bare,
-    start_registry,
-    verdict,
-    wait_ready,
-    wrk,
-)
+from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import Conn, heartbeat_body, post_all, register_body, run_async
+from .processes import Proc, Run, start_bare, start_registry, wait_ready
+from .scenario_cli import base_parser, chosen_frontends, scenario
+from .wrk_load import WrkResult, wrk
 
 PER_SERVICE = 100
 SMALL = 1_000
@@ -160,20 +142,19 @@ def heartbeat_wrk(run: Run, proc: Proc, count: int, duration: int, name: str) ->
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--instances", type=int, default=None, help="default 100,000")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--duration", type=int, default=None, help="seconds per wrk run")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     reps = args.reps or 3
     total = args.instances or (2_000 if args.quick else 100_000)
     duration = args.duration or (1 if args.quick else 5)
-    env = {
-        "HEALTH_CHECK_INTERVAL_SECONDS": "86400",
-        "SERVICE_DISCOVERY_MAX_INSTANCES": str(max(100_000, total)),
-        "SELF_PRESERVATION_THRESHOLD": "0",
-    }
 
     with scenario(args, "Scenario 4: scale") as run:
         print(
@@ -182,55 +163,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         rows = []
         for frontend in chosen_frontends(args):
-            stack = "quart" if frontend == "quart" else "trio"
             label = f"quart ({args.loop})" if frontend == "quart" else "trio"
-            ours, bare = Figures(), Figures()
-            proc = start_registry(run, frontend, loop=args.loop, env=env, ready=False)
-            base = start_bare(run, stack, loop=args.loop, store=True, ready=False)
-            wait_ready(proc)
-            wait_ready(base)
-            warm_up(proc)
-            warm_up(base)
-            ours.rss_empty_kib, bare.rss_empty_kib = proc.rss_kib(), base.rss_kib()
-
-            log(f"{label}: {SMALL:,} instances")
-            fill(proc, 0, SMALL, 1, ours.rss_empty_kib)
-            for rep in range(reps):
-                log(f"  rep {rep + 1}/{reps}: heartbeat at {SMALL:,}")
-                ours.heartbeat_small.append(
-                    heartbeat_wrk(run, proc, SMALL, duration, "hb-small.txt")
-                )
-            log(f"{label}: filling to {total:,}")
-            ours.kib_fill = fill(proc, SMALL, total, 3, ours.rss_empty_kib)
-            log(f"bare {stack}: filling to {total:,}")
-            bare.kib_fill = fill(base, 0, total, 3, bare.rss_empty_kib)
-
-            for figures, server in ((ours, proc), (bare, base)):
-                for kind, path in LISTINGS.items():
-                    seconds, size = run_async(timed_get(server.port, path))
-                    figures.first[kind] = seconds
-                    figures.sizes[kind] = size
-            for rep in range(reps):
-                log(f"  rep {rep + 1}/{reps}: heartbeat at {total:,}, listings")
-                ours.heartbeat_large.append(
-                    heartbeat_wrk(run, proc, total, duration, "hb-large.txt")
-                )
-                bare.heartbeat_large.append(
-                    heartbeat_wrk(run, base, total, duration, "hb-large.txt")
-                )
-                for kind, path in LISTINGS.items():
-                    beat = heartbeat_body(service_of(rep), instance_of(rep))
-                    for figures, server in ((ours, proc), (bare, base)):
-                        seconds, _ = run_async(timed_get(server.port, path, before=beat))
-                        figures.after_heartbeat.setdefault(kind, []).append(seconds)
-                        seconds, _ = run_async(timed_get(server.port, path))
-                        figures.cached.setdefault(kind, []).append(seconds)
-            for figures, server in ((ours, proc), (bare, base)):
-                figures.rss_total_kib = server.rss_kib()
-                figures.kib_after_listings = (figures.rss_total_kib - figures.rss_empty_kib) / total
-                server.check_alive()
-            proc.stop()
-            base.stop()
+            ours, bare = _measure(run, frontend, args.loop, label, total, reps, duration)
             rows += _rows(label, ours, bare, total)
             print_table(
                 f"{label}: {total:,} instances (median (min-max) of {reps} repetitions)",
@@ -244,17 +178,86 @@ def main(argv: list[str] | None = None) -> None:
         )
 
 
+Sides = tuple[tuple[Figures, Proc], tuple[Figures, Proc]]  # (ours, registry), (bare, app)
+
+
+def _measure(
+    run: Run, frontend: str, loop: str, label: str, total: int, reps: int, duration: int
+) -> tuple[Figures, Figures]:
+    """The registry and the bare app on the same stack, filled to `total`, side by side."""
+    env = {
+        "HEALTH_CHECK_INTERVAL_SECONDS": "86400",
+        "SERVICE_DISCOVERY_MAX_INSTANCES": str(max(100_000, total)),
+        "SELF_PRESERVATION_THRESHOLD": "0",
+    }
+    stack = "quart" if frontend == "quart" else "trio"
+    ours, bare = Figures(), Figures()
+    proc = start_registry(run, frontend, loop=loop, env=env, ready=False)
+    base = start_bare(run, stack, loop=loop, store=True, ready=False)
+    sides: Sides = ((ours, proc), (bare, base))
+    for _, server in sides:
+        wait_ready(server)
+    for _, server in sides:
+        warm_up(server)
+    ours.rss_empty_kib, bare.rss_empty_kib = proc.rss_kib(), base.rss_kib()
+
+    log(f"{label}: {SMALL:,} instances")
+    fill(proc, 0, SMALL, 1, ours.rss_empty_kib)
+    for rep in range(reps):
+        log(f"  rep {rep + 1}/{reps}: heartbeat at {SMALL:,}")
+        ours.heartbeat_small.append(heartbeat_wrk(run, proc, SMALL, duration, "hb-small.txt"))
+    log(f"{label}: filling to {total:,}")
+    ours.kib_fill = fill(proc, SMALL, total, 3, ours.rss_empty_kib)
+    log(f"bare {stack}: filling to {total:,}")
+    bare.kib_fill = fill(base, 0, total, 3, bare.rss_empty_kib)
+
+    for figures, server in sides:
+        for kind, path in LISTINGS.items():
+            figures.first[kind], figures.sizes[kind] = run_async(timed_get(server.port, path))
+    for rep in range(reps):
+        log(f"  rep {rep + 1}/{reps}: heartbeat at {total:,}, listings")
+        _large_rep(run, sides, rep, total, duration)
+    for figures, server in sides:
+        figures.rss_total_kib = server.rss_kib()
+        figures.kib_after_listings = (figures.rss_total_kib - figures.rss_empty_kib) / total
+        server.check_alive()
+        server.stop()
+    return ours, bare
+
+
+def _large_rep(run: Run, sides: Sides, rep: int, total: int, duration: int) -> None:
+    """At `total`: heartbeats under wrk, then each listing after one heartbeat and again."""
+    for figures, server in sides:
+        figures.heartbeat_large.append(heartbeat_wrk(run, server, total, duration, "hb-large.txt"))
+    for kind, path in LISTINGS.items():
+        beat = heartbeat_body(service_of(rep), instance_of(rep))
+        for figures, server in sides:
+            seconds, _ = run_async(timed_get(server.port, path, before=beat))
+            figures.after_heartbeat.setdefault(kind, []).append(seconds)
+            seconds, _ = run_async(timed_get(server.port, path))
+            figures.cached.setdefault(kind, []).append(seconds)
+
+
 def _rows(label: str, ours: Figures, bare: Figures, total: int) -> list[list[str]]:
+    rows = _memory_rows(label, ours, bare) + _heartbeat_rows(label, ours, bare, total)
+    for kind, path in LISTINGS.items():
+        rows += _listing_rows(label, ours, bare, kind, path)
+    rows.append(
+        [
+            f"{label}: first listings after the fill (services, prometheus), s",
+            f"{ours.first['services']:.3f}, {ours.first['prometheus']:.3f}",
+            f"{bare.first['services']:.3f}, {bare.first['prometheus']:.3f}",
+            "-",
+            "-",
+        ]
+    )
+    return rows
+
+
+def _memory_rows(label: str, ours: Figures, bare: Figures) -> list[list[str]]:
     fill_stat = Stat.of(ours.kib_fill)
     kib = ours.kib_after_listings
-    hb_small = Stat.of(r.rps for r in ours.heartbeat_small)
-    hb_large = Stat.of(r.rps for r in ours.heartbeat_large)
-    hb_ratio = hb_large.median / hb_small.median
-    cpu_small = Stat.of(r.cpu_us for r in ours.heartbeat_small)
-    cpu_large = Stat.of(r.cpu_us for r in ours.heartbeat_large)
-    cpu_ratio = cpu_small.median / cpu_large.median
-    bare_large = [r.rps for r in bare.heartbeat_large]
-    rows = [
+    return [
         [
             f"{label}: KiB per instance after the fill (at 1/3, 2/3, all)",
             f"{fill_stat.values[-1]:.2f} ({fill_stat.lo:.2f}-{fill_stat.hi:.2f})",
@@ -269,13 +272,19 @@ def _rows(label: str, ours: Figures, bare: Figures, total: int) -> list[list[str
             f"{kib / bare.kib_after_listings:.2f}x",
             f"<={TARGET_KIB:g} KiB: {verdict(kib <= TARGET_KIB)}",
         ],
-        [
-            f"{label}: heartbeat req/s at {SMALL:,}",
-            hb_small.fmt(),
-            "-",
-            "-",
-            "-",
-        ],
+    ]
+
+
+def _heartbeat_rows(label: str, ours: Figures, bare: Figures, total: int) -> list[list[str]]:
+    hb_small = Stat.of(r.rps for r in ours.heartbeat_small)
+    hb_large = Stat.of(r.rps for r in ours.heartbeat_large)
+    hb_ratio = hb_large.median / hb_small.median
+    cpu_small = Stat.of(r.cpu_us for r in ours.heartbeat_small)
+    cpu_large = Stat.of(r.cpu_us for r in ours.heartbeat_large)
+    cpu_ratio = cpu_small.median / cpu_large.median
+    bare_large = [r.rps for r in bare.heartbeat_large]
+    return [
+        [f"{label}: heartbeat req/s at {SMALL:,}", hb_small.fmt(), "-", "-", "-"],
         [
             f"{label}: heartbeat req/s at {total:,}",
             hb_large.fmt(),
@@ -293,40 +302,34 @@ def _rows(label: str, ours: Figures, bare: Figures, total: int) -> list[list[str
             f"(>={TARGET_HEARTBEAT_RATIO:.0%}: {verdict(cpu_ratio >= TARGET_HEARTBEAT_RATIO)})",
         ],
     ]
-    for kind, path in LISTINGS.items():
-        after = Stat.of(ours.after_heartbeat[kind])
-        mib = ours.sizes[kind] / 2**20
-        target = (
-            f"<{TARGET_LISTING_S:g} s: {verdict(after.median < TARGET_LISTING_S)}"
-            if kind == "services"
-            else "-"
-        )
-        rows += [
-            [
-                f"{label}: GET {path} after a heartbeat, s ({mib:.0f} MiB)",
-                after.fmt(".3f"),
-                Stat.of(bare.after_heartbeat[kind]).fmt(".3f"),
-                ratio_stat(ours.after_heartbeat[kind], bare.after_heartbeat[kind]).fmt(".2f", "x"),
-                target,
-            ],
-            [
-                f"{label}: GET {path} unchanged (cached), s",
-                Stat.of(ours.cached[kind]).fmt(".3f"),
-                Stat.of(bare.cached[kind]).fmt(".3f"),
-                ratio_stat(ours.cached[kind], bare.cached[kind]).fmt(".2f", "x"),
-                "-",
-            ],
-        ]
-    rows.append(
-        [
-            f"{label}: first listings after the fill (services, prometheus), s",
-            f"{ours.first['services']:.3f}, {ours.first['prometheus']:.3f}",
-            f"{bare.first['services']:.3f}, {bare.first['prometheus']:.3f}",
-            "-",
-            "-",
-        ]
+
+
+def _listing_rows(
+    label: str, ours: Figures, bare: Figures, kind: str, path: str
+) -> list[list[str]]:
+    after = Stat.of(ours.after_heartbeat[kind])
+    mib = ours.sizes[kind] / 2**20
+    target = (
+        f"<{TARGET_LISTING_S:g} s: {verdict(after.median < TARGET_LISTING_S)}"
+        if kind == "services"
+        else "-"
     )
-    return rows
+    return [
+        [
+            f"{label}: GET {path} after a heartbeat, s ({mib:.0f} MiB)",
+            after.fmt(".3f"),
+            Stat.of(bare.after_heartbeat[kind]).fmt(".3f"),
+            ratio_stat(ours.after_heartbeat[kind], bare.after_heartbeat[kind]).fmt(".2f", "x"),
+            target,
+        ],
+        [
+            f"{label}: GET {path} unchanged (cached), s",
+            Stat.of(ours.cached[kind]).fmt(".3f"),
+            Stat.of(bare.cached[kind]).fmt(".3f"),
+            ratio_stat(ours.cached[kind], bare.cached[kind]).fmt(".2f", "x"),
+            "-",
+        ],
+    ]
 
 
 if __name__ == "__main__":

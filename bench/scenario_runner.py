@@ -411,6 +411,28 @@ def exit_check(ok: bool) -> Check:
     return ("clean exit on SIGTERM", "exit 0" if ok else "failed", "exit 0", ok)
 
 
+class CheckedResult:
+    """A scenario result judged by its checks: what the service did, what it cost, its exit.
+
+    Every scenario reports its checks the same way; a subclass lists its own two kinds.
+    """
+
+    exit_ok: bool
+
+    def _service_checks(self) -> list[Check]:
+        raise NotImplementedError
+
+    def _resource_checks(self) -> list[Check]:
+        raise NotImplementedError
+
+    def checks(self) -> list[Check]:
+        """(figure, value, target, met) for every target of the issue."""
+        return self._service_checks() + self._resource_checks() + [exit_check(self.exit_ok)]
+
+    def passed(self) -> bool:
+        return all(ok for *_, ok in self.checks())
+
+
 def print_checks(title: str, checks: Sequence[Check]) -> None:
     print_table(
         title, ["figure", "value", "target", ""], [[a, b, t, verdict(ok)] for a, b, t, ok in checks]

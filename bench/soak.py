@@ -67,15 +67,16 @@ from typing import Any
 
 import httpx
 
-from bench.common import cpu_seconds, print_table
+from bench.common import print_table
 from bench.hostile_peers import EXPECTED, HOSTILE_KINDS, PeersProcess, port_for, split_ports
+from bench.processes import cpu_seconds
 from bench.scenario_runner import (
     Check,
+    CheckedResult,
     Clients,
     config_from,
     connections_to,
     describe_fds,
-    exit_check,
     failure_text,
     instance_body,
     open_fds,
@@ -158,7 +159,7 @@ class Instance:
 
 
 @dataclass
-class SoakResult:
+class SoakResult(CheckedResult):
     frontend: str
     config: SoakConfig
     windows: list[Window]
@@ -213,9 +214,6 @@ class SoakResult:
         if len(self.windows) < 2:
             return 0.0
         return self.windows[-1].rss - self.windows[len(self.windows) // 2].rss
-
-    def checks(self) -> list[Check]:
-        return self._service_checks() + self._resource_checks() + [exit_check(self.exit_ok)]
 
     def _service_checks(self) -> list[Check]:
         """What the API and the statuses did: errors, final statuses, latency."""
@@ -301,9 +299,6 @@ class SoakResult:
             ),
             ("watcher wakes (index rose)", str(self.wakes), "> 0", self.wakes > 0),
         ]
-
-    def passed(self) -> bool:
-        return all(ok for *_, ok in self.checks())
 
     def report(self) -> None:
         c = self.config

@@ -28,54 +28,35 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from .common import (
-    AUTH,
-    BenchError,
-    Conn,
-    Proc,
-    Stat,
-    base_parser,
-    chosen_frontends,
-    http_get,
-    log,
-    post_all,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
-    scrape_metrics,
-    start_bare,
-    start_registry,
-    verdict,
-    wait_ready,
+from . import raw_watchers
+from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import Conn, http_get, register_body, run_async, scrape_metrics
+from .processes import Proc, Run, start_bare, start_registry, wait_ready
+from .raw_watchers import (
+    Figures,
+    OneRequest,
+    get_request,
+    seed_service,
 )
+from .scenario_cli import base_parser, chosen_frontends, scenario
 
 SERVICE = "watched"
 TARGET_SECONDS = 1.0
 TARGET_KIB = 10.0
 
 
-class Watcher(asyncio.Protocol):
+class Watcher(OneRequest["Fleet"]):
     """One parked request; records when its whole answer has arrived."""
 
     def __init__(self, request: bytes, fleet: Fleet) -> None:
-        self._request = request
-        self._fleet = fleet
+        super().__init__(request, fleet)
         self._buffer = b""
-        self.transport: asyncio.Transport | None = None
-        self.answered_at: float | None = None
         self.status = 0
         self.index: int | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self._request)  # type: ignore[attr-defined]
-
     def data_received(self, data: bytes) -> None:
-        if self.answered_at is not None:
+        if self.changed_at is not None:
             return
         buffer = self._buffer + data
         end = buffer.find(b"\r\n\r\n")
@@ -94,59 +75,35 @@ class Watcher(asyncio.Protocol):
         if len(buffer) - end - 4 < length:
             self._buffer = buffer
             return
-        self.answered_at = time.perf_counter()
+        self.changed_at = time.perf_counter()
         self.status = int(head[0].split(" ", 2)[1])
         self._buffer = b""
-        self._fleet.answered()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.answered_at is None:
-            self._fleet.lost += 1
-            self._fleet.answered()
+        self._fleet.update()
 
 
-class Fleet:
+class Fleet(raw_watchers.Fleet[Watcher]):
     """Every watcher of one run, and an event set when all have an answer."""
 
     def __init__(self, size: int) -> None:
-        self.size = size
-        self.watchers: list[Watcher] = []
+        super().__init__(size)
         self.done = 0
-        self.lost = 0
-        self.all_answered = asyncio.Event()
 
-    def answered(self) -> None:
+    def update(self) -> None:
         self.done += 1
         if self.done >= self.size:
-            self.all_answered.set()
+            self.everyone.set()
 
 
-@dataclass(frozen=True)
-class Result:
-    fanout_s: float
-    median_s: float
-    kib_per_waiter: float
-    park_s: float
-    cpu_s: float  # server CPU from the change until the last answer
-    waited_s: float  # meanwhile, time the server was runnable but another job had the CPU
+#: One run of parked blocking queries: what every fan-out reports, nothing more.
+Result = Figures
 
 
-async def _park(port: int, request: bytes, fleet: Fleet, parallel: int = 200) -> None:
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(parallel)
-
-    async def connect() -> None:
-        async with gate:
-            watcher = Watcher(request, fleet)
-            await loop.create_connection(lambda: watcher, "127.0.0.1", port)
-            fleet.watchers.append(watcher)
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(fleet.size):
-            group.create_task(connect())
+def blocking_queries(port: int) -> int:
+    """How many blocking queries the registry has parked now (from its `/metrics`)."""
+    return int(scrape_metrics(port).get("sd_blocking_queries", 0))
 
 
-async def _wait_parked(count: Callable[[], int], want: int, limit: float = 120.0) -> None:
+async def wait_parked(count: Callable[[], int], want: int, limit: float = 120.0) -> None:
     deadline = time.monotonic() + limit
     while True:
         have = await asyncio.to_thread(count)
@@ -155,12 +112,6 @@ async def _wait_parked(count: Callable[[], int], want: int, limit: float = 120.0
         if time.monotonic() > deadline:
             raise BenchError(f"only {have} of {want} watchers parked after {limit:g}s")
         await asyncio.sleep(0.2)
-
-
-def _close(fleet: Fleet) -> None:
-    for watcher in fleet.watchers:
-        if watcher.transport is not None:
-            watcher.transport.close()
 
 
 async def one_run(
@@ -174,71 +125,40 @@ async def one_run(
     settle: float,
 ) -> Result:
     fleet = Fleet(size)
-    rss_before = proc.rss_kib()
-    started = time.perf_counter()
     try:
-        await _park(proc.port, request, fleet)
-        await _wait_parked(parked, size)
-        park_s = time.perf_counter() - started
-        await asyncio.sleep(settle)  # let the server settle before reading its RSS
-        rss_parked = proc.rss_kib()
+        opened = await fleet.open(
+            proc, lambda: Watcher(request, fleet), lambda: wait_parked(parked, size), settle
+        )
         if fleet.done:
             raise BenchError(f"{fleet.done} watchers answered before the change")
-        conn = await Conn.open(proc.port)
-        try:
-            path, body = trigger
-            cpu0, wait0 = proc.cpu_seconds(), proc.runqueue_seconds()
-            t0 = time.perf_counter()
-            answer = await conn.request("POST", path, body)
-            if answer.status != 200:
-                raise BenchError(f"trigger: {answer.status} {answer.body[:200]!r}")
-            try:
-                await asyncio.wait_for(fleet.all_answered.wait(), 60)
-            except TimeoutError:
-                raise BenchError(f"only {fleet.done} of {size} answered within 60 s") from None
-            cpu_s = proc.cpu_seconds() - cpu0
-            waited_s = proc.runqueue_seconds() - wait0
-        finally:
-            await conn.close()
-        times = sorted((w.answered_at or 0.0) - t0 for w in fleet.watchers)
-        bad = [w for w in fleet.watchers if w.status != 200]
+        change = await fleet.change(
+            proc,
+            trigger,
+            what="trigger",
+            missing=lambda: f"only {fleet.done} of {size} answered within 60 s",
+        )
+        bad = [w for w in fleet.members if w.status != 200]
         if fleet.lost or bad:
             raise BenchError(f"{fleet.lost} connections lost, {len(bad)} answers not 200")
         if expect_index_above is not None:
-            stale = [w for w in fleet.watchers if (w.index or 0) <= expect_index_above]
+            stale = [w for w in fleet.members if (w.index or 0) <= expect_index_above]
             if stale:
                 raise BenchError(f"{len(stale)} answers carry no newer index")
-        return Result(
-            fanout_s=times[-1],
-            median_s=times[len(times) // 2],
-            kib_per_waiter=(rss_parked - rss_before) / size,
-            park_s=park_s,
-            cpu_s=cpu_s,
-            waited_s=waited_s,
-        )
+        return Result.of(opened, change, (w.changed_at or 0.0 for w in fleet.members))
     finally:
-        _close(fleet)
-
-
-def _request(path: str, port: int) -> bytes:
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: {AUTH}\r\n\r\n"
-    ).encode()
+        fleet.close()
 
 
 def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
     try:
-        first = register_body(SERVICE, "i-0", 9)
-        run_async(post_all(proc.port, "/v1/discovery/register", [first], connections=1, depth=1))
-        for _ in range(50):  # warm the read path before the RSS baseline
-            http_get(proc.port, f"/v1/discovery/services/{SERVICE}", auth=True)
+        seed_service(proc, SERVICE)
         conn_index = _index_of(proc.port)
-        request = _request(
+        request = get_request(
             f"/v1/discovery/services/{SERVICE}?index={conn_index}&wait=5m", proc.port
         )
 
         def parked() -> int:
-            return int(scrape_metrics(proc.port).get("sd_blocking_queries", 0))
+            return blocking_queries(proc.port)
 
         change = register_body(SERVICE, f"i-new-{rep}", 9)
         return run_async(
@@ -282,7 +202,7 @@ def bare_rep(proc: Proc, size: int, settle: float) -> Result:
             one_run(
                 proc,
                 size=size,
-                request=_request("/wait", proc.port),
+                request=get_request("/wait", proc.port),
                 parked=parked,
                 trigger=("/fire", b"{}"),
                 expect_index_above=None,
@@ -315,6 +235,57 @@ def _row(
     ]
 
 
+def _one_rep(
+    run: Run, frontend: str, loop: str, size: int, rep: int, settle: float
+) -> tuple[Result, Result, Result]:
+    """Fresh servers: the registry, the bare app on its stack, the hand-written sketch."""
+    stack = "quart" if frontend == "quart" else "trio"
+    raw_loop = loop if frontend == "quart" else "asyncio"
+    env = {"HEALTH_CHECK_INTERVAL_SECONDS": "3600"}
+    registry = start_registry(run, frontend, loop=loop, env=env, ready=False)
+    baseline = start_bare(run, stack, loop=loop, ready=False)
+    sketch = start_bare(run, "raw", loop=raw_loop, ready=False)
+    wait_ready(registry)
+    wait_ready(baseline)
+    wait_ready(sketch)
+    ours = registry_rep(registry, size, rep, settle)
+    log(
+        f"  registry: all answered {ours.fanout_s:.3f}s after the change "
+        f"(server CPU {ours.cpu_s:.3f}s, waited {ours.waited_s:.3f}s), "
+        f"{ours.kib_each:.1f} KiB/waiter (parked in {ours.ready_s:.1f}s)"
+    )
+    bare = bare_rep(baseline, size, settle)
+    raw = bare_rep(sketch, size, settle)
+    log(
+        f"  bare app: all answered {bare.fanout_s:.3f}s after the change "
+        f"(server CPU {bare.cpu_s:.3f}s, waited {bare.waited_s:.3f}s), "
+        f"{bare.kib_each:.1f} KiB/waiter"
+    )
+    log(f"  hand-written protocol: all answered {raw.fanout_s:.3f}s, {raw.kib_each:.1f} KiB/waiter")
+    return ours, bare, raw
+
+
+def _frontend_rows(
+    label: str, size: int, ours: list[Result], bare: list[Result], raw: list[Result]
+) -> list[list[str]]:
+    def row(figure: str, of: Callable[[Result], float], spec: str, target: str) -> list[str]:
+        return _row(label, ours, bare, raw, figure, of, spec, target)
+
+    fanout = Stat.of(r.fanout_s for r in ours)
+    kib = Stat.of(r.kib_each for r in ours)
+    cpu = Stat.of(r.cpu_s for r in ours)
+    fanout_target = f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}"
+    per_watcher = f"registry: {cpu.median / size * 1e6:,.0f} us per watcher"
+    kib_target = f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}"
+    return [
+        row("all answered (s)", lambda r: r.fanout_s, ".3f", fanout_target),
+        row("median answer (s)", lambda r: r.median_s, ".3f", "-"),
+        row("server CPU from change to last answer (s)", lambda r: r.cpu_s, ".3f", per_watcher),
+        row("server waited for CPU meanwhile (s)", lambda r: r.waited_s, ".3f", "-"),
+        row("KiB per parked waiter", lambda r: r.kib_each, ".1f", kib_target),
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--watchers", type=int, default=None, help="default 10,000")
@@ -328,69 +299,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{size:,} parked blocking queries, {reps} repetitions, fresh servers each\n")
         rows = []
         for frontend in chosen_frontends(args):
-            stack = "quart" if frontend == "quart" else "trio"
             label = f"quart ({args.loop})" if frontend == "quart" else "trio"
             ours: list[Result] = []
             bare: list[Result] = []
             raw: list[Result] = []
-            raw_loop = args.loop if frontend == "quart" else "asyncio"
             for rep in range(reps):
                 log(f"rep {rep + 1}/{reps}: {label}, {size} watchers")
-                env = {"HEALTH_CHECK_INTERVAL_SECONDS": "3600"}
-                registry = start_registry(run, frontend, loop=args.loop, env=env, ready=False)
-                baseline = start_bare(run, stack, loop=args.loop, ready=False)
-                sketch = start_bare(run, "raw", loop=raw_loop, ready=False)
-                wait_ready(registry)
-                wait_ready(baseline)
-                wait_ready(sketch)
-                ours.append(registry_rep(registry, size, rep, settle))
-                log(
-                    f"  registry: all answered {ours[-1].fanout_s:.3f}s after the change "
-                    f"(server CPU {ours[-1].cpu_s:.3f}s, waited {ours[-1].waited_s:.3f}s), "
-                    f"{ours[-1].kib_per_waiter:.1f} KiB/waiter (parked in {ours[-1].park_s:.1f}s)"
-                )
-                bare.append(bare_rep(baseline, size, settle))
-                raw.append(bare_rep(sketch, size, settle))
-                log(
-                    f"  bare app: all answered {bare[-1].fanout_s:.3f}s after the change "
-                    f"(server CPU {bare[-1].cpu_s:.3f}s, waited {bare[-1].waited_s:.3f}s), "
-                    f"{bare[-1].kib_per_waiter:.1f} KiB/waiter"
-                )
-                log(
-                    f"  hand-written protocol: all answered {raw[-1].fanout_s:.3f}s, "
-                    f"{raw[-1].kib_per_waiter:.1f} KiB/waiter"
-                )
-            fanout = Stat.of(r.fanout_s for r in ours)
-            kib = Stat.of(r.kib_per_waiter for r in ours)
-            cpu = Stat.of(r.cpu_s for r in ours)
-
-            sides = (label, ours, bare, raw)
-            fanout_target = f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}"
-            rows += [
-                _row(*sides, "all answered (s)", lambda r: r.fanout_s, ".3f", fanout_target),
-                _row(*sides, "median answer (s)", lambda r: r.median_s, ".3f", "-"),
-                _row(
-                    *sides,
-                    "server CPU from change to last answer (s)",
-                    lambda r: r.cpu_s,
-                    ".3f",
-                    f"registry: {cpu.median / size * 1e6:,.0f} us per watcher",
-                ),
-                _row(
-                    *sides,
-                    "server waited for CPU meanwhile (s)",
-                    lambda r: r.waited_s,
-                    ".3f",
-                    "-",
-                ),
-                _row(
-                    *sides,
-                    "KiB per parked waiter",
-                    lambda r: r.kib_per_waiter,
-                    ".1f",
-                    f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}",
-                ),
-            ]
+                figures = _one_rep(run, frontend, args.loop, size, rep, settle)
+                for results, result in zip((ours, bare, raw), figures, strict=True):
+                    results.append(result)
+            rows += _frontend_rows(label, size, ours, bare, raw)
         print_table(
             f"{size:,} watchers, one change: median (min-max)",
             [

@@ -26,32 +26,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from .common import (
-    AUTH,
-    BenchError,
-    Conn,
-    Proc,
-    Run,
-    Stat,
-    WrkResult,
-    base_parser,
-    http_get,
-    log,
-    post_all,
-    print_table,
-    ratio_stat,
-    register_body,
-    run_async,
-    scenario,
-    start_fake_instances,
-    start_registry,
-    verdict,
-)
+from . import raw_watchers
+from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
+from .http_client import register_body, run_async
 from .http_hot_paths import ENDPOINTS, drive_endpoint, prepare_registry, request_files
+from .processes import Proc, Run, start_fake_instances, start_registry
+from .raw_watchers import (
+    Figures,
+    OneRequest,
+    get_request,
+    seed_service,
+)
+from .scenario_cli import base_parser, scenario
 from .watch_fanout import TARGET_KIB, TARGET_SECONDS
+from .watch_fanout import Result as BlockingResult
 from .watch_fanout import registry_rep as blocking_rep
+from .wrk_load import WrkResult
 
 SERVICE = "watched"
 KINDS = ("quart", "trio", "quart-uvicorn")
@@ -64,21 +58,14 @@ QUIET_ENV = {
 }
 
 
-class StreamReader(asyncio.Protocol):
+class StreamReader(OneRequest["Fleet"]):
     """One watch stream; counts the events (`id:` lines) it has received."""
 
     def __init__(self, request: bytes, fleet: Fleet) -> None:
-        self._request = request
-        self._fleet = fleet
+        super().__init__(request, fleet)
         self._tail = b""
-        self.transport: asyncio.Transport | None = None
         self.ok: bool | None = None
         self.events = 0
-        self.second_at: float | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        transport.write(self._request)  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         if self.ok is None:
@@ -92,117 +79,62 @@ class StreamReader(asyncio.Protocol):
         if before == 0:
             self._fleet.opened += 1
         if before <= 1 < self.events:
-            self.second_at = time.perf_counter()
+            self.changed_at = time.perf_counter()
             self._fleet.changed += 1
-        self._fleet.check()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.second_at is None:
-            self._fleet.lost += 1
-            self._fleet.check()
+        self._fleet.update()
 
 
-class Fleet:
+class Fleet(raw_watchers.Fleet[StreamReader]):
     def __init__(self, size: int) -> None:
-        self.size = size
-        self.readers: list[StreamReader] = []
+        super().__init__(size)
         self.opened = 0
         self.changed = 0
-        self.lost = 0
         self.all_open = asyncio.Event()
-        self.all_changed = asyncio.Event()
 
-    def check(self) -> None:
+    def update(self) -> None:
         """A stream the server closed counts as done (and is reported as lost)."""
         if self.opened + self.lost >= self.size:
             self.all_open.set()
         if self.changed + self.lost >= self.size:
-            self.all_changed.set()
+            self.everyone.set()
 
 
 @dataclass(frozen=True)
-class StreamResult:
-    fanout_s: float
-    median_s: float
-    kib_per_stream: float
-    open_s: float
-    cpu_s: float
-    lost: int  # streams the server closed before the change reached them
+class StreamResult(Figures):
+    lost: int = 0  # streams the server closed before the change reached them
 
 
-async def _open_streams(port: int, fleet: Fleet, parallel: int = 200) -> None:
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Semaphore(parallel)
-    request = (
-        f"GET /v1/discovery/watch?service={SERVICE} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{port}\r\nAuthorization: {AUTH}\r\n\r\n"
-    ).encode()
-
-    async def connect() -> None:
-        async with gate:
-            reader = StreamReader(request, fleet)
-            await loop.create_connection(lambda: reader, "127.0.0.1", port)
-            fleet.readers.append(reader)
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(fleet.size):
-            group.create_task(connect())
-
-
-async def _stream_run(proc: Proc, size: int, change: bytes, settle: float) -> StreamResult:
+async def _stream_run(proc: Proc, size: int, change_body: bytes, settle: float) -> StreamResult:
     fleet = Fleet(size)
-    rss_before = proc.rss_kib()
-    started = time.perf_counter()
-    try:
-        await _open_streams(proc.port, fleet)
+
+    async def all_open() -> None:
         try:
             await asyncio.wait_for(fleet.all_open.wait(), 120)
         except TimeoutError:
             raise BenchError(f"only {fleet.opened} of {size} streams open after 120 s") from None
-        if not all(r.ok for r in fleet.readers if r.events):
+        if not all(r.ok for r in fleet.members if r.events):
             raise BenchError("streams refused while opening")
-        open_s = time.perf_counter() - started
-        await asyncio.sleep(settle)
-        rss_open = proc.rss_kib()
+
+    try:
+        request = get_request(f"/v1/discovery/watch?service={SERVICE}", proc.port)
+        opened = await fleet.open(proc, lambda: StreamReader(request, fleet), all_open, settle)
         if fleet.changed:
             raise BenchError(f"{fleet.changed} streams had a second event before the change")
-        conn = await Conn.open(proc.port)
-        try:
-            cpu0 = proc.cpu_seconds()
-            t0 = time.perf_counter()
-            answer = await conn.request("POST", "/v1/discovery/register", change)
-            if answer.status != 200:
-                raise BenchError(f"change: {answer.status} {answer.body[:200]!r}")
-            try:
-                await asyncio.wait_for(fleet.all_changed.wait(), 60)
-            except TimeoutError:
-                raise BenchError(f"only {fleet.changed} of {size} streams had the change") from None
-            cpu_s = proc.cpu_seconds() - cpu0
-        finally:
-            await conn.close()
-        times = sorted(r.second_at - t0 for r in fleet.readers if r.second_at is not None)
-        if not times:
-            raise BenchError("no stream had the change")
-        return StreamResult(
-            fanout_s=times[-1],
-            median_s=times[len(times) // 2],
-            kib_per_stream=(rss_open - rss_before) / size,
-            open_s=open_s,
-            cpu_s=cpu_s,
-            lost=fleet.lost,
+        change = await fleet.change(
+            proc,
+            ("/v1/discovery/register", change_body),
+            what="change",
+            missing=lambda: f"only {fleet.changed} of {size} streams had the change",
         )
+        arrived = (r.changed_at for r in fleet.members if r.changed_at is not None)
+        return StreamResult.of(opened, change, arrived, lost=fleet.lost)
     finally:
-        for reader in fleet.readers:
-            if reader.transport is not None:
-                reader.transport.close()
+        fleet.close()
 
 
 def stream_rep(proc: Proc, size: int, rep: int, settle: float) -> StreamResult:
     try:
-        first = register_body(SERVICE, "i-0", 9)
-        run_async(post_all(proc.port, "/v1/discovery/register", [first], connections=1, depth=1))
-        for _ in range(50):  # warm the read path before the RSS baseline
-            http_get(proc.port, f"/v1/discovery/services/{SERVICE}", auth=True)
+        seed_service(proc, SERVICE)
         change = register_body(SERVICE, f"i-new-{rep}", 9)
         return run_async(_stream_run(proc, size, change, settle))
     finally:
@@ -215,70 +147,98 @@ def _label(kind: str, loop: str) -> str:
     )
 
 
+R = TypeVar("R")
+
+
+def _on_fresh_server(
+    run: Run,
+    kind: str,
+    loop: str,
+    measure: Callable[[Proc, int, int, float], R],
+    describe: Callable[[R], str],
+    size: int,
+    rep: int,
+    settle: float,
+) -> R:
+    """One measurement on a fresh server (freed memory is not handed back to the OS)."""
+    result = measure(start_registry(run, kind, loop=loop, env=QUIET_ENV), size, rep, settle)
+    log(describe(result))
+    return result
+
+
+def _describe_streams(s: StreamResult) -> str:
+    return (
+        f"  streams: all had the change {s.fanout_s:.3f}s after it (server CPU "
+        f"{s.cpu_s:.3f}s), {s.kib_each:.1f} KiB/stream (opened in {s.ready_s:.1f}s), "
+        f"{s.lost} closed by the server"
+    )
+
+
+def _describe_blocking(b: BlockingResult) -> str:
+    return (
+        f"  blocking: all answered {b.fanout_s:.3f}s after the change (server CPU "
+        f"{b.cpu_s:.3f}s), {b.kib_each:.1f} KiB/waiter"
+    )
+
+
+def _measure_kind(
+    run: Run, kind: str, size: int, reps: int, loop: str, settle: float
+) -> tuple[list[StreamResult], list[BlockingResult]]:
+    """Each repetition: streams on a fresh server, then blocking queries on another."""
+    label = _label(kind, loop)
+    streams: list[StreamResult] = []
+    blocking: list[BlockingResult] = []
+    for rep in range(reps):
+        at = (size, rep, settle)
+        log(f"rep {rep + 1}/{reps}: {label}, {size} streams")
+        streams.append(_on_fresh_server(run, kind, loop, stream_rep, _describe_streams, *at))
+        log(f"rep {rep + 1}/{reps}: {label}, {size} blocking queries")
+        blocking.append(_on_fresh_server(run, kind, loop, blocking_rep, _describe_blocking, *at))
+    return streams, blocking
+
+
+def _kind_rows(
+    label: str, streams: list[StreamResult], blocking: list[BlockingResult]
+) -> list[list[str]]:
+    """One server kind's rows: streams beside blocking queries, figure by figure."""
+
+    def row(figure: str, of: Callable[[Figures], float], target: str = "-") -> list[str]:
+        mine, theirs = Stat.of(map(of, streams)), Stat.of(map(of, blocking))
+        return [label, figure, mine.fmt(".3f"), theirs.fmt(".3f"), target]
+
+    fanout = Stat.of(r.fanout_s for r in streams)
+    kib = Stat.of(r.kib_each for r in streams)
+    return [
+        row(
+            "all had the change (s)",
+            lambda r: r.fanout_s,
+            f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}",
+        ),
+        row("median (s)", lambda r: r.median_s),
+        row("server CPU, change to last (s)", lambda r: r.cpu_s),
+        [
+            label,
+            "streams closed by the server (of all)",
+            Stat.of(r.lost for r in streams).fmt(".0f"),
+            "-",
+            "0",
+        ],
+        [
+            label,
+            "KiB per open stream / parked query",
+            kib.fmt(".1f"),
+            Stat.of(r.kib_each for r in blocking).fmt(".1f"),
+            f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}",
+        ],
+    ]
+
+
 def fanout_tables(run: Run, kinds: list[str], size: int, reps: int, loop: str) -> None:
     settle = 0.2 if size < 1000 else 1.0
     rows = []
     for kind in kinds:
-        label = _label(kind, loop)
-        streams: list[StreamResult] = []
-        blocking = []
-        for rep in range(reps):
-            log(f"rep {rep + 1}/{reps}: {label}, {size} streams")
-            proc = start_registry(run, kind, loop=loop, env=QUIET_ENV)
-            streams.append(stream_rep(proc, size, rep, settle))
-            s = streams[-1]
-            log(
-                f"  streams: all had the change {s.fanout_s:.3f}s after it (server CPU "
-                f"{s.cpu_s:.3f}s), {s.kib_per_stream:.1f} KiB/stream (opened in {s.open_s:.1f}s), "
-                f"{s.lost} closed by the server"
-            )
-            log(f"rep {rep + 1}/{reps}: {label}, {size} blocking queries")
-            proc = start_registry(run, kind, loop=loop, env=QUIET_ENV)
-            blocking.append(blocking_rep(proc, size, rep, settle))
-            b = blocking[-1]
-            log(
-                f"  blocking: all answered {b.fanout_s:.3f}s after the change (server CPU "
-                f"{b.cpu_s:.3f}s), {b.kib_per_waiter:.1f} KiB/waiter"
-            )
-        fanout = Stat.of(r.fanout_s for r in streams)
-        kib = Stat.of(r.kib_per_stream for r in streams)
-        rows += [
-            [
-                label,
-                "all had the change (s)",
-                fanout.fmt(".3f"),
-                Stat.of(r.fanout_s for r in blocking).fmt(".3f"),
-                f"<={TARGET_SECONDS:g} s: {verdict(fanout.median <= TARGET_SECONDS)}",
-            ],
-            [
-                label,
-                "median (s)",
-                Stat.of(r.median_s for r in streams).fmt(".3f"),
-                Stat.of(r.median_s for r in blocking).fmt(".3f"),
-                "-",
-            ],
-            [
-                label,
-                "server CPU, change to last (s)",
-                Stat.of(r.cpu_s for r in streams).fmt(".3f"),
-                Stat.of(r.cpu_s for r in blocking).fmt(".3f"),
-                "-",
-            ],
-            [
-                label,
-                "streams closed by the server (of all)",
-                Stat.of(r.lost for r in streams).fmt(".0f"),
-                "-",
-                "0",
-            ],
-            [
-                label,
-                "KiB per open stream / parked query",
-                kib.fmt(".1f"),
-                Stat.of(r.kib_per_waiter for r in blocking).fmt(".1f"),
-                f"<={TARGET_KIB:g} KiB: {verdict(kib.median <= TARGET_KIB)}",
-            ],
-        ]
+        streams, blocking = _measure_kind(run, kind, size, reps, loop, settle)
+        rows += _kind_rows(_label(kind, loop), streams, blocking)
     print_table(
         f"{size:,} watchers, one change: median (min-max) of {reps}",
         ["server", "figure", "watch streams", "blocking queries", "target (streams)"],

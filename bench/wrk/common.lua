@@ -1,5 +1,5 @@
 -- Shared by the bench wrk scripts: reading request lists, and one JSON summary line
--- (`BENCH_JSON {...}`) that bench/common.py parses.
+-- (`BENCH_JSON {...}`) that bench/wrk_load.py parses.
 
 local M = {}
 

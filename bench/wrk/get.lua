@@ -5,8 +5,6 @@ local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local common = require("common")
 
-local next_request
-
 function init(args)
   local token = args[1]
   assert(args[2], "usage: -- TOKEN|- PATH [PATH...]")
@@ -14,11 +12,8 @@ function init(args)
   for i = 2, #args do
     requests[#requests + 1] = wrk.format("GET", args[i], common.headers(token), nil)
   end
-  next_request = common.cycle(requests)
-end
-
-function request()
-  return next_request()
+  -- wrk looks for its `request` hook after `init`: each call, the next in turn.
+  request = common.cycle(requests)
 end
 
 done = common.done

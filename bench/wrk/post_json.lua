@@ -6,8 +6,6 @@ local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 package.path = here .. "?.lua;" .. package.path
 local common = require("common")
 
-local next_request
-
 function init(args)
   local path, file, token = args[1], args[2], args[3]
   assert(path and file, "usage: -- PATH BODIES_FILE [TOKEN]")
@@ -17,11 +15,8 @@ function init(args)
     headers["Content-Type"] = "application/json"
     requests[#requests + 1] = wrk.format("POST", path, headers, body)
   end
-  next_request = common.cycle(requests)
-end
-
-function request()
-  return next_request()
+  -- wrk looks for its `request` hook after `init`: each call, the next in turn.
+  request = common.cycle(requests)
 end
 
 done = common.done
