@@ -142,6 +142,10 @@ def _plain(i: Instance) -> bytes:
         "load_percentage": i.load,
         "metadata": i.metadata,
         "registered_at": _stamp(i.registered_at + _OFFSET),
+        "check": {"type": i.check.value},
+        "maintenance": None
+        if i.maintenance is None
+        else {"reason": i.maintenance.reason, "since": _stamp(i.maintenance.since + _OFFSET)},
     }
     return json.dumps(document, separators=(",", ":")).encode()
 
