@@ -12,6 +12,7 @@ import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack, overload
 
@@ -453,9 +454,7 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
 
         if self._stream_watches:
             try:
-                async for _, instances in self.watch_services(
-                    [service_name], healthy_only=healthy_only
-                ):
+                async for _, instances in self._stream_services([service_name], healthy_only):
                     yield instances
             except StreamUnsupported:
                 self._stream_watches = False  # an older registry: blocking queries
@@ -480,13 +479,30 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
         Over the registry's watch stream (``GET /v1/discovery/watch``, one
         connection for every service); after a disconnect it resumes where it
         left off (``Last-Event-ID``), with jittered backoff, missing no change.
-        Raises :class:`~service_discovery.watch.StreamUnsupported` against a
-        registry without the stream (:meth:`watch_service` falls back to
-        blocking queries there).
+        Against a registry without the stream it falls back to blocking
+        queries on the global index (``GET /v1/discovery/services?index=``),
+        reading each named service again after any change and yielding those
+        whose index moved: one held request for all the services, at the cost
+        of a read per named service whenever any service changes.
         """
         names = list(service_names)
         for name in names:
             check_name(name)
+        if self._stream_watches:
+            try:
+                async for pair in self._stream_services(names, healthy_only):
+                    yield pair
+            except StreamUnsupported:
+                self._stream_watches = False  # an older registry: blocking queries
+            else:
+                return
+        async for pair in self._poll_services(names, healthy_only):
+            yield pair
+
+    async def _stream_services(
+        self, names: list[str], healthy_only: bool
+    ) -> AsyncGenerator[tuple[str, ServiceInstanceList], None]:
+        """The watch stream; raises StreamUnsupported at once where the registry has none."""
         async for name, index, raw in watch_stream(
             http_connect(self._registry, names),
             what=f"services {names!r}",
@@ -505,6 +521,49 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
             )
             self._core.remember(name, healthy_only, instances)
             yield name, instances
+
+    async def _poll_services(
+        self, names: list[str], healthy_only: bool, wait_seconds: float = 60.0
+    ) -> AsyncGenerator[tuple[str, ServiceInstanceList], None]:
+        """Blocking queries on the global index, then a read of each named service.
+
+        A round is retried whole after an error, at the same global index, so
+        a change seen by the blocking query is never lost to a failed read.
+        """
+        catalog = self._core.blocking_catalog(wait_seconds)
+
+        async def fetch(index: int) -> ServicesRound:
+            changed_at = await self._registry.run(catalog(index))
+            services = [
+                (name, await self._registry.run(self._core.fetch_instances(name, healthy_only)))
+                for name in names
+            ]
+            return ServicesRound(changed_at, services)
+
+        last: dict[str, int | None] = {}
+        async for round_ in watch_instances(
+            fetch,
+            what=f"services {names!r}",
+            wait_seconds=wait_seconds,
+            sleep=self._registry.sleep,
+            clock=self._core.clock,
+            backoff=self._core.backoff,
+            rng=self._core.rng,
+        ):
+            for name, instances in round_.services:
+                if name in last and last[name] == instances.discovery_index:
+                    continue
+                last[name] = instances.discovery_index
+                self._core.remember(name, healthy_only, instances)
+                yield name, instances
+
+
+@dataclass(frozen=True, slots=True)
+class ServicesRound:
+    """One round of the blocking fallback: the global index, then each named service."""
+
+    discovery_index: int | None
+    services: list[tuple[str, ServiceInstanceList]]
 
 
 def _on_asyncio() -> bool:

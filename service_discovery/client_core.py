@@ -413,12 +413,7 @@ class ClientCore:
     ) -> Callable[[int], Steps[ServiceInstanceList]]:
         """One blocking query per index, for a watch; each answer refreshes the cache."""
         check_name(service_name)
-        if wait_seconds <= 0:
-            raise ValueError("wait_seconds must be positive")
-        # Generous read timeout: the registry holds the request up to `wait`
-        # plus a jitter of at most wait/16.
-        read_timeout = httpx.Timeout(10.0, read=wait_seconds * 1.1 + 10.0)
-        wait_param = f"{max(1, round(wait_seconds * 1000))}ms"
+        read_timeout, wait_param = _blocking(wait_seconds)
 
         def read(index: int) -> Steps[ServiceInstanceList]:
             instances = yield from self.fetch_instances(
@@ -429,6 +424,19 @@ class ClientCore:
             )
             self.remember(service_name, healthy_only, instances)
             return instances
+
+        return read
+
+    def blocking_catalog(self, wait_seconds: float) -> Callable[[int], Steps[int | None]]:
+        """One blocking query on the global index per call: returns when any service changed."""
+        read_timeout, wait_param = _blocking(wait_seconds)
+
+        def read(index: int) -> Steps[int | None]:
+            return (
+                yield from self.calls.catalog_index(
+                    params=[("index", str(index)), ("wait", wait_param)], http_timeout=read_timeout
+                )
+            )
 
         return read
 
@@ -577,3 +585,13 @@ class ClientFacade(ABC, Generic[TransportT, HttpT, SleepT]):
 
 def _instance_path(route: str, service_name: str, instance_id: str) -> str:
     return f"/v1/discovery/{route}/{path_segment(service_name)}/{path_segment(instance_id)}"
+
+
+def _blocking(wait_seconds: float) -> tuple[httpx.Timeout, str]:
+    """(read timeout, ``wait`` parameter) of a blocking query held up to `wait_seconds`."""
+    if wait_seconds <= 0:
+        raise ValueError("wait_seconds must be positive")
+    # Generous read timeout: the registry holds the request up to `wait`
+    # plus a jitter of at most wait/16.
+    read_timeout = httpx.Timeout(10.0, read=wait_seconds * 1.1 + 10.0)
+    return read_timeout, f"{max(1, round(wait_seconds * 1000))}ms"

@@ -180,6 +180,19 @@ class RegistryCalls:
         assert last is not None
         raise last
 
+    def catalog_index(
+        self, *, params: Params = (), http_timeout: float | httpx.Timeout | None = None
+    ) -> Steps[int | None]:
+        """The global index of ``GET /v1/discovery/services`` (it rises with any service's).
+
+        Used only to block until something changed, against a registry without
+        the watch stream; the body (every service) is not read.
+        """
+        response = yield from self.request(
+            "GET", "/v1/discovery/services", params=params, http_timeout=http_timeout
+        )
+        return index_of(response)
+
     def fetch_instances(
         self,
         service_name: str,

@@ -13,6 +13,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
 from urllib.parse import urlencode
 
 import httpx
@@ -20,19 +21,28 @@ import httpx
 from .backoff import Backoff, FailureLog
 from .errors import RegistryUnavailableError, error_from_response
 from .heartbeat import ClockFn, SleepFn
-from .models import ServiceInstanceList
 from .registry_http import RegistryHTTP, json_or_none
 
 __all__ = ["StreamUnsupported", "parse_events", "watch_instances", "watch_stream"]
 
 logger = logging.getLogger("service_discovery.watch")
 
+
+class Indexed(Protocol):
+    """An answer that carries the registry's ``X-Discovery-Index`` (None: it sent none)."""
+
+    @property
+    def discovery_index(self) -> int | None: ...
+
+
+AnswerT = TypeVar("AnswerT", bound=Indexed)
+
 POLL_WITHOUT_INDEX = 10.0
 """Seconds between polls of a registry that sends no index (so cannot block)."""
 
 
 async def watch_instances(
-    fetch: Callable[[int], Awaitable[ServiceInstanceList]],
+    fetch: Callable[[int], Awaitable[AnswerT]],
     *,
     what: str,
     wait_seconds: float,
@@ -40,7 +50,7 @@ async def watch_instances(
     clock: ClockFn,
     backoff: Backoff,
     rng: random.Random,
-) -> AsyncGenerator[ServiceInstanceList, None]:
+) -> AsyncGenerator[AnswerT, None]:
     """Yield the first answer and then every answer whose index moved.
 
     ``fetch(index)`` runs one blocking query. An index lower than the last

@@ -145,8 +145,8 @@ class FakeRegistry:
         await anyio.lowlevel.checkpoint()
         parts = request.url.path.strip("/").split("/")
         listing = request.method == "GET" and parts[:3] == ["v1", "discovery", "services"]
-        if listing and len(parts) > 3 and not self.down and not self.canned:
-            await self._block(request, parts[3])
+        if listing and not self.down and not self.canned:
+            await self._block(request, parts[3] if len(parts) > 3 else None)
         return self.answer(request)
 
     def answer(self, request: httpx.Request) -> httpx.Response:
@@ -249,7 +249,11 @@ class FakeRegistry:
             return self._with_index(httpx.Response(200, json=body), index)
         return error(404, "not_found", "Not found")
 
-    async def _block(self, request: httpx.Request, service: str) -> None:
+    def _index_of(self, service: str | None) -> int:
+        """A service's index, or the global one (`None`: the all-services listing)."""
+        return self.index if service is None else self.service_index.get(service, 1)
+
+    async def _block(self, request: httpx.Request, service: str | None) -> None:
         raw_index = request.url.params.get("index")
         if raw_index is None:
             return
@@ -257,7 +261,7 @@ class FakeRegistry:
         with anyio.move_on_after(wait_ms / 1000):
             # As the registry does: block only while the client is up to date;
             # an index from the future (the registry restarted) answers at once.
-            while self.service_index.get(service, 1) == int(raw_index) and not self.down:
+            while self._index_of(service) == int(raw_index) and not self.down:
                 if self._changed is None:
                     self._changed = anyio.Event()
                 await self._changed.wait()

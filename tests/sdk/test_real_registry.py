@@ -227,6 +227,31 @@ async def _watch_sees_other_clients(server: RegistryProcess, endpoint: HealthEnd
         await watcher.aclose()
 
 
+async def _watch_services_follows_several(
+    server: RegistryProcess, endpoint: HealthEndpoint
+) -> None:
+    """Over the registry's watch stream: each service now, then each change, by name."""
+    first, second = unique("pair-a"), unique("pair-b")
+    async with (
+        ServiceDiscoveryClient(server.url, SECRET) as watcher_client,
+        ServiceDiscoveryClient(server.url, SECRET) as other,
+    ):
+        watcher = watcher_client.watch_services([first, second], healthy_only=False)
+        with anyio.fail_after(10):
+            now: dict[str, list[str]] = {}
+            for _ in range(2):
+                name, instances = await watcher.__anext__()
+                now[name] = ids(instances)
+            assert now == {first: [], second: []}
+            await other.register_service(
+                service_name=second, instance_id="s1", host="127.0.0.1", port=endpoint.port
+            )
+            name, instances = await watcher.__anext__()
+            assert (name, ids(instances)) == (second, ["s1"])
+        await watcher.aclose()
+        await other.unregister_service()
+
+
 async def _reregisters_after_registry_restart(
     server: RegistryProcess, endpoint: HealthEndpoint
 ) -> None:
@@ -291,6 +316,7 @@ SHARED: list[Scenario] = [
     _heartbeat_keeps_instance_alive,
     _registered_unregisters_on_exit_and_cancel,
     _watch_sees_other_clients,
+    _watch_services_follows_several,
 ]
 OWN: list[Scenario] = [_reregisters_after_registry_restart, _registry_down_serves_stale]
 
