@@ -1,24 +1,10 @@
-"""Make the project's own packages win over a stale editable install.
-
-The editable install's import hook was generated before `frontends/` and
-`service_discovery/` had an `__init__.py`, so outside the project directory it
-still maps them as namespace packages: `frontends.FRONTENDS` is missing, and
-Quart's `find_package("service_discovery")` fails on the hook's relative
-placeholder path. Putting the project root first on `sys.path` lets the
-regular packages be found first; it changes nothing once the install is fresh.
-"""
+"""Every frontend test gets a private home: settings never touch the real state file."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)
