@@ -7,6 +7,7 @@ by a thread into a queue, so a missing line fails the test instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -59,6 +60,13 @@ class Watcher:
         except queue.Empty:
             pytest.fail(f"no line from watch within {timeout} s; exit code {self.process.poll()}")
 
+    def assert_ends_cleanly_on(self, signum: signal.Signals) -> None:
+        """The signal a person or a supervisor sends ends the watch with exit 0, no traceback."""
+        self.process.send_signal(signum)
+        assert self.process.wait(30) == 0
+        assert self.process.stderr is not None
+        assert "Traceback" not in self.process.stderr.read()
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -71,16 +79,13 @@ class Watcher:
 
 @pytest.fixture
 def start_watch(registry: RegistryProcess) -> Iterator[Callable[..., Watcher]]:
-    started: list[Watcher] = []
+    """`start_watch(*args)` starts a watcher that is closed when the test ends."""
+    with contextlib.ExitStack() as started:
 
-    def start(*args: str) -> Watcher:
-        watcher = Watcher(registry, *args)
-        started.append(watcher)
-        return watcher
+        def start(*args: str) -> Watcher:
+            return started.enter_context(contextlib.closing(Watcher(registry, *args)))
 
-    yield start
-    for watcher in started:
-        watcher.close()
+        yield start
 
 
 def unique(prefix: str) -> str:
@@ -113,10 +118,7 @@ def test_watch_prints_each_change_and_ends_cleanly_on_sigterm(
         assert change["event"] == "status"
         assert change["changes"]["status"] == ["unknown", "unhealthy"]
 
-    watcher.process.send_signal(signal.SIGTERM)
-    assert watcher.process.wait(30) == 0
-    assert watcher.process.stderr is not None
-    assert "Traceback" not in watcher.process.stderr.read()
+    watcher.assert_ends_cleanly_on(signal.SIGTERM)
 
 
 def test_watch_in_a_table_ends_cleanly_on_ctrl_c(
@@ -133,10 +135,7 @@ def test_watch_in_a_table_ends_cleanly_on_ctrl_c(
     assert words[1:4] == [f"{name}/t2", "added", f"127.0.0.1:{port}"]
     assert "\x1b[" not in " ".join(words)  # a pipe gets no colour
 
-    watcher.process.send_signal(signal.SIGINT)
-    assert watcher.process.wait(30) == 0
-    assert watcher.process.stderr is not None
-    assert "Traceback" not in watcher.process.stderr.read()
+    watcher.assert_ends_cleanly_on(signal.SIGINT)
 
 
 def test_watch_waits_for_a_service_that_does_not_exist_yet(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -20,10 +22,20 @@ from service_discovery import (
     ServiceRegistrationRequest,
 )
 
-from .conftest import URL
+from .conftest import URL, MakeClient
 from .fakes import SECRET, FakeClock, FakeRegistry
 
-MakeClient = Callable[..., ServiceDiscoveryClient]
+
+@asynccontextmanager
+async def read_once(
+    make_client: MakeClient, registry: FakeRegistry, **options: Any
+) -> AsyncIterator[ServiceDiscoveryClient]:
+    """A client that has read ``svc`` (one instance, ``a``) once: the state every cache
+    test starts from before it moves the clock or breaks the registry."""
+    registry.add("svc", "a")
+    async with make_client(**options) as client:
+        await client.discover_services("svc")
+        yield client
 
 
 async def test_register_with_a_request_object(
@@ -113,9 +125,7 @@ async def test_discover_unknown_service_is_empty(make_client: MakeClient) -> Non
 async def test_discover_caches_for_the_ttl(
     make_client: MakeClient, registry: FakeRegistry, clock: FakeClock
 ) -> None:
-    registry.add("svc", "a")
-    async with make_client(cache_ttl=5) as client:
-        await client.discover_services("svc")
+    async with read_once(make_client, registry, cache_ttl=5) as client:
         await client.discover_services("svc")
         assert len(registry.paths("GET")) == 1
         clock.now += 5
@@ -156,9 +166,7 @@ async def test_registry_down_serves_stale_answer_and_says_so(
 async def test_registry_down_without_cache_raises(
     make_client: MakeClient, registry: FakeRegistry
 ) -> None:
-    registry.add("svc", "a")
-    async with make_client(cache=False) as client:
-        await client.discover_services("svc")
+    async with read_once(make_client, registry, cache=False) as client:
         registry.down = True
         with pytest.raises(RegistryUnavailableError):
             await client.discover_services("svc")
@@ -176,9 +184,7 @@ async def test_registry_down_with_nothing_cached_raises(
 async def test_auth_error_is_not_hidden_by_the_cache(
     make_client: MakeClient, registry: FakeRegistry, clock: FakeClock
 ) -> None:
-    registry.add("svc", "a")
-    async with make_client() as client:
-        await client.discover_services("svc")
+    async with read_once(make_client, registry) as client:
         registry.secret = "rotated"
         clock.now += 10
         with pytest.raises(AuthenticationError):
@@ -188,9 +194,7 @@ async def test_auth_error_is_not_hidden_by_the_cache(
 async def test_malformed_answer_counts_as_unavailable(
     make_client: MakeClient, registry: FakeRegistry, clock: FakeClock
 ) -> None:
-    registry.add("svc", "a")
-    async with make_client() as client:
-        await client.discover_services("svc")
+    async with read_once(make_client, registry) as client:
         clock.now += 10
         registry.canned.append(httpx.Response(200, json={"healthy_instances": [{"port": "x"}]}))
         stale = await client.discover_services("svc")

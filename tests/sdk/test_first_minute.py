@@ -25,11 +25,8 @@ from service_discovery import (
 )
 from service_discovery.testing import InProcessRegistry
 
+from .conftest import KEY_A, MakeClient
 from .fakes import SECRET, FakeClock, FakeRegistry, error
-
-MakeClient = Callable[..., ServiceDiscoveryClient]
-OWN = ("my-service", "instance-1")
-
 
 # -- picking and failing over between instances ------------------------------------
 
@@ -155,7 +152,7 @@ async def test_requests_fail_over_to_the_next_registry_url(
     async with ServiceDiscoveryClient("http://a,http://b", SECRET, transport=transport) as client:
         assert client.urls == ("http://a", "http://b")
         await client.register_service(request_a)
-        assert OWN in registry.instances
+        assert KEY_A in registry.instances
         assert client.url == "http://b"  # the one that answered is tried first from now on
         await client.send_heartbeat()
     assert hosts == ["a", "b", "b"]
@@ -218,7 +215,7 @@ async def test_an_index_going_back_on_a_read_re_registers_at_once(
         with caplog.at_level(logging.INFO, logger="service_discovery"):
             await client.discover_services("game")
         # No heartbeat was sent: the read itself noticed and registered again.
-        assert OWN in registry.instances
+        assert KEY_A in registry.instances
         assert registry.paths("POST").count("/v1/discovery/heartbeat") == 0
         assert "registry restarted" in caplog.text
         # Once: the next read sees an index that moved forward again.
@@ -238,7 +235,7 @@ async def test_no_re_registration_after_unregistering(
         registry.restart()
         registry.add("game", "g1")
         await client.discover_services("game")
-    assert OWN not in registry.instances
+    assert KEY_A not in registry.instances
 
 
 async def test_an_index_going_back_on_a_watch_re_registers_at_once(
@@ -263,7 +260,7 @@ async def test_an_index_going_back_on_a_watch_re_registers_at_once(
             registry.restart()
             registry.add("game", "g9")
     assert seen == [["g1", "g2"], ["g9"]]
-    assert OWN in registry.instances
+    assert KEY_A in registry.instances
     assert registry.paths("POST").count("/v1/discovery/heartbeat") == 0
 
 

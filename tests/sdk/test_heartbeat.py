@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
 
 import anyio
 import httpx
@@ -14,10 +13,9 @@ import trio
 
 from service_discovery import Backoff, ServiceDiscoveryClient, ServiceRegistrationRequest
 
-from .conftest import Registered
+from .conftest import KEY_A, MakeClient, Registered
 from .fakes import FakeClock, FakeRegistry, error, until
 
-MakeClient = Callable[..., ServiceDiscoveryClient]
 HEARTBEAT = "/v1/discovery/heartbeat"
 REGISTER = "/v1/discovery/register"
 
@@ -68,7 +66,7 @@ async def test_404_re_registers_at_once(
     # and the next interval's heartbeat worked.
     assert clock.sleeps == [10, 10, 10]
     assert registry.paths("POST") == [REGISTER, HEARTBEAT, REGISTER, HEARTBEAT]
-    assert ("my-service", "instance-1") in registry.instances
+    assert KEY_A in registry.instances
     assert registry.bodies[2]["metadata"] == {"version": "1.0.0"}
 
 
@@ -142,7 +140,7 @@ async def test_failed_re_registration_is_retried_as_registration(
     # heartbeat -> 404, register -> network error, back off, register again.
     assert registry.paths("POST") == [REGISTER, HEARTBEAT, REGISTER, REGISTER]
     assert clock.sleeps[1] < 60
-    assert ("my-service", "instance-1") in registry.instances
+    assert KEY_A in registry.instances
 
 
 async def test_no_exception_escapes_the_loop(
@@ -189,9 +187,7 @@ def test_start_and_stop_in_the_background_on_asyncio(
         await asyncio.sleep(0)
 
     async def main() -> None:
-        async with ServiceDiscoveryClient(
-            "http://r", registry.secret, transport=registry.transport(), sleep=fast_sleep
-        ) as client:
+        async with registry.client(sleep=fast_sleep) as client:
             await client.register_service(request_a)
             await client.start_heartbeat_loop(interval_seconds=30)
             assert client.heartbeat_running
@@ -214,9 +210,7 @@ def test_stop_right_after_start_on_asyncio(request_a: ServiceRegistrationRequest
     registry = FakeRegistry()
 
     async def main() -> None:
-        async with ServiceDiscoveryClient(
-            "http://r", registry.secret, transport=registry.transport()
-        ) as client:
+        async with registry.client() as client:
             await client.register_service(request_a)
             await client.start_heartbeat_loop(interval_seconds=30)
             await client.stop_heartbeat_loop()
@@ -229,7 +223,7 @@ def test_aclose_stops_the_heartbeat_on_asyncio(request_a: ServiceRegistrationReq
     registry = FakeRegistry()
 
     async def main() -> None:
-        client = ServiceDiscoveryClient("http://r", registry.secret, transport=registry.transport())
+        client = registry.client()
         await client.register_service(request_a)
         await client.start_heartbeat_loop(interval_seconds=30)
         await client.aclose()
