@@ -96,6 +96,15 @@ def to_reply(response: HttpResponse) -> Reply:
     return Reply(response.status, headers, json.loads(response.body), response.body)
 
 
+def probe_result(
+    probe: RunProbe, passed: bool, load: float | None = None
+) -> ProbePassed | ProbeFailed:
+    """What a driver reports for `probe`: passed (with the load it read, if any) or failed."""
+    if passed:
+        return ProbePassed(probe.service_name, probe.instance_id, probe.generation, load)
+    return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "test")
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything a rejected request must leave exactly as it was."""
@@ -278,12 +287,7 @@ class Core:
             self.advance_to(max(self.now, deadline))
 
     def answer(self, probe: RunProbe, passed: bool, *, load: float | None = None) -> bool:
-        result: ProbePassed | ProbeFailed
-        if passed:
-            result = ProbePassed(probe.service_name, probe.instance_id, probe.generation, load)
-        else:
-            result = ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "test")
-        applied = self.registry.record_probe(result, self.now)
+        applied = self.registry.record_probe(probe_result(probe, passed, load), self.now)
         self.drain()
         return applied
 

@@ -30,6 +30,7 @@ from frontend_kit import (
     register_body,
 )
 
+from conformance.client import INSTANCE_KEYS
 from frontends.shared.runtime import Runtime
 from sd_core import ProbePassed, ProbeResult, RunProbe
 
@@ -241,21 +242,7 @@ def test_register_read_heartbeat_unregister_round_trip(make_kit: Callable[[], Ki
         document = response.json()
         assert document["service_name"] == "game"
         [instance] = document["instances"]
-        assert list(instance) == [
-            "service_name",
-            "instance_id",
-            "host",
-            "port",
-            "health_endpoint",
-            "status",
-            "last_health_check",
-            "last_heartbeat",
-            "load_percentage",
-            "metadata",
-            "registered_at",
-            "check",
-            "maintenance",
-        ]
+        assert list(instance) == INSTANCE_KEYS
         assert instance["instance_id"] == "game-1"
         assert instance["host"] == "127.0.0.1"
         assert instance["port"] == 8080

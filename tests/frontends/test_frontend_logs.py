@@ -17,6 +17,7 @@ from frontend_kit import (
     Kit,
     http_client,
     make_runtime,
+    register,
     register_body,
 )
 
@@ -166,17 +167,7 @@ def test_a_hostile_health_body_cannot_forge_log_fields(caplog: pytest.LogCapture
     runtime = Runtime(
         load_settings({"SERVICE_DISCOVERY_SECRET": SECRET}), trio_app.PARTS, clock=lambda: now[0]
     )
-    result = runtime.handle(
-        HttpRequest(
-            "POST",
-            "/v1/discovery/register",
-            b"",
-            f"Bearer {SECRET}",
-            "application/json",
-            register_body("svc", "i-1"),
-        ),
-    )
-    assert getattr(result, "status", None) == 200
+    register(runtime, "svc", "i-1")
     instance = runtime.registry.instance_snapshot("svc", "i-1")
     assert instance is not None
     probe = RunProbe("svc", "i-1", "http://127.0.0.1:8080/health", instance.generation)

@@ -118,16 +118,13 @@ class Peer:
 
 @pytest.fixture
 def peers() -> Iterator[Callable[..., Peer]]:
-    started: list[Peer] = []
+    """`peers(script, host)` starts a peer that is closed when the test ends."""
+    with contextlib.ExitStack() as started:
 
-    def start(script: Script, host: str = "127.0.0.1") -> Peer:
-        peer = Peer(script, host)
-        started.append(peer)
-        return peer
+        def start(script: Script, host: str = "127.0.0.1") -> Peer:
+            return started.enter_context(contextlib.closing(Peer(script, host)))
 
-    yield start
-    for peer in started:
-        peer.close()
+        yield start
 
 
 def always(reply: Reply) -> Script:
