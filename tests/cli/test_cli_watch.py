@@ -25,6 +25,7 @@ from cli_support import Ran
 from tests.sdk.registry_process import SECRET, RegistryProcess
 
 Cli = Callable[..., Ran]
+Register = Callable[[str, str], None]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -92,19 +93,30 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{time.monotonic_ns() % 10_000_000}"
 
 
+@pytest.fixture
+def register(cli: Cli, refused_port: int) -> Register:
+    """`register(service, instance)` through the CLI, at 127.0.0.1 on a port that refuses
+    probes (so a status change, if any, is always to unhealthy)."""
+
+    def run(service: str, instance: str) -> None:
+        ran = cli("register", service, instance, "--host", "127.0.0.1", "--port", str(refused_port))
+        assert ran.code == 0, ran.err
+
+    return run
+
+
 def test_watch_prints_each_change_and_ends_cleanly_on_sigterm(
-    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+    cli: Cli, register: Register, start_watch: Callable[..., Watcher], refused_port: int
 ) -> None:
     name = unique("watched")
-    port = str(refused_port)
-    assert cli("register", name, "w1", "--host", "127.0.0.1", "--port", port).code == 0
+    register(name, "w1")
     watcher = start_watch(name, "--json")
 
     first = json.loads(watcher.line())
     assert (first["event"], first["instance_id"]) == ("present", "w1")
     assert first["instance"]["port"] == refused_port
 
-    assert cli("register", name, "w2", "--host", "127.0.0.1", "--port", port).code == 0
+    register(name, "w2")
     added = json.loads(watcher.line())
     assert (added["event"], added["instance_id"], added["service_name"]) == ("added", "w2", name)
 
@@ -122,28 +134,27 @@ def test_watch_prints_each_change_and_ends_cleanly_on_sigterm(
 
 
 def test_watch_in_a_table_ends_cleanly_on_ctrl_c(
-    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+    register: Register, start_watch: Callable[..., Watcher], refused_port: int
 ) -> None:
     name = unique("watched")
-    port = str(refused_port)
-    assert cli("register", name, "t1", "--host", "127.0.0.1", "--port", port).code == 0
+    register(name, "t1")
     watcher = start_watch(name)
     # "12:03:04 name/t1 present 127.0.0.1:PORT unknown" (the time is local)
-    assert watcher.line().split()[1:4] == [f"{name}/t1", "present", f"127.0.0.1:{port}"]
-    assert cli("register", name, "t2", "--host", "127.0.0.1", "--port", port).code == 0
+    assert watcher.line().split()[1:4] == [f"{name}/t1", "present", f"127.0.0.1:{refused_port}"]
+    register(name, "t2")
     words = watcher.line().split()
-    assert words[1:4] == [f"{name}/t2", "added", f"127.0.0.1:{port}"]
+    assert words[1:4] == [f"{name}/t2", "added", f"127.0.0.1:{refused_port}"]
     assert "\x1b[" not in " ".join(words)  # a pipe gets no colour
 
     watcher.assert_ends_cleanly_on(signal.SIGINT)
 
 
 def test_watch_waits_for_a_service_that_does_not_exist_yet(
-    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+    register: Register, start_watch: Callable[..., Watcher]
 ) -> None:
     name = unique("not-yet")
     watcher = start_watch(name, "--json")
-    assert cli("register", name, "n1", "--host", "127.0.0.1", "--port", str(refused_port)).code == 0
+    register(name, "n1")
     # "present" if the watcher's first read came after the registration, else "added".
     first = json.loads(watcher.line())
     assert (first["event"] in ("present", "added"), first["instance_id"]) == (True, "n1")
