@@ -301,6 +301,18 @@ class FakeClock:
         await anyio.lowlevel.checkpoint()
 
 
+async def run_rounds(
+    client: ServiceDiscoveryClient, clock: FakeClock, sleeps: int, interval: float | None = None
+) -> None:
+    """Run the heartbeat loop until it has slept ``sleeps`` times (so ``sleeps - 1`` rounds
+    ran) on ``clock``; ``interval`` None is the client's own default."""
+    clock.stop_after = sleeps
+    with anyio.CancelScope() as scope:
+        clock.scope = scope
+        await client.run_heartbeat_loop(interval)
+    assert scope.cancelled_caught, "the loop ended by itself"
+
+
 async def no_wait(seconds: float) -> None:
     """A client ``sleep`` that only yields to the loop: heartbeat rounds run back to back."""
     await anyio.lowlevel.checkpoint()

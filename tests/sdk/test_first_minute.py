@@ -25,8 +25,8 @@ from service_discovery import (
 )
 from service_discovery.testing import InProcessRegistry
 
-from .conftest import KEY_A, MakeClient
-from .fakes import SECRET, FakeClock, FakeRegistry, error
+from .conftest import KEY_A, MakeClient, Registered
+from .fakes import SECRET, FakeClock, FakeRegistry, error, run_rounds
 
 # -- picking and failing over between instances ------------------------------------
 
@@ -274,20 +274,15 @@ def _register_answer(**extra: object) -> httpx.Response:
 
 
 async def test_an_interval_above_half_the_ttl_is_shortened_with_one_warning(
-    make_client: MakeClient,
+    registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    registry.canned.append(_register_answer(ttl_seconds=90))
-    async with make_client() as client:
-        with caplog.at_level(logging.WARNING, logger="service_discovery"):
-            await client.register_service(request_a)
-            clock.stop_after = 4
-            with anyio.CancelScope() as scope:
-                clock.scope = scope
-                await client.run_heartbeat_loop(60)
+    registry.canned.append(_register_answer(ttl_seconds=90))  # answers the registration
+    with caplog.at_level(logging.WARNING, logger="service_discovery"):
+        async with registered() as client:
+            await run_rounds(client, clock, sleeps=4, interval=60)
     assert clock.sleeps == [30, 30, 30, 30]  # TTL / 3: two heartbeats may be lost
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -296,19 +291,11 @@ async def test_an_interval_above_half_the_ttl_is_shortened_with_one_warning(
 
 @pytest.mark.parametrize("answer", [{"ttl_seconds": 180}, {}, {"ttl_seconds": "soon"}])
 async def test_an_interval_that_fits_the_ttl_or_no_ttl_is_kept(
-    make_client: MakeClient,
-    registry: FakeRegistry,
-    clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
-    answer: dict[str, object],
+    registered: Registered, registry: FakeRegistry, clock: FakeClock, answer: dict[str, object]
 ) -> None:
-    registry.canned.append(_register_answer(**answer))
-    async with make_client() as client:
-        await client.register_service(request_a)
-        clock.stop_after = 2
-        with anyio.CancelScope() as scope:
-            clock.scope = scope
-            await client.run_heartbeat_loop(60)
+    registry.canned.append(_register_answer(**answer))  # answers the registration
+    async with registered() as client:
+        await run_rounds(client, clock, sleeps=2, interval=60)
     assert clock.sleeps == [60, 60]
 
 

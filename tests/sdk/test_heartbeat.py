@@ -6,7 +6,6 @@ import asyncio
 import logging
 import random
 
-import anyio
 import httpx
 import pytest
 import trio
@@ -14,21 +13,10 @@ import trio
 from service_discovery import Backoff, ServiceDiscoveryClient, ServiceRegistrationRequest
 
 from .conftest import KEY_A, MakeClient, Registered
-from .fakes import FakeClock, FakeRegistry, error, until
+from .fakes import FakeClock, FakeRegistry, error, run_rounds, until
 
 HEARTBEAT = "/v1/discovery/heartbeat"
 REGISTER = "/v1/discovery/register"
-
-
-async def run_rounds(
-    client: ServiceDiscoveryClient, clock: FakeClock, sleeps: int, interval: float
-) -> None:
-    """Run the loop until it has slept ``sleeps`` times (so ``sleeps - 1`` rounds ran)."""
-    clock.stop_after = sleeps
-    with anyio.CancelScope() as scope:
-        clock.scope = scope
-        await client.run_heartbeat_loop(interval)
-    assert scope.cancelled_caught, "the loop ended by itself"
 
 
 async def test_heartbeats_every_interval(
@@ -47,10 +35,7 @@ async def test_default_interval_comes_from_the_client(
 ) -> None:
     async with make_client(heartbeat_interval=7) as client:
         await client.register_service(request_a)
-        clock.stop_after = 2
-        with anyio.CancelScope() as scope:
-            clock.scope = scope
-            await client.run_heartbeat_loop()
+        await run_rounds(client, clock, sleeps=2)
     assert clock.sleeps == [7, 7]
 
 
