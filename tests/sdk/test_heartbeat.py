@@ -31,10 +31,9 @@ async def test_heartbeats_every_interval(
 
 
 async def test_default_interval_comes_from_the_client(
-    make_client: MakeClient, clock: FakeClock, request_a: ServiceRegistrationRequest
+    registered: Registered, clock: FakeClock
 ) -> None:
-    async with make_client(heartbeat_interval=7) as client:
-        await client.register_service(request_a)
+    async with registered(heartbeat_interval=7) as client:
         await run_rounds(client, clock, sleeps=2)
     assert clock.sleeps == [7, 7]
 
