@@ -13,7 +13,7 @@ import contextlib
 import socket
 import struct
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -151,26 +151,28 @@ def probe_of(port: int, path: str = "/health", host: str = "127.0.0.1") -> RunPr
     return RunProbe("svc", "i-1", f"http://{host}:{port}{path}", generation=3)
 
 
-def probe_all(
-    run: Runner,
-    probes: list[RunProbe],
-    *,
-    max_body: int = 1024,
-    policy: ProbePolicy | None = None,
-    **options: Any,
-) -> tuple[list[ProbeResult], int]:
+@contextlib.asynccontextmanager
+async def plain_client(
+    *, max_body: int = 1024, policy: ProbePolicy | None = None, **options: Any
+) -> AsyncIterator[PlainProbeClient]:
+    """The built-in client with the suite's body limit and an open policy; closed afterwards."""
+    client = PlainProbeClient(max_body=max_body, policy=policy or ProbePolicy(), **options)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def probe_all(run: Runner, probes: list[RunProbe], **options: Any) -> tuple[list[ProbeResult], int]:
     """Probe in turn with one client; the results and the idle connections left."""
     results: list[ProbeResult] = []
     idle: list[int] = []
 
     async def main() -> None:
-        client = PlainProbeClient(max_body=max_body, policy=policy or ProbePolicy(), **options)
-        try:
+        async with plain_client(**options) as client:
             for probe in probes:
                 results.append(await client.probe(probe))
             idle.append(client.idle_connections)
-        finally:
-            await client.aclose()
 
     run(main)
     return results, idle[0]
@@ -392,10 +394,7 @@ def test_idle_connections_expire_and_the_pool_is_bounded(
     counts: list[int] = []
 
     async def main() -> None:
-        client = PlainProbeClient(
-            max_body=1024, policy=ProbePolicy(), max_idle=1, idle_seconds=4.0, clock=lambda: now[0]
-        )
-        try:
+        async with plain_client(max_idle=1, idle_seconds=4.0, clock=lambda: now[0]) as client:
             results.append(await client.probe(probe_of(first.port)))
             results.append(await client.probe(probe_of(second.port)))  # pool full: closed
             counts.append(client.idle_connections)
@@ -404,8 +403,6 @@ def test_idle_connections_expire_and_the_pool_is_bounded(
             now[0] = 8.0
             results.append(await client.probe(probe_of(first.port)))  # idle 4.1 s: new one
             counts.append(client.idle_connections)
-        finally:
-            await client.aclose()
 
     run(main)
     assert results == [ProbePassed(*KEY)] * 4
@@ -523,16 +520,11 @@ def test_expired_connections_are_closed_by_the_next_probe_to_anywhere(
     counts: list[int] = []
 
     async def main() -> None:
-        client = PlainProbeClient(
-            max_body=1024, policy=ProbePolicy(), idle_seconds=4.0, clock=lambda: now[0]
-        )
-        try:
+        async with plain_client(idle_seconds=4.0, clock=lambda: now[0]) as client:
             await client.probe(probe_of(first.port))
             now[0] = 5.0
             await client.probe(probe_of(second.port))
             counts.append(client.idle_connections)  # first's expired one is gone
-        finally:
-            await client.aclose()
 
     run(main)
     assert counts == [1]
