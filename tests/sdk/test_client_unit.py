@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -163,12 +163,35 @@ async def test_registry_down_serves_stale_answer_and_says_so(
         assert not back.stale
 
 
-async def test_registry_down_without_cache_raises(
-    make_client: MakeClient, registry: FakeRegistry
+def _go_down(registry: FakeRegistry) -> None:
+    registry.down = True
+
+
+def _rotate_the_secret(registry: FakeRegistry) -> None:
+    registry.secret = "rotated"
+
+
+@pytest.mark.parametrize(
+    ("options", "break_registry", "error"),
+    [
+        pytest.param({"cache": False}, _go_down, RegistryUnavailableError, id="down-no-cache"),
+        pytest.param({}, _rotate_the_secret, AuthenticationError, id="auth-error-with-cache"),
+    ],
+)
+async def test_a_failure_with_nothing_to_serve_is_raised(
+    make_client: MakeClient,
+    registry: FakeRegistry,
+    clock: FakeClock,
+    options: dict[str, Any],
+    break_registry: Callable[[FakeRegistry], None],
+    error: type[Exception],
 ) -> None:
-    async with read_once(make_client, registry, cache=False) as client:
-        registry.down = True
-        with pytest.raises(RegistryUnavailableError):
+    """After a good read, a failure the cache may not (or cannot) serve over is raised:
+    a down registry with the cache off, and an auth error whatever the cache holds."""
+    async with read_once(make_client, registry, **options) as client:
+        break_registry(registry)
+        clock.now += 10  # past the cache TTL
+        with pytest.raises(error):
             await client.discover_services("svc")
 
 
@@ -178,16 +201,6 @@ async def test_registry_down_with_nothing_cached_raises(
     registry.down = True
     async with make_client() as client:
         with pytest.raises(RegistryUnavailableError):
-            await client.discover_services("svc")
-
-
-async def test_auth_error_is_not_hidden_by_the_cache(
-    make_client: MakeClient, registry: FakeRegistry, clock: FakeClock
-) -> None:
-    async with read_once(make_client, registry) as client:
-        registry.secret = "rotated"
-        clock.now += 10
-        with pytest.raises(AuthenticationError):
             await client.discover_services("svc")
 
 
