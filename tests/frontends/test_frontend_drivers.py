@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import pytest
 from frontend_kit import (
-    KITS,
     SECRET,
     Group,
     Kit,
@@ -34,8 +33,6 @@ INTERVAL = 10.0
 LOGGER = registry_log.name
 TIMEOUT = 2.0
 EXACT = 1e-9
-
-every_kit = pytest.mark.parametrize("make_kit", list(KITS.values()), ids=list(KITS))
 
 
 def passed(probe: RunProbe) -> ProbePassed:
@@ -79,7 +76,6 @@ def assert_once_per_interval(times: list[float], start: float, rounds: int) -> N
 # ------------------------------------------------------------- (a) schedule
 
 
-@every_kit
 def test_each_instance_is_probed_once_per_interval_and_turns_healthy(
     make_kit: Callable[[], Kit],
 ) -> None:
@@ -112,7 +108,6 @@ def test_each_instance_is_probed_once_per_interval_and_turns_healthy(
     make_kit().run(scenario)
 
 
-@every_kit
 def test_a_registration_wakes_the_sleeping_driver(make_kit: Callable[[], Kit]) -> None:
     """A new instance whose first probe falls before the driver's alarm is probed on time."""
     probed: dict[str, list[float]] = defaultdict(list)
@@ -159,7 +154,6 @@ def test_a_registration_wakes_the_sleeping_driver(make_kit: Callable[[], Kit]) -
 # ------------------------------------------------------- (b) hanging probe
 
 
-@every_kit
 @pytest.mark.parametrize("threshold", [1, 2, 3])
 def test_a_hanging_probe_times_out_and_its_neighbour_stays_on_schedule(
     make_kit: Callable[[], Kit], threshold: int
@@ -218,7 +212,6 @@ def test_a_hanging_probe_times_out_and_its_neighbour_stays_on_schedule(
 # ----------------------------------------------------------- (c) concurrency
 
 
-@every_kit
 @pytest.mark.parametrize("limit", [1, 3])
 def test_no_more_probes_in_flight_than_the_limit(make_kit: Callable[[], Kit], limit: int) -> None:
     spans: list[tuple[float, float]] = []
@@ -264,7 +257,6 @@ def test_no_more_probes_in_flight_than_the_limit(make_kit: Callable[[], Kit], li
     make_kit().run(scenario)
 
 
-@every_kit
 def test_a_queued_probe_of_an_instance_that_left_is_never_sent(
     make_kit: Callable[[], Kit],
 ) -> None:
@@ -301,7 +293,6 @@ def test_a_queued_probe_of_an_instance_that_left_is_never_sent(
 # --------------------------------------------------------- (d-f) watchers
 
 
-@every_kit
 @pytest.mark.parametrize("seconds", [0.25, 30.0, 300.0])
 def test_a_blocking_wait_with_no_change_returns_after_exactly_its_wait(
     make_kit: Callable[[], Kit], seconds: float
@@ -326,7 +317,6 @@ def test_a_blocking_wait_with_no_change_returns_after_exactly_its_wait(
     make_kit().run(scenario)
 
 
-@every_kit
 def test_a_change_wakes_its_service_and_global_watchers_only(
     make_kit: Callable[[], Kit],
 ) -> None:
@@ -384,7 +374,6 @@ def test_a_change_wakes_its_service_and_global_watchers_only(
     make_kit().run(scenario)
 
 
-@every_kit
 def test_release_all_and_draining_release_waiters_at_once(make_kit: Callable[[], Kit]) -> None:
     async def scenario(kit: Kit, group: Group) -> None:
         runtime = make_runtime(kit)
@@ -436,7 +425,6 @@ def test_release_all_and_draining_release_waiters_at_once(make_kit: Callable[[],
 # ------------------------------------------------------- (g) crashing fetch
 
 
-@every_kit
 def test_a_crashing_fetch_is_a_failed_probe_and_the_worker_goes_on(
     make_kit: Callable[[], Kit], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -503,10 +491,6 @@ def test_a_crashing_fetch_is_a_failed_probe_and_the_worker_goes_on(
     assert "url=http://127.0.0.1:8080/health" in crashes[0].getMessage()
 
 
-@pytest.mark.parametrize(
-    "make_kit",
-    [pytest.param(make, id=name) for name, make in KITS.items()],
-)
 def test_a_fetch_raising_timeout_error_itself_is_a_crash_not_a_timeout(
     make_kit: Callable[[], Kit],
 ) -> None:

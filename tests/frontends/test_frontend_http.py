@@ -34,7 +34,6 @@ from conformance.client import INSTANCE_KEYS
 from frontends.shared.runtime import Runtime
 from sd_core import ProbePassed, ProbeResult, RunProbe
 
-every_kit = pytest.mark.parametrize("make_kit", list(KITS.values()), ids=list(KITS))
 AUTH = {"authorization": f"Bearer {SECRET}"}
 READ_AUTH = {"authorization": f"Bearer {READ_TOKEN}"}
 JSON_POST = {**AUTH, "content-type": "application/json"}
@@ -71,7 +70,6 @@ def error_of(response: httpx.Response) -> str:
 # ------------------------------------------------------------ 404 / 405
 
 
-@every_kit
 @pytest.mark.parametrize(
     "path",
     [
@@ -100,7 +98,6 @@ def test_an_unknown_path_is_404_json(make_kit: Callable[[], Kit], path: str) -> 
     run_http(make_kit, body)
 
 
-@every_kit
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
@@ -176,7 +173,6 @@ async def post(
     return await client.send(request)
 
 
-@every_kit
 @pytest.mark.parametrize("send", SENDS)
 def test_a_body_over_the_limit_is_413_before_auth(make_kit: Callable[[], Kit], send: str) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
@@ -200,7 +196,6 @@ def test_a_body_over_the_limit_is_413_before_auth(make_kit: Callable[[], Kit], s
     run_http(make_kit, body, SERVICE_DISCOVERY_MAX_BODY_BYTES=str(LIMIT))
 
 
-@every_kit
 @pytest.mark.parametrize("send", ["content-length", "streamed"])
 def test_a_body_of_exactly_the_limit_is_accepted(make_kit: Callable[[], Kit], send: str) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
@@ -216,7 +211,6 @@ def test_a_body_of_exactly_the_limit_is_accepted(make_kit: Callable[[], Kit], se
 # ------------------------------------------------------------ round trip
 
 
-@every_kit
 def test_register_read_heartbeat_unregister_round_trip(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
         response = await client.get("/v1/discovery/services/game", headers=AUTH)
@@ -298,7 +292,6 @@ def test_register_read_heartbeat_unregister_round_trip(make_kit: Callable[[], Ki
     run_http(make_kit, body)
 
 
-@every_kit
 @pytest.mark.parametrize(
     ("headers", "method", "status", "error"),
     [
@@ -335,7 +328,6 @@ def test_tokens_are_checked_by_both_apps(
     run_http(make_kit, body)
 
 
-@every_kit
 def test_open_endpoints_need_no_token(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
         await kit.sleep(12.5)
@@ -358,7 +350,6 @@ def test_open_endpoints_need_no_token(make_kit: Callable[[], Kit]) -> None:
 # ----------------------------------------------------------- blocking queries
 
 
-@every_kit
 @pytest.mark.parametrize(
     ("path", "scope"),
     [
@@ -410,7 +401,6 @@ def test_a_blocking_query_is_woken_by_a_registration(
     run_http(make_kit, body)
 
 
-@every_kit
 def test_a_blocking_query_without_change_answers_after_wait_plus_jitter(
     make_kit: Callable[[], Kit],
 ) -> None:
@@ -429,7 +419,6 @@ def test_a_blocking_query_without_change_answers_after_wait_plus_jitter(
     run_http(make_kit, body)
 
 
-@every_kit
 def test_draining_refuses_writes_and_releases_parked_queries(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
         first = await client.get("/v1/discovery/services", headers=AUTH)
@@ -462,7 +451,6 @@ def test_draining_refuses_writes_and_releases_parked_queries(make_kit: Callable[
     run_http(make_kit, body)
 
 
-@every_kit
 def test_past_the_in_flight_limit_requests_get_503_overloaded(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
         first = await client.get("/v1/discovery/services/svc", headers=AUTH)
@@ -495,7 +483,6 @@ def test_past_the_in_flight_limit_requests_get_503_overloaded(make_kit: Callable
     run_http(make_kit, body, SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS="2")
 
 
-@every_kit
 def test_past_the_blocking_query_limit_a_blocking_query_gets_503(
     make_kit: Callable[[], Kit],
 ) -> None:
@@ -528,7 +515,6 @@ def test_past_the_blocking_query_limit_a_blocking_query_gets_503(
 # ------------------------------------------------------------- 500
 
 
-@every_kit
 def test_an_unexpected_error_is_a_plain_500(
     make_kit: Callable[[], Kit], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -595,7 +581,6 @@ class Lifespan:
         assert self.sent[-1] == "lifespan.shutdown.complete"
 
 
-@every_kit
 def test_the_lifespan_runs_the_probe_driver_and_shutdown_stops_it(
     make_kit: Callable[[], Kit],
 ) -> None:
@@ -729,7 +714,6 @@ def test_repeated_headers_are_answered_alike(headers: list[tuple[str, str]]) -> 
 # ---------------------------------------------------------- state file
 
 
-@every_kit
 def test_a_state_file_carries_the_fleet_across_a_restart(
     make_kit: Callable[[], Kit], tmp_path: Path
 ) -> None:
@@ -815,7 +799,6 @@ def test_the_state_file_is_rewritten_while_running(
     make_kit().run(scenario)
 
 
-@every_kit
 def test_a_corrupt_state_file_is_moved_aside_and_the_app_starts_empty(
     make_kit: Callable[[], Kit], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

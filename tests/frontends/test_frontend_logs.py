@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from frontend_kit import (
-    KITS,
     READ_TOKEN,
     SECRET,
     Group,
@@ -285,7 +284,6 @@ def test_tokens_never_reach_the_log_through_the_runtime(
     assert_no_token_logged(caplog)
 
 
-@pytest.mark.parametrize("make_kit", list(KITS.values()), ids=list(KITS))
 def test_tokens_never_reach_the_log_through_either_app(
     make_kit: Callable[[], Kit], caplog: pytest.LogCaptureFixture
 ) -> None:
