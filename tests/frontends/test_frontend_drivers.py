@@ -39,6 +39,22 @@ def passed(probe: RunProbe) -> ProbePassed:
     return ProbePassed(probe.service_name, probe.instance_id, probe.generation)
 
 
+#: When each instance was probed, by instance id.
+Probed = dict[str, list[float]]
+
+
+def start_passing_driver(kit: Kit, group: Group, probed: Probed) -> Runtime:
+    """A runtime whose driver runs in `group`, passing every probe and noting its time."""
+
+    async def fetch(probe: RunProbe) -> ProbeResult:
+        probed[probe.instance_id].append(kit.clock())
+        return passed(probe)
+
+    runtime = make_runtime(kit, fetch)
+    group.start_soon(runtime.driver.run)
+    return runtime
+
+
 Recorded = list[tuple[float, ProbeResult, str]]
 
 
@@ -79,15 +95,10 @@ def assert_once_per_interval(times: list[float], start: float, rounds: int) -> N
 def test_each_instance_is_probed_once_per_interval_and_turns_healthy(
     make_kit: Callable[[], Kit],
 ) -> None:
-    probed: dict[str, list[float]] = defaultdict(list)
+    probed: Probed = defaultdict(list)
 
     async def scenario(kit: Kit, group: Group) -> None:
-        async def fetch(probe: RunProbe) -> ProbeResult:
-            probed[probe.instance_id].append(kit.clock())
-            return passed(probe)
-
-        runtime = make_runtime(kit, fetch)
-        group.start_soon(runtime.driver.run)
+        runtime = start_passing_driver(kit, group, probed)
         start = kit.clock()
         names = [f"game-{n}" for n in range(6)]
         first_due: dict[str, float] = {}
@@ -110,15 +121,10 @@ def test_each_instance_is_probed_once_per_interval_and_turns_healthy(
 
 def test_a_registration_wakes_the_sleeping_driver(make_kit: Callable[[], Kit]) -> None:
     """A new instance whose first probe falls before the driver's alarm is probed on time."""
-    probed: dict[str, list[float]] = defaultdict(list)
+    probed: Probed = defaultdict(list)
 
     async def scenario(kit: Kit, group: Group) -> None:
-        async def fetch(probe: RunProbe) -> ProbeResult:
-            probed[probe.instance_id].append(kit.clock())
-            return passed(probe)
-
-        runtime = make_runtime(kit, fetch)
-        group.start_soon(runtime.driver.run)
+        runtime = start_passing_driver(kit, group, probed)
         await kit.sleep(3)  # the driver idles on an empty registry
         register(runtime, "svc", "first")
         first = runtime.registry.instance_snapshot("svc", "first")
