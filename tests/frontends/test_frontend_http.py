@@ -59,6 +59,29 @@ def run_http(
     make_kit().run(scenario)
 
 
+async def index_of(client: httpx.AsyncClient, path: str) -> str:
+    """The X-Discovery-Index a read of `path` answers with now: where a blocking query starts."""
+    response = await client.get(path, headers=AUTH)
+    index: str = response.headers["x-discovery-index"]
+    return index
+
+
+def park(
+    kit: Kit, group: Group, client: httpx.AsyncClient, blocking: str, count: int = 1
+) -> list[tuple[float, int]]:
+    """Start `count` watchers on the blocking query `blocking`; each appends (when, status)
+    to the list returned once it is answered."""
+    answered: list[tuple[float, int]] = []
+
+    async def watch() -> None:
+        response = await client.get(blocking, headers=AUTH)
+        answered.append((kit.clock(), response.status_code))
+
+    for _ in range(count):
+        group.start_soon(watch)
+    return answered
+
+
 def error_of(response: httpx.Response) -> str:
     assert response.headers["content-type"] == "application/json"
     document = response.json()
@@ -366,8 +389,7 @@ def test_a_blocking_query_is_woken_by_a_registration(
         await client.post(
             "/v1/discovery/register", content=register_body("svc", "i-0"), headers=JSON_POST
         )
-        first = await client.get(path, headers=AUTH)
-        index = int(first.headers["x-discovery-index"])
+        index = int(await index_of(client, path))
         start = kit.clock()
         answered: list[tuple[float, httpx.Response]] = []
 
@@ -405,8 +427,7 @@ def test_a_blocking_query_without_change_answers_after_wait_plus_jitter(
     make_kit: Callable[[], Kit],
 ) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
-        first = await client.get("/v1/discovery/services/svc", headers=AUTH)
-        index = first.headers["x-discovery-index"]
+        index = await index_of(client, "/v1/discovery/services/svc")
         start = kit.clock()
         response = await client.get(
             f"/v1/discovery/services/svc?index={index}&wait=16s", headers=AUTH
@@ -421,30 +442,23 @@ def test_a_blocking_query_without_change_answers_after_wait_plus_jitter(
 
 def test_draining_refuses_writes_and_releases_parked_queries(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
-        first = await client.get("/v1/discovery/services", headers=AUTH)
-        index = first.headers["x-discovery-index"]
-        answered: list[float] = []
-
-        async def watch() -> None:
-            response = await client.get(f"/v1/discovery/services?index={index}", headers=AUTH)
-            assert response.status_code == 200
-            answered.append(kit.clock())
-
-        group.start_soon(watch)
+        index = await index_of(client, "/v1/discovery/services")
+        blocking = f"/v1/discovery/services?index={index}"
+        answered = park(kit, group, client, blocking)
         await kit.sleep(3)
         assert answered == []
         # What both servers' shutdown triggers do (it releases parked queries too):
         runtime.begin_drain()
         stopped = kit.clock()
         await kit.sleep(0.5)
-        assert answered == [pytest.approx(stopped, abs=EXACT)]
+        assert answered == [(pytest.approx(stopped, abs=EXACT), 200)]
         response = await client.post(
             "/v1/discovery/register", content=register_body("svc", "i-1"), headers=JSON_POST
         )
         assert response.status_code == 503
         assert error_of(response) == "shutting_down"
         # Reads still answer, at once.
-        response = await client.get(f"/v1/discovery/services?index={index}", headers=AUTH)
+        response = await client.get(blocking, headers=AUTH)
         assert response.status_code == 200
         assert kit.clock() == stopped + 0.5
 
@@ -453,18 +467,9 @@ def test_draining_refuses_writes_and_releases_parked_queries(make_kit: Callable[
 
 def test_past_the_in_flight_limit_requests_get_503_overloaded(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
-        first = await client.get("/v1/discovery/services/svc", headers=AUTH)
-        index = first.headers["x-discovery-index"]
-        answered: list[int] = []
-
-        async def watch() -> None:
-            response = await client.get(
-                f"/v1/discovery/services/svc?index={index}&wait=30s", headers=AUTH
-            )
-            answered.append(response.status_code)
-
-        group.start_soon(watch)
-        group.start_soon(watch)
+        index = await index_of(client, "/v1/discovery/services/svc")
+        blocking = f"/v1/discovery/services/svc?index={index}&wait=30s"
+        answered = park(kit, group, client, blocking, count=2)
         await kit.sleep(1)
         assert runtime.counters.in_flight == 2
         for method, path in (("GET", "/health"), ("POST", "/v1/discovery/register")):
@@ -475,7 +480,7 @@ def test_past_the_in_flight_limit_requests_get_503_overloaded(make_kit: Callable
         response = await client.get("/nope")  # still 503: the limit comes before routing
         assert response.status_code == 503
         await kit.sleep(33)  # 30 s plus at most 30/16 s of jitter
-        assert answered == [404, 404]
+        assert [status for _, status in answered] == [404, 404]
         assert runtime.counters.in_flight == 0
         response = await client.get("/health")
         assert response.status_code == 200
@@ -487,15 +492,9 @@ def test_past_the_blocking_query_limit_a_blocking_query_gets_503(
     make_kit: Callable[[], Kit],
 ) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
-        first = await client.get("/v1/discovery/services", headers=AUTH)
-        index = first.headers["x-discovery-index"]
+        index = await index_of(client, "/v1/discovery/services")
         blocking = f"/v1/discovery/services?index={index}&wait=30s"
-        answered: list[int] = []
-
-        async def watch() -> None:
-            answered.append((await client.get(blocking, headers=AUTH)).status_code)
-
-        group.start_soon(watch)
+        answered = park(kit, group, client, blocking)
         await kit.sleep(1)
         assert runtime.counters.parked_queries == 1
         start = kit.clock()
@@ -506,7 +505,7 @@ def test_past_the_blocking_query_limit_a_blocking_query_gets_503(
         response = await client.get("/v1/discovery/services", headers=AUTH)  # not blocking
         assert response.status_code == 200
         await kit.sleep(33)  # 30 s plus at most 30/16 s of jitter
-        assert answered == [200]
+        assert [status for _, status in answered] == [200]
         assert runtime.counters.parked_queries == 0
 
     run_http(make_kit, body, SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES="1")
