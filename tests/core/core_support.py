@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sd_core import (
     BlockingWait,
@@ -121,6 +121,15 @@ class Snapshot:
     effects: tuple[Effect, ...]
 
 
+class RequestOptions(TypedDict, total=False):
+    """What a test request changes from the default one: no query, the write token, JSON."""
+
+    query: str | bytes
+    auth: str | None
+    content_type: str | None
+    may_block: bool
+
+
 class Core:
     """One registry + HTTP mapping driven by a hand-moved clock."""
 
@@ -150,21 +159,17 @@ class Core:
     # ------------------------------------------------------------ HTTP
 
     def handle(
-        self,
-        method: str,
-        path: str,
-        body: bytes = b"",
-        *,
-        query: str | bytes = b"",
-        auth: str | None = AUTH,
-        content_type: str | None = JSON_TYPE,
-        may_block: bool = True,
+        self, method: str, path: str, body: bytes = b"", **options: Unpack[RequestOptions]
     ) -> HttpResponse | BlockingWait:
+        """One request through the HTTP mapping at `now` (it may park: a `BlockingWait`)."""
+        query = options.get("query", b"")
         raw_query = query.encode() if isinstance(query, str) else query
+        auth = options.get("auth", AUTH)
+        content_type = options.get("content_type", JSON_TYPE)
         result = self.api.handle(
             HttpRequest(method, path, raw_query, auth, content_type, body),
             self.now,
-            may_block=may_block,
+            may_block=options.get("may_block", True),
         )
         self.drain()
         return result
@@ -176,22 +181,14 @@ class Core:
         json_body: Any = None,
         *,
         body: bytes | None = None,
-        query: str | bytes = b"",
-        auth: str | None = AUTH,
-        content_type: str | None = JSON_TYPE,
-        may_block: bool = False,
+        **options: Unpack[RequestOptions],
     ) -> Reply:
+        """`handle` with `json_body` encoded (or a raw `body`), not parking unless asked, and
+        the answer decoded."""
         if body is None:
             body = b"" if json_body is None else json.dumps(json_body).encode()
-        result = self.handle(
-            method,
-            path,
-            body,
-            query=query,
-            auth=auth,
-            content_type=content_type,
-            may_block=may_block,
-        )
+        options.setdefault("may_block", False)
+        result = self.handle(method, path, body, **options)
         assert isinstance(result, HttpResponse), result
         return to_reply(result)
 
