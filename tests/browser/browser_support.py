@@ -73,6 +73,14 @@ class Browser:
         page.on("dialog", on_dialog)
         return page
 
+    def dashboard(self, origin: str, token: str) -> Page:
+        """A fresh page on the registry's /ui with `token` entered, as a person signs in."""
+        page = self.page(origin)
+        page.goto(f"{origin}/ui")
+        page.fill("#token", token)
+        page.click("button[type=submit]")
+        return page
+
 
 @contextmanager
 def open_browser() -> Iterator[Browser]:

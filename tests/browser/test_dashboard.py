@@ -11,6 +11,7 @@ Each run saves a screenshot under build/screenshots/.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -21,6 +22,9 @@ from conformance.fake_instances import FakeInstance
 from conformance.server_process import ServerProcess, serving
 
 from .browser_support import SCREENSHOTS, Browser, open_browser
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Locator
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -63,10 +67,7 @@ def test_rows_appear_and_turn_unhealthy_without_a_reload(
     registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
 ) -> None:
     service, peer = fleet
-    page = browser.page(registry.url)
-    page.goto(f"{registry.url}/ui")
-    page.fill("#token", READ_TOKEN)
-    page.click("button[type=submit]")
+    page = browser.dashboard(registry.url, READ_TOKEN)
     row = page.locator(f"tr[data-instance='{service}-1']")
     row.locator(".status.healthy").wait_for(timeout=UI_SECONDS)
     page.evaluate("window.__sameDocument = true")
@@ -92,18 +93,24 @@ def test_rows_appear_and_turn_unhealthy_without_a_reload(
     assert errors == [], errors
 
 
+def _confirmed_action(
+    registry: ServerProcess, browser: Browser, service: str, action: str
+) -> Locator:
+    """Signed in with the write token, click `action` on the first instance's row and answer
+    its confirm() with yes; the row, to watch what the action did."""
+    page = browser.dashboard(registry.url, SECRET)
+    row = page.locator(f"tr[data-instance='{service}-1']")
+    row.wait_for(timeout=UI_SECONDS)
+    browser.accept_dialogs = True
+    row.locator("button.action", has_text=action).click()
+    return row
+
+
 def test_write_token_can_unregister_after_confirming(
     registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
 ) -> None:
     service, _ = fleet
-    page = browser.page(registry.url)
-    page.goto(f"{registry.url}/ui")
-    page.fill("#token", SECRET)
-    page.click("button[type=submit]")
-    row = page.locator(f"tr[data-instance='{service}-1']")
-    row.wait_for(timeout=UI_SECONDS)
-    browser.accept_dialogs = True
-    row.locator("button.action", has_text="unregister").click()
+    row = _confirmed_action(registry, browser, service, "unregister")
     row.wait_for(state="detached", timeout=UI_SECONDS)
     assert any("Unregister" in message for message in browser.dialogs)
     with api_for(registry.url, SECRET) as api:
@@ -112,10 +119,7 @@ def test_write_token_can_unregister_after_confirming(
 
 
 def test_refused_token_asks_again(registry: ServerProcess, browser: Browser) -> None:
-    page = browser.page(registry.url)
-    page.goto(f"{registry.url}/ui")
-    page.fill("#token", "not-a-token")
-    page.click("button[type=submit]")
+    page = browser.dashboard(registry.url, "not-a-token")
     page.locator("#login-error").filter(has_text="refused").wait_for(timeout=UI_SECONDS)
     assert page.evaluate("sessionStorage.length") == 0
 
@@ -124,14 +128,7 @@ def test_maintenance_from_the_page_after_confirming(
     registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
 ) -> None:
     service, _ = fleet
-    page = browser.page(registry.url)
-    page.goto(f"{registry.url}/ui")
-    page.fill("#token", SECRET)
-    page.click("button[type=submit]")
-    row = page.locator(f"tr[data-instance='{service}-1']")
-    row.wait_for(timeout=UI_SECONDS)
-    browser.accept_dialogs = True
-    row.locator("button.action", has_text="maintenance").click()
+    row = _confirmed_action(registry, browser, service, "maintenance")
     row.locator("button.action", has_text="end maintenance").wait_for(timeout=UI_SECONDS)
     with api_for(registry.url, SECRET) as api:
         shown = api.service(service).json()["instances"][0]
@@ -160,10 +157,7 @@ def test_a_thousand_instances_stay_usable(registry: ServerProcess, browser: Brow
             }
             assert client.post("/v1/discovery/register", json=body).status_code == 200
     try:
-        page = browser.page(registry.url)
-        page.goto(f"{registry.url}/ui")
-        page.fill("#token", READ_TOKEN)
-        page.click("button[type=submit]")
+        page = browser.dashboard(registry.url, READ_TOKEN)
         page.locator("#summary").filter(has_text="1000 instances").wait_for(timeout=UI_SECONDS)
         assert page.locator(f"details.service[data-service^='{prefix}-']").count() == 20
         page.fill("#filter", "i-0427")

@@ -2,41 +2,28 @@
 
 The registry is the SDK tests' `RegistryProcess` (a subprocess serving a
 socket bound to 127.0.0.1 port 0, stopped with SIGTERM), imported rather than
-copied; the project root goes first on `sys.path` so `tests.sdk` imports, as
-in tests/frontends. Its TTL is long so that no step of a slow run expires an
+copied (tests/conftest.py puts the project root on `sys.path`, so `tests.sdk`
+imports). Its TTL is long so that no step of a slow run expires an
 instance under a test; probes stay fast so statuses settle in a second.
 """
 
 from __future__ import annotations
 
 import socket
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
+from cli_support import READ_TOKEN, Ran
 
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from cli_support import READ_TOKEN, Ran  # noqa: E402
-
-from service_discovery.cli import main  # noqa: E402
-from tests.sdk.registry_process import SECRET, RegistryProcess  # noqa: E402
+from service_discovery.cli import main
+from tests.sdk.registry_process import SECRET, RegistryProcess, running_registry
 
 
 @pytest.fixture(scope="session")
 def registry() -> Iterator[RegistryProcess]:
-    server = RegistryProcess(
-        "trio",
-        env={"SERVICE_REGISTRATION_TTL_SECONDS": "600", "SERVICE_DISCOVERY_READ_TOKEN": READ_TOKEN},
-    )
-    try:
-        server.start()
+    env = {"SERVICE_REGISTRATION_TTL_SECONDS": "600", "SERVICE_DISCOVERY_READ_TOKEN": READ_TOKEN}
+    with running_registry("trio", env) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

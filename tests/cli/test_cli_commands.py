@@ -11,7 +11,7 @@ import pytest
 from cli_support import Ran
 
 from frontends import cli as frontends_cli
-from tests.sdk.registry_process import SECRET, HealthEndpoint, RegistryProcess
+from tests.sdk.registry_process import SECRET, HealthEndpoint, RegistryProcess, eventually
 
 Cli = Callable[..., Ran]
 _numbers = itertools.count()
@@ -19,15 +19,6 @@ _numbers = itertools.count()
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{next(_numbers)}-{time.monotonic_ns() % 100000}"
-
-
-def eventually(check: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    """Poll a real registry's state every 50 ms; fail after ``limit`` seconds."""
-    deadline = time.monotonic() + limit
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not true after {limit} s")
-        time.sleep(0.05)
 
 
 def ok(ran: Ran) -> Ran:

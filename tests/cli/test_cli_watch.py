@@ -7,6 +7,7 @@ by a thread into a queue, so a missing line fails the test instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -24,6 +25,7 @@ from cli_support import Ran
 from tests.sdk.registry_process import SECRET, RegistryProcess
 
 Cli = Callable[..., Ran]
+Register = Callable[[str, str], None]
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -59,6 +61,13 @@ class Watcher:
         except queue.Empty:
             pytest.fail(f"no line from watch within {timeout} s; exit code {self.process.poll()}")
 
+    def assert_ends_cleanly_on(self, signum: signal.Signals) -> None:
+        """The signal a person or a supervisor sends ends the watch with exit 0, no traceback."""
+        self.process.send_signal(signum)
+        assert self.process.wait(30) == 0
+        assert self.process.stderr is not None
+        assert "Traceback" not in self.process.stderr.read()
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -71,35 +80,43 @@ class Watcher:
 
 @pytest.fixture
 def start_watch(registry: RegistryProcess) -> Iterator[Callable[..., Watcher]]:
-    started: list[Watcher] = []
+    """`start_watch(*args)` starts a watcher that is closed when the test ends."""
+    with contextlib.ExitStack() as started:
 
-    def start(*args: str) -> Watcher:
-        watcher = Watcher(registry, *args)
-        started.append(watcher)
-        return watcher
+        def start(*args: str) -> Watcher:
+            return started.enter_context(contextlib.closing(Watcher(registry, *args)))
 
-    yield start
-    for watcher in started:
-        watcher.close()
+        yield start
 
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{time.monotonic_ns() % 10_000_000}"
 
 
+@pytest.fixture
+def register(cli: Cli, refused_port: int) -> Register:
+    """`register(service, instance)` through the CLI, at 127.0.0.1 on a port that refuses
+    probes (so a status change, if any, is always to unhealthy)."""
+
+    def run(service: str, instance: str) -> None:
+        ran = cli("register", service, instance, "--host", "127.0.0.1", "--port", str(refused_port))
+        assert ran.code == 0, ran.err
+
+    return run
+
+
 def test_watch_prints_each_change_and_ends_cleanly_on_sigterm(
-    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+    cli: Cli, register: Register, start_watch: Callable[..., Watcher], refused_port: int
 ) -> None:
     name = unique("watched")
-    port = str(refused_port)
-    assert cli("register", name, "w1", "--host", "127.0.0.1", "--port", port).code == 0
+    register(name, "w1")
     watcher = start_watch(name, "--json")
 
     first = json.loads(watcher.line())
     assert (first["event"], first["instance_id"]) == ("present", "w1")
     assert first["instance"]["port"] == refused_port
 
-    assert cli("register", name, "w2", "--host", "127.0.0.1", "--port", port).code == 0
+    register(name, "w2")
     added = json.loads(watcher.line())
     assert (added["event"], added["instance_id"], added["service_name"]) == ("added", "w2", name)
 
@@ -113,38 +130,31 @@ def test_watch_prints_each_change_and_ends_cleanly_on_sigterm(
         assert change["event"] == "status"
         assert change["changes"]["status"] == ["unknown", "unhealthy"]
 
-    watcher.process.send_signal(signal.SIGTERM)
-    assert watcher.process.wait(30) == 0
-    assert watcher.process.stderr is not None
-    assert "Traceback" not in watcher.process.stderr.read()
+    watcher.assert_ends_cleanly_on(signal.SIGTERM)
 
 
 def test_watch_in_a_table_ends_cleanly_on_ctrl_c(
-    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+    register: Register, start_watch: Callable[..., Watcher], refused_port: int
 ) -> None:
     name = unique("watched")
-    port = str(refused_port)
-    assert cli("register", name, "t1", "--host", "127.0.0.1", "--port", port).code == 0
+    register(name, "t1")
     watcher = start_watch(name)
     # "12:03:04 name/t1 present 127.0.0.1:PORT unknown" (the time is local)
-    assert watcher.line().split()[1:4] == [f"{name}/t1", "present", f"127.0.0.1:{port}"]
-    assert cli("register", name, "t2", "--host", "127.0.0.1", "--port", port).code == 0
+    assert watcher.line().split()[1:4] == [f"{name}/t1", "present", f"127.0.0.1:{refused_port}"]
+    register(name, "t2")
     words = watcher.line().split()
-    assert words[1:4] == [f"{name}/t2", "added", f"127.0.0.1:{port}"]
+    assert words[1:4] == [f"{name}/t2", "added", f"127.0.0.1:{refused_port}"]
     assert "\x1b[" not in " ".join(words)  # a pipe gets no colour
 
-    watcher.process.send_signal(signal.SIGINT)
-    assert watcher.process.wait(30) == 0
-    assert watcher.process.stderr is not None
-    assert "Traceback" not in watcher.process.stderr.read()
+    watcher.assert_ends_cleanly_on(signal.SIGINT)
 
 
 def test_watch_waits_for_a_service_that_does_not_exist_yet(
-    cli: Cli, start_watch: Callable[..., Watcher], refused_port: int
+    register: Register, start_watch: Callable[..., Watcher]
 ) -> None:
     name = unique("not-yet")
     watcher = start_watch(name, "--json")
-    assert cli("register", name, "n1", "--host", "127.0.0.1", "--port", str(refused_port)).code == 0
+    register(name, "n1")
     # "present" if the watcher's first read came after the registration, else "added".
     first = json.loads(watcher.line())
     assert (first["event"] in ("present", "added"), first["instance_id"]) == (True, "n1")

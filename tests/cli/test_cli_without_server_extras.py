@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-from pathlib import Path
 
+from tests.project_python import run_python
 from tests.sdk.registry_process import SECRET, RegistryProcess
 
-ROOT = Path(__file__).resolve().parents[2]
 WITHOUT_EXTRAS = """
 import sys
 for name in ("quart", "hypercorn", "trio", "prometheus_client"):
@@ -29,15 +27,7 @@ raise SystemExit(code)
 
 def run_without_extras(registry: RegistryProcess, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SERVICE_DISCOVERY_URL": registry.url, "SERVICE_DISCOVERY_SECRET": SECRET}
-    return subprocess.run(
-        [sys.executable, "-c", WITHOUT_EXTRAS, *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_python("-c", WITHOUT_EXTRAS, *argv, env=env)
 
 
 def test_services_runs_without_the_server_extras(registry: RegistryProcess) -> None:

@@ -7,21 +7,14 @@ node are always stopped, whatever the test did to them.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 
 import httpx
 import pytest
 
-# `conformance/` is not an installed package (as in tests/soak/conftest.py).
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-from conformance.client import poll_until  # noqa: E402
-from conformance.server_process import ServerProcess  # noqa: E402
-from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason, running_cluster  # noqa: E402
+from conformance.client import poll_until
+from conformance.server_process import ServerProcess
+from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason, running_cluster
 
 SECRET = "cluster-test-secret"
 

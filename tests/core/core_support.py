@@ -13,7 +13,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sd_core import (
     BlockingWait,
@@ -96,6 +96,15 @@ def to_reply(response: HttpResponse) -> Reply:
     return Reply(response.status, headers, json.loads(response.body), response.body)
 
 
+def probe_result(
+    probe: RunProbe, passed: bool, load: float | None = None
+) -> ProbePassed | ProbeFailed:
+    """What a driver reports for `probe`: passed (with the load it read, if any) or failed."""
+    if passed:
+        return ProbePassed(probe.service_name, probe.instance_id, probe.generation, load)
+    return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "test")
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything a rejected request must leave exactly as it was."""
@@ -110,6 +119,15 @@ class Snapshot:
     next_deadline: float | None
     self_preservation: tuple[bool, str | None]
     effects: tuple[Effect, ...]
+
+
+class RequestOptions(TypedDict, total=False):
+    """What a test request changes from the default one: no query, the write token, JSON."""
+
+    query: str | bytes
+    auth: str | None
+    content_type: str | None
+    may_block: bool
 
 
 class Core:
@@ -141,21 +159,17 @@ class Core:
     # ------------------------------------------------------------ HTTP
 
     def handle(
-        self,
-        method: str,
-        path: str,
-        body: bytes = b"",
-        *,
-        query: str | bytes = b"",
-        auth: str | None = AUTH,
-        content_type: str | None = JSON_TYPE,
-        may_block: bool = True,
+        self, method: str, path: str, body: bytes = b"", **options: Unpack[RequestOptions]
     ) -> HttpResponse | BlockingWait:
+        """One request through the HTTP mapping at `now` (it may park: a `BlockingWait`)."""
+        query = options.get("query", b"")
         raw_query = query.encode() if isinstance(query, str) else query
+        auth = options.get("auth", AUTH)
+        content_type = options.get("content_type", JSON_TYPE)
         result = self.api.handle(
             HttpRequest(method, path, raw_query, auth, content_type, body),
             self.now,
-            may_block=may_block,
+            may_block=options.get("may_block", True),
         )
         self.drain()
         return result
@@ -167,22 +181,14 @@ class Core:
         json_body: Any = None,
         *,
         body: bytes | None = None,
-        query: str | bytes = b"",
-        auth: str | None = AUTH,
-        content_type: str | None = JSON_TYPE,
-        may_block: bool = False,
+        **options: Unpack[RequestOptions],
     ) -> Reply:
+        """`handle` with `json_body` encoded (or a raw `body`), not parking unless asked, and
+        the answer decoded."""
         if body is None:
             body = b"" if json_body is None else json.dumps(json_body).encode()
-        result = self.handle(
-            method,
-            path,
-            body,
-            query=query,
-            auth=auth,
-            content_type=content_type,
-            may_block=may_block,
-        )
+        options.setdefault("may_block", False)
+        result = self.handle(method, path, body, **options)
         assert isinstance(result, HttpResponse), result
         return to_reply(result)
 
@@ -278,12 +284,7 @@ class Core:
             self.advance_to(max(self.now, deadline))
 
     def answer(self, probe: RunProbe, passed: bool, *, load: float | None = None) -> bool:
-        result: ProbePassed | ProbeFailed
-        if passed:
-            result = ProbePassed(probe.service_name, probe.instance_id, probe.generation, load)
-        else:
-            result = ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "test")
-        applied = self.registry.record_probe(result, self.now)
+        applied = self.registry.record_probe(probe_result(probe, passed, load), self.now)
         self.drain()
         return applied
 

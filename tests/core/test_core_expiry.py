@@ -17,6 +17,16 @@ def _just_before(t: float) -> float:
     return math.nextafter(t, -math.inf)
 
 
+def _assert_removed_at(
+    core: Core, moment: float, service: str = "game-service", instance: str = "game-1"
+) -> None:
+    """Listed until a tick before `moment`, gone at `moment` exactly: the deadline is exact."""
+    core.advance_to(_just_before(moment))
+    assert core.present(service, instance)
+    core.advance_to(moment)
+    assert not core.present(service, instance)
+
+
 # ------------------------------------------------------------------ expiry
 
 
@@ -62,19 +72,13 @@ def test_heartbeat_just_before_the_deadline_saves_it() -> None:
     saved_at = core.now
     core.advance_to(deadline)
     assert core.present()
-    core.advance_to(_just_before(saved_at + 180))
-    assert core.present()
-    core.advance_to(saved_at + 180)
-    assert not core.present()
+    _assert_removed_at(core, saved_at + 180)
 
 
 def test_registration_counts_as_the_first_heartbeat() -> None:
     core = Core()
     core.register()
-    core.advance_to(_just_before(START + 180))
-    assert core.present()
-    core.advance_to(START + 180)
-    assert not core.present()
+    _assert_removed_at(core, START + 180)
 
 
 def test_reregistration_renews_the_lease() -> None:
@@ -118,10 +122,7 @@ def test_many_instances_expire_each_at_its_own_time() -> None:
         core.register(SVC, f"i-{n:02d}")
         core.now += 1.0
     for n in range(20):
-        core.advance_to(_just_before(START + n + 180))
-        assert core.present(SVC, f"i-{n:02d}")
-        core.advance_to(START + n + 180)
-        assert not core.present(SVC, f"i-{n:02d}")
+        _assert_removed_at(core, START + n + 180, SVC, f"i-{n:02d}")
         assert core.registry.instance_count == 19 - n
 
 
@@ -140,10 +141,7 @@ def _unhealthy_core(after: float) -> tuple[Core, float]:
 def test_unhealthy_too_long_is_removed_at_exactly_the_deadline() -> None:
     core, since = _unhealthy_core(60)
     core.effects.clear()
-    core.advance_to(_just_before(since + 60))
-    assert core.present()
-    core.advance_to(since + 60)
-    assert not core.present()
+    _assert_removed_at(core, since + 60)
     assert since + 60 in core.wakes
     assert (
         InstanceRemoved("game-service", "game-1", RemovalReason.UNHEALTHY_TOO_LONG) in core.effects
@@ -161,10 +159,7 @@ def test_recovery_restarts_the_unhealthy_clock() -> None:
     again = core.now
     assert again > since + 60
     assert core.present()
-    core.advance_to(_just_before(again + 60))
-    assert core.present()
-    core.advance_to(again + 60)
-    assert not core.present()
+    _assert_removed_at(core, again + 60)
 
 
 def test_address_change_stops_the_unhealthy_clock() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from core_support import AUTH, START, Core, iso, with_config
 
+from conformance.client import INSTANCE_KEYS
 from sd_core import (
     DriverError,
     HttpRequest,
@@ -26,21 +27,7 @@ def test_registration_renders_the_full_instance() -> None:
     core.now = START + 0.123456
     core.register(host="localhost", metadata={"version": "1.0.0"})
     instance = core.instance()
-    assert list(instance) == [
-        "service_name",
-        "instance_id",
-        "host",
-        "port",
-        "health_endpoint",
-        "status",
-        "last_health_check",
-        "last_heartbeat",
-        "load_percentage",
-        "metadata",
-        "registered_at",
-        "check",
-        "maintenance",
-    ]
+    assert list(instance) == INSTANCE_KEYS
     assert instance == {
         "service_name": "game-service",
         "instance_id": "game-1",

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import hypothesis.strategies as st
+from core_support import probe_result
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -296,12 +297,7 @@ class RegistryMachine(RuleBasedStateMachine):
     @rule(data=st.data(), passed=st.booleans(), load=st.sampled_from(LOADS))
     def answer_probe(self, data: st.DataObject, passed: bool, load: float | None) -> None:
         probe = self.pending.pop(data.draw(st.integers(0, len(self.pending) - 1)))
-        result: ProbePassed | ProbeFailed
-        if passed:
-            result = ProbePassed(probe.service_name, probe.instance_id, probe.generation, load)
-        else:
-            result = ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "x")
-        applied = self.registry.record_probe(result, self.now)
+        applied = self.registry.record_probe(probe_result(probe, passed, load), self.now)
         self._drain()
         key = (probe.service_name, probe.instance_id)
         item = self.model.get(key)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,8 +17,7 @@ from conformance.server_process import CONFIG_VARIABLES as VARIABLES
 from frontends import cli
 from frontends.shared.settings import Settings
 from sd_core import __version__
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.project_python import run_python
 
 
 class Served:
@@ -167,15 +164,7 @@ def run_module(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     clean.update({"SERVICE_DISCOVERY_SECRET": "cli-secret", **env})
     # --host 127.0.0.1: should a refusal ever fail to happen, the server stays local.
-    return subprocess.run(
-        [sys.executable, "-m", "frontends", "serve", "--host", "127.0.0.1", *args],
-        cwd=ROOT,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_python("-m", "frontends", "serve", "--host", "127.0.0.1", *args, env=clean)
 
 
 @pytest.mark.parametrize(

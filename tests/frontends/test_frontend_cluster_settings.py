@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from frontends.shared.cluster_settings import CLUSTER_VARIABLES, DEFAULT_WATCH_T
 from frontends.shared.settings import load_settings
 from sd_core import ConfigError
 from sd_core.cluster import DEFAULT_PREFIX
+from tests.project_python import run_python
 
 BASE = {"SERVICE_DISCOVERY_SECRET": "settings-secret"}
 ENDPOINTS = "SERVICE_DISCOVERY_ETCD_ENDPOINTS"
@@ -112,14 +111,8 @@ def test_a_bad_value_names_its_variable(env: dict[str, str], variable: str) -> N
 
 
 def test_a_bad_value_stops_startup_with_one_line_and_exit_code_2() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "frontends", "serve", "--frontend", "trio", "--port", "1"],
-        env={**BASE, ENDPOINTS: "etcd:2379", "PATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    serve = ["-m", "frontends", "serve", "--frontend", "trio", "--port", "1"]
+    done = run_python(*serve, env={**BASE, ENDPOINTS: "etcd:2379", "PATH": ""})
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         f"service-discovery: invalid {ENDPOINTS}: must be http:// or https:// URLs, got 'etcd:2379'"

@@ -16,7 +16,6 @@ from collections.abc import Callable
 
 import pytest
 from frontend_kit import (
-    KITS,
     SECRET,
     Group,
     Kit,
@@ -35,11 +34,25 @@ LOGGER = registry_log.name
 TIMEOUT = 2.0
 EXACT = 1e-9
 
-every_kit = pytest.mark.parametrize("make_kit", list(KITS.values()), ids=list(KITS))
-
 
 def passed(probe: RunProbe) -> ProbePassed:
     return ProbePassed(probe.service_name, probe.instance_id, probe.generation)
+
+
+#: When each instance was probed, by instance id.
+Probed = dict[str, list[float]]
+
+
+def start_passing_driver(kit: Kit, group: Group, probed: Probed) -> Runtime:
+    """A runtime whose driver runs in `group`, passing every probe and noting its time."""
+
+    async def fetch(probe: RunProbe) -> ProbeResult:
+        probed[probe.instance_id].append(kit.clock())
+        return passed(probe)
+
+    runtime = make_runtime(kit, fetch)
+    group.start_soon(runtime.driver.run)
+    return runtime
 
 
 Recorded = list[tuple[float, ProbeResult, str]]
@@ -79,19 +92,13 @@ def assert_once_per_interval(times: list[float], start: float, rounds: int) -> N
 # ------------------------------------------------------------- (a) schedule
 
 
-@every_kit
 def test_each_instance_is_probed_once_per_interval_and_turns_healthy(
     make_kit: Callable[[], Kit],
 ) -> None:
-    probed: dict[str, list[float]] = defaultdict(list)
+    probed: Probed = defaultdict(list)
 
     async def scenario(kit: Kit, group: Group) -> None:
-        async def fetch(probe: RunProbe) -> ProbeResult:
-            probed[probe.instance_id].append(kit.clock())
-            return passed(probe)
-
-        runtime = make_runtime(kit, fetch)
-        group.start_soon(runtime.driver.run)
+        runtime = start_passing_driver(kit, group, probed)
         start = kit.clock()
         names = [f"game-{n}" for n in range(6)]
         first_due: dict[str, float] = {}
@@ -112,18 +119,12 @@ def test_each_instance_is_probed_once_per_interval_and_turns_healthy(
     make_kit().run(scenario)
 
 
-@every_kit
 def test_a_registration_wakes_the_sleeping_driver(make_kit: Callable[[], Kit]) -> None:
     """A new instance whose first probe falls before the driver's alarm is probed on time."""
-    probed: dict[str, list[float]] = defaultdict(list)
+    probed: Probed = defaultdict(list)
 
     async def scenario(kit: Kit, group: Group) -> None:
-        async def fetch(probe: RunProbe) -> ProbeResult:
-            probed[probe.instance_id].append(kit.clock())
-            return passed(probe)
-
-        runtime = make_runtime(kit, fetch)
-        group.start_soon(runtime.driver.run)
+        runtime = start_passing_driver(kit, group, probed)
         await kit.sleep(3)  # the driver idles on an empty registry
         register(runtime, "svc", "first")
         first = runtime.registry.instance_snapshot("svc", "first")
@@ -159,7 +160,6 @@ def test_a_registration_wakes_the_sleeping_driver(make_kit: Callable[[], Kit]) -
 # ------------------------------------------------------- (b) hanging probe
 
 
-@every_kit
 @pytest.mark.parametrize("threshold", [1, 2, 3])
 def test_a_hanging_probe_times_out_and_its_neighbour_stays_on_schedule(
     make_kit: Callable[[], Kit], threshold: int
@@ -218,7 +218,6 @@ def test_a_hanging_probe_times_out_and_its_neighbour_stays_on_schedule(
 # ----------------------------------------------------------- (c) concurrency
 
 
-@every_kit
 @pytest.mark.parametrize("limit", [1, 3])
 def test_no_more_probes_in_flight_than_the_limit(make_kit: Callable[[], Kit], limit: int) -> None:
     spans: list[tuple[float, float]] = []
@@ -264,7 +263,6 @@ def test_no_more_probes_in_flight_than_the_limit(make_kit: Callable[[], Kit], li
     make_kit().run(scenario)
 
 
-@every_kit
 def test_a_queued_probe_of_an_instance_that_left_is_never_sent(
     make_kit: Callable[[], Kit],
 ) -> None:
@@ -301,7 +299,6 @@ def test_a_queued_probe_of_an_instance_that_left_is_never_sent(
 # --------------------------------------------------------- (d-f) watchers
 
 
-@every_kit
 @pytest.mark.parametrize("seconds", [0.25, 30.0, 300.0])
 def test_a_blocking_wait_with_no_change_returns_after_exactly_its_wait(
     make_kit: Callable[[], Kit], seconds: float
@@ -326,7 +323,6 @@ def test_a_blocking_wait_with_no_change_returns_after_exactly_its_wait(
     make_kit().run(scenario)
 
 
-@every_kit
 def test_a_change_wakes_its_service_and_global_watchers_only(
     make_kit: Callable[[], Kit],
 ) -> None:
@@ -384,7 +380,6 @@ def test_a_change_wakes_its_service_and_global_watchers_only(
     make_kit().run(scenario)
 
 
-@every_kit
 def test_release_all_and_draining_release_waiters_at_once(make_kit: Callable[[], Kit]) -> None:
     async def scenario(kit: Kit, group: Group) -> None:
         runtime = make_runtime(kit)
@@ -436,7 +431,6 @@ def test_release_all_and_draining_release_waiters_at_once(make_kit: Callable[[],
 # ------------------------------------------------------- (g) crashing fetch
 
 
-@every_kit
 def test_a_crashing_fetch_is_a_failed_probe_and_the_worker_goes_on(
     make_kit: Callable[[], Kit], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -503,10 +497,6 @@ def test_a_crashing_fetch_is_a_failed_probe_and_the_worker_goes_on(
     assert "url=http://127.0.0.1:8080/health" in crashes[0].getMessage()
 
 
-@pytest.mark.parametrize(
-    "make_kit",
-    [pytest.param(make, id=name) for name, make in KITS.items()],
-)
 def test_a_fetch_raising_timeout_error_itself_is_a_crash_not_a_timeout(
     make_kit: Callable[[], Kit],
 ) -> None:

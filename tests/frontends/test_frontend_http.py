@@ -30,10 +30,10 @@ from frontend_kit import (
     register_body,
 )
 
+from conformance.client import INSTANCE_KEYS
 from frontends.shared.runtime import Runtime
 from sd_core import ProbePassed, ProbeResult, RunProbe
 
-every_kit = pytest.mark.parametrize("make_kit", list(KITS.values()), ids=list(KITS))
 AUTH = {"authorization": f"Bearer {SECRET}"}
 READ_AUTH = {"authorization": f"Bearer {READ_TOKEN}"}
 JSON_POST = {**AUTH, "content-type": "application/json"}
@@ -59,6 +59,29 @@ def run_http(
     make_kit().run(scenario)
 
 
+async def index_of(client: httpx.AsyncClient, path: str) -> str:
+    """The X-Discovery-Index a read of `path` answers with now: where a blocking query starts."""
+    response = await client.get(path, headers=AUTH)
+    index: str = response.headers["x-discovery-index"]
+    return index
+
+
+def park(
+    kit: Kit, group: Group, client: httpx.AsyncClient, blocking: str, count: int = 1
+) -> list[tuple[float, int]]:
+    """Start `count` watchers on the blocking query `blocking`; each appends (when, status)
+    to the list returned once it is answered."""
+    answered: list[tuple[float, int]] = []
+
+    async def watch() -> None:
+        response = await client.get(blocking, headers=AUTH)
+        answered.append((kit.clock(), response.status_code))
+
+    for _ in range(count):
+        group.start_soon(watch)
+    return answered
+
+
 def error_of(response: httpx.Response) -> str:
     assert response.headers["content-type"] == "application/json"
     document = response.json()
@@ -70,7 +93,6 @@ def error_of(response: httpx.Response) -> str:
 # ------------------------------------------------------------ 404 / 405
 
 
-@every_kit
 @pytest.mark.parametrize(
     "path",
     [
@@ -99,7 +121,6 @@ def test_an_unknown_path_is_404_json(make_kit: Callable[[], Kit], path: str) -> 
     run_http(make_kit, body)
 
 
-@every_kit
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
@@ -175,7 +196,6 @@ async def post(
     return await client.send(request)
 
 
-@every_kit
 @pytest.mark.parametrize("send", SENDS)
 def test_a_body_over_the_limit_is_413_before_auth(make_kit: Callable[[], Kit], send: str) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
@@ -199,7 +219,6 @@ def test_a_body_over_the_limit_is_413_before_auth(make_kit: Callable[[], Kit], s
     run_http(make_kit, body, SERVICE_DISCOVERY_MAX_BODY_BYTES=str(LIMIT))
 
 
-@every_kit
 @pytest.mark.parametrize("send", ["content-length", "streamed"])
 def test_a_body_of_exactly_the_limit_is_accepted(make_kit: Callable[[], Kit], send: str) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
@@ -215,7 +234,6 @@ def test_a_body_of_exactly_the_limit_is_accepted(make_kit: Callable[[], Kit], se
 # ------------------------------------------------------------ round trip
 
 
-@every_kit
 def test_register_read_heartbeat_unregister_round_trip(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
         response = await client.get("/v1/discovery/services/game", headers=AUTH)
@@ -241,21 +259,7 @@ def test_register_read_heartbeat_unregister_round_trip(make_kit: Callable[[], Ki
         document = response.json()
         assert document["service_name"] == "game"
         [instance] = document["instances"]
-        assert list(instance) == [
-            "service_name",
-            "instance_id",
-            "host",
-            "port",
-            "health_endpoint",
-            "status",
-            "last_health_check",
-            "last_heartbeat",
-            "load_percentage",
-            "metadata",
-            "registered_at",
-            "check",
-            "maintenance",
-        ]
+        assert list(instance) == INSTANCE_KEYS
         assert instance["instance_id"] == "game-1"
         assert instance["host"] == "127.0.0.1"
         assert instance["port"] == 8080
@@ -311,7 +315,6 @@ def test_register_read_heartbeat_unregister_round_trip(make_kit: Callable[[], Ki
     run_http(make_kit, body)
 
 
-@every_kit
 @pytest.mark.parametrize(
     ("headers", "method", "status", "error"),
     [
@@ -348,7 +351,6 @@ def test_tokens_are_checked_by_both_apps(
     run_http(make_kit, body)
 
 
-@every_kit
 def test_open_endpoints_need_no_token(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
         await kit.sleep(12.5)
@@ -371,7 +373,6 @@ def test_open_endpoints_need_no_token(make_kit: Callable[[], Kit]) -> None:
 # ----------------------------------------------------------- blocking queries
 
 
-@every_kit
 @pytest.mark.parametrize(
     ("path", "scope"),
     [
@@ -388,8 +389,7 @@ def test_a_blocking_query_is_woken_by_a_registration(
         await client.post(
             "/v1/discovery/register", content=register_body("svc", "i-0"), headers=JSON_POST
         )
-        first = await client.get(path, headers=AUTH)
-        index = int(first.headers["x-discovery-index"])
+        index = int(await index_of(client, path))
         start = kit.clock()
         answered: list[tuple[float, httpx.Response]] = []
 
@@ -423,13 +423,11 @@ def test_a_blocking_query_is_woken_by_a_registration(
     run_http(make_kit, body)
 
 
-@every_kit
 def test_a_blocking_query_without_change_answers_after_wait_plus_jitter(
     make_kit: Callable[[], Kit],
 ) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
-        first = await client.get("/v1/discovery/services/svc", headers=AUTH)
-        index = first.headers["x-discovery-index"]
+        index = await index_of(client, "/v1/discovery/services/svc")
         start = kit.clock()
         response = await client.get(
             f"/v1/discovery/services/svc?index={index}&wait=16s", headers=AUTH
@@ -442,54 +440,36 @@ def test_a_blocking_query_without_change_answers_after_wait_plus_jitter(
     run_http(make_kit, body)
 
 
-@every_kit
 def test_draining_refuses_writes_and_releases_parked_queries(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
-        first = await client.get("/v1/discovery/services", headers=AUTH)
-        index = first.headers["x-discovery-index"]
-        answered: list[float] = []
-
-        async def watch() -> None:
-            response = await client.get(f"/v1/discovery/services?index={index}", headers=AUTH)
-            assert response.status_code == 200
-            answered.append(kit.clock())
-
-        group.start_soon(watch)
+        index = await index_of(client, "/v1/discovery/services")
+        blocking = f"/v1/discovery/services?index={index}"
+        answered = park(kit, group, client, blocking)
         await kit.sleep(3)
         assert answered == []
         # What both servers' shutdown triggers do (it releases parked queries too):
         runtime.begin_drain()
         stopped = kit.clock()
         await kit.sleep(0.5)
-        assert answered == [pytest.approx(stopped, abs=EXACT)]
+        assert answered == [(pytest.approx(stopped, abs=EXACT), 200)]
         response = await client.post(
             "/v1/discovery/register", content=register_body("svc", "i-1"), headers=JSON_POST
         )
         assert response.status_code == 503
         assert error_of(response) == "shutting_down"
         # Reads still answer, at once.
-        response = await client.get(f"/v1/discovery/services?index={index}", headers=AUTH)
+        response = await client.get(blocking, headers=AUTH)
         assert response.status_code == 200
         assert kit.clock() == stopped + 0.5
 
     run_http(make_kit, body)
 
 
-@every_kit
 def test_past_the_in_flight_limit_requests_get_503_overloaded(make_kit: Callable[[], Kit]) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
-        first = await client.get("/v1/discovery/services/svc", headers=AUTH)
-        index = first.headers["x-discovery-index"]
-        answered: list[int] = []
-
-        async def watch() -> None:
-            response = await client.get(
-                f"/v1/discovery/services/svc?index={index}&wait=30s", headers=AUTH
-            )
-            answered.append(response.status_code)
-
-        group.start_soon(watch)
-        group.start_soon(watch)
+        index = await index_of(client, "/v1/discovery/services/svc")
+        blocking = f"/v1/discovery/services/svc?index={index}&wait=30s"
+        answered = park(kit, group, client, blocking, count=2)
         await kit.sleep(1)
         assert runtime.counters.in_flight == 2
         for method, path in (("GET", "/health"), ("POST", "/v1/discovery/register")):
@@ -500,7 +480,7 @@ def test_past_the_in_flight_limit_requests_get_503_overloaded(make_kit: Callable
         response = await client.get("/nope")  # still 503: the limit comes before routing
         assert response.status_code == 503
         await kit.sleep(33)  # 30 s plus at most 30/16 s of jitter
-        assert answered == [404, 404]
+        assert [status for _, status in answered] == [404, 404]
         assert runtime.counters.in_flight == 0
         response = await client.get("/health")
         assert response.status_code == 200
@@ -508,20 +488,13 @@ def test_past_the_in_flight_limit_requests_get_503_overloaded(make_kit: Callable
     run_http(make_kit, body, SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS="2")
 
 
-@every_kit
 def test_past_the_blocking_query_limit_a_blocking_query_gets_503(
     make_kit: Callable[[], Kit],
 ) -> None:
     async def body(kit: Kit, group: Group, runtime: Runtime, client: httpx.AsyncClient) -> None:
-        first = await client.get("/v1/discovery/services", headers=AUTH)
-        index = first.headers["x-discovery-index"]
+        index = await index_of(client, "/v1/discovery/services")
         blocking = f"/v1/discovery/services?index={index}&wait=30s"
-        answered: list[int] = []
-
-        async def watch() -> None:
-            answered.append((await client.get(blocking, headers=AUTH)).status_code)
-
-        group.start_soon(watch)
+        answered = park(kit, group, client, blocking)
         await kit.sleep(1)
         assert runtime.counters.parked_queries == 1
         start = kit.clock()
@@ -532,7 +505,7 @@ def test_past_the_blocking_query_limit_a_blocking_query_gets_503(
         response = await client.get("/v1/discovery/services", headers=AUTH)  # not blocking
         assert response.status_code == 200
         await kit.sleep(33)  # 30 s plus at most 30/16 s of jitter
-        assert answered == [200]
+        assert [status for _, status in answered] == [200]
         assert runtime.counters.parked_queries == 0
 
     run_http(make_kit, body, SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES="1")
@@ -541,7 +514,6 @@ def test_past_the_blocking_query_limit_a_blocking_query_gets_503(
 # ------------------------------------------------------------- 500
 
 
-@every_kit
 def test_an_unexpected_error_is_a_plain_500(
     make_kit: Callable[[], Kit], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -608,7 +580,6 @@ class Lifespan:
         assert self.sent[-1] == "lifespan.shutdown.complete"
 
 
-@every_kit
 def test_the_lifespan_runs_the_probe_driver_and_shutdown_stops_it(
     make_kit: Callable[[], Kit],
 ) -> None:
@@ -742,7 +713,6 @@ def test_repeated_headers_are_answered_alike(headers: list[tuple[str, str]]) -> 
 # ---------------------------------------------------------- state file
 
 
-@every_kit
 def test_a_state_file_carries_the_fleet_across_a_restart(
     make_kit: Callable[[], Kit], tmp_path: Path
 ) -> None:
@@ -828,7 +798,6 @@ def test_the_state_file_is_rewritten_while_running(
     make_kit().run(scenario)
 
 
-@every_kit
 def test_a_corrupt_state_file_is_moved_aside_and_the_app_starts_empty(
     make_kit: Callable[[], Kit], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -13,7 +13,7 @@ import contextlib
 import socket
 import struct
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -118,16 +118,13 @@ class Peer:
 
 @pytest.fixture
 def peers() -> Iterator[Callable[..., Peer]]:
-    started: list[Peer] = []
+    """`peers(script, host)` starts a peer that is closed when the test ends."""
+    with contextlib.ExitStack() as started:
 
-    def start(script: Script, host: str = "127.0.0.1") -> Peer:
-        peer = Peer(script, host)
-        started.append(peer)
-        return peer
+        def start(script: Script, host: str = "127.0.0.1") -> Peer:
+            return started.enter_context(contextlib.closing(Peer(script, host)))
 
-    yield start
-    for peer in started:
-        peer.close()
+        yield start
 
 
 def always(reply: Reply) -> Script:
@@ -154,29 +151,37 @@ def probe_of(port: int, path: str = "/health", host: str = "127.0.0.1") -> RunPr
     return RunProbe("svc", "i-1", f"http://{host}:{port}{path}", generation=3)
 
 
-def probe_all(
-    run: Runner,
-    probes: list[RunProbe],
-    *,
-    max_body: int = 1024,
-    policy: ProbePolicy | None = None,
-    **options: Any,
-) -> tuple[list[ProbeResult], int]:
+@contextlib.asynccontextmanager
+async def plain_client(
+    *, max_body: int = 1024, policy: ProbePolicy | None = None, **options: Any
+) -> AsyncIterator[PlainProbeClient]:
+    """The built-in client with the suite's body limit and an open policy; closed afterwards."""
+    client = PlainProbeClient(max_body=max_body, policy=policy or ProbePolicy(), **options)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def probe_all(run: Runner, probes: list[RunProbe], **options: Any) -> tuple[list[ProbeResult], int]:
     """Probe in turn with one client; the results and the idle connections left."""
     results: list[ProbeResult] = []
     idle: list[int] = []
 
     async def main() -> None:
-        client = PlainProbeClient(max_body=max_body, policy=policy or ProbePolicy(), **options)
-        try:
+        async with plain_client(**options) as client:
             for probe in probes:
                 results.append(await client.probe(probe))
             idle.append(client.idle_connections)
-        finally:
-            await client.aclose()
 
     run(main)
     return results, idle[0]
+
+
+def probe_once(run: Runner, peer: Peer) -> tuple[ProbeResult, int]:
+    """One probe of `peer` on a fresh client: its result and the idle connections left."""
+    [result], idle = probe_all(run, [probe_of(peer.port)])
+    return result, idle
 
 
 KEY = ("svc", "i-1", 3)
@@ -189,41 +194,50 @@ OVER = ProbeFailed(*KEY, reason="body over the size limit")
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
-        (response("200 OK", b'{"status": "ok", "load_percentage": 0.7}'), ProbePassed(*KEY, 0.7)),
-        (response("200 OK", b"plain text"), ProbePassed(*KEY)),
-        (response("200 OK", b'{"status": "down"}'), ProbeFailed(*KEY, "reported status 'down'")),
-        (b"HTTP/1.1 204 No Content\r\n\r\n", ProbePassed(*KEY)),
-        (response("503 Busy", b'{"status": "ok"}'), ProbeFailed(*KEY, "HTTP 503")),
-        (response("302 Found", headers="location: /elsewhere\r\n"), ProbeFailed(*KEY, "HTTP 302")),
-        (chunked(b'{"status":', b' "UP"}'), ProbePassed(*KEY)),
-        (chunked(b'{"status": "UP"}', trailer="x-trailer: 1\r\n"), ProbePassed(*KEY)),
-        (chunked(b'{"status": "DOWN"}'), ProbeFailed(*KEY, "reported status 'DOWN'")),
-        (b'HTTP/1.0 200 OK\r\n\r\n{"status": "pass"}', ProbePassed(*KEY)),
-        (response("200 OK", b"x" * 1025), OVER),
-        (chunked(b"x" * 1000, b"x" * 1000), OVER),
-        (b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 5000, OVER),
-    ],
-    ids=[
-        "json-load",
-        "plain-2xx",
-        "reported-down",
-        "204",
-        "503",
-        "redirect-not-followed",
-        "chunked",
-        "chunked-trailer",
-        "chunked-down",
-        "until-close",
-        "length-over-limit",
-        "chunked-over-limit",
-        "until-close-over-limit",
+        pytest.param(
+            response("200 OK", b'{"status": "ok", "load_percentage": 0.7}'),
+            ProbePassed(*KEY, 0.7),
+            id="json-load",
+        ),
+        pytest.param(response("200 OK", b"plain text"), ProbePassed(*KEY), id="plain-2xx"),
+        pytest.param(
+            response("200 OK", b'{"status": "down"}'),
+            ProbeFailed(*KEY, "reported status 'down'"),
+            id="reported-down",
+        ),
+        pytest.param(b"HTTP/1.1 204 No Content\r\n\r\n", ProbePassed(*KEY), id="204"),
+        pytest.param(
+            response("503 Busy", b'{"status": "ok"}'), ProbeFailed(*KEY, "HTTP 503"), id="503"
+        ),
+        pytest.param(
+            response("302 Found", headers="location: /elsewhere\r\n"),
+            ProbeFailed(*KEY, "HTTP 302"),
+            id="redirect-not-followed",
+        ),
+        pytest.param(chunked(b'{"status":', b' "UP"}'), ProbePassed(*KEY), id="chunked"),
+        pytest.param(
+            chunked(b'{"status": "UP"}', trailer="x-trailer: 1\r\n"),
+            ProbePassed(*KEY),
+            id="chunked-trailer",
+        ),
+        pytest.param(
+            chunked(b'{"status": "DOWN"}'),
+            ProbeFailed(*KEY, "reported status 'DOWN'"),
+            id="chunked-down",
+        ),
+        pytest.param(
+            b'HTTP/1.0 200 OK\r\n\r\n{"status": "pass"}', ProbePassed(*KEY), id="until-close"
+        ),
+        pytest.param(response("200 OK", b"x" * 1025), OVER, id="length-over-limit"),
+        pytest.param(chunked(b"x" * 1000, b"x" * 1000), OVER, id="chunked-over-limit"),
+        pytest.param(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 5000, OVER, id="until-close-over-limit"),
     ],
 )
 def test_an_answer_is_judged_by_the_contract(
     run: Runner, peers: Callable[..., Peer], reply: bytes, expected: ProbeResult
 ) -> None:
     peer = peers(always(reply))
-    [result], _ = probe_all(run, [probe_of(peer.port)])
+    result, _ = probe_once(run, peer)
     assert result == expected
     assert len(peer.requests) == 1
 
@@ -232,57 +246,50 @@ def test_an_answer_is_judged_by_the_contract(
 @pytest.mark.parametrize(
     ("reply", "reason"),
     [
-        (b"hello there\r\n\r\n", f"{NOT_HTTP} 'hello there'"),
-        (
-            b"HTTP/1.1 2xx OK\r\n\r\n",
-            f"{NOT_HTTP} 'HTTP/1.1 2xx OK'",
-        ),
-        (
+        pytest.param(b"hello there\r\n\r\n", f"{NOT_HTTP} 'hello there'", id="not-http"),
+        pytest.param(b"HTTP/1.1 2xx OK\r\n\r\n", f"{NOT_HTTP} 'HTTP/1.1 2xx OK'", id="bad-status"),
+        pytest.param(
             b"HTTP/1.1 200 OK\r\nx-big: " + b"a" * 20_000 + b"\r\n\r\n",
             "bad response: response head longer than 16384 bytes",
+            id="huge-head",
         ),
-        (
+        pytest.param(
             b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
             f"{BAD} bad header line: 'no colon here'",
+            id="header-no-colon",
         ),
-        (
+        pytest.param(
             b"HTTP/1.1 200 OK\r\ncontent-length: -5\r\n\r\n",
             f"{BAD} bad content-length: '-5'",
+            id="negative-length",
         ),
-        (
+        pytest.param(
             b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nabc",
             "bad response: bad content-length: '3'",
+            id="conflicting-lengths",
         ),
-        (
+        pytest.param(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
             "bad response: bad chunk size: b'zz'",
+            id="bad-chunk-size",
         ),
-        (
+        pytest.param(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + b"1" * 2000,
             "bad response: chunk-size line longer than 1024 bytes",
+            id="endless-chunk-line",
         ),
-        (
+        pytest.param(
             b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nabXY",
             "bad response: chunk not followed by CRLF",
+            id="chunk-without-crlf",
         ),
-    ],
-    ids=[
-        "not-http",
-        "bad-status",
-        "huge-head",
-        "header-no-colon",
-        "negative-length",
-        "conflicting-lengths",
-        "bad-chunk-size",
-        "endless-chunk-line",
-        "chunk-without-crlf",
     ],
 )
 def test_a_malformed_answer_fails_with_the_reason(
     run: Runner, peers: Callable[..., Peer], reply: bytes, reason: str
 ) -> None:
     peer = peers(always(reply))
-    [result], idle = probe_all(run, [probe_of(peer.port)])
+    result, idle = probe_once(run, peer)
     assert result == ProbeFailed(*KEY, reason=reason)
     assert idle == 0
 
@@ -293,7 +300,7 @@ def test_a_connection_closed_or_reset_before_an_answer_fails(
     run: Runner, peers: Callable[..., Peer], action: str
 ) -> None:
     peer = peers(always(action))
-    [result], idle = probe_all(run, [probe_of(peer.port)])
+    result, idle = probe_once(run, peer)
     assert isinstance(result, ProbeFailed)
     assert result.reason.startswith("ReadError")
     assert idle == 0
@@ -351,11 +358,10 @@ def test_connections_are_kept_alive_between_probes(run: Runner, peers: Callable[
 @pytest.mark.parametrize(
     "reply",
     [
-        response("200 OK", headers="connection: close\r\n"),
-        response("503 Busy", b"busy"),  # the body is not read, so the connection goes
-        b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
+        pytest.param(response("200 OK", headers="connection: close\r\n"), id="connection-close"),
+        pytest.param(response("503 Busy", b"busy"), id="non-2xx"),
+        pytest.param(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", id="http-1.0"),
     ],
-    ids=["connection-close", "non-2xx", "http-1.0"],
 )
 def test_a_connection_is_not_reused_when_it_cannot_be(
     run: Runner, peers: Callable[..., Peer], reply: bytes
@@ -388,10 +394,7 @@ def test_idle_connections_expire_and_the_pool_is_bounded(
     counts: list[int] = []
 
     async def main() -> None:
-        client = PlainProbeClient(
-            max_body=1024, policy=ProbePolicy(), max_idle=1, idle_seconds=4.0, clock=lambda: now[0]
-        )
-        try:
+        async with plain_client(max_idle=1, idle_seconds=4.0, clock=lambda: now[0]) as client:
             results.append(await client.probe(probe_of(first.port)))
             results.append(await client.probe(probe_of(second.port)))  # pool full: closed
             counts.append(client.idle_connections)
@@ -400,8 +403,6 @@ def test_idle_connections_expire_and_the_pool_is_bounded(
             now[0] = 8.0
             results.append(await client.probe(probe_of(first.port)))  # idle 4.1 s: new one
             counts.append(client.idle_connections)
-        finally:
-            await client.aclose()
 
     run(main)
     assert results == [ProbePassed(*KEY)] * 4
@@ -438,7 +439,7 @@ def test_closing_the_client_closes_its_idle_connections(
     run: Runner, peers: Callable[..., Peer]
 ) -> None:
     peer = peers(always(response("200 OK")))
-    _, idle = probe_all(run, [probe_of(peer.port)])
+    _, idle = probe_once(run, peer)
     assert idle == 1
     for thread in peer._threads:
         thread.join(timeout=5)
@@ -519,16 +520,11 @@ def test_expired_connections_are_closed_by_the_next_probe_to_anywhere(
     counts: list[int] = []
 
     async def main() -> None:
-        client = PlainProbeClient(
-            max_body=1024, policy=ProbePolicy(), idle_seconds=4.0, clock=lambda: now[0]
-        )
-        try:
+        async with plain_client(idle_seconds=4.0, clock=lambda: now[0]) as client:
             await client.probe(probe_of(first.port))
             now[0] = 5.0
             await client.probe(probe_of(second.port))
             counts.append(client.idle_connections)  # first's expired one is gone
-        finally:
-            await client.aclose()
 
     run(main)
     assert counts == [1]

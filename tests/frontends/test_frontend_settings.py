@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from operator import attrgetter
 from pathlib import Path
 
 import pytest
@@ -40,46 +41,40 @@ def test_defaults() -> None:
     assert settings.registry.probe_policy == ProbePolicy()
 
 
+#: Each variable: a raw value, where the parsed setting lives (a dotted attribute path
+#: from the settings) and what it must read there.
 EVERY_VARIABLE = {
-    "HEALTH_CHECK_INTERVAL_SECONDS": ("12.5", ("registry", "health_check_interval"), 12.5),
-    "HEALTH_CHECK_TIMEOUT_SECONDS": ("0.25", ("registry", "health_check_timeout"), 0.25),
-    "HEALTH_CHECK_SUCCESS_THRESHOLD": ("3", ("registry", "success_threshold"), 3),
-    "HEALTH_CHECK_FAILURE_THRESHOLD": ("4", ("registry", "failure_threshold"), 4),
-    "SERVICE_REGISTRATION_TTL_SECONDS": ("90.5", ("registry", "registration_ttl"), 90.5),
-    "DEREGISTER_UNHEALTHY_AFTER_SECONDS": (
-        "600",
-        ("registry", "deregister_unhealthy_after"),
-        600.0,
-    ),
-    "WATCH_LOAD_DELTA": ("0.05", ("registry", "watch_load_delta"), 0.05),
-    "SELF_PRESERVATION_THRESHOLD": ("0.75", ("registry", "self_preservation_threshold"), 0.75),
-    "SELF_PRESERVATION_MIN_INSTANCES": ("20", ("registry", "self_preservation_min_instances"), 20),
-    "SELF_PRESERVATION_MAX_SECONDS": (
-        "120.5",
-        ("registry", "self_preservation_max_seconds"),
-        120.5,
-    ),
-    "SERVICE_DISCOVERY_MAX_INSTANCES": ("500", ("registry", "max_instances"), 500),
-    "SERVICE_DISCOVERY_MAX_BODY_BYTES": ("2048", ("registry", "max_body_bytes"), 2048),
-    "HEALTH_CHECK_MAX_BODY_BYTES": ("4096", ("registry", "probe_max_body_bytes"), 4096),
-    "SERVICE_DISCOVERY_HOST": ("127.0.0.1", ("host",), "127.0.0.1"),
-    "SERVICE_DISCOVERY_PORT": (" 8081 ", ("port",), 8081),
-    "MAX_CONCURRENT_HEALTH_CHECKS": ("7", ("max_concurrent_probes",), 7),
-    "SHUTDOWN_GRACE_SECONDS": ("2.5", ("shutdown_grace",), 2.5),
-    "LOG_LEVEL": ("debug", ("log_level",), "DEBUG"),
-    "SERVICE_DISCOVERY_READ_TOKEN": ("read-only-token", ("read_token",), "read-only-token"),
+    "HEALTH_CHECK_INTERVAL_SECONDS": ("12.5", "registry.health_check_interval", 12.5),
+    "HEALTH_CHECK_TIMEOUT_SECONDS": ("0.25", "registry.health_check_timeout", 0.25),
+    "HEALTH_CHECK_SUCCESS_THRESHOLD": ("3", "registry.success_threshold", 3),
+    "HEALTH_CHECK_FAILURE_THRESHOLD": ("4", "registry.failure_threshold", 4),
+    "SERVICE_REGISTRATION_TTL_SECONDS": ("90.5", "registry.registration_ttl", 90.5),
+    "DEREGISTER_UNHEALTHY_AFTER_SECONDS": ("600", "registry.deregister_unhealthy_after", 600.0),
+    "WATCH_LOAD_DELTA": ("0.05", "registry.watch_load_delta", 0.05),
+    "SELF_PRESERVATION_THRESHOLD": ("0.75", "registry.self_preservation_threshold", 0.75),
+    "SELF_PRESERVATION_MIN_INSTANCES": ("20", "registry.self_preservation_min_instances", 20),
+    "SELF_PRESERVATION_MAX_SECONDS": ("120.5", "registry.self_preservation_max_seconds", 120.5),
+    "SERVICE_DISCOVERY_MAX_INSTANCES": ("500", "registry.max_instances", 500),
+    "SERVICE_DISCOVERY_MAX_BODY_BYTES": ("2048", "registry.max_body_bytes", 2048),
+    "HEALTH_CHECK_MAX_BODY_BYTES": ("4096", "registry.probe_max_body_bytes", 4096),
+    "SERVICE_DISCOVERY_HOST": ("127.0.0.1", "host", "127.0.0.1"),
+    "SERVICE_DISCOVERY_PORT": (" 8081 ", "port", 8081),
+    "MAX_CONCURRENT_HEALTH_CHECKS": ("7", "max_concurrent_probes", 7),
+    "SHUTDOWN_GRACE_SECONDS": ("2.5", "shutdown_grace", 2.5),
+    "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
+    "SERVICE_DISCOVERY_READ_TOKEN": ("read-only-token", "read_token", "read-only-token"),
     "HEALTH_CHECK_ALLOWED_NETWORKS": (
         "10.0.0.0/8, 127.0.0.1",
-        ("registry", "probe_policy"),
+        "registry.probe_policy",
         ProbePolicy(parse_networks("10.0.0.0/8,127.0.0.1/32")),
     ),
-    "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("50", ("max_blocking_queries",), 50),
-    "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("60", ("max_in_flight_requests",), 60),
-    "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("2.5", ("snapshot_interval",), 2.5),
-    "SERVICE_DISCOVERY_PROBE_CLIENT": (" HTTPX ", ("probe_client",), "httpx"),
+    "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("50", "max_blocking_queries", 50),
+    "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("60", "max_in_flight_requests", 60),
+    "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("2.5", "snapshot_interval", 2.5),
+    "SERVICE_DISCOVERY_PROBE_CLIENT": (" HTTPX ", "probe_client", "httpx"),
     "SERVICE_DISCOVERY_STATE_FILE": (
         str(Path(tempfile.gettempdir()) / "registry.json"),
-        ("state_file",),
+        "state_file",
         Path(tempfile.gettempdir()) / "registry.json",
     ),
 }
@@ -89,9 +84,7 @@ def test_every_variable_is_read() -> None:
     env = {name: raw for name, (raw, _, _) in EVERY_VARIABLE.items()}
     settings = load_settings({**env, "SERVICE_DISCOVERY_SECRET": SECRET})
     for name, (_, where, expected) in EVERY_VARIABLE.items():
-        value: object = settings
-        for attribute in where:
-            value = getattr(value, attribute)
+        value = attrgetter(where)(settings)
         assert value == expected, name
         assert type(value) is type(expected), name
 
@@ -102,10 +95,7 @@ def test_each_variable_alone_changes_only_its_setting(name: str) -> None:
     env = {"SERVICE_DISCOVERY_SECRET": SECRET, name: raw}
     if name == "HEALTH_CHECK_INTERVAL_SECONDS":
         env["HEALTH_CHECK_TIMEOUT_SECONDS"] = "1"  # keep timeout <= interval
-    value: object = load_settings(env)
-    for attribute in where:
-        value = getattr(value, attribute)
-    assert value == expected
+    assert attrgetter(where)(load_settings(env)) == expected
 
 
 def test_empty_values_mean_the_default() -> None:
@@ -144,10 +134,7 @@ def test_seconds_may_be_fractional(name: str, raw: str) -> None:
     env = {"SERVICE_DISCOVERY_SECRET": SECRET, name: raw}
     if name == "HEALTH_CHECK_INTERVAL_SECONDS":
         env["HEALTH_CHECK_TIMEOUT_SECONDS"] = "0.25"
-    value: object = load_settings(env)
-    for attribute in EVERY_VARIABLE[name][1]:
-        value = getattr(value, attribute)
-    assert value == float(raw)
+    assert attrgetter(EVERY_VARIABLE[name][1])(load_settings(env)) == float(raw)
 
 
 BAD_VALUES: list[tuple[dict[str, str], str]] = [

@@ -1,21 +1,13 @@
 """Fixtures of the reliability suite: one parametrization over both frontends.
 
-The project root goes first on `sys.path` (as in `tests/frontends`), so that
-`conformance.server_process` (not an installed package) and the project's own
-packages are importable when this directory is run on its own.
+`conformance.server_process` imports because tests/conftest.py puts the project
+root first on `sys.path`.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = str(Path(__file__).resolve().parents[2])
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-import pytest  # noqa: E402
-from reliability_support import FRONTENDS  # noqa: E402
+import pytest
+from reliability_support import FRONTENDS
 
 
 @pytest.fixture(scope="module", params=FRONTENDS, ids=FRONTENDS)

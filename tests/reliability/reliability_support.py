@@ -38,6 +38,8 @@ FRONTENDS = ["quart", "trio"]
 SECRET = "rel-rw-" + secrets.token_hex(16)
 READ_TOKEN = "rel-ro-" + secrets.token_hex(16)
 AUTH = {"Authorization": f"Bearer {SECRET}"}
+#: The same header as a raw-socket client writes it.
+AUTH_LINE = f"Authorization: Bearer {SECRET}\r\n".encode()
 
 #: Probes a day away: a server's registry only changes when a test changes it.
 QUIET_INTERVAL = "86400"
@@ -48,6 +50,27 @@ PROMPT_SECONDS = 2.0
 
 #: The median answer time a test under stress must keep (loopback, tiny bodies).
 PROMPT_MEDIAN_SECONDS = 0.25
+
+
+def json_post_head(path: str, content_length: int) -> bytes:
+    """The head of an authenticated JSON POST as a raw client writes it, blank line included:
+    the tests that send less (or other) than the Content-Length add the body themselves."""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\n".encode()
+        + AUTH_LINE
+        + f"Content-Type: application/json\r\nContent-Length: {content_length}\r\n\r\n".encode()
+    )
+
+
+def register_instance(url: str, service: str, instance: str, *, timeout: float = 5.0) -> None:
+    """Register one instance at 127.0.0.1:9 (nothing answers a probe there); a 200 is required."""
+    response = httpx.post(
+        f"{url}/v1/discovery/register",
+        json={"service_name": service, "instance_id": instance, "host": "127.0.0.1", "port": 9},
+        headers=AUTH,
+        timeout=timeout,
+    )
+    assert response.status_code == 200, response.text
 
 
 def base_env(**overrides: str) -> dict[str, str]:

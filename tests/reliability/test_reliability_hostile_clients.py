@@ -30,8 +30,8 @@ import httpx
 import pytest
 from reliability_support import (
     AUTH,
+    AUTH_LINE,
     READ_TOKEN,
-    SECRET,
     accept_queue,
     assert_still_serving,
     base_env,
@@ -63,7 +63,6 @@ CHUNK_ATTACKERS = 4
 #: What `_chunk_flood` records when the server neither answered nor closed.
 TIMED_OUT = 0
 
-AUTH_LINE = f"Authorization: Bearer {SECRET}\r\n".encode()
 REGISTER = b"POST /v1/discovery/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
 

@@ -17,12 +17,11 @@ import socket
 import time
 from pathlib import Path
 
-import httpx
 from reliability_support import (
-    AUTH,
     base_env,
     kept_socket,
     labelled_metric,
+    register_instance,
     serving_on,
     wait_for,
 )
@@ -48,13 +47,7 @@ def test_exit_at_the_grace_deadline_with_clients_that_never_read(
     clients: list[socket.socket] = []
     with kept_socket() as sock, serving_on(frontend, env, sock) as server:
         try:
-            response = httpx.post(
-                f"{server.url}/v1/discovery/register",
-                json={"service_name": "keep", "instance_id": "k-1", "host": "127.0.0.1", "port": 9},
-                headers=AUTH,
-                timeout=5,
-            )
-            assert response.status_code == 200, response.text
+            register_instance(server.url, "keep", "k-1")
             for _ in range(NON_READERS):
                 conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

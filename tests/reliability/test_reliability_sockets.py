@@ -30,11 +30,12 @@ import httpx
 import pytest
 from reliability_support import (
     AUTH,
+    AUTH_LINE,
     PROMPT_MEDIAN_SECONDS,
     PROMPT_SECONDS,
-    SECRET,
     assert_still_serving,
     base_env,
+    json_post_head,
     kept_socket,
     metric,
     one_request,
@@ -57,8 +58,6 @@ IDLE_CONNECTIONS = 10_000
 
 #: Descriptors the test process needs beyond the idle connections.
 FD_HEADROOM = 200
-
-AUTH_LINE = f"Authorization: Bearer {SECRET}\r\n".encode()
 
 
 @pytest.fixture(scope="module")
@@ -120,11 +119,7 @@ def test_oversized_head_is_refused(server: ServerProcess, request_bytes: bytes) 
 def test_short_body_then_stall(server: ServerProcess) -> None:
     """Content-Length 100, 5 bytes sent, then silence: others are served, nothing leaks."""
     baseline = _in_flight(server)
-    head = (
-        b"POST /v1/discovery/heartbeat HTTP/1.1\r\nHost: x\r\n"
-        + AUTH_LINE
-        + b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-    )
+    head = json_post_head("/v1/discovery/heartbeat", 100)
     with socket.create_connection(("127.0.0.1", server.port)) as stalled:
         stalled.sendall(head + b'{"a":')
         wait_for(lambda: _in_flight(server) == baseline + 1, 5, "the stalled request to start")
@@ -145,11 +140,7 @@ def test_short_body_then_stall(server: ServerProcess) -> None:
 def test_short_body_then_half_close(server: ServerProcess) -> None:
     """The client ends its side mid-body: a 4xx or a close, never a hang or a 5xx."""
     baseline = _in_flight(server)
-    head = (
-        b"POST /v1/discovery/register HTTP/1.1\r\nHost: x\r\n"
-        + AUTH_LINE
-        + b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
-    )
+    head = json_post_head("/v1/discovery/register", 1000)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(head + b'{"service_name": "half')
         sock.shutdown(socket.SHUT_WR)

@@ -26,6 +26,7 @@ from reliability_support import (
     metric,
     probing,
     raise_open_file_limit,
+    register_instance,
     serving_on,
     wait_for,
 )
@@ -74,13 +75,7 @@ def test_a_change_wakes_5000_watchers_without_starving_health_checks(
         with probing(url, interval=0.02) as tally:
             wait_for(lambda: tally.ok >= 5, 10, "the probe client to start")
             before = tally.ok + tally.failed
-            response = httpx.post(
-                f"{url}/v1/discovery/register",
-                json={"service_name": "wake", "instance_id": "w-1", "host": "127.0.0.1", "port": 9},
-                headers=AUTH,
-                timeout=30,
-            )
-            assert response.status_code == 200, response.text
+            register_instance(url, "wake", "w-1", timeout=30)
             woke = time.monotonic()
             answers = read_responses(conns, timeout=120)
             wake_seconds = time.monotonic() - woke

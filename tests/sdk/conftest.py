@@ -14,6 +14,10 @@ from .fakes import SECRET, FakeClock, FakeRegistry
 
 URL = "http://registry.test"
 Registered = Callable[..., AbstractAsyncContextManager[ServiceDiscoveryClient]]
+MakeClient = Callable[..., ServiceDiscoveryClient]
+
+#: The (service, instance) key `request_a` registers under.
+KEY_A = ("my-service", "instance-1")
 
 
 @pytest.fixture
@@ -27,7 +31,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make_client(registry: FakeRegistry, clock: FakeClock) -> Callable[..., ServiceDiscoveryClient]:
+def make_client(registry: FakeRegistry, clock: FakeClock) -> MakeClient:
     """A client wired to the fake registry and the fake clock (override any argument)."""
 
     def make(**overrides: Any) -> ServiceDiscoveryClient:
@@ -45,9 +49,7 @@ def make_client(registry: FakeRegistry, clock: FakeClock) -> Callable[..., Servi
 
 
 @pytest.fixture
-def registered(
-    make_client: Callable[..., ServiceDiscoveryClient], request_a: ServiceRegistrationRequest
-) -> Registered:
+def registered(make_client: MakeClient, request_a: ServiceRegistrationRequest) -> Registered:
     """`make_client(**overrides)`, opened and with `request_a` registered: where most
     heartbeat tests start."""
 
@@ -63,8 +65,8 @@ def registered(
 @pytest.fixture
 def request_a() -> ServiceRegistrationRequest:
     return ServiceRegistrationRequest(
-        service_name="my-service",
-        instance_id="instance-1",
+        service_name=KEY_A[0],
+        instance_id=KEY_A[1],
         host="localhost",
         port=8080,
         health_endpoint="/health",

@@ -18,6 +18,8 @@ import anyio
 import anyio.lowlevel
 import httpx
 
+from service_discovery import ServiceDiscoveryClient
+
 SECRET = "test-secret"
 READ_TOKEN = "read-token"
 
@@ -56,6 +58,13 @@ class FakeRegistry:
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
+
+    def client(self, **options: Any) -> ServiceDiscoveryClient:
+        """A client of this fake alone (its transport, its secret); ``options`` go to the
+        client as they are, so a test names only what it changes (``sleep``, ``cache``)."""
+        return ServiceDiscoveryClient(
+            "http://r", self.secret, transport=self.transport(), **options
+        )
 
     def restart(self) -> None:
         """Forget everything, indexes included, as a restarted registry does."""
@@ -294,6 +303,23 @@ class FakeClock:
             assert self.scope is not None, "set clock.scope before running the loop"
             self.scope.cancel()
         await anyio.lowlevel.checkpoint()
+
+
+async def run_rounds(
+    client: ServiceDiscoveryClient, clock: FakeClock, sleeps: int, interval: float | None = None
+) -> None:
+    """Run the heartbeat loop until it has slept ``sleeps`` times (so ``sleeps - 1`` rounds
+    ran) on ``clock``; ``interval`` None is the client's own default."""
+    clock.stop_after = sleeps
+    with anyio.CancelScope() as scope:
+        clock.scope = scope
+        await client.run_heartbeat_loop(interval)
+    assert scope.cancelled_caught, "the loop ended by itself"
+
+
+async def no_wait(seconds: float) -> None:
+    """A client ``sleep`` that only yields to the loop: heartbeat rounds run back to back."""
+    await anyio.lowlevel.checkpoint()
 
 
 async def until(condition: Callable[[], bool], *, limit: int = 100_000) -> None:

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import http.server
 import json
-import sys
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from conformance.server_process import ServerProcess, listening_socket
+
 SECRET = "sdk-test-secret"
 ROOT = Path(__file__).resolve().parents[2]
-
-# `conformance` is not an installed package (see tests/soak/conftest.py).
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from conformance.server_process import ServerProcess, listening_socket  # noqa: E402
 
 FAST_SETTINGS = {
     "SERVICE_DISCOVERY_SECRET": SECRET,
@@ -96,6 +95,31 @@ class RegistryProcess:
         return self.server.describe() if self.server is not None else self._last_output
 
 
+@contextmanager
+def running_registry(
+    frontend: str, env: Mapping[str, str] | None = None
+) -> Iterator[RegistryProcess]:
+    """A started `RegistryProcess`, closed (server stopped, socket closed) on the way out:
+    the body of every real-registry fixture."""
+    server = RegistryProcess(frontend, env)
+    with closing(server):
+        server.start()
+        yield server
+
+
+def eventually(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:
+    """Poll a real registry's state every 50 ms; fail after ``limit`` seconds.
+
+    A real process has no fake clock to jump, so its tests wait, but only as
+    long as the state takes to settle.
+    """
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not true after {limit} s")
+        time.sleep(0.05)
+
+
 class HealthEndpoint:
     """A tiny HTTP server in a thread answering the registry's probes.
 
@@ -129,6 +153,15 @@ class HealthEndpoint:
         self.port: int = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def instance(self, service_name: str, instance_id: str) -> dict[str, Any]:
+        """Registration fields of an instance the registry will probe here (on loopback)."""
+        return {
+            "service_name": service_name,
+            "instance_id": instance_id,
+            "host": "127.0.0.1",
+            "port": self.port,
+        }
 
     def close(self) -> None:
         self.server.shutdown()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 import pytest
@@ -20,10 +22,20 @@ from service_discovery import (
     ServiceRegistrationRequest,
 )
 
-from .conftest import URL
+from .conftest import URL, MakeClient
 from .fakes import SECRET, FakeClock, FakeRegistry
 
-MakeClient = Callable[..., ServiceDiscoveryClient]
+
+@asynccontextmanager
+async def read_once(
+    make_client: MakeClient, registry: FakeRegistry, **options: Any
+) -> AsyncIterator[ServiceDiscoveryClient]:
+    """A client that has read ``svc`` (one instance, ``a``) once: the state every cache
+    test starts from before it moves the clock or breaks the registry."""
+    registry.add("svc", "a")
+    async with make_client(**options) as client:
+        await client.discover_services("svc")
+        yield client
 
 
 async def test_register_with_a_request_object(
@@ -113,9 +125,7 @@ async def test_discover_unknown_service_is_empty(make_client: MakeClient) -> Non
 async def test_discover_caches_for_the_ttl(
     make_client: MakeClient, registry: FakeRegistry, clock: FakeClock
 ) -> None:
-    registry.add("svc", "a")
-    async with make_client(cache_ttl=5) as client:
-        await client.discover_services("svc")
+    async with read_once(make_client, registry, cache_ttl=5) as client:
         await client.discover_services("svc")
         assert len(registry.paths("GET")) == 1
         clock.now += 5
@@ -153,14 +163,35 @@ async def test_registry_down_serves_stale_answer_and_says_so(
         assert not back.stale
 
 
-async def test_registry_down_without_cache_raises(
-    make_client: MakeClient, registry: FakeRegistry
+def _go_down(registry: FakeRegistry) -> None:
+    registry.down = True
+
+
+def _rotate_the_secret(registry: FakeRegistry) -> None:
+    registry.secret = "rotated"
+
+
+@pytest.mark.parametrize(
+    ("options", "break_registry", "error"),
+    [
+        pytest.param({"cache": False}, _go_down, RegistryUnavailableError, id="down-no-cache"),
+        pytest.param({}, _rotate_the_secret, AuthenticationError, id="auth-error-with-cache"),
+    ],
+)
+async def test_a_failure_with_nothing_to_serve_is_raised(
+    make_client: MakeClient,
+    registry: FakeRegistry,
+    clock: FakeClock,
+    options: dict[str, Any],
+    break_registry: Callable[[FakeRegistry], None],
+    error: type[Exception],
 ) -> None:
-    registry.add("svc", "a")
-    async with make_client(cache=False) as client:
-        await client.discover_services("svc")
-        registry.down = True
-        with pytest.raises(RegistryUnavailableError):
+    """After a good read, a failure the cache may not (or cannot) serve over is raised:
+    a down registry with the cache off, and an auth error whatever the cache holds."""
+    async with read_once(make_client, registry, **options) as client:
+        break_registry(registry)
+        clock.now += 10  # past the cache TTL
+        with pytest.raises(error):
             await client.discover_services("svc")
 
 
@@ -173,24 +204,10 @@ async def test_registry_down_with_nothing_cached_raises(
             await client.discover_services("svc")
 
 
-async def test_auth_error_is_not_hidden_by_the_cache(
-    make_client: MakeClient, registry: FakeRegistry, clock: FakeClock
-) -> None:
-    registry.add("svc", "a")
-    async with make_client() as client:
-        await client.discover_services("svc")
-        registry.secret = "rotated"
-        clock.now += 10
-        with pytest.raises(AuthenticationError):
-            await client.discover_services("svc")
-
-
 async def test_malformed_answer_counts_as_unavailable(
     make_client: MakeClient, registry: FakeRegistry, clock: FakeClock
 ) -> None:
-    registry.add("svc", "a")
-    async with make_client() as client:
-        await client.discover_services("svc")
+    async with read_once(make_client, registry) as client:
         clock.now += 10
         registry.canned.append(httpx.Response(200, json={"healthy_instances": [{"port": "x"}]}))
         stale = await client.discover_services("svc")

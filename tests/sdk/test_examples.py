@@ -16,7 +16,7 @@ import pytest
 
 from service_discovery import ServiceInstance
 
-from .registry_process import ROOT, SECRET, RegistryProcess
+from .registry_process import ROOT, SECRET, RegistryProcess, running_registry
 
 
 class ExampleProcess:
@@ -63,12 +63,8 @@ class ExampleProcess:
 
 @pytest.fixture
 def registry() -> Iterator[RegistryProcess]:
-    server = RegistryProcess("quart")
-    try:
-        server.start()
+    with running_registry("quart") as server:
         yield server
-    finally:
-        server.close()
 
 
 def healthy_instances(registry: RegistryProcess, service: str) -> list[ServiceInstance]:

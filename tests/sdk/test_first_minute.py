@@ -25,11 +25,8 @@ from service_discovery import (
 )
 from service_discovery.testing import InProcessRegistry
 
-from .fakes import SECRET, FakeClock, FakeRegistry, error
-
-MakeClient = Callable[..., ServiceDiscoveryClient]
-OWN = ("my-service", "instance-1")
-
+from .conftest import KEY_A, MakeClient, Registered
+from .fakes import SECRET, FakeClock, FakeRegistry, error, run_rounds
 
 # -- picking and failing over between instances ------------------------------------
 
@@ -155,7 +152,7 @@ async def test_requests_fail_over_to_the_next_registry_url(
     async with ServiceDiscoveryClient("http://a,http://b", SECRET, transport=transport) as client:
         assert client.urls == ("http://a", "http://b")
         await client.register_service(request_a)
-        assert OWN in registry.instances
+        assert KEY_A in registry.instances
         assert client.url == "http://b"  # the one that answered is tried first from now on
         await client.send_heartbeat()
     assert hosts == ["a", "b", "b"]
@@ -218,7 +215,7 @@ async def test_an_index_going_back_on_a_read_re_registers_at_once(
         with caplog.at_level(logging.INFO, logger="service_discovery"):
             await client.discover_services("game")
         # No heartbeat was sent: the read itself noticed and registered again.
-        assert OWN in registry.instances
+        assert KEY_A in registry.instances
         assert registry.paths("POST").count("/v1/discovery/heartbeat") == 0
         assert "registry restarted" in caplog.text
         # Once: the next read sees an index that moved forward again.
@@ -238,7 +235,7 @@ async def test_no_re_registration_after_unregistering(
         registry.restart()
         registry.add("game", "g1")
         await client.discover_services("game")
-    assert OWN not in registry.instances
+    assert KEY_A not in registry.instances
 
 
 async def test_an_index_going_back_on_a_watch_re_registers_at_once(
@@ -263,7 +260,7 @@ async def test_an_index_going_back_on_a_watch_re_registers_at_once(
             registry.restart()
             registry.add("game", "g9")
     assert seen == [["g1", "g2"], ["g9"]]
-    assert OWN in registry.instances
+    assert KEY_A in registry.instances
     assert registry.paths("POST").count("/v1/discovery/heartbeat") == 0
 
 
@@ -277,20 +274,15 @@ def _register_answer(**extra: object) -> httpx.Response:
 
 
 async def test_an_interval_above_half_the_ttl_is_shortened_with_one_warning(
-    make_client: MakeClient,
+    registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    registry.canned.append(_register_answer(ttl_seconds=90))
-    async with make_client() as client:
-        with caplog.at_level(logging.WARNING, logger="service_discovery"):
-            await client.register_service(request_a)
-            clock.stop_after = 4
-            with anyio.CancelScope() as scope:
-                clock.scope = scope
-                await client.run_heartbeat_loop(60)
+    registry.canned.append(_register_answer(ttl_seconds=90))  # answers the registration
+    with caplog.at_level(logging.WARNING, logger="service_discovery"):
+        async with registered() as client:
+            await run_rounds(client, clock, sleeps=4, interval=60)
     assert clock.sleeps == [30, 30, 30, 30]  # TTL / 3: two heartbeats may be lost
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -299,19 +291,11 @@ async def test_an_interval_above_half_the_ttl_is_shortened_with_one_warning(
 
 @pytest.mark.parametrize("answer", [{"ttl_seconds": 180}, {}, {"ttl_seconds": "soon"}])
 async def test_an_interval_that_fits_the_ttl_or_no_ttl_is_kept(
-    make_client: MakeClient,
-    registry: FakeRegistry,
-    clock: FakeClock,
-    request_a: ServiceRegistrationRequest,
-    answer: dict[str, object],
+    registered: Registered, registry: FakeRegistry, clock: FakeClock, answer: dict[str, object]
 ) -> None:
-    registry.canned.append(_register_answer(**answer))
-    async with make_client() as client:
-        await client.register_service(request_a)
-        clock.stop_after = 2
-        with anyio.CancelScope() as scope:
-            clock.scope = scope
-            await client.run_heartbeat_loop(60)
+    registry.canned.append(_register_answer(**answer))  # answers the registration
+    async with registered() as client:
+        await run_rounds(client, clock, sleeps=2, interval=60)
     assert clock.sleeps == [60, 60]
 
 

@@ -5,32 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
 
-import anyio
 import httpx
 import pytest
 import trio
 
 from service_discovery import Backoff, ServiceDiscoveryClient, ServiceRegistrationRequest
 
-from .conftest import Registered
-from .fakes import FakeClock, FakeRegistry, error, until
+from .conftest import KEY_A, MakeClient, Registered
+from .fakes import FakeClock, FakeRegistry, error, run_rounds, until
 
-MakeClient = Callable[..., ServiceDiscoveryClient]
 HEARTBEAT = "/v1/discovery/heartbeat"
 REGISTER = "/v1/discovery/register"
-
-
-async def run_rounds(
-    client: ServiceDiscoveryClient, clock: FakeClock, sleeps: int, interval: float
-) -> None:
-    """Run the loop until it has slept ``sleeps`` times (so ``sleeps - 1`` rounds ran)."""
-    clock.stop_after = sleeps
-    with anyio.CancelScope() as scope:
-        clock.scope = scope
-        await client.run_heartbeat_loop(interval)
-    assert scope.cancelled_caught, "the loop ended by itself"
 
 
 async def test_heartbeats_every_interval(
@@ -45,14 +31,10 @@ async def test_heartbeats_every_interval(
 
 
 async def test_default_interval_comes_from_the_client(
-    make_client: MakeClient, clock: FakeClock, request_a: ServiceRegistrationRequest
+    registered: Registered, clock: FakeClock
 ) -> None:
-    async with make_client(heartbeat_interval=7) as client:
-        await client.register_service(request_a)
-        clock.stop_after = 2
-        with anyio.CancelScope() as scope:
-            clock.scope = scope
-            await client.run_heartbeat_loop()
+    async with registered(heartbeat_interval=7) as client:
+        await run_rounds(client, clock, sleeps=2)
     assert clock.sleeps == [7, 7]
 
 
@@ -68,7 +50,7 @@ async def test_404_re_registers_at_once(
     # and the next interval's heartbeat worked.
     assert clock.sleeps == [10, 10, 10]
     assert registry.paths("POST") == [REGISTER, HEARTBEAT, REGISTER, HEARTBEAT]
-    assert ("my-service", "instance-1") in registry.instances
+    assert KEY_A in registry.instances
     assert registry.bodies[2]["metadata"] == {"version": "1.0.0"}
 
 
@@ -142,7 +124,7 @@ async def test_failed_re_registration_is_retried_as_registration(
     # heartbeat -> 404, register -> network error, back off, register again.
     assert registry.paths("POST") == [REGISTER, HEARTBEAT, REGISTER, REGISTER]
     assert clock.sleeps[1] < 60
-    assert ("my-service", "instance-1") in registry.instances
+    assert KEY_A in registry.instances
 
 
 async def test_no_exception_escapes_the_loop(
@@ -189,9 +171,7 @@ def test_start_and_stop_in_the_background_on_asyncio(
         await asyncio.sleep(0)
 
     async def main() -> None:
-        async with ServiceDiscoveryClient(
-            "http://r", registry.secret, transport=registry.transport(), sleep=fast_sleep
-        ) as client:
+        async with registry.client(sleep=fast_sleep) as client:
             await client.register_service(request_a)
             await client.start_heartbeat_loop(interval_seconds=30)
             assert client.heartbeat_running
@@ -214,9 +194,7 @@ def test_stop_right_after_start_on_asyncio(request_a: ServiceRegistrationRequest
     registry = FakeRegistry()
 
     async def main() -> None:
-        async with ServiceDiscoveryClient(
-            "http://r", registry.secret, transport=registry.transport()
-        ) as client:
+        async with registry.client() as client:
             await client.register_service(request_a)
             await client.start_heartbeat_loop(interval_seconds=30)
             await client.stop_heartbeat_loop()
@@ -229,7 +207,7 @@ def test_aclose_stops_the_heartbeat_on_asyncio(request_a: ServiceRegistrationReq
     registry = FakeRegistry()
 
     async def main() -> None:
-        client = ServiceDiscoveryClient("http://r", registry.secret, transport=registry.transport())
+        client = registry.client()
         await client.register_service(request_a)
         await client.start_heartbeat_loop(interval_seconds=30)
         await client.aclose()

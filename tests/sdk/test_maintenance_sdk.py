@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,15 +20,13 @@ from service_discovery import (
     InstanceStatus,
     NotFoundError,
     NotSupportedError,
-    ServiceDiscoveryClient,
     ServiceRegistrationRequest,
     ValidationError,
 )
 
+from .conftest import KEY_A, MakeClient
 from .fakes import FakeRegistry
 
-MakeClient = Callable[..., ServiceDiscoveryClient]
-KEY = ("my-service", "instance-1")
 MAINTENANCE = "/v1/discovery/maintenance/my-service/instance-1"
 UNREGISTER = "/v1/discovery/unregister/my-service/instance-1"
 
@@ -88,14 +85,14 @@ def test_instances_of_an_older_registry_have_no_maintenance_or_check() -> None:
 async def _drain_scenario(
     registry: FakeRegistry, request: ServiceRegistrationRequest, sleep: Any
 ) -> list[tuple[str, str]]:
-    options: dict[str, Any] = {"transport": registry.transport(), "cache": False}
+    options: dict[str, Any] = {"cache": False}
     if sleep is not None:
         options["sleep"] = sleep
     async with (
-        ServiceDiscoveryClient("http://r", registry.secret, **options) as client,
+        registry.client(**options) as client,
         client.registered(request, interval_seconds=1000, drain_seconds=30),
     ):
-        assert KEY in registry.instances
+        assert KEY_A in registry.instances
         registry.log.clear()
     return list(registry.log)
 
@@ -112,7 +109,7 @@ def test_drain_on_trio_waits_in_maintenance_then_unregisters(
         async def spy(request: Any) -> Any:
             if request.method == "DELETE":
                 seen["waited"] = trio.current_time()
-                seen["in_maintenance"] = registry.instances[KEY]["maintenance"] is not None
+                seen["in_maintenance"] = registry.instances[KEY_A]["maintenance"] is not None
             return await original(request)
 
         registry.handle = spy  # type: ignore[method-assign]
@@ -123,7 +120,7 @@ def test_drain_on_trio_waits_in_maintenance_then_unregisters(
     assert seen["log"] == [("PUT", MAINTENANCE), ("DELETE", UNREGISTER)]
     assert seen["in_maintenance"]
     assert seen["waited"] - seen["start"] >= 30  # on the mock clock: no real waiting
-    assert KEY not in registry.instances
+    assert KEY_A not in registry.instances
 
 
 def test_drain_on_asyncio_with_an_injected_sleep(
@@ -156,7 +153,7 @@ async def test_drain_against_an_older_registry_unregisters_at_once(
         log = await _drain_scenario(registry, request_a, sleep)
     assert log == [("PUT", MAINTENANCE), ("DELETE", UNREGISTER)]
     assert 30 not in waits
-    assert KEY not in registry.instances
+    assert KEY_A not in registry.instances
     assert "no maintenance route" in caplog.text
 
 

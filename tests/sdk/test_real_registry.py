@@ -1,6 +1,6 @@
 """The SDK against a real registry started from the project, on loopback.
 
-Every scenario runs on trio (pytest-trio) and on asyncio (``asyncio.run``),
+Every scenario runs on trio (``trio.run``) and on asyncio (``asyncio.run``),
 against each frontend. The registry runs with a 2 s TTL and 0.2 s probes so
 the timing scenarios take seconds, not minutes.
 """
@@ -19,6 +19,7 @@ import anyio
 import anyio.to_thread
 import httpx
 import pytest
+import trio
 from quart import Quart
 
 from service_discovery import (
@@ -28,7 +29,7 @@ from service_discovery import (
     setup_service_health_checks,
 )
 
-from .registry_process import SECRET, HealthEndpoint, RegistryProcess
+from .registry_process import SECRET, HealthEndpoint, RegistryProcess, running_registry
 
 FRONTENDS = ["quart", "trio"]
 _names = itertools.count()
@@ -40,6 +41,11 @@ def unique(prefix: str) -> str:
 
 def ids(instances: ServiceInstanceList) -> list[str]:
     return [i.instance_id for i in instances]
+
+
+async def listed(client: ServiceDiscoveryClient, name: str) -> list[str]:
+    """The ids of every instance of `name` the registry lists, healthy or not."""
+    return ids(await client.discover_services(name, healthy_only=False))
 
 
 async def eventually(condition: Callable[[], Awaitable[bool]], limit: float, what: str) -> float:
@@ -60,23 +66,15 @@ def frontend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="module")
 def registry_server(frontend: str) -> Iterator[RegistryProcess]:
     """One registry shared by the scenarios that do not stop it."""
-    server = RegistryProcess(frontend)
-    try:
-        server.start()
+    with running_registry(frontend) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture
 def own_registry(frontend: str) -> Iterator[RegistryProcess]:
     """A registry of the test's own, for the scenarios that restart or kill it."""
-    server = RegistryProcess(frontend)
-    try:
-        server.start()
+    with running_registry(frontend) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +166,11 @@ async def _heartbeat_keeps_instance_alive(
     server: RegistryProcess, endpoint: HealthEndpoint
 ) -> None:
     name = unique("alive")
-    fields: dict[str, Any] = {"service_name": name, "host": "127.0.0.1", "port": endpoint.port}
     async with ServiceDiscoveryClient(server.url, SECRET, cache=False) as client:
         async with ServiceDiscoveryClient(server.url, SECRET) as silent:
-            await silent.register_service(instance_id="silent", **fields)
+            await silent.register_service(**endpoint.instance(name, "silent"))
         async with client.registered(
-            instance_id="beating", interval_seconds=server.ttl / 4, **fields
+            interval_seconds=server.ttl / 4, **endpoint.instance(name, "beating")
         ):
             registered_at = time.monotonic()
 
@@ -183,26 +180,25 @@ async def _heartbeat_keeps_instance_alive(
 
             await eventually(silent_expired, server.ttl * 3, "the silent instance expired")
             await anyio.sleep(max(0.0, registered_at + server.ttl * 1.5 - time.monotonic()))
-            assert ids(await client.discover_services(name, healthy_only=False)) == ["beating"]
-        assert await client.discover_services(name, healthy_only=False) == []
+            assert await listed(client, name) == ["beating"]
+        assert await listed(client, name) == []
 
 
 async def _registered_unregisters_on_exit_and_cancel(
     server: RegistryProcess, endpoint: HealthEndpoint
 ) -> None:
     name = unique("scoped")
-    fields: dict[str, Any] = {"service_name": name, "host": "127.0.0.1", "port": endpoint.port}
     async with ServiceDiscoveryClient(server.url, SECRET, cache=False) as client:
-        async with client.registered(instance_id="a", **fields):
-            assert ids(await client.discover_services(name, healthy_only=False)) == ["a"]
-        assert await client.discover_services(name, healthy_only=False) == []
+        async with client.registered(**endpoint.instance(name, "a")):
+            assert await listed(client, name) == ["a"]
+        assert await listed(client, name) == []
 
         with anyio.move_on_after(0.5) as scope:
-            async with client.registered(instance_id="b", **fields):
-                assert ids(await client.discover_services(name, healthy_only=False)) == ["b"]
+            async with client.registered(**endpoint.instance(name, "b")):
+                assert await listed(client, name) == ["b"]
                 await anyio.sleep_forever()
         assert scope.cancelled_caught
-        assert await client.discover_services(name, healthy_only=False) == []
+        assert await listed(client, name) == []
 
 
 async def _watch_sees_other_clients(server: RegistryProcess, endpoint: HealthEndpoint) -> None:
@@ -214,9 +210,7 @@ async def _watch_sees_other_clients(server: RegistryProcess, endpoint: HealthEnd
         watcher = watcher_client.watch_service(name, healthy_only=False, wait_seconds=10)
         with anyio.fail_after(10):
             assert await watcher.__anext__() == []
-            await other.register_service(
-                service_name=name, instance_id="w1", host="127.0.0.1", port=endpoint.port
-            )
+            await other.register_service(**endpoint.instance(name, "w1"))
             started = time.monotonic()
             assert ids(await watcher.__anext__()) == ["w1"]
             assert time.monotonic() - started < 5  # woken by the change, not the wait
@@ -260,17 +254,11 @@ async def _reregisters_after_registry_restart(
     client = ServiceDiscoveryClient(server.url, SECRET, cache=False)
 
     async def back() -> bool:
-        return ids(await client.discover_services(name, healthy_only=False)) == ["phoenix"]
+        return await listed(client, name) == ["phoenix"]
 
     async with (
         client,
-        client.registered(
-            service_name=name,
-            instance_id="phoenix",
-            host="127.0.0.1",
-            port=endpoint.port,
-            interval_seconds=interval,
-        ),
+        client.registered(interval_seconds=interval, **endpoint.instance(name, "phoenix")),
     ):
         await anyio.to_thread.run_sync(server.restart)
         # The new registry knows nothing; the heartbeat's 404 must bring us back.
@@ -290,9 +278,7 @@ async def _registry_down_serves_stale(server: RegistryProcess, endpoint: HealthE
     logging.getLogger("service_discovery").addHandler(handler)
     try:
         async with ServiceDiscoveryClient(server.url, SECRET, cache_ttl=0.2, timeout=3) as client:
-            await client.register_service(
-                service_name=name, instance_id="s1", host="127.0.0.1", port=endpoint.port
-            )
+            await client.register_service(**endpoint.instance(name, "s1"))
 
             async def healthy() -> bool:
                 return ids(await client.discover_services(name)) == ["s1"]
@@ -325,32 +311,32 @@ def _name(scenario: Scenario) -> str:
     return scenario.__name__.strip("_")
 
 
-@pytest.mark.parametrize("scenario", SHARED, ids=_name)
-async def test_on_trio(
-    scenario: Scenario, registry_server: RegistryProcess, health_endpoint: HealthEndpoint
+#: Each scenario with the fixture naming its registry: the shared one, or one of its
+#: own for the scenarios that restart or kill it.
+PLACES = [
+    pytest.param(scenario, fixture, id=_name(scenario))
+    for scenarios, fixture in ((SHARED, "registry_server"), (OWN, "own_registry"))
+    for scenario in scenarios
+]
+
+
+@pytest.mark.parametrize("loop", ["trio", "asyncio"])
+@pytest.mark.parametrize(("scenario", "registry_fixture"), PLACES)
+def test_scenario(
+    loop: str,
+    scenario: Scenario,
+    registry_fixture: str,
+    frontend: str,
+    health_endpoint: HealthEndpoint,
+    request: pytest.FixtureRequest,
 ) -> None:
-    await scenario(registry_server, health_endpoint)
-
-
-@pytest.mark.parametrize("scenario", SHARED, ids=_name)
-def test_on_asyncio(
-    scenario: Scenario, registry_server: RegistryProcess, health_endpoint: HealthEndpoint
-) -> None:
-    asyncio.run(scenario(registry_server, health_endpoint))
-
-
-@pytest.mark.parametrize("scenario", OWN, ids=_name)
-async def test_own_registry_on_trio(
-    scenario: Scenario, own_registry: RegistryProcess, health_endpoint: HealthEndpoint
-) -> None:
-    await scenario(own_registry, health_endpoint)
-
-
-@pytest.mark.parametrize("scenario", OWN, ids=_name)
-def test_own_registry_on_asyncio(
-    scenario: Scenario, own_registry: RegistryProcess, health_endpoint: HealthEndpoint
-) -> None:
-    asyncio.run(scenario(own_registry, health_endpoint))
+    """Every scenario on each event loop; ``frontend`` is named so the registry follows it."""
+    registry: RegistryProcess = request.getfixturevalue(registry_fixture)
+    assert registry.frontend == frontend
+    if loop == "trio":
+        trio.run(scenario, registry, health_endpoint)
+    else:
+        asyncio.run(scenario(registry, health_endpoint))
 
 
 def test_registration_request_round_trips(

@@ -19,33 +19,28 @@ from service_discovery import (
     ServiceRegistrationRequest,
 )
 
-from .fakes import FakeRegistry, until
+from .conftest import KEY_A
+from .fakes import FakeRegistry, no_wait, until
 
-KEY = ("my-service", "instance-1")
 Scenario = Callable[[FakeRegistry, ServiceRegistrationRequest], Coroutine[Any, Any, None]]
 
 
 async def _heartbeats_then_unregisters(
     registry: FakeRegistry, req: ServiceRegistrationRequest
 ) -> None:
-    async def tick(seconds: float) -> None:
-        await anyio.lowlevel.checkpoint()
-
-    client = ServiceDiscoveryClient(
-        "http://r", registry.secret, transport=registry.transport(), sleep=tick
-    )
+    client = registry.client(sleep=no_wait)
     async with client, client.registered(req, interval_seconds=1) as inside:
         assert inside is client
-        assert KEY in registry.instances
+        assert KEY_A in registry.instances
         await until(lambda: registry.paths("POST").count("/v1/discovery/heartbeat") >= 3)
-    assert KEY not in registry.instances
+    assert KEY_A not in registry.instances
     assert registry.paths("DELETE") == ["/v1/discovery/unregister/my-service/instance-1"]
 
 
 async def _unregisters_on_cancellation(
     registry: FakeRegistry, req: ServiceRegistrationRequest
 ) -> None:
-    client = ServiceDiscoveryClient("http://r", registry.secret, transport=registry.transport())
+    client = registry.client()
     entered = anyio.Event()
 
     async def service() -> None:
@@ -56,27 +51,25 @@ async def _unregisters_on_cancellation(
     async with client, anyio.create_task_group() as tasks:
         tasks.start_soon(service)
         await entered.wait()
-        assert KEY in registry.instances
+        assert KEY_A in registry.instances
         tasks.cancel_scope.cancel()
-    assert KEY not in registry.instances
+    assert KEY_A not in registry.instances
 
 
 async def _body_exception_comes_out_unwrapped(
     registry: FakeRegistry, req: ServiceRegistrationRequest
 ) -> None:
-    client = ServiceDiscoveryClient("http://r", registry.secret, transport=registry.transport())
+    client = registry.client()
     async with client:
         with pytest.raises(ZeroDivisionError):
             async with client.registered(req):
                 1 / 0  # noqa: B018
-    assert KEY not in registry.instances
+    assert KEY_A not in registry.instances
 
 
 async def _keyword_style(registry: FakeRegistry, req: ServiceRegistrationRequest) -> None:
     async with (
-        ServiceDiscoveryClient(
-            "http://r", registry.secret, transport=registry.transport()
-        ) as client,
+        registry.client() as client,
         client.registered(service_name="kw", instance_id="kw-1", host="h", port=1),
     ):
         assert ("kw", "kw-1") in registry.instances
@@ -101,20 +94,16 @@ async def _unregister_failure_is_logged_not_raised(
     registry: FakeRegistry, req: ServiceRegistrationRequest
 ) -> None:
     async with (
-        ServiceDiscoveryClient(
-            "http://r", registry.secret, transport=registry.transport()
-        ) as client,
+        registry.client() as client,
         client.registered(req),
     ):
         registry.down = True
-    assert KEY in registry.instances  # it will expire at its TTL
+    assert KEY_A in registry.instances  # it will expire at its TTL
 
 
 async def _already_gone_is_fine(registry: FakeRegistry, req: ServiceRegistrationRequest) -> None:
     async with (
-        ServiceDiscoveryClient(
-            "http://r", registry.secret, transport=registry.transport()
-        ) as client,
+        registry.client() as client,
         client.registered(req),
     ):
         registry.restart()
@@ -123,9 +112,7 @@ async def _already_gone_is_fine(registry: FakeRegistry, req: ServiceRegistration
 
 async def _registry_down_at_start(registry: FakeRegistry, req: ServiceRegistrationRequest) -> None:
     registry.down = True
-    async with ServiceDiscoveryClient(
-        "http://r", registry.secret, transport=registry.transport()
-    ) as client:
+    async with registry.client() as client:
         with pytest.raises(RegistryUnavailableError):
             async with client.registered(req):
                 pass
@@ -136,12 +123,7 @@ async def _heartbeat_running_inside_the_block(
 ) -> None:
     """It read False inside the block while heartbeats were being sent."""
 
-    async def tick(seconds: float) -> None:
-        await anyio.lowlevel.checkpoint()
-
-    client = ServiceDiscoveryClient(
-        "http://r", registry.secret, transport=registry.transport(), sleep=tick
-    )
+    client = registry.client(sleep=no_wait)
     async with client:
         assert not client.heartbeat_running
         async with client.registered(req, interval_seconds=1):
@@ -180,9 +162,7 @@ def test_native_asyncio_task_cancel_unregisters(request_a: ServiceRegistrationRe
     registry = FakeRegistry()
 
     async def main() -> None:
-        async with ServiceDiscoveryClient(
-            "http://r", registry.secret, transport=registry.transport()
-        ) as client:
+        async with registry.client() as client:
             entered = asyncio.Event()
 
             async def service() -> None:
@@ -192,10 +172,10 @@ def test_native_asyncio_task_cancel_unregisters(request_a: ServiceRegistrationRe
 
             task = asyncio.create_task(service())
             await entered.wait()
-            assert KEY in registry.instances
+            assert KEY_A in registry.instances
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
-            assert KEY not in registry.instances
+            assert KEY_A not in registry.instances
 
     asyncio.run(main())

@@ -24,10 +24,10 @@ from service_discovery import (
     SyncServiceDiscoveryClient,
 )
 
+from .conftest import KEY_A
 from .fakes import FakeRegistry, error
-from .registry_process import SECRET, HealthEndpoint, RegistryProcess
+from .registry_process import SECRET, HealthEndpoint, RegistryProcess, eventually, running_registry
 
-KEY = ("my-service", "instance-1")
 HEARTBEAT = "/v1/discovery/heartbeat"
 REGISTER = "/v1/discovery/register"
 
@@ -154,7 +154,7 @@ def test_heartbeat_thread_beats_and_re_registers_on_404(
         assert client.heartbeat_running
         sync_clock.wait_for(lambda: registry.paths("POST").count(HEARTBEAT) >= 2)
         registry.restart()  # forgets the instance: the next heartbeat is a 404
-        sync_clock.wait_for(lambda: KEY in registry.instances)
+        sync_clock.wait_for(lambda: KEY_A in registry.instances)
         client.stop_heartbeat()
         assert not client.heartbeat_running
     posts = registry.paths("POST")
@@ -185,9 +185,9 @@ def test_registered_context_manager_drains_and_unregisters(
     with make_sync() as client:
         with client.registered(request_a, interval_seconds=1000, drain_seconds=12) as inside:
             assert inside is client and client.heartbeat_running
-            assert KEY in registry.instances
+            assert KEY_A in registry.instances
         assert not client.heartbeat_running
-    assert KEY not in registry.instances
+    assert KEY_A not in registry.instances
     assert 12 in sync_clock.sleeps
     assert registry.paths("PUT") == ["/v1/discovery/maintenance/my-service/instance-1"]
 
@@ -197,7 +197,7 @@ def test_registered_unregisters_when_the_body_raises(
 ) -> None:
     with make_sync() as client, pytest.raises(ZeroDivisionError), client.registered(request_a):
         1 / 0  # noqa: B018
-    assert KEY not in registry.instances
+    assert KEY_A not in registry.instances
 
 
 def test_stop_heartbeat_interrupts_a_real_wait(
@@ -220,20 +220,8 @@ _names = itertools.count()
 
 @pytest.fixture(scope="module")
 def real_registry() -> Iterator[RegistryProcess]:
-    server = RegistryProcess("quart")
-    try:
-        server.start()
+    with running_registry("quart") as server:
         yield server
-    finally:
-        server.close()
-
-
-def _eventually(condition: Callable[[], bool], limit: float, what: str) -> None:
-    deadline = time.monotonic() + limit
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not true after {limit} s")
-        time.sleep(0.05)
 
 
 def test_sync_client_against_a_real_registry(real_registry: RegistryProcess) -> None:
@@ -242,11 +230,9 @@ def test_sync_client_against_a_real_registry(real_registry: RegistryProcess) -> 
     name = f"sync-{next(_names)}"
     try:
         with SyncServiceDiscoveryClient(real_registry.url, SECRET, cache=False) as client:
-            request = ServiceRegistrationRequest(
-                service_name=name, instance_id="i1", host="127.0.0.1", port=endpoint.port
-            )
+            request = ServiceRegistrationRequest(**endpoint.instance(name, "i1"))
             with client.registered(request, interval_seconds=0.3):
-                _eventually(lambda: len(client.discover_services(name)) == 1, 5, "healthy")
+                eventually(lambda: len(client.discover_services(name)) == 1, "healthy", 5)
                 # Outlive the 2 s TTL: only the heartbeat thread keeps it registered.
                 time.sleep(real_registry.ttl * 1.5)
                 assert [i.instance_id for i in client.discover_services(name, False)] == ["i1"]
@@ -260,17 +246,15 @@ def test_sync_maintenance_against_a_real_registry(real_registry: RegistryProcess
     name = f"sync-m-{next(_names)}"
     try:
         with SyncServiceDiscoveryClient(real_registry.url, SECRET, cache=False) as client:
-            client.register_service(
-                service_name=name, instance_id="i1", host="127.0.0.1", port=endpoint.port
-            )
+            client.register_service(**endpoint.instance(name, "i1"))
             try:
-                _eventually(lambda: len(client.discover_services(name)) == 1, 5, "healthy")
+                eventually(lambda: len(client.discover_services(name)) == 1, "healthy", 5)
                 client.set_maintenance(reason="deploy")
                 assert client.discover_services(name) == []
                 (listed,) = client.discover_services(name, healthy_only=False)
                 assert listed.maintenance is not None and listed.maintenance.reason == "deploy"
                 client.clear_maintenance()
-                _eventually(lambda: len(client.discover_services(name)) == 1, 5, "back")
+                eventually(lambda: len(client.discover_services(name)) == 1, "back", 5)
             finally:
                 client.unregister_service()
     finally:

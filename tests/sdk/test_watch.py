@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 import httpx
 import pytest
@@ -12,9 +11,8 @@ import trio
 
 from service_discovery import AuthenticationError, ServiceDiscoveryClient, ServiceInstanceList
 
+from .conftest import MakeClient
 from .fakes import FakeClock, FakeRegistry, until
-
-MakeClient = Callable[..., ServiceDiscoveryClient]
 
 
 def ids(listed: ServiceInstanceList) -> list[str]:

@@ -1,0 +1,20 @@
+"""Put the project root first on `sys.path`, once for every folder of tests.
+
+`conformance/` and `bench/` are not installed packages, and the editable
+install's import hook may have been generated before `frontends/` and
+`service_discovery/` had an `__init__.py`, so outside the project directory it
+maps them as namespace packages (`frontends.FRONTENDS` missing, Quart's
+`find_package("service_discovery")` failing on the hook's placeholder path).
+With the root first, the project's own regular packages win, and any folder of
+tests imports `conformance`, `bench` and `tests.*` when run on its own. pytest
+loads this file before any conftest or test module below it.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
