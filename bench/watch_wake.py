@@ -22,17 +22,15 @@ of 20,000 (this machine's); 20,000 watchers need a higher one.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import resource
 import socket
 import statistics
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
+from conformance.health_checker import ProbeTally, probing
 from conformance.parked_connections import read_responses, send_on_each
 from conformance.server_process import kept_socket, start_server
 
@@ -46,64 +44,30 @@ COLLECTORS = (("python gc", "0"), ("registry gc", ""))
 
 
 @dataclass
-class Checks:
-    """Health checks as a load balancer would make them: (seconds, answered 200)."""
-
-    times: list[tuple[float, bool]] = field(default_factory=list)
-
-    def since(self, start: int) -> list[float]:
-        return [seconds for seconds, _ in self.times[start:]]
-
-    def failures(self, start: int) -> int:
-        return sum(not good for _, good in self.times[start:])
-
-
-@contextlib.contextmanager
-def checking(url: str) -> Iterator[Checks]:
-    checks = Checks()
-    stop = threading.Event()
-
-    def run() -> None:
-        with httpx.Client(base_url=url, timeout=CHECK_TIMEOUT) as client:
-            while not stop.is_set():
-                start = time.monotonic()
-                try:
-                    good = client.get("/health").status_code == 200
-                except httpx.HTTPError:
-                    good = False
-                checks.times.append((time.monotonic() - start, good))
-                stop.wait(CHECK_INTERVAL)
-
-    thread = threading.Thread(target=run, name="health-checks", daemon=True)
-    thread.start()
-    try:
-        yield checks
-    finally:
-        stop.set()
-        thread.join(timeout=CHECK_TIMEOUT + 5)
-
-
-def p99(values: list[float]) -> float:
-    return (
-        statistics.quantiles(values, n=100, method="inclusive")[98]
-        if len(values) >= 2
-        else max(values, default=0)
-    )
-
-
-@dataclass
 class Wake:
+    """One wake: its duration, and the health checks before it (idle) and during it."""
+
     seconds: float
-    during: list[float]
-    failed: int
-    idle_p99: float
+    checks: ProbeTally
+    first_during: int  # index of the first check made during the wake
+    failed: int  # checks that failed during the wake
+
+    @property
+    def during(self) -> list[float]:
+        return self.checks.times[self.first_during :]
+
+    @property
+    def p99(self) -> float:
+        return self.checks.p99(since=self.first_during)
 
     def row(self, frontend: str, label: str) -> str:
-        ms = [value * 1000 for value in (self.idle_p99, p99(self.during), max(self.during))]
+        idle = ProbeTally()
+        idle.times = self.checks.times[: self.first_during]
+        median, worst = statistics.median(self.during), max(self.during)
         return (
             f"| {frontend} | {label} | {self.seconds:.2f} | {len(self.during)} | {self.failed} "
-            f"| {statistics.median(self.during) * 1000:.1f} | {ms[1]:.1f} | {ms[2]:.1f} "
-            f"| {ms[0]:.1f} |"
+            f"| {median * 1000:.1f} | {self.p99 * 1000:.1f} | {worst * 1000:.1f} "
+            f"| {idle.p99() * 1000:.1f} |"
         )
 
 
@@ -141,10 +105,9 @@ def wake_once(frontend: str, watchers: int, gc_young_threshold: str) -> Wake:
 def _measure(url: str, conns: list[socket.socket]) -> Wake:
     while _parked(url) < len(conns):
         time.sleep(0.2)
-    with checking(url) as checks:
+    with probing(url, CHECK_INTERVAL, timeout=CHECK_TIMEOUT) as checks:
         time.sleep(IDLE_SECONDS)
-        idle = checks.since(0)
-        start = len(checks.times)
+        start, failed_before = len(checks.times), checks.failed
         began = time.monotonic()
         registered = httpx.post(
             f"{url}/v1/discovery/register",
@@ -156,8 +119,8 @@ def _measure(url: str, conns: list[socket.socket]) -> Wake:
         answers = read_responses(conns, timeout=300)
         seconds = time.monotonic() - began
         assert all(b'"w-1"' in answer for answer in answers), "a watcher missed the change"
-        during, failed = checks.since(start), checks.failures(start)
-    return Wake(seconds, during, failed, p99(idle))
+        failed = checks.failed - failed_before
+    return Wake(seconds, checks, start, failed)
 
 
 def _parked(url: str) -> float:
@@ -192,7 +155,7 @@ def main() -> None:
         base, ours = wakes
         print(
             f"{frontend}: registry gc / python gc during the wake: p99 "
-            f"{p99(ours.during) / p99(base.during):.2f}x, worst "
+            f"{ours.p99 / base.p99:.2f}x, worst "
             f"{max(ours.during) / max(base.during):.2f}x, "
             f"wake time {ours.seconds / base.seconds:.2f}x"
         )

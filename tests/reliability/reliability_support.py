@@ -17,16 +17,16 @@ import re
 import resource
 import secrets
 import socket
-import statistics
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
 
+from conformance import health_checker
 from conformance.client import tls_context
+from conformance.health_checker import ProbeTally as ProbeTally
 from conformance.parked_connections import accept_queue as accept_queue
 from conformance.parked_connections import open_connections as open_connections
 from conformance.server_process import ServerProcess, serving
@@ -228,63 +228,11 @@ def status_of(raw: bytes) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class ProbeTally:
-    """What a concurrent probe client saw: answers, failures and their times."""
-
-    def __init__(self) -> None:
-        self.ok = 0
-        self.failed = 0
-        self.times: list[float] = []
-
-    @property
-    def ratio(self) -> float:
-        total = self.ok + self.failed
-        return self.ok / total if total else 0.0
-
-    def p99(self) -> float:
-        if len(self.times) < 2:
-            return max(self.times, default=0.0)
-        return statistics.quantiles(self.times, n=100)[98]
-
-    def assert_served(self, least: float = 0.99, what: str = "health checks") -> None:
-        """At least `least` of the probes were answered 200 (and enough of them ran)."""
-        total = self.ok + self.failed
-        assert total >= 10, f"the probe client barely ran ({total} {what})"
-        assert self.ratio >= least, f"{self.ok} of {total} {what} answered"
-
-
-@contextmanager
-def probing(url: str, interval: float = 0.05, path: str = "/health") -> Iterator[ProbeTally]:
-    """A thread that GETs `path` every `interval` s while the body runs, `PROMPT_SECONDS` each.
-
-    One keep-alive connection, as a load balancer's health check would use; a
-    failure (timeout, error, non-200) is counted and the next probe reconnects.
-    """
-    tally = ProbeTally()
-    stop = threading.Event()
-
-    def run() -> None:
-        with httpx.Client(base_url=url, timeout=PROMPT_SECONDS, verify=tls_context()) as client:
-            while not stop.is_set():
-                start = time.monotonic()
-                try:
-                    good = client.get(path).status_code == 200
-                except httpx.HTTPError:
-                    good = False
-                tally.times.append(time.monotonic() - start)
-                if good:
-                    tally.ok += 1
-                else:
-                    tally.failed += 1
-                stop.wait(interval)
-
-    thread = threading.Thread(target=run, name="probe-client", daemon=True)
-    thread.start()
-    try:
-        yield tally
-    finally:
-        stop.set()
-        thread.join(timeout=PROMPT_SECONDS + 10)
+def probing(
+    url: str, interval: float = 0.05, path: str = "/health"
+) -> AbstractContextManager[ProbeTally]:
+    """A thread that GETs `path` every `interval` s while the body runs, `PROMPT_SECONDS` each."""
+    return health_checker.probing(url, interval, path, timeout=PROMPT_SECONDS)
 
 
 def read_response(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes, bytes, str]:

@@ -1,0 +1,78 @@
+"""A client that checks `/health` on a kept-alive connection while something else happens.
+
+Shared by the reliability tests (a denial of service is measured by what it
+does to such a client) and `bench.watch_wake`. One connection, as a load
+balancer's health check uses; a failure (timeout, error, non-200) is counted
+and the next check reconnects.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+
+from .client import tls_context
+
+
+class ProbeTally:
+    """What a concurrent probe client saw: answers, failures and their times."""
+
+    def __init__(self) -> None:
+        self.ok = 0
+        self.failed = 0
+        self.times: list[float] = []
+
+    @property
+    def ratio(self) -> float:
+        total = self.ok + self.failed
+        return self.ok / total if total else 0.0
+
+    def p99(self, since: int = 0) -> float:
+        """The 99th percentile of the check times from the `since`-th check on."""
+        times = self.times[since:]
+        if len(times) < 2:
+            return max(times, default=0.0)
+        return statistics.quantiles(times, n=100, method="inclusive")[98]
+
+    def assert_served(self, least: float = 0.99, what: str = "health checks") -> None:
+        """At least `least` of the probes were answered 200 (and enough of them ran)."""
+        total = self.ok + self.failed
+        assert total >= 10, f"the probe client barely ran ({total} {what})"
+        assert self.ratio >= least, f"{self.ok} of {total} {what} answered"
+
+
+@contextmanager
+def probing(
+    url: str, interval: float = 0.05, path: str = "/health", timeout: float = 2.0
+) -> Iterator[ProbeTally]:
+    """A thread that GETs `path` every `interval` s while the body runs, `timeout` s each."""
+    tally = ProbeTally()
+    stop = threading.Event()
+
+    def run() -> None:
+        with httpx.Client(base_url=url, timeout=timeout, verify=tls_context()) as client:
+            while not stop.is_set():
+                start = time.monotonic()
+                try:
+                    good = client.get(path).status_code == 200
+                except httpx.HTTPError:
+                    good = False
+                tally.times.append(time.monotonic() - start)
+                if good:
+                    tally.ok += 1
+                else:
+                    tally.failed += 1
+                stop.wait(interval)
+
+    thread = threading.Thread(target=run, name="probe-client", daemon=True)
+    thread.start()
+    try:
+        yield tally
+    finally:
+        stop.set()
+        thread.join(timeout=timeout + 10)
