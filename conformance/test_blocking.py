@@ -19,9 +19,8 @@ import pytest
 
 from conformance.client import Api, assert_timestamp, assert_validation_error, index_of, make_client
 from conformance.common import SECRET
+from conformance.fixture_types import Names
 from conformance.server_process import ServerProcess
-
-Names = Callable[[str], str]
 
 #: How long a query must stay held before the test changes anything: long
 #: enough that the request has surely reached the server and is parked.

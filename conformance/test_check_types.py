@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,11 +15,8 @@ from conformance.client import (
     poll_until,
 )
 from conformance.common import PROBE_ENV, PROBE_INTERVAL, SECRET
-from conformance.fake_instances import FakeInstance, refused_port
-from conformance.server_process import ServerProcess
-
-Names = Callable[[str], str]
-MakeFake = Callable[..., FakeInstance]
+from conformance.fake_instances import refused_port
+from conformance.fixture_types import Launcher, MakeFake, Names
 
 
 def _wait_status(api: Api, service: str, instance: str, status: str) -> None:
@@ -121,7 +117,7 @@ def test_tcp_checks_pass_on_a_connect_and_fail_when_refused(
 
 
 def test_tcp_checks_obey_the_probe_allowlist(
-    launch: Callable[..., ServerProcess], fake: MakeFake, unique: Names
+    launch: Launcher, fake: MakeFake, unique: Names
 ) -> None:
     server = launch({**PROBE_ENV, "HEALTH_CHECK_ALLOWED_NETWORKS": "10.0.0.0/8"})
     listening = fake()
@@ -135,9 +131,7 @@ def test_tcp_checks_obey_the_probe_allowlist(
         _wait_status(api, service, "i", "unhealthy")
 
 
-def test_check_types_survive_a_restart(
-    launch: Callable[..., ServerProcess], tmp_path: Path, unique: Names
-) -> None:
+def test_check_types_survive_a_restart(launch: Launcher, tmp_path: Path, unique: Names) -> None:
     env = {"SERVICE_DISCOVERY_STATE_FILE": str(tmp_path / "state.json")}
     service = unique("checks-restart")
     first = launch(env)

@@ -9,7 +9,7 @@ must not be removed for being unhealthy point at a passing fake endpoint.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -19,8 +19,6 @@ from conformance.client import Api, api_for, assert_error, index_of, make_client
 from conformance.common import PROBE_ENV, SECRET, base_env, unique_name
 from conformance.fake_instances import FakeInstance, refused_port
 from conformance.server_process import ServerProcess, serving
-
-Names = Callable[[str], str]
 
 TTL = 2.0
 DEREGISTER_UNHEALTHY_AFTER = 1.0

@@ -14,7 +14,7 @@ failures logged" is a race-free check.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +28,8 @@ from conformance.fake_instances import (
     ipv6_loopback_available,
     refused_port,
 )
+from conformance.fixture_types import MakeFake, Names
 from conformance.server_process import ServerProcess
-
-Names = Callable[[str], str]
-MakeFake = Callable[..., FakeInstance]
 
 #: Generous bound for reaching a status that needs two probes 0.5 s apart.
 SETTLE_SECONDS = 10.0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
@@ -20,9 +19,8 @@ import pytest
 
 from conformance.client import api_for, assert_error, index_of, make_client, poll_until
 from conformance.common import QUIET_INTERVAL, READ_TOKEN, SECRET
+from conformance.fixture_types import Launcher
 from conformance.server_process import ServerProcess
-
-Launcher = Callable[..., ServerProcess]
 
 #: A process manager's patience: exit 0 within this long after SIGTERM.
 SIGTERM_GRACE_SECONDS = 5.0

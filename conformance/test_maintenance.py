@@ -7,7 +7,6 @@ carries `maintenance="true"` in Prometheus; ending it puts it back as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +22,7 @@ from conformance.client import (
     poll_until,
 )
 from conformance.common import PROBE_INTERVAL, SECRET
-from conformance.fake_instances import FakeInstance
-from conformance.server_process import ServerProcess
-
-Names = Callable[[str], str]
+from conformance.fixture_types import Launcher, MakeFake, Names
 
 
 def _path(service: str, instance: str) -> str:
@@ -126,7 +122,7 @@ def test_bad_requests_are_refused_and_change_nothing(
 
 
 def test_healthy_reads_leave_it_out_and_probes_go_on(
-    probe_api: Api, fake: Callable[..., FakeInstance], unique: Names
+    probe_api: Api, fake: MakeFake, unique: Names
 ) -> None:
     service = unique("maint-probed")
     instance = fake()
@@ -160,9 +156,7 @@ def test_healthy_reads_leave_it_out_and_probes_go_on(
     )
 
 
-def test_maintenance_survives_a_restart(
-    launch: Callable[..., ServerProcess], tmp_path: Path, unique: Names
-) -> None:
+def test_maintenance_survives_a_restart(launch: Launcher, tmp_path: Path, unique: Names) -> None:
     env = {"SERVICE_DISCOVERY_STATE_FILE": str(tmp_path / "state.json")}
     service = unique("maint-restart")
     first = launch(env)

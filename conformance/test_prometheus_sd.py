@@ -7,12 +7,10 @@ disguise one target as another. These tests pin the mapping docs/api.md fixes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from conformance.client import Api, index_of
-
-Names = Callable[[str], str]
+from conformance.fixture_types import Names
 
 HOSTILE_METADATA = {
     "__address__": "127.0.0.1:1",

@@ -8,12 +8,10 @@ registered, never-probed instance looks like.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from conformance.client import INSTANCE_KEYS, Api, assert_error, assert_timestamp, index_of
-
-Names = Callable[[str], str]
+from conformance.fixture_types import Names
 
 
 def _near_now(value: object) -> datetime:

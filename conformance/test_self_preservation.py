@@ -9,16 +9,13 @@ Both ways out are checked, since docs/api.md promises the mode never sticks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from conformance.client import Api, api_for, make_client, poll_until
 from conformance.common import QUIET_INTERVAL, SECRET, unique_name
-from conformance.server_process import ServerProcess
-
-Launcher = Callable[..., ServerProcess]
+from conformance.fixture_types import Launcher
 
 TTL = 2.0
 

@@ -15,7 +15,7 @@ docs/api.md puts them and not one off.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 
 from conformance.client import Api, api_for, assert_error, assert_validation_error
 from conformance.common import SECRET, unique_name
+from conformance.fixture_types import Names
 from conformance.server_process import ServerProcess
 
 VICTIM_SERVICE = unique_name("victim")
@@ -566,7 +567,7 @@ GOOD_CHANGES: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("changes", GOOD_CHANGES.values(), ids=GOOD_CHANGES)
 def test_boundary_values_are_accepted_and_stored_as_sent(
-    api: Api, unique: Callable[[str], str], changes: dict[str, Any]
+    api: Api, unique: Names, changes: dict[str, Any]
 ) -> None:
     service = unique("good")
     body = {

@@ -16,7 +16,7 @@ import pytest
 
 from conformance.client import Api, api_for
 from conformance.common import QUIET_INTERVAL, READ_TOKEN, SECRET, base_env, unique_name
-from conformance.conftest import Launcher
+from conformance.fixture_types import Launcher
 from conformance.server_process import ServerProcess, serving
 from conformance.sse_client import Event, SseStream
 
