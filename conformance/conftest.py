@@ -123,10 +123,10 @@ def frontend(request: pytest.FixtureRequest) -> str:
 
 
 #: The shared quiet server: tokens set, probes a day away.
-server = server_fixture("session", HEALTH_CHECK_INTERVAL_SECONDS=QUIET_INTERVAL)
+server = server_fixture({"HEALTH_CHECK_INTERVAL_SECONDS": QUIET_INTERVAL}, scope="session")
 
 #: The shared probing server: every 0.5 s, success and failure thresholds 2.
-probe_server = server_fixture("session", **PROBE_ENV)
+probe_server = server_fixture(PROBE_ENV, scope="session")
 
 
 @pytest.fixture

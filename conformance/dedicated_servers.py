@@ -8,7 +8,7 @@ the settings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Literal
 
 import pytest
@@ -19,7 +19,9 @@ from conformance.server_process import ServerProcess, serving
 ServerFixture = Callable[[str], Iterator[ServerProcess]]
 
 
-def server_fixture(scope: Literal["session", "module"] = "module", **env: str) -> ServerFixture:
+def server_fixture(
+    env: Mapping[str, str], *, scope: Literal["session", "module"] = "module"
+) -> ServerFixture:
     """A fixture yielding a ready server of the test's ``frontend`` with ``env`` set.
 
     Both tokens are set (`base_env`); the server gets SIGTERM and must exit 0

@@ -15,31 +15,30 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from conformance.client import Api, api_for, assert_error, index_of, make_client, poll_until
-from conformance.common import PROBE_ENV, SECRET, base_env, unique_name
+from conformance.client import Api, assert_error, index_of, make_client, poll_until
+from conformance.common import PROBE_ENV, SECRET, unique_name
+from conformance.dedicated_servers import server_fixture
 from conformance.fake_instances import FakeInstance, refused_port
-from conformance.server_process import ServerProcess, serving
+from conformance.fixture_types import Clients
+from conformance.server_process import ServerProcess
 
 TTL = 2.0
 DEREGISTER_UNHEALTHY_AFTER = 1.0
 
 
-@pytest.fixture(scope="module")
-def ttl_server(frontend: str) -> Iterator[ServerProcess]:
-    env = base_env(
+ttl_server = server_fixture(
+    {
         **PROBE_ENV,
-        SERVICE_REGISTRATION_TTL_SECONDS=str(TTL),
-        DEREGISTER_UNHEALTHY_AFTER_SECONDS=str(DEREGISTER_UNHEALTHY_AFTER),
-        SELF_PRESERVATION_THRESHOLD="0",
-    )
-    with serving(frontend, env) as server:
-        yield server
+        "SERVICE_REGISTRATION_TTL_SECONDS": str(TTL),
+        "DEREGISTER_UNHEALTHY_AFTER_SECONDS": str(DEREGISTER_UNHEALTHY_AFTER),
+        "SELF_PRESERVATION_THRESHOLD": "0",
+    }
+)
 
 
 @pytest.fixture
-def ttl_api(ttl_server: ServerProcess) -> Iterator[Api]:
-    with api_for(ttl_server.url, SECRET) as api:
-        yield api
+def ttl_api(ttl_server: ServerProcess, clients: Clients) -> Api:
+    return clients(ttl_server)
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from conformance.client import api_for, poll_until
-from conformance.common import PROBE_ENV, READ_TOKEN, SECRET, base_env
+from conformance.common import PROBE_ENV, READ_TOKEN, SECRET
+from conformance.dedicated_servers import server_fixture
 from conformance.fake_instances import ipv6_loopback_available, refused_port
 from conformance.prometheus_server import PrometheusServer, find_or_install_prometheus
-from conformance.server_process import ServerProcess, serving
+from conformance.server_process import ServerProcess
 
 APP = "prom-app"
 OTHER = "prom-other"
@@ -40,10 +41,7 @@ def prometheus_binary() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def sd_server(frontend: str) -> Iterator[ServerProcess]:
-    with serving(frontend, base_env(**PROBE_ENV)) as server:
-        yield server
+sd_server = server_fixture(PROBE_ENV)
 
 
 @pytest.fixture(scope="module")
