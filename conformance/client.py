@@ -156,6 +156,13 @@ def assert_error(
     return body
 
 
+def assert_not_registered(response: httpx.Response, service: str, instance: str) -> None:
+    """The exact 404 every call naming an instance that is not registered gets."""
+    assert_error(
+        response, 404, "instance_not_found", f"Instance {service}:{instance} is not registered"
+    )
+
+
 def assert_validation_error(response: httpx.Response, field: str) -> dict[str, Any]:
     """A 422 whose ``details`` name ``field`` (or a dotted child of it)."""
     body = assert_error(response, 422, "validation_error")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from conformance.client import api_for
+from conformance.client import api_for, instance_body
 from conformance.common import SECRET, unique_name
 from conformance.fixture_types import Launcher, MakeFake
 
@@ -22,15 +22,7 @@ def test_registration_to_healthy_on_the_default_interval(launch: Launcher, fake:
     peer = fake()
     service = unique_name("first-probe")
     with api_for(server.url, SECRET) as api:
-        api.register_ok(
-            {
-                "service_name": service,
-                "instance_id": "fresh",
-                "host": "127.0.0.1",
-                "port": peer.port,
-                "health_endpoint": "/ok",
-            }
-        )
+        api.register_ok(instance_body(service, "fresh", port=peer.port, health_endpoint="/ok"))
         registered = time.monotonic()
         healthy: list[str] = []
         while time.monotonic() - registered < HEALTHY_WITHIN_SECONDS + 5:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conformance.client import Api, api_for, assert_timestamp, poll_until
+from conformance.client import Api, api_for, assert_timestamp, instance_body, poll_until
 from conformance.common import PROBE_INTERVAL, SECRET, unique_name
 from conformance.fake_instances import (
     OK_LOAD,
@@ -101,13 +101,9 @@ def probe_matrix(probe_server: ServerProcess) -> Iterator[dict[str, Observed]]:
                     port, endpoint = fake.port, case.endpoint
                 observed[case_id] = Observed(fake, time.monotonic())
                 api.register_ok(
-                    {
-                        "service_name": service,
-                        "instance_id": case_id,
-                        "host": case.host,
-                        "port": port,
-                        "health_endpoint": endpoint,
-                    }
+                    instance_body(
+                        service, case_id, host=case.host, port=port, health_endpoint=endpoint
+                    )
                 )
             deadline = time.monotonic() + SETTLE_SECONDS
             while time.monotonic() < deadline:
@@ -186,15 +182,7 @@ def test_healthy_endpoint_lists_the_healthy_ones(
 
 
 def _register_toggle(api: Api, fake: FakeInstance, service: str) -> None:
-    api.register_ok(
-        {
-            "service_name": service,
-            "instance_id": "t",
-            "host": "127.0.0.1",
-            "port": fake.port,
-            "health_endpoint": "/toggle",
-        }
-    )
+    api.register_ok(instance_body(service, "t", port=fake.port, health_endpoint="/toggle"))
 
 
 def _wait_for_status(api: Api, service: str, status: str) -> None:
@@ -298,13 +286,7 @@ def test_reregistration_at_the_same_address_keeps_the_status(
 ) -> None:
     instance = fake()
     service = unique("rereg-same")
-    body = {
-        "service_name": service,
-        "instance_id": "t",
-        "host": "127.0.0.1",
-        "port": instance.port,
-        "health_endpoint": "/ok",
-    }
+    body = instance_body(service, "t", port=instance.port, health_endpoint="/ok")
     probe_api.register_ok(body)
     _wait_for_status(probe_api, service, "healthy")
     before = probe_api.instance(service, "t")
@@ -322,13 +304,7 @@ def test_changed_address_resets_status_to_unknown(
 ) -> None:
     first, second = fake(), fake()
     service = unique(f"rereg-{changed.replace('_', '-')}")
-    body: dict[str, Any] = {
-        "service_name": service,
-        "instance_id": "t",
-        "host": "127.0.0.1",
-        "port": first.port,
-        "health_endpoint": "/ok",
-    }
+    body: dict[str, Any] = instance_body(service, "t", port=first.port, health_endpoint="/ok")
     probe_api.register_ok(body)
     _wait_for_status(probe_api, service, "healthy")
     before = probe_api.instance(service, "t")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conformance.client import Api, assert_error, media_type
+from conformance.client import Api, assert_error, instance_body, media_type
 from conformance.fixture_types import Names
 from conformance.server_process import ServerProcess
 
@@ -40,8 +40,8 @@ def test_health_counts_instances_and_services(api: Api, anon: httpx.Client, uniq
     """The counts move with the registry (other tests may run, so compare deltas)."""
     before = anon.get("/health").json()
     service = unique("health-count")
-    api.register_ok({"service_name": service, "instance_id": "a", "host": "127.0.0.1", "port": 1})
-    api.register_ok({"service_name": service, "instance_id": "b", "host": "127.0.0.1", "port": 2})
+    api.register_ok(instance_body(service, "a", port=1))
+    api.register_ok(instance_body(service, "b", port=2))
     after = anon.get("/health").json()
     assert after["instances"] == before["instances"] + 2
     assert after["services"] == before["services"] + 1
@@ -143,7 +143,7 @@ def test_head_is_not_served(anon: httpx.Client, path: str, allowed: set[str]) ->
 
 def test_every_read_endpoint_is_json_with_index(api: Api, unique: Names) -> None:
     service = unique("ctype")
-    api.register_ok({"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 9})
+    api.register_ok(instance_body(service, "i", port=9))
     for path in (
         "/v1/discovery/services",
         f"/v1/discovery/services/{service}",
