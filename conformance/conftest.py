@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from conformance.common import (
     base_env,
     unique_name,
 )
-from conformance.dedicated_servers import server_fixture
+from conformance.dedicated_servers import StateFileServer, server_fixture
 from conformance.fake_instances import FakeInstance
 from conformance.fixture_types import Clients, Launcher, MakeFake, Names
 from conformance.server_process import ServerProcess, start_server
@@ -211,3 +212,9 @@ def launch(frontend: str) -> Iterator[Launcher]:
     finally:
         for srv in started:
             srv.cleanup()
+
+
+@pytest.fixture
+def state_server(launch: Launcher, clients: Clients, tmp_path: Path) -> StateFileServer:
+    """A dedicated server with a state file, for the tests of what survives a restart."""
+    return StateFileServer(launch, clients, tmp_path)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from conformance.client import (
@@ -15,6 +13,7 @@ from conformance.client import (
     poll_until,
 )
 from conformance.common import PROBE_ENV, PROBE_INTERVAL, SECRET
+from conformance.dedicated_servers import StateFileServer
 from conformance.fake_instances import refused_port
 from conformance.fixture_types import Launcher, MakeFake, Names
 
@@ -131,21 +130,15 @@ def test_tcp_checks_obey_the_probe_allowlist(
         _wait_status(api, service, "i", "unhealthy")
 
 
-def test_check_types_survive_a_restart(launch: Launcher, tmp_path: Path, unique: Names) -> None:
-    env = {"SERVICE_DISCOVERY_STATE_FILE": str(tmp_path / "state.json")}
+def test_check_types_survive_a_restart(state_server: StateFileServer, unique: Names) -> None:
     service = unique("checks-restart")
-    first = launch(env)
-    with api_for(first.url, SECRET) as api:
-        for kind in ("http", "tcp", "ttl"):
-            api.register_ok(instance_body(service, kind, check={"type": kind}))
-        api.registered.clear()
-    first.stop()
-    second = launch(env)
-    with api_for(second.url, SECRET) as api:
-        response = api.service(service)
-        index_of(response)
-        shown = {i["instance_id"]: i["check"]["type"] for i in response.json()["instances"]}
-        assert shown == {"http": "http", "tcp": "tcp", "ttl": "ttl"}
-        assert api.status(service, "ttl") == "unknown"  # until it heartbeats again
-        api.heartbeat_ok(service, "ttl")
-        assert api.status(service, "ttl") == "healthy"
+    for kind in ("http", "tcp", "ttl"):
+        state_server.api.register_ok(instance_body(service, kind, check={"type": kind}))
+    api = state_server.restart()
+    response = api.service(service)
+    index_of(response)
+    shown = {i["instance_id"]: i["check"]["type"] for i in response.json()["instances"]}
+    assert shown == {"http": "http", "tcp": "tcp", "ttl": "ttl"}
+    assert api.status(service, "ttl") == "unknown"  # until it heartbeats again
+    api.heartbeat_ok(service, "ttl")
+    assert api.status(service, "ttl") == "healthy"
