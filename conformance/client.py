@@ -17,26 +17,33 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
+#: The contract the suite checks; the suite reads the instance's keys from it.
+API_DOC = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+
+#: The sentence that introduces docs/api.md's example of a rendered instance.
+INSTANCE_EXAMPLE_INTRO = "An instance is always rendered in full, keys in this order:"
+
+
+def documented_instance_keys(doc: str) -> list[str]:
+    """The keys of the example instance in ``doc`` (docs/api.md's text), in its order.
+
+    The suite takes the order from the document rather than stating it again,
+    so what it checks is exactly what docs/api.md promises.
+    """
+    _, found, after = doc.partition(INSTANCE_EXAMPLE_INTRO)
+    assert found, f"docs/api.md no longer says {INSTANCE_EXAMPLE_INTRO!r}"
+    _, fence, example = after.partition("```json\n")
+    assert fence, "docs/api.md's instance example is not a ```json block"
+    return list(json.loads(example.partition("```")[0]))
+
+
 #: Keys of a rendered instance, in the order docs/api.md fixes.
-INSTANCE_KEYS = [
-    "service_name",
-    "instance_id",
-    "host",
-    "port",
-    "health_endpoint",
-    "status",
-    "last_health_check",
-    "last_heartbeat",
-    "load_percentage",
-    "metadata",
-    "registered_at",
-    "check",
-    "maintenance",
-]
+INSTANCE_KEYS = documented_instance_keys(API_DOC.read_text(encoding="utf-8"))
 
 #: ISO 8601 UTC with microseconds and a Z suffix, as docs/api.md renders them.
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
@@ -154,6 +161,13 @@ def assert_error(
     if message is not None:
         assert body["message"] == message, body
     return body
+
+
+def assert_not_registered(response: httpx.Response, service: str, instance: str) -> None:
+    """The exact 404 every call naming an instance that is not registered gets."""
+    assert_error(
+        response, 404, "instance_not_found", f"Instance {service}:{instance} is not registered"
+    )
 
 
 def assert_validation_error(response: httpx.Response, field: str) -> dict[str, Any]:

@@ -12,7 +12,9 @@ SIGTERM at teardown, and a server that does not exit 0 fails the run.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,8 +30,10 @@ from conformance.common import (
     base_env,
     unique_name,
 )
+from conformance.dedicated_servers import StateFileServer, server_fixture
 from conformance.fake_instances import FakeInstance
-from conformance.server_process import ServerProcess, serving, start_server
+from conformance.fixture_types import Clients, Launcher, MakeFake, Names
+from conformance.server_process import ServerProcess, start_server
 from frontends.shared.pages import load_pages
 from sd_core import openapi_document
 
@@ -119,32 +123,34 @@ def frontend(request: pytest.FixtureRequest) -> str:
     return param
 
 
-@pytest.fixture(scope="session")
-def server(frontend: str) -> Iterator[ServerProcess]:
-    """The shared quiet server: tokens set, probes a day away."""
-    with serving(frontend, base_env(HEALTH_CHECK_INTERVAL_SECONDS=QUIET_INTERVAL)) as srv:
-        yield srv
+#: The shared quiet server: tokens set, probes a day away.
+server = server_fixture({"HEALTH_CHECK_INTERVAL_SECONDS": QUIET_INTERVAL}, scope="session")
 
-
-@pytest.fixture(scope="session")
-def probe_server(frontend: str) -> Iterator[ServerProcess]:
-    """The shared probing server: every 0.5 s, success and failure thresholds 2."""
-    with serving(frontend, base_env(**PROBE_ENV)) as srv:
-        yield srv
+#: The shared probing server: every 0.5 s, success and failure thresholds 2.
+probe_server = server_fixture(PROBE_ENV, scope="session")
 
 
 @pytest.fixture
-def api(server: ServerProcess) -> Iterator[Api]:
+def clients() -> Iterator[Clients]:
+    """Opens `Api` clients of any server; at teardown each unregisters what it registered."""
+    with ExitStack() as opened:
+
+        def open_client(server: ServerProcess, token: str | None = SECRET) -> Api:
+            return opened.enter_context(api_for(server.url, token))
+
+        yield open_client
+
+
+@pytest.fixture
+def api(server: ServerProcess, clients: Clients) -> Api:
     """Read-write client of the quiet server; unregisters what it registered."""
-    with api_for(server.url, SECRET) as client:
-        yield client
+    return clients(server)
 
 
 @pytest.fixture
-def read_api(server: ServerProcess) -> Iterator[Api]:
+def read_api(server: ServerProcess, clients: Clients) -> Api:
     """Client of the quiet server holding the read-only token."""
-    with api_for(server.url, READ_TOKEN) as client:
-        yield client
+    return clients(server, READ_TOKEN)
 
 
 @pytest.fixture
@@ -155,36 +161,26 @@ def anon(server: ServerProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def probe_api(probe_server: ServerProcess) -> Iterator[Api]:
+def probe_api(probe_server: ServerProcess, clients: Clients) -> Api:
     """Read-write client of the probing server."""
-    with api_for(probe_server.url, SECRET) as client:
-        yield client
+    return clients(probe_server)
 
 
 @pytest.fixture
-def unique() -> Callable[[str], str]:
+def unique() -> Names:
     """Factory of unique names, so tests on a shared server never collide."""
     return unique_name
 
 
 @pytest.fixture
-def fake() -> Iterator[Callable[..., FakeInstance]]:
+def fake() -> Iterator[MakeFake]:
     """Factory of started fake instances, all stopped at teardown."""
-    started: list[FakeInstance] = []
+    with ExitStack() as started:
 
-    def make(host: str = "127.0.0.1") -> FakeInstance:
-        instance = FakeInstance(host).start()
-        started.append(instance)
-        return instance
+        def make(host: str = "127.0.0.1") -> FakeInstance:
+            return started.enter_context(FakeInstance(host))
 
-    try:
         yield make
-    finally:
-        for instance in started:
-            instance.stop()
-
-
-Launcher = Callable[..., ServerProcess]
 
 
 @pytest.fixture
@@ -216,3 +212,9 @@ def launch(frontend: str) -> Iterator[Launcher]:
     finally:
         for srv in started:
             srv.cleanup()
+
+
+@pytest.fixture
+def state_server(launch: Launcher, clients: Clients, tmp_path: Path) -> StateFileServer:
+    """A dedicated server with a state file, for the tests of what survives a restart."""
+    return StateFileServer(launch, clients, tmp_path)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from conformance.client import Api, api_for, assert_error, index_of, make_client
+from conformance.client import Api, api_for, assert_error, index_of, instance_body, make_client
 from conformance.common import READ_TOKEN, SECRET, unique_name
 from conformance.server_process import ServerProcess
 
@@ -34,12 +34,7 @@ WRITES: list[tuple[str, str, dict[str, object] | None]] = [
     (
         "POST",
         "/v1/discovery/register",
-        {
-            "service_name": AUTH_SERVICE,
-            "instance_id": "intruder",
-            "host": "127.0.0.1",
-            "port": 6666,
-        },
+        instance_body(AUTH_SERVICE, "intruder", port=6666),
     ),
     (
         "POST",
@@ -69,13 +64,7 @@ def auth_service(server: ServerProcess) -> Iterator[None]:
     """(Re-)register the module's instance before each test, remove it after."""
     with api_for(server.url, SECRET) as owner:
         owner.register_ok(
-            {
-                "service_name": AUTH_SERVICE,
-                "instance_id": AUTH_INSTANCE,
-                "host": "127.0.0.1",
-                "port": 7000,
-                "metadata": {"owner": "auth-tests"},
-            }
+            instance_body(AUTH_SERVICE, AUTH_INSTANCE, port=7000, metadata={"owner": "auth-tests"})
         )
         yield
 

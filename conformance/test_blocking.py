@@ -17,11 +17,17 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from conformance.client import Api, assert_timestamp, assert_validation_error, index_of, make_client
+from conformance.client import (
+    Api,
+    assert_timestamp,
+    assert_validation_error,
+    index_of,
+    instance_body,
+    make_client,
+)
 from conformance.common import SECRET
+from conformance.fixture_types import Names
 from conformance.server_process import ServerProcess
-
-Names = Callable[[str], str]
 
 #: How long a query must stay held before the test changes anything: long
 #: enough that the request has surely reached the server and is parked.
@@ -77,16 +83,6 @@ def watcher(server: ServerProcess) -> Iterator[Watcher]:
         w.close()
 
 
-def _body(service: str, instance: str, **fields: object) -> dict[str, object]:
-    return {
-        "service_name": service,
-        "instance_id": instance,
-        "host": "127.0.0.1",
-        "port": 2000,
-        **fields,
-    }
-
-
 ENDPOINTS = {
     "service": "/v1/discovery/services/{service}",
     "healthy": "/v1/discovery/services/{service}/healthy",
@@ -101,12 +97,12 @@ def test_held_query_wakes_when_an_instance_is_added(
     api: Api, watcher: Watcher, unique: Names, template: str
 ) -> None:
     service = unique("block-add")
-    api.register_ok(_body(service, "first"))
+    api.register_ok(instance_body(service, "first"))
     path = template.format(service=service)
     current = index_of(api.http.get(path))
     future = watcher.start_held(path, {"index": str(current), "wait": "10s"})
     changed_at = time.monotonic()
-    api.register_ok(_body(service, "second"))
+    api.register_ok(instance_body(service, "second"))
     held = future.result(timeout=15)
     woke_after = time.monotonic() - changed_at
     assert held.response.status_code == 200, held.response.text
@@ -122,7 +118,7 @@ def _unregister_first(api: Api, service: str) -> None:
 
 
 def _change_metadata(api: Api, service: str) -> None:
-    api.register_ok(_body(service, "first", metadata={"v": "2"}))
+    api.register_ok(instance_body(service, "first", metadata={"v": "2"}))
 
 
 def _jump_load(api: Api, service: str) -> None:
@@ -130,7 +126,7 @@ def _jump_load(api: Api, service: str) -> None:
 
 
 def _move(api: Api, service: str) -> None:
-    api.register_ok(_body(service, "first", port=2001))
+    api.register_ok(instance_body(service, "first", port=2001))
 
 
 CHANGES: dict[str, Callable[[Api, str], None]] = {
@@ -146,8 +142,8 @@ def test_held_query_wakes_on_each_kind_of_change(
     api: Api, watcher: Watcher, unique: Names, change: Callable[[Api, str], None]
 ) -> None:
     service = unique("block-kind")
-    api.register_ok(_body(service, "first"))
-    api.register_ok(_body(service, "keep"))
+    api.register_ok(instance_body(service, "first"))
+    api.register_ok(instance_body(service, "keep"))
     path = f"/v1/discovery/services/{service}/instances"
     current = index_of(api.http.get(path))
     future = watcher.start_held(path, {"index": str(current), "wait": "10s"})
@@ -163,7 +159,7 @@ def test_held_query_times_out_with_the_same_index(
     api: Api, watcher: Watcher, unique: Names
 ) -> None:
     service = unique("block-timeout")
-    api.register_ok(_body(service, "i"))
+    api.register_ok(instance_body(service, "i"))
     path = f"/v1/discovery/services/{service}"
     current = index_of(api.http.get(path))
     held = watcher.start(path, {"index": str(current), "wait": "1s"}).result(timeout=15)
@@ -182,7 +178,7 @@ def test_wait_units(
     api: Api, watcher: Watcher, unique: Names, wait: str, low: float, high: float
 ) -> None:
     service = unique("block-units")
-    api.register_ok(_body(service, "i"))
+    api.register_ok(instance_body(service, "i"))
     path = f"/v1/discovery/services/{service}/healthy"
     current = index_of(api.http.get(path))
     held = watcher.start(path, {"index": str(current), "wait": wait}).result(timeout=15)
@@ -193,7 +189,7 @@ def test_wait_units(
 def test_heartbeats_do_not_wake_a_held_query(api: Api, watcher: Watcher, unique: Names) -> None:
     """Timestamps alone never wake watchers; the answer still carries them fresh."""
     service = unique("block-hb")
-    api.register_ok(_body(service, "i"))
+    api.register_ok(instance_body(service, "i"))
     path = f"/v1/discovery/services/{service}"
     current = index_of(api.http.get(path))
     future = watcher.start(path, {"index": str(current), "wait": "2s"})
@@ -224,7 +220,7 @@ def test_index_from_a_previous_registry_life_gets_the_lower_index(
     registry's real, lower index, no later than the wait.
     """
     service = unique("block-future")
-    api.register_ok(_body(service, "i"))
+    api.register_ok(instance_body(service, "i"))
     path = f"/v1/discovery/services/{service}"
     current = index_of(api.http.get(path))
     held = watcher.start(path, {"index": str(current + 1000), "wait": "1s"}).result(timeout=15)
@@ -238,7 +234,7 @@ def test_index_zero_or_passed_answers_at_once(
     api: Api, watcher: Watcher, unique: Names, index: str
 ) -> None:
     service = unique("block-now")
-    api.register_ok(_body(service, "i"))
+    api.register_ok(instance_body(service, "i"))
     path = f"/v1/discovery/services/{service}"
     held = watcher.start(path, {"index": index, "wait": "30s"}).result(timeout=15)
     assert held.response.status_code == 200

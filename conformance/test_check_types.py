@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import pytest
 
 from conformance.client import (
@@ -16,11 +13,9 @@ from conformance.client import (
     poll_until,
 )
 from conformance.common import PROBE_ENV, PROBE_INTERVAL, SECRET
-from conformance.fake_instances import FakeInstance, refused_port
-from conformance.server_process import ServerProcess
-
-Names = Callable[[str], str]
-MakeFake = Callable[..., FakeInstance]
+from conformance.dedicated_servers import StateFileServer
+from conformance.fake_instances import refused_port
+from conformance.fixture_types import Launcher, MakeFake, Names
 
 
 def _wait_status(api: Api, service: str, instance: str, status: str) -> None:
@@ -121,7 +116,7 @@ def test_tcp_checks_pass_on_a_connect_and_fail_when_refused(
 
 
 def test_tcp_checks_obey_the_probe_allowlist(
-    launch: Callable[..., ServerProcess], fake: MakeFake, unique: Names
+    launch: Launcher, fake: MakeFake, unique: Names
 ) -> None:
     server = launch({**PROBE_ENV, "HEALTH_CHECK_ALLOWED_NETWORKS": "10.0.0.0/8"})
     listening = fake()
@@ -135,23 +130,15 @@ def test_tcp_checks_obey_the_probe_allowlist(
         _wait_status(api, service, "i", "unhealthy")
 
 
-def test_check_types_survive_a_restart(
-    launch: Callable[..., ServerProcess], tmp_path: Path, unique: Names
-) -> None:
-    env = {"SERVICE_DISCOVERY_STATE_FILE": str(tmp_path / "state.json")}
+def test_check_types_survive_a_restart(state_server: StateFileServer, unique: Names) -> None:
     service = unique("checks-restart")
-    first = launch(env)
-    with api_for(first.url, SECRET) as api:
-        for kind in ("http", "tcp", "ttl"):
-            api.register_ok(instance_body(service, kind, check={"type": kind}))
-        api.registered.clear()
-    first.stop()
-    second = launch(env)
-    with api_for(second.url, SECRET) as api:
-        response = api.service(service)
-        index_of(response)
-        shown = {i["instance_id"]: i["check"]["type"] for i in response.json()["instances"]}
-        assert shown == {"http": "http", "tcp": "tcp", "ttl": "ttl"}
-        assert api.status(service, "ttl") == "unknown"  # until it heartbeats again
-        api.heartbeat_ok(service, "ttl")
-        assert api.status(service, "ttl") == "healthy"
+    for kind in ("http", "tcp", "ttl"):
+        state_server.api.register_ok(instance_body(service, kind, check={"type": kind}))
+    api = state_server.restart()
+    response = api.service(service)
+    index_of(response)
+    shown = {i["instance_id"]: i["check"]["type"] for i in response.json()["instances"]}
+    assert shown == {"http": "http", "tcp": "tcp", "ttl": "ttl"}
+    assert api.status(service, "ttl") == "unknown"  # until it heartbeats again
+    api.heartbeat_ok(service, "ttl")
+    assert api.status(service, "ttl") == "healthy"

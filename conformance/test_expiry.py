@@ -9,39 +9,44 @@ must not be removed for being unhealthy point at a passing fake endpoint.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from conformance.client import Api, api_for, assert_error, index_of, make_client, poll_until
-from conformance.common import PROBE_ENV, SECRET, base_env, unique_name
+from conformance.client import (
+    Api,
+    assert_error,
+    assert_not_registered,
+    index_of,
+    instance_body,
+    make_client,
+    poll_until,
+)
+from conformance.common import PROBE_ENV, SECRET, unique_name
+from conformance.dedicated_servers import server_fixture
 from conformance.fake_instances import FakeInstance, refused_port
-from conformance.server_process import ServerProcess, serving
-
-Names = Callable[[str], str]
+from conformance.fixture_types import Clients
+from conformance.server_process import ServerProcess
 
 TTL = 2.0
 DEREGISTER_UNHEALTHY_AFTER = 1.0
 
 
-@pytest.fixture(scope="module")
-def ttl_server(frontend: str) -> Iterator[ServerProcess]:
-    env = base_env(
+ttl_server = server_fixture(
+    {
         **PROBE_ENV,
-        SERVICE_REGISTRATION_TTL_SECONDS=str(TTL),
-        DEREGISTER_UNHEALTHY_AFTER_SECONDS=str(DEREGISTER_UNHEALTHY_AFTER),
-        SELF_PRESERVATION_THRESHOLD="0",
-    )
-    with serving(frontend, env) as server:
-        yield server
+        "SERVICE_REGISTRATION_TTL_SECONDS": str(TTL),
+        "DEREGISTER_UNHEALTHY_AFTER_SECONDS": str(DEREGISTER_UNHEALTHY_AFTER),
+        "SELF_PRESERVATION_THRESHOLD": "0",
+    }
+)
 
 
 @pytest.fixture
-def ttl_api(ttl_server: ServerProcess) -> Iterator[Api]:
-    with api_for(ttl_server.url, SECRET) as api:
-        yield api
+def ttl_api(ttl_server: ServerProcess, clients: Clients) -> Api:
+    return clients(ttl_server)
 
 
 @pytest.fixture(scope="module")
@@ -51,15 +56,7 @@ def healthy_fake() -> Iterator[FakeInstance]:
 
 
 def _register(api: Api, fake: FakeInstance, service: str, instance: str = "i") -> None:
-    api.register_ok(
-        {
-            "service_name": service,
-            "instance_id": instance,
-            "host": "127.0.0.1",
-            "port": fake.port,
-            "health_endpoint": "/ok",
-        }
-    )
+    api.register_ok(instance_body(service, instance, port=fake.port, health_endpoint="/ok"))
 
 
 def _blocking_get(base_url: str, path: str, index: int) -> httpx.Response:
@@ -98,12 +95,7 @@ def test_instance_without_heartbeats_expires_after_the_ttl(
     assert response.json() == []
     assert index_of(response) > current, "expiry must wake watchers"
     assert_error(ttl_api.service(service), 404, "service_not_found")
-    assert_error(
-        ttl_api.heartbeat(service, "i"),
-        404,
-        "instance_not_found",
-        f"Instance {service}:i is not registered",
-    )
+    assert_not_registered(ttl_api.heartbeat(service, "i"), service, "i")
     ttl_api.registered.clear()
 
 
@@ -153,14 +145,7 @@ def test_unhealthy_instance_is_deregistered(ttl_api: Api) -> None:
     instance with heartbeats on this same server stays.
     """
     service = unique_name("ttl-unhealthy")
-    ttl_api.register_ok(
-        {
-            "service_name": service,
-            "instance_id": "i",
-            "host": "127.0.0.1",
-            "port": refused_port(),
-        }
-    )
+    ttl_api.register_ok(instance_body(service, "i", port=refused_port()))
     statuses: list[str] = []
     deadline = time.monotonic() + 10.0
     while True:
@@ -173,9 +158,4 @@ def test_unhealthy_instance_is_deregistered(ttl_api: Api) -> None:
         assert time.monotonic() < deadline, f"never removed; statuses {statuses}"
         time.sleep(0.05)
     assert statuses == ["unknown", "unhealthy"], statuses
-    assert_error(
-        ttl_api.heartbeat(service, "i"),
-        404,
-        "instance_not_found",
-        f"Instance {service}:i is not registered",
-    )
+    assert_not_registered(ttl_api.heartbeat(service, "i"), service, "i")

@@ -7,15 +7,13 @@ and unknown parameters are still ignored.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from conformance.client import Api, assert_validation_error, index_of, instance_body
+from conformance.fixture_types import Names
 from conformance.server_process import ServerProcess
-
-Names = Callable[[str], str]
 
 
 def _fleet(api: Api, unique: Names) -> str:

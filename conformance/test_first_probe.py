@@ -8,33 +8,21 @@ deploy out of `/healthy` for up to half a minute. The registry now runs a new
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
-from conformance.client import api_for
+from conformance.client import api_for, instance_body
 from conformance.common import SECRET, unique_name
-from conformance.fake_instances import FakeInstance
-from conformance.server_process import ServerProcess
+from conformance.fixture_types import Launcher, MakeFake
 
 #: The issue's bound, on loopback, from the registration's answer to `healthy`.
 HEALTHY_WITHIN_SECONDS = 2.0
 
 
-def test_registration_to_healthy_on_the_default_interval(
-    launch: Callable[..., ServerProcess], fake: Callable[..., FakeInstance]
-) -> None:
+def test_registration_to_healthy_on_the_default_interval(launch: Launcher, fake: MakeFake) -> None:
     server = launch({})  # every probe setting at its default: a 30 s interval
     peer = fake()
     service = unique_name("first-probe")
     with api_for(server.url, SECRET) as api:
-        api.register_ok(
-            {
-                "service_name": service,
-                "instance_id": "fresh",
-                "host": "127.0.0.1",
-                "port": peer.port,
-                "health_endpoint": "/ok",
-            }
-        )
+        api.register_ok(instance_body(service, "fresh", port=peer.port, health_endpoint="/ok"))
         registered = time.monotonic()
         healthy: list[str] = []
         while time.monotonic() - registered < HEALTHY_WITHIN_SECONDS + 5:

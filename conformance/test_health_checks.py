@@ -14,13 +14,13 @@ failures logged" is a race-free check.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from conformance.client import Api, api_for, assert_timestamp, poll_until
+from conformance.client import Api, api_for, assert_timestamp, instance_body, poll_until
 from conformance.common import PROBE_INTERVAL, SECRET, unique_name
 from conformance.fake_instances import (
     OK_LOAD,
@@ -28,10 +28,8 @@ from conformance.fake_instances import (
     ipv6_loopback_available,
     refused_port,
 )
+from conformance.fixture_types import MakeFake, Names
 from conformance.server_process import ServerProcess
-
-Names = Callable[[str], str]
-MakeFake = Callable[..., FakeInstance]
 
 #: Generous bound for reaching a status that needs two probes 0.5 s apart.
 SETTLE_SECONDS = 10.0
@@ -103,13 +101,9 @@ def probe_matrix(probe_server: ServerProcess) -> Iterator[dict[str, Observed]]:
                     port, endpoint = fake.port, case.endpoint
                 observed[case_id] = Observed(fake, time.monotonic())
                 api.register_ok(
-                    {
-                        "service_name": service,
-                        "instance_id": case_id,
-                        "host": case.host,
-                        "port": port,
-                        "health_endpoint": endpoint,
-                    }
+                    instance_body(
+                        service, case_id, host=case.host, port=port, health_endpoint=endpoint
+                    )
                 )
             deadline = time.monotonic() + SETTLE_SECONDS
             while time.monotonic() < deadline:
@@ -188,15 +182,7 @@ def test_healthy_endpoint_lists_the_healthy_ones(
 
 
 def _register_toggle(api: Api, fake: FakeInstance, service: str) -> None:
-    api.register_ok(
-        {
-            "service_name": service,
-            "instance_id": "t",
-            "host": "127.0.0.1",
-            "port": fake.port,
-            "health_endpoint": "/toggle",
-        }
-    )
+    api.register_ok(instance_body(service, "t", port=fake.port, health_endpoint="/toggle"))
 
 
 def _wait_for_status(api: Api, service: str, status: str) -> None:
@@ -207,21 +193,59 @@ def _wait_for_status(api: Api, service: str, status: str) -> None:
     )
 
 
-def test_one_failure_keeps_a_healthy_instance_healthy(
-    probe_api: Api, fake: MakeFake, unique: Names
-) -> None:
-    instance = fake()
-    service = unique("hyst-one-fail")
-    _register_toggle(probe_api, instance, service)
-    _wait_for_status(probe_api, service, "healthy")
-    mark = instance.queue_toggle(False)
+def _status_holds(
+    api: Api, instance: FakeInstance, service: str, status: str, probes: int, mark: int = 0
+) -> list[bool]:
+    """Watch until ``probes`` toggle outcomes since ``mark``; the status must stay ``status``.
+
+    Returns the outcomes seen, so the caller can check they were the scripted ones.
+    """
     deadline = time.monotonic() + SETTLE_SECONDS
-    while len(instance.toggle_outcomes(mark)) < 3:
-        assert probe_api.status(service, "t") == "healthy", instance.toggle_outcomes(mark)
+    while len(instance.toggle_outcomes(mark)) < probes:
+        assert api.status(service, "t") == status, instance.toggle_outcomes(mark)
         assert time.monotonic() < deadline, "probes stopped"
         time.sleep(0.02)
-    assert instance.toggle_outcomes(mark)[:3] == [False, True, True]
-    assert probe_api.status(service, "t") == "healthy"
+    return instance.toggle_outcomes(mark)
+
+
+def _turns(
+    api: Api, instance: FakeInstance, service: str, mark: int, before: str, after: str
+) -> None:
+    """Watch the status go from ``before`` to ``after``, on no fewer than two probes since ``mark``.
+
+    The fake logs each probe before answering it, so when ``after`` shows, every
+    probe it can rest on is already in the log.
+    """
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        status = api.status(service, "t")
+        probes = len(instance.toggle_outcomes(mark))
+        if status == after:
+            assert probes >= 2, f"{after} after a single probe since the switch"
+            return
+        assert status == before, status
+        assert time.monotonic() < deadline, f"never became {after}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    ("settled", "blip"),
+    [("healthy", False), ("unhealthy", True)],
+    ids=["one-failure-keeps-healthy", "one-pass-keeps-unhealthy"],
+)
+def test_one_contrary_probe_keeps_the_status(
+    probe_api: Api, fake: MakeFake, unique: Names, settled: str, blip: bool
+) -> None:
+    """One probe against the settled status, then the settled outcome again: no change."""
+    instance = fake()
+    instance.set_toggle(not blip)
+    service = unique(f"hyst-one-{settled}")
+    _register_toggle(probe_api, instance, service)
+    _wait_for_status(probe_api, service, settled)
+    mark = instance.queue_toggle(blip)
+    outcomes = _status_holds(probe_api, instance, service, settled, 3, mark)
+    assert outcomes[:3] == [blip, not blip, not blip]
+    assert probe_api.status(service, "t") == settled
 
 
 def test_two_failures_make_unhealthy_and_two_passes_make_healthy(
@@ -231,47 +255,8 @@ def test_two_failures_make_unhealthy_and_two_passes_make_healthy(
     service = unique("hyst-two")
     _register_toggle(probe_api, instance, service)
     _wait_for_status(probe_api, service, "healthy")
-
-    mark = instance.set_toggle(False)
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        status = probe_api.status(service, "t")
-        failures = len(instance.toggle_outcomes(mark))
-        if status == "unhealthy":
-            assert failures >= 2, "unhealthy after a single failed probe"
-            break
-        assert status == "healthy", status
-        assert time.monotonic() < deadline, "never became unhealthy"
-        time.sleep(0.02)
-
-    mark = instance.set_toggle(True)
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while True:
-        status = probe_api.status(service, "t")
-        passes = len(instance.toggle_outcomes(mark))
-        if status == "healthy":
-            assert passes >= 2, "healthy after a single passing probe"
-            break
-        assert status == "unhealthy", status
-        assert time.monotonic() < deadline, "never became healthy again"
-        time.sleep(0.02)
-
-
-def test_one_pass_keeps_an_unhealthy_instance_unhealthy(
-    probe_api: Api, fake: MakeFake, unique: Names
-) -> None:
-    instance = fake()
-    instance.set_toggle(False)
-    service = unique("hyst-one-pass")
-    _register_toggle(probe_api, instance, service)
-    _wait_for_status(probe_api, service, "unhealthy")
-    mark = instance.queue_toggle(True)
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while len(instance.toggle_outcomes(mark)) < 3:
-        assert probe_api.status(service, "t") == "unhealthy", instance.toggle_outcomes(mark)
-        assert time.monotonic() < deadline, "probes stopped"
-        time.sleep(0.02)
-    assert instance.toggle_outcomes(mark)[:3] == [True, False, False]
+    _turns(probe_api, instance, service, instance.set_toggle(False), "healthy", "unhealthy")
+    _turns(probe_api, instance, service, instance.set_toggle(True), "unhealthy", "healthy")
 
 
 def test_alternating_outcomes_leave_unknown_unknown(
@@ -282,11 +267,7 @@ def test_alternating_outcomes_leave_unknown_unknown(
     instance.queue_toggle(*([True, False] * 10))
     service = unique("hyst-alternate")
     _register_toggle(probe_api, instance, service)
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while len(instance.toggle_outcomes()) < 5:
-        assert probe_api.status(service, "t") == "unknown", instance.toggle_outcomes()
-        assert time.monotonic() < deadline, "probes stopped"
-        time.sleep(0.02)
+    _status_holds(probe_api, instance, service, "unknown", 5)
     item = probe_api.instance(service, "t")
     assert item is not None and item["status"] == "unknown"
     assert_timestamp(item["last_health_check"])
@@ -300,13 +281,7 @@ def test_reregistration_at_the_same_address_keeps_the_status(
 ) -> None:
     instance = fake()
     service = unique("rereg-same")
-    body = {
-        "service_name": service,
-        "instance_id": "t",
-        "host": "127.0.0.1",
-        "port": instance.port,
-        "health_endpoint": "/ok",
-    }
+    body = instance_body(service, "t", port=instance.port, health_endpoint="/ok")
     probe_api.register_ok(body)
     _wait_for_status(probe_api, service, "healthy")
     before = probe_api.instance(service, "t")
@@ -324,13 +299,7 @@ def test_changed_address_resets_status_to_unknown(
 ) -> None:
     first, second = fake(), fake()
     service = unique(f"rereg-{changed.replace('_', '-')}")
-    body: dict[str, Any] = {
-        "service_name": service,
-        "instance_id": "t",
-        "host": "127.0.0.1",
-        "port": first.port,
-        "health_endpoint": "/ok",
-    }
+    body: dict[str, Any] = instance_body(service, "t", port=first.port, health_endpoint="/ok")
     probe_api.register_ok(body)
     _wait_for_status(probe_api, service, "healthy")
     before = probe_api.instance(service, "t")

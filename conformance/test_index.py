@@ -8,11 +8,8 @@ changes anything, so "unchanged" can be asserted exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from conformance.client import Api, index_of
-
-Names = Callable[[str], str]
+from conformance.fixture_types import Names
 
 
 def _body(service: str, instance: str = "i", **fields: object) -> dict[str, object]:

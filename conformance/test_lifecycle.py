@@ -11,25 +11,30 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 
 import httpx
 import pytest
 
-from conformance.client import api_for, assert_error, index_of, make_client, poll_until
+from conformance.client import (
+    api_for,
+    assert_error,
+    index_of,
+    instance_body,
+    make_client,
+    poll_until,
+)
 from conformance.common import QUIET_INTERVAL, READ_TOKEN, SECRET
+from conformance.fixture_types import Launcher
 from conformance.server_process import ServerProcess
-
-Launcher = Callable[..., ServerProcess]
 
 #: A process manager's patience: exit 0 within this long after SIGTERM.
 SIGTERM_GRACE_SECONDS = 5.0
 
 
 def _body(service: str = "life", instance: str = "i") -> dict[str, object]:
-    return {"service_name": service, "instance_id": instance, "host": "127.0.0.1", "port": 4000}
+    return instance_body(service, instance, port=4000)
 
 
 def test_fresh_registry_starts_at_index_1_and_sigterm_exits_0(launch: Launcher) -> None:

@@ -9,68 +9,56 @@ around the cap: field validation first, then ``registry_full``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from conformance.client import Api, api_for, assert_error, assert_validation_error
-from conformance.common import QUIET_INTERVAL, SECRET, base_env, unique_name
-from conformance.server_process import ServerProcess, serving
+from conformance.client import Api, api_for, assert_error, assert_validation_error, instance_body
+from conformance.common import QUIET_INTERVAL, unique_name
+from conformance.dedicated_servers import server_fixture
+from conformance.fixture_types import Clients
+from conformance.server_process import ServerProcess
 
 MAX_INSTANCES = 2
 MAX_BODY = 2048
 
 
-@pytest.fixture(scope="module")
-def limits_server(frontend: str) -> Iterator[ServerProcess]:
-    env = base_env(
-        HEALTH_CHECK_INTERVAL_SECONDS=QUIET_INTERVAL,
-        SERVICE_DISCOVERY_MAX_INSTANCES=str(MAX_INSTANCES),
-        SERVICE_DISCOVERY_MAX_BODY_BYTES=str(MAX_BODY),
-    )
-    with serving(frontend, env) as server:
-        yield server
+limits_server = server_fixture(
+    {
+        "HEALTH_CHECK_INTERVAL_SECONDS": QUIET_INTERVAL,
+        "SERVICE_DISCOVERY_MAX_INSTANCES": str(MAX_INSTANCES),
+        "SERVICE_DISCOVERY_MAX_BODY_BYTES": str(MAX_BODY),
+    }
+)
 
 
 @pytest.fixture
-def limits_api(limits_server: ServerProcess) -> Iterator[Api]:
-    with api_for(limits_server.url, SECRET) as api:
-        yield api
-
-
-def _body(service: str, instance: str, **fields: object) -> dict[str, object]:
-    return {
-        "service_name": service,
-        "instance_id": instance,
-        "host": "127.0.0.1",
-        "port": 3000,
-        **fields,
-    }
+def limits_api(limits_server: ServerProcess, clients: Clients) -> Api:
+    return clients(limits_server)
 
 
 def test_registry_full_past_the_cap(limits_api: Api) -> None:
     service = unique_name("cap")
-    limits_api.register_ok(_body(service, "a"))
-    limits_api.register_ok(_body(unique_name("cap-other"), "b"))
+    limits_api.register_ok(instance_body(service, "a"))
+    limits_api.register_ok(instance_body(unique_name("cap-other"), "b"))
     before = limits_api.snapshot()
-    assert_error(limits_api.register(_body(service, "c")), 503, "registry_full")
+    assert_error(limits_api.register(instance_body(service, "c")), 503, "registry_full")
     assert limits_api.snapshot() == before, "a rejected registration changed the registry"
 
     # Re-registering an existing instance is not a new instance: still fine.
-    limits_api.register_ok(_body(service, "a", port=3001))
+    limits_api.register_ok(instance_body(service, "a", port=3001))
     assert limits_api.instance(service, "a") is not None
 
     # Validation comes before the registry's own checks.
-    assert_validation_error(limits_api.register(_body(service, "c", port=0)), "port")
+    assert_validation_error(limits_api.register(instance_body(service, "c", port=0)), "port")
 
     # Room again once one leaves.
     assert limits_api.unregister(service, "a").status_code == 200
-    limits_api.register_ok(_body(service, "c"))
+    limits_api.register_ok(instance_body(service, "c"))
 
 
 def test_configured_body_limit(limits_api: Api, limits_server: ServerProcess) -> None:
     service = unique_name("small-body")
-    base = _body(service, "i")
+    base = instance_body(service, "i")
     empty = len(json.dumps({**base, "pad": ""}).encode())
     exact = json.dumps({**base, "pad": "p" * (MAX_BODY - empty)}).encode()
     over = json.dumps({**base, "pad": "p" * (MAX_BODY - empty + 1)}).encode()

@@ -7,14 +7,11 @@ carries `maintenance="true"` in Prometheus; ending it puts it back as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from conformance.client import (
     INSTANCE_KEYS,
     Api,
-    api_for,
     assert_error,
     assert_timestamp,
     assert_validation_error,
@@ -22,11 +19,9 @@ from conformance.client import (
     instance_body,
     poll_until,
 )
-from conformance.common import PROBE_INTERVAL, SECRET
-from conformance.fake_instances import FakeInstance
-from conformance.server_process import ServerProcess
-
-Names = Callable[[str], str]
+from conformance.common import PROBE_INTERVAL
+from conformance.dedicated_servers import StateFileServer
+from conformance.fixture_types import MakeFake, Names
 
 
 def _path(service: str, instance: str) -> str:
@@ -126,7 +121,7 @@ def test_bad_requests_are_refused_and_change_nothing(
 
 
 def test_healthy_reads_leave_it_out_and_probes_go_on(
-    probe_api: Api, fake: Callable[..., FakeInstance], unique: Names
+    probe_api: Api, fake: MakeFake, unique: Names
 ) -> None:
     service = unique("maint-probed")
     instance = fake()
@@ -160,23 +155,16 @@ def test_healthy_reads_leave_it_out_and_probes_go_on(
     )
 
 
-def test_maintenance_survives_a_restart(
-    launch: Callable[..., ServerProcess], tmp_path: Path, unique: Names
-) -> None:
-    env = {"SERVICE_DISCOVERY_STATE_FILE": str(tmp_path / "state.json")}
+def test_maintenance_survives_a_restart(state_server: StateFileServer, unique: Names) -> None:
     service = unique("maint-restart")
-    first = launch(env)
-    with api_for(first.url, SECRET) as api:
-        api.register_ok(instance_body(service, "drained"))
-        api.register_ok(instance_body(service, "serving"))
-        assert api.http.put(_path(service, "drained"), json={"reason": "deploy"}).status_code == 200
-        shown = api.instance(service, "drained")
-        api.registered.clear()  # keep them for the next process
-    first.stop()
-    second = launch(env)
-    with api_for(second.url, SECRET) as api:
-        restored = api.instance(service, "drained")
-        assert restored is not None and shown is not None
-        assert restored["maintenance"] == shown["maintenance"]
-        other = api.instance(service, "serving")
-        assert other is not None and other["maintenance"] is None
+    api = state_server.api
+    api.register_ok(instance_body(service, "drained"))
+    api.register_ok(instance_body(service, "serving"))
+    assert api.http.put(_path(service, "drained"), json={"reason": "deploy"}).status_code == 200
+    shown = api.instance(service, "drained")
+    api = state_server.restart()
+    restored = api.instance(service, "drained")
+    assert restored is not None and shown is not None
+    assert restored["maintenance"] == shown["maintenance"]
+    other = api.instance(service, "serving")
+    assert other is not None and other["maintenance"] is None

@@ -7,12 +7,10 @@ disguise one target as another. These tests pin the mapping docs/api.md fixes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from conformance.client import Api, index_of
-
-Names = Callable[[str], str]
+from conformance.client import Api, index_of, instance_body
+from conformance.fixture_types import Names
 
 HOSTILE_METADATA = {
     "__address__": "127.0.0.1:1",
@@ -55,14 +53,9 @@ def _groups_of(api: Api, service: str) -> list[dict[str, Any]]:
 def test_target_group_shape_and_builtin_labels(api: Api, unique: Names) -> None:
     service = unique("sd-shape")
     api.register_ok(
-        {
-            "service_name": service,
-            "instance_id": "game-1",
-            "host": "localhost",
-            "port": 8080,
-            "metadata": {"version": "1.0.0"},
-            "load_percentage": 0.3,
-        }
+        instance_body(
+            service, "game-1", host="localhost", metadata={"version": "1.0.0"}, load_percentage=0.3
+        )
     )
     expected = [
         {
@@ -84,7 +77,7 @@ def test_target_group_shape_and_builtin_labels(api: Api, unique: Names) -> None:
 
 def test_load_label_is_shortest_round_trip_string(api: Api, unique: Names) -> None:
     service = unique("sd-load")
-    api.register_ok({"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 1})
+    api.register_ok(instance_body(service, "i", port=1))
     [group] = api.sd_instances(service).json()
     assert group["labels"]["load_percentage"] == "0.0"
     api.heartbeat_ok(service, "i", load_percentage=0.42)
@@ -94,15 +87,7 @@ def test_load_label_is_shortest_round_trip_string(api: Api, unique: Names) -> No
 
 def test_hostile_metadata_keys(api: Api, unique: Names) -> None:
     service = unique("sd-hostile")
-    api.register_ok(
-        {
-            "service_name": service,
-            "instance_id": "real-1",
-            "host": "127.0.0.1",
-            "port": 9100,
-            "metadata": HOSTILE_METADATA,
-        }
-    )
+    api.register_ok(instance_body(service, "real-1", port=9100, metadata=HOSTILE_METADATA))
     [group] = api.sd_instances(service).json()
     assert group["targets"] == ["127.0.0.1:9100"], "__address__ must not redirect the scrape"
     assert group["labels"] == {
@@ -120,8 +105,8 @@ def test_hostile_metadata_keys(api: Api, unique: Names) -> None:
 
 def test_ipv6_targets_are_bracketed(api: Api, unique: Names) -> None:
     service = unique("sd-ipv6")
-    api.register_ok({"service_name": service, "instance_id": "bare", "host": "::1", "port": 9101})
-    api.register_ok({"service_name": service, "instance_id": "brkt", "host": "[::1]", "port": 9102})
+    api.register_ok(instance_body(service, "bare", host="::1", port=9101))
+    api.register_ok(instance_body(service, "brkt", host="[::1]", port=9102))
     groups = api.sd_instances(service).json()
     assert [g["targets"] for g in groups] == [["[::1]:9101"], ["[::1]:9102"]]
 
@@ -129,9 +114,7 @@ def test_ipv6_targets_are_bracketed(api: Api, unique: Names) -> None:
 def test_one_group_per_instance_healthy_or_not_in_order(api: Api, unique: Names) -> None:
     service = unique("sd-order")
     for instance in ("c", "a", "b"):
-        api.register_ok(
-            {"service_name": service, "instance_id": instance, "host": "127.0.0.1", "port": 9}
-        )
+        api.register_ok(instance_body(service, instance, port=9))
     groups = api.sd_instances(service).json()
     assert [g["labels"]["instance"] for g in groups] == ["a", "b", "c"]
     assert _groups_of(api, service) == groups

@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from conformance.client import api_for, poll_until
-from conformance.common import PROBE_ENV, READ_TOKEN, SECRET, base_env
+from conformance.client import api_for, instance_body, poll_until
+from conformance.common import PROBE_ENV, READ_TOKEN, SECRET
+from conformance.dedicated_servers import server_fixture
 from conformance.fake_instances import ipv6_loopback_available, refused_port
 from conformance.prometheus_server import PrometheusServer, find_or_install_prometheus
-from conformance.server_process import ServerProcess, serving
+from conformance.server_process import ServerProcess
 
 APP = "prom-app"
 OTHER = "prom-other"
@@ -40,10 +41,7 @@ def prometheus_binary() -> str:
     return path
 
 
-@pytest.fixture(scope="module")
-def sd_server(frontend: str) -> Iterator[ServerProcess]:
-    with serving(frontend, base_env(**PROBE_ENV)) as server:
-        yield server
+sd_server = server_fixture(PROBE_ENV)
 
 
 @pytest.fixture(scope="module")
@@ -66,37 +64,31 @@ def expected_targets(sd_server: ServerProcess) -> Iterator[dict[str, dict[str, s
     }
     with api_for(sd_server.url, SECRET) as api:
         api.register_ok(
-            {
-                "service_name": APP,
-                "instance_id": "self",
-                "host": "127.0.0.1",
-                "port": sd_server.port,
-                "health_endpoint": "/health",
-                "metadata": {"version": "1.0.0", "app-version": "2"},
-            }
+            instance_body(
+                APP,
+                "self",
+                port=sd_server.port,
+                health_endpoint="/health",
+                metadata={"version": "1.0.0", "app-version": "2"},
+            )
         )
         api.register_ok(
-            {
-                "service_name": APP,
-                "instance_id": "hostile",
-                "host": "127.0.0.1",
-                "port": dead,
-                "metadata": {
+            instance_body(
+                APP,
+                "hostile",
+                port=dead,
+                metadata={
                     "__address__": f"127.0.0.1:{sd_server.port}",
                     "__metrics_path__": "/evil",
                     "__scheme__": "https",
                     "instance": "impostor",
                 },
-            }
+            )
         )
-        api.register_ok(
-            {"service_name": OTHER, "instance_id": "elsewhere", "host": "127.0.0.1", "port": dead}
-        )
+        api.register_ok(instance_body(OTHER, "elsewhere", port=dead))
         if ipv6_loopback_available():
             dead6 = refused_port("::1")
-            api.register_ok(
-                {"service_name": APP, "instance_id": "v6", "host": "::1", "port": dead6}
-            )
+            api.register_ok(instance_body(APP, "v6", host="::1", port=dead6))
             targets["v6"] = {"service_name": APP, "address": f"[::1]:{dead6}"}
         yield targets
 

@@ -8,12 +8,18 @@ registered, never-probed instance looks like.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from conformance.client import INSTANCE_KEYS, Api, assert_error, assert_timestamp, index_of
-
-Names = Callable[[str], str]
+from conformance.client import (
+    INSTANCE_KEYS,
+    Api,
+    assert_error,
+    assert_not_registered,
+    assert_timestamp,
+    index_of,
+    instance_body,
+)
+from conformance.fixture_types import Names
 
 
 def _near_now(value: object) -> datetime:
@@ -25,14 +31,13 @@ def _near_now(value: object) -> datetime:
 def test_register_answers_exactly_and_renders_the_instance_in_full(api: Api, unique: Names) -> None:
     service = unique("render")
     response = api.register(
-        {
-            "service_name": service,
-            "instance_id": "game-1",
-            "host": "localhost",
-            "port": 8080,
-            "health_endpoint": "/healthz",
-            "metadata": {"version": "1.0.0", "environment": "production"},
-        }
+        instance_body(
+            service,
+            "game-1",
+            host="localhost",
+            health_endpoint="/healthz",
+            metadata={"version": "1.0.0", "environment": "production"},
+        )
     )
     assert response.status_code == 200, response.text
     assert response.json() == {
@@ -72,7 +77,7 @@ def test_register_answers_exactly_and_renders_the_instance_in_full(api: Api, uni
 
 def test_health_endpoint_defaults_to_slash_health(api: Api, unique: Names) -> None:
     service = unique("default-endpoint")
-    api.register_ok({"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 1})
+    api.register_ok(instance_body(service, "i", port=1))
     instance = api.instance(service, "i")
     assert instance is not None
     assert instance["health_endpoint"] == "/health"
@@ -82,15 +87,7 @@ def test_health_endpoint_defaults_to_slash_health(api: Api, unique: Names) -> No
 def test_unknown_fields_are_ignored(api: Api, unique: Names) -> None:
     service = unique("extra-fields")
     api.register_ok(
-        {
-            "service_name": service,
-            "instance_id": "i",
-            "host": "127.0.0.1",
-            "port": 1,
-            "weight": 10,
-            "tags": ["a", "b"],
-            "nested": {"x": None},
-        }
+        instance_body(service, "i", port=1, weight=10, tags=["a", "b"], nested={"x": None})
     )
     instance = api.instance(service, "i")
     assert instance is not None
@@ -100,7 +97,7 @@ def test_unknown_fields_are_ignored(api: Api, unique: Names) -> None:
 def test_load_from_registration_and_heartbeat(api: Api, unique: Names) -> None:
     """Load is taken from register and heartbeat; omitted on re-registration, it is kept."""
     service = unique("load")
-    body = {"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 1}
+    body = instance_body(service, "i", port=1)
     api.register_ok({**body, "load_percentage": 0.5})
     instance = api.instance(service, "i")
     assert instance is not None and instance["load_percentage"] == 0.5
@@ -117,26 +114,11 @@ def test_load_from_registration_and_heartbeat(api: Api, unique: Names) -> None:
 
 def test_reregistration_updates_in_place_and_keeps_registered_at(api: Api, unique: Names) -> None:
     service = unique("rereg")
-    api.register_ok(
-        {
-            "service_name": service,
-            "instance_id": "i",
-            "host": "127.0.0.1",
-            "port": 1,
-            "metadata": {"a": "1", "b": "2"},
-        }
-    )
+    api.register_ok(instance_body(service, "i", port=1, metadata={"a": "1", "b": "2"}))
     first = api.instance(service, "i")
     assert first is not None
     api.register_ok(
-        {
-            "service_name": service,
-            "instance_id": "i",
-            "host": "127.0.0.1",
-            "port": 2,
-            "health_endpoint": "/ready",
-            "metadata": {"c": "3"},
-        }
+        instance_body(service, "i", port=2, health_endpoint="/ready", metadata={"c": "3"})
     )
     second = api.instance(service, "i")
     assert second is not None
@@ -147,7 +129,7 @@ def test_reregistration_updates_in_place_and_keeps_registered_at(api: Api, uniqu
     response = api.service(service)
     assert len(response.json()["instances"]) == 1, "re-registration must not duplicate"
 
-    api.register_ok({"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 2})
+    api.register_ok(instance_body(service, "i", port=2))
     third = api.instance(service, "i")
     assert third is not None
     assert third["metadata"] == {}, "omitted metadata on re-registration means an empty map"
@@ -158,12 +140,12 @@ def test_reregistration_updates_in_place_and_keeps_registered_at(api: Api, uniqu
 def test_instances_ordered_by_id_and_services_by_name(api: Api, unique: Names) -> None:
     base = unique("order")
     for instance in ("b-2", "a-10", "c", "a-9"):
-        api.register_ok({"service_name": base, "instance_id": instance, "host": "::1", "port": 5})
+        api.register_ok(instance_body(base, instance, host="::1", port=5))
     ids = [item["instance_id"] for item in api.service(base).json()["instances"]]
     assert ids == ["a-10", "a-9", "b-2", "c"]
 
     for name in (f"{base}-z", f"{base}-a", f"{base}-m"):
-        api.register_ok({"service_name": name, "instance_id": "x", "host": "::1", "port": 5})
+        api.register_ok(instance_body(name, "x", host="::1", port=5))
     names = list(api.services().json()["services"])
     assert names == sorted(names), "services must be ordered by name"
     groups = api.prometheus().json()
@@ -173,7 +155,7 @@ def test_instances_ordered_by_id_and_services_by_name(api: Api, unique: Names) -
 
 def test_heartbeat_answers_exactly_and_refreshes_last_heartbeat(api: Api, unique: Names) -> None:
     service = unique("heartbeat")
-    api.register_ok({"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 1})
+    api.register_ok(instance_body(service, "i", port=1))
     before = api.instance(service, "i")
     assert before is not None
     api.heartbeat_ok(service, "i")
@@ -185,45 +167,21 @@ def test_heartbeat_answers_exactly_and_refreshes_last_heartbeat(api: Api, unique
 
 def test_heartbeat_for_unknown_instance_is_404(api: Api, unique: Names) -> None:
     service = unique("hb-unknown")
-    assert_error(
-        api.heartbeat(service, "ghost"),
-        404,
-        "instance_not_found",
-        f"Instance {service}:ghost is not registered",
-    )
-    api.register_ok(
-        {"service_name": service, "instance_id": "real", "host": "127.0.0.1", "port": 1}
-    )
-    assert_error(
-        api.heartbeat(service, "ghost"),
-        404,
-        "instance_not_found",
-        f"Instance {service}:ghost is not registered",
-    )
+    assert_not_registered(api.heartbeat(service, "ghost"), service, "ghost")
+    api.register_ok(instance_body(service, "real", port=1))
+    assert_not_registered(api.heartbeat(service, "ghost"), service, "ghost")
 
 
 def test_unregister_answers_exactly_and_removes(api: Api, unique: Names) -> None:
     service = unique("unreg")
     for instance in ("a", "b"):
-        api.register_ok(
-            {"service_name": service, "instance_id": instance, "host": "127.0.0.1", "port": 1}
-        )
+        api.register_ok(instance_body(service, instance, port=1))
     response = api.unregister(service, "a")
     assert response.status_code == 200, response.text
     assert response.json() == {"success": True, "message": "Service unregistered successfully"}
     assert [i["instance_id"] for i in api.service(service).json()["instances"]] == ["b"]
-    assert_error(
-        api.unregister(service, "a"),
-        404,
-        "instance_not_found",
-        f"Instance {service}:a is not registered",
-    )
-    assert_error(
-        api.heartbeat(service, "a"),
-        404,
-        "instance_not_found",
-        f"Instance {service}:a is not registered",
-    )
+    assert_not_registered(api.unregister(service, "a"), service, "a")
+    assert_not_registered(api.heartbeat(service, "a"), service, "a")
 
     assert api.unregister(service, "b").status_code == 200
     assert service not in api.services().json()["services"]
@@ -254,24 +212,19 @@ def test_unknown_service_reads(api: Api, unique: Names) -> None:
 
 def test_unregister_unknown_is_404(api: Api, unique: Names) -> None:
     service = unique("unreg-unknown")
-    assert_error(
-        api.unregister(service, "x"),
-        404,
-        "instance_not_found",
-        f"Instance {service}:x is not registered",
-    )
+    assert_not_registered(api.unregister(service, "x"), service, "x")
 
 
 def test_healthy_endpoint_lists_only_healthy(api: Api, unique: Names) -> None:
     """On the quiet server nothing is probed, so nothing is healthy yet."""
     service = unique("healthy-list")
-    api.register_ok({"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 1})
+    api.register_ok(instance_body(service, "i", port=1))
     assert api.healthy(service).json() == {"service_name": service, "healthy_instances": []}
 
 
 def test_services_lists_every_instance_in_full(api: Api, unique: Names) -> None:
     service = unique("all")
-    api.register_ok({"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 3})
+    api.register_ok(instance_body(service, "i", port=3))
     body = api.services().json()
     assert list(body) == ["services"]
     [instance] = body["services"][service]
@@ -280,8 +233,8 @@ def test_services_lists_every_instance_in_full(api: Api, unique: Names) -> None:
 
 def test_ipv6_hosts_are_stored_as_sent(api: Api, unique: Names) -> None:
     service = unique("ipv6")
-    api.register_ok({"service_name": service, "instance_id": "bare", "host": "::1", "port": 1})
-    api.register_ok({"service_name": service, "instance_id": "brkt", "host": "[::1]", "port": 1})
+    api.register_ok(instance_body(service, "bare", host="::1", port=1))
+    api.register_ok(instance_body(service, "brkt", host="[::1]", port=1))
     hosts = {i["instance_id"]: i["host"] for i in api.service(service).json()["instances"]}
     assert hosts == {"bare": "::1", "brkt": "[::1]"}
 
@@ -290,9 +243,7 @@ def test_json_content_type_with_charset_is_accepted(api: Api, unique: Names) -> 
     service = unique("charset")
     response = api.post_raw(
         "/v1/discovery/register",
-        json.dumps(
-            {"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 1}
-        ).encode(),
+        json.dumps(instance_body(service, "i", port=1)).encode(),
         "application/json; charset=utf-8",
     )
     assert response.status_code == 200, response.text

@@ -9,13 +9,12 @@ before authentication (docs/api.md, order of checks, step 1).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conformance.client import Api, assert_error, media_type
+from conformance.client import Api, assert_error, instance_body, media_type
+from conformance.fixture_types import Names
 from conformance.server_process import ServerProcess
 
 
@@ -37,14 +36,12 @@ def test_health_needs_no_token_and_has_the_documented_fields(
     assert body["self_preservation_reason"] is None
 
 
-def test_health_counts_instances_and_services(
-    api: Api, anon: httpx.Client, unique: Callable[[str], str]
-) -> None:
+def test_health_counts_instances_and_services(api: Api, anon: httpx.Client, unique: Names) -> None:
     """The counts move with the registry (other tests may run, so compare deltas)."""
     before = anon.get("/health").json()
     service = unique("health-count")
-    api.register_ok({"service_name": service, "instance_id": "a", "host": "127.0.0.1", "port": 1})
-    api.register_ok({"service_name": service, "instance_id": "b", "host": "127.0.0.1", "port": 2})
+    api.register_ok(instance_body(service, "a", port=1))
+    api.register_ok(instance_body(service, "b", port=2))
     after = anon.get("/health").json()
     assert after["instances"] == before["instances"] + 2
     assert after["services"] == before["services"] + 1
@@ -144,9 +141,9 @@ def test_head_is_not_served(anon: httpx.Client, path: str, allowed: set[str]) ->
     assert allow == allowed, f"Allow: {response.headers.get('allow')!r}"
 
 
-def test_every_read_endpoint_is_json_with_index(api: Api, unique: Callable[[str], str]) -> None:
+def test_every_read_endpoint_is_json_with_index(api: Api, unique: Names) -> None:
     service = unique("ctype")
-    api.register_ok({"service_name": service, "instance_id": "i", "host": "127.0.0.1", "port": 9})
+    api.register_ok(instance_body(service, "i", port=9))
     for path in (
         "/v1/discovery/services",
         f"/v1/discovery/services/{service}",

@@ -9,16 +9,13 @@ Both ways out are checked, since docs/api.md promises the mode never sticks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from conformance.client import Api, api_for, make_client, poll_until
+from conformance.client import Api, api_for, instance_body, make_client, poll_until
 from conformance.common import QUIET_INTERVAL, SECRET, unique_name
-from conformance.server_process import ServerProcess
-
-Launcher = Callable[..., ServerProcess]
+from conformance.fixture_types import Launcher
 
 TTL = 2.0
 
@@ -42,9 +39,7 @@ def _health(client: httpx.Client) -> dict[str, Any]:
 
 def _register_fleet(api: Api, service: str) -> None:
     for instance in ("a", "b", "c"):
-        api.register_ok(
-            {"service_name": service, "instance_id": instance, "host": "127.0.0.1", "port": 5000}
-        )
+        api.register_ok(instance_body(service, instance, port=5000))
 
 
 def _wait_for_mode(health: httpx.Client, api: Api, service: str) -> float:

@@ -15,7 +15,7 @@ docs/api.md puts them and not one off.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 
 from conformance.client import Api, api_for, assert_error, assert_validation_error
 from conformance.common import SECRET, unique_name
+from conformance.fixture_types import Names
 from conformance.server_process import ServerProcess
 
 VICTIM_SERVICE = unique_name("victim")
@@ -92,6 +93,18 @@ class Bad:
     also_ok_status: int | None = None
 
 
+def _invalid(case: str, detail: str | None = None, **change: Any) -> Bad:
+    """A registration whose one ``change`` is refused: 422 naming the field (or ``detail``)."""
+    [field] = change
+    return Bad(case, _register_body(**change), 422, "validation_error", detail or field)
+
+
+def _invalid_heartbeat(case: str, **change: Any) -> Bad:
+    """A heartbeat whose one ``change`` is refused: 422 naming that field."""
+    [field] = change
+    return Bad(case, _heartbeat_body(**change), 422, "validation_error", field, path=HEARTBEAT)
+
+
 BAD_REQUESTS = [
     # -- not JSON, or not a JSON object: 400 ----------------------------------
     Bad("empty-body", b"", 400, "invalid_json"),
@@ -144,258 +157,80 @@ BAD_REQUESTS = [
     ),
     Bad("text-json", _register_body(), 415, "unsupported_media_type", content_type="text/json"),
     # -- port -------------------------------------------------------------------
-    Bad("port-string", _register_body(port="8080"), 422, "validation_error", "port"),
-    Bad("port-float", _register_body(port=8080.0), 422, "validation_error", "port"),
-    Bad("port-bool", _register_body(port=True), 422, "validation_error", "port"),
-    Bad("port-zero", _register_body(port=0), 422, "validation_error", "port"),
-    Bad("port-65536", _register_body(port=65536), 422, "validation_error", "port"),
-    Bad("port-negative", _register_body(port=-1), 422, "validation_error", "port"),
-    Bad("port-null", _register_body(port=None), 422, "validation_error", "port"),
-    Bad("port-missing", _register_body(port=_MISSING), 422, "validation_error", "port"),
+    _invalid("port-string", port="8080"),
+    _invalid("port-float", port=8080.0),
+    _invalid("port-bool", port=True),
+    _invalid("port-zero", port=0),
+    _invalid("port-65536", port=65536),
+    _invalid("port-negative", port=-1),
+    _invalid("port-null", port=None),
+    _invalid("port-missing", port=_MISSING),
     # -- service_name / instance_id -------------------------------------------
-    Bad("name-slash", _register_body(service_name="a/b"), 422, "validation_error", "service_name"),
-    Bad(
-        "name-dot-first", _register_body(service_name=".x"), 422, "validation_error", "service_name"
-    ),
-    Bad(
-        "name-dash-first",
-        _register_body(service_name="-x"),
-        422,
-        "validation_error",
-        "service_name",
-    ),
-    Bad(
-        "name-underscore-first",
-        _register_body(service_name="_x"),
-        422,
-        "validation_error",
-        "service_name",
-    ),
-    Bad("name-empty", _register_body(service_name=""), 422, "validation_error", "service_name"),
-    Bad(
-        "name-129", _register_body(service_name="s" * 129), 422, "validation_error", "service_name"
-    ),
-    Bad("name-nul", _register_body(service_name="a\x00b"), 422, "validation_error", "service_name"),
-    Bad(
-        "name-non-ascii",
-        _register_body(service_name="caf\xe9"),
-        422,
-        "validation_error",
-        "service_name",
-    ),
-    Bad("name-space", _register_body(service_name="a b"), 422, "validation_error", "service_name"),
-    Bad("name-colon", _register_body(service_name="a:b"), 422, "validation_error", "service_name"),
-    Bad("name-int", _register_body(service_name=5), 422, "validation_error", "service_name"),
-    Bad(
-        "name-missing",
-        _register_body(service_name=_MISSING),
-        422,
-        "validation_error",
-        "service_name",
-    ),
-    Bad("id-slash", _register_body(instance_id="a/b"), 422, "validation_error", "instance_id"),
-    Bad("id-dot-first", _register_body(instance_id=".."), 422, "validation_error", "instance_id"),
-    Bad("id-empty", _register_body(instance_id=""), 422, "validation_error", "instance_id"),
-    Bad("id-129", _register_body(instance_id="i" * 129), 422, "validation_error", "instance_id"),
-    Bad("id-nul", _register_body(instance_id="x\x00"), 422, "validation_error", "instance_id"),
-    Bad("id-null", _register_body(instance_id=None), 422, "validation_error", "instance_id"),
-    Bad("id-missing", _register_body(instance_id=_MISSING), 422, "validation_error", "instance_id"),
+    _invalid("name-slash", service_name="a/b"),
+    _invalid("name-dot-first", service_name=".x"),
+    _invalid("name-dash-first", service_name="-x"),
+    _invalid("name-underscore-first", service_name="_x"),
+    _invalid("name-empty", service_name=""),
+    _invalid("name-129", service_name="s" * 129),
+    _invalid("name-nul", service_name="a\x00b"),
+    _invalid("name-non-ascii", service_name="caf\xe9"),
+    _invalid("name-space", service_name="a b"),
+    _invalid("name-colon", service_name="a:b"),
+    _invalid("name-int", service_name=5),
+    _invalid("name-missing", service_name=_MISSING),
+    _invalid("id-slash", instance_id="a/b"),
+    _invalid("id-dot-first", instance_id=".."),
+    _invalid("id-empty", instance_id=""),
+    _invalid("id-129", instance_id="i" * 129),
+    _invalid("id-nul", instance_id="x\x00"),
+    _invalid("id-null", instance_id=None),
+    _invalid("id-missing", instance_id=_MISSING),
     # -- host -------------------------------------------------------------------
-    Bad("host-empty", _register_body(host=""), 422, "validation_error", "host"),
-    Bad("host-space", _register_body(host="bad host"), 422, "validation_error", "host"),
-    Bad(
-        "host-leading-hyphen", _register_body(host="-bad.invalid"), 422, "validation_error", "host"
-    ),
-    Bad(
-        "host-trailing-hyphen", _register_body(host="bad-.invalid"), 422, "validation_error", "host"
-    ),
-    Bad("host-empty-label", _register_body(host="a..invalid"), 422, "validation_error", "host"),
-    Bad("host-underscore", _register_body(host="a_b.invalid"), 422, "validation_error", "host"),
-    Bad(
-        "host-label-64", _register_body(host="l" * 64 + ".invalid"), 422, "validation_error", "host"
-    ),
-    Bad("host-254", _register_body(host=_hostname(254)), 422, "validation_error", "host"),
-    Bad("host-url", _register_body(host="http://127.0.0.1"), 422, "validation_error", "host"),
-    Bad("host-with-port", _register_body(host="127.0.0.1:80"), 422, "validation_error", "host"),
-    Bad("host-with-path", _register_body(host="127.0.0.1/x"), 422, "validation_error", "host"),
-    Bad("host-unbalanced-bracket", _register_body(host="[::1"), 422, "validation_error", "host"),
-    Bad("host-bad-ipv6", _register_body(host="::g"), 422, "validation_error", "host"),
-    Bad("host-nul", _register_body(host="local\x00host"), 422, "validation_error", "host"),
-    Bad("host-int", _register_body(host=127001), 422, "validation_error", "host"),
-    Bad("host-missing", _register_body(host=_MISSING), 422, "validation_error", "host"),
+    _invalid("host-empty", host=""),
+    _invalid("host-space", host="bad host"),
+    _invalid("host-leading-hyphen", host="-bad.invalid"),
+    _invalid("host-trailing-hyphen", host="bad-.invalid"),
+    _invalid("host-empty-label", host="a..invalid"),
+    _invalid("host-underscore", host="a_b.invalid"),
+    _invalid("host-label-64", host="l" * 64 + ".invalid"),
+    _invalid("host-254", host=_hostname(254)),
+    _invalid("host-url", host="http://127.0.0.1"),
+    _invalid("host-with-port", host="127.0.0.1:80"),
+    _invalid("host-with-path", host="127.0.0.1/x"),
+    _invalid("host-unbalanced-bracket", host="[::1"),
+    _invalid("host-bad-ipv6", host="::g"),
+    _invalid("host-nul", host="local\x00host"),
+    _invalid("host-int", host=127001),
+    _invalid("host-missing", host=_MISSING),
     # -- health_endpoint --------------------------------------------------------
-    Bad(
-        "endpoint-absolute-url",
-        _register_body(health_endpoint="http://evil.invalid/health"),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-double-slash",
-        _register_body(health_endpoint="//x"),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-no-slash",
-        _register_body(health_endpoint="health"),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-empty",
-        _register_body(health_endpoint=""),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-space",
-        _register_body(health_endpoint="/he alth"),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-hash",
-        _register_body(health_endpoint="/health#x"),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-tab",
-        _register_body(health_endpoint="/a\tb"),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-newline",
-        _register_body(health_endpoint="/a\r\nHost: x"),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-nul",
-        _register_body(health_endpoint="/a\x00"),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-2049",
-        _register_body(health_endpoint="/" + "e" * 2048),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
-    Bad(
-        "endpoint-int",
-        _register_body(health_endpoint=5),
-        422,
-        "validation_error",
-        "health_endpoint",
-    ),
+    _invalid("endpoint-absolute-url", health_endpoint="http://evil.invalid/health"),
+    _invalid("endpoint-double-slash", health_endpoint="//x"),
+    _invalid("endpoint-no-slash", health_endpoint="health"),
+    _invalid("endpoint-empty", health_endpoint=""),
+    _invalid("endpoint-space", health_endpoint="/he alth"),
+    _invalid("endpoint-hash", health_endpoint="/health#x"),
+    _invalid("endpoint-tab", health_endpoint="/a\tb"),
+    _invalid("endpoint-newline", health_endpoint="/a\r\nHost: x"),
+    _invalid("endpoint-nul", health_endpoint="/a\x00"),
+    _invalid("endpoint-2049", health_endpoint="/" + "e" * 2048),
+    _invalid("endpoint-int", health_endpoint=5),
     # -- metadata ---------------------------------------------------------------
-    Bad(
-        "metadata-65-entries",
-        _register_body(metadata={f"k{i}": "v" for i in range(65)}),
-        422,
-        "validation_error",
-        "metadata",
-    ),
-    Bad(
-        "metadata-key-129",
-        _register_body(metadata={"k" * 129: "v"}),
-        422,
-        "validation_error",
-        "metadata",
-    ),
-    Bad(
-        "metadata-value-1025",
-        _register_body(metadata={"big": "v" * 1025}),
-        422,
-        "validation_error",
-        "metadata.big",
-    ),
-    Bad(
-        "metadata-value-int",
-        _register_body(metadata={"n": 5}),
-        422,
-        "validation_error",
-        "metadata.n",
-    ),
-    Bad(
-        "metadata-value-null",
-        _register_body(metadata={"n": None}),
-        422,
-        "validation_error",
-        "metadata.n",
-    ),
-    Bad(
-        "metadata-value-object",
-        _register_body(metadata={"n": {"x": "y"}}),
-        422,
-        "validation_error",
-        "metadata.n",
-    ),
-    Bad("metadata-list", _register_body(metadata=["a", "b"]), 422, "validation_error", "metadata"),
-    Bad("metadata-string", _register_body(metadata="v=1"), 422, "validation_error", "metadata"),
-    Bad(
-        "metadata-empty-key",
-        _register_body(metadata={"": "v"}),
-        422,
-        "validation_error",
-        "metadata",
-    ),
-    Bad(
-        "metadata-key-control",
-        _register_body(metadata={"a\nb": "v"}),
-        422,
-        "validation_error",
-        "metadata",
-    ),
-    Bad(
-        "metadata-value-control",
-        _register_body(metadata={"c": "x\x01y"}),
-        422,
-        "validation_error",
-        "metadata.c",
-    ),
-    Bad(
-        "metadata-value-nul",
-        _register_body(metadata={"c": "x\x00y"}),
-        422,
-        "validation_error",
-        "metadata.c",
-    ),
+    _invalid("metadata-65-entries", metadata={f"k{i}": "v" for i in range(65)}),
+    _invalid("metadata-key-129", metadata={"k" * 129: "v"}),
+    _invalid("metadata-value-1025", "metadata.big", metadata={"big": "v" * 1025}),
+    _invalid("metadata-value-int", "metadata.n", metadata={"n": 5}),
+    _invalid("metadata-value-null", "metadata.n", metadata={"n": None}),
+    _invalid("metadata-value-object", "metadata.n", metadata={"n": {"x": "y"}}),
+    _invalid("metadata-list", metadata=["a", "b"]),
+    _invalid("metadata-string", metadata="v=1"),
+    _invalid("metadata-empty-key", metadata={"": "v"}),
+    _invalid("metadata-key-control", metadata={"a\nb": "v"}),
+    _invalid("metadata-value-control", "metadata.c", metadata={"c": "x\x01y"}),
+    _invalid("metadata-value-nul", "metadata.c", metadata={"c": "x\x00y"}),
     # -- load_percentage --------------------------------------------------------
-    Bad(
-        "load-over-1",
-        _register_body(load_percentage=1.5),
-        422,
-        "validation_error",
-        "load_percentage",
-    ),
-    Bad(
-        "load-negative",
-        _register_body(load_percentage=-0.1),
-        422,
-        "validation_error",
-        "load_percentage",
-    ),
-    Bad(
-        "load-string",
-        _register_body(load_percentage="0.5"),
-        422,
-        "validation_error",
-        "load_percentage",
-    ),
+    _invalid("load-over-1", load_percentage=1.5),
+    _invalid("load-negative", load_percentage=-0.1),
+    _invalid("load-string", load_percentage="0.5"),
     # -- heartbeat --------------------------------------------------------------
     Bad("hb-not-json", b"{", 400, "invalid_json", path=HEARTBEAT),
     Bad(
@@ -414,46 +249,11 @@ BAD_REQUESTS = [
         path=HEARTBEAT,
         content_type="text/plain",
     ),
-    Bad(
-        "hb-missing-instance",
-        _heartbeat_body(instance_id=_MISSING),
-        422,
-        "validation_error",
-        "instance_id",
-        path=HEARTBEAT,
-    ),
-    Bad(
-        "hb-missing-service",
-        _heartbeat_body(service_name=_MISSING),
-        422,
-        "validation_error",
-        "service_name",
-        path=HEARTBEAT,
-    ),
-    Bad(
-        "hb-service-int",
-        _heartbeat_body(service_name=5),
-        422,
-        "validation_error",
-        "service_name",
-        path=HEARTBEAT,
-    ),
-    Bad(
-        "hb-load-over-1",
-        _heartbeat_body(load_percentage=1.5),
-        422,
-        "validation_error",
-        "load_percentage",
-        path=HEARTBEAT,
-    ),
-    Bad(
-        "hb-load-string",
-        _heartbeat_body(load_percentage="high"),
-        422,
-        "validation_error",
-        "load_percentage",
-        path=HEARTBEAT,
-    ),
+    _invalid_heartbeat("hb-missing-instance", instance_id=_MISSING),
+    _invalid_heartbeat("hb-missing-service", service_name=_MISSING),
+    _invalid_heartbeat("hb-service-int", service_name=5),
+    _invalid_heartbeat("hb-load-over-1", load_percentage=1.5),
+    _invalid_heartbeat("hb-load-string", load_percentage="high"),
     # -- size: 413 ----------------------------------------------------------------
     Bad("body-over-limit", _register_body(pad="p" * MAX_BODY), 413, "payload_too_large"),
     Bad(
@@ -566,7 +366,7 @@ GOOD_CHANGES: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("changes", GOOD_CHANGES.values(), ids=GOOD_CHANGES)
 def test_boundary_values_are_accepted_and_stored_as_sent(
-    api: Api, unique: Callable[[str], str], changes: dict[str, Any]
+    api: Api, unique: Names, changes: dict[str, Any]
 ) -> None:
     service = unique("good")
     body = {

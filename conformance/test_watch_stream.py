@@ -11,50 +11,43 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack, closing
 
 import pytest
 
-from conformance.client import Api, api_for
-from conformance.common import QUIET_INTERVAL, READ_TOKEN, SECRET, base_env, unique_name
-from conformance.conftest import Launcher
-from conformance.server_process import ServerProcess, serving
+from conformance.client import Api, api_for, instance_body
+from conformance.common import QUIET_INTERVAL, READ_TOKEN, SECRET, unique_name
+from conformance.dedicated_servers import server_fixture
+from conformance.fixture_types import Clients, Launcher
+from conformance.server_process import ServerProcess
 from conformance.sse_client import Event, SseStream
 
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 
 
-@pytest.fixture(scope="module")
-def watch_server(frontend: str) -> Iterator[ServerProcess]:
-    env = base_env(
-        HEALTH_CHECK_INTERVAL_SECONDS=QUIET_INTERVAL,
-        SERVICE_DISCOVERY_WATCH_KEEPALIVE_SECONDS="0.2",
-    )
-    with serving(frontend, env) as server:
-        yield server
+watch_server = server_fixture(
+    {
+        "HEALTH_CHECK_INTERVAL_SECONDS": QUIET_INTERVAL,
+        "SERVICE_DISCOVERY_WATCH_KEEPALIVE_SECONDS": "0.2",
+    }
+)
 
 
 @pytest.fixture
-def wapi(watch_server: ServerProcess) -> Iterator[Api]:
-    with api_for(watch_server.url, SECRET) as api:
-        yield api
-
-
-def _instance(service: str, instance: str) -> dict[str, object]:
-    return {"service_name": service, "instance_id": instance, "host": "127.0.0.1", "port": 3000}
+def wapi(watch_server: ServerProcess, clients: Clients) -> Api:
+    return clients(watch_server)
 
 
 @pytest.fixture
 def open_stream(watch_server: ServerProcess) -> Iterator[Callable[..., SseStream]]:
-    opened: list[SseStream] = []
+    """Opens streams on the module's server (with the write token unless told); closes them all."""
+    with ExitStack() as opened:
 
-    def start(target: str, headers: dict[str, str] | None = None) -> SseStream:
-        stream = SseStream.open(watch_server.port, target, AUTH if headers is None else headers)
-        opened.append(stream)
-        return stream
+        def start(target: str, headers: dict[str, str] | None = None) -> SseStream:
+            headers = AUTH if headers is None else headers
+            return opened.enter_context(closing(SseStream.open(watch_server.port, target, headers)))
 
-    yield start
-    for stream in opened:
-        stream.close()
+        yield start
 
 
 def _next(stream: SseStream) -> Event:
@@ -67,7 +60,7 @@ def test_first_events_carry_state_and_index(
     wapi: Api, open_stream: Callable[..., SseStream]
 ) -> None:
     known, unknown = unique_name("wk"), unique_name("wu")
-    wapi.register_ok(_instance(known, "i1"))
+    wapi.register_ok(instance_body(known, "i1"))
     stream = open_stream(f"/v1/discovery/watch?service={known}&service={unknown}")
     assert stream.status == 200
     assert stream.headers["content-type"].startswith("text/event-stream")
@@ -89,7 +82,7 @@ def test_each_index_rise_is_one_event(wapi: Api, open_stream: Callable[..., SseS
     name = unique_name("wr")
     stream = open_stream(f"/v1/discovery/watch?service={name}")
     _next(stream)
-    wapi.register_ok(_instance(name, "i1"))
+    wapi.register_ok(instance_body(name, "i1"))
     event = _next(stream)
     assert event.json()["service_name"] == name
     assert [i["instance_id"] for i in event.json()["instances"]] == ["i1"]
@@ -106,8 +99,8 @@ def test_other_services_send_nothing_but_keepalives(
     name, other = unique_name("wq"), unique_name("wo")
     stream = open_stream(f"/v1/discovery/watch?service={name}")
     _next(stream)
-    wapi.register_ok(_instance(other, "i1"))
-    wapi.register_ok(_instance(name, "i1"))
+    wapi.register_ok(instance_body(other, "i1"))
+    wapi.register_ok(instance_body(name, "i1"))
     event = _next(stream)  # the first event after the start is this service's
     assert event.json()["service_name"] == name
     stream.wait_comment()
@@ -117,7 +110,7 @@ def test_other_services_send_nothing_but_keepalives(
 def test_every_service(wapi: Api, open_stream: Callable[..., SseStream]) -> None:
     name = unique_name("wall")
     stream = open_stream(f"/v1/discovery/watch?service=*&index={wapi.global_index()}")
-    wapi.register_ok(_instance(name, "i1"))
+    wapi.register_ok(instance_body(name, "i1"))
     event = _next(stream)
     assert event.json()["service_name"] == name
 
@@ -131,7 +124,7 @@ def test_resume_misses_no_change(
     last = [_next(stream), _next(stream)][-1].id
     assert last is not None
     stream.close()
-    wapi.register_ok(_instance(changed, "i1"))  # while disconnected
+    wapi.register_ok(instance_body(changed, "i1"))  # while disconnected
     target = f"/v1/discovery/watch?service={quiet}&service={changed}"
     headers = dict(AUTH)
     if how == "index":
@@ -143,7 +136,7 @@ def test_resume_misses_no_change(
     event = _next(resumed)
     assert event.json()["service_name"] == changed  # the quiet one is not sent again
     assert [i["instance_id"] for i in event.json()["instances"]] == ["i1"]
-    wapi.register_ok(_instance(quiet, "i2"))
+    wapi.register_ok(instance_body(quiet, "i2"))
     assert _next(resumed).json()["service_name"] == quiet
 
 
@@ -211,7 +204,7 @@ def test_slow_reader_is_dropped(launch: Launcher) -> None:
     padding = {f"k{n}": "x" * 200 for n in range(30)}
     with api_for(server.url, SECRET) as api:
         for number in range(20):
-            api.register_ok(_instance(name, f"i{number}") | {"metadata": padding})
+            api.register_ok(instance_body(name, f"i{number}", metadata=padding))
         stream = SseStream.open(
             server.port, f"/v1/discovery/watch?service={name}", AUTH, rcvbuf=4096
         )
@@ -219,7 +212,7 @@ def test_slow_reader_is_dropped(launch: Launcher) -> None:
             assert stream.status == 200
             # ~130 KiB per event, never read: far past the 1 MiB bound and every buffer.
             for round_ in range(200):
-                api.register_ok(_instance(name, "i0") | {"metadata": {**padding, "r": str(round_)}})
+                api.register_ok(instance_body(name, "i0", metadata={**padding, "r": str(round_)}))
                 if "watch_stream_dropped" in server.stderr():
                     break
             assert "watch_stream_dropped" in server.stderr()
