@@ -85,10 +85,29 @@ class Observed:
 
 @pytest.fixture(scope="module")
 def probe_matrix(probe_server: ServerProcess) -> Iterator[dict[str, Observed]]:
-    """Register every case at once and watch them all until they settle."""
+    """Register every case at once and watch them all until they settle.
+
+    The service is read right after each registration too: registering all
+    the cases takes a while on a loaded machine (cluster mode writes each to
+    etcd), long enough for the first ones to reach their outcome before a
+    loop that starts only afterwards could see them `unknown`.
+    """
     service = unique_name("probe-matrix")
     fakes: list[FakeInstance] = []
     observed: dict[str, Observed] = {}
+
+    def observe(api: Api) -> None:
+        response = api.service(service)
+        assert response.status_code == 200, response.text
+        now = time.monotonic()
+        for instance in response.json()["instances"]:
+            seen = observed[instance["instance_id"]]
+            seen.last = instance
+            if not seen.history or seen.history[-1] != instance["status"]:
+                seen.history.append(instance["status"])
+            if instance["last_health_check"] is not None and seen.first_probe_after is None:
+                seen.first_probe_after = now - seen.registered_at
+
     with api_for(probe_server.url, SECRET) as api:
         try:
             for case_id, case in PROBE_CASES.items():
@@ -105,18 +124,10 @@ def probe_matrix(probe_server: ServerProcess) -> Iterator[dict[str, Observed]]:
                         service, case_id, host=case.host, port=port, health_endpoint=endpoint
                     )
                 )
+                observe(api)
             deadline = time.monotonic() + SETTLE_SECONDS
             while time.monotonic() < deadline:
-                response = api.service(service)
-                assert response.status_code == 200, response.text
-                now = time.monotonic()
-                for instance in response.json()["instances"]:
-                    seen = observed[instance["instance_id"]]
-                    seen.last = instance
-                    if not seen.history or seen.history[-1] != instance["status"]:
-                        seen.history.append(instance["status"])
-                    if instance["last_health_check"] is not None and seen.first_probe_after is None:
-                        seen.first_probe_after = now - seen.registered_at
+                observe(api)
                 if all(
                     seen.history and seen.history[-1] == PROBE_CASES[case_id].expected
                     for case_id, seen in observed.items()
