@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import FieldProblem, RequestError
+from .errors import FieldProblem, RequestError, query_error
 from .filters import InstanceFilter, read_filter
 from .models import HeartbeatRequest, MaintenanceRequest, RegisterRequest
 from .pages import Page, page_headers
@@ -752,20 +752,11 @@ def _read_params(query: bytes) -> tuple[int | None, float, InstanceFilter | None
     for key, value in pairs:
         if key == "index":
             if not value.isascii() or not value.isdigit() or len(value) > 19:
-                raise _query_error("index", "must be a non-negative integer")
+                raise query_error("index", "must be a non-negative integer")
             index = int(value)
         elif key == "wait":
             match = _WAIT_RE.fullmatch(value)
             if match is None:
-                raise _query_error("wait", "must be a duration like 30s, 2m or 500ms")
+                raise query_error("wait", "must be a duration like 30s, 2m or 500ms")
             wait = min(MAX_WAIT, float(match.group(1)) * _WAIT_UNITS[match.group(2)])
     return index, wait, only
-
-
-def _query_error(field: str, message: str) -> RequestError:
-    return RequestError(
-        "validation_error",
-        422,
-        f"Invalid query parameter: {field}",
-        details=(FieldProblem(field, message),),
-    )
