@@ -14,10 +14,13 @@ import heapq
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import TypeVar
 
 from sd_etcd import (
     DeleteRangeOp,
     EtcdError,
+    KeepAlive,
+    LeaseGrant,
     LeaseNotFound,
     PutOp,
     lease_grant_request,
@@ -70,6 +73,7 @@ from .ownership import owner
 from .view import ClusterView, Entry, InstanceKey
 
 NodeResult = HttpResponse | BlockingWait | PendingWrite
+_Parsed = TypeVar("_Parsed")
 _JSON = (("content-type", "application/json"),)
 _HEARTBEAT = HttpResponse(200, HEARTBEAT_OK, _JSON, "/v1/discovery/heartbeat")
 _UNAVAILABLE = RequestError(
@@ -183,12 +187,7 @@ class ClusterNode:
         lease = random_lease_id(self._random_bits)
         record = NodeRecord(self.cluster.url, self.cluster.frontend, wall(now + self.wall_offset))
 
-        def granted(status: int, body: bytes, now: float) -> None:
-            try:
-                grant = parse_lease_grant(status, body)
-            except EtcdError as error:
-                self._liveness_failed(now, error)
-                return
+        def granted(grant: LeaseGrant, now: float) -> None:
             self.link.saw(grant.header)
             self._node_lease = grant.id
             put = put_request(
@@ -198,17 +197,27 @@ class ClusterNode:
 
         self._keepalive_at = now + self.cluster.keepalive_interval
         self.link.call(
-            lease_grant_request(self.cluster.node_ttl, lease_id=lease), granted, self._liveness_lost
+            lease_grant_request(self.cluster.node_ttl, lease_id=lease),
+            self._liveness_answer(parse_lease_grant, granted),
+            self._liveness_lost,
         )
 
     def _liveness_answer(
-        self, parse: Callable[[int, bytes], object]
+        self,
+        parse: Callable[[int, bytes], _Parsed],
+        then: Callable[[_Parsed, float], None] | None = None,
     ) -> Callable[[int, bytes, float], None]:
+        """The handler of a node-lease call's answer: `then(parsed, now)`, unless the
+        store refused it, which counts against this node's liveness."""
+
         def answered(status: int, body: bytes, now: float) -> None:
             try:
-                parse(status, body)
+                parsed = parse(status, body)
             except EtcdError as error:
                 self._liveness_failed(now, error)
+                return
+            if then is not None:
+                then(parsed, now)
 
         return answered
 
@@ -226,18 +235,17 @@ class ClusterNode:
             self._announce(now)
             return
 
-        def answered(status: int, body: bytes, now: float) -> None:
-            try:
-                alive = parse_lease_keepalive(status, body)
-            except EtcdError as error:
-                self._liveness_failed(now, error)
-                return
+        def answered(alive: KeepAlive, now: float) -> None:
             self.link.saw(alive.header)
             if alive.ttl is None:  # expired while we could not reach the store
                 self._node_lease = 0
                 self._announce(now)
 
-        self.link.call(lease_keepalive_request(self._node_lease), answered, lambda _: None)
+        self.link.call(
+            lease_keepalive_request(self._node_lease),
+            self._liveness_answer(parse_lease_keepalive, answered),
+            lambda _: None,
+        )
 
     # ------------------------------------------------------------ time
 
