@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
@@ -645,30 +646,18 @@ class _Fixed:
         return self.response
 
 
+@dataclass(slots=True, eq=False)
 class _Call:
     """One request's pieces, handed from routing to the endpoint."""
 
-    __slots__ = ("body", "content_type", "may_block", "now", "params", "path", "query", "route")
-
-    def __init__(
-        self,
-        path: str,
-        route: str,
-        params: tuple[str, ...],
-        query: bytes,
-        content_type: str | None,
-        body: bytes,
-        now: float,
-        may_block: bool,
-    ) -> None:
-        self.path = path
-        self.route = route
-        self.params = params
-        self.query = query
-        self.content_type = content_type
-        self.body = body
-        self.now = now
-        self.may_block = may_block
+    path: str
+    route: str
+    params: tuple[str, ...]
+    query: bytes
+    content_type: str | None
+    body: bytes
+    now: float
+    may_block: bool
 
 
 def _bearer_token(authorization: str | None) -> bytes | None:
