@@ -23,6 +23,8 @@ log = logging.getLogger("sd.registry")
 
 
 class ProbeRuns(ABC):
+    """The half of a probe driver that does not depend on the loop (see the module)."""
+
     def __init__(self, runtime: Runtime, prober: Prober) -> None:
         """Limits come from the runtime's settings; `prober` does the HTTP."""
         self._runtime = runtime
