@@ -49,9 +49,11 @@ SERVICE_HOST = os.environ.get("SERVICE_HOST") or socket.gethostname()
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class State:
+    health: ASGIApp
     instance_id = ""
     peers: ServiceInstanceList = ServiceInstanceList()
     requests_served = 0
@@ -68,11 +70,10 @@ async def respond_json(send: Send, status: int, payload: Any) -> None:
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    """The service's own routes; /health is answered in front of it by health_asgi_app."""
-    if scope["type"] == "lifespan":
-        await lifespan(receive, send)
-        return
-    if scope["type"] != "http":
+    """The service's own routes. /health, and the lifespan events (nothing to set up
+    here: the registration lives in main() around the server), are health_asgi_app's."""
+    if scope["type"] != "http" or scope["path"] == "/health":
+        await State.health(scope, receive, send)
         return
     path = scope["path"]
     if path == "/hello":
@@ -111,17 +112,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await respond_json(send, 404, {"error": "not_found"})
 
 
-async def lifespan(receive: Receive, send: Send) -> None:
-    """Nothing to set up here; the registration lives in main() around the server."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def watch_peers(client: ServiceDiscoveryClient) -> None:
     """Keep State.peers current: one held request at a time, woken by each change."""
     async for peers in client.watch_service(PEER_SERVICE, healthy_only=False):
@@ -145,6 +135,7 @@ async def main() -> None:
 
     # Add this service's real dependencies with checker.add_check(name, fn).
     checker = HealthChecker(SERVICE_NAME)
+    State.health = health_asgi_app(checker)
     config = Config()
     config.bind = [f"fd://{sock.detach()}"]  # hypercorn owns (and closes) the socket
     config.accesslog = None
@@ -160,8 +151,7 @@ async def main() -> None:
         log.info("Registered %s as %s:%s", request.instance_id, SERVICE_HOST, port)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_peers, client)
-            asgi_app = health_asgi_app(checker, app)
-            await serve(asgi_app, config, shutdown_trigger=until_signalled)  # type: ignore[arg-type]
+            await serve(app, config, shutdown_trigger=until_signalled)  # type: ignore[arg-type]
             nursery.cancel_scope.cancel()
     log.info("Unregistered; bye")
 

@@ -39,6 +39,16 @@ class RequestError(Exception):
         self.headers = headers
 
 
+def query_error(field: str, message: str) -> RequestError:
+    """A 422 for one bad query parameter: the one body every query parser raises."""
+    return RequestError(
+        "validation_error",
+        422,
+        f"Invalid query parameter: {field}",
+        details=(FieldProblem(field, message),),
+    )
+
+
 def not_registered(service_name: str, instance_id: str) -> RequestError:
     return RequestError(
         "instance_not_found", 404, f"Instance {service_name}:{instance_id} is not registered"

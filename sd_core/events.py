@@ -15,32 +15,38 @@ from .status import Status
 
 
 @dataclass(frozen=True, slots=True)
-class RunProbe:
+class OfInstance:
+    """What every instance event starts with: the instance it is about.
+
+    Its fields come first in each event, so an event is built as before,
+    `Removal(service_name, instance_id, reason)`.
+    """
+
+    service_name: str
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunProbe(OfInstance):
     """Probe `url` and report back with `generation` (stale results are ignored).
 
     `kind` says which prober runs it: `http` GETs the URL, `tcp` connects to
     the host and port of a `tcp://host:port` URL.
     """
 
-    service_name: str
-    instance_id: str
     url: str
     generation: int
     kind: CheckType = CheckType.HTTP
 
 
 @dataclass(frozen=True, slots=True)
-class ProbePassed:
-    service_name: str
-    instance_id: str
+class ProbePassed(OfInstance):
     generation: int
     load: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class ProbeFailed:
-    service_name: str
-    instance_id: str
+class ProbeFailed(OfInstance):
     generation: int
     reason: str
 
@@ -77,40 +83,33 @@ class Registration:
 
 
 @dataclass(frozen=True, slots=True)
-class Removal:
-    service_name: str
-    instance_id: str
+class Removal(OfInstance):
     reason: RemovalReason
 
 
 @dataclass(frozen=True, slots=True)
-class MaintenanceStarted:
+class MaintenanceStarted(OfInstance):
     """Take an instance out of `/healthy` reads while it is worked on (a drain).
 
     `since`: the wall-clock time it started, when it is replayed (a snapshot);
     None means now.
     """
 
-    service_name: str
-    instance_id: str
     reason: str | None
     since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class MaintenanceEnded:
-    service_name: str
-    instance_id: str
+class MaintenanceEnded(OfInstance):
+    """Put an instance back into `/healthy` reads (its drain is over)."""
 
 
 @dataclass(frozen=True, slots=True)
-class HealthRecorded:
+class HealthRecorded(OfInstance):
     """Cluster mode: the store holds this status for the instance (its probe owner
     decided it through the transition table); `checked_at` is the wall-clock time of
     the deciding probe, None when the store holds no status (then `status` is unknown)."""
 
-    service_name: str
-    instance_id: str
     status: Status
     reason: str
     checked_at: float | None
@@ -136,39 +135,31 @@ class IndexRaised:
 
 
 @dataclass(frozen=True, slots=True)
-class InstanceRegistered:
+class InstanceRegistered(OfInstance):
     """An instance was added (`updated=False`) or registered again; it is probed at `probe_url`."""
 
-    service_name: str
-    instance_id: str
     probe_url: str
     updated: bool
 
 
 @dataclass(frozen=True, slots=True)
-class InstanceRemoved:
-    service_name: str
-    instance_id: str
+class InstanceRemoved(OfInstance):
     reason: RemovalReason
 
 
 @dataclass(frozen=True, slots=True)
-class StatusChanged:
+class StatusChanged(OfInstance):
     """The status moved from `old` to `new`; `reason` is the probe's verdict or the cause."""
 
-    service_name: str
-    instance_id: str
     old: Status
     new: Status
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class MaintenanceChanged:
+class MaintenanceChanged(OfInstance):
     """An instance went into maintenance (`active`, with its reason) or came out of it."""
 
-    service_name: str
-    instance_id: str
     active: bool
     reason: str | None
 

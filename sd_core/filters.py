@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from .errors import FieldProblem, RequestError
+from .errors import query_error
 from .instance import Instance
 from .status import Status
 
@@ -51,25 +51,16 @@ def read_filter(pairs: Iterable[tuple[str, str]]) -> InstanceFilter | None:
         if key == "status":
             status = _STATUSES.get(value)
             if status is None:
-                raise filter_error("status", "must be healthy, unhealthy or unknown")
+                raise query_error("status", "must be healthy, unhealthy or unknown")
             statuses.add(status)
         elif key.startswith(META_PREFIX):
             name = key[len(META_PREFIX) :]
             if not name:
-                raise filter_error("meta", "needs a metadata key: meta.<key>=<value>")
+                raise query_error("meta", "needs a metadata key: meta.<key>=<value>")
             metadata.add((name, value))
     if not metadata and not statuses:
         return None
     return InstanceFilter(tuple(sorted(metadata)), frozenset(statuses))
-
-
-def filter_error(field: str, message: str) -> RequestError:
-    return RequestError(
-        "validation_error",
-        422,
-        f"Invalid query parameter: {field}",
-        details=(FieldProblem(field, message),),
-    )
 
 
 class FilteredBodies:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import FieldProblem, RequestError
+from .errors import FieldProblem, RequestError, query_error
 from .filters import InstanceFilter, read_filter
 from .models import HeartbeatRequest, MaintenanceRequest, RegisterRequest
 from .pages import Page, page_headers
@@ -645,30 +646,18 @@ class _Fixed:
         return self.response
 
 
+@dataclass(slots=True, eq=False)
 class _Call:
     """One request's pieces, handed from routing to the endpoint."""
 
-    __slots__ = ("body", "content_type", "may_block", "now", "params", "path", "query", "route")
-
-    def __init__(
-        self,
-        path: str,
-        route: str,
-        params: tuple[str, ...],
-        query: bytes,
-        content_type: str | None,
-        body: bytes,
-        now: float,
-        may_block: bool,
-    ) -> None:
-        self.path = path
-        self.route = route
-        self.params = params
-        self.query = query
-        self.content_type = content_type
-        self.body = body
-        self.now = now
-        self.may_block = may_block
+    path: str
+    route: str
+    params: tuple[str, ...]
+    query: bytes
+    content_type: str | None
+    body: bytes
+    now: float
+    may_block: bool
 
 
 def _bearer_token(authorization: str | None) -> bytes | None:
@@ -752,20 +741,11 @@ def _read_params(query: bytes) -> tuple[int | None, float, InstanceFilter | None
     for key, value in pairs:
         if key == "index":
             if not value.isascii() or not value.isdigit() or len(value) > 19:
-                raise _query_error("index", "must be a non-negative integer")
+                raise query_error("index", "must be a non-negative integer")
             index = int(value)
         elif key == "wait":
             match = _WAIT_RE.fullmatch(value)
             if match is None:
-                raise _query_error("wait", "must be a duration like 30s, 2m or 500ms")
+                raise query_error("wait", "must be a duration like 30s, 2m or 500ms")
             wait = min(MAX_WAIT, float(match.group(1)) * _WAIT_UNITS[match.group(2)])
     return index, wait, only
-
-
-def _query_error(field: str, message: str) -> RequestError:
-    return RequestError(
-        "validation_error",
-        422,
-        f"Invalid query parameter: {field}",
-        details=(FieldProblem(field, message),),
-    )

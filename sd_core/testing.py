@@ -103,7 +103,25 @@ def _always_healthy(probe: RunProbe) -> ProbeAnswer:
     return True
 
 
-class SimulatedRegistry:
+class _ScriptedProbes:
+    """How the simulated instances' health endpoints answer: the same script on one
+    registry or on a whole cluster."""
+
+    _plan: _ProbePlan
+
+    def set_probe(
+        self,
+        service_name: str,
+        instance_id: str,
+        *,
+        healthy: bool | None = None,
+        answer: ProbeFunction | None = None,
+    ) -> None:
+        """Decide how one instance's health endpoint answers from now on."""
+        self._plan.set(service_name, instance_id, healthy, answer)
+
+
+class SimulatedRegistry(_ScriptedProbes):
     """The real registry core and HTTP mapping, driven by a `FakeClock`."""
 
     def __init__(
@@ -132,17 +150,6 @@ class SimulatedRegistry:
         self._plan = _ProbePlan(probe)
 
     # --------------------------------------------------------- scripting
-
-    def set_probe(
-        self,
-        service_name: str,
-        instance_id: str,
-        *,
-        healthy: bool | None = None,
-        answer: ProbeFunction | None = None,
-    ) -> None:
-        """Decide how one instance's health endpoint answers from now on."""
-        self._plan.set(service_name, instance_id, healthy, answer)
 
     def register(
         self,
@@ -296,7 +303,7 @@ def _outcome(answer: ProbeAnswer, probe: RunProbe) -> ProbeResult:
     return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "simulated")
 
 
-class SimulatedCluster:
+class SimulatedCluster(_ScriptedProbes):
     """N cluster nodes over one in-memory etcd, on one fake clock.
 
     Each node is a real `ClusterNode`; a tiny in-process driver delivers its store
@@ -395,16 +402,6 @@ class SimulatedCluster:
         """Compact etcd's history up to its current revision."""
         self.etcd.compact(self.etcd.revision, self.clock.now)
         self.settle()
-
-    def set_probe(
-        self,
-        service_name: str,
-        instance_id: str,
-        *,
-        healthy: bool | None = None,
-        answer: ProbeFunction | None = None,
-    ) -> None:
-        self._plan.set(service_name, instance_id, healthy, answer)
 
     # --------------------------------------------------------- time
 

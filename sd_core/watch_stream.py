@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
-from .errors import FieldProblem, RequestError
+from .errors import query_error
 from .registry import Registry
 from .render import encode
 
@@ -72,15 +72,15 @@ def parse_watch(query: bytes, last_event_id: str | None) -> WatchSpec:
             if value == EVERY_SERVICE:
                 every = True
             elif not value or len(value) > 256:
-                raise _query_error("service", "must be a service name or *")
+                raise query_error("service", "must be a service name or *")
             else:
                 names.add(value)
         elif key == "index":
             index = value
     if not every and not names:
-        raise _query_error("service", "name at least one service, or * for every service")
+        raise query_error("service", "name at least one service, or * for every service")
     if len(names) > MAX_WATCHED_SERVICES:
-        raise _query_error("service", f"at most {MAX_WATCHED_SERVICES} services; use * for more")
+        raise query_error("service", f"at most {MAX_WATCHED_SERVICES} services; use * for more")
     if last_event_id is not None and last_event_id.strip():
         index, field = last_event_id.strip(), "Last-Event-ID"
     else:
@@ -88,18 +88,9 @@ def parse_watch(query: bytes, last_event_id: str | None) -> WatchSpec:
     since: int | None = None
     if index is not None:
         if not index.isascii() or not index.isdigit() or len(index) > 19:
-            raise _query_error(field, "must be a non-negative integer")
+            raise query_error(field, "must be a non-negative integer")
         since = int(index)
     return WatchSpec(None if every else frozenset(names), since)
-
-
-def _query_error(field: str, message: str) -> RequestError:
-    return RequestError(
-        "validation_error",
-        422,
-        f"Invalid query parameter: {field}",
-        details=(FieldProblem(field, message),),
-    )
 
 
 class _Rendered(NamedTuple):

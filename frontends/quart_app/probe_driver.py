@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 
 from sd_core import ProbeResult, RunProbe
 
-from ..shared.logs import logfmt
-from ..shared.probing import Prober, crashed, timed_out
+from ..shared.probe_runs import ProbeRuns
+from ..shared.probing import Prober, timed_out
 from ..shared.runtime import Runtime
 
-log = logging.getLogger("sd.registry")
 
-
-class ProbeDriver:
+class ProbeDriver(ProbeRuns):
     def __init__(self, runtime: Runtime, prober: Prober) -> None:
-        """Limits come from the runtime's settings; `prober` does the HTTP."""
-        self._runtime = runtime
-        self._prober = prober
-        self._timeout = runtime.settings.registry.health_check_timeout
+        super().__init__(runtime, prober)
         self._queue: asyncio.Queue[RunProbe] = asyncio.Queue()
         self._woken = asyncio.Event()
 
@@ -57,26 +51,15 @@ class ProbeDriver:
                     await self._woken.wait()
 
     async def _worker(self) -> None:
-        runtime = self._runtime
         while True:
-            probe = await self._queue.get()
-            if not runtime.registry.probe_is_current(probe):
-                continue  # unregistered or moved while queued: send nothing
-            started = runtime.clock()
-            result = await self._probe(probe)
-            runtime.metrics.probe_seconds.observe(max(0.0, runtime.clock() - started))
-            runtime.record_probe_result(result)
+            await self._run_one(await self._queue.get())
 
-    async def _probe(self, probe: RunProbe) -> ProbeResult:
+    async def _probe_within(self, probe: RunProbe) -> ProbeResult:
+        deadline = asyncio.timeout(self._timeout)
         try:
-            deadline = asyncio.timeout(self._timeout)
-            try:
-                async with deadline:
-                    return await self._prober.probe(probe)
-            except TimeoutError:
-                if not deadline.expired():
-                    raise  # the prober itself raised it: a crash, not our timeout
-                return timed_out(probe, self._timeout)
-        except Exception as error:  # a bug in a probe must not kill the worker
-            log.exception(logfmt("probe_crashed", url=probe.url))
-            return crashed(probe, error)
+            async with deadline:
+                return await self._prober.probe(probe)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the prober itself raised it: a crash, not our timeout
+            return timed_out(probe, self._timeout)

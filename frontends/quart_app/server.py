@@ -6,6 +6,8 @@ import asyncio
 import importlib.util
 import signal
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
 
@@ -22,6 +24,21 @@ from .streams import make_hold
 
 def uvloop_available() -> bool:
     return importlib.util.find_spec("uvloop") is not None
+
+
+def run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` to the end on `loop`: `asyncio`, `uvloop`, or `auto` (uvloop when installed).
+
+    Both asyncio servers (hypercorn's and uvicorn) pick their loop here.
+    """
+    use_uvloop = loop == "uvloop" or (loop == "auto" and uvloop_available())
+    if use_uvloop:
+        import uvloop  # type: ignore[import-not-found, unused-ignore]
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main)
+    else:
+        asyncio.run(main)
 
 
 async def serve_async(settings: Settings) -> None:
@@ -52,11 +69,4 @@ def serve(settings: Settings, *, loop: str = "auto") -> None:
     """Run until a signal; `loop` is `asyncio`, `uvloop`, or `auto` (uvloop when installed)."""
     prepare_process(settings)
     bound_asyncio_writes()
-    use_uvloop = loop == "uvloop" or (loop == "auto" and uvloop_available())
-    if use_uvloop:
-        import uvloop  # type: ignore[import-not-found, unused-ignore]
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve_async(settings))
-    else:
-        asyncio.run(serve_async(settings))
+    run_on(loop, serve_async(settings))

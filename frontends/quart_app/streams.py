@@ -3,24 +3,24 @@
 Below Quart: the stream is served straight on the ASGI `send` (see
 `shared.watch_streams.WatchRoute`), so an event costs one `send` per stream and a stream costs a
 coroutine, an `asyncio.Event` and one small task that notices the client
-leaving. Mirrors `trio_app/streams.py` name for name.
+leaving. Mirrors `trio_app/streams.py`; the write loop both share is
+`shared.watch_streams.write_stream`.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from sd_core.watch_stream import KEEPALIVE, WatchSpec
+from sd_core.watch_stream import WatchSpec
 
 from ..shared.watch_streams import (
     Hold,
+    Message,
     Receive,
     Send,
-    Stream,
     StreamHub,
-    body,
-    stream_start,
     until_disconnect,
+    write_stream,
 )
 
 
@@ -29,18 +29,34 @@ def make_hold(keepalive: float) -> Hold:
         woken = asyncio.Event()
         writer = asyncio.current_task()
         assert writer is not None
-        sending = [False]
+        sending = False
 
         def abort() -> None:
             woken.set()
-            if sending[0]:  # blocked on the slow reader itself: stop waiting for it
+            if sending:  # blocked on the slow reader itself: stop waiting for it
                 writer.cancel()
+
+        async def send_to_reader(message: Message) -> None:
+            nonlocal sending
+            sending = True
+            try:
+                await send(message)
+            finally:
+                sending = False
+
+        async def idle(seconds: float) -> bool:
+            woken.clear()
+            try:
+                async with asyncio.timeout(seconds):
+                    await woken.wait()
+            except TimeoutError:
+                return False
+            return True
 
         stream = hub.open(spec, woken.set, abort)
         gone = asyncio.ensure_future(until_disconnect(receive, stream))
         try:
-            await send(stream_start())
-            await _write_loop(stream, woken, send, keepalive, sending)
+            await write_stream(stream, send_to_reader, idle, keepalive)
         except asyncio.CancelledError:
             if not stream.dropped:
                 raise
@@ -50,27 +66,3 @@ def make_hold(keepalive: float) -> Hold:
             gone.cancel()
 
     return hold
-
-
-async def _write_loop(
-    stream: Stream, woken: asyncio.Event, send: Send, keepalive: float, sending: list[bool]
-) -> None:
-    while True:
-        data = stream.take()
-        if data:
-            sending[0] = True
-            await send(body(data))
-            sending[0] = False
-            continue
-        if stream.closed:
-            break
-        woken.clear()
-        try:
-            async with asyncio.timeout(keepalive):
-                await woken.wait()
-        except TimeoutError:
-            sending[0] = True
-            await send(body(KEEPALIVE))
-            sending[0] = False
-    if not stream.dropped:
-        await send(body(b"", more=False))

@@ -27,7 +27,7 @@ from ..shared.runtime import Runtime
 from ..shared.settings import Settings
 from ..shared.watch_streams import WatchRoute
 from .app import PARTS, create_app
-from .server import uvloop_available
+from .server import run_on
 from .streams import make_hold
 from .uvicorn_http1 import Http1OnlyProtocol
 
@@ -95,11 +95,4 @@ async def serve_async(settings: Settings) -> None:
 
 def serve(settings: Settings, *, loop: str = "auto") -> None:
     """Run until a signal; `loop` as for `server.serve`."""
-    use_uvloop = loop == "uvloop" or (loop == "auto" and uvloop_available())
-    if use_uvloop:
-        import uvloop  # type: ignore[import-not-found, unused-ignore]
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(serve_async(settings))
-    else:
-        asyncio.run(serve_async(settings))
+    run_on(loop, serve_async(settings))

@@ -10,26 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from ..shared import scope_events
 from ..shared.runtime import Runtime
-from ..shared.scope_events import ScopeEvents
 
 
-class Watchers(ScopeEvents[asyncio.Event]):
+class Watchers(scope_events.CountedWatchers[asyncio.Event]):
     def __init__(self, runtime: Runtime) -> None:
-        super().__init__(asyncio.Event)
-        self._runtime = runtime
+        super().__init__(runtime, asyncio.Event)
 
-    async def wait(self, scope: str | None, seconds: float) -> None:
-        """Return when `scope` changes, on shutdown, or after `seconds`."""
-        if self._runtime.draining:
-            return
-        event = self.park(scope)
-        counters = self._runtime.counters
-        counters.parked_queries += 1
-        try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
-                    await event.wait()
-        finally:
-            counters.parked_queries -= 1
-            self.unpark(scope, event)
+    async def _wait_set(self, event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await event.wait()

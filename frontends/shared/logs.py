@@ -51,48 +51,22 @@ def configure_logging(level: str) -> None:
 
 
 def log_effect(effect: Effect) -> None:
+    """One line per change an operator asks about; an instance's line names it first."""
+    fields: dict[str, object]
     if isinstance(effect, InstanceRegistered):
-        log.info(
-            logfmt(
-                "re_registered" if effect.updated else "registered",
-                service=effect.service_name,
-                instance=effect.instance_id,
-                probe_url=effect.probe_url,
-            )
-        )
+        event = "re_registered" if effect.updated else "registered"
+        fields = {"probe_url": effect.probe_url}
     elif isinstance(effect, InstanceRemoved):
-        log.info(
-            logfmt(
-                "removed",
-                service=effect.service_name,
-                instance=effect.instance_id,
-                reason=effect.reason,
-            )
-        )
+        event, fields = "removed", {"reason": effect.reason}
     elif isinstance(effect, StatusChanged):
-        log.info(
-            logfmt(
-                "status_changed",
-                service=effect.service_name,
-                instance=effect.instance_id,
-                old=effect.old,
-                new=effect.new,
-                reason=effect.reason,
-            )
-        )
+        event = "status_changed"
+        fields = {"old": effect.old, "new": effect.new, "reason": effect.reason}
     elif isinstance(effect, MaintenanceChanged):
-        log.info(
-            logfmt(
-                "maintenance_on" if effect.active else "maintenance_off",
-                service=effect.service_name,
-                instance=effect.instance_id,
-                reason=effect.reason,
-            )
-        )
-    elif isinstance(effect, SelfPreservationChanged):
-        log.warning(
-            logfmt(
-                "self_preservation_on" if effect.active else "self_preservation_off",
-                reason=effect.reason,
-            )
-        )
+        event = "maintenance_on" if effect.active else "maintenance_off"
+        fields = {"reason": effect.reason}
+    else:
+        if isinstance(effect, SelfPreservationChanged):
+            state = "on" if effect.active else "off"
+            log.warning(logfmt(f"self_preservation_{state}", reason=effect.reason))
+        return
+    log.info(logfmt(event, service=effect.service_name, instance=effect.instance_id, **fields))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from sd_core import INTERNAL_ERROR, BlockingWait, HttpRequest, HttpResponse
 from sd_core.http_api import PendingWrite
@@ -69,60 +69,70 @@ async def respond(
     if refused is not None:
         return refused
     try:
-        return await _answer(runtime, method, path, query, headers, chunks, park, within)
+        heads = _RequestHeads.read(headers)
+        limit = runtime.api.max_body_bytes
+        # Authorization is decided from the headers, before any body is read: an
+        # anonymous client must not hold a connection and an in-flight slot while
+        # it trickles a body nobody would accept. With a body left unread, the
+        # connection cannot carry another request, so it is closed. A body that
+        # its Content-Length already puts over the limit gets its 413 first
+        # (docs/api.md's order), after a bounded drain.
+        if heads.content_length <= limit:
+            refused = runtime.refuse_unauthorized(method, path, heads.authorization)
+            if refused is not None:
+                return closing(refused) if heads.content_length or heads.chunked else refused
+        try:
+            body = await within(
+                runtime.settings.body_timeout,
+                read_body(chunks, limit, heads.content_length, heads.chunked),
+            )
+        except Disconnected:
+            return None
+        except BodyTimeout:
+            return closing(runtime.body_timeout(method, path))
+        if body is None:
+            return closing(runtime.too_large(method, path))
+        request = HttpRequest(method, path, query, heads.authorization, heads.content_type, body)
+        return await _answer(runtime, request, park)
     finally:
         runtime.leave()
 
 
-async def _answer(
-    runtime: Runtime,
-    method: str,
-    path: str,
-    query: bytes,
-    headers: Iterable[tuple[bytes, bytes]],
-    chunks: AsyncGenerator[bytes, None],
-    park: Park,
-    within: Within,
-) -> HttpResponse | None:
-    authorizations: list[str] = []
-    content_types: list[str] = []
-    content_length = 0
-    chunked = False
-    for name, value in headers:
-        if name == b"authorization":
-            authorizations.append(value.decode("latin-1"))
-        elif name == b"content-type":
-            content_types.append(value.decode("latin-1"))
-        elif name == b"content-length" and value.isdigit():
-            content_length = int(value)
-        elif name == b"transfer-encoding":
-            chunked = True
-    # A repeated header is read as its values joined by ", " (RFC 9110),
-    # so a duplicate can never pick which token or media type counts.
-    authorization = ", ".join(authorizations) or None
-    content_type = ", ".join(content_types) or None
-    limit = runtime.api.max_body_bytes
-    # Authorization is decided from the headers, before any body is read: an
-    # anonymous client must not hold a connection and an in-flight slot while
-    # it trickles a body nobody would accept. With a body left unread, the
-    # connection cannot carry another request, so it is closed. A body that
-    # its Content-Length already puts over the limit gets its 413 first
-    # (docs/api.md's order), after a bounded drain.
-    if content_length <= limit:
-        refused = runtime.refuse_unauthorized(method, path, authorization)
-        if refused is not None:
-            return closing(refused) if content_length or chunked else refused
-    try:
-        body = await within(
-            runtime.settings.body_timeout, read_body(chunks, limit, content_length, chunked)
+class _RequestHeads(NamedTuple):
+    """What the flow reads from the request's headers."""
+
+    authorization: str | None
+    content_type: str | None
+    content_length: int
+    chunked: bool
+
+    @classmethod
+    def read(cls, headers: Iterable[tuple[bytes, bytes]]) -> _RequestHeads:
+        authorizations: list[str] = []
+        content_types: list[str] = []
+        content_length = 0
+        chunked = False
+        for name, value in headers:
+            if name == b"authorization":
+                authorizations.append(value.decode("latin-1"))
+            elif name == b"content-type":
+                content_types.append(value.decode("latin-1"))
+            elif name == b"content-length" and value.isdigit():
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+        # A repeated header is read as its values joined by ", " (RFC 9110),
+        # so a duplicate can never pick which token or media type counts.
+        return cls(
+            ", ".join(authorizations) or None,
+            ", ".join(content_types) or None,
+            content_length,
+            chunked,
         )
-    except Disconnected:
-        return None
-    except BodyTimeout:
-        return closing(runtime.body_timeout(method, path))
-    if body is None:
-        return closing(runtime.too_large(method, path))
-    request = HttpRequest(method, path, query, authorization, content_type, body)
+
+
+async def _answer(runtime: Runtime, request: HttpRequest, park: Park) -> HttpResponse | None:
+    """The core's answer to `request`, after waiting out a blocking query or a cluster write."""
     try:
         result = runtime.handle(request)
         if isinstance(result, PendingWrite):  # cluster mode: the store has the write
@@ -133,7 +143,7 @@ async def _answer(
             result = runtime.handle(request, may_block=False)
             assert isinstance(result, HttpResponse)
     except Exception:  # after the core's own guard: a driver or watcher bug
-        log.exception(logfmt("internal_error", method=method, path=path[:200]))
+        log.exception(logfmt("internal_error", method=request.method, path=request.path[:200]))
         result = INTERNAL_ERROR
     return result
 

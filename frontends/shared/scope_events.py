@@ -18,9 +18,13 @@ per change by the core, not once per woken request.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
 
 #: How many woken requests may be answering at once. Measured with 5,000
 #: watchers and a health check every 20 ms (tests/reliability/test_reliability_watch_wake.py):
@@ -107,3 +111,32 @@ class ScopeEvents(Generic[E]):
         self._release()
         self.batch = batch
         self._abandoned.clear()
+
+
+class CountedWatchers(ScopeEvents[E]):
+    """A frontend's parked blocking queries, counted in the runtime's `parked_queries`.
+
+    The bookkeeping around a wait is the same on both loops; a frontend's
+    `watchers.Watchers` only says how to wait on its event with a timeout.
+    """
+
+    def __init__(self, runtime: Runtime, new_event: Callable[[], E]) -> None:
+        super().__init__(new_event)
+        self._runtime = runtime
+
+    async def wait(self, scope: str | None, seconds: float) -> None:
+        """Return when `scope` changes, on shutdown, or after `seconds`."""
+        if self._runtime.draining:
+            return
+        event = self.park(scope)
+        counters = self._runtime.counters
+        counters.parked_queries += 1
+        try:
+            await self._wait_set(event, seconds)
+        finally:
+            counters.parked_queries -= 1
+            self.unpark(scope, event)
+
+    @abstractmethod
+    async def _wait_set(self, event: E, seconds: float) -> None:
+        """Return once `event` is set, or after `seconds` (on the loop's clock)."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from sd_core import HttpRequest, HttpResponse
 from sd_core.watch_stream import (
+    KEEPALIVE,
     STREAM_HEADERS,
     WATCH_ROUTE,
     LiveEvent,
@@ -218,6 +219,29 @@ async def send_response(send: Send, response: HttpResponse) -> None:
         }
     )
     await send(body(response.body, more=False))
+
+
+async def write_stream(
+    stream: Stream, send: Send, idle: Callable[[float], Awaitable[bool]], keepalive: float
+) -> None:
+    """Write the stream's response: its start, then what the hub queues, until it closes.
+
+    A keepalive goes out after `keepalive` seconds with nothing to send. `idle(seconds)`
+    is the one loop call: it waits for the stream's wake and says whether it came (False:
+    the seconds passed). A dropped stream's response is left unfinished.
+    """
+    await send(stream_start())
+    while True:
+        data = stream.take()
+        if data:
+            await send(body(data))
+            continue
+        if stream.closed:
+            break
+        if not await idle(keepalive):
+            await send(body(KEEPALIVE))
+    if not stream.dropped:
+        await send(body(b"", more=False))
 
 
 async def until_disconnect(receive: Receive, stream: Stream) -> None:

@@ -28,6 +28,7 @@ from hypercorn.events import Closed, Event, RawData
 WRITE_TIMEOUT_SECONDS = 10.0
 
 _Send = Callable[[Any, Event], Awaitable[None]]
+_Write = Callable[[Any, RawData], Awaitable[None]]
 
 
 def _original(server_class: type, marker: str) -> _Send:
@@ -40,31 +41,43 @@ def _original(server_class: type, marker: str) -> _Send:
     return getattr(send, marker, send)
 
 
-def bound_asyncio_writes() -> None:
-    """Patch hypercorn's asyncio TCPServer (idempotent)."""
-    from hypercorn.asyncio.tcp_server import TCPServer
+def _patch(server_class: Any, write: _Write) -> None:
+    """Send `server_class`'s raw bytes with `write`, under its send lock; other events as before.
 
-    original = _original(TCPServer, "_sd_original")
+    The original method is kept on the replacement, so patching again replaces it again
+    rather than wrapping the wrapper.
+    """
+    original = _original(server_class, "_sd_original")
 
-    async def protocol_send(self: TCPServer, event: Event) -> None:
+    async def protocol_send(self: Any, event: Event) -> None:
         if not isinstance(event, RawData):
             await original(self, event)
             return
         async with self.send_lock:
-            try:
-                self.writer.write(event.data)
-                # Only a write the kernel did not take at once can block.
-                if self.writer.transport.get_write_buffer_size():
-                    async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
-                        await self.writer.drain()
-            except (ConnectionError, RuntimeError):
-                await self.protocol.handle(Closed())
-            except TimeoutError:
-                self.writer.transport.abort()
-                await self.protocol.handle(Closed())
+            await write(self, event)
 
     protocol_send._sd_original = original  # type: ignore[attr-defined]
-    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
+    server_class.protocol_send = protocol_send
+
+
+def bound_asyncio_writes() -> None:
+    """Patch hypercorn's asyncio TCPServer (idempotent)."""
+    from hypercorn.asyncio.tcp_server import TCPServer
+
+    async def write(self: TCPServer, event: RawData) -> None:
+        try:
+            self.writer.write(event.data)
+            # Only a write the kernel did not take at once can block.
+            if self.writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                    await self.writer.drain()
+        except (ConnectionError, RuntimeError):
+            await self.protocol.handle(Closed())
+        except TimeoutError:
+            self.writer.transport.abort()
+            await self.protocol.handle(Closed())
+
+    _patch(TCPServer, write)
 
 
 def bound_trio_writes() -> None:
@@ -72,26 +85,19 @@ def bound_trio_writes() -> None:
     import trio
     from hypercorn.trio.tcp_server import TCPServer
 
-    original = _original(TCPServer, "_sd_original")
-
-    async def protocol_send(self: TCPServer, event: Event) -> None:
-        if not isinstance(event, RawData):
-            await original(self, event)
+    async def write(self: TCPServer, event: RawData) -> None:
+        try:
+            # Shielded as hypercorn does (a response is not cut short by
+            # a cancelled request), but no longer without end.
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + WRITE_TIMEOUT_SECONDS
+                await self.stream.send_all(event.data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.protocol.handle(Closed())
             return
-        async with self.send_lock:
-            try:
-                # Shielded as hypercorn does (a response is not cut short by
-                # a cancelled request), but no longer without end.
-                with trio.CancelScope(shield=True) as scope:
-                    scope.deadline = trio.current_time() + WRITE_TIMEOUT_SECONDS
-                    await self.stream.send_all(event.data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                await self.protocol.handle(Closed())
-                return
-            if scope.cancelled_caught:
-                with trio.CancelScope(shield=True):
-                    await self.stream.aclose()
-                await self.protocol.handle(Closed())
+        if scope.cancelled_caught:
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+            await self.protocol.handle(Closed())
 
-    protocol_send._sd_original = original  # type: ignore[attr-defined]
-    TCPServer.protocol_send = protocol_send  # type: ignore[method-assign]
+    _patch(TCPServer, write)

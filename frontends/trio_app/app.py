@@ -15,11 +15,10 @@ from urllib.parse import urlsplit
 
 import trio
 
-from sd_core import HttpResponse
-
 from ..shared.logs import logfmt
 from ..shared.request_flow import BodyTimeout, Disconnected, respond
 from ..shared.runtime import LoopParts, Runtime
+from ..shared.watch_streams import Receive, Send, send_response
 from .probe_driver import ProbeDriver
 from .snapshots import snapshot_loop
 from .watchers import Watchers
@@ -28,9 +27,6 @@ log = logging.getLogger("sd.registry")
 PARTS = LoopParts(frontend="trio", probe_driver=ProbeDriver, watchers=Watchers)
 _T = TypeVar("_T")
 Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
@@ -84,7 +80,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             _body_chunks(receive), park, _within,
         )  # fmt: skip
         if response is not None:
-            await _send_response(send, response)
+            await send_response(send, response)
 
     return app
 
@@ -110,17 +106,3 @@ async def _until_disconnect(receive: Receive, gone: list[bool], scope: trio.Canc
         pass
     gone.append(True)
     scope.cancel()
-
-
-async def _send_response(send: Send, response: HttpResponse) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status,
-            "headers": [
-                *((k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers),
-                (b"content-length", str(len(response.body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": response.body})

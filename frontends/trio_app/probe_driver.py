@@ -10,26 +10,20 @@ event. All waits are on trio's clock, a `MockClock` in tests.
 
 from __future__ import annotations
 
-import logging
 import math
 
 import trio
 
 from sd_core import ProbeResult, RunProbe
 
-from ..shared.logs import logfmt
-from ..shared.probing import Prober, crashed, timed_out
+from ..shared.probe_runs import ProbeRuns
+from ..shared.probing import Prober, timed_out
 from ..shared.runtime import Runtime
 
-log = logging.getLogger("sd.registry")
 
-
-class ProbeDriver:
+class ProbeDriver(ProbeRuns):
     def __init__(self, runtime: Runtime, prober: Prober) -> None:
-        """Limits come from the runtime's settings; `prober` does the HTTP."""
-        self._runtime = runtime
-        self._prober = prober
-        self._timeout = runtime.settings.registry.health_check_timeout
+        super().__init__(runtime, prober)
         self._queue_in, self._queue_out = trio.open_memory_channel[RunProbe](math.inf)
         self._woken = trio.Event()
 
@@ -59,20 +53,10 @@ class ProbeDriver:
                 await self._woken.wait()
 
     async def _worker(self) -> None:
-        runtime = self._runtime
         async for probe in self._queue_out:
-            if not runtime.registry.probe_is_current(probe):
-                continue  # unregistered or moved while queued: send nothing
-            started = runtime.clock()
-            result = await self._probe(probe)
-            runtime.metrics.probe_seconds.observe(max(0.0, runtime.clock() - started))
-            runtime.record_probe_result(result)
+            await self._run_one(probe)
 
-    async def _probe(self, probe: RunProbe) -> ProbeResult:
-        try:
-            with trio.move_on_after(self._timeout):
-                return await self._prober.probe(probe)
-            return timed_out(probe, self._timeout)
-        except Exception as error:  # a bug in a probe must not kill the worker
-            log.exception(logfmt("probe_crashed", url=probe.url))
-            return crashed(probe, error)
+    async def _probe_within(self, probe: RunProbe) -> ProbeResult:
+        with trio.move_on_after(self._timeout):
+            return await self._prober.probe(probe)
+        return timed_out(probe, self._timeout)

@@ -2,25 +2,17 @@
 
 Served straight on the ASGI `send` (see `shared.watch_streams.WatchRoute`): an event costs one
 `send` per stream. A nursery beside the writer notices the client leaving.
-Mirrors `quart_app/streams.py` name for name.
+Mirrors `quart_app/streams.py`; the write loop both share is
+`shared.watch_streams.write_stream`.
 """
 
 from __future__ import annotations
 
 import trio
 
-from sd_core.watch_stream import KEEPALIVE, WatchSpec
+from sd_core.watch_stream import WatchSpec
 
-from ..shared.watch_streams import (
-    Hold,
-    Receive,
-    Send,
-    Stream,
-    StreamHub,
-    body,
-    stream_start,
-    until_disconnect,
-)
+from ..shared.watch_streams import Hold, Receive, Send, StreamHub, until_disconnect, write_stream
 
 
 class _Wakeup:
@@ -33,6 +25,13 @@ class _Wakeup:
 
     def set(self) -> None:
         self.event.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait for the next `set` for at most `seconds`; whether it came."""
+        self.event = trio.Event()
+        with trio.move_on_after(seconds) as idle:
+            await self.event.wait()
+        return not idle.cancelled_caught
 
 
 def make_hold(keepalive: float) -> Hold:
@@ -48,27 +47,9 @@ def make_hold(keepalive: float) -> Hold:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(until_disconnect, receive, stream)
-                    await send(stream_start())
-                    await _write_loop(stream, woken, send, keepalive)
+                    await write_stream(stream, send, woken.wait, keepalive)
                     nursery.cancel_scope.cancel()
             finally:
                 hub.close(stream)
 
     return hold
-
-
-async def _write_loop(stream: Stream, woken: _Wakeup, send: Send, keepalive: float) -> None:
-    while True:
-        data = stream.take()
-        if data:
-            await send(body(data))
-            continue
-        if stream.closed:
-            break
-        woken.event = trio.Event()
-        with trio.move_on_after(keepalive) as idle:
-            await woken.event.wait()
-        if idle.cancelled_caught:
-            await send(body(KEEPALIVE))
-    if not stream.dropped:
-        await send(body(b"", more=False))

@@ -8,25 +8,14 @@ from __future__ import annotations
 
 import trio
 
+from ..shared import scope_events
 from ..shared.runtime import Runtime
-from ..shared.scope_events import ScopeEvents
 
 
-class Watchers(ScopeEvents[trio.Event]):
+class Watchers(scope_events.CountedWatchers[trio.Event]):
     def __init__(self, runtime: Runtime) -> None:
-        super().__init__(trio.Event)
-        self._runtime = runtime
+        super().__init__(runtime, trio.Event)
 
-    async def wait(self, scope: str | None, seconds: float) -> None:
-        """Return when `scope` changes, on shutdown, or after `seconds`."""
-        if self._runtime.draining:
-            return
-        event = self.park(scope)
-        counters = self._runtime.counters
-        counters.parked_queries += 1
-        try:
-            with trio.move_on_after(seconds):
-                await event.wait()
-        finally:
-            counters.parked_queries -= 1
-            self.unpark(scope, event)
+    async def _wait_set(self, event: trio.Event, seconds: float) -> None:
+        with trio.move_on_after(seconds):
+            await event.wait()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from pydantic import ValidationError
 
@@ -50,8 +50,24 @@ def _number(document: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
+class _Record:
+    """A record's JSON, read back: what does not decode is None (skipped, never fatal)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> Self | None:
+        document = _loads(raw)
+        return None if document is None else cls._from_document(document)
+
+    @classmethod
+    def _from_document(cls, document: dict[str, Any]) -> Self | None:
+        """The record `document` describes, or None when a field is missing or of the wrong type."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
-class InstanceRecord:
+class InstanceRecord(_Record):
     """`instances/<service>/<id>`. `updated_at` is when it was last written (shown as
     `last_heartbeat`: keepalives are invisible to the watch); `load` is 0..1."""
 
@@ -78,10 +94,7 @@ class InstanceRecord:
         )
 
     @classmethod
-    def decode(cls, raw: bytes) -> InstanceRecord | None:
-        document = _loads(raw)
-        if document is None:
-            return None
+    def _from_document(cls, document: dict[str, Any]) -> InstanceRecord | None:
         registered = _number(document, "registered_at")
         updated = _number(document, "updated_at")
         load = _number(document, "load_percentage")
@@ -95,7 +108,7 @@ class InstanceRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class HealthRecord:
+class HealthRecord(_Record):
     """`health/<service>/<id>`: the status, since when, why, and which node decided."""
 
     status: Status
@@ -114,10 +127,7 @@ class HealthRecord:
         )
 
     @classmethod
-    def decode(cls, raw: bytes) -> HealthRecord | None:
-        document = _loads(raw)
-        if document is None:
-            return None
+    def _from_document(cls, document: dict[str, Any]) -> HealthRecord | None:
         since = _number(document, "since")
         reason, by_node = document.get("reason", ""), document.get("by_node", "")
         try:
@@ -130,7 +140,7 @@ class HealthRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class MaintenanceRecord:
+class MaintenanceRecord(_Record):
     """`maintenance/<service>/<id>`: the instance is drained, why (None: no reason given)
     and since when (wall clock). A key of its own rather than a field of the instance
     record: a re-registration rewrites that record and must not end a drain, and two
@@ -143,10 +153,7 @@ class MaintenanceRecord:
         return _dumps({"reason": self.reason, "since": wall(self.since)})
 
     @classmethod
-    def decode(cls, raw: bytes) -> MaintenanceRecord | None:
-        document = _loads(raw)
-        if document is None:
-            return None
+    def _from_document(cls, document: dict[str, Any]) -> MaintenanceRecord | None:
         since = _number(document, "since")
         reason = document.get("reason")
         if since is None or not (reason is None or isinstance(reason, str)):
@@ -155,7 +162,7 @@ class MaintenanceRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class NodeRecord:
+class NodeRecord(_Record):
     """`nodes/<node-id>`: how to reach a live node, and what it runs."""
 
     url: str
@@ -166,10 +173,7 @@ class NodeRecord:
         return _dumps({"url": self.url, "frontend": self.frontend, "started": wall(self.started)})
 
     @classmethod
-    def decode(cls, raw: bytes) -> NodeRecord | None:
-        document = _loads(raw)
-        if document is None:
-            return None
+    def _from_document(cls, document: dict[str, Any]) -> NodeRecord | None:
         url, frontend = document.get("url", ""), document.get("frontend", "")
         started = _number(document, "started")
         if not isinstance(url, str) or not isinstance(frontend, str) or started is None:

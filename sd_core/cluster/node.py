@@ -14,10 +14,13 @@ import heapq
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from typing import TypeVar
 
 from sd_etcd import (
     DeleteRangeOp,
     EtcdError,
+    KeepAlive,
+    LeaseGrant,
     LeaseNotFound,
     PutOp,
     lease_grant_request,
@@ -70,6 +73,7 @@ from .ownership import owner
 from .view import ClusterView, Entry, InstanceKey
 
 NodeResult = HttpResponse | BlockingWait | PendingWrite
+_Parsed = TypeVar("_Parsed")
 _JSON = (("content-type", "application/json"),)
 _HEARTBEAT = HttpResponse(200, HEARTBEAT_OK, _JSON, "/v1/discovery/heartbeat")
 _UNAVAILABLE = RequestError(
@@ -183,12 +187,7 @@ class ClusterNode:
         lease = random_lease_id(self._random_bits)
         record = NodeRecord(self.cluster.url, self.cluster.frontend, wall(now + self.wall_offset))
 
-        def granted(status: int, body: bytes, now: float) -> None:
-            try:
-                grant = parse_lease_grant(status, body)
-            except EtcdError as error:
-                self._liveness_failed(now, error)
-                return
+        def granted(grant: LeaseGrant, now: float) -> None:
             self.link.saw(grant.header)
             self._node_lease = grant.id
             put = put_request(
@@ -198,21 +197,20 @@ class ClusterNode:
 
         self._keepalive_at = now + self.cluster.keepalive_interval
         self.link.call(
-            lease_grant_request(self.cluster.node_ttl, lease_id=lease), granted, self._liveness_lost
+            lease_grant_request(self.cluster.node_ttl, lease_id=lease),
+            self._liveness_answer(parse_lease_grant, granted),
+            self._liveness_lost,
         )
 
     def _liveness_answer(
-        self, parse: Callable[[int, bytes], object]
+        self,
+        parse: Callable[[int, bytes], _Parsed],
+        then: Callable[[_Parsed, float], None] = lambda parsed, now: None,
     ) -> Callable[[int, bytes, float], None]:
-        def answered(status: int, body: bytes, now: float) -> None:
-            try:
-                parse(status, body)
-            except EtcdError as error:
-                self._liveness_failed(now, error)
+        """A node-lease call's answer: a refusal counts against this node's liveness."""
+        return _answered(parse, then, self._liveness_failed)
 
-        return answered
-
-    def _liveness_failed(self, now: float, error: EtcdError) -> None:
+    def _liveness_failed(self, error: EtcdError, now: float) -> None:
         self.link.store_error(error)
         self._liveness_lost(now)
 
@@ -226,18 +224,17 @@ class ClusterNode:
             self._announce(now)
             return
 
-        def answered(status: int, body: bytes, now: float) -> None:
-            try:
-                alive = parse_lease_keepalive(status, body)
-            except EtcdError as error:
-                self._liveness_failed(now, error)
-                return
+        def answered(alive: KeepAlive, now: float) -> None:
             self.link.saw(alive.header)
             if alive.ttl is None:  # expired while we could not reach the store
                 self._node_lease = 0
                 self._announce(now)
 
-        self.link.call(lease_keepalive_request(self._node_lease), answered, lambda _: None)
+        self.link.call(
+            lease_keepalive_request(self._node_lease),
+            self._liveness_answer(parse_lease_keepalive, answered),
+            lambda _: None,
+        )
 
     # ------------------------------------------------------------ time
 
@@ -373,6 +370,16 @@ class ClusterNode:
     def _failure(self, token: int, route: str) -> Callable[[float], None]:
         return lambda now: self._finish(token, error_response(_UNAVAILABLE, route))
 
+    def _write_answer(
+        self,
+        token: int,
+        route: str,
+        parse: Callable[[int, bytes], _Parsed],
+        then: Callable[[_Parsed, float], None],
+    ) -> Callable[[int, bytes, float], None]:
+        """A write's store call answer: a refusal answers the parked request `token`."""
+        return _answered(parse, then, lambda error, now: self._store_refused(token, route, error))
+
     def _store_refused(self, token: int, route: str, error: EtcdError) -> None:
         self.link.store_error(error)
         code = 503 if error.http_status in (0, 500, 503, 504) else 500
@@ -444,32 +451,30 @@ class ClusterNode:
             ttl = max(1, math.ceil(self.config.registration_ttl))
             lease = random_lease_id(self._random_bits)
 
-            def answered(status: int, body: bytes, now: float) -> None:
-                try:
-                    granted = parse_lease_grant(status, body)
-                except EtcdError as error:
-                    self._store_refused(token, route, error)
-                    return
-                put(granted.id, retry=False)
+            def granted(grant: LeaseGrant, now: float) -> None:
+                put(grant.id, retry=False)
 
-            self.link.call(lease_grant_request(ttl, lease_id=lease), answered, failed)
+            self.link.call(
+                lease_grant_request(ttl, lease_id=lease),
+                self._write_answer(token, route, parse_lease_grant, granted),
+                failed,
+            )
 
         if entry is None:
             grant()
         else:
             # A registration renews the lease, as it counts as a heartbeat.
-            def renewed(status: int, body: bytes, now: float) -> None:
-                try:
-                    alive = parse_lease_keepalive(status, body)
-                except EtcdError as error:
-                    self._store_refused(token, route, error)
-                    return
+            def renewed(alive: KeepAlive, now: float) -> None:
                 if alive.ttl is None:
                     grant()
                 else:
                     put(alive.id, retry=True)
 
-            self.link.call(lease_keepalive_request(entry.lease), renewed, failed)
+            self.link.call(
+                lease_keepalive_request(entry.lease),
+                self._write_answer(token, route, parse_lease_keepalive, renewed),
+                failed,
+            )
         return PendingWrite(token)
 
     def _heartbeat(self, command: HeartbeatWrite, now: float) -> NodeResult:
@@ -485,12 +490,7 @@ class ClusterNode:
         route = command.route
         failed = self._failure(token, route)
 
-        def answered(status: int, body: bytes, now: float) -> None:
-            try:
-                alive = parse_lease_keepalive(status, body)
-            except EtcdError as error:
-                self._store_refused(token, route, error)
-                return
+        def answered(alive: KeepAlive, now: float) -> None:
             self.link.saw(alive.header)
             if alive.ttl is None:  # expired: the SDK's cue to register again
                 self._finish(token, error_response(not_registered(*key), route))
@@ -513,7 +513,11 @@ class ClusterNode:
                 return
             self._put_guarded(key, current, ops, token)
 
-        self.link.call(lease_keepalive_request(entry.lease), answered, failed)
+        self.link.call(
+            lease_keepalive_request(entry.lease),
+            self._write_answer(token, route, parse_lease_keepalive, answered),
+            failed,
+        )
         return PendingWrite(token)
 
     def _reported(
@@ -755,3 +759,22 @@ class ClusterNode:
             self.view.removal_reasons.pop(key, None)
 
         self.link.call(lease_revoke_request(entry.lease), answered, failed)
+
+
+def _answered(
+    parse: Callable[[int, bytes], _Parsed],
+    then: Callable[[_Parsed, float], None],
+    refused: Callable[[EtcdError, float], None],
+) -> Callable[[int, bytes, float], None]:
+    """A store call's answer handler: `then(parsed, now)`, or `refused(error, now)` when
+    the store said no (its answer did not parse as the call's result)."""
+
+    def answered(status: int, body: bytes, now: float) -> None:
+        try:
+            parsed = parse(status, body)
+        except EtcdError as error:
+            refused(error, now)
+            return
+        then(parsed, now)
+
+    return answered

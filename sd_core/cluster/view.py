@@ -141,11 +141,8 @@ class ClusterView:
             else:
                 self.nodes[parsed.name] = node
             return
-        if parsed.kind == "health":
-            self._put_health(key, kv, now)
-            return
-        if parsed.kind == "maintenance":
-            self._put_maintenance(key, kv, now)
+        if parsed.kind in ("health", "maintenance"):
+            self._put_beside(parsed.kind, key, kv, now)
             return
         record = InstanceRecord.decode(kv.value)
         if record is None or (record.request.service_name, record.request.instance_id) != key:
@@ -169,24 +166,29 @@ class ClusterView:
         else:
             entry.record, entry.mod_revision, entry.lease = record, kv.mod_revision, kv.lease
 
-    def _put_health(self, key: InstanceKey, kv: KeyValue, now: float) -> None:
-        entry = self.entries.get(key)
-        health = HealthRecord.decode(kv.value)
-        if entry is None or health is None:
-            self.skipped_records += entry is not None
-            return
-        entry.health, entry.health_mod = health, kv.mod_revision
-        change = HealthRecorded(key[0], key[1], health.status, health.reason, health.since)
-        self.registry.apply(change, now, revision=kv.mod_revision)
+    def _put_beside(self, kind: str, key: InstanceKey, kv: KeyValue, now: float) -> None:
+        """A `health` or `maintenance` record: kept on its instance's entry, told to the registry.
 
-    def _put_maintenance(self, key: InstanceKey, kv: KeyValue, now: float) -> None:
+        One for an instance this view does not hold is ignored; an unreadable one is skipped.
+        """
         entry = self.entries.get(key)
-        drain = MaintenanceRecord.decode(kv.value)
-        if entry is None or drain is None:
-            self.skipped_records += entry is not None
+        if entry is None:
             return
-        entry.maintenance, entry.maintenance_mod = drain, kv.mod_revision
-        change = MaintenanceStarted(key[0], key[1], drain.reason, drain.since)
+        change: HealthRecorded | MaintenanceStarted
+        if kind == "health":
+            health = HealthRecord.decode(kv.value)
+            if health is None:
+                self.skipped_records += 1
+                return
+            entry.health, entry.health_mod = health, kv.mod_revision
+            change = HealthRecorded(key[0], key[1], health.status, health.reason, health.since)
+        else:
+            drain = MaintenanceRecord.decode(kv.value)
+            if drain is None:
+                self.skipped_records += 1
+                return
+            entry.maintenance, entry.maintenance_mod = drain, kv.mod_revision
+            change = MaintenanceStarted(key[0], key[1], drain.reason, drain.since)
         self.registry.apply(change, now, revision=kv.mod_revision)
 
     def _delete(self, parsed: ParsedKey, revision: int, now: float) -> None:
