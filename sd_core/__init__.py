@@ -11,81 +11,54 @@ Then it drains what the core wants done::
     deadline = registry.next_deadline()            # sleep until then, then on_timer(now)
 
 `sd_core.testing` runs the same core on a fake clock for tests.
+
+Each module lists its public names in its own `__all__`; the package re-exports them.
 """
 
-from .checks import CheckType
-from .config import RegistryConfig
-from .errors import ConfigError, DriverError, FieldProblem, RequestError
-from .events import (
-    Effect,
-    IndexRaised,
-    InstanceChange,
-    InstanceRegistered,
-    InstanceRemoved,
-    MaintenanceChanged,
-    MaintenanceEnded,
-    MaintenanceStarted,
-    ProbeFailed,
-    ProbePassed,
-    ProbeResult,
-    Registration,
-    Removal,
-    RemovalReason,
-    RunProbe,
-    SelfPreservationChanged,
-    StatusChanged,
+from . import (
+    checks,
+    config,
+    errors,
+    events,
+    http_api,
+    instance,
+    models,
+    openapi,
+    pages,
+    probe_verdict,
+    registry,
+    stats,
+    status,
 )
-from .http_api import INTERNAL_ERROR, BlockingWait, HttpApi, HttpRequest, HttpResponse
-from .instance import InstanceSnapshot
-from .models import HeartbeatRequest, RegisterRequest
-from .openapi import openapi_bytes, openapi_document
-from .pages import Page
-from .probe_verdict import judge_probe
-from .registry import Registry
-from .stats import Stats
-from .status import Signal, Status
+from .checks import *
+from .config import *
+from .errors import *
+from .events import *
+from .http_api import *
+from .instance import *
+from .models import *
+from .openapi import *
+from .pages import *
+from .probe_verdict import *
+from .registry import *
+from .stats import *
+from .status import *
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "INTERNAL_ERROR",
-    "BlockingWait",
-    "CheckType",
-    "ConfigError",
-    "DriverError",
-    "Effect",
-    "FieldProblem",
-    "HeartbeatRequest",
-    "HttpApi",
-    "HttpRequest",
-    "HttpResponse",
-    "IndexRaised",
-    "InstanceChange",
-    "InstanceRegistered",
-    "InstanceRemoved",
-    "InstanceSnapshot",
-    "MaintenanceChanged",
-    "MaintenanceEnded",
-    "MaintenanceStarted",
-    "Page",
-    "ProbeFailed",
-    "ProbePassed",
-    "ProbeResult",
-    "RegisterRequest",
-    "Registration",
-    "Registry",
-    "RegistryConfig",
-    "Removal",
-    "RemovalReason",
-    "RequestError",
-    "RunProbe",
-    "SelfPreservationChanged",
-    "Signal",
-    "Stats",
-    "Status",
-    "StatusChanged",
     "__version__",
-    "judge_probe",
-    "openapi_bytes",
-    "openapi_document",
+    *checks.__all__,
+    *config.__all__,
+    *errors.__all__,
+    *events.__all__,
+    *http_api.__all__,
+    *instance.__all__,
+    *models.__all__,
+    *openapi.__all__,
+    *pages.__all__,
+    *probe_verdict.__all__,
+    *registry.__all__,
+    *stats.__all__,
+    *status.__all__,
 ]

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+__all__ = [
+    "CheckType",
+]
+
 
 class CheckType(StrEnum):
     HTTP = "http"

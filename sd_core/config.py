@@ -7,6 +7,10 @@ from dataclasses import dataclass, field, fields
 from .errors import ConfigError
 from .probe_address_policy import ProbePolicy
 
+__all__ = [
+    "RegistryConfig",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class RegistryConfig:

@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "ConfigError",
+    "DriverError",
+    "FieldProblem",
+    "RequestError",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class FieldProblem:

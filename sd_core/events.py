@@ -13,6 +13,26 @@ from .checks import CheckType
 from .models import RegisterRequest
 from .status import Status
 
+__all__ = [
+    "Effect",
+    "IndexRaised",
+    "InstanceChange",
+    "InstanceRegistered",
+    "InstanceRemoved",
+    "MaintenanceChanged",
+    "MaintenanceEnded",
+    "MaintenanceStarted",
+    "ProbeFailed",
+    "ProbePassed",
+    "ProbeResult",
+    "Registration",
+    "Removal",
+    "RemovalReason",
+    "RunProbe",
+    "SelfPreservationChanged",
+    "StatusChanged",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class OfInstance:

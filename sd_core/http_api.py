@@ -27,6 +27,15 @@ from .render import encode
 from .status import Status
 from .watch_stream import WATCH_ROUTE, WatchSpec, parse_watch
 
+__all__ = [
+    "INTERNAL_ERROR",
+    "BlockingWait",
+    "HttpApi",
+    "HttpRequest",
+    "HttpResponse",
+]
+
+
 JSON = "application/json"
 INDEX_HEADER = "x-discovery-index"
 DEFAULT_WAIT = 60.0

@@ -16,6 +16,10 @@ from .maintenance import Maintenance
 from .models import RegisterRequest
 from .status import Status
 
+__all__ = [
+    "InstanceSnapshot",
+]
+
 
 def unit_load(load: float) -> float:
     """A load as the registry keeps it: a float in 0..1 (NaN counts as 0)."""

@@ -14,6 +14,12 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+__all__ = [
+    "HeartbeatRequest",
+    "RegisterRequest",
+]
+
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # C0 and C1 control characters (C1 includes NEL, a line break to str.splitlines).

@@ -26,6 +26,12 @@ from .models import (
 )
 from .render import encode
 
+__all__ = [
+    "openapi_bytes",
+    "openapi_document",
+]
+
+
 _MODELS: list[type[BaseModel]] = [
     RegisterRequest,
     HeartbeatRequest,

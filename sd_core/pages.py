@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+__all__ = [
+    "Page",
+]
+
+
 #: Only the registry's own scripts, styles and API; images may also be data: URIs
 #: (the API docs draw their icons that way). No inline script, no frames, no forms.
 CONTENT_SECURITY_POLICY = (

@@ -10,6 +10,11 @@ import json
 
 from .events import ProbeFailed, ProbePassed, ProbeResult, RunProbe
 
+__all__ = [
+    "judge_probe",
+]
+
+
 PASSING_STATUSES = frozenset({"healthy", "ok", "up", "pass"})
 
 

@@ -56,6 +56,10 @@ from .status import Signal, Status, next_status
 from .timers import Timers
 from .views import Views
 
+__all__ = [
+    "Registry",
+]
+
 
 class Registry:
     """All registry state. Single-threaded by design: call it from one loop."""

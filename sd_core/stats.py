@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "Stats",
+]
+
 
 @dataclass(slots=True)
 class Stats:

@@ -12,6 +12,11 @@ from typing import Literal
 
 from .errors import DriverError
 
+__all__ = [
+    "Signal",
+    "Status",
+]
+
 
 class Status(StrEnum):
     UNKNOWN = "unknown"

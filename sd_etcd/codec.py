@@ -17,6 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, cast
 
 from .errors import EtcdProtocolError
 
+__all__ = [
+    "prefix_range_end",
+]
+
+
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 

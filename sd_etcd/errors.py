@@ -7,6 +7,17 @@ driver that gives up waiting raises `EtcdUnavailable` itself.
 
 from __future__ import annotations
 
+__all__ = [
+    "Compacted",
+    "EtcdError",
+    "EtcdProtocolError",
+    "EtcdRequestError",
+    "EtcdUnavailable",
+    "FutureRevision",
+    "LeaseNotFound",
+]
+
+
 # gRPC status codes the gateway puts in its error bodies ("code").
 GRPC_UNKNOWN = 2
 GRPC_INVALID_ARGUMENT = 3

@@ -86,6 +86,12 @@ from .watch import (
     render_line,
 )
 
+__all__ = [
+    "MemoryEtcd",
+    "MemoryWatch",
+]
+
+
 # etcd's answers, word for word, so that errors parse the same from either store.
 _COMPACTED = "etcdserver: mvcc: required revision has been compacted"
 _FUTURE = "etcdserver: mvcc: required revision is a future revision"

@@ -29,6 +29,32 @@ from .codec import (
 )
 from .errors import EtcdRequestError
 
+__all__ = [
+    "Compare",
+    "CompareResult",
+    "DeleteRangeOp",
+    "GatewayRequest",
+    "PutOp",
+    "RangeOp",
+    "Target",
+    "TxnOp",
+    "WatchCreate",
+    "compaction_request",
+    "delete_range_request",
+    "key_absent",
+    "lease_grant_request",
+    "lease_keepalive_request",
+    "lease_revoke_request",
+    "lease_timetolive_request",
+    "mod_revision_is",
+    "put_request",
+    "range_request",
+    "status_request",
+    "txn_request",
+    "watch_request",
+]
+
+
 # The one request header the gateway looks at: with it, a watch on a member that lost its
 # leader ends with an error instead of going silently stale (etcd#10819).
 REQUIRE_LEADER_HEADER = ("Grpc-Metadata-Hasleader", "true")

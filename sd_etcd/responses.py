@@ -39,6 +39,20 @@ from .values import (
     kvs_from_json,
 )
 
+__all__ = [
+    "error_from_body",
+    "parse_compaction",
+    "parse_delete_range",
+    "parse_lease_grant",
+    "parse_lease_keepalive",
+    "parse_lease_revoke",
+    "parse_lease_timetolive",
+    "parse_put",
+    "parse_range",
+    "parse_status",
+    "parse_txn",
+]
+
 
 def error_from_body(status: int, body: bytes) -> EtcdError:
     """The exception for a non-200 answer. The gateway's error body is

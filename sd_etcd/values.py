@@ -20,6 +20,23 @@ from .codec import (
     read_message,
 )
 
+__all__ = [
+    "Acknowledged",
+    "DeleteRangeResult",
+    "EventType",
+    "Header",
+    "KeepAlive",
+    "KeyValue",
+    "KvEvent",
+    "LeaseGrant",
+    "LeaseTimeToLive",
+    "PutResult",
+    "RangeResult",
+    "Status",
+    "TxnResponse",
+    "TxnResult",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Header(FlatMessage):

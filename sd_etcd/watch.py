@@ -27,6 +27,17 @@ from .codec import (
 from .errors import EtcdProtocolError
 from .values import Header, KvEvent
 
+__all__ = [
+    "ProgressNotify",
+    "WatchCanceled",
+    "WatchClosed",
+    "WatchCreated",
+    "WatchError",
+    "WatchEvents",
+    "WatchMessage",
+    "WatchStream",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class WatchCreated:

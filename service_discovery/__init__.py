@@ -17,76 +17,38 @@ See docs/sdk.md for the guide.
 
 from __future__ import annotations
 
-from .backoff import Backoff
-from .balancing import power_of_two_choices
-from .client import ServiceDiscoveryClient
-from .errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    FieldError,
-    NoHealthyInstancesError,
-    NotFoundError,
-    NotSupportedError,
-    PermissionDeniedError,
-    RegistryFullError,
-    RegistryUnavailableError,
-    ServiceDiscoveryError,
-    ValidationError,
+from . import (
+    backoff,
+    balancing,
+    client,
+    errors,
+    health,
+    health_endpoints,
+    models,
+    sync_client,
+    system_load,
 )
-from .health import HealthChecker, database_probe
-from .health_endpoints import health_asgi_app, setup_service_health_checks
-from .models import (
-    CheckStatus,
-    CheckType,
-    CustomCheckResult,
-    HealthCheck,
-    HealthCheckResult,
-    HealthStatus,
-    InstanceStatus,
-    Maintenance,
-    ServiceInstance,
-    ServiceInstanceList,
-    ServiceRegistrationRequest,
-)
-from .sync_client import SyncServiceDiscoveryClient
-from .system_load import estimate_load, estimate_load_async
+from .backoff import *
+from .balancing import *
+from .client import *
+from .errors import *
+from .health import *
+from .health_endpoints import *
+from .models import *
+from .sync_client import *
+from .system_load import *
 
 __all__ = [
-    "AuthenticationError",
-    "Backoff",
-    "BadRequestError",
-    "CheckStatus",
-    "CheckType",
-    "ConfigurationError",
-    "CustomCheckResult",
-    "FieldError",
-    "HealthCheck",
-    "HealthCheckResult",
-    "HealthChecker",
-    "HealthStatus",
-    "InstanceStatus",
-    "Maintenance",
-    "NoHealthyInstancesError",
-    "NotFoundError",
-    "NotSupportedError",
-    "PermissionDeniedError",
-    "RegistryFullError",
-    "RegistryUnavailableError",
-    "ServiceDiscoveryClient",
-    "ServiceDiscoveryError",
-    "ServiceInstance",
-    "ServiceInstanceList",
-    "ServiceRegistrationRequest",
-    "SyncServiceDiscoveryClient",
-    "ValidationError",
     "__version__",
-    "database_probe",
-    "estimate_load",
-    "estimate_load_async",
-    "health_asgi_app",
-    "power_of_two_choices",
-    "setup_service_health_checks",
+    *backoff.__all__,
+    *balancing.__all__,
+    *client.__all__,
+    *errors.__all__,
+    *health.__all__,
+    *health_endpoints.__all__,
+    *models.__all__,
+    *sync_client.__all__,
+    *system_load.__all__,
 ]
 
 __version__ = "0.1.0"

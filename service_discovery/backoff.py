@@ -14,7 +14,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Backoff", "FailureLog"]
+__all__ = [
+    "Backoff",
+]
 
 
 @dataclass(frozen=True, slots=True)

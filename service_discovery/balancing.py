@@ -23,7 +23,9 @@ from collections.abc import Sequence
 
 from .models import ServiceInstance
 
-__all__ = ["power_of_two_choices"]
+__all__ = [
+    "power_of_two_choices",
+]
 
 
 def power_of_two_choices(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -24,8 +24,8 @@ from .errors import NoHealthyInstancesError
 from .filters import QueryFilters
 from .heartbeat import BackgroundHeartbeat, SleepFn, TaskStarter
 from .models import (
-    HealthCheck,
     InstanceStatus,
+    RegistrationFields,
     ServiceInstance,
     ServiceInstanceList,
     ServiceRegistrationRequest,
@@ -34,7 +34,9 @@ from .models import (
 from .registry_http import RegistryHTTP
 from .watch import StreamUnsupported, http_connect, watch_instances, watch_stream
 
-__all__ = ["ServiceDiscoveryClient"]
+__all__ = [
+    "ServiceDiscoveryClient",
+]
 
 logger = logging.getLogger("service_discovery.client")
 
@@ -112,18 +114,7 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
     async def register_service(self, request: ServiceRegistrationRequest) -> bool: ...
 
     @overload
-    async def register_service(
-        self,
-        *,
-        service_name: str,
-        instance_id: str,
-        host: str,
-        port: int,
-        health_endpoint: str = "/health",
-        metadata: Mapping[str, str] | None = None,
-        load_percentage: float | None = None,
-        check: HealthCheck | str | Mapping[str, Any] | None = None,
-    ) -> bool: ...
+    async def register_service(self, **fields: Unpack[RegistrationFields]) -> bool: ...
 
     async def register_service(
         self, request: ServiceRegistrationRequest | None = None, **fields: Any
@@ -278,14 +269,7 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
         *,
         interval_seconds: float | None = None,
         drain_seconds: float = 0.0,
-        service_name: str,
-        instance_id: str,
-        host: str,
-        port: int,
-        health_endpoint: str = "/health",
-        metadata: Mapping[str, str] | None = None,
-        load_percentage: float | None = None,
-        check: HealthCheck | str | Mapping[str, Any] | None = None,
+        **fields: Unpack[RegistrationFields],
     ) -> AbstractAsyncContextManager[ServiceDiscoveryClient]: ...
 
     def registered(

@@ -40,7 +40,6 @@ __all__ = [
     "RegistryUnavailableError",
     "ServiceDiscoveryError",
     "ValidationError",
-    "error_from_response",
 ]
 
 

@@ -37,7 +37,10 @@ import httpx
 from .models import CheckStatus, CustomCheckResult, HealthCheckResult, HealthStatus
 from .system_load import estimate_load_async
 
-__all__ = ["DEFAULT_CHECK_TIMEOUT", "CheckFn", "HealthChecker", "LoadFn", "database_probe"]
+__all__ = [
+    "HealthChecker",
+    "database_probe",
+]
 
 logger = logging.getLogger("service_discovery.health")
 

@@ -21,7 +21,10 @@ import httpx
 from .health import DEFAULT_CHECK_TIMEOUT, CheckFn, HealthChecker, LoadFn, checks_from_mapping
 from .models import HealthCheckResult
 
-__all__ = ["ASGIApp", "health_asgi_app", "setup_service_health_checks"]
+__all__ = [
+    "health_asgi_app",
+    "setup_service_health_checks",
+]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

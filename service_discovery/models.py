@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 from urllib.parse import urlsplit
 
 import pydantic
@@ -39,8 +39,6 @@ __all__ = [
     "ServiceInstance",
     "ServiceInstanceList",
     "ServiceRegistrationRequest",
-    "check_name",
-    "registration_from_arguments",
 ]
 
 NAME_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -378,6 +376,23 @@ class HealthCheckResult(BaseModel):
     def http_status(self) -> int:
         """200 when healthy, 503 when not (what the HTTP integrations answer)."""
         return 200 if self.status is HealthStatus.HEALTHY else 503
+
+
+class RegistrationFields(TypedDict):
+    """A :class:`ServiceRegistrationRequest`'s fields as keyword arguments.
+
+    Typed once here for every method that takes them (``register_service``,
+    ``registered``); a field left out takes the request's default.
+    """
+
+    service_name: str
+    instance_id: str
+    host: str
+    port: int
+    health_endpoint: NotRequired[str]
+    metadata: NotRequired[Mapping[str, str] | None]
+    load_percentage: NotRequired[float | None]
+    check: NotRequired[HealthCheck | str | Mapping[str, Any] | None]
 
 
 def registration_from_arguments(

@@ -29,7 +29,9 @@ from .models import (
     ServiceRegistrationRequest,
 )
 
-__all__ = ["SyncServiceDiscoveryClient"]
+__all__ = [
+    "SyncServiceDiscoveryClient",
+]
 
 logger = logging.getLogger("service_discovery.client")
 

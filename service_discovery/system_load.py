@@ -21,7 +21,10 @@ from pathlib import Path
 
 import anyio.to_thread
 
-__all__ = ["cpu_fraction", "estimate_load", "estimate_load_async", "memory_fraction"]
+__all__ = [
+    "estimate_load",
+    "estimate_load_async",
+]
 
 _MEMINFO = Path("/proc/meminfo")
 

@@ -49,17 +49,15 @@ HTTP/2 back through the other door.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, cast
 
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
     ASGISendCallable,
-    HTTPResponseBodyEvent,
-    HTTPResponseStartEvent,
+    ASGISendEvent,
     Scope,
-    WebsocketResponseBodyEvent,
-    WebsocketResponseStartEvent,
 )
 
 from sd_core import RequestError
@@ -131,7 +129,7 @@ class Http1Only:
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
         if scope["type"] == "websocket":
-            await _deny_websocket(send)
+            await _send_error(send, WEBSOCKET_REFUSED, close=True, websocket=True)
             return
         if scope["type"] == "http":
             if scope.get("http_version") not in HTTP1_VERSIONS:
@@ -143,38 +141,25 @@ class Http1Only:
         await self.app(scope, receive, send)
 
 
-async def _send_error(send: ASGISendCallable, body: bytes, *, close: bool) -> None:
-    """A 400 in the API's error shape.
+async def _send_error(
+    send: ASGISendCallable, body: bytes, *, close: bool, websocket: bool = False
+) -> None:
+    """A 400 in the API's error shape; `websocket`: as the refusal of a handshake.
+
+    A refused WebSocket handshake is the same two messages as an HTTP
+    response, under the `websocket.http.response.*` names (ASGI's denial
+    response extension), answered instead of the 101.
 
     `close` adds `Connection: close`. Not for the HTTP/2 preface: on the trio
     worker the 400 would then be lost (see the module's docstring).
     """
-    start: HTTPResponseStartEvent = {
-        "type": "http.response.start",
+    prefix = "websocket.http.response" if websocket else "http.response"
+    start: dict[str, Any] = {
+        "type": f"{prefix}.start",
         "status": 400,
         "headers": _json_headers(body, close=close),
-        "trailers": False,
     }
-    message: HTTPResponseBodyEvent = {
-        "type": "http.response.body",
-        "body": body,
-        "more_body": False,
-    }
-    await send(start)
-    await send(message)
-
-
-async def _deny_websocket(send: ASGISendCallable) -> None:
-    """The WebSocket denial response: an HTTP 400 instead of the handshake's 101."""
-    start: WebsocketResponseStartEvent = {
-        "type": "websocket.http.response.start",
-        "status": 400,
-        "headers": _json_headers(WEBSOCKET_REFUSED, close=True),
-    }
-    message: WebsocketResponseBodyEvent = {
-        "type": "websocket.http.response.body",
-        "body": WEBSOCKET_REFUSED,
-        "more_body": False,
-    }
-    await send(start)
-    await send(message)
+    if not websocket:
+        start["trailers"] = False
+    await send(cast("ASGISendEvent", start))
+    await send(cast("ASGISendEvent", {"type": f"{prefix}.body", "body": body, "more_body": False}))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,7 +18,7 @@ import anyio
 import anyio.lowlevel
 import httpx
 
-from service_discovery import ServiceDiscoveryClient
+from service_discovery import ServiceDiscoveryClient, ServiceInstance
 
 SECRET = "test-secret"
 READ_TOKEN = "read-token"
@@ -329,3 +329,8 @@ async def until(condition: Callable[[], bool], *, limit: int = 100_000) -> None:
             return
         await anyio.lowlevel.checkpoint()
     raise AssertionError("condition never became true")
+
+
+def ids(listed: Iterable[ServiceInstance]) -> list[str]:
+    """The instance ids of a list, in its order: what most watch assertions compare."""
+    return [i.instance_id for i in listed]

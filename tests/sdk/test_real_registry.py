@@ -24,11 +24,11 @@ from quart import Quart
 
 from service_discovery import (
     ServiceDiscoveryClient,
-    ServiceInstanceList,
     ServiceRegistrationRequest,
     setup_service_health_checks,
 )
 
+from .fakes import ids
 from .registry_process import SECRET, HealthEndpoint, RegistryProcess, running_registry
 
 FRONTENDS = ["quart", "trio"]
@@ -37,10 +37,6 @@ _names = itertools.count()
 
 def unique(prefix: str) -> str:
     return f"{prefix}-{next(_names)}-{time.monotonic_ns() % 100000}"
-
-
-def ids(instances: ServiceInstanceList) -> list[str]:
-    return [i.instance_id for i in instances]
 
 
 async def listed(client: ServiceDiscoveryClient, name: str) -> list[str]:

@@ -9,14 +9,10 @@ import httpx
 import pytest
 import trio
 
-from service_discovery import AuthenticationError, ServiceDiscoveryClient, ServiceInstanceList
+from service_discovery import AuthenticationError, ServiceDiscoveryClient
 
 from .conftest import MakeClient
-from .fakes import FakeClock, FakeRegistry, until
-
-
-def ids(listed: ServiceInstanceList) -> list[str]:
-    return [i.instance_id for i in listed]
+from .fakes import FakeClock, FakeRegistry, ids, until
 
 
 async def test_yields_now_and_on_every_change(

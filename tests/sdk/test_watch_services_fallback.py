@@ -12,15 +12,11 @@ from collections.abc import Callable
 import httpx
 import trio
 
-from service_discovery import ServiceDiscoveryClient, ServiceInstanceList
+from service_discovery import ServiceDiscoveryClient
 
-from .fakes import FakeClock, FakeRegistry
+from .fakes import FakeClock, FakeRegistry, ids
 
 MakeClient = Callable[..., ServiceDiscoveryClient]
-
-
-def ids(listed: ServiceInstanceList) -> list[str]:
-    return [i.instance_id for i in listed]
 
 
 async def test_each_service_now_then_each_change_of_a_named_one(
