@@ -32,7 +32,7 @@ from .models import (
     check_name,
 )
 from .registry_http import RegistryHTTP
-from .watch import StreamUnsupported, http_connect, watch_instances, watch_stream
+from .watch import Retrying, StreamUnsupported, http_connect, watch_instances, watch_stream
 
 __all__ = [
     "ServiceDiscoveryClient",
@@ -84,6 +84,8 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
         )
         # Watches use the registry's stream until it answers 404 (an older registry).
         self._stream_watches = True
+        core = self._core
+        self._retrying = Retrying(self._registry.sleep, core.clock, core.backoff, core.rng)
         self._heartbeat: BackgroundHeartbeat | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -448,10 +450,7 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
             fetch,
             what=f"service {service_name!r}",
             wait_seconds=wait_seconds,
-            sleep=self._registry.sleep,
-            clock=self._core.clock,
-            backoff=self._core.backoff,
-            rng=self._core.rng,
+            retrying=self._retrying,
         ):
             yield instances
 
@@ -490,10 +489,7 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
         async for name, index, raw in watch_stream(
             http_connect(self._registry, names),
             what=f"services {names!r}",
-            sleep=self._registry.sleep,
-            clock=self._core.clock,
-            backoff=self._core.backoff,
-            rng=self._core.rng,
+            retrying=self._retrying,
         ):
             instances = ServiceInstanceList(
                 (
@@ -529,10 +525,7 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
             fetch,
             what=f"services {names!r}",
             wait_seconds=wait_seconds,
-            sleep=self._registry.sleep,
-            clock=self._core.clock,
-            backoff=self._core.backoff,
-            rng=self._core.rng,
+            retrying=self._retrying,
         ):
             for name, instances in round_.services:
                 if name in last and last[name] == instances.discovery_index:

@@ -13,6 +13,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 from urllib.parse import urlencode
 
@@ -37,6 +38,25 @@ class Indexed(Protocol):
 
 AnswerT = TypeVar("AnswerT", bound=Indexed)
 
+
+@dataclass(frozen=True, slots=True)
+class Retrying:
+    """How a watch waits after a failure: the client's sleep, clock, backoff and randomness.
+
+    One value, so every watch loop of a client paces its retries alike and
+    tests swap all four at once.
+    """
+
+    sleep: SleepFn
+    clock: ClockFn
+    backoff: Backoff
+    rng: random.Random
+
+    async def pause(self, failures: FailureLog) -> None:
+        """Sleep the jittered backoff after `failures.failures` failures in a row."""
+        await self.sleep(self.backoff.delay(failures.failures, self.rng))
+
+
 POLL_WITHOUT_INDEX = 10.0
 """Seconds between polls of a registry that sends no index (so cannot block)."""
 
@@ -46,10 +66,7 @@ async def watch_instances(
     *,
     what: str,
     wait_seconds: float,
-    sleep: SleepFn,
-    clock: ClockFn,
-    backoff: Backoff,
-    rng: random.Random,
+    retrying: Retrying,
 ) -> AsyncGenerator[AnswerT, None]:
     """Yield the first answer and then every answer whose index moved.
 
@@ -58,20 +75,20 @@ async def watch_instances(
     :class:`RegistryUnavailableError` is retried after a backoff and logged
     quietly; any other error propagates, since retrying cannot fix it.
     """
-    failures = FailureLog(logger, f"Watching {what}", clock=clock)
+    failures = FailureLog(logger, f"Watching {what}", clock=retrying.clock)
     index = 0
     while True:
         try:
             instances = await fetch(index)
         except RegistryUnavailableError as exc:
             failures.failure(exc)
-            await sleep(backoff.delay(failures.failures, rng))
+            await retrying.pause(failures)
             continue
         failures.success()
         new_index = instances.discovery_index
         if new_index is None:
             yield instances
-            await sleep(min(wait_seconds, POLL_WITHOUT_INDEX))
+            await retrying.sleep(min(wait_seconds, POLL_WITHOUT_INDEX))
         elif new_index < index:
             logger.info(
                 "Discovery index of %s went back from %d to %d (the registry restarted); "
@@ -124,10 +141,7 @@ async def watch_stream(
     connect: Connect,
     *,
     what: str,
-    sleep: SleepFn,
-    clock: ClockFn,
-    backoff: Backoff,
-    rng: random.Random,
+    retrying: Retrying,
 ) -> AsyncGenerator[ServiceState, None]:
     """Yield every service state the registry's watch stream sends, across reconnects.
 
@@ -138,7 +152,7 @@ async def watch_stream(
     client at once. :class:`StreamUnsupported` propagates (the caller falls
     back); other errors than :class:`RegistryUnavailableError` propagate too.
     """
-    failures = FailureLog(logger, f"Watching {what}", clock=clock)
+    failures = FailureLog(logger, f"Watching {what}", clock=retrying.clock)
     last_id: str | None = None
     while True:
         try:
@@ -154,7 +168,7 @@ async def watch_stream(
         except (ValueError, KeyError, TypeError) as exc:
             ended = RegistryUnavailableError(f"malformed watch event: {exc}")
         failures.failure(ended)
-        await sleep(backoff.delay(failures.failures, rng))
+        await retrying.pause(failures)
 
 
 #: Read timeout of a stream: well past the registry's 15 s keep-alive comments.

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from service_discovery.backoff import Backoff
 from service_discovery.errors import RegistryUnavailableError
-from service_discovery.watch import ServiceState, watch_stream
+from service_discovery.watch import Retrying, ServiceState, watch_stream
 
 
 def _event(name: str, index: int, *, with_id: bool = True) -> list[str]:
@@ -37,7 +37,9 @@ async def test_resumes_from_the_last_complete_id_after_a_cut() -> None:
 
     seen: list[ServiceState] = []
     stream = watch_stream(
-        connect, what="t", sleep=sleep, clock=lambda: 0.0, backoff=Backoff(), rng=random.Random(1)
+        connect,
+        what="t",
+        retrying=Retrying(sleep, lambda: 0.0, Backoff(), random.Random(1)),
     )
     async for state in stream:
         seen.append(state)
