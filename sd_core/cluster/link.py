@@ -9,6 +9,7 @@ time, its bytes framed by `sd_etcd.WatchStream`. Time is only ever passed in.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from typing import NamedTuple
 
 from sd_etcd import (
@@ -45,32 +46,25 @@ class _Pending(NamedTuple):
     failed: Failed
 
 
+@dataclass(eq=False)
 class StoreLink:
     """Calls, listing and watch for one node; `changed` is told when `state` moves."""
 
-    def __init__(
-        self,
-        view: ClusterView,
-        emit: Callable[[ClusterEffect], None],
-        *,
-        page: int,
-        retry_interval: float,
-        changed: Callable[[], None],
-    ) -> None:
-        self.view = view
-        self._emit = emit
-        self._page = page
-        self._retry_interval = retry_interval
-        self._changed = changed
-        self._calls: dict[int, _Pending] = {}
-        self._tokens = 0
-        self._watch = 0  # the current watch's number (0: none open)
-        self._stream = WatchStream()
-        self._watch_ok = False
-        self._listed = False
-        self._calls_failing = False
-        self.resync_at: float | None = None
-        self.cluster_id = 0
+    view: ClusterView
+    emit: Callable[[ClusterEffect], None]
+    _: KW_ONLY
+    page: int
+    retry_interval: float
+    changed: Callable[[], None]
+    resync_at: float | None = None
+    cluster_id: int = 0
+    _calls: dict[int, _Pending] = field(default_factory=dict, init=False)
+    _tokens: int = field(default=0, init=False)
+    _watch: int = field(default=0, init=False)  # the current watch's number (0: none open)
+    _stream: WatchStream = field(default_factory=WatchStream, init=False)
+    _watch_ok: bool = field(default=False, init=False)
+    _listed: bool = field(default=False, init=False)
+    _calls_failing: bool = field(default=False, init=False)
 
     # ------------------------------------------------------------ state
 
@@ -88,13 +82,13 @@ class StoreLink:
         if calls_failing is not None:
             self._calls_failing = calls_failing
         if self.state != before:
-            self._changed()
+            self.changed()
 
     def saw(self, header: Header) -> None:
         """Any answer from the store: it is reachable, and names its cluster."""
         if header.cluster_id and header.cluster_id != self.cluster_id:
             self.cluster_id = header.cluster_id
-            self._changed()
+            self.changed()
         self._set(calls_failing=False)
 
     # ------------------------------------------------------------ calls
@@ -102,7 +96,7 @@ class StoreLink:
     def call(self, request: GatewayRequest, answered: Answered, failed: Failed) -> None:
         self._tokens += 1
         self._calls[self._tokens] = _Pending(answered, failed)
-        self._emit(StoreCall(self._tokens, request))
+        self.emit(StoreCall(self._tokens, request))
 
     def answered(self, token: int, status: int, body: bytes, now: float) -> None:
         pending = self._calls.pop(token, None)
@@ -129,7 +123,7 @@ class StoreLink:
 
     def _list_page(self, start: bytes, revision: int, kvs: list[KeyValue]) -> None:
         end = prefix_range_end(self.view.layout.prefix)
-        request = range_request(start, range_end=end, revision=revision, limit=self._page)
+        request = range_request(start, range_end=end, revision=revision, limit=self.page)
 
         def answered(status: int, body: bytes, now: float) -> None:
             try:
@@ -162,11 +156,11 @@ class StoreLink:
             start_revision=self.view.synced_revision + 1,
             progress_notify=True,
         )
-        self._emit(OpenWatch(self._watch, request))
+        self.emit(OpenWatch(self._watch, request))
 
     def _close_watch(self) -> None:
         if self._watch:
-            self._emit(CloseWatch(self._watch))
+            self.emit(CloseWatch(self._watch))
             self._watch = 0
         self._set(watch_ok=False)
 
@@ -174,7 +168,7 @@ class StoreLink:
         """The watch or the listing broke: stale until a retry succeeds."""
         self._close_watch()
         if self.resync_at is None:
-            self.resync_at = now + self._retry_interval
+            self.resync_at = now + self.retry_interval
 
     def resync(self, now: float) -> None:
         """The retry timer: resume the watch after the last revision seen, or list."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -106,26 +107,21 @@ class _Reader:
         return None
 
 
+@dataclass(eq=False, kw_only=True)
 class PlainProbeClient:
     """Fetches and judges health endpoints; one instance serves every probe of a server."""
 
-    def __init__(
-        self,
-        *,
-        max_body: int,
-        policy: ProbePolicy,
-        max_idle: int = 100,
-        idle_seconds: float = 4.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._max_body = max_body
-        self._policy = policy
-        self._max_idle = max_idle
-        self._idle_seconds = idle_seconds
-        self._clock = clock
-        self._idle: dict[Address, list[tuple[float, ByteStream]]] = {}
-        self._idle_count = 0
-        self._pruned_at = clock()
+    max_body: int
+    policy: ProbePolicy
+    max_idle: int = 100
+    idle_seconds: float = 4.0
+    clock: Callable[[], float] = time.monotonic
+    _idle: dict[Address, list[tuple[float, ByteStream]]] = field(default_factory=dict, init=False)
+    _idle_count: int = field(default=0, init=False)
+    _pruned_at: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._pruned_at = self.clock()
 
     @property
     def idle_connections(self) -> int:
@@ -143,9 +139,9 @@ class PlainProbeClient:
         authority = parts.netloc.rpartition("@")[2]
         if parts.scheme != "http" or not host or _unsafe(target) or _unsafe(authority):
             return failed(probe, "bad URL: only plain http:// URLs can be probed")
-        if self._idle_count and self._clock() - self._pruned_at >= self._idle_seconds:
+        if self._idle_count and self.clock() - self._pruned_at >= self.idle_seconds:
             await self._prune()  # so expired connections do not hold descriptors for long
-        addresses = await allowed_addresses(probe, host, port, self._policy)
+        addresses = await allowed_addresses(probe, host, port, self.policy)
         if isinstance(addresses, ProbeFailed):
             return addresses
         request = (
@@ -181,13 +177,13 @@ class PlainProbeClient:
         The flag says which: a failure on a kept connection is retried once.
         """
         idle = self._idle.get(address)
-        now = self._clock()
+        now = self.clock()
         stale: list[ByteStream] = []
         found: ByteStream | None = None
         while idle and found is None:  # no await until the pool is consistent again
             since, stream = idle.pop()
             self._idle_count -= 1
-            if now - since < self._idle_seconds:
+            if now - since < self.idle_seconds:
                 found = stream
             else:
                 stale.append(stream)
@@ -221,7 +217,7 @@ class PlainProbeClient:
                 await reader.fill()
             except anyio.EndOfStream:
                 raise _Stale() from None
-            answer = await _read_answer(reader, self._max_body)
+            answer = await _read_answer(reader, self.max_body)
             return answer
         finally:
             if answer is not None and answer.reusable and not reader.buffer:
@@ -230,23 +226,23 @@ class PlainProbeClient:
                 await anyio.aclose_forcefully(stream)
 
     async def _keep(self, address: Address, stream: ByteStream) -> None:
-        if self._idle_count >= self._max_idle:
+        if self._idle_count >= self.max_idle:
             await self._prune()
         idle = self._idle.setdefault(address, [])
-        if self._idle_count >= self._max_idle or len(idle) >= MAX_IDLE_PER_ADDRESS:
+        if self._idle_count >= self.max_idle or len(idle) >= MAX_IDLE_PER_ADDRESS:
             await anyio.aclose_forcefully(stream)
             return
-        idle.append((self._clock(), stream))
+        idle.append((self.clock(), stream))
         self._idle_count += 1
 
     async def _prune(self) -> None:
         """Drop connections idle too long (when the pool is full, and between probes)."""
-        now = self._clock()
+        now = self.clock()
         self._pruned_at = now
         stale: list[ByteStream] = []
         for address, streams in list(self._idle.items()):  # no await in this loop
-            fresh = [(since, s) for since, s in streams if now - since < self._idle_seconds]
-            stale += [s for since, s in streams if now - since >= self._idle_seconds]
+            fresh = [(since, s) for since, s in streams if now - since < self.idle_seconds]
+            stale += [s for since, s in streams if now - since >= self.idle_seconds]
             if fresh:
                 self._idle[address] = fresh
             else:
