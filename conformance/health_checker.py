@@ -48,14 +48,20 @@ class ProbeTally:
 
 @contextmanager
 def probing(
-    url: str, interval: float = 0.05, path: str = "/health", timeout: float = 2.0
+    url: str,
+    interval: float = 0.05,
+    path: str = "/health",
+    timeout: float = 2.0,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[ProbeTally]:
     """A thread that GETs `path` every `interval` s while the body runs, `timeout` s each."""
     tally = ProbeTally()
     stop = threading.Event()
 
     def run() -> None:
-        with httpx.Client(base_url=url, timeout=timeout, verify=tls_context()) as client:
+        with httpx.Client(
+            base_url=url, timeout=timeout, verify=tls_context(), headers=headers
+        ) as client:
             while not stop.is_set():
                 start = time.monotonic()
                 try:
