@@ -61,7 +61,12 @@ class ClusterMember:
         self._settle = settle
         self.node = ClusterNode(
             ClusterConfig(
-                cluster.node_id, url=cluster.url, frontend=frontend, prefix=cluster.prefix
+                cluster.node_id,
+                url=cluster.url,
+                frontend=frontend,
+                prefix=cluster.prefix,
+                node_ttl=cluster.node_ttl,
+                keepalive_interval=cluster.node_ttl / 3,
             ),
             config,
             now=clock(),

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from sd_core import ConfigError
 from sd_core.cluster import DEFAULT_PREFIX
+
+_N = TypeVar("_N", int, float)
 
 #: Every variable read here (the test helpers scrub them from inherited environments).
 CLUSTER_VARIABLES = (
@@ -30,6 +33,7 @@ CLUSTER_VARIABLES = (
     "SERVICE_DISCOVERY_ETCD_KEY_FILE",
     "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
     "SERVICE_DISCOVERY_NODE_ID",
+    "SERVICE_DISCOVERY_NODE_TTL_SECONDS",
 )
 
 #: How long one store call may take before it counts as failed: below etcd's own 7 s
@@ -39,6 +43,12 @@ CALL_TIMEOUT_SECONDS = 3.0
 #: notification every `--experimental-watch-progress-notify-interval` (10 minutes by
 #: default): keep this above that interval, or a quiet watch is torn down for nothing.
 DEFAULT_WATCH_TIMEOUT_SECONDS = 660.0
+#: The node lease's TTL: how long after a node dies the others take over its probes.
+#: Its keepalive runs every third of it, so two keepalives may be lost in a row.
+DEFAULT_NODE_TTL_SECONDS = 10
+#: Below this a keepalive would run more than once a second, and etcd's own minimum
+#: lease TTL (1.5 election timeouts, 2 s by default) could round it up anyway.
+MIN_NODE_TTL_SECONDS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +66,7 @@ class ClusterSettings:
     key_file: Path | None = None
     call_timeout: float = CALL_TIMEOUT_SECONDS
     watch_timeout: float = DEFAULT_WATCH_TIMEOUT_SECONDS
+    node_ttl: int = DEFAULT_NODE_TTL_SECONDS
 
 
 def _endpoints(raw: str) -> tuple[str, ...]:
@@ -88,6 +99,28 @@ def _file(env: Mapping[str, str], name: str) -> Path | None:
     if not path.is_file():
         raise ConfigError(name, f"file {raw} does not exist")
     return path
+
+
+def _number(
+    env: Mapping[str, str],
+    name: str,
+    parse: Callable[[str], _N],
+    default: _N,
+    *,
+    above: float,
+) -> _N:
+    """A finite number above `above` from `env[name]`, or `default` when unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    kind = "a whole number" if parse is int else "a number"
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be {kind}, got {raw!r}") from None
+    if not above < value < float("inf"):
+        raise ConfigError(name, f"must be {kind} more than {above:g}, got {raw}")
+    return value
 
 
 def _listen_address(host: str, port: int, fd: int | None) -> tuple[str, int]:
@@ -127,18 +160,20 @@ def load_cluster_settings(
         raise ConfigError(
             f"SERVICE_DISCOVERY_ETCD_{missing}", "a client certificate needs both files"
         )
-    watch_timeout = DEFAULT_WATCH_TIMEOUT_SECONDS
-    raw_timeout = env.get("SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS", "").strip()
-    if raw_timeout:
-        name = "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS"
-        try:
-            watch_timeout = float(raw_timeout)
-        except ValueError:
-            raise ConfigError(name, f"must be a number, got {raw_timeout!r}") from None
-        if not CALL_TIMEOUT_SECONDS < watch_timeout < float("inf"):
-            raise ConfigError(
-                name, f"must be more than {CALL_TIMEOUT_SECONDS:g}, got {raw_timeout}"
-            )
+    watch_timeout = _number(
+        env,
+        "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
+        float,
+        DEFAULT_WATCH_TIMEOUT_SECONDS,
+        above=CALL_TIMEOUT_SECONDS,
+    )
+    node_ttl = _number(
+        env,
+        "SERVICE_DISCOVERY_NODE_TTL_SECONDS",
+        int,
+        DEFAULT_NODE_TTL_SECONDS,
+        above=MIN_NODE_TTL_SECONDS - 1,
+    )
     listen_host, listen_port = _listen_address(host, port, fd)
     shown = f"[{listen_host}]" if ":" in listen_host else listen_host
     node_id = env.get("SERVICE_DISCOVERY_NODE_ID", "").strip() or f"{shown}:{listen_port}"
@@ -157,4 +192,5 @@ def load_cluster_settings(
         cert_file=cert_file,
         key_file=key_file,
         watch_timeout=watch_timeout,
+        node_ttl=node_ttl,
     )

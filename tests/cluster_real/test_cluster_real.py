@@ -10,6 +10,7 @@ is about speed.
 
 from __future__ import annotations
 
+import base64
 import signal
 import threading
 import time
@@ -259,3 +260,18 @@ def test_e_compaction_during_a_broken_watch_relists_the_same_state(
 
             poll_until(converged, EVENTUALLY, "the re-listed view equal to the other node's")
             assert _ids(b, "api") == {"x2"}
+
+
+def test_f_the_node_lease_has_the_configured_ttl(etcd: EtcdCluster, start_node: StartNode) -> None:
+    """`SERVICE_DISCOVERY_NODE_TTL_SECONDS` is the TTL etcd grants the node's lease."""
+    for frontend, ttl in (("trio", "4"), ("quart", "")):
+        env = node_env(etcd.url, SERVICE_DISCOVERY_NODE_ID=f"ttl-{frontend}")
+        if ttl:
+            env["SERVICE_DISCOVERY_NODE_TTL_SECONDS"] = ttl
+        start_node(frontend, env)
+        key = base64.b64encode(f"/service-discovery/nodes/ttl-{frontend}".encode()).decode()
+        found = _etcd_post(etcd.url, "/v3/kv/range", {"key": key})
+        assert len(found.get("kvs", [])) == 1, found
+        lease = found["kvs"][0]["lease"]
+        alive = _etcd_post(etcd.url, "/v3/lease/timetolive", {"ID": lease})
+        assert int(alive["grantedTTL"]) == (int(ttl) if ttl else 10)

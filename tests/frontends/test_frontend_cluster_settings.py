@@ -7,7 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from frontends.shared.cluster_settings import CLUSTER_VARIABLES, DEFAULT_WATCH_TIMEOUT_SECONDS
+from frontends.shared.cluster_settings import (
+    CLUSTER_VARIABLES,
+    DEFAULT_NODE_TTL_SECONDS,
+    DEFAULT_WATCH_TIMEOUT_SECONDS,
+)
 from frontends.shared.settings import load_settings
 from sd_core import ConfigError
 from sd_core.cluster import DEFAULT_PREFIX
@@ -39,6 +43,7 @@ def test_every_cluster_variable_is_read(tmp_path: Path) -> None:
             "SERVICE_DISCOVERY_ETCD_KEY_FILE": str(files["key"]),
             "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS": "30",
             "SERVICE_DISCOVERY_NODE_ID": "node-a",
+            "SERVICE_DISCOVERY_NODE_TTL_SECONDS": "6",
         },
         host="10.1.2.3",
         port=3005,
@@ -55,8 +60,9 @@ def test_every_cluster_variable_is_read(tmp_path: Path) -> None:
     )
     assert cluster.watch_timeout == 30.0
     assert cluster.node_id == "node-a"
+    assert cluster.node_ttl == 6
     assert cluster.url == "http://10.1.2.3:3005"
-    assert len(CLUSTER_VARIABLES) == 9
+    assert len(CLUSTER_VARIABLES) == 10
 
 
 def test_defaults_node_id_is_host_and_port() -> None:
@@ -66,6 +72,7 @@ def test_defaults_node_id_is_host_and_port() -> None:
     assert cluster is not None
     assert (cluster.node_id, cluster.prefix) == ("10.0.0.7:4000", DEFAULT_PREFIX)
     assert cluster.watch_timeout == DEFAULT_WATCH_TIMEOUT_SECONDS
+    assert cluster.node_ttl == DEFAULT_NODE_TTL_SECONDS == 10
     assert cluster.username is None and cluster.ca_file is None
 
 
@@ -99,6 +106,9 @@ BAD = [
         "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
     ),
     ({"SERVICE_DISCOVERY_NODE_ID": "a/b"}, "SERVICE_DISCOVERY_NODE_ID"),
+    ({"SERVICE_DISCOVERY_NODE_TTL_SECONDS": "2"}, "SERVICE_DISCOVERY_NODE_TTL_SECONDS"),
+    ({"SERVICE_DISCOVERY_NODE_TTL_SECONDS": "4.5"}, "SERVICE_DISCOVERY_NODE_TTL_SECONDS"),
+    ({"SERVICE_DISCOVERY_NODE_TTL_SECONDS": "inf"}, "SERVICE_DISCOVERY_NODE_TTL_SECONDS"),
     ({"SERVICE_DISCOVERY_STATE_FILE": __file__}, "SERVICE_DISCOVERY_STATE_FILE"),
 ]
 
