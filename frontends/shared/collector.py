@@ -6,7 +6,8 @@ them (hypercorn's connection, h11's state, the tasks and their coroutine
 chains), so with tens of thousands parked one full collection stalls every
 other client for seconds. `python -m bench.watch_wake` shows it: on trio,
 with Python's own settings, a health check made while 19,900 watchers woke
-waited up to 3.2 s (p99 1.3 s); with the settings below, 126 ms (p99 114 ms).
+waited up to 1.3-3.2 s (p99 0.3-1.3 s) over three runs; with the settings
+below, at most 0.2 s (p99 60-150 ms; docs/reliability.md has the runs).
 
 With Python's defaults (a young collection every 700 net allocations) a
 request that lives a few milliseconds is usually still alive when a young
