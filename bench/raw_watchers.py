@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, Self, TypeVar
@@ -39,7 +40,7 @@ class Change:
     waited_s: float  # meanwhile, time the server was runnable but another job had the CPU
 
 
-class Fleet(Generic[P]):
+class Fleet(ABC, Generic[P]):
     """One run's watchers and their counts; a subclass sets its events in `update`."""
 
     def __init__(self, size: int) -> None:
@@ -48,8 +49,9 @@ class Fleet(Generic[P]):
         self.lost = 0  # connections the server closed before the change reached them
         self.everyone = asyncio.Event()  # set by `update` once every watcher had the change
 
+    @abstractmethod
     def update(self) -> None:
-        raise NotImplementedError
+        """Count what the watchers received; set `everyone` once each had the change."""
 
     async def open(
         self,

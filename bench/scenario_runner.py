@@ -23,6 +23,7 @@ import math
 import os
 import platform
 import time
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -411,7 +412,7 @@ def exit_check(ok: bool) -> Check:
     return ("clean exit on SIGTERM", "exit 0" if ok else "failed", "exit 0", ok)
 
 
-class CheckedResult:
+class CheckedResult(ABC):
     """A scenario result judged by its checks: what the service did, what it cost, its exit.
 
     Every scenario reports its checks the same way; a subclass lists its own two kinds.
@@ -419,11 +420,13 @@ class CheckedResult:
 
     exit_ok: bool
 
+    @abstractmethod
     def _service_checks(self) -> list[Check]:
-        raise NotImplementedError
+        """What the service did: answers, statuses, wakes."""
 
+    @abstractmethod
     def _resource_checks(self) -> list[Check]:
-        raise NotImplementedError
+        """What it cost: descriptors, memory, connections left open."""
 
     def checks(self) -> list[Check]:
         """(figure, value, target, met) for every target of the issue."""

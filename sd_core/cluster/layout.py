@@ -15,6 +15,7 @@ wall-clock seconds rounded to microseconds, so every node renders the same text.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -50,7 +51,7 @@ def _number(document: dict[str, Any], name: str) -> float | None:
     return float(value)
 
 
-class _Record:
+class _Record(ABC):
     """A record's JSON, read back: what does not decode is None (skipped, never fatal)."""
 
     __slots__ = ()
@@ -61,9 +62,9 @@ class _Record:
         return None if document is None else cls._from_document(document)
 
     @classmethod
+    @abstractmethod
     def _from_document(cls, document: dict[str, Any]) -> Self | None:
         """The record `document` describes, or None when a field is missing or of the wrong type."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
