@@ -38,6 +38,8 @@ from conformance.health_checker import ProbeTally, probing
 from conformance.parked_connections import read_responses, send_on_each
 from conformance.server_process import kept_socket, start_server
 
+from .watch_fanout import blocking_queries
+
 SECRET = "bench-wake-" + "0123456789abcdef" * 2
 AUTH = {"Authorization": f"Bearer {SECRET}"}
 CHECK_INTERVAL = 0.02
@@ -120,7 +122,7 @@ def wake_once(frontend: str, watchers: int, gc_young_threshold: str) -> Wake:
             ).encode()
             conns = send_on_each(sock, server.port, watchers, query)
             try:
-                return _measure(url, conns)
+                return _measure(url, server.port, conns)
             finally:
                 for conn in conns:
                     conn.close()
@@ -129,8 +131,8 @@ def wake_once(frontend: str, watchers: int, gc_young_threshold: str) -> Wake:
             server.cleanup()
 
 
-def _measure(url: str, conns: list[socket.socket]) -> Wake:
-    while _parked(url) < len(conns):
+def _measure(url: str, port: int, conns: list[socket.socket]) -> Wake:
+    while blocking_queries(port) < len(conns):
         time.sleep(0.2)
     with contextlib.ExitStack() as stack:
         tallies = {
@@ -153,14 +155,6 @@ def _measure(url: str, conns: list[socket.socket]) -> Wake:
         seconds = time.monotonic() - began
         assert all(b'"w-1"' in answer for answer in answers), "a watcher missed the change"
     return Wake(seconds, seen)
-
-
-def _parked(url: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    for line in text.splitlines():
-        if line.startswith("sd_blocking_queries "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def main() -> None:
