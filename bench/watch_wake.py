@@ -79,9 +79,7 @@ class Seen:
 
     @property
     def idle_p99(self) -> float:
-        idle = ProbeTally()
-        idle.times = self.checks.times[: self.first_during]
-        return idle.p99()
+        return self.checks.p99(until=self.first_during)
 
 
 @dataclass

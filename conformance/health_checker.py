@@ -32,9 +32,9 @@ class ProbeTally:
         total = self.ok + self.failed
         return self.ok / total if total else 0.0
 
-    def p99(self, since: int = 0) -> float:
-        """The 99th percentile of the check times from the `since`-th check on."""
-        times = self.times[since:]
+    def p99(self, since: int = 0, until: int | None = None) -> float:
+        """The 99th percentile of the check times from the `since`-th check to `until`."""
+        times = self.times[since:until]
         if len(times) < 2:
             return max(times, default=0.0)
         return statistics.quantiles(times, n=100, method="inclusive")[98]

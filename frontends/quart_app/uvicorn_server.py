@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from ..shared.http1_only import Http1Only
+from ..shared.process_setup import prepare_process
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
 from ..shared.watch_streams import WatchRoute
@@ -95,4 +96,5 @@ async def serve_async(settings: Settings) -> None:
 
 def serve(settings: Settings, *, loop: str = "auto") -> None:
     """Run until a signal; `loop` as for `server.serve`."""
+    prepare_process(settings)
     run_on(loop, serve_async(settings))
