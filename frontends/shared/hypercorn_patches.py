@@ -78,6 +78,18 @@ def release_closed_connections() -> None:
             )
         if not getattr(read_data, _PATCHED, False):
             server._read_data = _stop_idle_timer_after_reading(read_data)  # type: ignore[method-assign, assignment]
+
+
+def restart_idle_timers_at_once() -> None:
+    """Patch the trio worker's keep-alive timer restart (idempotent; see the module docstring).
+
+    Fails loudly if a hypercorn upgrade changed the timer's shape, rather than
+    patching something else.
+    """
+    if not hasattr(TrioSingleTask, "restart") or "_handle" not in vars(TrioSingleTask()):
+        raise RuntimeError(
+            "hypercorn's trio TrioSingleTask changed: re-check how it restarts the idle timer"
+        )
     if not getattr(TrioSingleTask.restart, _PATCHED, False):
         TrioSingleTask.restart = _restart_idle_timer  # type: ignore[method-assign]
 

@@ -13,14 +13,16 @@ from typing import Any
 from hypercorn.config import Config
 
 from .http1_only import refuse_http2_switch
-from .hypercorn_patches import release_closed_connections
+from .hypercorn_patches import release_closed_connections, restart_idle_timers_at_once
 from .settings import Settings
 
 
 def hypercorn_config(settings: Settings) -> Config:
-    """The config both frontends serve with; also patches hypercorn (HTTP/2, closed connections)."""
+    """The config both frontends serve with; also patches hypercorn (HTTP/2, closed
+    connections, trio's keep-alive timer)."""
     refuse_http2_switch()
     release_closed_connections()
+    restart_idle_timers_at_once()
     config = Config()
     # HTTP/1.1 only, even if TLS is ever configured (see http1_only).
     config.alpn_protocols = ["http/1.1"]

@@ -17,7 +17,7 @@ import pytest
 from reliability_support import AUTH_LINE, base_env, kept_socket, read_response, serving_on
 
 from conformance.server_process import ServerProcess
-from frontends.shared.hypercorn_patches import release_closed_connections
+from frontends.shared.hypercorn_patches import restart_idle_timers_at_once
 
 #: hypercorn_setup's keep_alive_timeout, and how long past it the close may take.
 KEEP_ALIVE_SECONDS = 5.0
@@ -57,8 +57,8 @@ def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(server: Serve
 def test_the_timer_patch_is_in_place_once() -> None:
     from hypercorn.trio.worker_context import TrioSingleTask
 
-    release_closed_connections()
+    restart_idle_timers_at_once()
     patched = TrioSingleTask.restart
-    release_closed_connections()
+    restart_idle_timers_at_once()
     assert TrioSingleTask.restart is patched
     assert patched.__name__ == "_restart_idle_timer"
