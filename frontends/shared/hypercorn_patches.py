@@ -28,13 +28,28 @@ With 19,900 watchers answered at once on trio this took the wake from about
 11.7 s to 10.0-10.3 s and the health checks' p99 from 83-89 ms to 60-74 ms
 (`python -m bench.watch_wake --frontend trio`, two runs each, alternated).
 `tests/reliability/test_reliability_keep_alive.py` pins the timer's behaviour.
+
+A third, trio worker only: the keep-alive timer also runs from the accept to
+the first request, and when the process was starved of CPU past
+`keep_alive_timeout` (a load average of 10 on 2 cores, 10,000 watchers
+connecting), trio may run the expired timer before the reader that has the
+request waiting in the socket, and the timer closes a connection whose client
+did everything right (`bench.watch_streams` saw 41 and 153 of 10,000 streams
+closed so, on trio only: asyncio runs I/O callbacks before expired timers).
+`_idle_timeout_unless_readable` looks first: if the client's bytes wait in the
+socket or in h11's buffer, the reader is due, so the timer grants one more period;
+a second expiry closes even so, so a client cannot hold a connection by
+trickling bytes (the reader consumes bytes within a loop turn; only a starved
+process finds them still waiting).
 """
 
 from __future__ import annotations
 
+import select
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import h11
 import trio
 from hypercorn.asyncio.tcp_server import TCPServer as AsyncioTCPServer
 from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
@@ -116,3 +131,56 @@ setattr(_restart_idle_timer, _PATCHED, True)
 async def _in_scope(scope: trio.CancelScope, action: Callable[[], Awaitable[None]]) -> None:
     with scope:
         await action()
+
+
+def spare_connections_with_waiting_requests() -> None:
+    """Patch the trio worker's keep-alive timer to spare a connection whose bytes wait unread.
+
+    Idempotent; fails loudly if a hypercorn upgrade changed the timer's shape.
+    """
+    idle_timeout = getattr(TrioTCPServer, "_idle_timeout", None)
+    if idle_timeout is None or not hasattr(TrioTCPServer, "_initiate_server_close"):
+        raise RuntimeError(
+            "hypercorn's trio TCPServer changed: re-check how its keep-alive timer closes"
+        )
+    if not getattr(idle_timeout, _PATCHED, False):
+        TrioTCPServer._idle_timeout = _idle_timeout_unless_readable  # type: ignore[method-assign]
+
+
+async def _idle_timeout_unless_readable(self: Any) -> None:
+    """Hypercorn's keep-alive timer, granting one more period when the client has spoken."""
+    spared = False
+    while True:
+        with trio.move_on_after(self.config.keep_alive_timeout):
+            await self.context.terminated.wait()
+            break  # the server is stopping: close now
+        if spared or not client_has_spoken(self):
+            break
+        spared = True
+    with trio.CancelScope(shield=True):
+        await self._initiate_server_close()
+
+
+setattr(_idle_timeout_unless_readable, _PATCHED, True)
+
+
+def client_has_spoken(server: Any) -> bool:
+    """Whether bytes of the client's wait unread, in the socket or in h11's buffer.
+
+    Both places count: the reader may have taken the request from the socket
+    and be one loop turn short of stopping the timer. A TLS stream has no
+    `socket` of its own, and a hypercorn without these attributes reads as
+    silent: the timer then closes as hypercorn's own does.
+    """
+    connection = getattr(getattr(server, "protocol", None), "protocol", None)
+    h11_connection = getattr(connection, "connection", None)
+    if isinstance(h11_connection, h11.Connection) and (
+        h11_connection.their_state is not h11.IDLE or h11_connection.trailing_data[0]
+    ):
+        return True
+    sock = getattr(server.stream, "socket", None)
+    if sock is None:
+        return False
+    poller = select.poll()  # not `select`: descriptors past 1,024 must work
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))

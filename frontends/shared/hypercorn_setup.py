@@ -13,7 +13,11 @@ from typing import Any
 from hypercorn.config import Config
 
 from .http1_only import refuse_http2_switch
-from .hypercorn_patches import release_closed_connections, restart_idle_timers_at_once
+from .hypercorn_patches import (
+    release_closed_connections,
+    restart_idle_timers_at_once,
+    spare_connections_with_waiting_requests,
+)
 from .settings import Settings
 
 
@@ -23,6 +27,7 @@ def hypercorn_config(settings: Settings) -> Config:
     refuse_http2_switch()
     release_closed_connections()
     restart_idle_timers_at_once()
+    spare_connections_with_waiting_requests()
     config = Config()
     # HTTP/1.1 only, even if TLS is ever configured (see http1_only).
     config.alpn_protocols = ["http/1.1"]
