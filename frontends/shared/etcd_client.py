@@ -1,6 +1,8 @@
-"""HTTP to etcd's JSON gateway: one client for both loops (httpx over anyio).
+"""HTTP to etcd's JSON gateway: one client for both loops (anyio underneath).
 
-It knows transport only: which endpoint to use (the next one after a connection error
+Unary calls (txns, keepalives, ranges, authentication) go through the lean
+`gateway_http`; the watch, one long chunked answer, through httpx. It knows
+transport only: which endpoint to use (the next one after a connection error
 or a timeout), TLS, and etcd's password auth (`/v3/auth/authenticate` gives a token sent
 as `Authorization`; an "invalid auth token" answer gets a fresh token and one retry).
 What a call means is the `ClusterNode`'s business; when to give up on it is the
@@ -19,6 +21,7 @@ import httpx
 from sd_etcd import GatewayRequest
 
 from .cluster_settings import ClusterSettings
+from .gateway_http import CALL_ERRORS, GatewayHttp
 
 _JSON = {"content-type": "application/json"}
 #: etcd's gateway answers an expired or unknown auth token with gRPC code 16
@@ -30,10 +33,8 @@ class StoreUnreachable(Exception):
     """No endpoint could be reached (every one refused, failed or timed out)."""
 
 
-def tls_context(settings: ClusterSettings) -> ssl.SSLContext | bool:
+def tls_context(settings: ClusterSettings) -> ssl.SSLContext:
     """The TLS context for https:// endpoints (system CAs unless a CA file is given)."""
-    if settings.ca_file is None and settings.cert_file is None:
-        return True
     context = ssl.create_default_context(
         cafile=str(settings.ca_file) if settings.ca_file is not None else None
     )
@@ -50,11 +51,13 @@ class EtcdClient:
         self._endpoints = settings.endpoints
         self._current = 0
         self._token: str | None = None
-        self._http = httpx.AsyncClient(
-            verify=tls_context(settings),
+        tls = tls_context(settings)
+        self._calls = GatewayHttp(tls, timeout=settings.call_timeout)
+        self._http = httpx.AsyncClient(  # the watch only
+            verify=tls,
             trust_env=False,
             timeout=httpx.Timeout(settings.call_timeout),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
         )
 
     @property
@@ -66,6 +69,7 @@ class EtcdClient:
         self._current = (self._current + 1) % len(self._endpoints)
 
     async def aclose(self) -> None:
+        await self._calls.aclose()
         await self._http.aclose()
 
     def _headers(self, request: GatewayRequest) -> dict[str, str]:
@@ -79,10 +83,12 @@ class EtcdClient:
         if self._settings.username is None:
             return
         body = json.dumps({"name": self._settings.username, "password": self._settings.password})
-        answer = await self._http.post(f"{self.endpoint}/v3/auth/authenticate", content=body)
-        if answer.status_code != 200:
-            raise StoreUnreachable(f"authentication refused: HTTP {answer.status_code}")
-        self._token = str(answer.json()["token"])
+        status, answer = await self._calls.post(
+            self.endpoint, "/v3/auth/authenticate", body.encode(), _JSON
+        )
+        if status != 200:
+            raise StoreUnreachable(f"authentication refused: HTTP {status}")
+        self._token = str(json.loads(answer)["token"])
 
     async def call(self, request: GatewayRequest) -> tuple[int, bytes]:
         """POST once to the first endpoint that answers: (status, body)."""
@@ -91,21 +97,21 @@ class EtcdClient:
             try:
                 if self._token is None:
                     await self._authenticate()
-                answer = await self._post(request)
-                if answer.status_code == _UNAUTHENTICATED and self._settings.username:
+                status, body = await self._post(request)
+                if status == _UNAUTHENTICATED and self._settings.username:
                     self._token = None
                     await self._authenticate()
-                    answer = await self._post(request)
-                return answer.status_code, answer.content
-            except (httpx.TransportError, StoreUnreachable, ValueError, KeyError) as error:
+                    status, body = await self._post(request)
+                return status, body
+            except (*CALL_ERRORS, StoreUnreachable, ValueError, KeyError) as error:
                 last = error
                 self._token = None
                 self.failover()
         raise StoreUnreachable(str(last))
 
-    async def _post(self, request: GatewayRequest) -> httpx.Response:
-        return await self._http.post(
-            f"{self.endpoint}{request.path}", content=request.body, headers=self._headers(request)
+    async def _post(self, request: GatewayRequest) -> tuple[int, bytes]:
+        return await self._calls.post(
+            self.endpoint, request.path, request.body, self._headers(request)
         )
 
     @asynccontextmanager
@@ -117,7 +123,7 @@ class EtcdClient:
         if self._token is None:
             try:
                 await self._authenticate()
-            except (httpx.TransportError, ValueError, KeyError) as error:
+            except (*CALL_ERRORS, ValueError, KeyError) as error:
                 self.failover()
                 raise StoreUnreachable(str(error)) from error
         timeout = httpx.Timeout(self._settings.call_timeout, read=self._settings.watch_timeout)

@@ -77,6 +77,6 @@ async def test_cost_per_request(etcd: EtcdCluster) -> None:
         for _ in range(calls):
             await client.call(request)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        print(f"httpx: {cpu / calls * 1e6:.0f} us CPU, {wall / calls * 1e6:.0f} us wall per call")
+        print(f"gateway_http: {cpu / calls * 1e6:.0f} us CPU, {wall / calls * 1e6:.0f} us wall")
     finally:
         await client.aclose()
