@@ -36,10 +36,6 @@ class Disconnected(Exception):
     """Raised by an app's body chunks: the client went away before its body arrived."""
 
 
-class BodyTooLarge(Exception):
-    """Raised by an app's body chunks: the framework itself refused the body as too large."""
-
-
 class BodyTimeout(Exception):
     """Raised by an app's `Within`: the body did not arrive before its deadline."""
 
@@ -169,13 +165,10 @@ async def read_body(
     body = bytearray()
     size = 0
     async with contextlib.aclosing(chunks):
-        try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size <= limit:
-                    body += chunk
-                elif chunked or size > limit + OVERSIZE_DRAIN_BYTES:
-                    return None
-        except BodyTooLarge:
-            return None
+        async for chunk in chunks:
+            size += len(chunk)
+            if size <= limit:
+                body += chunk
+            elif chunked or size > limit + OVERSIZE_DRAIN_BYTES:
+                return None
     return bytes(body) if size <= limit else None
