@@ -77,17 +77,22 @@ async def respond(
             refused = runtime.refuse_unauthorized(method, path, heads.authorization)
             if refused is not None:
                 return closing(refused) if heads.content_length or heads.chunked else refused
-        try:
-            body = await within(
-                runtime.settings.body_timeout,
-                read_body(chunks, limit, heads.content_length, heads.chunked),
-            )
-        except Disconnected:
-            return None
-        except BodyTimeout:
-            return closing(runtime.body_timeout(method, path))
-        if body is None:
-            return closing(runtime.too_large(method, path))
+        # Neither header: the request has no body (RFC 9112 6.3), so nothing is
+        # read and no deadline is armed (on asyncio, that is a timer per request).
+        body = b""
+        if heads.content_length or heads.chunked:
+            try:
+                read = await within(
+                    runtime.settings.body_timeout,
+                    read_body(chunks, limit, heads.content_length, heads.chunked),
+                )
+            except Disconnected:
+                return None
+            except BodyTimeout:
+                return closing(runtime.body_timeout(method, path))
+            if read is None:
+                return closing(runtime.too_large(method, path))
+            body = read
         request = HttpRequest(method, path, query, heads.authorization, heads.content_type, body)
         return await _answer(runtime, request, park)
     finally:
