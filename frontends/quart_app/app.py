@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
-from typing import TypeVar
 
 from quart import Quart
 
 from ..shared.asgi_api import ASGIApp, LoopCalls, Wait, api_app, disconnected
-from ..shared.request_flow import BodyTimeout
 from ..shared.runtime import LoopParts, Runtime
 from ..shared.watch_streams import Receive
+from .body_deadline import within
 from .probe_driver import ProbeDriver
 from .snapshots import snapshot_loop
 from .watchers import Watchers
 
 PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=Watchers)
-_T = TypeVar("_T")
 
 
 def create_app(runtime: Runtime) -> ASGIApp:
@@ -57,14 +54,6 @@ def create_app(runtime: Runtime) -> ASGIApp:
     return api_app(runtime, CALLS, lifespan)  # type: ignore[arg-type]
 
 
-async def _within(seconds: float, work: Awaitable[_T]) -> _T:
-    try:
-        async with asyncio.timeout(seconds):
-            return await work
-    except TimeoutError:
-        raise BodyTimeout from None
-
-
 async def _unless_gone(wait: Wait, receive: Receive) -> bool:
     waiting = asyncio.ensure_future(wait())
     gone = asyncio.ensure_future(disconnected(receive))
@@ -80,4 +69,4 @@ async def _unless_gone(wait: Wait, receive: Receive) -> bool:
     return True
 
 
-CALLS = LoopCalls(within=_within, unless_gone=_unless_gone)
+CALLS = LoopCalls(within=within, unless_gone=_unless_gone)
