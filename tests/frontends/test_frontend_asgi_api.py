@@ -136,20 +136,22 @@ def test_a_body_that_arrives_in_time_is_returned_with_what_it_was_sent() -> None
     run_asyncio(scenario)
 
 
+async def missing_body(finished: list[str]) -> bytes:
+    """A read whose body never comes; notes in `finished` that it was cancelled."""
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        finished.append("cancelled")
+    return b""
+
+
 def test_a_body_still_missing_at_the_deadline_is_a_body_timeout() -> None:
     finished: list[str] = []
 
     async def scenario(kit: AsyncioKit) -> None:
-        async def never() -> bytes:
-            try:
-                await asyncio.sleep(3600)
-            finally:
-                finished.append("cancelled")
-            return b""
-
         start = kit.clock()
         with pytest.raises(BodyTimeout):
-            await body_deadline.within(10, never())
+            await body_deadline.within(10, missing_body(finished))
         assert kit.clock() - start == pytest.approx(10, abs=EXACT)
         assert finished == ["cancelled"]
 
@@ -174,14 +176,7 @@ def test_a_cancelled_request_cancels_the_read_and_is_no_timeout() -> None:
     finished: list[str] = []
 
     async def scenario(kit: AsyncioKit) -> None:
-        async def slow() -> bytes:
-            try:
-                await asyncio.sleep(3600)
-            finally:
-                finished.append("cancelled")
-            return b""
-
-        task = asyncio.ensure_future(body_deadline.within(10, slow()))
+        task = asyncio.ensure_future(body_deadline.within(10, missing_body(finished)))
         await asyncio.sleep(2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
