@@ -3,8 +3,8 @@
 Every HTTP request is served by `shared.asgi_api`, given this loop's half,
 `CALLS`; no request reaches Quart. Why: the core answers every path (its
 routes, the pages, `/openapi.json`, and 404/405 in the API's JSON shape), so
-Quart's one catch-all route only added its request machinery, about half of
-the CPU per request on uvicorn (docs/performance.md, section 6). Quart keeps
+Quart's one catch-all route only added its request machinery, most of the
+CPU per request on uvicorn (docs/frontends.md). Quart keeps
 the lifespan: `before_serving` starts the probe driver, the snapshot loop and
 the cluster as tasks, `after_serving` stops them. Mirrors `trio_app/app.py`
 name for name.

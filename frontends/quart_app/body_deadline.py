@@ -3,7 +3,7 @@
 Why: a body nearly always arrives with its headers, so reading it never
 waits, yet `asyncio.timeout` armed and cancelled a timer for every request
 with one: about a tenth of quart+uvicorn's CPU per heartbeat (py-spy,
-docs/performance.md section 6). So `within` first runs the read up to the
+docs/frontends.md). So `within` first runs the read up to the
 point where it would wait; only if it does wait is the deadline armed, from
 that moment (the synchronous first step takes microseconds). The same
 `BodyTimeout` as before ends a body that is still missing then.

@@ -4,9 +4,9 @@ Why no framework on either loop: `request_flow` and `sd_core.HttpApi` decide
 every answer (routing, auth, 404 and 405 included), so a framework's router,
 request objects and response classes only repeat work. On asyncio they were
 most of the cost: under wrk, Quart's request context, Werkzeug's routing and
-its two tasks per request took about half of quart+uvicorn's CPU per request
-(docs/performance.md, section 6). Each app passes its loop's half as a
-`LoopCalls`; what is left is here, once.
+its two tasks per request took most of quart+uvicorn's CPU per request
+(docs/frontends.md). Each app passes its loop's half as a `LoopCalls`; what
+is left is here, once.
 """
 
 from __future__ import annotations
