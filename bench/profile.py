@@ -1,6 +1,7 @@
 """Where the time goes: py-spy samples of a server under one scenario's load.
 
-    python -m bench.profile heartbeat|register|read|probes [--frontend quart|trio] [--seconds 10]
+    python -m bench.profile heartbeat|register|read|probes [--frontend quart|quart-uvicorn|trio]
+        [--loop asyncio|uvloop] [--seconds 10]
 
 Starts the server the scenario uses, drives it (wrk for the HTTP paths; N
 instances at a short interval for `probes`), records it with `py-spy record
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "load", choices=("heartbeat", "register", "read", "probes", "fanout", "render", "gc")
     )
-    parser.add_argument("--frontend", choices=("quart", "trio"), default="quart")
+    parser.add_argument("--frontend", choices=("quart", "quart-uvicorn", "trio"), default="quart")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--instances", type=int, default=400, help="for `probes`")

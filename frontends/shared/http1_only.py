@@ -111,8 +111,15 @@ def _json_headers(body: bytes, *, close: bool = False) -> list[tuple[bytes, byte
 
 
 def _ambiguous_framing(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    names = {name.lower() for name, _ in headers}
-    return b"content-length" in names and b"transfer-encoding" in names
+    """Both framing headers present. ASGI servers hand over names lowercased, as
+    `request_flow` also relies on; one pass, no set built (this runs per request)."""
+    length = coding = False
+    for name, _ in headers:
+        if name == b"content-length":
+            length = True
+        elif name == b"transfer-encoding":
+            coding = True
+    return length and coding
 
 
 class Http1Only:

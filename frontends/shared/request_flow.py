@@ -36,10 +36,6 @@ class Disconnected(Exception):
     """Raised by an app's body chunks: the client went away before its body arrived."""
 
 
-class BodyTooLarge(Exception):
-    """Raised by an app's body chunks: the framework itself refused the body as too large."""
-
-
 class BodyTimeout(Exception):
     """Raised by an app's `Within`: the body did not arrive before its deadline."""
 
@@ -81,17 +77,22 @@ async def respond(
             refused = runtime.refuse_unauthorized(method, path, heads.authorization)
             if refused is not None:
                 return closing(refused) if heads.content_length or heads.chunked else refused
-        try:
-            body = await within(
-                runtime.settings.body_timeout,
-                read_body(chunks, limit, heads.content_length, heads.chunked),
-            )
-        except Disconnected:
-            return None
-        except BodyTimeout:
-            return closing(runtime.body_timeout(method, path))
-        if body is None:
-            return closing(runtime.too_large(method, path))
+        # Neither header: the request has no body (RFC 9112 6.3), so nothing is
+        # read and no deadline is armed (on asyncio, that is a timer per request).
+        body = b""
+        if heads.content_length or heads.chunked:
+            try:
+                read = await within(
+                    runtime.settings.body_timeout,
+                    read_body(chunks, limit, heads.content_length, heads.chunked),
+                )
+            except Disconnected:
+                return None
+            except BodyTimeout:
+                return closing(runtime.body_timeout(method, path))
+            if read is None:
+                return closing(runtime.too_large(method, path))
+            body = read
         request = HttpRequest(method, path, query, heads.authorization, heads.content_type, body)
         return await _answer(runtime, request, park)
     finally:
@@ -169,13 +170,10 @@ async def read_body(
     body = bytearray()
     size = 0
     async with contextlib.aclosing(chunks):
-        try:
-            async for chunk in chunks:
-                size += len(chunk)
-                if size <= limit:
-                    body += chunk
-                elif chunked or size > limit + OVERSIZE_DRAIN_BYTES:
-                    return None
-        except BodyTooLarge:
-            return None
+        async for chunk in chunks:
+            size += len(chunk)
+            if size <= limit:
+                body += chunk
+            elif chunked or size > limit + OVERSIZE_DRAIN_BYTES:
+                return None
     return bytes(body) if size <= limit else None

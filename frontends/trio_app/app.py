@@ -1,24 +1,23 @@
-"""The plain ASGI application on trio: every request into the shared request flow.
+"""The ASGI application on trio: the shared plain-ASGI API plus a lifespan of its own.
 
-No framework: the ASGI messages are read and written here directly, which is
-all the contract needs, since `shared.request_flow` and `sd_core.HttpApi`
-decide every answer. The lifespan owns the nursery the probe driver and the
-snapshot loop run in. Mirrors `quart_app/app.py` name for name.
+No framework: `shared.asgi_api` serves every request (on either loop), given
+this loop's half, `CALLS`. The lifespan owns the nursery the probe driver and
+the snapshot loop run in. Mirrors `quart_app/app.py` name for name.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import trio
 
+from ..shared.asgi_api import ASGIApp, LoopCalls, Scope, Wait, api_app, disconnected
 from ..shared.logs import logfmt
-from ..shared.request_flow import BodyTimeout, Disconnected, respond
+from ..shared.request_flow import BodyTimeout
 from ..shared.runtime import LoopParts, Runtime
-from ..shared.watch_streams import Receive, Send, send_response
+from ..shared.watch_streams import Receive, Send
 from .probe_driver import ProbeDriver
 from .snapshots import snapshot_loop
 from .watchers import Watchers
@@ -26,21 +25,13 @@ from .watchers import Watchers
 log = logging.getLogger("sd.registry")
 PARTS = LoopParts(frontend="trio", probe_driver=ProbeDriver, watchers=Watchers)
 _T = TypeVar("_T")
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def create_app(runtime: Runtime) -> ASGIApp:
     """The ASGI callable serving `runtime` (built with `PARTS`)."""
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await dispatch(scope, receive, send)
-        elif scope["type"] == "lifespan":
-            await lifespan(receive, send)
-
-    async def lifespan(receive: Receive, send: Send) -> None:
-        if (await receive())["type"] != "lifespan.startup":
+    async def lifespan(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan" or (await receive())["type"] != "lifespan.startup":
             return
         try:
             runtime.restore_state()
@@ -60,39 +51,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
         await runtime.prober.aclose()
         await send({"type": "lifespan.shutdown.complete"})
 
-    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
-        if not path.startswith("/"):  # absolute-form target (RFC 9112 3.2.2)
-            path = urlsplit(path).path or "/"
-
-        async def park(watched: str | None, seconds: float) -> bool:
-            # Watching `receive` meanwhile frees the slot of a watcher that
-            # hung up at once, instead of holding it for the rest of its wait.
-            gone: list[bool] = []
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_until_disconnect, receive, gone, nursery.cancel_scope)
-                await runtime.watchers.wait(watched, seconds)
-                nursery.cancel_scope.cancel()
-            return not gone
-
-        response = await respond(
-            runtime, scope["method"], path, scope["query_string"], scope["headers"],
-            _body_chunks(receive), park, _within,
-        )  # fmt: skip
-        if response is not None:
-            await send_response(send, response)
-
-    return app
-
-
-async def _body_chunks(receive: Receive) -> AsyncGenerator[bytes, None]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Disconnected
-        yield message.get("body", b"")
-        if not message.get("more_body", False):
-            return
+    return api_app(runtime, CALLS, lifespan)
 
 
 async def _within(seconds: float, work: Awaitable[_T]) -> _T:
@@ -101,8 +60,20 @@ async def _within(seconds: float, work: Awaitable[_T]) -> _T:
     raise BodyTimeout
 
 
-async def _until_disconnect(receive: Receive, gone: list[bool], scope: trio.CancelScope) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    gone.append(True)
-    scope.cancel()
+async def _unless_gone(wait: Wait, receive: Receive) -> bool:
+    gone = False
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            nonlocal gone
+            await disconnected(receive)
+            gone = True
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        await wait()
+        nursery.cancel_scope.cancel()
+    return not gone
+
+
+CALLS = LoopCalls(within=_within, unless_gone=_unless_gone)
