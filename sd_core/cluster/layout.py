@@ -5,6 +5,8 @@ Under one prefix (one watch covers it all):
 - `instances/<service>/<id>`: the registration, on the instance's own lease;
 - `health/<service>/<id>`: its status, on the same lease (it goes with the instance);
 - `maintenance/<service>/<id>`: its drain, if any, on the same lease too;
+- `soft/<service>/<id>`: its soft state (last heartbeat, load, last health check), on
+  the same lease, rewritten by every heartbeat and probe (see `SoftRecord`);
 - `nodes/<node-id>`: a live registry node, on that node's lease.
 
 Readers ignore fields they do not know, so a newer node can add fields without an
@@ -163,6 +165,39 @@ class MaintenanceRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class SoftRecord(_Record):
+    """`soft/<service>/<id>`: what a heartbeat or a probe that changes nothing moves.
+
+    `heartbeat_at` (shown as `last_heartbeat`), the reported `load` (0..1) and
+    `checked_at` (shown as `last_health_check`, None before the first probe). A key of
+    its own, apart from the instance record: it is rewritten at every heartbeat and
+    probe, and applying it never raises the index unless the load moved by
+    WATCH_LOAD_DELTA (the registry's rule, as in one process). Every writer rewrites
+    all three fields (what it did not observe is carried from its view).
+    """
+
+    heartbeat_at: float
+    load: float
+    checked_at: float | None
+
+    def encode(self) -> bytes:
+        checked = None if self.checked_at is None else wall(self.checked_at)
+        return _dumps(
+            {"heartbeat_at": wall(self.heartbeat_at), "load": self.load, "checked_at": checked}
+        )
+
+    @classmethod
+    def _from_document(cls, document: dict[str, Any]) -> SoftRecord | None:
+        heartbeat_at, load = _number(document, "heartbeat_at"), _number(document, "load")
+        checked_at = _number(document, "checked_at")
+        if heartbeat_at is None or load is None:
+            return None
+        if checked_at is None and document.get("checked_at") is not None:
+            return None
+        return cls(heartbeat_at, load, checked_at)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeRecord(_Record):
     """`nodes/<node-id>`: how to reach a live node, and what it runs."""
 
@@ -184,15 +219,15 @@ class NodeRecord(_Record):
 
 @dataclass(frozen=True, slots=True)
 class ParsedKey:
-    """What a key under the prefix names: `kind` is instances, health, maintenance or
-    nodes."""
+    """What a key under the prefix names: `kind` is instances, health, maintenance,
+    soft or nodes."""
 
     kind: str
     name: str
     instance_id: str = ""
 
 
-_PER_INSTANCE = ("instances", "health", "maintenance")
+_PER_INSTANCE = ("instances", "health", "maintenance", "soft")
 
 
 class KeyLayout:
@@ -212,6 +247,9 @@ class KeyLayout:
 
     def maintenance(self, service_name: str, instance_id: str) -> bytes:
         return self.prefix + f"maintenance/{service_name}/{instance_id}".encode()
+
+    def soft(self, service_name: str, instance_id: str) -> bytes:
+        return self.prefix + f"soft/{service_name}/{instance_id}".encode()
 
     def node(self, node_id: str) -> bytes:
         return self.prefix + f"nodes/{node_id}".encode()
