@@ -71,8 +71,9 @@ class _Record(ABC):
 
 @dataclass(frozen=True, slots=True)
 class InstanceRecord(_Record):
-    """`instances/<service>/<id>`. `updated_at` is when it was last written (shown as
-    `last_heartbeat`: keepalives are invisible to the watch); `load` is 0..1."""
+    """`instances/<service>/<id>`. `updated_at` is when it was last written (a
+    registration; shown as `last_heartbeat` until the soft state says otherwise); `load`
+    is 0..1, the load at that registration (later loads are soft state)."""
 
     request: RegisterRequest
     registered_at: float
