@@ -182,28 +182,10 @@ class ClusterView:
         entry = self.entries.get(key)
         if entry is None:
             return
-        change: HealthRecorded | MaintenanceStarted | SoftStateRecorded
-        if kind == "soft":
-            soft = SoftRecord.decode(kv.value)
-            if soft is None:
-                self.skipped_records += 1
-                return
-            entry.soft, entry.soft_mod = soft, kv.mod_revision
-            change = SoftStateRecorded(*key, soft.heartbeat_at, soft.load, soft.checked_at)
-        elif kind == "health":
-            health = HealthRecord.decode(kv.value)
-            if health is None:
-                self.skipped_records += 1
-                return
-            entry.health, entry.health_mod = health, kv.mod_revision
-            change = HealthRecorded(key[0], key[1], health.status, health.reason, health.since)
-        else:
-            drain = MaintenanceRecord.decode(kv.value)
-            if drain is None:
-                self.skipped_records += 1
-                return
-            entry.maintenance, entry.maintenance_mod = drain, kv.mod_revision
-            change = MaintenanceStarted(key[0], key[1], drain.reason, drain.since)
+        change = _kept_beside(entry, kind, key, kv)
+        if change is None:
+            self.skipped_records += 1
+            return
         self.registry.apply(change, now, revision=kv.mod_revision)
 
     def _delete(self, parsed: ParsedKey, revision: int, now: float) -> None:
@@ -236,6 +218,29 @@ class ClusterView:
         reason = self.removal_reasons.pop(key, RemovalReason.TTL_EXPIRED)
         if self.registry.instance_snapshot(*key) is not None:  # else never shown (full)
             self.registry.apply(Removal(key[0], key[1], reason), now, revision=revision)
+
+
+def _kept_beside(
+    entry: Entry, kind: str, key: InstanceKey, kv: KeyValue
+) -> HealthRecorded | MaintenanceStarted | SoftStateRecorded | None:
+    """Decode the `kind` record beside an instance's, keep it on `entry`, and say what the
+    registry must apply; None when it does not decode (then nothing is kept)."""
+    if kind == "soft":
+        soft = SoftRecord.decode(kv.value)
+        if soft is not None:
+            entry.soft, entry.soft_mod = soft, kv.mod_revision
+            return SoftStateRecorded(*key, soft.heartbeat_at, soft.load, soft.checked_at)
+    elif kind == "health":
+        health = HealthRecord.decode(kv.value)
+        if health is not None:
+            entry.health, entry.health_mod = health, kv.mod_revision
+            return HealthRecorded(*key, health.status, health.reason, health.since)
+    else:
+        drain = MaintenanceRecord.decode(kv.value)
+        if drain is not None:
+            entry.maintenance, entry.maintenance_mod = drain, kv.mod_revision
+            return MaintenanceStarted(*key, drain.reason, drain.since)
+    return None
 
 
 def _beside_mod(entry: Entry, kind: str) -> int:
