@@ -43,9 +43,6 @@ from sd_core import openapi_document
 #: cluster unchanged.
 CLUSTER_SKIPS = {
     "test_lifecycle.py": "the lifecycle of one process (signals, drain, restart, exit codes)",
-    "test_self_preservation.py": (
-        "self-preservation is off in cluster mode: expiry is etcd's (docs/cluster.md)"
-    ),
     "test_maintenance.py::test_maintenance_survives_a_restart": (
         "a state file is refused in cluster mode; the store keeps maintenance"
     ),

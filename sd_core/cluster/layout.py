@@ -7,7 +7,9 @@ Under one prefix (one watch covers it all):
 - `maintenance/<service>/<id>`: its drain, if any, on the same lease too;
 - `soft/<service>/<id>`: its soft state (last heartbeat, load, last health check), on
   the same lease, rewritten by every heartbeat and probe (see `SoftRecord`);
-- `nodes/<node-id>`: a live registry node, on that node's lease.
+- `nodes/<node-id>`: a live registry node, on that node's lease;
+- `self-preservation`: present while expiry is paused, written by the guardian node on
+  its own lease (see `guardian`).
 
 Readers ignore fields they do not know, so a newer node can add fields without an
 older one choking; a record that does not decode is skipped, never fatal. Times are
@@ -219,9 +221,30 @@ class NodeRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class PreservationRecord(_Record):
+    """`self-preservation`: expiry is paused cluster-wide, why, since when (wall clock),
+    and which node (the guardian) keeps the quiet instances' leases alive."""
+
+    reason: str
+    since: float
+    by_node: str
+
+    def encode(self) -> bytes:
+        return _dumps({"reason": self.reason, "since": wall(self.since), "by_node": self.by_node})
+
+    @classmethod
+    def _from_document(cls, document: dict[str, Any]) -> PreservationRecord | None:
+        reason, by_node = document.get("reason"), document.get("by_node", "")
+        since = _number(document, "since")
+        if not isinstance(reason, str) or not isinstance(by_node, str) or since is None:
+            return None
+        return cls(reason, since, by_node)
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedKey:
     """What a key under the prefix names: `kind` is instances, health, maintenance,
-    soft or nodes."""
+    soft, nodes or self-preservation."""
 
     kind: str
     name: str
@@ -229,6 +252,7 @@ class ParsedKey:
 
 
 _PER_INSTANCE = ("instances", "health", "maintenance", "soft")
+PRESERVATION = "self-preservation"
 
 
 class KeyLayout:
@@ -255,6 +279,9 @@ class KeyLayout:
     def node(self, node_id: str) -> bytes:
         return self.prefix + f"nodes/{node_id}".encode()
 
+    def preservation(self) -> bytes:
+        return self.prefix + PRESERVATION.encode()
+
     def parse(self, key: bytes) -> ParsedKey | None:
         """None for a key this layout does not know (ignored, for forward compatibility)."""
         if not key.startswith(self.prefix):
@@ -267,4 +294,6 @@ class KeyLayout:
             return ParsedKey(parts[0], parts[1], parts[2])
         if len(parts) == 2 and parts[0] == "nodes" and parts[1]:
             return ParsedKey("nodes", parts[1])
+        if parts == [PRESERVATION]:
+            return ParsedKey(PRESERVATION, "")
         return None

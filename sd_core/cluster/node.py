@@ -11,7 +11,6 @@ liveness key on its own lease. Nothing here does I/O or reads a clock.
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TypeVar
@@ -60,8 +59,9 @@ from ..instance import unit_load
 from ..pages import Page
 from ..registry import Registry
 from ..status import Signal, Status, next_status
-from .effects import ClusterConfig, ClusterEffect, WriteDone
+from .effects import ClusterConfig, ClusterEffect, WriteDone, instance_lease_ttl
 from .group_commit import GroupCommit, SoftWaiter
+from .guardian import Guardian
 from .layout import (
     HealthRecord,
     InstanceRecord,
@@ -166,6 +166,14 @@ class ClusterNode:
         self._revoking: set[InstanceKey] = set()
         self._node_lease = 0
         self._keepalive_at: float | None = None
+        self.guardian = Guardian(
+            self.view,
+            self.link,
+            node_id=cluster.node_id,
+            node_lease=lambda: self._node_lease,
+            is_current=lambda: not self.stale and cluster.node_id in self.view.nodes,
+            wall_offset=wall_offset,
+        )
         self._link_changed()
 
     # ------------------------------------------------------------ lifecycle
@@ -244,6 +252,7 @@ class ClusterNode:
                 self.registry.next_deadline(),
                 self.link.resync_at,
                 self._keepalive_at,
+                self.guardian.next_at,
                 min((a[1] for a in self._awaiting), default=None),
             )
             if t is not None
@@ -256,6 +265,8 @@ class ClusterNode:
             self.link.resync(now)
         if self._keepalive_at is not None and self._keepalive_at <= now:
             self._keepalive(now)
+        if self.guardian.next_at is not None and self.guardian.next_at <= now:
+            self.guardian.on_timer(now)
         if any(deadline <= now for _, deadline, _, _ in self._awaiting):
             # The store confirmed these writes but the view is late: answer anyway.
             late = [a for a in self._awaiting if a[1] <= now]
@@ -454,7 +465,7 @@ class ClusterNode:
             self.link.call(txn_request([], leased), answered, failed)
 
         def grant() -> None:
-            ttl = max(1, math.ceil(self.config.registration_ttl))
+            ttl = instance_lease_ttl(self.config.registration_ttl)
             lease = random_lease_id(self._random_bits)
 
             def granted(grant: LeaseGrant, now: float) -> None:

@@ -29,12 +29,14 @@ from ..events import (
 from ..registry import Registry
 from ..status import Status
 from .layout import (
+    PRESERVATION,
     HealthRecord,
     InstanceRecord,
     KeyLayout,
     MaintenanceRecord,
     NodeRecord,
     ParsedKey,
+    PreservationRecord,
     SoftRecord,
 )
 
@@ -106,6 +108,7 @@ class ClusterView:
             "soft": {},
         }
         nodes: dict[str, NodeRecord] = {}
+        paused: KeyValue | None = None
         for kv in kvs:
             parsed = self.layout.parse(kv.key)
             if parsed is None:
@@ -114,6 +117,8 @@ class ClusterView:
                 node = NodeRecord.decode(kv.value)
                 if node is not None:
                     nodes[parsed.name] = node
+            elif parsed.kind == PRESERVATION:
+                paused = kv
             else:
                 listed[parsed.kind][(parsed.name, parsed.instance_id)] = kv
         self.nodes = nodes
@@ -135,6 +140,10 @@ class ClusterView:
                     self._put(ParsedKey(kind, *key), kv, now)
         for key in [key for key in self.entries if key not in instances]:
             self._delete(ParsedKey("instances", *key), revision, now)
+        if paused is None:
+            self._delete(ParsedKey(PRESERVATION, ""), revision, now)
+        else:
+            self._put(ParsedKey(PRESERVATION, ""), paused, now)
         self.progress(revision)
 
     # ------------------------------------------------------------ changes
@@ -147,6 +156,13 @@ class ClusterView:
                 self.skipped_records += 1
             else:
                 self.nodes[parsed.name] = node
+            return
+        if parsed.kind == PRESERVATION:
+            paused = PreservationRecord.decode(kv.value)
+            if paused is None:
+                self.skipped_records += 1
+            else:
+                self.registry.follow_self_preservation(True, paused.reason, now)
             return
         if parsed.kind in _BESIDE:
             self._put_beside(parsed.kind, key, kv, now)
@@ -200,6 +216,9 @@ class ClusterView:
             entry.health, entry.health_mod = None, 0
             change = HealthRecorded(key[0], key[1], Status.UNKNOWN, "status cleared", None)
             self.registry.apply(change, now, revision=revision)
+            return
+        if parsed.kind == PRESERVATION:
+            self.registry.follow_self_preservation(False, None, now)
             return
         if parsed.kind == "soft":  # it only goes with its lease: the record goes too
             entry = self.entries.get(key)
