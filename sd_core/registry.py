@@ -540,37 +540,40 @@ class Registry:
             self._remove(instance, RemovalReason.UNHEALTHY_TOO_LONG)
 
     def _expire_due(self, now: float) -> None:
-        if self._preservation.expiry_paused(now, self._count, self._last_heartbeats):
+        preservation = self._preservation
+        if preservation.expiry_paused(now, self._count, self._last_heartbeats):
             return
         due = self._timers.expired(now)
         if not due:
             return
-        if self._pause_instead(now):
+        if self._pause_instead(preservation, now):
             for instance in due:
                 self._timers.expire_later(instance)
             return
         for instance in due:
             self._remove(instance, RemovalReason.TTL_EXPIRED)
 
-    def _pause_instead(self, now: float) -> bool:
-        if self._preservation.pause_instead(now, self._count, self._last_heartbeats):
+    def _pause_instead(self, preservation: SelfPreservation, now: float) -> bool:
+        if preservation.pause_instead(now, self._count, self._last_heartbeats):
             self.stats.self_preservation_entries += 1
             return True
         return False
 
-    def expiry_paused(self, now: float, *, due: bool) -> bool:
+    def expiry_paused(self, preservation: SelfPreservation, now: float, *, due: bool) -> bool:
         """Cluster mode, on the one node that decides (the guardian): whether expiry is
-        paused now, by the same rules and state as one process's own expiry. `due`: some
+        paused now, by the rules of one process's own expiry over this registry's
+        instances. `preservation` is the guardian's own decision state (what every node
+        shows follows the store instead: `follow_self_preservation`); `due`: some
         instance's lease is about to run out (an expiry would be due)."""
         self._advance(now)
-        if self._preservation.expiry_paused(now, self._count, self._last_heartbeats):
+        if preservation.expiry_paused(now, self._count, self._last_heartbeats):
             return True
-        return due and self._pause_instead(now)
+        return due and self._pause_instead(preservation, now)
 
     def follow_self_preservation(self, active: bool, reason: str | None, now: float) -> None:
         """Cluster mode, every other node: show the mode as the guardian stored it."""
         self._advance(now)
-        self._preservation.follow(active, reason, now)
+        self._preservation.follow(active, reason)
 
     # ---------------------------------------------------------- snapshots
 

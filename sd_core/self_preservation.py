@@ -83,15 +83,13 @@ class SelfPreservation:
         self._emit(SelfPreservationChanged(True, self.reason))
         return True
 
-    def follow(self, active: bool, reason: str | None, now: float) -> None:
-        """Cluster mode, a node that does not decide: show the mode the deciding node
-        (the guardian) stored. Should this node become the guardian while it shows the
-        mode on, its first `expiry_paused` looks again at once."""
+    def follow(self, active: bool, reason: str | None) -> None:
+        """Cluster mode: show the mode as the deciding node (the guardian) stored it;
+        this state then never decides (the node's registry expires nothing itself)."""
         if active == self.active and (not active or reason == self.reason):
             return
         self.active = active
         self.reason = reason if active else None
-        self._since = self._next_check = now
         self._emit(SelfPreservationChanged(active, reason or "the guardian node ended it"))
 
     def _leave(self, why: str) -> None:

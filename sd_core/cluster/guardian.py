@@ -9,7 +9,8 @@ with the lowest node id in its view (ties cannot happen: ids are keys), and a st
 node is never the guardian. The mode is shown on every node through the
 `self-preservation` key, which the guardian writes on its own node lease while the mode
 is on and deletes when it ends; if the guardian dies, the key goes with its lease and
-the next guardian decides afresh.
+the next guardian decides afresh. The guardian keeps its decision state apart from what
+its registry shows, which follows the key like every other node's.
 
 An expiry is "due" when an instance's lease would run out within `margin` (its last
 heartbeat, or the guardian's last renewal of it, plus the TTL): the guardian looks at
@@ -32,7 +33,7 @@ from sd_etcd import (
     put_request,
 )
 
-from ..self_preservation import RECHECK_SECONDS
+from ..self_preservation import RECHECK_SECONDS, SelfPreservation
 from .effects import instance_lease_ttl
 from .layout import PreservationRecord, wall
 from .link import StoreLink
@@ -62,6 +63,9 @@ class Guardian:
         self._is_current = is_current  # the link is ok and this node is in the view
         self.wall_offset = wall_offset
         self.next_at: float | None = 0.0
+        # The decision's own state; the registry shows what the store holds, on every
+        # node alike (this one included), so no node shows the mode before the others.
+        self.decision = SelfPreservation(view.registry.config, lambda changed: None)
         self._renewed: dict[InstanceKey, float] = {}  # wall clock, by the guardian
         self._stored = False  # the self-preservation key is ours and up
 
@@ -79,6 +83,8 @@ class Guardian:
             return
         if not self.guarding:
             self._renewed.clear()
+            if self.decision.active:  # should this node decide again, it starts afresh
+                self.decision = SelfPreservation(config, lambda changed: None)
             if self._stored:  # another node decides now: our key must not linger
                 self._unstore()
             return
@@ -86,7 +92,7 @@ class Guardian:
         wall_now = wall(now + self.wall_offset)
         alive = {key: self._alive(key, entry) for key, entry in self.view.entries.items()}
         due = any(last + ttl - DUE_MARGIN_SECONDS <= wall_now for last in alive.values())
-        if not registry.expiry_paused(now, due=due):
+        if not registry.expiry_paused(self.decision, now, due=due):
             self._renewed.clear()
             if self._stored:
                 self._unstore()
@@ -117,7 +123,7 @@ class Guardian:
 
     def _store(self, now: float) -> None:
         lease = self._node_lease()
-        active, reason = self.view.registry.self_preservation
+        active, reason = self.decision.active, self.decision.reason
         if not lease or not active or reason is None:
             return  # no node lease yet: the next look stores it
         self._stored = True
