@@ -10,9 +10,10 @@ their own key prefix. Five tables:
 
 1. Throughput per node, single-process against cluster node A, back to back
    in each repetition (`wrk -t1 -c64`, the harness of `bench.http_hot_paths`,
-   its 10 instances of `hot`): heartbeats (an etcd lease keepalive in cluster
-   mode) and cached reads of `GET /v1/discovery/services/hot`, with server
-   and etcd CPU per request. Target: cluster reads >= 0.9x single mode.
+   its 10 instances of `hot`): heartbeats (an etcd lease keepalive and a
+   group-committed soft-state put in cluster mode) and cached reads of
+   `GET /v1/discovery/services/hot`, with server and etcd CPU per request.
+   Target: cluster reads >= 0.9x single mode.
 2. Reads of A and B loaded at once (two wrk processes) against A alone. This
    is the one table run unpinned: servers, etcd and wrk may use both cores,
    the question being what a second node buys on this 2-core machine.
@@ -213,7 +214,7 @@ def per_node(single: Proc, node: Proc, etcd: Proc, loads: Loads, reps: int) -> d
 def per_node_rows(frontend: str, pairs: dict[str, Pair]) -> list[list[str]]:
     rows = []
     labels = {
-        "heartbeat": "heartbeat (cluster: etcd lease keepalive)",
+        "heartbeat": "heartbeat (cluster: keepalive + soft put)",
         "read": f"GET {READ_PATH} (cached)",
     }
     for what, pair in pairs.items():

@@ -37,15 +37,12 @@ from conformance.server_process import ServerProcess, start_server
 from frontends.shared.pages import load_pages
 from sd_core import openapi_document
 
-#: Tests skipped on the `cluster` kind: "file" or "file::test" -> why. Two sorts: tests
-#: of one process, and the three documented differences of cluster mode (what
-#: last_heartbeat, last_health_check and a small load move show: each would cost an
-#: etcd write per heartbeat or probe). Everything else runs on the cluster unchanged.
+#: Tests skipped on the `cluster` kind: "file" or "file::test" -> why. Only tests of one
+#: process: what last_heartbeat, a small load move and last_health_check show is the
+#: same as one process's (the soft state, docs/cluster.md). Everything else runs on the
+#: cluster unchanged.
 CLUSTER_SKIPS = {
     "test_lifecycle.py": "the lifecycle of one process (signals, drain, restart, exit codes)",
-    "test_self_preservation.py": (
-        "self-preservation is off in cluster mode: expiry is etcd's (docs/cluster.md)"
-    ),
     "test_maintenance.py::test_maintenance_survives_a_restart": (
         "a state file is refused in cluster mode; the store keeps maintenance"
     ),
@@ -55,18 +52,6 @@ CLUSTER_SKIPS = {
     "test_real_prometheus.py": (
         "Prometheus takes one SD URL (a load balancer over the nodes in production); "
         "what each node serves to it is covered by test_prometheus_sd.py"
-    ),
-    "test_registration.py::test_heartbeat_answers_exactly_and_refreshes_last_heartbeat": (
-        "in cluster mode last_heartbeat is the record's last write: keepalives are not "
-        "writes, so no node sees them (docs/cluster.md, what the rendered times mean)"
-    ),
-    "test_blocking.py::test_heartbeats_do_not_wake_a_held_query": (
-        "in cluster mode a load move below WATCH_LOAD_DELTA is not stored (it would be "
-        "an etcd write per heartbeat), so no node shows it (docs/cluster.md)"
-    ),
-    "test_health_checks.py::test_alternating_outcomes_leave_unknown_unknown": (
-        "in cluster mode last_health_check is when the current status was set; probes "
-        "that change nothing are not written, so `unknown` has none (docs/cluster.md)"
     ),
     "test_routing.py::test_health_needs_no_token_and_has_the_documented_fields": (
         "each node's /health names its own frontend (quart or trio), not `cluster`"

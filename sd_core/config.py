@@ -40,7 +40,7 @@ class RegistryConfig:
     probe_policy: ProbePolicy = field(default_factory=ProbePolicy)
     # False in cluster mode: the store's leases expire instances and the probe owner
     # deregisters long-unhealthy ones, so the local registry removes nothing on its own
-    # clock (and self-preservation, which only pauses local expiry, never engages).
+    # clock (self-preservation is then decided by the cluster's guardian node instead).
     local_expiry: bool = True
 
     def __post_init__(self) -> None:

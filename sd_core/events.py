@@ -135,6 +135,18 @@ class HealthRecorded(OfInstance):
     checked_at: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class SoftStateRecorded(OfInstance):
+    """Cluster mode: the store holds these soft values for the instance (its last
+    heartbeat, reported load and last health check, wall-clock; `checked_at` None before
+    the first probe). Applied like a heartbeat: timestamps and load move, the index
+    rises only for a load move of WATCH_LOAD_DELTA or more."""
+
+    heartbeat_at: float
+    load: float
+    checked_at: float | None
+
+
 # A change to an instance, as `Registry.apply` takes it (see there).
 InstanceChange = (
     Registration
@@ -142,6 +154,7 @@ InstanceChange = (
     | ProbePassed
     | ProbeFailed
     | HealthRecorded
+    | SoftStateRecorded
     | MaintenanceStarted
     | MaintenanceEnded
 )

@@ -42,6 +42,7 @@ from .events import (
     Removal,
     RemovalReason,
     RunProbe,
+    SoftStateRecorded,
     StatusChanged,
     StoreStamp,
 )
@@ -153,6 +154,8 @@ class Registry:
             return self._maintenance(change, now)
         if isinstance(change, HealthRecorded):
             return self._record_health(change, now)
+        if isinstance(change, SoftStateRecorded):
+            return self._record_soft_state(change)
         return self._record_probe(change, now)
 
     def register(self, request: RegisterRequest, now: float) -> bool:
@@ -206,11 +209,17 @@ class Registry:
             instance.load = unit_load(load)
         if ttl:
             self._reported(instance, status or Status.HEALTHY, now)
+        self._touched(service, instance, before)
+
+    def _touched(self, service: Service, instance: Instance, before: tuple[Status, float]) -> None:
+        """After a heartbeat, a probe or soft state from the store moved `instance`
+        (`before`: its status and load until then): renders show it, and the index rises
+        only for a status change or a load move of WATCH_LOAD_DELTA or more since the
+        last rise (timestamps alone never raise it; the one rule for both modes)."""
         self.views.instance_changed(
             service, instance, targets=(instance.status, instance.load) != before
         )
-        moved = load is not None and instance.load_moved(self.config.watch_load_delta)
-        if moved or instance.status != before[0]:
+        if instance.status != before[0] or instance.load_moved(self.config.watch_load_delta):
             self._bump_index(service, instance)
 
     def _reported(self, instance: Instance, status: Status, now: float) -> None:
@@ -403,11 +412,7 @@ class Registry:
             instance.failures += 1
             instance.successes = 0
             self._set_status(instance, Signal.PROBE_FAILED, result.reason, now)
-        targets = (instance.status, instance.load) != before
-        self.views.instance_changed(service, instance, targets=targets)
-        moved = instance.load_moved(self.config.watch_load_delta)
-        if instance.status != before[0] or moved:
-            self._bump_index(service, instance)
+        self._touched(service, instance, before)
         return True
 
     def probe_returned(self, result: ProbeResult, now: float) -> InstanceSnapshot | None:
@@ -427,6 +432,32 @@ class Registry:
         else:
             self.stats.probes_failed += 1
         return instance.snapshot()
+
+    def _record_soft_state(self, change: SoftStateRecorded) -> bool:
+        """Take the soft values the store holds (cluster mode): a heartbeat's or probe's
+        timestamps and load; True when anything shown moved."""
+        service = self._services.get(change.service_name)
+        instance = service.instances.get(change.instance_id) if service is not None else None
+        if instance is None or service is None:
+            return False
+        offset = self.wall_offset
+        heartbeat = change.heartbeat_at - offset
+        checked = None if change.checked_at is None else change.checked_at - offset
+        load = unit_load(change.load)
+        if (instance.last_heartbeat, instance.load, instance.last_health_check) == (
+            heartbeat,
+            load,
+            checked,
+        ):
+            return False
+        before = (instance.status, instance.load)
+        instance.last_heartbeat, instance.load, instance.last_health_check = (
+            heartbeat,
+            load,
+            checked,
+        )
+        self._touched(service, instance, before)
+        return True
 
     def _record_health(self, change: HealthRecorded, now: float) -> bool:
         """Take the status the store holds (cluster mode); True when anything shown moved."""
@@ -515,13 +546,34 @@ class Registry:
         due = self._timers.expired(now)
         if not due:
             return
-        if preservation.pause_instead(now, self._count, self._last_heartbeats):
+        if self._pause_instead(preservation, now):
             for instance in due:
                 self._timers.expire_later(instance)
-            self.stats.self_preservation_entries += 1
             return
         for instance in due:
             self._remove(instance, RemovalReason.TTL_EXPIRED)
+
+    def _pause_instead(self, preservation: SelfPreservation, now: float) -> bool:
+        if preservation.pause_instead(now, self._count, self._last_heartbeats):
+            self.stats.self_preservation_entries += 1
+            return True
+        return False
+
+    def expiry_paused(self, preservation: SelfPreservation, now: float, *, due: bool) -> bool:
+        """Cluster mode, on the one node that decides (the guardian): whether expiry is
+        paused now, by the rules of one process's own expiry over this registry's
+        instances. `preservation` is the guardian's own decision state (what every node
+        shows follows the store instead: `follow_self_preservation`); `due`: some
+        instance's lease is about to run out (an expiry would be due)."""
+        self._advance(now)
+        if preservation.expiry_paused(now, self._count, self._last_heartbeats):
+            return True
+        return due and self._pause_instead(preservation, now)
+
+    def follow_self_preservation(self, active: bool, reason: str | None, now: float) -> None:
+        """Cluster mode, every other node: show the mode as the guardian stored it."""
+        self._advance(now)
+        self._preservation.follow(active, reason)
 
     # ---------------------------------------------------------- snapshots
 

@@ -83,6 +83,15 @@ class SelfPreservation:
         self._emit(SelfPreservationChanged(True, self.reason))
         return True
 
+    def follow(self, active: bool, reason: str | None) -> None:
+        """Cluster mode: show the mode as the deciding node (the guardian) stored it;
+        this state then never decides (the node's registry expires nothing itself)."""
+        if active == self.active and (not active or reason == self.reason):
+            return
+        self.active = active
+        self.reason = reason if active else None
+        self._emit(SelfPreservationChanged(active, reason or "the guardian node ended it"))
+
     def _leave(self, why: str) -> None:
         self.active = False
         self.reason = None

@@ -30,6 +30,7 @@ from .codec import (
 from .errors import EtcdRequestError
 
 __all__ = [
+    "MAX_TXN_OPS",
     "Compare",
     "CompareResult",
     "DeleteRangeOp",
@@ -218,6 +219,10 @@ def delete_range_request(
     raw = as_bytes(key)
     op = DeleteRangeOp(raw, _range_end(raw, prefix, range_end), prev_kv)
     return _post("/v3/kv/deleterange", op.to_json())
+
+
+#: etcd's default `--max-txn-ops`: the most operations one txn may hold.
+MAX_TXN_OPS = 128
 
 
 def txn_request(

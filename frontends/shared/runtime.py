@@ -102,7 +102,9 @@ class Runtime:
                 settings.registry,
                 frontend=parts.frontend,
                 clock=clock,
-                wall_offset=wall_clock() - now,
+                # Read together (not against `now`, taken before the pages were
+                # loaded): every node must stamp the same wall time for one instant.
+                wall_offset=wall_clock() - clock(),
                 settle=self.settle,
                 secret=settings.secret,
                 read_token=settings.read_token,

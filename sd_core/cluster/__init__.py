@@ -3,10 +3,13 @@
 `ClusterNode` is what a driver owns, one per process: reads from a local view fed by
 one watch, writes as store calls, probes for its share of the fleet. `layout` holds the
 key layout and record codecs, `view` the watch-to-registry translation, `link` the
-store calls and the watch, `ownership` who probes what.
+store calls and the watch, `group_commit` the batched soft-state puts, `guardian`
+self-preservation, `ownership` who probes what.
 """
 
 from .effects import CloseWatch, ClusterConfig, ClusterEffect, OpenWatch, StoreCall, WriteDone
+from .group_commit import GroupCommit, SoftWaiter
+from .guardian import Guardian
 from .layout import (
     DEFAULT_PREFIX,
     HealthRecord,
@@ -14,6 +17,8 @@ from .layout import (
     KeyLayout,
     MaintenanceRecord,
     NodeRecord,
+    PreservationRecord,
+    SoftRecord,
 )
 from .link import CONNECTING, OK, UNAVAILABLE
 from .node import ClusterNode, NodeResult
@@ -31,6 +36,8 @@ __all__ = [
     "ClusterNode",
     "ClusterView",
     "Entry",
+    "GroupCommit",
+    "Guardian",
     "HealthRecord",
     "InstanceRecord",
     "KeyLayout",
@@ -38,6 +45,9 @@ __all__ = [
     "NodeRecord",
     "NodeResult",
     "OpenWatch",
+    "PreservationRecord",
+    "SoftRecord",
+    "SoftWaiter",
     "StoreCall",
     "WriteDone",
     "owner",

@@ -6,12 +6,19 @@ back through the node's methods (see `ClusterNode` for the full contract).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from sd_etcd import GatewayRequest
+from sd_etcd import MAX_TXN_OPS, GatewayRequest
 
 from ..http_api import HttpResponse
 from .layout import DEFAULT_PREFIX
+
+
+def instance_lease_ttl(registration_ttl: float) -> int:
+    """The TTL of an instance's lease: whole seconds (etcd's), at least the registration
+    TTL, so an instance never expires sooner than in one process."""
+    return max(1, math.ceil(registration_ttl))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +67,8 @@ class ClusterConfig:
     probes to the others; `retry_interval`: how soon a broken watch or a failed
     liveness call is tried again; `write_wait`: how long a confirmed write waits for
     the view to show it before it is answered anyway; `list_page`: keys per page of a
-    listing."""
+    listing; `soft_batch`: soft-state puts per txn of a group commit (etcd's
+    `--max-txn-ops` by default)."""
 
     node_id: str
     url: str = ""
@@ -71,9 +79,12 @@ class ClusterConfig:
     retry_interval: float = 1.0
     write_wait: float = 5.0
     list_page: int = 1000
+    soft_batch: int = MAX_TXN_OPS
 
     def __post_init__(self) -> None:
         if not self.node_id or "/" in self.node_id:
             raise ValueError("node_id must be non-empty and hold no '/'")
         if not 0 < self.keepalive_interval < self.node_ttl:
             raise ValueError("keepalive_interval must be positive and below node_ttl")
+        if self.soft_batch < 1:
+            raise ValueError("soft_batch must be at least 1")

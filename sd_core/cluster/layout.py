@@ -5,7 +5,11 @@ Under one prefix (one watch covers it all):
 - `instances/<service>/<id>`: the registration, on the instance's own lease;
 - `health/<service>/<id>`: its status, on the same lease (it goes with the instance);
 - `maintenance/<service>/<id>`: its drain, if any, on the same lease too;
-- `nodes/<node-id>`: a live registry node, on that node's lease.
+- `soft/<service>/<id>`: its soft state (last heartbeat, load, last health check), on
+  the same lease, rewritten by every heartbeat and probe (see `SoftRecord`);
+- `nodes/<node-id>`: a live registry node, on that node's lease;
+- `self-preservation`: present while expiry is paused, written by the guardian node on
+  its own lease (see `guardian`).
 
 Readers ignore fields they do not know, so a newer node can add fields without an
 older one choking; a record that does not decode is skipped, never fatal. Times are
@@ -69,8 +73,9 @@ class _Record(ABC):
 
 @dataclass(frozen=True, slots=True)
 class InstanceRecord(_Record):
-    """`instances/<service>/<id>`. `updated_at` is when it was last written (shown as
-    `last_heartbeat`: keepalives are invisible to the watch); `load` is 0..1."""
+    """`instances/<service>/<id>`. `updated_at` is when it was last written (a
+    registration; shown as `last_heartbeat` until the soft state says otherwise); `load`
+    is 0..1, the load at that registration (later loads are soft state)."""
 
     request: RegisterRequest
     registered_at: float
@@ -163,6 +168,39 @@ class MaintenanceRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class SoftRecord(_Record):
+    """`soft/<service>/<id>`: what a heartbeat or a probe that changes nothing moves.
+
+    `heartbeat_at` (shown as `last_heartbeat`), the reported `load` (0..1) and
+    `checked_at` (shown as `last_health_check`, None before the first probe). A key of
+    its own, apart from the instance record: it is rewritten at every heartbeat and
+    probe, and applying it never raises the index unless the load moved by
+    WATCH_LOAD_DELTA (the registry's rule, as in one process). Every writer rewrites
+    all three fields (what it did not observe is carried from its view).
+    """
+
+    heartbeat_at: float
+    load: float
+    checked_at: float | None
+
+    def encode(self) -> bytes:
+        checked = None if self.checked_at is None else wall(self.checked_at)
+        return _dumps(
+            {"heartbeat_at": wall(self.heartbeat_at), "load": self.load, "checked_at": checked}
+        )
+
+    @classmethod
+    def _from_document(cls, document: dict[str, Any]) -> SoftRecord | None:
+        heartbeat_at, load = _number(document, "heartbeat_at"), _number(document, "load")
+        checked_at = _number(document, "checked_at")
+        if heartbeat_at is None or load is None:
+            return None
+        if checked_at is None and document.get("checked_at") is not None:
+            return None
+        return cls(heartbeat_at, load, checked_at)
+
+
+@dataclass(frozen=True, slots=True)
 class NodeRecord(_Record):
     """`nodes/<node-id>`: how to reach a live node, and what it runs."""
 
@@ -183,16 +221,38 @@ class NodeRecord(_Record):
 
 
 @dataclass(frozen=True, slots=True)
+class PreservationRecord(_Record):
+    """`self-preservation`: expiry is paused cluster-wide, why, since when (wall clock),
+    and which node (the guardian) keeps the quiet instances' leases alive."""
+
+    reason: str
+    since: float
+    by_node: str
+
+    def encode(self) -> bytes:
+        return _dumps({"reason": self.reason, "since": wall(self.since), "by_node": self.by_node})
+
+    @classmethod
+    def _from_document(cls, document: dict[str, Any]) -> PreservationRecord | None:
+        reason, by_node = document.get("reason"), document.get("by_node", "")
+        since = _number(document, "since")
+        if not isinstance(reason, str) or not isinstance(by_node, str) or since is None:
+            return None
+        return cls(reason, since, by_node)
+
+
+@dataclass(frozen=True, slots=True)
 class ParsedKey:
-    """What a key under the prefix names: `kind` is instances, health, maintenance or
-    nodes."""
+    """What a key under the prefix names: `kind` is instances, health, maintenance,
+    soft, nodes or self-preservation."""
 
     kind: str
     name: str
     instance_id: str = ""
 
 
-_PER_INSTANCE = ("instances", "health", "maintenance")
+_PER_INSTANCE = ("instances", "health", "maintenance", "soft")
+PRESERVATION = "self-preservation"
 
 
 class KeyLayout:
@@ -213,8 +273,14 @@ class KeyLayout:
     def maintenance(self, service_name: str, instance_id: str) -> bytes:
         return self.prefix + f"maintenance/{service_name}/{instance_id}".encode()
 
+    def soft(self, service_name: str, instance_id: str) -> bytes:
+        return self.prefix + f"soft/{service_name}/{instance_id}".encode()
+
     def node(self, node_id: str) -> bytes:
         return self.prefix + f"nodes/{node_id}".encode()
+
+    def preservation(self) -> bytes:
+        return self.prefix + PRESERVATION.encode()
 
     def parse(self, key: bytes) -> ParsedKey | None:
         """None for a key this layout does not know (ignored, for forward compatibility)."""
@@ -228,4 +294,6 @@ class KeyLayout:
             return ParsedKey(parts[0], parts[1], parts[2])
         if len(parts) == 2 and parts[0] == "nodes" and parts[1]:
             return ParsedKey("nodes", parts[1])
+        if parts == [PRESERVATION]:
+            return ParsedKey(PRESERVATION, "")
         return None

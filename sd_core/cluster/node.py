@@ -11,7 +11,6 @@ liveness key on its own lease. Nothing here does I/O or reads a clock.
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TypeVar
@@ -19,6 +18,7 @@ from typing import TypeVar
 from sd_etcd import (
     DeleteRangeOp,
     EtcdError,
+    EtcdUnavailable,
     KeepAlive,
     LeaseGrant,
     LeaseNotFound,
@@ -59,13 +59,16 @@ from ..instance import unit_load
 from ..pages import Page
 from ..registry import Registry
 from ..status import Signal, Status, next_status
-from .effects import ClusterConfig, ClusterEffect, WriteDone
+from .effects import ClusterConfig, ClusterEffect, WriteDone, instance_lease_ttl
+from .group_commit import GroupCommit, SoftWaiter
+from .guardian import Guardian
 from .layout import (
     HealthRecord,
     InstanceRecord,
     KeyLayout,
     MaintenanceRecord,
     NodeRecord,
+    SoftRecord,
     wall,
 )
 from .link import OK, StoreLink
@@ -87,11 +90,6 @@ _UNAVAILABLE = RequestError(
 def random_lease_id(random_bits: Callable[[int], int]) -> int:
     """A lease id this node picks itself: positive int64, never 0 (0 = "etcd picks")."""
     return random_bits(62) + 1
-
-
-def _moved(new: float, old: float, delta: float) -> bool:
-    moved = abs(new - old)
-    return moved > 0 and moved >= delta - 1e-12
 
 
 class _Streak:
@@ -158,6 +156,7 @@ class ClusterNode:
             retry_interval=cluster.retry_interval,
             changed=self._link_changed,
         )
+        self.soft = GroupCommit(self.link, max_ops=cluster.soft_batch)
         self._random_bits = random_bits
         self._started = now
         self._writes = 0
@@ -167,6 +166,14 @@ class ClusterNode:
         self._revoking: set[InstanceKey] = set()
         self._node_lease = 0
         self._keepalive_at: float | None = None
+        self.guardian = Guardian(
+            self.view,
+            self.link,
+            node_id=cluster.node_id,
+            node_lease=lambda: self._node_lease,
+            is_current=lambda: not self.stale and cluster.node_id in self.view.nodes,
+            wall_offset=wall_offset,
+        )
         self._link_changed()
 
     # ------------------------------------------------------------ lifecycle
@@ -245,6 +252,7 @@ class ClusterNode:
                 self.registry.next_deadline(),
                 self.link.resync_at,
                 self._keepalive_at,
+                self.guardian.next_at,
                 min((a[1] for a in self._awaiting), default=None),
             )
             if t is not None
@@ -257,6 +265,8 @@ class ClusterNode:
             self.link.resync(now)
         if self._keepalive_at is not None and self._keepalive_at <= now:
             self._keepalive(now)
+        if self.guardian.next_at is not None and self.guardian.next_at <= now:
+            self.guardian.on_timer(now)
         if any(deadline <= now for _, deadline, _, _ in self._awaiting):
             # The store confirmed these writes but the view is late: answer anyway.
             late = [a for a in self._awaiting if a[1] <= now]
@@ -398,8 +408,9 @@ class ClusterNode:
             raise registry_full(self.config.max_instances)
         token = self._park()
         stamp = wall(now + self.wall_offset)
+        shown = _shown(entry) if entry is not None else None
         load = request.load_percentage
-        load = unit_load(load) if load is not None else (entry.record.load if entry else 0.0)
+        load = unit_load(load) if load is not None else (shown.load if shown else 0.0)
         record = InstanceRecord(
             request.model_copy(update={"load_percentage": load}),
             entry.record.registered_at if entry else stamp,
@@ -416,7 +427,8 @@ class ClusterNode:
         ops: list[PutOp | DeleteRangeOp] = [
             PutOp(self.layout.instance(*key), record.encode()),
         ]
-        if CheckType(request.check.type) is CheckType.TTL:
+        ttl = CheckType(request.check.type) is CheckType.TTL
+        if ttl:
             # A registration is a ttl instance's first heartbeat: healthy everywhere.
             current = None if moved or entry is None else entry.health
             reported = self._reported(current, Status.HEALTHY, stamp)
@@ -424,6 +436,11 @@ class ClusterNode:
                 ops.append(PutOp(self.layout.health(*key), reported.encode()))
         elif moved:  # a new address starts unknown everywhere, as in single-process mode
             ops.append(DeleteRangeOp(self.layout.health(*key)))
+        # It counts as a heartbeat (and, for a ttl check, as a health check): soft state
+        # last, so a listing that applies it after the health key shows the same.
+        checked = stamp if ttl else (shown.checked_at if shown else None)
+        soft = SoftRecord(stamp, load, checked)
+        ops.append(PutOp(self.layout.soft(*key), soft.encode()))
         route = command.route
         response = self.api.register_ok(request, route)
         failed = self._failure(token, route)
@@ -448,7 +465,7 @@ class ClusterNode:
             self.link.call(txn_request([], leased), answered, failed)
 
         def grant() -> None:
-            ttl = max(1, math.ceil(self.config.registration_ttl))
+            ttl = instance_lease_ttl(self.config.registration_ttl)
             lease = random_lease_id(self._random_bits)
 
             def granted(grant: LeaseGrant, now: float) -> None:
@@ -499,19 +516,24 @@ class ClusterNode:
             if current is None:
                 self._finish(token, _HEARTBEAT)
                 return
-            ops: list[PutOp] = []
+            stamp = wall(now + self.wall_offset)
             load = request.load_percentage
-            if load is not None:
-                ops += self._load_put(key, current, unit_load(load), now)
+            soft = self._soft_put(
+                key,
+                current,
+                heartbeat_at=stamp,
+                load=None if load is None else unit_load(load),
+                checked_at=stamp if ttl else None,
+            )
+            waiter = self._heartbeat_waiter(token, route, key)
             if ttl:
                 said = Status.HEALTHY if request.status is None else Status(request.status)
-                reported = self._reported(current.health, said, wall(now + self.wall_offset))
+                reported = self._reported(current.health, said, stamp)
                 if reported is not None:
-                    ops.append(PutOp(self.layout.health(*key), reported.encode(), current.lease))
-            if not ops:
-                self._finish(token, _HEARTBEAT)
-                return
-            self._put_guarded(key, current, ops, token)
+                    health = PutOp(self.layout.health(*key), reported.encode(), current.lease)
+                    self._put_guarded(key, current, [health, soft], waiter)
+                    return
+            self.soft.put(soft, waiter)
 
         self.link.call(
             lease_keepalive_request(entry.lease),
@@ -540,43 +562,61 @@ class ClusterNode:
         reason = "reported healthy" if status == Status.HEALTHY else "reported unhealthy"
         return HealthRecord(status, stamp, reason, self.cluster.node_id)
 
-    def _load_put(self, key: InstanceKey, entry: Entry, load: float, now: float) -> list[PutOp]:
-        """The record put for a load that moved by WATCH_LOAD_DELTA or more (smaller moves
-        are not stored: they would be writes nobody can see); none otherwise."""
-        if not _moved(load, entry.record.load, self.config.watch_load_delta):
-            return []
-        stamp = wall(now + self.wall_offset)
-        record = InstanceRecord(
-            entry.record.request.model_copy(update={"load_percentage": load}),
-            entry.record.registered_at,
-            stamp,
-            load,
+    def _heartbeat_waiter(self, token: int, route: str, key: InstanceKey) -> SoftWaiter:
+        """A heartbeat's answer once its soft put is written and this view shows it."""
+        return SoftWaiter(
+            written=lambda revision, now: self._after_view(token, revision, _HEARTBEAT, now),
+            gone=lambda now: self._finish(token, error_response(not_registered(*key), route)),
+            refused=lambda error, now: self._store_refused(token, route, error),
         )
-        return [PutOp(self.layout.instance(*key), record.encode(), entry.lease)]
 
-    def _put_guarded(self, key: InstanceKey, entry: Entry, ops: list[PutOp], token: int) -> None:
+    def _soft_put(
+        self,
+        key: InstanceKey,
+        entry: Entry,
+        *,
+        heartbeat_at: float | None = None,
+        load: float | None = None,
+        checked_at: float | None = None,
+    ) -> PutOp:
+        """The instance's soft state with what this write observed (None: as the view
+        shows it), on the instance's lease. Every writer rewrites all three fields, so a
+        heartbeat and a probe written by two nodes within one watch delay may hide the
+        older one's field until its next write (milliseconds apart, documented)."""
+        shown = _shown(entry)
+        record = SoftRecord(
+            shown.heartbeat_at if heartbeat_at is None else heartbeat_at,
+            shown.load if load is None else load,
+            shown.checked_at if checked_at is None else checked_at,
+        )
+        return PutOp(self.layout.soft(*key), record.encode(), entry.lease)
+
+    def _put_guarded(
+        self, key: InstanceKey, entry: Entry, ops: list[PutOp], waiter: SoftWaiter
+    ) -> None:
         """Puts for the instance incarnation the view holds (a guarded txn: nothing is
-        written over a newer registration). `token`: the heartbeat to answer, or 0."""
+        written over a newer registration), answered like a soft put: a ttl instance's
+        heartbeat that changes its status."""
         instance_key = self.layout.instance(*key)
         same = Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
 
         def answered(status: int, body: bytes, now: float) -> None:
             try:
                 result = parse_txn(status, body)
+            except LeaseNotFound:
+                waiter.gone(now)
+                return
             except EtcdError as error:
                 self.link.store_error(error)
-                result = None
-            if token:
-                if result is None:
-                    self._finish(token, _HEARTBEAT)  # the keepalive itself succeeded
-                else:
-                    self._after_view(token, result.header.revision, _HEARTBEAT, now)
+                waiter.refused(error, now)
+                return
+            self.link.saw(result.header)
+            waiter.written(result.header.revision, now)
 
-        self.link.call(
-            txn_request([same], ops),
-            answered,
-            lambda now: self._finish(token, _HEARTBEAT) if token else None,
-        )
+        def failed(now: float) -> None:
+            waiter.refused(EtcdUnavailable("no answer from the store"), now)
+
+        self.link.call(txn_request([same], ops), answered, failed)
 
     def _maintenance(self, command: MaintenanceWrite, now: float) -> NodeResult:
         """Start or end a drain: the instance's maintenance key, on its lease, written
@@ -695,22 +735,24 @@ class ClusterNode:
             failure_threshold=self.config.failure_threshold,
         )
         wall_now = wall(now + self.wall_offset)
-        if status != instance.status:
+        load = result.load if isinstance(result, ProbePassed) else None
+        soft = self._soft_put(
+            key, entry, load=None if load is None else unit_load(load), checked_at=wall_now
+        )
+        if status != instance.status and key not in self._health_writes:
             reason = "probe passed" if passed else getattr(result, "reason", "probe failed")
-            self._write_status(
-                key, entry, HealthRecord(status, wall_now, reason, self.cluster.node_id)
-            )
-        elif isinstance(result, ProbePassed) and result.load is not None:
-            ops = self._load_put(key, entry, unit_load(result.load), now)
-            if ops:
-                self._put_guarded(key, entry, ops, 0)
+            record = HealthRecord(status, wall_now, reason, self.cluster.node_id)
+            self._write_status(key, entry, record, soft)
+        else:  # it changed nothing but the soft state; nobody waits for it
+            self.soft.put(soft)
         self._deregister_if_unhealthy_too_long(key, entry, wall_now)
 
-    def _write_status(self, key: InstanceKey, entry: Entry, record: HealthRecord) -> None:
+    def _write_status(
+        self, key: InstanceKey, entry: Entry, record: HealthRecord, soft: PutOp
+    ) -> None:
         """One txn, guarded by both keys' mod revisions as this view saw them: a lost race
-        (another owner, a re-registration) writes nothing, and the watch shows the winner."""
-        if key in self._health_writes:
-            return
+        (another owner, a re-registration) writes nothing, and the watch shows the winner.
+        The probe's soft state goes in the same txn, after the health key."""
         self._health_writes.add(key)
         health_key = self.layout.health(*key)
         txn = txn_request(
@@ -718,7 +760,7 @@ class ClusterNode:
                 mod_revision_is(self.layout.instance(*key), entry.mod_revision),
                 mod_revision_is(health_key, entry.health_mod),
             ],
-            [PutOp(health_key, record.encode(), entry.lease)],
+            [PutOp(health_key, record.encode(), entry.lease), soft],
         )
 
         def answered(status: int, body: bytes, now: float) -> None:
@@ -778,3 +820,12 @@ def _answered(
         then(parsed, now)
 
     return answered
+
+
+def _shown(entry: Entry) -> SoftRecord:
+    """The instance's soft state as the view holds it (before its first soft put, what
+    its record and health key say)."""
+    if entry.soft is not None:
+        return entry.soft
+    checked = None if entry.health is None else entry.health.since
+    return SoftRecord(entry.record.updated_at, entry.record.load, checked)

@@ -23,20 +23,26 @@ from ..events import (
     Registration,
     Removal,
     RemovalReason,
+    SoftStateRecorded,
     StoreStamp,
 )
 from ..registry import Registry
 from ..status import Status
 from .layout import (
+    PRESERVATION,
     HealthRecord,
     InstanceRecord,
     KeyLayout,
     MaintenanceRecord,
     NodeRecord,
     ParsedKey,
+    PreservationRecord,
+    SoftRecord,
 )
 
 InstanceKey = tuple[str, str]
+# The records kept beside an instance's, on its lease.
+_BESIDE = ("health", "maintenance", "soft")
 
 
 @dataclass(slots=True)
@@ -51,6 +57,8 @@ class Entry:
     health_mod: int = 0
     maintenance: MaintenanceRecord | None = None
     maintenance_mod: int = 0
+    soft: SoftRecord | None = None
+    soft_mod: int = 0
 
 
 class ClusterView:
@@ -93,10 +101,14 @@ class ClusterView:
         listing was deleted at some revision up to `revision`, which is all a re-list
         can know, so such a removal gives index `revision`.
         """
-        instances: dict[InstanceKey, KeyValue] = {}
-        health: dict[InstanceKey, KeyValue] = {}
-        drains: dict[InstanceKey, KeyValue] = {}
+        listed: dict[str, dict[InstanceKey, KeyValue]] = {
+            "instances": {},
+            "health": {},
+            "maintenance": {},
+            "soft": {},
+        }
         nodes: dict[str, NodeRecord] = {}
+        paused: KeyValue | None = None
         for kv in kvs:
             parsed = self.layout.parse(kv.key)
             if parsed is None:
@@ -105,29 +117,33 @@ class ClusterView:
                 node = NodeRecord.decode(kv.value)
                 if node is not None:
                     nodes[parsed.name] = node
+            elif parsed.kind == PRESERVATION:
+                paused = kv
             else:
-                found = {"instances": instances, "health": health}.get(parsed.kind, drains)
-                found[(parsed.name, parsed.instance_id)] = kv
+                listed[parsed.kind][(parsed.name, parsed.instance_id)] = kv
         self.nodes = nodes
+        instances = listed["instances"]
         for key, kv in instances.items():
             entry = self.entries.get(key)
             if entry is None or entry.mod_revision != kv.mod_revision:
                 self._put(ParsedKey("instances", *key), kv, now)
-        for key, kv in health.items():
-            entry = self.entries.get(key)
-            if entry is not None and entry.health_mod != kv.mod_revision:
-                self._put(ParsedKey("health", *key), kv, now)
-        for key, kv in drains.items():
-            entry = self.entries.get(key)
-            if entry is not None and entry.maintenance_mod != kv.mod_revision:
-                self._put(ParsedKey("maintenance", *key), kv, now)
+        # Beside the record, in the order a registration writes them: deletions, then
+        # puts, soft state last (it is written with, or after, the health key).
         for key, entry in list(self.entries.items()):
-            if entry.health is not None and key not in health:
-                self._delete(ParsedKey("health", *key), revision, now)
-            if entry.maintenance is not None and key not in drains:
-                self._delete(ParsedKey("maintenance", *key), revision, now)
+            for kind in _BESIDE:
+                if _beside_mod(entry, kind) and key not in listed[kind]:
+                    self._delete(ParsedKey(kind, *key), revision, now)
+        for kind in _BESIDE:
+            for key, kv in listed[kind].items():
+                entry = self.entries.get(key)
+                if entry is not None and _beside_mod(entry, kind) != kv.mod_revision:
+                    self._put(ParsedKey(kind, *key), kv, now)
         for key in [key for key in self.entries if key not in instances]:
             self._delete(ParsedKey("instances", *key), revision, now)
+        if paused is None:
+            self._delete(ParsedKey(PRESERVATION, ""), revision, now)
+        else:
+            self._put(ParsedKey(PRESERVATION, ""), paused, now)
         self.progress(revision)
 
     # ------------------------------------------------------------ changes
@@ -141,7 +157,14 @@ class ClusterView:
             else:
                 self.nodes[parsed.name] = node
             return
-        if parsed.kind in ("health", "maintenance"):
+        if parsed.kind == PRESERVATION:
+            paused = PreservationRecord.decode(kv.value)
+            if paused is None:
+                self.skipped_records += 1
+            else:
+                self.registry.follow_self_preservation(True, paused.reason, now)
+            return
+        if parsed.kind in _BESIDE:
             self._put_beside(parsed.kind, key, kv, now)
             return
         record = InstanceRecord.decode(kv.value)
@@ -167,28 +190,18 @@ class ClusterView:
             entry.record, entry.mod_revision, entry.lease = record, kv.mod_revision, kv.lease
 
     def _put_beside(self, kind: str, key: InstanceKey, kv: KeyValue, now: float) -> None:
-        """A `health` or `maintenance` record: kept on its instance's entry, told to the registry.
+        """A `health`, `maintenance` or `soft` record: kept on its instance's entry, told
+        to the registry.
 
         One for an instance this view does not hold is ignored; an unreadable one is skipped.
         """
         entry = self.entries.get(key)
         if entry is None:
             return
-        change: HealthRecorded | MaintenanceStarted
-        if kind == "health":
-            health = HealthRecord.decode(kv.value)
-            if health is None:
-                self.skipped_records += 1
-                return
-            entry.health, entry.health_mod = health, kv.mod_revision
-            change = HealthRecorded(key[0], key[1], health.status, health.reason, health.since)
-        else:
-            drain = MaintenanceRecord.decode(kv.value)
-            if drain is None:
-                self.skipped_records += 1
-                return
-            entry.maintenance, entry.maintenance_mod = drain, kv.mod_revision
-            change = MaintenanceStarted(key[0], key[1], drain.reason, drain.since)
+        change = _kept_beside(entry, kind, key, kv)
+        if change is None:
+            self.skipped_records += 1
+            return
         self.registry.apply(change, now, revision=kv.mod_revision)
 
     def _delete(self, parsed: ParsedKey, revision: int, now: float) -> None:
@@ -204,6 +217,14 @@ class ClusterView:
             change = HealthRecorded(key[0], key[1], Status.UNKNOWN, "status cleared", None)
             self.registry.apply(change, now, revision=revision)
             return
+        if parsed.kind == PRESERVATION:
+            self.registry.follow_self_preservation(False, None, now)
+            return
+        if parsed.kind == "soft":  # it only goes with its lease: the record goes too
+            entry = self.entries.get(key)
+            if entry is not None:
+                entry.soft, entry.soft_mod = None, 0
+            return
         if parsed.kind == "maintenance":
             entry = self.entries.get(key)
             if entry is None or entry.maintenance is None:
@@ -216,3 +237,33 @@ class ClusterView:
         reason = self.removal_reasons.pop(key, RemovalReason.TTL_EXPIRED)
         if self.registry.instance_snapshot(*key) is not None:  # else never shown (full)
             self.registry.apply(Removal(key[0], key[1], reason), now, revision=revision)
+
+
+def _kept_beside(
+    entry: Entry, kind: str, key: InstanceKey, kv: KeyValue
+) -> HealthRecorded | MaintenanceStarted | SoftStateRecorded | None:
+    """Decode the `kind` record beside an instance's, keep it on `entry`, and say what the
+    registry must apply; None when it does not decode (then nothing is kept)."""
+    if kind == "soft":
+        soft = SoftRecord.decode(kv.value)
+        if soft is not None:
+            entry.soft, entry.soft_mod = soft, kv.mod_revision
+            return SoftStateRecorded(*key, soft.heartbeat_at, soft.load, soft.checked_at)
+    elif kind == "health":
+        health = HealthRecord.decode(kv.value)
+        if health is not None:
+            entry.health, entry.health_mod = health, kv.mod_revision
+            return HealthRecorded(*key, health.status, health.reason, health.since)
+    else:
+        drain = MaintenanceRecord.decode(kv.value)
+        if drain is not None:
+            entry.maintenance, entry.maintenance_mod = drain, kv.mod_revision
+            return MaintenanceStarted(*key, drain.reason, drain.since)
+    return None
+
+
+def _beside_mod(entry: Entry, kind: str) -> int:
+    """The mod revision of the `kind` record beside the instance (0: none)."""
+    if kind == "health":
+        return entry.health_mod
+    return entry.maintenance_mod if kind == "maintenance" else entry.soft_mod

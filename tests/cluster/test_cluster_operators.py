@@ -134,9 +134,11 @@ def test_ttl_status_is_written_once_per_change_and_shown_everywhere() -> None:
     assert cluster.status_of(1, "api", "a1") == "unhealthy"  # read-your-writes
     assert {cluster.status_of(n, "api", "a1") for n in range(3)} == {"unhealthy"}
     assert cluster.heartbeat(2, "api", "a1", status="unhealthy").status == 200
-    revision = cluster.etcd.revision
+    index = cluster.index(0, "api")
     assert cluster.heartbeat(0, "api", "a1", status="unhealthy").status == 200
-    assert cluster.etcd.revision == revision  # no change, no write
+    # No change: no status write (only its soft state), and no index rise anywhere.
+    assert _writes(cluster, health) == 2
+    assert {cluster.index(n, "api") for n in range(3)} == {index}
     assert cluster.heartbeat(2, "api", "a1").status == 200  # no status: healthy
     assert {cluster.status_of(n, "api", "a1") for n in range(3)} == {"healthy"}
     assert _writes(cluster, health) == 3
