@@ -49,10 +49,6 @@ CLUSTER_SKIPS = {
     "test_check_types.py::test_check_types_survive_a_restart": (
         "a state file is refused in cluster mode; the store keeps check types"
     ),
-    "test_real_prometheus.py": (
-        "Prometheus takes one SD URL (a load balancer over the nodes in production); "
-        "what each node serves to it is covered by test_prometheus_sd.py"
-    ),
     "test_routing.py::test_health_needs_no_token_and_has_the_documented_fields": (
         "each node's /health names its own frontend (quart or trio), not `cluster`"
     ),

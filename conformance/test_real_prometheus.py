@@ -97,14 +97,20 @@ def expected_targets(sd_server: ServerProcess) -> Iterator[dict[str, dict[str, s
 def prometheus(
     prometheus_binary: str, sd_server: ServerProcess, expected_targets: dict[str, Any]
 ) -> Iterator[PrometheusServer]:
-    def sd_config(path: str, token: str, *, with_type: bool = True) -> dict[str, Any]:
+    # A cluster's url lists its nodes: each job asks a different one, as Prometheus
+    # behind a load balancer may, and must not be able to tell.
+    nodes = sd_server.url.split(",")
+
+    def sd_config(
+        path: str, token: str, *, with_type: bool = True, node: int = 0
+    ) -> dict[str, Any]:
         # Without `type`, Debian's Prometheus 2.42 sends the bare token with no
         # "Bearer"; the registry accepts both, and each job uses one form.
         authorization = {"credentials": token}
         if with_type:
             authorization["type"] = "Bearer"
         return {
-            "url": f"{sd_server.url}{path}",
+            "url": f"{nodes[node % len(nodes)]}{path}",
             "refresh_interval": "1s",
             "authorization": authorization,
         }
@@ -120,7 +126,10 @@ def prometheus(
                 "job_name": APP_JOB,
                 "http_sd_configs": [
                     sd_config(
-                        f"/v1/discovery/services/{APP}/instances", READ_TOKEN, with_type=False
+                        f"/v1/discovery/services/{APP}/instances",
+                        READ_TOKEN,
+                        with_type=False,
+                        node=-1,
                     )
                 ],
             },
