@@ -251,21 +251,23 @@ async def _open_streams(port: int, count: int) -> list[asyncio.StreamWriter]:
     return writers
 
 
-OURS = ("/frontends/", "/sd_core/")
+#: The files that serve a watch stream (not the launch path, which is on every stack).
+OURS = ("/watch_streams.py", "/streams.py", "/http1_only.py", "/sd_core/")
 
 
 def _ours_or_server(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, per: int) -> None:
-    """Heap growth split by who asked for it: our code (any frame of ours on the
-    allocation's stack, the innermost or further out) or the server alone."""
-    split = {"allocated in our code": 0, "allocated for our code": 0, "the server's alone": 0}
+    """Heap growth split by who allocated it: our stream code (the innermost frame
+    is ours), the server while our code called it (a frame of ours further out:
+    its send path, say), or the server alone (its per-connection state)."""
+    split = {"our stream code": 0, "the server, called by our code": 0, "the server alone": 0}
     for stat in after.compare_to(before, "traceback"):
         frames = [frame.filename for frame in stat.traceback]
         if any(part in frames[-1] for part in OURS):
-            split["allocated in our code"] += stat.size_diff
+            split["our stream code"] += stat.size_diff
         elif any(part in name for name in frames for part in OURS):
-            split["allocated for our code"] += stat.size_diff
+            split["the server, called by our code"] += stat.size_diff
         else:
-            split["the server's alone"] += stat.size_diff
+            split["the server alone"] += stat.size_diff
     print()
     for what, size in split.items():
         print(f"{size / per:8,.0f} B/stream  {what}")

@@ -1,14 +1,15 @@
 """Holds one watch stream open on trio, writing what the hub queues for it.
 
 Served straight on the ASGI `send` (see `shared.watch_streams.WatchRoute`): an
-event costs one `send` per stream. A stream costs the one task the server
-already runs the app in, and one `_ScopeStream`: between writes the task
-waits in the server's `receive` (which is how it hears the client leave),
-inside a cancel scope of its own that the hub cancels to wake it (`wake`);
-trio's memory channels lose nothing to a cancelled `receive`. That replaced a
-nursery with a second task waiting for the disconnect, and an event with a
-deadline per wait (docs/performance.md, scenario 6). Mirrors
-`quart_app/streams.py`; the write loop both share is
+event costs one `send` per stream. The writer is the task the server runs the
+app in; between writes it parks with `trio.lowlevel.wait_task_rescheduled`
+and the hub's `wake` reschedules it: no event, parking lot or cancel scope
+per wait. A second task in a nursery beside it waits in the server's
+`receive` to hear the client leave. (Waking a writer parked in `receive`
+itself by cancelling that wait, as the asyncio frontend does, saves that task
+but made a wake of 10,000 streams cost trio about 0.4 s more CPU: a trio
+cancellation raises through the channel; docs/performance.md, scenario 6.)
+Mirrors `quart_app/streams.py`; the write loop both share is
 `shared.watch_streams.write_stream`.
 """
 
@@ -21,44 +22,60 @@ from sd_core.watch_stream import WatchSpec
 from ..shared.watch_streams import Hold, Receive, Send, Stream, StreamHub, keep_alive, write_stream
 
 
-class _ScopeStream(Stream):
-    """A stream written by one trio task; `writer` stops it all, `parked` only its wait."""
+class _ParkedStream(Stream):
+    """A stream written by one trio task (`task`); `writer` is the scope that stops it."""
 
-    __slots__ = ("parked", "receive", "writer")
+    __slots__ = ("parked", "receive", "task", "writer")
 
     def __init__(
-        self, follows: frozenset[str] | None, receive: Receive, writer: trio.CancelScope
+        self,
+        follows: frozenset[str] | None,
+        receive: Receive,
+        task: trio.lowlevel.Task,
+        writer: trio.CancelScope,
     ) -> None:
         super().__init__(follows)
         self.receive = receive
+        self.task = task
         self.writer = writer
-        self.parked: trio.CancelScope | None = None  # the scope of the wait in `idle`
+        self.parked = False  # waiting in `idle` (not writing)
 
     def wake(self) -> None:
-        if self.parked is not None:  # a writing task looks at what is pending once done
-            self.parked.cancel()
+        if self.parked:  # a writing task looks at what is pending once its write is done
+            self.parked = False
+            trio.lowlevel.reschedule(self.task)
 
     def abort(self) -> None:
         self.writer.cancel()  # a dropped stream sends nothing more
 
     async def idle(self) -> None:
-        with trio.CancelScope() as parked:
-            self.parked = parked
-            try:
-                self.received(await self.receive())
-            finally:
-                self.parked = None
+        self.parked = True
+        await trio.lowlevel.wait_task_rescheduled(self._unpark)
+
+    def _unpark(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        """The writer is cancelled while parked (dropped, or the server stops)."""
+        self.parked = False
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def until_disconnect(self) -> None:
+        """Beside the writer: mark the stream dropped once its client leaves, and wake it."""
+        while not self.dropped:
+            self.received(await self.receive())
+        self.wake()
 
 
 def make_hold(keepalive: float) -> Hold:
     async def hold(hub: StreamHub, spec: WatchSpec, receive: Receive, send: Send) -> None:
         with trio.CancelScope() as writer:
-            stream = _ScopeStream(spec.services, receive, writer)
+            stream = _ParkedStream(spec.services, receive, trio.lowlevel.current_task(), writer)
             hub.open(stream, spec)
             if hub.start_ticking():  # a system task: it ends after the last stream
                 trio.lowlevel.spawn_system_task(keep_alive, hub, keepalive, trio.sleep)
             try:
-                await write_stream(stream, send)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(stream.until_disconnect)
+                    await write_stream(stream, send)
+                    nursery.cancel_scope.cancel()
             finally:
                 hub.close(stream)
 
