@@ -240,21 +240,22 @@ async def keep_alive(
 Hold = Callable[[StreamHub, WatchSpec, Receive, Send], Awaitable[None]]
 
 
-async def serve_watch(
+def serve_watch(
     runtime: Any, scope: Message, receive: Receive, send: Send, hold: Hold
-) -> None:
+) -> Awaitable[None]:
     """`GET /v1/discovery/watch`: refused like any read, or held open as a stream.
 
-    What the checks built (the request, its headers' values) is gone before
-    the stream is held: only the spec stays with it.
+    Checks at once and hands back what to await (the refusal, or the stream
+    itself), so an open stream's task holds no frame of this function's; what
+    the checks built (the request, its headers' values) is gone too, only the
+    spec stays with the stream.
     """
     result = _open_watch(runtime, scope)
     if isinstance(result, HttpResponse):
         runtime.count(result)
-        await send_response(send, result)
-        return
+        return send_response(send, result)
     runtime.count(HttpResponse(200, b"", (), WATCH_ROUTE))
-    await hold(runtime.streams, result, receive, send)
+    return hold(runtime.streams, result, receive, send)
 
 
 def _open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
@@ -336,8 +337,9 @@ class WatchRoute:
         self.runtime = runtime
         self._hold = make_hold(runtime.settings.watch_keepalive)
 
-    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Message, receive: Receive, send: Send) -> Awaitable[None]:
+        """What to await for this request (no frame of this wrapper's stays on the stack)."""
         if scope["type"] == "http" and scope["path"] == WATCH_ROUTE and scope["method"] == "GET":
-            await serve_watch(self.runtime, scope, receive, send, self._hold)
-        else:
-            await self.app(scope, receive, send)
+            return serve_watch(self.runtime, scope, receive, send, self._hold)
+        app_call: Awaitable[None] = self.app(scope, receive, send)
+        return app_call
