@@ -161,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("what", choices=("watchers", "streams", "instances"))
     parser.add_argument("--frontend", choices=("quart", "trio", "quart-uvicorn"), default="quart")
     parser.add_argument("--count", type=int, default=None)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--bare", action="store_true", help="the bare app (watchers only)")
     args = parser.parse_args(args_in)
     count = args.count or (20_000 if args.what == "instances" else 2000)
@@ -171,7 +172,9 @@ def main(argv: list[str] | None = None) -> None:
             stack = "quart" if args.frontend == "quart" else "trio"
             proc = _start(run, ["bare", stack], base, "bare")
         else:
-            proc = _start(run, ["serve", *_frontend_args(args.frontend)], base, "registry")
+            proc = _start(
+                run, ["serve", *_frontend_args(args.frontend, args.loop)], base, "registry"
+            )
         if args.what == "watchers":
             _watchers(proc, base, count, args.bare)
         elif args.what == "streams":
@@ -180,11 +183,11 @@ def main(argv: list[str] | None = None) -> None:
             _instances(proc, base, count)
 
 
-def _frontend_args(frontend: str) -> list[str]:
-    """The CLI's arguments for a frontend; Quart on the asyncio loop (tracemalloc sees it)."""
+def _frontend_args(frontend: str, loop: str) -> list[str]:
+    """The CLI's arguments for a frontend (`loop`: Quart's; uvloop's C state is not traced)."""
     if frontend == "quart-uvicorn":
-        return ["--frontend", "quart", "--server", "uvicorn", "--loop", "asyncio"]
-    return ["--frontend", frontend, *(["--loop", "asyncio"] if frontend == "quart" else [])]
+        return ["--frontend", "quart", "--server", "uvicorn", "--loop", loop]
+    return ["--frontend", frontend, *(["--loop", loop] if frontend == "quart" else [])]
 
 
 def _watch_path(proc: Proc, bare: bool) -> str:
