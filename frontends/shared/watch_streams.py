@@ -255,7 +255,37 @@ def serve_watch(
         runtime.count(result)
         return send_response(send, result)
     runtime.count(HttpResponse(200, b"", (), WATCH_ROUTE))
+    release_request(scope)
     return hold(runtime.streams, result, receive, send)
+
+
+#: What of a stream's scope is kept once it is checked: what the servers read
+#: while sending a response (hypercorn 0.18: `method`, `http_version`; uvicorn:
+#: `method`) and the small values that name the request, should a log want them.
+SCOPE_KEPT = (
+    "type",
+    "http_version",
+    "method",
+    "scheme",
+    "path",
+    "query_string",
+    "root_path",
+    "server",
+    "client",
+)
+
+
+def release_request(scope: Message) -> None:
+    """Drop what an open stream no longer needs from its scope, in place.
+
+    The server holds the scope (hypercorn's `HTTPStream`, uvicorn's protocol
+    and cycle) for as long as the stream is open; its dict, the request
+    headers, the lifespan state's copy and the extensions were about a
+    kilobyte per stream. `clear` is what gives a dict's table back.
+    """
+    kept = {key: scope[key] for key in SCOPE_KEPT if key in scope}
+    scope.clear()
+    scope.update(kept)
 
 
 def _open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
@@ -280,12 +310,13 @@ def _open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
     return result
 
 
+#: One immutable copy for every stream: hypercorn keeps each response's start
+#: message (for its access log) as long as the stream is open.
+_STREAM_START_HEADERS = tuple((k.encode(), v.encode()) for k, v in STREAM_HEADERS)
+
+
 def stream_start() -> Message:
-    return {
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(k.encode(), v.encode()) for k, v in STREAM_HEADERS],
-    }
+    return {"type": "http.response.start", "status": 200, "headers": _STREAM_START_HEADERS}
 
 
 def body(data: bytes, *, more: bool = True) -> Message:
