@@ -17,7 +17,13 @@ import pytest
 import trio
 
 from frontends.quart_app.streams import make_hold as asyncio_hold
-from frontends.shared.watch_streams import SCOPE_KEPT, Message, StreamHub, release_request
+from frontends.shared.watch_streams import (
+    SCOPE_KEPT,
+    Message,
+    Stream,
+    StreamHub,
+    release_request,
+)
 from frontends.trio_app.streams import make_hold as trio_hold
 from sd_core import Registry, RegistryConfig
 from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
@@ -46,9 +52,12 @@ class AsyncioClient:
         self.sent.append(message)
         self.sending.set()
 
-    def start(self, hub: StreamHub) -> asyncio.Task[None]:
+    async def open(self, hub: StreamHub) -> tuple[asyncio.Task[None], Stream]:
+        """The writer's task, once it sent the start and waits; and its stream."""
         hold = asyncio_hold(3600.0)
-        return asyncio.ensure_future(hold(hub, SPEC, self.inbox.get, self.send))
+        writer = asyncio.ensure_future(hold(hub, SPEC, self.inbox.get, self.send))
+        await self.settle()
+        return writer, next(iter(hub._by_service["svc"]))
 
     async def settle(self) -> None:
         for _ in range(5):
@@ -62,11 +71,10 @@ def run_asyncio(scenario: Callable[[StreamHub], Awaitable[None]]) -> None:
 def test_asyncio_a_wake_sends_the_event_and_the_writer_waits_again() -> None:
     async def scenario(hub: StreamHub) -> None:
         client = AsyncioClient()
-        writer = client.start(hub)
-        await client.settle()
+        writer, stream = await client.open(hub)
         assert bodies(client.sent)[0].startswith(STREAM_PREAMBLE)
         for number in range(3):
-            hub._push(next(iter(hub._by_service["svc"])), b"event %d\n\n" % number)
+            hub._push(stream, b"event %d\n\n" % number)
             await client.settle()
         assert bodies(client.sent)[1:] == [b"event 0\n\n", b"event 1\n\n", b"event 2\n\n"]
         assert not writer.done() and writer.cancelling() == 0
@@ -80,10 +88,9 @@ def test_asyncio_a_wake_sends_the_event_and_the_writer_waits_again() -> None:
 def test_asyncio_a_message_arriving_with_a_wake_is_not_lost() -> None:
     async def scenario(hub: StreamHub) -> None:
         client = AsyncioClient()
-        writer = client.start(hub)
-        await client.settle()
+        writer, stream = await client.open(hub)
         client.inbox.put_nowait(DISCONNECT)  # the writer's receive is woken with it...
-        hub._push(next(iter(hub._by_service["svc"])), b"event\n\n")  # ...and cancelled
+        hub._push(stream, b"event\n\n")  # ...and cancelled
         await asyncio.wait_for(writer, 5)
         assert hub.count == 0  # the disconnect was heard on the next wait
 
@@ -93,9 +100,8 @@ def test_asyncio_a_message_arriving_with_a_wake_is_not_lost() -> None:
 def test_asyncio_the_servers_cancel_is_not_taken_back() -> None:
     async def scenario(hub: StreamHub) -> None:
         client = AsyncioClient()
-        writer = client.start(hub)
-        await client.settle()
-        hub._push(next(iter(hub._by_service["svc"])), b"event\n\n")  # a wake of ours...
+        writer, stream = await client.open(hub)
+        hub._push(stream, b"event\n\n")  # a wake of ours...
         writer.cancel()  # ...and the server's, before the writer runs
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(writer, 5)  # (a swallowed cancel: TimeoutError)
@@ -107,9 +113,8 @@ def test_asyncio_the_servers_cancel_is_not_taken_back() -> None:
 def test_asyncio_a_dropped_stream_ends_unfinished() -> None:
     async def scenario(hub: StreamHub) -> None:
         client = AsyncioClient()
-        writer = client.start(hub)
-        await client.settle()
-        hub.drop(next(iter(hub._by_service["svc"])))
+        writer, stream = await client.open(hub)
+        hub.drop(stream)
         await asyncio.wait_for(writer, 5)  # ends without raising
         assert all(m.get("more_body", True) for m in client.sent)  # no final chunk
 
