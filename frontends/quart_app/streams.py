@@ -86,6 +86,7 @@ def make_hold(keepalive: float) -> Hold:
         assert task is not None
         stream = _TaskStream(spec.services, receive, task)
         hub.open(stream, spec)
+        del spec  # (the stream has what it follows)
         if hub.start_ticking():  # its own task; it ends after the last stream
             ticker = asyncio.ensure_future(keep_alive(hub, keepalive, asyncio.sleep))
             _tickers.add(ticker)

@@ -62,7 +62,8 @@ class Stream:
     __slots__ = ("closed", "dropped", "follows", "last_push", "pending", "pending_bytes", "share")
 
     def __init__(self, follows: frozenset[str] | None) -> None:
-        self.follows = follows
+        # A tuple is a fifth of a small frozenset's size; the writer drops its spec once open.
+        self.follows = None if follows is None else tuple(follows)
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.last_push = 0  # the hub's tick when bytes were last queued here

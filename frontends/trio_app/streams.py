@@ -69,6 +69,7 @@ def make_hold(keepalive: float) -> Hold:
         with trio.CancelScope() as writer:
             stream = _ParkedStream(spec.services, receive, trio.lowlevel.current_task(), writer)
             hub.open(stream, spec)
+            del spec  # (the stream has what it follows)
             if hub.start_ticking():  # a system task: it ends after the last stream
                 trio.lowlevel.spawn_system_task(keep_alive, hub, keepalive, trio.sleep)
             try:
