@@ -82,10 +82,6 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         lifespan="on",
         log_config=None,
         access_log=False,
-        # uvicorn's X-Forwarded-* rewrite of the client address (hypercorn has none):
-        # the registry never reads it, and its frame would stay on every open watch
-        # stream's stack (docs/performance.md, scenario 6).
-        proxy_headers=False,
         server_header=False,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
