@@ -1,6 +1,7 @@
 """Where the memory goes: tracemalloc inside a real server, per parked watcher or per instance.
 
-    python -m bench.memory_profile watchers|instances [--frontend quart|trio] [--count N]
+    python -m bench.memory_profile watchers|streams|instances
+                                   [--frontend quart|trio|quart-uvicorn] [--count N]
 
 Runs the server through this module's launcher (`python -m bench.memory_profile
 serve ...`), which starts tracemalloc and writes the current allocation
@@ -11,17 +12,23 @@ snapshots, before and after, are compared and the allocation sites that grew
 most are printed as bytes per watcher or per instance. tracemalloc slows the
 server down several times: use this for attribution, the scenarios for
 figures. `--bare` profiles the bare app of the same stack (watchers only).
+`streams`: N open watch streams (scenario 6), each having had its first event;
+besides tracemalloc it prints the live objects per stream by type (`gc`), and
+the RSS growth beside the Python heap's (the difference is malloc's own slack
+and what tracemalloc does not see, such as uvloop's C state).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import pickle
 import signal
 import sys
 import time
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 from .common import AUTH, PYTHON, BenchError, log
@@ -29,7 +36,7 @@ from .http_client import http_get, post_all, register_body, run_async, scrape_me
 from .processes import PIN, Proc, server_env, wait_ready
 from .scenario_cli import base_parser, scenario
 
-FRAMES = 8
+FRAMES = 12
 
 
 def _serve(argv: list[str]) -> int:
@@ -46,7 +53,13 @@ def _serve(argv: list[str]) -> int:
             pickle.dump(snapshot, file)
         out.with_suffix(".tmp").rename(out)
 
-    signal.signal(signal.SIGUSR1, dump)
+    def dump_with_counts(signum: int, frame: object) -> None:
+        counts = Counter(type(o).__qualname__ for o in gc.get_objects())
+        with open(f"{os.environ['BENCH_SNAPSHOT']}.counts.{dumps + 1}", "wb") as file:
+            pickle.dump((counts, _rss_bytes()), file)
+        dump(signum, frame)
+
+    signal.signal(signal.SIGUSR1, dump_with_counts)
     if argv and argv[0] == "bare":
         from .bare_apps import main as bare_main
 
@@ -55,6 +68,17 @@ def _serve(argv: list[str]) -> int:
     from frontends.cli import main as cli_main
 
     return cli_main(argv)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _counts(base: Path, n: int) -> tuple[Counter[str], int]:
+    with open(f"{base}.counts.{n}", "rb") as file:
+        counts: tuple[Counter[str], int] = pickle.load(file)
+    return counts
 
 
 def _snapshot(proc: Proc, base: Path, n: int) -> tracemalloc.Snapshot:
@@ -87,7 +111,7 @@ def _report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, per: int,
         frames = [
             f for f in stat.traceback if "site-packages" in f.filename or "/work/" in f.filename
         ] or list(stat.traceback)
-        for frame in frames[:4]:
+        for frame in frames[:-5:-1]:  # the innermost four, innermost first
             short = frame.filename.split("site-packages/")[-1].split("/work/main/")[-1]
             print(f"            {short}:{frame.lineno}")
     by_file = after.compare_to(before, "filename")
@@ -134,12 +158,13 @@ def main(argv: list[str] | None = None) -> None:
     if args_in and args_in[0] == "serve":
         raise SystemExit(_serve(args_in[1:]))
     parser = base_parser(__doc__.splitlines()[0], frontends=False)
-    parser.add_argument("what", choices=("watchers", "instances"))
-    parser.add_argument("--frontend", choices=("quart", "trio"), default="quart")
+    parser.add_argument("what", choices=("watchers", "streams", "instances"))
+    parser.add_argument("--frontend", choices=("quart", "trio", "quart-uvicorn"), default="quart")
     parser.add_argument("--count", type=int, default=None)
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--bare", action="store_true", help="the bare app (watchers only)")
     args = parser.parse_args(args_in)
-    count = args.count or (2000 if args.what == "watchers" else 20_000)
+    count = args.count or (20_000 if args.what == "instances" else 2000)
 
     with scenario(args, f"Memory profile: {args.what} on {args.frontend}") as run:
         base = run.tmp / "snapshot"
@@ -147,12 +172,22 @@ def main(argv: list[str] | None = None) -> None:
             stack = "quart" if args.frontend == "quart" else "trio"
             proc = _start(run, ["bare", stack], base, "bare")
         else:
-            loop = ["--loop", "asyncio"] if args.frontend == "quart" else []
-            proc = _start(run, ["serve", "--frontend", args.frontend, *loop], base, "registry")
+            proc = _start(
+                run, ["serve", *_frontend_args(args.frontend, args.loop)], base, "registry"
+            )
         if args.what == "watchers":
             _watchers(proc, base, count, args.bare)
+        elif args.what == "streams":
+            _streams(proc, base, count)
         else:
             _instances(proc, base, count)
+
+
+def _frontend_args(frontend: str, loop: str) -> list[str]:
+    """The CLI's arguments for a frontend (`loop`: Quart's; uvloop's C state is not traced)."""
+    if frontend == "quart-uvicorn":
+        return ["--frontend", "quart", "--server", "uvicorn", "--loop", loop]
+    return ["--frontend", frontend, *(["--loop", loop] if frontend == "quart" else [])]
 
 
 def _watch_path(proc: Proc, bare: bool) -> str:
@@ -195,6 +230,83 @@ def _watchers(proc: Proc, base: Path, count: int, bare: bool) -> None:
 
     after = run_async(park_and_snapshot())
     _report(before, after, count, "watcher")
+
+
+async def _open_streams(port: int, count: int) -> list[asyncio.StreamWriter]:
+    """`count` watch streams, each read up to its first event (so each is fully open)."""
+    writers = []
+    gate = asyncio.Semaphore(100)
+    request = (
+        "GET /v1/discovery/watch?service=watched HTTP/1.1\r\n"
+        f"Host: x\r\nAuthorization: {AUTH}\r\n\r\n"
+    ).encode()
+
+    async def one() -> None:
+        async with gate:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            await reader.readuntil(b"\nid: ")
+            writers.append(writer)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(count):
+            group.create_task(one())
+    return writers
+
+
+#: The files that serve a watch stream (not the launch path, which is on every stack).
+OURS = ("/shared/watch_streams.py", "_app/streams.py", "/shared/http1_only.py", "/sd_core/")
+
+
+def _ours_or_server(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, per: int) -> None:
+    """Heap growth split by who allocated it: our stream code (the innermost frame
+    is ours), the server while our code called it (a frame of ours further out:
+    its send path, say), or the server alone (its per-connection state)."""
+    split = {"our stream code": 0, "the server, called by our code": 0, "the server alone": 0}
+    for stat in after.compare_to(before, "traceback"):
+        frames = [frame.filename for frame in stat.traceback]
+        if any(part in frames[-1] for part in OURS):
+            split["our stream code"] += stat.size_diff
+        elif any(part in name for name in frames for part in OURS):
+            split["the server, called by our code"] += stat.size_diff
+        else:
+            split["the server alone"] += stat.size_diff
+    print()
+    for what, size in split.items():
+        print(f"{size / per:8,.0f} B/stream  {what}")
+
+
+def _streams(proc: Proc, base: Path, count: int) -> None:
+    """Allocations, live objects and RSS per open watch stream."""
+    _watch_path(proc, False)  # registers `watched` and warms the read path
+    for _ in range(3):  # warm the stream path too
+        run_async(_open_streams(proc.port, 1))[0].close()
+    time.sleep(1)
+    before = _snapshot(proc, base, 1)
+    counts_before, rss_before = _counts(base, 1)
+
+    async def open_and_snapshot() -> tracemalloc.Snapshot:
+        writers = await _open_streams(proc.port, count)
+        after = await asyncio.to_thread(_snapshot, proc, base, 2)
+        for writer in writers:
+            writer.close()
+        return after
+
+    after = run_async(open_and_snapshot())
+    counts_after, rss_after = _counts(base, 2)
+    _report(before, after, count, "stream")
+    _ours_or_server(before, after, count)
+    grown = (counts_after - counts_before).most_common(25)
+    print(
+        f"\nLive objects per stream (gc-tracked, by type): {sum(n for _, n in grown) / count:.1f}"
+    )
+    for name, n in grown:
+        if n < count // 2:
+            break
+        print(f"{n / count:8.2f}  {name}")
+    print(
+        f"\nRSS growth: {(rss_after - rss_before) / count:,.0f} bytes per stream (with tracemalloc)"
+    )
 
 
 def _instances(proc: Proc, base: Path, count: int) -> None:

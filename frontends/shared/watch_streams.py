@@ -9,6 +9,13 @@ past `max_pending_bytes` the stream is dropped (its writer aborted, its bytes
 freed) and the client resumes by index, so no reader can make the registry
 buffer without bound.
 
+Keep-alives come from the hub too (`tick`), not from a timer per stream: with
+tens of thousands open, a timer and a timeout object each were a good part of
+what an idle stream cost (docs/performance.md, scenario 6). One ticker per
+loop (`keep_alive`) visits a sixteenth of the streams per step, so the
+keep-alives of an idle registry are spread over the interval rather than
+written all at once.
+
 `serve_watch` is the ASGI side both apps share: the checks of any read
 (auth, parameters, limits) answered as ordinary responses, then the stream.
 """
@@ -41,22 +48,45 @@ Send = Callable[[Message], Awaitable[None]]
 #: A stream whose reader falls this far behind is dropped (it resumes by index).
 MAX_PENDING_BYTES = 1024 * 1024
 
+#: The keep-alive ticker's steps per interval; each step visits one of these shares.
+KEEPALIVE_SHARES = 16
+
 
 class Stream:
-    """One open stream: what it follows, the bytes not yet written, and how to wake its writer."""
+    """One open stream: what it follows, the bytes not yet written, and how to wake its writer.
 
-    __slots__ = ("abort", "closed", "dropped", "follows", "pending", "pending_bytes", "wake")
+    Each frontend subclasses it with its loop's writer (`wake`, `abort`,
+    `idle`): one object per stream, rather than closures and events beside it.
+    """
 
-    def __init__(
-        self, follows: frozenset[str] | None, wake: Callable[[], None], abort: Callable[[], None]
-    ) -> None:
-        self.follows = follows
-        self.wake = wake
-        self.abort = abort
+    __slots__ = ("closed", "dropped", "follows", "last_push", "pending", "pending_bytes", "share")
+
+    def __init__(self, follows: frozenset[str] | None) -> None:
+        # A tuple is a fifth of a small frozenset's size; the writer drops its spec once open.
+        self.follows = None if follows is None else tuple(follows)
         self.pending: list[bytes] = []
         self.pending_bytes = 0
+        self.last_push = 0  # the hub's tick when bytes were last queued here
+        self.share = 0  # which of the keep-alive ticker's steps visits it
         self.closed = False  # the writer ends the response after what is pending
-        self.dropped = False  # the reader fell behind: abort, send nothing more
+        self.dropped = False  # the reader fell behind or left: send nothing more
+
+    def wake(self) -> None:
+        """Bytes are pending or the stream closed: make the writer look (it may be idle)."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """The stream was dropped: stop the writer, even one blocked on its reader."""
+        raise NotImplementedError
+
+    async def idle(self) -> None:
+        """Wait for a `wake`, or for the client to leave (then mark the stream dropped)."""
+        raise NotImplementedError
+
+    def received(self, message: Message) -> None:
+        """What the writer's `idle` got from the client: only a disconnect matters."""
+        if message["type"] == "http.disconnect":
+            self.closed = self.dropped = True  # nobody to write to
 
     def take(self) -> bytes:
         """Everything pending, as one piece (usually the one shared event, uncopied)."""
@@ -79,10 +109,12 @@ class StreamHub:
         self._every: set[Stream] = set()
         self.count = 0
         self.dropped = 0
+        self.opened = 0  # streams opened so far (they take the ticker's shares in turn)
+        self.ticks = 0  # keep-alive ticker steps so far
+        self.ticking = False  # a ticker runs (`keep_alive`)
 
-    def open(self, spec: WatchSpec, wake: Callable[[], None], abort: Callable[[], None]) -> Stream:
-        """A new stream, its first events already pending."""
-        stream = Stream(spec.services, wake, abort)
+    def open(self, stream: Stream, spec: WatchSpec) -> None:
+        """Count `stream` (its writer's, following `spec`) open, its first events pending."""
         if spec.services is None:
             self._every.add(stream)
         else:
@@ -92,7 +124,9 @@ class StreamHub:
         first = self._events.first_events(spec)
         stream.pending.append(first)
         stream.pending_bytes = len(first)
-        return stream
+        stream.last_push = self.ticks
+        stream.share = self.opened % KEEPALIVE_SHARES
+        self.opened += 1
 
     def close(self, stream: Stream) -> None:
         """Forget `stream` (idempotent): its writer has ended."""
@@ -143,7 +177,32 @@ class StreamHub:
             return
         stream.pending.append(data)
         stream.pending_bytes = size
+        stream.last_push = self.ticks
         stream.wake()
+
+    def start_ticking(self) -> bool:
+        """Whether the caller is to start a keep-alive ticker (none runs yet); it now runs."""
+        if self.ticking:
+            return False
+        self.ticking = True
+        return True
+
+    def tick(self) -> None:
+        """One keep-alive step: a keep-alive to each stream of this step's share that was
+        sent nothing since its share's last step (`KEEPALIVE_SHARES` steps ago).
+
+        So an idle stream gets one every interval, and one that had an event at
+        most two intervals after it.
+        """
+        share = self.ticks % KEEPALIVE_SHARES
+        quiet_since = self.ticks - KEEPALIVE_SHARES
+        for stream in self._streams():
+            if stream.share == share and stream.last_push <= quiet_since:
+                self._push(stream, KEEPALIVE)
+        self.ticks += 1
+
+    def _streams(self) -> set[Stream]:
+        return {*self._every, *(s for group in self._by_service.values() for s in group)}
 
     def drop(self, stream: Stream) -> None:
         """The reader fell too far behind: free its bytes and abort its writer."""
@@ -157,20 +216,81 @@ class StreamHub:
 
     def close_all(self) -> None:
         """Shutdown: every writer ends its response after what is pending."""
-        streams = {*self._every, *(s for group in self._by_service.values() for s in group)}
-        for stream in streams:
+        for stream in self._streams():
             stream.closed = True
             stream.wake()
+
+
+async def keep_alive(
+    hub: StreamHub, interval: float, sleep: Callable[[float], Awaitable[Any]]
+) -> None:
+    """The hub's keep-alive ticker on one loop: runs while any stream is open.
+
+    A frontend starts it as a stream opens, when `hub.start_ticking()` says
+    none runs; it ends by itself once the last stream has closed.
+    """
+    try:
+        while hub.count:
+            await sleep(interval / KEEPALIVE_SHARES)
+            hub.tick()
+    finally:
+        hub.ticking = False
 
 
 # The frontend's writer: holds the open stream on its loop until it ends.
 Hold = Callable[[StreamHub, WatchSpec, Receive, Send], Awaitable[None]]
 
 
-async def serve_watch(
+def serve_watch(
     runtime: Any, scope: Message, receive: Receive, send: Send, hold: Hold
-) -> None:
-    """`GET /v1/discovery/watch`: refused like any read, or held open as a stream."""
+) -> Awaitable[None]:
+    """`GET /v1/discovery/watch`: refused like any read, or held open as a stream.
+
+    Checks at once and hands back what to await (the refusal, or the stream
+    itself), so an open stream's task holds no frame of this function's; what
+    the checks built (the request, its headers' values) is gone too, only the
+    spec stays with the stream.
+    """
+    result = _open_watch(runtime, scope)
+    if isinstance(result, HttpResponse):
+        runtime.count(result)
+        return send_response(send, result)
+    runtime.count(HttpResponse(200, b"", (), WATCH_ROUTE))
+    release_request(scope)
+    return hold(runtime.streams, result, receive, send)
+
+
+#: What of a stream's scope is kept once it is checked: what the servers read
+#: while sending a response (hypercorn 0.18: `method`, `http_version`; uvicorn:
+#: `method`) and the small values that name the request, should a log want them.
+SCOPE_KEPT = (
+    "type",
+    "http_version",
+    "method",
+    "scheme",
+    "path",
+    "query_string",
+    "root_path",
+    "server",
+    "client",
+)
+
+
+def release_request(scope: Message) -> None:
+    """Drop what an open stream no longer needs from its scope, in place.
+
+    The server holds the scope (hypercorn's `HTTPStream`, uvicorn's protocol
+    and cycle) for as long as the stream is open; its dict, the request
+    headers, the lifespan state's copy and the extensions were about a
+    kilobyte per stream. `clear` is what gives a dict's table back.
+    """
+    kept = {key: scope[key] for key in SCOPE_KEPT if key in scope}
+    scope.clear()
+    scope.update(kept)
+
+
+def _open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
+    """The stream a watch request asks for, or the response refusing it."""
     authorizations: list[str] = []
     last_event_id: str | None = None
     for name, value in scope["headers"]:
@@ -181,26 +301,23 @@ async def serve_watch(
     request = HttpRequest(
         "GET", WATCH_ROUTE, scope["query_string"], ", ".join(authorizations) or None
     )
-    result = runtime.api.open_watch(request, last_event_id)
+    result: WatchSpec | HttpResponse = runtime.api.open_watch(request, last_event_id)
     if (
         isinstance(result, WatchSpec)
         and runtime.streams.count >= runtime.settings.max_watch_streams
     ):
-        result = runtime.api.overloaded("GET", WATCH_ROUTE, "watch streams")
-    if isinstance(result, HttpResponse):
-        runtime.count(result)
-        await send_response(send, result)
-        return
-    runtime.count(HttpResponse(200, b"", (), WATCH_ROUTE))
-    await hold(runtime.streams, result, receive, send)
+        overloaded: HttpResponse = runtime.api.overloaded("GET", WATCH_ROUTE, "watch streams")
+        return overloaded
+    return result
+
+
+#: One immutable copy for every stream: hypercorn keeps each response's start
+#: message (for its access log) as long as the stream is open.
+_STREAM_START_HEADERS = tuple((k.encode(), v.encode()) for k, v in STREAM_HEADERS)
 
 
 def stream_start() -> Message:
-    return {
-        "type": "http.response.start",
-        "status": 200,
-        "headers": [(k.encode(), v.encode()) for k, v in STREAM_HEADERS],
-    }
+    return {"type": "http.response.start", "status": 200, "headers": _STREAM_START_HEADERS}
 
 
 def body(data: bytes, *, more: bool = True) -> Message:
@@ -221,14 +338,11 @@ async def send_response(send: Send, response: HttpResponse) -> None:
     await send(body(response.body, more=False))
 
 
-async def write_stream(
-    stream: Stream, send: Send, idle: Callable[[float], Awaitable[bool]], keepalive: float
-) -> None:
+async def write_stream(stream: Stream, send: Send) -> None:
     """Write the stream's response: its start, then what the hub queues, until it closes.
 
-    A keepalive goes out after `keepalive` seconds with nothing to send. `idle(seconds)`
-    is the one loop call: it waits for the stream's wake and says whether it came (False:
-    the seconds passed). A dropped stream's response is left unfinished.
+    The one task a stream has: between writes it waits in `stream.idle`, which
+    also hears the client leave. A dropped stream's response is left unfinished.
     """
     await send(stream_start())
     while True:
@@ -238,18 +352,9 @@ async def write_stream(
             continue
         if stream.closed:
             break
-        if not await idle(keepalive):
-            await send(body(KEEPALIVE))
+        await stream.idle()
     if not stream.dropped:
         await send(body(b"", more=False))
-
-
-async def until_disconnect(receive: Receive, stream: Stream) -> None:
-    """Mark `stream` closed once its client goes away, and wake its writer."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    stream.closed = stream.dropped = True  # nobody to write to
-    stream.wake()
 
 
 class WatchRoute:
@@ -264,8 +369,9 @@ class WatchRoute:
         self.runtime = runtime
         self._hold = make_hold(runtime.settings.watch_keepalive)
 
-    async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Message, receive: Receive, send: Send) -> Awaitable[None]:
+        """What to await for this request (no frame of this wrapper's stays on the stack)."""
         if scope["type"] == "http" and scope["path"] == WATCH_ROUTE and scope["method"] == "GET":
-            await serve_watch(self.runtime, scope, receive, send, self._hold)
-        else:
-            await self.app(scope, receive, send)
+            return serve_watch(self.runtime, scope, receive, send, self._hold)
+        app_call: Awaitable[None] = self.app(scope, receive, send)
+        return app_call

@@ -1,7 +1,14 @@
 """Holds one watch stream open on trio, writing what the hub queues for it.
 
-Served straight on the ASGI `send` (see `shared.watch_streams.WatchRoute`): an event costs one
-`send` per stream. A nursery beside the writer notices the client leaving.
+Served straight on the ASGI `send` (see `shared.watch_streams.WatchRoute`): an
+event costs one `send` per stream. The writer is the task the server runs the
+app in; between writes it parks with `trio.lowlevel.wait_task_rescheduled`
+and the hub's `wake` reschedules it: no event, parking lot or cancel scope
+per wait. A second task in a nursery beside it waits in the server's
+`receive` to hear the client leave. (Waking a writer parked in `receive`
+itself by cancelling that wait, as the asyncio frontend does, saves that task
+but made a wake of 10,000 streams cost trio about 0.4 s more CPU: a trio
+cancellation raises through the channel; docs/performance.md, scenario 6.)
 Mirrors `quart_app/streams.py`; the write loop both share is
 `shared.watch_streams.write_stream`.
 """
@@ -12,42 +19,63 @@ import trio
 
 from sd_core.watch_stream import WatchSpec
 
-from ..shared.watch_streams import Hold, Receive, Send, StreamHub, until_disconnect, write_stream
+from ..shared.watch_streams import Hold, Receive, Send, Stream, StreamHub, keep_alive, write_stream
 
 
-class _Wakeup:
-    """A re-armable trio.Event: `set` wakes the writer's current wait."""
+class _ParkedStream(Stream):
+    """A stream written by one trio task (`task`); `writer` is the scope that stops it."""
 
-    __slots__ = ("event",)
+    __slots__ = ("parked", "receive", "task", "writer")
 
-    def __init__(self) -> None:
-        self.event = trio.Event()
+    def __init__(
+        self,
+        follows: frozenset[str] | None,
+        receive: Receive,
+        task: trio.lowlevel.Task,
+        writer: trio.CancelScope,
+    ) -> None:
+        super().__init__(follows)
+        self.receive = receive
+        self.task = task
+        self.writer = writer
+        self.parked = False  # waiting in `idle` (not writing)
 
-    def set(self) -> None:
-        self.event.set()
+    def wake(self) -> None:
+        if self.parked:  # a writing task looks at what is pending once its write is done
+            self.parked = False
+            trio.lowlevel.reschedule(self.task)
 
-    async def wait(self, seconds: float) -> bool:
-        """Wait for the next `set` for at most `seconds`; whether it came."""
-        self.event = trio.Event()
-        with trio.move_on_after(seconds) as idle:
-            await self.event.wait()
-        return not idle.cancelled_caught
+    def abort(self) -> None:
+        self.writer.cancel()  # a dropped stream sends nothing more
+
+    async def idle(self) -> None:
+        self.parked = True
+        await trio.lowlevel.wait_task_rescheduled(self._unpark)
+
+    def _unpark(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        """The writer is cancelled while parked (dropped, or the server stops)."""
+        self.parked = False
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    async def until_disconnect(self) -> None:
+        """Beside the writer: mark the stream dropped once its client leaves, and wake it."""
+        while not self.dropped:
+            self.received(await self.receive())
+        self.wake()
 
 
 def make_hold(keepalive: float) -> Hold:
     async def hold(hub: StreamHub, spec: WatchSpec, receive: Receive, send: Send) -> None:
-        woken = _Wakeup()
         with trio.CancelScope() as writer:
-
-            def abort() -> None:
-                woken.set()
-                writer.cancel()  # a dropped stream sends nothing more
-
-            stream = hub.open(spec, woken.set, abort)
+            stream = _ParkedStream(spec.services, receive, trio.lowlevel.current_task(), writer)
+            hub.open(stream, spec)
+            del spec  # (the stream has what it follows)
+            if hub.start_ticking():  # a system task: it ends after the last stream
+                trio.lowlevel.spawn_system_task(keep_alive, hub, keepalive, trio.sleep)
             try:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(until_disconnect, receive, stream)
-                    await write_stream(stream, send, woken.wait, keepalive)
+                    nursery.start_soon(stream.until_disconnect)
+                    await write_stream(stream, send)
                     nursery.cancel_scope.cancel()
             finally:
                 hub.close(stream)

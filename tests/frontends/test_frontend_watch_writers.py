@@ -1,0 +1,160 @@
+"""Each loop's stream writer: one task, woken by the hub, hearing the client leave.
+
+On asyncio the writer waits in the server's `receive` and the hub wakes it by
+cancelling that wait, a cancellation the writer takes back; a real
+cancellation (the server's) must still end it. On trio the writer parks and
+the hub reschedules it. Driven here with a queue for `receive` and a list for
+`send`, as an ASGI server would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+
+from frontends.quart_app.streams import make_hold as asyncio_hold
+from frontends.shared.watch_streams import (
+    SCOPE_KEPT,
+    Message,
+    Stream,
+    StreamHub,
+    release_request,
+)
+from frontends.trio_app.streams import make_hold as trio_hold
+from sd_core import Registry, RegistryConfig
+from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
+
+SPEC = WatchSpec(frozenset({"svc"}), None)
+DISCONNECT: Message = {"type": "http.disconnect"}
+
+
+def make_hub() -> StreamHub:
+    return StreamHub(WatchEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
+
+
+def bodies(sent: list[Message]) -> list[bytes]:
+    return [m["body"] for m in sent if m["type"] == "http.response.body"]
+
+
+class AsyncioClient:
+    """An ASGI server's side of one stream on asyncio."""
+
+    def __init__(self) -> None:
+        self.inbox: asyncio.Queue[Message] = asyncio.Queue()
+        self.sent: list[Message] = []
+        self.sending = asyncio.Event()
+
+    async def send(self, message: Message) -> None:
+        self.sent.append(message)
+        self.sending.set()
+
+    async def open(self, hub: StreamHub) -> tuple[asyncio.Task[None], Stream]:
+        """The writer's task, once it sent the start and waits; and its stream."""
+        hold = asyncio_hold(3600.0)
+        writer = asyncio.ensure_future(hold(hub, SPEC, self.inbox.get, self.send))
+        await self.settle()
+        return writer, next(iter(hub._by_service["svc"]))
+
+    async def settle(self) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+def run_asyncio(scenario: Callable[[StreamHub], Awaitable[None]]) -> None:
+    asyncio.run(scenario(make_hub()))
+
+
+def test_asyncio_a_wake_sends_the_event_and_the_writer_waits_again() -> None:
+    async def scenario(hub: StreamHub) -> None:
+        client = AsyncioClient()
+        writer, stream = await client.open(hub)
+        assert bodies(client.sent)[0].startswith(STREAM_PREAMBLE)
+        for number in range(3):
+            hub._push(stream, b"event %d\n\n" % number)
+            await client.settle()
+        assert bodies(client.sent)[1:] == [b"event 0\n\n", b"event 1\n\n", b"event 2\n\n"]
+        assert not writer.done() and writer.cancelling() == 0
+        client.inbox.put_nowait(DISCONNECT)
+        await writer
+        assert hub.count == 0
+
+    run_asyncio(scenario)
+
+
+def test_asyncio_a_message_arriving_with_a_wake_is_not_lost() -> None:
+    async def scenario(hub: StreamHub) -> None:
+        client = AsyncioClient()
+        writer, stream = await client.open(hub)
+        client.inbox.put_nowait(DISCONNECT)  # the writer's receive is woken with it...
+        hub._push(stream, b"event\n\n")  # ...and cancelled
+        await asyncio.wait_for(writer, 5)
+        assert hub.count == 0  # the disconnect was heard on the next wait
+
+    run_asyncio(scenario)
+
+
+def test_asyncio_the_servers_cancel_is_not_taken_back() -> None:
+    async def scenario(hub: StreamHub) -> None:
+        client = AsyncioClient()
+        writer, stream = await client.open(hub)
+        hub._push(stream, b"event\n\n")  # a wake of ours...
+        writer.cancel()  # ...and the server's, before the writer runs
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(writer, 5)  # (a swallowed cancel: TimeoutError)
+        assert hub.count == 0
+
+    run_asyncio(scenario)
+
+
+def test_asyncio_a_dropped_stream_ends_unfinished() -> None:
+    async def scenario(hub: StreamHub) -> None:
+        client = AsyncioClient()
+        writer, stream = await client.open(hub)
+        hub.drop(stream)
+        await asyncio.wait_for(writer, 5)  # ends without raising
+        assert all(m.get("more_body", True) for m in client.sent)  # no final chunk
+
+    run_asyncio(scenario)
+
+
+def test_trio_a_wake_sends_the_event_and_a_disconnect_ends_the_stream() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        to_app, receive = trio.open_memory_channel[Message](10)
+        sent: list[Message] = []
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio_hold(3600.0), hub, SPEC, receive.receive, send)
+            await trio.testing.wait_all_tasks_blocked()
+            stream = next(iter(hub._by_service["svc"]))
+            for number in range(3):
+                hub._push(stream, b"event %d\n\n" % number)
+                await trio.testing.wait_all_tasks_blocked()
+            assert bodies(sent)[1:] == [b"event 0\n\n", b"event 1\n\n", b"event 2\n\n"]
+            await to_app.send(DISCONNECT)
+        assert hub.count == 0
+
+    trio.run(scenario)
+
+
+def test_release_request_keeps_only_what_servers_read() -> None:
+    scope: dict[str, Any] = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "path": "/v1/discovery/watch",
+        "headers": [(b"authorization", b"Bearer secret")],
+        "state": {"runtime": object()},
+        "extensions": {"http.response.trailers": {}},
+        "raw_path": b"/v1/discovery/watch",
+    }
+    release_request(scope)
+    assert set(scope) == {"type", "http_version", "method", "path"} <= set(SCOPE_KEPT)
+    assert scope["method"] == "GET" and "headers" not in scope
