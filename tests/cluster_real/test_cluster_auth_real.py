@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
-import httpx
 import pytest
 
 from conformance.client import api_for, instance_body, poll_until
-from conformance.server_process import ServerProcess
 from sd_core.cluster import DEFAULT_PREFIX
 from tests.etcd.etcd_auth import enable_auth
 from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason, running_cluster
 
-from .conftest import SECRET, StartNode, node_env
+from .conftest import SECRET, StartNode, assert_refused_node_says_why, node_env, store_health
 from .tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.skipif(
@@ -51,13 +48,6 @@ def auth_env(endpoints: str, password: str = PASSWORD) -> dict[str, str]:
     )
 
 
-def _store(url: str) -> dict[str, Any]:
-    answer = httpx.get(f"{url}/health", timeout=5)
-    assert answer.status_code == 200, answer.text
-    store: dict[str, Any] = answer.json()["store"]
-    return store
-
-
 @pytest.mark.parametrize(("behind", "other"), [("quart", "trio"), ("trio", "quart")])
 def test_a_watch_reopened_after_the_token_expired_follows_the_store(
     auth_etcd: EtcdCluster, start_node: StartNode, behind: str, other: str
@@ -76,7 +66,7 @@ def test_a_watch_reopened_after_the_token_expired_follows_the_store(
             # A short cut: a keepalive failing meanwhile would drop the token and hide
             # the bug (the next watch would authenticate anyway).
             proxy.cut()
-            poll_until(lambda: _store(node.url)["state"] != "ok" or None, EVENTUALLY, "cut")
+            poll_until(lambda: store_health(node.url)["state"] != "ok" or None, EVENTUALLY, "cut")
             proxy.restore()
             w.register_ok(instance_body("api", "second"))
             poll_until(
@@ -84,7 +74,7 @@ def test_a_watch_reopened_after_the_token_expired_follows_the_store(
                 EVENTUALLY,
                 "second, by the watch opened again after the token expired",
             )
-            poll_until(lambda: _store(node.url)["state"] == "ok" or None, EVENTUALLY, "ok")
+            poll_until(lambda: store_health(node.url)["state"] == "ok" or None, EVENTUALLY, "ok")
             n.heartbeat_ok("api", "second")  # and its calls re-authenticate
 
 
@@ -92,22 +82,9 @@ def test_a_watch_reopened_after_the_token_expired_follows_the_store(
 def test_a_wrong_password_keeps_the_node_up_and_says_why(
     auth_etcd: EtcdCluster, frontend: str
 ) -> None:
-    node = ServerProcess(frontend, auth_env(auth_etcd.url, password="not-the-password"))
-    try:
-        node.wait_ready()
-        store = poll_until(
-            lambda: found if (found := _store(node.url))["error"] else None,
-            EVENTUALLY,
-            "the auth error on /health",
-        )
-        assert store["state"] == "connecting"
-        assert "authentication refused: HTTP 400" in store["error"], store
-        assert "invalid user ID or password" in store["error"], store
-        with api_for(node.url, SECRET) as api:
-            assert api.register(instance_body("api", "a1")).status_code == 503
-        node.check_alive()
-    finally:
-        node.shutdown(timeout=10)
-        log = node.stderr()
-        node.cleanup()
-    assert "event=store_problem" in log and "invalid user ID or password" in log, log[-2000:]
+    assert_refused_node_says_why(
+        frontend,
+        auth_env(auth_etcd.url, password="not-the-password"),
+        "authentication refused: HTTP 400",
+        "invalid user ID or password",
+    )

@@ -13,17 +13,15 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from conformance.client import api_for, index_of, instance_body, poll_until
-from conformance.server_process import ServerProcess
 from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason, running_cluster
 from tests.etcd.tls_files import TlsFiles, make_tls_files, openssl_missing_reason
 
-from .conftest import SECRET, StartNode, node_env
+from .conftest import SECRET, StartNode, assert_refused_node_says_why, node_env, store_health
 
 pytestmark = [
     pytest.mark.skipif(etcd_missing_reason() is not None, reason=str(etcd_missing_reason())),
@@ -54,13 +52,6 @@ def tls_env(etcd: EtcdCluster, *, ca: Path, cert: Path | None, key: Path | None)
     return env
 
 
-def _store(url: str) -> dict[str, Any]:
-    answer = httpx.get(f"{url}/health", timeout=5)
-    assert answer.status_code == 200, answer.text
-    store: dict[str, Any] = answer.json()["store"]
-    return store
-
-
 def test_nodes_of_both_frontends_work_over_tls_with_a_client_certificate(
     tls: TlsFiles, tls_etcd: EtcdCluster, start_node: StartNode
 ) -> None:
@@ -88,8 +79,8 @@ def test_nodes_of_both_frontends_work_over_tls_with_a_client_certificate(
             return (mine.content == theirs.content and index_of(mine) == index_of(theirs)) or None
 
         poll_until(same_on_both, EVENTUALLY, "the same answer on both nodes")
-        assert _store(quart.url)["error"] is None
-        assert _store(trio.url)["cluster_id"] == _store(quart.url)["cluster_id"]
+        assert store_health(quart.url)["error"] is None
+        assert store_health(trio.url)["cluster_id"] == store_health(quart.url)["cluster_id"]
 
 
 @pytest.mark.parametrize("frontend", ["quart", "trio"])
@@ -107,24 +98,4 @@ def test_a_node_refused_by_tls_keeps_running_and_says_why(
         env = tls_env(tls_etcd, ca=tls.ca, cert=None, key=None)
     else:
         env = tls_env(tls_etcd, ca=tls.other_ca, cert=tls.client_cert, key=tls.client_key)
-    node = ServerProcess(frontend, env)
-    try:
-        node.wait_ready()
-        store = poll_until(
-            lambda: found if (found := _store(node.url))["error"] else None,
-            EVENTUALLY,
-            "the TLS error on /health",
-        )
-        assert store["state"] == "connecting"
-        assert expected in store["error"], store
-        # Still serving (reads of an empty view), still refusing writes: no crash.
-        with api_for(node.url, SECRET) as api:
-            assert api.register(instance_body("api", "a1")).status_code == 503
-        node.check_alive()
-        assert _store(node.url)["state"] == "connecting"
-    finally:
-        node.shutdown(timeout=10)
-        log = node.stderr()
-        node.cleanup()
-    assert "event=store_problem" in log, log[-2000:]
-    assert expected in log
+    assert_refused_node_says_why(frontend, env, expected)
