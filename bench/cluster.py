@@ -28,8 +28,8 @@ their own key prefix. Five tables:
    size, then a fresh node per frontend joining: time until its view holds
    every instance (its first listing: a paginated range of the prefix).
    Then, per frontend, a re-list after a compaction: a node holding every
-   instance is SIGSTOPped, `--relist-changes` instances (3,000) are
-   re-registered with bigger metadata through the writer nodes, etcd is
+   instance is SIGSTOPped, `--relist-changes` (3,000) re-registrations of
+   filled instances with bigger metadata go through the writer nodes, etcd is
    compacted to its head, the node gets SIGCONT: its watch is cancelled as
    compacted, so it lists the prefix again and diffs. Reported: seconds from
    SIGCONT until it follows the store again, its CPU and RSS, and whether a
@@ -436,9 +436,16 @@ def scale_body(n: int) -> bytes:
     return register_body(scale_service(n), f"i-{n:06d}", 9, "/health")
 
 
-def changed_body(n: int) -> bytes:
-    """Instance `n` of the fill again, with `CHANGED_METADATA`: an update in place."""
-    return register_body(scale_service(n), f"i-{n:06d}", 9, "/health", CHANGED_METADATA)
+def changed_body(filled: int) -> Callable[[int], bytes]:
+    """Change `n`: instance `n % filled` of the fill again, with `CHANGED_METADATA` and
+    the round it is in, so more changes than instances are each a real update."""
+
+    def body(n: int) -> bytes:
+        metadata = {**CHANGED_METADATA, "round": str(n // filled)}
+        instance = n % filled
+        return register_body(scale_service(instance), f"i-{instance:06d}", 9, "/health", metadata)
+
+    return body
 
 
 async def fill(
@@ -599,7 +606,7 @@ def relist_after_compaction(
     stopped = time.monotonic()
     try:
         done, _, _ = run_async(
-            fill([w.port for w in writers], changes, RELIST_TIMEOUT, changed_body)
+            fill([w.port for w in writers], changes, RELIST_TIMEOUT, changed_body(acked))
         )
         if done < changes:
             raise BenchError(f"re-list: only {done} of {changes} changes written")
@@ -611,11 +618,14 @@ def relist_after_compaction(
 
     def relisted() -> bool:
         store = store_health(behind)
-        return (
-            store.get("state") == "ok"
-            and int(store.get("listings", 0)) > listings
-            and int(store.get("revision", 0)) >= head
-        )
+        if store.get("state") != "ok" or int(store.get("revision", 0)) < head:
+            return False
+        if int(store.get("listings", 0)) == listings:
+            raise BenchError(
+                f"{behind.name} caught up from its watch without a re-list: the changes "
+                "fit in what etcd and the sockets buffer; raise --relist-changes"
+            )
+        return True
 
     try:
         wait_until(relisted, f"{behind.name} re-listed", timeout=RELIST_TIMEOUT)
@@ -842,11 +852,12 @@ def scale(run: Run, frontends: list[str], etcd: Proc, opts: Options) -> list[lis
     with unpinned([etcd]):
         f, writers = _fill(run, etcd, prefix, opts)
         joins = [join(run, frontend, etcd, prefix, f.acked) for frontend in frontends]
-        changes = min(opts.relist_changes, f.acked)
         relists = [
-            relist_after_compaction(run, frontend, etcd, prefix, writers, f.acked, changes)
+            relist_after_compaction(
+                run, frontend, etcd, prefix, writers, f.acked, opts.relist_changes
+            )
             for frontend in frontends
-            if changes
+            if opts.relist_changes and f.acked
         ]
         for writer in writers:
             writer.stop()
@@ -907,7 +918,7 @@ def _relist_rows(r: Relist) -> list[list[str]]:
         [
             f"{r.frontend} node behind a compaction: SIGCONT -> re-listed, following",
             f"{r.seconds:.2f} s, {r.cpu:.2f} s CPU",
-            f"stopped {r.paused:.0f} s while {r.changes:,} instances were re-registered "
+            f"stopped {r.paused:.0f} s while {r.changes:,} re-registrations "
             f"({kib:.1f} KiB metadata each) and etcd compacted",
         ],
         [
