@@ -27,6 +27,13 @@ their own key prefix. Five tables:
    `--fill-seconds` (or `--instances`, 100,000), etcd's RSS and database
    size, then a fresh node per frontend joining: time until its view holds
    every instance (its first listing: a paginated range of the prefix).
+   Then, per frontend, a re-list after a compaction: a node holding every
+   instance is SIGSTOPped, `--relist-changes` (3,000) re-registrations of
+   filled instances with bigger metadata go through the writer nodes, etcd is
+   compacted to its head, the node gets SIGCONT: its watch is cancelled as
+   compacted, so it lists the prefix again and diffs. Reported: seconds from
+   SIGCONT until it follows the store again, its CPU and RSS, and whether a
+   read then has the same bytes and index on it and on a writer node.
 
 Every scenario stops by itself; everything listens on 127.0.0.1 only.
 """
@@ -43,6 +50,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from sd_core.cluster import ClusterConfig
 from sd_core.cluster.ownership import owner
@@ -85,6 +93,13 @@ TAKEOVER_INSTANCES = 20
 PER_SERVICE = 100
 #: Fill clients per writer node: each sends one registration at a time.
 FILL_WORKERS = 24
+#: Table 5's re-list: the metadata of a changed instance (8 values of 1 KB). The paused
+#: node's watch must fall behind what etcd and the sockets hold for it (some 10 MB),
+#: or SIGCONT delivers the backlog and the watch resumes without a re-list (measured:
+#: 2,000 changes of the default metadata did that; 2,000 of these forced the re-list).
+CHANGED_METADATA = {f"note-{n}": "x" * 1000 for n in range(8)}
+#: How long the node taken behind may need to list and catch up (100,000 instances).
+RELIST_TIMEOUT = 600.0
 NODE_DEFAULTS = ClusterConfig("defaults")
 
 
@@ -110,11 +125,17 @@ def start_node(
     return proc
 
 
-def store_state(proc: Proc) -> str:
+def store_health(proc: Proc) -> dict[str, Any]:
+    """The `store` part of the node's /health (state, revision, listings)."""
     status, body = http_get(proc.port, "/health", timeout=10)
     if status != 200:
-        return f"http {status}"
-    return str(json.loads(body).get("store", {}).get("state"))
+        return {"state": f"http {status}"}
+    store: dict[str, Any] = json.loads(body).get("store", {})
+    return store
+
+
+def store_state(proc: Proc) -> str:
+    return str(store_health(proc).get("state"))
 
 
 def wait_store_ok(proc: Proc, timeout: float = 60.0) -> None:
@@ -406,14 +427,31 @@ def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
 # -------------------------------------------------------------- 5. scale
 
 
+def scale_service(n: int) -> str:
+    return f"scale-{n // PER_SERVICE:05d}"
+
+
 def scale_body(n: int) -> bytes:
-    service = f"scale-{n // PER_SERVICE:05d}"
     # Port 9 (discard) on loopback: never probed here (SCALE_ENV), a valid address.
-    return register_body(service, f"i-{n:06d}", 9, "/health")
+    return register_body(scale_service(n), f"i-{n:06d}", 9, "/health")
 
 
-async def fill(ports: list[int], total: int, seconds: float) -> tuple[int, int, float]:
-    """Register instances 0.. through `ports` until `total` or `seconds`:
+def changed_body(filled: int) -> Callable[[int], bytes]:
+    """Change `n`: instance `n % filled` of the fill again, with `CHANGED_METADATA` and
+    the round it is in, so more changes than instances are each a real update."""
+
+    def body(n: int) -> bytes:
+        metadata = {**CHANGED_METADATA, "round": str(n // filled)}
+        instance = n % filled
+        return register_body(scale_service(instance), f"i-{instance:06d}", 9, "/health", metadata)
+
+    return body
+
+
+async def fill(
+    ports: list[int], total: int, seconds: float, body: Callable[[int], bytes] = scale_body
+) -> tuple[int, int, float]:
+    """Register `body(n)` for n = 0.. through `ports` until `total` or `seconds`:
     (acknowledged, answered 503 and retried, seconds).
 
     Each worker sends one registration at a time; a `503 store_unavailable`
@@ -433,7 +471,7 @@ async def fill(ports: list[int], total: int, seconds: float) -> tuple[int, int, 
                 n = next_n
                 next_n += 1
                 while True:
-                    answer = await conn.request("POST", REGISTER_PATH, scale_body(n))
+                    answer = await conn.request("POST", REGISTER_PATH, body(n))
                     if answer.status == 200:
                         acked += 1
                         break
@@ -456,16 +494,32 @@ def view_count(proc: Proc) -> int:
     return int(sum(v for k, v in metrics.items() if k.startswith("sd_instances{")))
 
 
-def etcd_db_bytes(etcd: Proc) -> int:
-    async def go() -> int:
+def etcd_post(etcd: Proc, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One call to etcd's JSON gateway; its answer's document."""
+
+    async def go() -> dict[str, Any]:
         conn = await Conn.open(etcd.port)
         try:
-            answer = await conn.request("POST", "/v3/maintenance/status", b"{}", auth=False)
+            answer = await conn.request("POST", path, json.dumps(body).encode(), auth=False)
         finally:
             await conn.close()
-        return int(answer.json()["dbSize"])
+        if answer.status != 200:
+            raise BenchError(f"etcd {path}: {answer.status} {answer.body[:200]!r}")
+        document: dict[str, Any] = answer.json()
+        return document
 
     return run_async(go())
+
+
+def etcd_db_bytes(etcd: Proc) -> int:
+    return int(etcd_post(etcd, "/v3/maintenance/status", {})["dbSize"])
+
+
+def compact_to_head(etcd: Proc) -> int:
+    """Compact etcd's history up to its current revision; that revision."""
+    head = int(etcd_post(etcd, "/v3/kv/range", {"key": "AA=="})["header"]["revision"])
+    etcd_post(etcd, "/v3/kv/compaction", {"revision": head})
+    return head
 
 
 @dataclass
@@ -501,6 +555,109 @@ def join(run: Run, frontend: str, etcd: Proc, prefix: str, expected: int) -> Joi
     return Join(frontend, ready, store_ok, complete, rss)
 
 
+@dataclass
+class Relist:
+    frontend: str
+    changes: int
+    paused: float  # seconds the node was stopped (the changes and the compaction)
+    seconds: float  # SIGCONT -> listed again and following the store
+    cpu: float  # the node's CPU seconds over `seconds`
+    rss_before: int
+    rss_after: int
+    peak_kib: int  # VmHWM: the most it ever held (its first listing included)
+    same: list[str]  # per compared read: "bytes, index" when equal on both nodes
+
+
+def peak_rss_kib(proc: Proc) -> int:
+    with open(f"/proc/{proc.pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+async def same_read(a: int, b: int, path: str) -> str | None:
+    """`"<bytes> bytes, index <i>"` when `path` reads the same on both nodes, else None."""
+    first, second = await Conn.open(a), await Conn.open(b)
+    try:
+        mine, theirs = await first.request("GET", path), await second.request("GET", path)
+    finally:
+        await first.close()
+        await second.close()
+    index = mine.headers.get("x-discovery-index")
+    if mine.status != 200 or mine.body != theirs.body:
+        return None
+    if index is None or index != theirs.headers.get("x-discovery-index"):
+        return None
+    return f"{len(mine.body):,} bytes, index {index}"
+
+
+def relist_after_compaction(
+    run: Run, frontend: str, etcd: Proc, prefix: str, writers: list[Proc], acked: int, changes: int
+) -> Relist:
+    """A node whose watch fell behind a compaction: how long its re-list takes, and
+    whether it then reads exactly like a node that followed every change."""
+    behind = start_node(run, frontend, etcd, prefix, f"behind-{frontend}", SCALE_ENV)
+    wait_until(holds(behind, acked), f"{behind.name} holds all", timeout=RELIST_TIMEOUT)
+    listings = int(store_health(behind)["listings"])
+    rss_before = behind.rss_kib()
+    log(f"table 5: {behind.name} stopped; {changes:,} changes, then a compaction")
+    behind.child.proc.send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        done, _, _ = run_async(
+            fill([w.port for w in writers], changes, RELIST_TIMEOUT, changed_body(acked))
+        )
+        if done < changes:
+            raise BenchError(f"re-list: only {done} of {changes} changes written")
+        head = compact_to_head(etcd)
+        cpu_before = behind.cpu_seconds()
+    finally:
+        behind.child.proc.send_signal(signal.SIGCONT)
+    resumed = time.monotonic()
+
+    def relisted() -> bool:
+        store = store_health(behind)
+        if store.get("state") != "ok" or int(store.get("revision", 0)) < head:
+            return False
+        if int(store.get("listings", 0)) == listings:
+            raise BenchError(
+                f"{behind.name} caught up from its watch without a re-list: the changes "
+                "fit in what etcd and the sockets buffer; raise --relist-changes"
+            )
+        return True
+
+    try:
+        wait_until(relisted, f"{behind.name} re-listed", timeout=RELIST_TIMEOUT)
+    except BenchError:
+        raise BenchError(f"{behind.name} never re-listed: {store_health(behind)}") from None
+    seconds = time.monotonic() - resumed
+    cpu = behind.cpu_seconds() - cpu_before
+    # A changed service, an unchanged one: equal once the writer's own watch caught up.
+    same = []
+    for service in (scale_service(0), scale_service(acked - 1)):
+        path = f"/v1/discovery/services/{service}"
+        deadline = time.monotonic() + 60
+        while (found := run_async(same_read(behind.port, writers[0].port, path))) is None:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        same.append(f"{service}: {found or 'DIFFERENT'}")
+    relist = Relist(
+        frontend,
+        changes,
+        resumed - stopped,
+        seconds,
+        cpu,
+        rss_before,
+        behind.rss_kib(),
+        peak_rss_kib(behind),
+        same,
+    )
+    behind.stop()
+    return relist
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -512,6 +669,7 @@ class Options:
     takeover_reps: int
     instances: int
     fill_seconds: float
+    relist_changes: int
     only: set[int]
 
 
@@ -525,6 +683,7 @@ def options(args: argparse.Namespace) -> Options:
         takeover_reps=args.takeover_reps or (1 if quick else 2),
         instances=args.instances or 100_000,
         fill_seconds=args.fill_seconds or (10.0 if quick else 100.0),
+        relist_changes=args.relist_changes if args.relist_changes is not None else 3000,
         only=only,
     )
 
@@ -536,6 +695,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--takeover-reps", type=int, default=None, help="table 4: kills")
     parser.add_argument("--instances", type=int, default=None, help="table 5: at most this many")
     parser.add_argument("--fill-seconds", type=float, default=None, help="table 5: fill budget")
+    parser.add_argument(
+        "--relist-changes",
+        type=int,
+        default=None,
+        help="table 5: changes made while a node is stopped (0: no re-list step)",
+    )
     parser.add_argument("--only", default="", help="tables to run, e.g. 1,3 (default all)")
     return parser
 
@@ -652,7 +817,8 @@ class Fill:
     writer_rss: dict[str, int]
 
 
-def _fill(run: Run, etcd: Proc, prefix: str, opts: Options) -> Fill:
+def _fill(run: Run, etcd: Proc, prefix: str, opts: Options) -> tuple[Fill, list[Proc]]:
+    """Fill through two writer nodes, returned still running (the re-list uses them)."""
     writers = [
         start_node(run, frontend, etcd, prefix, f"writer-{frontend}", SCALE_ENV)
         for frontend in ("quart", "trio")
@@ -678,17 +844,28 @@ def _fill(run: Run, etcd: Proc, prefix: str, opts: Options) -> Fill:
         etcd_db_bytes(etcd),
         {w.name: w.rss_kib() for w in writers},
     )
-    for writer in writers:
-        writer.stop()
-    return filled
+    return filled, writers
 
 
 def scale(run: Run, frontends: list[str], etcd: Proc, opts: Options) -> list[list[str]]:
     prefix = "/bench-scale/"
     with unpinned([etcd]):
-        f = _fill(run, etcd, prefix, opts)
+        f, writers = _fill(run, etcd, prefix, opts)
         joins = [join(run, frontend, etcd, prefix, f.acked) for frontend in frontends]
-    return _fill_rows(f, opts) + [_join_row(j, f.acked) for j in joins]
+        relists = [
+            relist_after_compaction(
+                run, frontend, etcd, prefix, writers, f.acked, opts.relist_changes
+            )
+            for frontend in frontends
+            if opts.relist_changes and f.acked
+        ]
+        for writer in writers:
+            writer.stop()
+    return (
+        _fill_rows(f, opts)
+        + [_join_row(j, f.acked) for j in joins]
+        + [row for r in relists for row in _relist_rows(r)]
+    )
 
 
 def _fill_rows(f: Fill, opts: Options) -> list[list[str]]:
@@ -732,6 +909,29 @@ def _join_row(j: Join, acked: int) -> list[str]:
         f"{j.ready:.2f} s, {j.store_ok:.2f} s, {j.complete:.2f} s",
         f"RSS {j.rss_kib / 1024:,.0f} MiB; {acked / max(j.complete - j.ready, 1e-9):,.0f} "
         "instances/s listed",
+    ]
+
+
+def _relist_rows(r: Relist) -> list[list[str]]:
+    kib = sum(len(v) + len(k) for k, v in CHANGED_METADATA.items()) / 1024
+    return [
+        [
+            f"{r.frontend} node behind a compaction: SIGCONT -> re-listed, following",
+            f"{r.seconds:.2f} s, {r.cpu:.2f} s CPU",
+            f"stopped {r.paused:.0f} s while {r.changes:,} re-registrations "
+            f"({kib:.1f} KiB metadata each) and etcd compacted",
+        ],
+        [
+            f"{r.frontend} node RSS: before -> after the re-list (peak)",
+            f"{r.rss_before / 1024:,.0f} -> {r.rss_after / 1024:,.0f} MiB "
+            f"({r.peak_kib / 1024:,.0f} MiB)",
+            "peak: VmHWM, its first listing included",
+        ],
+        [
+            f"{r.frontend} node: reads equal to a writer node's (bytes, index)",
+            "; ".join(r.same),
+            "all equal" if not any("DIFFERENT" in s for s in r.same) else "NOT EQUAL",
+        ],
     ]
 
 

@@ -244,7 +244,12 @@ class Registry:
             instance.last_heartbeat = stamp.updated_at - self.wall_offset
         service = self._services.get(name)
         if service is None:
-            service = Service(name, self._global_index)
+            # Cluster mode: a new service's index is only its own change's revision. A
+            # listing applies keys in key order, not revision order, so starting from the
+            # global index would give a service listed after a newer one that newer
+            # revision, unlike the nodes that saw its change live.
+            start = self._global_index if self._store_revision is None else 0
+            service = Service(name, start)
             self._services[name] = service
             self._tombstones.pop(name, None)
         service.instances[request.instance_id] = instance

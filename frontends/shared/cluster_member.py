@@ -161,3 +161,7 @@ class ClusterMember:
     def watch_ended(self, watch: int) -> None:
         self.node.watch_ended(watch, self._clock())
         self._settle()
+
+    def problem(self, reason: str | None) -> None:
+        """Why the store cannot be used (the driver logged it): shown on /health."""
+        self.node.store_problem = reason

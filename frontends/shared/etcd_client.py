@@ -33,6 +33,26 @@ class StoreUnreachable(Exception):
     """No endpoint could be reached (every one refused, failed or timed out)."""
 
 
+def _describe(error: BaseException, hint: str = "") -> str:
+    """An exception with its causes, for a log line: httpx's and anyio's own messages
+    are often empty or repeated, the SSL or socket error they wrap says what went wrong."""
+    names: list[str] = []
+    message = ""
+    seen: BaseException | None = error
+    while seen is not None and len(names) < 6:
+        if not names or names[-1] != type(seen).__name__:
+            names.append(type(seen).__name__)
+        message = str(seen) or message
+        seen = seen.__cause__ or seen.__context__
+    described = " <- ".join(names) + (f": {message}" if message else "")
+    return described + hint
+
+
+def _said(status: int, body: bytes) -> str:
+    """An error answer in a log line: its status and the start of etcd's message."""
+    return f"HTTP {status}: {body[:200].decode(errors='replace')}"
+
+
 def tls_context(settings: ClusterSettings) -> ssl.SSLContext:
     """The TLS context for https:// endpoints (system CAs unless a CA file is given)."""
     context = ssl.create_default_context(
@@ -51,6 +71,13 @@ class EtcdClient:
         self._endpoints = settings.endpoints
         self._current = 0
         self._token: str | None = None
+        self._hint = ""
+        if settings.cert_file is None and any(e.startswith("https:") for e in self._endpoints):
+            # What an etcd with --client-cert-auth does to a client without one.
+            self._hint = (
+                " (no client certificate is set: an etcd that requires one closes the"
+                " connection; see SERVICE_DISCOVERY_ETCD_CERT_FILE and _KEY_FILE)"
+            )
         tls = tls_context(settings)
         self._calls = GatewayHttp(tls, timeout=settings.call_timeout)
         self._http = httpx.AsyncClient(  # the watch only
@@ -67,6 +94,16 @@ class EtcdClient:
     def failover(self) -> None:
         """Use the next endpoint from now on (the current one failed or stalled)."""
         self._current = (self._current + 1) % len(self._endpoints)
+
+    def _describe(self, error: BaseException) -> str:
+        """`error` and its causes, with the missing-certificate hint when it may apply
+        (not to a refused connection or a server certificate that failed to verify)."""
+        seen: BaseException | None = error
+        while seen is not None:
+            if isinstance(seen, ssl.SSLCertVerificationError | ConnectionRefusedError):
+                return _describe(error)
+            seen = seen.__cause__ or seen.__context__
+        return _describe(error, self._hint)
 
     async def aclose(self) -> None:
         await self._calls.aclose()
@@ -87,7 +124,7 @@ class EtcdClient:
             self.endpoint, "/v3/auth/authenticate", body.encode(), _JSON
         )
         if status != 200:
-            raise StoreUnreachable(f"authentication refused: HTTP {status}")
+            raise StoreUnreachable(f"authentication refused: {_said(status, answer)}")
         self._token = str(json.loads(answer)["token"])
 
     async def call(self, request: GatewayRequest) -> tuple[int, bytes]:
@@ -107,7 +144,7 @@ class EtcdClient:
                 last = error
                 self._token = None
                 self.failover()
-        raise StoreUnreachable(str(last))
+        raise StoreUnreachable(self._describe(last) if last is not None else "no endpoint")
 
     async def _post(self, request: GatewayRequest) -> tuple[int, bytes]:
         return await self._calls.post(
@@ -119,13 +156,22 @@ class EtcdClient:
         """The watch's body as it arrives; a read silent for `watch_timeout` raises.
 
         A non-200 answer or a connection failure raises (the watch is then over); the
-        caller closes the stream by leaving the block."""
-        if self._token is None:
+        caller closes the stream by leaving the block.
+
+        With auth, every watch starts with a fresh token. etcd checks the token only
+        when a watch is created, and answers an expired one (`--auth-token-ttl`, 5
+        minutes by default, counted from the token's last use) not with a 401 but with
+        the watch created and cancelled ("permission denied") in a 200 stream, and lease
+        keepalives never check it: reusing the token the calls hold would retry that
+        for ever on a quiet node (seen against etcd 3.4). One authentication per watch
+        opened (at start, after each break) is cheap."""
+        if self._settings.username is not None:
+            self._token = None
             try:
                 await self._authenticate()
             except (*CALL_ERRORS, ValueError, KeyError) as error:
                 self.failover()
-                raise StoreUnreachable(str(error)) from error
+                raise StoreUnreachable(self._describe(error)) from error
         timeout = httpx.Timeout(self._settings.call_timeout, read=self._settings.watch_timeout)
         try:
             async with self._http.stream(
@@ -138,8 +184,9 @@ class EtcdClient:
                 if answer.status_code != 200:
                     if answer.status_code == _UNAUTHENTICATED:
                         self._token = None
-                    raise StoreUnreachable(f"watch answered HTTP {answer.status_code}")
+                    said = _said(answer.status_code, await answer.aread())
+                    raise StoreUnreachable(f"watch answered {said}")
                 yield answer.aiter_raw()
         except httpx.TransportError as error:
             self.failover()
-            raise StoreUnreachable(str(error)) from error
+            raise StoreUnreachable(self._describe(error)) from error

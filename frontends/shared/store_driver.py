@@ -6,7 +6,9 @@ about 3 s, below etcd's 7 s "no quorum"), every watch a read timeout, and every 
 call or a watch can end is reported back as an event: `answered`/`failed`,
 `watch_data`/`watch_ended`. Nothing here raises into the loop: an etcd failure is a
 report, and a bug in a report is logged, not allowed to take the task group (and the
-server) down.
+server) down. Why the store cannot be used (a refused TLS handshake, a wrong password,
+the gateway answering 503) is reported when it changes, as `problem`, so a node that
+never joins says why instead of staying silently "connecting".
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class StoreReports(Protocol):
     def failed(self, token: int) -> None: ...
     def watch_data(self, watch: int, data: bytes) -> None: ...
     def watch_ended(self, watch: int) -> None: ...
+    def problem(self, reason: str | None) -> None: ...
 
 
 class StoreDriver:
@@ -44,6 +47,7 @@ class StoreDriver:
         self._group: TaskGroup | None = None
         self._queued: list[StoreCall | OpenWatch | CloseWatch] = []
         self._watches: dict[int, anyio.CancelScope] = {}
+        self._problem: str | None = None
 
     def submit(self, effect: StoreCall | OpenWatch | CloseWatch) -> None:
         """Start executing `effect` (queued until `run` has started)."""
@@ -89,10 +93,14 @@ class StoreDriver:
                 answer = await self.client.call(call.request)
             except StoreUnreachable as error:
                 log.debug(logfmt("store_call_failed", path=call.request.path, error=error))
+                self._report_problem(str(error))
             except Exception:  # a bug in the client: fail the call, keep serving
                 log.exception(logfmt("store_call_crashed", path=call.request.path))
         if deadline.cancelled_caught:
             self.client.failover()  # a stalled member: try another one next time
+            self._report_problem(f"no answer within {self._call_timeout:g} s")
+        elif answer is not None:
+            self._report_answer(*answer)
         try:
             if answer is None:
                 self._reports.failed(call.token)
@@ -109,6 +117,7 @@ class StoreDriver:
                         self._reports.watch_data(watch.watch, chunk)
             except StoreUnreachable as error:
                 log.debug(logfmt("store_watch_ended", error=error))
+                self._report_problem(str(error))
             except Exception:
                 log.exception(logfmt("store_watch_crashed"))
         if scope.cancel_called:
@@ -118,3 +127,26 @@ class StoreDriver:
             self._reports.watch_ended(watch.watch)
         except Exception:
             log.exception(logfmt("store_report_crashed", path=watch.request.path))
+
+    def _report_answer(self, status: int, body: bytes) -> None:
+        """A 200 clears the problem; an answer meaning "cannot serve" is one. Other
+        errors (a compacted revision, a failed comparison) are the node's business."""
+        if status == 200:
+            self._report_problem(None)
+        elif status >= 500 or status in (401, 403):
+            self._report_problem(f"HTTP {status}: {body[:200].decode(errors='replace')}")
+
+    def _report_problem(self, reason: str | None) -> None:
+        """Tell a new reason; log when a problem starts (a lasting one whose wording
+        alternates, a call's and the watch's, is logged once, not at every retry)."""
+        if reason == self._problem:
+            return
+        level = logging.WARNING if self._problem is None else logging.DEBUG
+        self._problem = reason
+        if reason is not None:
+            endpoint = self.client.endpoint
+            log.log(level, logfmt("store_problem", endpoint=endpoint, error=reason))
+        try:
+            self._reports.problem(reason)
+        except Exception:
+            log.exception(logfmt("store_report_crashed", path="problem"))

@@ -58,6 +58,9 @@ class StoreLink:
     changed: Callable[[], None]
     resync_at: float | None = None
     cluster_id: int = 0
+    #: Listings of the whole prefix completed: 1 after the start, one more per
+    #: compaction that outran the watch (shown on /health, so a re-list can be seen).
+    listings: int = field(default=0, init=False)
     _calls: dict[int, _Pending] = field(default_factory=dict, init=False)
     _tokens: int = field(default=0, init=False)
     _watch: int = field(default=0, init=False)  # the current watch's number (0: none open)
@@ -139,6 +142,7 @@ class StoreLink:
                 self._list_page(result.kvs[-1].key + b"\0", pinned, kvs)
                 return
             self.view.load(kvs, pinned, now)
+            self.listings += 1
             self._listed = True
             self._open_watch()
 

@@ -174,6 +174,10 @@ class ClusterNode:
             is_current=lambda: not self.stale and cluster.node_id in self.view.nodes,
             wall_offset=wall_offset,
         )
+        #: Why the store cannot be used, in the driver's words (a TLS or auth failure,
+        #: an error answer): shown on /health while stale, so a misconfigured node says
+        #: why it never joins. Set by whoever runs the node's store calls.
+        self.store_problem: str | None = None
         self._link_changed()
 
     # ------------------------------------------------------------ lifecycle
@@ -327,6 +331,8 @@ class ClusterNode:
             "store": {
                 "state": self.link.state,
                 "revision": self.view.synced_revision,
+                "listings": self.link.listings,
+                "error": self.store_problem if self.stale else None,
                 "cluster_id": f"{self.link.cluster_id:016x}" if self.link.cluster_id else None,
             },
         }

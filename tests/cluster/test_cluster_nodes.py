@@ -211,14 +211,36 @@ def test_compaction_while_disconnected_leads_to_a_relist() -> None:
     cluster.unregister(0, "api", "a1")
     cluster.register(0, "api", "a3", metadata={"k": "v"})
     cluster.register(0, "web", "w1")
+    assert cluster.nodes[2].link.listings == 1
     cluster.compact()
     cluster.heal(2)
     cluster.advance(2)
+    assert cluster.nodes[2].link.listings == 2  # counted: /health shows it
     for service in ("api", "web"):
         assert cluster.read(2, service).body == cluster.read(0, service).body
     assert cluster.read(2, "web").index == cluster.read(0, "web").index
     assert cluster.read(2, "api").index >= cluster.read(0, "api").index  # deletion: list rev
     assert not cluster.nodes[2].stale
+
+
+def test_a_listing_gives_each_service_the_index_of_its_own_last_change() -> None:
+    """A listing applies keys in key order, not revision order: a service listed after
+    a newer one keeps its own revision, the index nodes that watched it live show
+    (found by bench.cluster's re-list at scale: same bytes, another index)."""
+    unprobed = RegistryConfig(  # a probe result would raise both indexes alike
+        health_check_interval=3600.0, registration_ttl=7200.0, first_probes_per_second=0
+    )
+    cluster = SimulatedCluster(nodes=2, config=unprobed)
+    cluster.partition(1)
+    cluster.register(0, "web", "w1")  # the older change, listed last
+    cluster.register(0, "api", "a1")
+    cluster.compact()
+    cluster.heal(1)
+    cluster.advance(2)
+    assert cluster.nodes[1].link.listings == 2
+    for service in ("api", "web"):
+        assert cluster.read(1, service).body == cluster.read(0, service).body
+        assert cluster.index(1, service) == cluster.index(0, service), service
 
 
 def test_index_never_goes_backwards_and_agrees_across_nodes() -> None:

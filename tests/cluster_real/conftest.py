@@ -8,11 +8,12 @@ node are always stopped, whatever the test did to them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import httpx
 import pytest
 
-from conformance.client import poll_until
+from conformance.client import api_for, instance_body, poll_until
 from conformance.server_process import ServerProcess
 from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason, running_cluster
 
@@ -70,3 +71,38 @@ def start_node() -> Iterator[StartNode]:
             node.shutdown(timeout=10)
         finally:
             node.cleanup()
+
+
+def store_health(url: str) -> dict[str, Any]:
+    """The `store` part of a node's /health (state, revision, listings, error)."""
+    answer = httpx.get(f"{url}/health", timeout=5)
+    assert answer.status_code == 200, answer.text
+    store: dict[str, Any] = answer.json()["store"]
+    return store
+
+
+def assert_refused_node_says_why(frontend: str, env: Mapping[str, str], *expected: str) -> None:
+    """A node the store refuses (TLS, auth) keeps running, stays "connecting", answers a
+    write 503, and says why: `expected` on /health (`store.error`) and in its log."""
+    node = ServerProcess(frontend, env)
+    try:
+        node.wait_ready()
+        store = poll_until(
+            lambda: found if (found := store_health(node.url))["error"] else None,
+            30.0,
+            "the store's refusal on /health",
+        )
+        assert store["state"] == "connecting"
+        for text in expected:
+            assert text in store["error"], store
+        with api_for(node.url, SECRET) as api:
+            assert api.register(instance_body("api", "a1")).status_code == 503
+        node.check_alive()
+        assert store_health(node.url)["state"] == "connecting"
+    finally:
+        node.shutdown(timeout=10)
+        log = node.stderr()
+        node.cleanup()
+    assert "event=store_problem" in log, log[-2000:]
+    for text in expected:
+        assert text in log, log[-2000:]

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 
 from frontends.shared.cluster_settings import ClusterSettings
 from frontends.shared.etcd_client import EtcdClient, StoreUnreachable
 from sd_etcd import parse_range, range_request
+from tests.etcd.etcd_auth import enable_auth
 from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason
 
 from .tcp_proxy import TcpProxy
@@ -20,21 +20,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _enable_auth(url: str) -> None:
-    for path, body in (
-        ("/v3/auth/user/add", {"name": "root", "password": "pw"}),
-        ("/v3/auth/role/add", {"name": "root"}),
-        ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
-        ("/v3/auth/enable", {}),
-    ):
-        answer = httpx.post(f"{url}{path}", json=body, timeout=5)
-        assert answer.status_code == 200, (path, answer.text)
-    anonymous = httpx.post(f"{url}/v3/kv/range", json={"key": "AA=="}, timeout=5)
-    assert anonymous.status_code != 200  # auth is really on
-
-
 async def test_password_auth_and_a_token_gone_bad(etcd: EtcdCluster) -> None:
-    _enable_auth(etcd.url)
+    enable_auth(etcd.url, "pw")
     client = EtcdClient(ClusterSettings((etcd.url,), "n", "", username="root", password="pw"))
     try:
         status, body = await client.call(range_request(b"/x"))

@@ -1,5 +1,6 @@
 """Real etcd processes for tests: one member or a cluster of three, on 127.0.0.1, on free
-ports, with temporary data directories that are always removed.
+ports, with temporary data directories that are always removed. With `tls`, clients
+must speak https and show a certificate signed by the test CA (`tls_files`).
 
 etcd cannot be handed a pre-bound socket, so ports are found by binding port 0 and
 releasing it just before etcd takes it (a short race, retried once by starting again).
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from .tls_files import TlsFiles
 
 ETCD_BINARY = shutil.which("etcd") or "/usr/bin/etcd"
 START_TIMEOUT = 30.0
@@ -82,6 +85,7 @@ class EtcdCluster:
     members: list[EtcdMember]
     root: Path
     extra_args: Sequence[str] = field(default_factory=tuple)
+    tls: TlsFiles | None = None
 
     @property
     def client_urls(self) -> list[str]:
@@ -113,10 +117,22 @@ def _command(member: EtcdMember, initial_cluster: str, extra_args: Sequence[str]
     ]  # fmt: skip
 
 
+def _tls_args(tls: TlsFiles | None) -> list[str]:
+    if tls is None:
+        return []
+    return [
+        "--cert-file", str(tls.server_cert),
+        "--key-file", str(tls.server_key),
+        "--trusted-ca-file", str(tls.ca),
+        "--client-cert-auth",
+    ]  # fmt: skip
+
+
 def _wait_healthy(cluster: EtcdCluster) -> None:
     """Every member answers /health with a leader (the gateway says "true" only then)."""
     deadline = time.monotonic() + START_TIMEOUT
-    with httpx.Client(timeout=2.0) as client:
+    verify = cluster.tls.client_context() if cluster.tls is not None else True
+    with httpx.Client(timeout=2.0, verify=verify, trust_env=False) as client:
         for member in cluster.members:
             while True:
                 assert member.process is not None
@@ -131,22 +147,26 @@ def _wait_healthy(cluster: EtcdCluster) -> None:
                 time.sleep(0.05)  # polling a real process coming up; no fake clock applies
 
 
-def start_cluster(size: int = 1, *, extra_args: Sequence[str] = ()) -> EtcdCluster:
+def start_cluster(
+    size: int = 1, *, extra_args: Sequence[str] = (), tls: TlsFiles | None = None
+) -> EtcdCluster:
     """Start `size` members (1 or 3, say) forming one cluster, and wait for a leader.
     The caller must `stop()` it (use `running_cluster` for a context manager)."""
     root = Path(tempfile.mkdtemp(prefix="sd-etcd-"))
     ports = _free_ports(2 * size)
+    scheme = "http" if tls is None else "https"
     members = [
         EtcdMember(
             name=f"m{index}",
-            client_url=f"http://127.0.0.1:{ports[2 * index]}",
+            client_url=f"{scheme}://127.0.0.1:{ports[2 * index]}",
             peer_url=f"http://127.0.0.1:{ports[2 * index + 1]}",
             data_dir=root / f"m{index}.etcd",
             log_path=root / f"m{index}.log",
         )
         for index in range(size)
     ]
-    cluster = EtcdCluster(members, root, tuple(extra_args))
+    extra_args = (*extra_args, *_tls_args(tls))
+    cluster = EtcdCluster(members, root, extra_args, tls)
     initial = ",".join(f"{member.name}={member.peer_url}" for member in members)
     try:
         for member in members:
@@ -165,8 +185,10 @@ def start_cluster(size: int = 1, *, extra_args: Sequence[str] = ()) -> EtcdClust
 
 
 @contextlib.contextmanager
-def running_cluster(size: int = 1, *, extra_args: Sequence[str] = ()) -> Iterator[EtcdCluster]:
-    cluster = start_cluster(size, extra_args=extra_args)
+def running_cluster(
+    size: int = 1, *, extra_args: Sequence[str] = (), tls: TlsFiles | None = None
+) -> Iterator[EtcdCluster]:
+    cluster = start_cluster(size, extra_args=extra_args, tls=tls)
     try:
         yield cluster
     finally:
