@@ -8,12 +8,27 @@ but a different answer from the other server kinds, which give the API's
 `400 http_version_not_supported` body (`frontends/shared/http1_only.py`).
 This protocol gives the same body, then closes, without reading any of the
 HTTP/2 frames that follow. Malformed HTTP/1.1 is left to uvicorn.
+
+It also bounds each write, as `shared.write_deadline` does for hypercorn:
+uvicorn waits for a client that never reads (its `FlowControl.drain`) with no
+end, which held the connection, its task and its buffered response for as
+long as the client liked. `BoundedFlowControl` gives up after
+`WRITE_TIMEOUT_SECONDS` and aborts the connection (what was unsent is dropped);
+uvicorn then reports the client gone, and the app's `send` returns. (With
+pipelined requests uvicorn marks only the last one parsed as gone, so the
+response being written fails on the closed transport instead, logged by
+uvicorn; the connection is released all the same.)
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from ..shared import write_deadline
 from ..shared.http1_only import HTTP_VERSION_REFUSED
 
 #: The first line of the HTTP/2 connection preface (RFC 9113 section 3.4).
@@ -28,10 +43,32 @@ _REFUSAL = (
 ) + HTTP_VERSION_REFUSED
 
 
+class BoundedFlowControl(FlowControl):
+    """uvicorn's flow control, whose wait for a slow reader ends after the write deadline."""
+
+    async def drain(self) -> None:
+        try:
+            async with asyncio.timeout(write_deadline.WRITE_TIMEOUT_SECONDS):
+                await super().drain()
+        except TimeoutError:
+            self._transport.abort()
+            # The loop reports the loss a turn or two later; uvicorn's
+            # `connection_lost` marks the request disconnected and then resumes
+            # writing, so waiting for that keeps `send` from writing to a closed
+            # transport (bounded, in case it never comes).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._is_writable_event.wait()
+
+
 class Http1OnlyProtocol(HttpToolsProtocol):
-    """httptools' protocol, with the preface on a new connection refused in the API's shape."""
+    """httptools' protocol: the preface refused in the API's shape, writes under a deadline."""
 
     _first_data = True
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.flow = BoundedFlowControl(transport)
 
     def data_received(self, data: bytes) -> None:
         if self._first_data:
