@@ -5,10 +5,20 @@ trio the registry restarts it without waiting for the timer task to start
 (`frontends/shared/hypercorn_patches.py`), so these pin what the timer must
 still do on both frontends: not cut a connection that is being reused, and
 close one left idle (5 s, `hypercorn_setup`).
+
+The timer also runs from the accept to the first request. When the process
+gets no CPU for longer than the timeout (a loaded machine), the timer and the
+reader become due at once; on trio the timer could win and close a connection
+whose request was already in the socket (`spare_connections_with_waiting_requests`).
+SIGSTOP stands in for the starvation: every connection is accepted, the
+process is stopped, the requests are sent, and it resumes after the timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -22,6 +32,8 @@ from frontends.shared.hypercorn_patches import restart_idle_timers_at_once
 #: hypercorn_setup's keep_alive_timeout, and how long past it the close may take.
 KEEP_ALIVE_SECONDS = 5.0
 CLOSE_SLACK_SECONDS = 10.0
+#: Connections whose requests wait while the server is stopped.
+CONNECTIONS = 40
 
 REQUEST = b"GET /v1/discovery/services HTTP/1.1\r\nHost: x\r\n" + AUTH_LINE + b"\r\n"
 
@@ -62,3 +74,29 @@ def test_the_timer_patch_is_in_place_once() -> None:
     restart_idle_timers_at_once()
     assert TrioSingleTask.restart is patched
     assert patched.__name__ == "_restart_idle_timer"
+
+
+def test_requests_sent_while_the_server_was_stopped_are_answered(server: ServerProcess) -> None:
+    with contextlib.ExitStack() as stack:
+        conns = [
+            stack.enter_context(socket.create_connection(("127.0.0.1", server.port), timeout=5))
+            for _ in range(CONNECTIONS)
+        ]
+        # One request answered on a later connection: the ones before it were accepted
+        # (the kernel's accept queue is first in, first out), their timers running.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as probe:
+            probe.sendall(REQUEST)
+            head, _, _ = read_response(probe, timeout=5)
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+        os.kill(server.pid, signal.SIGSTOP)
+        try:
+            for conn in conns:
+                conn.sendall(REQUEST)
+            time.sleep(KEEP_ALIVE_SECONDS + 1)  # a real process: no clock to jump
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        answered = 0
+        for conn in conns:
+            head, _, _ = read_response(conn, timeout=10)
+            answered += head.startswith(b"HTTP/1.1 200")
+    assert answered == CONNECTIONS, f"{CONNECTIONS - answered} of {CONNECTIONS} closed unanswered"
