@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from frontend_kit import KITS, Kit
+import trio
+from frontend_kit import KITS, Kit, SocketPair
 
 
 @pytest.fixture(autouse=True)
@@ -22,3 +23,11 @@ def make_kit(request: pytest.FixtureRequest) -> Callable[[], Kit]:
     needs other kits parametrizes `make_kit` itself, which overrides this."""
     make: Callable[[], Kit] = request.param
     return make
+
+
+@pytest.fixture
+async def socket_pair() -> AsyncIterator[SocketPair]:
+    """Two connected trio socket streams (ours, theirs), closed after the test."""
+    ours, theirs = trio.socket.socketpair()
+    async with trio.SocketStream(ours) as mine, trio.SocketStream(theirs) as peer:
+        yield mine, peer

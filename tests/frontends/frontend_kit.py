@@ -54,6 +54,8 @@ BASE_ENV: dict[str, str] = {
 
 Fetch = Callable[[RunProbe], Awaitable[ProbeResult]]
 ASGIApp = Callable[..., Awaitable[None]]
+#: Two connected trio socket streams, ours and the peer's (the `socket_pair` fixture).
+SocketPair = tuple[trio.SocketStream, trio.SocketStream]
 
 
 class Event(Protocol):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import h11
 import trio
 import trio.testing
+from frontend_kit import SocketPair
 
 from frontends.shared.hypercorn_patches import (
     _idle_timeout_unless_readable,
@@ -55,11 +56,6 @@ class _Server:
         self.closed_at = trio.current_time()
 
 
-def _pair() -> tuple[trio.SocketStream, trio.SocketStream]:
-    ours, theirs = trio.socket.socketpair()
-    return trio.SocketStream(ours), trio.SocketStream(theirs)
-
-
 async def _closed_after(server: _Server) -> float:
     started = trio.current_time()
     await _idle_timeout_unless_readable(server)
@@ -69,49 +65,51 @@ async def _closed_after(server: _Server) -> float:
 
 async def test_a_silent_connection_closes_after_one_period(
     autojump_clock: trio.testing.MockClock,
+    socket_pair: SocketPair,
 ) -> None:
-    ours, theirs = _pair()
-    async with ours, theirs:
-        assert await _closed_after(_Server(ours)) == KEEP_ALIVE
+    ours, _theirs = socket_pair
+    assert await _closed_after(_Server(ours)) == KEEP_ALIVE
 
 
 async def test_bytes_waiting_in_the_socket_earn_one_more_period_only(
     autojump_clock: trio.testing.MockClock,
+    socket_pair: SocketPair,
 ) -> None:
-    ours, theirs = _pair()
-    async with ours, theirs:
-        await theirs.send_all(b"GET / HTTP/1.1\r\n")  # never read: the reader was starved
-        assert await _closed_after(_Server(ours)) == 2 * KEEP_ALIVE
+    ours, theirs = socket_pair
+    await theirs.send_all(b"GET / HTTP/1.1\r\n")  # never read: the reader was starved
+    assert await _closed_after(_Server(ours)) == 2 * KEEP_ALIVE
 
 
 async def test_a_request_already_in_h11_earns_one_more_period(
     autojump_clock: trio.testing.MockClock,
+    socket_pair: SocketPair,
 ) -> None:
-    ours, theirs = _pair()
-    async with ours, theirs:
-        server = _Server(ours)
-        # The reader took the request from the socket, one turn short of stopping the timer.
-        server.protocol.protocol.connection.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        server.protocol.protocol.connection.next_event()
-        assert await _closed_after(server) == 2 * KEEP_ALIVE
+    ours, _theirs = socket_pair
+    server = _Server(ours)
+    # The reader took the request from the socket, one turn short of stopping the timer.
+    server.protocol.protocol.connection.receive_data(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    server.protocol.protocol.connection.next_event()
+    assert await _closed_after(server) == 2 * KEEP_ALIVE
 
 
-async def test_the_server_stopping_closes_at_once(autojump_clock: trio.testing.MockClock) -> None:
-    ours, theirs = _pair()
-    async with ours, theirs:
-        server = _Server(ours)
-        server.context.terminated.set()
-        assert await _closed_after(server) == 0
+async def test_the_server_stopping_closes_at_once(
+    autojump_clock: trio.testing.MockClock, socket_pair: SocketPair
+) -> None:
+    ours, _theirs = socket_pair
+    server = _Server(ours)
+    server.context.terminated.set()
+    assert await _closed_after(server) == 0
 
 
-async def test_a_stopped_timer_closes_nothing(autojump_clock: trio.testing.MockClock) -> None:
-    ours, theirs = _pair()
-    async with ours, theirs:
-        await theirs.send_all(b"GET")
-        server = _Server(ours)
-        with trio.move_on_after(KEEP_ALIVE + 1):  # the reader stopped it while it spared
-            await _idle_timeout_unless_readable(server)
-        assert server.closed_at is None
+async def test_a_stopped_timer_closes_nothing(
+    autojump_clock: trio.testing.MockClock, socket_pair: SocketPair
+) -> None:
+    ours, theirs = socket_pair
+    await theirs.send_all(b"GET")
+    server = _Server(ours)
+    with trio.move_on_after(KEEP_ALIVE + 1):  # the reader stopped it while it spared
+        await _idle_timeout_unless_readable(server)
+    assert server.closed_at is None
 
 
 def test_the_patch_is_in_place_once() -> None:
