@@ -23,6 +23,7 @@ written all at once.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -52,7 +53,7 @@ MAX_PENDING_BYTES = 1024 * 1024
 KEEPALIVE_SHARES = 16
 
 
-class Stream:
+class Stream(ABC):
     """One open stream: what it follows, the bytes not yet written, and how to wake its writer.
 
     Each frontend subclasses it with its loop's writer (`wake`, `abort`,
@@ -71,17 +72,17 @@ class Stream:
         self.closed = False  # the writer ends the response after what is pending
         self.dropped = False  # the reader fell behind or left: send nothing more
 
+    @abstractmethod
     def wake(self) -> None:
         """Bytes are pending or the stream closed: make the writer look (it may be idle)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def abort(self) -> None:
         """The stream was dropped: stop the writer, even one blocked on its reader."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def idle(self) -> None:
         """Wait for a `wake`, or for the client to leave (then mark the stream dropped)."""
-        raise NotImplementedError
 
     def received(self, message: Message) -> None:
         """What the writer's `idle` got from the client: only a disconnect matters."""

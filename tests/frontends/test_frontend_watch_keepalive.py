@@ -29,6 +29,12 @@ class RecordingStream(Stream):
     def wake(self) -> None:
         self.wakes += 1
 
+    def abort(self) -> None:
+        raise AssertionError("the keep-alive ticker never drops a stream")
+
+    async def idle(self) -> None:
+        raise AssertionError("this stream has no writer")
+
     def keepalives(self) -> int:
         """Keep-alives queued since the last call (and forget what was queued)."""
         data = self.take()
