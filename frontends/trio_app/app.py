@@ -8,23 +8,20 @@ the snapshot loop run in. Mirrors `quart_app/app.py` name for name.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
-from typing import TypeVar
 
 import trio
 
 from ..shared.asgi_api import ASGIApp, LoopCalls, Scope, Wait, api_app, disconnected
 from ..shared.logs import logfmt
-from ..shared.request_flow import BodyTimeout
 from ..shared.runtime import LoopParts, Runtime
 from ..shared.watch_streams import Receive, Send
+from .body_deadline import within
 from .probe_driver import ProbeDriver
 from .snapshots import snapshot_loop
 from .watchers import Watchers
 
 log = logging.getLogger("sd.registry")
 PARTS = LoopParts(frontend="trio", probe_driver=ProbeDriver, watchers=Watchers)
-_T = TypeVar("_T")
 
 
 def create_app(runtime: Runtime) -> ASGIApp:
@@ -54,12 +51,6 @@ def create_app(runtime: Runtime) -> ASGIApp:
     return api_app(runtime, CALLS, lifespan)
 
 
-async def _within(seconds: float, work: Awaitable[_T]) -> _T:
-    with trio.move_on_after(seconds):
-        return await work
-    raise BodyTimeout
-
-
 async def _unless_gone(wait: Wait, receive: Receive) -> bool:
     gone = False
     async with trio.open_nursery() as nursery:
@@ -76,4 +67,4 @@ async def _unless_gone(wait: Wait, receive: Receive) -> bool:
     return not gone
 
 
-CALLS = LoopCalls(within=_within, unless_gone=_unless_gone)
+CALLS = LoopCalls(within=within, unless_gone=_unless_gone)
