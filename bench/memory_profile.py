@@ -255,7 +255,13 @@ async def _open_streams(port: int, count: int) -> list[asyncio.StreamWriter]:
 
 
 #: The files that serve a watch stream (not the launch path, which is on every stack).
-OURS = ("/shared/watch_streams.py", "_app/streams.py", "/shared/http1_only.py", "/sd_core/")
+OURS = (
+    "/shared/watch_streams.py",
+    "_app/streams.py",
+    "direct_streams.py",
+    "/shared/http1_only.py",
+    "/sd_core/",
+)
 
 
 def _ours_or_server(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, per: int) -> None:

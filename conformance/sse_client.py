@@ -57,6 +57,11 @@ class SseStream:
         lines = [f"GET {target} HTTP/1.1", "Host: registry"]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return cls.reading(sock)
+
+    @classmethod
+    def reading(cls, sock: socket.socket) -> SseStream:
+        """The response to a request already written on `sock`, its head read."""
         stream = cls(sock)
         stream._read_head()
         return stream

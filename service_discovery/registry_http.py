@@ -55,6 +55,11 @@ class RegistryHTTP:
         self._http = http_client or httpx.AsyncClient(
             transport=transport, timeout=timeout, headers={"User-Agent": USER_AGENT}
         )
+        # Watch streams get connections of their own (see `stream_http`), unless the
+        # caller chose the client or its transport: then theirs is used for everything.
+        self._streams_apart = http_client is None and transport is None
+        self._timeout = timeout
+        self._stream_http: httpx.AsyncClient | None = None
 
     @property
     def url(self) -> str:
@@ -64,6 +69,8 @@ class RegistryHTTP:
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
+        if self._stream_http is not None:
+            await self._stream_http.aclose()
 
     async def run(self, steps: Steps[T]) -> T:
         """Perform every effect of ``steps`` and return what they return."""
@@ -83,8 +90,30 @@ class RegistryHTTP:
 
     @property
     def http(self) -> httpx.AsyncClient:
-        """The HTTP client (watch streams use it directly)."""
+        """The HTTP client of every request but watch streams."""
         return self._http
+
+    @property
+    def stream_http(self) -> httpx.AsyncClient:
+        """The HTTP client watch streams are opened with: each on a new connection.
+
+        Why: an open stream holds its connection for as long as it lasts, so
+        streams taken from the request pool would each take one of its
+        connections (httpx's limit is 100) from the requests; and the
+        registry serves a stream opened on a connection of its own for a
+        fraction of the memory of one sent on a used connection (its
+        docs/frontends.md, "Watch streams below hypercorn"). A client or
+        transport given by the caller is used for streams too.
+        """
+        if not self._streams_apart:
+            return self._http
+        if self._stream_http is None:  # made on first use: most clients never watch
+            self._stream_http = httpx.AsyncClient(
+                timeout=self._timeout,
+                headers={"User-Agent": USER_AGENT},
+                limits=httpx.Limits(max_keepalive_connections=0),
+            )
+        return self._stream_http
 
     def headers(self) -> dict[str, str]:
         """The headers every request carries (the token), for watch streams."""

@@ -190,7 +190,7 @@ def http_connect(registry: RegistryHTTP, names: list[str] | None) -> Connect:
             headers["Last-Event-ID"] = last_id
         timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT)
         try:
-            async with registry.http.stream(
+            async with registry.stream_http.stream(
                 "GET", f"{registry.url}/v1/discovery/watch?{query}", headers=headers,
                 timeout=timeout,
             ) as response:  # fmt: skip

@@ -19,6 +19,7 @@ from ..shared.settings import Settings
 from ..shared.watch_streams import WatchRoute
 from ..shared.write_deadline import bound_asyncio_writes
 from .app import PARTS, create_app
+from .direct_streams import first_bytes_protocol
 from .streams import make_hold
 
 
@@ -54,7 +55,9 @@ async def serve_async(settings: Settings) -> None:
         runtime.begin_drain(exit_after=settings.shutdown_grace)
 
     config = hypercorn_config(settings)
-    accept_in_small_batches(config.backlog)
+    accept_in_small_batches(
+        config.backlog, first_bytes_protocol(runtime, config.keep_alive_timeout)
+    )
     try:
         await hypercorn_serve(
             Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]

@@ -24,8 +24,8 @@ from ..shared.watch_streams import (
     Hold,
     Receive,
     Send,
-    Stream,
     StreamHub,
+    TaskStream,
     keep_alive,
     write_stream,
 )
@@ -34,7 +34,7 @@ from ..shared.watch_streams import (
 _tickers: set[asyncio.Task[None]] = set()
 
 
-class _TaskStream(Stream):
+class _TaskStream(TaskStream):
     """A stream written by one asyncio task; `interrupted`: a cancel of ours is on its way."""
 
     __slots__ = ("interrupted", "parked", "receive", "task")
@@ -80,6 +80,15 @@ class _TaskStream(Stream):
         self.received(message)
 
 
+def start_ticker(hub: StreamHub, keepalive: float) -> None:
+    """Start the hub's keep-alive ticker as a task, unless one runs (it ends after the
+    last stream)."""
+    if hub.start_ticking():
+        ticker = asyncio.ensure_future(keep_alive(hub, keepalive, asyncio.sleep))
+        _tickers.add(ticker)
+        ticker.add_done_callback(_tickers.discard)
+
+
 def make_hold(keepalive: float) -> Hold:
     async def hold(hub: StreamHub, spec: WatchSpec, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -87,10 +96,7 @@ def make_hold(keepalive: float) -> Hold:
         stream = _TaskStream(spec.services, receive, task)
         hub.open(stream, spec)
         del spec  # (the stream has what it follows)
-        if hub.start_ticking():  # its own task; it ends after the last stream
-            ticker = asyncio.ensure_future(keep_alive(hub, keepalive, asyncio.sleep))
-            _tickers.add(ticker)
-            ticker.add_done_callback(_tickers.discard)
+        start_ticker(hub, keepalive)
         try:
             await write_stream(stream, send)
         except asyncio.CancelledError:

@@ -28,6 +28,7 @@ from ..shared.runtime import Runtime
 from ..shared.settings import Settings
 from ..shared.watch_streams import WatchRoute
 from .app import PARTS, create_app
+from .direct_streams import uvicorn_first_bytes
 from .server import run_on
 from .streams import make_hold
 from .uvicorn_http1 import Http1OnlyProtocol
@@ -35,6 +36,8 @@ from .uvicorn_http1 import Http1OnlyProtocol
 #: What `/health` reports as `frontend` under uvicorn.
 FRONTEND = "quart-uvicorn"
 UVICORN_PARTS = dataclasses.replace(PARTS, frontend=FRONTEND)
+#: How long an idle kept-alive connection, or a watch request's head, may take (as hypercorn's).
+KEEP_ALIVE_SECONDS = 5
 
 
 class _Server(uvicorn.Server):
@@ -67,7 +70,7 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
-def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, app: object, runtime: Runtime) -> uvicorn.Config:
     bind: dict[str, object]
     if settings.fd is not None:
         bind = {"fd": settings.fd}
@@ -77,7 +80,9 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         app,  # type: ignore[arg-type]
         **bind,  # type: ignore[arg-type]
         loop="none",  # the loop is chosen in `serve`
-        http=Http1OnlyProtocol,
+        # Connections whose first request opens a watch stream are served below
+        # uvicorn, as below hypercorn (`direct_streams`); the others by this protocol.
+        http=uvicorn_first_bytes(runtime, KEEP_ALIVE_SECONDS, Http1OnlyProtocol),  # type: ignore[arg-type]
         ws="none",
         lifespan="on",
         log_config=None,
@@ -86,7 +91,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
         # rewrite (hypercorn does not either); the middleware cost ~2 % a request.
         proxy_headers=False,
         server_header=False,
-        timeout_keep_alive=5,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
     )
 
@@ -94,7 +99,7 @@ def uvicorn_config(settings: Settings, app: object) -> uvicorn.Config:
 async def serve_async(settings: Settings) -> None:
     runtime = Runtime(settings, UVICORN_PARTS, clock=time.monotonic)
     app = Http1Only(WatchRoute(create_app(runtime), runtime, make_hold))  # type: ignore[arg-type]
-    await _Server(uvicorn_config(settings, app), runtime).serve()
+    await _Server(uvicorn_config(settings, app, runtime), runtime).serve()
 
 
 def serve(settings: Settings, *, loop: str = "auto") -> None:

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from hypercorn.config import Config
@@ -91,7 +92,11 @@ _TCP_LISTEN = 10  # tcpi_state of a listening socket (include/net/tcp_states.h)
 ASYNCIO_ACCEPT_BATCH = 16
 
 
-def accept_in_small_batches(backlog: int) -> None:
+#: Makes a connection's first protocol from `start_server`'s callback.
+FirstProtocol = Callable[[Callable[..., Any]], asyncio.Protocol]
+
+
+def accept_in_small_batches(backlog: int, first_protocol: FirstProtocol | None = None) -> None:
     """asyncio: listen with `backlog`, but accept at most `ASYNCIO_ACCEPT_BATCH` per loop turn.
 
     asyncio uses `start_server`'s backlog twice: for `listen()`, and as the
@@ -103,16 +108,27 @@ def accept_in_small_batches(backlog: int) -> None:
     is given the small batch, and the socket is listened again with the real
     backlog once asyncio serves it. Affects this process's `asyncio.start_server`
     only (the server process calls it once per listening socket).
+
+    `first_protocol`, when given, makes each connection's protocol from
+    hypercorn's connection callback instead of asyncio's stream protocol (the
+    quart frontend's `direct_streams.FirstBytes`, which hands hypercorn's
+    connections over to that callback itself).
     """
     original = getattr(asyncio.start_server, "__wrapped__", asyncio.start_server)
 
     @functools.wraps(original)
-    async def start_server(*args: Any, **kwargs: Any) -> asyncio.Server:
+    async def start_server(
+        connected: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> asyncio.Server:
         kwargs["backlog"] = min(ASYNCIO_ACCEPT_BATCH, backlog)
-        server = await original(*args, **kwargs)
+        if first_protocol is None:
+            server = await original(connected, *args, **kwargs)
+        else:
+            loop = asyncio.get_running_loop()
+            server = await loop.create_server(lambda: first_protocol(connected), *args, **kwargs)
         sock = kwargs.get("sock")  # hypercorn always hands over its own socket
         if isinstance(sock, socket.socket):
             sock.listen(backlog)
         return server
 
-    asyncio.start_server = start_server
+    asyncio.start_server = start_server  # type: ignore[assignment]

@@ -56,8 +56,10 @@ KEEPALIVE_SHARES = 16
 class Stream(ABC):
     """One open stream: what it follows, the bytes not yet written, and how to wake its writer.
 
-    Each frontend subclasses it with its loop's writer (`wake`, `abort`,
-    `idle`): one object per stream, rather than closures and events beside it.
+    Each frontend subclasses it with its loop's writer (`wake`, `abort`; a
+    `TaskStream`'s task also `idle`s, a `direct_streams.DirectStream` is
+    written by `wake` itself): one object per stream, rather than closures
+    and events beside it.
     """
 
     __slots__ = ("closed", "dropped", "follows", "last_push", "pending", "pending_bytes", "share")
@@ -80,15 +82,6 @@ class Stream(ABC):
     def abort(self) -> None:
         """The stream was dropped: stop the writer, even one blocked on its reader."""
 
-    @abstractmethod
-    async def idle(self) -> None:
-        """Wait for a `wake`, or for the client to leave (then mark the stream dropped)."""
-
-    def received(self, message: Message) -> None:
-        """What the writer's `idle` got from the client: only a disconnect matters."""
-        if message["type"] == "http.disconnect":
-            self.closed = self.dropped = True  # nobody to write to
-
     def take(self) -> bytes:
         """Everything pending, as one piece (usually the one shared event, uncopied)."""
         pending = self.pending
@@ -98,6 +91,21 @@ class Stream(ABC):
         self.pending = []
         self.pending_bytes = 0
         return data
+
+
+class TaskStream(Stream):
+    """A stream written by a task of its own through the ASGI `send` (`write_stream`)."""
+
+    __slots__ = ()
+
+    @abstractmethod
+    async def idle(self) -> None:
+        """Wait for a `wake`, or for the client to leave (then mark the stream dropped)."""
+
+    def received(self, message: Message) -> None:
+        """What the writer's `idle` got from the client: only a disconnect matters."""
+        if message["type"] == "http.disconnect":
+            self.closed = self.dropped = True  # nobody to write to
 
 
 class StreamHub:
@@ -252,7 +260,7 @@ def serve_watch(
     the checks built (the request, its headers' values) is gone too, only the
     spec stays with the stream.
     """
-    result = _open_watch(runtime, scope)
+    result = open_watch(runtime, scope)
     if isinstance(result, HttpResponse):
         runtime.count(result)
         return send_response(send, result)
@@ -290,7 +298,7 @@ def release_request(scope: Message) -> None:
     scope.update(kept)
 
 
-def _open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
+def open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
     """The stream a watch request asks for, or the response refusing it."""
     authorizations: list[str] = []
     last_event_id: str | None = None
@@ -339,7 +347,7 @@ async def send_response(send: Send, response: HttpResponse) -> None:
     await send(body(response.body, more=False))
 
 
-async def write_stream(stream: Stream, send: Send) -> None:
+async def write_stream(stream: TaskStream, send: Send) -> None:
     """Write the stream's response: its start, then what the hub queues, until it closes.
 
     The one task a stream has: between writes it waits in `stream.idle`, which

@@ -15,6 +15,7 @@ from ..shared.settings import Settings
 from ..shared.watch_streams import WatchRoute
 from ..shared.write_deadline import bound_trio_writes
 from .app import PARTS, create_app
+from .direct_streams import serve_watches_first
 from .streams import make_hold
 
 
@@ -27,11 +28,14 @@ async def serve_async(settings: Settings) -> None:
             async for _ in signals:
                 break
         runtime.begin_drain(exit_after=settings.shutdown_grace)
+        close_waiting()
 
+    config = hypercorn_config(settings)
+    close_waiting = serve_watches_first(runtime, config.keep_alive_timeout)
     try:
         await hypercorn_serve(
             Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]
-            hypercorn_config(settings),
+            config,
             shutdown_trigger=shutdown_trigger,
         )
     finally:

@@ -19,10 +19,18 @@ import trio
 
 from sd_core.watch_stream import WatchSpec
 
-from ..shared.watch_streams import Hold, Receive, Send, Stream, StreamHub, keep_alive, write_stream
+from ..shared.watch_streams import (
+    Hold,
+    Receive,
+    Send,
+    StreamHub,
+    TaskStream,
+    keep_alive,
+    write_stream,
+)
 
 
-class _ParkedStream(Stream):
+class _ParkedStream(TaskStream):
     """A stream written by one trio task (`task`); `writer` is the scope that stops it."""
 
     __slots__ = ("parked", "receive", "task", "writer")
@@ -64,14 +72,20 @@ class _ParkedStream(Stream):
         self.wake()
 
 
+def start_ticker(hub: StreamHub, keepalive: float) -> None:
+    """Start the hub's keep-alive ticker as a system task, unless one runs (it ends after the
+    last stream)."""
+    if hub.start_ticking():
+        trio.lowlevel.spawn_system_task(keep_alive, hub, keepalive, trio.sleep)
+
+
 def make_hold(keepalive: float) -> Hold:
     async def hold(hub: StreamHub, spec: WatchSpec, receive: Receive, send: Send) -> None:
         with trio.CancelScope() as writer:
             stream = _ParkedStream(spec.services, receive, trio.lowlevel.current_task(), writer)
             hub.open(stream, spec)
             del spec  # (the stream has what it follows)
-            if hub.start_ticking():  # a system task: it ends after the last stream
-                trio.lowlevel.spawn_system_task(keep_alive, hub, keepalive, trio.sleep)
+            start_ticker(hub, keepalive)
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(stream.until_disconnect)

@@ -1,0 +1,308 @@
+"""Watch streams below hypercorn, in-process: which heads are served there, and each loop's writer.
+
+`shared.direct_streams` decides from a connection's first bytes whether it is
+a plain watch request (served below hypercorn) or hypercorn's; each loop then
+writes the hub's bytes from `wake` itself. Driven here on real socket pairs
+(trio, with trio's fake clock for the write deadline) and on a recording
+transport (asyncio), with the hub the servers use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from frontends.quart_app.direct_streams import _ProtocolStream
+from frontends.shared.direct_streams import (
+    LAST_CHUNK,
+    MAX_HEAD_BYTES,
+    Look,
+    chunk,
+    first_look,
+    response_head,
+    watch_scope,
+)
+from frontends.shared.watch_streams import StreamHub
+from frontends.shared.write_deadline import WRITE_TIMEOUT_SECONDS
+from frontends.trio_app.direct_streams import _SocketStream
+from sd_core import Registry, RegistryConfig
+from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
+
+SPEC = WatchSpec(frozenset({"svc"}), None)
+WATCH = b"GET /v1/discovery/watch?service=svc HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def make_hub() -> StreamHub:
+    return StreamHub(WatchEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
+
+
+@pytest.mark.parametrize(
+    ("first", "look"),
+    [
+        (b"", Look.MORE),
+        (b"GE", Look.MORE),
+        (b"GET /v1/discovery/wat", Look.MORE),
+        (b"GET /v1/discovery/watch?service=a HTTP/1.1\r\nHost: x\r\n", Look.MORE),
+        (WATCH, Look.HEAD),
+        (b"GET /v1/discovery/watch HTTP/1.1\r\n\r\n", Look.HEAD),
+        (b"POST /v1/discovery/register HTTP/1.1\r\n", Look.HAND_OFF),
+        (b"GET /v1/discovery/services", Look.HAND_OFF),
+        (b"GET /v1/discovery/watchers HTTP/1.1\r\n\r\n", Look.HAND_OFF),
+        (b"get /v1/discovery/watch", Look.HAND_OFF),
+        (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Look.HAND_OFF),
+        (b"GET /v1/discovery/watch?a=" + b"x" * MAX_HEAD_BYTES, Look.HAND_OFF),
+        (b"GET /v1/discovery/watch?a=" + b"x" * MAX_HEAD_BYTES + b"\r\n\r\n", Look.HAND_OFF),
+    ],
+)
+def test_first_look(first: bytes, look: Look) -> None:
+    assert first_look(first) is look
+
+
+def test_a_plain_watch_head_gives_its_scope() -> None:
+    scope = watch_scope(
+        b"GET /v1/discovery/watch?service=a&index=3 HTTP/1.1\r\nHost: x\r\n"
+        b"Authorization: Bearer t\r\nLast-Event-ID: 7\r\n\r\n"
+    )
+    assert scope is not None
+    assert scope["query_string"] == b"service=a&index=3"
+    assert (b"authorization", b"Bearer t") in scope["headers"]
+    assert (b"last-event-id", b"7") in scope["headers"]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /v1/discovery/watch?service=a HTTP/1.0\r\n\r\n",
+        b"GET /v1/discovery/watch?service=a HTTP/1.1\r\n\r\n",  # no Host
+        b"GET /v1/discovery/watch?service=a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        b"GET /v1/discovery/watch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET /v1/discovery/watch HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n",
+        b"GET /v1/discovery/watch HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+        WATCH + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n",  # pipelined
+        b"GET /v1/discovery/watch HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+    ],
+    ids=["http-1.0", "no-host", "length", "chunked", "upgrade", "expect", "pipelined", "bad"],
+)
+def test_anything_more_than_a_plain_watch_is_hypercorns(head: bytes) -> None:
+    assert watch_scope(head) is None
+
+
+def test_the_response_head_and_chunks() -> None:
+    head = response_head(lambda: 0.0)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"content-type: text/event-stream\r\n" in head
+    assert b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n" in head
+    assert head.endswith(b"transfer-encoding: chunked\r\n\r\n")
+    assert chunk(b"x" * 26) == b"1a\r\n" + b"x" * 26 + b"\r\n"
+
+
+# ------------------------------------------------------------------ trio
+
+
+class Chunks:
+    """Reads the chunked body a `_SocketStream` writes, from the client's socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.raw = b""
+
+    def read_available(self) -> bytes:
+        self.sock.setblocking(False)
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                self.raw += data
+        except BlockingIOError:
+            pass
+        return self.raw
+
+
+async def open_trio_stream(
+    hub: StreamHub, nursery: trio.Nursery
+) -> tuple[_SocketStream, socket.socket, trio.socket.SocketType]:
+    ours, theirs = socket.socketpair()
+    server_sock = trio.socket.from_stdlib_socket(ours)
+    held = _SocketStream(SPEC.services, server_sock.fileno())
+    hub.open(held, SPEC)
+    held.unsent = held.framed()
+
+    async def run() -> None:
+        try:
+            await held.run(server_sock, hub)
+        finally:
+            hub.close(held)
+            server_sock.close()
+
+    nursery.start_soon(run)
+    await trio.testing.wait_all_tasks_blocked()
+    return held, theirs, server_sock
+
+
+async def test_trio_wake_writes_at_once_and_the_client_leaving_ends_it() -> None:
+    hub = make_hub()
+    async with trio.open_nursery() as nursery:
+        held, theirs, _ = await open_trio_stream(hub, nursery)
+        client = Chunks(theirs)
+        assert STREAM_PREAMBLE in client.read_available()
+        assert held.scope is not None, "the task is not parked on its socket"
+        hub._push(held, b"event 1\n\n")  # written by the wake itself, no task switch needed
+        assert client.read_available().endswith(chunk(b"event 1\n\n"))
+        theirs.close()
+        with trio.fail_after(5):
+            await trio.testing.wait_all_tasks_blocked()
+        assert held.dropped
+    assert hub.count == 0
+
+
+async def test_trio_a_closed_stream_ends_with_the_last_chunk() -> None:
+    hub = make_hub()
+    async with trio.open_nursery() as nursery:
+        _, theirs, _ = await open_trio_stream(hub, nursery)
+        hub.close_all()
+        await trio.testing.wait_all_tasks_blocked()
+    assert Chunks(theirs).read_available().endswith(LAST_CHUNK)
+    assert hub.count == 0
+    theirs.close()
+
+
+async def test_trio_a_reader_that_takes_nothing_is_dropped_at_the_write_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    hub = make_hub()
+    async with trio.open_nursery() as nursery:
+        held, theirs, _ = await open_trio_stream(hub, nursery)
+        started = trio.current_time()
+        big = b"x" * (256 * 1024)  # past both sockets' buffers: the task must wait
+        hub._push(held, big)
+        assert held.unsent, "the socket took it all"
+        await trio.sleep(WRITE_TIMEOUT_SECONDS / 2)
+        assert not held.dropped  # still within the deadline
+        await trio.sleep(WRITE_TIMEOUT_SECONDS)
+        assert held.dropped
+        assert hub.dropped == 1
+        assert trio.current_time() - started >= WRITE_TIMEOUT_SECONDS
+    assert hub.count == 0
+    theirs.close()
+
+
+async def test_trio_a_reader_behind_gets_everything_once_it_reads() -> None:
+    hub = make_hub()
+    async with trio.open_nursery() as nursery:
+        held, theirs, _ = await open_trio_stream(hub, nursery)
+        client = Chunks(theirs)
+        client.read_available()
+        big = b"y" * (256 * 1024)
+        hub._push(held, big)
+        hub._push(held, b"after\n\n")  # kept by the hub while the task writes
+        assert held.pending == [b"after\n\n"]
+        with trio.fail_after(5):
+            while not client.read_available().endswith(chunk(b"after\n\n")):
+                await trio.lowlevel.wait_readable(theirs)
+        assert chunk(big) + chunk(b"after\n\n") in client.raw
+        assert not held.dropped
+        nursery.cancel_scope.cancel()
+    theirs.close()
+
+
+@pytest.fixture
+def autojump_clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+# --------------------------------------------------------------- asyncio
+
+
+class RecordingTransport(asyncio.Transport):
+    """A transport that keeps what is written, and how it was closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: list[bytes] = []
+        self.closing = False
+        self.aborted = False
+
+    def write(self, data: Any) -> None:
+        self.written.append(bytes(data))
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def open_asyncio_stream(hub: StreamHub) -> tuple[_ProtocolStream, RecordingTransport]:
+    transport = RecordingTransport()
+    stream = _ProtocolStream(SPEC.services, transport, hub)
+    hub.open(stream, SPEC)
+    stream.wake()
+    return stream, transport
+
+
+def test_asyncio_wake_writes_each_event_as_one_chunk_then_the_end() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        stream, transport = open_asyncio_stream(hub)
+        assert STREAM_PREAMBLE in transport.written[0]
+        hub._push(stream, b"event\n\n")
+        assert transport.written[-1] == chunk(b"event\n\n")
+        hub.close_all()
+        assert transport.written[-1] == LAST_CHUNK
+        assert transport.closing and not transport.aborted
+        stream.connection_lost(None)
+        assert hub.count == 0
+
+    asyncio.run(scenario())
+
+
+def test_asyncio_a_paused_stream_keeps_events_until_resumed() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        stream, transport = open_asyncio_stream(hub)
+        stream.pause_writing()
+        hub._push(stream, b"one\n\n")
+        hub._push(stream, b"two\n\n")
+        assert len(transport.written) == 1  # nothing written while paused
+        stream.resume_writing()
+        assert transport.written[-1] == chunk(b"one\n\ntwo\n\n")
+        assert stream.paused_at is None
+        stream.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
+def test_asyncio_a_paused_stream_is_dropped_at_the_write_deadline() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        stream, transport = open_asyncio_stream(hub)
+        stream.pause_writing()
+        deadline = stream.paused_at
+        assert deadline is not None
+        loop = asyncio.get_running_loop()
+        assert deadline.when() - loop.time() == pytest.approx(WRITE_TIMEOUT_SECONDS, abs=1)
+        stream._reader_stuck()  # what the deadline's timer calls
+        assert transport.aborted
+        assert hub.dropped == 1 and hub.count == 0
+
+    asyncio.run(scenario())
+
+
+def test_asyncio_the_client_leaving_frees_the_stream() -> None:
+    async def scenario() -> None:
+        hub = make_hub()
+        stream, _ = open_asyncio_stream(hub)
+        stream.pause_writing()
+        stream.connection_lost(ConnectionResetError())
+        assert hub.count == 0 and stream.dropped and stream.paused_at is None
+
+    asyncio.run(scenario())
