@@ -38,17 +38,15 @@ from frontends.shared.direct_streams import response_head
 #: in our order (hypercorn writes no reason phrase and a `server` header, uvicorn puts
 #: `date` first).
 OURS = response_head().partition(b"date:")[0]
-KINDS = ["quart", "trio", "quart-uvicorn"]
 #: hypercorn_setup's keep_alive_timeout (how long a head may take), and slack past it.
 HEAD_SECONDS = 5.0
 CLOSE_SLACK_SECONDS = 10.0
 
 
-@pytest.fixture(scope="module", params=KINDS, ids=KINDS)
-def frontend(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(scope="module")
+def frontend(server_kind: str) -> str:
     """Every server kind: both hypercorn frontends, and Quart on uvicorn."""
-    kind: str = request.param
-    return kind
+    return server_kind
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,6 @@ from reliability_support import (
     status_of,
 )
 
-from conformance.common import SINGLE_PROCESS_KINDS as SERVER_KINDS
 from conformance.server_process import ServerProcess
 
 #: The burst: this many attackers, each reconnecting for 5 s, resetting this many streams.
@@ -62,11 +61,10 @@ def rapid_reset(streams: int) -> bytes:
     return connection.data_to_send()
 
 
-@pytest.fixture(scope="module", params=SERVER_KINDS, ids=SERVER_KINDS)
-def frontend(request: pytest.FixtureRequest) -> str:
+@pytest.fixture(scope="module")
+def frontend(server_kind: str) -> str:
     """Here every server kind, Quart on uvicorn too (the suite's own is the two frontends)."""
-    kind: str = request.param
-    return kind
+    return server_kind
 
 
 @pytest.fixture(scope="module")
