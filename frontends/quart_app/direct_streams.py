@@ -5,8 +5,8 @@ accepted connection starts with `FirstBytes` as its protocol, which hands
 every connection that is not a stream's to the server's own protocol, fed the
 bytes read so far: on hypercorn what `asyncio.start_server` would have given
 it (a `StreamReaderProtocol` calling hypercorn's connection callback; see
-`hypercorn_setup.accept_in_small_batches`), on uvicorn its HTTP protocol
-(`uvicorn_first_bytes`). A stream's connection gets `_ProtocolStream`: the
+`serve_watches_first`), on uvicorn its HTTP protocol
+(`uvicorn_first_bytes`). A stream's connection gets `_ConnectionStream`: the
 hub's `wake` writes to the transport at once, asyncio's flow control
 (`pause_writing`) says when the reader is behind, and the transport's
 `connection_lost` is the client leaving. Mirrors `trio_app/direct_streams.py`.
@@ -21,7 +21,8 @@ from typing import Any, cast
 
 from sd_core.watch_stream import WatchSpec
 
-from ..shared.direct_streams import DirectStream, Look, accept_watch, first_look, response_head
+from ..shared.direct_streams import DirectStream, Look, accept_watch, first_look
+from ..shared.hypercorn_setup import accept_in_small_batches
 from ..shared.watch_streams import StreamHub
 from ..shared.write_deadline import WRITE_TIMEOUT_SECONDS
 from .streams import start_ticker
@@ -35,15 +36,19 @@ HandOff = Callable[[asyncio.Transport, bytes], None]
 STREAM_READER_LIMIT = 2**16
 
 
-def first_bytes_protocol(
-    runtime: Any, head_timeout: float
-) -> Callable[[Connected], asyncio.Protocol]:
-    """What `accept_in_small_batches` makes each connection's protocol with (hypercorn)."""
+def serve_watches_first(runtime: Any, head_timeout: float, backlog: int) -> None:
+    """Have hypercorn's `asyncio.start_server` give each new connection to `FirstBytes`
+    (this process; also accepting in small batches, `accept_in_small_batches`).
+
+    Unlike trio's, nothing is returned for the shutdown: hypercorn's asyncio
+    worker does not wait for connections it was never given, so those still
+    waiting for their first request end with the loop, at once.
+    """
 
     def make(connected: Connected) -> asyncio.Protocol:
         return FirstBytes(runtime, functools.partial(_to_hypercorn, connected), head_timeout)
 
-    return make
+    accept_in_small_batches(backlog, make)
 
 
 def _to_hypercorn(connected: Connected, transport: asyncio.Transport, first: bytes) -> None:
@@ -127,15 +132,14 @@ class FirstBytes(asyncio.Protocol):
         self._stop_timer()
         assert self._transport is not None
         hub: StreamHub = self._runtime.streams
-        stream = _ProtocolStream(spec.services, self._transport, hub)
+        stream = _ConnectionStream(spec.services, self._transport, hub)
         self._transport.set_protocol(stream)
-        hub.open(stream, spec)
+        self._transport.write(stream.open_on(hub, spec))
         start_ticker(hub, self._runtime.settings.watch_keepalive)
-        self._transport.write(response_head() + stream.framed())  # with the first events
         self._buffer = b""
 
 
-class _ProtocolStream(DirectStream, asyncio.Protocol):
+class _ConnectionStream(DirectStream, asyncio.Protocol):
     """One stream's connection: written by `wake`, paused by the transport when the reader
     is behind (then the hub keeps its events, up to its bound, or the deadline drops it)."""
 

@@ -12,14 +12,14 @@ from typing import Any
 from hypercorn.asyncio import serve as hypercorn_serve
 
 from ..shared.http1_only import Http1Only
-from ..shared.hypercorn_setup import accept_in_small_batches, hypercorn_config
+from ..shared.hypercorn_setup import hypercorn_config
 from ..shared.process_setup import prepare_process
 from ..shared.runtime import Runtime
 from ..shared.settings import Settings
 from ..shared.watch_streams import WatchRoute
 from ..shared.write_deadline import bound_asyncio_writes
 from .app import PARTS, create_app
-from .direct_streams import first_bytes_protocol
+from .direct_streams import serve_watches_first
 from .streams import make_hold
 
 
@@ -55,9 +55,7 @@ async def serve_async(settings: Settings) -> None:
         runtime.begin_drain(exit_after=settings.shutdown_grace)
 
     config = hypercorn_config(settings)
-    accept_in_small_batches(
-        config.backlog, first_bytes_protocol(runtime, config.keep_alive_timeout)
-    )
+    serve_watches_first(runtime, config.keep_alive_timeout, config.backlog)
     try:
         await hypercorn_serve(
             Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]

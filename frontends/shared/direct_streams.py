@@ -44,9 +44,16 @@ from typing import Any
 import h11
 
 from sd_core import HttpResponse
-from sd_core.watch_stream import STREAM_HEADERS, WATCH_ROUTE, WatchSpec
+from sd_core.watch_stream import WATCH_ROUTE, WatchSpec
 
-from .watch_streams import Message, Stream, open_watch
+from .watch_streams import (
+    STREAM_START_HEADERS,
+    Message,
+    Stream,
+    StreamHub,
+    count_opened,
+    open_watch,
+)
 
 #: A request head larger than this is the server's to refuse (as `h11_max_incomplete_size`).
 MAX_HEAD_BYTES = 16 * 1024
@@ -114,12 +121,12 @@ def accept_watch(runtime: Any, buffer: bytes) -> WatchSpec | None:
     result = open_watch(runtime, scope)
     if isinstance(result, HttpResponse):
         return None  # refused: the server answers it through `WatchRoute`, as any refusal
-    runtime.count(HttpResponse(200, b"", (), WATCH_ROUTE))
+    count_opened(runtime)
     return result
 
 
 _HEAD_LINES = b"HTTP/1.1 200 OK\r\n" + b"".join(
-    b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in STREAM_HEADERS
+    b"%s: %s\r\n" % pair for pair in STREAM_START_HEADERS
 )
 _date_cache: tuple[int, bytes] = (-1, b"")
 
@@ -151,6 +158,11 @@ class DirectStream(Stream):
     def __init__(self, follows: frozenset[str] | None) -> None:
         super().__init__(follows)
         self.finished = False
+
+    def open_on(self, hub: StreamHub, spec: WatchSpec) -> bytes:
+        """Open this stream on `hub`; the response's first bytes: its head, the first events."""
+        hub.open(self, spec)
+        return response_head() + self.framed()
 
     def framed(self) -> bytes:
         """What is owed to the socket now: pending events, and the end if closed."""

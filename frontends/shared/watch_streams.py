@@ -264,9 +264,14 @@ def serve_watch(
     if isinstance(result, HttpResponse):
         runtime.count(result)
         return send_response(send, result)
-    runtime.count(HttpResponse(200, b"", (), WATCH_ROUTE))
+    count_opened(runtime)
     release_request(scope)
     return hold(runtime.streams, result, receive, send)
+
+
+def count_opened(runtime: Any) -> None:
+    """Count a stream that opens as a served `200` of the watch route (its metrics)."""
+    runtime.count(HttpResponse(200, b"", (), WATCH_ROUTE))
 
 
 #: What of a stream's scope is kept once it is checked: what the servers read
@@ -321,12 +326,13 @@ def open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
 
 
 #: One immutable copy for every stream: hypercorn keeps each response's start
-#: message (for its access log) as long as the stream is open.
-_STREAM_START_HEADERS = tuple((k.encode(), v.encode()) for k, v in STREAM_HEADERS)
+#: message (for its access log) as long as the stream is open. (`direct_streams`
+#: writes the same headers itself.)
+STREAM_START_HEADERS = tuple((k.encode(), v.encode()) for k, v in STREAM_HEADERS)
 
 
 def stream_start() -> Message:
-    return {"type": "http.response.start", "status": 200, "headers": _STREAM_START_HEADERS}
+    return {"type": "http.response.start", "status": 200, "headers": STREAM_START_HEADERS}
 
 
 def body(data: bytes, *, more: bool = True) -> Message:

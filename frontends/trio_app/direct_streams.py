@@ -4,7 +4,7 @@ See `shared.direct_streams` for why and what is served here. On trio,
 hypercorn's listener calls `hypercorn.trio.run.TCPServer` with each accepted
 connection; `serve_watches_first` puts `first_bytes` there instead. It reads
 the connection's first bytes: a stream's connection is held by its own task
-(`_SocketStream.run`), anything else goes to hypercorn's `TCPServer` with a
+(`_ConnectionStream.run`), anything else goes to hypercorn's `TCPServer` with a
 stream that replays what was read (`_Replayed`).
 
 A stream's task parks in `wait_readable` on its socket, which is how it hears
@@ -27,7 +27,7 @@ import trio
 from hypercorn.trio.tcp_server import MAX_RECV
 from hypercorn.trio.tcp_server import TCPServer as HypercornConnection
 
-from ..shared.direct_streams import DirectStream, Look, accept_watch, first_look, response_head
+from ..shared.direct_streams import DirectStream, Look, accept_watch, first_look
 from ..shared.logs import logfmt
 from ..shared.watch_streams import StreamHub
 from ..shared.write_deadline import WRITE_TIMEOUT_SECONDS
@@ -102,11 +102,10 @@ async def first_bytes(
         return
     del buffer, hypercorn_args
     hub: StreamHub = runtime.streams
-    held = _SocketStream(spec.services, stream.socket.fileno())
-    hub.open(held, spec)
+    held = _ConnectionStream(spec.services, stream.socket.fileno())
+    held.unsent = held.open_on(hub, spec)  # written first, by the task
     del spec
     start_ticker(hub, runtime.settings.watch_keepalive)
-    held.unsent = response_head() + held.framed()  # with the first events
     try:
         await held.run(stream.socket, hub)
     except Exception:  # a bug of ours ends this stream, never the server's nursery
@@ -156,7 +155,7 @@ class _Replayed:
         await self._stream.aclose()
 
 
-class _SocketStream(DirectStream):
+class _ConnectionStream(DirectStream):
     """One stream's socket: `unsent` is what the task is writing to a full socket (then
     `wake` leaves events with the hub); `scope` cancels the task's current wait."""
 

@@ -3,21 +3,22 @@
 `shared.direct_streams` decides from a connection's first bytes whether it is
 a plain watch request (served below hypercorn) or hypercorn's; each loop then
 writes the hub's bytes from `wake` itself. Driven here on real socket pairs
-(trio, with trio's fake clock for the write deadline) and on a recording
+(trio, with pytest-trio's `autojump_clock` for the write deadline) and on a recording
 transport (asyncio), with the hub the servers use.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import os
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
+from frontend_kit import SocketPair
 
-from frontends.quart_app.direct_streams import _ProtocolStream
+from frontends.quart_app.direct_streams import _ConnectionStream as AsyncioStream
 from frontends.shared.direct_streams import (
     LAST_CHUNK,
     MAX_HEAD_BYTES,
@@ -29,7 +30,7 @@ from frontends.shared.direct_streams import (
 )
 from frontends.shared.watch_streams import StreamHub
 from frontends.shared.write_deadline import WRITE_TIMEOUT_SECONDS
-from frontends.trio_app.direct_streams import _SocketStream
+from frontends.trio_app.direct_streams import _ConnectionStream as TrioStream
 from sd_core import Registry, RegistryConfig
 from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
 
@@ -105,19 +106,15 @@ def test_the_response_head_and_chunks() -> None:
 
 
 class Chunks:
-    """Reads the chunked body a `_SocketStream` writes, from the client's socket."""
+    """Reads the chunked body a `_ConnectionStream` writes, from the client's side."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
+    def __init__(self, theirs: trio.SocketStream) -> None:
+        self.fd = theirs.socket.fileno()
         self.raw = b""
 
     def read_available(self) -> bytes:
-        self.sock.setblocking(False)
         try:
-            while True:
-                data = self.sock.recv(65536)
-                if not data:
-                    break
+            while data := os.read(self.fd, 65536):  # (trio keeps the socket non-blocking)
                 self.raw += data
         except BlockingIOError:
             pass
@@ -125,59 +122,60 @@ class Chunks:
 
 
 async def open_trio_stream(
-    hub: StreamHub, nursery: trio.Nursery
-) -> tuple[_SocketStream, socket.socket, trio.socket.SocketType]:
-    ours, theirs = socket.socketpair()
-    server_sock = trio.socket.from_stdlib_socket(ours)
-    held = _SocketStream(SPEC.services, server_sock.fileno())
-    hub.open(held, SPEC)
-    held.unsent = held.framed()
+    hub: StreamHub, nursery: trio.Nursery, ours: trio.SocketStream
+) -> TrioStream:
+    held = TrioStream(SPEC.services, ours.socket.fileno())
+    held.unsent = held.open_on(hub, SPEC)
 
     async def run() -> None:
         try:
-            await held.run(server_sock, hub)
+            await held.run(ours.socket, hub)
         finally:
             hub.close(held)
-            server_sock.close()
 
     nursery.start_soon(run)
     await trio.testing.wait_all_tasks_blocked()
-    return held, theirs, server_sock
+    return held
 
 
-async def test_trio_wake_writes_at_once_and_the_client_leaving_ends_it() -> None:
+async def test_trio_wake_writes_at_once_and_the_client_leaving_ends_it(
+    socket_pair: SocketPair,
+) -> None:
+    ours, theirs = socket_pair
     hub = make_hub()
     async with trio.open_nursery() as nursery:
-        held, theirs, _ = await open_trio_stream(hub, nursery)
+        held = await open_trio_stream(hub, nursery, ours)
         client = Chunks(theirs)
-        assert STREAM_PREAMBLE in client.read_available()
+        assert client.read_available().startswith(b"HTTP/1.1 200 OK\r\n")
+        assert STREAM_PREAMBLE in client.raw
         assert held.scope is not None, "the task is not parked on its socket"
         hub._push(held, b"event 1\n\n")  # written by the wake itself, no task switch needed
         assert client.read_available().endswith(chunk(b"event 1\n\n"))
-        theirs.close()
+        await theirs.aclose()
         with trio.fail_after(5):
             await trio.testing.wait_all_tasks_blocked()
         assert held.dropped
     assert hub.count == 0
 
 
-async def test_trio_a_closed_stream_ends_with_the_last_chunk() -> None:
+async def test_trio_a_closed_stream_ends_with_the_last_chunk(socket_pair: SocketPair) -> None:
+    ours, theirs = socket_pair
     hub = make_hub()
     async with trio.open_nursery() as nursery:
-        _, theirs, _ = await open_trio_stream(hub, nursery)
+        await open_trio_stream(hub, nursery, ours)
         hub.close_all()
         await trio.testing.wait_all_tasks_blocked()
     assert Chunks(theirs).read_available().endswith(LAST_CHUNK)
     assert hub.count == 0
-    theirs.close()
 
 
 async def test_trio_a_reader_that_takes_nothing_is_dropped_at_the_write_deadline(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, socket_pair: SocketPair
 ) -> None:
+    ours, _theirs = socket_pair
     hub = make_hub()
     async with trio.open_nursery() as nursery:
-        held, theirs, _ = await open_trio_stream(hub, nursery)
+        held = await open_trio_stream(hub, nursery, ours)
         started = trio.current_time()
         big = b"x" * (256 * 1024)  # past both sockets' buffers: the task must wait
         hub._push(held, big)
@@ -189,13 +187,15 @@ async def test_trio_a_reader_that_takes_nothing_is_dropped_at_the_write_deadline
         assert hub.dropped == 1
         assert trio.current_time() - started >= WRITE_TIMEOUT_SECONDS
     assert hub.count == 0
-    theirs.close()
 
 
-async def test_trio_a_reader_behind_gets_everything_once_it_reads() -> None:
+async def test_trio_a_reader_behind_gets_everything_once_it_reads(
+    socket_pair: SocketPair,
+) -> None:
+    ours, theirs = socket_pair
     hub = make_hub()
     async with trio.open_nursery() as nursery:
-        held, theirs, _ = await open_trio_stream(hub, nursery)
+        held = await open_trio_stream(hub, nursery, ours)
         client = Chunks(theirs)
         client.read_available()
         big = b"y" * (256 * 1024)
@@ -204,16 +204,10 @@ async def test_trio_a_reader_behind_gets_everything_once_it_reads() -> None:
         assert held.pending == [b"after\n\n"]
         with trio.fail_after(5):
             while not client.read_available().endswith(chunk(b"after\n\n")):
-                await trio.lowlevel.wait_readable(theirs)
+                await trio.lowlevel.wait_readable(theirs.socket)
         assert chunk(big) + chunk(b"after\n\n") in client.raw
         assert not held.dropped
         nursery.cancel_scope.cancel()
-    theirs.close()
-
-
-@pytest.fixture
-def autojump_clock() -> trio.testing.MockClock:
-    return trio.testing.MockClock(autojump_threshold=0)
 
 
 # --------------------------------------------------------------- asyncio
@@ -241,9 +235,9 @@ class RecordingTransport(asyncio.Transport):
         return self.closing
 
 
-def open_asyncio_stream(hub: StreamHub) -> tuple[_ProtocolStream, RecordingTransport]:
+def open_asyncio_stream(hub: StreamHub) -> tuple[AsyncioStream, RecordingTransport]:
     transport = RecordingTransport()
-    stream = _ProtocolStream(SPEC.services, transport, hub)
+    stream = AsyncioStream(SPEC.services, transport, hub)
     hub.open(stream, SPEC)
     stream.wake()
     return stream, transport
