@@ -3,7 +3,7 @@
 Below Quart: the stream is served straight on the ASGI `send` (see
 `shared.watch_streams.WatchRoute`), so an event costs one `send` per stream.
 A stream costs the one task the server already runs the app in, and one
-`_TaskStream`: between writes the task waits in the server's `receive` (which
+`_WriterStream`: between writes the task waits in the server's `receive` (which
 is how it hears the client leave), and the hub wakes it from there by
 cancelling that wait (`wake`), a cancellation the stream takes back at once
 (`Task.uncancel`). ASGI servers keep `receive` safe to cancel (frameworks
@@ -34,7 +34,7 @@ from ..shared.watch_streams import (
 _tickers: set[asyncio.Task[None]] = set()
 
 
-class _TaskStream(TaskStream):
+class _WriterStream(TaskStream):
     """A stream written by one asyncio task; `interrupted`: a cancel of ours is on its way."""
 
     __slots__ = ("interrupted", "parked", "receive", "task")
@@ -93,7 +93,7 @@ def make_hold(keepalive: float) -> Hold:
     async def hold(hub: StreamHub, spec: WatchSpec, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
         assert task is not None
-        stream = _TaskStream(spec.services, receive, task)
+        stream = _WriterStream(spec.services, receive, task)
         hub.open(stream, spec)
         del spec  # (the stream has what it follows)
         start_ticker(hub, keepalive)

@@ -30,7 +30,7 @@ from ..shared.watch_streams import (
 )
 
 
-class _ParkedStream(TaskStream):
+class _WriterStream(TaskStream):
     """A stream written by one trio task (`task`); `writer` is the scope that stops it."""
 
     __slots__ = ("parked", "receive", "task", "writer")
@@ -82,7 +82,7 @@ def start_ticker(hub: StreamHub, keepalive: float) -> None:
 def make_hold(keepalive: float) -> Hold:
     async def hold(hub: StreamHub, spec: WatchSpec, receive: Receive, send: Send) -> None:
         with trio.CancelScope() as writer:
-            stream = _ParkedStream(spec.services, receive, trio.lowlevel.current_task(), writer)
+            stream = _WriterStream(spec.services, receive, trio.lowlevel.current_task(), writer)
             hub.open(stream, spec)
             del spec  # (the stream has what it follows)
             start_ticker(hub, keepalive)
