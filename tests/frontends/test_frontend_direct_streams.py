@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import trio
@@ -121,93 +121,82 @@ class Chunks:
         return self.raw
 
 
-async def open_trio_stream(
-    hub: StreamHub, nursery: trio.Nursery, ours: trio.SocketStream
-) -> TrioStream:
-    held = TrioStream(SPEC.services, ours.socket.fileno())
-    held.unsent = held.open_on(hub, SPEC)
+class Held(NamedTuple):
+    """A trio stream held by its task (in the test's nursery), and the client's side."""
+
+    hub: StreamHub
+    stream: TrioStream
+    client: Chunks
+    theirs: trio.SocketStream
+
+
+@pytest.fixture
+async def held(nursery: trio.Nursery, socket_pair: SocketPair) -> Held:
+    """A stream opened on `socket_pair`'s server side, its task parked on the socket."""
+    ours, theirs = socket_pair
+    hub = make_hub()
+    stream = TrioStream(SPEC.services, ours.socket.fileno())
+    stream.unsent = stream.open_on(hub, SPEC)
 
     async def run() -> None:
         try:
-            await held.run(ours.socket, hub)
+            await stream.run(ours.socket, hub)
         finally:
-            hub.close(held)
+            hub.close(stream)
 
     nursery.start_soon(run)
     await trio.testing.wait_all_tasks_blocked()
-    return held
+    return Held(hub, stream, Chunks(theirs), theirs)
 
 
-async def test_trio_wake_writes_at_once_and_the_client_leaving_ends_it(
-    socket_pair: SocketPair,
-) -> None:
-    ours, theirs = socket_pair
-    hub = make_hub()
-    async with trio.open_nursery() as nursery:
-        held = await open_trio_stream(hub, nursery, ours)
-        client = Chunks(theirs)
-        assert client.read_available().startswith(b"HTTP/1.1 200 OK\r\n")
-        assert STREAM_PREAMBLE in client.raw
-        assert held.scope is not None, "the task is not parked on its socket"
-        hub._push(held, b"event 1\n\n")  # written by the wake itself, no task switch needed
-        assert client.read_available().endswith(chunk(b"event 1\n\n"))
-        await theirs.aclose()
-        with trio.fail_after(5):
-            await trio.testing.wait_all_tasks_blocked()
-        assert held.dropped
-    assert hub.count == 0
-
-
-async def test_trio_a_closed_stream_ends_with_the_last_chunk(socket_pair: SocketPair) -> None:
-    ours, theirs = socket_pair
-    hub = make_hub()
-    async with trio.open_nursery() as nursery:
-        await open_trio_stream(hub, nursery, ours)
-        hub.close_all()
+async def test_trio_wake_writes_at_once_and_the_client_leaving_ends_it(held: Held) -> None:
+    assert held.client.read_available().startswith(b"HTTP/1.1 200 OK\r\n")
+    assert STREAM_PREAMBLE in held.client.raw
+    assert held.stream.scope is not None, "the task is not parked on its socket"
+    held.hub._push(held.stream, b"event 1\n\n")  # written by the wake itself, no task switch
+    assert held.client.read_available().endswith(chunk(b"event 1\n\n"))
+    await held.theirs.aclose()
+    with trio.fail_after(5):
         await trio.testing.wait_all_tasks_blocked()
-    assert Chunks(theirs).read_available().endswith(LAST_CHUNK)
-    assert hub.count == 0
+    assert held.stream.dropped
+    assert held.hub.count == 0
+
+
+async def test_trio_a_closed_stream_ends_with_the_last_chunk(held: Held) -> None:
+    held.hub.close_all()
+    await trio.testing.wait_all_tasks_blocked()
+    assert held.client.read_available().endswith(LAST_CHUNK)
+    assert held.hub.count == 0
 
 
 async def test_trio_a_reader_that_takes_nothing_is_dropped_at_the_write_deadline(
-    autojump_clock: trio.testing.MockClock, socket_pair: SocketPair
+    autojump_clock: trio.testing.MockClock, held: Held
 ) -> None:
-    ours, _theirs = socket_pair
-    hub = make_hub()
-    async with trio.open_nursery() as nursery:
-        held = await open_trio_stream(hub, nursery, ours)
-        started = trio.current_time()
-        big = b"x" * (256 * 1024)  # past both sockets' buffers: the task must wait
-        hub._push(held, big)
-        assert held.unsent, "the socket took it all"
-        await trio.sleep(WRITE_TIMEOUT_SECONDS / 2)
-        assert not held.dropped  # still within the deadline
-        await trio.sleep(WRITE_TIMEOUT_SECONDS)
-        assert held.dropped
-        assert hub.dropped == 1
-        assert trio.current_time() - started >= WRITE_TIMEOUT_SECONDS
-    assert hub.count == 0
+    started = trio.current_time()
+    big = b"x" * (256 * 1024)  # past both sockets' buffers: the task must wait
+    held.hub._push(held.stream, big)
+    assert held.stream.unsent, "the socket took it all"
+    await trio.sleep(WRITE_TIMEOUT_SECONDS / 2)
+    assert not held.stream.dropped  # still within the deadline
+    await trio.sleep(WRITE_TIMEOUT_SECONDS)
+    assert held.stream.dropped
+    assert held.hub.dropped == 1
+    assert trio.current_time() - started >= WRITE_TIMEOUT_SECONDS
+    await trio.testing.wait_all_tasks_blocked()
+    assert held.hub.count == 0
 
 
-async def test_trio_a_reader_behind_gets_everything_once_it_reads(
-    socket_pair: SocketPair,
-) -> None:
-    ours, theirs = socket_pair
-    hub = make_hub()
-    async with trio.open_nursery() as nursery:
-        held = await open_trio_stream(hub, nursery, ours)
-        client = Chunks(theirs)
-        client.read_available()
-        big = b"y" * (256 * 1024)
-        hub._push(held, big)
-        hub._push(held, b"after\n\n")  # kept by the hub while the task writes
-        assert held.pending == [b"after\n\n"]
-        with trio.fail_after(5):
-            while not client.read_available().endswith(chunk(b"after\n\n")):
-                await trio.lowlevel.wait_readable(theirs.socket)
-        assert chunk(big) + chunk(b"after\n\n") in client.raw
-        assert not held.dropped
-        nursery.cancel_scope.cancel()
+async def test_trio_a_reader_behind_gets_everything_once_it_reads(held: Held) -> None:
+    held.client.read_available()
+    big = b"y" * (256 * 1024)
+    held.hub._push(held.stream, big)
+    held.hub._push(held.stream, b"after\n\n")  # kept by the hub while the task writes
+    assert held.stream.pending == [b"after\n\n"]
+    with trio.fail_after(5):
+        while not held.client.read_available().endswith(chunk(b"after\n\n")):
+            await trio.lowlevel.wait_readable(held.theirs.socket)
+    assert chunk(big) + chunk(b"after\n\n") in held.client.raw
+    assert not held.stream.dropped
 
 
 # --------------------------------------------------------------- asyncio
