@@ -16,7 +16,7 @@ handed back to the OS, so a reused process would under-report).
 Baseline, in the same repetition: the bare app on the same stack
 (`bench/bare_apps.py`), whose `GET /wait` parks on one event (with a
 5-minute timer) until `POST /fire`, then serialises a 10-instance document.
-Beside it, not a baseline but the design proposed in docs/performance.md:
+Beside it, not a baseline but the shape watch streams took (docs/frontends.md):
 `bare_apps.py serve raw`, HTTP/1.1 by hand on an asyncio protocol (asyncio
 for the trio row too), parking the transports and writing one rendered
 answer to each.
