@@ -79,7 +79,6 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
             self._core.settings,
             http_client=io.http_client,
             transport=io.transport,
-            timeout=io.timeout,
             sleep=io.sleep,
         )
         # Watches use the registry's stream until it answers 404 (an older registry).

@@ -59,7 +59,7 @@ class SyncServiceDiscoveryClient(ClientFacade[httpx.BaseTransport, httpx.Client,
     def _open_io(self, io: IOArguments[httpx.BaseTransport, httpx.Client, SyncSleepFn]) -> None:
         self._owns_http = io.http_client is None
         self._http = io.http_client or httpx.Client(
-            transport=io.transport, timeout=io.timeout, headers={"User-Agent": USER_AGENT}
+            transport=io.transport, timeout=io.settings.timeout, headers={"User-Agent": USER_AGENT}
         )
         self._sleep: SyncSleepFn = io.sleep or time.sleep
         self._custom_sleep = io.sleep is not None
