@@ -28,7 +28,7 @@ from .models import (
     ServiceInstanceList,
     ServiceRegistrationRequest,
 )
-from .sigterm import sigterm_leaves_block
+from .sigterm import Terminated, sigterm_leaves_block
 
 __all__ = [
     "SyncServiceDiscoveryClient",
@@ -206,7 +206,11 @@ class SyncServiceDiscoveryClient(ClientFacade[httpx.BaseTransport, httpx.Client,
         if self.heartbeat_running:
             raise RuntimeError("a heartbeat thread is already running on this client")
         with sigterm_leaves_block(handle_sigterm):
-            self.register_service(stay.request)
+            try:
+                self.register_service(stay.request)
+            except Terminated:  # stopped while registering: the registry may have it
+                self._run(self._core.leave(stay.request, 0.0))
+                raise
             try:
                 self.start_heartbeat(stay.interval_seconds)
                 yield self

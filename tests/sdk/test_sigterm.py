@@ -18,9 +18,11 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
+import httpx
 import pytest
 
-from service_discovery import ServiceRegistrationRequest, SyncServiceDiscoveryClient
+from service_discovery import ServiceRegistrationRequest, SyncServiceDiscoveryClient, sigterm
+from service_discovery.sigterm import Terminated
 
 from .fakes import FakeRegistry
 from .registry_process import ROOT, SECRET, RegistryProcess, eventually, running_registry
@@ -169,3 +171,61 @@ def test_off_the_main_thread_sigterm_is_left_alone(sigterm_inside: Inside) -> No
     thread.start()
     thread.join(10)
     assert seen == [signal.SIG_DFL]
+
+
+# -- the handler's effect, in this process (dying replaced by a note) --------------------
+
+
+def _deliver_sigterm() -> None:
+    """Run the installed SIGTERM handler here, as the interpreter would on delivery."""
+    handler = signal.getsignal(signal.SIGTERM)
+    assert callable(handler)
+    handler(signal.SIGTERM, None)
+
+
+@pytest.fixture
+def deaths(default_sigterm: None, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    died: list[bool] = []
+    monkeypatch.setattr(sigterm, "_die_by_sigterm", lambda: died.append(True))
+    return died
+
+
+def test_sigterm_in_the_block_unregisters_ignores_a_repeat_then_dies(
+    deaths: list[bool], registry: FakeRegistry, request_a: ServiceRegistrationRequest
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "DELETE":
+            _deliver_sigterm()  # a second SIGTERM while leaving: ignored
+        return registry.answer(request)
+
+    transport = httpx.MockTransport(answer)
+    with (
+        SyncServiceDiscoveryClient("http://r", registry.secret, transport=transport) as client,
+        pytest.raises(Terminated),
+        client.registered(request_a, interval_seconds=3600),
+    ):
+        _deliver_sigterm()
+        pytest.fail("SIGTERM must leave the block")
+    assert registry.instances == {}
+    assert deaths == [True]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_sigterm_while_registering_unregisters_before_dying(
+    deaths: list[bool], registry: FakeRegistry, request_a: ServiceRegistrationRequest
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        response = registry.answer(request)
+        if request.url.path == "/v1/discovery/register":
+            _deliver_sigterm()  # the registry has it; the answer never arrives
+        return response
+
+    transport = httpx.MockTransport(answer)
+    with (
+        SyncServiceDiscoveryClient("http://r", registry.secret, transport=transport) as client,
+        pytest.raises(Terminated),
+        client.registered(request_a),
+    ):
+        pytest.fail("the block must not run")
+    assert registry.instances == {}
+    assert deaths == [True]
