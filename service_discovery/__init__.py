@@ -24,6 +24,7 @@ from . import (
     errors,
     health,
     health_endpoints,
+    health_wsgi,
     models,
     sync_client,
     system_load,
@@ -34,6 +35,7 @@ from .client import *
 from .errors import *
 from .health import *
 from .health_endpoints import *
+from .health_wsgi import *
 from .models import *
 from .sync_client import *
 from .system_load import *
@@ -46,6 +48,7 @@ __all__ = [
     *errors.__all__,
     *health.__all__,
     *health_endpoints.__all__,
+    *health_wsgi.__all__,
     *models.__all__,
     *sync_client.__all__,
     *system_load.__all__,

@@ -63,10 +63,15 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
     and the randomness of the heartbeat loop, the watch loop and the cache, so
     a fake clock can drive them.
 
-    The remaining options (``heartbeat_interval``, ``cache``, ``cache_ttl``,
+    The remaining options (``heartbeat_interval``, ``timeout``,
+    ``attempt_timeout``, ``connect_timeout``, ``cache``, ``cache_ttl``,
     ``max_stale``, ``backoff``, ``clock``, ``rng``) are
     :class:`~service_discovery.client_core.CoreOptions`, shared with the
-    synchronous client. ``cache`` (on by default) keeps each :meth:`discover_services` answer for
+    synchronous client. With several URLs, a node gets ``connect_timeout``
+    (1 s) to accept and ``attempt_timeout`` (2 s) to answer before the next
+    one is tried; the last URL tried gets ``timeout`` (10 s), see
+    :func:`~service_discovery.exchange.attempt_timeout`. ``cache`` (on by
+    default) keeps each :meth:`discover_services` answer for
     ``cache_ttl`` seconds and serves the last good answer, marked ``stale``,
     while the registry is unreachable (for at most ``max_stale`` seconds;
     ``None`` means no limit).
@@ -79,7 +84,6 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
             self._core.settings,
             http_client=io.http_client,
             transport=io.transport,
-            timeout=io.timeout,
             sleep=io.sleep,
         )
         # Watches use the registry's stream until it answers 404 (an older registry).

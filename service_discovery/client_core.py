@@ -19,12 +19,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
-import httpx
-
 from .backoff import Backoff
 from .balancing import power_of_two_choices
 from .cache import DiscoveryCache
-from .config import ClientSettings
+from .config import DEFAULT_TIMEOUT, ClientSettings
 from .errors import (
     BadRequestError,
     NoHealthyInstancesError,
@@ -64,6 +62,9 @@ class CoreOptions(TypedDict, total=False):
     """The constructor options both clients share (everything but their I/O)."""
 
     heartbeat_interval: float | None
+    timeout: float
+    attempt_timeout: float | None
+    connect_timeout: float | None
     cache: bool
     cache_ttl: float
     max_stale: float | None
@@ -90,6 +91,9 @@ class ClientCore:
         secret: str | None,
         *,
         heartbeat_interval: float | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        attempt_timeout: float | None = None,
+        connect_timeout: float | None = None,
         cache: bool = True,
         cache_ttl: float = 5.0,
         max_stale: float | None = None,
@@ -97,7 +101,14 @@ class ClientCore:
         clock: ClockFn | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        settings = ClientSettings.resolve(url, secret, heartbeat_interval)
+        settings = ClientSettings.resolve(
+            url,
+            secret,
+            heartbeat_interval,
+            timeout=timeout,
+            attempt_timeout=attempt_timeout,
+            connect_timeout=connect_timeout,
+        )
         self.settings = settings
         if settings.secret is None:
             logger.warning(
@@ -396,14 +407,14 @@ class ClientCore:
         query: DiscoveryFilter = NO_FILTER,
         *,
         params: Iterable[tuple[str, str]] = (),
-        http_timeout: float | httpx.Timeout | None = None,
+        read_timeout: float | None = None,
     ) -> Steps[ServiceInstanceList]:
         """One uncached read; notices a registry restart from the index going back."""
         instances = yield from self.calls.fetch_instances(
             service_name,
             healthy_only,
             params=[*query.params(), *params],
-            http_timeout=http_timeout,
+            read_timeout=read_timeout,
         )
         yield from self._note_index(service_name, instances)
         return query.apply(instances)
@@ -420,7 +431,7 @@ class ClientCore:
                 service_name,
                 healthy_only,
                 params=[("index", str(index)), ("wait", wait_param)],
-                http_timeout=read_timeout,
+                read_timeout=read_timeout,
             )
             self.remember(service_name, healthy_only, instances)
             return instances
@@ -434,7 +445,7 @@ class ClientCore:
         def read(index: int) -> Steps[int | None]:
             return (
                 yield from self.calls.catalog_index(
-                    params=[("index", str(index)), ("wait", wait_param)], http_timeout=read_timeout
+                    params=[("index", str(index)), ("wait", wait_param)], read_timeout=read_timeout
                 )
             )
 
@@ -525,7 +536,7 @@ class ClientCore:
 class IOArguments(Generic[TransportT, HttpT, SleepT]):
     """The constructor arguments only a client's own I/O uses."""
 
-    timeout: float | httpx.Timeout
+    settings: ClientSettings
     transport: TransportT | None
     http_client: HttpT | None
     sleep: SleepT | None
@@ -543,7 +554,6 @@ class ClientFacade(ABC, Generic[TransportT, HttpT, SleepT]):
         service_discovery_url: str | None = None,
         service_discovery_secret: str | None = None,
         *,
-        timeout: float | httpx.Timeout = 10.0,
         transport: TransportT | None = None,
         http_client: HttpT | None = None,
         sleep: SleepT | None = None,
@@ -552,7 +562,7 @@ class ClientFacade(ABC, Generic[TransportT, HttpT, SleepT]):
         if transport is not None and http_client is not None:
             raise TypeError("pass either transport= or http_client=, not both")
         self._core = ClientCore(service_discovery_url, service_discovery_secret, **options)
-        self._open_io(IOArguments(timeout, transport, http_client, sleep))
+        self._open_io(IOArguments(self._core.settings, transport, http_client, sleep))
 
     @abstractmethod
     def _open_io(self, io: IOArguments[TransportT, HttpT, SleepT]) -> None:
@@ -587,11 +597,10 @@ def _instance_path(route: str, service_name: str, instance_id: str) -> str:
     return f"/v1/discovery/{route}/{path_segment(service_name)}/{path_segment(instance_id)}"
 
 
-def _blocking(wait_seconds: float) -> tuple[httpx.Timeout, str]:
+def _blocking(wait_seconds: float) -> tuple[float, str]:
     """(read timeout, ``wait`` parameter) of a blocking query held up to `wait_seconds`."""
     if wait_seconds <= 0:
         raise ValueError("wait_seconds must be positive")
-    # Generous read timeout: the registry holds the request up to `wait`
-    # plus a jitter of at most wait/16.
-    read_timeout = httpx.Timeout(10.0, read=wait_seconds * 1.1 + 10.0)
-    return read_timeout, f"{max(1, round(wait_seconds * 1000))}ms"
+    # Generous read timeout, never the short per-attempt one: the registry
+    # holds the request up to `wait` plus a jitter of at most wait/16.
+    return wait_seconds * 1.1 + 10.0, f"{max(1, round(wait_seconds * 1000))}ms"

@@ -16,8 +16,13 @@ from urllib.parse import urlsplit
 from .errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_ATTEMPT_TIMEOUT",
+    "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_TIMEOUT",
     "DEFAULT_URL",
+    "ENV_ATTEMPT_TIMEOUT",
+    "ENV_CONNECT_TIMEOUT",
     "ENV_HEARTBEAT_INTERVAL",
     "ENV_SECRET",
     "ENV_URL",
@@ -29,9 +34,14 @@ logger = logging.getLogger("service_discovery")
 ENV_URL = "SERVICE_DISCOVERY_URL"
 ENV_SECRET = "SERVICE_DISCOVERY_SECRET"
 ENV_HEARTBEAT_INTERVAL = "SERVICE_HEARTBEAT_INTERVAL"
+ENV_ATTEMPT_TIMEOUT = "SERVICE_DISCOVERY_ATTEMPT_TIMEOUT"
+ENV_CONNECT_TIMEOUT = "SERVICE_DISCOVERY_CONNECT_TIMEOUT"
 
 DEFAULT_URL = "http://service-discovery:3004"
 DEFAULT_HEARTBEAT_INTERVAL = 60.0
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_ATTEMPT_TIMEOUT = 2.0
+DEFAULT_CONNECT_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +50,23 @@ class ClientSettings:
 
     ``urls`` holds one registry URL or several (from a comma-separated
     setting), in the order they are tried; ``url`` is the first.
+
+    Three timeouts, in seconds, because a node that hangs (stopped, or
+    cut off without a reset) must not hold a call for as long as a slow
+    answer may take. While another URL remains to be tried, a request gives
+    a node ``connect_timeout`` to accept the connection and
+    ``attempt_timeout`` for each read and write, then moves on; the last
+    URL tried (the only one, with a single URL) gets ``timeout``. Blocking
+    queries and watch streams read for as long as they are held, whatever
+    these say.
     """
 
     urls: tuple[str, ...]
     secret: str | None
     heartbeat_interval: float
+    timeout: float = DEFAULT_TIMEOUT
+    attempt_timeout: float = DEFAULT_ATTEMPT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     @property
     def url(self) -> str:
@@ -57,41 +79,56 @@ class ClientSettings:
         secret: str | None = None,
         heartbeat_interval: float | None = None,
         environ: Mapping[str, str] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        attempt_timeout: float | None = None,
+        connect_timeout: float | None = None,
     ) -> ClientSettings:
         """Fill whatever was not passed from ``environ`` (``os.environ`` by default).
 
-        A malformed ``SERVICE_HEARTBEAT_INTERVAL`` is reported with a warning and
-        replaced by the default rather than crashing the service at import time.
+        A malformed ``SERVICE_HEARTBEAT_INTERVAL``, ``SERVICE_DISCOVERY_ATTEMPT_TIMEOUT``
+        or ``SERVICE_DISCOVERY_CONNECT_TIMEOUT`` is reported with a warning and
+        replaced by its default rather than crashing the service at import time;
+        a bad argument raises ``ValueError``.
         """
         env = os.environ if environ is None else environ
         resolved_url = url if url is not None else env.get(ENV_URL) or DEFAULT_URL
         resolved_secret = secret if secret is not None else env.get(ENV_SECRET) or None
         if heartbeat_interval is None:
-            heartbeat_interval = _interval_from_env(env.get(ENV_HEARTBEAT_INTERVAL))
-        if heartbeat_interval <= 0:
-            raise ValueError(f"heartbeat interval must be positive, got {heartbeat_interval}")
+            heartbeat_interval = _seconds_from_env(
+                env, ENV_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_INTERVAL
+            )
+        if attempt_timeout is None:
+            attempt_timeout = _seconds_from_env(env, ENV_ATTEMPT_TIMEOUT, DEFAULT_ATTEMPT_TIMEOUT)
+        if connect_timeout is None:
+            connect_timeout = _seconds_from_env(env, ENV_CONNECT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT)
         return cls(
             urls=parse_registry_urls(resolved_url),
             secret=resolved_secret,
-            heartbeat_interval=float(heartbeat_interval),
+            heartbeat_interval=_positive("heartbeat interval", heartbeat_interval),
+            timeout=_positive("timeout", timeout),
+            attempt_timeout=_positive("attempt_timeout", attempt_timeout),
+            connect_timeout=_positive("connect_timeout", connect_timeout),
         )
 
 
-def _interval_from_env(raw: str | None) -> float:
+def _positive(what: str, seconds: float) -> float:
+    if not seconds > 0:  # NaN too
+        raise ValueError(f"{what} must be positive, got {seconds}")
+    return float(seconds)
+
+
+def _seconds_from_env(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
     if raw is None or not raw.strip():
-        return DEFAULT_HEARTBEAT_INTERVAL
+        return default
     try:
         value = float(raw)
     except ValueError:
         value = -1.0
     if value <= 0 or value != value or value == float("inf"):
-        logger.warning(
-            "%s=%r is not a positive number of seconds; using %s",
-            ENV_HEARTBEAT_INTERVAL,
-            raw,
-            DEFAULT_HEARTBEAT_INTERVAL,
-        )
-        return DEFAULT_HEARTBEAT_INTERVAL
+        logger.warning("%s=%r is not a positive number of seconds; using %s", name, raw, default)
+        return default
     return value
 
 

@@ -25,7 +25,7 @@ import httpx
 import pydantic
 
 from .config import ClientSettings
-from .errors import RegistryUnavailableError, error_from_response
+from .errors import RegistryUnavailableError, ServiceDiscoveryError, error_from_response
 from .models import ServiceInstance, ServiceInstanceList
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "Sleep",
     "Stepper",
     "Steps",
+    "attempt_timeout",
     "index_of",
     "json_or_none",
     "path_segment",
@@ -150,7 +151,7 @@ class RegistryCalls:
         *,
         json: Mapping[str, Any] | None = None,
         params: Params = (),
-        http_timeout: float | httpx.Timeout | None = None,
+        read_timeout: float | None = None,
         allow_status: frozenset[int] = frozenset(),
     ) -> Steps[httpx.Response]:
         """Send one request; return the 2xx response or raise the matching error.
@@ -160,18 +161,27 @@ class RegistryCalls:
 
         With several registry URLs, a request that could not be served by one
         (a request error, ``503 store_unavailable``, ``503 shutting_down``) is
-        sent to the next, and the one that answered is tried first from then
-        on. When every URL failed, the last failure is raised.
+        sent to the next. While a next URL remains, each attempt is bounded by
+        the settings' ``connect_timeout`` and ``attempt_timeout`` (see
+        :func:`attempt_timeout`), so a hung node costs seconds, not the whole
+        ``timeout``. The last node that answered anything, an error included,
+        is tried first from then on: an answer proves that node alive, and a
+        hung node must not be tried first again. When every URL failed, the
+        last failure is raised. ``read_timeout`` is a blocking query's: it
+        replaces the read timeout of every attempt.
         """
         urls = self._settings.urls
         last: RegistryUnavailableError | None = None
         for step in range(len(urls)):
             position = (self._active + step) % len(urls)
-            send = Send(method, urls[position] + path, self.headers(), json, params, http_timeout)
+            timeout = attempt_timeout(self._settings, last=step == len(urls) - 1, read=read_timeout)
+            send = Send(method, urls[position] + path, self.headers(), json, params, timeout)
             try:
                 response = yield from _send_once(send, path, allow_status)
-            except RegistryUnavailableError as exc:
-                if not _try_next_url(exc):
+            except ServiceDiscoveryError as exc:
+                if exc.status_code is not None:
+                    self._active = position  # it answered (a 4xx, a 503): it is alive
+                if not isinstance(exc, RegistryUnavailableError) or not _try_next_url(exc):
                     raise
                 last = exc
                 continue
@@ -181,7 +191,7 @@ class RegistryCalls:
         raise last
 
     def catalog_index(
-        self, *, params: Params = (), http_timeout: float | httpx.Timeout | None = None
+        self, *, params: Params = (), read_timeout: float | None = None
     ) -> Steps[int | None]:
         """The global index of ``GET /v1/discovery/services`` (it rises with any service's).
 
@@ -189,7 +199,7 @@ class RegistryCalls:
         the watch stream; the body (every service) is not read.
         """
         response = yield from self.request(
-            "GET", "/v1/discovery/services", params=params, http_timeout=http_timeout
+            "GET", "/v1/discovery/services", params=params, read_timeout=read_timeout
         )
         return index_of(response)
 
@@ -199,7 +209,7 @@ class RegistryCalls:
         healthy_only: bool,
         *,
         params: Params = (),
-        http_timeout: float | httpx.Timeout | None = None,
+        read_timeout: float | None = None,
     ) -> Steps[ServiceInstanceList]:
         """A service's instances; an unknown service is an empty list either way.
 
@@ -212,7 +222,7 @@ class RegistryCalls:
             "GET",
             f"/v1/discovery/services/{path_segment(service_name)}{suffix}",
             params=params,
-            http_timeout=http_timeout,
+            read_timeout=read_timeout,
             allow_status=frozenset() if healthy_only else frozenset({404}),
         )
         index = index_of(response)
@@ -271,6 +281,29 @@ def _send_once(send: Send, path: str, allow_status: frozenset[int]) -> Steps[htt
         fallback_message=(
             f"{send.method} {path} answered {response.status_code} {response.reason_phrase}"
         ),
+    )
+
+
+def attempt_timeout(
+    settings: ClientSettings, *, last: bool, read: float | None = None
+) -> httpx.Timeout:
+    """The httpx timeout of one attempt on one registry URL.
+
+    While another URL remains (``last`` False), a node gets
+    ``connect_timeout`` to accept the connection and ``attempt_timeout`` for
+    each write and read, so moving to the next URL takes at most about
+    ``attempt_timeout``. The last URL tried (the only one, with a single
+    URL) gets ``timeout``, as there is nowhere else to go. ``read`` (a
+    blocking query or a watch stream, held by the registry on purpose)
+    replaces the read timeout either way.
+    """
+    if last:
+        return httpx.Timeout(settings.timeout, read=read or settings.timeout)
+    return httpx.Timeout(
+        settings.attempt_timeout,
+        connect=settings.connect_timeout,
+        read=read or settings.attempt_timeout,
+        pool=settings.timeout,  # waiting for a free connection says nothing about the node
     )
 
 

@@ -1,10 +1,12 @@
 """Serving a :class:`~service_discovery.HealthChecker` as ``GET /health``.
 
 :func:`setup_service_health_checks` mounts the endpoint on a Quart app or a
-FastAPI/Starlette app. The framework is recognised from the app's class, so
-this module imports none of them until it has found one (a service using Quart
-does not need Starlette installed, and the reverse). For any other ASGI
-framework, :func:`health_asgi_app` wraps the app (or stands alone).
+FastAPI/Starlette app, or a Flask app. The framework is recognised from the
+app's class, so this module imports none of them until it has found one (a
+service using Quart does not need Starlette installed, and the reverse). For
+any other ASGI framework, :func:`health_asgi_app` wraps the app (or stands
+alone); for any other WSGI framework (Django),
+:func:`~service_discovery.health_wsgi_app`.
 
 Healthy answers 200, unhealthy 503, both with the same JSON body, which is
 what the registry's probe and most load balancers expect.
@@ -12,14 +14,14 @@ what the registry's probe and most load balancers expect.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import httpx
 
 from .health import DEFAULT_CHECK_TIMEOUT, CheckFn, HealthChecker, LoadFn, checks_from_mapping
-from .models import HealthCheckResult
+from .health_answer import health_answer
+from .health_wsgi import mount_on_flask
 
 __all__ = [
     "health_asgi_app",
@@ -58,14 +60,18 @@ def setup_service_health_checks(
     * ``checks``: more ``name -> check`` callables; add others later with
       ``checker.add_check`` or the ``@checker.check()`` decorator.
 
-    ``app`` may be a Quart app or a FastAPI/Starlette app; anything else is a
-    ``TypeError`` pointing at :func:`health_asgi_app`. Returns the checker.
+    ``app`` may be a Quart, FastAPI/Starlette or Flask app (Flask's view runs
+    the checks on an event loop of its own per request, see
+    :mod:`~service_discovery.health_wsgi`); anything else is a ``TypeError``
+    pointing at :func:`health_asgi_app` and
+    :func:`~service_discovery.health_wsgi_app`. Returns the checker.
     """
     framework = _framework_of(app)
     if framework is None:
         raise TypeError(
-            f"setup_service_health_checks() supports Quart, FastAPI and Starlette apps, "
-            f"not {type(app).__qualname__}; wrap other ASGI apps with health_asgi_app()"
+            f"setup_service_health_checks() supports Quart, FastAPI, Starlette and Flask "
+            f"apps, not {type(app).__qualname__}; wrap other ASGI apps with "
+            "health_asgi_app(), other WSGI apps (Django) with health_wsgi_app()"
         )
     checker = HealthChecker(
         service_name,
@@ -80,16 +86,19 @@ def setup_service_health_checks(
     checks_from_mapping(checker, checks)
     if framework == "quart":
         _mount_on_quart(app, checker, path)
+    elif framework == "flask":
+        mount_on_flask(app, checker, path, _ENDPOINT_NAME)
     else:
         _mount_on_starlette(app, checker, path)
     return checker
 
 
 def _framework_of(app: Any) -> str | None:
+    # Quart's app class derives from Flask's, so the first match in the MRO decides.
     for cls in type(app).__mro__:
         package = cls.__module__.partition(".")[0]
-        if package == "quart":
-            return "quart"
+        if package in {"quart", "flask"}:
+            return package
         if package in {"fastapi", "starlette"}:
             return "starlette"
     return None
@@ -118,10 +127,6 @@ def _mount_on_starlette(app: Any, checker: HealthChecker, path: str) -> None:
     app.add_route(path, service_discovery_health, methods=["GET"], name=_ENDPOINT_NAME)
 
 
-def _body_of(result: HealthCheckResult) -> bytes:
-    return json.dumps(result.model_dump(mode="json"), separators=(",", ":")).encode()
-
-
 def health_asgi_app(
     checker: HealthChecker, app: ASGIApp | None = None, *, path: str = "/health"
 ) -> ASGIApp:
@@ -148,24 +153,10 @@ def health_asgi_app(
 
 
 async def _answer_health(checker: HealthChecker, scope: Scope, send: Send) -> None:
-    method = scope.get("method", "GET")
-    if method not in {"GET", "HEAD"}:
-        body = b'{"error":"method_not_allowed"}'
-        status = 405
-        extra: list[tuple[bytes, bytes]] = [(b"allow", b"GET, HEAD")]
-    else:
-        result = await checker.run()
-        body = _body_of(result)
-        status = result.http_status
-        extra = []
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        *extra,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+    answer = await health_answer(checker, scope.get("method", "GET"))
+    headers = [(name.encode(), value.encode()) for name, value in answer.headers]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _acknowledge_lifespan(receive: Receive, send: Send) -> None:

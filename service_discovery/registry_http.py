@@ -3,7 +3,8 @@
 What to send and what an answer means is decided in
 :mod:`~service_discovery.exchange`; this module only performs the effects,
 with ``httpx.AsyncClient`` and an anyio-compatible sleep, so it runs on asyncio
-and on trio. Its synchronous twin is :mod:`~service_discovery.registry_sync`.
+and on trio. The synchronous client performs the same effects itself
+(:class:`~service_discovery.SyncServiceDiscoveryClient`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ class RegistryHTTP:
     """Performs the exchange's effects on ``httpx.AsyncClient``.
 
     ``http_client`` is used as given (and not closed by :meth:`aclose`);
-    without one, a client is created from ``transport`` and ``timeout``.
+    without one, a client is created from ``transport``. Every request
+    carries its own timeouts (see :func:`~service_discovery.exchange.attempt_timeout`),
+    so a given client's timeout is not used.
     """
 
     def __init__(
@@ -46,19 +49,18 @@ class RegistryHTTP:
         *,
         http_client: httpx.AsyncClient | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        timeout: float | httpx.Timeout = 10.0,
         sleep: SleepFn | None = None,
     ) -> None:
+        self.settings = settings
         self.calls = RegistryCalls(settings)
         self.sleep: SleepFn = sleep or anyio.sleep
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
-            transport=transport, timeout=timeout, headers={"User-Agent": USER_AGENT}
+            transport=transport, timeout=settings.timeout, headers={"User-Agent": USER_AGENT}
         )
         # Watch streams get connections of their own (see `stream_http`), unless the
         # caller chose the client or its transport: then theirs is used for everything.
         self._streams_apart = http_client is None and transport is None
-        self._timeout = timeout
         self._stream_http: httpx.AsyncClient | None = None
 
     @property
@@ -109,7 +111,7 @@ class RegistryHTTP:
             return self._http
         if self._stream_http is None:  # made on first use: most clients never watch
             self._stream_http = httpx.AsyncClient(
-                timeout=self._timeout,
+                timeout=self.settings.timeout,
                 headers={"User-Agent": USER_AGENT},
                 limits=httpx.Limits(max_keepalive_connections=0),
             )

@@ -28,6 +28,7 @@ from .models import (
     ServiceInstanceList,
     ServiceRegistrationRequest,
 )
+from .sigterm import Terminated, sigterm_leaves_block
 
 __all__ = [
     "SyncServiceDiscoveryClient",
@@ -59,7 +60,7 @@ class SyncServiceDiscoveryClient(ClientFacade[httpx.BaseTransport, httpx.Client,
     def _open_io(self, io: IOArguments[httpx.BaseTransport, httpx.Client, SyncSleepFn]) -> None:
         self._owns_http = io.http_client is None
         self._http = io.http_client or httpx.Client(
-            transport=io.transport, timeout=io.timeout, headers={"User-Agent": USER_AGENT}
+            transport=io.transport, timeout=io.settings.timeout, headers={"User-Agent": USER_AGENT}
         )
         self._sleep: SyncSleepFn = io.sleep or time.sleep
         self._custom_sleep = io.sleep is not None
@@ -178,7 +179,11 @@ class SyncServiceDiscoveryClient(ClientFacade[httpx.BaseTransport, httpx.Client,
         return self._thread is not None and self._thread.is_alive()
 
     def registered(
-        self, request: ServiceRegistrationRequest | None = None, **options: Any
+        self,
+        request: ServiceRegistrationRequest | None = None,
+        *,
+        handle_sigterm: bool = True,
+        **options: Any,
     ) -> AbstractContextManager[SyncServiceDiscoveryClient]:
         """``with client.registered(request, interval_seconds=None, drain_seconds=0):``.
 
@@ -187,20 +192,31 @@ class SyncServiceDiscoveryClient(ClientFacade[httpx.BaseTransport, httpx.Client,
         ``drain_seconds``) keeps the instance in maintenance for that long,
         then unregisters (failures are logged, never raised). Takes a request
         or its fields, as the async client's ``registered``.
+
+        SIGTERM (how Docker, Kubernetes and systemd stop a service) leaves the
+        block too, on the main thread while SIGTERM has its default action:
+        the block unregisters, then the process dies by SIGTERM as it would
+        have (see :mod:`~service_discovery.sigterm`). ``handle_sigterm=False``
+        leaves SIGTERM alone.
         """
-        return self._registered(self._core.stay(request, options))
+        return self._registered(self._core.stay(request, options), handle_sigterm)
 
     @contextmanager
-    def _registered(self, stay: Stay) -> Iterator[SyncServiceDiscoveryClient]:
+    def _registered(self, stay: Stay, handle_sigterm: bool) -> Iterator[SyncServiceDiscoveryClient]:
         if self.heartbeat_running:
             raise RuntimeError("a heartbeat thread is already running on this client")
-        self.register_service(stay.request)
-        try:
-            self.start_heartbeat(stay.interval_seconds)
-            yield self
-        finally:
-            self.stop_heartbeat()
-            self._run(self._core.leave(stay.request, stay.drain_seconds))
+        with sigterm_leaves_block(handle_sigterm):
+            try:
+                self.register_service(stay.request)
+            except Terminated:  # stopped while registering: the registry may have it
+                self._run(self._core.leave(stay.request, 0.0))
+                raise
+            try:
+                self.start_heartbeat(stay.interval_seconds)
+                yield self
+            finally:
+                self.stop_heartbeat()
+                self._run(self._core.leave(stay.request, stay.drain_seconds))
 
     # -- reads -----------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import httpx
 
 from .backoff import Backoff, FailureLog
 from .errors import RegistryUnavailableError, error_from_response
+from .exchange import attempt_timeout
 from .heartbeat import ClockFn, SleepFn
 from .registry_http import RegistryHTTP, json_or_none
 
@@ -188,7 +189,10 @@ def http_connect(registry: RegistryHTTP, names: list[str] | None) -> Connect:
         headers = registry.headers() | {"Accept": "text/event-stream"}
         if last_id is not None:
             headers["Last-Event-ID"] = last_id
-        timeout = httpx.Timeout(10.0, read=STREAM_READ_TIMEOUT)
+        # A node that refuses or never accepts is left after `connect_timeout` when
+        # another URL remains; the stream itself is read for as long as it lasts.
+        last = len(registry.settings.urls) == 1
+        timeout = attempt_timeout(registry.settings, last=last, read=STREAM_READ_TIMEOUT)
         try:
             async with registry.stream_http.stream(
                 "GET", f"{registry.url}/v1/discovery/watch?{query}", headers=headers,

@@ -1,16 +1,27 @@
-"""The SDK against three real nodes on a real etcd: SIGKILL the node it uses.
+"""The SDK against real nodes on a real etcd: SIGKILL, or SIGSTOP, the node it uses.
 
 `ServiceDiscoveryClient` takes every node URL (comma-separated) and moves to the next
-one on a connection error; the cluster makes any node answer the same state and the
-same index, so registering, heartbeating, discovering and watching go on.
+one on a connection error, or after one short attempt on a node that hangs; the
+cluster makes any node answer the same state and the same index, so registering,
+heartbeating, discovering and watching go on.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+
 import anyio
+import httpx
+import pytest
 
 from conformance.server_process import ServerProcess
-from service_discovery import ServiceDiscoveryClient, ServiceInstanceList
+from service_discovery import (
+    NotFoundError,
+    ServiceDiscoveryClient,
+    ServiceInstanceList,
+    SyncServiceDiscoveryClient,
+)
 from tests.etcd.etcd_process import EtcdCluster
 
 from .conftest import SECRET, StartNode, node_env
@@ -66,3 +77,99 @@ def test_sdk_keeps_working_when_its_node_is_killed(
     env = node_env(etcd.url, SERVICE_REGISTRATION_TTL_SECONDS=str(TTL))
     nodes = [start_node(kind, env) for kind in ("quart", "trio", "quart")]
     anyio.run(_scenario, nodes)
+
+
+# -- a node that hangs (SIGSTOP) instead of dying ----------------------------------------
+
+#: Short, so the hung node costs little; a real node on loopback answers far sooner.
+ATTEMPT = 0.5
+
+
+class Recorder:
+    """The node (index in the URL list) each request went to, in order."""
+
+    def __init__(self, nodes: list[ServerProcess]) -> None:
+        self.ports = [httpx.URL(node.url).port for node in nodes]
+        self.sent: list[int] = []
+
+    def note(self, request: httpx.Request) -> None:
+        self.sent.append(self.ports.index(request.url.port))
+
+
+class AsyncRecording(httpx.AsyncHTTPTransport):
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.recorder.note(request)
+        return await super().handle_async_request(request)
+
+
+class SyncRecording(httpx.HTTPTransport):
+    def __init__(self, recorder: Recorder) -> None:
+        super().__init__()
+        self.recorder = recorder
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.recorder.note(request)
+        return super().handle_request(request)
+
+
+def _expire(url: str, name: str) -> None:
+    """The instance is gone on the live node, as when its TTL ran out during the hang."""
+    with SyncServiceDiscoveryClient(url, SECRET, cache=False) as other:
+        other.unregister_service(name, "a")
+
+
+async def _async_hung(nodes: list[ServerProcess], recorder: Recorder) -> None:
+    urls = ",".join(node.url for node in nodes)
+    fields = {"service_name": "pay-async", "instance_id": "a", "host": "127.0.0.1", "port": 9}
+    async with ServiceDiscoveryClient(
+        urls, SECRET, cache=False, attempt_timeout=ATTEMPT, transport=AsyncRecording(recorder)
+    ) as client:
+        await client.register_service(**fields)
+        os.kill(nodes[0].pid, signal.SIGSTOP)
+        try:
+            _expire(nodes[1].url, "pay-async")
+            with pytest.raises(NotFoundError):
+                await client.send_heartbeat()  # the hung node, then 404 from the live one
+            await client.register_service(**fields)  # what the heartbeat loop does on a 404
+            await client.send_heartbeat()
+            assert _ids(await client.discover_services("pay-async", False)) == ["a"]
+        finally:
+            os.kill(nodes[0].pid, signal.SIGCONT)
+
+
+def _sync_hung(nodes: list[ServerProcess], recorder: Recorder) -> None:
+    urls = ",".join(node.url for node in nodes)
+    fields = {"service_name": "pay-sync", "instance_id": "a", "host": "127.0.0.1", "port": 9}
+    with SyncServiceDiscoveryClient(
+        urls, SECRET, cache=False, attempt_timeout=ATTEMPT, transport=SyncRecording(recorder)
+    ) as client:
+        client.register_service(**fields)
+        os.kill(nodes[0].pid, signal.SIGSTOP)
+        try:
+            _expire(nodes[1].url, "pay-sync")
+            with pytest.raises(NotFoundError):
+                client.send_heartbeat()
+            client.register_service(**fields)
+            client.send_heartbeat()
+            assert _ids(client.discover_services("pay-sync", False)) == ["a"]
+        finally:
+            os.kill(nodes[0].pid, signal.SIGCONT)
+
+
+def test_sdk_leaves_a_hung_node_once_and_does_not_go_back(
+    etcd: EtcdCluster, start_node: StartNode
+) -> None:
+    """SIGSTOP the node in use: the heartbeat leaves it after one short attempt; the
+    live node's 404 makes the live node the one tried first, so the re-registration
+    and every later call go there, not back to the hung node (issues 23.7, 27.4)."""
+    nodes = [start_node(kind, node_env(etcd.url)) for kind in ("quart", "trio")]
+    for run in (lambda r: anyio.run(_async_hung, nodes, r), lambda r: _sync_hung(nodes, r)):
+        recorder = Recorder(nodes)
+        run(recorder)
+        # register on 0; heartbeat: 0 (hung, left after ATTEMPT), 1 answers 404;
+        # then the re-registration, a heartbeat and a read, all on 1.
+        assert recorder.sent == [0, 0, 1, 1, 1, 1], recorder.sent

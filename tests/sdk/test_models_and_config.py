@@ -15,6 +15,7 @@ from service_discovery import (
     ServiceInstance,
     ServiceInstanceList,
     ServiceRegistrationRequest,
+    SyncServiceDiscoveryClient,
     ValidationError,
 )
 from service_discovery.config import ClientSettings
@@ -119,6 +120,34 @@ def test_arguments_beat_env() -> None:
     env = {"SERVICE_DISCOVERY_URL": "http://env", "SERVICE_DISCOVERY_SECRET": "env"}
     settings = ClientSettings.resolve("http://arg", "arg", 5, environ=env)
     assert (settings.url, settings.secret, settings.heartbeat_interval) == ("http://arg", "arg", 5)
+
+
+def test_attempt_and_connect_timeouts_default_come_from_env_and_lose_to_arguments() -> None:
+    settings = ClientSettings.resolve(environ={})
+    assert (settings.timeout, settings.attempt_timeout, settings.connect_timeout) == (10, 2, 1)
+    env = {"SERVICE_DISCOVERY_ATTEMPT_TIMEOUT": "0.5", "SERVICE_DISCOVERY_CONNECT_TIMEOUT": "0.25"}
+    settings = ClientSettings.resolve(environ=env)
+    assert (settings.attempt_timeout, settings.connect_timeout) == (0.5, 0.25)
+    settings = ClientSettings.resolve(environ=env, attempt_timeout=3, connect_timeout=2)
+    assert (settings.attempt_timeout, settings.connect_timeout) == (3, 2)
+
+
+@pytest.mark.parametrize(
+    "variable", ["SERVICE_DISCOVERY_ATTEMPT_TIMEOUT", "SERVICE_DISCOVERY_CONNECT_TIMEOUT"]
+)
+def test_a_bad_timeout_in_env_warns_and_defaults(
+    variable: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="service_discovery"):
+        settings = ClientSettings.resolve(environ={variable: "soon"})
+    assert (settings.attempt_timeout, settings.connect_timeout) == (2, 1)
+    assert variable in caplog.text
+
+
+@pytest.mark.parametrize("option", ["timeout", "attempt_timeout", "connect_timeout"])
+def test_a_timeout_argument_must_be_positive(option: str) -> None:
+    with pytest.raises(ValueError, match=f"{option} must be positive"):
+        SyncServiceDiscoveryClient("http://r", "s", **{option: 0})
 
 
 @pytest.mark.parametrize("raw", ["soon", "0", "-3", "nan", "inf"])
