@@ -184,3 +184,23 @@ def test_cluster_etcd_members_keep_their_data_on_the_volume_and_notify_progress(
         assert env["ETCD_DATA_DIR"] in mounted, f"{name}: its data directory is not a volume"
         assert env["ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL"] == "5s", name
     assert "--experimental-watch-progress-notify-interval=5s" in README
+
+
+def test_the_readme_cluster_recipe_copied_literally_gives_every_node_one_secret() -> None:
+    """Run the recipe in bash with `etcd` and `service-discovery` as stubs that say
+    which secret a node would start with."""
+    section = README[README.index("### Running a cluster") :]
+    start = section.index("```\n") + 4
+    recipe = section[start : section.index("\n```", start)]
+    stubs = 'etcd() { :; }\nservice-discovery() { echo "node:$SERVICE_DISCOVERY_SECRET"; }\n'
+    run = subprocess.run(
+        ["bash", "-c", stubs + recipe + "\nwait\n"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+    )
+    assert run.returncode == 0, run.stderr
+    secrets = [line.removeprefix("node:") for line in run.stdout.splitlines() if "node:" in line]
+    assert len(secrets) == recipe.count("service-discovery serve") >= 2, run.stdout
+    assert len(set(secrets)) == 1 and len(secrets[0]) >= 32, secrets
