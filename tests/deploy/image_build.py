@@ -44,6 +44,10 @@ class IndexUnreachable(Exception):
     """`pip install` failed, and pip cannot fetch a package from any index at all."""
 
 
+class NoVenv(Exception):
+    """`python -m venv` failed (Debian's Python without python3-venv, for one)."""
+
+
 @dataclass
 class Image:
     """The built image: its file system, Python, settings and commands."""
@@ -87,7 +91,14 @@ def build(context: Path, into: Path) -> Image:
     sent = context_files(context, rules)
     image = Image(root=into / "root", python=into / "python")
     image.root.mkdir(parents=True)
-    subprocess.run([sys.executable, "-m", "venv", str(image.python)], check=True, timeout=120)
+    venv = subprocess.run(
+        [sys.executable, "-m", "venv", str(image.python)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if venv.returncode != 0:
+        raise NoVenv(venv.stdout[-1000:] + venv.stderr[-1000:])
     for step in instructions((context / "Dockerfile").read_text()):
         keyword, arguments = step.keyword, step.arguments
         if keyword == "FROM":

@@ -24,7 +24,7 @@ import pytest
 from conformance.client import instance_body, poll_until
 from conformance.prometheus_server import free_port
 from tests.deploy.dockerfile import IgnoreRules
-from tests.deploy.image_build import Image, IndexUnreachable, build
+from tests.deploy.image_build import Image, IndexUnreachable, NoVenv, build
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "image-test-secret-0123456789abcdefghij"
@@ -38,6 +38,8 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
         return build(ROOT, tmp_path_factory.mktemp("image"))
     except IndexUnreachable as error:
         pytest.skip(f"pip cannot reach a package index to install the image's packages: {error}")
+    except NoVenv as error:
+        pytest.skip(f"python -m venv cannot make the image's Python here: {error}")
 
 
 @dataclass
