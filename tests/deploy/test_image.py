@@ -5,7 +5,7 @@ as `.dockerignore` lets it through, each `COPY`, the `pip install` in a fresh
 virtual environment, the `ENV` with the volume remapped); the container's `CMD`
 then runs from there with the image's environment, as `docker run -e` would set it.
 A package the context or a `COPY` leaves out ends the `CMD` with
-`ModuleNotFoundError`, as in a container. One build (about 15 s, most of it pip)
+`ModuleNotFoundError`, as in a container. One build (most of its time is pip's)
 serves every test of the module.
 """
 
