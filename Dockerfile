@@ -16,6 +16,7 @@ WORKDIR /app
 # example does not reinstall the project.
 COPY pyproject.toml README.md ./
 COPY sd_core ./sd_core
+COPY sd_etcd ./sd_etcd
 COPY frontends ./frontends
 COPY service_discovery ./service_discovery
 RUN pip install ".[server]"
@@ -35,9 +36,11 @@ ENV SERVICE_DISCOVERY_HOST=0.0.0.0 \
     SERVICE_DISCOVERY_STATE_FILE=/var/lib/service-discovery/state.json
 EXPOSE 3004
 
-# python:slim has no curl; the standard library is enough for a probe.
+# python:slim has no curl; the standard library is enough for a probe. It asks
+# the port the server listens on (SERVICE_DISCOVERY_PORT, as `docker run -e` may
+# set it), on loopback, which the default host 0.0.0.0 includes.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:3004/health', timeout=2).status == 200 else 1)"]
+    CMD ["python", "-c", "import os, sys, urllib.request; port = os.environ.get('SERVICE_DISCOVERY_PORT') or '3004'; sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=2).status == 200 else 1)"]
 
 # Exec form: the server is PID 1 and gets SIGTERM directly, so it drains and
 # stops cleanly on `docker stop`.

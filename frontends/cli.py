@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=1,
-        help="must be 1: the registry's state lives in one process",
+        help="must be 1: the state lives in one process (scale out in cluster mode)",
     )
     serve.add_argument(
         "--server",
@@ -101,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers != 1:
         return _fail(
             f"--workers {args.workers} refused: each worker would hold its own registry and "
-            "they would disagree; run one worker (scale out needs a replicated store)"
+            "they would disagree; run one worker per node, and scale out in cluster mode "
+            "(set SERVICE_DISCOVERY_ETCD_ENDPOINTS on each node)"
         )
     from .shared.settings import load_settings
 
@@ -138,9 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     pin_mmap_threshold()
     if settings.secret_generated:
+        kept = settings.secret_file
+        where = "for this run only" if kept is None else f"kept in {kept} while it exists"
         print(
             "\n*** DEVELOPMENT SETTING: SERVICE_DISCOVERY_SECRET is not set. ***\n"
-            f"*** Generated token for this run only: {settings.secret}\n"
+            f"*** Generated token {where}: {settings.secret}\n"
             "*** Set SERVICE_DISCOVERY_SECRET before using this in production. ***\n",
             file=sys.stderr,
             flush=True,

@@ -223,6 +223,15 @@ class SuccessResponse(BaseModel):
     message: str
 
 
+class RegisterResponse(SuccessResponse):
+    """What a registration answers: also the TTL, so a client can check that its
+    heartbeat interval fits (`HttpApi.register_ok` writes it)."""
+
+    ttl_seconds: float = Field(
+        description="SERVICE_REGISTRATION_TTL_SECONDS: heartbeat well within it, or expire"
+    )
+
+
 class ErrorDetail(BaseModel):
     field: str
     message: str

@@ -19,6 +19,7 @@ from .models import (
     HeartbeatRequest,
     MaintenanceRequest,
     RegisterRequest,
+    RegisterResponse,
     ServiceResponse,
     ServicesResponse,
     SuccessResponse,
@@ -37,6 +38,7 @@ _MODELS: list[type[BaseModel]] = [
     HeartbeatRequest,
     MaintenanceRequest,
     SuccessResponse,
+    RegisterResponse,
     ErrorResponse,
     ServicesResponse,
     ServiceResponse,
@@ -154,14 +156,14 @@ def _pages(paths: Iterable[str]) -> dict[str, Any]:
     return documented
 
 
-def _write(summary: str, request: str) -> Any:
+def _write(summary: str, request: str, response: str = "SuccessResponse") -> Any:
     body = _json(_ref(request), request)
     body["content"]["application/json"]["example"] = _EXAMPLES[request]
     return {
         "post": {
             "summary": summary,
             "requestBody": {"required": True, **body},
-            "responses": {"200": _json(_ref("SuccessResponse"), "OK")}
+            "responses": {"200": _json(_ref(response), "OK")}
             | _errors(400, 401, 403, 404, 413, 415, 422, 503),
         }
     }
@@ -247,7 +249,9 @@ def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": {
-            "/v1/discovery/register": _write("Register or update an instance", "RegisterRequest"),
+            "/v1/discovery/register": _write(
+                "Register or update an instance", "RegisterRequest", "RegisterResponse"
+            ),
             "/v1/discovery/heartbeat": _write("Renew an instance's lease", "HeartbeatRequest"),
             "/v1/discovery/unregister/{service_name}/{instance_id}": {
                 "delete": {

@@ -17,6 +17,8 @@ import anyio
 
 from sd_core import HttpResponse, RegistryConfig, __version__
 from sd_core.cluster import (
+    CONNECTING,
+    OK,
     CloseWatch,
     ClusterConfig,
     ClusterNode,
@@ -125,12 +127,20 @@ class ClusterMember:
             self.store.submit(effect)
 
     def state_changed(self) -> None:
-        """Log the store state when it moves (connecting, ok, unavailable)."""
+        """Log the store state when it moves (connecting, ok, unavailable).
+
+        Leaving `connecting` is logged only on reaching `ok`: between the first listing
+        and the watch's creation the link says `unavailable` for a moment, which is no
+        outage (a store that cannot be reached is logged by the driver, `store_problem`).
+        """
         state = self.node.link.state
-        if state != self._state:
-            self._state = state
-            level = logging.INFO if state == "ok" else logging.WARNING
-            log.log(level, logfmt("store_state", state=state, endpoint=self.store.client.endpoint))
+        if state == self._state:
+            return
+        before, self._state = self._state, state
+        if state == OK:
+            log.info(logfmt("store_state", state=state, endpoint=self.store.client.endpoint))
+        elif before != CONNECTING:
+            log.warning(logfmt("store_state", state=state, endpoint=self.store.client.endpoint))
 
     async def written(self, pending: PendingWrite) -> HttpResponse:
         """Wait for the parked write's answer (the node always sends one: the store's,

@@ -264,6 +264,8 @@ class Runtime:
         """Route everything the core decided to the driver and watchers, then re-arm the driver."""
         cluster = self.cluster
         effects = self.registry.drain_effects() if cluster is None else cluster.node.drain_effects()
+        if cluster is not None:  # also without effects: a watch's creation makes it ok
+            cluster.state_changed()
         if effects:
             for effect in effects:
                 if isinstance(effect, RunProbe):
@@ -276,8 +278,6 @@ class Runtime:
                     cluster.route(effect)
                 else:
                     log_effect(effect)
-            if cluster is not None:
-                cluster.state_changed()
             deadline = self._next_deadline()
             wakes = self.driver_sleeps_until
             if deadline is not None and (wakes is None or deadline < wakes):

@@ -10,7 +10,6 @@ unset one keeps the `Settings` default).
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from sd_core import ConfigError, RegistryConfig
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 from .cluster_settings import ClusterSettings, load_cluster_settings
+from .dev_token import development_token
 
 # Environment variable -> (RegistryConfig field, parser).
 _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
@@ -67,6 +67,8 @@ class Settings:
     fd: int | None = None
     secret: str = ""
     secret_generated: bool = False
+    # Where a generated secret is kept (beside the state file); None: this run only.
+    secret_file: Path | None = None
     read_token: str | None = None
     max_concurrent_probes: int = 100
     log_level: str = "INFO"
@@ -171,8 +173,14 @@ def load_settings(
 
     secret = env.get("SERVICE_DISCOVERY_SECRET", "")
     generated = not secret
+    secret_file = None
+    if generated and cluster is not None:
+        raise ConfigError(
+            "SERVICE_DISCOVERY_SECRET",
+            "must be set in cluster mode (every node must accept the same token)",
+        )
     if generated:
-        secret = secrets.token_urlsafe(32)
+        secret, secret_file = development_token(state_file)
     _check_token("SERVICE_DISCOVERY_SECRET", secret)
     read_token = env.get("SERVICE_DISCOVERY_READ_TOKEN") or None
     if read_token is not None:
@@ -188,6 +196,7 @@ def load_settings(
         fd=fd,
         secret=secret,
         secret_generated=generated,
+        secret_file=secret_file,
         read_token=read_token,
         log_level=level,
         state_file=state_file,

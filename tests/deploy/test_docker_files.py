@@ -9,7 +9,6 @@ variables and mounted files match the README, the image and each other.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shutil
 import subprocess
@@ -18,6 +17,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.deploy.dockerfile import IgnoreRules
+from tests.deploy.dockerfile import instructions as parse_dockerfile
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -29,24 +31,13 @@ README = (ROOT / "README.md").read_text()
 
 def instructions() -> list[str]:
     """The Dockerfile's instructions, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
-    lines = [line.strip() for line in text.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+    return [f"{i.keyword} {i.arguments}" for i in parse_dockerfile(DOCKERFILE.read_text())]
 
 
 def dockerignore_keeps(path: str) -> bool:
-    """Whether `.dockerignore` (last matching rule wins, `!` re-includes) sends `path`."""
-    kept = True
-    for raw in (ROOT / ".dockerignore").read_text().splitlines():
-        rule = raw.strip()
-        if not rule or rule.startswith("#"):
-            continue
-        negate = rule.startswith("!")
-        pattern = rule.lstrip("!").rstrip("/")
-        top = path.split("/")[0]
-        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(top, pattern):
-            kept = negate
-    return kept
+    """Whether `.dockerignore` sends `path` (or, for a directory, anything below it)."""
+    rules = IgnoreRules((ROOT / ".dockerignore").read_text())
+    return not rules.excluded(path) or rules.may_send_below(path)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -70,7 +61,9 @@ def test_image_runs_the_registry_unprivileged_with_a_healthcheck_and_a_state_vol
     users = [line.split()[1] for line in lines if line.startswith("USER ")]
     assert users and users[-1] not in {"root", "0"}
     assert "EXPOSE 3004" in lines
-    assert any(line.startswith("HEALTHCHECK") and "127.0.0.1:3004/health" in line for line in lines)
+    healthchecks = [line for line in lines if line.startswith("HEALTHCHECK")]
+    assert healthchecks and "/health" in healthchecks[-1]
+    assert "SERVICE_DISCOVERY_PORT" in healthchecks[-1], "the health check ignores the port setting"
     assert lines[-1] == 'CMD ["service-discovery", "serve"]'
     env = " ".join(line for line in lines if line.startswith("ENV "))
     state_file = re.search(r"SERVICE_DISCOVERY_STATE_FILE=(\S+)", env)
@@ -158,6 +151,11 @@ def test_cluster_compose_runs_three_etcd_members_and_three_nodes_of_both_fronten
         for name in env:
             assert f"`{name}`" in README, f"the cluster compose sets {name}, undocumented"
     assert frontends == {"quart", "trio"}
+    watch_timeouts = {
+        float(n["environment"]["SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS"])
+        for n in nodes.values()
+    }
+    assert watch_timeouts == {30.0}, "set above the members' progress-notify interval"
     node_ids = {n["environment"]["SERVICE_DISCOVERY_NODE_ID"] for n in nodes.values()}
     assert len(node_ids) == 3
     published = [n["ports"][0].split(":")[0] for n in nodes.values()]
@@ -172,3 +170,37 @@ def test_cluster_prometheus_scrapes_every_node() -> None:
     targets = set(own["static_configs"][0]["targets"])
     nodes = {name for name in compose["services"] if name.startswith("registry-")}
     assert targets == {f"{name}:3004" for name in nodes}
+
+
+def test_cluster_etcd_members_keep_their_data_on_the_volume_and_notify_progress() -> None:
+    """etcd's default data directory (`<name>.etcd`) is not the mounted one: a member's
+    data would live in the container and go with it. The progress notifications let a
+    node tell a quiet watch from a dead one within its watch timeout (docs/cluster.md)."""
+    services = load(CLUSTER_COMPOSE)["services"]
+    members = {name: s for name, s in services.items() if name.startswith("etcd-")}
+    for name, member in members.items():
+        env = member["environment"]
+        mounted = {mount.split(":")[1] for mount in member["volumes"]}
+        assert env["ETCD_DATA_DIR"] in mounted, f"{name}: its data directory is not a volume"
+        assert env["ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL"] == "5s", name
+    assert "--experimental-watch-progress-notify-interval=5s" in README
+
+
+def test_the_readme_cluster_recipe_copied_literally_gives_every_node_one_secret() -> None:
+    """Run the recipe in bash with `etcd` and `service-discovery` as stubs that say
+    which secret a node would start with."""
+    section = README[README.index("### Running a cluster") :]
+    start = section.index("```\n") + 4
+    recipe = section[start : section.index("\n```", start)]
+    stubs = 'etcd() { :; }\nservice-discovery() { echo "node:$SERVICE_DISCOVERY_SECRET"; }\n'
+    run = subprocess.run(
+        ["bash", "-c", stubs + recipe + "\nwait\n"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+    )
+    assert run.returncode == 0, run.stderr
+    secrets = [line.removeprefix("node:") for line in run.stdout.splitlines() if "node:" in line]
+    assert len(secrets) == recipe.count("service-discovery serve") >= 2, run.stdout
+    assert len(set(secrets)) == 1 and len(secrets[0]) >= 32, secrets

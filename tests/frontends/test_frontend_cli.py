@@ -89,11 +89,25 @@ def test_a_bad_environment_value_is_one_line_and_exit_2(
 
 
 @pytest.mark.parametrize("workers", ["0", "2", "8"])
-def test_more_than_one_worker_is_refused(
+def test_more_than_one_worker_is_refused_pointing_at_cluster_mode(
     served: Served, capsys: pytest.CaptureFixture[str], workers: str
 ) -> None:
     assert cli.main(["serve", "--workers", workers]) == 2
-    assert f"--workers {workers} refused" in refusal(capsys)
+    line = refusal(capsys)
+    assert f"--workers {workers} refused" in line
+    assert "cluster mode" in line and "SERVICE_DISCOVERY_ETCD_ENDPOINTS" in line
+    assert served.calls == []
+
+
+def test_cluster_mode_without_a_secret_is_refused(
+    served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("SERVICE_DISCOVERY_SECRET")
+    monkeypatch.setenv("SERVICE_DISCOVERY_ETCD_ENDPOINTS", "http://127.0.0.1:2379")
+    assert cli.main(["serve"]) == 2
+    line = refusal(capsys)
+    assert line.startswith("service-discovery: invalid SERVICE_DISCOVERY_SECRET: ")
+    assert "cluster mode" in line
     assert served.calls == []
 
 

@@ -36,3 +36,12 @@ def test_request_bodies_carry_the_contracts_examples() -> None:
     for path in ("/v1/discovery/register", "/v1/discovery/heartbeat"):
         content = paths[path]["post"]["requestBody"]["content"]["application/json"]
         assert content["example"]["service_name"] == "game-service"
+
+
+def test_the_register_answer_documents_ttl_seconds() -> None:
+    document = openapi_document("0")
+    answer = document["paths"]["/v1/discovery/register"]["post"]["responses"]["200"]
+    reference = answer["content"]["application/json"]["schema"]["$ref"]
+    schema = document["components"]["schemas"][reference.rsplit("/", 1)[1]]
+    assert "ttl_seconds" in schema["properties"]
+    assert {"success", "message", "ttl_seconds"} <= set(schema["required"])

@@ -18,6 +18,7 @@ from sd_core import ConfigError, RegistryConfig
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 SECRET = "settings-secret"
+NO_STATE_FILE = {"SERVICE_DISCOVERY_STATE_FILE": ""}
 
 
 def test_defaults() -> None:
@@ -216,8 +217,12 @@ def test_a_bad_port_flag_is_refused_too() -> None:
     assert raised.value.name == "SERVICE_DISCOVERY_PORT"
 
 
-@pytest.mark.parametrize("env", [{}, {"SERVICE_DISCOVERY_SECRET": ""}])
+@pytest.mark.parametrize(
+    "env",
+    [NO_STATE_FILE, {"SERVICE_DISCOVERY_SECRET": "", **NO_STATE_FILE}],
+)
 def test_without_a_secret_a_random_token_is_generated(env: dict[str, str]) -> None:
+    """Without a state file, that is: beside one, it is kept (test_frontend_dev_token.py)."""
     first = load_settings(env)
     second = load_settings(env)
     assert first.secret_generated and second.secret_generated
