@@ -350,25 +350,31 @@ class SimulatedCluster(_ScriptedProbes):
         self.effects: list[list[object]] = []
         self._watches: dict[int, tuple[int, MemoryWatch]] = {}
         self._answers: dict[tuple[int, int], HttpResponse] = {}
+        self._node_ttl, self._wall_offset, self._seed = node_ttl, wall_offset, seed
+        self._restarts = 0
         self.etcd.advance(self.clock.now)
         for number in range(nodes):
-            node_id = f"node-{number + 1}"
-            node = ClusterNode(
-                ClusterConfig(
-                    node_id, url=f"http://{node_id}.test", frontend="simulated", node_ttl=node_ttl
-                ),
-                self.config,
-                now=self.clock.now,
-                wall_offset=wall_offset,
-                random_bits=random.Random(seed * 1000 + number).getrandbits,
-                secret=secret,
-                version="test",
-            )
-            self.nodes.append(node)
+            self.nodes.append(self._new_node(number))
             self.probes_run.append([])
             self.effects.append([])
-            node.start(self.clock.now)
+            self.nodes[number].start(self.clock.now)
         self.settle()
+
+    def _new_node(self, number: int) -> ClusterNode:
+        node_id = f"node-{number + 1}"
+        return ClusterNode(
+            ClusterConfig(
+                node_id, url=f"http://{node_id}.test", frontend="simulated", node_ttl=self._node_ttl
+            ),
+            self.config,
+            now=self.clock.now,
+            wall_offset=self._wall_offset,
+            random_bits=random.Random(
+                self._seed * 1000 + number + 100 * self._restarts
+            ).getrandbits,
+            secret=self.secret,
+            version="test",
+        )
 
     # --------------------------------------------------------- faults
 
@@ -376,6 +382,16 @@ class SimulatedCluster(_ScriptedProbes):
         """The node stops: nothing reaches it again, its node lease runs out in etcd."""
         self._drop_watch(node)
         self.crashed.add(node)
+
+    def restart(self, node: int) -> None:
+        """Start node `node` again as a new process (after `crash`, or a kill -9 now): an
+        empty view that lists the prefix, under the same node id."""
+        self._drop_watch(node)
+        self.crashed.discard(node)
+        self._restarts += 1
+        self.nodes[node] = self._new_node(node)
+        self.nodes[node].start(self.clock.now)
+        self.settle()
 
     def partition(self, node: int) -> None:
         """Cut the node from the store: its calls fail and its watch breaks."""
@@ -393,9 +409,11 @@ class SimulatedCluster(_ScriptedProbes):
         self.etcd.outage(self.clock.now)
         self.settle()
 
-    def store_up(self) -> None:
-        """Quorum is back (leases restart a full TTL, as after an etcd leader change)."""
-        self.etcd.recover(self.clock.now)
+    def store_up(self, *, same_leader: bool = False) -> None:
+        """Quorum is back: leases restart a full TTL, as after an etcd leader change, or
+        with `same_leader` (a stalled member that resumes) every lease whose time ran
+        out meanwhile is revoked at once."""
+        self.etcd.recover(self.clock.now, restart_leases=not same_leader)
         self.settle()
 
     def compact(self) -> None:
