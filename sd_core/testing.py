@@ -303,6 +303,21 @@ def _outcome(answer: ProbeAnswer, probe: RunProbe) -> ProbeResult:
     return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "simulated")
 
 
+def http_request(
+    method: str,
+    path: str,
+    *,
+    json_body: Any = None,
+    query: str = "",
+    secret: str | None = DEFAULT_SECRET,
+) -> HttpRequest:
+    """A request as a driver hands it to a node (`ClusterNode.handle`): JSON body,
+    bearer token."""
+    body = b"" if json_body is None else json.dumps(json_body).encode()
+    authorization = None if secret is None else f"Bearer {secret}"
+    return HttpRequest(method, path, query.encode(), authorization, "application/json", body)
+
+
 class SimulatedCluster(_ScriptedProbes):
     """N cluster nodes over one in-memory etcd, on one fake clock.
 
@@ -534,16 +549,8 @@ class SimulatedCluster(_ScriptedProbes):
         query: str = "",
         token: str | None = "default",
     ) -> Reply:
-        body = b"" if json_body is None else json.dumps(json_body).encode()
         secret = self.secret if token == "default" else token
-        request = HttpRequest(
-            method,
-            path,
-            query.encode(),
-            None if secret is None else f"Bearer {secret}",
-            "application/json",
-            body,
-        )
+        request = http_request(method, path, json_body=json_body, query=query, secret=secret)
         result = self.send(node, request)
         decoded = json.loads(result.body) if result.body else None
         return Reply(result.status, {k.lower(): v for k, v in result.headers}, decoded)

@@ -12,7 +12,7 @@ from sd_core import RegistryConfig
 from sd_core.cluster import KeyLayout, StoreCall, WriteDone
 from sd_core.events import InstanceRemoved
 from sd_core.http_api import HttpRequest, PendingWrite
-from sd_core.testing import DEFAULT_SECRET, SimulatedCluster
+from sd_core.testing import SimulatedCluster, http_request
 from sd_etcd import GatewayRequest, RangeOp
 
 QUIET = RegistryConfig(health_check_interval=86400.0, registration_ttl=30.0)
@@ -88,14 +88,7 @@ def test_a_quiet_instance_expires_a_ttl_after_its_last_heartbeat() -> None:
 
 def _heartbeat_request(instance_id: str) -> HttpRequest:
     body = {"service_name": "api", "instance_id": instance_id}
-    return HttpRequest(
-        "POST",
-        "/v1/discovery/heartbeat",
-        b"",
-        f"Bearer {DEFAULT_SECRET}",
-        "application/json",
-        json.dumps(body).encode(),
-    )
+    return http_request("POST", "/v1/discovery/heartbeat", json_body=body)
 
 
 def _removes(request: GatewayRequest, instance_id: str) -> bool:

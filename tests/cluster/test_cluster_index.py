@@ -6,8 +6,8 @@ and after a removal ("lower"); and a blocking query with the live index waits th
 from __future__ import annotations
 
 from sd_core import RegistryConfig
-from sd_core.http_api import BlockingWait, HttpRequest
-from sd_core.testing import DEFAULT_SECRET, SimulatedCluster
+from sd_core.http_api import BlockingWait
+from sd_core.testing import SimulatedCluster, http_request
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=60.0)
 #: Probes that pass or fail by instance, so statuses move as well.
@@ -102,15 +102,8 @@ def test_a_listing_after_a_removal_is_not_lower_and_a_blocking_query_waits() -> 
     assert {service: cluster.index(1, service) for service in live} == live
     # A client that read node 0 blocks on node 1 with that index.
     for service, index in live.items():
-        query = f"index={index}&wait=30s".encode()
-        request = HttpRequest(
-            "GET",
-            f"/v1/discovery/services/{service}",
-            query,
-            f"Bearer {DEFAULT_SECRET}",
-            None,
-            b"",
-        )
+        path = f"/v1/discovery/services/{service}"
+        request = http_request("GET", path, query=f"index={index}&wait=30s")
         assert isinstance(cluster.nodes[1].handle(request, cluster.clock.now), BlockingWait)
 
 

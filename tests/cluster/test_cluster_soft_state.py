@@ -11,7 +11,7 @@ from typing import Any
 from sd_core import RegistryConfig
 from sd_core.cluster import KeyLayout, SoftRecord, StoreCall, WriteDone
 from sd_core.http_api import HttpRequest, HttpResponse, PendingWrite
-from sd_core.testing import DEFAULT_SECRET, SimulatedCluster
+from sd_core.testing import SimulatedCluster, http_request
 from sd_etcd import DeleteRangeOp, RangeOp
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=30.0)
@@ -42,14 +42,7 @@ def _keys_of(cluster: SimulatedCluster, instance_id: str) -> list[bytes]:
 
 def _heartbeat_request(instance_id: str, **fields: Any) -> HttpRequest:
     body = {"service_name": "api", "instance_id": instance_id, **fields}
-    return HttpRequest(
-        "POST",
-        "/v1/discovery/heartbeat",
-        b"",
-        f"Bearer {DEFAULT_SECRET}",
-        "application/json",
-        json.dumps(body).encode(),
-    )
+    return http_request("POST", "/v1/discovery/heartbeat", json_body=body)
 
 
 def _txns(cluster: SimulatedCluster, node: int) -> list[list[bytes]]:

@@ -12,10 +12,12 @@ change. Instances use ttl checks, so no probe moves anything meanwhile.
 from __future__ import annotations
 
 import base64
+import itertools
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -56,6 +58,31 @@ def _expired(api: Api) -> float:
     raise AssertionError(f"no ttl_expired counter in /metrics: {text[:500]}")
 
 
+@contextmanager
+def _heartbeating(urls: list[str], ids: list[str]) -> Iterator[list[int]]:
+    """Clients heartbeating every instance of `api` every 0.5 s, through the nodes in
+    turn, on a thread; yields the answers' statuses as they come."""
+    answers: list[int] = []
+    stop = threading.Event()
+
+    def beat() -> None:
+        with httpx.Client(headers={"authorization": f"Bearer {SECRET}"}, timeout=10) as http:
+            for n in itertools.count():
+                if stop.wait(0.5 if n % len(ids) == 0 else 0):
+                    return
+                body = {"service_name": "api", "instance_id": ids[n % len(ids)]}
+                url = f"{urls[n % len(urls)]}/v1/discovery/heartbeat"
+                answers.append(http.post(url, json=body).status_code)
+
+    thread = threading.Thread(target=beat)
+    thread.start()
+    try:
+        yield answers
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
 def test_a_stalled_etcd_expires_no_instance_whose_client_heartbeats(
     etcd: EtcdCluster, start_node: StartNode
 ) -> None:
@@ -66,25 +93,7 @@ def test_a_stalled_etcd_expires_no_instance_whose_client_heartbeats(
         for n, instance in enumerate(ids):
             (first, second)[n % 2].register_ok(_ttl_instance("api", instance))
         created = {instance: _created(etcd, "api", instance) for instance in ids}
-        answers: list[int] = []
-        stop = threading.Event()
-
-        def heartbeat_on() -> None:
-            """The clients: a heartbeat per instance every 0.5 s, through either node."""
-            urls = [node.url for node in nodes]
-            with httpx.Client(headers={"authorization": f"Bearer {SECRET}"}, timeout=10) as http:
-                n = 0
-                while not stop.is_set():
-                    for instance in ids:
-                        body = {"service_name": "api", "instance_id": instance}
-                        url = f"{urls[n % 2]}/v1/discovery/heartbeat"
-                        answers.append(http.post(url, json=body).status_code)
-                        n += 1
-                    time.sleep(0.5)
-
-        beating = threading.Thread(target=heartbeat_on)
-        beating.start()
-        try:
+        with _heartbeating([node.url for node in nodes], ids) as answers:
             poll_until(lambda: len(answers) >= 8 or None, EVENTUALLY, "heartbeats")
             member = etcd.members[0]
             member.signal(signal.SIGSTOP)
@@ -101,16 +110,11 @@ def test_a_stalled_etcd_expires_no_instance_whose_client_heartbeats(
                 "heartbeats answered again",
             )
             time.sleep(4.0)  # past another TTL, still heartbeating
-        finally:
-            stop.set()
-            beating.join(timeout=30)
         assert 404 not in answers, answers
         assert set(answers) <= {200, 503}, answers
         for api in (first, second):
-            assert (
-                sorted(item["instance_id"] for item in api.service("api").json()["instances"])
-                == ids
-            )
+            shown = [item["instance_id"] for item in api.service("api").json()["instances"]]
+            assert sorted(shown) == ids
             assert _expired(api) == 0
         assert {instance: _created(etcd, "api", instance) for instance in ids} == created
 
