@@ -229,7 +229,7 @@ class NodeRecord(_Record):
 @dataclass(frozen=True, slots=True)
 class PreservationRecord(_Record):
     """`self-preservation`: expiry is paused cluster-wide, why, since when (wall clock),
-    and which node (the guardian) keeps the quiet instances' leases alive."""
+    and which node (the guardian) decided it (and expires nothing while it holds)."""
 
     reason: str
     since: float

@@ -49,18 +49,17 @@ from .layout import (
 )
 
 InstanceKey = tuple[str, str]
-# The records kept beside an instance's, on its lease.
+# The records kept beside an instance's (deleted with it, in one txn).
 _BESIDE = ("health", "maintenance", "soft")
 
 
 @dataclass(slots=True)
 class Entry:
-    """One instance as the store holds it: what writes compare against and renew."""
+    """One instance as the store holds it: what writes compare against."""
 
     record: InstanceRecord
     create_revision: int
     mod_revision: int
-    lease: int
     health: HealthRecord | None = None
     health_mod: int = 0
     maintenance: MaintenanceRecord | None = None
@@ -83,7 +82,7 @@ class ClusterView:
         # Every change up to this revision is in the view.
         self.synced_revision = 0
         # Why this node deleted an instance, for the removal it will see (others
-        # cannot tell an unregistration from an expiry: both are a lease going away).
+        # cannot tell an unregistration from an expiry: both are the same deletions).
         self.removal_reasons: dict[InstanceKey, RemovalReason] = {}
         self.skipped_records = 0
         #: Per service, the mod revision of its mark: the index every node shows.
@@ -209,10 +208,10 @@ class ClusterView:
             return
         if entry is None:
             entry = self.entries[key] = Entry(
-                record, kv.create_revision, kv.mod_revision, kv.lease, rise_load=record.load
+                record, kv.create_revision, kv.mod_revision, rise_load=record.load
             )
         else:
-            entry.record, entry.mod_revision, entry.lease = record, kv.mod_revision, kv.lease
+            entry.record, entry.mod_revision = record, kv.mod_revision
         self._risen(key[0], entry, record.load, kv.mod_revision)
         self.quiet.touch(key, now)
 
