@@ -575,6 +575,25 @@ class Registry:
             return True
         return due and self._pause_instead(preservation, now)
 
+    def mark_service(self, name: str, revision: int) -> None:
+        """Cluster mode: the store marked a visible change of service `name` at
+        `revision` (the `services/<name>` key, written in the same txn as the change):
+        its index, or the index its tombstone keeps once it has no instance, rises to
+        it. Nodes that watched the change and nodes that list the prefix later both
+        take the index from the mark, so they show the same one."""
+        service = self._services.get(name)
+        if service is None:
+            if revision > self._tombstones.get(name, 0):
+                self._tombstones[name] = revision
+                self._global_index = max(self._global_index, revision)
+                self._raised.add(name)
+            return
+        if revision > service.index:
+            service.index = revision
+            self._global_index = max(self._global_index, revision)
+            self._raised.add(name)
+            self.views.index_raised(service)
+
     def follow_self_preservation(self, active: bool, reason: str | None, now: float) -> None:
         """Cluster mode, every other node: show the mode as the guardian stored it."""
         self._advance(now)
@@ -627,16 +646,20 @@ class Registry:
     def _bump_index(self, service: Service, instance: Instance) -> None:
         """Raise the global index and give it to `service`: its watchers wake.
 
-        In cluster mode the index is the store revision of the change instead.
+        In cluster mode the index is the store revision of the change instead, which
+        the view caps at the service's mark: a change the store did not mark as visible
+        leaves it where it is, on every node alike (see `mark_service`).
         """
         revision = self._store_revision
+        instance.load_at_rise = instance.load
         if revision is None:
             self._global_index += 1
             service.index = self._global_index
+        elif revision <= service.index:
+            return  # cluster mode: the index only rises to the service's mark (`mark_service`)
         else:
-            service.index = max(service.index, revision)
+            service.index = revision
             self._global_index = max(self._global_index, revision)
-        instance.load_at_rise = instance.load
         self._raised.add(service.name)
         self.views.index_raised(service)
 

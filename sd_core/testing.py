@@ -303,6 +303,21 @@ def _outcome(answer: ProbeAnswer, probe: RunProbe) -> ProbeResult:
     return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "simulated")
 
 
+def http_request(
+    method: str,
+    path: str,
+    *,
+    json_body: Any = None,
+    query: str = "",
+    secret: str | None = DEFAULT_SECRET,
+) -> HttpRequest:
+    """A request as a driver hands it to a node (`ClusterNode.handle`): JSON body,
+    bearer token."""
+    body = b"" if json_body is None else json.dumps(json_body).encode()
+    authorization = None if secret is None else f"Bearer {secret}"
+    return HttpRequest(method, path, query.encode(), authorization, "application/json", body)
+
+
 class SimulatedCluster(_ScriptedProbes):
     """N cluster nodes over one in-memory etcd, on one fake clock.
 
@@ -350,25 +365,31 @@ class SimulatedCluster(_ScriptedProbes):
         self.effects: list[list[object]] = []
         self._watches: dict[int, tuple[int, MemoryWatch]] = {}
         self._answers: dict[tuple[int, int], HttpResponse] = {}
+        self._node_ttl, self._wall_offset, self._seed = node_ttl, wall_offset, seed
+        self._restarts = 0
         self.etcd.advance(self.clock.now)
         for number in range(nodes):
-            node_id = f"node-{number + 1}"
-            node = ClusterNode(
-                ClusterConfig(
-                    node_id, url=f"http://{node_id}.test", frontend="simulated", node_ttl=node_ttl
-                ),
-                self.config,
-                now=self.clock.now,
-                wall_offset=wall_offset,
-                random_bits=random.Random(seed * 1000 + number).getrandbits,
-                secret=secret,
-                version="test",
-            )
-            self.nodes.append(node)
+            self.nodes.append(self._new_node(number))
             self.probes_run.append([])
             self.effects.append([])
-            node.start(self.clock.now)
+            self.nodes[number].start(self.clock.now)
         self.settle()
+
+    def _new_node(self, number: int) -> ClusterNode:
+        node_id = f"node-{number + 1}"
+        return ClusterNode(
+            ClusterConfig(
+                node_id, url=f"http://{node_id}.test", frontend="simulated", node_ttl=self._node_ttl
+            ),
+            self.config,
+            now=self.clock.now,
+            wall_offset=self._wall_offset,
+            random_bits=random.Random(
+                self._seed * 1000 + number + 100 * self._restarts
+            ).getrandbits,
+            secret=self.secret,
+            version="test",
+        )
 
     # --------------------------------------------------------- faults
 
@@ -376,6 +397,16 @@ class SimulatedCluster(_ScriptedProbes):
         """The node stops: nothing reaches it again, its node lease runs out in etcd."""
         self._drop_watch(node)
         self.crashed.add(node)
+
+    def restart(self, node: int) -> None:
+        """Start node `node` again as a new process (after `crash`, or a kill -9 now): an
+        empty view that lists the prefix, under the same node id."""
+        self._drop_watch(node)
+        self.crashed.discard(node)
+        self._restarts += 1
+        self.nodes[node] = self._new_node(node)
+        self.nodes[node].start(self.clock.now)
+        self.settle()
 
     def partition(self, node: int) -> None:
         """Cut the node from the store: its calls fail and its watch breaks."""
@@ -393,9 +424,11 @@ class SimulatedCluster(_ScriptedProbes):
         self.etcd.outage(self.clock.now)
         self.settle()
 
-    def store_up(self) -> None:
-        """Quorum is back (leases restart a full TTL, as after an etcd leader change)."""
-        self.etcd.recover(self.clock.now)
+    def store_up(self, *, same_leader: bool = False) -> None:
+        """Quorum is back: leases restart a full TTL, as after an etcd leader change, or
+        with `same_leader` (a stalled member that resumes) every lease whose time ran
+        out meanwhile is revoked at once."""
+        self.etcd.recover(self.clock.now, restart_leases=not same_leader)
         self.settle()
 
     def compact(self) -> None:
@@ -516,16 +549,8 @@ class SimulatedCluster(_ScriptedProbes):
         query: str = "",
         token: str | None = "default",
     ) -> Reply:
-        body = b"" if json_body is None else json.dumps(json_body).encode()
         secret = self.secret if token == "default" else token
-        request = HttpRequest(
-            method,
-            path,
-            query.encode(),
-            None if secret is None else f"Bearer {secret}",
-            "application/json",
-            body,
-        )
+        request = http_request(method, path, json_body=json_body, query=query, secret=secret)
         result = self.send(node, request)
         decoded = json.loads(result.body) if result.body else None
         return Reply(result.status, {k.lower(): v for k, v in result.headers}, decoded)

@@ -260,12 +260,14 @@ class MemoryEtcd:
             watch.ended = True
             self._watches.discard(watch)
 
-    def recover(self, now: float) -> None:
+    def recover(self, now: float, *, restart_leases: bool = True) -> None:
         """Quorum is back. As with a real leader change, every lease starts a full TTL
-        again (etcd#9395): leases that ran out during the outage expire one TTL later."""
+        again (etcd#9395): leases that ran out during the outage expire one TTL later.
+        `restart_leases=False`: a stalled member that resumes as leader (SIGSTOP, a long
+        pause) keeps its deadlines and revokes at once every lease that ran out."""
         if now < self._now:
             raise ValueError(f"time went backwards: {now} < {self._now}")
-        for lease in self._leases.values():
+        for lease in self._leases.values() if restart_leases else ():
             lease.expires_at = max(lease.expires_at, now + lease.granted_ttl)
         self._available = True
         self.advance(now)

@@ -6,19 +6,12 @@ back through the node's methods (see `ClusterNode` for the full contract).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from sd_etcd import MAX_TXN_OPS, GatewayRequest
 
 from ..http_api import HttpResponse
 from .layout import DEFAULT_PREFIX
-
-
-def instance_lease_ttl(registration_ttl: float) -> int:
-    """The TTL of an instance's lease: whole seconds (etcd's), at least the registration
-    TTL, so an instance never expires sooner than in one process."""
-    return max(1, math.ceil(registration_ttl))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,11 +10,12 @@ heartbeat waits for no one; under load one request carries many. Two puts of one
 in a batch keep the later one (etcd refuses a txn that names a key twice), and both
 waiters are told.
 
-The puts carry no compares: a soft key is only worth writing while its lease lives, and
-etcd refuses a put on a lease that is gone. Such a refusal fails the whole txn without
-naming the lease, so that batch is sent again one put per txn, and only the put whose
-lease is gone is told so. Sans-I/O like the rest of the node: calls go through the
-`StoreLink`, time only comes in as arguments.
+Each put may carry a guard (the instance it belongs to still exists, as the view saw
+it): a soft key is only worth writing while its instance lives, and a put for an
+instance that is gone must not bring its key back. A guard that fails fails the whole
+txn without saying which, so that batch is sent again one put per txn, and only the
+put whose guard failed is told its instance is gone. Sans-I/O like the rest of the
+node: calls go through the `StoreLink`, time only comes in as arguments.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sd_etcd import EtcdError, EtcdUnavailable, LeaseNotFound, PutOp, parse_txn, txn_request
+from sd_etcd import EtcdError, EtcdUnavailable, PutOp, parse_txn, txn_request
+from sd_etcd.requests import Compare
 
 from .link import StoreLink
 
@@ -30,7 +32,7 @@ from .link import StoreLink
 @dataclass(frozen=True, slots=True)
 class SoftWaiter:
     """Who waits for a soft put (a heartbeat's answer): `written(revision, now)` once the
-    store holds it, `gone(now)` when the instance's lease is gone, `refused(error, now)`
+    store holds it, `gone(now)` when its instance is gone, `refused(error, now)`
     when the store refused or did not answer (nothing was written)."""
 
     written: Callable[[int, float], None]
@@ -41,6 +43,7 @@ class SoftWaiter:
 @dataclass(slots=True)
 class _Put:
     op: PutOp
+    guard: Compare | None
     waiters: list[SoftWaiter] = field(default_factory=list)
 
 
@@ -60,13 +63,23 @@ class GroupCommit:
         """Puts waiting for the batch in flight to be answered."""
         return len(self._pending)
 
-    def put(self, op: PutOp, waiter: SoftWaiter | None = None) -> None:
-        """Write `op` with the next batch (now, if none is in flight)."""
+    def put(
+        self,
+        op: PutOp,
+        waiter: SoftWaiter | None = None,
+        *,
+        guard: Compare | None = None,
+        ahead: PutOp | None = None,
+    ) -> None:
+        """Write `op` with the next batch (now, if none is in flight), if `guard` holds;
+        `ahead` (a service's mark) goes in the same batch, before it."""
+        if ahead is not None and ahead.key not in self._pending:
+            self._pending[ahead.key] = _Put(ahead, None)
         found = self._pending.get(op.key)
         waiters = [] if found is None else found.waiters
         if waiter is not None:
             waiters.append(waiter)
-        self._pending[op.key] = _Put(op, waiters)
+        self._pending[op.key] = _Put(op, guard, waiters)
         if not self._in_flight:
             self._flush()
 
@@ -83,20 +96,21 @@ class GroupCommit:
             self._in_flight -= 1
             try:
                 result = parse_txn(status, body)
-            except LeaseNotFound:
-                if len(batch) == 1:
-                    for waiter in batch[0].waiters:
-                        waiter.gone(now)
-                else:  # some lease in it is gone: find out which, one put per txn
-                    for put in batch:
-                        self._send([put])
             except EtcdError as error:
                 self._refused(batch, error, now)
-            else:
-                self.link.saw(result.header)
+                self._next()
+                return
+            self.link.saw(result.header)
+            if result.succeeded:
                 for put in batch:
                     for waiter in put.waiters:
                         waiter.written(result.header.revision, now)
+            elif len(batch) == 1:
+                for waiter in batch[0].waiters:
+                    waiter.gone(now)
+            else:  # some instance in it is gone: find out which, one put per txn
+                for put in batch:
+                    self._send([put])
             self._next()
 
         def failed(now: float) -> None:
@@ -104,7 +118,8 @@ class GroupCommit:
             self._refused(batch, EtcdUnavailable("no answer from the store"), now)
             self._next()
 
-        self.link.call(txn_request([], [put.op for put in batch]), answered, failed)
+        guards = [put.guard for put in batch if put.guard is not None]
+        self.link.call(txn_request(guards, [put.op for put in batch]), answered, failed)
 
     def _refused(self, batch: list[_Put], error: EtcdError, now: float) -> None:
         self.link.store_error(error)

@@ -1,22 +1,27 @@
-"""Self-preservation in cluster mode: one node (the guardian) decides, and keeps the
-quiet instances' leases alive while expiry is paused.
+"""Expiry and self-preservation in cluster mode: one node (the guardian) decides both.
 
-Expiry is etcd's (each instance's lease), so pausing it means renewing the leases of
-the instances that went quiet. The soft state lets any node see every heartbeat, so
-one node can decide with the single-process rules and state (`Registry.expiry_paused`,
-`self_preservation.SelfPreservation`, same settings): the guardian is the live node
-with the lowest node id in its view (ties cannot happen: ids are keys), and a stale
-node is never the guardian. The mode is shown on every node through the
-`self-preservation` key, which the guardian writes on its own node lease while the mode
-is on and deletes when it ends; if the guardian dies, the key goes with its lease and
-the next guardian decides afresh. The guardian keeps its decision state apart from what
-its registry shows, which follows the key like every other node's.
+Instances have no etcd lease: the registry, not etcd, decides when one has gone quiet,
+so a store outage (etcd stalled and resumed as leader, which revokes at once every
+lease whose time ran out meanwhile) can expire nothing. Every node measures each
+instance's quietness on its own clock (`expiry.QuietClock`, fed by the view); the
+guardian, the live node with the lowest node id in its view (a stale node is never
+the guardian), expires an instance quiet for a registration TTL with one txn guarded
+by the soft record's mod revision (`removal`), so a heartbeat that reached the store
+first wins and the deletion writes nothing.
 
-An expiry is "due" when an instance's lease would run out within `margin` (its last
-heartbeat, or the guardian's last renewal of it, plus the TTL): the guardian looks at
-that moment, so the mode starts when one process's would, just before etcd would
-expire the lease. While paused, it renews each quiet lease every half TTL (one
-keepalive per quiet instance: the JSON gateway takes one lease per request).
+Quietness only counts while the store is known to be usable: an instance is due when
+it was quiet for a TTL up to the last answer this node had from the store (`heard`).
+A stall that has not yet been noticed (the node is not stale yet) therefore cannot
+make instances due; when the guardian finds instances due by its clock but not by
+that horizon, it asks the store a trivial question (a count of its own node key) to
+move the horizon. After an outage each node restarts every measurement (`QuietClock`).
+
+Self-preservation uses the single-process rules and state (`Registry.expiry_paused`,
+`self_preservation.SelfPreservation`, same settings): when expiries are due and too
+much of the fleet went quiet at once, the guardian expires nothing instead, and shows
+the mode on every node through the `self-preservation` key, on its own node lease,
+deleted when the mode ends. If the guardian dies, the key goes with its lease and the
+next guardian decides afresh from its own measurements.
 """
 
 from __future__ import annotations
@@ -26,30 +31,32 @@ from collections.abc import Callable
 from sd_etcd import (
     EtcdError,
     delete_range_request,
-    lease_keepalive_request,
+    mod_revision_is,
     parse_delete_range,
-    parse_lease_keepalive,
     parse_put,
+    parse_range,
     put_request,
+    range_request,
 )
+from sd_etcd.requests import Compare, CompareResult, Target
 
+from ..events import RemovalReason
 from ..self_preservation import RECHECK_SECONDS, SelfPreservation
-from .effects import instance_lease_ttl
 from .layout import PreservationRecord, wall
 from .link import StoreLink
-from .view import ClusterView, Entry, InstanceKey
-
-#: How long before a lease would run out the guardian renews it when the mode starts.
-DUE_MARGIN_SECONDS = 0.1
+from .removal import Removals
+from .view import ClusterView, InstanceKey
 
 
 class Guardian:
-    """The self-preservation decisions of one node (acting only while it is the guardian)."""
+    """The expiry and self-preservation decisions of one node (acting only while it is
+    the guardian)."""
 
     def __init__(
         self,
         view: ClusterView,
         link: StoreLink,
+        removals: Removals,
         *,
         node_id: str,
         node_lease: Callable[[], int],
@@ -58,6 +65,7 @@ class Guardian:
     ) -> None:
         self.view = view
         self.link = link
+        self.removals = removals
         self.node_id = node_id
         self._node_lease = node_lease
         self._is_current = is_current  # the link is ok and this node is in the view
@@ -66,8 +74,13 @@ class Guardian:
         # The decision's own state; the registry shows what the store holds, on every
         # node alike (this one included), so no node shows the mode before the others.
         self.decision = SelfPreservation(view.registry.config, lambda changed: None)
-        self._renewed: dict[InstanceKey, float] = {}  # wall clock, by the guardian
         self._stored = False  # the self-preservation key is ours and up
+        self._heard = float("-inf")  # the last answer from the store (monotonic)
+        self._asking = False  # a question to the store is on its way
+
+    def heard(self, now: float) -> None:
+        """An answer from the store arrived: it was usable until about now."""
+        self._heard = max(self._heard, now)
 
     @property
     def guarding(self) -> bool:
@@ -77,49 +90,66 @@ class Guardian:
     def on_timer(self, now: float) -> None:
         registry = self.view.registry
         config = registry.config
-        self.next_at = now + RECHECK_SECONDS
-        if config.self_preservation_threshold <= 0:
-            self.next_at = None
-            return
+        self.next_at = now + RECHECK_SECONDS  # to see whether this node guards now
         if not self.guarding:
-            self._renewed.clear()
             if self.decision.active:  # should this node decide again, it starts afresh
                 self.decision = SelfPreservation(config, lambda changed: None)
             if self._stored:  # another node decides now: our key must not linger
                 self._unstore()
             return
-        ttl = instance_lease_ttl(config.registration_ttl)
-        wall_now = wall(now + self.wall_offset)
-        alive = {key: self._alive(key, entry) for key, entry in self.view.entries.items()}
-        due = any(last + ttl - DUE_MARGIN_SECONDS <= wall_now for last in alive.values())
-        if not registry.expiry_paused(self.decision, now, due=due):
-            self._renewed.clear()
-            if self._stored:
-                self._unstore()
-            # Look again when the next lease is due (or in a second, whichever first).
-            soonest = min(alive.values(), default=None)
-            if soonest is not None:
-                at = soonest + ttl - DUE_MARGIN_SECONDS - self.wall_offset
-                if at > now:
-                    self.next_at = min(self.next_at, at)
+        quiet = self.view.quiet
+        due = quiet.due(min(now, self._heard))
+        if len(due) < len(quiet.due(now)):
+            self._ask()  # due by our clock, not yet by the store's last answer
+        if registry.expiry_paused(self.decision, now, due=bool(due)):
+            if not self._stored:
+                self._store(now)
             return
-        if not self._stored:
-            self._store(now)
-        for key, last in alive.items():
-            if last + ttl / 2 <= wall_now:
-                self._renew(key, self.view.entries[key], wall_now)
-        self.next_at = min(self.next_at, now + ttl / 4)
+        if self._stored:
+            self._unstore()
+        for key in due:
+            self._expire(key)
+        soonest = quiet.next_due()
+        if soonest is not None and soonest > now:
+            self.next_at = min(self.next_at, soonest)
 
-    def _alive(self, key: InstanceKey, entry: Entry) -> float:
-        """When the instance's lease was last renewed, as far as this node knows (wall)."""
-        heartbeat = entry.soft.heartbeat_at if entry.soft is not None else entry.record.updated_at
-        return max(heartbeat, self._renewed.get(key, heartbeat))
+    def _expire(self, key: InstanceKey) -> None:
+        """Remove an instance quiet for a TTL, unless something was written since the
+        view saw its soft record (a heartbeat that won the race) or it was registered anew."""
+        entry = self.view.entries.get(key)
+        if entry is None:
+            return
+        guards = [
+            Compare(
+                self.view.layout.instance(*key),
+                Target.CREATE,
+                CompareResult.EQUAL,
+                entry.create_revision,
+            ),
+            mod_revision_is(self.view.layout.soft(*key), entry.soft_mod),
+        ]
+        self.removals.remove(key, guards, RemovalReason.TTL_EXPIRED)
 
-    def _renew(self, key: InstanceKey, entry: Entry, wall_now: float) -> None:
-        self._renewed[key] = wall_now
-        self.link.call(
-            lease_keepalive_request(entry.lease), self._answered(parse_lease_keepalive), _ignore
-        )
+    def _ask(self) -> None:
+        """A trivial call whose answer moves the horizon (`heard`)."""
+        if self._asking:
+            return
+        self._asking = True
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            self._asking = False
+            try:
+                parse_range(status, body)
+            except EtcdError as error:
+                self.link.store_error(error)
+                return
+            self.next_at = now  # look again with the horizon moved
+
+        def failed(now: float) -> None:
+            self._asking = False
+
+        request = range_request(self.view.layout.node(self.node_id), count_only=True)
+        self.link.call(request, answered, failed)
 
     def _store(self, now: float) -> None:
         lease = self._node_lease()
@@ -156,7 +186,3 @@ class Guardian:
                     self._stored = stored
 
         return answered
-
-
-def _ignore(now: float) -> None:
-    """A renewal that got no answer: the link counts it; the next look renews again."""

@@ -2,11 +2,17 @@
 
 Under one prefix (one watch covers it all):
 
-- `instances/<service>/<id>`: the registration, on the instance's own lease;
-- `health/<service>/<id>`: its status, on the same lease (it goes with the instance);
-- `maintenance/<service>/<id>`: its drain, if any, on the same lease too;
-- `soft/<service>/<id>`: its soft state (last heartbeat, load, last health check), on
-  the same lease, rewritten by every heartbeat and probe (see `SoftRecord`);
+- `instances/<service>/<id>`: the registration (no lease: the registry decides expiry);
+- `health/<service>/<id>`: its status;
+- `maintenance/<service>/<id>`: its drain, if any;
+- `soft/<service>/<id>`: its soft state (last heartbeat, load, last health check),
+  rewritten by every heartbeat and probe (see `SoftRecord`);
+
+the four per-instance keys are deleted together, in one txn (unregistration, expiry,
+deregistration after being unhealthy too long);
+- `services/<service>`: the service's mark, rewritten in the txn of every visible change
+  of the service (its mod revision is the service's index on every node, see `view`);
+  no lease, kept after the last instance goes (the index of a removal);
 - `nodes/<node-id>`: a live registry node, on that node's lease;
 - `self-preservation`: present while expiry is paused, written by the guardian node on
   its own lease (see `guardian`).
@@ -223,7 +229,7 @@ class NodeRecord(_Record):
 @dataclass(frozen=True, slots=True)
 class PreservationRecord(_Record):
     """`self-preservation`: expiry is paused cluster-wide, why, since when (wall clock),
-    and which node (the guardian) keeps the quiet instances' leases alive."""
+    and which node (the guardian) decided it (and expires nothing while it holds)."""
 
     reason: str
     since: float
@@ -244,15 +250,18 @@ class PreservationRecord(_Record):
 @dataclass(frozen=True, slots=True)
 class ParsedKey:
     """What a key under the prefix names: `kind` is instances, health, maintenance,
-    soft, nodes or self-preservation."""
+    soft, services, nodes or self-preservation."""
 
     kind: str
     name: str
     instance_id: str = ""
 
 
-_PER_INSTANCE = ("instances", "health", "maintenance", "soft")
+PER_INSTANCE = ("instances", "health", "maintenance", "soft")
 PRESERVATION = "self-preservation"
+SERVICES = "services"
+#: A mark's value: only its mod revision counts (readers ignore the bytes).
+MARK = b"{}"
 
 
 class KeyLayout:
@@ -276,6 +285,16 @@ class KeyLayout:
     def soft(self, service_name: str, instance_id: str) -> bytes:
         return self.prefix + f"soft/{service_name}/{instance_id}".encode()
 
+    def instance_keys(self, service_name: str, instance_id: str) -> tuple[bytes, ...]:
+        """Every key of one instance (what its removal deletes)."""
+        return tuple(
+            self.prefix + f"{kind}/{service_name}/{instance_id}".encode() for kind in PER_INSTANCE
+        )
+
+    def service(self, service_name: str) -> bytes:
+        """The service's mark (see the module docstring)."""
+        return self.prefix + f"{SERVICES}/{service_name}".encode()
+
     def node(self, node_id: str) -> bytes:
         return self.prefix + f"nodes/{node_id}".encode()
 
@@ -290,10 +309,10 @@ class KeyLayout:
             parts = key[len(self.prefix) :].decode().split("/")
         except UnicodeDecodeError:
             return None
-        if len(parts) == 3 and parts[0] in _PER_INSTANCE and parts[1] and parts[2]:
+        if len(parts) == 3 and parts[0] in PER_INSTANCE and parts[1] and parts[2]:
             return ParsedKey(parts[0], parts[1], parts[2])
-        if len(parts) == 2 and parts[0] == "nodes" and parts[1]:
-            return ParsedKey("nodes", parts[1])
+        if len(parts) == 2 and parts[0] in ("nodes", SERVICES) and parts[1]:
+            return ParsedKey(parts[0], parts[1])
         if parts == [PRESERVATION]:
             return ParsedKey(PRESERVATION, "")
         return None

@@ -21,15 +21,14 @@ from sd_etcd import (
     EtcdUnavailable,
     KeepAlive,
     LeaseGrant,
-    LeaseNotFound,
     PutOp,
+    TxnResult,
     lease_grant_request,
     lease_keepalive_request,
     lease_revoke_request,
     mod_revision_is,
     parse_lease_grant,
     parse_lease_keepalive,
-    parse_lease_revoke,
     parse_put,
     parse_txn,
     put_request,
@@ -59,10 +58,11 @@ from ..instance import unit_load
 from ..pages import Page
 from ..registry import Registry
 from ..status import Signal, Status, next_status
-from .effects import ClusterConfig, ClusterEffect, WriteDone, instance_lease_ttl
+from .effects import ClusterConfig, ClusterEffect, WriteDone
 from .group_commit import GroupCommit, SoftWaiter
 from .guardian import Guardian
 from .layout import (
+    MARK,
     HealthRecord,
     InstanceRecord,
     KeyLayout,
@@ -73,6 +73,7 @@ from .layout import (
 )
 from .link import OK, StoreLink
 from .ownership import owner
+from .removal import Removals, removal_request
 from .view import ClusterView, Entry, InstanceKey
 
 NodeResult = HttpResponse | BlockingWait | PendingWrite
@@ -163,12 +164,13 @@ class ClusterNode:
         self._awaiting: list[tuple[int, float, int, HttpResponse]] = []  # revision heap
         self._streaks: dict[InstanceKey, _Streak] = {}
         self._health_writes: set[InstanceKey] = set()
-        self._revoking: set[InstanceKey] = set()
         self._node_lease = 0
         self._keepalive_at: float | None = None
+        self.removals = Removals(self.view, self.link)
         self.guardian = Guardian(
             self.view,
             self.link,
+            self.removals,
             node_id=cluster.node_id,
             node_lease=lambda: self._node_lease,
             is_current=lambda: not self.stale and cluster.node_id in self.view.nodes,
@@ -264,6 +266,8 @@ class ClusterNode:
         return min(candidates) if candidates else None
 
     def on_timer(self, now: float) -> None:
+        if self.view.quiet.suspended and not self.stale:
+            self.view.quiet.restart(now)  # usable again: every instance gets a full TTL
         self.registry.on_timer(now)
         if self.link.resync_at is not None and self.link.resync_at <= now:
             self.link.resync(now)
@@ -282,6 +286,8 @@ class ClusterNode:
     # ------------------------------------------------------------ driver input
 
     def store_answered(self, token: int, status: int, body: bytes, now: float) -> None:
+        if status == 200:
+            self.guardian.heard(now)
         self.link.answered(token, status, body, now)
         self._release()
 
@@ -289,6 +295,7 @@ class ClusterNode:
         self.link.failed(token, now)
 
     def watch_data(self, watch: int, data: bytes, now: float) -> None:
+        self.guardian.heard(now)
         if self.link.watch_data(watch, data, now):
             self._release()
 
@@ -305,7 +312,7 @@ class ClusterNode:
             if isinstance(effect, InstanceRemoved):
                 key = (effect.service_name, effect.instance_id)
                 self._streaks.pop(key, None)
-                self._revoking.discard(key)
+                self.removals.removed(key)
         effects.extend(core)
         return effects
 
@@ -316,6 +323,8 @@ class ClusterNode:
         return self.link.state != OK
 
     def _link_changed(self) -> None:
+        if self.stale:
+            self.view.quiet.suspend()
         headers: list[tuple[str, str]] = []
         if self.link.cluster_id:
             headers.append(("x-discovery-cluster", f"{self.link.cluster_id:016x}"))
@@ -407,12 +416,14 @@ class ClusterNode:
         self._finish(token, error_response(refusal, route))
 
     def _register(self, command: RegisterWrite, now: float) -> NodeResult:
+        """One txn: the record, the health key (a new address starts `unknown`; a ttl
+        instance reports healthy), the soft state, and the service's mark when the
+        change is visible. No lease: the registry decides expiry (see `guardian`)."""
         request = command.request
         key = (request.service_name, request.instance_id)
         entry = self.view.entries.get(key)
         if entry is None and self.registry.instance_count >= self.config.max_instances:
             raise registry_full(self.config.max_instances)
-        token = self._park()
         stamp = wall(now + self.wall_offset)
         shown = _shown(entry) if entry is not None else None
         load = request.load_percentage
@@ -430,10 +441,9 @@ class ClusterNode:
             request.health_endpoint,
             request.check,
         )
-        ops: list[PutOp | DeleteRangeOp] = [
-            PutOp(self.layout.instance(*key), record.encode()),
-        ]
+        ops: list[PutOp | DeleteRangeOp] = [PutOp(self.layout.instance(*key), record.encode())]
         ttl = CheckType(request.check.type) is CheckType.TTL
+        reported = None
         if ttl:
             # A registration is a ttl instance's first heartbeat: healthy everywhere.
             current = None if moved or entry is None else entry.health
@@ -445,62 +455,35 @@ class ClusterNode:
         # It counts as a heartbeat (and, for a ttl check, as a health check): soft state
         # last, so a listing that applies it after the health key shows the same.
         checked = stamp if ttl else (shown.checked_at if shown else None)
-        soft = SoftRecord(stamp, load, checked)
-        ops.append(PutOp(self.layout.soft(*key), soft.encode()))
+        ops.append(PutOp(self.layout.soft(*key), SoftRecord(stamp, load, checked).encode()))
+        visible = (
+            old is None
+            or moved
+            or reported is not None
+            or dict(old.metadata) != dict(request.metadata)
+            or (entry is not None and self._moves_load(entry, load))
+        )
+        if visible:
+            ops.insert(0, self._mark(key[0]))
+        token = self._park()
         route = command.route
         response = self.api.register_ok(request, route)
-        failed = self._failure(token, route)
 
-        def put(lease: int, retry: bool) -> None:
-            def answered(status: int, body: bytes, now: float) -> None:
-                try:
-                    result = parse_txn(status, body)
-                except LeaseNotFound:
-                    if retry:
-                        grant()
-                    else:
-                        self._finish(token, error_response(_UNAVAILABLE, route))
-                    return
-                except EtcdError as error:
-                    self._store_refused(token, route, error)
-                    return
-                self.link.saw(result.header)
-                self._after_view(token, result.header.revision, response, now)
+        def answered(result: TxnResult, now: float) -> None:
+            self.link.saw(result.header)
+            self._after_view(token, result.header.revision, response, now)
 
-            leased = [replace(op, lease=lease) if isinstance(op, PutOp) else op for op in ops]
-            self.link.call(txn_request([], leased), answered, failed)
-
-        def grant() -> None:
-            ttl = instance_lease_ttl(self.config.registration_ttl)
-            lease = random_lease_id(self._random_bits)
-
-            def granted(grant: LeaseGrant, now: float) -> None:
-                put(grant.id, retry=False)
-
-            self.link.call(
-                lease_grant_request(ttl, lease_id=lease),
-                self._write_answer(token, route, parse_lease_grant, granted),
-                failed,
-            )
-
-        if entry is None:
-            grant()
-        else:
-            # A registration renews the lease, as it counts as a heartbeat.
-            def renewed(alive: KeepAlive, now: float) -> None:
-                if alive.ttl is None:
-                    grant()
-                else:
-                    put(alive.id, retry=True)
-
-            self.link.call(
-                lease_keepalive_request(entry.lease),
-                self._write_answer(token, route, parse_lease_keepalive, renewed),
-                failed,
-            )
+        self.link.call(
+            txn_request([], ops),
+            self._write_answer(token, route, parse_txn, answered),
+            self._failure(token, route),
+        )
         return PendingWrite(token)
 
     def _heartbeat(self, command: HeartbeatWrite, now: float) -> NodeResult:
+        """A heartbeat is a soft put, guarded by the incarnation the view holds (gone
+        from the store: 404, the SDK's cue to register again), carried by the group
+        commit; one etcd request serves every heartbeat pending meanwhile."""
         request = command.request
         key = (request.service_name, request.instance_id)
         entry = self.view.entries.get(key)
@@ -510,43 +493,51 @@ class ClusterNode:
         if request.status is not None and not ttl:
             raise status_not_reported()
         token = self._park()
-        route = command.route
-        failed = self._failure(token, route)
-
-        def answered(alive: KeepAlive, now: float) -> None:
-            self.link.saw(alive.header)
-            if alive.ttl is None:  # expired: the SDK's cue to register again
-                self._finish(token, error_response(not_registered(*key), route))
-                return
-            current = self.view.entries.get(key)
-            if current is None:
-                self._finish(token, _HEARTBEAT)
-                return
-            stamp = wall(now + self.wall_offset)
-            load = request.load_percentage
-            soft = self._soft_put(
-                key,
-                current,
-                heartbeat_at=stamp,
-                load=None if load is None else unit_load(load),
-                checked_at=stamp if ttl else None,
-            )
-            waiter = self._heartbeat_waiter(token, route, key)
-            if ttl:
-                said = Status.HEALTHY if request.status is None else Status(request.status)
-                reported = self._reported(current.health, said, stamp)
-                if reported is not None:
-                    health = PutOp(self.layout.health(*key), reported.encode(), current.lease)
-                    self._put_guarded(key, current, [health, soft], waiter)
-                    return
-            self.soft.put(soft, waiter)
-
-        self.link.call(
-            lease_keepalive_request(entry.lease),
-            self._write_answer(token, route, parse_lease_keepalive, answered),
-            failed,
+        stamp = wall(now + self.wall_offset)
+        load = None if request.load_percentage is None else unit_load(request.load_percentage)
+        soft = self._soft_put(
+            key, entry, heartbeat_at=stamp, load=load, checked_at=stamp if ttl else None
         )
+        waiter = self._heartbeat_waiter(token, command.route, key)
+        if ttl:
+            said = Status.HEALTHY if request.status is None else Status(request.status)
+            reported = self._reported(entry.health, said, stamp)
+            if reported is not None:
+                health = PutOp(self.layout.health(*key), reported.encode())
+                self._put_guarded(entry, [self._mark(key[0]), health, soft], waiter)
+                return PendingWrite(token)
+        self._soft_commit(key, entry, soft, load, waiter)
         return PendingWrite(token)
+
+    def _mark(self, service: str) -> PutOp:
+        """The service's mark, first in the txn of a visible change (see `view`)."""
+        return PutOp(self.layout.service(service), MARK)
+
+    def _moves_load(self, entry: Entry, load: float | None) -> bool:
+        """Whether `load` moves the instance's shown load by WATCH_LOAD_DELTA or more
+        since its last marked change (the registry's rule for a visible load move)."""
+        if load is None:
+            return False
+        moved = abs(load - entry.rise_load)
+        return moved > 0 and moved >= self.config.watch_load_delta - 1e-12
+
+    def _soft_commit(
+        self,
+        key: InstanceKey,
+        entry: Entry,
+        soft: PutOp,
+        load: float | None,
+        waiter: SoftWaiter | None = None,
+    ) -> None:
+        """A soft put through the group commit, with the service's mark ahead of it when
+        its load move is visible."""
+        mark = self._mark(key[0]) if self._moves_load(entry, load) else None
+        self.soft.put(soft, waiter, guard=self._same(key, entry), ahead=mark)
+
+    def _same(self, key: InstanceKey, entry: Entry) -> Compare:
+        """The guard "the incarnation the view holds still exists"."""
+        instance_key = self.layout.instance(*key)
+        return Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
 
     def _reported(
         self, current: HealthRecord | None, said: Status, stamp: float
@@ -586,47 +577,44 @@ class ClusterNode:
         checked_at: float | None = None,
     ) -> PutOp:
         """The instance's soft state with what this write observed (None: as the view
-        shows it), on the instance's lease. Every writer rewrites all three fields, so a
-        heartbeat and a probe written by two nodes within one watch delay may hide the
-        older one's field until its next write (milliseconds apart, documented)."""
+        shows it). Every writer rewrites all three fields, so a heartbeat and a probe
+        written by two nodes within one watch delay may hide the older one's field
+        until its next write (milliseconds apart, documented)."""
         shown = _shown(entry)
         record = SoftRecord(
             shown.heartbeat_at if heartbeat_at is None else heartbeat_at,
             shown.load if load is None else load,
             shown.checked_at if checked_at is None else checked_at,
         )
-        return PutOp(self.layout.soft(*key), record.encode(), entry.lease)
+        return PutOp(self.layout.soft(*key), record.encode())
 
-    def _put_guarded(
-        self, key: InstanceKey, entry: Entry, ops: list[PutOp], waiter: SoftWaiter
-    ) -> None:
+    def _put_guarded(self, entry: Entry, ops: list[PutOp], waiter: SoftWaiter) -> None:
         """Puts for the instance incarnation the view holds (a guarded txn: nothing is
-        written over a newer registration), answered like a soft put: a ttl instance's
-        heartbeat that changes its status."""
-        instance_key = self.layout.instance(*key)
-        same = Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
+        written over a newer registration or for an instance gone), answered like a soft
+        put: a ttl instance's heartbeat that changes its status."""
+        key = (entry.record.request.service_name, entry.record.request.instance_id)
 
         def answered(status: int, body: bytes, now: float) -> None:
             try:
                 result = parse_txn(status, body)
-            except LeaseNotFound:
-                waiter.gone(now)
-                return
             except EtcdError as error:
                 self.link.store_error(error)
                 waiter.refused(error, now)
                 return
             self.link.saw(result.header)
-            waiter.written(result.header.revision, now)
+            if result.succeeded:
+                waiter.written(result.header.revision, now)
+            else:
+                waiter.gone(now)
 
         def failed(now: float) -> None:
             waiter.refused(EtcdUnavailable("no answer from the store"), now)
 
-        self.link.call(txn_request([same], ops), answered, failed)
+        self.link.call(txn_request([self._same(key, entry)], ops), answered, failed)
 
     def _maintenance(self, command: MaintenanceWrite, now: float) -> NodeResult:
-        """Start or end a drain: the instance's maintenance key, on its lease, written
-        only if the incarnation the view holds still exists (else 404)."""
+        """Start or end a drain: the instance's maintenance key and the service's mark,
+        written only if the incarnation the view holds still exists (else 404)."""
         key = (command.service_name, command.instance_id)
         entry = self.view.entries.get(key)
         if entry is None:
@@ -642,33 +630,27 @@ class ClusterNode:
         op: PutOp | DeleteRangeOp
         if command.start:
             since = current.since if current is not None else wall(now + self.wall_offset)
-            record = MaintenanceRecord(command.reason, since)
-            op = PutOp(maintenance_key, record.encode(), entry.lease)
+            op = PutOp(maintenance_key, MaintenanceRecord(command.reason, since).encode())
         else:
             op = DeleteRangeOp(maintenance_key)
-        instance_key = self.layout.instance(*key)
-        same = Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
         token = self._park()
 
-        def answered(status: int, body: bytes, now: float) -> None:
-            try:
-                result = parse_txn(status, body)
-            except LeaseNotFound:  # it expired meanwhile
-                self._finish(token, error_response(not_registered(*key), route))
-                return
-            except EtcdError as error:
-                self._store_refused(token, route, error)
-                return
+        def answered(result: TxnResult, now: float) -> None:
             self.link.saw(result.header)
             if not result.succeeded:  # gone, or registered anew meanwhile
                 self._finish(token, error_response(not_registered(*key), route))
                 return
             self._after_view(token, result.header.revision, done, now)
 
-        self.link.call(txn_request([same], [op]), answered, self._failure(token, route))
+        self.link.call(
+            txn_request([self._same(key, entry)], [self._mark(key[0]), op]),
+            self._write_answer(token, route, parse_txn, answered),
+            self._failure(token, route),
+        )
         return PendingWrite(token)
 
     def _unregister(self, command: UnregisterWrite) -> NodeResult:
+        """One txn deleting every key of the instance, if it exists (else 404)."""
         key = (command.service_name, command.instance_id)
         entry = self.view.entries.get(key)
         if entry is None:
@@ -680,23 +662,24 @@ class ClusterNode:
 
         def answered(status: int, body: bytes, now: float) -> None:
             try:
-                result = parse_lease_revoke(status, body)
-            except LeaseNotFound:
-                self.view.removal_reasons.pop(key, None)
-                self._finish(token, error_response(not_registered(*key), route))
-                return
+                result = parse_txn(status, body)
             except EtcdError as error:
                 self.view.removal_reasons.pop(key, None)
                 self._store_refused(token, route, error)
                 return
             self.link.saw(result.header)
+            if not result.succeeded:  # gone meanwhile
+                self.view.removal_reasons.pop(key, None)
+                self._finish(token, error_response(not_registered(*key), route))
+                return
             self._after_view(token, result.header.revision, done, now)
 
         def failed(now: float) -> None:
             self.view.removal_reasons.pop(key, None)
             self._finish(token, error_response(_UNAVAILABLE, route))
 
-        self.link.call(lease_revoke_request(entry.lease), answered, failed)
+        exists = Compare(self.layout.instance(*key), Target.CREATE, CompareResult.GREATER, 0)
+        self.link.call(removal_request(self.layout, key, [exists]), answered, failed)
         return PendingWrite(token)
 
     # ------------------------------------------------------------ probes
@@ -750,7 +733,7 @@ class ClusterNode:
             record = HealthRecord(status, wall_now, reason, self.cluster.node_id)
             self._write_status(key, entry, record, soft)
         else:  # it changed nothing but the soft state; nobody waits for it
-            self.soft.put(soft)
+            self._soft_commit(key, entry, soft, None if load is None else unit_load(load))
         self._deregister_if_unhealthy_too_long(key, entry, wall_now)
 
     def _write_status(
@@ -758,7 +741,7 @@ class ClusterNode:
     ) -> None:
         """One txn, guarded by both keys' mod revisions as this view saw them: a lost race
         (another owner, a re-registration) writes nothing, and the watch shows the winner.
-        The probe's soft state goes in the same txn, after the health key."""
+        The service's mark first, the probe's soft state after the health key."""
         self._health_writes.add(key)
         health_key = self.layout.health(*key)
         txn = txn_request(
@@ -766,7 +749,7 @@ class ClusterNode:
                 mod_revision_is(self.layout.instance(*key), entry.mod_revision),
                 mod_revision_is(health_key, entry.health_mod),
             ],
-            [PutOp(health_key, record.encode(), entry.lease), soft],
+            [self._mark(key[0]), PutOp(health_key, record.encode()), soft],
         )
 
         def answered(status: int, body: bytes, now: float) -> None:
@@ -788,25 +771,14 @@ class ClusterNode:
             or health is None
             or health.status != Status.UNHEALTHY
             or health.since + after > wall_now
-            or key in self._revoking
+            or key in self.removals
         ):
             return
-        self._revoking.add(key)
-        self.view.removal_reasons[key] = RemovalReason.UNHEALTHY_TOO_LONG
-
-        def answered(status: int, body: bytes, now: float) -> None:
-            try:
-                self.link.saw(parse_lease_revoke(status, body).header)
-            except EtcdError as error:
-                self.link.store_error(error)
-                self._revoking.discard(key)
-                self.view.removal_reasons.pop(key, None)
-
-        def failed(now: float) -> None:
-            self._revoking.discard(key)
-            self.view.removal_reasons.pop(key, None)
-
-        self.link.call(lease_revoke_request(entry.lease), answered, failed)
+        guards = [
+            self._same(key, entry),
+            mod_revision_is(self.layout.health(*key), entry.health_mod),
+        ]
+        self.removals.remove(key, guards, RemovalReason.UNHEALTHY_TOO_LONG)
 
 
 def _answered(

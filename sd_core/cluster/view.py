@@ -1,11 +1,17 @@
 """A node's local view of the store: etcd keys in, `Registry.apply` changes out.
 
-The view is the only writer of its node's `Registry` in cluster mode. Every change
-carries the store revision it was written at, so a service's `X-Discovery-Index` is the
-revision of its last visible change, the same on every node that has seen that change
-(the registry decides what is visible, as in single-process mode). A full listing (at
-start, or after a compaction) is diffed against the view and only the differences are
+The view is the only writer of its node's `Registry` in cluster mode. A service's
+`X-Discovery-Index` is the mod revision of its mark (`services/<service>`), which every
+writer rewrites in the txn of each change it makes visible, removals included: a node
+that watched the change and a node that lists the prefix later (at start, after a
+restart, after a compaction) read the same mark, so they show the same index for the
+same bytes. Changes reach the registry capped at the service's mark, so a change that
+was not marked (a heartbeat, a probe that changes nothing) never raises the index on
+any node. A full listing is diffed against the view and only the differences are
 applied, so a re-list changes nothing that did not change.
+
+The view also feeds the node's `QuietClock`: a registration or a new `heartbeat_at` is
+a sign of life, measured on this node's clock (see `expiry`).
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from ..events import (
 )
 from ..registry import Registry
 from ..status import Status
+from .expiry import QuietClock
 from .layout import (
     PRESERVATION,
+    SERVICES,
     HealthRecord,
     InstanceRecord,
     KeyLayout,
@@ -41,24 +49,26 @@ from .layout import (
 )
 
 InstanceKey = tuple[str, str]
-# The records kept beside an instance's, on its lease.
+# The records kept beside an instance's (deleted with it, in one txn).
 _BESIDE = ("health", "maintenance", "soft")
 
 
 @dataclass(slots=True)
 class Entry:
-    """One instance as the store holds it: what writes compare against and renew."""
+    """One instance as the store holds it: what writes compare against."""
 
     record: InstanceRecord
     create_revision: int
     mod_revision: int
-    lease: int
     health: HealthRecord | None = None
     health_mod: int = 0
     maintenance: MaintenanceRecord | None = None
     maintenance_mod: int = 0
     soft: SoftRecord | None = None
     soft_mod: int = 0
+    #: The load the instance showed when a marked change of it was applied (what a
+    #: writer compares a new load with, to decide whether the move is visible).
+    rise_load: float = 0.0
 
 
 class ClusterView:
@@ -72,9 +82,12 @@ class ClusterView:
         # Every change up to this revision is in the view.
         self.synced_revision = 0
         # Why this node deleted an instance, for the removal it will see (others
-        # cannot tell an unregistration from an expiry: both are a lease going away).
+        # cannot tell an unregistration from an expiry: both are the same deletions).
         self.removal_reasons: dict[InstanceKey, RemovalReason] = {}
         self.skipped_records = 0
+        #: Per service, the mod revision of its mark: the index every node shows.
+        self.marks: dict[str, int] = {}
+        self.quiet = QuietClock(registry.config.registration_ttl)
 
     # ------------------------------------------------------------ input
 
@@ -97,9 +110,10 @@ class ClusterView:
     def load(self, kvs: Iterable[KeyValue], revision: int, now: float) -> None:
         """A full listing at `revision`: apply only what differs from the view.
 
-        Puts keep their own mod revision as the index they give; a key gone from the
-        listing was deleted at some revision up to `revision`, which is all a re-list
-        can know, so such a removal gives index `revision`.
+        The marks come first: every service's index is its mark's mod revision, as on
+        the nodes that watched its changes live (a removal included, whose revision the
+        listing could not know otherwise). A service with no mark (written before marks
+        existed) gets the mod revisions of its keys, and a removal `revision`.
         """
         listed: dict[str, dict[InstanceKey, KeyValue]] = {
             "instances": {},
@@ -108,12 +122,15 @@ class ClusterView:
             "soft": {},
         }
         nodes: dict[str, NodeRecord] = {}
+        marks: dict[str, int] = {}
         paused: KeyValue | None = None
         for kv in kvs:
             parsed = self.layout.parse(kv.key)
             if parsed is None:
                 continue
-            if parsed.kind == "nodes":
+            if parsed.kind == SERVICES:
+                marks[parsed.name] = kv.mod_revision
+            elif parsed.kind == "nodes":
                 node = NodeRecord.decode(kv.value)
                 if node is not None:
                     nodes[parsed.name] = node
@@ -122,6 +139,8 @@ class ClusterView:
             else:
                 listed[parsed.kind][(parsed.name, parsed.instance_id)] = kv
         self.nodes = nodes
+        for name, mark in marks.items():
+            self._mark(name, mark)
         instances = listed["instances"]
         for key, kv in instances.items():
             entry = self.entries.get(key)
@@ -164,6 +183,9 @@ class ClusterView:
             else:
                 self.registry.follow_self_preservation(True, paused.reason, now)
             return
+        if parsed.kind == SERVICES:
+            self._mark(parsed.name, kv.mod_revision)
+            return
         if parsed.kind in _BESIDE:
             self._put_beside(parsed.kind, key, kv, now)
             return
@@ -180,14 +202,18 @@ class ClusterView:
             record.request, stamp=StoreStamp(record.registered_at, record.updated_at)
         )
         try:
-            self.registry.apply(change, now, revision=kv.mod_revision)
+            self.registry.apply(change, now, revision=self._capped(key[0], kv.mod_revision))
         except RequestError:  # registry_full: this node cannot show it
             self.skipped_records += 1
             return
         if entry is None:
-            self.entries[key] = Entry(record, kv.create_revision, kv.mod_revision, kv.lease)
+            entry = self.entries[key] = Entry(
+                record, kv.create_revision, kv.mod_revision, rise_load=record.load
+            )
         else:
-            entry.record, entry.mod_revision, entry.lease = record, kv.mod_revision, kv.lease
+            entry.record, entry.mod_revision = record, kv.mod_revision
+        self._risen(key[0], entry, record.load, kv.mod_revision)
+        self.quiet.touch(key, now)
 
     def _put_beside(self, kind: str, key: InstanceKey, kv: KeyValue, now: float) -> None:
         """A `health`, `maintenance` or `soft` record: kept on its instance's entry, told
@@ -198,11 +224,35 @@ class ClusterView:
         entry = self.entries.get(key)
         if entry is None:
             return
+        heartbeat = None if entry.soft is None else entry.soft.heartbeat_at
         change = _kept_beside(entry, kind, key, kv)
         if change is None:
             self.skipped_records += 1
             return
-        self.registry.apply(change, now, revision=kv.mod_revision)
+        self.registry.apply(change, now, revision=self._capped(key[0], kv.mod_revision))
+        if isinstance(change, SoftStateRecorded):
+            self._risen(key[0], entry, change.load, kv.mod_revision)
+            if change.heartbeat_at != heartbeat:
+                self.quiet.touch(key, now)
+
+    # ------------------------------------------------------------ marks
+
+    def _mark(self, service: str, revision: int) -> None:
+        if revision > self.marks.get(service, 0):
+            self.marks[service] = revision
+            self.registry.mark_service(service, revision)
+
+    def _capped(self, service: str, revision: int) -> int:
+        """The revision a change of `service` at `revision` is applied at: its mark (the
+        registry never raises an index above it), or, for a service never marked, the
+        change's own revision."""
+        return self.marks.get(service, revision)
+
+    def _risen(self, service: str, entry: Entry, load: float, revision: int) -> None:
+        """A change applied in the txn of the service's mark: its load is the one shown
+        at the rise (compared with by the next writer)."""
+        if self.marks.get(service) == revision:
+            entry.rise_load = load
 
     def _delete(self, parsed: ParsedKey, revision: int, now: float) -> None:
         key = (parsed.name, parsed.instance_id)
@@ -215,12 +265,15 @@ class ClusterView:
                 return
             entry.health, entry.health_mod = None, 0
             change = HealthRecorded(key[0], key[1], Status.UNKNOWN, "status cleared", None)
-            self.registry.apply(change, now, revision=revision)
+            self.registry.apply(change, now, revision=self._capped(key[0], revision))
             return
         if parsed.kind == PRESERVATION:
             self.registry.follow_self_preservation(False, None, now)
             return
-        if parsed.kind == "soft":  # it only goes with its lease: the record goes too
+        if parsed.kind == SERVICES:  # never deleted by a node; the index stays
+            self.marks.pop(parsed.name, None)
+            return
+        if parsed.kind == "soft":  # deleted with the record, in the same txn
             entry = self.entries.get(key)
             if entry is not None:
                 entry.soft, entry.soft_mod = None, 0
@@ -230,13 +283,16 @@ class ClusterView:
             if entry is None or entry.maintenance is None:
                 return
             entry.maintenance, entry.maintenance_mod = None, 0
-            self.registry.apply(MaintenanceEnded(*key), now, revision=revision)
+            ended = MaintenanceEnded(*key)
+            self.registry.apply(ended, now, revision=self._capped(key[0], revision))
             return
         if self.entries.pop(key, None) is None:
             return
+        self.quiet.forget(key)
         reason = self.removal_reasons.pop(key, RemovalReason.TTL_EXPIRED)
         if self.registry.instance_snapshot(*key) is not None:  # else never shown (full)
-            self.registry.apply(Removal(key[0], key[1], reason), now, revision=revision)
+            removal = Removal(key[0], key[1], reason)
+            self.registry.apply(removal, now, revision=self._capped(key[0], revision))
 
 
 def _kept_beside(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+
 from sd_core import RegistryConfig
-from sd_core.cluster import InstanceRecord, KeyLayout, owner
+from sd_core.cluster import InstanceRecord, KeyLayout, StoreCall, owner
 from sd_core.testing import SimulatedCluster
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=30.0)
@@ -144,17 +146,20 @@ def test_deregister_after_unhealthy_happens_once() -> None:
     cluster.register(0, "api", "a1")
     cluster.advance(60)
     assert {cluster.read(n, "api").status for n in range(3)} == {404}
-    revokes = [
+    instance_key = base64.b64encode(KeyLayout().instance("api", "a1")).decode()
+    deletions = [
         e for n in range(3) for e in cluster.effects[n]
-        if getattr(getattr(e, "request", None), "path", "") == "/v3/lease/revoke"
+        if isinstance(e, StoreCall) and e.request.path == "/v3/kv/txn"
+        and instance_key in e.request.body.decode() and b"request_delete_range" in e.request.body
+        and b'"compare"' in e.request.body
     ]  # fmt: skip
-    assert len(revokes) == 1
+    assert len(deletions) == 1
     removed = [
         e for n in range(3) for e in cluster.effects[n] if type(e).__name__ == "InstanceRemoved"
     ]
-    assert len(removed) == 3  # one revoke, seen by every node
+    assert len(removed) == 3  # one deletion, seen by every node
     reasons = {e.reason.value for e in removed}  # type: ignore[attr-defined]
-    assert "unhealthy_too_long" in reasons  # on the node that revoked; others cannot tell
+    assert "unhealthy_too_long" in reasons  # on the node that deleted; others cannot tell
 
 
 def test_store_outage_refuses_writes_serves_stale_reads_and_converges() -> None:

@@ -11,8 +11,8 @@ from typing import Any
 from sd_core import RegistryConfig
 from sd_core.cluster import KeyLayout, SoftRecord, StoreCall, WriteDone
 from sd_core.http_api import HttpRequest, HttpResponse, PendingWrite
-from sd_core.testing import DEFAULT_SECRET, SimulatedCluster
-from sd_etcd import RangeOp
+from sd_core.testing import SimulatedCluster, http_request
+from sd_etcd import DeleteRangeOp, RangeOp
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=30.0)
 QUIET = RegistryConfig(health_check_interval=86400.0, registration_ttl=30.0)
@@ -31,35 +31,32 @@ def _soft(cluster: SimulatedCluster, instance_id: str = "a1") -> SoftRecord | No
     return SoftRecord.decode(found.kvs[0].value) if found.kvs else None
 
 
-def _soft_lease(cluster: SimulatedCluster, instance_id: str = "a1") -> int:
+def _keys_of(cluster: SimulatedCluster, instance_id: str) -> list[bytes]:
+    """The keys the store holds for one instance of `api` (none once it is gone)."""
     now = cluster.clock.now
-    [soft] = cluster.etcd.range(RangeOp(LAYOUT.soft("api", instance_id)), now).kvs
-    [record] = cluster.etcd.range(RangeOp(LAYOUT.instance("api", instance_id)), now).kvs
-    assert soft.lease == record.lease != 0
-    return soft.lease
+    found = (
+        cluster.etcd.range(RangeOp(k), now).kvs for k in LAYOUT.instance_keys("api", instance_id)
+    )
+    return [kv.key for kvs in found for kv in kvs]
 
 
 def _heartbeat_request(instance_id: str, **fields: Any) -> HttpRequest:
     body = {"service_name": "api", "instance_id": instance_id, **fields}
-    return HttpRequest(
-        "POST",
-        "/v1/discovery/heartbeat",
-        b"",
-        f"Bearer {DEFAULT_SECRET}",
-        "application/json",
-        json.dumps(body).encode(),
-    )
+    return http_request("POST", "/v1/discovery/heartbeat", json_body=body)
 
 
 def _txns(cluster: SimulatedCluster, node: int) -> list[list[bytes]]:
-    """The keys of each group commit a node sent (txns with no compare), in order."""
+    """The soft keys of each group commit a node sent (txns of soft puts and marks
+    only), in order."""
     found = []
+    soft, marks = LAYOUT.prefix + b"soft/", LAYOUT.service("")
     for effect in cluster.effects[node]:
         if isinstance(effect, StoreCall) and effect.request.path == TXN:
             txn = json.loads(effect.request.body)
-            if not txn.get("compare"):
-                puts = [op.get("request_put", {}) for op in txn.get("success", [])]
-                found.append([base64.b64decode(put.get("key", "")) for put in puts])
+            ops = txn.get("success", [])
+            keys = [base64.b64decode(op.get("request_put", {}).get("key", "")) for op in ops]
+            if keys and all(key.startswith((soft, marks)) for key in keys):
+                found.append([key for key in keys if key.startswith(soft)])
     return found
 
 
@@ -129,19 +126,20 @@ def test_a_fresh_listing_shows_the_same_soft_values() -> None:
     assert cluster.read(1, "api").index == cluster.read(0, "api").index
 
 
-def test_the_soft_key_lives_on_the_instance_lease_and_goes_with_it() -> None:
+def test_the_soft_key_goes_with_its_instance() -> None:
     cluster = SimulatedCluster(nodes=2, config=QUIET)
     cluster.register(0, "api", "a1")
     cluster.register(0, "api", "a2")
-    _soft_lease(cluster, "a1")
     cluster.heartbeat(1, "api", "a1")
-    _soft_lease(cluster, "a1")
-    cluster.advance(31)  # no heartbeat for a TTL: both leases expire
-    assert _soft(cluster, "a1") is None and _soft(cluster, "a2") is None
+    assert _soft(cluster, "a1") is not None
+    assert all(kv.lease == 0 for kv in cluster.etcd.range(RangeOp(b"/", b"\0"), 0).kvs
+               if not kv.key.startswith(LAYOUT.node("")))  # fmt: skip
+    cluster.advance(31)  # no heartbeat for a TTL: both expire, every key with them
+    assert _keys_of(cluster, "a1") == [] and _keys_of(cluster, "a2") == []
     cluster.register(0, "api", "a3")
     assert _soft(cluster, "a3") is not None
     assert cluster.unregister(1, "api", "a3").status == 200
-    assert _soft(cluster, "a3") is None
+    assert _keys_of(cluster, "a3") == []
 
 
 def test_pending_heartbeats_share_one_txn() -> None:
@@ -187,20 +185,18 @@ def test_a_batch_is_split_at_the_txn_limit_and_one_key_is_written_once() -> None
     assert all(answers[p.token] == 200 for p in parked if isinstance(p, PendingWrite))
 
 
-def test_a_gone_lease_in_a_batch_fails_only_its_own_heartbeat() -> None:
+def test_a_gone_instance_in_a_batch_fails_only_its_own_heartbeat() -> None:
     cluster = SimulatedCluster(nodes=1, config=QUIET)
     for number in range(3):
         cluster.register(0, "api", f"a{number}")
     node, now = cluster.nodes[0], cluster.clock.now
-    lease = _soft_lease(cluster, "a2")
     first = node.handle(_heartbeat_request("a0"), now)
-    calls = [e for e in node.drain_effects() if isinstance(e, StoreCall)]
+    [call] = [e for e in node.drain_effects() if isinstance(e, StoreCall)]
     rest = [node.handle(_heartbeat_request(f"a{n}"), now) for n in (1, 2)]
-    calls += [e for e in node.drain_effects() if isinstance(e, StoreCall)]
-    for call in calls:  # the keepalives: a0's soft put goes at once, the others wait
-        node.store_answered(call.token, *cluster.etcd.handle(call.request, now), now)
-    assert node.soft.pending == 2
-    cluster.etcd.lease_revoke(lease, now)  # a2 goes between its keepalive and its put
+    assert node.soft.pending == 2  # a0's soft put is on its way, the others wait
+    # a2 goes from the store (another node's unregistration) before the batch is sent.
+    cluster.etcd.delete_range(DeleteRangeOp(LAYOUT.instance("api", "a2")), now)
+    node.store_answered(call.token, *cluster.etcd.handle(call.request, now), now)
     cluster.settle()
     answers = {e.token: e.response for e in cluster.effects[0] if isinstance(e, WriteDone)}
     assert isinstance(first, PendingWrite) and answers[first.token].status == 200
@@ -209,16 +205,15 @@ def test_a_gone_lease_in_a_batch_fails_only_its_own_heartbeat() -> None:
     assert answers[ok.token].status == 200
     assert answers[gone.token].status == 404
     assert json.loads(answers[gone.token].body)["error"] == "instance_not_found"
-    assert _soft(cluster, "a2") is None
+    before = _soft(cluster, "a1")
+    assert before is not None and before.heartbeat_at == _soft(cluster, "a0").heartbeat_at  # type: ignore[union-attr]
 
 
 def _unanswered_heartbeat(cluster: SimulatedCluster) -> tuple[PendingWrite, StoreCall]:
-    """A heartbeat on node 0 whose keepalive etcd answered: its soft put, not sent."""
+    """A heartbeat on node 0: its soft put, not sent yet."""
     node, now = cluster.nodes[0], cluster.clock.now
     parked = node.handle(_heartbeat_request("a1", load_percentage=0.5), now)
     assert isinstance(parked, PendingWrite)
-    [keepalive] = [e for e in node.drain_effects() if isinstance(e, StoreCall)]
-    node.store_answered(keepalive.token, *cluster.etcd.handle(keepalive.request, now), now)
     [put] = [e for e in node.drain_effects() if isinstance(e, StoreCall)]
     assert put.request.path == TXN
     return parked, put

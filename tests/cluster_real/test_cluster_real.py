@@ -193,7 +193,9 @@ def test_c_paused_etcd_refuses_writes_fast_serves_stale_reads_and_recovers(
 
         poll_until(lambda: _health(api)["store"]["state"] == "ok" or None, EVENTUALLY, "store ok")
         api.register_ok(instance_body("api", "after"))
-        assert _ids(api, "api") == {"before", "after"}  # "during" changed nothing
+        # "during" timed out on our side (503); etcd may still apply it once it runs again
+        # (it had the request), as any store may after a timeout: a retry is harmless.
+        assert {"before", "after"} <= (_ids(api, "api") or set()) <= {"before", "during", "after"}
         assert "x-discovery-stale" not in api.service("api").headers
 
 

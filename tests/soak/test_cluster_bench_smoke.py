@@ -31,7 +31,7 @@ pytestmark = [
 
 TITLES = (
     "### 1. Throughput per node",
-    "### 2. Reads: two nodes",
+    "### 2. Several nodes loaded at once",
     "### 3. A write on node A visible on node B",
     "### 4. Takeover",
     "### 5. Scale",
