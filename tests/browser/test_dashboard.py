@@ -24,7 +24,7 @@ from conformance.server_process import ServerProcess, serving
 from .browser_support import SCREENSHOTS, Browser, open_browser
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator
+    from playwright.sync_api import Locator, Page
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -63,13 +63,21 @@ def fleet(registry: ServerProcess) -> Iterator[tuple[str, FakeInstance]]:
         yield service, peer
 
 
+def _first_row_healthy(
+    registry: ServerProcess, browser: Browser, service: str
+) -> tuple[Page, Locator]:
+    """Signed in with the read-only token: the page, and the fleet's first row once healthy."""
+    page = browser.dashboard(registry.url, READ_TOKEN)
+    row = page.locator(f"tr[data-instance='{service}-1']")
+    row.locator(".status.healthy").wait_for(timeout=UI_SECONDS)
+    return page, row
+
+
 def test_rows_appear_and_turn_unhealthy_without_a_reload(
     registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
 ) -> None:
     service, peer = fleet
-    page = browser.dashboard(registry.url, READ_TOKEN)
-    row = page.locator(f"tr[data-instance='{service}-1']")
-    row.locator(".status.healthy").wait_for(timeout=UI_SECONDS)
+    page, row = _first_row_healthy(registry, browser, service)
     page.evaluate("window.__sameDocument = true")
 
     peer.set_toggle(False)
@@ -171,10 +179,8 @@ def test_a_drained_instance_shows_maintenance_with_its_reason_and_is_not_counted
     registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
 ) -> None:
     service, _ = fleet
-    page = browser.dashboard(registry.url, READ_TOKEN)
+    page, row = _first_row_healthy(registry, browser, service)
     block = page.locator(f"details.service[data-service='{service}']")
-    row = page.locator(f"tr[data-instance='{service}-1']")
-    row.locator(".status.healthy").wait_for(timeout=UI_SECONDS)
     block.locator("[data-count=healthy]").filter(has_text="2 healthy").wait_for(timeout=UI_SECONDS)
 
     with api_for(registry.url, SECRET) as api:
