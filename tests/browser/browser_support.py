@@ -46,13 +46,15 @@ class Browser:
         self._context: BrowserContext | None = None
 
     def page(self, origin: str) -> Page:
+        if self._context is not None:  # one page at a time: an old one would keep polling
+            # Closed first: the old page's last events (a failed poll of a registry
+            # already stopped) are delivered during the close, and must not count here.
+            self._context.close()
         self.foreign_requests.clear()
         self.requests.clear()
         self.dialogs.clear()
         self.console_errors.clear()
         self.accept_dialogs = False
-        if self._context is not None:  # one page at a time: an old one would keep polling
-            self._context.close()
         context = self._context = self._browser.new_context()
         page = context.new_page()
 
