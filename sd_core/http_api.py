@@ -51,6 +51,9 @@ _UNREGISTER_ROUTE = "/v1/discovery/unregister/{service_name}/{instance_id}"
 _MAINTENANCE = "/v1/discovery/maintenance/"
 _MAINTENANCE_ROUTE = "/v1/discovery/maintenance/{service_name}/{instance_id}"
 _REGISTER = "/v1/discovery/register"
+_TOKEN_ROUTE = "/v1/discovery/token"
+_READ_WRITE = "read-write"
+_READ_ONLY = "read-only"
 _WRITE_ROUTES = frozenset(
     {_REGISTER, "/v1/discovery/heartbeat", _UNREGISTER_ROUTE, _MAINTENANCE_ROUTE}
 )
@@ -222,6 +225,7 @@ class HttpApi:
             "/v1/discovery/services": {"GET": self._all_services},
             "/v1/discovery/prometheus": {"GET": self._all_targets},
             WATCH_ROUTE: {"GET": self._watch_unstreamed},
+            _TOKEN_ROUTE: {"GET": self._token_access},
         }
         self._public = _PUBLIC | frozenset(pages or ())
         for path, page in (pages or {}).items():
@@ -274,7 +278,7 @@ class HttpApi:
         handler, route, params = self._route(method, path)
         if isinstance(handler, HttpResponse):
             return handler
-        call = _Call(path, route, params, query, content_type, body, now, may_block)
+        call = _Call(path, route, params, query, content_type, body, now, may_block, authorization)
         try:
             if route not in self._public:
                 self._authenticate(method, authorization)
@@ -301,6 +305,7 @@ class HttpApi:
             request.body,
             now,
             False,
+            request.authorization,
         )
         try:
             self._authenticate(request.method, request.authorization)
@@ -459,21 +464,14 @@ class HttpApi:
     # ------------------------------------------------------------- auth
 
     def _authenticate(self, method: str, authorization: str | None) -> None:
-        if authorization is not None and hmac.compare_digest(
-            authorization.encode("latin-1", "replace"), self._secret_header
-        ):
-            return  # the common case, compared in constant time as one string
-        token = _bearer_token(authorization)
-        if token is not None:
-            if hmac.compare_digest(token, self._secret):
-                return
-            if self._read_token is not None and hmac.compare_digest(token, self._read_token):
-                if method == "GET":
-                    return
-                self._auth_failed("read_only_write")
-                raise RequestError(
-                    "forbidden", 403, "The read-only token cannot be used to change the registry"
-                )
+        access = self._access(authorization)
+        if access == _READ_WRITE or (access == _READ_ONLY and method == "GET"):
+            return
+        if access == _READ_ONLY:
+            self._auth_failed("read_only_write")
+            raise RequestError(
+                "forbidden", 403, "The read-only token cannot be used to change the registry"
+            )
         self._auth_failed("missing" if not authorization else "invalid")
         raise RequestError(
             "unauthorized",
@@ -481,6 +479,21 @@ class HttpApi:
             "A valid bearer token is required",
             headers=(("www-authenticate", "Bearer"),),
         )
+
+    def _access(self, authorization: str | None) -> str | None:
+        """What the token of `authorization` may do (read-write, read-only), or None."""
+        if authorization is not None and hmac.compare_digest(
+            authorization.encode("latin-1", "replace"), self._secret_header
+        ):
+            return _READ_WRITE  # the common case, compared in constant time as one string
+        token = _bearer_token(authorization)
+        if token is None:
+            return None
+        if hmac.compare_digest(token, self._secret):
+            return _READ_WRITE
+        if self._read_token is not None and hmac.compare_digest(token, self._read_token):
+            return _READ_ONLY
+        return None
 
     def _auth_failed(self, reason: str) -> None:
         failures = self.auth_failures
@@ -607,6 +620,15 @@ class HttpApi:
         parse_watch(call.query, None)
         raise RequestError("not_found", 404, "Watch streams are not served here")
 
+    def _token_access(self, call: _Call) -> Result:
+        # What the caller's token may do, found by a read: a client (the
+        # dashboard) that must decide whether to offer writes asks here instead
+        # of trying a write, which would change the registry or count as a
+        # refused write in sd_auth_failures_total. Authentication already
+        # refused anything but a valid token.
+        access = self._access(call.authorization)
+        return HttpResponse(200, encode({"access": access}), _JSON_HEADERS, call.route)
+
     # ----------------------------------------------------------- public
 
     def health_document(self, now: float) -> dict[str, object]:
@@ -667,6 +689,7 @@ class _Call:
     body: bytes
     now: float
     may_block: bool
+    authorization: str | None
 
 
 def _bearer_token(authorization: str | None) -> bytes | None:

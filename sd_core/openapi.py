@@ -233,6 +233,25 @@ _WATCH = {
 }
 
 
+_TOKEN_ACCESS = {
+    "get": {
+        "summary": "What the token sent may do (a read; changes nothing)",
+        "responses": {
+            "200": _json(
+                {
+                    "type": "object",
+                    "properties": {"access": {"enum": ["read-write", "read-only"]}},
+                    "required": ["access"],
+                    "additionalProperties": False,
+                },
+                "The access of the token: read-write (the secret) or read-only",
+            )
+        }
+        | _errors(401),
+    }
+}
+
+
 def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
     """The whole document; `pages` are the page paths this registry serves (`/ui`, `/docs`...)."""
     _, definitions = models_json_schema(
@@ -278,6 +297,7 @@ def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
                 "Every instance as Prometheus HTTP SD", targets, name=False, codes=()
             ),
             "/v1/discovery/watch": _WATCH,
+            "/v1/discovery/token": _TOKEN_ACCESS,
             "/health": {
                 "get": {
                     "summary": "The registry's own health",

@@ -21,8 +21,8 @@ accept every command.
 Scripts can test the exit code: 0 ok, 1 not found (unknown service or
 instance), 2 usage (argparse's errors, and requests the registry refuses as
 invalid), 3 registry unreachable (or unable to serve: 5xx, draining, full),
-4 authentication (401, or 403 for a read-only token on a write). Every failure
-is one line on stderr.
+4 authentication (no token, 401, or 403 for a read-only token on a write).
+Every failure is one line on stderr.
 """
 
 from __future__ import annotations
@@ -40,18 +40,20 @@ from typing import Any, TextIO
 import anyio
 import anyio.abc
 import httpx
+from pydantic import BaseModel
 
 from . import __version__
 from .client import ServiceDiscoveryClient
-from .config import ENV_SECRET, ENV_URL, ClientSettings
+from .config import ENV_SECRET, ENV_URL, ClientSettings, parse_registry_urls
 from .errors import (
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     NotFoundError,
     RegistryUnavailableError,
     ServiceDiscoveryError,
 )
-from .models import InstanceStatus, ServiceInstance
+from .models import CheckType, HealthCheck, InstanceStatus, Maintenance, ServiceInstance
 from .registry_http import RegistryHTTP
 
 __all__ = [
@@ -87,7 +89,21 @@ _COLOURS = {
 }
 # The fields whose change raises a service's discovery index (docs/api.md,
 # "Blocking queries"); heartbeat and probe timestamps alone are not changes.
-_WATCHED_FIELDS = ("status", "host", "port", "health_endpoint", "metadata", "load_percentage")
+_WATCHED_FIELDS = (
+    "status",
+    "maintenance",
+    "host",
+    "port",
+    "health_endpoint",
+    "metadata",
+    "load_percentage",
+    "check",
+)
+_MAINTENANCE = "maintenance"
+"""What ``services`` counts a drained instance as: healthy reads leave it out, whatever
+its status, so it is neither healthy nor, while its probes pass, unhealthy."""
+# Commands the registry answers without a token.
+_TOKENLESS = frozenset({"health"})
 
 
 class CommandError(Exception):
@@ -129,15 +145,14 @@ def _serve(arguments: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Every command's arguments; ``serve`` is listed for ``--help`` only (it has its own)."""
+    """Every command's arguments; ``serve`` is listed for ``--help`` only (it has its own).
+
+    ``--url`` and ``--token`` are taken before the command and after it (the
+    later one wins): the subcommands' copies default to nothing at all
+    (``SUPPRESS``), so they do not overwrite what was given before the command.
+    """
     connection = argparse.ArgumentParser(add_help=False)
-    connection.add_argument(
-        "--url", help=f"registry URL (default ${ENV_URL} or {DEFAULT_CLI_URL})", type=_url
-    )
-    connection.add_argument(
-        "--token",
-        help=f"bearer token (default ${ENV_SECRET}; prefer the variable: flags show in ps)",
-    )
+    _add_connection_flags(connection, default=argparse.SUPPRESS)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON for scripts")
     meta = argparse.ArgumentParser(add_help=False)
@@ -149,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 not found, 2 usage, 3 registry unreachable, 4 auth",
     )
     parser.add_argument("--version", action="version", version=__version__)
+    _add_connection_flags(parser, default=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the registry server (see serve --help)")
     commands.add_parser(
@@ -158,7 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
         "instances", parents=[connection, as_json, meta], help="the instances of one service"
     )
     instances.add_argument("name", metavar="NAME")
-    instances.add_argument("--healthy", action="store_true", help="healthy instances only")
+    instances.add_argument(
+        "--healthy",
+        action="store_true",
+        help="what the registry's healthy read returns: healthy and not in maintenance",
+    )
+    instances.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        choices=[str(status) for status in InstanceStatus],
+        help="only instances with this status, in maintenance or not (repeatable: any)",
+    )
     register = commands.add_parser(
         "register", parents=[connection, meta], help="register (or update) an instance"
     )
@@ -166,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--host", required=True)
     register.add_argument("--port", required=True, type=_port)
     register.add_argument("--health-endpoint", default="/health")
+    register.add_argument(
+        "--check",
+        choices=[str(kind) for kind in CheckType],
+        help="how the registry checks it: http (GET the health endpoint, the default), "
+        "tcp (connect to the port) or ttl (no probe: healthy while it heartbeats)",
+    )
     unregister = commands.add_parser(
         "unregister", parents=[connection], help="remove an instance now"
     )
@@ -193,19 +226,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_connection_flags(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "--url",
+        help=f"registry URL, or several comma-separated, tried in turn "
+        f"(default ${ENV_URL} or {DEFAULT_CLI_URL})",
+        type=_url,
+        default=default,
+    )
+    parser.add_argument(
+        "--token",
+        help=f"bearer token (default ${ENV_SECRET}; prefer the variable: flags show in ps)",
+        default=default,
+    )
+
+
 def _add_instance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME")
     parser.add_argument("instance_id", metavar="ID")
 
 
 def _url(raw: str) -> str:
+    """One registry URL or several, comma-separated, checked as the SDK checks them."""
     try:
-        url = httpx.URL(raw)
-    except httpx.InvalidURL as exc:
-        raise argparse.ArgumentTypeError(f"not a URL: {raw!r} ({exc})") from exc
-    if url.scheme not in ("http", "https") or not url.host:
-        raise argparse.ArgumentTypeError(f"not an http(s) URL: {raw!r}")
-    return raw
+        return ",".join(parse_registry_urls(raw))
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _key_value(raw: str) -> tuple[str, str]:
@@ -264,13 +310,16 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
     url = args.url or os.environ.get(ENV_URL) or DEFAULT_CLI_URL
     token = args.token or os.environ.get(ENV_SECRET) or None
     try:
-        _url(url)
+        url = _url(url)
     except argparse.ArgumentTypeError as exc:
         return _fail(EXIT_USAGE, f"{ENV_URL}: {exc}")
+    if token is None and args.command not in _TOKENLESS:
+        # Said here, once: the registry would only answer 401.
+        return _fail(EXIT_AUTH, f"no token: set ${ENV_SECRET} (or pass --token)")
 
     async def main_task() -> None:
         async with httpx.AsyncClient(timeout=10.0) as http:
-            await command(Connection(url.rstrip("/"), token, http), args, out)
+            await command(Connection(url, token, http), args, out)
 
     try:
         anyio.run(_unwrapped, main_task)
@@ -312,38 +361,34 @@ def _fail(code: int, message: str) -> int:
 
 async def _services(conn: Connection, args: argparse.Namespace, out: TextIO) -> None:
     services = await conn.client().get_all_services()
+    states = [*(str(status) for status in InstanceStatus), _MAINTENANCE]
     rows = []
     for name in sorted(services):
-        counts = {status: 0 for status in InstanceStatus}
+        counts = dict.fromkeys(states, 0)
         for instance in services[name]:
-            counts[instance.status] += 1
-        rows.append(
-            {"service_name": name, "instances": len(services[name])}
-            | {str(status): count for status, count in counts.items()}
-        )
+            counts[_shown_state(instance)] += 1
+        rows.append({"service_name": name, "instances": len(services[name])} | counts)
     if args.json:
         _print_json(rows, out)
         return
     if not rows:
         print("no services registered", file=sys.stderr)
         return
-    header = ["SERVICE", "INSTANCES", *(str(s).upper() for s in InstanceStatus)]
+    header = ["SERVICE", "INSTANCES", *(state.upper() for state in states)]
     table = [[str(row[key]) for key in row] for row in rows]
     _print_table(header, table, out)
 
 
 async def _instances(conn: Connection, args: argparse.Namespace, out: TextIO) -> None:
-    # Always the full list: an empty one is the registry's 404, an unknown service.
-    instances = await conn.client().discover_services(args.name, healthy_only=False)
-    if not instances:
+    # The registry filters (its healthy read, ?meta., ?status=), so "healthy"
+    # means here exactly what it means to every client of the API.
+    client = conn.client()
+    chosen = await client.discover_services(
+        args.name, healthy_only=args.healthy, metadata=dict(args.meta), status=args.status
+    )
+    # Nothing chosen: the full list tells an unknown service (its 404) from no match.
+    if not chosen and not await client.discover_services(args.name, healthy_only=False):
         raise CommandError(EXIT_NOT_FOUND, f"service {args.name!r} is not registered")
-    wanted = dict(args.meta)
-    chosen = [
-        i
-        for i in instances
-        if (i.is_healthy or not args.healthy)
-        and all(i.metadata.get(k) == v for k, v in wanted.items())
-    ]
     if args.json:
         _print_json([i.model_dump(mode="json") for i in chosen], out)
         return
@@ -352,12 +397,13 @@ async def _instances(conn: Connection, args: argparse.Namespace, out: TextIO) ->
         return
     now = datetime.now(UTC)
     colour = use_colour(out)
-    header = ["INSTANCE", "ADDRESS", "STATUS", "LOAD", "LAST HEARTBEAT", "METADATA"]
+    header = ["INSTANCE", "ADDRESS", "STATUS", "MAINTENANCE", "LOAD", "LAST HEARTBEAT", "METADATA"]
     table = [
         [
             i.instance_id,
             i.address,
             str(i.status),
+            _maintenance_cell(i.maintenance, now),
             f"{i.load_percentage:.2f}",
             relative_time(i.last_heartbeat, now),
             ",".join(f"{k}={v}" for k, v in sorted(i.metadata.items())),
@@ -375,8 +421,12 @@ async def _register(conn: Connection, args: argparse.Namespace, out: TextIO) -> 
         port=args.port,
         health_endpoint=args.health_endpoint,
         metadata=dict(args.meta),
+        check=args.check,
     )
-    print(f"registered {args.name}/{args.instance_id} at {args.host}:{args.port}", file=out)
+    checked = f" ({args.check} check)" if args.check else ""
+    print(
+        f"registered {args.name}/{args.instance_id} at {args.host}:{args.port}{checked}", file=out
+    )
 
 
 async def _unregister(conn: Connection, args: argparse.Namespace, out: TextIO) -> None:
@@ -478,7 +528,8 @@ class InstanceChange:
     """One line of ``watch``: what happened to one instance between two answers.
 
     ``event`` is ``present`` (there when the watch began), ``added``,
-    ``removed``, ``status`` (its status moved, maybe with other fields) or
+    ``removed``, ``status`` (its status moved, maybe with other fields),
+    ``maintenance`` (it was drained, its drain ended or its reason changed) or
     ``changed``; ``changes`` maps each changed field to its old and new value.
     """
 
@@ -509,7 +560,7 @@ def instance_changes(
                 if getattr(was, field) != getattr(now, field)
             }
             if moved:
-                event = "status" if "status" in moved else "changed"
+                event = next((f for f in ("status", "maintenance") if f in moved), "changed")
                 changes.append(InstanceChange(event, instance_id, now, moved))
     return changes
 
@@ -535,16 +586,45 @@ def _print_change(
     instance = change.instance
     if change.event in ("present", "added") and instance is not None:
         parts += [instance.address, _paint(str(instance.status), instance.status, colour)]
+        if instance.maintenance is not None:
+            parts.append(_field_change("maintenance", None, instance.maintenance, colour))
     elif change.changes:
-        parts.append(
-            ", ".join(
-                f"{field} {_plain(a)} -> {_plain(b)}"
-                if field != "status"
-                else f"{_paint(str(a), a, colour)} -> {_paint(str(b), b, colour)}"
-                for field, (a, b) in change.changes.items()
-            )
-        )
+        texts = [_field_change(field, a, b, colour) for field, (a, b) in change.changes.items()]
+        if change.event == "maintenance":  # the event names its first field already
+            texts[0] = texts[0].removeprefix("maintenance ")
+        parts.append(", ".join(texts))
     print(" ".join(parts), file=out, flush=True)
+
+
+def _field_change(field: str, old: Any, new: Any, colour: bool) -> str:
+    if field == "status":
+        return f"{_paint(str(old), old, colour)} -> {_paint(str(new), new, colour)}"
+    if field == "maintenance":
+        return f"maintenance {_maintenance_change(old, new)}"
+    return f"{field} {_plain(old)} -> {_plain(new)}"
+
+
+def _shown_state(instance: ServiceInstance) -> str:
+    """``maintenance`` for a drained instance (out of healthy reads), else its status."""
+    return _MAINTENANCE if instance.maintenance is not None else str(instance.status)
+
+
+def _reason(maintenance: Maintenance) -> str:
+    return maintenance.reason or "no reason given"
+
+
+def _maintenance_change(old: Maintenance | None, new: Maintenance | None) -> str:
+    if new is None:
+        return "off"
+    if old is None:
+        return f"on: {_reason(new)}"
+    return f"reason {_reason(old)} -> {_reason(new)}"
+
+
+def _maintenance_cell(maintenance: Maintenance | None, now: datetime) -> str:
+    if maintenance is None:
+        return "-"
+    return f"{_reason(maintenance)} ({relative_time(maintenance.since, now)})"
 
 
 def use_colour(stream: TextIO) -> bool:
@@ -605,10 +685,16 @@ def _plain(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, HealthCheck):
+        return str(value.type)
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
     return str(value)
 
 
 def _jsonable(value: Any) -> Any:
-    return str(value) if isinstance(value, InstanceStatus) else value
+    if isinstance(value, InstanceStatus):
+        return str(value)
+    if isinstance(value, BaseModel):  # a maintenance or a check: as the registry shows it
+        return value.model_dump(mode="json")
+    return value

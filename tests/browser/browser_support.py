@@ -29,7 +29,8 @@ class Browser:
     """One Chromium; `page(origin)` opens a fresh page whose requests and dialogs are recorded.
 
     `foreign_requests` lists every request a page made to anywhere but its
-    registry; `dialogs` every alert/confirm message, dismissed unless
+    registry; `requests` every request it made to its registry, as (method,
+    path and query); `dialogs` every alert/confirm message, dismissed unless
     `accept_dialogs` is set (a confirm() the test means to answer "yes");
     `console_errors` what the page logged as errors (a Content-Security-Policy
     violation shows there).
@@ -38,24 +39,30 @@ class Browser:
     def __init__(self, browser: PlaywrightBrowser) -> None:
         self._browser = browser
         self.foreign_requests: list[str] = []
+        self.requests: list[tuple[str, str]] = []
         self.dialogs: list[str] = []
         self.console_errors: list[str] = []
         self.accept_dialogs = False
         self._context: BrowserContext | None = None
 
     def page(self, origin: str) -> Page:
+        if self._context is not None:  # one page at a time: an old one would keep polling
+            # Closed first: the old page's last events (a failed poll of a registry
+            # already stopped) are delivered during the close, and must not count here.
+            self._context.close()
         self.foreign_requests.clear()
+        self.requests.clear()
         self.dialogs.clear()
         self.console_errors.clear()
         self.accept_dialogs = False
-        if self._context is not None:  # one page at a time: an old one would keep polling
-            self._context.close()
         context = self._context = self._browser.new_context()
         page = context.new_page()
 
         def on_request(request: Request) -> None:
             if not request.url.startswith(origin + "/"):
                 self.foreign_requests.append(request.url)
+            else:
+                self.requests.append((request.method, request.url.removeprefix(origin)))
 
         def on_dialog(dialog: Dialog) -> None:
             self.dialogs.append(dialog.message)

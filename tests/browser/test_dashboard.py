@@ -24,7 +24,7 @@ from conformance.server_process import ServerProcess, serving
 from .browser_support import SCREENSHOTS, Browser, open_browser
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator
+    from playwright.sync_api import Locator, Page
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 
@@ -63,13 +63,21 @@ def fleet(registry: ServerProcess) -> Iterator[tuple[str, FakeInstance]]:
         yield service, peer
 
 
+def _first_row_healthy(
+    registry: ServerProcess, browser: Browser, service: str
+) -> tuple[Page, Locator]:
+    """Signed in with the read-only token: the page, and the fleet's first row once healthy."""
+    page = browser.dashboard(registry.url, READ_TOKEN)
+    row = page.locator(f"tr[data-instance='{service}-1']")
+    row.locator(".status.healthy").wait_for(timeout=UI_SECONDS)
+    return page, row
+
+
 def test_rows_appear_and_turn_unhealthy_without_a_reload(
     registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
 ) -> None:
     service, peer = fleet
-    page = browser.dashboard(registry.url, READ_TOKEN)
-    row = page.locator(f"tr[data-instance='{service}-1']")
-    row.locator(".status.healthy").wait_for(timeout=UI_SECONDS)
+    page, row = _first_row_healthy(registry, browser, service)
     page.evaluate("window.__sameDocument = true")
 
     peer.set_toggle(False)
@@ -87,10 +95,8 @@ def test_rows_appear_and_turn_unhealthy_without_a_reload(
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0
     assert browser.foreign_requests == [], "the page loaded something from elsewhere"
-    # The read-only token's 403 on the capability probe is logged by the browser
-    # as a failed load, which is expected; anything else (a CSP refusal) is not.
-    errors = [e for e in browser.console_errors if not e.startswith("Failed to load resource")]
-    assert errors == [], errors
+    # Nothing failed to load and nothing was refused (a CSP refusal shows here).
+    assert browser.console_errors == [], browser.console_errors
 
 
 def _confirmed_action(
@@ -167,3 +173,93 @@ def test_a_thousand_instances_stay_usable(registry: ServerProcess, browser: Brow
         with api_for(registry.url, SECRET) as api:
             for n in range(1000):
                 api.unregister(f"{prefix}-{n % 20:02d}", f"i-{n:04d}")
+
+
+def test_a_drained_instance_shows_maintenance_with_its_reason_and_is_not_counted_healthy(
+    registry: ServerProcess, browser: Browser, fleet: tuple[str, FakeInstance]
+) -> None:
+    service, _ = fleet
+    page, row = _first_row_healthy(registry, browser, service)
+    block = page.locator(f"details.service[data-service='{service}']")
+    block.locator("[data-count=healthy]").filter(has_text="2 healthy").wait_for(timeout=UI_SECONDS)
+
+    with api_for(registry.url, SECRET) as api:
+        drained = api.http.put(
+            f"/v1/discovery/maintenance/{service}/{service}-1", json={"reason": "deploy"}
+        )
+        assert drained.status_code == 200, drained.text
+    row.locator(".status.maintenance").wait_for(timeout=UI_SECONDS)
+    assert row.locator(".status.healthy").count() == 0, "a drained instance is shown healthy"
+    assert "deploy" in (row.text_content() or "")
+    assert block.locator("[data-count=healthy]").text_content() == "1 healthy"
+    assert block.locator("[data-count=maintenance]").text_content() == "1 maintenance"
+    assert "1 in maintenance" in (page.locator("#summary").text_content() or "")
+    assert "2 healthy" not in (page.locator("#summary").text_content() or "")
+
+
+def test_the_filter_matches_a_metadata_chip_as_it_reads(
+    registry: ServerProcess, browser: Browser
+) -> None:
+    service = unique_name("chips")
+    with api_for(registry.url, SECRET) as api:
+        for n, zone in ((1, "us"), (2, "eu")):
+            api.register_ok(
+                {
+                    "service_name": service,
+                    "instance_id": f"{service}-{n}",
+                    "host": "127.0.0.1",
+                    "port": 9,
+                    "metadata": {"zone": zone},
+                }
+            )
+        page = browser.dashboard(registry.url, READ_TOKEN)
+        us = page.locator(f"tr[data-instance='{service}-1']")
+        us.wait_for(timeout=UI_SECONDS)
+        assert us.locator(".meta").text_content() == "zone=us"
+        page.fill("#filter", "zone=us")
+        us.wait_for(timeout=UI_SECONDS)
+        assert page.locator("tr[data-instance]").count() == 1
+        page.fill("#filter", f"{service} 127.0.0.1:9 zone=eu")  # every word must match
+        page.locator(f"tr[data-instance='{service}-2']").wait_for(timeout=UI_SECONDS)
+        assert page.locator("tr[data-instance]").count() == 1
+
+
+def test_signing_in_sends_no_write_and_counts_no_refused_write(
+    registry: ServerProcess, browser: Browser
+) -> None:
+    """The page learns what its token may do from a read; an instance whose name the old
+    check used survives any sign-in, and no read-only sign-in counts as a refused write."""
+    with api_for(registry.url, SECRET) as api:
+        api.register_ok(
+            {
+                "service_name": "ui-capability-check",
+                "instance_id": "none",
+                "host": "127.0.0.1",
+                "port": 9,
+            }
+        )
+        try:
+            refused_before = _read_only_write_failures(registry)
+            for token, actions in ((READ_TOKEN, False), (SECRET, True)):
+                page = browser.dashboard(registry.url, token)
+                row = page.locator("tr[data-instance='none']")
+                row.wait_for(timeout=UI_SECONDS)
+                if actions:
+                    row.locator("button.action", has_text="unregister").wait_for(timeout=UI_SECONDS)
+                assert (page.locator("button.action").count() > 0) is actions
+                writes = [(m, p) for m, p in browser.requests if m != "GET"]
+                assert writes == [], f"signing in sent writes: {writes}"
+                assert ("GET", "/v1/discovery/token") in browser.requests
+            assert api.instance("ui-capability-check", "none") is not None
+            assert _read_only_write_failures(registry) == refused_before
+        finally:
+            api.unregister("ui-capability-check", "none")
+
+
+def _read_only_write_failures(registry: ServerProcess) -> float:
+    """`sd_auth_failures_total{reason="read_only_write"}` of the registry, 0 before any."""
+    metrics = httpx.get(f"{registry.url}/metrics", timeout=10).text
+    for line in metrics.splitlines():
+        if line.startswith('sd_auth_failures_total{reason="read_only_write"}'):
+            return float(line.split()[-1])
+    return 0.0

@@ -65,9 +65,17 @@ def test_register_shows_in_services_and_instances(cli: Cli, refused_port: int) -
     [row] = [r for r in ok(cli("services", "--json")).json() if r["service_name"] == name]
     assert row["instances"] == 2
     assert row["healthy"] + row["unhealthy"] + row["unknown"] == 2
+    assert row["maintenance"] == 0
 
     table = ok(cli("services")).out.splitlines()
-    assert table[0].split() == ["SERVICE", "INSTANCES", "HEALTHY", "UNHEALTHY", "UNKNOWN"]
+    assert table[0].split() == [
+        "SERVICE",
+        "INSTANCES",
+        "HEALTHY",
+        "UNHEALTHY",
+        "UNKNOWN",
+        "MAINTENANCE",
+    ]
     assert [line.split()[:2] for line in table if line.startswith(name)] == [[name, "2"]]
 
     instances = by_id(ok(cli("instances", name, "--json")).json())
@@ -77,7 +85,7 @@ def test_register_shows_in_services_and_instances(cli: Cli, refused_port: int) -
     assert instances["g1"]["port"] == refused_port
 
     lines = ok(cli("instances", name)).out.splitlines()
-    assert lines[0].split()[:4] == ["INSTANCE", "ADDRESS", "STATUS", "LOAD"]
+    assert lines[0].split()[:5] == ["INSTANCE", "ADDRESS", "STATUS", "MAINTENANCE", "LOAD"]
     g1 = next(line for line in lines if line.startswith("g1 "))
     assert f"127.0.0.1:{port}" in g1
     assert "zone=a" in g1
@@ -205,3 +213,59 @@ def test_python_m_frontends_dispatches_to_the_operator_cli(
 ) -> None:
     assert frontends_cli.main(["health", "--json"]) == 0
     assert '"status": "healthy"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("check", ["http", "tcp", "ttl"])
+def test_register_with_each_check_kind(cli: Cli, endpoint: HealthEndpoint, check: str) -> None:
+    name = unique("checked")
+    port = str(endpoint.port)
+    ran = ok(cli("register", name, "c1", "--host", "127.0.0.1", "--port", port, "--check", check))
+    assert ran.out.strip() == f"registered {name}/c1 at 127.0.0.1:{port} ({check} check)"
+
+    def shown() -> dict[str, Any]:
+        [instance] = ok(cli("instances", name, "--json")).json()
+        return instance  # type: ignore[no-any-return]
+
+    assert shown()["check"] == {"type": check}
+    # A listening port passes an http and a tcp probe; a ttl instance is healthy at once.
+    eventually(lambda: shown()["status"] == "healthy", f"a {check}-checked instance healthy")
+
+
+def test_register_refuses_an_unknown_check_kind(cli: Cli) -> None:
+    ran = cli("register", "game", "g1", "--host", "h", "--port", "80", "--check", "grpc")
+    assert ran.code == 2 and "usage:" in ran.err
+
+
+def test_several_urls_in_the_environment_fail_over_as_in_the_sdk(
+    cli: Cli, registry: RegistryProcess, monkeypatch: pytest.MonkeyPatch, refused_port: int
+) -> None:
+    down = f"http://127.0.0.1:{refused_port}"
+    monkeypatch.setenv("SERVICE_DISCOVERY_URL", f"{down}, {registry.url}/")
+    name = unique("failover")
+    ok(cli("register", name, "f1", "--host", "127.0.0.1", "--port", str(refused_port)))
+    assert sorted(by_id(ok(cli("instances", name, "--json")).json())) == ["f1"]
+    assert ok(cli("health", "--json")).json()["status"] == "healthy"
+    ran = ok(cli("services", "--json", "--url", f"{down},{registry.url}"))
+    assert name in [row["service_name"] for row in ran.json()]
+
+    monkeypatch.setenv("SERVICE_DISCOVERY_URL", f"{down},{down}")
+    failed = cli("services")
+    assert failed.code == 3 and len(failed.err.splitlines()) == 1, failed.err
+    monkeypatch.setenv("SERVICE_DISCOVERY_URL", f"{registry.url},")
+    bad = cli("services")
+    assert bad.code == 2 and len(bad.err.splitlines()) == 1, bad.err
+    assert "SERVICE_DISCOVERY_URL" in bad.err
+
+
+def test_connection_flags_before_the_command(
+    cli: Cli, registry: RegistryProcess, monkeypatch: pytest.MonkeyPatch, refused_port: int
+) -> None:
+    down = f"http://127.0.0.1:{refused_port}"
+    monkeypatch.setenv("SERVICE_DISCOVERY_URL", down)
+    monkeypatch.setenv("SERVICE_DISCOVERY_SECRET", "wrong")
+    ran = ok(cli("--url", registry.url, "--token", SECRET, "services", "--json"))
+    assert isinstance(ran.json(), list)
+    assert cli("--url", registry.url, "services").code == 4  # the wrong token from the variable
+    # After the command wins over before it, as the later flag always does.
+    ok(cli("--url", down, "--token", "wrong", "services", "--url", registry.url, "--token", SECRET))
+    assert cli("--url", "ftp://x", "services").code == 2

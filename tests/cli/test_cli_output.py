@@ -12,6 +12,7 @@ from cli_support import Ran
 
 from service_discovery import InstanceStatus, ServiceInstance
 from service_discovery.cli import build_parser, instance_changes, relative_time, run, use_colour
+from service_discovery.models import Maintenance
 
 Cli = Callable[..., Ran]
 NOW = datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
@@ -123,3 +124,21 @@ def test_the_status_column_is_painted_for_a_terminal(
     as_json = Terminal()
     assert run(build_parser().parse_args(["instances", name, "--json"]), stdout=as_json) == 0
     assert "\x1b[" not in as_json.getvalue()
+
+
+def test_a_drain_its_reason_and_its_end_are_maintenance_changes() -> None:
+    drained = {"reason": "deploy", "since": NOW}
+    assert summary([instance("a")], [instance("a", maintenance=drained)]) == [
+        ("maintenance", "a", {"maintenance": (None, Maintenance(reason="deploy", since=NOW))})
+    ]
+    moved = summary(
+        [instance("a", maintenance=drained)],
+        [instance("a", maintenance=drained | {"reason": "rollback"})],
+    )
+    assert [(event, list(changes)) for event, _, changes in moved] == [
+        ("maintenance", ["maintenance"])
+    ]
+    ended = summary([instance("a", maintenance=drained)], [instance("a", status="healthy")])
+    assert [(event, list(changes)) for event, _, changes in ended] == [
+        ("status", ["status", "maintenance"])
+    ]

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_support import Ran
@@ -159,3 +160,49 @@ def test_watch_waits_for_a_service_that_does_not_exist_yet(
     first = json.loads(watcher.line())
     assert (first["event"] in ("present", "added"), first["instance_id"]) == (True, "n1")
     assert watcher.process.poll() is None
+
+
+def next_line_of(watcher: Watcher, event: str, *, as_json: bool) -> Any:
+    """The next line whose event is `event`, skipping probe results (the refusing port
+    may turn an instance unhealthy at any moment)."""
+    while True:
+        line = watcher.line()
+        parsed = json.loads(line) if as_json else line.split()
+        if (parsed["event"] if as_json else parsed[2]) == event:
+            return parsed
+        assert (parsed["event"] if as_json else parsed[2]) == "status", line
+
+
+def test_watch_prints_a_line_for_a_drain_and_for_its_end(
+    cli: Cli, register: Register, start_watch: Callable[..., Watcher]
+) -> None:
+    name = unique("drained")
+    register(name, "m1")
+    as_json = start_watch(name, "--json")
+    plain = start_watch(name)
+    assert json.loads(as_json.line())["event"] == "present"
+    assert plain.line().split()[2] == "present"
+
+    assert cli("drain", name, "m1", "--reason", "deploy").code == 0
+    drained = next_line_of(as_json, "maintenance", as_json=True)
+    assert drained["instance_id"] == "m1"
+    before, after = drained["changes"]["maintenance"]
+    assert (before, after["reason"]) == (None, "deploy")
+    assert drained["instance"]["maintenance"]["reason"] == "deploy"
+    # "12:03:04 name/m1 maintenance on: deploy"
+    assert next_line_of(plain, "maintenance", as_json=False)[1:] == [
+        f"{name}/m1",
+        "maintenance",
+        "on:",
+        "deploy",
+    ]
+
+    assert cli("drain", name, "m1", "--clear").code == 0
+    cleared = next_line_of(as_json, "maintenance", as_json=True)
+    assert cleared["changes"]["maintenance"][1] is None
+    assert cleared["instance"]["maintenance"] is None
+    assert next_line_of(plain, "maintenance", as_json=False)[1:] == [
+        f"{name}/m1",
+        "maintenance",
+        "off",
+    ]

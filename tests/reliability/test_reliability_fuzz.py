@@ -95,9 +95,15 @@ OPERATIONS = {
     "GET /v1/discovery/services/{name}/healthy",
     "GET /v1/discovery/services/{name}/instances",
     "GET /v1/discovery/prometheus",
+    "GET /v1/discovery/token",
     "GET /health",
 }
-READS = {label for label in OPERATIONS if label.startswith("GET /v1/")}
+#: Reads of the registry's state (they carry its index); the token's access is not one.
+READS = {
+    label
+    for label in OPERATIONS
+    if label.startswith("GET /v1/") and label != "GET /v1/discovery/token"
+}
 
 #: Documented, but never fuzzed here: a stream does not end, so it has its own
 #: conformance tests (conformance/test_watch_stream.py).

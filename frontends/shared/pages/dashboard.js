@@ -10,9 +10,11 @@
   const TOKEN_KEY = "service-discovery-token";
   const WAIT = "30s";
   const RETRY_MS = 2000;
-  // A write with a name no instance has: the write token gets 404, the
-  // read-only token 403. It changes nothing either way.
-  const CAPABILITY_PROBE = "/v1/discovery/unregister/ui-capability-check/none";
+  // What the token may do, asked through a read: signing in never sends a write.
+  const TOKEN_ACCESS = "/v1/discovery/token";
+  // Counted apart: an instance in maintenance is out of healthy reads,
+  // whatever its probes say, so it is neither shown nor counted as healthy.
+  const STATES = ["healthy", "unhealthy", "unknown", "maintenance"];
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -59,16 +61,37 @@
     }
   }
 
-  function matches(filter, name, instance) {
-    if (!filter) return true;
-    const haystack = [name, instance.instance_id, instance.host, instance.status,
-      ...Object.entries(instance.metadata || {}).flat()].join(" ").toLowerCase();
-    return haystack.includes(filter);
+  // The state a row shows and the counts use: maintenance wins over the status.
+  function shownState(instance) {
+    return instance.maintenance ? "maintenance" : instance.status;
+  }
+
+  function checkType(instance) {
+    return (instance.check && instance.check.type) || "http";
+  }
+
+  function metadataChips(instance) {
+    return Object.entries(instance.metadata || {}).map(([key, value]) => `${key}=${value}`);
+  }
+
+  // The filter matches what a row displays, as it reads (a chip `zone=us`,
+  // an address `host:port`, `maintenance` and its reason); every word typed
+  // must be found.
+  function matches(words, name, instance) {
+    if (words.length === 0) return true;
+    const shown = [name, instance.instance_id, `${instance.host}:${instance.port}`,
+      instance.status, shownState(instance), checkType(instance), ...metadataChips(instance)];
+    if (instance.maintenance) shown.push(instance.maintenance.reason || "");
+    const haystack = shown.join("\n").toLowerCase();
+    return words.every((word) => haystack.includes(word));
   }
 
   function counts(instances) {
-    const result = { healthy: 0, unhealthy: 0, unknown: 0 };
-    for (const instance of instances) result[instance.status] = (result[instance.status] || 0) + 1;
+    const result = Object.fromEntries(STATES.map((state) => [state, 0]));
+    for (const instance of instances) {
+      const state = shownState(instance);
+      result[state] = (result[state] || 0) + 1;
+    }
     return result;
   }
 
@@ -103,17 +126,27 @@
     // The poll loop shows the change when the index rises.
   }
 
+  function statusCell(instance) {
+    if (!instance.maintenance) {
+      return el("td", { class: `status ${instance.status}` }, instance.status);
+    }
+    // Drained: not green whatever the probes say; the measured status beside it.
+    return el("td", { class: "status maintenance", title: `measured: ${instance.status}` },
+      "maintenance", el("span", { class: "measured" }, ` (${instance.status})`));
+  }
+
   function instanceRow(name, instance) {
-    const check = (instance.check && instance.check.type) || "http";
+    const check = checkType(instance);
     const maintenance = instance.maintenance
-      ? `${instance.maintenance.reason} (${relative(instance.maintenance.since)})` : "";
+      ? `${instance.maintenance.reason || "no reason given"} `
+        + `(${relative(instance.maintenance.since)})` : "";
     const metadata = el("td");
-    for (const [key, value] of Object.entries(instance.metadata || {})) {
-      metadata.append(el("span", { class: "meta" }, `${key}=${value}`));
+    for (const chip of metadataChips(instance)) {
+      metadata.append(el("span", { class: "meta" }, chip));
     }
     return el("tr", { "data-instance": instance.instance_id },
       el("td", {}, instance.instance_id),
-      el("td", { class: `status ${instance.status}` }, instance.status),
+      statusCell(instance),
       el("td", {}, `${instance.host}:${instance.port}`),
       el("td", {}, String(instance.load_percentage ?? "")),
       timeCell(instance.last_heartbeat),
@@ -124,16 +157,17 @@
       actions(name, instance));
   }
 
-  function serviceBlock(name, instances, filter, total) {
-    const shown = instances.filter((instance) => matches(filter, name, instance));
+  function serviceBlock(name, instances, words, total) {
+    const shown = instances.filter((instance) => matches(words, name, instance));
     if (shown.length === 0) return null;
     const byStatus = counts(instances);
     const details = el("details", { class: "service", "data-service": name });
-    details.open = state.open.has(name) ? state.open.get(name) : total <= 200 || Boolean(filter);
+    details.open = state.open.has(name) ? state.open.get(name) : total <= 200 || words.length > 0;
     details.addEventListener("toggle", () => state.open.set(name, details.open));
     const summary = el("summary", {}, el("span", { class: "name" }, name));
-    for (const status of ["healthy", "unhealthy", "unknown"]) {
-      summary.append(el("span", { class: `count status ${status}` }, `${byStatus[status]} ${status}`));
+    for (const status of STATES) {
+      summary.append(el("span", { class: `count status ${status}`, "data-count": status },
+        `${byStatus[status]} ${status}`));
     }
     const head = el("tr", {}, ...["instance", "status", "address", "load", "last heartbeat",
       "last check", "check", "maintenance", "metadata", ""].map((label) => el("th", {}, label)));
@@ -144,15 +178,16 @@
   }
 
   function render() {
-    const filter = $("filter").value.trim().toLowerCase();
+    const words = $("filter").value.toLowerCase().split(/\s+/).filter(Boolean);
     const names = Object.keys(state.services).sort();
     const all = names.flatMap((name) => state.services[name]);
     const byStatus = counts(all);
     $("summary").hidden = false;
     $("summary").replaceChildren(`${names.length} services, ${all.length} instances: `
-      + `${byStatus.healthy} healthy, ${byStatus.unhealthy} unhealthy, ${byStatus.unknown} unknown`
+      + `${byStatus.healthy} healthy, ${byStatus.unhealthy} unhealthy, ${byStatus.unknown} unknown, `
+      + `${byStatus.maintenance} in maintenance`
       + (state.canWrite ? "" : " (read-only token)"));
-    const blocks = names.map((name) => serviceBlock(name, state.services[name], filter, all.length));
+    const blocks = names.map((name) => serviceBlock(name, state.services[name], words, all.length));
     $("services").replaceChildren(...blocks.filter(Boolean));
   }
 
@@ -195,9 +230,13 @@
     const generation = ++state.generation;
     $("login").hidden = true;
     $("logout").hidden = false;
-    const probe = await api(CAPABILITY_PROBE, { method: "DELETE" }).catch(() => null);
-    if (probe && probe.status === 401) return showLogin("That token was refused.");
-    state.canWrite = Boolean(probe && probe.status !== 403);
+    const asked = await api(TOKEN_ACCESS).catch(() => null);
+    if (asked && asked.status === 401) return showLogin("That token was refused.");
+    // Anything but a clear "read-write" (an unreachable registry, an older one
+    // without the endpoint) offers no writes: the registry still decides each one.
+    const access = asked && asked.ok ? await asked.json().catch(() => ({})) : {};
+    if (generation !== state.generation) return;
+    state.canWrite = access.access === "read-write";
     state.index = 0;
     while (generation === state.generation) {
       let response;
