@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from conformance.process_figures import cpu_seconds, rss_kib, runqueue_seconds
 from conformance.server_process import ChildProcess, ServerProcess, child_environment
 
 from .common import PYTHON, SECRET, BenchError
@@ -90,11 +91,7 @@ class Proc:
 
     def rss_kib(self) -> int:
         """Resident set size now, in KiB (VmRSS)."""
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise BenchError(f"{self.name}: no VmRSS")
+        return rss_kib(self.pid)
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time used so far."""
@@ -102,11 +99,7 @@ class Proc:
 
     def runqueue_seconds(self) -> float:
         """Time its threads were ready to run but waited for a CPU (other jobs had it)."""
-        total = 0
-        for task in os.listdir(f"/proc/{self.pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{self.pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[1])
-        return total / 1e9
+        return runqueue_seconds(self.pid)
 
     def stop(self) -> None:
         """SIGTERM (SIGKILL after 10 s), whatever the exit code: a figure is already taken."""
@@ -115,14 +108,6 @@ class Proc:
     def check_alive(self) -> None:
         if self.child.proc.poll() is not None:
             raise BenchError(f"{self.name} exited:\n{self.child.describe()}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time `pid` has used (its threads included), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    # After the ")" closing the command name: state is field 0, utime 11, stime 12.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Run(contextlib.ExitStack):
