@@ -20,7 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conformance.process_figures import cpu_seconds, rss_kib, runqueue_seconds
-from conformance.server_process import ChildProcess, ServerProcess, child_environment
+from conformance.server_process import (
+    ChildProcess,
+    ServerProcess,
+    child_environment,
+    start_fake_peers,
+)
 
 from .common import PYTHON, SECRET, BenchError
 
@@ -242,10 +247,8 @@ def start_bare(
 def start_fake_instances(run: Run, *, cpus: set[int] | None = None) -> Proc:
     """The fake-peer server (`conformance.fake_peers`): `/h/...` health paths answer
     `200 {"status":"healthy"}` and `/_window` reports how often each was probed."""
-    argv = [PYTHON, "-m", "conformance.fake_peers"]
-    proc = run.spawn("fake-instances", argv, cpus=cpus if cpus is not None else PIN.client)
-    wait_ready(proc, "/_ready")
-    return proc
+    setup = child_setup(cpus if cpus is not None else PIN.client)
+    return run.adopt(start_fake_peers(backlog=BACKLOG, preexec_fn=setup, new_session=True))
 
 
 def start_etcd(run: Run) -> Proc:

@@ -1,7 +1,7 @@
 """A client that checks `/health` on a kept-alive connection while something else happens.
 
 Shared by the reliability tests (a denial of service is measured by what it
-does to such a client) and `bench.watch_wake`. One connection, as a load
+does to such a client) and the soak harness (`tests.soak.harness`). One connection, as a load
 balancer's health check uses; a failure (timeout, error, non-200) is counted
 and the next check reconnects.
 """
