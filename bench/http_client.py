@@ -12,6 +12,8 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from conformance.client import instance_body
+
 from .common import AUTH, BenchError
 
 T = TypeVar("T")
@@ -298,14 +300,8 @@ def register_body(
     health: str = "/health",
     metadata: dict[str, str] | None = None,
 ) -> bytes:
-    doc = {
-        "service_name": service,
-        "instance_id": instance,
-        "host": "127.0.0.1",
-        "port": port,
-        "health_endpoint": health,
-        "metadata": metadata if metadata is not None else {"version": "1.0.0", "zone": "a"},
-    }
+    meta = metadata if metadata is not None else {"version": "1.0.0", "zone": "a"}
+    doc = instance_body(service, instance, port, health_endpoint=health, metadata=meta)
     return json.dumps(doc, separators=(",", ":")).encode()
 
 

@@ -19,7 +19,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from conformance.server_process import ChildProcess, ServerProcess, child_environment
+from conformance.process_figures import cpu_seconds, rss_kib, runqueue_seconds
+from conformance.server_process import (
+    ChildProcess,
+    ServerProcess,
+    child_environment,
+    start_fake_peers,
+)
 
 from .common import PYTHON, SECRET, BenchError
 
@@ -90,11 +96,7 @@ class Proc:
 
     def rss_kib(self) -> int:
         """Resident set size now, in KiB (VmRSS)."""
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise BenchError(f"{self.name}: no VmRSS")
+        return rss_kib(self.pid)
 
     def cpu_seconds(self) -> float:
         """User plus system CPU time used so far."""
@@ -102,11 +104,7 @@ class Proc:
 
     def runqueue_seconds(self) -> float:
         """Time its threads were ready to run but waited for a CPU (other jobs had it)."""
-        total = 0
-        for task in os.listdir(f"/proc/{self.pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{self.pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[1])
-        return total / 1e9
+        return runqueue_seconds(self.pid)
 
     def stop(self) -> None:
         """SIGTERM (SIGKILL after 10 s), whatever the exit code: a figure is already taken."""
@@ -115,14 +113,6 @@ class Proc:
     def check_alive(self) -> None:
         if self.child.proc.poll() is not None:
             raise BenchError(f"{self.name} exited:\n{self.child.describe()}")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time `pid` has used (its threads included), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    # After the ")" closing the command name: state is field 0, utime 11, stime 12.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Run(contextlib.ExitStack):
@@ -257,10 +247,8 @@ def start_bare(
 def start_fake_instances(run: Run, *, cpus: set[int] | None = None) -> Proc:
     """The fake-peer server (`conformance.fake_peers`): `/h/...` health paths answer
     `200 {"status":"healthy"}` and `/_window` reports how often each was probed."""
-    argv = [PYTHON, "-m", "conformance.fake_peers"]
-    proc = run.spawn("fake-instances", argv, cpus=cpus if cpus is not None else PIN.client)
-    wait_ready(proc, "/_ready")
-    return proc
+    setup = child_setup(cpus if cpus is not None else PIN.client)
+    return run.adopt(start_fake_peers(backlog=BACKLOG, preexec_fn=setup, new_session=True))
 
 
 def start_etcd(run: Run) -> Proc:

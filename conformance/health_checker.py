@@ -1,7 +1,7 @@
 """A client that checks `/health` on a kept-alive connection while something else happens.
 
 Shared by the reliability tests (a denial of service is measured by what it
-does to such a client) and `bench.watch_wake`. One connection, as a load
+does to such a client) and the soak harness (`tests.soak.harness`). One connection, as a load
 balancer's health check uses; a failure (timeout, error, non-200) is counted
 and the next check reconnects.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import httpx
@@ -50,11 +50,15 @@ class ProbeTally:
 def probing(
     url: str,
     interval: float = 0.05,
-    path: str = "/health",
+    path: str | Sequence[str] = "/health",
     timeout: float = 2.0,
     headers: dict[str, str] | None = None,
 ) -> Iterator[ProbeTally]:
-    """A thread that GETs `path` every `interval` s while the body runs, `timeout` s each."""
+    """A thread that GETs `path` every `interval` s while the body runs, `timeout` s each.
+
+    Several paths are checked one after the other at each tick, on the one connection.
+    """
+    paths = [path] if isinstance(path, str) else list(path)
     tally = ProbeTally()
     stop = threading.Event()
 
@@ -63,16 +67,17 @@ def probing(
             base_url=url, timeout=timeout, verify=tls_context(), headers=headers
         ) as client:
             while not stop.is_set():
-                start = time.monotonic()
-                try:
-                    good = client.get(path).status_code == 200
-                except httpx.HTTPError:
-                    good = False
-                tally.times.append(time.monotonic() - start)
-                if good:
-                    tally.ok += 1
-                else:
-                    tally.failed += 1
+                for each in paths:
+                    start = time.monotonic()
+                    try:
+                        good = client.get(each).status_code == 200
+                    except httpx.HTTPError:
+                        good = False
+                    tally.times.append(time.monotonic() - start)
+                    if good:
+                        tally.ok += 1
+                    else:
+                        tally.failed += 1
                 stop.wait(interval)
 
     thread = threading.Thread(target=run, name="probe-client", daemon=True)

@@ -270,6 +270,34 @@ class ChildProcess:
             self._logdir.cleanup()
 
 
+def start_fake_peers(
+    listeners: int = 1,
+    *,
+    backlog: int = 128,
+    preexec_fn: Callable[[], None] | None = None,
+    new_session: bool = False,
+) -> ChildProcess:
+    """The fake-peer server (`conformance.fake_peers`) on `listeners` fresh sockets, ready.
+
+    The one way the soak harness and the benchmarks run it in a process of its own.
+    """
+    child = ChildProcess(
+        "fake peers",
+        [sys.executable, "-m", "conformance.fake_peers"],
+        child_environment({}),
+        backlog=backlog,
+        preexec_fn=preexec_fn,
+        new_session=new_session,
+        extra_listeners=listeners - 1,
+    )
+    try:
+        child.wait_ready(path="/_ready")
+    except BaseException:
+        child.cleanup()
+        raise
+    return child
+
+
 #: Server kinds beyond the frontends' names: `quart-uvicorn` is Quart served by uvicorn.
 SERVER_KINDS = {"quart-uvicorn": ("--frontend", "quart", "--server", "uvicorn")}
 

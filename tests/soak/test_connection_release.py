@@ -18,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.scenario_runner import client_connections, registry_env
 from conformance.server_process import ServerProcess, serving
+from tests.soak.harness.scenario import client_connections, registry_env
 
 CONNECTIONS = 20
 #: How long a closed connection may keep its fd.

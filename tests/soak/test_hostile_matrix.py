@@ -1,4 +1,5 @@
-"""The hostile-instance matrix, small enough for CI (bench/hostile_matrix.py is the full one).
+"""The hostile-instance matrix, small enough for CI (the full one: `python -m
+tests.soak.harness.hostile_matrix`).
 
 Per frontend: 10 instances of each kind (healthy, hang, trickle, trickle_body,
 huge, redirect, reset, invalid_json, slow), probed every second with a 0.5 s
@@ -15,7 +16,12 @@ from __future__ import annotations
 
 from soak_support import scenario_result
 
-from bench.hostile_matrix import FRESH_INSTANCES, MatrixConfig, MatrixResult, run_matrix
+from tests.soak.harness.hostile_matrix import (
+    FRESH_INSTANCES,
+    MatrixConfig,
+    MatrixResult,
+    run_matrix,
+)
 
 #: A probe may be this much later than one interval after the previous one.
 LATENESS_SLACK = 1.0

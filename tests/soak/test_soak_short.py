@@ -1,4 +1,5 @@
-"""The soak's CI version: 60 s of load per frontend (bench/soak.py runs 10 minutes).
+"""The soak's CI version: 60 s of load per frontend (`python -m tests.soak.harness.soak`
+runs 10 minutes).
 
 200 instances in 10 services heartbeating every 5 s (TTL 15 s), 10% of them
 hostile, probed every 2 s with a 1 s timeout; 50 reads/s, 20 blocking-query
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from soak_support import scenario_result
 
-from bench.soak import SoakConfig, SoakResult, run_soak
+from tests.soak.harness.soak import SoakConfig, SoakResult, run_soak
 
 FD_SLACK = 8
 

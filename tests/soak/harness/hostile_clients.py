@@ -1,7 +1,7 @@
 """Hostile clients of the API, and what a well-behaved client sees meanwhile.
 
-    python -m bench.hostile_clients [--frontend quart|trio|both] [--seconds 12]
-                                    [--scenario rapid_reset|slow_post|both]
+    python -m tests.soak.harness.hostile_clients [--frontend quart|trio|both]
+        [--seconds 12] [--scenario rapid_reset|slow_post|both]
 
 Each scenario runs against a fresh registry (`python -m frontends serve
 --fd N` on 127.0.0.1, `conformance.server_process`) for `--seconds`, while a
@@ -35,13 +35,12 @@ import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import h2.config
 import h2.connection
 import h2.errors
-import httpx
 
+from conformance.health_checker import ProbeTally, probing
 from conformance.server_process import kept_socket, start_server
 
 SECRET = "bench-hostile-" + "0123456789abcdef" * 2
@@ -56,38 +55,11 @@ SLOW_POST_HEAD = (
 )
 
 
-@dataclass
-class Probes:
-    ok: int = 0
-    failed: int = 0
-    times: list[float] = field(default_factory=list)
-
-    def row(self) -> str:
-        total = self.ok + self.failed
-        rate = 100 * self.ok / total if total else 0.0
-        if len(self.times) >= 2:
-            p50 = statistics.median(self.times) * 1000
-            p99 = statistics.quantiles(self.times, n=100)[98] * 1000
-        else:
-            p50 = p99 = float("nan")
-        return f"{self.ok}/{total} ({rate:.1f} %) | {p50:.1f} | {p99:.1f}"
-
-
-def probe(url: str, stop: threading.Event, probes: Probes) -> None:
-    """`/health` and an authenticated read every `PROBE_INTERVAL` s until `stop`."""
-    headers = {"Authorization": f"Bearer {SECRET}"}
-    with httpx.Client(base_url=url, timeout=PROBE_TIMEOUT) as client:
-        while not stop.is_set():
-            for path, auth in (("/health", {}), ("/v1/discovery/services", headers)):
-                start = time.monotonic()
-                try:
-                    good = client.get(path, headers=auth).status_code == 200
-                except httpx.HTTPError:
-                    good = False
-                probes.times.append(time.monotonic() - start)
-                probes.ok += good
-                probes.failed += not good
-            stop.wait(PROBE_INTERVAL)
+def row(tally: ProbeTally) -> str:
+    """answered | p50 ms | p99 ms, for the table."""
+    total = tally.ok + tally.failed
+    p50 = statistics.median(tally.times) * 1000 if tally.times else float("nan")
+    return f"{tally.ok}/{total} ({100 * tally.ratio:.1f} %) | {p50:.1f} | {tally.p99() * 1000:.1f}"
 
 
 def rapid_reset_payload(streams: int) -> bytes:
@@ -190,20 +162,22 @@ def registry(frontend: str) -> Iterator[tuple[str, int]]:
             server.cleanup()
 
 
-def run(frontend: str, scenario: str, seconds: float) -> Probes:
-    probes = Probes()
-    with registry(frontend) as (url, port):
+def run(frontend: str, scenario: str, seconds: float) -> ProbeTally:
+    """`/health` and an authenticated read every `PROBE_INTERVAL` s during the attack."""
+    auth = {"Authorization": f"Bearer {SECRET}"}
+    paths = ("/health", "/v1/discovery/services")
+    with (
+        registry(frontend) as (url, port),
+        probing(url, PROBE_INTERVAL, paths, timeout=PROBE_TIMEOUT, headers=auth) as tally,
+    ):
         stop = threading.Event()
         attacker = threading.Thread(target=SCENARIOS[scenario], args=(port, stop), daemon=True)
-        prober = threading.Thread(target=probe, args=(url, stop, probes), daemon=True)
-        prober.start()
         time.sleep(0.5)  # connected before the attack, as a load balancer's kept-alive pool
         attacker.start()
         time.sleep(seconds)
         stop.set()
-        prober.join(timeout=PROBE_TIMEOUT * 2 + 5)
         attacker.join(timeout=15)
-    return probes
+    return tally
 
 
 def main() -> None:
@@ -222,7 +196,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for scenario in scenarios:
         for frontend in frontends:
-            print(f"| {scenario} | {frontend} | {run(frontend, scenario, args.seconds).row()} |",
+            print(f"| {scenario} | {frontend} | {row(run(frontend, scenario, args.seconds))} |",
                   flush=True)  # fmt: skip
 
 

@@ -1,6 +1,6 @@
 """Waking thousands of parked watchers: how long it takes, and what other clients see meanwhile.
 
-    python -m bench.watch_wake [--frontend quart|trio|both] [--watchers 19900]
+    python -m tests.soak.harness.watch_wake [--frontend quart|trio|both] [--watchers 19900]
 
 For each frontend, two registries run one after the other in the same
 command: the baseline with Python's own garbage-collector settings
@@ -34,11 +34,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from bench.watch_fanout import blocking_queries
 from conformance.health_checker import ProbeTally, probing
 from conformance.parked_connections import read_responses, send_on_each
 from conformance.server_process import kept_socket, start_server
-
-from .watch_fanout import blocking_queries
 
 SECRET = "bench-wake-" + "0123456789abcdef" * 2
 AUTH = {"Authorization": f"Bearer {SECRET}"}

@@ -32,7 +32,6 @@ driver side: which kinds there are, which port each goes on, and
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +39,7 @@ from typing import Any
 import httpx
 
 from conformance.fake_peers import EXPECTED
-from conformance.server_process import ChildProcess, child_environment
+from conformance.server_process import ChildProcess, start_fake_peers
 
 __all__ = ["EXPECTED", "HOSTILE_KINDS", "KINDS", "PeersProcess", "port_for", "split_ports"]
 
@@ -105,14 +104,8 @@ class PeersProcess:
 @contextlib.contextmanager
 def start_peers(ports: int = 4) -> Iterator[PeersProcess]:
     """Start the peer server on `ports` pre-bound 127.0.0.1 sockets; stop it afterwards."""
-    child = ChildProcess(
-        "hostile peers",
-        [sys.executable, "-m", "conformance.fake_peers"],
-        child_environment({}),
-        extra_listeners=ports - 1,
-    )
+    child = start_fake_peers(ports)
     try:
-        child.wait_ready(path="/_ready")
         with httpx.Client(timeout=10.0, trust_env=False) as client:
             yield PeersProcess(child, client)
     finally:

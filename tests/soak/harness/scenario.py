@@ -1,7 +1,7 @@
 """The scenario runner the hostile matrix and the soak share.
 
 Both drive one registry child process (`conformance.server_process`) beside
-the peer server of `bench/hostile_peers.py`, through small httpx pools
+the peer server of `tests/soak/harness/peers.py`, through small httpx pools
 (`Clients`), with an open-loop reader, and judge it by the same figures: the
 statuses the registry gives each kind, its open fds and RSS when quiet
 (`quiet_sample`), connections left to the peers' ports, and a clean exit on
@@ -17,11 +17,9 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import datetime
 import itertools
 import math
 import os
-import platform
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
@@ -31,8 +29,12 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from bench.common import print_table, verdict
-from bench.hostile_peers import PeersProcess, split_ports, start_peers
+from bench.scenario_cli import machine_line
+from conformance.client import instance_body
+from conformance.process_figures import open_fds, rss_kib
 from conformance.server_process import ServerProcess, start_server
+
+from .peers import PeersProcess, split_ports, start_peers
 
 SECRET = "hostile-matrix-secret-0123456789"
 HEADERS = {"authorization": f"Bearer {SECRET}"}
@@ -49,16 +51,8 @@ FRONTENDS = ("quart", "trio")
 # ------------------------------------------------------------------ helpers
 
 
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    return rss_kib(pid) / 1024
 
 
 def _socket_inodes(pid: int) -> set[str]:
@@ -165,19 +159,6 @@ def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     rank = max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))
     return ordered[rank]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"{datetime.date.today().isoformat()}, {cpu}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
-    )
 
 
 def registry_env(**settings: str) -> dict[str, str]:
@@ -297,25 +278,18 @@ def sentinels(ports: Sequence[int], service: str = "hm-sentinel") -> list[dict[s
     sentinels' own connections are there before the baseline is taken.
     """
     return [
-        instance_body(service, f"sentinel-{n}", port, f"/healthy/{service}-{n}")
+        instance_body(service, f"sentinel-{n}", port, health_endpoint=f"/healthy/{service}-{n}")
         for n, port in enumerate(split_ports(ports)[0])
     ]
 
 
-def instance_body(
-    service: str, instance_id: str, port: int, health: str, kind: str | None = None
+def peer_instance(
+    service: str, instance_id: str, port: int, health: str, kind: str
 ) -> dict[str, Any]:
-    """A registration on 127.0.0.1; `kind` goes into the metadata."""
-    body: dict[str, Any] = {
-        "service_name": service,
-        "instance_id": instance_id,
-        "host": "127.0.0.1",
-        "port": port,
-        "health_endpoint": health,
-    }
-    if kind is not None:
-        body["metadata"] = {"kind": kind}
-    return body
+    """A registration of a peer on 127.0.0.1 with its `kind` in the metadata."""
+    return instance_body(
+        service, instance_id, port, health_endpoint=health, metadata={"kind": kind}
+    )
 
 
 def failure_text(what: str, failure: httpx.HTTPError) -> str:
@@ -517,7 +491,7 @@ def run_frontends(frontend: str, run_one: Callable[[str], ScenarioResult]) -> in
     """Run on each chosen frontend (`both`: quart, then trio), reporting as each ends;
     exit status 0 when every one passed."""
     frontends = FRONTENDS if frontend == "both" else (frontend,)
-    print(f"machine: {machine()}", flush=True)
+    print(f"machine: {machine_line()}", flush=True)
     results = []
     for name in frontends:
         result = run_one(name)

@@ -1,11 +1,12 @@
 """The hostile-instance matrix, per frontend.
 
-    python -m bench.hostile_matrix [--frontend quart|trio|both] [--per-kind N] [--rounds R]
+    python -m tests.soak.harness.hostile_matrix [--frontend quart|trio|both]
+        [--per-kind N] [--rounds R]
 
 Hundreds of instances whose `/health` hangs, trickles one byte a second,
 sends 5 MiB, redirects, resets the connection, returns invalid JSON or
-answers slowly under the timeout (`bench/hostile_peers.py`, one asyncio
-process), registered beside as many healthy ones, with
+answers slowly under the timeout (`tests/soak/harness/peers.py`, one
+asyncio process), registered beside as many healthy ones, with
 `HEALTH_CHECK_INTERVAL_SECONDS=2` and `HEALTH_CHECK_TIMEOUT_SECONDS=1`.
 
 Each round registers a fresh set (`--per-kind` of every kind, instance ids
@@ -36,7 +37,7 @@ figures:
   the one-off cost of warming up is not counted as a leak;
 - leaked probe connections: the kinds whose connection can never be reused
   (hang, trickle, trickle_body, huge, reset) use peer ports of their own
-  (`bench.hostile_peers.split_ports`), so once a round is unregistered the
+  (`tests.soak.harness.peers.split_ports`), so once a round is unregistered the
   registry must hold no socket to those ports at all, whatever its probe
   client keeps alive to the others (an idle pool the client bounds, like the
   API connections the clients decide; counted and printed).
@@ -66,8 +67,11 @@ from typing import Any
 import httpx
 
 from bench.common import print_table, verdict
-from bench.hostile_peers import EXPECTED, KINDS, PeersProcess, port_for, split_ports
-from bench.scenario_runner import (
+from conformance.client import instance_body
+from conformance.server_process import ServerProcess
+
+from .peers import EXPECTED, KINDS, PeersProcess, port_for, split_ports
+from .scenario import (
     Check,
     CheckedResult,
     Clients,
@@ -76,7 +80,7 @@ from bench.scenario_runner import (
     config_from,
     connections_to,
     failure_text,
-    instance_body,
+    peer_instance,
     percentile,
     poll_statuses,
     print_checks,
@@ -88,7 +92,6 @@ from bench.scenario_runner import (
     sentinels,
     statuses,
 )
-from conformance.server_process import ServerProcess
 
 STRAY_GRACE = 0.5
 FRESH_INSTANCES = 10
@@ -387,7 +390,7 @@ class Matrix:
                 tag = f"r{round_no}-{i}"
                 endpoint = f"/{kind}/{tag}" + (f"?delay={c.delay:g}" if kind == "slow" else "")
                 port = port_for(kind, i, self.peers.ports)
-                bodies.append(instance_body(f"hm-{kind}", tag, port, endpoint, kind))
+                bodies.append(peer_instance(f"hm-{kind}", tag, port, endpoint, kind))
         return bodies
 
     async def _write(self, method: str, path: str, body: dict[str, Any] | None) -> float:
@@ -420,7 +423,7 @@ class Matrix:
         return await self._all([("DELETE", f"{path}/{s}/{i}", None) for s, i in keys])
 
     async def quiet_sample(self) -> QuietSample:
-        """Own fds, all fds and RSS once quiet (see `bench.scenario_runner.quiet_fds`)."""
+        """Own fds, all fds and RSS once quiet (see `scenario.quiet_fds`)."""
         return await quiet_sample(self.server, self.peers, self.c.interval, self.c.timeout)
 
     async def run_round(self, number: int) -> RoundFigures:
@@ -537,7 +540,7 @@ class Matrix:
                 "hm-fresh",
                 f"fresh-{i}",
                 port_for("healthy", i, self.peers.ports),
-                f"/healthy/fresh-{i}",
+                health_endpoint=f"/healthy/fresh-{i}",
             )
             for i in range(FRESH_INSTANCES)
         ]

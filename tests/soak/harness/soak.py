@@ -1,6 +1,7 @@
 """The soak: a fleet heartbeating, readers, watchers, hostile instances and restarts, per frontend.
 
-    python -m bench.soak [--frontend quart|trio|both] [--seconds 600] [--instances 1000]
+    python -m tests.soak.harness.soak [--frontend quart|trio|both] [--seconds 600]
+        [--instances 1000]
 
 One asyncio load process (httpx, in small pools), a reader process and the
 peer server drive a registry child process for `--seconds`:
@@ -8,7 +9,7 @@ peer server drive a registry child process for `--seconds`:
 - `--instances` instances in `--services` services, each registering with a
   random phase and then heartbeating every `--heartbeat` seconds (TTL
   `--ttl`); each has its own health path on the peer server
-  (`bench/hostile_peers.py`), a `--hostile-share` of them with a hostile
+  (`tests/soak/harness/peers.py`), a `--hostile-share` of them with a hostile
   kind (hang, trickle, 5 MiB, redirect, reset, ... in turn);
 - readers: an open loop of `--read-rate` GETs per second over the read
   endpoints (one service, its healthy list, its Prometheus targets, now and
@@ -68,9 +69,11 @@ from typing import Any
 import httpx
 
 from bench.common import print_table
-from bench.hostile_peers import EXPECTED, HOSTILE_KINDS, PeersProcess, port_for, split_ports
-from bench.processes import cpu_seconds
-from bench.scenario_runner import (
+from conformance.process_figures import cpu_seconds, open_fds
+from conformance.server_process import ServerProcess
+
+from .peers import EXPECTED, HOSTILE_KINDS, PeersProcess, port_for, split_ports
+from .scenario import (
     Check,
     CheckedResult,
     Clients,
@@ -78,10 +81,9 @@ from bench.scenario_runner import (
     connections_to,
     describe_fds,
     failure_text,
-    instance_body,
-    open_fds,
     open_loop,
     own_fds,
+    peer_instance,
     percentile,
     poll_statuses,
     print_checks,
@@ -95,7 +97,6 @@ from bench.scenario_runner import (
     sentinels,
     wrong_statuses,
 )
-from conformance.server_process import ServerProcess
 
 
 @dataclass
@@ -155,7 +156,7 @@ class Instance:
     def body(self, ports: Sequence[int]) -> dict[str, Any]:
         port = port_for(self.kind, self.port_index, ports)
         health = f"/{self.kind}/soak-{self.number}"
-        return instance_body(self.service, self.instance_id, port, health, self.kind)
+        return peer_instance(self.service, self.instance_id, port, health, self.kind)
 
 
 @dataclass
