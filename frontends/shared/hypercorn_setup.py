@@ -19,15 +19,17 @@ from .hypercorn_patches import (
     restart_idle_timers_at_once,
     spare_connections_with_waiting_requests,
 )
+from .hypercorn_streams import streams_hear_clients_leave
 from .request_heads import MAX_HEAD_BYTES, bound_hypercorn_heads
 from .settings import Settings
 
 
 def hypercorn_config(settings: Settings) -> Config:
     """The config both frontends serve with; also patches hypercorn (HTTP/2, closed
-    connections, trio's keep-alive timer, request heads)."""
+    connections, trio's keep-alive timer, request heads, streams' connections)."""
     refuse_http2_switch()
     bound_hypercorn_heads()
+    streams_hear_clients_leave()
     release_closed_connections()
     restart_idle_timers_at_once()
     spare_connections_with_waiting_requests()

@@ -22,6 +22,7 @@ from reliability_support import (
     kept_socket,
     labelled_metric,
     raw_exchange,
+    read_response,
     serving_on,
     status_of,
 )
@@ -67,16 +68,24 @@ def _auth_header() -> dict[str, str]:
     return {name: value}
 
 
+HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize("used", [False, True], ids=["fresh", "used"])
 def test_closed_connections_with_a_request_after_the_watch_release_their_streams(
-    server: ServerProcess,
+    server: ServerProcess, used: bool
 ) -> None:
-    pipelined = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+    """`used`: the watch is a connection's second request (the server's on every kind)."""
     log_before = len(server.stderr())
     for _round in range(2):  # a second round: the first one's slots came back
         ghosts = []
         for index in range(MAX_STREAMS):
             conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
-            conn.sendall(_watch(f"ghost{index}") + pipelined)
+            if used:
+                conn.sendall(HEALTH)
+                head, _, _ = read_response(conn, timeout=2)
+                assert status_of(head) == 200, head
+            conn.sendall(_watch(f"ghost{index}") + HEALTH)
             stream = SseStream.reading(conn)
             assert stream.status == 200, stream.body
             ghosts.append(stream)
