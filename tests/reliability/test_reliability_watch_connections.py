@@ -75,9 +75,10 @@ HEALTH = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
 def test_closed_connections_with_a_request_after_the_watch_release_their_streams(
     server: ServerProcess, used: bool
 ) -> None:
-    """`used`: the watch is a connection's second request (the server's on every kind)."""
+    """`used`: the watch is a connection's second request (the server's on every kind).
+    (`-rP` prints how long the release took, for docs/reliability.md.)"""
     log_before = len(server.stderr())
-    for _round in range(2):  # a second round: the first one's slots came back
+    for attempt in range(2):  # a second round: the first one's slots came back
         ghosts = []
         for index in range(MAX_STREAMS):
             conn = socket.create_connection(("127.0.0.1", server.port), timeout=5)
@@ -97,6 +98,8 @@ def test_closed_connections_with_a_request_after_the_watch_release_their_streams
         while status == 503 and time.monotonic() < deadline:
             time.sleep(0.05)
             status = _legit_watch_status(server.port)
+        released = time.monotonic() - (deadline - RELEASE_BOUND_SECONDS)
+        print(f"{'used' if used else 'fresh'} round {attempt}: {status} after {released:.2f} s")
         assert status == 200, f"streams still held {RELEASE_BOUND_SECONDS} s after their close"
     log = server.stderr()[log_before:]
     assert "ERROR" not in log and "Traceback" not in log, log[-4000:]
