@@ -51,13 +51,8 @@ FLOOD_GROWTH_BOUND = 4 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def frontend(server_kind: str) -> str:
-    return server_kind
-
-
-@pytest.fixture(scope="module")
-def server(frontend: str) -> Iterator[ServerProcess]:
-    with kept_socket() as sock, serving_on(frontend, base_env(), sock) as srv:
+def server(server_kind: str) -> Iterator[ServerProcess]:
+    with kept_socket() as sock, serving_on(server_kind, base_env(), sock) as srv:
         yield srv
 
 
@@ -88,7 +83,7 @@ def _refused(received: bytes, ending: str) -> bool:
 
 
 def test_a_flood_of_header_lines_is_cut_off_without_growing_the_server(
-    frontend: str, server: ServerProcess
+    server_kind: str, server: ServerProcess
 ) -> None:
     """(`-rP` prints what it measured, for docs/reliability.md.)"""
     line = b"X-Flood: " + b"f" * 1000 + b"\r\n"
@@ -111,7 +106,7 @@ def test_a_flood_of_header_lines_is_cut_off_without_growing_the_server(
         f"RSS {baseline / 1024:.1f} MiB, +{grown} KiB; CPU {cpu:.2f} s; {sent} bytes sent; "
         f"{ending}: {received[:40]!r}"
     )
-    print(f"{frontend}: {outcome}")
+    print(f"{server_kind}: {outcome}")
     assert _refused(received, ending), outcome
     assert grown * 1024 < FLOOD_GROWTH_BOUND, outcome
     assert_still_serving(server)
@@ -201,7 +196,7 @@ def _trickle(port: int, prefix: bytes, results: dict[str, str], name: str) -> No
 
 
 def test_a_trickled_head_is_closed_on_first_and_kept_alive_requests(
-    frontend: str, server: ServerProcess
+    server_kind: str, server: ServerProcess
 ) -> None:
     results: dict[str, str] = {}
     kept_alive = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -213,7 +208,7 @@ def test_a_trickled_head_is_closed_on_first_and_kept_alive_requests(
         thread.start()
     for thread in threads:
         thread.join(TRICKLE_BOUND_SECONDS + 10)
-    print(f"{frontend}: {results}")
+    print(f"{server_kind}: {results}")
     assert set(results) == {"first", "later"}, results
     assert all(outcome.startswith("closed") for outcome in results.values()), results
 

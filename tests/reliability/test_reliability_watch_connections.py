@@ -37,14 +37,9 @@ RELEASE_BOUND_SECONDS = 5.0
 
 
 @pytest.fixture(scope="module")
-def frontend(server_kind: str) -> str:
-    return server_kind
-
-
-@pytest.fixture(scope="module")
-def server(frontend: str) -> Iterator[ServerProcess]:
+def server(server_kind: str) -> Iterator[ServerProcess]:
     env = base_env(SERVICE_DISCOVERY_MAX_WATCH_STREAMS=str(MAX_STREAMS))
-    with kept_socket() as sock, serving_on(frontend, env, sock) as srv:
+    with kept_socket() as sock, serving_on(server_kind, env, sock) as srv:
         yield srv
 
 
