@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import h11
 import pytest
 from reliability_support import (
     AUTH_LINE,
@@ -35,9 +36,11 @@ from reliability_support import (
 )
 
 from conformance.server_process import ServerProcess
+from frontends.shared.process_setup import Throttle
+from frontends.shared.request_heads import MAX_HEAD_BYTES, HeadBoundConnection
 
 #: The head limit the README states, and the keep-alive timeout that bounds a head's time.
-HEAD_LIMIT = 16 * 1024
+HEAD_LIMIT = MAX_HEAD_BYTES
 HEAD_SECONDS = 5.0
 #: On the hypercorn kinds the timer starts again when hypercorn takes the connection
 #: over from the first bytes' check, and trio's grants a client that has spoken one
@@ -234,3 +237,28 @@ def test_malformed_requests_are_logged_at_most_once_per_interval(server: ServerP
     log = server.stderr()[log_before:]
     lines = [line for line in log.splitlines() if "invalid" in line.lower()]
     assert len(lines) <= 1, lines
+
+
+# ------------------------------------------------------ the pieces, without a server
+
+
+@pytest.mark.parametrize("size", [HEAD_LIMIT, HEAD_LIMIT + 1])
+def test_h11_bounds_a_head_received_whole(size: int) -> None:
+    connection = HeadBoundConnection(h11.SERVER, max_incomplete_event_size=HEAD_LIMIT)
+    connection.receive_data(_padded_head(size))
+    if size <= HEAD_LIMIT:
+        assert isinstance(connection.next_event(), h11.Request)
+        return
+    with pytest.raises(h11.RemoteProtocolError) as refused:
+        connection.next_event()
+    assert refused.value.error_status_hint == 431
+    assert connection.their_state is h11.ERROR
+
+
+def test_a_throttle_admits_one_occurrence_per_interval_with_a_count() -> None:
+    now = [100.0]
+    throttle = Throttle(10.0, clock=lambda: now[0])
+    assert throttle.admit() == (1, 0)  # the first one at once
+    assert [throttle.admit() for _ in range(5)] == [None] * 5
+    now[0] += 10.0
+    assert throttle.admit() == (6, 10.0)  # the five kept quiet, and this one
