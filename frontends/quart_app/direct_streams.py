@@ -29,8 +29,9 @@ from .streams import start_ticker
 
 #: What `asyncio.start_server` calls with each connection's reader and writer (hypercorn's).
 Connected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None]
-#: Gives a connection, and the bytes it sent so far, to the server's own protocol.
-HandOff = Callable[[asyncio.Transport, bytes], None]
+#: Gives a connection, the bytes it sent so far and the loop time by which its
+#: first head must be complete, to the server's own protocol.
+HandOff = Callable[[asyncio.Transport, bytes, float], None]
 
 #: `asyncio.start_server`'s reader limit, which hypercorn leaves at its default.
 STREAM_READER_LIMIT = 2**16
@@ -51,8 +52,11 @@ def serve_watches_first(runtime: Any, head_timeout: float, backlog: int) -> None
     accept_in_small_batches(backlog, make)
 
 
-def _to_hypercorn(connected: Connected, transport: asyncio.Transport, first: bytes) -> None:
-    """As `asyncio.start_server` would have served the connection, with what it sent so far."""
+def _to_hypercorn(
+    connected: Connected, transport: asyncio.Transport, first: bytes, deadline: float
+) -> None:
+    """As `asyncio.start_server` would have served the connection, with what it sent so far
+    (hypercorn's keep-alive timer bounds the rest of the head)."""
     reader = asyncio.StreamReader(STREAM_READER_LIMIT)
     protocol = asyncio.StreamReaderProtocol(reader, connected)
     _switch(transport, protocol, first)
@@ -62,11 +66,13 @@ def uvicorn_first_bytes(
     runtime: Any, head_timeout: float, protocol_class: Callable[..., asyncio.Protocol]
 ) -> Callable[..., asyncio.Protocol]:
     """A protocol factory for uvicorn's `http` setting: `FirstBytes`, handing over to
-    `protocol_class` made with the arguments uvicorn gives the factory."""
+    `protocol_class` made with the arguments uvicorn gives the factory and the first
+    head's deadline (`head_deadline`, which it keeps)."""
 
     def make(**server_arguments: Any) -> asyncio.Protocol:
-        def to_uvicorn(transport: asyncio.Transport, first: bytes) -> None:
-            _switch(transport, protocol_class(**server_arguments), first)
+        def to_uvicorn(transport: asyncio.Transport, first: bytes, deadline: float) -> None:
+            protocol = protocol_class(head_deadline=deadline, **server_arguments)
+            _switch(transport, protocol, first)
 
         return FirstBytes(runtime, to_uvicorn, head_timeout)
 
@@ -94,11 +100,13 @@ class FirstBytes(asyncio.Protocol):
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast("asyncio.Transport", transport)
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._head_timeout, self._transport.close)
+        self._deadline = loop.time() + self._head_timeout
+        self._timer = loop.call_at(self._deadline, self._transport.close)
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -126,7 +134,7 @@ class FirstBytes(asyncio.Protocol):
         self._stop_timer()
         assert self._transport is not None
         first, self._buffer = self._buffer, b""
-        self._hand_off_to(self._transport, first)
+        self._hand_off_to(self._transport, first, self._deadline)
 
     def _serve(self, spec: WatchSpec) -> None:
         self._stop_timer()

@@ -11,8 +11,8 @@ writes events and listens for the client to leave.
 So each frontend looks at a connection's first bytes before its server does
 (`FirstBytes` on asyncio, for hypercorn and uvicorn; `first_bytes` on trio).
 When they are a plain `GET /v1/discovery/watch` that opens a stream
-(HTTP/1.1, no body, nothing pipelined after it, and accepted by the same
-checks as any watch: `watch_streams.open_watch`), the frontend serves that
+(HTTP/1.1, no body, and accepted by the same checks as any watch:
+`watch_streams.open_watch`), the frontend serves that
 stream itself with one small object (`DirectStream`) whose `wake` writes the
 hub's bytes straight to the socket: no writer task woken per event.
 Everything else, a refused watch included, is handed to the server with the
@@ -46,6 +46,7 @@ import h11
 from sd_core import HttpResponse
 from sd_core.watch_stream import WATCH_ROUTE, WatchSpec
 
+from .request_heads import MAX_HEAD_BYTES
 from .watch_streams import (
     STREAM_START_HEADERS,
     Message,
@@ -54,9 +55,6 @@ from .watch_streams import (
     count_opened,
     open_watch,
 )
-
-#: A request head larger than this is the server's to refuse (as `h11_max_incomplete_size`).
-MAX_HEAD_BYTES = 16 * 1024
 
 _WATCH_START = b"GET " + WATCH_ROUTE.encode()
 _HEAD_END = b"\r\n\r\n"
@@ -93,6 +91,11 @@ def watch_scope(buffer: bytes) -> Message | None:
     h11 parses the head, so what is served here is what hypercorn would have
     parsed (uvicorn's parser accepts at least as much); anything h11 refuses,
     or that is more than a plain HTTP/1.1 GET, is None (the server's then).
+    Bytes pipelined after the head do not matter: a stream never ends while
+    its client is there, so nothing sent after it could ever be answered, and
+    a stream's connection discards what its client sends. (Handed to a
+    server, such a stream outlived its client: with a request queued behind
+    it, neither hypercorn nor uvicorn noticed the connection close.)
     """
     connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
     connection.receive_data(buffer)
@@ -105,8 +108,6 @@ def watch_scope(buffer: bytes) -> Message | None:
     path, _, query = event.target.partition(b"?")
     if event.method != b"GET" or path != _WATCH_START[4:]:
         return None
-    if connection.trailing_data[0]:
-        return None  # bytes pipelined after the head: the server serves them in order
     headers = list(event.headers)
     if any(name in _NOT_PLAIN for name, _ in headers):
         return None
@@ -118,9 +119,16 @@ def accept_watch(runtime: Any, buffer: bytes) -> WatchSpec | None:
     scope = watch_scope(buffer)
     if scope is None:
         return None
+    failures = runtime.api.auth_failures
+    counted = dict(failures)
     result = open_watch(runtime, scope)
     if isinstance(result, HttpResponse):
-        return None  # refused: the server answers it through `WatchRoute`, as any refusal
+        # Refused: the server answers it through `WatchRoute`, as any refusal, and
+        # counts an authentication failure then; counted here too, one attempt
+        # would show as two in `sd_auth_failures_total`.
+        failures.clear()
+        failures.update(counted)
+        return None
     count_opened(runtime)
     return result
 

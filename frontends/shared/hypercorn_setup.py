@@ -19,13 +19,17 @@ from .hypercorn_patches import (
     restart_idle_timers_at_once,
     spare_connections_with_waiting_requests,
 )
+from .hypercorn_streams import streams_hear_clients_leave
+from .request_heads import MAX_HEAD_BYTES, bound_hypercorn_heads
 from .settings import Settings
 
 
 def hypercorn_config(settings: Settings) -> Config:
     """The config both frontends serve with; also patches hypercorn (HTTP/2, closed
-    connections, trio's keep-alive timer)."""
+    connections, trio's keep-alive timer, request heads, streams' connections)."""
     refuse_http2_switch()
+    bound_hypercorn_heads()
+    streams_hear_clients_leave()
     release_closed_connections()
     restart_idle_timers_at_once()
     spare_connections_with_waiting_requests()
@@ -45,8 +49,9 @@ def hypercorn_config(settings: Settings) -> Config:
     # second stderr handler of its own).
     config.errorlog = logging.getLogger("hypercorn.error")
     config.graceful_timeout = settings.shutdown_grace
-    # Headers larger than this are refused by hypercorn before we see them.
-    config.h11_max_incomplete_size = 16 * 1024
+    # Heads larger than this are refused by hypercorn before we see them, whole
+    # or in pieces (see request_heads).
+    config.h11_max_incomplete_size = MAX_HEAD_BYTES
     # How long an idle keep-alive connection is kept. (A connection the peer
     # closed is released at once: see hypercorn_patches.)
     config.keep_alive_timeout = 5

@@ -89,6 +89,32 @@ def warn_if_weak_secret(settings: Settings) -> bool:
     return True
 
 
+class Throttle:
+    """At most one occurrence of something let through per `interval`; the rest counted.
+
+    What floods a log (failed accepts, malformed requests) is worth one line
+    per interval saying how many there were, not one line each.
+    """
+
+    def __init__(self, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._last: float | None = None
+        self._count = 0
+
+    def admit(self) -> tuple[int, float] | None:
+        """None: stay quiet this time. Else (occurrences since the last admitted one, this
+        one included; seconds they cover: the interval, 0 for the first)."""
+        self._count += 1
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval:
+            return None
+        admitted = (self._count, self.interval if self._last is not None else 0)
+        self._last = now
+        self._count = 0
+        return admitted
+
+
 class AcceptErrorThrottle(logging.Filter):
     """Lets one accept-error record through per interval, rewritten as one line with a count.
 
@@ -102,29 +128,24 @@ class AcceptErrorThrottle(logging.Filter):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        self.interval = interval
-        self.clock = clock
-        self._last: float | None = None
-        self._count = 0
+        self._throttle = Throttle(interval, clock)
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
         if not isinstance(error, OSError) or error.errno not in _CAPACITY_ERRNOS:
             return True
-        self._count += 1
-        now = self.clock()
-        if self._last is not None and now - self._last < self.interval:
+        admitted = self._throttle.admit()
+        if admitted is None:
             return False
+        count, since = admitted
         record.msg = logfmt(
             "accept_failed",
             error=errno.errorcode.get(error.errno or 0, str(error.errno)),
-            count=self._count,
-            since_seconds=self.interval if self._last is not None else 0,
+            count=count,
+            since_seconds=since,
             advice="raise the open-file limit (ulimit -n) or shed connections",
         )
         record.args = ()
         record.exc_info = None
         record.exc_text = None
-        self._last = now
-        self._count = 0
         return True

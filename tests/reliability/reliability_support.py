@@ -52,6 +52,14 @@ PROMPT_SECONDS = 2.0
 PROMPT_MEDIAN_SECONDS = 0.25
 
 
+#: A valid WebSocket handshake: the API serves none (`400 websocket_not_supported`).
+WEBSOCKET_UPGRADE = (
+    b"GET /v1/discovery/services HTTP/1.1\r\nHost: x\r\n" + AUTH_LINE + b"Connection: Upgrade\r\n"
+    b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+)
+
+
 def json_post_head(path: str, content_length: int) -> bytes:
     """The head of an authenticated JSON POST as a raw client writes it, blank line included:
     the tests that send less (or other) than the Content-Length add the body themselves."""

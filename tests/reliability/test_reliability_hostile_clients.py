@@ -32,6 +32,7 @@ from reliability_support import (
     AUTH,
     AUTH_LINE,
     READ_TOKEN,
+    WEBSOCKET_UPGRADE,
     accept_queue,
     assert_still_serving,
     base_env,
@@ -167,12 +168,6 @@ def test_an_inherited_backlog_is_kept(frontend: str) -> None:
 
 
 # ---------------------------------------------------------------- 6: WebSocket
-
-WEBSOCKET_UPGRADE = (
-    b"GET /v1/discovery/services HTTP/1.1\r\nHost: x\r\n" + AUTH_LINE + b"Connection: Upgrade\r\n"
-    b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-)
 
 
 def test_websocket_upgrade_gets_400_without_traceback(server: ServerProcess) -> None:
