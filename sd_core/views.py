@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from .filters import FilteredBodies, InstanceFilter
+from .filters import FilterCache, FilteredBodies, InstanceFilter
 from .instance import Instance
 from .render import encode, instance_json, join_instances, join_target_groups, target_group_json
 from .service import Service
@@ -22,14 +22,21 @@ from .status import Status
 class Views:
     """Bodies by view: per service (`instances`, `healthy`, `targets`) and global."""
 
-    __slots__ = ("_global", "_global_filtered", "_services", "wall_offset")
+    __slots__ = ("_global", "_global_filtered", "_services", "filter_cache", "wall_offset")
 
-    def __init__(self, services: Mapping[str, Service], wall_offset: float) -> None:
-        """`services` is the registry's own mapping, read live."""
+    def __init__(
+        self,
+        services: Mapping[str, Service],
+        wall_offset: float,
+        filter_cache_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        """`services` is the registry's own mapping, read live; `filter_cache_bytes`
+        bounds the filtered bodies kept over every view (`filters.FilterCache`)."""
         self._services = services
         self.wall_offset = wall_offset
         self._global: dict[str, bytes] = {}
         self._global_filtered = FilteredBodies()
+        self.filter_cache = FilterCache(filter_cache_bytes)
 
     # ------------------------------------------------------ invalidation
 
@@ -78,7 +85,7 @@ class Views:
         service = self._services.get(name)
         if service is None:
             return None
-        return _cached(
+        return self._cached(
             service.cache,
             service.filtered,
             "instances",
@@ -97,7 +104,7 @@ class Views:
         service = self._services.get(name)
         if service is None:
             return b'{"service_name":' + encode(name) + b',"healthy_instances":[]}'
-        return _cached(
+        return self._cached(
             service.cache,
             service.filtered,
             "healthy",
@@ -118,7 +125,7 @@ class Views:
         service = self._services.get(name)
         if service is None:
             return b"[]"
-        return _cached(
+        return self._cached(
             service.cache,
             service.filtered,
             "targets",
@@ -139,7 +146,7 @@ class Views:
             # MiB in between (they would stay in the allocator once freed).
             return b"".join(_all_services_pieces(groups, self.wall_offset, only is not None))
 
-        return _cached(self._global, self._global_filtered, "services", only, render)
+        return self._cached(self._global, self._global_filtered, "services", only, render)
 
     def all_targets(self, only: InstanceFilter | None = None) -> bytes:
         services = self._services
@@ -152,7 +159,27 @@ class Views:
             )
             return b"[" + b",".join(groups) + b"]"
 
-        return _cached(self._global, self._global_filtered, "targets", only, render)
+        return self._cached(self._global, self._global_filtered, "targets", only, render)
+
+    def _cached(
+        self,
+        cache: dict[str, bytes],
+        filtered: FilteredBodies,
+        view: str,
+        only: InstanceFilter | None,
+        render: Callable[[], bytes],
+    ) -> bytes:
+        """The cached body of `view` (under `only`, when filtered), rendered when missing."""
+        if only is None:
+            body = cache.get(view)
+            if body is None:
+                body = cache[view] = render()
+            return body
+        body = filtered.get(view, only)
+        if body is None:
+            body = render()
+            filtered.put(view, only, body, self.filter_cache)
+        return body
 
 
 def _serving(instance: Instance) -> bool:
@@ -161,26 +188,6 @@ def _serving(instance: Instance) -> bool:
 
 def _matching(instances: list[Instance], only: InstanceFilter | None) -> list[Instance]:
     return instances if only is None else [i for i in instances if only.matches(i)]
-
-
-def _cached(
-    cache: dict[str, bytes],
-    filtered: FilteredBodies,
-    view: str,
-    only: InstanceFilter | None,
-    render: Callable[[], bytes],
-) -> bytes:
-    """The cached body of `view` (under `only`, when filtered), rendered when missing."""
-    if only is None:
-        body = cache.get(view)
-        if body is None:
-            body = cache[view] = render()
-        return body
-    body = filtered.get(view, only)
-    if body is None:
-        body = render()
-        filtered.put(view, only, body)
-    return body
 
 
 def _all_services_pieces(
