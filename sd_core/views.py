@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from .filters import FilterCache, FilteredBodies, InstanceFilter
 from .instance import Instance
-from .render import encode, instance_json, join_instances, join_target_groups, target_group_json
+from .render import (
+    Fragment,
+    encode,
+    instance_json,
+    instances_body,
+    join_instances,
+    target_group_json,
+    targets_body,
+)
 from .service import Service
 from .status import Status
 
@@ -90,12 +98,12 @@ class Views:
             service.filtered,
             "instances",
             only,
-            lambda: (
-                b'{"service_name":'
-                + encode(name)
-                + b',"instances":'
-                + join_instances(_matching(service.sorted_instances(), only), self.wall_offset)
-                + b"}"
+            lambda: instances_body(
+                b'{"service_name":' + encode(name) + b',"instances":',
+                _matching(service.sorted_instances(), only),
+                b"}",
+                self.wall_offset,
+                share=only is None,
             ),
         )
 
@@ -130,7 +138,7 @@ class Views:
             service.filtered,
             "targets",
             only,
-            lambda: join_target_groups(_matching(service.sorted_instances(), only)),
+            lambda: targets_body(_matching(service.sorted_instances(), only), share=only is None),
         )
 
     def all_services(self, only: InstanceFilter | None = None) -> bytes:
@@ -192,7 +200,7 @@ def _matching(instances: list[Instance], only: InstanceFilter | None) -> list[In
 
 def _all_services_pieces(
     groups: Iterable[tuple[str, list[Instance]]], offset: float, skip_empty: bool
-) -> Iterator[bytes]:
+) -> Iterator[Fragment]:
     yield b'{"services":{'
     first = True
     for name, instances in groups:
