@@ -88,6 +88,7 @@ def test_an_instance_at_the_cap_costs_at_most_7x_its_json_once_every_view_is_rea
         tracemalloc.stop()
     instance = core.registry._services["svc"].instances["i-001"]
     size = len(instance_json(instance, core.registry.wall_offset))
+    print(f"\n{each:.0f} bytes an instance, {each / size:.2f}x its {size}-byte JSON")
     assert each <= 7 * size, f"{each:.0f} bytes an instance, {each / size:.2f}x its JSON"
     assert each <= 32 * 1024
 

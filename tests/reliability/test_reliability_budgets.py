@@ -54,6 +54,11 @@ def server(frontend: str) -> Iterator[ServerProcess]:
         yield srv
 
 
+def report(figure: str) -> None:
+    """What a test measured, for docs/reliability.md (shown with `pytest -s`)."""
+    print(f"\n{figure}")
+
+
 def _register(client: httpx.Client, instance: str, metadata: dict[str, str]) -> httpx.Response:
     body = {
         "service_name": "svc",
@@ -85,6 +90,7 @@ def test_filtered_reads_are_cached_within_the_byte_budget(server: ServerProcess)
         before = rss_bytes(server.pid)
         _filtered_reads(client, 40, 250)
         grown = rss_bytes(server.pid) - before
+        report(f"filtered reads: +{grown / MIB:.1f} MiB for 1,250 reads of 13 KB")
         too_many = "&".join(f"meta.k{p}=v" for p in range(17))
         refused = client.get(f"{VIEWS[1]}?{too_many}", headers=READ)
     assert grown < FILTER_CACHE_BYTES + 5 * MIB, f"grew {grown / MIB:.1f} MiB"
@@ -135,6 +141,7 @@ def test_watches_naming_a_thousand_made_up_services_cost_nothing(server: ServerP
             stack.callback(sock.close)
             statuses.append(status)
         grown = rss_bytes(server.pid) - before
+        report(f"40 watches of 1,000 names: +{grown / MIB:.1f} MiB")
     assert set(statuses) == {422}
     assert grown < 6 * MIB, f"grew {grown / MIB:.1f} MiB"
 
@@ -152,6 +159,7 @@ def test_a_stream_at_the_name_cap_costs_a_few_hundred_bytes_a_name(
             stack.callback(sock.close)
             assert status == 200
         grown = rss_bytes(server.pid) - before
+        report(f"40 streams at 256 names: +{grown / MIB:.1f} MiB")
     budget = streams * (10 * 1024 + 512 * names_each)
     assert grown < budget + 2 * MIB, f"grew {grown / MIB:.1f} MiB (budget {budget / MIB:.1f})"
 
@@ -176,6 +184,7 @@ def test_keepalive_ticks_cost_per_stream_not_per_followed_name(frontend: str) ->
         start_cpu, start = cpu_seconds(srv.pid), time.monotonic()
         time.sleep(3.0)
         share = (cpu_seconds(srv.pid) - start_cpu) / (time.monotonic() - start)
+        report(f"keep-alive steps: {share:.0%} of a core")
     assert share < 0.25, f"{share:.0%} of a core while idle"
 
 
@@ -197,6 +206,7 @@ def test_registrations_with_maximal_metadata_cost_nothing(server: ServerProcess)
         for view in VIEWS:
             assert client.get(view, headers=READ).status_code == 200
         grown = rss_bytes(server.pid) - before
+        report(f"150 registrations of 60 KB metadata: +{grown / MIB:.1f} MiB")
         refusal = _register(client, "big-x", _maximal_metadata()).json()
     assert statuses == {422}
     assert refusal["details"][0]["field"] == "metadata"
@@ -215,4 +225,5 @@ def test_instances_at_the_metadata_cap_cost_a_bounded_amount(server: ServerProce
             assert client.get(view, headers=READ).status_code == 200
         size = len(json.dumps(client.get(VIEWS[1], headers=READ).json()["instances"][0]))
         grown = rss_bytes(server.pid) - before
+        report(f"200 instances at the 4 KiB cap: +{grown / MIB:.1f} MiB")
     assert grown < 200 * 64 * 1024, f"grew {grown / 200 / 1024:.0f} KiB an instance ({size} B JSON)"
