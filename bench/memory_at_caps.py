@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 
+from conformance.common import list_endpoints
+
 from .http_client import http_get, post_all, register_body, run_async
 from .processes import Run, start_registry
 
@@ -27,13 +29,7 @@ MIB = 1024 * 1024
 
 
 def _read_every_view(port: int, service: str) -> None:
-    for path in (
-        "/v1/discovery/services",
-        f"/v1/discovery/services/{service}",
-        f"/v1/discovery/services/{service}/healthy",
-        f"/v1/discovery/services/{service}/instances",
-        "/v1/discovery/prometheus",
-    ):
+    for path in list_endpoints(service):
         status, _ = http_get(port, path, auth=True)
         if status != 200:
             raise SystemExit(f"GET {path}: {status}")

@@ -26,19 +26,14 @@ import pytest
 from budget_support import MIB, cpu_seconds, rss_bytes
 from reliability_support import AUTH, READ_TOKEN, base_env, kept_socket, serving_on, status_of
 
+from conformance.common import list_endpoints
 from conformance.server_process import ServerProcess
 
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 #: The module server's filter budget: small, so its bound stands out from noise.
 FILTER_CACHE_BYTES = 1 * MIB
 #: Every list endpoint, for the one service the tests register.
-VIEWS = (
-    "/v1/discovery/services",
-    "/v1/discovery/services/svc",
-    "/v1/discovery/services/svc/healthy",
-    "/v1/discovery/services/svc/instances",
-    "/v1/discovery/prometheus",
-)
+VIEWS = list_endpoints("svc")
 
 
 @pytest.fixture(scope="module")
