@@ -25,11 +25,11 @@ from .status import Status
 
 META_PREFIX = "meta."
 #: What a cached filtered body costs beyond its bytes and its key's text: the
-#: entries in two dicts, the body's and the key's object headers (measured
-#: with `sys.getsizeof` on CPython 3.12, rounded up).
-ENTRY_OVERHEAD = 400
+#: entries in two dicts, the key's tuples and status set, the body's header
+#: (tracemalloc and `sys.getsizeof` on CPython 3.11: about 550, rounded up).
+ENTRY_OVERHEAD = 600
 #: What each metadata pair of a key costs beyond its text: a tuple, two strings.
-PAIR_OVERHEAD = 160
+PAIR_OVERHEAD = 170
 _STATUSES = {status.value: status for status in Status}
 
 
