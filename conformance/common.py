@@ -18,6 +18,18 @@ FRONTENDS = ["quart", "trio", "quart-uvicorn", "cluster"]
 #: tests of one process's sockets, signals and limits run against.
 SINGLE_PROCESS_KINDS = [kind for kind in FRONTENDS if kind != "cluster"]
 
+
+def list_endpoints(service: str) -> tuple[str, ...]:
+    """Every list endpoint, `service`'s where one is per service: what a full read covers."""
+    return (
+        "/v1/discovery/services",
+        f"/v1/discovery/services/{service}",
+        f"/v1/discovery/services/{service}/healthy",
+        f"/v1/discovery/services/{service}/instances",
+        "/v1/discovery/prometheus",
+    )
+
+
 SECRET = "conf-rw-" + secrets.token_hex(16)
 READ_TOKEN = "conf-ro-" + secrets.token_hex(16)
 

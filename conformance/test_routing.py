@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conformance.client import Api, assert_error, instance_body, media_type
+from conformance.common import list_endpoints
 from conformance.fixture_types import Names
 from conformance.server_process import ServerProcess
 
@@ -144,13 +145,7 @@ def test_head_is_not_served(anon: httpx.Client, path: str, allowed: set[str]) ->
 def test_every_read_endpoint_is_json_with_index(api: Api, unique: Names) -> None:
     service = unique("ctype")
     api.register_ok(instance_body(service, "i", port=9))
-    for path in (
-        "/v1/discovery/services",
-        f"/v1/discovery/services/{service}",
-        f"/v1/discovery/services/{service}/healthy",
-        f"/v1/discovery/services/{service}/instances",
-        "/v1/discovery/prometheus",
-    ):
+    for path in list_endpoints(service):
         response = api.http.get(path)
         assert response.status_code == 200, (path, response.text)
         assert media_type(response) == "application/json", (path, response.headers)

@@ -218,6 +218,7 @@ BAD_REQUESTS = [
     _invalid("metadata-65-entries", metadata={f"k{i}": "v" for i in range(65)}),
     _invalid("metadata-key-129", metadata={"k" * 129: "v"}),
     _invalid("metadata-value-1025", "metadata.big", metadata={"big": "v" * 1025}),
+    _invalid("metadata-over-4096-bytes", metadata={f"k{i}": "v" * 1000 for i in range(5)}),
     _invalid("metadata-value-int", "metadata.n", metadata={"n": 5}),
     _invalid("metadata-value-null", "metadata.n", metadata={"n": None}),
     _invalid("metadata-value-object", "metadata.n", metadata={"n": {"x": "y"}}),

@@ -160,6 +160,13 @@ def test_read_only_token_is_enough(watch_server: ServerProcess) -> None:
         ({"Authorization": "Bearer wrong"}, "/v1/discovery/watch?service=a", 401, "unauthorized"),
         (AUTH, "/v1/discovery/watch", 422, "validation_error"),
         (AUTH, "/v1/discovery/watch?service=a&index=x", 422, "validation_error"),
+        (AUTH, "/v1/discovery/watch?service=%00&service=..%2F..", 422, "validation_error"),
+        (
+            AUTH,
+            "/v1/discovery/watch?" + "&".join(f"service=s{n}" for n in range(257)),
+            422,
+            "validation_error",
+        ),
     ],
 )
 def test_refused_before_the_stream_starts(
@@ -201,7 +208,7 @@ def test_open_streams_are_limited(launch: Launcher) -> None:
 def test_slow_reader_is_dropped(launch: Launcher) -> None:
     server = launch({"HEALTH_CHECK_INTERVAL_SECONDS": QUIET_INTERVAL})
     name = unique_name("wslow")
-    padding = {f"k{n}": "x" * 200 for n in range(30)}
+    padding = {f"k{n}": "x" * 200 for n in range(19)}  # under the 4 KiB metadata cap
     with api_for(server.url, SECRET) as api:
         for number in range(20):
             api.register_ok(instance_body(name, f"i{number}", metadata=padding))
@@ -210,7 +217,7 @@ def test_slow_reader_is_dropped(launch: Launcher) -> None:
         )
         try:
             assert stream.status == 200
-            # ~130 KiB per event, never read: far past the 1 MiB bound and every buffer.
+            # ~80 KiB per event, never read: far past the 1 MiB bound and every buffer.
             for round_ in range(200):
                 api.register_ok(instance_body(name, "i0", metadata={**padding, "r": str(round_)}))
                 if "watch_stream_dropped" in server.stderr():

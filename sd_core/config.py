@@ -37,6 +37,15 @@ class RegistryConfig:
     #: (a registration storm is spread out; one registration never waits).
     #: 0 turns it off: the first probe then waits for the instance's phase.
     first_probes_per_second: float = 100.0
+    #: Bytes of filtered answers (`?meta.k=v`, `?status=`) kept for reuse, over
+    #: every view of the registry; the least recently read go first.
+    filter_cache_bytes: int = 4 * 1024 * 1024
+    #: `meta.<key>=<value>` pairs one read may filter on (422 past it).
+    max_filter_pairs: int = 16
+    #: Services one watch stream may name (422 past it; `*` follows every one).
+    max_watched_services: int = 256
+    #: UTF-8 bytes of an instance's metadata keys and values together (422 past it).
+    max_metadata_bytes: int = 4096
     probe_policy: ProbePolicy = field(default_factory=ProbePolicy)
     # False in cluster mode: the store's leases expire instances and the probe owner
     # deregisters long-unhealthy ones, so the local registry removes nothing on its own
@@ -71,6 +80,9 @@ class RegistryConfig:
             "max_instances",
             "max_body_bytes",
             "probe_max_body_bytes",
+            "max_filter_pairs",
+            "max_watched_services",
+            "max_metadata_bytes",
         )
         for name in at_least_one:
             value = getattr(self, name)
@@ -80,6 +92,8 @@ class RegistryConfig:
             self.self_preservation_min_instances, int
         ):
             raise ConfigError("self_preservation_min_instances", "must be a whole number >= 0")
+        if not isinstance(self.filter_cache_bytes, int) or self.filter_cache_bytes < 0:
+            raise ConfigError("filter_cache_bytes", "must be a whole number >= 0 (0: none kept)")
         if self.first_probes_per_second < 0:
             raise ConfigError("first_probes_per_second", "must be 0 (off) or more")
         if self.deregister_unhealthy_after < 0:

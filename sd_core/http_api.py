@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from .errors import FieldProblem, RequestError, query_error
 from .filters import InstanceFilter, read_filter
-from .models import HeartbeatRequest, MaintenanceRequest, RegisterRequest
+from .models import HeartbeatRequest, MaintenanceRequest, RegisterRequest, metadata_bytes
 from .pages import Page, page_headers
 from .registry import Registry
 from .render import encode
@@ -317,7 +317,7 @@ class HttpApi:
                 reason = _parse(MaintenanceRequest, call).reason if start and call.body else None
                 return MaintenanceWrite(route, params[0], params[1], start, reason)
             if route == _REGISTER:
-                return RegisterWrite(route, _parse(RegisterRequest, call))
+                return RegisterWrite(route, self._parse_register(call))
             return HeartbeatWrite(route, _parse(HeartbeatRequest, call))
         except RequestError as error:
             return error_response(error, route)
@@ -334,7 +334,9 @@ class HttpApi:
             self._authenticate("GET", request.authorization)
             if self.draining:
                 self._writable()
-            return parse_watch(request.query, last_event_id)
+            return parse_watch(
+                request.query, last_event_id, self.registry.config.max_watched_services
+            )
         except RequestError as error:
             return error_response(error, WATCH_ROUTE)
 
@@ -512,9 +514,27 @@ class HttpApi:
 
     def _register(self, call: _Call) -> Result:
         self._writable()
-        request = _parse(RegisterRequest, call)
+        request = self._parse_register(call)
         self.registry.register(request, call.now)
         return self.register_ok(request, call.route)
+
+    def _parse_register(self, call: _Call) -> RegisterRequest:
+        """A registration's body, its metadata's total size checked against the setting.
+
+        Per-entry limits alone let 64 entries of 1 KiB each through, repeated in
+        every view; the total is what an instance costs.
+        """
+        request = _parse(RegisterRequest, call)
+        limit = self.registry.config.max_metadata_bytes
+        size = metadata_bytes(request.metadata)
+        if size > limit:
+            problem = FieldProblem(
+                "metadata", f"at most {limit} bytes of keys and values together (UTF-8), got {size}"
+            )
+            raise RequestError(
+                "validation_error", 422, "Invalid fields: metadata", details=(problem,)
+            )
+        return request
 
     def _heartbeat(self, call: _Call) -> Result:
         self._writable()
@@ -558,7 +578,7 @@ class HttpApi:
         index = registry.global_index if scope is None else registry.service_index(scope)
         if not call.query:
             return index, None, None
-        wanted, wait, only = _read_params(call.query)
+        wanted, wait, only = _read_params(call.query, self.registry.config.max_filter_pairs)
         # Block only while the client is up to date: a passed index answers at
         # once, and so does one from the future (a registry restart), so the
         # client sees a lower index and starts again from 0.
@@ -617,7 +637,7 @@ class HttpApi:
     def _watch_unstreamed(self, call: _Call) -> Result:
         # Reached only through a frontend that does not hold streams: say so
         # the way an older registry would, so clients fall back to blocking queries.
-        parse_watch(call.query, None)
+        parse_watch(call.query, None, self.registry.config.max_watched_services)
         raise RequestError("not_found", 404, "Watch streams are not served here")
 
     def _token_access(self, call: _Call) -> Result:
@@ -761,7 +781,9 @@ def _instance_params(path: str, prefix: str) -> tuple[str, ...]:
     return ()
 
 
-def _read_params(query: bytes) -> tuple[int | None, float, InstanceFilter | None]:
+def _read_params(
+    query: bytes, max_filter_pairs: int
+) -> tuple[int | None, float, InstanceFilter | None]:
     """`index`, `wait` and the filter of a read's query string, or the 422 naming the bad one."""
     index: int | None = None
     wait = DEFAULT_WAIT
@@ -769,7 +791,7 @@ def _read_params(query: bytes) -> tuple[int | None, float, InstanceFilter | None
         pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     except ValueError:
         pairs = []
-    only = read_filter(pairs)
+    only = read_filter(pairs, max_filter_pairs)
     for key, value in pairs:
         if key == "index":
             if not value.isascii() or not value.isdigit() or len(value) > 19:

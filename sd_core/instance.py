@@ -124,10 +124,11 @@ class Instance:
         self.removed = False
         # Rendered bytes (see the module docstring): the instance's JSON
         # object, its Prometheus target group, and the encoded metadata and
-        # registered_at that only a re-registration changes.
-        self.rendered_json: bytes | None = None
-        self.rendered_target: bytes | None = None
-        self.rendered_tail: bytes | None = None
+        # registered_at that only a re-registration changes. Large ones are
+        # views into a cached body rather than copies (`render.share_fragments`).
+        self.rendered_json: bytes | memoryview | None = None
+        self.rendered_target: bytes | memoryview | None = None
+        self.rendered_tail: bytes | memoryview | None = None
 
     @classmethod
     def registered(cls, request: RegisterRequest, now: float, generation: int) -> Instance:

@@ -32,6 +32,12 @@ MAX_METADATA_VALUE = 1024
 MAX_HEALTH_ENDPOINT = 2048
 
 
+def metadata_bytes(metadata: dict[str, str]) -> int:
+    """What an instance's metadata weighs against `max_metadata_bytes`: its keys and
+    values in UTF-8, the text every view repeats."""
+    return sum(len(key.encode()) + len(value.encode()) for key, value in metadata.items())
+
+
 def _misplaced_port_or_url(value: str) -> str | None:
     """What to send instead when a host is really a URL or `host:port` (a common slip)."""
     scheme, separator, rest = value.partition("://")

@@ -73,7 +73,7 @@ class Registry:
         self.stats = Stats()
         self._now = now
         self._services: dict[str, Service] = {}
-        self.views = Views(self._services, wall_offset)
+        self.views = Views(self._services, wall_offset, config.filter_cache_bytes)
         self._count = 0
         self._global_index = 1
         self._tombstones: dict[str, int] = {}

@@ -11,6 +11,14 @@ too, while holding little more per instance: a fragment is an f-string
 (strings that need no escaping skip the encoder) plus the encoded metadata
 and registration time kept since the last (re-)registration
 (`Instance.rendered_tail`), and timestamps reuse the formatted second they fall in.
+
+A large fragment (most of it metadata) is not kept beside the bodies made of
+it: once a service's `instances` or `targets` body is joined, each large
+fragment becomes a `memoryview` of its place in that body, and the tail one
+of its place in the fragment (`share_fragments`). So an instance's JSON is
+held once by its record and the view it was joined into, not once more per
+fragment. Small fragments stay bytes: a memoryview (184 bytes) and the
+slicing would cost more than they save.
 """
 
 from __future__ import annotations
@@ -33,6 +41,10 @@ BUILTIN_LABELS = frozenset(
     {"instance", "service_name", "status", "load_percentage", "job", "maintenance"}
 )
 _NOT_IN_MAINTENANCE = b',"maintenance":null}'
+#: Fragments from this size on are shared with the body they were joined into.
+SHARE_MIN = 512
+
+Fragment = bytes | memoryview
 
 
 def encode(document: object) -> bytes:
@@ -77,7 +89,7 @@ def _string(text: str) -> str:
     return _encode(text)
 
 
-def instance_json(instance: Instance, wall_offset: float) -> bytes:
+def instance_json(instance: Instance, wall_offset: float) -> Fragment:
     cached = instance.rendered_json
     if cached is None:
         tail = instance.rendered_tail
@@ -101,8 +113,13 @@ def instance_json(instance: Instance, wall_offset: float) -> bytes:
             f',"last_heartbeat":"{iso_timestamp(instance.last_heartbeat + wall_offset)}"'
             f',"load_percentage":{instance.load!r}'
         )
-        cached = head.encode() + tail + _maintenance_json(instance, wall_offset)
+        head_bytes = head.encode()
+        cached = head_bytes + tail + _maintenance_json(instance, wall_offset)
         instance.rendered_json = cached
+        if len(tail) >= SHARE_MIN:  # the tail is kept as a view of the fragment
+            instance.rendered_tail = memoryview(cached)[
+                len(head_bytes) : len(head_bytes) + len(tail)
+            ]
     return cached
 
 
@@ -136,7 +153,7 @@ def metadata_labels(metadata: dict[str, str]) -> dict[str, str]:
     return labels
 
 
-def target_group_json(instance: Instance) -> bytes:
+def target_group_json(instance: Instance) -> Fragment:
     cached = instance.rendered_target
     if cached is None:
         labels = {
@@ -159,5 +176,53 @@ def join_instances(instances: Iterable[Instance], wall_offset: float) -> bytes:
     return b"[" + b",".join(instance_json(i, wall_offset) for i in instances) + b"]"
 
 
-def join_target_groups(instances: Iterable[Instance]) -> bytes:
-    return b"[" + b",".join(target_group_json(i) for i in instances) + b"]"
+def instances_body(
+    prefix: bytes, instances: list[Instance], suffix: bytes, wall_offset: float, *, share: bool
+) -> bytes:
+    """`prefix` + the instances' JSON array + `suffix`; `share`: its large fragments then
+    become views of it (only for a body cached until they change: a filtered one may
+    be evicted at any time, and must not be kept alive by them)."""
+    fragments = [instance_json(i, wall_offset) for i in instances]
+    body = b"".join((prefix, b"[", b",".join(fragments), b"]", suffix))
+    if share:
+        share_fragments(body, len(prefix) + 1, instances, fragments, wall_offset)
+    return body
+
+
+def targets_body(instances: list[Instance], *, share: bool) -> bytes:
+    """The instances' target groups as one array; `share` as for `instances_body`."""
+    fragments = [target_group_json(i) for i in instances]
+    body = b"[" + b",".join(fragments) + b"]"
+    if share:
+        share_fragments(body, 1, instances, fragments, None)
+    return body
+
+
+def share_fragments(
+    body: bytes,
+    start: int,
+    instances: list[Instance],
+    fragments: list[Fragment],
+    wall_offset: float | None,
+) -> None:
+    """Point each large fragment at its place in `body`, which lists them from `start`
+    separated by commas: the copy it was is freed. `wall_offset` None: target groups.
+    """
+    view: memoryview | None = None
+    position = start
+    for instance, fragment in zip(instances, fragments, strict=True):
+        size = len(fragment)
+        if size >= SHARE_MIN:
+            if view is None:
+                view = memoryview(body)
+            shared = view[position : position + size]
+            if wall_offset is None:
+                instance.rendered_target = shared
+            else:
+                instance.rendered_json = shared
+                tail = instance.rendered_tail
+                if tail is not None and len(tail) >= SHARE_MIN:
+                    # JSON = head + tail + maintenance: the tail ends where that starts.
+                    end = size - len(_maintenance_json(instance, wall_offset))
+                    instance.rendered_tail = shared[end - len(tail) : end]
+        position += size + 1

@@ -12,9 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from .filters import FilteredBodies, InstanceFilter
+from .filters import FilterCache, FilteredBodies, InstanceFilter
 from .instance import Instance
-from .render import encode, instance_json, join_instances, join_target_groups, target_group_json
+from .render import (
+    Fragment,
+    encode,
+    instance_json,
+    instances_body,
+    join_instances,
+    target_group_json,
+    targets_body,
+)
 from .service import Service
 from .status import Status
 
@@ -22,14 +30,21 @@ from .status import Status
 class Views:
     """Bodies by view: per service (`instances`, `healthy`, `targets`) and global."""
 
-    __slots__ = ("_global", "_global_filtered", "_services", "wall_offset")
+    __slots__ = ("_global", "_global_filtered", "_services", "filter_cache", "wall_offset")
 
-    def __init__(self, services: Mapping[str, Service], wall_offset: float) -> None:
-        """`services` is the registry's own mapping, read live."""
+    def __init__(
+        self,
+        services: Mapping[str, Service],
+        wall_offset: float,
+        filter_cache_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
+        """`services` is the registry's own mapping, read live; `filter_cache_bytes`
+        bounds the filtered bodies kept over every view (`filters.FilterCache`)."""
         self._services = services
         self.wall_offset = wall_offset
         self._global: dict[str, bytes] = {}
         self._global_filtered = FilteredBodies()
+        self.filter_cache = FilterCache(filter_cache_bytes)
 
     # ------------------------------------------------------ invalidation
 
@@ -78,17 +93,17 @@ class Views:
         service = self._services.get(name)
         if service is None:
             return None
-        return _cached(
+        return self._cached(
             service.cache,
             service.filtered,
             "instances",
             only,
-            lambda: (
-                b'{"service_name":'
-                + encode(name)
-                + b',"instances":'
-                + join_instances(_matching(service.sorted_instances(), only), self.wall_offset)
-                + b"}"
+            lambda: instances_body(
+                b'{"service_name":' + encode(name) + b',"instances":',
+                _matching(service.sorted_instances(), only),
+                b"}",
+                self.wall_offset,
+                share=only is None,
             ),
         )
 
@@ -97,7 +112,7 @@ class Views:
         service = self._services.get(name)
         if service is None:
             return b'{"service_name":' + encode(name) + b',"healthy_instances":[]}'
-        return _cached(
+        return self._cached(
             service.cache,
             service.filtered,
             "healthy",
@@ -118,12 +133,12 @@ class Views:
         service = self._services.get(name)
         if service is None:
             return b"[]"
-        return _cached(
+        return self._cached(
             service.cache,
             service.filtered,
             "targets",
             only,
-            lambda: join_target_groups(_matching(service.sorted_instances(), only)),
+            lambda: targets_body(_matching(service.sorted_instances(), only), share=only is None),
         )
 
     def all_services(self, only: InstanceFilter | None = None) -> bytes:
@@ -139,7 +154,7 @@ class Views:
             # MiB in between (they would stay in the allocator once freed).
             return b"".join(_all_services_pieces(groups, self.wall_offset, only is not None))
 
-        return _cached(self._global, self._global_filtered, "services", only, render)
+        return self._cached(self._global, self._global_filtered, "services", only, render)
 
     def all_targets(self, only: InstanceFilter | None = None) -> bytes:
         services = self._services
@@ -152,7 +167,27 @@ class Views:
             )
             return b"[" + b",".join(groups) + b"]"
 
-        return _cached(self._global, self._global_filtered, "targets", only, render)
+        return self._cached(self._global, self._global_filtered, "targets", only, render)
+
+    def _cached(
+        self,
+        cache: dict[str, bytes],
+        filtered: FilteredBodies,
+        view: str,
+        only: InstanceFilter | None,
+        render: Callable[[], bytes],
+    ) -> bytes:
+        """The cached body of `view` (under `only`, when filtered), rendered when missing."""
+        if only is None:
+            body = cache.get(view)
+            if body is None:
+                body = cache[view] = render()
+            return body
+        body = filtered.get(view, only)
+        if body is None:
+            body = render()
+            filtered.put(view, only, body, self.filter_cache)
+        return body
 
 
 def _serving(instance: Instance) -> bool:
@@ -163,29 +198,9 @@ def _matching(instances: list[Instance], only: InstanceFilter | None) -> list[In
     return instances if only is None else [i for i in instances if only.matches(i)]
 
 
-def _cached(
-    cache: dict[str, bytes],
-    filtered: FilteredBodies,
-    view: str,
-    only: InstanceFilter | None,
-    render: Callable[[], bytes],
-) -> bytes:
-    """The cached body of `view` (under `only`, when filtered), rendered when missing."""
-    if only is None:
-        body = cache.get(view)
-        if body is None:
-            body = cache[view] = render()
-        return body
-    body = filtered.get(view, only)
-    if body is None:
-        body = render()
-        filtered.put(view, only, body)
-    return body
-
-
 def _all_services_pieces(
     groups: Iterable[tuple[str, list[Instance]]], offset: float, skip_empty: bool
-) -> Iterator[bytes]:
+) -> Iterator[Fragment]:
     yield b'{"services":{'
     first = True
     for name, instances in groups:

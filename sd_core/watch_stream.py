@@ -26,19 +26,21 @@ so a stream cut between them is resumed before them, never after.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
 from .errors import query_error
+from .models import NAME_PATTERN
 from .registry import Registry
 from .render import encode
 
 WATCH_ROUTE = "/v1/discovery/watch"
 EVENT_STREAM = "text/event-stream"
 EVERY_SERVICE = "*"
-#: A stream may name at most this many services (use `*` for more).
-MAX_WATCHED_SERVICES = 1000
+#: The rule every endpoint applies to a service name (`models.ServiceName`).
+_SERVICE_NAME = re.compile(NAME_PATTERN)
 #: What a keep-alive writes: an SSE comment, ignored by every client.
 KEEPALIVE = b": keepalive\n\n"
 #: The first bytes of every stream: the reconnection delay EventSource clients use.
@@ -58,11 +60,14 @@ class WatchSpec(NamedTuple):
     since: int | None
 
 
-def parse_watch(query: bytes, last_event_id: str | None) -> WatchSpec:
+def parse_watch(query: bytes, last_event_id: str | None, max_services: int) -> WatchSpec:
     """The stream a request asks for, or the 422 naming the bad parameter.
 
-    `Last-Event-ID` wins over `?index=`: a reconnecting EventSource sends the
-    header on the URL of its first request, whose index is older.
+    A name is checked as every other endpoint checks one (no stream follows
+    a service that could never exist), and a stream names at most
+    `max_services` (`*` follows every one). `Last-Event-ID` wins over
+    `?index=`: a reconnecting EventSource sends the header on the URL of its
+    first request, whose index is older.
     """
     names: set[str] = set()
     every = False
@@ -71,16 +76,18 @@ def parse_watch(query: bytes, last_event_id: str | None) -> WatchSpec:
         if key == "service":
             if value == EVERY_SERVICE:
                 every = True
-            elif not value or len(value) > 256:
-                raise query_error("service", "must be a service name or *")
+            elif _SERVICE_NAME.fullmatch(value) is None:
+                raise query_error(
+                    "service", "must be a service name (1-128 of [A-Za-z0-9._-]) or *"
+                )
             else:
                 names.add(value)
+                if len(names) > max_services:
+                    raise query_error("service", f"at most {max_services} services; use * for more")
         elif key == "index":
             index = value
     if not every and not names:
         raise query_error("service", "name at least one service, or * for every service")
-    if len(names) > MAX_WATCHED_SERVICES:
-        raise query_error("service", f"at most {MAX_WATCHED_SERVICES} services; use * for more")
     if last_event_id is not None and last_event_id.strip():
         index, field = last_event_id.strip(), "Last-Event-ID"
     else:

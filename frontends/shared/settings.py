@@ -20,6 +20,7 @@ from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
 from .cluster_settings import ClusterSettings, load_cluster_settings
 from .dev_token import development_token
+from .state_file import unsafe_directory
 
 # Environment variable -> (RegistryConfig field, parser).
 _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
@@ -37,6 +38,10 @@ _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "SERVICE_DISCOVERY_MAX_BODY_BYTES": ("max_body_bytes", int),
     "HEALTH_CHECK_MAX_BODY_BYTES": ("probe_max_body_bytes", int),
     "HEALTH_CHECK_FIRST_PROBES_PER_SECOND": ("first_probes_per_second", float),
+    "SERVICE_DISCOVERY_FILTER_CACHE_BYTES": ("filter_cache_bytes", int),
+    "SERVICE_DISCOVERY_MAX_FILTER_PAIRS": ("max_filter_pairs", int),
+    "SERVICE_DISCOVERY_WATCH_MAX_SERVICES": ("max_watched_services", int),
+    "SERVICE_DISCOVERY_MAX_METADATA_BYTES": ("max_metadata_bytes", int),
 }
 _FIELD_TO_VARIABLE = {field: name for name, (field, _) in _REGISTRY_VARIABLES.items()}
 # Environment variable -> (Settings field, parser, minimum). Whole numbers
@@ -156,6 +161,8 @@ def load_settings(
         raise ConfigError(
             "SERVICE_DISCOVERY_STATE_FILE", f"directory {state_file.parent} does not exist"
         )
+    if state_file is not None and (unsafe := unsafe_directory(state_file)) is not None:
+        raise ConfigError("SERVICE_DISCOVERY_STATE_FILE", unsafe)
     if cluster is not None and state_file is not None:
         raise ConfigError(
             "SERVICE_DISCOVERY_STATE_FILE", "has no use in cluster mode (etcd holds the state)"

@@ -2,9 +2,12 @@
 
 Written atomically (temporary file, fsync, rename, fsync of the directory),
 so a crash at any moment leaves either the old snapshot or the new one, never
-half of one. A file that cannot be read is moved aside with one log line and
-the registry starts empty: losing the snapshot is bad, refusing to start is
-worse.
+half of one. The temporary file is created, never opened: `O_EXCL` and
+`O_NOFOLLOW`, mode 0600, so a link planted at its name in a shared directory
+cannot redirect the snapshot (metadata included) into another user's file,
+and the snapshot is readable by its owner only. A file that cannot be read
+is moved aside with one log line and the registry starts empty: losing the
+snapshot is bad, refusing to start is worse.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -62,14 +66,41 @@ def claim(path: Path) -> bool:
     return True
 
 
+def unsafe_directory(path: Path) -> str | None:
+    """Why `path`'s directory may not hold a state file, or None when it may.
+
+    A directory anyone may write to, without the sticky bit, lets anyone
+    replace the snapshot (rename over it) or the file it is written through.
+    """
+    try:
+        mode = path.parent.stat().st_mode
+    except OSError as error:
+        return f"directory {path.parent} cannot be read: {error.strerror}"
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        return f"directory {path.parent} is world-writable without the sticky bit"
+    return None
+
+
 def encode_snapshot(snapshot: dict[str, Any]) -> bytes:
     return json.dumps(snapshot, separators=(",", ":")).encode()
+
+
+#: How the temporary file is opened: created here or not at all, never through a link.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Replace `path` with `data` so that readers see all of it or none of it."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "wb") as handle:
+    try:
+        descriptor = os.open(temporary, _CREATE, 0o600)
+    except FileExistsError:
+        # Left by a crash of a process with this pid, or planted: remove the
+        # name (a link itself, not what it points to) and create it afresh. In
+        # a sticky directory someone else's file cannot be removed: that fails.
+        os.unlink(temporary)
+        descriptor = os.open(temporary, _CREATE, 0o600)
+    with open(descriptor, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())

@@ -14,7 +14,8 @@ tens of thousands open, a timer and a timeout object each were a good part of
 what an idle stream cost (docs/performance.md, scenario 6). One ticker per
 loop (`keep_alive`) visits a sixteenth of the streams per step, so the
 keep-alives of an idle registry are spread over the interval rather than
-written all at once.
+written all at once. The streams are kept by share too, so a step costs
+what its streams do, however many services each follows.
 
 `serve_watch` is the ASGI side both apps share: the checks of any read
 (auth, parameters, limits) answered as ordinary responses, then the stream.
@@ -116,6 +117,8 @@ class StreamHub:
         self._max_pending = max_pending_bytes
         self._by_service: dict[str, set[Stream]] = {}
         self._every: set[Stream] = set()
+        # Every open stream, by keep-alive share: what one ticker step visits.
+        self._shares: list[set[Stream]] = [set() for _ in range(KEEPALIVE_SHARES)]
         self.count = 0
         self.dropped = 0
         self.opened = 0  # streams opened so far (they take the ticker's shares in turn)
@@ -135,10 +138,12 @@ class StreamHub:
         stream.pending_bytes = len(first)
         stream.last_push = self.ticks
         stream.share = self.opened % KEEPALIVE_SHARES
+        self._shares[stream.share].add(stream)
         self.opened += 1
 
     def close(self, stream: Stream) -> None:
         """Forget `stream` (idempotent): its writer has ended."""
+        self._shares[stream.share].discard(stream)
         if stream.follows is None:
             if stream in self._every:
                 self._every.discard(stream)
@@ -203,15 +208,15 @@ class StreamHub:
         So an idle stream gets one every interval, and one that had an event at
         most two intervals after it.
         """
-        share = self.ticks % KEEPALIVE_SHARES
         quiet_since = self.ticks - KEEPALIVE_SHARES
-        for stream in self._streams():
-            if stream.share == share and stream.last_push <= quiet_since:
+        # A copy: a push may drop a stream, which leaves its share.
+        for stream in list(self._shares[self.ticks % KEEPALIVE_SHARES]):
+            if stream.last_push <= quiet_since:
                 self._push(stream, KEEPALIVE)
         self.ticks += 1
 
     def _streams(self) -> set[Stream]:
-        return {*self._every, *(s for group in self._by_service.values() for s in group)}
+        return set[Stream]().union(*self._shares)
 
     def drop(self, stream: Stream) -> None:
         """The reader fell too far behind: free its bytes and abort its writer."""

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import pytest
-from core_support import PROMETHEUS, SERVICES, Core
+from core_support import PROMETHEUS, SERVICES, Core, with_config
 
 from sd_core import BlockingWait
-from sd_core.filters import FILTERS_KEPT
+from sd_core.filters import InstanceFilter, entry_cost
 
 SERVICE = f"{SERVICES}/game-service"
 
 
-def _fleet() -> Core:
+def _fleet(core: Core | None = None) -> Core:
     """game-1 zone a healthy, game-2 zone b healthy, game-3 zone a unhealthy, game-4 unknown."""
-    core = Core()
+    core = core or Core()
     for n, zone in ((1, "a"), (2, "b"), (3, "a"), (4, "b")):
         core.register(instance=f"game-{n}", metadata={"zone": zone, "tier": "web"})
     core.probe(instance="game-1", passed=True)
@@ -84,12 +84,65 @@ def test_a_change_reaches_filtered_bodies() -> None:
     assert core.get(PROMETHEUS, query="status=healthy").body != targets
 
 
-def test_the_cache_of_filters_is_bounded() -> None:
-    core = _fleet()
-    for n in range(FILTERS_KEPT + 50):
-        core.get(SERVICE, query=f"meta.k={n}")
+def test_the_cache_of_filters_is_bounded_by_bytes_over_every_view() -> None:
+    """Long filter keys on every view and service: the registry's total stays in budget."""
+    budget = 64 * 1024
+    core = _fleet(Core(with_config(filter_cache_bytes=budget)))
+    cache = core.registry.views.filter_cache
+    paths = (SERVICES, SERVICE, f"{SERVICE}/healthy", f"{SERVICE}/instances", PROMETHEUS)
+    padding = "x" * 2000
+    for n in range(100):
+        for path in paths:
+            assert core.get(path, query=f"meta.k{n}={padding}").status == 200
+        assert cache.used <= budget
+    assert len(cache) > 10  # it still caches
     service = core.registry._services["game-service"]
-    assert len(service.filtered) == FILTERS_KEPT
+    kept = len(service.filtered) + len(core.registry.views._global_filtered)
+    assert kept == len(cache)
+    # The most recent filter is still a hit: the same bytes object.
+    query = f"meta.k99={padding}"
+    first = core.handle("GET", PROMETHEUS, query=query)
+    assert first.body is core.handle("GET", PROMETHEUS, query=query).body  # type: ignore[union-attr]
+
+
+def test_a_change_uncounts_what_it_forgets() -> None:
+    core = _fleet()
+    cache = core.registry.views.filter_cache
+    core.get(SERVICE, query="meta.zone=a")
+    core.get(PROMETHEUS, query="meta.zone=a")
+    assert cache.used > 0
+    core.register(instance="game-9")  # every view of game-service and the global ones
+    assert cache.used == 0
+    assert len(cache) == 0
+
+
+def test_a_body_over_the_whole_budget_is_served_but_not_kept() -> None:
+    core = _fleet(Core(with_config(filter_cache_bytes=100)))
+    assert len(core.get(SERVICE, query="meta.zone=a").body["instances"]) == 2
+    assert core.registry.views.filter_cache.used == 0
+
+
+def test_entry_cost_counts_the_key_and_the_body() -> None:
+    small = entry_cost(_key(1, 1), b"[]")
+    assert entry_cost(_key(1, 1001), b"[]") == small + 1000
+    assert entry_cost(_key(1, 1), b"[" + b" " * 1000 + b"]") == small + 1000
+
+
+def _key(pairs: int, value_length: int) -> InstanceFilter:
+    return InstanceFilter(tuple((f"k{n}", "v" * value_length) for n in range(pairs)), frozenset())
+
+
+def test_a_read_names_at_most_max_filter_pairs() -> None:
+    core = _fleet(Core(with_config(max_filter_pairs=3)))
+    assert core.get(SERVICE, query="meta.a=1&meta.b=2&meta.c=3").status == 200
+    query = "meta.a=1&meta.b=2&meta.c=3&meta.d=4"
+    for path in (SERVICES, SERVICE, f"{SERVICE}/healthy", f"{SERVICE}/instances", PROMETHEUS):
+        reply = core.get(path, query=query)
+        assert (reply.status, reply.error, reply.detail_fields) == (
+            422,
+            "validation_error",
+            ["meta"],
+        )
 
 
 def test_blocking_queries_combine_with_filters() -> None:

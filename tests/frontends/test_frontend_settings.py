@@ -58,6 +58,10 @@ EVERY_VARIABLE = {
     "SERVICE_DISCOVERY_MAX_INSTANCES": ("500", "registry.max_instances", 500),
     "SERVICE_DISCOVERY_MAX_BODY_BYTES": ("2048", "registry.max_body_bytes", 2048),
     "HEALTH_CHECK_MAX_BODY_BYTES": ("4096", "registry.probe_max_body_bytes", 4096),
+    "SERVICE_DISCOVERY_FILTER_CACHE_BYTES": ("65536", "registry.filter_cache_bytes", 65536),
+    "SERVICE_DISCOVERY_MAX_FILTER_PAIRS": ("4", "registry.max_filter_pairs", 4),
+    "SERVICE_DISCOVERY_WATCH_MAX_SERVICES": ("32", "registry.max_watched_services", 32),
+    "SERVICE_DISCOVERY_MAX_METADATA_BYTES": ("2048", "registry.max_metadata_bytes", 2048),
     "SERVICE_DISCOVERY_HOST": ("127.0.0.1", "host", "127.0.0.1"),
     "SERVICE_DISCOVERY_PORT": (" 8081 ", "port", 8081),
     "MAX_CONCURRENT_HEALTH_CHECKS": ("7", "max_concurrent_probes", 7),
@@ -197,6 +201,10 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
         {"SERVICE_DISCOVERY_STATE_FILE": "/no/such/directory/registry.json"},
         "SERVICE_DISCOVERY_STATE_FILE",
     ),
+    ({"SERVICE_DISCOVERY_MAX_FILTER_PAIRS": "0"}, "SERVICE_DISCOVERY_MAX_FILTER_PAIRS"),
+    ({"SERVICE_DISCOVERY_WATCH_MAX_SERVICES": "0"}, "SERVICE_DISCOVERY_WATCH_MAX_SERVICES"),
+    ({"SERVICE_DISCOVERY_MAX_METADATA_BYTES": "0"}, "SERVICE_DISCOVERY_MAX_METADATA_BYTES"),
+    ({"SERVICE_DISCOVERY_FILTER_CACHE_BYTES": "-1"}, "SERVICE_DISCOVERY_FILTER_CACHE_BYTES"),
 ]
 
 

@@ -127,3 +127,32 @@ def test_the_ticker_runs_while_streams_are_open_then_ends() -> None:
         assert slept == [8.0 / KEEPALIVE_SHARES] * 5
         assert hub.ticks == 5
         assert not hub.ticking and hub.start_ticking()  # the next stream starts another
+
+
+class HashCountingStream(RecordingStream):
+    """Counts the hub's set operations on it: what a ticker step spends per stream."""
+
+    __slots__ = ()
+    hashes = 0
+
+    def __hash__(self) -> int:
+        HashCountingStream.hashes += 1
+        return id(self)
+
+
+def test_a_ticker_step_costs_per_stream_not_per_followed_service() -> None:
+    """Streams following 300 services each: a whole interval of steps visits each once.
+
+    Each step used to gather every stream from every (service, stream) pair.
+    """
+    hub = make_hub()
+    streams = []
+    for number in range(32):
+        names = frozenset(f"svc-{number}-{n}" for n in range(300))
+        stream = HashCountingStream(names)
+        hub.open(stream, WatchSpec(names, None))
+        streams.append(stream)
+    HashCountingStream.hashes = 0
+    ticks(hub, 2 * KEEPALIVE_SHARES)
+    assert HashCountingStream.hashes <= 2 * 2 * len(streams)
+    assert [s.keepalives() for s in streams] == [1] * len(streams)
