@@ -37,6 +37,10 @@ class RegistryConfig:
     #: (a registration storm is spread out; one registration never waits).
     #: 0 turns it off: the first probe then waits for the instance's phase.
     first_probes_per_second: float = 100.0
+    #: Until an instance passes its first probe, a failed probe is retried after this
+    #: many seconds, doubling each time up to the interval (a replica that registers
+    #: a moment before it listens is seen within seconds, not an interval). 0: off.
+    first_probe_retry: float = 1.0
     probe_policy: ProbePolicy = field(default_factory=ProbePolicy)
     # False in cluster mode: the store's leases expire instances and the probe owner
     # deregisters long-unhealthy ones, so the local registry removes nothing on its own
@@ -82,6 +86,8 @@ class RegistryConfig:
             raise ConfigError("self_preservation_min_instances", "must be a whole number >= 0")
         if self.first_probes_per_second < 0:
             raise ConfigError("first_probes_per_second", "must be 0 (off) or more")
+        if self.first_probe_retry < 0:
+            raise ConfigError("first_probe_retry", "must be 0 (off) or more")
         if self.deregister_unhealthy_after < 0:
             raise ConfigError("deregister_unhealthy_after", "must be 0 (never) or more")
         if not 0 <= self.self_preservation_threshold < 1:

@@ -37,6 +37,7 @@ _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "SERVICE_DISCOVERY_MAX_BODY_BYTES": ("max_body_bytes", int),
     "HEALTH_CHECK_MAX_BODY_BYTES": ("probe_max_body_bytes", int),
     "HEALTH_CHECK_FIRST_PROBES_PER_SECOND": ("first_probes_per_second", float),
+    "HEALTH_CHECK_FIRST_RETRY_SECONDS": ("first_probe_retry", float),
 }
 _FIELD_TO_VARIABLE = {field: name for name, (field, _) in _REGISTRY_VARIABLES.items()}
 # Environment variable -> (Settings field, parser, minimum). Whole numbers
