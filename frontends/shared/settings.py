@@ -44,6 +44,7 @@ _FIELD_TO_VARIABLE = {field: name for name, (field, _) in _REGISTRY_VARIABLES.it
 # count things and must be at least the minimum; seconds must exceed it.
 _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
     "MAX_CONCURRENT_HEALTH_CHECKS": ("max_concurrent_probes", int, 1),
+    "HEALTH_CHECK_RESOLVER_THREADS": ("resolver_threads", int, 1),
     "SHUTDOWN_GRACE_SECONDS": ("shutdown_grace", float, 0),
     "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("max_blocking_queries", int, 1),
     "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("max_in_flight_requests", int, 1),
@@ -70,6 +71,9 @@ class Settings:
     secret_generated: bool = False
     read_token: str | None = None
     max_concurrent_probes: int = 100
+    # Threads that resolve probe targets' host names (IP literals need none), so
+    # slow DNS holds these and no probe of an address, and shutdown never waits.
+    resolver_threads: int = 4
     log_level: str = "INFO"
     shutdown_grace: float = 5.0
     state_file: Path | None = None
