@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sd_core import RegistryConfig, RunProbe
 from sd_core.testing import FakeClock, SimulatedCluster
+from sd_etcd.requests import RangeOp
 
 INTERVAL = 30.0
 CONFIG = RegistryConfig(
@@ -81,5 +82,8 @@ def test_an_unhealthy_instance_registering_again_starts_unknown_on_every_node() 
     up["from"] = restart + 1.5
     assert cluster.register(2, "orders", "orders-1").status == 200
     assert _statuses(cluster) == {"unknown"}
+    # In the store too, so a node that lists the prefix later shows the same.
+    health = cluster.nodes[0].layout.health("orders", "orders-1")
+    assert cluster.etcd.range(RangeOp(health), clock.now).kvs == ()
     healthy = _healthy_everywhere_at(cluster, restart + INTERVAL)
     assert healthy is not None and healthy - restart <= 3.0, healthy - restart
