@@ -32,14 +32,20 @@ def _healthy_everywhere_at(cluster: SimulatedCluster, until: float) -> float | N
     return None
 
 
-def test_a_replica_listening_after_it_registered_is_healthy_on_every_node_within_seconds() -> None:
-    clock = FakeClock(0.0)
+def _listening_later(clock: FakeClock) -> tuple[SimulatedCluster, dict[str, float]]:
+    """Three nodes whose instances' health endpoints answer from `listens["at"]` on
+    (never, until the test sets it)."""
     listens = {"at": float("inf")}
 
     def answer(probe: RunProbe) -> bool:
         return clock.now >= listens["at"]
 
-    cluster = SimulatedCluster(nodes=3, config=CONFIG, clock=clock, probe=answer)
+    return SimulatedCluster(nodes=3, config=CONFIG, clock=clock, probe=answer), listens
+
+
+def test_a_replica_listening_after_it_registered_is_healthy_on_every_node_within_seconds() -> None:
+    clock = FakeClock(0.0)
+    cluster, listens = _listening_later(clock)
     registered = clock.now
     listens["at"] = registered + 1.5
     assert cluster.register(1, "orders", "orders-1").status == 200
@@ -69,17 +75,12 @@ def test_failed_retries_do_not_turn_a_new_instance_unhealthy_sooner() -> None:
 
 def test_an_unhealthy_instance_registering_again_starts_unknown_on_every_node() -> None:
     clock = FakeClock(0.0)
-    up = {"from": float("inf")}
-
-    def answer(probe: RunProbe) -> bool:
-        return clock.now >= up["from"]
-
-    cluster = SimulatedCluster(nodes=3, config=CONFIG, clock=clock, probe=answer)
+    cluster, listens = _listening_later(clock)
     cluster.register(0, "orders", "orders-1")
     cluster.advance(2 * INTERVAL)
     assert _statuses(cluster) == {"unhealthy"}
     restart = clock.now
-    up["from"] = restart + 1.5
+    listens["at"] = restart + 1.5
     assert cluster.register(2, "orders", "orders-1").status == 200
     assert _statuses(cluster) == {"unknown"}
     # In the store too, so a node that lists the prefix later shows the same.

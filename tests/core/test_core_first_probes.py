@@ -19,14 +19,18 @@ from sd_core.testing import FakeClock, SimulatedRegistry
 INTERVAL = 30.0
 
 
-def _listening_from(clock: FakeClock, at: float) -> SimulatedRegistry:
-    """A registry whose instances' health endpoints answer from `at` on (nothing before)."""
+def _listening_from(clock: FakeClock, at: float, **config: float) -> SimulatedRegistry:
+    """A registry whose instances' health endpoints answer from `at` on (nothing before),
+    one orders-1 registered at the clock's time; `config` overrides the 30 s interval and
+    the failure threshold of 2."""
 
     def answer(probe: RunProbe) -> bool:
         return clock.now >= at
 
-    config = RegistryConfig(health_check_interval=INTERVAL, failure_threshold=2)
-    return SimulatedRegistry(config, clock=clock, probe=answer)
+    settings: dict[str, float] = {"health_check_interval": INTERVAL, "failure_threshold": 2}
+    sim = SimulatedRegistry(RegistryConfig(**{**settings, **config}), clock=clock, probe=answer)
+    sim.register("orders", "orders-1")
+    return sim
 
 
 def _healthy_at(sim: SimulatedRegistry, until: float, step: float = 0.25) -> float | None:
@@ -41,7 +45,6 @@ def _healthy_at(sim: SimulatedRegistry, until: float, step: float = 0.25) -> flo
 def test_a_replica_listening_after_it_registered_is_healthy_within_seconds() -> None:
     clock = FakeClock(0.0)
     sim = _listening_from(clock, 1.5)
-    sim.register("orders", "orders-1")
     sim.advance(0.0)  # the first probe, at once, fails
     assert sim.status_of("orders", "orders-1") == "unknown"
     healthy = _healthy_at(sim, INTERVAL)
@@ -99,9 +102,7 @@ def test_retries_stop_once_a_probe_passed() -> None:
 
 def test_an_instance_that_never_passed_is_retried_even_when_unhealthy() -> None:
     clock = FakeClock(0.0)
-    config = RegistryConfig(health_check_interval=INTERVAL, failure_threshold=1)
-    sim = SimulatedRegistry(config, clock=clock, probe=lambda probe: clock.now >= 1.5)
-    sim.register("orders", "orders-1")
+    sim = _listening_from(clock, 1.5, failure_threshold=1)
     sim.advance(0.0)
     assert sim.status_of("orders", "orders-1") == "unhealthy"  # threshold 1: at once
     healthy = _healthy_at(sim, INTERVAL)
@@ -139,9 +140,7 @@ def test_a_restarted_instance_registering_again_is_a_new_run() -> None:
 
 def test_retries_can_be_turned_off() -> None:
     clock = FakeClock(0.0)
-    config = RegistryConfig(health_check_interval=INTERVAL, first_probe_retry=0.0)
-    sim = SimulatedRegistry(config, clock=clock, probe=lambda probe: clock.now >= 1.5)
-    sim.register("orders", "orders-1")
+    sim = _listening_from(clock, 1.5, first_probe_retry=0.0)
     sim.advance(5.0)
     # Only the scheduled probes: at once, then at its phase (0.5 s), next 30 s later.
     assert len(sim.probes_run) == 2

@@ -77,14 +77,6 @@ def hanging() -> Iterator[HangingLookups]:
         lookups.release.set()  # the abandoned threads end
 
 
-@pytest.fixture
-def listening() -> Iterator[int]:
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(8)
-        yield server.getsockname()[1]
-
-
 def _tcp(host: str, port: int, instance: str = "db-1") -> RunProbe:
     return RunProbe("db", instance, f"tcp://{host}:{port}", 1, CheckType.TCP)
 
