@@ -304,6 +304,20 @@ def test_reregistration_at_the_same_address_keeps_the_status(
     assert after["metadata"] == {"v": "2"}
 
 
+def test_reregistration_of_an_unhealthy_instance_starts_a_new_run(
+    probe_api: Api, fake: MakeFake, unique: Names
+) -> None:
+    """A service that restarts registers again: its old `unhealthy` goes with the old run."""
+    instance = fake()
+    service = unique("rereg-unhealthy")
+    body = instance_body(service, "t", port=instance.port, health_endpoint="/503")
+    probe_api.register_ok(body)
+    _wait_for_status(probe_api, service, "unhealthy")
+    probe_api.register_ok(body)
+    # The probe streak restarted: two new failures are needed before `unhealthy` again.
+    assert probe_api.status(service, "t") == "unknown"
+
+
 @pytest.mark.parametrize("changed", ["port", "health_endpoint", "host"])
 def test_changed_address_resets_status_to_unknown(
     probe_api: Api, fake: MakeFake, unique: Names, changed: str
