@@ -49,6 +49,9 @@ CLUSTER_SKIPS = {
     "test_check_types.py::test_check_types_survive_a_restart": (
         "a state file is refused in cluster mode; the store keeps check types"
     ),
+    "test_registration.py::test_last_heartbeat_survives_a_restart": (
+        "a state file is refused in cluster mode; the store keeps heartbeat times"
+    ),
     "test_routing.py::test_health_needs_no_token_and_has_the_documented_fields": (
         "each node's /health names its own frontend (quart or trio), not `cluster`"
     ),

@@ -287,14 +287,21 @@ def test_alternating_outcomes_leave_unknown_unknown(
 # -- re-registration and probe state ------------------------------------------------
 
 
+def _registered_until(
+    probe_api: Api, fake: MakeFake, unique: Names, endpoint: str, status: str
+) -> tuple[str, dict[str, Any]]:
+    """A new service's instance `t` on a fake at `endpoint`, once it reads `status`."""
+    service = unique(f"rereg-{status}")
+    body = instance_body(service, "t", port=fake().port, health_endpoint=endpoint)
+    probe_api.register_ok(body)
+    _wait_for_status(probe_api, service, status)
+    return service, body
+
+
 def test_reregistration_at_the_same_address_keeps_the_status(
     probe_api: Api, fake: MakeFake, unique: Names
 ) -> None:
-    instance = fake()
-    service = unique("rereg-same")
-    body = instance_body(service, "t", port=instance.port, health_endpoint="/ok")
-    probe_api.register_ok(body)
-    _wait_for_status(probe_api, service, "healthy")
+    service, body = _registered_until(probe_api, fake, unique, "/ok", "healthy")
     before = probe_api.instance(service, "t")
     probe_api.register_ok({**body, "metadata": {"v": "2"}})
     after = probe_api.instance(service, "t")
@@ -302,6 +309,16 @@ def test_reregistration_at_the_same_address_keeps_the_status(
     assert after["status"] == "healthy"
     assert after["registered_at"] == before["registered_at"]
     assert after["metadata"] == {"v": "2"}
+
+
+def test_reregistration_of_an_unhealthy_instance_starts_a_new_run(
+    probe_api: Api, fake: MakeFake, unique: Names
+) -> None:
+    """A service that restarts registers again: its old `unhealthy` goes with the old run."""
+    service, body = _registered_until(probe_api, fake, unique, "/503", "unhealthy")
+    probe_api.register_ok(body)
+    # The probe streak restarted: two new failures are needed before `unhealthy` again.
+    assert probe_api.status(service, "t") == "unknown"
 
 
 @pytest.mark.parametrize("changed", ["port", "health_endpoint", "host"])

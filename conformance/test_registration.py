@@ -19,6 +19,7 @@ from conformance.client import (
     index_of,
     instance_body,
 )
+from conformance.dedicated_servers import StateFileServer
 from conformance.fixture_types import Names
 
 
@@ -248,3 +249,15 @@ def test_json_content_type_with_charset_is_accepted(api: Api, unique: Names) -> 
     )
     assert response.status_code == 200, response.text
     api.registered.add((service, "i"))
+
+
+def test_last_heartbeat_survives_a_restart(state_server: StateFileServer, unique: Names) -> None:
+    """A restored instance shows its real last heartbeat, not the restart (none happened)."""
+    service = unique("heartbeat-restart")
+    api = state_server.api
+    api.register_ok(instance_body(service, "i-1"))
+    shown = api.instance(service, "i-1")
+    api = state_server.restart()
+    restored = api.instance(service, "i-1")
+    assert shown is not None and restored is not None
+    assert restored["last_heartbeat"] == shown["last_heartbeat"]

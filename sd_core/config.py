@@ -46,6 +46,10 @@ class RegistryConfig:
     max_watched_services: int = 256
     #: UTF-8 bytes of an instance's metadata keys and values together (422 past it).
     max_metadata_bytes: int = 4096
+    #: Until an instance passes its first probe, a failed probe is retried after this
+    #: many seconds, doubling each time up to the interval (a replica that registers
+    #: a moment before it listens is seen within seconds, not an interval). 0: off.
+    first_probe_retry: float = 1.0
     probe_policy: ProbePolicy = field(default_factory=ProbePolicy)
     # False in cluster mode: the store's leases expire instances and the probe owner
     # deregisters long-unhealthy ones, so the local registry removes nothing on its own
@@ -96,6 +100,8 @@ class RegistryConfig:
             raise ConfigError("filter_cache_bytes", "must be a whole number >= 0 (0: none kept)")
         if self.first_probes_per_second < 0:
             raise ConfigError("first_probes_per_second", "must be 0 (off) or more")
+        if self.first_probe_retry < 0:
+            raise ConfigError("first_probe_retry", "must be 0 (off) or more")
         if self.deregister_unhealthy_after < 0:
             raise ConfigError("deregister_unhealthy_after", "must be 0 (never) or more")
         if not 0 <= self.self_preservation_threshold < 1:

@@ -94,12 +94,15 @@ class StoreStamp:
 @dataclass(frozen=True, slots=True)
 class Registration:
     """Add or update an instance. `restored_at`: its wall-clock registration time
-    when it comes back from a snapshot (then it is added quietly, probed at once).
-    `stamp`: the times of the store record it comes from (cluster mode)."""
+    when it comes back from a snapshot (then it is added quietly, probed at once),
+    and `heartbeat_at` the wall-clock time of its last heartbeat the snapshot saw
+    (None in a snapshot written without it). `stamp`: the times of the store
+    record it comes from (cluster mode)."""
 
     request: RegisterRequest
     restored_at: float | None = None
     stamp: StoreStamp | None = None
+    heartbeat_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,7 @@ class Instance:
         "instance_id",
         "last_health_check",
         "last_heartbeat",
+        "lease_from",
         "load",
         "load_at_rise",
         "maintenance",
@@ -77,11 +78,14 @@ class Instance:
         "probe_due",
         "probe_in_flight",
         "probe_rephase",
+        "probe_retry",
         "registered_at",
         "removed",
         "rendered_json",
         "rendered_tail",
         "rendered_target",
+        "retry_delay",
+        "retry_due",
         "service_name",
         "status",
         "successes",
@@ -113,6 +117,9 @@ class Instance:
         self.status = Status.UNKNOWN
         self.registered_at = now
         self.last_heartbeat = now
+        # When its TTL started running: its last heartbeat, except after a restore,
+        # which gives a full TTL from the restart while showing the real heartbeat.
+        self.lease_from = now
         self.last_health_check: float | None = None
         self.successes = 0
         self.failures = 0
@@ -121,6 +128,12 @@ class Instance:
         self.probe_due = 0.0
         self.probe_in_flight = False
         self.probe_rephase = False
+        # First-probe retries (see `Timers.retry_first`): the next delay (0: none, it
+        # passed a probe), the retry's due time (-1: none) and whether the probe in
+        # flight is such a retry (its failure does not count toward the threshold).
+        self.retry_delay = 0.0
+        self.retry_due = -1.0
+        self.probe_retry = False
         self.removed = False
         # Rendered bytes (see the module docstring): the instance's JSON
         # object, its Prometheus target group, and the encoded metadata and

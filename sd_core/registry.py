@@ -85,7 +85,7 @@ class Registry:
         self._status_counts = dict.fromkeys(Status, 0)
         self._preservation = SelfPreservation(config, self._effects.append)
         self._last_heartbeats = lambda: (
-            i.last_heartbeat for s in self._services.values() for i in s.instances.values()
+            i.lease_from for s in self._services.values() for i in s.instances.values()
         )
         # Cluster mode: the store revision of the change being applied (the index it
         # gives), and which instances this node probes (None: all of them).
@@ -140,7 +140,7 @@ class Registry:
             if current is None:
                 if self._count >= self.config.max_instances:
                     raise registry_full(self.config.max_instances)
-                self._add(request, now, change.restored_at, change.stamp)
+                self._add(request, now, change)
                 return True
             self._update(current, request, now, change.stamp)
             return False
@@ -202,7 +202,7 @@ class Registry:
         ttl = instance.check is CheckType.TTL
         if status is not None and not ttl:
             raise status_not_reported()
-        instance.last_heartbeat = now
+        instance.last_heartbeat = instance.lease_from = now
         self.stats.heartbeats += 1
         before = (instance.status, instance.load)
         if load is not None:
@@ -230,18 +230,13 @@ class Registry:
         else:
             self._set_status(instance, Signal.REPORTED_HEALTHY, "reported healthy", now)
 
-    def _add(
-        self,
-        request: RegisterRequest,
-        now: float,
-        restored_at: float | None,
-        stamp: StoreStamp | None = None,
-    ) -> None:
+    def _add(self, request: RegisterRequest, now: float, change: Registration) -> None:
         name = request.service_name
         instance = Instance.registered(request, now, next(self._generations))
+        stamp, restored_at = change.stamp, change.restored_at
         if stamp is not None:
             instance.registered_at = stamp.registered_at - self.wall_offset
-            instance.last_heartbeat = stamp.updated_at - self.wall_offset
+            instance.last_heartbeat = instance.lease_from = stamp.updated_at - self.wall_offset
         service = self._services.get(name)
         if service is None:
             # Cluster mode: a new service's index is only its own change's revision. A
@@ -261,6 +256,7 @@ class Registry:
         probed = instance.check.probed
         if probed:
             self._timers.probe_first(instance, now)
+            self._timers.start_retries(instance)
         self.stats.registrations += 1
         self._bump_index(service, instance)
         if restored_at is None:
@@ -273,8 +269,13 @@ class Registry:
                 self._reported(instance, Status.HEALTHY, now)
         else:
             # Restored: `unknown` until it is probed, or for a ttl check until
-            # it heartbeats (the registry cannot know what happened meanwhile).
+            # it heartbeats (the registry cannot know what happened meanwhile). It
+            # shows the last heartbeat the snapshot saw (none happened since), while
+            # its TTL runs from now (`lease_from`), a full TTL of grace.
             instance.registered_at = restored_at - self.wall_offset
+            heartbeat = change.heartbeat_at
+            shown = restored_at if heartbeat is None else max(restored_at, heartbeat)
+            instance.last_heartbeat = min(shown - self.wall_offset, now)
             if probed:
                 self._timers.probe_at_once(instance, now)
 
@@ -300,22 +301,29 @@ class Registry:
         instance.health_endpoint = request.health_endpoint
         instance.check = check
         instance.metadata = dict(request.metadata)
-        instance.last_heartbeat = now if stamp is None else stamp.updated_at - self.wall_offset
+        heartbeat = now if stamp is None else stamp.updated_at - self.wall_offset
+        instance.last_heartbeat = instance.lease_from = heartbeat
         if request.load_percentage is not None:
             instance.load = unit_load(request.load_percentage)
+        # Every re-registration starts a new incarnation (the service restarted, or
+        # moved): fresh probe streaks, probed at once with first-probe retries, and
+        # results of probes sent to the previous one are stale.
+        instance.generation = next(self._generations)
+        instance.successes = 0
+        instance.failures = 0
+        instance.probe_in_flight = False
         if address_changed:
-            instance.generation = next(self._generations)
-            instance.successes = 0
-            instance.failures = 0
-            instance.probe_in_flight = False
             self._set_status(instance, Signal.ADDRESS_CHANGED, "address changed", now)
-            if check.probed:
-                self._timers.probe_first(instance, now)
-            else:
-                self._timers.no_probes(instance)
+        elif check.probed:
+            self._set_status(instance, Signal.REREGISTERED, "registered again", now)
+        if check.probed:
+            self._timers.probe_first(instance, now)
+            self._timers.start_retries(instance)
+        else:
+            self._timers.no_probes(instance)
         if not check.probed and self._store_revision is None:  # counts as a heartbeat
             self._reported(instance, Status.HEALTHY, now)
-            visible_change = visible_change or instance.status != status_before
+        visible_change = visible_change or instance.status != status_before
         self.stats.re_registrations += 1
         self.views.instance_changed(service, instance, targets=True, registration=True)
         if visible_change or instance.load_moved(self.config.watch_load_delta):
@@ -402,41 +410,55 @@ class Registry:
         if instance is None or service is None or instance.generation != result.generation:
             self.stats.probes_stale += 1
             return False
-        instance.probe_in_flight = False
+        counts = self._came_back(instance, result, now)
         instance.last_health_check = now
         before = (instance.status, instance.load)
         if isinstance(result, ProbePassed):
-            self.stats.probes_passed += 1
             instance.successes += 1
             instance.failures = 0
             if result.load is not None:
                 instance.load = unit_load(result.load)
             self._set_status(instance, Signal.PROBE_PASSED, "probe passed", now)
-        else:
-            self.stats.probes_failed += 1
+        elif counts:
             instance.failures += 1
             instance.successes = 0
             self._set_status(instance, Signal.PROBE_FAILED, result.reason, now)
         self._touched(service, instance, before)
         return True
 
-    def probe_returned(self, result: ProbeResult, now: float) -> InstanceSnapshot | None:
+    def _came_back(self, instance: Instance, result: ProbeResult, now: float) -> bool:
+        """What every returned probe does in both modes: count it, end the probe in
+        flight, and end or go on with first-probe retries. False for a failed retry:
+        retries are extra probes, so its failure does not count toward the failure
+        threshold (an instance that never passed turns `unhealthy` no sooner than its
+        scheduled probes say)."""
+        retry = instance.probe_retry
+        instance.probe_in_flight = instance.probe_retry = False
+        if isinstance(result, ProbePassed):
+            self.stats.probes_passed += 1
+            self._timers.first_passed(instance)
+            return True
+        self.stats.probes_failed += 1
+        self._timers.retry_first(instance, now)
+        return not retry
+
+    def probe_returned(
+        self, result: ProbeResult, now: float
+    ) -> tuple[InstanceSnapshot, bool] | None:
         """Cluster mode: a probe came back, but the store decides the status.
 
-        Clears the probe in flight and returns the instance as it is, or None
-        when the result is stale (the instance is gone or moved).
+        Clears the probe in flight (and goes on with first-probe retries, as in
+        one process) and returns the instance as it is with whether the result
+        counts toward the thresholds (a failed retry does not), or None when the
+        result is stale (the instance is gone or moved).
         """
         self._advance(now)
         instance = self._find(result.service_name, result.instance_id)
         if instance is None or instance.generation != result.generation:
             self.stats.probes_stale += 1
             return None
-        instance.probe_in_flight = False
-        if isinstance(result, ProbePassed):
-            self.stats.probes_passed += 1
-        else:
-            self.stats.probes_failed += 1
-        return instance.snapshot()
+        counts = self._came_back(instance, result, now)
+        return instance.snapshot(), counts
 
     def _record_soft_state(self, change: SoftStateRecorded) -> bool:
         """Take the soft values the store holds (cluster mode): a heartbeat's or probe's
@@ -461,6 +483,7 @@ class Registry:
             load,
             checked,
         )
+        instance.lease_from = heartbeat
         self._touched(service, instance, before)
         return True
 
@@ -474,6 +497,8 @@ class Registry:
         if old == change.status and instance.last_health_check == checked:
             return False
         instance.last_health_check = checked
+        if change.status == Status.HEALTHY:
+            self._timers.first_passed(instance)  # some node's probe passed
         if change.status != old:
             instance.status = change.status
             self._status_counts[old] -= 1
@@ -522,13 +547,14 @@ class Registry:
         """Do everything due by `now`: hand out probes, expire, deregister."""
         self._advance(now)
         owns = self.probe_filter
-        for instance in self._timers.probes_due(now):
+        for instance, retry in self._timers.probes_due(now):
             if owns is not None and not owns(instance.service_name, instance.instance_id):
                 continue  # cluster mode: another node probes it
             if instance.probe_in_flight:
                 self.stats.probes_skipped += 1
                 continue
             instance.probe_in_flight = True
+            instance.probe_retry = retry
             self._effects.append(
                 RunProbe(
                     instance.service_name,
@@ -626,7 +652,10 @@ class Registry:
                 and self._find(entry.request.service_name, entry.request.instance_id) is None
                 and self._count < self.config.max_instances
             ):
-                self.apply(Registration(entry.request, restored_at=entry.registered_at), now)
+                restored_change = Registration(
+                    entry.request, restored_at=entry.registered_at, heartbeat_at=entry.heartbeat_at
+                )
+                self.apply(restored_change, now)
                 if entry.maintenance is not None:
                     reason, since = entry.maintenance
                     change = MaintenanceStarted(

@@ -3,16 +3,18 @@
 Apart from the state machine because it is a file format with its own rules
 (a version, validation of every entry, timestamps in wall-clock time), while
 putting the instances back is an ordinary registration (`Registry.restore`).
-Health and heartbeat times are left out on purpose: a restored instance
-starts `unknown` with a full TTL, because the registry cannot know what
-happened while it was down. Maintenance is kept (an operator's decision, not
-a measurement).
+Health is left out on purpose: a restored instance starts `unknown` with a
+full TTL, because the registry cannot know what happened while it was down.
+The last heartbeat's time is kept, for display only: a restored instance shows
+the heartbeat that really happened, not the restart. Maintenance is kept (an
+operator's decision, not a measurement).
 
-Fields were added without a new version: `check` (read like a registration's)
-and `maintenance` (`{"reason", "since"}`, present only while in maintenance).
-A snapshot from before them loads as http checks out of maintenance, and an
-older registry reading a newer snapshot ignores them rather than refusing
-the whole file.
+Fields were added without a new version: `check` (read like a registration's),
+`maintenance` (`{"reason", "since"}`, present only while in maintenance) and
+`last_heartbeat`. A snapshot from before them loads as http checks out of
+maintenance showing their registration as the last heartbeat, and an older
+registry reading a newer snapshot ignores them rather than refusing the whole
+file.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class SavedInstance(NamedTuple):
     request: RegisterRequest
     registered_at: float
     maintenance: tuple[str | None, float] | None = None  # (reason, wall-clock since)
+    heartbeat_at: float | None = None  # wall clock; None when the entry has none
 
 
 def write_snapshot(
@@ -58,6 +61,7 @@ def _saved(instance: Instance, wall_offset: float) -> dict[str, Any]:
         "metadata": dict(instance.metadata),
         "load_percentage": instance.load,
         "registered_at": instance.registered_at + wall_offset,
+        "last_heartbeat": instance.last_heartbeat + wall_offset,
         "check": {"type": instance.check.value},
     }
     maintenance = instance.maintenance
@@ -96,7 +100,13 @@ def _entry(entry: Any) -> SavedInstance | None:
         return None
     if not _is_timestamp(registered_at):
         return None
-    return SavedInstance(request, float(registered_at), _maintenance(entry.get("maintenance")))
+    heartbeat = entry.get("last_heartbeat")
+    return SavedInstance(
+        request,
+        float(registered_at),
+        _maintenance(entry.get("maintenance")),
+        float(heartbeat) if _is_timestamp(heartbeat) else None,
+    )
 
 
 def _maintenance(saved: object) -> tuple[str | None, float] | None:

@@ -28,6 +28,9 @@ class Signal(StrEnum):
     PROBE_PASSED = "probe_passed"
     PROBE_FAILED = "probe_failed"
     ADDRESS_CHANGED = "address_changed"
+    # The same instance id registered again (a restart): an old `unhealthy` verdict
+    # was about the previous run, while `healthy` stands until probes say otherwise.
+    REREGISTERED = "reregistered"
     # A heartbeat of an instance with a ttl check: its own word, no streak needed.
     REPORTED_HEALTHY = "reported_healthy"
     REPORTED_UNHEALTHY = "reported_unhealthy"
@@ -47,6 +50,9 @@ TRANSITIONS: dict[tuple[Status, Signal], tuple[Status, Needs]] = {
     (Status.UNHEALTHY, Signal.PROBE_PASSED): (Status.HEALTHY, "success_streak"),
     (Status.UNHEALTHY, Signal.PROBE_FAILED): (Status.UNHEALTHY, "nothing"),
     (Status.UNHEALTHY, Signal.ADDRESS_CHANGED): (Status.UNKNOWN, "nothing"),
+    (Status.UNKNOWN, Signal.REREGISTERED): (Status.UNKNOWN, "nothing"),
+    (Status.HEALTHY, Signal.REREGISTERED): (Status.HEALTHY, "nothing"),
+    (Status.UNHEALTHY, Signal.REREGISTERED): (Status.UNKNOWN, "nothing"),
     (Status.UNKNOWN, Signal.REPORTED_HEALTHY): (Status.HEALTHY, "nothing"),
     (Status.HEALTHY, Signal.REPORTED_HEALTHY): (Status.HEALTHY, "nothing"),
     (Status.UNHEALTHY, Signal.REPORTED_HEALTHY): (Status.HEALTHY, "nothing"),

@@ -86,8 +86,42 @@ class Timers:
         self._push(self._probes, slot, instance)
 
     def no_probes(self, instance: Instance) -> None:
-        """Stop probing an instance (its check became ttl): its heap entry turns stale."""
+        """Stop probing an instance (its check became ttl): its heap entries turn stale."""
         instance.probe_due = -1.0
+        self.first_passed(instance)
+
+    # -------------------------------------------------- first-probe retries
+
+    def start_retries(self, instance: Instance) -> None:
+        """A new incarnation (registered, re-registered, moved, restored): until it
+        passes a probe, failed probes are retried soon (`retry_first`)."""
+        instance.retry_delay = self._config.first_probe_retry
+        instance.retry_due = -1.0
+
+    def first_passed(self, instance: Instance) -> None:
+        """It passed a probe (or stopped being probed): no more retries."""
+        instance.retry_delay = 0.0
+        instance.retry_due = -1.0
+
+    def retry_first(self, instance: Instance, now: float) -> None:
+        """A probe of an instance that never passed one failed: probe again soon.
+
+        A replica usually registers a moment before its port listens (a FastAPI
+        lifespan, Flask's `with client.registered(): app.run()`), so its first
+        probe fails; waiting for its slot in the interval left it invisible to
+        healthy reads for up to an interval. Retries back off (1, 2, 4 ... s by
+        default) and only fill the time before the next scheduled probe, which
+        keeps its phase: a retry never delays it. Once the backoff reaches the
+        interval, the scheduled probes are as frequent and retries end.
+        """
+        delay = instance.retry_delay
+        due = now + delay
+        if delay <= 0 or due >= instance.probe_due:
+            return  # none wanted, or the scheduled probe comes first
+        instance.retry_due = due
+        self._push(self._probes, due, instance)
+        following = delay * 2
+        instance.retry_delay = following if following < self._config.health_check_interval else 0.0
 
     def probe_at_once(self, instance: Instance, now: float) -> None:
         """Probe now, then move to its phase (a restored instance's health is unknown)."""
@@ -95,14 +129,22 @@ class Timers:
         instance.probe_rephase = True
         self._push(self._probes, now, instance)
 
-    def probes_due(self, now: float) -> Iterator[Instance]:
-        """Instances whose probe time came by `now`, each already rescheduled."""
+    def probes_due(self, now: float) -> Iterator[tuple[Instance, bool]]:
+        """Instances whose probe time came by `now`, each already rescheduled, and
+        whether the probe is a first-probe retry (True) or a scheduled one."""
         heap = self._probes
         interval = self._config.health_check_interval
         while heap and heap[0][0] <= now:
             due, _, instance = heapq.heappop(heap)
-            if instance.removed or due != instance.probe_due:
-                continue  # a stale entry: removed or rescheduled since
+            if instance.removed:
+                continue
+            if due == instance.retry_due:
+                instance.retry_due = -1.0
+                yield instance, True
+                continue
+            if due != instance.probe_due:
+                continue  # a stale entry: rescheduled since
+            instance.retry_due = -1.0  # the scheduled probe stands in for a pending retry
             following = due + interval
             if instance.probe_rephase:  # probed at once after a restore: now spread out
                 instance.probe_rephase = False
@@ -111,13 +153,13 @@ class Timers:
                 following += interval * ((now - following) // interval + 1)
             instance.probe_due = following
             self._push(heap, following, instance)
-            yield instance
+            yield instance, False
 
     # ------------------------------------------------------------ expiry
 
     def expire_later(self, instance: Instance) -> None:
-        """(Re)schedule expiry a TTL after the instance's last heartbeat."""
-        self._push(self._expiry, instance.last_heartbeat + self._config.registration_ttl, instance)
+        """(Re)schedule expiry a TTL after the instance's lease started (its last heartbeat)."""
+        self._push(self._expiry, instance.lease_from + self._config.registration_ttl, instance)
 
     def expired(self, now: float) -> list[Instance]:
         """Instances with no heartbeat for a TTL by `now`, taken off the schedule."""
@@ -129,7 +171,7 @@ class Timers:
             if instance.removed:
                 heapq.heappop(heap)
                 continue
-            deadline = instance.last_heartbeat + ttl
+            deadline = instance.lease_from + ttl
             if deadline > now:  # heartbeats moved it on since it was pushed
                 heapq.heapreplace(heap, (deadline, next(self._seq), instance))
                 continue

@@ -259,6 +259,8 @@ class Runtime:
         else:
             self.registry.record_probe(result, self.clock())
         self.settle()
+        # A failed first probe may bring a retry forward without any effect to settle.
+        self._rearm()
 
     def settle(self) -> None:
         """Route everything the core decided to the driver and watchers, then re-arm the driver."""
@@ -278,10 +280,14 @@ class Runtime:
                     cluster.route(effect)
                 else:
                     log_effect(effect)
-            deadline = self._next_deadline()
-            wakes = self.driver_sleeps_until
-            if deadline is not None and (wakes is None or deadline < wakes):
-                self.driver.wake()
+            self._rearm()
+
+    def _rearm(self) -> None:
+        """Wake the probe driver if the core's next deadline came before its wake-up."""
+        deadline = self._next_deadline()
+        wakes = self.driver_sleeps_until
+        if deadline is not None and (wakes is None or deadline < wakes):
+            self.driver.wake()
 
     def begin_drain(self, *, exit_after: float | None = None) -> None:
         """Refuse writes, answer every parked blocking query, and write the snapshot, at once.

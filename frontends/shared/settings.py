@@ -42,12 +42,14 @@ _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "SERVICE_DISCOVERY_MAX_FILTER_PAIRS": ("max_filter_pairs", int),
     "SERVICE_DISCOVERY_WATCH_MAX_SERVICES": ("max_watched_services", int),
     "SERVICE_DISCOVERY_MAX_METADATA_BYTES": ("max_metadata_bytes", int),
+    "HEALTH_CHECK_FIRST_RETRY_SECONDS": ("first_probe_retry", float),
 }
 _FIELD_TO_VARIABLE = {field: name for name, (field, _) in _REGISTRY_VARIABLES.items()}
 # Environment variable -> (Settings field, parser, minimum). Whole numbers
 # count things and must be at least the minimum; seconds must exceed it.
 _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
     "MAX_CONCURRENT_HEALTH_CHECKS": ("max_concurrent_probes", int, 1),
+    "HEALTH_CHECK_RESOLVER_THREADS": ("resolver_threads", int, 1),
     "SHUTDOWN_GRACE_SECONDS": ("shutdown_grace", float, 0),
     "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("max_blocking_queries", int, 1),
     "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("max_in_flight_requests", int, 1),
@@ -76,6 +78,9 @@ class Settings:
     secret_file: Path | None = None
     read_token: str | None = None
     max_concurrent_probes: int = 100
+    # Threads that resolve probe targets' host names (IP literals need none), so
+    # slow DNS holds these and no probe of an address, and shutdown never waits.
+    resolver_threads: int = 4
     log_level: str = "INFO"
     shutdown_grace: float = 5.0
     state_file: Path | None = None

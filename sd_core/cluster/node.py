@@ -450,7 +450,9 @@ class ClusterNode:
             reported = self._reported(current, Status.HEALTHY, stamp)
             if reported is not None:
                 ops.append(PutOp(self.layout.health(*key), reported.encode()))
-        elif moved:  # a new address starts unknown everywhere, as in single-process mode
+        elif moved or (entry is not None and _unhealthy(entry)):
+            # A new address, or a new run of an unhealthy one, starts unknown everywhere,
+            # as in single-process mode (Registry._update).
             ops.append(DeleteRangeOp(self.layout.health(*key)))
         # It counts as a heartbeat (and, for a ttl check, as a health check): soft state
         # last, so a listing that applies it after the health key shows the same.
@@ -701,19 +703,20 @@ class ClusterNode:
 
     def probe_result(self, result: ProbeResult, now: float) -> None:
         """A probe this node ran: count the streak, write a status change to the store."""
-        instance = self.registry.probe_returned(result, now)
+        returned = self.registry.probe_returned(result, now)
         key = (result.service_name, result.instance_id)
         entry = self.view.entries.get(key)
-        if instance is None or entry is None:
+        if returned is None or entry is None:
             self._streaks.pop(key, None)
             return
+        instance, counts = returned
         streak = self._streaks.get(key)
         if streak is None or streak.generation != result.generation:
             streak = self._streaks[key] = _Streak(result.generation)
         passed = isinstance(result, ProbePassed)
         if passed:
             streak.successes, streak.failures = streak.successes + 1, 0
-        else:
+        elif counts:  # a failed first-probe retry does not count (Registry._came_back)
             streak.failures, streak.successes = streak.failures + 1, 0
         status = next_status(
             instance.status,
@@ -779,6 +782,10 @@ class ClusterNode:
             mod_revision_is(self.layout.health(*key), entry.health_mod),
         ]
         self.removals.remove(key, guards, RemovalReason.UNHEALTHY_TOO_LONG)
+
+
+def _unhealthy(entry: Entry) -> bool:
+    return entry.health is not None and entry.health.status == Status.UNHEALTHY
 
 
 def _answered(

@@ -5,6 +5,11 @@ not answered automatically: they wait in `Core.pending` until a test answers
 them, so hysteresis, generations and stale results can be scripted exactly.
 `advance_to` moves time like a real driver: it wakes at every deadline the
 core names on the way and records when it woke.
+
+First-probe retries are off here unless a test turns them on
+(`first_probe_retry`): a test that scripts streaks answers each probe the
+core hands out, and retries would put extra ones between them. The tests of
+retries (tests/core/test_core_first_probes.py) turn them on.
 """
 
 from __future__ import annotations
@@ -141,7 +146,7 @@ class Core:
         wall_offset: float = WALL_OFFSET,
         read_token: str | None = READ_TOKEN,
     ) -> None:
-        self.config = config or RegistryConfig()
+        self.config = config or with_config()
         self.now = start
         self.registry = Registry(self.config, now=start, wall_offset=wall_offset)
         self.api = HttpApi(
@@ -318,4 +323,5 @@ class Core:
 
 
 def with_config(**overrides: Any) -> RegistryConfig:
-    return RegistryConfig(**overrides)
+    """A config with `overrides`; first-probe retries off unless they say otherwise."""
+    return RegistryConfig(**{"first_probe_retry": 0.0, **overrides})

@@ -172,6 +172,10 @@ TABLE: list[tuple[Status, Signal, int, int, Status]] = [
     (Status.UNHEALTHY, Signal.PROBE_FAILED, 0, 1, Status.UNHEALTHY),
     (Status.UNHEALTHY, Signal.PROBE_FAILED, 0, 7, Status.UNHEALTHY),
     (Status.UNHEALTHY, Signal.ADDRESS_CHANGED, 0, 4, Status.UNKNOWN),
+    # Registered again (a restart): an old verdict of unhealthy goes, healthy stands.
+    (Status.UNKNOWN, Signal.REREGISTERED, 0, 3, Status.UNKNOWN),
+    (Status.HEALTHY, Signal.REREGISTERED, 4, 0, Status.HEALTHY),
+    (Status.UNHEALTHY, Signal.REREGISTERED, 0, 4, Status.UNKNOWN),
     # A ttl check's heartbeat: the instance's own word, at once, whatever the streaks.
     (Status.UNKNOWN, Signal.REPORTED_HEALTHY, 0, 0, Status.HEALTHY),
     (Status.HEALTHY, Signal.REPORTED_HEALTHY, 0, 5, Status.HEALTHY),

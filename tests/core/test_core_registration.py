@@ -161,15 +161,17 @@ def test_address_change_resets_probe_counters() -> None:
     assert core.status() == "unhealthy"
 
 
-def test_reregistration_with_same_address_keeps_status_and_schedule() -> None:
+def test_reregistration_with_same_address_keeps_healthy_and_probes_the_new_run() -> None:
     core = _healthy_core()
-    due_before = core.registry.next_deadline()
-    core.now += 1
+    old = core.take_probe()  # in flight when the instance registers again
     core.effects.clear()
     core.register(metadata={"a": "b"})
-    assert core.status() == "healthy"
+    assert core.status() == "healthy"  # a running instance registering again stays visible
     assert not any(isinstance(e, StatusChanged) for e in core.effects)
-    assert core.registry.next_deadline() == due_before
+    assert core.registry.next_deadline() == core.now  # the new run is probed at once
+    assert core.answer(old, passed=False) is False  # the previous run's probe is stale
+    fresh = core.take_probe()
+    assert fresh.generation != old.generation
 
 
 def test_heartbeat_renews_and_sets_load() -> None:

@@ -57,7 +57,8 @@ def test_snapshot_round_trip_keeps_descriptions_not_health() -> None:
                 assert new[key] == old[key], key
             assert new["status"] == "unknown"
             assert new["last_health_check"] is None
-            assert new["last_heartbeat"] == iso(target.now)
+            # The heartbeat that happened, not the restart (none happened since).
+            assert new["last_heartbeat"] == old["last_heartbeat"]
     assert target.registry.status_counts() == {"unknown": 3, "healthy": 0, "unhealthy": 0}
 
 
@@ -83,6 +84,37 @@ def test_restored_instances_get_a_full_ttl() -> None:
     target.advance_to(restored_at + 180)
     assert target.services().keys() == {"game"}
     assert [i["instance_id"] for i in target.services()["game"]] == ["g-1"]
+
+
+def test_restored_instances_show_the_heartbeat_that_happened() -> None:
+    source = Core(with_config(registration_ttl=1e6))
+    source.register("game", "g-1")
+    source.now += 40
+    source.heartbeat("game", "g-1")
+    heartbeat = source.instance("game", "g-1")["last_heartbeat"]
+    document = source.registry.snapshot()
+    assert document["instances"][0]["last_heartbeat"] == source.now + 1_705_314_600.0
+    # The registry is down for ten minutes, then restores the snapshot.
+    target = _reloaded(document, start=source.now + 600)
+    assert target.instance("game", "g-1")["last_heartbeat"] == heartbeat
+    # Its TTL still runs from the restart: a full TTL of grace (above), not from then.
+    target.now += 1
+    target.heartbeat("game", "g-1")
+    assert target.instance("game", "g-1")["last_heartbeat"] == iso(target.now)
+
+
+def test_a_snapshot_without_heartbeats_shows_the_registration_instead() -> None:
+    entry = _entry()
+    document = {
+        "format": "service-discovery-snapshot",
+        "version": 1,
+        "global_index": 3,
+        "instances": [entry, _entry(instance_id="i-2", last_heartbeat="yesterday")],
+    }
+    target = _reloaded(document)
+    for instance in ("i-1", "i-2"):
+        shown = target.instance("svc", instance)
+        assert shown["last_heartbeat"] == shown["registered_at"]  # not the restart
 
 
 def test_restored_instances_are_probed_at_once_then_spread() -> None:

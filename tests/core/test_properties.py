@@ -100,6 +100,9 @@ class RegistryMachine(RuleBasedStateMachine):
             deregister_unhealthy_after=UNHEALTHY_AFTER,
             watch_load_delta=DELTA,
             self_preservation_threshold=0.0,
+            # The model counts every probe; retries are tested on their own
+            # (tests/core/test_core_first_probes.py).
+            first_probe_retry=0.0,
         )
         self.now = 0.0
         self.registry = Registry(config, now=self.now, wall_offset=WALL)
@@ -237,11 +240,14 @@ class RegistryMachine(RuleBasedStateMachine):
         item.last_heartbeat = self.now
         if load is not None:
             item.load = load
-        if moved:
-            if item.generation is not None:
-                self.retired.add(item.generation)
-            item.generation = None
-            item.successes = item.failures = 0
+        # Every re-registration is a new incarnation: fresh streaks, old probes stale;
+        # a move resets the status, and an unhealthy one goes back to unknown anyway.
+        if item.generation is not None:
+            self.retired.add(item.generation)
+        item.generation = None
+        item.successes = item.failures = 0
+        if moved or item.status == "unhealthy":
+            visible = visible or item.status != "unknown"
             self._set_status(item, "unknown")
         if visible or item.load_moved():
             item.load_at_rise = item.load

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,12 @@ async def socket_pair() -> AsyncIterator[SocketPair]:
     ours, theirs = trio.socket.socketpair()
     async with trio.SocketStream(ours) as mine, trio.SocketStream(theirs) as peer:
         yield mine, peer
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A loopback port that accepts connections (the backlog takes them; nobody reads)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]

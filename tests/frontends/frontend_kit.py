@@ -50,6 +50,9 @@ BASE_ENV: dict[str, str] = {
     "HEALTH_CHECK_TIMEOUT_SECONDS": "2",
     "HEALTH_CHECK_FAILURE_THRESHOLD": "2",
     "HEALTH_CHECK_SUCCESS_THRESHOLD": "1",
+    # Only the scheduled probes: scenarios count probes per interval (the core's
+    # tests cover first-probe retries).
+    "HEALTH_CHECK_FIRST_RETRY_SECONDS": "0",
 }
 
 Fetch = Callable[[RunProbe], Awaitable[ProbeResult]]

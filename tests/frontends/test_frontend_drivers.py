@@ -517,3 +517,32 @@ def test_a_fetch_raising_timeout_error_itself_is_a_crash_not_a_timeout(
         assert (when, result.reason) == (started[0], "probe error: TimeoutError")
 
     make_kit().run(scenario)
+
+
+def test_a_failed_first_probe_is_retried_within_seconds_on_a_long_interval(
+    make_kit: Callable[[], Kit],
+) -> None:
+    """The retry a failed probe brings forward wakes the driver (no other event does)."""
+    probed: list[float] = []
+
+    async def scenario(kit: Kit, group: Group) -> None:
+        listening_from = kit.clock() + 1.5
+
+        async def fetch(probe: RunProbe) -> ProbeResult:
+            probed.append(kit.clock())
+            if kit.clock() >= listening_from:
+                return passed(probe)
+            return ProbeFailed(probe.service_name, probe.instance_id, probe.generation, "refused")
+
+        runtime = make_runtime(
+            kit, fetch, HEALTH_CHECK_INTERVAL_SECONDS="3600", HEALTH_CHECK_FIRST_RETRY_SECONDS="1"
+        )
+        group.start_soon(runtime.driver.run)
+        start = kit.clock()
+        register(runtime, "svc", "late")  # its scheduled probes fall 18 minutes in
+        await kit.sleep(10)
+        assert status_of(runtime, "svc", "late") == "healthy"
+        # At once (refused), a second later (refused), two more (listening: passed).
+        assert [t - start for t in probed] == [pytest.approx(t, abs=EXACT) for t in (0, 1, 3)]
+
+    make_kit().run(scenario)

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import trio
 
-from frontends.shared.probing import addresses as probe_addresses
 from frontends.shared.probing import make_prober
 from frontends.shared.probing.builtin_client import PlainProbeClient
 from frontends.shared.probing.httpx_client import HttpxProber
+from frontends.shared.probing.resolver import HostResolver
 from frontends.shared.probing.tcp_client import TcpProber
 from frontends.shared.settings import load_settings
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
@@ -468,24 +468,24 @@ def test_a_refused_address_is_never_contacted(
 
 @both_loops
 def test_the_resolved_addresses_are_tried_in_turn_up_to_three(
-    run: Runner, peers: Callable[..., Peer], monkeypatch: pytest.MonkeyPatch
+    run: Runner, peers: Callable[..., Peer]
 ) -> None:
     peer = peers(always(response("200 OK")))
     resolved: list[str] = []
 
-    async def addresses(host: str, port: int) -> list[str]:
+    def addresses(host: str, port: int) -> list[str]:
         assert (host, port) == ("svc.internal", peer.port)
-        return resolved
+        return list(resolved)
 
-    monkeypatch.setattr(probe_addresses, "_addresses", addresses)
+    resolver = HostResolver(lookup=addresses)
     probe = RunProbe("svc", "i-1", f"http://svc.internal:{peer.port}/health", generation=3)
     # Nothing listens on 127.0.0.2-4 at the peer's port; the metadata address is refused.
     resolved[:] = ["169.254.169.254", "127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.1"]
-    [result], _ = probe_all(run, [probe])
+    [result], _ = probe_all(run, [probe], resolver=resolver)
     assert isinstance(result, ProbeFailed) and result.reason.startswith("ConnectError")
     assert peer.connections == 0
     resolved[:] = ["127.0.0.2", "127.0.0.1"]
-    [result], _ = probe_all(run, [probe])
+    [result], _ = probe_all(run, [probe], resolver=resolver)
     assert result == ProbePassed(*KEY)
     assert f"host: svc.internal:{peer.port}".encode() in peer.requests[0]
 

@@ -16,9 +16,9 @@ import httpx
 import pytest
 import trio
 
-from frontends.shared.probing import addresses as probe_addresses
 from frontends.shared.probing import timed_out
 from frontends.shared.probing.httpx_client import make_probe_client, probe_once
+from frontends.shared.probing.resolver import HostResolver
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
 
@@ -41,6 +41,7 @@ def check(
     *,
     policy: ProbePolicy | None = None,
     max_body: int = 1024,
+    resolver: HostResolver | None = None,
 ) -> tuple[ProbeResult, list[httpx.Request]]:
     """Probe `url` through `handler`; returns the result and the requests sent."""
     seen: list[httpx.Request] = []
@@ -54,7 +55,13 @@ def check(
         client = httpx.AsyncClient(transport=httpx.MockTransport(recording))
         async with client:
             outcome.append(
-                await probe_once(client, probe_of(url), max_body, policy or ProbePolicy())
+                await probe_once(
+                    client,
+                    probe_of(url),
+                    max_body,
+                    policy or ProbePolicy(),
+                    resolver or HostResolver(),
+                )
             )
 
     run(main)
@@ -131,20 +138,20 @@ def test_a_refused_address_is_never_contacted(
 
 @both_loops
 def test_connection_failures_try_up_to_three_allowed_addresses(
-    run: Callable[[Callable[[], Awaitable[Any]]], Any], monkeypatch: pytest.MonkeyPatch
+    run: Callable[[Callable[[], Awaitable[Any]]], Any],
 ) -> None:
     resolved = ["169.254.169.254", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]
 
-    async def addresses(host: str, port: int) -> list[str]:
+    def addresses(host: str, port: int) -> list[str]:
         assert (host, port) == ("svc.internal", 8080)
         return resolved
 
-    monkeypatch.setattr(probe_addresses, "_addresses", addresses)
+    resolver = HostResolver(lookup=addresses)
 
     def refuse_all(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    result, seen = check(run, "http://svc.internal:8080/health", refuse_all)
+    result, seen = check(run, "http://svc.internal:8080/health", refuse_all, resolver=resolver)
     assert [r.url.host for r in seen] == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
     assert all(r.headers["host"] == "svc.internal:8080" for r in seen)
     assert isinstance(result, ProbeFailed)
@@ -155,7 +162,7 @@ def test_connection_failures_try_up_to_three_allowed_addresses(
             raise httpx.ConnectError("connection refused", request=request)
         return httpx.Response(200, stream=httpx.ByteStream(b""))
 
-    result, seen = check(run, "http://svc.internal:8080/health", third_works)
+    result, seen = check(run, "http://svc.internal:8080/health", third_works, resolver=resolver)
     assert isinstance(result, ProbePassed)
     assert len(seen) == 3
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -21,15 +21,6 @@ RUNNERS: dict[str, Runner] = {
     "trio": trio.run,
 }
 both_loops = pytest.mark.parametrize("run", list(RUNNERS.values()), ids=list(RUNNERS))
-
-
-@pytest.fixture
-def listening() -> Iterator[int]:
-    """A loopback port that accepts connections (the backlog takes them; nobody reads)."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(8)
-        yield server.getsockname()[1]
 
 
 @pytest.fixture

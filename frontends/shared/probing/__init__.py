@@ -1,7 +1,8 @@
 """Health probes: one module per prober, the address checks they share, the factory.
 
 - `prober`: the `Prober` interface a driver uses, and the failures every prober reports;
-- `addresses`: name resolution and the probe policy check (no DNS rebinding);
+- `addresses`: the probe policy check on resolved addresses (no DNS rebinding);
+- `resolver`: name lookups on the prober's own daemon threads (never the loop's executor);
 - `builtin_client`: the default, a lean HTTP/1.1 client over anyio;
 - `httpx_client`: the same job done with httpx;
 - `tcp_client`: TCP checks (a connect within the deadline);

@@ -3,41 +3,28 @@
 Both probers connect to an address returned from here (with the original Host
 header), never to the name, so a DNS answer that changes between check and
 connect (rebinding) cannot steer a probe somewhere the probe policy forbids.
+Names are resolved by the prober's own `resolver.HostResolver` (IP literals
+never reach it), never by the loop's default executor.
 """
 
 from __future__ import annotations
 
-import socket
-
-import anyio
-
 from sd_core import ProbeFailed, RunProbe
-from sd_core.probe_address_policy import ProbePolicy, is_ip_literal
+from sd_core.probe_address_policy import ProbePolicy
 
 from .prober import failed
+from .resolver import HostResolver
 
 # How many resolved addresses to try before giving up on connecting.
 MAX_ADDRESSES = 3
 
 
-async def _addresses(host: str, port: int) -> list[str]:
-    if is_ip_literal(host):
-        return [host.strip("[]")]
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    found: list[str] = []
-    for *_, sockaddr in infos:
-        address = str(sockaddr[0])
-        if address not in found:
-            found.append(address)
-    return found
-
-
 async def allowed_addresses(
-    probe: RunProbe, host: str, port: int, policy: ProbePolicy
+    probe: RunProbe, host: str, port: int, policy: ProbePolicy, resolver: HostResolver
 ) -> list[str] | ProbeFailed:
     """The addresses of `host` the policy allows, or the failure to report instead."""
     try:
-        addresses = await _addresses(host, port)
+        addresses = await resolver.addresses(host, port)
     except (OSError, UnicodeError) as error:
         return failed(probe, f"cannot resolve host: {error}")
     allowed = [a for a in addresses if policy.refusal(a) is None]

@@ -28,6 +28,7 @@ from sd_core.probe_address_policy import ProbePolicy
 from ..http1_pool import TRANSPORT_ERRORS, ConnectionPool, ProtocolError
 from .addresses import MAX_ADDRESSES, allowed_addresses
 from .prober import failed
+from .resolver import HostResolver
 
 USER_AGENT = "service-discovery-probe/0.1"
 
@@ -41,6 +42,8 @@ class PlainProbeClient:
     max_idle: int = 100
     idle_seconds: float = 4.0
     clock: Callable[[], float] = time.monotonic
+    #: Names are resolved here (shared with the TCP prober); IP literals never are.
+    resolver: HostResolver = field(default_factory=HostResolver)
     _pool: ConnectionPool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -64,7 +67,7 @@ class PlainProbeClient:
         authority = parts.netloc.rpartition("@")[2]
         if parts.scheme != "http" or not host or _unsafe(target) or _unsafe(authority):
             return failed(probe, "bad URL: only plain http:// URLs can be probed")
-        addresses = await allowed_addresses(probe, host, port, self.policy)
+        addresses = await allowed_addresses(probe, host, port, self.policy, self.resolver)
         if isinstance(addresses, ProbeFailed):
             return addresses
         request = (

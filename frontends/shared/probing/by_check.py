@@ -11,14 +11,20 @@ from sd_core import ProbeResult, RunProbe
 from sd_core.checks import CheckType
 
 from .prober import Prober, failed
+from .resolver import HostResolver
 
 
 class ProberByCheck:
-    """HTTP probes to `http`, TCP probes to `tcp`; a ttl check is never probed."""
+    """HTTP probes to `http`, TCP probes to `tcp`; a ttl check is never probed.
 
-    def __init__(self, *, http: Prober, tcp: Prober) -> None:
+    `resolver`, when given, is the one both resolve names with: closed (its
+    threads abandoned, never waited for) with them.
+    """
+
+    def __init__(self, *, http: Prober, tcp: Prober, resolver: HostResolver | None = None) -> None:
         self.http = http
         self.tcp = tcp
+        self.resolver = resolver
 
     async def probe(self, probe: RunProbe) -> ProbeResult:
         if probe.kind is CheckType.HTTP:
@@ -31,4 +37,8 @@ class ProberByCheck:
         try:
             await self.http.aclose()
         finally:
-            await self.tcp.aclose()
+            try:
+                await self.tcp.aclose()
+            finally:
+                if self.resolver is not None:
+                    self.resolver.close()

@@ -4,6 +4,8 @@
 `httpx` keeps the general-purpose client for anyone who prefers a widely used
 stack over the extra throughput (docs/performance.md, scenario 2, has both).
 TCP checks always use `tcp_client.TcpProber`; `by_check` routes each probe.
+Both resolve names with one `resolver.HostResolver` of
+`HEALTH_CHECK_RESOLVER_THREADS` threads.
 """
 
 from __future__ import annotations
@@ -13,17 +15,21 @@ from .builtin_client import PlainProbeClient
 from .by_check import ProberByCheck
 from .httpx_client import HttpxProber
 from .prober import Prober
+from .resolver import HostResolver
 from .tcp_client import TcpProber
 
 
 def make_prober(settings: Settings) -> ProberByCheck:
     """Every check type's prober, behind the one a probe driver holds."""
+    resolver = HostResolver(threads=settings.resolver_threads)
     return ProberByCheck(
-        http=make_http_prober(settings), tcp=TcpProber(policy=settings.registry.probe_policy)
+        http=make_http_prober(settings, resolver),
+        tcp=TcpProber(policy=settings.registry.probe_policy, resolver=resolver),
+        resolver=resolver,
     )
 
 
-def make_http_prober(settings: Settings) -> Prober:
+def make_http_prober(settings: Settings, resolver: HostResolver) -> Prober:
     registry = settings.registry
     if settings.probe_client == "httpx":
         return HttpxProber(
@@ -31,9 +37,11 @@ def make_http_prober(settings: Settings) -> Prober:
             concurrency=settings.max_concurrent_probes,
             max_body=registry.probe_max_body_bytes,
             policy=registry.probe_policy,
+            resolver=resolver,
         )
     return PlainProbeClient(
         max_body=registry.probe_max_body_bytes,
         policy=registry.probe_policy,
         max_idle=settings.max_concurrent_probes,
+        resolver=resolver,
     )

@@ -22,6 +22,7 @@ from sd_core.probe_address_policy import ProbePolicy
 
 from .addresses import MAX_ADDRESSES, allowed_addresses
 from .prober import failed
+from .resolver import HostResolver
 
 
 def make_probe_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
@@ -36,7 +37,11 @@ def make_probe_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
 
 
 async def probe_once(
-    client: httpx.AsyncClient, probe: RunProbe, max_body: int, policy: ProbePolicy
+    client: httpx.AsyncClient,
+    probe: RunProbe,
+    max_body: int,
+    policy: ProbePolicy,
+    resolver: HostResolver,
 ) -> ProbeResult:
     """Fetch and judge one health endpoint; every failure becomes a failed result."""
     try:
@@ -44,7 +49,7 @@ async def probe_once(
     except httpx.InvalidURL as error:
         return failed(probe, f"cannot resolve host: {error}")
     port = url.port or 80
-    allowed = await allowed_addresses(probe, url.host, port, policy)
+    allowed = await allowed_addresses(probe, url.host, port, policy, resolver)
     if isinstance(allowed, ProbeFailed):
         return allowed
     host_header = url.netloc.decode("ascii")
@@ -80,13 +85,22 @@ async def _fetch(
 class HttpxProber:
     """httpx behind the `Prober` interface (`SERVICE_DISCOVERY_PROBE_CLIENT=httpx`)."""
 
-    def __init__(self, *, timeout: float, concurrency: int, max_body: int, policy: ProbePolicy):
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        concurrency: int,
+        max_body: int,
+        policy: ProbePolicy,
+        resolver: HostResolver | None = None,
+    ):
         self._client = make_probe_client(timeout=timeout, concurrency=concurrency)
         self._max_body = max_body
         self._policy = policy
+        self._resolver = resolver or HostResolver()
 
     async def probe(self, probe: RunProbe) -> ProbeResult:
-        return await probe_once(self._client, probe, self._max_body, self._policy)
+        return await probe_once(self._client, probe, self._max_body, self._policy, self._resolver)
 
     async def aclose(self) -> None:
         await self._client.aclose()

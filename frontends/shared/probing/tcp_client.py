@@ -20,13 +20,15 @@ from sd_core.probe_address_policy import ProbePolicy
 
 from .addresses import MAX_ADDRESSES, allowed_addresses
 from .prober import failed
+from .resolver import HostResolver
 
 
 class TcpProber:
     """Connects to `tcp://host:port`; one instance serves every TCP probe of a server."""
 
-    def __init__(self, *, policy: ProbePolicy) -> None:
+    def __init__(self, *, policy: ProbePolicy, resolver: HostResolver | None = None) -> None:
         self._policy = policy
+        self._resolver = resolver or HostResolver()
 
     async def probe(self, probe: RunProbe) -> ProbeResult:
         try:
@@ -37,7 +39,7 @@ class TcpProber:
             return failed(probe, f"bad address: {error}")
         if parts.scheme != "tcp" or not host or port is None:
             return failed(probe, "bad address: a TCP check needs tcp://host:port")
-        addresses = await allowed_addresses(probe, host, port, self._policy)
+        addresses = await allowed_addresses(probe, host, port, self._policy, self._resolver)
         if isinstance(addresses, ProbeFailed):
             return addresses
         reason = "no address to connect to"
