@@ -450,7 +450,8 @@ class ClusterNode:
             reported = self._reported(current, Status.HEALTHY, stamp)
             if reported is not None:
                 ops.append(PutOp(self.layout.health(*key), reported.encode()))
-        elif moved or (entry is not None and _unhealthy(entry)):
+        restarted = entry is not None and not ttl and _unhealthy(entry)
+        if not ttl and (moved or restarted):
             # A new address, or a new run of an unhealthy one, starts unknown everywhere,
             # as in single-process mode (Registry._update).
             ops.append(DeleteRangeOp(self.layout.health(*key)))
@@ -462,6 +463,7 @@ class ClusterNode:
             old is None
             or moved
             or reported is not None
+            or restarted
             or dict(old.metadata) != dict(request.metadata)
             or (entry is not None and self._moves_load(entry, load))
         )
