@@ -245,7 +245,7 @@ class HttpApi:
         self._read_headers: tuple[tuple[str, str], ...] = ()
         #: Cluster mode: how to hold a read whose index this node's view has not
         #: reached yet (None: answer it at once, the lower index says "start over").
-        self.catch_up: Callable[[int, float], BlockingWait | None] | None = None
+        self.catch_up: Callable[[int, float, float], BlockingWait | None] | None = None
         self.health_extra: Callable[[], dict[str, object]] | None = None
 
     def routes(self) -> list[tuple[str, str]]:
@@ -558,7 +558,7 @@ class HttpApi:
         if wanted != index:
             held = None
             if wanted > index and self.catch_up is not None:
-                held = self.catch_up(wanted, call.now)
+                held = self.catch_up(wanted, wait, call.now)
             return index, held, only
         return index, BlockingWait(scope, wanted, wait), only
 

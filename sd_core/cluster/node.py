@@ -439,11 +439,12 @@ class ClusterNode:
         self._holds[revision] = max(self._holds.get(revision, deadline), deadline)
         return True
 
-    def _catch_up(self, wanted: int, now: float) -> BlockingWait | None:
-        """A blocking query from the future: parked until the view reaches `wanted`."""
+    def _catch_up(self, wanted: int, wait: float, now: float) -> BlockingWait | None:
+        """A blocking query from the future: parked until the view reaches `wanted`, for
+        at most `resume_wait` and never longer than the query's own `wait`."""
         if not self.hold_until(wanted, now):
             return None
-        return BlockingWait(catch_up_scope(wanted), wanted, self.cluster.resume_wait)
+        return BlockingWait(catch_up_scope(wanted), wanted, min(self.cluster.resume_wait, wait))
 
     def _failure(self, token: int, route: str) -> Callable[[float], None]:
         return lambda now: self._finish(token, error_response(_UNAVAILABLE, route))

@@ -68,6 +68,14 @@ def test_a_blocking_query_from_a_future_that_never_comes_starts_over_after_the_w
     assert _caught_up(cluster, 1)[-1] == CaughtUp(frozenset(), frozenset({ahead}))
 
 
+def test_the_wait_for_a_node_behind_is_never_longer_than_the_query_wait() -> None:
+    cluster = SimulatedCluster(nodes=2, config=FAST)
+    _, ahead = _behind(cluster)
+    request = _get("/v1/discovery/services/api", f"index={ahead}&wait=1s")
+    held = cluster.nodes[1].handle(request, cluster.clock.now)
+    assert held == BlockingWait(catch_up_scope(ahead), ahead, 1.0)
+
+
 def test_an_index_the_node_has_passed_is_still_answered_at_once() -> None:
     """Ahead of the service's index but not of the view: the registry started over."""
     cluster = SimulatedCluster(nodes=1, config=FAST)
