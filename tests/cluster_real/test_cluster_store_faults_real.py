@@ -127,6 +127,7 @@ def test_a_blocking_query_on_a_node_behind_waits_for_its_index(pair: _Behind) ->
     asker.join(EVENTUALLY)
     assert answers and answers[0].status_code == 200
     assert index_of(answers[0]) >= wanted > before
+    assert answers[0].headers["x-discovery-last-contact"].isdigit()
     assert {i["instance_id"] for i in answers[0].json()["instances"]} == {"a1", "a2"}
 
 
