@@ -22,7 +22,7 @@ import pytest
 from conformance.client import Api, api_for, index_of, instance_body, poll_until
 from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason
 
-from .conftest import SECRET, StartNode, node_env, store_health
+from .conftest import SECRET, StartNode, instance_ids, node_env, store_health
 from .tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.skipif(
@@ -30,15 +30,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 EVENTUALLY = 45.0
-
-
-def _ids(api: Api, service: str) -> set[str] | None:
-    answer = api.service(service)
-    if answer.status_code == 404:
-        return set()
-    if answer.status_code != 200:
-        return None
-    return {item["instance_id"] for item in answer.json()["instances"]}
 
 
 def _event_ids(text: str) -> list[int]:
@@ -107,49 +98,46 @@ def test_a_watch_resumed_on_a_node_behind_sends_no_older_state(pair: _Behind) ->
     assert '"a2"' in text
 
 
+class _HeldQuery:
+    """A blocking query on the node behind for an index only the other node has: api
+    has a1 on both, then a2 is registered while the node behind is paused."""
+
+    def __init__(self, pair: _Behind, wait: str) -> None:
+        pair.direct.register_ok(instance_body("api", "a1"))
+        pair.synced()
+        self.before = index_of(pair.behind.service("api"))
+        pair.proxy.pause()
+        pair.direct.register_ok(instance_body("api", "a2"))
+        self.wanted = index_of(pair.direct.service("api"))
+        self.answers: list[httpx.Response] = []
+        path = f"/v1/discovery/services/api?index={self.wanted}&wait={wait}"
+        self._asker = threading.Thread(
+            target=lambda: self.answers.append(pair.behind.http.get(path)), daemon=True
+        )
+        self._asker.start()
+        self._asker.join(1.0)
+
+    def answer(self) -> httpx.Response:
+        self._asker.join(EVENTUALLY)
+        assert self.answers and self.answers[0].status_code == 200
+        return self.answers[0]
+
+
 def test_a_blocking_query_on_a_node_behind_waits_for_its_index(pair: _Behind) -> None:
-    pair.direct.register_ok(instance_body("api", "a1"))
-    pair.synced()
-    before = index_of(pair.behind.service("api"))
-    pair.proxy.pause()
-    pair.direct.register_ok(instance_body("api", "a2"))
-    wanted = index_of(pair.direct.service("api"))
-    answers: list[httpx.Response] = []
-
-    def ask() -> None:
-        answers.append(pair.behind.http.get(f"/v1/discovery/services/api?index={wanted}&wait=20s"))
-
-    asker = threading.Thread(target=ask, daemon=True)
-    asker.start()
-    asker.join(1.0)
-    assert not answers  # held, not answered with the older index
+    query = _HeldQuery(pair, "20s")
+    assert not query.answers  # held, not answered with the older index
     pair.proxy.unpause()
-    asker.join(EVENTUALLY)
-    assert answers and answers[0].status_code == 200
-    assert index_of(answers[0]) >= wanted > before
-    assert answers[0].headers["x-discovery-last-contact"].isdigit()
-    assert {i["instance_id"] for i in answers[0].json()["instances"]} == {"a1", "a2"}
+    answer = query.answer()
+    assert index_of(answer) >= query.wanted > query.before
+    assert answer.headers["x-discovery-last-contact"].isdigit()
+    assert {i["instance_id"] for i in answer.json()["instances"]} == {"a1", "a2"}
 
 
 def test_an_index_the_node_never_reaches_starts_over_after_the_wait(pair: _Behind) -> None:
-    pair.direct.register_ok(instance_body("api", "a1"))
-    pair.synced()
-    before = index_of(pair.behind.service("api"))
-    pair.proxy.pause()
-    pair.direct.register_ok(instance_body("api", "a2"))
-    wanted = index_of(pair.direct.service("api"))
-    answers: list[httpx.Response] = []
-
-    def ask() -> None:
-        answers.append(pair.behind.http.get(f"/v1/discovery/services/api?index={wanted}&wait=60s"))
-
-    asker = threading.Thread(target=ask, daemon=True)
-    asker.start()
-    asker.join(1.0)
-    assert not answers  # held for SERVICE_DISCOVERY_RESUME_WAIT_SECONDS (8 s here)
-    asker.join(EVENTUALLY)
+    query = _HeldQuery(pair, "60s")
+    assert not query.answers  # held for SERVICE_DISCOVERY_RESUME_WAIT_SECONDS (8 s here)
     # The view never got there: the lower index says "start over".
-    assert answers and answers[0].status_code == 200 and index_of(answers[0]) == before
+    assert index_of(query.answer()) == query.before
 
 
 def test_etcd_restarted_empty_is_noticed_and_clients_re_register(
@@ -159,15 +147,19 @@ def test_etcd_restarted_empty_is_noticed_and_clients_re_register(
     with api_for(nodes[0].url, SECRET) as q, api_for(nodes[1].url, SECRET) as t:
         for instance in ("a1", "a2", "a3"):
             q.register_ok(instance_body("api", instance))
-        poll_until(lambda: _ids(t, "api") == {"a1", "a2", "a3"} or None, EVENTUALLY, "synced")
+        poll_until(
+            lambda: instance_ids(t, "api") == {"a1", "a2", "a3"} or None, EVENTUALLY, "synced"
+        )
         old = store_health(nodes[1].url)["revision"]
         etcd.restart_empty()
         for node, api in zip(nodes, (q, t), strict=True):
-            poll_until(lambda api=api: _ids(api, "api") == set() or None, EVENTUALLY, "dropped")
+            poll_until(
+                lambda api=api: instance_ids(api, "api") == set() or None, EVENTUALLY, "dropped"
+            )
             assert store_health(node.url)["resets"] == 1
         assert t.heartbeat("api", "a1").status_code == 404  # the SDK's cue to register
         q.register_ok(instance_body("api", "a1"))
-        poll_until(lambda: _ids(t, "api") == {"a1"} or None, EVENTUALLY, "visible again")
+        poll_until(lambda: instance_ids(t, "api") == {"a1"} or None, EVENTUALLY, "visible again")
         assert index_of(t.service("api")) < old  # the index started over with the store
         assert store_health(nodes[0].url)["state"] == "ok"
     for node in nodes:
