@@ -60,6 +60,7 @@ class Watchers(Protocol):
     """Parked blocking queries (each frontend's `watchers.Watchers`)."""
 
     def wake(self, services: frozenset[str]) -> None: ...
+    def wake_exactly(self, scopes: frozenset[str]) -> None: ...
     def release_all(self) -> None: ...
     async def wait(self, scope: str | None, seconds: float) -> None: ...
 
@@ -276,7 +277,7 @@ class Runtime:
                     self.watchers.wake(effect.services)
                     self.streams.changed(effect.services)
                 elif isinstance(effect, CaughtUp):
-                    self.watchers.wake(frozenset(map(catch_up_scope, effect.reached)))
+                    self.watchers.wake_exactly(frozenset(map(catch_up_scope, effect.reached)))
                     self.streams.caught_up(effect.reached, effect.expired)
                 elif isinstance(effect, CLUSTER_EFFECTS):
                     assert cluster is not None

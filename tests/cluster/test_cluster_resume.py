@@ -3,6 +3,9 @@ data, and how fresh a node's view is (issue 27: 2, 5 and "Also"), on a simulated
 
 from __future__ import annotations
 
+import threading
+
+from frontends.shared.scope_events import ScopeEvents
 from frontends.shared.watch_streams import Stream, StreamHub
 from sd_core import HttpRequest, HttpResponse, RegistryConfig
 from sd_core.cluster import CaughtUp, StoreWentBack, catch_up_scope
@@ -276,3 +279,13 @@ def test_a_watch_cancelled_for_falling_behind_a_compaction_relists_and_converges
         here, there = cluster.read(0, service), cluster.read(1, service)
         assert here.body == there.body
         assert here.index == there.index
+
+
+def test_a_caught_up_revision_wakes_its_held_queries_and_no_global_watcher() -> None:
+    """A node's view reaching a revision changed nothing: global watchers sleep on."""
+    events: ScopeEvents[threading.Event] = ScopeEvents(threading.Event)
+    held = events.park(catch_up_scope(7))
+    other = events.park(catch_up_scope(8))
+    everything = events.park(None)
+    events.wake_exactly(frozenset({catch_up_scope(7)}))
+    assert (held.is_set(), other.is_set(), everything.is_set()) == (True, False, False)
