@@ -323,6 +323,10 @@ class SimulatedCluster(_ScriptedProbes):
         cluster.store_up()
         cluster.advance(5)           # every live node converges
 
+    Also: `hold_watch(n)`/`release_watch(n)` (node n falls behind: its watch delivers
+    nothing meanwhile), `freeze(n)`/`thaw(n)` (SIGSTOP: node n does not run at all),
+    `store_wiped()` (etcd restarted on an empty data dir).
+
     Nodes are numbered from 0; node `n` has id `node-{n+1}`.
     """
 
