@@ -80,6 +80,7 @@ NodeResult = HttpResponse | BlockingWait | PendingWrite
 _Parsed = TypeVar("_Parsed")
 _JSON = (("content-type", "application/json"),)
 _HEARTBEAT = HttpResponse(200, HEARTBEAT_OK, _JSON, "/v1/discovery/heartbeat")
+_STALE = ("x-discovery-stale", "true")
 _UNAVAILABLE = RequestError(
     "store_unavailable",
     503,
@@ -347,15 +348,16 @@ class ClusterNode:
         """A read's answer with how long ago the store was last heard from (ms), and the
         stale flag once that passes `stale_after` (a paused node, a silent watch)."""
         contact = self.link.last_contact
-        if contact is None or not any(name == INDEX_HEADER for name, _ in response.headers):
+        headers = response.headers
+        if contact is None or INDEX_HEADER not in [name for name, _ in headers]:
             return response
-        silent = max(0.0, now - contact)
-        extra: tuple[tuple[str, str], ...] = (
-            ("x-discovery-last-contact", str(int(silent * 1000))),
-        )
+        silent = now - contact
+        last = ("x-discovery-last-contact", str(int(silent * 1000)) if silent > 0 else "0")
         if silent > self.cluster.stale_after and not self.stale:
-            extra += (("x-discovery-stale", "true"),)
-        return response._replace(headers=response.headers + extra)
+            headers += (last, _STALE)
+        else:
+            headers += (last,)
+        return HttpResponse(response.status, response.body, headers, response.route)
 
     def _health(self) -> dict[str, object]:
         """/health stays 200 while stale: the node still serves reads (see docs/cluster.md)."""
