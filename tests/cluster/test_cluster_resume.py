@@ -13,6 +13,8 @@ from sd_core.events import IndexRaised
 from sd_core.http_api import BlockingWait
 from sd_core.testing import DEFAULT_SECRET, SimulatedCluster
 from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
+from sd_etcd import Header, WatchCreated
+from sd_etcd.watch import render_line
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=30.0)
 RESUME_WAIT = 5.0  # ClusterConfig's default
@@ -289,3 +291,19 @@ def test_a_caught_up_revision_wakes_its_held_queries_and_no_global_watcher() -> 
     everything = events.park(None)
     events.wake_exactly(frozenset({catch_up_scope(7)}))
     assert (held.is_set(), other.is_set(), everything.is_set()) == (True, False, False)
+
+
+def test_a_member_behind_is_not_taken_for_a_store_that_went_back() -> None:
+    """A watch created at a revision below the view's (say, on a member that lags) is
+    only a sign: the linearizable read that checks it finds the store ahead, so the
+    view is kept."""
+    cluster = SimulatedCluster(nodes=1, config=FAST)
+    cluster.register(0, "api", "a1")
+    node = cluster.nodes[0]
+    watch, _ = cluster._watches[0]
+    behind = WatchCreated(0, Header(cluster.etcd.cluster_id, 1, 2, 2))
+    node.watch_data(watch, render_line(behind), cluster.clock.now)
+    cluster.settle()
+    assert _went_back(cluster, 0) == []
+    assert node.link.resets == 0
+    assert cluster.read(0, "api").status == 200
