@@ -1,5 +1,6 @@
-"""Cluster mode: reads that name a revision a node has not reached, a store that lost its
-data, and how fresh a node's view is (issue 27: 2, 5 and "Also"), on a simulated cluster."""
+"""Cluster mode on a simulated cluster: reads that name a revision a node has not
+reached, a store that lost its data, how fresh a node's view is, and a watch etcd
+cancels for falling behind a compaction."""
 
 from __future__ import annotations
 

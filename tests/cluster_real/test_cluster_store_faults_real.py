@@ -1,4 +1,4 @@
-"""Real nodes on a real etcd, under the faults of issue 27 items 2 and 5.
+"""Real nodes on a real etcd, under faults a plain outage does not show.
 
 - A node slightly behind the others (its link to etcd paused by a proxy) is asked to
   resume a watch stream, or a blocking query, from an index it has not seen: it holds
@@ -7,12 +7,15 @@
 - etcd restarted on an empty data dir (same ports, same cluster id): every node notices,
   drops what etcd no longer holds, answers heartbeats 404 so clients re-register, and
   logs it once as an error.
+- A node that stopped reading its watch while etcd took thousands of puts and then
+  compacted re-lists and converges.
 
 Waits poll the servers for a state, with generous bounds; no assertion is about speed.
 """
 
 from __future__ import annotations
 
+import base64
 import threading
 from typing import Any
 
@@ -166,3 +169,23 @@ def test_etcd_restarted_empty_is_noticed_and_clients_re_register(
         node.shutdown(timeout=10)
         log = node.stderr()
         assert log.count("event=store_went_back") == 1, log[-3000:]
+
+
+def test_a_watch_etcd_cancels_for_falling_behind_a_compaction_relists(
+    etcd: EtcdCluster, pair: _Behind
+) -> None:
+    pair.direct.register_ok(instance_body("api", "x1"))
+    pair.synced()
+    pair.proxy.pause()  # the node stops reading: etcd's buffers for its watch fill
+    filler = base64.b64encode(b"x" * 4096).decode()
+    with httpx.Client(base_url=etcd.url, timeout=10) as http:
+        for n in range(2000):
+            key = base64.b64encode(f"/service-discovery/filler/{n}".encode()).decode()
+            assert http.post("/v3/kv/put", json={"key": key, "value": filler}).status_code == 200
+        pair.direct.register_ok(instance_body("api", "x2"))
+        head = http.post("/v3/kv/range", json={"key": "AA=="}).json()["header"]["revision"]
+        assert http.post("/v3/kv/compaction", json={"revision": head}).status_code == 200
+    pair.proxy.unpause()
+    both = {"x1", "x2"}
+    poll_until(lambda: instance_ids(pair.behind, "api") == both or None, EVENTUALLY, "x2")
+    assert store_health(pair.behind_url)["listings"] == 2
