@@ -96,6 +96,12 @@ class StoreLink:
         if self.state != before:
             self.changed()
 
+    @property
+    def doubtful(self) -> bool:
+        """An answer was older than the view, and the check of whether the store went back
+        has not come back yet: the view's revision means nothing until it has."""
+        return self._older or self._confirming
+
     def saw(self, header: Header) -> None:
         """Any answer from the store: it is reachable, and names its cluster. A revision
         below one the view had reached when the call was sent means the store went back."""

@@ -407,8 +407,9 @@ class ClusterNode:
         self._effects.append(WriteDone(token, response))
 
     def _after_view(self, token: int, revision: int, response: HttpResponse, now: float) -> None:
-        """Answer once the view reached `revision` (read-your-writes)."""
-        if self.view.synced_revision >= revision:
+        """Answer once the view reached `revision` (read-your-writes). An answer older
+        than the view (the store may have gone back) waits for the check of that."""
+        if self.view.synced_revision >= revision and not self.link.doubtful:
             self._finish(token, response)
         else:
             heapq.heappush(
@@ -416,6 +417,8 @@ class ClusterNode:
             )
 
     def _release(self) -> None:
+        if self.link.doubtful:  # the store may have gone back: its revision means nothing yet
+            return
         synced = self.view.synced_revision
         while self._awaiting and self._awaiting[0][0] <= synced:
             _, _, token, response = heapq.heappop(self._awaiting)

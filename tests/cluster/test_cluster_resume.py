@@ -9,7 +9,7 @@ import threading
 from frontends.shared.scope_events import ScopeEvents
 from frontends.shared.watch_streams import Stream, StreamHub
 from sd_core import HttpRequest, HttpResponse, RegistryConfig
-from sd_core.cluster import CaughtUp, StoreWentBack, catch_up_scope
+from sd_core.cluster import CaughtUp, StoreWentBack, WriteDone, catch_up_scope
 from sd_core.events import IndexRaised
 from sd_core.http_api import BlockingWait
 from sd_core.testing import DEFAULT_SECRET, SimulatedCluster
@@ -308,3 +308,15 @@ def test_a_member_behind_is_not_taken_for_a_store_that_went_back() -> None:
     assert _went_back(cluster, 0) == []
     assert node.link.resets == 0
     assert cluster.read(0, "api").status == 200
+
+
+def test_a_write_to_a_store_that_went_back_is_answered_once_the_view_shows_it() -> None:
+    """Its answer's revision is below the old view's: not taken as already seen."""
+    cluster = SimulatedCluster(nodes=1, config=FAST)
+    cluster.register(0, "api", "a1")
+    cluster.hold_watch(0)  # the node has not noticed yet: only the write's answer tells
+    cluster.store_wiped()
+    assert cluster.register(0, "api", "b1").status == 200
+    kinds = [type(e) for e in cluster.effects[0]]
+    assert kinds.index(StoreWentBack) < len(kinds) - 1 - kinds[::-1].index(WriteDone)
+    assert [i["instance_id"] for i in cluster.read(0, "api").body["instances"]] == ["b1"]
