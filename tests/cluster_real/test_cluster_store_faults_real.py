@@ -56,17 +56,21 @@ class _Behind:
 
 
 @pytest.fixture
-def pair(etcd: EtcdCluster, start_node: StartNode) -> Any:
+def pair(etcd: EtcdCluster, start_node: StartNode, request: pytest.FixtureRequest) -> Any:
+    """The node behind is quart unless the test names another frontend (indirect)."""
+    frontend = getattr(request, "param", "quart")
+    other = "trio" if frontend == "quart" else "quart"
     host, port = etcd.url.removeprefix("http://").split(":")
     with TcpProxy(host, int(port)) as proxy:
         env = {"SERVICE_DISCOVERY_RESUME_WAIT_SECONDS": "8"}
-        behind = start_node("quart", node_env(proxy.url, **env))
-        direct = start_node("trio", node_env(etcd.url, **env))
+        behind = start_node(frontend, node_env(proxy.url, **env))
+        direct = start_node(other, node_env(etcd.url, **env))
         with api_for(behind.url, SECRET) as b, api_for(direct.url, SECRET) as d:
             yield _Behind(proxy, b, d, behind.url)
             proxy.unpause()
 
 
+@pytest.mark.parametrize("pair", ["quart", "trio"], indirect=True)
 def test_a_watch_resumed_on_a_node_behind_sends_no_older_state(pair: _Behind) -> None:
     pair.direct.register_ok(instance_body("api", "a1"))
     pair.synced()
@@ -126,6 +130,7 @@ class _HeldQuery:
         return self.answers[0]
 
 
+@pytest.mark.parametrize("pair", ["quart", "trio"], indirect=True)
 def test_a_blocking_query_on_a_node_behind_waits_for_its_index(pair: _Behind) -> None:
     query = _HeldQuery(pair, "20s")
     assert not query.answers  # held, not answered with the older index
