@@ -247,6 +247,9 @@ class HttpApi:
         # Cluster mode: headers every read carries (cluster id, staleness) and the
         # store's section of /health.
         self._read_headers: tuple[tuple[str, str], ...] = ()
+        #: Cluster mode: how to hold a read whose index this node's view has not
+        #: reached yet (None: answer it at once, the lower index says "start over").
+        self.catch_up: Callable[[int, float, float], BlockingWait | None] | None = None
         self.health_extra: Callable[[], dict[str, object]] | None = None
 
     def routes(self) -> list[tuple[str, str]]:
@@ -581,9 +584,15 @@ class HttpApi:
         wanted, wait, only = _read_params(call.query, self.registry.config.max_filter_pairs)
         # Block only while the client is up to date: a passed index answers at
         # once, and so does one from the future (a registry restart), so the
-        # client sees a lower index and starts again from 0.
-        if wanted is None or wanted != index or not call.may_block:
+        # client sees a lower index and starts again from 0; a cluster node whose
+        # view is behind that index first waits for it (`catch_up`).
+        if wanted is None or not call.may_block:
             return index, None, only
+        if wanted != index:
+            held = None
+            if wanted > index and self.catch_up is not None:
+                held = self.catch_up(wanted, wait, call.now)
+            return index, held, only
         return index, BlockingWait(scope, wanted, wait), only
 
     def _read(

@@ -93,7 +93,22 @@ _FILTER_NOTE = (
 )
 _NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
 _ANY_NAME = {"type": "string", "minLength": 1}
-_INDEX_HEADER = {"X-Discovery-Index": {"schema": {"type": "integer"}}}
+_INDEX_HEADER = {
+    "X-Discovery-Index": {"schema": {"type": "integer"}},
+    # Cluster mode only (docs/cluster.md): which etcd, and how fresh this node's view is.
+    "X-Discovery-Cluster": {
+        "description": "Cluster mode: etcd's cluster id (16 hex digits)",
+        "schema": {"type": "string"},
+    },
+    "X-Discovery-Last-Contact": {
+        "description": "Cluster mode: milliseconds since this node last heard from etcd",
+        "schema": {"type": "integer"},
+    },
+    "X-Discovery-Stale": {
+        "description": "Cluster mode: `true` when the node's view may be behind the store",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
 
 
 def _read(summary: str, schema: dict[str, Any], *, name: bool, codes: tuple[int, ...]) -> Any:

@@ -692,6 +692,18 @@ class Registry:
         self._raised.add(service.name)
         self.views.index_raised(service)
 
+    def restart_indexes(self) -> None:
+        """Cluster mode: the store started over (etcd lost its data; its revisions begin
+        again at 1). Every index goes back to 1, so the next change gives its own
+        revision, and watchers see the index go backwards (the sign of a restart)."""
+        self._global_index = 1
+        for service in self._services.values():
+            service.index = 1
+            self.views.index_raised(service)
+        self._raised.update(self._services)
+        self._raised.update(self._tombstones)
+        self._tombstones.clear()
+
     def service_index(self, name: str) -> int:
         service = self._services.get(name)
         if service is not None:

@@ -338,6 +338,10 @@ class SimulatedCluster(_ScriptedProbes):
         cluster.store_up()
         cluster.advance(5)           # every live node converges
 
+    Also: `hold_watch(n)`/`release_watch(n)` (node n falls behind: its watch delivers
+    nothing meanwhile), `freeze(n)`/`thaw(n)` (SIGSTOP: node n does not run at all),
+    `store_wiped()` (etcd restarted on an empty data dir).
+
     Nodes are numbered from 0; node `n` has id `node-{n+1}`.
     """
 
@@ -361,6 +365,8 @@ class SimulatedCluster(_ScriptedProbes):
         self.nodes: list[ClusterNode] = []
         self.crashed: set[int] = set()
         self.partitioned: set[int] = set()
+        self.held: set[int] = set()  # nodes whose watch delivers nothing for now
+        self.frozen: set[int] = set()  # nodes that do not run (SIGSTOP)
         self.probes_run: list[list[RunProbe]] = []
         self.effects: list[list[object]] = []
         self._watches: dict[int, tuple[int, MemoryWatch]] = {}
@@ -419,6 +425,28 @@ class SimulatedCluster(_ScriptedProbes):
     def heal(self, node: int) -> None:
         self.partitioned.discard(node)
 
+    def freeze(self, node: int) -> None:
+        """The node stops running (SIGSTOP): no timer, no delivery; the store goes on
+        and its watch's events wait. `thaw` lets it run again, from its old view."""
+        self.frozen.add(node)
+
+    def thaw(self, node: int) -> None:
+        self.frozen.discard(node)
+
+    def hold_watch(self, node: int) -> None:
+        """The node's watch delivers nothing (its events wait in the store) until
+        `release_watch`: a node that is behind the others, not cut off."""
+        self.held.add(node)
+
+    def release_watch(self, node: int) -> None:
+        self.held.discard(node)
+        self.settle()
+
+    def store_wiped(self) -> None:
+        """etcd restarts on an empty data dir (same cluster id, revisions from 1)."""
+        self.etcd.wipe(self.clock.now)
+        self.settle()
+
     def store_down(self) -> None:
         """etcd loses quorum: every call fails, every watch ends with an error."""
         self.etcd.outage(self.clock.now)
@@ -439,7 +467,7 @@ class SimulatedCluster(_ScriptedProbes):
     # --------------------------------------------------------- time
 
     def live(self) -> list[int]:
-        return [n for n in range(len(self.nodes)) if n not in self.crashed]
+        return [n for n in range(len(self.nodes)) if n not in self.crashed | self.frozen]
 
     def advance(self, seconds: float) -> None:
         """Move time on, stopping at every node's and the store's deadlines."""
@@ -505,7 +533,7 @@ class SimulatedCluster(_ScriptedProbes):
                 node.probe_result(_outcome(self._plan(effect), effect), now)
         watch = self._watches.get(n)
         moved = bool(effects)
-        if watch is not None:
+        if watch is not None and n not in self.held:
             data = watch[1].read()
             if data:
                 node.watch_data(watch[0], data, now)

@@ -272,6 +272,31 @@ class MemoryEtcd:
         self._available = True
         self.advance(now)
 
+    def wipe(self, now: float) -> None:
+        """etcd restarted on an empty data dir: every key, lease and revision is gone
+        (the revision starts again at 1), every open watch is cut, and the cluster id
+        stays the same (etcd derives it from the member's name, peer URL and token)."""
+        self.advance(now)
+        for watch in list(self._watches):
+            watch.ended = True
+        self._watches.clear()
+        self._revision = 1
+        self._compact_revision = 0
+        self._history.clear()
+        self._sorted_keys.clear()
+        self._events.clear()
+        self._leases.clear()
+
+    def cancel_lagging_watches(self) -> None:
+        """What etcd does to a watch whose reader fell behind a compaction: the events
+        it has not read are dropped, and it is canceled with `compact_revision`."""
+        for watch in list(self._watches):
+            if any(isinstance(message, WatchEvents) for message in watch._pending):
+                watch._pending.clear()
+                header = replace(self._header(), revision=0)  # etcd leaves it out here
+                watch._end(WatchCanceled(0, self._compact_revision, "", header))
+                self._watches.discard(watch)
+
     def _enter(self, now: float, *, write: bool) -> None:
         self.advance(now)
         if not self._available:

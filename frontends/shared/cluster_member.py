@@ -24,6 +24,7 @@ from sd_core.cluster import (
     ClusterNode,
     OpenWatch,
     StoreCall,
+    StoreWentBack,
     WriteDone,
 )
 from sd_core.http_api import PendingWrite
@@ -35,7 +36,7 @@ from .logs import logfmt
 from .store_driver import StoreDriver
 
 log = logging.getLogger("sd.registry")
-CLUSTER_EFFECTS = (StoreCall, OpenWatch, CloseWatch, WriteDone)
+CLUSTER_EFFECTS = (StoreCall, OpenWatch, CloseWatch, WriteDone, StoreWentBack)
 #: How long shutdown waits for the node lease's revoke before giving up on it.
 LEAVE_TIMEOUT_SECONDS = 2.0
 
@@ -69,6 +70,8 @@ class ClusterMember:
                 prefix=cluster.prefix,
                 node_ttl=cluster.node_ttl,
                 keepalive_interval=cluster.node_ttl / 3,
+                resume_wait=cluster.resume_wait,
+                stale_after=cluster.stale_after,
             ),
             config,
             now=clock(),
@@ -117,8 +120,18 @@ class ClusterMember:
 
     # ------------------------------------------------------------ effects
 
-    def route(self, effect: StoreCall | OpenWatch | CloseWatch | WriteDone) -> None:
-        if isinstance(effect, WriteDone):
+    def route(self, effect: StoreCall | OpenWatch | CloseWatch | WriteDone | StoreWentBack) -> None:
+        if isinstance(effect, StoreWentBack):
+            log.error(
+                logfmt(
+                    "store_went_back",
+                    synced_revision=effect.synced_revision,
+                    store_revision=effect.store_revision,
+                    action="view forgotten, listing the store afresh; clients re-register on 404",
+                    cause="etcd lost its data (an empty data dir or an old backup)",
+                )
+            )
+        elif isinstance(effect, WriteDone):
             parked = self._parked.pop(effect.token, None)
             if parked is not None:  # else the client went away meanwhile
                 self._answers[effect.token] = effect.response

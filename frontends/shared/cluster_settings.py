@@ -34,6 +34,8 @@ CLUSTER_VARIABLES = (
     "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
     "SERVICE_DISCOVERY_NODE_ID",
     "SERVICE_DISCOVERY_NODE_TTL_SECONDS",
+    "SERVICE_DISCOVERY_RESUME_WAIT_SECONDS",
+    "SERVICE_DISCOVERY_STALE_AFTER_SECONDS",
 )
 
 #: How long one store call may take before it counts as failed: below etcd's own 7 s
@@ -49,6 +51,13 @@ DEFAULT_NODE_TTL_SECONDS = 10
 #: Below this a keepalive would run more than once a second, and etcd's own minimum
 #: lease TTL (1.5 election timeouts, 2 s by default) could round it up anyway.
 MIN_NODE_TTL_SECONDS = 3
+#: How long a read naming a revision this node has not seen yet (a blocking query's
+#: index, a watch's Last-Event-ID, taken from another node) waits for the node's view
+#: to reach it before it starts over. Nodes are milliseconds apart in steady state.
+DEFAULT_RESUME_WAIT_SECONDS = 5.0
+#: Reads say `X-Discovery-Stale: true` once the node has heard nothing from etcd for this
+#: long. A quiet node hears etcd at least every node keepalive (a third of the node TTL).
+DEFAULT_STALE_AFTER_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,8 @@ class ClusterSettings:
     call_timeout: float = CALL_TIMEOUT_SECONDS
     watch_timeout: float = DEFAULT_WATCH_TIMEOUT_SECONDS
     node_ttl: int = DEFAULT_NODE_TTL_SECONDS
+    resume_wait: float = DEFAULT_RESUME_WAIT_SECONDS
+    stale_after: float = DEFAULT_STALE_AFTER_SECONDS
 
 
 def _endpoints(raw: str) -> tuple[str, ...]:
@@ -174,6 +185,16 @@ def load_cluster_settings(
         DEFAULT_NODE_TTL_SECONDS,
         above=MIN_NODE_TTL_SECONDS - 1,
     )
+    resume_wait = _number(
+        env, "SERVICE_DISCOVERY_RESUME_WAIT_SECONDS", float, DEFAULT_RESUME_WAIT_SECONDS, above=0
+    )
+    stale_after = _number(
+        env,
+        "SERVICE_DISCOVERY_STALE_AFTER_SECONDS",
+        float,
+        DEFAULT_STALE_AFTER_SECONDS,
+        above=node_ttl / 3,  # the node keepalive: a quiet node's contact with etcd
+    )
     listen_host, listen_port = _listen_address(host, port, fd)
     shown = f"[{listen_host}]" if ":" in listen_host else listen_host
     node_id = env.get("SERVICE_DISCOVERY_NODE_ID", "").strip() or f"{shown}:{listen_port}"
@@ -193,4 +214,6 @@ def load_cluster_settings(
         key_file=key_file,
         watch_timeout=watch_timeout,
         node_ttl=node_ttl,
+        resume_wait=resume_wait,
+        stale_after=stale_after,
     )

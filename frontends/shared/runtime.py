@@ -32,6 +32,7 @@ from sd_core import (
     __version__,
     openapi_bytes,
 )
+from sd_core.cluster import CaughtUp, catch_up_scope
 from sd_core.http_api import PendingWrite, error_response
 from sd_core.watch_stream import WatchEvents
 
@@ -59,6 +60,7 @@ class Watchers(Protocol):
     """Parked blocking queries (each frontend's `watchers.Watchers`)."""
 
     def wake(self, services: frozenset[str]) -> None: ...
+    def wake_exactly(self, scopes: frozenset[str]) -> None: ...
     def release_all(self) -> None: ...
     async def wait(self, scope: str | None, seconds: float) -> None: ...
 
@@ -137,6 +139,9 @@ class Runtime:
         self.prober = prober if prober is not None else make_prober(settings)
         self.watchers = parts.watchers(self)
         self.streams = StreamHub(WatchEvents(self.registry))
+        if self.cluster is not None:
+            node = self.cluster.node
+            self.streams.hold = lambda since: node.hold_until(since, self.clock())
         self.driver = parts.probe_driver(self, self.prober)
 
     def _openapi_bytes(self) -> bytes:
@@ -275,6 +280,9 @@ class Runtime:
                 elif isinstance(effect, IndexRaised):
                     self.watchers.wake(effect.services)
                     self.streams.changed(effect.services)
+                elif isinstance(effect, CaughtUp):
+                    self.watchers.wake_exactly(frozenset(map(catch_up_scope, effect.reached)))
+                    self.streams.caught_up(effect.reached, effect.expired)
                 elif isinstance(effect, CLUSTER_EFFECTS):
                     assert cluster is not None
                     cluster.route(effect)

@@ -91,6 +91,16 @@ class ScopeEvents(Generic[E]):
             queue.extend(everything)
         self._release()
 
+    def wake_exactly(self, scopes: frozenset[str]) -> None:
+        """Wake the requests parked on these scopes only (not the global watchers): a
+        cluster node's view reached the revision they wait for, nothing changed."""
+        parked = self._parked
+        for name in scopes:
+            woken = parked.pop(name, None)
+            if woken is not None:
+                self._queue.extend(woken)
+        self._release()
+
     def _release(self) -> None:
         queue = self._queue
         abandoned = self._abandoned

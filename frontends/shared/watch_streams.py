@@ -32,6 +32,7 @@ from sd_core import HttpRequest, HttpResponse
 from sd_core.watch_stream import (
     KEEPALIVE,
     STREAM_HEADERS,
+    STREAM_PREAMBLE,
     WATCH_ROUTE,
     LiveEvent,
     WatchEvents,
@@ -124,16 +125,23 @@ class StreamHub:
         self.opened = 0  # streams opened so far (they take the ticker's shares in turn)
         self.ticks = 0  # keep-alive ticker steps so far
         self.ticking = False  # a ticker runs (`keep_alive`)
+        #: Cluster mode: whether a stream resuming from this id must wait for the node's
+        #: view to reach it (then it is held, and `caught_up` lets it go on).
+        self.hold: Callable[[int], bool] | None = None
+        self._held: dict[int, dict[Stream, WatchSpec]] = {}  # by the id they resume from
 
     def open(self, stream: Stream, spec: WatchSpec) -> None:
-        """Count `stream` (its writer's, following `spec`) open, its first events pending."""
-        if spec.services is None:
-            self._every.add(stream)
-        else:
-            for name in spec.services:
-                self._by_service.setdefault(name, set()).add(stream)
+        """Count `stream` (its writer's, following `spec`) open, its first events pending.
+
+        Held (cluster mode, its id ahead of the node's view): only the preamble, and no
+        live event until `caught_up`, so it is never sent a state older than its id."""
         self.count += 1
-        first = self._events.first_events(spec)
+        if spec.since is not None and self.hold is not None and self.hold(spec.since):
+            self._held.setdefault(spec.since, {})[stream] = spec
+            first = STREAM_PREAMBLE
+        else:
+            self._follow(stream, spec)
+            first = self._events.first_events(spec)
         stream.pending.append(first)
         stream.pending_bytes = len(first)
         stream.last_push = self.ticks
@@ -141,9 +149,35 @@ class StreamHub:
         self._shares[stream.share].add(stream)
         self.opened += 1
 
+    def _follow(self, stream: Stream, spec: WatchSpec) -> None:
+        if spec.services is None:
+            self._every.add(stream)
+        else:
+            for name in spec.services:
+                self._by_service.setdefault(name, set()).add(stream)
+
+    def caught_up(self, reached: frozenset[int], expired: frozenset[int]) -> None:
+        """The node's view reached these ids (held streams resume after them), or gave up
+        on these (their streams start over: every followed service's state, as after a
+        registry restart). Either way they follow their services from now on."""
+        for since in reached | expired:
+            held = self._held.pop(since, None)
+            for stream, spec in (held or {}).items():
+                self._follow(stream, spec)
+                start = spec if since in reached else spec._replace(since=None)
+                events = self._events.first_events(start)[len(STREAM_PREAMBLE) :]
+                if events:
+                    self._push(stream, events)
+
     def close(self, stream: Stream) -> None:
         """Forget `stream` (idempotent): its writer has ended."""
         self._shares[stream.share].discard(stream)
+        for since, held in self._held.items():
+            if held.pop(stream, None) is not None:
+                if not held:
+                    del self._held[since]
+                self.count -= 1
+                return
         if stream.follows is None:
             if stream in self._every:
                 self._every.discard(stream)

@@ -7,7 +7,16 @@ store calls and the watch, `group_commit` the batched soft-state puts, `guardian
 self-preservation, `ownership` who probes what.
 """
 
-from .effects import CloseWatch, ClusterConfig, ClusterEffect, OpenWatch, StoreCall, WriteDone
+from .effects import (
+    CaughtUp,
+    CloseWatch,
+    ClusterConfig,
+    ClusterEffect,
+    OpenWatch,
+    StoreCall,
+    StoreWentBack,
+    WriteDone,
+)
 from .group_commit import GroupCommit, SoftWaiter
 from .guardian import Guardian
 from .layout import (
@@ -21,7 +30,7 @@ from .layout import (
     SoftRecord,
 )
 from .link import CONNECTING, OK, UNAVAILABLE
-from .node import ClusterNode, NodeResult
+from .node import ClusterNode, NodeResult, catch_up_scope
 from .ownership import owner
 from .view import ClusterView, Entry
 
@@ -30,6 +39,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "OK",
     "UNAVAILABLE",
+    "CaughtUp",
     "CloseWatch",
     "ClusterConfig",
     "ClusterEffect",
@@ -49,6 +59,8 @@ __all__ = [
     "SoftRecord",
     "SoftWaiter",
     "StoreCall",
+    "StoreWentBack",
     "WriteDone",
+    "catch_up_scope",
     "owner",
 ]

@@ -49,7 +49,27 @@ class WriteDone:
     response: HttpResponse
 
 
-ClusterEffect = StoreCall | OpenWatch | CloseWatch | WriteDone
+@dataclass(frozen=True, slots=True)
+class StoreWentBack:
+    """The store answered with a revision below one this node's view had reached: etcd
+    lost its data (restarted on an empty data dir, or restored from an old backup). The
+    node forgot its view and lists the store afresh; log it once, as an error."""
+
+    synced_revision: int
+    store_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtUp:
+    """Reads held until the view reached a revision (`ClusterNode.hold_until`):
+    `reached`, the revisions the view has now reached (resume from them); `expired`,
+    the ones it did not reach in `resume_wait` (start over)."""
+
+    reached: frozenset[int]
+    expired: frozenset[int]
+
+
+ClusterEffect = StoreCall | OpenWatch | CloseWatch | WriteDone | StoreWentBack | CaughtUp
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +81,10 @@ class ClusterConfig:
     liveness call is tried again; `write_wait`: how long a confirmed write waits for
     the view to show it before it is answered anyway; `list_page`: keys per page of a
     listing; `soft_batch`: soft-state puts per txn of a group commit (etcd's
-    `--max-txn-ops` by default)."""
+    `--max-txn-ops` by default); `resume_wait`: how long a read naming a revision the
+    view has not reached (a blocking query's index, a watch's `Last-Event-ID`) waits
+    for it before it starts over (0: never waits); `stale_after`: reads are flagged
+    stale once the node has heard nothing from the store for this long."""
 
     node_id: str
     url: str = ""
@@ -73,11 +96,15 @@ class ClusterConfig:
     write_wait: float = 5.0
     list_page: int = 1000
     soft_batch: int = MAX_TXN_OPS
+    resume_wait: float = 5.0
+    stale_after: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.node_id or "/" in self.node_id:
             raise ValueError("node_id must be non-empty and hold no '/'")
         if not 0 < self.keepalive_interval < self.node_ttl:
             raise ValueError("keepalive_interval must be positive and below node_ttl")
+        if self.resume_wait < 0 or self.stale_after <= 0:
+            raise ValueError("resume_wait must be at least 0 and stale_after positive")
         if self.soft_batch < 1:
             raise ValueError("soft_batch must be at least 1")

@@ -10,7 +10,8 @@ by the soft record's mod revision (`removal`), so a heartbeat that reached the s
 first wins and the deletion writes nothing.
 
 Quietness only counts while the store is known to be usable: an instance is due when
-it was quiet for a TTL up to the last answer this node had from the store (`heard`).
+it was quiet for a TTL up to the last time this node heard from the store
+(`StoreLink.last_contact`).
 A stall that has not yet been noticed (the node is not stale yet) therefore cannot
 make instances due; when the guardian finds instances due by its clock but not by
 that horizon, it asks the store a trivial question (a count of its own node key) to
@@ -75,12 +76,7 @@ class Guardian:
         # node alike (this one included), so no node shows the mode before the others.
         self.decision = SelfPreservation(view.registry.config, lambda changed: None)
         self._stored = False  # the self-preservation key is ours and up
-        self._heard = float("-inf")  # the last answer from the store (monotonic)
         self._asking = False  # a question to the store is on its way
-
-    def heard(self, now: float) -> None:
-        """An answer from the store arrived: it was usable until about now."""
-        self._heard = max(self._heard, now)
 
     @property
     def guarding(self) -> bool:
@@ -98,7 +94,8 @@ class Guardian:
                 self._unstore()
             return
         quiet = self.view.quiet
-        due = quiet.due(min(now, self._heard))
+        heard = self.link.last_contact  # the store was usable until about then
+        due = quiet.due(min(now, heard)) if heard is not None else []
         if len(due) < len(quiet.due(now)):
             self._ask()  # due by our clock, not yet by the store's last answer
         if registry.expiry_paused(self.decision, now, due=bool(due)):
@@ -131,7 +128,7 @@ class Guardian:
         self.removals.remove(key, guards, RemovalReason.TTL_EXPIRED)
 
     def _ask(self) -> None:
-        """A trivial call whose answer moves the horizon (`heard`)."""
+        """A trivial call whose answer moves the horizon (`StoreLink.last_contact`)."""
         if self._asking:
             return
         self._asking = True

@@ -30,7 +30,7 @@ from sd_etcd import (
 )
 from sd_etcd.values import Header
 
-from .effects import CloseWatch, ClusterEffect, OpenWatch, StoreCall
+from .effects import CloseWatch, ClusterEffect, OpenWatch, StoreCall, StoreWentBack
 from .view import ClusterView
 
 Answered = Callable[[int, bytes, float], None]
@@ -44,6 +44,7 @@ UNAVAILABLE = "unavailable"
 class _Pending(NamedTuple):
     answered: Answered
     failed: Failed
+    synced: int  # the view's revision when the call was sent: its answer cannot be older
 
 
 @dataclass(eq=False)
@@ -61,6 +62,14 @@ class StoreLink:
     #: Listings of the whole prefix completed: 1 after the start, one more per
     #: compaction that outran the watch (shown on /health, so a re-list can be seen).
     listings: int = field(default=0, init=False)
+    #: When the store was last heard from (an answer to a call, or watch bytes, progress
+    #: notifications included); None before the first. Reads show how long ago.
+    last_contact: float | None = field(default=None, init=False)
+    #: Times the store was found to have gone back (lost its data) and was listed afresh.
+    resets: int = field(default=0, init=False)
+    _older: bool = field(default=False, init=False)  # a revision older than the view, seen
+    _confirming: bool = field(default=False, init=False)
+    _answering: int = field(default=0, init=False)  # the answered call's `synced`
     _calls: dict[int, _Pending] = field(default_factory=dict, init=False)
     _tokens: int = field(default=0, init=False)
     _watch: int = field(default=0, init=False)  # the current watch's number (0: none open)
@@ -87,8 +96,17 @@ class StoreLink:
         if self.state != before:
             self.changed()
 
+    @property
+    def doubtful(self) -> bool:
+        """An answer was older than the view, and the check of whether the store went back
+        has not come back yet: the view's revision means nothing until it has."""
+        return self._older or self._confirming
+
     def saw(self, header: Header) -> None:
-        """Any answer from the store: it is reachable, and names its cluster."""
+        """Any answer from the store: it is reachable, and names its cluster. A revision
+        below one the view had reached when the call was sent means the store went back."""
+        if 0 < header.revision < self._answering:
+            self._older = True
         if header.cluster_id and header.cluster_id != self.cluster_id:
             self.cluster_id = header.cluster_id
             self.changed()
@@ -98,13 +116,22 @@ class StoreLink:
 
     def call(self, request: GatewayRequest, answered: Answered, failed: Failed) -> None:
         self._tokens += 1
-        self._calls[self._tokens] = _Pending(answered, failed)
+        self._calls[self._tokens] = _Pending(answered, failed, self.view.synced_revision)
         self.emit(StoreCall(self._tokens, request))
 
     def answered(self, token: int, status: int, body: bytes, now: float) -> None:
+        if status == 200:
+            self.last_contact = now
         pending = self._calls.pop(token, None)
         if pending is not None:
-            pending.answered(status, body, now)
+            self._answering = pending.synced
+            try:
+                pending.answered(status, body, now)
+            finally:
+                self._answering = 0
+            if self._older:
+                self._older = False
+                self._suspect()
 
     def failed(self, token: int, now: float) -> None:
         pending = self._calls.pop(token, None)
@@ -117,6 +144,40 @@ class StoreLink:
             self._set(calls_failing=True)
 
     # ------------------------------------------------------------ listing
+
+    def _suspect(self) -> None:
+        """An answer carried a revision below the view's. One linearizable read decides
+        (its revision is at least every revision written before it was sent, whichever
+        member answers): still below, the store went back; else a member was behind."""
+        if self._confirming:
+            return
+        self._confirming = True
+        synced = self.view.synced_revision
+
+        def answered(status: int, body: bytes, now: float) -> None:
+            self._confirming = False
+            try:
+                revision = parse_range(status, body).header.revision
+            except EtcdError as error:
+                self.store_error(error)
+                return
+            if revision < synced:
+                self._went_back(revision, now)
+
+        def failed(now: float) -> None:
+            self._confirming = False
+
+        request = range_request(self.view.layout.prefix, prefix=True, limit=1, keys_only=True)
+        self.call(request, answered, failed)
+
+    def _went_back(self, revision: int, now: float) -> None:
+        """The store's revision is below what the view had reached: it lost its data.
+        Forget the view (instances vanish, indexes restart), list afresh, and say so
+        once (`StoreWentBack`, logged as an error)."""
+        self.emit(StoreWentBack(self.view.synced_revision, revision))
+        self.resets += 1
+        self.view.forget(now)
+        self.relist(now)
 
     def relist(self, now: float) -> None:
         """List the whole prefix at one pinned revision, page by page, then watch."""
@@ -186,6 +247,7 @@ class StoreLink:
         """Bytes of watch `watch`; True when the view moved."""
         if watch != self._watch:
             return False
+        self.last_contact = now
         try:
             messages = self._stream.feed(data)
         except EtcdError:
@@ -210,9 +272,16 @@ class StoreLink:
                 self.view.apply_events(message.events, message.header.revision, now)
                 moved = True
             elif isinstance(message, ProgressNotify):
+                if message.revision < self.view.synced_revision:
+                    self._suspect()
+                    continue
                 self.view.progress(message.revision)
                 moved = True
             elif isinstance(message, WatchCreated):
+                # Created at the store's current revision, which is never below what
+                # the view saw before: if it is, the store lost its data.
+                if 0 < message.header.revision < self.view.synced_revision:
+                    self._suspect()
                 self.saw(message.header)
                 self._set(watch_ok=True)
             elif isinstance(message, WatchCanceled):

@@ -42,6 +42,7 @@ from ..errors import RequestError, not_registered, registry_full, status_not_rep
 from ..events import Effect, InstanceRemoved, ProbePassed, ProbeResult, RemovalReason, RunProbe
 from ..http_api import (
     HEARTBEAT_OK,
+    INDEX_HEADER,
     UNREGISTER_OK,
     BlockingWait,
     HeartbeatWrite,
@@ -58,7 +59,7 @@ from ..instance import unit_load
 from ..pages import Page
 from ..registry import Registry
 from ..status import Signal, Status, next_status
-from .effects import ClusterConfig, ClusterEffect, WriteDone
+from .effects import CaughtUp, ClusterConfig, ClusterEffect, WriteDone
 from .group_commit import GroupCommit, SoftWaiter
 from .guardian import Guardian
 from .layout import (
@@ -80,12 +81,19 @@ NodeResult = HttpResponse | BlockingWait | PendingWrite
 _Parsed = TypeVar("_Parsed")
 _JSON = (("content-type", "application/json"),)
 _HEARTBEAT = HttpResponse(200, HEARTBEAT_OK, _JSON, "/v1/discovery/heartbeat")
+_STALE = ("x-discovery-stale", "true")
 _UNAVAILABLE = RequestError(
     "store_unavailable",
     503,
     "The registry's store is unavailable; retry shortly",
     headers=(("retry-after", "1"),),
 )
+
+
+def catch_up_scope(revision: int) -> str:
+    """The scope a read held until the view reaches `revision` is parked on (woken by
+    `CaughtUp.reached`); no service name can be it."""
+    return f"\0revision {revision}"
 
 
 def random_lease_id(random_bits: Callable[[int], int]) -> int:
@@ -148,6 +156,7 @@ class ClusterNode:
             pages=pages,
         )
         self.api.health_extra = self._health
+        self.api.catch_up = self._catch_up
         self.view = ClusterView(self.registry, self.layout)
         self._effects: list[ClusterEffect] = []
         self.link = StoreLink(
@@ -162,6 +171,8 @@ class ClusterNode:
         self._started = now
         self._writes = 0
         self._awaiting: list[tuple[int, float, int, HttpResponse]] = []  # revision heap
+        self._holds: dict[int, float] = {}  # revision -> deadline: reads held for it
+        self._caught_up: list[CaughtUp] = []  # drained after the core's IndexRaised
         self._streaks: dict[InstanceKey, _Streak] = {}
         self._health_writes: set[InstanceKey] = set()
         self._node_lease = 0
@@ -260,6 +271,7 @@ class ClusterNode:
                 self._keepalive_at,
                 self.guardian.next_at,
                 min((a[1] for a in self._awaiting), default=None),
+                min(self._holds.values(), default=None),
             )
             if t is not None
         ]
@@ -282,12 +294,15 @@ class ClusterNode:
             heapq.heapify(self._awaiting)
             for _, _, token, response in late:
                 self._effects.append(WriteDone(token, response))
+        if any(deadline <= now for deadline in self._holds.values()):
+            expired = frozenset(r for r, deadline in self._holds.items() if deadline <= now)
+            for revision in expired:
+                del self._holds[revision]
+            self._caught_up.append(CaughtUp(frozenset(), expired))
 
     # ------------------------------------------------------------ driver input
 
     def store_answered(self, token: int, status: int, body: bytes, now: float) -> None:
-        if status == 200:
-            self.guardian.heard(now)
         self.link.answered(token, status, body, now)
         self._release()
 
@@ -295,7 +310,6 @@ class ClusterNode:
         self.link.failed(token, now)
 
     def watch_data(self, watch: int, data: bytes, now: float) -> None:
-        self.guardian.heard(now)
         if self.link.watch_data(watch, data, now):
             self._release()
 
@@ -314,6 +328,10 @@ class ClusterNode:
                 self._streaks.pop(key, None)
                 self.removals.removed(key)
         effects.extend(core)
+        # Last: a held watch stream that now follows its services must not also get the
+        # index rises it resumed past (they are in its first events).
+        effects.extend(self._caught_up)
+        self._caught_up.clear()
         return effects
 
     # ------------------------------------------------------------ state
@@ -332,6 +350,21 @@ class ClusterNode:
             headers.append(("x-discovery-stale", "true"))
         self.api.set_read_headers(tuple(headers))
 
+    def _fresh(self, response: HttpResponse, now: float) -> HttpResponse:
+        """A read's answer with how long ago the store was last heard from (ms), and the
+        stale flag once that passes `stale_after` (a paused node, a silent watch)."""
+        contact = self.link.last_contact
+        headers = response.headers
+        if contact is None or INDEX_HEADER not in [name for name, _ in headers]:
+            return response
+        silent = now - contact
+        last = ("x-discovery-last-contact", str(int(silent * 1000)) if silent > 0 else "0")
+        if silent > self.cluster.stale_after and not self.stale:
+            headers += (last, _STALE)
+        else:
+            headers += (last,)
+        return HttpResponse(response.status, response.body, headers, response.route)
+
     def _health(self) -> dict[str, object]:
         """/health stays 200 while stale: the node still serves reads (see docs/cluster.md)."""
         return {
@@ -341,6 +374,7 @@ class ClusterNode:
                 "state": self.link.state,
                 "revision": self.view.synced_revision,
                 "listings": self.link.listings,
+                "resets": self.link.resets,
                 "error": self.store_problem if self.stale else None,
                 "cluster_id": f"{self.link.cluster_id:016x}" if self.link.cluster_id else None,
             },
@@ -351,7 +385,8 @@ class ClusterNode:
     def handle(self, request: HttpRequest, now: float, *, may_block: bool = True) -> NodeResult:
         """Answer a request, or park a write (`PendingWrite`) until a `WriteDone`."""
         if request.method == "GET":
-            return self.api.handle(request, now, may_block=may_block)
+            result = self.api.handle(request, now, may_block=may_block)
+            return self._fresh(result, now) if isinstance(result, HttpResponse) else result
         command = self.api.write_command(request, now)
         if command is None:
             return self.api.handle(request, now, may_block=may_block)
@@ -378,8 +413,9 @@ class ClusterNode:
         self._effects.append(WriteDone(token, response))
 
     def _after_view(self, token: int, revision: int, response: HttpResponse, now: float) -> None:
-        """Answer once the view reached `revision` (read-your-writes)."""
-        if self.view.synced_revision >= revision:
+        """Answer once the view reached `revision` (read-your-writes). An answer older
+        than the view (the store may have gone back) waits for the check of that."""
+        if self.view.synced_revision >= revision and not self.link.doubtful:
             self._finish(token, response)
         else:
             heapq.heappush(
@@ -387,10 +423,39 @@ class ClusterNode:
             )
 
     def _release(self) -> None:
+        if self.link.doubtful:  # the store may have gone back: its revision means nothing yet
+            return
         synced = self.view.synced_revision
         while self._awaiting and self._awaiting[0][0] <= synced:
             _, _, token, response = heapq.heappop(self._awaiting)
             self._finish(token, response)
+        if self._holds:
+            reached = frozenset(r for r in self._holds if r <= synced)
+            if reached:
+                for revision in reached:
+                    del self._holds[revision]
+                self._caught_up.append(CaughtUp(reached, frozenset()))
+
+    # ------------------------------------------------------------ resuming reads
+
+    def hold_until(self, revision: int, now: float) -> bool:
+        """Whether a read naming `revision` (a blocking query's index, a watch stream's
+        `Last-Event-ID`) must wait for this node's view to reach it: True when the view
+        is behind it; a `CaughtUp` effect says when it got there (resume from it) or
+        gave up after `resume_wait` (start over). A revision the view has passed is
+        answered at once: if it is still ahead of the index, the registry started over."""
+        if revision <= self.view.synced_revision or self.cluster.resume_wait <= 0:
+            return False
+        deadline = now + self.cluster.resume_wait
+        self._holds[revision] = max(self._holds.get(revision, deadline), deadline)
+        return True
+
+    def _catch_up(self, wanted: int, wait: float, now: float) -> BlockingWait | None:
+        """A blocking query from the future: parked until the view reaches `wanted`, for
+        at most `resume_wait` and never longer than the query's own `wait`."""
+        if not self.hold_until(wanted, now):
+            return None
+        return BlockingWait(catch_up_scope(wanted), wanted, min(self.cluster.resume_wait, wait))
 
     def _failure(self, token: int, route: str) -> Callable[[float], None]:
         return lambda now: self._finish(token, error_response(_UNAVAILABLE, route))

@@ -89,6 +89,21 @@ class ClusterView:
         self.marks: dict[str, int] = {}
         self.quiet = QuietClock(registry.config.registration_ttl)
 
+    def forget(self, now: float) -> None:
+        """The store lost its data (its revisions went back): nothing the view holds is
+        known to be there. Every instance is removed and every index restarts, so the
+        next listing and watch give the store's own revisions again; watchers see the
+        index go backwards, the contract's sign that the registry started over."""
+        for key in list(self.entries):
+            self.removal_reasons.setdefault(key, RemovalReason.TTL_EXPIRED)
+            self._delete(ParsedKey("instances", *key), self.synced_revision, now)
+        self._delete(ParsedKey(PRESERVATION, ""), self.synced_revision, now)
+        self.nodes.clear()
+        self.removal_reasons.clear()
+        self.marks.clear()
+        self.registry.restart_indexes()
+        self.synced_revision = 0
+
     # ------------------------------------------------------------ input
 
     def apply_events(self, events: Sequence[KvEvent], revision: int, now: float) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conformance.client import api_for, instance_body, poll_until
+from conformance.client import Api, api_for, instance_body, poll_until
 from conformance.server_process import ServerProcess
 from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason, running_cluster
 
@@ -71,6 +71,16 @@ def start_node() -> Iterator[StartNode]:
             node.shutdown(timeout=10)
         finally:
             node.cleanup()
+
+
+def instance_ids(api: Api, service: str) -> set[str] | None:
+    """The ids of `service`'s instances on a node (empty when unknown; None: an error)."""
+    answer = api.service(service)
+    if answer.status_code == 404:
+        return set()
+    if answer.status_code != 200:
+        return None
+    return {item["instance_id"] for item in answer.json()["instances"]}
 
 
 def store_health(url: str) -> dict[str, Any]:

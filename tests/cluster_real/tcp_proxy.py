@@ -2,7 +2,9 @@
 
 `cut()` closes every open connection and refuses new ones (accepted, then closed at
 once) until `restore()`. This is how a test breaks one node's watch while the rest of
-the cluster (and etcd) keeps going, which no signal to etcd can do.
+the cluster (and etcd) keeps going, which no signal to etcd can do. `pause()` holds
+every byte from etcd to the node (its watch and its answers) until `unpause()`: a node
+that falls behind the others without losing its connections.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._cut = False
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._closed = False
         self._thread = threading.Thread(target=self._accept, name="tcp-proxy", daemon=True)
 
@@ -36,6 +40,7 @@ class TcpProxy:
         tb: TracebackType | None,
     ) -> None:
         self._closed = True
+        self._flowing.set()
         self._listener.close()
         self._close_all()
         self._thread.join(timeout=5)
@@ -48,6 +53,12 @@ class TcpProxy:
     def restore(self) -> None:
         with self._lock:
             self._cut = False
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def unpause(self) -> None:
+        self._flowing.set()
 
     def _close_all(self) -> None:
         with self._lock:
@@ -76,12 +87,15 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._open.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, held in ((client, upstream, False), (upstream, client, True)):
+                pump = threading.Thread(target=self._pump, args=(source, sink, held), daemon=True)
+                pump.start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, held: bool) -> None:
         try:
             while data := source.recv(65536):
+                if held:
+                    self._flowing.wait()
                 sink.sendall(data)
         except OSError:
             pass

@@ -23,7 +23,7 @@ from conformance.client import Api, api_for, assert_error, index_of, instance_bo
 from conformance.fake_instances import FakeInstance
 from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason, running_cluster
 
-from .conftest import SECRET, StartNode, node_env
+from .conftest import SECRET, StartNode, instance_ids, node_env
 from .tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.skipif(
@@ -41,13 +41,7 @@ def _health(api: Api) -> dict[str, Any]:
     return document
 
 
-def _ids(api: Api, service: str) -> set[str] | None:
-    answer = api.service(service)
-    if answer.status_code == 404:
-        return set()
-    if answer.status_code != 200:
-        return None
-    return {item["instance_id"] for item in answer.json()["instances"]}
+_ids = instance_ids
 
 
 def _etcd_post(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -100,6 +100,28 @@ class EtcdCluster:
             member.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def restart_empty(self) -> None:
+        """Stop every member, delete its data dir and start it again on the same ports:
+        an etcd that lost its data (same name, peer URL and token: same cluster id)."""
+        for member in self.members:
+            member.stop()
+            shutil.rmtree(member.data_dir, ignore_errors=True)
+        _launch(self)
+
+
+def _launch(cluster: EtcdCluster) -> None:
+    """Start every member of `cluster` and wait until each has a leader."""
+    initial = ",".join(f"{member.name}={member.peer_url}" for member in cluster.members)
+    for member in cluster.members:
+        with member.log_path.open("ab") as log:
+            member.process = subprocess.Popen(
+                _command(member, initial, cluster.extra_args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+    _wait_healthy(cluster)
+
 
 def _command(member: EtcdMember, initial_cluster: str, extra_args: Sequence[str]) -> list[str]:
     return [
@@ -167,17 +189,8 @@ def start_cluster(
     ]
     extra_args = (*extra_args, *_tls_args(tls))
     cluster = EtcdCluster(members, root, extra_args, tls)
-    initial = ",".join(f"{member.name}={member.peer_url}" for member in members)
     try:
-        for member in members:
-            with member.log_path.open("wb") as log:
-                member.process = subprocess.Popen(
-                    _command(member, initial, extra_args),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                )
-        _wait_healthy(cluster)
+        _launch(cluster)
     except BaseException:
         cluster.stop()
         raise

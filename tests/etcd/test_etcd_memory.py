@@ -294,6 +294,36 @@ def test_an_outage_refuses_everything_and_ends_watches(store: Store) -> None:
     assert store(sd_etcd.range_request("/i"), sd_etcd.parse_range).count == 0
 
 
+def test_a_wipe_is_etcd_restarted_on_an_empty_data_dir(store: Store) -> None:
+    lease = store(sd_etcd.lease_grant_request(10), sd_etcd.parse_lease_grant)
+    store(sd_etcd.put_request("/i", "1", lease=lease.id), sd_etcd.parse_put)  # 2
+    watch = store.etcd.open_watch(sd_etcd.watch_request("/"), store.now)
+    store.etcd.wipe(store.now)
+    assert watch.ended  # the connection was cut
+    answer = store(sd_etcd.range_request("/i"), sd_etcd.parse_range)
+    assert (answer.count, answer.header.revision) == (0, 1)
+    assert answer.header.cluster_id == store.etcd.cluster_id  # the same cluster id
+    kept = store(sd_etcd.lease_keepalive_request(lease.id), sd_etcd.parse_lease_keepalive)
+    assert kept.ttl is None
+    # A watch resumed at the old revision + 1 is accepted, created at revision 1.
+    created = store.watch(sd_etcd.watch_request("/", start_revision=3))()
+    assert isinstance(created[0], sd_etcd.WatchCreated) and created[0].header.revision == 1
+
+
+def test_a_watch_whose_reader_fell_behind_a_compaction_is_canceled(store: Store) -> None:
+    behind = store.etcd.open_watch(sd_etcd.watch_request("/", prefix=True), store.now)
+    reading = store.watch(sd_etcd.watch_request("/", prefix=True))
+    store(sd_etcd.put_request("/a", "1"), sd_etcd.parse_put)  # 2
+    reading()
+    store(sd_etcd.compaction_request(2), sd_etcd.parse_compaction)
+    store.etcd.cancel_lagging_watches()
+    messages = sd_etcd.WatchStream().feed(behind.read())
+    assert [type(m) for m in messages] == [sd_etcd.WatchCanceled]
+    assert isinstance(messages[0], sd_etcd.WatchCanceled) and messages[0].compact_revision == 2
+    store(sd_etcd.put_request("/a", "2"), sd_etcd.parse_put)  # the reader that kept up goes on
+    assert [type(m) for m in reading()] == [sd_etcd.WatchEvents]
+
+
 def test_unknown_paths_and_bad_bodies(store: Store) -> None:
     assert store.etcd.handle(sd_etcd.GatewayRequest("/v3alpha/kv/range", b"{}"), 0.0)[0] == 404
     status, _ = store.etcd.handle(sd_etcd.GatewayRequest("/v3/kv/put", b'{"key":"!!"}'), 0.0)

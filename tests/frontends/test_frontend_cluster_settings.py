@@ -44,6 +44,8 @@ def test_every_cluster_variable_is_read(tmp_path: Path) -> None:
             "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS": "30",
             "SERVICE_DISCOVERY_NODE_ID": "node-a",
             "SERVICE_DISCOVERY_NODE_TTL_SECONDS": "6",
+            "SERVICE_DISCOVERY_RESUME_WAIT_SECONDS": "2.5",
+            "SERVICE_DISCOVERY_STALE_AFTER_SECONDS": "4",
         },
         host="10.1.2.3",
         port=3005,
@@ -62,7 +64,8 @@ def test_every_cluster_variable_is_read(tmp_path: Path) -> None:
     assert cluster.node_id == "node-a"
     assert cluster.node_ttl == 6
     assert cluster.url == "http://10.1.2.3:3005"
-    assert len(CLUSTER_VARIABLES) == 10
+    assert (cluster.resume_wait, cluster.stale_after) == (2.5, 4.0)
+    assert len(CLUSTER_VARIABLES) == 12
 
 
 def test_defaults_node_id_is_host_and_port() -> None:
@@ -74,6 +77,7 @@ def test_defaults_node_id_is_host_and_port() -> None:
     assert cluster.watch_timeout == DEFAULT_WATCH_TIMEOUT_SECONDS
     assert cluster.node_ttl == DEFAULT_NODE_TTL_SECONDS == 10
     assert cluster.username is None and cluster.ca_file is None
+    assert (cluster.resume_wait, cluster.stale_after) == (5.0, 10.0)
 
 
 def test_an_inherited_socket_names_the_node() -> None:
@@ -110,6 +114,9 @@ BAD = [
     ({"SERVICE_DISCOVERY_NODE_TTL_SECONDS": "4.5"}, "SERVICE_DISCOVERY_NODE_TTL_SECONDS"),
     ({"SERVICE_DISCOVERY_NODE_TTL_SECONDS": "inf"}, "SERVICE_DISCOVERY_NODE_TTL_SECONDS"),
     ({"SERVICE_DISCOVERY_STATE_FILE": __file__}, "SERVICE_DISCOVERY_STATE_FILE"),
+    ({"SERVICE_DISCOVERY_RESUME_WAIT_SECONDS": "0"}, "SERVICE_DISCOVERY_RESUME_WAIT_SECONDS"),
+    # Not above the node keepalive (a third of the node TTL): a quiet node would flicker.
+    ({"SERVICE_DISCOVERY_STALE_AFTER_SECONDS": "3"}, "SERVICE_DISCOVERY_STALE_AFTER_SECONDS"),
 ]
 
 
