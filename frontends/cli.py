@@ -1,7 +1,17 @@
 """`service-discovery serve`: settings from the environment, then one frontend.
 
-Every other command is the operator CLI in `service_discovery.cli`, which is
-also the console script (so it runs without the server extras).
+The console script is the SDK's operator CLI (`service_discovery.cli`), which
+runs without the server extras and never imports this package. It finds
+:func:`serve` through the entry point this distribution registers in
+pyproject (group ``service_discovery.commands``, name ``serve``), so the
+client names a command, not a package. Loading this module checks that the
+server extras are installed and fails with `ModuleNotFoundError` naming the
+first one missing: the console script turns that into one line saying what to
+install, without knowing what the server needs.
+
+`python -m frontends serve ...` calls :func:`serve` directly; any other
+command given to `python -m frontends` goes to the operator CLI (this package
+may import the SDK; the SDK may not import this package).
 
 Startup problems end in one line on stderr naming what to fix, and exit 2;
 a traceback is for bugs, not for a typo in a deployment file.
@@ -11,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import logging
 import os
 import socket
@@ -24,33 +35,52 @@ from .shared.logs import configure_logging, logfmt
 
 log = logging.getLogger("sd.registry")
 
+#: What `serve` needs beyond the SDK (pyproject's ``server`` extra), by import name;
+#: the default frontend's framework first, as the name a user looks for.
+SERVER_EXTRAS = ("quart", "hypercorn", "trio", "prometheus_client")
+
+
+def _require_server_extras() -> None:
+    """Fail this module's import, naming the first missing server extra.
+
+    Run when the module loads, which is when the console script loads the
+    ``serve`` entry point: with only the SDK installed, the load fails at once
+    with the missing module's name. `find_spec` looks without importing, so a
+    trio registry does not load Quart for the check.
+    """
+    for name in SERVER_EXTRAS:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+_require_server_extras()
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="service-discovery")
-    parser.add_argument("--version", action="version", version=__version__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the registry server")
-    serve.add_argument("--frontend", choices=FRONTENDS, default="quart")
-    serve.add_argument(
+    parser = argparse.ArgumentParser(
+        prog="service-discovery serve", description="Run the registry server."
+    )
+    parser.add_argument("--frontend", choices=FRONTENDS, default="quart")
+    parser.add_argument(
         "--host", help="address to bind (default $SERVICE_DISCOVERY_HOST or 0.0.0.0)"
     )
-    serve.add_argument("--port", type=int, help="port (default $SERVICE_DISCOVERY_PORT or 3004)")
-    serve.add_argument(
+    parser.add_argument("--port", type=int, help="port (default $SERVICE_DISCOVERY_PORT or 3004)")
+    parser.add_argument(
         "--fd", type=int, help="serve on an inherited, listening socket (for tests and supervisors)"
     )
-    serve.add_argument(
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
         help="must be 1: the state lives in one process (scale out in cluster mode)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--server",
         choices=("hypercorn", "uvicorn"),
         default="hypercorn",
         help="HTTP server for the quart frontend (uvicorn needs the [uvicorn] extra)",
     )
-    serve.add_argument(
+    parser.add_argument(
         "--loop",
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
@@ -92,11 +122,17 @@ def _address_in_use(host: str, port: int) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m frontends`: ``serve`` here, every other command to the operator CLI."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if arguments[:1] != ["serve"]:  # the operator commands, --help and --version
-        from service_discovery.cli import main as operator_main
+    if arguments[:1] == ["serve"]:
+        return serve(arguments[1:])
+    from service_discovery.cli import main as operator_main  # --help, --version too
 
-        return operator_main(arguments)
+    return operator_main(arguments)
+
+
+def serve(arguments: Sequence[str]) -> int:
+    """The ``serve`` command, given the arguments after it; returns the exit code."""
     args = _parser().parse_args(arguments)
     if args.workers != 1:
         return _fail(
@@ -163,9 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         serve_uvicorn(settings, loop=args.loop)
     elif args.frontend == "quart":
-        from .quart_app.server import serve
+        from .quart_app.server import serve as serve_quart
 
-        serve(settings, loop=args.loop)
+        serve_quart(settings, loop=args.loop)
     else:
         from .trio_app.server import serve as serve_trio
 

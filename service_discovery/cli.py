@@ -8,15 +8,15 @@ client has no method for (a heartbeat for an instance this process did not
 register, and the registry's own ``/health``) go through the SDK's HTTP layer,
 which maps errors the same way.
 
-Why this module is the console script's entry point, and not
-``frontends.cli``: the operator commands need only the SDK's dependencies
-(httpx, pydantic, anyio), and an operator's laptop or a CI job should not need
-the server extras (Quart, hypercorn, trio, prometheus-client) to run
-``service-discovery services``. So :func:`main` is the dispatcher: ``serve``
-is handed to ``frontends.cli`` (imported only then, and a missing server
-extra becomes one line naming the pip command); everything else stays here.
-``python -m frontends ...`` dispatches the other way, so both spellings
-accept every command.
+This module is the console script. The operator commands need only the
+SDK's dependencies (httpx, pydantic, anyio): an operator's laptop or a CI job
+should not need the server extras to run ``service-discovery services``.
+``serve`` is not here: the server registers it as a plugin, an entry point
+named ``serve`` in the group ``service_discovery.commands``, and :func:`main`
+loads that entry point by name. The SDK thus never imports the server
+package, nor knows what it depends on; where the server's dependencies are
+missing, loading the plugin raises `ModuleNotFoundError` (the server checks
+its own), which becomes one line naming the extra to install.
 
 Scripts can test the exit code: 0 ok, 1 not found (unknown service or
 instance), 2 usage (argparse's errors, and requests the registry refuses as
@@ -35,7 +35,8 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from importlib.metadata import entry_points
+from typing import Any, TextIO, cast
 
 import anyio
 import anyio.abc
@@ -57,6 +58,7 @@ from .models import CheckType, HealthCheck, InstanceStatus, Maintenance, Service
 from .registry_http import RegistryHTTP
 
 __all__ = [
+    "COMMAND_PLUGINS",
     "DEFAULT_CLI_URL",
     "EXIT_AUTH",
     "EXIT_NOT_FOUND",
@@ -80,7 +82,10 @@ EXIT_AUTH = 4
 DEFAULT_CLI_URL = "http://127.0.0.1:3004"
 """An operator usually runs the CLI beside the registry; services default to its DNS name."""
 
-_SERVER_EXTRAS = frozenset({"quart", "hypercorn", "trio", "prometheus_client"})
+COMMAND_PLUGINS = "service_discovery.commands"
+"""The entry-point group of commands other packages add; each is called with the arguments
+after its name and returns the exit code. The server's ``serve`` is one."""
+_SERVER_INSTALL = "pip install 'service-discovery[server]'"
 _WATCH_WAIT_SECONDS = 60.0
 _COLOURS = {
     InstanceStatus.HEALTHY: "32",  # green
@@ -121,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``service-discovery`` console script: ``serve`` goes to the server, the rest here."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["serve"]:
-        return _serve(arguments)
+        return _serve(arguments[1:])
     try:
         return run(build_parser().parse_args(arguments))
     except KeyboardInterrupt:
@@ -129,19 +134,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _serve(arguments: list[str]) -> int:
+    """``serve``: the plugin of that name, given the arguments after it, or one line
+    saying what to install."""
+    found = entry_points(group=COMMAND_PLUGINS, name="serve")
+    if not found:
+        return _fail(EXIT_USAGE, f"serve is not installed: {_SERVER_INSTALL}")
     try:
-        from frontends.cli import main as serve_main
-
-        return serve_main(arguments)
+        command = cast(Callable[[list[str]], int], next(iter(found)).load())
     except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in _SERVER_EXTRAS:
-            raise
-        print(
-            f"service-discovery: serve needs the server extras ({exc.name} is missing): "
-            "pip install 'service-discovery[server]'",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        missing = f"serve needs the server extras ({exc.name} is missing)"
+        return _fail(EXIT_USAGE, f"{missing}: {_SERVER_INSTALL}")
+    return command(arguments)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,8 @@
 
 A subprocess makes the server extras unimportable (``sys.modules[name] =
 None``), then runs the console script's `main`: `services` works and never
-imports `frontends`; `serve` says in one line what to install.
+imports `frontends`; `serve` says in one line what to install. `serve` loads
+the installed entry point, so this reads the metadata of the project's install.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ def test_serve_without_the_server_extras_names_what_to_install(registry: Registr
     assert finished.returncode == 2
     assert finished.stdout == ""
     assert "Traceback" not in finished.stderr
-    # `serve` logs that it is starting before it imports a frontend, then one line.
     last = finished.stderr.splitlines()[-1]
     assert last.startswith("service-discovery: serve needs the server extras (quart is missing)")
     assert "pip install 'service-discovery[server]'" in last

@@ -16,6 +16,7 @@ import pytest
 
 import sd_core
 import sd_etcd
+from tests.import_scan import DYNAMIC_IMPORTS, file_imports, imports
 
 FORBIDDEN = frozenset(
     {
@@ -56,26 +57,6 @@ MODULES = [
     for package, forbidden in ((sd_core, FORBIDDEN), (sd_etcd, ETCD_FORBIDDEN))
     for path in _modules(package)
 ]
-DYNAMIC_IMPORTS = ("__import__", "importlib.import_module")
-
-
-def _imports(tree: ast.AST) -> set[str]:
-    """The absolute imports in `tree`; a dynamic import is recorded by its function's name
-    (plus `__import__`'s module when it is a literal)."""
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "__import__":
-            found.add("__import__")
-            if node.args and isinstance(node.args[0], ast.Constant):
-                found.add(str(node.args[0].value))
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "import_module":
-            found.add("importlib.import_module")
-    return found
 
 
 def _run_python(program: str) -> Any:
@@ -113,8 +94,7 @@ def test_there_are_modules_to_check() -> None:
 
 @pytest.mark.parametrize(("path", "forbidden"), MODULES)
 def test_module_imports_no_io_or_clock(path: Path, forbidden: frozenset[str]) -> None:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    imported = _imports(tree)
+    imported = file_imports(path)
     bad = sorted(
         name for name in imported if name.split(".")[0] in forbidden or name in DYNAMIC_IMPORTS
     )
@@ -141,7 +121,7 @@ def test_module_reads_no_clock(path: Path, forbidden: frozenset[str]) -> None:
     ],
 )
 def test_the_import_scan_catches_forbidden_imports(source: str) -> None:
-    imported = _imports(ast.parse(source))
+    imported = imports(ast.parse(source))
     assert any(name.split(".")[0] in FORBIDDEN for name in imported)
     assert any(name.split(".")[0] in ETCD_FORBIDDEN for name in imported)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 
 import pytest
 
@@ -212,3 +213,14 @@ def test_a_port_already_in_use_is_one_line_and_exit_2(frontend: str) -> None:
     lines = finished.stderr.splitlines()
     assert len(lines) == 1, finished.stderr
     assert f"127.0.0.1:{port}" in lines[0] and "already in use" in lines[0]
+
+
+@pytest.mark.parametrize("extra", cli.SERVER_EXTRAS)
+def test_loading_serve_without_a_server_extra_fails_naming_it(
+    monkeypatch: pytest.MonkeyPatch, extra: str
+) -> None:
+    """What the console script reports when loading the `serve` entry point fails."""
+    monkeypatch.setitem(sys.modules, extra, None)  # as when it is not installed
+    with pytest.raises(ModuleNotFoundError) as failed:
+        cli._require_server_extras()
+    assert failed.value.name == extra

@@ -1,0 +1,44 @@
+"""What a module imports, read from its source: the layering tests of several folders share it.
+
+Reading the source sees every import, including those inside functions that a
+run might never reach; a dynamic import is recorded by its function's name and,
+when its argument is a literal, by the module it names too.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+#: How a dynamic import shows in :func:`imports`, besides the module it names.
+DYNAMIC_IMPORTS = ("__import__", "importlib.import_module")
+
+
+def imports(tree: ast.AST) -> set[str]:
+    """The absolute imports in `tree`: each module, and each ``module.name`` taken from it."""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and (called := _called(node)):
+            found.add(called)
+            if node.args and isinstance(node.args[0], ast.Constant):
+                found.add(str(node.args[0].value))
+    return found
+
+
+def file_imports(path: Path) -> set[str]:
+    """:func:`imports` of one source file."""
+    return imports(ast.parse(path.read_text(), filename=str(path)))
+
+
+def _called(call: ast.Call) -> str:
+    """Which of :data:`DYNAMIC_IMPORTS` `call` is, or ``""``."""
+    if getattr(call.func, "id", "") == "__import__":
+        return "__import__"
+    if getattr(call.func, "attr", "") == "import_module":
+        return "importlib.import_module"
+    return ""
