@@ -87,6 +87,9 @@ SCALE_ENV = {
     "HEALTH_CHECK_INTERVAL_SECONDS": "86400",
     "HEALTH_CHECK_FIRST_PROBES_PER_SECOND": "0",
     "SERVICE_DISCOVERY_MAX_INSTANCES": "200000",
+    # The re-list step's changes carry 8 KiB of metadata (enough to outrun what etcd
+    # and the sockets buffer), twice the default cap on an instance's metadata.
+    "SERVICE_DISCOVERY_MAX_METADATA_BYTES": "16384",
 }
 READ_PATH = f"/v1/discovery/services/{SERVICE}"
 HEARTBEAT_PATH = "/v1/discovery/heartbeat"
