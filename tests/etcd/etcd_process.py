@@ -100,6 +100,13 @@ class EtcdCluster:
             member.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def start_again(self) -> None:
+        """Start every member again on its own data dir and ports (after a kill or a stop):
+        an etcd that crashed and came back with its data."""
+        for member in self.members:
+            member.stop()
+        _launch(self)
+
     def restart_empty(self) -> None:
         """Stop every member, delete its data dir and start it again on the same ports:
         an etcd that lost its data (same name, peer URL and token: same cluster id)."""

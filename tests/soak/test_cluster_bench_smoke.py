@@ -13,15 +13,12 @@ on a timeout it gets SIGTERM, which stops every process it started.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from soak_support import run_bench
 
 from tests.etcd.etcd_process import etcd_missing_reason
 
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 240.0
 
 pytestmark = [
@@ -40,21 +37,11 @@ TITLES = (
 
 def test_bench_cluster_prints_every_table() -> None:
     argv = [
-        sys.executable, "-m", "bench.cluster", "--frontend", "quart",
+        "--frontend", "quart",
         "--reps", "1", "--duration", "1", "--writes", "5", "--takeover-reps", "1",
         "--instances", "200", "--fill-seconds", "5",
     ]  # fmt: skip
-    bench = subprocess.Popen(
-        argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        out, err = bench.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        bench.terminate()
-        out, err = bench.communicate(timeout=60)
-        pytest.fail(f"bench.cluster did not finish in {TIMEOUT} s:\n{out}\n{err[-2000:]}")
-    print(out)
-    assert bench.returncode == 0, err[-3000:]
+    out = run_bench("bench.cluster", argv, TIMEOUT)
     for title in TITLES:
         assert title in out, f"missing {title!r}:\n{out}"
     assert "| quart " in out
