@@ -28,10 +28,9 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from frontends import FRONTENDS
+from frontends.runtime.logs import configure_logging, logfmt
 from sd_core import ConfigError, __version__
-
-from . import FRONTENDS
-from .shared.logs import configure_logging, logfmt
 
 log = logging.getLogger("sd.registry")
 
@@ -140,7 +139,7 @@ def serve(arguments: Sequence[str]) -> int:
             "they would disagree; run one worker per node, and scale out in cluster mode "
             "(set SERVICE_DISCOVERY_ETCD_ENDPOINTS on each node)"
         )
-    from .shared.settings import load_settings
+    from frontends.runtime.settings import load_settings
 
     try:
         settings = load_settings(os.environ, host=args.host, port=args.port, fd=args.fd)
@@ -159,7 +158,7 @@ def serve(arguments: Sequence[str]) -> int:
                 "(pip install 'service-discovery[uvicorn]')"
             )
     if args.loop == "uvloop":
-        from .quart_app.server import uvloop_available
+        from frontends.quart_app.event_loop import uvloop_available
 
         if not uvloop_available():
             return _fail(
@@ -171,7 +170,7 @@ def serve(arguments: Sequence[str]) -> int:
         if taken is not None:
             return _fail(taken)
     configure_logging(settings.log_level)
-    from .shared.memory import pin_mmap_threshold
+    from frontends.runtime.memory import pin_mmap_threshold
 
     pin_mmap_threshold()
     if settings.secret_generated:
@@ -195,15 +194,15 @@ def serve(arguments: Sequence[str]) -> int:
         )
     )
     if args.frontend == "quart" and args.server == "uvicorn":
-        from .quart_app.uvicorn_server import serve as serve_uvicorn
+        from frontends.servers.uvicorn.server import serve as serve_uvicorn
 
         serve_uvicorn(settings, loop=args.loop)
     elif args.frontend == "quart":
-        from .quart_app.server import serve as serve_quart
+        from frontends.servers.hypercorn.asyncio_server import serve as serve_quart
 
         serve_quart(settings, loop=args.loop)
     else:
-        from .trio_app.server import serve as serve_trio
+        from frontends.servers.hypercorn.trio_server import serve as serve_trio
 
         serve_trio(settings)
     log.info(logfmt("stopped", frontend=args.frontend))

@@ -36,8 +36,8 @@ from reliability_support import (
 )
 
 from conformance.server_process import ServerProcess
-from frontends.shared.process_setup import Throttle
-from frontends.shared.request_heads import MAX_HEAD_BYTES, HeadBoundConnection
+from frontends.runtime.process_setup import Throttle
+from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES, HeadBoundConnection
 
 #: The head limit the README states, and the keep-alive timeout that bounds a head's time.
 HEAD_LIMIT = MAX_HEAD_BYTES
