@@ -115,7 +115,9 @@ class Documents:
 def _config(fd: int) -> Any:
     from frontends.runtime.settings import load_settings
     from frontends.servers.hypercorn.config import hypercorn_config
+    from frontends.servers.hypercorn.install import install
 
+    install(None)
     return hypercorn_config(load_settings({"SERVICE_DISCOVERY_SECRET": "bare"}, fd=fd))
 
 

@@ -27,10 +27,15 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from frontends import FRONTENDS
 from frontends.runtime.logs import configure_logging, logfmt
+from frontends.servers.tested import UntestedServer
 from sd_core import ConfigError, __version__
+
+if TYPE_CHECKING:
+    from frontends.runtime.settings import Settings
 
 log = logging.getLogger("sd.registry")
 
@@ -193,17 +198,28 @@ def serve(arguments: Sequence[str]) -> int:
             version=__version__,
         )
     )
-    if args.frontend == "quart" and args.server == "uvicorn":
+    try:
+        _serve_with(args.frontend, args.server, args.loop, settings)
+    except UntestedServer as error:
+        return _fail(error.message)
+    except ConfigError as error:
+        return _fail(f"invalid {error.name}: {error.message}")
+    log.info(logfmt("stopped", frontend=args.frontend))
+    return 0
+
+
+def _serve_with(frontend: str, server: str, loop: str, settings: Settings) -> None:
+    """Serve with the chosen frontend and server until a signal; each server's
+    `install()` may refuse an untested release first (`UntestedServer`)."""
+    if frontend == "quart" and server == "uvicorn":
         from frontends.servers.uvicorn.server import serve as serve_uvicorn
 
-        serve_uvicorn(settings, loop=args.loop)
-    elif args.frontend == "quart":
+        serve_uvicorn(settings, loop=loop)
+    elif frontend == "quart":
         from frontends.servers.hypercorn.asyncio_server import serve as serve_quart
 
-        serve_quart(settings, loop=args.loop)
+        serve_quart(settings, loop=loop)
     else:
         from frontends.servers.hypercorn.trio_server import serve as serve_trio
 
         serve_trio(settings)
-    log.info(logfmt("stopped", frontend=args.frontend))
-    return 0

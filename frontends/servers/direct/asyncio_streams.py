@@ -5,7 +5,7 @@ accepted connection starts with `FirstBytes` as its protocol, which hands
 every connection that is not a stream's to the server's own protocol, fed the
 bytes read so far: on hypercorn what `asyncio.start_server` would have given
 it (a `StreamReaderProtocol` calling hypercorn's connection callback; see
-`serve_watches_first`), on uvicorn its HTTP protocol
+`first_protocol`), on uvicorn its HTTP protocol
 (`uvicorn_first_bytes`). A stream's connection gets `_ConnectionStream`: the
 hub's `wake` writes to the transport at once, asyncio's flow control
 (`pause_writing`) says when the reader is behind, and the transport's
@@ -22,7 +22,6 @@ from typing import Any, cast
 from frontends.quart_app.streams import start_ticker
 from frontends.runtime.watch_streams import StreamHub
 from frontends.servers.direct.first_bytes import DirectStream, Look, accept_watch, first_look
-from frontends.servers.hypercorn.config import accept_in_small_batches
 from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 from sd_core.watch_stream import WatchSpec
 
@@ -36,11 +35,16 @@ HandOff = Callable[[asyncio.Transport, bytes, float], None]
 STREAM_READER_LIMIT = 2**16
 
 
-def serve_watches_first(runtime: Any, head_timeout: float, backlog: int) -> None:
-    """Have hypercorn's `asyncio.start_server` give each new connection to `FirstBytes`
-    (this process; also accepting in small batches, `accept_in_small_batches`).
+#: Makes a connection's first protocol from `start_server`'s callback.
+FirstProtocol = Callable[[Connected], asyncio.Protocol]
 
-    Unlike trio's, nothing is returned for the shutdown: hypercorn's asyncio
+
+def first_protocol(runtime: Any, head_timeout: float) -> FirstProtocol:
+    """What hypercorn's `asyncio.start_server` should make each new connection's protocol
+    with: `FirstBytes`, handing other connections to hypercorn's callback
+    (`servers.hypercorn.listeners.accept_in_small_batches` puts it there).
+
+    Unlike trio's, nothing is needed for the shutdown: hypercorn's asyncio
     worker does not wait for connections it was never given, so those still
     waiting for their first request end with the loop, at once.
     """
@@ -48,7 +52,7 @@ def serve_watches_first(runtime: Any, head_timeout: float, backlog: int) -> None
     def make(connected: Connected) -> asyncio.Protocol:
         return FirstBytes(runtime, functools.partial(_to_hypercorn, connected), head_timeout)
 
-    accept_in_small_batches(backlog, make)
+    return make
 
 
 def _to_hypercorn(

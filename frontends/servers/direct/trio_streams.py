@@ -2,7 +2,7 @@
 
 See `servers.direct.first_bytes` for why and what is served here. On trio,
 hypercorn's listener calls `hypercorn.trio.run.TCPServer` with each accepted
-connection; `serve_watches_first` puts `first_bytes` there instead. It reads
+connection; `servers.hypercorn.listeners` puts `first_bytes` there instead. It reads
 the connection's first bytes: a stream's connection is held by its own task
 (`_ConnectionStream.run`), anything else goes to hypercorn's `TCPServer` with a
 stream that replays what was read (`_Replayed`).
@@ -22,7 +22,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import hypercorn.trio.run
 import trio
 from hypercorn.trio.tcp_server import MAX_RECV
 from hypercorn.trio.tcp_server import TCPServer as HypercornConnection
@@ -39,20 +38,19 @@ log = logging.getLogger("sd.registry")
 _hypercorn: Any = HypercornConnection
 
 
-def serve_watches_first(runtime: Any, head_timeout: float) -> Callable[[], None]:
-    """Have hypercorn's trio listener hand each new connection to `first_bytes` (this process).
+#: What hypercorn's trio listener calls with each accepted connection.
+Connection = Callable[[Any, Any, Any, Any, Any], Any]
 
-    Returns what closes the connections still waiting for their first request,
-    for the server's shutdown: hypercorn closes its idle connections as it
-    stops, and these would otherwise hold its shutdown for up to `head_timeout`.
-    Fails loudly if a hypercorn upgrade no longer builds connections there.
+
+def first_connections(runtime: Any, head_timeout: float) -> tuple[Connection, Callable[[], None]]:
+    """What hypercorn's trio listener should call with each new connection instead of
+    its `TCPServer` (`first_bytes`; `servers.hypercorn.listeners` puts it there), and
+    what closes the connections still waiting for their first request.
+
+    The second is for the server's shutdown: hypercorn closes its idle
+    connections as it stops, and these would otherwise hold its shutdown for up
+    to `head_timeout`.
     """
-    if getattr(hypercorn.trio.run, "TCPServer", None) is None:
-        raise RuntimeError(
-            "hypercorn.trio.run has no TCPServer any more: re-check how its listener "
-            "serves a connection before serving watch streams below it"
-        )
-
     waiting: set[trio.CancelScope] = set()
 
     def connection(app: Any, config: Any, context: Any, state: Any, stream: Any) -> Any:
@@ -62,8 +60,7 @@ def serve_watches_first(runtime: Any, head_timeout: float) -> Callable[[], None]
         for scope in waiting:
             scope.cancel()
 
-    hypercorn.trio.run.TCPServer = connection  # type: ignore[attr-defined, assignment]
-    return close_waiting
+    return connection, close_waiting
 
 
 async def first_bytes(

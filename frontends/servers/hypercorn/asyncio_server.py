@@ -15,10 +15,10 @@ from frontends.runtime.process_setup import prepare_process
 from frontends.runtime.runtime import Runtime
 from frontends.runtime.settings import Settings
 from frontends.runtime.watch_streams import WatchRoute
-from frontends.servers.direct.asyncio_streams import serve_watches_first
+from frontends.servers.direct.asyncio_streams import first_protocol
 from frontends.servers.hypercorn.config import hypercorn_config
 from frontends.servers.hypercorn.http1_only import Http1Only
-from frontends.servers.hypercorn.write_deadline import bound_asyncio_writes
+from frontends.servers.hypercorn.install import AsyncioWorker, install
 
 
 async def serve_async(settings: Settings) -> None:
@@ -34,7 +34,7 @@ async def serve_async(settings: Settings) -> None:
         runtime.begin_drain(exit_after=settings.shutdown_grace)
 
     config = hypercorn_config(settings)
-    serve_watches_first(runtime, config.keep_alive_timeout, config.backlog)
+    install(AsyncioWorker(config.backlog, first_protocol(runtime, config.keep_alive_timeout)))
     try:
         await hypercorn_serve(
             Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]
@@ -48,5 +48,4 @@ async def serve_async(settings: Settings) -> None:
 def serve(settings: Settings, *, loop: str = "auto") -> None:
     """Run until a signal; `loop` is `asyncio`, `uvloop`, or `auto` (uvloop when installed)."""
     prepare_process(settings)
-    bound_asyncio_writes()
     run_on(loop, serve_async(settings))

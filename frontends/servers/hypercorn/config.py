@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import os
 import socket
 import struct
-from collections.abc import Callable
-from typing import Any
 
 from hypercorn.config import Config
 
 from frontends.runtime.settings import Settings
-from frontends.servers.hypercorn.http1_only import refuse_http2_switch
-from frontends.servers.hypercorn.patches import (
-    release_closed_connections,
-    restart_idle_timers_at_once,
-    spare_connections_with_waiting_requests,
-)
-from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES, bound_hypercorn_heads
-from frontends.servers.hypercorn.streams import streams_hear_clients_leave
+from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES
 
 
 def hypercorn_config(settings: Settings) -> Config:
-    """The config both frontends serve with; also patches hypercorn (HTTP/2, closed
-    connections, trio's keep-alive timer, request heads, streams' connections)."""
-    refuse_http2_switch()
-    bound_hypercorn_heads()
-    streams_hear_clients_leave()
-    release_closed_connections()
-    restart_idle_timers_at_once()
-    spare_connections_with_waiting_requests()
+    """The config both frontends serve with (the patches it relies on are applied by
+    `install.install`)."""
     config = Config()
     # HTTP/1.1 only, even if TLS is ever configured (see http1_only).
     config.alpn_protocols = ["http/1.1"]
@@ -53,7 +36,7 @@ def hypercorn_config(settings: Settings) -> Config:
     # or in pieces (see request_heads).
     config.h11_max_incomplete_size = MAX_HEAD_BYTES
     # How long an idle keep-alive connection is kept. (A connection the peer
-    # closed is released at once: see hypercorn_patches.)
+    # closed is released at once: see patches.)
     config.keep_alive_timeout = 5
     return config
 
@@ -91,49 +74,3 @@ def inherited_backlog(fd: int) -> int | None:
 
 
 _TCP_LISTEN = 10  # tcpi_state of a listening socket (include/net/tcp_states.h)
-
-
-#: How many connections asyncio accepts per readiness event of the listening socket.
-ASYNCIO_ACCEPT_BATCH = 16
-
-
-#: Makes a connection's first protocol from `start_server`'s callback.
-FirstProtocol = Callable[[Callable[..., Any]], asyncio.Protocol]
-
-
-def accept_in_small_batches(backlog: int, first_protocol: FirstProtocol | None = None) -> None:
-    """asyncio: listen with `backlog`, but accept at most `ASYNCIO_ACCEPT_BATCH` per loop turn.
-
-    asyncio uses `start_server`'s backlog twice: for `listen()`, and as the
-    number of connections it accepts in one go each time the socket is
-    readable. With a backlog of thousands, a connection flood (the rapid-reset
-    bench) made one loop turn accept thousands of connections while every
-    established client waited: 6 of 12 probes answered on quart (16 at a
-    time: all, p50 78 ms). So hypercorn
-    is given the small batch, and the socket is listened again with the real
-    backlog once asyncio serves it. Affects this process's `asyncio.start_server`
-    only (the server process calls it once per listening socket).
-
-    `first_protocol`, when given, makes each connection's protocol from
-    hypercorn's connection callback instead of asyncio's stream protocol (the
-    quart frontend's `direct_streams.FirstBytes`, which hands hypercorn's
-    connections over to that callback itself).
-    """
-    original = getattr(asyncio.start_server, "__wrapped__", asyncio.start_server)
-
-    @functools.wraps(original)
-    async def start_server(
-        connected: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> asyncio.Server:
-        kwargs["backlog"] = min(ASYNCIO_ACCEPT_BATCH, backlog)
-        if first_protocol is None:
-            server = await original(connected, *args, **kwargs)
-        else:
-            loop = asyncio.get_running_loop()
-            server = await loop.create_server(lambda: first_protocol(connected), *args, **kwargs)
-        sock = kwargs.get("sock")  # hypercorn always hands over its own socket
-        if isinstance(sock, socket.socket):
-            sock.listen(backlog)
-        return server
-
-    asyncio.start_server = start_server  # type: ignore[assignment]

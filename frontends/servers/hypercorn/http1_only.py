@@ -44,6 +44,8 @@ The same wrapper closes two more doors before any framework sees a request:
 TLS is not configured by the registry, but ALPN is pinned to `http/1.1` all
 the same (see `hypercorn_setup`), so adding certificates later cannot bring
 HTTP/2 back through the other door.
+
+Upstream: none known; drafted in docs/upstream.md ("An option to refuse HTTP/2 cleartext").
 """
 
 from __future__ import annotations

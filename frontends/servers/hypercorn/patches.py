@@ -42,6 +42,10 @@ socket or in h11's buffer, the reader is due, so the timer grants one more perio
 a second expiry closes even so, so a client cannot hold a connection by
 trickling bytes (the reader consumes bytes within a loop turn; only a starved
 process finds them still waiting).
+
+Upstream: the first two have no known report, drafted in docs/upstream.md ("A
+connection the client closed is held...", "trio: restart the keep-alive timer...");
+the third is related to pgjones/hypercorn#235, drafted there too.
 """
 
 from __future__ import annotations

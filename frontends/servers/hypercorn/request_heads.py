@@ -12,6 +12,9 @@ Past the limit the client gets `431` in the API's error shape, with
 `Connection: close`, and nothing more is read. hypercorn answers its own
 431s (h11's for incomplete heads, ours for complete ones) with an empty body;
 `bound_hypercorn_heads` gives them this body too, so every kind answers alike.
+
+Upstream: none known; drafted in docs/upstream.md ("A bound on complete request
+heads, and a body for hypercorn's 431").
 """
 
 from __future__ import annotations

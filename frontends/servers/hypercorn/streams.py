@@ -17,6 +17,9 @@ its client is there; once it ends, the connection is closed). So once a
 response turns out to be a stream (`200`, `text/event-stream`), whatever the
 client pipelined is discarded, the reader is released, and what it reads
 later is discarded too: it keeps reading, and so sees the client leave.
+
+Upstream: none known; drafted in docs/upstream.md ("A streaming response with a
+pipelined request behind it never hears the client leave").
 """
 
 from __future__ import annotations

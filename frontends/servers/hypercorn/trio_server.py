@@ -11,10 +11,10 @@ from frontends.runtime.process_setup import prepare_process
 from frontends.runtime.runtime import Runtime
 from frontends.runtime.settings import Settings
 from frontends.runtime.watch_streams import WatchRoute
-from frontends.servers.direct.trio_streams import serve_watches_first
+from frontends.servers.direct.trio_streams import first_connections
 from frontends.servers.hypercorn.config import hypercorn_config
 from frontends.servers.hypercorn.http1_only import Http1Only
-from frontends.servers.hypercorn.write_deadline import bound_trio_writes
+from frontends.servers.hypercorn.install import TrioWorker, install
 from frontends.trio_app.app import PARTS, create_app
 from frontends.trio_app.streams import make_hold
 
@@ -31,7 +31,8 @@ async def serve_async(settings: Settings) -> None:
         close_waiting()
 
     config = hypercorn_config(settings)
-    close_waiting = serve_watches_first(runtime, config.keep_alive_timeout)
+    connection, close_waiting = first_connections(runtime, config.keep_alive_timeout)
+    install(TrioWorker(connection))
     try:
         await hypercorn_serve(
             Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]
@@ -45,5 +46,4 @@ async def serve_async(settings: Settings) -> None:
 def serve(settings: Settings) -> None:
     """Run until a signal."""
     prepare_process(settings)
-    bound_trio_writes()
     trio.run(serve_async, settings)

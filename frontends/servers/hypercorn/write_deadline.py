@@ -14,6 +14,9 @@ left unsent is dropped). Everything else is passed to hypercorn's own method.
 Like `http1_only.refuse_http2_switch`, they fail loudly if hypercorn's
 shape changed, and `tests/reliability/test_reliability_shutdown.py` pins the
 behaviour on each frontend.
+
+Upstream: pgjones/hypercorn#262 proposed a `write_timeout` option (closed
+unmerged); see docs/upstream.md ("A write deadline").
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from frontends.runtime.watch_streams import WatchRoute
 from frontends.servers.direct.asyncio_streams import uvicorn_first_bytes
 from frontends.servers.hypercorn.http1_only import Http1Only
 from frontends.servers.uvicorn.http1 import Http1OnlyProtocol
+from frontends.servers.uvicorn.install import install
 
 #: What `/health` reports as `frontend` under uvicorn.
 FRONTEND = "quart-uvicorn"
@@ -104,5 +105,6 @@ async def serve_async(settings: Settings) -> None:
 
 def serve(settings: Settings, *, loop: str = "auto") -> None:
     """Run until a signal; `loop` as for `server.serve`."""
+    install()
     prepare_process(settings)
     run_on(loop, serve_async(settings))
