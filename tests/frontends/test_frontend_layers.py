@@ -135,3 +135,75 @@ def test_the_scan_catches_a_loop_folder_reaching_into_a_server(source: str) -> N
 def test_the_scan_lets_a_loop_folder_name_a_server_entry() -> None:
     source = "from frontends.servers.uvicorn.server import serve\n"
     assert _server_internals(imports(ast.parse(source))) == []
+
+
+#: Third-party packages whose objects only `servers/` may replace at run time.
+PATCHABLE = SERVERS | FRAMEWORKS | LOOPS
+
+
+def _from_patchable(node: ast.ImportFrom) -> bool:
+    return node.level == 0 and (node.module or "").split(".")[0] in PATCHABLE
+
+
+def _replacements(tree: ast.AST) -> list[str]:
+    """Assignments to an attribute of something imported from `PATCHABLE` (and `setattr`
+    calls on one): runtime replacements of a third-party object."""
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(
+                (alias.asname or alias.name).split(".")[0]
+                for alias in node.names
+                if alias.name.split(".")[0] in PATCHABLE
+            )
+        elif isinstance(node, ast.ImportFrom) and _from_patchable(node):
+            imported.update(alias.asname or alias.name for alias in node.names)
+    found = []
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = [t for t in node.targets if isinstance(t, ast.Attribute)]
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target] if isinstance(node.target, ast.Attribute) else []
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setattr":
+            targets = node.args[:1]
+        for target in targets:
+            root = target
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in imported:
+                found.append(f"line {node.lineno}")
+    return found
+
+
+OUTSIDE_SERVERS = [
+    pytest.param(path, id=str(path.relative_to(FRONTENDS)))
+    for path in _sources(FRONTENDS)
+    if path.relative_to(FRONTENDS).parts[0] != "servers"
+]
+
+
+@pytest.mark.parametrize("path", OUTSIDE_SERVERS)
+def test_only_servers_replace_third_party_objects(path: Path) -> None:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    assert _replacements(tree) == [], f"{path.relative_to(FRONTENDS)} patches a server's object"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import asyncio\nasyncio.start_server = None\n",
+        "import hypercorn.trio.run\nhypercorn.trio.run.TCPServer = None\n",
+        "from hypercorn.protocol.h11 import H11Protocol\nH11Protocol.handle = None\n",
+        "from uvicorn import Server as S\nsetattr(S, 'serve', None)\n",
+    ],
+)
+def test_the_scan_catches_a_replacement(source: str) -> None:
+    assert _replacements(ast.parse(source))
+
+
+def test_the_scan_finds_the_replacements_in_servers() -> None:
+    """The scan sees the real ones: each of these modules replaces something."""
+    for name in ("hypercorn/listeners.py", "hypercorn/patches.py", "hypercorn/http1_only.py"):
+        path = FRONTENDS / "servers" / name
+        assert _replacements(ast.parse(path.read_text())), name
