@@ -364,7 +364,7 @@ def open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
 
 
 #: One immutable copy for every stream: hypercorn keeps each response's start
-#: message (for its access log) as long as the stream is open. (`direct_streams`
+#: message (for its access log) as long as the stream is open. (`servers/direct`
 #: writes the same headers itself.)
 STREAM_START_HEADERS = tuple((k.encode(), v.encode()) for k, v in STREAM_HEADERS)
 

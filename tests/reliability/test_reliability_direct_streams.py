@@ -39,7 +39,7 @@ from frontends.servers.direct.first_bytes import response_head
 #: in our order (hypercorn writes no reason phrase and a `server` header, uvicorn puts
 #: `date` first).
 OURS = response_head().partition(b"date:")[0]
-#: hypercorn_setup's keep_alive_timeout (how long a head may take), and slack past it.
+#: hypercorn config's keep_alive_timeout (how long a head may take), and slack past it.
 HEAD_SECONDS = 5.0
 CLOSE_SLACK_SECONDS = 10.0
 

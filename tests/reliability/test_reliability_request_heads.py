@@ -44,7 +44,7 @@ HEAD_LIMIT = MAX_HEAD_BYTES
 HEAD_SECONDS = 5.0
 #: On the hypercorn kinds the timer starts again when hypercorn takes the connection
 #: over from the first bytes' check, and trio's grants a client that has spoken one
-#: more period (`hypercorn_patches`); past that and some slack, a head still open fails.
+#: more period (`servers/hypercorn/patches.py`); past that and some slack, a head still open fails.
 TRICKLE_BOUND_SECONDS = 3 * HEAD_SECONDS + 5.0
 #: What the flood sends at most: header lines after a valid request line.
 FLOOD_BYTES = 8 * 1024 * 1024

@@ -18,7 +18,7 @@ hub's bytes straight to the socket: no writer task woken per event.
 Everything else, a refused watch included, is handed to the server with the
 bytes read so far, so every other request, every error answer and every
 hostile-client defence stays the server's and ours as before (`http1_only`,
-`hypercorn_patches`, `write_deadline`). A connection that sends anything but
+`servers.hypercorn.patches`, `write_deadline`). A connection that sends anything but
 the start of a watch is handed over at its first read.
 
 What stays the same for a client: the response (status, headers, chunked

@@ -42,7 +42,7 @@ The same wrapper closes two more doors before any framework sees a request:
   trust. It gets `400 ambiguous_framing` with `Connection: close`.
 
 TLS is not configured by the registry, but ALPN is pinned to `http/1.1` all
-the same (see `hypercorn_setup`), so adding certificates later cannot bring
+the same (see `config`), so adding certificates later cannot bring
 HTTP/2 back through the other door.
 
 Upstream: none known; drafted in docs/upstream.md ("An option to refuse HTTP/2 cleartext").

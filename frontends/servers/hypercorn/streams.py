@@ -8,7 +8,7 @@ request pipelined after the watch the socket was never read again: the
 client's close went unseen, and the stream (with one of the
 `SERVICE_DISCOVERY_MAX_WATCH_STREAMS` slots) stayed open until a keep-alive
 write failed, tens of seconds later. Five such connections held a cap of 5
-(issue 24). Most watches never get here (`direct_streams` serves a watch on
+(issue 24). Most watches never get here (`servers/direct` serves a watch on
 a connection of its own below hypercorn, whatever follows it); this is for a
 watch sent on a connection that already served a request.
 

@@ -4,7 +4,7 @@ An option beside hypercorn, the default: uvicorn's httptools parser and its
 leaner response path answer the hot paths with less CPU (docs/performance.md).
 The same app, wrappers and settings as `server.py`: `Http1Only` in front (uvicorn
 speaks no HTTP/2 at all: `Upgrade: h2c` is ignored, and a `PRI` preface gets the
-same `400 http_version_not_supported` as on hypercorn, see `uvicorn_http1`), the
+same `400 http_version_not_supported` as on hypercorn, see `http1`), the
 bind or `--fd`, SIGTERM/SIGINT draining first, then `SHUTDOWN_GRACE_SECONDS`
 for what is in flight, and our log format (uvicorn's loggers propagate to
 ours; no access log). uvicorn closes a connection the peer closed at once, so
@@ -82,7 +82,7 @@ def uvicorn_config(settings: Settings, app: object, runtime: Runtime) -> uvicorn
         **bind,  # type: ignore[arg-type]
         loop="none",  # the loop is chosen in `serve`
         # Connections whose first request opens a watch stream are served below
-        # uvicorn, as below hypercorn (`direct_streams`); the others by this protocol.
+        # uvicorn, as below hypercorn (`servers/direct`); the others by this protocol.
         http=uvicorn_first_bytes(runtime, KEEP_ALIVE_SECONDS, Http1OnlyProtocol),  # type: ignore[arg-type]
         ws="none",
         lifespan="on",
