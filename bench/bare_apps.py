@@ -4,7 +4,7 @@
 - `serve trio`: a bare ASGI callable on hypercorn's trio worker.
 
 Both run with the registry's own hypercorn configuration
-(`frontends.shared.hypercorn_setup.hypercorn_config`) and answer:
+(`frontends.servers.hypercorn.config.hypercorn_config`) and answer:
 
 - `POST` any path: `json.loads` of the body, then `json.dumps` of the
   registry's heartbeat answer. With `--store`, a body POSTed to a path
@@ -113,9 +113,11 @@ class Documents:
 
 
 def _config(fd: int) -> Any:
-    from frontends.shared.hypercorn_setup import hypercorn_config
-    from frontends.shared.settings import load_settings
+    from frontends.runtime.settings import load_settings
+    from frontends.servers.hypercorn.config import hypercorn_config
+    from frontends.servers.hypercorn.install import install
 
+    install(None)
     return hypercorn_config(load_settings({"SERVICE_DISCOVERY_SECRET": "bare"}, fd=fd))
 
 
@@ -422,7 +424,7 @@ async def _probe_loop(
     """Shared by both loops through anyio: `concurrency` workers; probes/s of each rep."""
     import anyio
 
-    from frontends.shared.probing.httpx_client import make_probe_client
+    from frontends.outbound.probing.httpx_client import make_probe_client
 
     done = 0
     counting = False

@@ -34,7 +34,7 @@ from conformance.dedicated_servers import StateFileServer, server_fixture
 from conformance.fake_instances import FakeInstance
 from conformance.fixture_types import Clients, Launcher, MakeFake, Names
 from conformance.server_process import ServerProcess, start_server
-from frontends.shared.pages import load_pages
+from frontends.runtime.pages import load_pages
 from sd_core import openapi_document
 
 #: Tests skipped on the `cluster` kind: "file" or "file::test" -> why. Only tests of one

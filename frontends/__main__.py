@@ -1,5 +1,5 @@
 """`python -m frontends serve ...` is the same as `service-discovery serve ...`."""
 
-from .cli import main
+from frontends.cli import main
 
 raise SystemExit(main())

@@ -27,11 +27,15 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from frontends import FRONTENDS
+from frontends.runtime.logs import configure_logging, logfmt
+from frontends.servers.tested import UntestedServer
 from sd_core import ConfigError, __version__
 
-from . import FRONTENDS
-from .shared.logs import configure_logging, logfmt
+if TYPE_CHECKING:
+    from frontends.runtime.settings import Settings
 
 log = logging.getLogger("sd.registry")
 
@@ -140,7 +144,7 @@ def serve(arguments: Sequence[str]) -> int:
             "they would disagree; run one worker per node, and scale out in cluster mode "
             "(set SERVICE_DISCOVERY_ETCD_ENDPOINTS on each node)"
         )
-    from .shared.settings import load_settings
+    from frontends.runtime.settings import load_settings
 
     try:
         settings = load_settings(os.environ, host=args.host, port=args.port, fd=args.fd)
@@ -159,7 +163,7 @@ def serve(arguments: Sequence[str]) -> int:
                 "(pip install 'service-discovery[uvicorn]')"
             )
     if args.loop == "uvloop":
-        from .quart_app.server import uvloop_available
+        from frontends.quart_app.event_loop import uvloop_available
 
         if not uvloop_available():
             return _fail(
@@ -171,7 +175,7 @@ def serve(arguments: Sequence[str]) -> int:
         if taken is not None:
             return _fail(taken)
     configure_logging(settings.log_level)
-    from .shared.memory import pin_mmap_threshold
+    from frontends.runtime.memory import pin_mmap_threshold
 
     pin_mmap_threshold()
     if settings.secret_generated:
@@ -194,17 +198,28 @@ def serve(arguments: Sequence[str]) -> int:
             version=__version__,
         )
     )
-    if args.frontend == "quart" and args.server == "uvicorn":
-        from .quart_app.uvicorn_server import serve as serve_uvicorn
-
-        serve_uvicorn(settings, loop=args.loop)
-    elif args.frontend == "quart":
-        from .quart_app.server import serve as serve_quart
-
-        serve_quart(settings, loop=args.loop)
-    else:
-        from .trio_app.server import serve as serve_trio
-
-        serve_trio(settings)
+    try:
+        _serve_with(args.frontend, args.server, args.loop, settings)
+    except UntestedServer as error:
+        return _fail(error.message)
+    except ConfigError as error:
+        return _fail(f"invalid {error.name}: {error.message}")
     log.info(logfmt("stopped", frontend=args.frontend))
     return 0
+
+
+def _serve_with(frontend: str, server: str, loop: str, settings: Settings) -> None:
+    """Serve with the chosen frontend and server until a signal; each server's
+    `install()` may refuse an untested release first (`UntestedServer`)."""
+    if frontend == "quart" and server == "uvicorn":
+        from frontends.servers.uvicorn.server import serve as serve_uvicorn
+
+        serve_uvicorn(settings, loop=loop)
+    elif frontend == "quart":
+        from frontends.servers.hypercorn.asyncio_server import serve as serve_quart
+
+        serve_quart(settings, loop=loop)
+    else:
+        from frontends.servers.hypercorn.trio_server import serve as serve_trio
+
+        serve_trio(settings)

@@ -1,6 +1,7 @@
-"""The registry served by Quart on asyncio (hypercorn's asyncio worker)."""
+"""The asyncio loop's half of the registry: the Quart app and the tasks it runs
+on asyncio. A server serves it: `frontends.servers.hypercorn.asyncio_server`
+or `frontends.servers.uvicorn.server`."""
 
-from .app import create_app
-from .server import serve
+from frontends.quart_app.app import create_app
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app"]

@@ -1,6 +1,6 @@
 """The application on asyncio: the shared plain-ASGI API, with Quart for the lifespan only.
 
-Every HTTP request is served by `shared.asgi_api`, given this loop's half,
+Every HTTP request is served by `runtime.asgi_api`, given this loop's half,
 `CALLS`; no request reaches Quart. Why: the core answers every path (its
 routes, the pages, `/openapi.json`, and 404/405 in the API's JSON shape), so
 Quart's one catch-all route only added its request machinery, most of the
@@ -17,13 +17,13 @@ import contextlib
 
 from quart import Quart
 
-from ..shared.asgi_api import ASGIApp, LoopCalls, Wait, api_app, disconnected
-from ..shared.runtime import LoopParts, Runtime
-from ..shared.watch_streams import Receive
-from .body_deadline import within
-from .probe_driver import ProbeDriver
-from .snapshots import snapshot_loop
-from .watchers import Watchers
+from frontends.quart_app.body_deadline import within
+from frontends.quart_app.probe_driver import ProbeDriver
+from frontends.quart_app.snapshots import snapshot_loop
+from frontends.quart_app.watchers import Watchers
+from frontends.runtime.asgi_api import ASGIApp, LoopCalls, Wait, api_app, disconnected
+from frontends.runtime.runtime import LoopParts, Runtime
+from frontends.runtime.watch_streams import Receive
 
 PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=Watchers)
 

@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Generator
 from typing import Any, Generic, TypeVar, cast
 
-from ..shared.request_flow import BodyTimeout
+from frontends.runtime.request_flow import BodyTimeout
 
 _T = TypeVar("_T")
 

@@ -1,7 +1,7 @@
 """Holds one watch stream open on asyncio, writing what the hub queues for it.
 
 Below Quart: the stream is served straight on the ASGI `send` (see
-`shared.watch_streams.WatchRoute`), so an event costs one `send` per stream.
+`runtime.watch_streams.WatchRoute`), so an event costs one `send` per stream.
 A stream costs the one task the server already runs the app in, and one
 `_WriterStream`: between writes the task waits in the server's `receive` (which
 is how it hears the client leave), and the hub wakes it from there by
@@ -11,16 +11,14 @@ cancel it whenever they stop listening for a disconnect), so no message is
 lost. That replaced an `asyncio.Event`, a timeout and a second task per
 stream that waited for the disconnect (docs/performance.md, scenario 6).
 Mirrors `trio_app/streams.py`; the write loop both share is
-`shared.watch_streams.write_stream`.
+`runtime.watch_streams.write_stream`.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from sd_core.watch_stream import WatchSpec
-
-from ..shared.watch_streams import (
+from frontends.runtime.watch_streams import (
     Hold,
     Receive,
     Send,
@@ -29,6 +27,7 @@ from ..shared.watch_streams import (
     keep_alive,
     write_stream,
 )
+from sd_core.watch_stream import WatchSpec
 
 #: The running keep-alive tickers (the loop itself keeps only weak references to tasks).
 _tickers: set[asyncio.Task[None]] = set()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ..shared import scope_events
-from ..shared.runtime import Runtime
+from frontends.runtime import scope_events
+from frontends.runtime.runtime import Runtime
 
 
 class Watchers(scope_events.CountedWatchers[asyncio.Event]):

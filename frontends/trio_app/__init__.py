@@ -1,6 +1,7 @@
-"""The registry served as a plain ASGI app on trio (hypercorn's trio worker)."""
+"""The trio loop's half of the registry: the plain ASGI app and the tasks it
+runs on trio. Hypercorn's trio worker serves it
+(`frontends.servers.hypercorn.trio_server`)."""
 
-from .app import create_app
-from .server import serve
+from frontends.trio_app.app import create_app
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app"]

@@ -1,6 +1,6 @@
 """The ASGI application on trio: the shared plain-ASGI API plus a lifespan of its own.
 
-No framework: `shared.asgi_api` serves every request (on either loop), given
+No framework: `runtime.asgi_api` serves every request (on either loop), given
 this loop's half, `CALLS`. The lifespan owns the nursery the probe driver and
 the snapshot loop run in. Mirrors `quart_app/app.py` name for name.
 """
@@ -11,14 +11,14 @@ import logging
 
 import trio
 
-from ..shared.asgi_api import ASGIApp, LoopCalls, Scope, Wait, api_app, disconnected
-from ..shared.logs import logfmt
-from ..shared.runtime import LoopParts, Runtime
-from ..shared.watch_streams import Receive, Send
-from .body_deadline import within
-from .probe_driver import ProbeDriver
-from .snapshots import snapshot_loop
-from .watchers import Watchers
+from frontends.runtime.asgi_api import ASGIApp, LoopCalls, Scope, Wait, api_app, disconnected
+from frontends.runtime.logs import logfmt
+from frontends.runtime.runtime import LoopParts, Runtime
+from frontends.runtime.watch_streams import Receive, Send
+from frontends.trio_app.body_deadline import within
+from frontends.trio_app.probe_driver import ProbeDriver
+from frontends.trio_app.snapshots import snapshot_loop
+from frontends.trio_app.watchers import Watchers
 
 log = logging.getLogger("sd.registry")
 PARTS = LoopParts(frontend="trio", probe_driver=ProbeDriver, watchers=Watchers)

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import trio
 
-from ..shared.request_flow import BodyTimeout
+from frontends.runtime.request_flow import BodyTimeout
 
 _T = TypeVar("_T")
 

@@ -14,11 +14,10 @@ import math
 
 import trio
 
+from frontends.outbound.probing import Prober, timed_out
+from frontends.runtime.probe_runs import ProbeRuns
+from frontends.runtime.runtime import Runtime
 from sd_core import ProbeResult, RunProbe
-
-from ..shared.probe_runs import ProbeRuns
-from ..shared.probing import Prober, timed_out
-from ..shared.runtime import Runtime
 
 
 class ProbeDriver(ProbeRuns):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from ..shared.runtime import Runtime
+from frontends.runtime.runtime import Runtime
 
 
 async def snapshot_loop(runtime: Runtime) -> None:

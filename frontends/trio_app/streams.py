@@ -1,6 +1,6 @@
 """Holds one watch stream open on trio, writing what the hub queues for it.
 
-Served straight on the ASGI `send` (see `shared.watch_streams.WatchRoute`): an
+Served straight on the ASGI `send` (see `runtime.watch_streams.WatchRoute`): an
 event costs one `send` per stream. The writer is the task the server runs the
 app in; between writes it parks with `trio.lowlevel.wait_task_rescheduled`
 and the hub's `wake` reschedules it: no event, parking lot or cancel scope
@@ -10,16 +10,14 @@ itself by cancelling that wait, as the asyncio frontend does, saves that task
 but made a wake of 10,000 streams cost trio about 0.4 s more CPU: a trio
 cancellation raises through the channel; docs/performance.md, scenario 6.)
 Mirrors `quart_app/streams.py`; the write loop both share is
-`shared.watch_streams.write_stream`.
+`runtime.watch_streams.write_stream`.
 """
 
 from __future__ import annotations
 
 import trio
 
-from sd_core.watch_stream import WatchSpec
-
-from ..shared.watch_streams import (
+from frontends.runtime.watch_streams import (
     Hold,
     Receive,
     Send,
@@ -28,6 +26,7 @@ from ..shared.watch_streams import (
     keep_alive,
     write_stream,
 )
+from sd_core.watch_stream import WatchSpec
 
 
 class _WriterStream(TaskStream):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import trio
 
-from ..shared import scope_events
-from ..shared.runtime import Runtime
+from frontends.runtime import scope_events
+from frontends.runtime.runtime import Runtime
 
 
 class Watchers(scope_events.CountedWatchers[trio.Event]):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import threading
 
-from frontends.shared.scope_events import ScopeEvents
-from frontends.shared.watch_streams import Stream, StreamHub
+from frontends.runtime.scope_events import ScopeEvents
+from frontends.runtime.watch_streams import Stream, StreamHub
 from sd_core import HttpRequest, HttpResponse, RegistryConfig
 from sd_core.cluster import CaughtUp, StoreWentBack, WriteDone, catch_up_scope
 from sd_core.events import IndexRaised

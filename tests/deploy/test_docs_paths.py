@@ -1,6 +1,6 @@
 """Every repository path the README and docs/ name exists.
 
-A reader follows these names to files (`examples/...`, `frontends/shared/...`,
+A reader follows these names to files (`examples/...`, `frontends/runtime/...`,
 `docs/api.md#...`); one that names a file that is not there sends a new user
 looking for nothing. Paths are taken from `code spans` and link targets: a word
 that starts with a top-level entry of the repository and contains a `/` (or is

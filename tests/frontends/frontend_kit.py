@@ -29,8 +29,8 @@ import trio
 import trio.testing
 
 from frontends.quart_app import app as quart_app
-from frontends.shared.runtime import LoopParts, Runtime
-from frontends.shared.settings import load_settings
+from frontends.runtime.runtime import LoopParts, Runtime
+from frontends.runtime.settings import load_settings
 from frontends.trio_app import app as trio_app
 from sd_core import HttpRequest, HttpResponse, ProbeResult, RunProbe
 

@@ -16,9 +16,9 @@ import pytest
 from frontend_kit import SECRET, AsyncioKit, Group, Kit, make_runtime, register
 
 from frontends.quart_app import body_deadline
-from frontends.shared.asgi_api import Scope
-from frontends.shared.request_flow import BodyTimeout, Disconnected
-from frontends.shared.watch_streams import Message
+from frontends.runtime.asgi_api import Scope
+from frontends.runtime.request_flow import BodyTimeout, Disconnected
+from frontends.runtime.watch_streams import Message
 
 EXACT = 1e-9
 AUTH = (b"authorization", f"Bearer {SECRET}".encode())

@@ -16,7 +16,7 @@ import pytest
 
 from conformance.server_process import CONFIG_VARIABLES as VARIABLES
 from frontends import cli
-from frontends.shared.settings import Settings
+from frontends.runtime.settings import Settings
 from sd_core import __version__
 from tests.project_python import run_python
 
@@ -41,8 +41,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Served:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SERVICE_DISCOVERY_SECRET", "cli-secret")
     fake = Served()
-    monkeypatch.setattr("frontends.quart_app.server.serve", fake.quart)
-    monkeypatch.setattr("frontends.trio_app.server.serve", fake.trio)
+    monkeypatch.setattr("frontends.servers.hypercorn.asyncio_server.serve", fake.quart)
+    monkeypatch.setattr("frontends.servers.hypercorn.trio_server.serve", fake.trio)
     monkeypatch.setattr(cli, "configure_logging", lambda level: None)
     return fake
 
@@ -123,7 +123,7 @@ def test_uvloop_with_the_trio_frontend_is_refused(
 def test_uvloop_when_not_installed_is_refused(
     served: Served, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("frontends.quart_app.server.uvloop_available", lambda: False)
+    monkeypatch.setattr("frontends.quart_app.event_loop.uvloop_available", lambda: False)
     assert cli.main(["serve", "--frontend", "quart", "--loop", "uvloop"]) == 2
     assert "uvloop is not installed" in refusal(capsys)
     assert served.calls == []

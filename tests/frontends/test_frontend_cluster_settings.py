@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from frontends.shared.cluster_settings import (
+from frontends.runtime.cluster_settings import (
     CLUSTER_VARIABLES,
     DEFAULT_NODE_TTL_SECONDS,
     DEFAULT_WATCH_TIMEOUT_SECONDS,
 )
-from frontends.shared.settings import load_settings
+from frontends.runtime.settings import load_settings
 from sd_core import ConfigError
 from sd_core.cluster import DEFAULT_PREFIX
 from tests.project_python import run_python

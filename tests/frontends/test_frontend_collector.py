@@ -1,4 +1,4 @@
-"""The garbage-collector settings a server process starts with (`frontends/shared/collector.py`).
+"""The garbage-collector settings a server process starts with (`frontends/runtime/collector.py`).
 
 Each test restores the interpreter's collector as it found it, since the
 test process is the one being tuned.
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from frontends.shared.collector import MIDDLE_THRESHOLD, OLD_THRESHOLD, tune_collector
-from frontends.shared.settings import load_settings
+from frontends.runtime.collector import MIDDLE_THRESHOLD, OLD_THRESHOLD, tune_collector
+from frontends.runtime.settings import load_settings
 from sd_core import ConfigError
 
 SECRET = "collector-test-secret-" + "x" * 16

@@ -13,8 +13,8 @@ import pytest
 
 from conformance.client import instance_body
 from conformance.server_process import serving
-from frontends.shared.dev_token import token_file
-from frontends.shared.settings import load_settings
+from frontends.runtime.dev_token import token_file
+from frontends.runtime.settings import load_settings
 from sd_core import ConfigError
 
 

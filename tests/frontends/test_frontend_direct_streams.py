@@ -1,6 +1,6 @@
 """Watch streams below hypercorn, in-process: which heads are served there, and each loop's writer.
 
-`shared.direct_streams` decides from a connection's first bytes whether it is
+`servers.direct.first_bytes` decides from a connection's first bytes whether it is
 a plain watch request (served below hypercorn) or hypercorn's; each loop then
 writes the hub's bytes from `wake` itself. Driven here on real socket pairs
 (trio, with pytest-trio's `autojump_clock` for the write deadline) and on a recording
@@ -18,8 +18,9 @@ import trio
 import trio.testing
 from frontend_kit import SocketPair
 
-from frontends.quart_app.direct_streams import _ConnectionStream as AsyncioStream
-from frontends.shared.direct_streams import (
+from frontends.runtime.watch_streams import StreamHub
+from frontends.servers.direct.asyncio_streams import _ConnectionStream as AsyncioStream
+from frontends.servers.direct.first_bytes import (
     LAST_CHUNK,
     Look,
     chunk,
@@ -27,10 +28,9 @@ from frontends.shared.direct_streams import (
     response_head,
     watch_scope,
 )
-from frontends.shared.request_heads import MAX_HEAD_BYTES
-from frontends.shared.watch_streams import StreamHub
-from frontends.shared.write_deadline import WRITE_TIMEOUT_SECONDS
-from frontends.trio_app.direct_streams import _ConnectionStream as TrioStream
+from frontends.servers.direct.trio_streams import _ConnectionStream as TrioStream
+from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES
+from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 from sd_core import Registry, RegistryConfig
 from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
 

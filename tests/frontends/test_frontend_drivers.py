@@ -25,8 +25,8 @@ from frontend_kit import (
     unregister,
 )
 
-from frontends.shared.logs import log as registry_log
-from frontends.shared.runtime import Runtime
+from frontends.runtime.logs import log as registry_log
+from frontends.runtime.runtime import Runtime
 from sd_core import HttpRequest, ProbeFailed, ProbePassed, ProbeResult, RunProbe
 
 INTERVAL = 10.0

@@ -31,7 +31,7 @@ from frontend_kit import (
 )
 
 from conformance.client import INSTANCE_KEYS
-from frontends.shared.runtime import Runtime
+from frontends.runtime.runtime import Runtime
 from sd_core import ProbePassed, ProbeResult, RunProbe
 
 AUTH = {"authorization": f"Bearer {SECRET}"}

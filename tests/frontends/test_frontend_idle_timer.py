@@ -1,6 +1,6 @@
 """The trio worker's keep-alive timer spares, once, a connection whose client has spoken.
 
-`frontends/shared/hypercorn_patches.py` (`spare_connections_with_waiting_requests`)
+`frontends/servers/hypercorn/patches.py` (`spare_connections_with_waiting_requests`)
 explains why; these run the patched timer against a stand-in for hypercorn's
 `TCPServer` on trio's mock clock, so each expiry is exact and nothing sleeps.
 """
@@ -14,7 +14,7 @@ import trio
 import trio.testing
 from frontend_kit import SocketPair
 
-from frontends.shared.hypercorn_patches import (
+from frontends.servers.hypercorn.patches import (
     _idle_timeout_unless_readable,
     spare_connections_with_waiting_requests,
 )

@@ -20,10 +20,10 @@ from frontend_kit import (
     register_body,
 )
 
-from frontends.shared.logs import log as registry_log
-from frontends.shared.logs import log_effect, logfmt
-from frontends.shared.runtime import Runtime
-from frontends.shared.settings import load_settings
+from frontends.runtime.logs import log as registry_log
+from frontends.runtime.logs import log_effect, logfmt
+from frontends.runtime.runtime import Runtime
+from frontends.runtime.settings import load_settings
 from frontends.trio_app import app as trio_app
 from sd_core import (
     HttpRequest,

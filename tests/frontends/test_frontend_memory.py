@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from frontends.shared import memory
+from frontends.runtime import memory
 
 
 class FakeMallopt:

@@ -9,7 +9,7 @@ request the conformance suite sends matches a documented route.
 
 from __future__ import annotations
 
-from frontends.shared.pages import load_pages
+from frontends.runtime.pages import load_pages
 from sd_core import HttpApi, Registry, RegistryConfig, openapi_document
 
 

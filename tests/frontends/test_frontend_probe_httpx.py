@@ -16,9 +16,9 @@ import httpx
 import pytest
 import trio
 
-from frontends.shared.probing import timed_out
-from frontends.shared.probing.httpx_client import make_probe_client, probe_once
-from frontends.shared.probing.resolver import HostResolver
+from frontends.outbound.probing import timed_out
+from frontends.outbound.probing.httpx_client import make_probe_client, probe_once
+from frontends.outbound.probing.resolver import HostResolver
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
 

@@ -24,10 +24,10 @@ import trio
 from hanging_dns_server import MARKER
 
 from conformance.server_process import ServerProcess, kept_socket
-from frontends.shared.probing.builtin_client import PlainProbeClient
-from frontends.shared.probing.by_check import ProberByCheck
-from frontends.shared.probing.resolver import HostResolver
-from frontends.shared.probing.tcp_client import TcpProber
+from frontends.outbound.probing.builtin_client import PlainProbeClient
+from frontends.outbound.probing.by_check import ProberByCheck
+from frontends.outbound.probing.resolver import HostResolver
+from frontends.outbound.probing.tcp_client import TcpProber
 from sd_core import CheckType, ProbeFailed, ProbePassed, RunProbe
 from sd_core.probe_address_policy import ProbePolicy
 
@@ -182,8 +182,8 @@ def test_ip_literals_never_reach_a_thread(run: Runner) -> None:
 
 
 def test_the_factory_shares_one_resolver_and_closes_it() -> None:
-    from frontends.shared.probing import make_prober
-    from frontends.shared.settings import load_settings
+    from frontends.outbound.probing import make_prober
+    from frontends.runtime.settings import load_settings
 
     prober = make_prober(load_settings({"HEALTH_CHECK_RESOLVER_THREADS": "3"}))
     assert isinstance(prober, ProberByCheck) and prober.resolver is not None

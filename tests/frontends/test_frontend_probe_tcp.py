@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import trio
 
-from frontends.shared.probing.by_check import ProberByCheck
-from frontends.shared.probing.tcp_client import TcpProber
+from frontends.outbound.probing.by_check import ProberByCheck
+from frontends.outbound.probing.tcp_client import TcpProber
 from sd_core import CheckType, ProbeFailed, ProbePassed, ProbeResult, RunProbe
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from frontends.shared.settings import DEFAULT_PORT, load_settings
-from frontends.shared.state_file import claim
+from frontends.runtime.settings import DEFAULT_PORT, load_settings
+from frontends.runtime.state_file import claim
 from sd_core import ConfigError, RegistryConfig
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
 

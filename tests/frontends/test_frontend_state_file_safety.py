@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from frontends.shared.settings import load_settings
-from frontends.shared.state_file import write_atomically
+from frontends.runtime.settings import load_settings
+from frontends.runtime.state_file import write_atomically
 from sd_core import ConfigError
 
 

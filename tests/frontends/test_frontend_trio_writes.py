@@ -1,6 +1,6 @@
 """The trio worker's writes: straight to the socket when it has room, under a deadline when not.
 
-`frontends/shared/write_deadline.py` (`bound_trio_writes`) says why; these run
+`frontends/servers/hypercorn/write_deadline.py` (`bound_trio_writes`) says why; these run
 hypercorn's patched `protocol_send` against a stand-in for its trio `TCPServer`
 over a real socket pair, on trio's mock clock so that the deadline is exact.
 """
@@ -16,7 +16,7 @@ from frontend_kit import SocketPair
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.tcp_server import TCPServer
 
-from frontends.shared.write_deadline import WRITE_TIMEOUT_SECONDS, bound_trio_writes
+from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS, bound_trio_writes
 
 
 @dataclass

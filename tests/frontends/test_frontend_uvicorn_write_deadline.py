@@ -1,6 +1,6 @@
 """uvicorn's wait for a client that never reads ends at the write deadline.
 
-`frontends/quart_app/uvicorn_http1.py` (`BoundedFlowControl`) says why; these
+`frontends/servers/uvicorn/http1.py` (`BoundedFlowControl`) says why; these
 drive it over a real socket pair on asyncio, with the deadline shortened.
 """
 
@@ -11,8 +11,8 @@ import socket
 
 import pytest
 
-from frontends.quart_app.uvicorn_http1 import BoundedFlowControl, Http1OnlyProtocol
-from frontends.shared import write_deadline
+from frontends.servers.hypercorn import write_deadline
+from frontends.servers.uvicorn.http1 import BoundedFlowControl, Http1OnlyProtocol
 
 
 class _Lost(asyncio.Protocol):

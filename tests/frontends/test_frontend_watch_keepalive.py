@@ -12,7 +12,7 @@ import asyncio
 
 import trio
 
-from frontends.shared.watch_streams import KEEPALIVE_SHARES, Stream, StreamHub, keep_alive
+from frontends.runtime.watch_streams import KEEPALIVE_SHARES, Stream, StreamHub, keep_alive
 from sd_core import Registry, RegistryConfig
 from sd_core.watch_stream import KEEPALIVE, STREAM_PREAMBLE, WatchEvents, WatchSpec
 

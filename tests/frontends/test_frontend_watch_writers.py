@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from frontends.quart_app.streams import make_hold as asyncio_hold
-from frontends.shared.watch_streams import (
+from frontends.runtime.watch_streams import (
     SCOPE_KEPT,
     Message,
     Stream,

@@ -1,7 +1,7 @@
 """Watch streams served below hypercorn, and every other connection still hypercorn's.
 
 Each hypercorn frontend reads a connection's first bytes itself
-(`frontends/shared/direct_streams.py`): a plain watch request opens its
+(`frontends/servers/direct/first_bytes.py`): a plain watch request opens its
 stream there, anything else is handed to hypercorn with the bytes read so
 far. These pin, on both frontends, that the split is invisible to clients:
 a stream served below hypercorn (its response names no `server`, as
@@ -33,13 +33,13 @@ from reliability_support import (
 
 from conformance.server_process import ServerProcess
 from conformance.sse_client import SseStream
-from frontends.shared.direct_streams import response_head
+from frontends.servers.direct.first_bytes import response_head
 
 #: How a response written below the server begins: our status line and stream headers,
 #: in our order (hypercorn writes no reason phrase and a `server` header, uvicorn puts
 #: `date` first).
 OURS = response_head().partition(b"date:")[0]
-#: hypercorn_setup's keep_alive_timeout (how long a head may take), and slack past it.
+#: hypercorn config's keep_alive_timeout (how long a head may take), and slack past it.
 HEAD_SECONDS = 5.0
 CLOSE_SLACK_SECONDS = 10.0
 

@@ -2,7 +2,7 @@
 
 Hypercorn 0.18 serves HTTP/2 cleartext on a plain port by itself, which made
 the "rapid reset" attack (HEADERS then RST_STREAM, many times over) take a
-registry down without a token (see `frontends/shared/http1_only.py`). These
+registry down without a token (see `frontends/servers/hypercorn/http1_only.py`). These
 tests speak raw bytes, since no HTTP library will send what an attacker does:
 
 - the prior-knowledge preface gets `400 http_version_not_supported`, and the

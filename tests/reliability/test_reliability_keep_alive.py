@@ -2,9 +2,9 @@
 
 Hypercorn restarts a connection's keep-alive timer after every response; on
 trio the registry restarts it without waiting for the timer task to start
-(`frontends/shared/hypercorn_patches.py`), so these pin what the timer must
+(`frontends/servers/hypercorn/patches.py`), so these pin what the timer must
 still do on both frontends: not cut a connection that is being reused, and
-close one left idle (5 s, `hypercorn_setup`).
+close one left idle (5 s, `servers/hypercorn/config.py`).
 
 The timer also runs from the accept to the first request. When the process
 gets no CPU for longer than the timeout (a loaded machine), the timer and the
@@ -27,9 +27,9 @@ import pytest
 from reliability_support import AUTH_LINE, base_env, kept_socket, read_response, serving_on
 
 from conformance.server_process import ServerProcess
-from frontends.shared.hypercorn_patches import restart_idle_timers_at_once
+from frontends.servers.hypercorn.patches import restart_idle_timers_at_once
 
-#: hypercorn_setup's keep_alive_timeout, and how long past it the close may take.
+#: hypercorn config's keep_alive_timeout, and how long past it the close may take.
 KEEP_ALIVE_SECONDS = 5.0
 CLOSE_SLACK_SECONDS = 10.0
 #: Connections whose requests wait while the server is stopped.

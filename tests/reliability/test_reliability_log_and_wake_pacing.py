@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
-from frontends.shared.process_setup import AcceptErrorThrottle, warn_if_weak_secret
-from frontends.shared.scope_events import ScopeEvents
-from frontends.shared.settings import load_settings
+from frontends.runtime.process_setup import AcceptErrorThrottle, warn_if_weak_secret
+from frontends.runtime.scope_events import ScopeEvents
+from frontends.runtime.settings import load_settings
 
 
 class Clock:

@@ -1,6 +1,6 @@
 """Every server kind prepares its process the same way before serving.
 
-`frontends/shared/process_setup.prepare_process` raises the open-file limit,
+`prepare_process` (`frontends/runtime/process_setup.py`) raises the open-file limit,
 warns about a weak secret, throttles accept-error logs and sets the garbage
 collector; each server's `serve` must call it, whatever HTTP server runs the
 app (hypercorn on asyncio or trio, uvicorn). Its log lines show it ran.

@@ -36,15 +36,15 @@ from reliability_support import (
 )
 
 from conformance.server_process import ServerProcess
-from frontends.shared.process_setup import Throttle
-from frontends.shared.request_heads import MAX_HEAD_BYTES, HeadBoundConnection
+from frontends.runtime.process_setup import Throttle
+from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES, HeadBoundConnection
 
 #: The head limit the README states, and the keep-alive timeout that bounds a head's time.
 HEAD_LIMIT = MAX_HEAD_BYTES
 HEAD_SECONDS = 5.0
 #: On the hypercorn kinds the timer starts again when hypercorn takes the connection
 #: over from the first bytes' check, and trio's grants a client that has spoken one
-#: more period (`hypercorn_patches`); past that and some slack, a head still open fails.
+#: more period (`servers/hypercorn/patches.py`); past that and some slack, a head still open fails.
 TRICKLE_BOUND_SECONDS = 3 * HEAD_SECONDS + 5.0
 #: What the flood sends at most: header lines after a valid request line.
 FLOOD_BYTES = 8 * 1024 * 1024

@@ -3,7 +3,7 @@
 One change used to answer 5,000 parked blocking queries in one go: the loop
 ran them all before it looked at another socket, and on trio 46 of 48
 health checks timed out during the wake. The watchers now wake in batches
-(`frontends/shared/scope_events.py`), each batch after the loop has polled
+(`frontends/runtime/scope_events.py`), each batch after the loop has polled
 its sockets. The test parks `WATCHERS` queries, changes their service while
 a probe client checks `/health` every 20 ms, and requires 99 % of those
 checks answered and every watcher woken with the change.

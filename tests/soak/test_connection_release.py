@@ -3,9 +3,9 @@
 Found by the soak's fd figures: hypercorn 0.18 kept a keep-alive connection
 that the client closed in CLOSE-WAIT, holding its fd, until its
 `keep_alive_timeout` ran out (75 s when found, 5 s since
-frontends/shared/hypercorn_setup.py shortened it): its TCP server sees the end
+frontends/servers/hypercorn/config.py shortened it): its TCP server sees the end
 of the stream but waits for its idle-timeout task before closing the socket.
-`frontends/shared/hypercorn_patches.py` stops that task once reading ends.
+`frontends/servers/hypercorn/patches.py` stops that task once reading ends.
 Run against every server kind: both frontends on hypercorn, and Quart on
 uvicorn (which closes at once by itself, and must keep doing so).
 """

@@ -39,7 +39,7 @@ from .peers import PeersProcess, split_ports, start_peers
 SECRET = "hostile-matrix-secret-0123456789"
 HEADERS = {"authorization": f"Bearer {SECRET}"}
 #: How long the load generator keeps an idle API connection: well under the
-#: registry's 5 s keep-alive timeout (frontends/shared/hypercorn_setup.py), so
+#: registry's 5 s keep-alive timeout (frontends/servers/hypercorn/config.py), so
 #: the generator never sends a request on a connection the registry is closing
 #: at that very moment (a keep-alive race of the client's own making, seen as
 #: "Server disconnected without sending a response" under load, when the

@@ -5,7 +5,7 @@
 For each frontend, two registries run one after the other in the same
 command: the baseline with Python's own garbage-collector settings
 (`SERVICE_DISCOVERY_GC_YOUNG_THRESHOLD=0`) and one with the registry's
-defaults (`frontends/shared/collector.py`). Each parks `--watchers`
+defaults (`frontends/runtime/collector.py`). Each parks `--watchers`
 blocking queries on one service, then two clients, each on its own
 kept-alive connection, ask every 20 ms: one `GET /health` (a load
 balancer's check), the other the authenticated `GET /v1/discovery/services`

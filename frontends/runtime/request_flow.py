@@ -1,0 +1,178 @@
+"""One HTTP request from its headers to the response, the part both apps share.
+
+An app adapts its framework's request to three things: the raw ASGI header
+list, the body as an async generator of chunks, and a `park` coroutine that
+waits out a blocking query the way its event loop does. Everything else
+(admission, the body limit, the one core call, the second call after a wait)
+is here, once, with no event-loop call of its own, so it runs on either loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
+from typing import NamedTuple, Protocol, TypeVar
+
+from frontends.runtime.logs import logfmt
+from frontends.runtime.runtime import Runtime
+from sd_core import INTERNAL_ERROR, BlockingWait, HttpRequest, HttpResponse
+from sd_core.http_api import PendingWrite
+
+log = logging.getLogger("sd.registry")
+_T = TypeVar("_T")
+
+# How much of an oversized body is read (and dropped) before answering 413.
+# Closing a connection with unread data in it makes TCP send a reset, which
+# can destroy the 413 before the client reads it; past this, we close anyway.
+OVERSIZE_DRAIN_BYTES = 1024 * 1024
+
+# Waits out a blocking query on `scope` for `seconds`; False when the client left meanwhile.
+Park = Callable[[str | None, float], Awaitable[bool]]
+
+
+class Disconnected(Exception):
+    """Raised by an app's body chunks: the client went away before its body arrived."""
+
+
+class BodyTimeout(Exception):
+    """Raised by an app's `Within`: the body did not arrive before its deadline."""
+
+
+class Within(Protocol):
+    """Awaits `work` for at most `seconds` on the app's loop, else raises BodyTimeout."""
+
+    def __call__(self, seconds: float, work: Awaitable[_T]) -> Awaitable[_T]: ...
+
+
+async def respond(
+    runtime: Runtime,
+    method: str,
+    path: str,
+    query: bytes,
+    headers: Iterable[tuple[bytes, bytes]],
+    chunks: AsyncGenerator[bytes, None],
+    park: Park,
+    within: Within,
+) -> HttpResponse | None:
+    """The response to send, or None when the client went away first.
+
+    Every request is counted in flight from here until its response is ready.
+    `within` bounds the whole body's arrival by `SERVICE_DISCOVERY_BODY_TIMEOUT_SECONDS`.
+    """
+    refused = runtime.admit(method, path)
+    if refused is not None:
+        return refused
+    try:
+        heads = _RequestHeads.read(headers)
+        limit = runtime.api.max_body_bytes
+        # Authorization is decided from the headers, before any body is read: an
+        # anonymous client must not hold a connection and an in-flight slot while
+        # it trickles a body nobody would accept. With a body left unread, the
+        # connection cannot carry another request, so it is closed. A body that
+        # its Content-Length already puts over the limit gets its 413 first
+        # (docs/api.md's order), after a bounded drain.
+        if heads.content_length <= limit:
+            refused = runtime.refuse_unauthorized(method, path, heads.authorization)
+            if refused is not None:
+                return closing(refused) if heads.content_length or heads.chunked else refused
+        # Neither header: the request has no body (RFC 9112 6.3), so nothing is
+        # read and no deadline is armed (on asyncio, that is a timer per request).
+        body = b""
+        if heads.content_length or heads.chunked:
+            try:
+                read = await within(
+                    runtime.settings.body_timeout,
+                    read_body(chunks, limit, heads.content_length, heads.chunked),
+                )
+            except Disconnected:
+                return None
+            except BodyTimeout:
+                return closing(runtime.body_timeout(method, path))
+            if read is None:
+                return closing(runtime.too_large(method, path))
+            body = read
+        request = HttpRequest(method, path, query, heads.authorization, heads.content_type, body)
+        return await _answer(runtime, request, park)
+    finally:
+        runtime.leave()
+
+
+class _RequestHeads(NamedTuple):
+    """What the flow reads from the request's headers."""
+
+    authorization: str | None
+    content_type: str | None
+    content_length: int
+    chunked: bool
+
+    @classmethod
+    def read(cls, headers: Iterable[tuple[bytes, bytes]]) -> _RequestHeads:
+        authorizations: list[str] = []
+        content_types: list[str] = []
+        content_length = 0
+        chunked = False
+        for name, value in headers:
+            if name == b"authorization":
+                authorizations.append(value.decode("latin-1"))
+            elif name == b"content-type":
+                content_types.append(value.decode("latin-1"))
+            elif name == b"content-length" and value.isdigit():
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+        # A repeated header is read as its values joined by ", " (RFC 9110),
+        # so a duplicate can never pick which token or media type counts.
+        return cls(
+            ", ".join(authorizations) or None,
+            ", ".join(content_types) or None,
+            content_length,
+            chunked,
+        )
+
+
+async def _answer(runtime: Runtime, request: HttpRequest, park: Park) -> HttpResponse | None:
+    """The core's answer to `request`, after waiting out a blocking query or a cluster write."""
+    try:
+        result = runtime.handle(request)
+        if isinstance(result, PendingWrite):  # cluster mode: the store has the write
+            result = await runtime.written(result)
+        if isinstance(result, BlockingWait):
+            if not await park(result.scope, runtime.jittered(result)):
+                return None  # the client went away while parked
+            result = runtime.handle(request, may_block=False)
+            assert isinstance(result, HttpResponse)
+    except Exception:  # after the core's own guard: a driver or watcher bug
+        log.exception(logfmt("internal_error", method=request.method, path=request.path[:200]))
+        result = INTERNAL_ERROR
+    return result
+
+
+def closing(response: HttpResponse) -> HttpResponse:
+    """`response` with `Connection: close`: the server hangs up once it is sent."""
+    return response._replace(headers=(*response.headers, ("connection", "close")))
+
+
+async def read_body(
+    chunks: AsyncGenerator[bytes, None], limit: int, content_length: int, chunked: bool = False
+) -> bytes | None:
+    """The body, or None when it passes the limit (never buffered past it).
+
+    An oversized body with a Content-Length is read on and dropped, up to a
+    bound, so that the client gets to read the 413 (see OVERSIZE_DRAIN_BYTES).
+    A chunked one is not: its chunks can be a byte each, and parsing a
+    megabyte of those costs seconds of CPU, so it is refused the moment it
+    passes the limit (the 413 then closes the connection).
+    """
+    if content_length > limit + OVERSIZE_DRAIN_BYTES:
+        return None
+    body = bytearray()
+    size = 0
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            size += len(chunk)
+            if size <= limit:
+                body += chunk
+            elif chunked or size > limit + OVERSIZE_DRAIN_BYTES:
+                return None
+    return bytes(body) if size <= limit else None

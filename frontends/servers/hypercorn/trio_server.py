@@ -1,0 +1,49 @@
+"""Serve the ASGI app with hypercorn's trio worker until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import signal
+
+import trio
+from hypercorn.trio import serve as hypercorn_serve
+
+from frontends.runtime.process_setup import prepare_process
+from frontends.runtime.runtime import Runtime
+from frontends.runtime.settings import Settings
+from frontends.runtime.watch_streams import WatchRoute
+from frontends.servers.direct.trio_streams import first_connections
+from frontends.servers.hypercorn.config import hypercorn_config
+from frontends.servers.hypercorn.http1_only import Http1Only
+from frontends.servers.hypercorn.install import TrioWorker, install
+from frontends.trio_app.app import PARTS, create_app
+from frontends.trio_app.streams import make_hold
+
+
+async def serve_async(settings: Settings) -> None:
+    runtime = Runtime(settings, PARTS, clock=trio.current_time)
+    app = create_app(runtime)
+
+    async def shutdown_trigger() -> None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for _ in signals:
+                break
+        runtime.begin_drain(exit_after=settings.shutdown_grace)
+        close_waiting()
+
+    config = hypercorn_config(settings)
+    connection, close_waiting = first_connections(runtime, config.keep_alive_timeout)
+    install(TrioWorker(connection))
+    try:
+        await hypercorn_serve(
+            Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]
+            config,
+            shutdown_trigger=shutdown_trigger,
+        )
+    finally:
+        runtime.end_drain()
+
+
+def serve(settings: Settings) -> None:
+    """Run until a signal."""
+    prepare_process(settings)
+    trio.run(serve_async, settings)

@@ -1,0 +1,110 @@
+"""Serve the Quart app with uvicorn (httptools, uvloop when installed): `--server uvicorn`.
+
+An option beside hypercorn, the default: uvicorn's httptools parser and its
+leaner response path answer the hot paths with less CPU (docs/performance.md).
+The same app, wrappers and settings as `server.py`: `Http1Only` in front (uvicorn
+speaks no HTTP/2 at all: `Upgrade: h2c` is ignored, and a `PRI` preface gets the
+same `400 http_version_not_supported` as on hypercorn, see `http1`), the
+bind or `--fd`, SIGTERM/SIGINT draining first, then `SHUTDOWN_GRACE_SECONDS`
+for what is in flight, and our log format (uvicorn's loggers propagate to
+ours; no access log). uvicorn closes a connection the peer closed at once, so
+its fd is never held idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import time
+from collections.abc import Iterator
+
+import uvicorn
+
+from frontends.quart_app.app import PARTS, create_app
+from frontends.quart_app.event_loop import run_on
+from frontends.quart_app.streams import make_hold
+from frontends.runtime.process_setup import prepare_process
+from frontends.runtime.runtime import Runtime
+from frontends.runtime.settings import Settings
+from frontends.runtime.watch_streams import WatchRoute
+from frontends.servers.direct.asyncio_streams import uvicorn_first_bytes
+from frontends.servers.hypercorn.http1_only import Http1Only
+from frontends.servers.uvicorn.http1 import Http1OnlyProtocol
+from frontends.servers.uvicorn.install import install
+
+#: What `/health` reports as `frontend` under uvicorn.
+FRONTEND = "quart-uvicorn"
+UVICORN_PARTS = dataclasses.replace(PARTS, frontend=FRONTEND)
+#: How long an idle kept-alive connection, or a watch request's head, may take (as hypercorn's).
+KEEP_ALIVE_SECONDS = 5
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, with our signal handling: drain first, exit 0 after.
+
+    uvicorn's own `capture_signals` re-raises the signal once it has stopped,
+    which would end the process by SIGTERM instead of with exit code 0.
+    """
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self._runtime = runtime
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop)
+        try:
+            yield
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    def _stop(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+            return
+        self._runtime.begin_drain()
+        self.should_exit = True
+
+
+def uvicorn_config(settings: Settings, app: object, runtime: Runtime) -> uvicorn.Config:
+    bind: dict[str, object]
+    if settings.fd is not None:
+        bind = {"fd": settings.fd}
+    else:
+        bind = {"host": settings.host, "port": settings.port}
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        **bind,  # type: ignore[arg-type]
+        loop="none",  # the loop is chosen in `serve`
+        # Connections whose first request opens a watch stream are served below
+        # uvicorn, as below hypercorn (`servers/direct`); the others by this protocol.
+        http=uvicorn_first_bytes(runtime, KEEP_ALIVE_SECONDS, Http1OnlyProtocol),  # type: ignore[arg-type]
+        ws="none",
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        # Nothing reads the client address or scheme that X-Forwarded-* would
+        # rewrite (hypercorn does not either); the middleware cost ~2 % a request.
+        proxy_headers=False,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
+    )
+
+
+async def serve_async(settings: Settings) -> None:
+    runtime = Runtime(settings, UVICORN_PARTS, clock=time.monotonic)
+    app = Http1Only(WatchRoute(create_app(runtime), runtime, make_hold))  # type: ignore[arg-type]
+    await _Server(uvicorn_config(settings, app, runtime), runtime).serve()
+
+
+def serve(settings: Settings, *, loop: str = "auto") -> None:
+    """Run until a signal; `loop` as for `server.serve`."""
+    install()
+    prepare_process(settings)
+    run_on(loop, serve_async(settings))
