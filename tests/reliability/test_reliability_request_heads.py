@@ -207,16 +207,22 @@ def _trickle(
 def test_a_trickled_head_is_closed_on_first_and_kept_alive_requests(
     server_kind: str, server: ServerProcess
 ) -> None:
+    _assert_trickles_closed(server_kind, server.port, TRICKLE_BOUND_SECONDS)
+
+
+def _assert_trickles_closed(server_kind: str, port: int, bound: float) -> None:
+    """A head trickled as a connection's first request, and one after an answered
+    request, at once: both closed by the server within `bound` seconds."""
     results: dict[str, str] = {}
     kept_alive = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     threads = [
-        threading.Thread(target=_trickle, args=(server.port, b"", results, "first")),
-        threading.Thread(target=_trickle, args=(server.port, kept_alive, results, "later")),
+        threading.Thread(target=_trickle, args=(port, prefix, results, name, bound))
+        for prefix, name in ((b"", "first"), (kept_alive, "later"))
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(TRICKLE_BOUND_SECONDS + 10)
+        thread.join(bound + 10)
     print(f"{server_kind}: {results}")
     assert set(results) == {"first", "later"}, results
     assert all(outcome.startswith("closed") for outcome in results.values()), results
@@ -287,22 +293,7 @@ def test_a_shorter_head_timeout_closes_a_trickled_head_sooner(
     server_kind: str, tight_server: ServerProcess
 ) -> None:
     """`SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS=1`: closed before the default's 5 s could."""
-    results: dict[str, str] = {}
-    kept_alive = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-    threads = [
-        threading.Thread(
-            target=_trickle,
-            args=(tight_server.port, prefix, results, name, TIGHT_TRICKLE_BOUND_SECONDS),
-        )
-        for prefix, name in ((b"", "first"), (kept_alive, "later"))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(TIGHT_TRICKLE_BOUND_SECONDS + 10)
-    print(f"{server_kind}: {results}")
-    assert set(results) == {"first", "later"}, results
-    assert all(outcome.startswith("closed") for outcome in results.values()), results
+    _assert_trickles_closed(server_kind, tight_server.port, TIGHT_TRICKLE_BOUND_SECONDS)
 
 
 def test_a_shorter_log_interval_logs_malformed_requests_more_often(
