@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from .models import (
+    NAME_PATTERN,
     ErrorResponse,
     HealthResponse,
     HealthyResponse,
@@ -56,8 +57,24 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*codes: int) -> dict[str, Any]:
-    return {str(code): _json(_ref("ErrorResponse"), "Error") for code in codes}
+#: Any request may get it: a head is bounded before its route is known.
+_HEAD_TOO_LARGE = (
+    "The request line and headers take more than SERVICE_DISCOVERY_MAX_HEAD_BYTES "
+    "(16384 by default); the connection is closed"
+)
+_INVALID = "A field or parameter is invalid (`details` names each)"
+
+
+def _errors(*codes: int, invalid: str = _INVALID) -> dict[str, Any]:
+    """The error answers `codes`, and 431, which every operation may answer.
+
+    `invalid` says what the operation's 422 covers, its limits included.
+    """
+    described = {422: invalid, 431: _HEAD_TOO_LARGE}
+    return {
+        str(code): _json(_ref("ErrorResponse"), described.get(code, "Error"))
+        for code in sorted({*codes, 431})
+    }
 
 
 _BLOCKING = [
@@ -91,7 +108,7 @@ _FILTER_NOTE = (
     "Filters: `meta.<key>=<value>` (repeatable; every one must match the instance's "
     "metadata) and `status` (repeatable; any may match). They combine with `index` and `wait`."
 )
-_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
+_NAME = {"type": "string", "pattern": NAME_PATTERN}
 _ANY_NAME = {"type": "string", "minLength": 1}
 _INDEX_HEADER = {
     "X-Discovery-Index": {"schema": {"type": "integer"}},
@@ -111,6 +128,13 @@ _INDEX_HEADER = {
 }
 
 
+_INVALID_READ = (
+    "A query parameter is invalid (`index`, `wait`, `status`, a `meta.<key>` filter), "
+    "or more than SERVICE_DISCOVERY_MAX_FILTER_PAIRS (16 by default) distinct "
+    "`meta.*` filters are given"
+)
+
+
 def _read(summary: str, schema: dict[str, Any], *, name: bool, codes: tuple[int, ...]) -> Any:
     params: list[dict[str, Any]] = list(_BLOCKING) + _FILTERS
     if name:
@@ -123,7 +147,7 @@ def _read(summary: str, schema: dict[str, Any], *, name: bool, codes: tuple[int,
             "summary": summary,
             "description": _FILTER_NOTE,
             "parameters": params,
-            "responses": {"200": ok} | _errors(401, *codes, 422),
+            "responses": {"200": ok} | _errors(401, *codes, 422, invalid=_INVALID_READ),
         }
     }
 
@@ -171,7 +195,15 @@ def _pages(paths: Iterable[str]) -> dict[str, Any]:
     return documented
 
 
-def _write(summary: str, request: str, response: str = "SuccessResponse") -> Any:
+_INVALID_METADATA = (
+    _INVALID + ", or the metadata's keys and values take more than "
+    "SERVICE_DISCOVERY_MAX_METADATA_BYTES (4096 by default) bytes of UTF-8 together"
+)
+
+
+def _write(
+    summary: str, request: str, response: str = "SuccessResponse", *, invalid: str = _INVALID
+) -> Any:
     body = _json(_ref(request), request)
     body["content"]["application/json"]["example"] = _EXAMPLES[request]
     return {
@@ -179,7 +211,7 @@ def _write(summary: str, request: str, response: str = "SuccessResponse") -> Any
             "summary": summary,
             "requestBody": {"required": True, **body},
             "responses": {"200": _json(_ref(response), "OK")}
-            | _errors(400, 401, 403, 404, 413, 415, 422, 503),
+            | _errors(400, 401, 403, 404, 413, 415, 422, 503, invalid=invalid),
         }
     }
 
@@ -219,8 +251,13 @@ _WATCH = {
                 "required": True,
                 "style": "form",
                 "explode": True,
-                "schema": {"type": "array", "items": {"type": "string", "minLength": 1}},
-                "description": "A service to follow (repeat for several); * follows every one",
+                "schema": {
+                    "type": "array",
+                    "items": {"anyOf": [_NAME, {"const": "*"}]},
+                    "minItems": 1,
+                },
+                "description": "A service to follow (repeat for several, at most "
+                "SERVICE_DISCOVERY_WATCH_MAX_SERVICES distinct ones); * follows every one",
             },
             {
                 "name": "index",
@@ -243,7 +280,14 @@ _WATCH = {
                 "content": {"text/event-stream": _TEXT},
             }
         }
-        | _errors(401, 422, 503),
+        | _errors(
+            401,
+            422,
+            503,
+            invalid="A `service` is neither a service name nor `*`, more than "
+            "SERVICE_DISCOVERY_WATCH_MAX_SERVICES (256 by default) distinct services are "
+            "named, or `index` or `Last-Event-ID` is not a non-negative integer",
+        ),
     }
 }
 
@@ -284,7 +328,10 @@ def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
         "security": [{"bearer": []}],
         "paths": {
             "/v1/discovery/register": _write(
-                "Register or update an instance", "RegisterRequest", "RegisterResponse"
+                "Register or update an instance",
+                "RegisterRequest",
+                "RegisterResponse",
+                invalid=_INVALID_METADATA,
             ),
             "/v1/discovery/heartbeat": _write("Renew an instance's lease", "HeartbeatRequest"),
             "/v1/discovery/unregister/{service_name}/{instance_id}": {
@@ -317,7 +364,7 @@ def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
                 "get": {
                     "summary": "The registry's own health",
                     "security": [],
-                    "responses": {"200": _json(_ref("HealthResponse"), "OK")},
+                    "responses": {"200": _json(_ref("HealthResponse"), "OK")} | _errors(),
                 }
             },
             "/metrics": _page("The registry's own metrics (Prometheus text format)", "text/plain"),

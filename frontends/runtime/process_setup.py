@@ -25,16 +25,13 @@ from collections.abc import Callable
 
 from frontends.runtime.collector import tune_collector
 from frontends.runtime.logs import logfmt
-from frontends.runtime.settings import Settings
+from frontends.runtime.settings import DEFAULT_ERROR_LOG_INTERVAL, Settings
 
 log = logging.getLogger("sd.registry")
 
 #: Shorter bearer secrets are warned about at startup (32 characters of a
 #: random token are about 190 bits; a short human-chosen one can be guessed).
 MIN_SECRET_LENGTH = 32
-
-#: At most one accept-error line per this many seconds.
-ACCEPT_ERROR_LOG_INTERVAL = 10.0
 
 #: Where the event loops log a failed accept: asyncio's (and uvloop's)
 #: exception handler, and trio's `serve_listeners`.
@@ -47,7 +44,7 @@ def prepare_process(settings: Settings) -> None:
     """Raise the file limit, warn about a weak secret, throttle accept-error logs, tune the GC."""
     raise_open_file_limit()
     warn_if_weak_secret(settings)
-    throttle = AcceptErrorThrottle()
+    throttle = AcceptErrorThrottle(settings.error_log_interval)
     for name in ACCEPT_ERROR_LOGGERS:
         logging.getLogger(name).addFilter(throttle)
     tune_collector(settings.gc_young_threshold)
@@ -124,7 +121,7 @@ class AcceptErrorThrottle(logging.Filter):
 
     def __init__(
         self,
-        interval: float = ACCEPT_ERROR_LOG_INTERVAL,
+        interval: float = DEFAULT_ERROR_LOG_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()

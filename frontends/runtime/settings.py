@@ -58,7 +58,15 @@ _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
     "SERVICE_DISCOVERY_BODY_TIMEOUT_SECONDS": ("body_timeout", float, 0),
     "SERVICE_DISCOVERY_BACKLOG": ("backlog", int, 1),
     "SERVICE_DISCOVERY_GC_YOUNG_THRESHOLD": ("gc_young_threshold", int, 0),
+    "SERVICE_DISCOVERY_MAX_HEAD_BYTES": ("max_head_bytes", int, 1024),
+    "SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS": ("head_timeout", float, 0),
+    "SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS": ("write_timeout", float, 0),
+    "SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS": ("error_log_interval", float, 0),
 }
+#: The largest request head (request line, headers, blank line) served by default.
+DEFAULT_MAX_HEAD_BYTES = 16 * 1024
+#: Seconds between two log lines about failed accepts or malformed requests, by default.
+DEFAULT_ERROR_LOG_INTERVAL = 10.0
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 DEFAULT_PORT = 3004
 
@@ -98,6 +106,17 @@ class Settings:
     # Allocations between two young garbage collections; 0 keeps Python's
     # own settings (see frontends/runtime/collector.py for why it is raised).
     gc_young_threshold: int = 25_000
+    # A request head is buffered whole before anything can answer it: memory any
+    # client holds without a token. Past this, `431` and close, on every kind.
+    max_head_bytes: int = DEFAULT_MAX_HEAD_BYTES
+    # A head must be complete this long after the accept or the last response;
+    # an idle kept-alive connection is closed after it too.
+    head_timeout: float = 5.0
+    # How long one write may wait for a client that does not read before the
+    # connection is aborted (what was unsent is dropped).
+    write_timeout: float = 10.0
+    # Failed accepts and malformed requests: one log line with a count per this.
+    error_log_interval: float = DEFAULT_ERROR_LOG_INTERVAL
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:

@@ -40,6 +40,10 @@ def test_defaults() -> None:
     assert settings.max_blocking_queries == 20_000
     assert settings.max_in_flight_requests == 30_000
     assert settings.registry.probe_policy == ProbePolicy()
+    assert settings.max_head_bytes == 16384
+    assert settings.head_timeout == 5.0
+    assert settings.write_timeout == 10.0
+    assert settings.error_log_interval == 10.0
 
 
 #: Each variable: a raw value, where the parsed setting lives (a dotted attribute path
@@ -79,6 +83,10 @@ EVERY_VARIABLE = {
     "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("60", "max_in_flight_requests", 60),
     "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("2.5", "snapshot_interval", 2.5),
     "SERVICE_DISCOVERY_PROBE_CLIENT": (" HTTPX ", "probe_client", "httpx"),
+    "SERVICE_DISCOVERY_MAX_HEAD_BYTES": ("4096", "max_head_bytes", 4096),
+    "SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS": ("1.5", "head_timeout", 1.5),
+    "SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS": ("2.5", "write_timeout", 2.5),
+    "SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS": ("60", "error_log_interval", 60.0),
     "SERVICE_DISCOVERY_STATE_FILE": (
         str(Path(tempfile.gettempdir()) / "registry.json"),
         "state_file",
@@ -135,6 +143,9 @@ def test_flags_win_over_the_environment() -> None:
         ("SELF_PRESERVATION_MAX_SECONDS", "0.5"),
         ("SHUTDOWN_GRACE_SECONDS", "0.1"),
         ("SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS", "0.5"),
+        ("SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS", "0.5"),
+        ("SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS", "0.5"),
+        ("SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS", "0.5"),
     ],
 )
 def test_seconds_may_be_fractional(name: str, raw: str) -> None:
@@ -209,6 +220,16 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"SERVICE_DISCOVERY_WATCH_MAX_SERVICES": "0"}, "SERVICE_DISCOVERY_WATCH_MAX_SERVICES"),
     ({"SERVICE_DISCOVERY_MAX_METADATA_BYTES": "0"}, "SERVICE_DISCOVERY_MAX_METADATA_BYTES"),
     ({"SERVICE_DISCOVERY_FILTER_CACHE_BYTES": "-1"}, "SERVICE_DISCOVERY_FILTER_CACHE_BYTES"),
+    ({"SERVICE_DISCOVERY_MAX_HEAD_BYTES": "1023"}, "SERVICE_DISCOVERY_MAX_HEAD_BYTES"),
+    ({"SERVICE_DISCOVERY_MAX_HEAD_BYTES": "16k"}, "SERVICE_DISCOVERY_MAX_HEAD_BYTES"),
+    ({"SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS": "0"}, "SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS"),
+    ({"SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS": "inf"}, "SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS"),
+    ({"SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS": "-1"}, "SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS"),
+    ({"SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS": "x"}, "SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS"),
+    (
+        {"SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS": "0"},
+        "SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS",
+    ),
 ]
 
 

@@ -16,6 +16,8 @@ from frontend_kit import SocketPair
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio.tcp_server import TCPServer
 
+from frontends.runtime.settings import load_settings
+from frontends.servers.hypercorn.config import ServerConfig, hypercorn_config
 from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS, bound_trio_writes
 
 
@@ -34,6 +36,7 @@ class _Server:
     stream: trio.SocketStream
     send_lock: trio.Lock = field(default_factory=trio.Lock)
     protocol: _Protocol = field(default_factory=_Protocol)
+    config: ServerConfig = field(default_factory=ServerConfig)
 
 
 async def _send(server: _Server, data: bytes) -> None:
@@ -80,15 +83,22 @@ async def test_what_does_not_fit_is_sent_once_the_reader_reads(socket_pair: Sock
     assert server.protocol.events == []
 
 
+@pytest.mark.parametrize("setting", [None, "2.5"])
 async def test_a_reader_that_never_reads_is_cut_off_at_the_deadline(
     autojump_clock: trio.testing.MockClock,
     socket_pair: SocketPair,
+    setting: str | None,
 ) -> None:
+    """At `SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS`, carried by the server's config."""
+    env = {"SERVICE_DISCOVERY_SECRET": "s", "SERVICE_DISCOVERY_STATE_FILE": ""}
+    if setting is not None:
+        env["SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS"] = setting
     ours, _theirs = socket_pair
-    server = _Server(ours)
+    server = _Server(ours, config=hypercorn_config(load_settings(env)))
     started = trio.current_time()
     await _send(server, b"x" * 10_000_000)
-    assert trio.current_time() - started == pytest.approx(WRITE_TIMEOUT_SECONDS)
+    expected = WRITE_TIMEOUT_SECONDS if setting is None else float(setting)
+    assert trio.current_time() - started == pytest.approx(expected)
     assert [type(e) for e in server.protocol.events] == [Closed]
 
 

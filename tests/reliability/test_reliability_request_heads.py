@@ -163,9 +163,15 @@ def test_a_head_under_the_limit_in_one_read_is_served(server: ServerProcess) -> 
     assert status_of(head) == 200, head[:300]
 
 
-def _trickle(port: int, prefix: bytes, results: dict[str, str], name: str) -> None:
+def _trickle(
+    port: int,
+    prefix: bytes,
+    results: dict[str, str],
+    name: str,
+    bound: float = TRICKLE_BOUND_SECONDS,
+) -> None:
     """Send `prefix` (answered requests), then an endless head one byte every 0.5 s;
-    records how long the server kept the connection, or that it never closed it."""
+    records how long the server kept the connection, or that it was still open at `bound`."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
         if prefix:
             conn.sendall(prefix)
@@ -176,7 +182,7 @@ def _trickle(port: int, prefix: bytes, results: dict[str, str], name: str) -> No
         started = time.monotonic()
         head_bytes = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"s" * 100
         for byte in head_bytes:
-            if time.monotonic() - started > TRICKLE_BOUND_SECONDS:
+            if time.monotonic() - started > bound:
                 results[name] = "still open"
                 return
             try:
@@ -201,16 +207,22 @@ def _trickle(port: int, prefix: bytes, results: dict[str, str], name: str) -> No
 def test_a_trickled_head_is_closed_on_first_and_kept_alive_requests(
     server_kind: str, server: ServerProcess
 ) -> None:
+    _assert_trickles_closed(server_kind, server.port, TRICKLE_BOUND_SECONDS)
+
+
+def _assert_trickles_closed(server_kind: str, port: int, bound: float) -> None:
+    """A head trickled as a connection's first request, and one after an answered
+    request, at once: both closed by the server within `bound` seconds."""
     results: dict[str, str] = {}
     kept_alive = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
     threads = [
-        threading.Thread(target=_trickle, args=(server.port, b"", results, "first")),
-        threading.Thread(target=_trickle, args=(server.port, kept_alive, results, "later")),
+        threading.Thread(target=_trickle, args=(port, prefix, results, name, bound))
+        for prefix, name in ((b"", "first"), (kept_alive, "later"))
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(TRICKLE_BOUND_SECONDS + 10)
+        thread.join(bound + 10)
     print(f"{server_kind}: {results}")
     assert set(results) == {"first", "later"}, results
     assert all(outcome.startswith("closed") for outcome in results.values()), results
@@ -237,6 +249,67 @@ def test_malformed_requests_are_logged_at_most_once_per_interval(server: ServerP
     log = server.stderr()[log_before:]
     lines = [line for line in log.splitlines() if "invalid" in line.lower()]
     assert len(lines) <= 1, lines
+
+
+# ------------------------------------------- the same bounds, set below their defaults
+
+#: What the settings below set: a quarter of the default head size, a fifth of its time.
+TIGHT_HEAD_LIMIT = 4096
+TIGHT_HEAD_SECONDS = 1.0
+#: Under the default head timeout a trickled head is open for 5 s at least, on every
+#: kind; under the short one it must be closed before this.
+TIGHT_TRICKLE_BOUND_SECONDS = HEAD_SECONDS - 0.5
+
+
+@pytest.fixture(scope="module")
+def tight_server(server_kind: str) -> Iterator[ServerProcess]:
+    env = base_env(
+        SERVICE_DISCOVERY_MAX_HEAD_BYTES=str(TIGHT_HEAD_LIMIT),
+        SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS=str(TIGHT_HEAD_SECONDS),
+        SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS="0.001",
+    )
+    with kept_socket() as sock, serving_on(server_kind, env, sock) as srv:
+        yield srv
+
+
+@pytest.mark.parametrize("path", [b"/health", b"/v1/discovery/watch?service=*"])
+def test_a_lower_head_limit_refuses_a_head_the_default_serves(
+    tight_server: ServerProcess, path: bytes
+) -> None:
+    """`SERVICE_DISCOVERY_MAX_HEAD_BYTES=4096`: a 5 KiB head gets `431` naming the
+    limit, a watch's too (the first-bytes gate hands it to the server); 3 KiB is served."""
+    received, ending = raw_exchange(tight_server.port, _padded_head(5 * 1024, path=path), 3.0)
+    assert status_of(received) == 431, (ending, received[:300])
+    error = json.loads(received.partition(b"\r\n\r\n")[2])
+    assert error["error"] == "request_header_fields_too_large", error
+    assert str(TIGHT_HEAD_LIMIT) in error["message"], error
+    with socket.create_connection(("127.0.0.1", tight_server.port), timeout=5) as conn:
+        conn.sendall(_padded_head(3 * 1024))
+        head, _, _ = read_response(conn, timeout=3)
+    assert status_of(head) == 200, head[:300]
+
+
+def test_a_shorter_head_timeout_closes_a_trickled_head_sooner(
+    server_kind: str, tight_server: ServerProcess
+) -> None:
+    """`SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS=1`: closed before the default's 5 s could."""
+    _assert_trickles_closed(server_kind, tight_server.port, TIGHT_TRICKLE_BOUND_SECONDS)
+
+
+def test_a_shorter_log_interval_logs_malformed_requests_more_often(
+    server_kind: str, tight_server: ServerProcess
+) -> None:
+    """`SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS=0.001`: a line per malformed request
+    (the default's 10 s allows one for the lot). Only uvicorn logs them at all."""
+    if "uvicorn" not in server_kind:
+        pytest.skip("h11 answers a malformed request without a log line")
+    log_before = len(tight_server.stderr())
+    for _ in range(5):
+        received, _ = raw_exchange(tight_server.port, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n")
+        assert status_of(received) == 400, received[:300]
+    log = tight_server.stderr()[log_before:]
+    lines = [line for line in log.splitlines() if "invalid_http_request" in line]
+    assert len(lines) >= 2, lines
 
 
 # ------------------------------------------------------ the pieces, without a server

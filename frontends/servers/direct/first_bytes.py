@@ -114,7 +114,10 @@ def watch_scope(buffer: bytes) -> Message | None:
 
 
 def accept_watch(runtime: Any, buffer: bytes) -> WatchSpec | None:
-    """The stream a complete head opens here, counted as served; None: the server's."""
+    """The stream a complete head opens here, counted as served; None: the server's
+    (a head over `SERVICE_DISCOVERY_MAX_HEAD_BYTES` among them: the server refuses it)."""
+    if buffer.find(_HEAD_END) + len(_HEAD_END) > runtime.settings.max_head_bytes:
+        return None
     scope = watch_scope(buffer)
     if scope is None:
         return None

@@ -10,13 +10,20 @@ import struct
 from hypercorn.config import Config
 
 from frontends.runtime.settings import Settings
-from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES
+from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 
 
-def hypercorn_config(settings: Settings) -> Config:
+class ServerConfig(Config):
+    """hypercorn's config, with what our patches read from it beside hypercorn's own."""
+
+    #: Seconds one write may wait for a slow reader (see write_deadline).
+    write_timeout: float = WRITE_TIMEOUT_SECONDS
+
+
+def hypercorn_config(settings: Settings) -> ServerConfig:
     """The config both frontends serve with (the patches it relies on are applied by
     `install.install`)."""
-    config = Config()
+    config = ServerConfig()
     # HTTP/1.1 only, even if TLS is ever configured (see http1_only).
     config.alpn_protocols = ["http/1.1"]
     config.backlog = listen_backlog(settings)
@@ -34,10 +41,11 @@ def hypercorn_config(settings: Settings) -> Config:
     config.graceful_timeout = settings.shutdown_grace
     # Heads larger than this are refused by hypercorn before we see them, whole
     # or in pieces (see request_heads).
-    config.h11_max_incomplete_size = MAX_HEAD_BYTES
-    # How long an idle keep-alive connection is kept. (A connection the peer
-    # closed is released at once: see patches.)
-    config.keep_alive_timeout = 5
+    config.h11_max_incomplete_size = settings.max_head_bytes
+    # How long an idle keep-alive connection is kept, and so how long a head may
+    # take. (A connection the peer closed is released at once: see patches.)
+    config.keep_alive_timeout = settings.head_timeout
+    config.write_timeout = settings.write_timeout
     return config
 
 

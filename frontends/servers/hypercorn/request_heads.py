@@ -1,4 +1,4 @@
-"""A request head (request line and headers) takes at most 16 KiB, on every server kind.
+"""A request head (request line and headers) is bounded in bytes, on every server kind.
 
 Why: a head is buffered whole before anything can answer it, so its size is
 memory any client can make the registry hold, with no token. h11 (both
@@ -7,6 +7,11 @@ hypercorn workers) bounds only a head that is still incomplete
 64 KiB a read takes, was served. uvicorn's httptools parser has no bound at
 all (a security review sent it 100 MiB of header lines, all accepted);
 `servers/uvicorn/http1` applies this same limit there.
+
+The bound is `SERVICE_DISCOVERY_MAX_HEAD_BYTES` (`Settings.max_head_bytes`,
+16 KiB by default): hypercorn's `h11_max_incomplete_size` carries it to
+every connection (`servers/hypercorn/config.py`), uvicorn's protocol is made
+with it (`servers/uvicorn/server.py`).
 
 Past the limit the client gets `431` in the API's error shape, with
 `Connection: close`, and nothing more is read. hypercorn answers its own
@@ -19,25 +24,20 @@ heads, and a body for hypercorn's 431").
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import h11
 from hypercorn.protocol.h11 import H11Protocol
 
+from frontends.runtime.settings import DEFAULT_MAX_HEAD_BYTES
 from sd_core import RequestError
 from sd_core.http_api import error_body
 
-#: The largest request head served, in bytes (request line, headers, blank line).
-MAX_HEAD_BYTES = 16 * 1024
-
-HEAD_TOO_LARGE = error_body(
-    RequestError(
-        "request_header_fields_too_large",
-        431,
-        f"A request's line and headers may take at most {MAX_HEAD_BYTES} bytes",
-    )
-)
+#: The default bound on a request head, in bytes (request line, headers, blank
+#: line); also the most the first-bytes gate buffers before handing a head over.
+MAX_HEAD_BYTES = DEFAULT_MAX_HEAD_BYTES
 
 _PATCHED = "_sd_bounds_heads"
 
@@ -50,8 +50,22 @@ def refusal(status: bytes, body: bytes) -> bytes:
     )
 
 
-#: The 431 as written by a server that writes its own bytes (uvicorn's protocol).
-HEAD_TOO_LARGE_RESPONSE = refusal(b"431 Request Header Fields Too Large", HEAD_TOO_LARGE)
+@functools.cache
+def head_too_large(limit: int) -> bytes:
+    """The `431` body, in the API's error shape, for heads bounded at `limit` bytes."""
+    return error_body(
+        RequestError(
+            "request_header_fields_too_large",
+            431,
+            f"A request's line and headers may take at most {limit} bytes",
+        )
+    )
+
+
+@functools.cache
+def head_too_large_response(limit: int) -> bytes:
+    """The whole `431`, as written by a server that writes its own bytes (uvicorn's protocol)."""
+    return refusal(b"431 Request Header Fields Too Large", head_too_large(limit))
 
 
 class HeadBoundConnection(h11.Connection):
@@ -112,14 +126,15 @@ def _shaped_431(
         if status_code != 431:
             await send_error(self, status_code)
             return
+        body = head_too_large(self.config.h11_max_incomplete_size)
         headers = [
             (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(HEAD_TOO_LARGE)),
+            (b"content-length", b"%d" % len(body)),
             (b"connection", b"close"),
             *self.config.response_headers("h11"),
         ]
         await self._send_h11_event(h11.Response(status_code=431, headers=headers))
-        await self._send_h11_event(h11.Data(data=HEAD_TOO_LARGE))
+        await self._send_h11_event(h11.Data(data=body))
         await self._send_h11_event(h11.EndOfMessage())
 
     return _send_error_response

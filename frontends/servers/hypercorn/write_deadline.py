@@ -8,8 +8,10 @@ its connection, its task and its buffered responses for as long as it
 liked, and kept either frontend from exiting on SIGTERM.
 
 `bound_asyncio_writes()` / `bound_trio_writes()` replace the worker's
-`TCPServer.protocol_send` with one that gives up after
-`WRITE_TIMEOUT_SECONDS` and closes the connection (an abort: whatever was
+`TCPServer.protocol_send` with one that gives up after the config's
+`write_timeout` (`SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS`, set by
+`config.hypercorn_config`; `WRITE_TIMEOUT_SECONDS` on a plain hypercorn
+config) and closes the connection (an abort: whatever was
 left unsent is dropped). Everything else is passed to hypercorn's own method.
 Like `http1_only.refuse_http2_switch`, they fail loudly if hypercorn's
 shape changed, and `tests/reliability/test_reliability_shutdown.py` pins the
@@ -28,8 +30,15 @@ from typing import Any
 
 from hypercorn.events import Closed, Event, RawData
 
-#: How long one write of a response may wait for the client to read.
+#: How long one write of a response may wait for the client to read, by default.
 WRITE_TIMEOUT_SECONDS = 10.0
+
+
+def write_timeout(server: Any) -> float:
+    """The write deadline of hypercorn `TCPServer` `server`, from its config."""
+    timeout: float = getattr(server.config, "write_timeout", WRITE_TIMEOUT_SECONDS)
+    return timeout
+
 
 _Send = Callable[[Any, Event], Awaitable[None]]
 _Write = Callable[[Any, RawData], Awaitable[None]]
@@ -73,7 +82,7 @@ def bound_asyncio_writes() -> None:
             self.writer.write(event.data)
             # Only a write the kernel did not take at once can block.
             if self.writer.transport.get_write_buffer_size():
-                async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                async with asyncio.timeout(write_timeout(self)):
                     await self.writer.drain()
         except (ConnectionError, RuntimeError):
             await self.protocol.handle(Closed())
@@ -114,7 +123,7 @@ def bound_trio_writes() -> None:
             # Shielded as hypercorn does (a response is not cut short by
             # a cancelled request), but no longer without end.
             with trio.CancelScope(
-                shield=True, deadline=trio.current_time() + WRITE_TIMEOUT_SECONDS
+                shield=True, deadline=trio.current_time() + write_timeout(self)
             ) as scope:
                 await self.stream.send_all(data[sent:])
         except (trio.BrokenResourceError, trio.ClosedResourceError):

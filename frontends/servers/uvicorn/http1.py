@@ -11,7 +11,7 @@ left open:
 - Request heads. httptools has no size limit and uvicorn's only timer runs
   after a response, until the next byte arrives: 100 MiB of header lines were
   accepted, and a head sent a byte every 2 s stayed open. Here a head takes
-  at most `MAX_HEAD_BYTES` (`431` in the API's shape past it, whether it
+  at most `max_head_bytes` (`431` in the API's shape past it, whether it
   arrives whole or in pieces) and must be complete within the keep-alive
   timeout, counted from the accept (or the first bytes' deadline,
   `direct_streams.FirstBytes`) and from the end of each response: the
@@ -25,8 +25,9 @@ left open:
   websocket_not_supported` in the API's shape, as on hypercorn. Other
   upgrades (`h2c`) are ignored without a word, as on hypercorn.
 - Malformed requests are still answered uvicorn's `400`, and logged at most
-  once per `ACCEPT_ERROR_LOG_INTERVAL` with a count (a flood of them wrote a
-  line each).
+  once per `SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS` with a count (a
+  flood of them wrote a line each), by one `Throttle` the server shares
+  between its connections.
 - A client that leaves. uvicorn tells only the last request it parsed; a
   request still running ahead of a pipelined one (a watch stream, which never
   ends by itself) was never told, held its stream and slot, and failed later
@@ -35,9 +36,9 @@ left open:
 It also bounds each write, as `servers.hypercorn.write_deadline` does for hypercorn:
 uvicorn waits for a client that never reads (its `FlowControl.drain`) with no
 end, which held the connection, its task and its buffered response for as
-long as the client liked. `BoundedFlowControl` gives up after
-`WRITE_TIMEOUT_SECONDS` and aborts the connection (what was unsent is
-dropped); uvicorn then reports the client gone, and the app's `send` returns.
+long as the client liked. `BoundedFlowControl` gives up after `write_timeout`
+(`SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS`) and aborts the connection (what
+was unsent is dropped); uvicorn then reports the client gone, and the app's `send` returns.
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from frontends.runtime.logs import logfmt
-from frontends.runtime.process_setup import ACCEPT_ERROR_LOG_INTERVAL, Throttle
+from frontends.runtime.process_setup import Throttle
+from frontends.runtime.settings import DEFAULT_ERROR_LOG_INTERVAL
 from frontends.servers.hypercorn import write_deadline
 from frontends.servers.hypercorn.http1_only import HTTP_VERSION_REFUSED, WEBSOCKET_REFUSED
 from frontends.servers.hypercorn.request_heads import (
-    HEAD_TOO_LARGE_RESPONSE,
     MAX_HEAD_BYTES,
+    head_too_large_response,
     refusal,
 )
 
@@ -76,9 +78,6 @@ _HEAD_FRAMING = 1 + 11 + 2
 #: What a header line adds to its name and value (": ", "\r\n").
 _HEADER_FRAMING = 4
 
-# Malformed requests, from every connection of the process.
-_malformed_log = Throttle(ACCEPT_ERROR_LOG_INTERVAL)
-
 if not all(
     hasattr(HttpToolsProtocol, name)
     for name in ("_start_asgi_task", "_unset_keepalive_if_required", "_get_upgrade")
@@ -90,11 +89,17 @@ if not all(
 
 
 class BoundedFlowControl(FlowControl):
-    """uvicorn's flow control, whose wait for a slow reader ends after the write deadline."""
+    """uvicorn's flow control, whose wait for a slow reader ends after `timeout` seconds."""
+
+    def __init__(
+        self, transport: asyncio.Transport, timeout: float = write_deadline.WRITE_TIMEOUT_SECONDS
+    ) -> None:
+        super().__init__(transport)
+        self._timeout = timeout
 
     async def drain(self) -> None:
         try:
-            async with asyncio.timeout(write_deadline.WRITE_TIMEOUT_SECONDS):
+            async with asyncio.timeout(self._timeout):
                 await super().drain()
         except TimeoutError:
             self._transport.abort()
@@ -115,12 +120,26 @@ class Http1OnlyProtocol(HttpToolsProtocol):
     """httptools' protocol with the hypercorn kinds' refusals and bounds (see the module).
 
     `head_deadline`: the loop time by which the first head must be complete
-    (the first bytes' deadline, when they were read below uvicorn).
+    (the first bytes' deadline, when they were read below uvicorn). The
+    server's settings come as keywords (`server.uvicorn_config` binds them):
+    `max_head_bytes`, `write_timeout`, and `malformed_log`, the throttle every
+    connection of the server shares.
     """
 
-    def __init__(self, *args: Any, head_deadline: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        head_deadline: float | None = None,
+        max_head_bytes: int = MAX_HEAD_BYTES,
+        write_timeout: float = write_deadline.WRITE_TIMEOUT_SECONDS,
+        malformed_log: Throttle | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._head_deadline = head_deadline
+        self._max_head_bytes = max_head_bytes
+        self._write_timeout = write_timeout
+        self._malformed_log = malformed_log or Throttle(DEFAULT_ERROR_LOG_INTERVAL)
         self._first_data = True
         self._in_head = True  # between requests or inside a head: reads count towards it
         self._head_bytes = 0
@@ -130,7 +149,7 @@ class Http1OnlyProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.flow = BoundedFlowControl(transport)
+        self.flow = BoundedFlowControl(transport, self._write_timeout)
         deadline = self._head_deadline
         if deadline is None:
             deadline = self.loop.time() + self.timeout_keep_alive
@@ -157,15 +176,15 @@ class Http1OnlyProtocol(HttpToolsProtocol):
             else:
                 self._malformed()
             return
-        if self._in_head and self._head_bytes > MAX_HEAD_BYTES:
-            self._refuse(HEAD_TOO_LARGE_RESPONSE)
+        if self._in_head and self._head_bytes > self._max_head_bytes:
+            self._refuse(head_too_large_response(self._max_head_bytes))
 
     def on_headers_complete(self) -> None:
         self._unset_keepalive_if_required()  # the head arrived in time
         self._in_head = False
         self._head_bytes = 0
-        if self._head_size() > MAX_HEAD_BYTES:
-            self._refusal = HEAD_TOO_LARGE_RESPONSE
+        if self._head_size() > self._max_head_bytes:
+            self._refusal = head_too_large_response(self._max_head_bytes)
             raise _Refused
         if self.parser.should_upgrade() and self._get_upgrade() == b"websocket":
             self._refusal = _WEBSOCKET_REFUSAL
@@ -200,7 +219,7 @@ class Http1OnlyProtocol(HttpToolsProtocol):
             self._refuse(self._deferred)
 
     def _malformed(self) -> None:
-        admitted = _malformed_log.admit()
+        admitted = self._malformed_log.admit()
         if admitted is not None:
             count, since = admitted
             log.warning(logfmt("invalid_http_request", count=count, since_seconds=since))

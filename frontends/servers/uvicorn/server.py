@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
 from frontends.quart_app.app import PARTS, create_app
 from frontends.quart_app.event_loop import run_on
 from frontends.quart_app.streams import make_hold
-from frontends.runtime.process_setup import prepare_process
+from frontends.runtime.process_setup import Throttle, prepare_process
 from frontends.runtime.runtime import Runtime
 from frontends.runtime.settings import Settings
 from frontends.runtime.watch_streams import WatchRoute
@@ -37,8 +38,6 @@ from frontends.servers.uvicorn.install import install
 #: What `/health` reports as `frontend` under uvicorn.
 FRONTEND = "quart-uvicorn"
 UVICORN_PARTS = dataclasses.replace(PARTS, frontend=FRONTEND)
-#: How long an idle kept-alive connection, or a watch request's head, may take (as hypercorn's).
-KEEP_ALIVE_SECONDS = 5
 
 
 class _Server(uvicorn.Server):
@@ -71,6 +70,17 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
+def connection_protocol(settings: Settings) -> Callable[..., Http1OnlyProtocol]:
+    """What makes each connection's protocol: the server's bounds, and one
+    malformed-request log throttle shared by every connection."""
+    return functools.partial(
+        Http1OnlyProtocol,
+        max_head_bytes=settings.max_head_bytes,
+        write_timeout=settings.write_timeout,
+        malformed_log=Throttle(settings.error_log_interval),
+    )
+
+
 def uvicorn_config(settings: Settings, app: object, runtime: Runtime) -> uvicorn.Config:
     bind: dict[str, object]
     if settings.fd is not None:
@@ -83,7 +93,7 @@ def uvicorn_config(settings: Settings, app: object, runtime: Runtime) -> uvicorn
         loop="none",  # the loop is chosen in `serve`
         # Connections whose first request opens a watch stream are served below
         # uvicorn, as below hypercorn (`servers/direct`); the others by this protocol.
-        http=uvicorn_first_bytes(runtime, KEEP_ALIVE_SECONDS, Http1OnlyProtocol),  # type: ignore[arg-type]
+        http=uvicorn_first_bytes(runtime, settings.head_timeout, connection_protocol(settings)),  # type: ignore[arg-type]
         ws="none",
         lifespan="on",
         log_config=None,
@@ -92,7 +102,8 @@ def uvicorn_config(settings: Settings, app: object, runtime: Runtime) -> uvicorn
         # rewrite (hypercorn does not either); the middleware cost ~2 % a request.
         proxy_headers=False,
         server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        # (typed as whole seconds, used as any: a fraction is kept)
+        timeout_keep_alive=settings.head_timeout,  # type: ignore[arg-type]
         timeout_graceful_shutdown=max(1, round(settings.shutdown_grace)),
     )
 
