@@ -39,7 +39,7 @@ from frontends.quart_app.watchers import Watchers
 from frontends.runtime.asgi_api import ASGIApp, LoopCalls, Scope, Wait, api_app, disconnected
 from frontends.runtime.http1_guard import Http1Only
 from frontends.runtime.runtime import LoopParts, Runtime
-from frontends.runtime.watch_streams import Receive, Send, WatchRoute
+from frontends.runtime.watch_streams import Receive, Send, WatchRoute, send_response
 from sd_core import HttpResponse
 from sd_core.http_api import method_not_allowed, not_found
 
@@ -65,7 +65,7 @@ def mount(app: Quart, runtime: Runtime) -> Quart:
         raise RuntimeError("the registry is already mounted in this app")
     app.extensions[EXTENSION] = runtime
     registry = api_app(runtime, CALLS, _no_other_scope)
-    first = RegistryFirst(runtime.api.serves, registry, cast(ASGIApp, app.asgi_app))
+    first = RegistryFirst(runtime, registry, cast(ASGIApp, app.asgi_app))
     guarded = Http1Only(WatchRoute(first, runtime, make_hold))
     app.asgi_app = guarded  # type: ignore[method-assign, assignment]  # Quart's middleware idiom
     _serve_tasks(app, runtime)
@@ -82,12 +82,16 @@ def mount(app: Quart, runtime: Runtime) -> Quart:
 class RegistryFirst:
     """ASGI: an `http` scope on a path the core serves goes to `registry`; all else to `other`.
 
-    Returns the callee's awaitable instead of awaiting it, so no frame of its
-    own stays on the stack of the registry's hot paths.
+    Returns the registry's awaitable instead of awaiting it, so no frame of
+    its own stays on the stack of the registry's hot paths. A request for
+    `other` is admitted as the registry's own are: it counts towards
+    `SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS` and gets the same `503
+    overloaded` past it, so user routes cannot take the process past its limit.
     """
 
-    def __init__(self, serves: Callable[[str], bool], registry: ASGIApp, other: ASGIApp) -> None:
-        self.serves = serves
+    def __init__(self, runtime: Runtime, registry: ASGIApp, other: ASGIApp) -> None:
+        self.runtime = runtime
+        self.serves = runtime.api.serves
         self.registry = registry
         self.other = other
 
@@ -98,7 +102,18 @@ class RegistryFirst:
                 path = urlsplit(path).path or "/"
             if self.serves(path):
                 return self.registry(scope, receive, send)
+            return self._admitted(scope, receive, send, path)
         return self.other(scope, receive, send)
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        refused = self.runtime.admit(scope["method"], path)
+        if refused is not None:
+            await send_response(send, refused)
+            return
+        try:
+            await self.other(scope, receive, send)
+        finally:
+            self.runtime.leave()
 
 
 async def _no_other_scope(scope: Scope, receive: Receive, send: Send) -> None:

@@ -39,7 +39,8 @@ async def serve_async(settings: Settings, app_source: AppSource = create_app) ->
     config = hypercorn_config(settings)
     install(AsyncioWorker(config.backlog, first_protocol(runtime, config.keep_alive_timeout)))
     try:
-        await hypercorn_serve(app, config, shutdown_trigger=shutdown_trigger)
+        # `asgi_app`, what `Quart.__call__` would await: one frame fewer per request.
+        await hypercorn_serve(app.asgi_app, config, shutdown_trigger=shutdown_trigger)
     finally:
         runtime.end_drain()
 

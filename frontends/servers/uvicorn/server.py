@@ -99,7 +99,8 @@ def uvicorn_config(settings: Settings, app: object, runtime: Runtime) -> uvicorn
 async def serve_async(settings: Settings, app_source: AppSource = create_app) -> None:
     runtime = Runtime(settings, UVICORN_PARTS, clock=time.monotonic)
     app = build_app(app_source, runtime)
-    await _Server(uvicorn_config(settings, app, runtime), runtime).serve()
+    # `asgi_app`, what `Quart.__call__` would await: one frame fewer per request.
+    await _Server(uvicorn_config(settings, app.asgi_app, runtime), runtime).serve()
 
 
 def serve(settings: Settings, *, loop: str = "auto", app: AppSource = create_app) -> None:
