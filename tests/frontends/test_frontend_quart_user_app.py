@@ -89,13 +89,21 @@ def test_a_wrong_method_gets_the_json_405(server: tuple[str, ServerProcess, str]
         assert "GET" in answer.headers["allow"], path
 
 
+def _read_until(sock: socket.socket, marker: bytes) -> bytes:
+    """What `sock` delivers until `marker` is in it, or the server closes."""
+    received = b""
+    while marker not in received:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
 def _stream_head(sock: socket.socket, request: bytes) -> bytes:
     sock.sendall(request)
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        assert chunk, head
-        head += chunk
+    head = _read_until(sock, b"\r\n\r\n")
+    assert b"\r\n\r\n" in head, head
     return head
 
 
@@ -125,12 +133,7 @@ def test_the_http2_preface_is_refused(server: tuple[str, ServerProcess, str]) ->
     _, _, url = server
     with socket.create_connection(("127.0.0.1", _port(url)), timeout=10) as sock:
         sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        received = b""
-        while b"}" not in received:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            received += chunk
+        received = _read_until(sock, b"}")
     assert received.startswith(b"HTTP/1.1 400"), received
     # The preface's second line then follows as a malformed request (another 400).
     assert b'"error":"http_version_not_supported"' in received, received
