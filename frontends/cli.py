@@ -35,6 +35,7 @@ from frontends.servers.tested import UntestedServer
 from sd_core import ConfigError, __version__
 
 if TYPE_CHECKING:
+    from frontends.quart_app.user_app import AppSource
     from frontends.runtime.settings import Settings
 
 log = logging.getLogger("sd.registry")
@@ -89,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("auto", "asyncio", "uvloop"),
         default="auto",
         help="event loop for the quart frontend (auto: uvloop when installed)",
+    )
+    parser.add_argument(
+        "--app",
+        metavar="MODULE:NAME",
+        help="serve your Quart app with the registry in it: NAME is a Quart app (the registry "
+        "is mounted into it) or a factory taking the runtime (quart frontend only; README)",
     )
     return parser
 
@@ -162,6 +169,16 @@ def serve(arguments: Sequence[str]) -> int:
                 "--server uvicorn: uvicorn is not installed "
                 "(pip install 'service-discovery[uvicorn]')"
             )
+    app = None
+    if args.app is not None:
+        if args.frontend != "quart":
+            return _fail("--app applies to the quart frontend only")
+        from frontends.quart_app.user_app import AppError, load_app
+
+        try:
+            app = load_app(args.app)
+        except AppError as error:
+            return _fail(f"invalid {error.name}: {error.message}")
     if args.loop == "uvloop":
         from frontends.quart_app.event_loop import uvloop_available
 
@@ -199,7 +216,7 @@ def serve(arguments: Sequence[str]) -> int:
         )
     )
     try:
-        _serve_with(args.frontend, args.server, args.loop, settings)
+        _serve_with(args.frontend, args.server, args.loop, settings, app)
     except UntestedServer as error:
         return _fail(error.message)
     except ConfigError as error:
@@ -208,17 +225,23 @@ def serve(arguments: Sequence[str]) -> int:
     return 0
 
 
-def _serve_with(frontend: str, server: str, loop: str, settings: Settings) -> None:
+def _serve_with(
+    frontend: str, server: str, loop: str, settings: Settings, app: AppSource | None
+) -> None:
     """Serve with the chosen frontend and server until a signal; each server's
-    `install()` may refuse an untested release first (`UntestedServer`)."""
-    if frontend == "quart" and server == "uvicorn":
-        from frontends.servers.uvicorn.server import serve as serve_uvicorn
+    `install()` may refuse an untested release first (`UntestedServer`).
+    `app`: the user's Quart app (`--app`), else the registry's own."""
+    if frontend == "quart":
+        from frontends.quart_app.app import create_app
 
-        serve_uvicorn(settings, loop=loop)
-    elif frontend == "quart":
-        from frontends.servers.hypercorn.asyncio_server import serve as serve_quart
+        if server == "uvicorn":
+            from frontends.servers.uvicorn.server import serve as serve_uvicorn
 
-        serve_quart(settings, loop=loop)
+            serve_uvicorn(settings, loop=loop, app=create_app if app is None else app)
+        else:
+            from frontends.servers.hypercorn.asyncio_server import serve as serve_quart
+
+            serve_quart(settings, loop=loop, app=create_app if app is None else app)
     else:
         from frontends.servers.hypercorn.trio_server import serve as serve_trio
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
@@ -175,6 +175,24 @@ def error_response(error: RequestError, route: str) -> HttpResponse:
     return HttpResponse(error.status, error_body(error), _JSON_HEADERS + error.headers, route)
 
 
+def not_found(path: str) -> HttpResponse:
+    """The 404 of a path no route serves: the core's own, and a framework's beside it."""
+    error = RequestError("not_found", 404, f"No such endpoint: {path[:200]}")
+    return error_response(error, "unknown")
+
+
+def method_not_allowed(method: str, methods: Iterable[str], route: str) -> HttpResponse:
+    """The 405 of a route that serves other `methods`, naming them in `Allow`."""
+    allowed = ", ".join(sorted(methods))
+    error = RequestError(
+        "method_not_allowed",
+        405,
+        f"Method {method[:16]} is not allowed here; use {allowed}",
+        headers=(("allow", allowed),),
+    )
+    return error_response(error, route)
+
+
 INTERNAL_ERROR = HttpResponse(
     500,
     b'{"success":false,"error":"internal_error","message":"Internal server error"}',
@@ -259,6 +277,11 @@ class HttpApi:
         tables.append((_UNREGISTER_ROUTE, self._unregister_route))
         tables.append((_MAINTENANCE_ROUTE, self._maintenance_route))
         return sorted((method, route) for route, methods in tables for method in methods)
+
+    def serves(self, path: str) -> bool:
+        """Whether some route here serves `path` (with any method): what a frontend that
+        shares its paths with a framework's router asks first, without routing twice."""
+        return path in self._static or self._dynamic_route(path)[0] is not None
 
     # ------------------------------------------------------------ entry
 
@@ -428,23 +451,10 @@ class HttpApi:
         if methods is None:
             methods, route, params = self._dynamic_route(path)
         if methods is None:
-            return (
-                error_response(
-                    RequestError("not_found", 404, f"No such endpoint: {path[:200]}"), "unknown"
-                ),
-                "unknown",
-                (),
-            )
+            return not_found(path), "unknown", ()
         handler = methods.get(method)
         if handler is None:
-            allowed = ", ".join(sorted(methods))
-            error = RequestError(
-                "method_not_allowed",
-                405,
-                f"Method {method[:16]} is not allowed here; use {allowed}",
-                headers=(("allow", allowed),),
-            )
-            return error_response(error, route), route, ()
+            return method_not_allowed(method, methods, route), route, ()
         return handler, route, params
 
     def _dynamic_route(

@@ -1,47 +1,139 @@
-"""The application on asyncio: the shared plain-ASGI API, with Quart for the lifespan only.
+"""The application on asyncio: a Quart app whose registry paths skip Quart.
 
-Every HTTP request is served by `runtime.asgi_api`, given this loop's half,
-`CALLS`; no request reaches Quart. Why: the core answers every path (its
-routes, the pages, `/openapi.json`, and 404/405 in the API's JSON shape), so
-Quart's one catch-all route only added its request machinery, most of the
-CPU per request on uvicorn (docs/frontends.md). Quart keeps
-the lifespan: `before_serving` starts the probe driver, the snapshot loop and
-the cluster as tasks, `after_serving` stops them. Mirrors `trio_app/app.py`
-name for name.
+`create_app(runtime)` is a `quart.Quart` app with the registry in it;
+`mount(app, runtime)` puts the registry into a Quart app of your own. Either
+way the app is the user's to extend: routes, blueprints, `before_request`
+hooks, error handlers, `before_serving` tasks.
+
+Per request, before any of Quart's machinery: a path the core serves
+(`HttpApi.serves`: its routes, `/openapi.json`, the pages) is answered by
+`runtime.asgi_api`, given this loop's half `CALLS`, exactly as on trio; a
+watch stream by `WatchRoute`; everything else goes to Quart's own
+`asgi_app`, so to its router. Why the split: Quart's request machinery
+(request context, Werkzeug's routing, two tasks a request) was most of the
+CPU per request on uvicorn (docs/frontends.md), and the registry's answers do
+not need it. A path neither serves gets the API's JSON 404 or 405 from the
+handlers `mount` registers. The HTTP/1.1-only guard (`runtime.http1_guard`)
+sits in front of all of it, user routes included. Mounted, the registry's
+tasks (probe driver, snapshot loop, cluster) run as `before_serving` and stop
+in `after_serving`. Mirrors `trio_app/app.py` name for name where it can.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
+from typing import cast
+from urllib.parse import urlsplit
 
-from quart import Quart
+from quart import Quart, Response, request
+from quart.typing import ResponseReturnValue
+from werkzeug.exceptions import MethodNotAllowed
 
 from frontends.quart_app.body_deadline import within
 from frontends.quart_app.probe_driver import ProbeDriver
 from frontends.quart_app.snapshots import snapshot_loop
+from frontends.quart_app.streams import make_hold
 from frontends.quart_app.watchers import Watchers
-from frontends.runtime.asgi_api import ASGIApp, LoopCalls, Wait, api_app, disconnected
+from frontends.runtime.asgi_api import ASGIApp, LoopCalls, Scope, Wait, api_app, disconnected
+from frontends.runtime.http1_guard import Http1Only
 from frontends.runtime.runtime import LoopParts, Runtime
-from frontends.runtime.watch_streams import Receive
+from frontends.runtime.watch_streams import Receive, Send, WatchRoute, send_response
+from sd_core import HttpResponse
+from sd_core.http_api import method_not_allowed, not_found
 
 PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=Watchers)
+#: Where `mount` keeps the runtime in `app.extensions` (and how it knows it mounted).
+EXTENSION = "service_discovery"
 
 
-def create_app(runtime: Runtime) -> ASGIApp:
-    """The ASGI callable serving `runtime` (built with `PARTS`)."""
-    lifespan = Quart(__name__)
+def create_app(runtime: Runtime) -> Quart:
+    """A Quart app serving `runtime` (built with `PARTS`), ready for routes of your own."""
+    return mount(Quart("service_discovery"), runtime)
+
+
+def mount(app: Quart, runtime: Runtime) -> Quart:
+    """Put the registry into `app` (once) and return it.
+
+    Installs, Quart's way (`app.asgi_app` wrapped, hooks and handlers
+    registered): the guard and the registry's paths in front of Quart, the
+    registry's tasks in the app's serving lifespan, and the API's JSON 404 and
+    405 for what no route serves (unless the app has its own handler for one).
+    """
+    if EXTENSION in app.extensions:
+        raise RuntimeError("the registry is already mounted in this app")
+    app.extensions[EXTENSION] = runtime
+    registry = api_app(runtime, CALLS, _no_other_scope)
+    first = RegistryFirst(runtime, registry, cast(ASGIApp, app.asgi_app))
+    guarded = Http1Only(WatchRoute(first, runtime, make_hold))
+    app.asgi_app = guarded  # type: ignore[method-assign, assignment]  # Quart's middleware idiom
+    _serve_tasks(app, runtime)
+    handlers: dict[int, Callable[[Exception], Awaitable[ResponseReturnValue]]] = {
+        404: _json_not_found(runtime),
+        405: _json_not_allowed(runtime),
+    }
+    for code, handler in handlers.items():
+        if code not in app.error_handler_spec[None]:
+            app.register_error_handler(code, handler)
+    return app
+
+
+class RegistryFirst:
+    """ASGI: an `http` scope on a path the core serves goes to `registry`; all else to `other`.
+
+    Returns the registry's awaitable instead of awaiting it, so no frame of
+    its own stays on the stack of the registry's hot paths. A request for
+    `other` is admitted as the registry's own are: it counts towards
+    `SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS` and gets the same `503
+    overloaded` past it, so user routes cannot take the process past its limit.
+    """
+
+    def __init__(self, runtime: Runtime, registry: ASGIApp, other: ASGIApp) -> None:
+        self.runtime = runtime
+        self.serves = runtime.api.serves
+        self.registry = registry
+        self.other = other
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if not path.startswith("/"):  # absolute-form target (RFC 9112 3.2.2)
+                path = urlsplit(path).path or "/"
+            if self.serves(path):
+                return self.registry(scope, receive, send)
+            return self._admitted(scope, receive, send, path)
+        return self.other(scope, receive, send)
+
+    async def _admitted(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        refused = self.runtime.admit(scope["method"], path)
+        if refused is not None:
+            await send_response(send, refused)
+            return
+        try:
+            await self.other(scope, receive, send)
+        finally:
+            self.runtime.leave()
+
+
+async def _no_other_scope(scope: Scope, receive: Receive, send: Send) -> None:
+    """`api_app`'s other scopes never come: `RegistryFirst` hands it `http` scopes only."""
+    raise AssertionError(f"unexpected {scope['type']} scope")
+
+
+def _serve_tasks(app: Quart, runtime: Runtime) -> None:
+    """The registry's tasks, started and stopped with the app's serving lifespan."""
     background: list[asyncio.Task[None]] = []
 
-    @lifespan.before_serving
-    async def lifespan_startup() -> None:
+    @app.before_serving
+    async def start_registry() -> None:
         runtime.restore_state()
         background.append(asyncio.create_task(runtime.driver.run(), name="probe-driver"))
         background.append(asyncio.create_task(snapshot_loop(runtime), name="snapshots"))
         background.append(asyncio.create_task(runtime.run_cluster(), name="cluster"))
 
-    @lifespan.after_serving
-    async def lifespan_shutdown() -> None:
+    @app.after_serving
+    async def stop_registry() -> None:
         runtime.watchers.release_all()
         for task in background:
             task.cancel()
@@ -51,7 +143,26 @@ def create_app(runtime: Runtime) -> ASGIApp:
         runtime.final_snapshot()
         await runtime.prober.aclose()
 
-    return api_app(runtime, CALLS, lifespan)  # type: ignore[arg-type]
+
+def _as_quart(runtime: Runtime, response: HttpResponse) -> Response:
+    """The core's error answer as Quart's response, counted as the core counts its own."""
+    runtime.count(response)
+    return Response(response.body, status=response.status, headers=dict(response.headers))
+
+
+def _json_not_found(runtime: Runtime) -> Callable[[Exception], Awaitable[Response]]:
+    async def json_not_found(error: Exception) -> Response:
+        return _as_quart(runtime, not_found(request.path))
+
+    return json_not_found
+
+
+def _json_not_allowed(runtime: Runtime) -> Callable[[Exception], Awaitable[Response]]:
+    async def json_not_allowed(error: Exception) -> Response:
+        methods = error.valid_methods if isinstance(error, MethodNotAllowed) else None
+        return _as_quart(runtime, method_not_allowed(request.method, methods or (), "unknown"))
+
+    return json_not_allowed
 
 
 async def _unless_gone(wait: Wait, receive: Receive) -> bool:

@@ -27,8 +27,9 @@ class Served:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Settings, str | None]] = []
 
-    def quart(self, settings: Settings, *, loop: str = "auto") -> None:
+    def quart(self, settings: Settings, *, loop: str = "auto", app: object = None) -> None:
         self.calls.append(("quart", settings, loop))
+        self.app = app
 
     def trio(self, settings: Settings) -> None:
         self.calls.append(("trio", settings, None))
@@ -118,6 +119,30 @@ def test_uvloop_with_the_trio_frontend_is_refused(
     assert cli.main(["serve", "--frontend", "trio", "--loop", "uvloop"]) == 2
     assert "uvloop" in refusal(capsys)
     assert served.calls == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--frontend", "trio", "--app", "x:y"], "--app applies to the quart frontend only"),
+        (["--app", "no_such_module_here:app"], "invalid --app: no_such_module_here:app: cannot"),
+        (["--app", "frontends"], "invalid --app: frontends: expected MODULE:NAME"),
+        (["--app", "frontends:FRONTENDS"], "is not a Quart app nor a factory"),
+    ],
+)
+def test_a_bad_app_is_refused_in_one_line(
+    served: Served, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    assert cli.main(["serve", *argv]) == 2
+    assert says in refusal(capsys)
+    assert served.calls == []
+
+
+def test_an_app_reaches_the_quart_server(served: Served) -> None:
+    assert cli.main(["serve", "--app", "frontends.quart_app:create_app"]) == 0
+    from frontends.quart_app import create_app
+
+    assert served.app is create_app
 
 
 def test_uvloop_when_not_installed_is_refused(

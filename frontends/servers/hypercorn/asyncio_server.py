@@ -1,4 +1,9 @@
-"""Serve the Quart app with hypercorn's asyncio worker until SIGTERM or SIGINT."""
+"""Serve the Quart app with hypercorn's asyncio worker until SIGTERM or SIGINT.
+
+The app is the registry's own (`create_app`) or one named by `serve --app`
+(`quart_app.user_app`); either way it carries the guard and the registry's
+paths itself (`quart_app.mount`), and hypercorn serves it as it is.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,18 @@ from hypercorn.asyncio import serve as hypercorn_serve
 
 from frontends.quart_app.app import PARTS, create_app
 from frontends.quart_app.event_loop import run_on
-from frontends.quart_app.streams import make_hold
+from frontends.quart_app.user_app import AppSource, build_app
 from frontends.runtime.process_setup import prepare_process
 from frontends.runtime.runtime import Runtime
 from frontends.runtime.settings import Settings
-from frontends.runtime.watch_streams import WatchRoute
 from frontends.servers.direct.asyncio_streams import first_protocol
 from frontends.servers.hypercorn.config import hypercorn_config
-from frontends.servers.hypercorn.http1_only import Http1Only
 from frontends.servers.hypercorn.install import AsyncioWorker, install
 
 
-async def serve_async(settings: Settings) -> None:
+async def serve_async(settings: Settings, app_source: AppSource = create_app) -> None:
     runtime = Runtime(settings, PARTS, clock=time.monotonic)
-    app = create_app(runtime)
+    app = build_app(app_source, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -36,16 +39,13 @@ async def serve_async(settings: Settings) -> None:
     config = hypercorn_config(settings)
     install(AsyncioWorker(config.backlog, first_protocol(runtime, config.keep_alive_timeout)))
     try:
-        await hypercorn_serve(
-            Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]
-            config,
-            shutdown_trigger=shutdown_trigger,
-        )
+        # `asgi_app`, what `Quart.__call__` would await: one frame fewer per request.
+        await hypercorn_serve(app.asgi_app, config, shutdown_trigger=shutdown_trigger)
     finally:
         runtime.end_drain()
 
 
-def serve(settings: Settings, *, loop: str = "auto") -> None:
-    """Run until a signal; `loop` is `asyncio`, `uvloop`, or `auto` (uvloop when installed)."""
+def serve(settings: Settings, *, loop: str = "auto", app: AppSource = create_app) -> None:
+    """Serve `app` until a signal; `loop`: `asyncio`, `uvloop`, or `auto` (uvloop if installed)."""
     prepare_process(settings)
-    run_on(loop, serve_async(settings))
+    run_on(loop, serve_async(settings, app))

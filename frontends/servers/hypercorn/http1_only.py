@@ -15,7 +15,8 @@ What we do instead, in two places:
   switches: an `Upgrade: h2c` header is ignored (RFC 9110 section 7.8 lets a
   server ignore Upgrade) and the request is answered over HTTP/1.1; the
   preface reaches the application as a request for HTTP version 2.0.
-- `Http1Only` wraps the ASGI application and answers any request whose HTTP
+- `Http1Only` (`frontends/runtime/http1_guard.py`, part of every app the
+  registry serves) wraps the ASGI application and answers any request whose HTTP
   version is not 1.0 or 1.1 with `400` in the API's error shape, before any
   framework sees it. The preface's second line (`SM`) is then parsed as the
   next request, which h11 refuses as malformed: hypercorn answers 400 and
@@ -50,41 +51,11 @@ Upstream: none known; drafted in docs/upstream.md ("An option to refuse HTTP/2 c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, cast
-
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.typing import (
-    ASGIFramework,
-    ASGIReceiveCallable,
-    ASGISendCallable,
-    ASGISendEvent,
-    Scope,
-)
 
-from sd_core import RequestError
-from sd_core.http_api import error_body
+from frontends.runtime.http1_guard import HTTP_VERSION_REFUSED, WEBSOCKET_REFUSED
 
-#: The only HTTP versions the registry answers.
-HTTP1_VERSIONS = frozenset({"1.0", "1.1"})
-
-HTTP_VERSION_REFUSED = error_body(
-    RequestError(
-        "http_version_not_supported",
-        400,
-        "Only HTTP/1.0 and 1.1 are served here; HTTP/2 (prior knowledge or h2c) is refused",
-    )
-)
-WEBSOCKET_REFUSED = error_body(
-    RequestError("websocket_not_supported", 400, "This API serves no WebSocket endpoints")
-)
-AMBIGUOUS_FRAMING = error_body(
-    RequestError(
-        "ambiguous_framing",
-        400,
-        "A request may not carry both Content-Length and Transfer-Encoding (RFC 9112 6.1)",
-    )
-)
+__all__ = ["HTTP_VERSION_REFUSED", "WEBSOCKET_REFUSED", "refuse_http2_switch"]
 
 
 async def _never_switch(self: H11Protocol, event: object) -> None:
@@ -103,72 +74,3 @@ def refuse_http2_switch() -> None:
             "re-check how it switches to HTTP/2 before serving"
         )
     H11Protocol._check_protocol = _never_switch  # type: ignore[method-assign]
-
-
-def _json_headers(body: bytes, *, close: bool = False) -> list[tuple[bytes, bytes]]:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if close:
-        headers.append((b"connection", b"close"))
-    return headers
-
-
-def _ambiguous_framing(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Both framing headers present. ASGI servers hand over names lowercased, as
-    `request_flow` also relies on; one pass, no set built (this runs per request)."""
-    length = coding = False
-    for name, _ in headers:
-        if name == b"content-length":
-            length = True
-        elif name == b"transfer-encoding":
-            coding = True
-    return length and coding
-
-
-class Http1Only:
-    """ASGI wrapper: refuses, before the framework, what the registry never serves.
-
-    HTTP versions other than 1.0 and 1.1, WebSocket upgrades, and requests
-    with both Content-Length and Transfer-Encoding (see the module's docstring).
-    """
-
-    def __init__(self, app: ASGIFramework) -> None:
-        self.app = app
-
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] == "websocket":
-            await _send_error(send, WEBSOCKET_REFUSED, close=True, websocket=True)
-            return
-        if scope["type"] == "http":
-            if scope.get("http_version") not in HTTP1_VERSIONS:
-                await _send_error(send, HTTP_VERSION_REFUSED, close=False)
-                return
-            if _ambiguous_framing(scope["headers"]):
-                await _send_error(send, AMBIGUOUS_FRAMING, close=True)
-                return
-        await self.app(scope, receive, send)
-
-
-async def _send_error(
-    send: ASGISendCallable, body: bytes, *, close: bool, websocket: bool = False
-) -> None:
-    """A 400 in the API's error shape; `websocket`: as the refusal of a handshake.
-
-    A refused WebSocket handshake is the same two messages as an HTTP
-    response, under the `websocket.http.response.*` names (ASGI's denial
-    response extension), answered instead of the 101.
-
-    `close` adds `Connection: close`. Not for the HTTP/2 preface: on the trio
-    worker the 400 would then be lost (see the module's docstring).
-    """
-    prefix = "websocket.http.response" if websocket else "http.response"
-    start: dict[str, Any] = {
-        "type": f"{prefix}.start",
-        "status": 400,
-        "headers": _json_headers(body, close=close),
-    }
-    if not websocket:
-        start["trailers"] = False
-    await send(cast("ASGISendEvent", start))
-    await send(cast("ASGISendEvent", {"type": f"{prefix}.body", "body": body, "more_body": False}))

@@ -7,13 +7,13 @@ import signal
 import trio
 from hypercorn.trio import serve as hypercorn_serve
 
+from frontends.runtime.http1_guard import Http1Only
 from frontends.runtime.process_setup import prepare_process
 from frontends.runtime.runtime import Runtime
 from frontends.runtime.settings import Settings
 from frontends.runtime.watch_streams import WatchRoute
 from frontends.servers.direct.trio_streams import first_connections
 from frontends.servers.hypercorn.config import hypercorn_config
-from frontends.servers.hypercorn.http1_only import Http1Only
 from frontends.servers.hypercorn.install import TrioWorker, install
 from frontends.trio_app.app import PARTS, create_app
 from frontends.trio_app.streams import make_hold

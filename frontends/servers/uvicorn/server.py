@@ -2,7 +2,8 @@
 
 An option beside hypercorn, the default: uvicorn's httptools parser and its
 leaner response path answer the hot paths with less CPU (docs/performance.md).
-The same app, wrappers and settings as `server.py`: `Http1Only` in front (uvicorn
+The same app (guard included, see `quart_app.mount`) and settings as
+`hypercorn/asyncio_server.py`: `Http1Only` in front (uvicorn
 speaks no HTTP/2 at all: `Upgrade: h2c` is ignored, and a `PRI` preface gets the
 same `400 http_version_not_supported` as on hypercorn, see `http1`), the
 bind or `--fd`, SIGTERM/SIGINT draining first, then `SHUTDOWN_GRACE_SECONDS`
@@ -25,13 +26,11 @@ import uvicorn
 
 from frontends.quart_app.app import PARTS, create_app
 from frontends.quart_app.event_loop import run_on
-from frontends.quart_app.streams import make_hold
+from frontends.quart_app.user_app import AppSource, build_app
 from frontends.runtime.process_setup import Throttle, prepare_process
 from frontends.runtime.runtime import Runtime
 from frontends.runtime.settings import Settings
-from frontends.runtime.watch_streams import WatchRoute
 from frontends.servers.direct.asyncio_streams import uvicorn_first_bytes
-from frontends.servers.hypercorn.http1_only import Http1Only
 from frontends.servers.uvicorn.http1 import Http1OnlyProtocol
 from frontends.servers.uvicorn.install import install
 
@@ -108,14 +107,15 @@ def uvicorn_config(settings: Settings, app: object, runtime: Runtime) -> uvicorn
     )
 
 
-async def serve_async(settings: Settings) -> None:
+async def serve_async(settings: Settings, app_source: AppSource = create_app) -> None:
     runtime = Runtime(settings, UVICORN_PARTS, clock=time.monotonic)
-    app = Http1Only(WatchRoute(create_app(runtime), runtime, make_hold))  # type: ignore[arg-type]
-    await _Server(uvicorn_config(settings, app, runtime), runtime).serve()
+    app = build_app(app_source, runtime)
+    # `asgi_app`, what `Quart.__call__` would await: one frame fewer per request.
+    await _Server(uvicorn_config(settings, app.asgi_app, runtime), runtime).serve()
 
 
-def serve(settings: Settings, *, loop: str = "auto") -> None:
-    """Run until a signal; `loop` as for `server.serve`."""
+def serve(settings: Settings, *, loop: str = "auto", app: AppSource = create_app) -> None:
+    """Run `app` until a signal; `loop` and `app` as for `hypercorn.asyncio_server.serve`."""
     install()
     prepare_process(settings)
-    run_on(loop, serve_async(settings))
+    run_on(loop, serve_async(settings, app))
