@@ -18,16 +18,10 @@ import trio
 import trio.testing
 from frontend_kit import SocketPair
 
+from frontends.runtime.stream_response import LAST_CHUNK, chunk, http1_start
 from frontends.runtime.watch_streams import StreamHub
 from frontends.servers.direct.asyncio_streams import _ConnectionStream as AsyncioStream
-from frontends.servers.direct.first_bytes import (
-    LAST_CHUNK,
-    Look,
-    chunk,
-    first_look,
-    response_head,
-    watch_scope,
-)
+from frontends.servers.direct.first_bytes import Look, first_look, watch_scope
 from frontends.servers.direct.trio_streams import _ConnectionStream as TrioStream
 from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES
 from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
@@ -98,7 +92,7 @@ def test_a_request_pipelined_after_a_watch_does_not_matter() -> None:
 
 
 def test_the_response_head_and_chunks() -> None:
-    head = response_head(lambda: 0.0)
+    head = http1_start(lambda: 0.0)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"content-type: text/event-stream\r\n" in head
     assert b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n" in head

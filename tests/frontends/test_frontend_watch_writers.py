@@ -10,13 +10,16 @@ the hub reschedules it. Driven here with a queue for `receive` and a list for
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import h11
 import pytest
 import trio
 
 from frontends.quart_app.streams import make_hold as asyncio_hold
+from frontends.runtime import stream_response
 from frontends.runtime.watch_streams import (
     SCOPE_KEPT,
     Message,
@@ -24,6 +27,7 @@ from frontends.runtime.watch_streams import (
     StreamHub,
     release_request,
 )
+from frontends.servers.direct.first_bytes import DirectStream
 from frontends.trio_app.streams import make_hold as trio_hold
 from sd_core import Registry, RegistryConfig
 from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
@@ -158,3 +162,83 @@ def test_release_request_keeps_only_what_servers_read() -> None:
     release_request(scope)
     assert set(scope) == {"type", "http_version", "method", "path"} <= set(SCOPE_KEPT)
     assert scope["method"] == "GET" and "headers" not in scope
+
+
+# ------------------------------------------------- both paths, one response
+
+EVENTS = [b"event 0\n\n", b"event 1\n\nevent 2\n\n", b": keepalive\n\n"]
+
+
+class _DirectWriter(DirectStream):
+    """A direct stream whose socket is a byte string."""
+
+    __slots__ = ("wire",)
+
+    def __init__(self, follows: frozenset[str] | None) -> None:
+        super().__init__(follows)
+        self.wire = b""
+
+    def wake(self) -> None:
+        self.wire += self.framed()
+
+    def abort(self) -> None:
+        """Nothing to stop: it writes only when woken."""
+
+
+def direct_bytes(hub: StreamHub) -> bytes:
+    stream = _DirectWriter(SPEC.services)
+    stream.wire = stream.open_on(hub, SPEC)
+    for data in EVENTS:
+        hub._push(stream, data)
+    hub.close_all()
+    return stream.wire
+
+
+def task_messages(hub: StreamHub) -> list[Message]:
+    async def scenario() -> list[Message]:
+        client = AsyncioClient()
+        writer, stream = await client.open(hub)
+        for data in EVENTS:
+            hub._push(stream, data)
+            await client.settle()
+        hub.close_all()
+        await asyncio.wait_for(writer, 5)
+        return client.sent
+
+    return asyncio.run(scenario())
+
+
+def undated(wire: bytes) -> bytes:
+    return re.sub(rb"\r\ndate: [^\r]*\r\n", b"\r\n", wire, count=1)
+
+
+def test_the_direct_bytes_are_the_task_paths_messages_as_http1() -> None:
+    """Same events: the task path's ASGI messages, framed as a server frames them, are
+    byte for byte what the direct path writes (head, chunks, last chunk)."""
+    direct = direct_bytes(make_hub())
+    sent = task_messages(make_hub())
+    assert sent[0] == stream_response.start()
+    rendered = stream_response.http1_start() + stream_response.http1(sent[1:])
+    assert undated(direct) == undated(rendered)  # (the two may straddle a second)
+    # and read back by h11 (the parser hypercorn uses), the same pieces
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    client.receive_data(direct)
+    pieces = []
+    while not isinstance(event := client.next_event(), h11.EndOfMessage | h11.NEED_DATA):
+        if isinstance(event, h11.Response):
+            assert event.status_code == sent[0]["status"]
+            assert all(pair in event.headers for pair in sent[0]["headers"])
+        elif isinstance(event, h11.Data):
+            pieces.append(event.data)
+    assert isinstance(event, h11.EndOfMessage)
+    assert pieces == [m["body"] for m in sent[1:] if m["body"]]
+    assert pieces[1:] == EVENTS
+
+
+def test_a_dropped_stream_ends_unfinished_on_both_paths() -> None:
+    hub = make_hub()
+    stream = _DirectWriter(SPEC.services)
+    stream.wire = stream.open_on(hub, SPEC)
+    hub.drop(stream)
+    assert not stream.wire.endswith(stream_response.LAST_CHUNK) and not stream.owed()
