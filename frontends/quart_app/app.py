@@ -18,14 +18,14 @@ import contextlib
 from quart import Quart
 
 from frontends.quart_app.body_deadline import within
+from frontends.quart_app.parked import ParkedQueries
 from frontends.quart_app.probe_driver import ProbeDriver
 from frontends.quart_app.snapshots import snapshot_loop
-from frontends.quart_app.watchers import Watchers
 from frontends.runtime.asgi_api import ASGIApp, LoopCalls, Wait, api_app, disconnected
 from frontends.runtime.runtime import LoopParts, Runtime
 from frontends.runtime.watch_streams import Receive
 
-PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=Watchers)
+PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=ParkedQueries)
 
 
 def create_app(runtime: Runtime) -> ASGIApp:

@@ -1,8 +1,8 @@
-"""Parked blocking queries by scope, woken in batches: the bookkeeping both watchers share.
+"""Parked blocking queries by scope, woken in batches: what each loop's `ParkedQueries` shares.
 
 Each parked request waits on an event of its own (the loop's `asyncio.Event`
 or `trio.Event`; only waiting on it differs between the loops, so only that
-lives in each frontend's `watchers.py`).
+lives in each frontend's `parked.py`).
 
 Why one event per request, and batches: one change used to set one event
 that thousands of requests waited on, and the loop then ran all of them,
@@ -123,11 +123,11 @@ class ScopeEvents(Generic[E]):
         self._abandoned.clear()
 
 
-class CountedWatchers(ScopeEvents[E]):
+class CountedParkedQueries(ScopeEvents[E]):
     """A frontend's parked blocking queries, counted in the runtime's `parked_queries`.
 
     The bookkeeping around a wait is the same on both loops; a frontend's
-    `watchers.Watchers` only says how to wait on its event with a timeout.
+    `parked.ParkedQueries` only says how to wait on its event with a timeout.
     """
 
     def __init__(self, runtime: Runtime, new_event: Callable[[], E]) -> None:

@@ -30,9 +30,9 @@ from .layout import (
     SoftRecord,
 )
 from .link import CONNECTING, OK, UNAVAILABLE
+from .mirror import Entry, StoreMirror
 from .node import ClusterNode, NodeResult, catch_up_scope
 from .ownership import owner
-from .view import ClusterView, Entry
 
 __all__ = [
     "CONNECTING",
@@ -44,7 +44,6 @@ __all__ = [
     "ClusterConfig",
     "ClusterEffect",
     "ClusterNode",
-    "ClusterView",
     "Entry",
     "GroupCommit",
     "Guardian",
@@ -59,6 +58,7 @@ __all__ = [
     "SoftRecord",
     "SoftWaiter",
     "StoreCall",
+    "StoreMirror",
     "StoreWentBack",
     "WriteDone",
     "catch_up_scope",
