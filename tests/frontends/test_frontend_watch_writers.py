@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import h11
@@ -68,59 +69,68 @@ class AsyncioClient:
             await asyncio.sleep(0)
 
 
-def run_asyncio(scenario: Callable[[StreamHub], Awaitable[None]]) -> None:
-    asyncio.run(scenario(make_hub()))
+@dataclass
+class Opened:
+    """One stream opened by the asyncio writer: the hub, the server's side, the task."""
+
+    hub: StreamHub
+    client: AsyncioClient
+    writer: asyncio.Task[None]
+    stream: Stream
+
+
+def run_asyncio(scenario: Callable[[Opened], Awaitable[None]]) -> None:
+    """Run `scenario` on a stream the writer has opened and waits on."""
+
+    async def opened() -> None:
+        hub = make_hub()
+        client = AsyncioClient()
+        await scenario(Opened(hub, client, *await client.open(hub)))
+
+    asyncio.run(opened())
 
 
 def test_asyncio_a_wake_sends_the_event_and_the_writer_waits_again() -> None:
-    async def scenario(hub: StreamHub) -> None:
-        client = AsyncioClient()
-        writer, stream = await client.open(hub)
-        assert bodies(client.sent)[0].startswith(STREAM_PREAMBLE)
+    async def scenario(opened: Opened) -> None:
+        assert bodies(opened.client.sent)[0].startswith(STREAM_PREAMBLE)
         for number in range(3):
-            hub._push(stream, b"event %d\n\n" % number)
-            await client.settle()
-        assert bodies(client.sent)[1:] == [b"event 0\n\n", b"event 1\n\n", b"event 2\n\n"]
-        assert not writer.done() and writer.cancelling() == 0
-        client.inbox.put_nowait(DISCONNECT)
-        await writer
-        assert hub.count == 0
+            opened.hub._push(opened.stream, b"event %d\n\n" % number)
+            await opened.client.settle()
+        assert bodies(opened.client.sent)[1:] == [b"event 0\n\n", b"event 1\n\n", b"event 2\n\n"]
+        assert not opened.writer.done() and opened.writer.cancelling() == 0
+        opened.client.inbox.put_nowait(DISCONNECT)
+        await opened.writer
+        assert opened.hub.count == 0
 
     run_asyncio(scenario)
 
 
 def test_asyncio_a_message_arriving_with_a_wake_is_not_lost() -> None:
-    async def scenario(hub: StreamHub) -> None:
-        client = AsyncioClient()
-        writer, stream = await client.open(hub)
-        client.inbox.put_nowait(DISCONNECT)  # the writer's receive is woken with it...
-        hub._push(stream, b"event\n\n")  # ...and cancelled
-        await asyncio.wait_for(writer, 5)
-        assert hub.count == 0  # the disconnect was heard on the next wait
+    async def scenario(opened: Opened) -> None:
+        opened.client.inbox.put_nowait(DISCONNECT)  # the writer's receive is woken with it...
+        opened.hub._push(opened.stream, b"event\n\n")  # ...and cancelled
+        await asyncio.wait_for(opened.writer, 5)
+        assert opened.hub.count == 0  # the disconnect was heard on the next wait
 
     run_asyncio(scenario)
 
 
 def test_asyncio_the_servers_cancel_is_not_taken_back() -> None:
-    async def scenario(hub: StreamHub) -> None:
-        client = AsyncioClient()
-        writer, stream = await client.open(hub)
-        hub._push(stream, b"event\n\n")  # a wake of ours...
-        writer.cancel()  # ...and the server's, before the writer runs
+    async def scenario(opened: Opened) -> None:
+        opened.hub._push(opened.stream, b"event\n\n")  # a wake of ours...
+        opened.writer.cancel()  # ...and the server's, before the writer runs
         with pytest.raises(asyncio.CancelledError):
-            await asyncio.wait_for(writer, 5)  # (a swallowed cancel: TimeoutError)
-        assert hub.count == 0
+            await asyncio.wait_for(opened.writer, 5)  # (a swallowed cancel: TimeoutError)
+        assert opened.hub.count == 0
 
     run_asyncio(scenario)
 
 
 def test_asyncio_a_dropped_stream_ends_unfinished() -> None:
-    async def scenario(hub: StreamHub) -> None:
-        client = AsyncioClient()
-        writer, stream = await client.open(hub)
-        hub.drop(stream)
-        await asyncio.wait_for(writer, 5)  # ends without raising
-        assert all(m.get("more_body", True) for m in client.sent)  # no final chunk
+    async def scenario(opened: Opened) -> None:
+        opened.hub.drop(opened.stream)
+        await asyncio.wait_for(opened.writer, 5)  # ends without raising
+        assert all(m.get("more_body", True) for m in opened.client.sent)  # no final chunk
 
     run_asyncio(scenario)
 
