@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from frontends.runtime.runtime import Runtime
 
 #: How many woken requests may be answering at once. Measured with 5,000
-#: watchers and a health check every 20 ms (tests/reliability/test_reliability_watch_wake.py):
+#: watchers and a health check every 20 ms (tests/reliability/test_reliability_parked_wake.py):
 #: 200 left health checks waiting up to 0.9 s on quart; 8 keeps their p99
 #: near 0.5 s on both frontends on a quiet machine (trio under a load average
 #: of 8 on 2 cores: 1.9 s), and the whole wake takes no longer.

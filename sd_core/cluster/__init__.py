@@ -1,8 +1,8 @@
 """Cluster mode: several registry nodes sharing one etcd (see docs/cluster.md).
 
-`ClusterNode` is what a driver owns, one per process: reads from a local view fed by
-one watch, writes as store calls, probes for its share of the fleet. `layout` holds the
-key layout and record codecs, `view` the watch-to-registry translation, `link` the
+`ClusterNode` is what a driver owns, one per process: reads from a local mirror of the
+store fed by one watch, writes as store calls, probes for its share of the fleet. `layout` holds the
+key layout and record codecs, `mirror` the watch-to-registry translation, `link` the
 store calls and the watch, `group_commit` the batched soft-state puts, `guardian`
 self-preservation, `ownership` who probes what.
 """
