@@ -37,7 +37,7 @@ from sd_core.watch_stream import (
     STREAM_PREAMBLE,
     WATCH_ROUTE,
     LiveEvent,
-    WatchEvents,
+    StreamEvents,
     WatchSpec,
     join_events,
 )
@@ -134,7 +134,7 @@ class TaskStream(Stream):
 class StreamHub:
     """Every open stream, by the service it follows (`*` streams apart)."""
 
-    def __init__(self, events: WatchEvents, *, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+    def __init__(self, events: StreamEvents, *, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self._events = events
         self._max_pending = max_pending_bytes
         self._by_service: dict[str, set[Stream]] = {}

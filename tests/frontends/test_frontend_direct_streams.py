@@ -28,14 +28,14 @@ from frontends.servers.direct.trio_streams import _ConnectionStream as TrioStrea
 from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES
 from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 from sd_core import Registry, RegistryConfig
-from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
+from sd_core.watch_stream import STREAM_PREAMBLE, StreamEvents, WatchSpec
 
 SPEC = WatchSpec(frozenset({"svc"}), None)
 WATCH = b"GET /v1/discovery/watch?service=svc HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def make_hub() -> StreamHub:
-    return StreamHub(WatchEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
+    return StreamHub(StreamEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
 
 
 @pytest.mark.parametrize(

@@ -31,14 +31,14 @@ from frontends.runtime.watch_streams import (
 from frontends.servers.direct.first_bytes import DirectStream
 from frontends.trio_app.streams import make_hold as trio_hold
 from sd_core import Registry, RegistryConfig
-from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
+from sd_core.watch_stream import STREAM_PREAMBLE, StreamEvents, WatchSpec
 
 SPEC = WatchSpec(frozenset({"svc"}), None)
 DISCONNECT: Message = {"type": "http.disconnect"}
 
 
 def make_hub() -> StreamHub:
-    return StreamHub(WatchEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
+    return StreamHub(StreamEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
 
 
 def bodies(sent: list[Message]) -> list[bytes]:
