@@ -14,11 +14,10 @@ from frontends.quart_app.streams import make_hold
 from frontends.runtime.process_setup import prepare_process
 from frontends.runtime.runtime import Runtime
 from frontends.runtime.settings import Settings
-from frontends.runtime.watch_streams import WatchRoute
 from frontends.servers.direct.asyncio_streams import first_protocol
 from frontends.servers.hypercorn.config import hypercorn_config
-from frontends.servers.hypercorn.http1_only import Http1Only
 from frontends.servers.hypercorn.install import AsyncioWorker, install
+from frontends.servers.hypercorn.serving import serve_registry
 
 
 async def serve_async(settings: Settings) -> None:
@@ -35,14 +34,7 @@ async def serve_async(settings: Settings) -> None:
 
     config = hypercorn_config(settings)
     install(AsyncioWorker(config.backlog, first_protocol(runtime, config.keep_alive_timeout)))
-    try:
-        await hypercorn_serve(
-            Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]
-            config,
-            shutdown_trigger=shutdown_trigger,
-        )
-    finally:
-        runtime.end_drain()
+    await serve_registry(hypercorn_serve, app, runtime, make_hold, config, shutdown_trigger)
 
 
 def serve(settings: Settings, *, loop: str = "auto") -> None:
