@@ -3,10 +3,14 @@
 A stream is written two ways: by a task through the ASGI `send`
 (`watch_streams.write_stream`, the server frames it) or straight to its socket
 (`servers.direct`, which frames it itself). Both write what this module
-gives: the ASGI messages below. The direct path's bytes are those very
-messages rendered as HTTP/1.1 (`http1`), so the status, the headers, where
-one chunk ends and the next begins, and the last chunk cannot differ
-between the two: there is no second description of the response to drift.
+gives, from the one pair a stream owes (`Stream.owed`: the pending bytes,
+whether the response ends): as ASGI messages (`asgi_owed`), or as the
+HTTP/1.1 bytes a server frames those messages into (`http1_owed`, and
+`http1_start` for the start message). The status, the headers, where one
+chunk ends and the next begins, and the last chunk cannot differ between the
+two: there is no second description of the response to drift. (The direct
+path skips the messages themselves: a dict per event and stream was most of
+its cost per event.)
 
 What a server adds on the task path is its own (hypercorn adds `server` and
 writes no reason phrase; uvicorn puts `date` first); the direct path adds
@@ -46,6 +50,15 @@ def end() -> Message:
     return body(b"", more=False)
 
 
+def asgi_owed(data: bytes, ends: bool) -> list[Message]:
+    """What a stream owes (`Stream.owed`) as ASGI messages: `data` as one body piece,
+    then the end if the response ends."""
+    owed = [body(data)] if data else []
+    if ends:
+        owed.append(end())
+    return owed
+
+
 # -- the same messages as HTTP/1.1 bytes, for the direct path -------------------------
 
 LAST_CHUNK = b"0\r\n\r\n"
@@ -78,13 +91,13 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
-def http1_body(message: Message) -> bytes:
-    """A body message as chunked bytes: its data as one chunk, then the last chunk if it ends."""
-    data: bytes = message["body"]
+def http1_owed(data: bytes, ends: bool) -> bytes:
+    """What `asgi_owed(data, ends)` sends, as the bytes a server frames it into: `data` as
+    one chunk, then the last chunk if the response ends."""
     out = chunk(data) if data else b""
-    return out if message["more_body"] else out + LAST_CHUNK
+    return out + LAST_CHUNK if ends else out
 
 
 def http1(messages: list[Message]) -> bytes:
-    """Body messages as the bytes a server would frame them into."""
-    return b"".join(map(http1_body, messages))
+    """Body messages as HTTP/1.1 chunked bytes (each through `http1_owed`)."""
+    return b"".join(http1_owed(m["body"], not m["more_body"]) for m in messages)

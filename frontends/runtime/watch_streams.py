@@ -103,17 +103,17 @@ class Stream(ABC):
         self.pending_bytes = 0
         return data
 
-    def owed(self) -> list[Message]:
-        """What the writer is to send now, whichever way it writes: the pending bytes as
-        one body piece, then the response's end once the stream is closed (once, and
-        never after a drop). The one place that decides a stream's body.
+    def owed(self) -> tuple[bytes, bool]:
+        """What the writer is to send now, whichever way it writes: the pending bytes, and
+        whether the response ends after them (once the stream is closed; once, and never
+        after a drop). The one place that decides a stream's body (`stream_response`
+        renders it for either path).
         """
         data = self.take()
-        owed = [stream_response.body(data)] if data else []
-        if self.closed and not self.dropped and not self.ended:
+        ends = self.closed and not self.dropped and not self.ended
+        if ends:
             self.ended = True
-            owed.append(stream_response.end())
-        return owed
+        return data, ends
 
 
 class TaskStream(Stream):
@@ -407,12 +407,12 @@ async def write_stream(stream: TaskStream, send: Send) -> None:
     """
     await send(stream_response.start())
     while True:
-        owed = stream.owed()
-        for message in owed:
+        data, ends = stream.owed()
+        for message in stream_response.asgi_owed(data, ends):
             await send(message)
-        if stream.ended or (stream.closed and not owed):
+        if ends or (stream.closed and not data):
             return
-        if not owed:
+        if not data:
             await stream.idle()
 
 

@@ -251,4 +251,4 @@ def test_a_dropped_stream_ends_unfinished_on_both_paths() -> None:
     stream = _DirectWriter(SPEC.services)
     stream.wire = stream.open_on(hub, SPEC)
     hub.drop(stream)
-    assert not stream.wire.endswith(stream_response.LAST_CHUNK) and not stream.owed()
+    assert not stream.wire.endswith(stream_response.LAST_CHUNK) and stream.owed() == (b"", False)

@@ -144,7 +144,7 @@ class DirectStream(Stream):
 
     def framed(self) -> bytes:
         """What is owed to the socket now: pending events, and the end if closed."""
-        return stream_response.http1(self.owed())
+        return stream_response.http1_owed(*self.owed())
 
     def left(self) -> None:
         """The client closed its side, or the connection failed: nothing more to write."""
