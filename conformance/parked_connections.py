@@ -1,6 +1,6 @@
 """Thousands of raw client connections to a registry: opened without overflowing, read at once.
 
-Shared by the reliability tests and `tests.soak.harness.watch_wake`. Opening thousands
+Shared by the reliability tests and `tests.soak.harness.parked_wake`. Opening thousands
 of connections as fast as `connect()` allows overflows the server's accept
 queue, and the kernel then drops SYNs and retries them a second later, so a
 test would measure the backlog rather than the server. These helpers read

@@ -113,10 +113,10 @@ class Registry:
 
         A registration (True when the instance is new), a removal, a probe
         result (False when stale: the instance is gone or moved), or the start
-        or end of maintenance (False when it changed nothing). Today they
-        come from HTTP writes, the probe driver and a snapshot at start
-        (`restore`); a future cluster mode will feed the same changes from an
-        etcd watch instead, through this same method. Heartbeats stay apart
+        or end of maintenance (False when it changed nothing). On a single
+        registry they come from HTTP writes, the probe driver and a snapshot
+        at start (`restore`); in cluster mode from the store's etcd watch
+        (`cluster.mirror.StoreMirror`), through this same method. Heartbeats stay apart
         (`heartbeat`): they renew a lease rather than change the instance.
         Decisions the core takes itself (expiry, removal after being
         unhealthy too long) act on the instance directly.

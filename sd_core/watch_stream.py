@@ -116,7 +116,7 @@ class LiveEvent(NamedTuple):
     without_id: bytes
 
 
-class WatchEvents:
+class StreamEvents:
     """Event bytes per service, rendered once per (service, index) and shown state.
 
     A body in the registry's render cache stays the same object until

@@ -1,7 +1,7 @@
 """A Sans-I/O client protocol for etcd's v3 JSON gateway, and an in-memory etcd.
 
 No sockets, no clocks, no event loop: request builders return `GatewayRequest` values,
-parsers turn `(status, body)` into typed results or errors, `WatchStream` frames the watch
+parsers turn `(status, body)` into typed results or errors, `WatchFramer` frames the watch
 body, and `MemoryEtcd` answers the same requests with the gateway's bytes. Drivers (asyncio
 or trio) do the I/O; time comes in as `now`.
 

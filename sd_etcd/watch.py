@@ -34,8 +34,8 @@ __all__ = [
     "WatchCreated",
     "WatchError",
     "WatchEvents",
+    "WatchFramer",
     "WatchMessage",
-    "WatchStream",
 ]
 
 
@@ -165,8 +165,8 @@ def render_line(message: WatchMessage) -> bytes:
     return dumps(message_to_json(message)) + b"\n"
 
 
-class WatchStream:
-    """Feed it the body's bytes as they come; it hands back whole messages."""
+class WatchFramer:
+    """Frames an etcd watch body: feed it the bytes as they come, it hands back whole messages."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()

@@ -32,10 +32,10 @@ from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import MethodNotAllowed
 
 from frontends.quart_app.body_deadline import within
+from frontends.quart_app.parked import ParkedQueries
 from frontends.quart_app.probe_driver import ProbeDriver
 from frontends.quart_app.snapshots import snapshot_loop
 from frontends.quart_app.streams import make_hold
-from frontends.quart_app.watchers import Watchers
 from frontends.runtime.asgi_api import ASGIApp, LoopCalls, Scope, Wait, api_app, disconnected
 from frontends.runtime.http1_guard import Http1Only
 from frontends.runtime.runtime import LoopParts, Runtime
@@ -43,7 +43,7 @@ from frontends.runtime.watch_streams import Receive, Send, WatchRoute, send_resp
 from sd_core import HttpResponse
 from sd_core.http_api import method_not_allowed, not_found
 
-PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=Watchers)
+PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=ParkedQueries)
 #: Where `mount` keeps the runtime in `app.extensions` (and how it knows it mounted).
 EXTENSION = "service_discovery"
 

@@ -4,7 +4,7 @@ The collector stops the whole process while it runs, and a full collection
 scans every tracked object. A parked watcher holds well over a hundred of
 them (hypercorn's connection, h11's state, the tasks and their coroutine
 chains), so with tens of thousands parked one full collection stalls every
-other client for seconds. `python -m tests.soak.harness.watch_wake` shows it: on trio,
+other client for seconds. `python -m tests.soak.harness.parked_wake` shows it: on trio,
 with Python's own settings, a health check made while 19,900 watchers woke
 waited up to 1.3-3.2 s (p99 0.3-1.3 s) over three runs; with the settings
 below, at most 0.2 s (p99 60-150 ms; docs/reliability.md has the runs).

@@ -42,7 +42,7 @@ from sd_core import (
 )
 from sd_core.cluster import CaughtUp, catch_up_scope
 from sd_core.http_api import PendingWrite, error_response
-from sd_core.watch_stream import WatchEvents
+from sd_core.watch_stream import StreamEvents
 
 log = logging.getLogger("sd.registry")
 
@@ -137,7 +137,7 @@ class Runtime:
         self._exit_timer: threading.Timer | None = None
         self.prober = prober if prober is not None else make_prober(settings)
         self.watchers = parts.watchers(self)
-        self.streams = StreamHub(WatchEvents(self.registry))
+        self.streams = StreamHub(StreamEvents(self.registry))
         if self.cluster is not None:
             node = self.cluster.node
             self.streams.hold = lambda since: node.hold_until(since, self.clock())

@@ -1,8 +1,8 @@
-"""Parked blocking queries by scope, woken in batches: the bookkeeping both watchers share.
+"""Parked blocking queries by scope, woken in batches: what each loop's `ParkedQueries` shares.
 
 Each parked request waits on an event of its own (the loop's `asyncio.Event`
 or `trio.Event`; only waiting on it differs between the loops, so only that
-lives in each frontend's `watchers.py`).
+lives in each frontend's `parked.py`).
 
 Why one event per request, and batches: one change used to set one event
 that thousands of requests waited on, and the loop then ran all of them,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from frontends.runtime.runtime import Runtime
 
 #: How many woken requests may be answering at once. Measured with 5,000
-#: watchers and a health check every 20 ms (tests/reliability/test_reliability_watch_wake.py):
+#: watchers and a health check every 20 ms (tests/reliability/test_reliability_parked_wake.py):
 #: 200 left health checks waiting up to 0.9 s on quart; 8 keeps their p99
 #: near 0.5 s on both frontends on a quiet machine (trio under a load average
 #: of 8 on 2 cores: 1.9 s), and the whole wake takes no longer.
@@ -123,11 +123,11 @@ class ScopeEvents(Generic[E]):
         self._abandoned.clear()
 
 
-class CountedWatchers(ScopeEvents[E]):
+class CountedParkedQueries(ScopeEvents[E]):
     """A frontend's parked blocking queries, counted in the runtime's `parked_queries`.
 
     The bookkeeping around a wait is the same on both loops; a frontend's
-    `watchers.Watchers` only says how to wait on its event with a timeout.
+    `parked.ParkedQueries` only says how to wait on its event with a timeout.
     """
 
     def __init__(self, runtime: Runtime, new_event: Callable[[], E]) -> None:

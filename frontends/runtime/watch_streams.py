@@ -25,25 +25,25 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from frontends.runtime import stream_response
 from frontends.runtime.logs import logfmt
+from frontends.runtime.stream_response import Message as Message
 from sd_core import HttpRequest, HttpResponse
 from sd_core.watch_stream import (
     KEEPALIVE,
-    STREAM_HEADERS,
     STREAM_PREAMBLE,
     WATCH_ROUTE,
     LiveEvent,
-    WatchEvents,
+    StreamEvents,
     WatchSpec,
     join_events,
 )
 
 log = logging.getLogger("sd.registry")
 
-Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
@@ -63,7 +63,16 @@ class Stream(ABC):
     and events beside it.
     """
 
-    __slots__ = ("closed", "dropped", "follows", "last_push", "pending", "pending_bytes", "share")
+    __slots__ = (
+        "closed",
+        "dropped",
+        "ended",
+        "follows",
+        "last_push",
+        "pending",
+        "pending_bytes",
+        "share",
+    )
 
     def __init__(self, follows: frozenset[str] | None) -> None:
         # A tuple is a fifth of a small frozenset's size; the writer drops its spec once open.
@@ -74,6 +83,7 @@ class Stream(ABC):
         self.share = 0  # which of the keep-alive ticker's steps visits it
         self.closed = False  # the writer ends the response after what is pending
         self.dropped = False  # the reader fell behind or left: send nothing more
+        self.ended = False  # the response's end is written (`owed`)
 
     @abstractmethod
     def wake(self) -> None:
@@ -92,6 +102,18 @@ class Stream(ABC):
         self.pending = []
         self.pending_bytes = 0
         return data
+
+    def owed(self) -> tuple[bytes, bool]:
+        """What the writer is to send now, whichever way it writes: the pending bytes, and
+        whether the response ends after them (once the stream is closed; once, and never
+        after a drop). The one place that decides a stream's body (`stream_response`
+        renders it for either path).
+        """
+        data = self.take()
+        ends = self.closed and not self.dropped and not self.ended
+        if ends:
+            self.ended = True
+        return data, ends
 
 
 class TaskStream(Stream):
@@ -112,7 +134,7 @@ class TaskStream(Stream):
 class StreamHub:
     """Every open stream, by the service it follows (`*` streams apart)."""
 
-    def __init__(self, events: WatchEvents, *, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+    def __init__(self, events: StreamEvents, *, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self._events = events
         self._max_pending = max_pending_bytes
         self._by_service: dict[str, set[Stream]] = {}
@@ -363,20 +385,6 @@ def open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
     return result
 
 
-#: One immutable copy for every stream: hypercorn keeps each response's start
-#: message (for its access log) as long as the stream is open. (`servers/direct`
-#: writes the same headers itself.)
-STREAM_START_HEADERS = tuple((k.encode(), v.encode()) for k, v in STREAM_HEADERS)
-
-
-def stream_start() -> Message:
-    return {"type": "http.response.start", "status": 200, "headers": STREAM_START_HEADERS}
-
-
-def body(data: bytes, *, more: bool = True) -> Message:
-    return {"type": "http.response.body", "body": data, "more_body": more}
-
-
 async def send_response(send: Send, response: HttpResponse) -> None:
     await send(
         {
@@ -388,7 +396,7 @@ async def send_response(send: Send, response: HttpResponse) -> None:
             ],
         }
     )
-    await send(body(response.body, more=False))
+    await send(stream_response.body(response.body, more=False))
 
 
 async def write_stream(stream: TaskStream, send: Send) -> None:
@@ -397,17 +405,15 @@ async def write_stream(stream: TaskStream, send: Send) -> None:
     The one task a stream has: between writes it waits in `stream.idle`, which
     also hears the client leave. A dropped stream's response is left unfinished.
     """
-    await send(stream_start())
+    await send(stream_response.start())
     while True:
-        data = stream.take()
-        if data:
-            await send(body(data))
-            continue
-        if stream.closed:
-            break
-        await stream.idle()
-    if not stream.dropped:
-        await send(body(b"", more=False))
+        data, ends = stream.owed()
+        for message in stream_response.asgi_owed(data, ends):
+            await send(message)
+        if ends or (stream.closed and not data):
+            return
+        if not data:
+            await stream.idle()
 
 
 class WatchRoute:

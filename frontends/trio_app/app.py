@@ -16,12 +16,12 @@ from frontends.runtime.logs import logfmt
 from frontends.runtime.runtime import LoopParts, Runtime
 from frontends.runtime.watch_streams import Receive, Send
 from frontends.trio_app.body_deadline import within
+from frontends.trio_app.parked import ParkedQueries
 from frontends.trio_app.probe_driver import ProbeDriver
 from frontends.trio_app.snapshots import snapshot_loop
-from frontends.trio_app.watchers import Watchers
 
 log = logging.getLogger("sd.registry")
-PARTS = LoopParts(frontend="trio", probe_driver=ProbeDriver, watchers=Watchers)
+PARTS = LoopParts(frontend="trio", probe_driver=ProbeDriver, watchers=ParkedQueries)
 
 
 def create_app(runtime: Runtime) -> ASGIApp:

@@ -9,23 +9,16 @@ per wait. A second task in a nursery beside it waits in the server's
 itself by cancelling that wait, as the asyncio frontend does, saves that task
 but made a wake of 10,000 streams cost trio about 0.4 s more CPU: a trio
 cancellation raises through the channel; docs/performance.md, scenario 6.)
-Mirrors `quart_app/streams.py`; the write loop both share is
-`runtime.watch_streams.write_stream`.
+The asyncio twin is `quart_app/streams.py`; both write with
+`watch_streams.write_stream`, and tick with `watch_streams.keep_alive`.
 """
 
 from __future__ import annotations
 
 import trio
 
-from frontends.runtime.watch_streams import (
-    Hold,
-    Receive,
-    Send,
-    StreamHub,
-    TaskStream,
-    keep_alive,
-    write_stream,
-)
+from frontends.runtime import watch_streams
+from frontends.runtime.watch_streams import Hold, Receive, Send, StreamHub, TaskStream
 from sd_core.watch_stream import WatchSpec
 
 
@@ -75,7 +68,7 @@ def start_ticker(hub: StreamHub, keepalive: float) -> None:
     """Start the hub's keep-alive ticker as a system task, unless one runs (it ends after the
     last stream)."""
     if hub.start_ticking():
-        trio.lowlevel.spawn_system_task(keep_alive, hub, keepalive, trio.sleep)
+        trio.lowlevel.spawn_system_task(watch_streams.keep_alive, hub, keepalive, trio.sleep)
 
 
 def make_hold(keepalive: float) -> Hold:
@@ -88,7 +81,7 @@ def make_hold(keepalive: float) -> Hold:
             try:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(stream.until_disconnect)
-                    await write_stream(stream, send)
+                    await watch_streams.write_stream(stream, send)
                     nursery.cancel_scope.cancel()
             finally:
                 hub.close(stream)

@@ -1,8 +1,8 @@
 """Cluster mode: several registry nodes sharing one etcd (see docs/cluster.md).
 
-`ClusterNode` is what a driver owns, one per process: reads from a local view fed by
-one watch, writes as store calls, probes for its share of the fleet. `layout` holds the
-key layout and record codecs, `view` the watch-to-registry translation, `link` the
+`ClusterNode` is what a driver owns, one per process: reads from a local mirror of the
+store fed by one watch, writes as store calls, probes for its share of the fleet. `layout` holds the
+key layout and record codecs, `mirror` the watch-to-registry translation, `link` the
 store calls and the watch, `group_commit` the batched soft-state puts, `guardian`
 self-preservation, `ownership` who probes what.
 """
@@ -30,9 +30,9 @@ from .layout import (
     SoftRecord,
 )
 from .link import CONNECTING, OK, UNAVAILABLE
+from .mirror import Entry, StoreMirror
 from .node import ClusterNode, NodeResult, catch_up_scope
 from .ownership import owner
-from .view import ClusterView, Entry
 
 __all__ = [
     "CONNECTING",
@@ -44,7 +44,6 @@ __all__ = [
     "ClusterConfig",
     "ClusterEffect",
     "ClusterNode",
-    "ClusterView",
     "Entry",
     "GroupCommit",
     "Guardian",
@@ -59,6 +58,7 @@ __all__ = [
     "SoftRecord",
     "SoftWaiter",
     "StoreCall",
+    "StoreMirror",
     "StoreWentBack",
     "WriteDone",
     "catch_up_scope",

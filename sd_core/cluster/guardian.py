@@ -45,8 +45,8 @@ from ..events import RemovalReason
 from ..self_preservation import RECHECK_SECONDS, SelfPreservation
 from .layout import PreservationRecord, wall
 from .link import StoreLink
+from .mirror import InstanceKey, StoreMirror
 from .removal import Removals
-from .view import ClusterView, InstanceKey
 
 
 class Guardian:
@@ -55,7 +55,7 @@ class Guardian:
 
     def __init__(
         self,
-        view: ClusterView,
+        view: StoreMirror,
         link: StoreLink,
         removals: Removals,
         *,

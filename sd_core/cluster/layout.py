@@ -11,7 +11,7 @@ Under one prefix (one watch covers it all):
 the four per-instance keys are deleted together, in one txn (unregistration, expiry,
 deregistration after being unhealthy too long);
 - `services/<service>`: the service's mark, rewritten in the txn of every visible change
-  of the service (its mod revision is the service's index on every node, see `view`);
+  of the service (its mod revision is the service's index on every node, see `mirror`);
   no lease, kept after the last instance goes (the index of a removal);
 - `nodes/<node-id>`: a live registry node, on that node's lease;
 - `self-preservation`: present while expiry is paused, written by the guardian node on

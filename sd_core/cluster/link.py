@@ -3,7 +3,7 @@ the view can be trusted (`state`).
 
 Sans-I/O like the rest: a call is a `StoreCall` effect with a token and two
 continuations kept here until the driver answers; the watch is one `OpenWatch` at a
-time, its bytes framed by `sd_etcd.WatchStream`. Time is only ever passed in.
+time, its bytes framed by `sd_etcd.WatchFramer`. Time is only ever passed in.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from sd_etcd import (
     WatchCanceled,
     WatchCreated,
     WatchEvents,
+    WatchFramer,
     WatchMessage,
-    WatchStream,
     parse_range,
     prefix_range_end,
     range_request,
@@ -31,7 +31,7 @@ from sd_etcd import (
 from sd_etcd.values import Header
 
 from .effects import CloseWatch, ClusterEffect, OpenWatch, StoreCall, StoreWentBack
-from .view import ClusterView
+from .mirror import StoreMirror
 
 Answered = Callable[[int, bytes, float], None]
 Failed = Callable[[float], None]
@@ -51,7 +51,7 @@ class _Pending(NamedTuple):
 class StoreLink:
     """Calls, listing and watch for one node; `changed` is told when `state` moves."""
 
-    view: ClusterView
+    view: StoreMirror
     emit: Callable[[ClusterEffect], None]
     _: KW_ONLY
     page: int
@@ -73,7 +73,7 @@ class StoreLink:
     _calls: dict[int, _Pending] = field(default_factory=dict, init=False)
     _tokens: int = field(default=0, init=False)
     _watch: int = field(default=0, init=False)  # the current watch's number (0: none open)
-    _stream: WatchStream = field(default_factory=WatchStream, init=False)
+    _stream: WatchFramer = field(default_factory=WatchFramer, init=False)
     _watch_ok: bool = field(default=False, init=False)
     _listed: bool = field(default=False, init=False)
     _calls_failing: bool = field(default=False, init=False)
@@ -214,7 +214,7 @@ class StoreLink:
     def _open_watch(self) -> None:
         self._close_watch()
         self._watch += 1
-        self._stream = WatchStream()
+        self._stream = WatchFramer()
         request = watch_request(
             self.view.layout.prefix,
             prefix=True,

@@ -1,7 +1,7 @@
 """`ClusterNode`: one registry node of a cluster sharing one etcd; what a driver owns.
 
 Reads are the single-process registry's (same `HttpApi`, same cached renders), fed by
-the store's watch through a `ClusterView`. Writes do not touch the view: they become
+the store's watch through a `StoreMirror`. Writes do not touch the view: they become
 store calls (`StoreCall` effects), and the HTTP request is parked (`PendingWrite`) until
 the store confirmed the write and this node's view shows it (`WriteDone`). Probes cover
 this node's share only; a status change is one guarded txn. The node keeps its own
@@ -73,9 +73,9 @@ from .layout import (
     wall,
 )
 from .link import OK, StoreLink
+from .mirror import Entry, InstanceKey, StoreMirror
 from .ownership import owner
 from .removal import Removals, removal_request
-from .view import ClusterView, Entry, InstanceKey
 
 NodeResult = HttpResponse | BlockingWait | PendingWrite
 _Parsed = TypeVar("_Parsed")
@@ -157,7 +157,7 @@ class ClusterNode:
         )
         self.api.health_extra = self._health
         self.api.catch_up = self._catch_up
-        self.view = ClusterView(self.registry, self.layout)
+        self.view = StoreMirror(self.registry, self.layout)
         self._effects: list[ClusterEffect] = []
         self.link = StoreLink(
             self.view,

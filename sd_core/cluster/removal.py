@@ -27,7 +27,7 @@ from sd_etcd.requests import Compare
 from ..events import RemovalReason
 from .layout import MARK, KeyLayout
 from .link import StoreLink
-from .view import ClusterView, InstanceKey
+from .mirror import InstanceKey, StoreMirror
 
 
 def removal_request(
@@ -44,7 +44,7 @@ class Removals:
     """The removals this node decided on its own (expiry, unhealthy too long): at most
     one in flight per instance, until the view shows it gone or the store refused."""
 
-    def __init__(self, view: ClusterView, link: StoreLink) -> None:
+    def __init__(self, view: StoreMirror, link: StoreLink) -> None:
         self.view = view
         self.link = link
         self._in_flight: set[InstanceKey] = set()

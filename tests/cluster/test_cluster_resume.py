@@ -13,7 +13,7 @@ from sd_core.cluster import CaughtUp, StoreWentBack, WriteDone, catch_up_scope
 from sd_core.events import IndexRaised
 from sd_core.http_api import BlockingWait
 from sd_core.testing import DEFAULT_SECRET, SimulatedCluster
-from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
+from sd_core.watch_stream import STREAM_PREAMBLE, StreamEvents, WatchSpec
 from sd_etcd import Header, WatchCreated
 from sd_etcd.watch import render_line
 
@@ -108,7 +108,7 @@ class _Recorded(Stream):
 
 
 def _hub(cluster: SimulatedCluster, node: int) -> StreamHub:
-    hub = StreamHub(WatchEvents(cluster.nodes[node].registry))
+    hub = StreamHub(StreamEvents(cluster.nodes[node].registry))
     hub.hold = lambda since: cluster.nodes[node].hold_until(since, cluster.clock.now)
     return hub
 

@@ -218,11 +218,11 @@ def test_using_sd_etcd_loads_no_event_loop_or_http_library() -> None:
     program = textwrap.dedent(
         """
         import json, sys
-        from sd_etcd import MemoryEtcd, put_request, parse_put, watch_request, WatchStream
+        from sd_etcd import MemoryEtcd, put_request, parse_put, watch_request, WatchFramer
         etcd = MemoryEtcd()
         watch = etcd.open_watch(watch_request("/p/", prefix=True), now=0.0)
         parse_put(*etcd.handle(put_request("/p/a", "1"), now=1.0))
-        WatchStream().feed(watch.read())
+        WatchFramer().feed(watch.read())
         print(json.dumps(sorted(sys.modules)))
         """
     )

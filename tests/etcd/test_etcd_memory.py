@@ -26,7 +26,7 @@ class Store:
 
     def watch(self, request: sd_etcd.GatewayRequest) -> Callable[[], list[sd_etcd.WatchMessage]]:
         watch = self.etcd.open_watch(request, self.now)
-        stream = sd_etcd.WatchStream()
+        stream = sd_etcd.WatchFramer()
         return lambda: stream.feed(watch.read())
 
     def revision(self) -> int:
@@ -282,7 +282,7 @@ def test_an_outage_refuses_everything_and_ends_watches(store: Store) -> None:
     ]:
         with pytest.raises(sd_etcd.EtcdUnavailable):
             store(request, parse)
-    stream = sd_etcd.WatchStream()
+    stream = sd_etcd.WatchFramer()
     assert stream.feed(watch.read()) == []  # the error line has no newline...
     ending = stream.end()  # ...and the body ends right after it
     assert isinstance(ending[0], sd_etcd.WatchError) and ending[0].http_code == 503
@@ -317,7 +317,7 @@ def test_a_watch_whose_reader_fell_behind_a_compaction_is_canceled(store: Store)
     reading()
     store(sd_etcd.compaction_request(2), sd_etcd.parse_compaction)
     store.etcd.cancel_lagging_watches()
-    messages = sd_etcd.WatchStream().feed(behind.read())
+    messages = sd_etcd.WatchFramer().feed(behind.read())
     assert [type(m) for m in messages] == [sd_etcd.WatchCanceled]
     assert isinstance(messages[0], sd_etcd.WatchCanceled) and messages[0].compact_revision == 2
     store(sd_etcd.put_request("/a", "2"), sd_etcd.parse_put)  # the reader that kept up goes on

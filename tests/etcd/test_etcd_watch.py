@@ -55,7 +55,7 @@ EXPECTED: list[sd_etcd.WatchMessage] = [
 
 
 def _parse(chunks: list[bytes]) -> list[sd_etcd.WatchMessage]:
-    stream = sd_etcd.WatchStream()
+    stream = sd_etcd.WatchFramer()
     messages: list[sd_etcd.WatchMessage] = []
     for chunk in chunks:
         messages.extend(stream.feed(chunk))
@@ -74,7 +74,7 @@ def test_any_chunking_yields_the_same_messages(cuts: list[int]) -> None:
 
 
 def test_messages_come_out_as_soon_as_their_line_is_complete() -> None:
-    stream = sd_etcd.WatchStream()
+    stream = sd_etcd.WatchFramer()
     assert stream.feed(CREATED[:10]) == []
     assert stream.feed(CREATED[10:] + EVENTS[:5]) == [sd_etcd.WatchCreated(0, HEADER)]
     assert stream.feed(EVENTS[5:]) == [EXPECTED[1]]
@@ -102,11 +102,11 @@ def test_created_and_canceled_in_one_line_give_both() -> None:
 
 def test_a_line_that_is_not_a_watch_message_is_a_protocol_error() -> None:
     with pytest.raises(sd_etcd.EtcdProtocolError):
-        sd_etcd.WatchStream().feed(b'{"something":"else"}\n')
+        sd_etcd.WatchFramer().feed(b'{"something":"else"}\n')
 
 
 def test_feed_after_end_is_refused() -> None:
-    stream = sd_etcd.WatchStream()
+    stream = sd_etcd.WatchFramer()
     stream.end()
     with pytest.raises(RuntimeError):
         stream.feed(CREATED)
@@ -114,4 +114,4 @@ def test_feed_after_end_is_refused() -> None:
 
 @pytest.mark.parametrize("message", EXPECTED[:-1])
 def test_rendering_round_trips(message: sd_etcd.WatchMessage) -> None:
-    assert sd_etcd.WatchStream().feed(render_line(message)) == [message]
+    assert sd_etcd.WatchFramer().feed(render_line(message)) == [message]

@@ -210,7 +210,7 @@ def _reader(
     done = threading.Event()
 
     def run() -> None:
-        stream = sd_etcd.WatchStream()
+        stream = sd_etcd.WatchFramer()
         with client.stream(
             "POST", url + request.path, content=request.body, headers=dict(request.headers)
         ) as answer:
@@ -256,7 +256,7 @@ def test_watch_messages_match(dual: Dual) -> None:
     stop = _reader(client, dual.url, real_request, out)
     try:
         memory_watch = dual.memory.open_watch(memory_request, dual.now)
-        memory_stream = sd_etcd.WatchStream()
+        memory_stream = sd_etcd.WatchFramer()
         real: list[sd_etcd.WatchMessage] = [_next(out), _next(out)]
         dual(sd_etcd.delete_range_request("/w/a"), sd_etcd.parse_delete_range)
         dual(sd_etcd.put_request("/w/b", "x"), sd_etcd.parse_put)
@@ -296,7 +296,7 @@ def test_compaction_matches(dual: Dual) -> None:
         stop = _reader(client, dual.url, real_request, out)
         real = [_next(out), _next(out)]
         stop()
-    mine = sd_etcd.WatchStream().feed(dual.memory.open_watch(memory_request, dual.now).read())
+    mine = sd_etcd.WatchFramer().feed(dual.memory.open_watch(memory_request, dual.now).read())
     assert (
         isinstance(real[1], sd_etcd.WatchCanceled)
         and real[1].compact_revision == dual.real_base + 2

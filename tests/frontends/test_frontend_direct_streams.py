@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import pytest
@@ -18,28 +20,22 @@ import trio
 import trio.testing
 from frontend_kit import SocketPair
 
+from frontends.runtime.stream_response import LAST_CHUNK, chunk, http1_start
 from frontends.runtime.watch_streams import StreamHub
 from frontends.servers.direct.asyncio_streams import _ConnectionStream as AsyncioStream
-from frontends.servers.direct.first_bytes import (
-    LAST_CHUNK,
-    Look,
-    chunk,
-    first_look,
-    response_head,
-    watch_scope,
-)
+from frontends.servers.direct.first_bytes import Look, first_look, watch_scope
 from frontends.servers.direct.trio_streams import _ConnectionStream as TrioStream
 from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES
 from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 from sd_core import Registry, RegistryConfig
-from sd_core.watch_stream import STREAM_PREAMBLE, WatchEvents, WatchSpec
+from sd_core.watch_stream import STREAM_PREAMBLE, StreamEvents, WatchSpec
 
 SPEC = WatchSpec(frozenset({"svc"}), None)
 WATCH = b"GET /v1/discovery/watch?service=svc HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def make_hub() -> StreamHub:
-    return StreamHub(WatchEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
+    return StreamHub(StreamEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
 
 
 @pytest.mark.parametrize(
@@ -98,7 +94,7 @@ def test_a_request_pipelined_after_a_watch_does_not_matter() -> None:
 
 
 def test_the_response_head_and_chunks() -> None:
-    head = response_head(lambda: 0.0)
+    head = http1_start(lambda: 0.0)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"content-type: text/event-stream\r\n" in head
     assert b"date: Thu, 01 Jan 1970 00:00:00 GMT\r\n" in head
@@ -236,60 +232,71 @@ def open_asyncio_stream(hub: StreamHub) -> tuple[AsyncioStream, RecordingTranspo
     return stream, transport
 
 
-def test_asyncio_wake_writes_each_event_as_one_chunk_then_the_end() -> None:
+@dataclass
+class AsyncioHeld:
+    """A stream opened on a recording transport, inside a running loop."""
+
+    hub: StreamHub
+    stream: AsyncioStream
+    transport: RecordingTransport
+
+
+def on_asyncio(check: Callable[[AsyncioHeld], None]) -> None:
+    """Run `check` on a stream opened inside a running loop (its write deadline needs one)."""
+
     async def scenario() -> None:
         hub = make_hub()
-        stream, transport = open_asyncio_stream(hub)
-        assert STREAM_PREAMBLE in transport.written[0]
-        hub._push(stream, b"event\n\n")
-        assert transport.written[-1] == chunk(b"event\n\n")
-        hub.close_all()
-        assert transport.written[-1] == LAST_CHUNK
-        assert transport.closing and not transport.aborted
-        stream.connection_lost(None)
-        assert hub.count == 0
+        check(AsyncioHeld(hub, *open_asyncio_stream(hub)))
 
     asyncio.run(scenario())
+
+
+def test_asyncio_wake_writes_each_event_as_one_chunk_then_the_end() -> None:
+    def check(held: AsyncioHeld) -> None:
+        assert STREAM_PREAMBLE in held.transport.written[0]
+        held.hub._push(held.stream, b"event\n\n")
+        assert held.transport.written[-1] == chunk(b"event\n\n")
+        held.hub.close_all()
+        assert held.transport.written[-1] == LAST_CHUNK
+        assert held.transport.closing and not held.transport.aborted
+        held.stream.connection_lost(None)
+        assert held.hub.count == 0
+
+    on_asyncio(check)
 
 
 def test_asyncio_a_paused_stream_keeps_events_until_resumed() -> None:
-    async def scenario() -> None:
-        hub = make_hub()
-        stream, transport = open_asyncio_stream(hub)
-        stream.pause_writing()
-        hub._push(stream, b"one\n\n")
-        hub._push(stream, b"two\n\n")
-        assert len(transport.written) == 1  # nothing written while paused
-        stream.resume_writing()
-        assert transport.written[-1] == chunk(b"one\n\ntwo\n\n")
-        assert stream.paused_at is None
-        stream.connection_lost(None)
+    def check(held: AsyncioHeld) -> None:
+        held.stream.pause_writing()
+        held.hub._push(held.stream, b"one\n\n")
+        held.hub._push(held.stream, b"two\n\n")
+        assert len(held.transport.written) == 1  # nothing written while paused
+        held.stream.resume_writing()
+        assert held.transport.written[-1] == chunk(b"one\n\ntwo\n\n")
+        assert held.stream.paused_at is None
+        held.stream.connection_lost(None)
 
-    asyncio.run(scenario())
+    on_asyncio(check)
 
 
 def test_asyncio_a_paused_stream_is_dropped_at_the_write_deadline() -> None:
-    async def scenario() -> None:
-        hub = make_hub()
-        stream, transport = open_asyncio_stream(hub)
-        stream.pause_writing()
-        deadline = stream.paused_at
+    def check(held: AsyncioHeld) -> None:
+        held.stream.pause_writing()
+        deadline = held.stream.paused_at
         assert deadline is not None
         loop = asyncio.get_running_loop()
         assert deadline.when() - loop.time() == pytest.approx(WRITE_TIMEOUT_SECONDS, abs=1)
-        stream._reader_stuck()  # what the deadline's timer calls
-        assert transport.aborted
-        assert hub.dropped == 1 and hub.count == 0
+        held.stream._reader_stuck()  # what the deadline's timer calls
+        assert held.transport.aborted
+        assert held.hub.dropped == 1 and held.hub.count == 0
 
-    asyncio.run(scenario())
+    on_asyncio(check)
 
 
 def test_asyncio_the_client_leaving_frees_the_stream() -> None:
-    async def scenario() -> None:
-        hub = make_hub()
-        stream, _ = open_asyncio_stream(hub)
-        stream.pause_writing()
-        stream.connection_lost(ConnectionResetError())
-        assert hub.count == 0 and stream.dropped and stream.paused_at is None
+    def check(held: AsyncioHeld) -> None:
+        held.stream.pause_writing()
+        held.stream.connection_lost(ConnectionResetError())
+        assert held.hub.count == 0 and held.stream.dropped and held.stream.paused_at is None
 
-    asyncio.run(scenario())
+    on_asyncio(check)

@@ -14,7 +14,7 @@ import trio
 
 from frontends.runtime.watch_streams import KEEPALIVE_SHARES, Stream, StreamHub, keep_alive
 from sd_core import Registry, RegistryConfig
-from sd_core.watch_stream import KEEPALIVE, STREAM_PREAMBLE, WatchEvents, WatchSpec
+from sd_core.watch_stream import KEEPALIVE, STREAM_PREAMBLE, StreamEvents, WatchSpec
 
 
 class RecordingStream(Stream):
@@ -42,7 +42,7 @@ class RecordingStream(Stream):
 
 
 def make_hub() -> StreamHub:
-    return StreamHub(WatchEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
+    return StreamHub(StreamEvents(Registry(RegistryConfig(), now=0.0, wall_offset=0.0)))
 
 
 def open_streams(hub: StreamHub, count: int) -> list[RecordingStream]:

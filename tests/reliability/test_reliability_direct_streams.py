@@ -33,12 +33,12 @@ from reliability_support import (
 
 from conformance.server_process import ServerProcess
 from conformance.sse_client import SseStream
-from frontends.servers.direct.first_bytes import response_head
+from frontends.runtime.stream_response import http1_start
 
 #: How a response written below the server begins: our status line and stream headers,
 #: in our order (hypercorn writes no reason phrase and a `server` header, uvicorn puts
 #: `date` first).
-OURS = response_head().partition(b"date:")[0]
+OURS = http1_start().partition(b"date:")[0]
 #: hypercorn config's keep_alive_timeout (how long a head may take), and slack past it.
 HEAD_SECONDS = 5.0
 CLOSE_SLACK_SECONDS = 10.0
@@ -208,3 +208,35 @@ def test_a_watch_head_that_never_ends_is_closed(server: ServerProcess) -> None:
     )
     assert ending in ("eof", "reset"), f"still open after {time.monotonic() - started:.1f} s"
     assert received == b""
+
+
+def read_chunks(conn: socket.socket, received: bytes, count: int) -> bytes:
+    """`received` read on until its chunked body holds `count` chunks of events."""
+    deadline = time.monotonic() + 10
+    while received.partition(b"\r\n\r\n")[2].count(b"\n\n\r\n") < count:
+        assert time.monotonic() < deadline, received
+        conn.settimeout(max(0.1, deadline - time.monotonic()))
+        data = conn.recv(65536)
+        assert data, received
+        received += data
+    return received
+
+
+def test_both_paths_write_the_same_body_bytes_for_the_same_events(
+    server: ServerProcess,
+) -> None:
+    """A stream below the server and one the server writes: byte for byte the same body
+    (chunk sizes, framing, events), as both come from `runtime.stream_response`."""
+    with (
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as direct,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as task,
+    ):
+        task.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status_of(read_response(task, timeout=2)[0]) == 200
+        direct.sendall(watch_head("same-bytes"))
+        task.sendall(watch_head("same-bytes"))
+        received = {conn: read_chunks(conn, b"", 1) for conn in (direct, task)}
+        register_instance(server.url, "same-bytes", "i1")
+        bodies = [read_chunks(c, received[c], 2).partition(b"\r\n\r\n")[2] for c in received]
+        assert bodies[0] == bodies[1]
+        assert bodies[0].count(b"\r\n") == 4  # two chunks: size line and end each

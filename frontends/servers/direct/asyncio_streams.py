@@ -170,7 +170,7 @@ class _ConnectionStream(DirectStream, asyncio.Protocol):
         data = self.framed()
         if data:
             self.transport.write(data)
-        if self.finished:
+        if self.ended:
             self.transport.close()  # after what is buffered has been written
 
     def abort(self) -> None:

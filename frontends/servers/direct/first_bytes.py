@@ -34,17 +34,14 @@ EventSource and the bench alike). The decision is in docs/frontends.md.
 
 from __future__ import annotations
 
-import email.utils
-import time
 from abc import abstractmethod
-from collections.abc import Callable
 from enum import Enum
 from typing import Any
 
 import h11
 
+from frontends.runtime import stream_response
 from frontends.runtime.watch_streams import (
-    STREAM_START_HEADERS,
     Message,
     Stream,
     StreamHub,
@@ -59,8 +56,6 @@ _WATCH_START = b"GET " + WATCH_ROUTE.encode()
 _HEAD_END = b"\r\n\r\n"
 #: Headers that make a request more than a plain GET: the server answers those.
 _NOT_PLAIN = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
-
-LAST_CHUNK = b"0\r\n\r\n"
 
 
 class Look(Enum):
@@ -135,53 +130,24 @@ def accept_watch(runtime: Any, buffer: bytes) -> WatchSpec | None:
     return result
 
 
-_HEAD_LINES = b"HTTP/1.1 200 OK\r\n" + b"".join(
-    b"%s: %s\r\n" % pair for pair in STREAM_START_HEADERS
-)
-_date_cache: tuple[int, bytes] = (-1, b"")
-
-
-def response_head(now: Callable[[], float] = time.time) -> bytes:
-    """The stream's status line and headers; `date` as RFC 9110 asks of an origin server."""
-    global _date_cache
-    second = int(now())
-    if _date_cache[0] != second:
-        _date_cache = (second, email.utils.formatdate(second, usegmt=True).encode())
-    return b"%sdate: %s\r\ntransfer-encoding: chunked\r\n\r\n" % (_HEAD_LINES, _date_cache[1])
-
-
-def chunk(data: bytes) -> bytes:
-    """`data` as one chunk of the chunked body."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
 class DirectStream(Stream):
     """A stream written by the hub's `wake` itself, straight to its connection.
 
-    Each frontend says how bytes reach its socket; what to write is decided
-    here once: the pending events as one chunk, then the last chunk once the
-    stream is closed (`finished`: the connection may now be closed).
+    Each frontend says how bytes reach its socket; what to write is what a
+    task-written stream sends (`Stream.owed`, `runtime.stream_response`),
+    rendered as HTTP/1.1 here (`ended`: the connection may now be closed).
     """
 
-    __slots__ = ("finished",)
-
-    def __init__(self, follows: frozenset[str] | None) -> None:
-        super().__init__(follows)
-        self.finished = False
+    __slots__ = ()
 
     def open_on(self, hub: StreamHub, spec: WatchSpec) -> bytes:
         """Open this stream on `hub`; the response's first bytes: its head, the first events."""
         hub.open(self, spec)
-        return response_head() + self.framed()
+        return stream_response.http1_start() + self.framed()
 
     def framed(self) -> bytes:
         """What is owed to the socket now: pending events, and the end if closed."""
-        data = self.take()
-        out = chunk(data) if data else b""
-        if self.closed and not self.dropped and not self.finished:
-            self.finished = True
-            out += LAST_CHUNK
-        return out
+        return stream_response.http1_owed(*self.owed())
 
     def left(self) -> None:
         """The client closed its side, or the connection failed: nothing more to write."""

@@ -171,7 +171,7 @@ class _ConnectionStream(DirectStream):
         data = self.framed()
         if data:
             self.unsent = self._write(data)
-        if self.unsent or self.finished or self.dropped:
+        if self.unsent or self.ended or self.dropped:
             scope.cancel()  # the task takes over: to write the rest, or to end
 
     def abort(self) -> None:
@@ -199,7 +199,7 @@ class _ConnectionStream(DirectStream):
                 if self.unsent and not await self._flush(sock, hub):
                     return
                 continue
-            if self.finished:
+            if self.ended:
                 return
             with trio.CancelScope() as self.scope:
                 await trio.lowlevel.wait_readable(sock)

@@ -26,7 +26,7 @@ until the new timer task has run once (one more loop turn per response).
 first; cancelling that scope before the task runs stops it just the same.
 With 19,900 watchers answered at once on trio this took the wake from about
 11.7 s to 10.0-10.3 s and the health checks' p99 from 83-89 ms to 60-74 ms
-(`python -m tests.soak.harness.watch_wake --frontend trio`, two runs each,
+(`python -m tests.soak.harness.parked_wake --frontend trio`, two runs each,
 alternated).
 `tests/reliability/test_reliability_keep_alive.py` pins the timer's behaviour.
 

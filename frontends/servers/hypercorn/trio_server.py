@@ -7,14 +7,13 @@ import signal
 import trio
 from hypercorn.trio import serve as hypercorn_serve
 
-from frontends.runtime.http1_guard import Http1Only
 from frontends.runtime.process_setup import prepare_process
 from frontends.runtime.runtime import Runtime
 from frontends.runtime.settings import Settings
-from frontends.runtime.watch_streams import WatchRoute
 from frontends.servers.direct.trio_streams import first_connections
 from frontends.servers.hypercorn.config import hypercorn_config
 from frontends.servers.hypercorn.install import TrioWorker, install
+from frontends.servers.hypercorn.serving import serve_registry
 from frontends.trio_app.app import PARTS, create_app
 from frontends.trio_app.streams import make_hold
 
@@ -33,14 +32,7 @@ async def serve_async(settings: Settings) -> None:
     config = hypercorn_config(settings)
     connection, close_waiting = first_connections(runtime, config.keep_alive_timeout)
     install(TrioWorker(connection))
-    try:
-        await hypercorn_serve(
-            Http1Only(WatchRoute(app, runtime, make_hold)),  # type: ignore[arg-type]
-            config,
-            shutdown_trigger=shutdown_trigger,
-        )
-    finally:
-        runtime.end_drain()
+    await serve_registry(hypercorn_serve, app, runtime, make_hold, config, shutdown_trigger)
 
 
 def serve(settings: Settings) -> None:

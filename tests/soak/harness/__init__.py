@@ -2,7 +2,7 @@
 
 `tests/soak` runs it small enough for CI; each module is also a command for
 the full run (`python -m tests.soak.harness.soak`, `.hostile_matrix`,
-`.hostile_clients`, `.watch_wake`, from the project root; docs/reliability.md
+`.hostile_clients`, `.parked_wake`, from the project root; docs/reliability.md
 has the options and the figures). It starts processes and speaks to the registry
 through the conformance helpers (`conformance.server_process`,
 `conformance.fake_peers`, `conformance.health_checker`,
@@ -11,6 +11,6 @@ through the conformance helpers (`conformance.server_process`,
 - `peers`: the hostile peer kinds and the peer server's driver;
 - `scenario`: what the matrix and the soak share (clients, /proc figures, checks);
 - `hostile_matrix`, `soak`: the hostile instances and the soak;
-- `hostile_clients`, `watch_wake`: hostile API clients and a mass wake, measured by
+- `hostile_clients`, `parked_wake`: hostile API clients and a mass wake, measured by
   what a health-check client sees meanwhile.
 """

@@ -1,16 +1,16 @@
-"""A node's local view of the store: etcd keys in, `Registry.apply` changes out.
+"""A node's mirror of the store: etcd keys in, `Registry.apply` changes out.
 
-The view is the only writer of its node's `Registry` in cluster mode. A service's
+The mirror is the only writer of its node's `Registry` in cluster mode. A service's
 `X-Discovery-Index` is the mod revision of its mark (`services/<service>`), which every
 writer rewrites in the txn of each change it makes visible, removals included: a node
 that watched the change and a node that lists the prefix later (at start, after a
 restart, after a compaction) read the same mark, so they show the same index for the
 same bytes. Changes reach the registry capped at the service's mark, so a change that
 was not marked (a heartbeat, a probe that changes nothing) never raises the index on
-any node. A full listing is diffed against the view and only the differences are
+any node. A full listing is diffed against the mirror and only the differences are
 applied, so a re-list changes nothing that did not change.
 
-The view also feeds the node's `QuietClock`: a registration or a new `heartbeat_at` is
+The mirror also feeds the node's `QuietClock`: a registration or a new `heartbeat_at` is
 a sign of life, measured on this node's clock (see `expiry`).
 """
 
@@ -71,7 +71,7 @@ class Entry:
     rise_load: float = 0.0
 
 
-class ClusterView:
+class StoreMirror:
     """Feeds one `Registry` from the store and remembers what it fed."""
 
     def __init__(self, registry: Registry, layout: KeyLayout) -> None:
@@ -79,7 +79,7 @@ class ClusterView:
         self.layout = layout
         self.entries: dict[InstanceKey, Entry] = {}
         self.nodes: dict[str, NodeRecord] = {}
-        # Every change up to this revision is in the view.
+        # Every change up to this revision is in the mirror.
         self.synced_revision = 0
         # Why this node deleted an instance, for the removal it will see (others
         # cannot tell an unregistration from an expiry: both are the same deletions).
@@ -90,7 +90,7 @@ class ClusterView:
         self.quiet = QuietClock(registry.config.registration_ttl)
 
     def forget(self, now: float) -> None:
-        """The store lost its data (its revisions went back): nothing the view holds is
+        """The store lost its data (its revisions went back): nothing the mirror holds is
         known to be there. Every instance is removed and every index restarts, so the
         next listing and watch give the store's own revisions again; watchers see the
         index go backwards, the contract's sign that the registry started over."""
@@ -119,11 +119,11 @@ class ClusterView:
         self.progress(revision)
 
     def progress(self, revision: int) -> None:
-        """Nothing changed up to `revision` beyond what the view has."""
+        """Nothing changed up to `revision` beyond what the mirror has."""
         self.synced_revision = max(self.synced_revision, revision)
 
     def load(self, kvs: Iterable[KeyValue], revision: int, now: float) -> None:
-        """A full listing at `revision`: apply only what differs from the view.
+        """A full listing at `revision`: apply only what differs from the mirror.
 
         The marks come first: every service's index is its mark's mod revision, as on
         the nodes that watched its changes live (a removal included, whose revision the
@@ -234,7 +234,7 @@ class ClusterView:
         """A `health`, `maintenance` or `soft` record: kept on its instance's entry, told
         to the registry.
 
-        One for an instance this view does not hold is ignored; an unreadable one is skipped.
+        One for an instance this mirror does not hold is ignored; an unreadable one is skipped.
         """
         entry = self.entries.get(key)
         if entry is None:

@@ -14,7 +14,7 @@ from frontends.runtime import scope_events
 from frontends.runtime.runtime import Runtime
 
 
-class Watchers(scope_events.CountedWatchers[asyncio.Event]):
+class ParkedQueries(scope_events.CountedParkedQueries[asyncio.Event]):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime, asyncio.Event)
 

@@ -1,6 +1,6 @@
 """Waking thousands of parked watchers: how long it takes, and what other clients see meanwhile.
 
-    python -m tests.soak.harness.watch_wake [--frontend quart|trio|both] [--watchers 19900]
+    python -m tests.soak.harness.parked_wake [--frontend quart|trio|both] [--watchers 19900]
 
 For each frontend, two registries run one after the other in the same
 command: the baseline with Python's own garbage-collector settings

@@ -12,7 +12,7 @@ from frontends.runtime import scope_events
 from frontends.runtime.runtime import Runtime
 
 
-class Watchers(scope_events.CountedWatchers[trio.Event]):
+class ParkedQueries(scope_events.CountedParkedQueries[trio.Event]):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime, trio.Event)
 
