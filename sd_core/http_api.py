@@ -33,6 +33,7 @@ __all__ = [
     "HttpApi",
     "HttpRequest",
     "HttpResponse",
+    "RoutedRequest",
 ]
 
 
@@ -102,6 +103,8 @@ class BlockingWait(NamedTuple):
 
 
 Result = HttpResponse | BlockingWait
+#: An endpoint: one request's pieces in, its answer (or a blocking query's wait) out.
+Endpoint = Callable[["_Call"], Result]
 
 
 class PendingWrite(NamedTuple):
@@ -143,6 +146,44 @@ class MaintenanceWrite(NamedTuple):
 
 
 WriteCommand = RegisterWrite | HeartbeatWrite | UnregisterWrite | MaintenanceWrite
+
+
+#: `RoutedRequest.refusal` when nothing answers the method and path (a 404 or 405).
+NOT_ROUTED = "not_routed"
+
+
+class RoutedRequest(NamedTuple):
+    """A request's head, routed and authorised once: the first of `HttpApi`'s two steps.
+
+    `HttpApi.head` builds it from the method, path and headers, before any body
+    is read; `HttpApi.answer` takes it back with the body. Nothing is routed or
+    authorised again after the head, in one process or on a cluster node.
+
+    `answer` is set when the head alone decides the response: a cached read
+    (the fast path), a 404 or 405 (`refusal` is `NOT_ROUTED`), or a 401 or 403
+    (`refusal` is the reason counted in `auth_failures`; `refused_early`: the
+    frontend sends it without reading the body). `body_limit` is the most
+    body bytes the request may carry.
+    """
+
+    method: str
+    path: str
+    query: bytes
+    authorization: str | None
+    content_type: str | None
+    route: str
+    params: tuple[str, ...]
+    endpoint: Endpoint | None
+    access: str | None
+    answer: HttpResponse | None
+    refusal: str | None
+    body_limit: int
+
+    @property
+    def refused_early(self) -> bool:
+        """An authorisation refusal: answered from the head alone, before any body."""
+        refusal = self.refusal
+        return refusal is not None and refusal != NOT_ROUTED
 
 
 class _FastEntry(NamedTuple):
@@ -216,7 +257,7 @@ class HttpApi:
         # "read_only_write"): a brute force must show in /metrics, not pass silently.
         self.auth_failures: dict[str, int] = {}
         self._fast: dict[str, _FastEntry] = {}
-        self._static: dict[str, dict[str, Callable[[_Call], Result]]] = {
+        self._static: dict[str, dict[str, Endpoint]] = {
             "/health": {"GET": self._health},
             "/metrics": {"GET": self._metrics_page},
             "/openapi.json": {"GET": self._openapi_page},
@@ -234,13 +275,13 @@ class HttpApi:
             }
         # `/services/{name}` + view suffix -> (methods, route template); built
         # once, since routing runs on every request.
-        self._service_views: dict[str, tuple[dict[str, Callable[[_Call], Result]], str]] = {
+        self._service_views: dict[str, tuple[dict[str, Endpoint], str]] = {
             "": ({"GET": self._service}, _SERVICES + "{name}"),
             "healthy": ({"GET": self._healthy}, _SERVICES + "{name}/healthy"),
             "instances": ({"GET": self._service_targets}, _SERVICES + "{name}/instances"),
         }
-        self._unregister_route: dict[str, Callable[[_Call], Result]] = {"DELETE": self._unregister}
-        self._maintenance_route: dict[str, Callable[[_Call], Result]] = {
+        self._unregister_route: dict[str, Endpoint] = {"DELETE": self._unregister}
+        self._maintenance_route: dict[str, Endpoint] = {
             "PUT": self._start_maintenance,
             "DELETE": self._end_maintenance,
         }
@@ -263,60 +304,125 @@ class HttpApi:
     # ------------------------------------------------------------ entry
 
     def handle(self, request: HttpRequest, now: float, *, may_block: bool = True) -> Result:
-        """Answer one request. Raises nothing a client can cause."""
+        """Answer one request in one call: `head`, then `answer`. Raises nothing a client can cause.
+
+        For callers that hold the whole request at once (tests, benches, the
+        simulations); a frontend calls the two steps itself, reading the body between.
+        """
         method, path, query, authorization, content_type, body = request
         if method == "GET" and not query:
-            # Fast path: a plain read whose rendered body has not changed since
-            # we last answered it costs two dict lookups and the token check.
-            hit = self._fast.get(path)
-            if (
-                hit is not None
-                and hit.cache.get(hit.view) is hit.response.body
-                and authorization is not None
-                and hmac.compare_digest(
-                    authorization.encode("latin-1", "replace"), self._secret_header
-                )
-            ):
-                return hit.response
-        handler, route, params = self._route(method, path)
-        if isinstance(handler, HttpResponse):
-            return handler
-        call = _Call(path, route, params, query, content_type, body, now, may_block, authorization)
-        try:
-            if route not in self._public:
-                self._authenticate(method, authorization)
-            return handler(call)
-        except RequestError as error:
-            return error_response(error, route)
+            hit = self._fast_hit(path, authorization)
+            if hit is not None:
+                return hit
+        routed = self._routed(method, path, query, authorization, content_type)
+        return self.answer(routed, body, now, may_block=may_block)
 
-    def write_command(self, request: HttpRequest, now: float) -> WriteCommand | HttpResponse | None:
-        """Cluster mode: a write parsed and checked exactly as `handle` would, not applied.
+    def head(
+        self,
+        method: str,
+        path: str,
+        query: bytes = b"",
+        authorization: str | None = None,
+        content_type: str | None = None,
+    ) -> RoutedRequest:
+        """The first step: route and authorise a request from its head, and set its body limit."""
+        if method == "GET" and not query:
+            hit = self._fast_hit(path, authorization)
+            if hit is not None:
+                return RoutedRequest(
+                    method, path, query, authorization, content_type, hit.route, (),
+                    None, _READ_WRITE, hit, None, self.registry.config.max_body_bytes,
+                )  # fmt: skip
+        return self._routed(method, path, query, authorization, content_type)
 
-        None when `request` is not one of the writes (hand it to `handle`);
-        an `HttpResponse` when it is refused (auth, draining, validation); else the
-        command, for the cluster node to turn into store calls.
+    def answer(
+        self, routed: RoutedRequest, body: bytes, now: float, *, may_block: bool = True
+    ) -> Result:
+        """The second step: the answer to a routed request, given its body.
+
+        A refusal decided by the head is counted here, when it is answered.
         """
-        handler, route, params = self._route(request.method, request.path)
-        if isinstance(handler, HttpResponse) or route not in _WRITE_ROUTES:
-            return None
+        answer = routed.answer
+        if answer is not None:
+            if routed.refused_early:
+                self._auth_failed(routed.refusal or "")
+            return answer
+        endpoint = routed.endpoint
+        assert endpoint is not None  # routed and allowed: `head` left no answer
         call = _Call(
-            request.path,
-            route,
-            params,
-            request.query,
-            request.content_type,
-            request.body,
-            now,
-            False,
-            request.authorization,
-        )
+            routed.path, routed.route, routed.params, routed.query, routed.content_type,
+            body, now, may_block, routed.authorization,
+        )  # fmt: skip
         try:
-            self._authenticate(request.method, request.authorization)
+            return endpoint(call)
+        except RequestError as error:
+            return error_response(error, routed.route)
+
+    def _fast_hit(self, path: str, authorization: str | None) -> HttpResponse | None:
+        """A plain read whose rendered body has not changed since we last answered it:
+        one dict lookup and the token check."""
+        hit = self._fast.get(path)
+        if (
+            hit is not None
+            and hit.cache.get(hit.view) is hit.response.body
+            and authorization is not None
+            and hmac.compare_digest(authorization.encode("latin-1", "replace"), self._secret_header)
+        ):
+            return hit.response
+        return None
+
+    def _routed(
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        authorization: str | None,
+        content_type: str | None,
+    ) -> RoutedRequest:
+        endpoint, route, params = self._route(method, path)
+        limit = self.registry.config.max_body_bytes
+        if isinstance(endpoint, HttpResponse):
+            return RoutedRequest(
+                method, path, query, authorization, content_type, route, (),
+                None, None, endpoint, NOT_ROUTED, limit,
+            )  # fmt: skip
+        access: str | None = None
+        answer: HttpResponse | None = None
+        refusal: str | None = None
+        if route not in self._public:
+            access = self._access(authorization)
+            refused = _refused(method, access, authorization)
+            if refused is not None:
+                refusal, error = refused
+                answer = error_response(error, route)
+        return RoutedRequest(
+            method, path, query, authorization, content_type, route, params,
+            endpoint, access, answer, refusal, limit,
+        )  # fmt: skip
+
+    def write_command(
+        self, routed: RoutedRequest, body: bytes, now: float
+    ) -> WriteCommand | HttpResponse | None:
+        """Cluster mode: a routed write's body parsed and checked as `answer` would, not applied.
+
+        None when `routed` is not one of the writes, or already has its answer
+        (hand it to `answer`); an `HttpResponse` when it is refused (draining,
+        validation); else the command, for the cluster node to turn into store calls.
+        """
+        route = routed.route
+        if routed.answer is not None or route not in _WRITE_ROUTES:
+            return None
+        params = routed.params
+        call = _Call(
+            routed.path, route, params, routed.query, routed.content_type,
+            body, now, False, routed.authorization,
+        )  # fmt: skip
+        try:
             self._writable()
             if route == _UNREGISTER_ROUTE:
                 return UnregisterWrite(route, params[0], params[1])
             if route == _MAINTENANCE_ROUTE:
-                start = request.method == "PUT"
+                start = routed.method == "PUT"
                 reason = _parse(MaintenanceRequest, call).reason if start and call.body else None
                 return MaintenanceWrite(route, params[0], params[1], start, reason)
             if route == _REGISTER:
@@ -365,20 +471,6 @@ class HttpApi:
         }
         return HttpResponse(200, encode(body), _JSON_HEADERS, route)
 
-    def refuse_unauthorized(
-        self, method: str, path: str, authorization: str | None
-    ) -> HttpResponse | None:
-        """The 401/403 a request gets from its headers alone, or None (routed and allowed, or not
-        routed: then `handle` answers). Lets a frontend refuse before reading any body."""
-        handler, route, _ = self._route(method, path)
-        if isinstance(handler, HttpResponse) or route in self._public:
-            return None
-        try:
-            self._authenticate(method, authorization)
-        except RequestError as error:
-            return error_response(error, route)
-        return None
-
     def maintenance_ok(
         self, service_name: str, instance_id: str, start: bool, route: str
     ) -> HttpResponse:
@@ -391,13 +483,16 @@ class HttpApi:
 
     def payload_too_large(self, method: str, path: str) -> HttpResponse:
         """The answer when the body passed the limit: routing errors still come first."""
-        handler, route, _ = self._route(method, path)
-        if isinstance(handler, HttpResponse):
-            return handler
-        limit = self.registry.config.max_body_bytes
+        return self.too_large(self._routed(method, path, b"", None, None))
+
+    def too_large(self, routed: RoutedRequest) -> HttpResponse:
+        """`payload_too_large` for a routed request (its 404 or 405 first, no auth refusal)."""
+        if routed.refusal == NOT_ROUTED and routed.answer is not None:
+            return routed.answer
+        limit = routed.body_limit
         return error_response(
             RequestError("payload_too_large", 413, f"Request body is larger than {limit} bytes"),
-            route,
+            routed.route,
         )
 
     def overloaded(self, method: str, path: str, what: str) -> HttpResponse:
@@ -421,7 +516,7 @@ class HttpApi:
 
     def _route(
         self, method: str, path: str
-    ) -> tuple[Callable[[_Call], Result] | HttpResponse, str, tuple[str, ...]]:
+    ) -> tuple[Endpoint | HttpResponse, str, tuple[str, ...]]:
         methods = self._static.get(path)
         route = path
         params: tuple[str, ...] = ()
@@ -447,9 +542,7 @@ class HttpApi:
             return error_response(error, route), route, ()
         return handler, route, params
 
-    def _dynamic_route(
-        self, path: str
-    ) -> tuple[dict[str, Callable[[_Call], Result]] | None, str, tuple[str, ...]]:
+    def _dynamic_route(self, path: str) -> tuple[dict[str, Endpoint] | None, str, tuple[str, ...]]:
         if path.startswith(_SERVICES):
             name, slash, view = path[len(_SERVICES) :].partition("/")
             if name and (view or not slash) and "/" not in view:
@@ -469,21 +562,11 @@ class HttpApi:
     # ------------------------------------------------------------- auth
 
     def _authenticate(self, method: str, authorization: str | None) -> None:
-        access = self._access(authorization)
-        if access == _READ_WRITE or (access == _READ_ONLY and method == "GET"):
-            return
-        if access == _READ_ONLY:
-            self._auth_failed("read_only_write")
-            raise RequestError(
-                "forbidden", 403, "The read-only token cannot be used to change the registry"
-            )
-        self._auth_failed("missing" if not authorization else "invalid")
-        raise RequestError(
-            "unauthorized",
-            401,
-            "A valid bearer token is required",
-            headers=(("www-authenticate", "Bearer"),),
-        )
+        refused = _refused(method, self._access(authorization), authorization)
+        if refused is not None:
+            reason, error = refused
+            self._auth_failed(reason)
+            raise error
 
     def _access(self, authorization: str | None) -> str | None:
         """What the token of `authorization` may do (read-write, read-only), or None."""
@@ -692,6 +775,24 @@ class HttpApi:
         if self._openapi is None:
             raise RequestError("not_found", 404, "No OpenAPI document is available")
         return HttpResponse(200, self._openapi(), _JSON_HEADERS, call.route)
+
+
+def _refused(
+    method: str, access: str | None, authorization: str | None
+) -> tuple[str, RequestError] | None:
+    """Why `access` may not make this request (the reason counted, the 401 or 403), or None."""
+    if access == _READ_WRITE or (access == _READ_ONLY and method == "GET"):
+        return None
+    if access == _READ_ONLY:
+        return "read_only_write", RequestError(
+            "forbidden", 403, "The read-only token cannot be used to change the registry"
+        )
+    return "missing" if not authorization else "invalid", RequestError(
+        "unauthorized",
+        401,
+        "A valid bearer token is required",
+        headers=(("www-authenticate", "Bearer"),),
+    )
 
 
 class _Fixed:

@@ -39,7 +39,6 @@ import time
 from abc import abstractmethod
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
 
 import h11
 
@@ -48,6 +47,7 @@ from frontends.runtime.watch_streams import (
     Message,
     Stream,
     StreamHub,
+    WatchServing,
     count_opened,
     open_watch,
 )
@@ -113,7 +113,7 @@ def watch_scope(buffer: bytes) -> Message | None:
     return {"headers": headers, "query_string": query}
 
 
-def accept_watch(runtime: Any, buffer: bytes) -> WatchSpec | None:
+def accept_watch(runtime: WatchServing, buffer: bytes) -> WatchSpec | None:
     """The stream a complete head opens here, counted as served; None: the server's."""
     scope = watch_scope(buffer)
     if scope is None:
