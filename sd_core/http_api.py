@@ -161,9 +161,9 @@ class RoutedRequest(NamedTuple):
 
     `answer` is set when the head alone decides the response: a cached read
     (the fast path), a 404 or 405 (`refusal` is `NOT_ROUTED`), or a 401 or 403
-    (`refusal` is the reason counted in `auth_failures`; `refused_early`: the
-    frontend sends it without reading the body). `body_limit` is the most
-    body bytes the request may carry.
+    (`refusal` is the reason counted in `auth_failures`, and `refused_early`
+    says the frontend sends it without reading the body). `body_limit` is the
+    most body bytes the request may carry.
     """
 
     method: str
@@ -178,12 +178,7 @@ class RoutedRequest(NamedTuple):
     answer: HttpResponse | None
     refusal: str | None
     body_limit: int
-
-    @property
-    def refused_early(self) -> bool:
-        """An authorisation refusal: answered from the head alone, before any body."""
-        refusal = self.refusal
-        return refusal is not None and refusal != NOT_ROUTED
+    refused_early: bool
 
 
 class _FastEntry(NamedTuple):
@@ -331,7 +326,7 @@ class HttpApi:
             if hit is not None:
                 return RoutedRequest(
                     method, path, query, authorization, content_type, hit.route, (),
-                    None, _READ_WRITE, hit, None, self.registry.config.max_body_bytes,
+                    None, _READ_WRITE, hit, None, self.registry.config.max_body_bytes, False,
                 )  # fmt: skip
         return self._routed(method, path, query, authorization, content_type)
 
@@ -384,7 +379,7 @@ class HttpApi:
         if isinstance(endpoint, HttpResponse):
             return RoutedRequest(
                 method, path, query, authorization, content_type, route, (),
-                None, None, endpoint, NOT_ROUTED, limit,
+                None, None, endpoint, NOT_ROUTED, limit, False,
             )  # fmt: skip
         access: str | None = None
         answer: HttpResponse | None = None
@@ -397,7 +392,7 @@ class HttpApi:
                 answer = error_response(error, route)
         return RoutedRequest(
             method, path, query, authorization, content_type, route, params,
-            endpoint, access, answer, refusal, limit,
+            endpoint, access, answer, refusal, limit, refusal is not None,
         )  # fmt: skip
 
     def write_command(

@@ -66,31 +66,33 @@ class Node(Protocol):
         ...
 
 
+class Answer(Protocol):
+    """`Node.answer`'s shape, for an implementation that binds the core's own method."""
+
+    def __call__(
+        self, routed: RoutedRequest, body: bytes, now: float, *, may_block: bool = True
+    ) -> NodeResult: ...
+
+
 class LocalNode:
-    """One process: the registry and its `HttpApi`, with nothing beside them."""
+    """One process: the registry and its `HttpApi`, with nothing beside them.
+
+    The calls that run per request are the core's own methods, bound here, so a
+    request goes from the runtime straight into the core (no frame of this class).
+    """
 
     keeps_state_file = True
 
     def __init__(self, registry: Registry, api: HttpApi) -> None:
         self.registry = registry
         self.api = api
-
-    def answer(
-        self, routed: RoutedRequest, body: bytes, now: float, *, may_block: bool = True
-    ) -> NodeResult:
-        return self.api.answer(routed, body, now, may_block=may_block)
-
-    def on_timer(self, now: float) -> None:
-        self.registry.on_timer(now)
-
-    def next_deadline(self) -> float | None:
-        return self.registry.next_deadline()
+        self.answer: Answer = api.answer
+        self.drain_effects: Callable[[], Sequence[NodeEffect]] = registry.drain_effects
+        self.next_deadline: Callable[[], float | None] = registry.next_deadline
+        self.on_timer: Callable[[float], None] = registry.on_timer
 
     def probe_result(self, result: ProbeResult, now: float) -> None:
         self.registry.record_probe(result, now)
-
-    def drain_effects(self) -> Sequence[NodeEffect]:
-        return self.registry.drain_effects()
 
     def route(self, effect: NodeEffect) -> bool:
         return False

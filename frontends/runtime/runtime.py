@@ -149,7 +149,7 @@ class Runtime:
             log.exception(logfmt("internal_error", method=method, path=path[:200]))
             return RoutedRequest(
                 method, path, query, authorization, content_type, "unknown", (),
-                None, None, INTERNAL_ERROR, None, self.settings.registry.max_body_bytes,
+                None, None, INTERNAL_ERROR, None, self.settings.registry.max_body_bytes, False,
             )  # fmt: skip
 
     def answer(self, routed: RoutedRequest, body: bytes, *, may_block: bool = True) -> NodeResult:
