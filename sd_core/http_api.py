@@ -313,13 +313,9 @@ class HttpApi:
         return self.answer(routed, body, now, may_block=may_block)
 
     def head(
-        self,
-        method: str,
-        path: str,
-        query: bytes = b"",
-        authorization: str | None = None,
-        content_type: str | None = None,
-    ) -> RoutedRequest:
+        self, method: str, path: str, query: bytes, authorization: str | None,
+        content_type: str | None,
+    ) -> RoutedRequest:  # fmt: skip
         """The first step: route and authorise a request from its head, and set its body limit."""
         if method == "GET" and not query:
             hit = self._fast_hit(path, authorization)
