@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
@@ -181,6 +180,9 @@ class RoutedRequest(NamedTuple):
     refused_early: bool
 
 
+_new_routed = _new_call = tuple.__new__
+
+
 class _FastEntry(NamedTuple):
     """A read answered before: still current while `cache[view]` is `response.body`.
 
@@ -320,10 +322,10 @@ class HttpApi:
         if method == "GET" and not query:
             hit = self._fast_hit(path, authorization)
             if hit is not None:
-                return RoutedRequest(
+                return _new_routed(RoutedRequest, (
                     method, path, query, authorization, content_type, hit.route, (),
                     None, _READ_WRITE, hit, None, self.registry.config.max_body_bytes, False,
-                )  # fmt: skip
+                ))  # fmt: skip
         return self._routed(method, path, query, authorization, content_type)
 
     def answer(
@@ -340,10 +342,10 @@ class HttpApi:
             return answer
         endpoint = routed.endpoint
         assert endpoint is not None  # routed and allowed: `head` left no answer
-        call = _Call(
+        call = _new_call(_Call, (
             routed.path, routed.route, routed.params, routed.query, routed.content_type,
             body, now, may_block, routed.authorization,
-        )  # fmt: skip
+        ))  # fmt: skip
         try:
             return endpoint(call)
         except RequestError as error:
@@ -382,14 +384,14 @@ class HttpApi:
         refusal: str | None = None
         if route not in self._public:
             access = self._access(authorization)
-            refused = _refused(method, access, authorization)
-            if refused is not None:
-                refusal, error = refused
+            if access is not _READ_WRITE and not (access is _READ_ONLY and method == "GET"):
+                refusal, error = _refusal(method, access, authorization)
                 answer = error_response(error, route)
-        return RoutedRequest(
+        # tuple.__new__ directly: a NamedTuple's own __new__ is a Python call per request.
+        return _new_routed(RoutedRequest, (
             method, path, query, authorization, content_type, route, params,
             endpoint, access, answer, refusal, limit, refusal is not None,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     def write_command(
         self, routed: RoutedRequest, body: bytes, now: float
@@ -404,10 +406,10 @@ class HttpApi:
         if routed.answer is not None or route not in _WRITE_ROUTES:
             return None
         params = routed.params
-        call = _Call(
+        call = _new_call(_Call, (
             routed.path, route, params, routed.query, routed.content_type,
             body, now, False, routed.authorization,
-        )  # fmt: skip
+        ))  # fmt: skip
         try:
             self._writable()
             if route == _UNREGISTER_ROUTE:
@@ -774,6 +776,13 @@ def _refused(
     """Why `access` may not make this request (the reason counted, the 401 or 403), or None."""
     if access == _READ_WRITE or (access == _READ_ONLY and method == "GET"):
         return None
+    return _refusal(method, access, authorization)
+
+
+def _refusal(
+    method: str, access: str | None, authorization: str | None
+) -> tuple[str, RequestError]:
+    """The reason counted and the 401 or 403 for a request `access` may not make."""
     if access == _READ_ONLY:
         return "read_only_write", RequestError(
             "forbidden", 403, "The read-only token cannot be used to change the registry"
@@ -798,9 +807,11 @@ class _Fixed:
         return self.response
 
 
-@dataclass(slots=True, eq=False)
-class _Call:
-    """One request's pieces, handed from routing to the endpoint."""
+class _Call(NamedTuple):
+    """One request's pieces, handed from routing to the endpoint.
+
+    Built with `tuple.__new__` (`_new_call`), which costs no Python call per request.
+    """
 
     path: str
     route: str
