@@ -129,3 +129,26 @@ def test_no_runtime_is_typed_any() -> None:
         if re.search(r"\bruntime: Any\b", line)
     ]
     assert hidden == []
+
+
+def test_a_bug_in_the_head_step_answers_500(
+    make_kit: Callable[[], Kit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Routing is guarded as the answer is: a bug there is a 500 in the API's shape."""
+
+    async def scenario(kit: Kit, group: Group) -> None:
+        runtime = make_runtime(kit)
+
+        def explode(*args: object) -> None:
+            raise RuntimeError("the router broke")
+
+        monkeypatch.setattr(runtime.api, "head", explode)
+        async with http_client(kit.make_app(runtime)) as client:
+            headers = {"authorization": f"Bearer {SECRET}", "content-type": JSON}
+            response = await client.post(
+                "/v1/discovery/heartbeat", content=HEARTBEAT, headers=headers
+            )
+        assert response.status_code == 500
+        assert response.json()["error"] == "internal_error"
+
+    make_kit().run(scenario)
