@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 from urllib.parse import parse_qsl
 
@@ -33,6 +32,7 @@ __all__ = [
     "HttpApi",
     "HttpRequest",
     "HttpResponse",
+    "RoutedRequest",
 ]
 
 
@@ -102,6 +102,9 @@ class BlockingWait(NamedTuple):
 
 
 Result = HttpResponse | BlockingWait
+#: An endpoint: the routed request, its body, the time and whether it may block in;
+#: its answer (or a blocking query's wait) out.
+Endpoint = Callable[["RoutedRequest", bytes, float, bool], Result]
 
 
 class PendingWrite(NamedTuple):
@@ -143,6 +146,42 @@ class MaintenanceWrite(NamedTuple):
 
 
 WriteCommand = RegisterWrite | HeartbeatWrite | UnregisterWrite | MaintenanceWrite
+
+
+#: `RoutedRequest.refusal` when nothing answers the method and path (a 404 or 405).
+NOT_ROUTED = "not_routed"
+
+
+class RoutedRequest(NamedTuple):
+    """A request's head, routed and authorised once: the first of `HttpApi`'s two steps.
+
+    `HttpApi.head` builds it from the method, path and headers, before any body
+    is read; `HttpApi.answer` takes it back with the body. Nothing is routed or
+    authorised again after the head, in one process or on a cluster node.
+
+    `answer` is set when the head alone decides the response: a cached read
+    (the fast path), a 404 or 405 (`refusal` is `NOT_ROUTED`), or a 401 or 403
+    (`refusal` is the reason counted in `auth_failures`, and `refused_early`
+    says the frontend sends it without reading the body). `body_limit` is the
+    most body bytes the request may carry.
+    """
+
+    method: str
+    path: str
+    query: bytes
+    authorization: str | None
+    content_type: str | None
+    route: str
+    params: tuple[str, ...]
+    endpoint: Endpoint | None
+    access: str | None
+    answer: HttpResponse | None
+    refusal: str | None
+    body_limit: int
+    refused_early: bool
+
+
+_new_routed = tuple.__new__
 
 
 class _FastEntry(NamedTuple):
@@ -234,7 +273,7 @@ class HttpApi:
         # "read_only_write"): a brute force must show in /metrics, not pass silently.
         self.auth_failures: dict[str, int] = {}
         self._fast: dict[str, _FastEntry] = {}
-        self._static: dict[str, dict[str, Callable[[_Call], Result]]] = {
+        self._static: dict[str, dict[str, Endpoint]] = {
             "/health": {"GET": self._health},
             "/metrics": {"GET": self._metrics_page},
             "/openapi.json": {"GET": self._openapi_page},
@@ -252,13 +291,13 @@ class HttpApi:
             }
         # `/services/{name}` + view suffix -> (methods, route template); built
         # once, since routing runs on every request.
-        self._service_views: dict[str, tuple[dict[str, Callable[[_Call], Result]], str]] = {
+        self._service_views: dict[str, tuple[dict[str, Endpoint], str]] = {
             "": ({"GET": self._service}, _SERVICES + "{name}"),
             "healthy": ({"GET": self._healthy}, _SERVICES + "{name}/healthy"),
             "instances": ({"GET": self._service_targets}, _SERVICES + "{name}/instances"),
         }
-        self._unregister_route: dict[str, Callable[[_Call], Result]] = {"DELETE": self._unregister}
-        self._maintenance_route: dict[str, Callable[[_Call], Result]] = {
+        self._unregister_route: dict[str, Endpoint] = {"DELETE": self._unregister}
+        self._maintenance_route: dict[str, Endpoint] = {
             "PUT": self._start_maintenance,
             "DELETE": self._end_maintenance,
         }
@@ -286,65 +325,128 @@ class HttpApi:
     # ------------------------------------------------------------ entry
 
     def handle(self, request: HttpRequest, now: float, *, may_block: bool = True) -> Result:
-        """Answer one request. Raises nothing a client can cause."""
+        """Answer one request in one call: `head`, then `answer`. Raises nothing a client can cause.
+
+        For callers that hold the whole request at once (tests, benches, the
+        simulations); a frontend calls the two steps itself, reading the body between.
+        """
         method, path, query, authorization, content_type, body = request
-        if method == "GET" and not query:
-            # Fast path: a plain read whose rendered body has not changed since
-            # we last answered it costs two dict lookups and the token check.
+        if method == "GET" and not query and authorization is not None:
+            # `_fast_hit`, inline: the call would cost a tenth of a cached read.
             hit = self._fast.get(path)
+            secret = self._secret_header
             if (
                 hit is not None
                 and hit.cache.get(hit.view) is hit.response.body
-                and authorization is not None
-                and hmac.compare_digest(
-                    authorization.encode("latin-1", "replace"), self._secret_header
-                )
+                and hmac.compare_digest(authorization.encode("latin-1", "replace"), secret)
             ):
                 return hit.response
-        handler, route, params = self._route(method, path)
-        if isinstance(handler, HttpResponse):
-            return handler
-        call = _Call(path, route, params, query, content_type, body, now, may_block, authorization)
-        try:
-            if route not in self._public:
-                self._authenticate(method, authorization)
-            return handler(call)
-        except RequestError as error:
-            return error_response(error, route)
+        routed = self._routed(method, path, query, authorization, content_type)
+        return self.answer(routed, body, now, may_block=may_block)
 
-    def write_command(self, request: HttpRequest, now: float) -> WriteCommand | HttpResponse | None:
-        """Cluster mode: a write parsed and checked exactly as `handle` would, not applied.
+    def head(
+        self, method: str, path: str, query: bytes, authorization: str | None,
+        content_type: str | None,
+    ) -> RoutedRequest:  # fmt: skip
+        """The first step: route and authorise a request from its head, and set its body limit."""
+        if method == "GET" and not query:
+            hit = self._fast_hit(path, authorization)
+            if hit is not None:
+                return _new_routed(RoutedRequest, (
+                    method, path, query, authorization, content_type, hit.route, (),
+                    None, _READ_WRITE, hit, None, self.registry.config.max_body_bytes, False,
+                ))  # fmt: skip
+        return self._routed(method, path, query, authorization, content_type)
 
-        None when `request` is not one of the writes (hand it to `handle`);
-        an `HttpResponse` when it is refused (auth, draining, validation); else the
-        command, for the cluster node to turn into store calls.
+    def answer(
+        self, routed: RoutedRequest, body: bytes, now: float, *, may_block: bool = True
+    ) -> Result:
+        """The second step: the answer to a routed request, given its body.
+
+        A refusal decided by the head is counted here, when it is answered.
         """
-        handler, route, params = self._route(request.method, request.path)
-        if isinstance(handler, HttpResponse) or route not in _WRITE_ROUTES:
-            return None
-        call = _Call(
-            request.path,
-            route,
-            params,
-            request.query,
-            request.content_type,
-            request.body,
-            now,
-            False,
-            request.authorization,
-        )
+        answer = routed.answer
+        if answer is not None:
+            if routed.refused_early:
+                self._auth_failed(routed.refusal or "")
+            return answer
+        endpoint = routed.endpoint
+        assert endpoint is not None  # routed and allowed: `head` left no answer
         try:
-            self._authenticate(request.method, request.authorization)
+            return endpoint(routed, body, now, may_block)
+        except RequestError as error:
+            return error_response(error, routed.route)
+
+    def _fast_hit(self, path: str, authorization: str | None) -> HttpResponse | None:
+        """A plain read whose rendered body has not changed since we last answered it:
+        one dict lookup and the token check."""
+        hit = self._fast.get(path)
+        if (
+            hit is not None
+            and hit.cache.get(hit.view) is hit.response.body
+            and authorization is not None
+            and hmac.compare_digest(authorization.encode("latin-1", "replace"), self._secret_header)
+        ):
+            return hit.response
+        return None
+
+    def _routed(
+        self,
+        method: str,
+        path: str,
+        query: bytes,
+        authorization: str | None,
+        content_type: str | None,
+    ) -> RoutedRequest:
+        endpoint, route, params = self._route(method, path)
+        limit = self.registry.config.max_body_bytes
+        if isinstance(endpoint, HttpResponse):
+            return RoutedRequest(
+                method, path, query, authorization, content_type, route, (),
+                None, None, endpoint, NOT_ROUTED, limit, False,
+            )  # fmt: skip
+        access: str | None = None
+        answer: HttpResponse | None = None
+        refusal: str | None = None
+        if route not in self._public:
+            access = self._access(authorization)
+            if access is not _READ_WRITE and not (access is _READ_ONLY and method == "GET"):
+                refusal, error = _refusal(method, access, authorization)
+                answer = error_response(error, route)
+        # tuple.__new__ directly: a NamedTuple's own __new__ is a Python call per request.
+        return _new_routed(RoutedRequest, (
+            method, path, query, authorization, content_type, route, params,
+            endpoint, access, answer, refusal, limit, refusal is not None,
+        ))  # fmt: skip
+
+    def write_command(
+        self, routed: RoutedRequest, body: bytes, now: float
+    ) -> WriteCommand | HttpResponse | None:
+        """Cluster mode: a routed write's body parsed and checked as `answer` would, not applied.
+
+        None when `routed` is not one of the writes, or already has its answer
+        (hand it to `answer`); an `HttpResponse` when it is refused (draining,
+        validation); else the command, for the cluster node to turn into store calls.
+        """
+        route = routed.route
+        if routed.answer is not None or route not in _WRITE_ROUTES:
+            return None
+        params = routed.params
+        try:
             self._writable()
             if route == _UNREGISTER_ROUTE:
                 return UnregisterWrite(route, params[0], params[1])
             if route == _MAINTENANCE_ROUTE:
-                start = request.method == "PUT"
-                reason = _parse(MaintenanceRequest, call).reason if start and call.body else None
+                start = routed.method == "PUT"
+                reason = (
+                    _parse(MaintenanceRequest, routed.content_type, body).reason
+                    if start and body
+                    else None
+                )
                 return MaintenanceWrite(route, params[0], params[1], start, reason)
             if route == _REGISTER:
-                return RegisterWrite(route, self._parse_register(call))
-            return HeartbeatWrite(route, _parse(HeartbeatRequest, call))
+                return RegisterWrite(route, self._parse_register(routed, body))
+            return HeartbeatWrite(route, _parse(HeartbeatRequest, routed.content_type, body))
         except RequestError as error:
             return error_response(error, route)
 
@@ -388,20 +490,6 @@ class HttpApi:
         }
         return HttpResponse(200, encode(body), _JSON_HEADERS, route)
 
-    def refuse_unauthorized(
-        self, method: str, path: str, authorization: str | None
-    ) -> HttpResponse | None:
-        """The 401/403 a request gets from its headers alone, or None (routed and allowed, or not
-        routed: then `handle` answers). Lets a frontend refuse before reading any body."""
-        handler, route, _ = self._route(method, path)
-        if isinstance(handler, HttpResponse) or route in self._public:
-            return None
-        try:
-            self._authenticate(method, authorization)
-        except RequestError as error:
-            return error_response(error, route)
-        return None
-
     def maintenance_ok(
         self, service_name: str, instance_id: str, start: bool, route: str
     ) -> HttpResponse:
@@ -414,13 +502,16 @@ class HttpApi:
 
     def payload_too_large(self, method: str, path: str) -> HttpResponse:
         """The answer when the body passed the limit: routing errors still come first."""
-        handler, route, _ = self._route(method, path)
-        if isinstance(handler, HttpResponse):
-            return handler
-        limit = self.registry.config.max_body_bytes
+        return self.too_large(self._routed(method, path, b"", None, None))
+
+    def too_large(self, routed: RoutedRequest) -> HttpResponse:
+        """`payload_too_large` for a routed request (its 404 or 405 first, no auth refusal)."""
+        if routed.refusal == NOT_ROUTED and routed.answer is not None:
+            return routed.answer
+        limit = routed.body_limit
         return error_response(
             RequestError("payload_too_large", 413, f"Request body is larger than {limit} bytes"),
-            route,
+            routed.route,
         )
 
     def overloaded(self, method: str, path: str, what: str) -> HttpResponse:
@@ -444,7 +535,7 @@ class HttpApi:
 
     def _route(
         self, method: str, path: str
-    ) -> tuple[Callable[[_Call], Result] | HttpResponse, str, tuple[str, ...]]:
+    ) -> tuple[Endpoint | HttpResponse, str, tuple[str, ...]]:
         methods = self._static.get(path)
         route = path
         params: tuple[str, ...] = ()
@@ -457,9 +548,7 @@ class HttpApi:
             return method_not_allowed(method, methods, route), route, ()
         return handler, route, params
 
-    def _dynamic_route(
-        self, path: str
-    ) -> tuple[dict[str, Callable[[_Call], Result]] | None, str, tuple[str, ...]]:
+    def _dynamic_route(self, path: str) -> tuple[dict[str, Endpoint] | None, str, tuple[str, ...]]:
         if path.startswith(_SERVICES):
             name, slash, view = path[len(_SERVICES) :].partition("/")
             if name and (view or not slash) and "/" not in view:
@@ -479,21 +568,11 @@ class HttpApi:
     # ------------------------------------------------------------- auth
 
     def _authenticate(self, method: str, authorization: str | None) -> None:
-        access = self._access(authorization)
-        if access == _READ_WRITE or (access == _READ_ONLY and method == "GET"):
-            return
-        if access == _READ_ONLY:
-            self._auth_failed("read_only_write")
-            raise RequestError(
-                "forbidden", 403, "The read-only token cannot be used to change the registry"
-            )
-        self._auth_failed("missing" if not authorization else "invalid")
-        raise RequestError(
-            "unauthorized",
-            401,
-            "A valid bearer token is required",
-            headers=(("www-authenticate", "Bearer"),),
-        )
+        refused = _refused(method, self._access(authorization), authorization)
+        if refused is not None:
+            reason, error = refused
+            self._auth_failed(reason)
+            raise error
 
     def _access(self, authorization: str | None) -> str | None:
         """What the token of `authorization` may do (read-write, read-only), or None."""
@@ -525,19 +604,19 @@ class HttpApi:
                 headers=(("retry-after", "1"),),
             )
 
-    def _register(self, call: _Call) -> Result:
+    def _register(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
         self._writable()
-        request = self._parse_register(call)
-        self.registry.register(request, call.now)
+        request = self._parse_register(call, body)
+        self.registry.register(request, now)
         return self.register_ok(request, call.route)
 
-    def _parse_register(self, call: _Call) -> RegisterRequest:
+    def _parse_register(self, call: RoutedRequest, body: bytes) -> RegisterRequest:
         """A registration's body, its metadata's total size checked against the setting.
 
         Per-entry limits alone let 64 entries of 1 KiB each through, repeated in
         every view; the total is what an instance costs.
         """
-        request = _parse(RegisterRequest, call)
+        request = _parse(RegisterRequest, call.content_type, body)
         limit = self.registry.config.max_metadata_bytes
         size = metadata_bytes(request.metadata)
         if size > limit:
@@ -549,43 +628,47 @@ class HttpApi:
             )
         return request
 
-    def _heartbeat(self, call: _Call) -> Result:
+    def _heartbeat(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
         self._writable()
-        request = _parse(HeartbeatRequest, call)
+        request = _parse(HeartbeatRequest, call.content_type, body)
         status = None if request.status is None else Status(request.status)
         self.registry.heartbeat(
             request.service_name,
             request.instance_id,
             request.load_percentage,
-            call.now,
+            now,
             status=status,
         )
         return HttpResponse(200, HEARTBEAT_OK, _JSON_HEADERS, call.route)
 
-    def _start_maintenance(self, call: _Call) -> Result:
+    def _start_maintenance(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
         self._writable()
         # The body is optional: none at all means no reason given.
-        reason = _parse(MaintenanceRequest, call).reason if call.body else None
+        reason = _parse(MaintenanceRequest, call.content_type, body).reason if body else None
         service_name, instance_id = call.params
-        self.registry.start_maintenance(service_name, instance_id, reason, call.now)
+        self.registry.start_maintenance(service_name, instance_id, reason, now)
         return self.maintenance_ok(service_name, instance_id, True, call.route)
 
-    def _end_maintenance(self, call: _Call) -> Result:
+    def _end_maintenance(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
         self._writable()
         service_name, instance_id = call.params
-        self.registry.end_maintenance(service_name, instance_id, call.now)
+        self.registry.end_maintenance(service_name, instance_id, now)
         return self.maintenance_ok(service_name, instance_id, False, call.route)
 
-    def _unregister(self, call: _Call) -> Result:
+    def _unregister(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
         self._writable()
         service_name, instance_id = call.params
-        self.registry.unregister(service_name, instance_id, call.now)
+        self.registry.unregister(service_name, instance_id, now)
         return HttpResponse(200, UNREGISTER_OK, _JSON_HEADERS, call.route)
 
     # ------------------------------------------------------------ reads
 
     def _blocking(
-        self, call: _Call, scope: str | None
+        self, call: RoutedRequest, scope: str | None, now: float, may_block: bool
     ) -> tuple[int, BlockingWait | None, InstanceFilter | None]:
         registry = self.registry
         index = registry.global_index if scope is None else registry.service_index(scope)
@@ -596,23 +679,25 @@ class HttpApi:
         # once, and so does one from the future (a registry restart), so the
         # client sees a lower index and starts again from 0; a cluster node whose
         # view is behind that index first waits for it (`catch_up`).
-        if wanted is None or not call.may_block:
+        if wanted is None or not may_block:
             return index, None, only
         if wanted != index:
             held = None
             if wanted > index and self.catch_up is not None:
-                held = self.catch_up(wanted, wait, call.now)
+                held = self.catch_up(wanted, wait, now)
             return index, held, only
         return index, BlockingWait(scope, wanted, wait), only
 
     def _read(
         self,
-        call: _Call,
+        call: RoutedRequest,
+        now: float,
+        may_block: bool,
         scope: str | None,
         view: str,
         render: Callable[[str, InstanceFilter | None], bytes | None],
     ) -> Result:
-        index, wait, only = self._blocking(call, scope)
+        index, wait, only = self._blocking(call, scope, now, may_block)
         if wait is not None:
             return wait
         name = scope or ""
@@ -635,31 +720,49 @@ class HttpApi:
             fast[call.path] = _FastEntry(response, cache, view)
         return response
 
-    def _all_services(self, call: _Call) -> Result:
+    def _all_services(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
         views = self.registry.views
-        return self._read(call, None, "services", lambda _, only: views.all_services(only))
+        return self._read(
+            call, now, may_block, None, "services", lambda _, only: views.all_services(only)
+        )
 
-    def _all_targets(self, call: _Call) -> Result:
+    def _all_targets(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
         views = self.registry.views
-        return self._read(call, None, "targets", lambda _, only: views.all_targets(only))
+        return self._read(
+            call, now, may_block, None, "targets", lambda _, only: views.all_targets(only)
+        )
 
-    def _service(self, call: _Call) -> Result:
+    def _service(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
         name = call.params[0]
-        return self._read(call, name, "instances", self.registry.views.service_instances)
+        return self._read(
+            call, now, may_block, name, "instances", self.registry.views.service_instances
+        )
 
-    def _healthy(self, call: _Call) -> Result:
-        return self._read(call, call.params[0], "healthy", self.registry.views.healthy_instances)
+    def _healthy(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
+        return self._read(
+            call, now, may_block, call.params[0], "healthy", self.registry.views.healthy_instances
+        )
 
-    def _service_targets(self, call: _Call) -> Result:
-        return self._read(call, call.params[0], "targets", self.registry.views.service_targets)
+    def _service_targets(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
+        return self._read(
+            call, now, may_block, call.params[0], "targets", self.registry.views.service_targets
+        )
 
-    def _watch_unstreamed(self, call: _Call) -> Result:
+    def _watch_unstreamed(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
         # Reached only through a frontend that does not hold streams: say so
         # the way an older registry would, so clients fall back to blocking queries.
         parse_watch(call.query, None, self.registry.config.max_watched_services)
         raise RequestError("not_found", 404, "Watch streams are not served here")
 
-    def _token_access(self, call: _Call) -> Result:
+    def _token_access(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
         # What the caller's token may do, found by a read: a client (the
         # dashboard) that must decide whether to offer writes asks here instead
         # of trying a write, which would change the registry or count as a
@@ -689,19 +792,48 @@ class HttpApi:
             document.update(self.health_extra())
         return document
 
-    def _health(self, call: _Call) -> Result:
-        return HttpResponse(200, encode(self.health_document(call.now)), _JSON_HEADERS, call.route)
+    def _health(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
+        return HttpResponse(200, encode(self.health_document(now)), _JSON_HEADERS, call.route)
 
-    def _metrics_page(self, call: _Call) -> Result:
+    def _metrics_page(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
         if self._metrics is None:
             raise RequestError("not_found", 404, "Metrics are not enabled")
         body, content_type = self._metrics()
         return HttpResponse(200, body, (("content-type", content_type),), call.route)
 
-    def _openapi_page(self, call: _Call) -> Result:
+    def _openapi_page(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
         if self._openapi is None:
             raise RequestError("not_found", 404, "No OpenAPI document is available")
         return HttpResponse(200, self._openapi(), _JSON_HEADERS, call.route)
+
+
+def _refused(
+    method: str, access: str | None, authorization: str | None
+) -> tuple[str, RequestError] | None:
+    """Why `access` may not make this request (the reason counted, the 401 or 403), or None."""
+    if access == _READ_WRITE or (access == _READ_ONLY and method == "GET"):
+        return None
+    return _refusal(method, access, authorization)
+
+
+def _refusal(
+    method: str, access: str | None, authorization: str | None
+) -> tuple[str, RequestError]:
+    """The reason counted and the 401 or 403 for a request `access` may not make."""
+    if access == _READ_ONLY:
+        return "read_only_write", RequestError(
+            "forbidden", 403, "The read-only token cannot be used to change the registry"
+        )
+    return "missing" if not authorization else "invalid", RequestError(
+        "unauthorized",
+        401,
+        "A valid bearer token is required",
+        headers=(("www-authenticate", "Bearer"),),
+    )
 
 
 class _Fixed:
@@ -712,23 +844,8 @@ class _Fixed:
     def __init__(self, response: HttpResponse) -> None:
         self.response = response
 
-    def __call__(self, call: _Call) -> Result:
+    def __call__(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
         return self.response
-
-
-@dataclass(slots=True, eq=False)
-class _Call:
-    """One request's pieces, handed from routing to the endpoint."""
-
-    path: str
-    route: str
-    params: tuple[str, ...]
-    query: bytes
-    content_type: str | None
-    body: bytes
-    now: float
-    may_block: bool
-    authorization: str | None
 
 
 def _bearer_token(authorization: str | None) -> bytes | None:
@@ -762,14 +879,14 @@ def _is_json(content_type: str | None) -> bool:
     return content_type.split(";", 1)[0].strip().lower() == JSON
 
 
-def _parse(model: type[_Model], call: _Call) -> _Model:
+def _parse(model: type[_Model], content_type: str | None, body: bytes) -> _Model:
     """Body bytes to a validated model, or the 415/400/422 that explains why not."""
-    if not _is_json(call.content_type):
+    if not _is_json(content_type):
         raise RequestError(
             "unsupported_media_type", 415, "The request body must be sent as application/json"
         )
     try:
-        return model.__pydantic_validator__.validate_json(call.body)  # type: ignore[no-any-return]
+        return model.__pydantic_validator__.validate_json(body)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise _validation_error(exc) from None
 

@@ -219,14 +219,14 @@ class SimulatedRegistry(_ScriptedProbes):
         A blocking query with nothing to wake it jumps the clock to the end of
         its wait (trio's autojump clock does the same), then answers.
         """
-        request = HttpRequest(method, path, query, authorization, content_type, body)
-        if len(body) > self.api.max_body_bytes:
-            result: HttpResponse | BlockingWait = self.api.payload_too_large(method, path)
+        routed = self.api.head(method, path, query, authorization, content_type)
+        if len(body) > routed.body_limit:
+            result: HttpResponse | BlockingWait = self.api.too_large(routed)
         else:
-            result = self.api.handle(request, self.clock.now)
+            result = self.api.answer(routed, body, self.clock.now)
         if isinstance(result, BlockingWait):
             self.advance(result.timeout)
-            result = self.api.handle(request, self.clock.now, may_block=False)
+            result = self.api.answer(routed, body, self.clock.now, may_block=False)
             assert isinstance(result, HttpResponse)
         self._settle()
         return result

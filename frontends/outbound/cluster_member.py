@@ -1,7 +1,8 @@
 """Cluster mode for a `Runtime`: its `ClusterNode`, the store driver, the parked writes.
 
-The runtime stays the one place that calls the core; this module is what it needs
-beside that in cluster mode: a node built from the settings, a `StoreDriver` whose
+`ClusterMember` is the runtime's `Node` in cluster mode (see `runtime.node`): the
+runtime calls it as it calls the one-process `LocalNode`, and this module holds what
+cluster mode needs beside the core: a node built from the settings, a `StoreDriver` whose
 reports go back into the node (each followed by the runtime's `settle`, as after every
 core call), and the writes parked on `PendingWrite` until their `WriteDone`. Parking
 uses `anyio.Event`, which works on both loops, so neither frontend changes for it.
@@ -10,7 +11,7 @@ uses `anyio.Event`, which works on both loops, so neither frontend changes for i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from random import SystemRandom
 
 import anyio
@@ -19,29 +20,41 @@ from frontends.outbound.etcd_client import EtcdClient
 from frontends.outbound.store_driver import StoreDriver
 from frontends.runtime.cluster_settings import ClusterSettings
 from frontends.runtime.logs import logfmt
-from sd_core import HttpResponse, RegistryConfig, __version__
+from sd_core import (
+    BlockingWait,
+    HttpApi,
+    HttpResponse,
+    ProbeResult,
+    Registry,
+    RegistryConfig,
+    RoutedRequest,
+    __version__,
+)
 from sd_core.cluster import (
     CONNECTING,
     OK,
     CloseWatch,
     ClusterConfig,
+    ClusterEffect,
     ClusterNode,
     OpenWatch,
     StoreCall,
     StoreWentBack,
     WriteDone,
 )
+from sd_core.events import Effect
 from sd_core.http_api import PendingWrite
 from sd_core.pages import Page
 
 log = logging.getLogger("sd.registry")
-CLUSTER_EFFECTS = (StoreCall, OpenWatch, CloseWatch, WriteDone, StoreWentBack)
 #: How long shutdown waits for the node lease's revoke before giving up on it.
 LEAVE_TIMEOUT_SECONDS = 2.0
 
 
 class ClusterMember:
     """One node's cluster side; `settle` is the runtime's (drain and route effects)."""
+
+    keeps_state_file = False  # the store holds the state
 
     def __init__(
         self,
@@ -117,9 +130,44 @@ class ClusterMember:
         await self.store.client.aclose()
         log.info(logfmt("cluster_left", node=self.settings.node_id))
 
+    # ------------------------------------------------------------ the core
+
+    @property
+    def registry(self) -> Registry:
+        return self.node.registry
+
+    @property
+    def api(self) -> HttpApi:
+        return self.node.api
+
+    def answer(
+        self, routed: RoutedRequest, body: bytes, now: float, *, may_block: bool = True
+    ) -> HttpResponse | BlockingWait | PendingWrite:
+        return self.node.answer(routed, body, now, may_block=may_block)
+
+    def on_timer(self, now: float) -> None:
+        self.node.on_timer(now)
+
+    def next_deadline(self) -> float | None:
+        return self.node.next_deadline()
+
+    def probe_result(self, result: ProbeResult, now: float) -> None:
+        self.node.probe_result(result, now)
+
+    def hold_until(self, revision: int, now: float) -> bool:
+        return self.node.hold_until(revision, now)
+
+    def drain_effects(self) -> Sequence[Effect | ClusterEffect]:
+        """The node's effects; the store state is logged here, also without effects
+        (a watch's creation makes it ok)."""
+        effects = self.node.drain_effects()
+        self.state_changed()
+        return effects
+
     # ------------------------------------------------------------ effects
 
-    def route(self, effect: StoreCall | OpenWatch | CloseWatch | WriteDone | StoreWentBack) -> None:
+    def route(self, effect: Effect | ClusterEffect) -> bool:
+        """Carry out a cluster effect (store calls, watches, parked writes' answers)."""
         if isinstance(effect, StoreWentBack):
             log.error(
                 logfmt(
@@ -135,8 +183,11 @@ class ClusterMember:
             if parked is not None:  # else the client went away meanwhile
                 self._answers[effect.token] = effect.response
                 parked.set()
-        else:
+        elif isinstance(effect, StoreCall | OpenWatch | CloseWatch):
             self.store.submit(effect)
+        else:
+            return False
+        return True
 
     def state_changed(self) -> None:
         """Log the store state when it moves (connecting, ok, unavailable).

@@ -16,7 +16,7 @@ from typing import NamedTuple, Protocol, TypeVar
 
 from frontends.runtime.logs import logfmt
 from frontends.runtime.runtime import Runtime
-from sd_core import INTERNAL_ERROR, BlockingWait, HttpRequest, HttpResponse
+from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse, RoutedRequest
 from sd_core.http_api import PendingWrite
 
 log = logging.getLogger("sd.registry")
@@ -65,17 +65,19 @@ async def respond(
         return refused
     try:
         heads = _RequestHeads.read(headers)
-        limit = runtime.api.max_body_bytes
-        # Authorization is decided from the headers, before any body is read: an
+        # Routed and authorised once, from the head, before any body is read: an
         # anonymous client must not hold a connection and an in-flight slot while
         # it trickles a body nobody would accept. With a body left unread, the
         # connection cannot carry another request, so it is closed. A body that
         # its Content-Length already puts over the limit gets its 413 first
         # (docs/api.md's order), after a bounded drain.
-        if heads.content_length <= limit:
-            refused = runtime.refuse_unauthorized(method, path, heads.authorization)
-            if refused is not None:
-                return closing(refused) if heads.content_length or heads.chunked else refused
+        routed = runtime.head(method, path, query, heads.authorization, heads.content_type)
+        limit = routed.body_limit
+        if routed.refused_early and heads.content_length <= limit:
+            refused = await _answer(runtime, routed, b"", park)
+            if refused is not None and (heads.content_length or heads.chunked):
+                return closing(refused)
+            return refused
         # Neither header: the request has no body (RFC 9112 6.3), so nothing is
         # read and no deadline is armed (on asyncio, that is a timer per request).
         body = b""
@@ -88,12 +90,11 @@ async def respond(
             except Disconnected:
                 return None
             except BodyTimeout:
-                return closing(runtime.body_timeout(method, path))
+                return closing(runtime.body_timeout(routed))
             if read is None:
-                return closing(runtime.too_large(method, path))
+                return closing(runtime.too_large(routed))
             body = read
-        request = HttpRequest(method, path, query, heads.authorization, heads.content_type, body)
-        return await _answer(runtime, request, park)
+        return await _answer(runtime, routed, body, park)
     finally:
         runtime.leave()
 
@@ -131,19 +132,21 @@ class _RequestHeads(NamedTuple):
         )
 
 
-async def _answer(runtime: Runtime, request: HttpRequest, park: Park) -> HttpResponse | None:
-    """The core's answer to `request`, after waiting out a blocking query or a cluster write."""
+async def _answer(
+    runtime: Runtime, routed: RoutedRequest, body: bytes, park: Park
+) -> HttpResponse | None:
+    """The core's answer to `routed`, after waiting out a blocking query or a cluster write."""
     try:
-        result = runtime.handle(request)
+        result = runtime.answer(routed, body)
         if isinstance(result, PendingWrite):  # cluster mode: the store has the write
             result = await runtime.written(result)
         if isinstance(result, BlockingWait):
             if not await park(result.scope, runtime.jittered(result)):
                 return None  # the client went away while parked
-            result = runtime.handle(request, may_block=False)
+            result = runtime.answer(routed, body, may_block=False)
             assert isinstance(result, HttpResponse)
     except Exception:  # after the core's own guard: a driver or watcher bug
-        log.exception(logfmt("internal_error", method=request.method, path=request.path[:200]))
+        log.exception(logfmt("internal_error", method=routed.method, path=routed.path[:200]))
         result = INTERNAL_ERROR
     return result
 

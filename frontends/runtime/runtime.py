@@ -1,7 +1,9 @@
 """The core plus what every frontend wraps around it, minus any event loop.
 
-A frontend turns a request into `Runtime.handle(...)` (one synchronous core
-call), waits when told to, and writes the bytes back. The runtime is built
+A frontend hands a request's head to `Runtime.head` and, with its body, to
+`Runtime.answer` (one synchronous core call each), waits when told to, and
+writes the bytes back. The registry it serves is a `Node` (one process's, or a
+cluster node), chosen once when it is built. The runtime is built
 with its frontend's `LoopParts` (the event loop's probe driver and watchers)
 and routes the effects the core emits to them in `settle`, so both frontends
 settle effects the same way and nothing is attached after construction.
@@ -18,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from frontends.outbound.cluster_member import CLUSTER_EFFECTS, ClusterMember
 from frontends.outbound.probing import Prober, make_prober
 from frontends.runtime.logs import log_effect, logfmt
 from frontends.runtime.metrics import Counters, Metrics
+from frontends.runtime.node import Node, NodeResult, make_node
 from frontends.runtime.pages import load_pages
 from frontends.runtime.settings import Settings
 from frontends.runtime.state_file import claim, encode_snapshot, restore_from_file, write_atomically
@@ -29,18 +31,18 @@ from frontends.runtime.watch_streams import StreamHub
 from sd_core import (
     INTERNAL_ERROR,
     BlockingWait,
-    HttpApi,
     HttpRequest,
     HttpResponse,
     IndexRaised,
     ProbeResult,
-    Registry,
     RequestError,
+    RoutedRequest,
     RunProbe,
     __version__,
     openapi_bytes,
 )
 from sd_core.cluster import CaughtUp, catch_up_scope
+from sd_core.events import Effect
 from sd_core.http_api import PendingWrite, error_response
 from sd_core.watch_stream import StreamEvents
 
@@ -90,45 +92,25 @@ class Runtime:
         #: The snapshot file in use: None when off, or when another registry holds it.
         self.state_file = settings.state_file
         self.clock = clock
-        now = clock()
         self.counters = Counters()
         self._openapi: bytes | None = None
         pages = load_pages()
         self._page_paths = tuple(pages)
-        # Cluster mode: the node owns the registry and its HTTP mapping (see cluster_member).
-        self.cluster: ClusterMember | None = None
-        if settings.cluster is not None:
-            self.cluster = ClusterMember(
-                settings.cluster,
-                settings.registry,
-                frontend=parts.frontend,
-                clock=clock,
-                # Read together (not against `now`, taken before the pages were
-                # loaded): every node must stamp the same wall time for one instant.
-                wall_offset=wall_clock() - clock(),
-                settle=self.settle,
-                secret=settings.secret,
-                read_token=settings.read_token,
-                metrics=lambda: self.metrics.render(),
-                openapi=self._openapi_bytes,
-                pages=pages,
-            )
-            self.registry = self.cluster.node.registry
-            self.api = self.cluster.node.api
-            self.metrics = Metrics(self.registry, self.counters)
-        else:
-            self.registry = Registry(settings.registry, now=now, wall_offset=wall_clock() - now)
-            self.metrics = Metrics(self.registry, self.counters)
-            self.api = HttpApi(
-                self.registry,
-                secret=settings.secret,
-                read_token=settings.read_token,
-                frontend=parts.frontend,
-                version=__version__,
-                metrics=self.metrics.render,
-                openapi=self._openapi_bytes,
-                pages=pages,
-            )
+        self.node: Node = make_node(
+            settings,
+            frontend=parts.frontend,
+            clock=clock,
+            wall_clock=wall_clock,
+            settle=self.settle,
+            metrics=lambda: self.metrics.render(),
+            openapi=self._openapi_bytes,
+            pages=pages,
+        )
+        if not self.node.keeps_state_file:
+            self.state_file = None
+        self.registry = self.node.registry
+        self.api = self.node.api
+        self.metrics = Metrics(self.registry, self.counters)
         self.counters.auth_failures = self.api.auth_failures
         self.driver_sleeps_until: float | None = None
         self._snapshot_index: int | None = None
@@ -138,9 +120,7 @@ class Runtime:
         self.prober = prober if prober is not None else make_prober(settings)
         self.watchers = parts.watchers(self)
         self.streams = StreamHub(StreamEvents(self.registry))
-        if self.cluster is not None:
-            node = self.cluster.node
-            self.streams.hold = lambda since: node.hold_until(since, self.clock())
+        self.streams.hold = lambda since: self.node.hold_until(since, self.clock())
         self.driver = parts.probe_driver(self, self.prober)
 
     def _openapi_bytes(self) -> bytes:
@@ -154,20 +134,33 @@ class Runtime:
 
     # ------------------------------------------------------------ requests
 
-    def handle(
-        self, request: HttpRequest, *, may_block: bool = True
-    ) -> HttpResponse | BlockingWait | PendingWrite:
-        """One core call for one request; a bug answers 500 without details.
+    def handle(self, request: HttpRequest, *, may_block: bool = True) -> NodeResult:
+        """A whole request in one call: `head`, then `answer` (for callers holding all of it)."""
+        return self.answer(self.head(*request[:5]), request.body, may_block=may_block)
+
+    def head(
+        self, method: str, path: str, query: bytes, authorization: str | None,
+        content_type: str | None,
+    ) -> RoutedRequest:  # fmt: skip
+        """A request's head routed and authorised, once (`HttpApi.head`); a bug answers 500."""
+        try:
+            return self.api.head(method, path, query, authorization, content_type)
+        except Exception:
+            log.exception(logfmt("internal_error", method=method, path=path[:200]))
+            return RoutedRequest(
+                method, path, query, authorization, content_type, "unknown", (),
+                None, None, INTERNAL_ERROR, None, self.settings.registry.max_body_bytes, False,
+            )  # fmt: skip
+
+    def answer(self, routed: RoutedRequest, body: bytes, *, may_block: bool = True) -> NodeResult:
+        """One core call for a routed request and its body; a bug answers 500 without details.
 
         `PendingWrite` (cluster mode only): await `written` for the answer."""
-        result: HttpResponse | BlockingWait | PendingWrite
+        result: NodeResult
         try:
-            if self.cluster is not None:
-                result = self.cluster.node.handle(request, self.clock(), may_block=may_block)
-            else:
-                result = self.api.handle(request, self.clock(), may_block=may_block)
+            result = self.node.answer(routed, body, self.clock(), may_block=may_block)
         except Exception:
-            log.exception(logfmt("internal_error", method=request.method, path=request.path[:200]))
+            log.exception(logfmt("internal_error", method=routed.method, path=routed.path[:200]))
             result = INTERNAL_ERROR
         self.settle()
         if isinstance(result, HttpResponse):
@@ -175,22 +168,20 @@ class Runtime:
         elif isinstance(result, PendingWrite):
             pass  # counted when answered
         elif self.counters.parked_queries >= self.settings.max_blocking_queries:
-            result = self.api.overloaded(request.method, request.path, "blocking queries")
+            result = self.api.overloaded(routed.method, routed.path, "blocking queries")
             self.count(result)
         return result
 
     async def written(self, pending: PendingWrite) -> HttpResponse:
         """The answer to a write parked in the store (cluster mode)."""
-        assert self.cluster is not None
-        response = await self.cluster.written(pending)
+        response = await self.node.written(pending)
         self.count(response)
         return response
 
     async def run_cluster(self) -> None:
-        """Cluster mode: the store driver, until cancelled (then the node leaves). One
-        process, no cluster: returns at once."""
-        if self.cluster is not None:
-            await self.cluster.run()
+        """What the node runs beside the server, until cancelled: in cluster mode the
+        store driver (then the node leaves); one process, no cluster: returns at once."""
+        await self.node.run()
 
     def admit(self, method: str, path: str) -> HttpResponse | None:
         """Count a request in; past the in-flight limit, the 503 to send instead.
@@ -207,27 +198,18 @@ class Runtime:
     def leave(self) -> None:
         self.counters.in_flight -= 1
 
-    def refuse_unauthorized(
-        self, method: str, path: str, authorization: str | None
-    ) -> HttpResponse | None:
-        """The 401/403 decided from the headers alone (counted), or None to go on."""
-        response = self.api.refuse_unauthorized(method, path, authorization)
-        if response is not None:
-            self.count(response)
-        return response
-
-    def body_timeout(self, method: str, path: str) -> HttpResponse:
+    def body_timeout(self, routed: RoutedRequest) -> HttpResponse:
         """408: the body did not arrive within `body_timeout` (routed as a 413 would be)."""
         seconds = self.settings.body_timeout
         error = RequestError(
             "request_timeout", 408, f"The request body did not arrive within {seconds:g} s"
         )
-        response = error_response(error, self.api.payload_too_large(method, path).route)
+        response = error_response(error, self.api.too_large(routed).route)
         self.count(response)
         return response
 
-    def too_large(self, method: str, path: str) -> HttpResponse:
-        response = self.api.payload_too_large(method, path)
+    def too_large(self, routed: RoutedRequest) -> HttpResponse:
+        response = self.api.too_large(routed)
         self.count(response)
         return response
 
@@ -244,34 +226,21 @@ class Runtime:
 
     def on_timer(self) -> float | None:
         """Run the core's timers; the deadline the driver sleeps until next (None: until woken)."""
-        if self.cluster is not None:
-            self.cluster.node.on_timer(self.clock())
-        else:
-            self.registry.on_timer(self.clock())
+        self.node.on_timer(self.clock())
         self.settle()
-        self.driver_sleeps_until = deadline = self._next_deadline()
+        self.driver_sleeps_until = deadline = self.node.next_deadline()
         return deadline
 
-    def _next_deadline(self) -> float | None:
-        if self.cluster is not None:
-            return self.cluster.node.next_deadline()
-        return self.registry.next_deadline()
-
     def record_probe_result(self, result: ProbeResult) -> None:
-        if self.cluster is not None:
-            self.cluster.node.probe_result(result, self.clock())
-        else:
-            self.registry.record_probe(result, self.clock())
+        self.node.probe_result(result, self.clock())
         self.settle()
         # A failed first probe may bring a retry forward without any effect to settle.
         self._rearm()
 
     def settle(self) -> None:
         """Route everything the core decided to the driver and watchers, then re-arm the driver."""
-        cluster = self.cluster
-        effects = self.registry.drain_effects() if cluster is None else cluster.node.drain_effects()
-        if cluster is not None:  # also without effects: a watch's creation makes it ok
-            cluster.state_changed()
+        node = self.node
+        effects = node.drain_effects()
         if effects:
             for effect in effects:
                 if isinstance(effect, RunProbe):
@@ -282,16 +251,13 @@ class Runtime:
                 elif isinstance(effect, CaughtUp):
                     self.watchers.wake_exactly(frozenset(map(catch_up_scope, effect.reached)))
                     self.streams.caught_up(effect.reached, effect.expired)
-                elif isinstance(effect, CLUSTER_EFFECTS):
-                    assert cluster is not None
-                    cluster.route(effect)
-                else:
+                elif not node.route(effect) and isinstance(effect, Effect):
                     log_effect(effect)
             self._rearm()
 
     def _rearm(self) -> None:
         """Wake the probe driver if the core's next deadline came before its wake-up."""
-        deadline = self._next_deadline()
+        deadline = self.node.next_deadline()
         wakes = self.driver_sleeps_until
         if deadline is not None and (wakes is None or deadline < wakes):
             self.driver.wake()
@@ -328,7 +294,7 @@ class Runtime:
     def restore_state(self) -> None:
         """Claim and load the snapshot file, if one is configured (once, before serving)."""
         path = self.state_file
-        if path is None or self.cluster is not None:
+        if path is None:
             return
         if not claim(path):
             self.state_file = None
@@ -344,7 +310,7 @@ class Runtime:
         Built on the loop (one core call); encoding and writing happen in a
         thread, which is safe because the snapshot shares nothing mutable.
         """
-        if self.state_file is None or self.cluster is not None:
+        if self.state_file is None:
             return None
         index = self.registry.global_index
         if not force and index == self._snapshot_index:

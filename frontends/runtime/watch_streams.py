@@ -26,12 +26,13 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from frontends.runtime import stream_response
 from frontends.runtime.logs import logfmt
+from frontends.runtime.settings import Settings
 from frontends.runtime.stream_response import Message as Message
-from sd_core import HttpRequest, HttpResponse
+from sd_core import HttpApi, HttpRequest, HttpResponse
 from sd_core.watch_stream import (
     KEEPALIVE,
     STREAM_PREAMBLE,
@@ -306,12 +307,28 @@ async def keep_alive(
         hub.ticking = False
 
 
+class WatchServing(Protocol):
+    """What serving a watch needs of the runtime: its API, hub, settings and counters.
+
+    A protocol rather than `runtime.Runtime`, which builds its `StreamHub` from
+    this module: both sides import this, neither imports the other.
+    """
+
+    @property
+    def api(self) -> HttpApi: ...
+    @property
+    def streams(self) -> StreamHub: ...
+    @property
+    def settings(self) -> Settings: ...
+    def count(self, response: HttpResponse) -> None: ...
+
+
 # The frontend's writer: holds the open stream on its loop until it ends.
 Hold = Callable[[StreamHub, WatchSpec, Receive, Send], Awaitable[None]]
 
 
 def serve_watch(
-    runtime: Any, scope: Message, receive: Receive, send: Send, hold: Hold
+    runtime: WatchServing, scope: Message, receive: Receive, send: Send, hold: Hold
 ) -> Awaitable[None]:
     """`GET /v1/discovery/watch`: refused like any read, or held open as a stream.
 
@@ -329,7 +346,7 @@ def serve_watch(
     return hold(runtime.streams, result, receive, send)
 
 
-def count_opened(runtime: Any) -> None:
+def count_opened(runtime: WatchServing) -> None:
     """Count a stream that opens as a served `200` of the watch route (its metrics)."""
     runtime.count(HttpResponse(200, b"", (), WATCH_ROUTE))
 
@@ -363,7 +380,7 @@ def release_request(scope: Message) -> None:
     scope.update(kept)
 
 
-def open_watch(runtime: Any, scope: Message) -> WatchSpec | HttpResponse:
+def open_watch(runtime: WatchServing, scope: Message) -> WatchSpec | HttpResponse:
     """The stream a watch request asks for, or the response refusing it."""
     authorizations: list[str] = []
     last_event_id: str | None = None
@@ -423,7 +440,7 @@ class WatchRoute:
     held open on that loop).
     """
 
-    def __init__(self, app: Any, runtime: Any, make_hold: Callable[[float], Hold]) -> None:
+    def __init__(self, app: Any, runtime: WatchServing, make_hold: Callable[[float], Hold]) -> None:
         self.app = app
         self.runtime = runtime
         self._hold = make_hold(runtime.settings.watch_keepalive)

@@ -52,6 +52,7 @@ from ..http_api import (
     MaintenanceWrite,
     PendingWrite,
     RegisterWrite,
+    RoutedRequest,
     UnregisterWrite,
     error_response,
 )
@@ -383,13 +384,21 @@ class ClusterNode:
     # ------------------------------------------------------------ HTTP
 
     def handle(self, request: HttpRequest, now: float, *, may_block: bool = True) -> NodeResult:
-        """Answer a request, or park a write (`PendingWrite`) until a `WriteDone`."""
-        if request.method == "GET":
-            result = self.api.handle(request, now, may_block=may_block)
+        """Answer a whole request in one call (`HttpApi.head`, then `answer`)."""
+        routed = self.api.head(*request[:5])
+        return self.answer(routed, request.body, now, may_block=may_block)
+
+    def answer(
+        self, routed: RoutedRequest, body: bytes, now: float, *, may_block: bool = True
+    ) -> NodeResult:
+        """Answer a request routed by `api.head`, or park a write (`PendingWrite`) until a
+        `WriteDone`. A write's command is parsed from the routed request: no second route."""
+        if routed.method == "GET":
+            result = self.api.answer(routed, body, now, may_block=may_block)
             return self._fresh(result, now) if isinstance(result, HttpResponse) else result
-        command = self.api.write_command(request, now)
+        command = self.api.write_command(routed, body, now)
         if command is None:
-            return self.api.handle(request, now, may_block=may_block)
+            return self.api.answer(routed, body, now, may_block=may_block)
         if isinstance(command, HttpResponse):
             return command
         if self.stale:

@@ -272,7 +272,7 @@ def test_tokens_never_reach_the_log_through_the_runtime(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the mapping broke")
 
-    monkeypatch.setattr(runtime.api, "handle", explode)
+    monkeypatch.setattr(runtime.node, "answer", explode)
     result = runtime.handle(
         HttpRequest("GET", "/v1/discovery/services", b"", f"Bearer {SECRET}", None, b"")
     )

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from frontends.quart_app.streams import start_ticker
-from frontends.runtime.watch_streams import StreamHub
+from frontends.runtime.watch_streams import StreamHub, WatchServing
 from frontends.servers.direct.first_bytes import DirectStream, Look, accept_watch, first_look
 from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 from sd_core.watch_stream import WatchSpec
@@ -39,7 +39,7 @@ STREAM_READER_LIMIT = 2**16
 FirstProtocol = Callable[[Connected], asyncio.Protocol]
 
 
-def first_protocol(runtime: Any, head_timeout: float) -> FirstProtocol:
+def first_protocol(runtime: WatchServing, head_timeout: float) -> FirstProtocol:
     """What hypercorn's `asyncio.start_server` should make each new connection's protocol
     with: `FirstBytes`, handing other connections to hypercorn's callback
     (`servers.hypercorn.listeners.accept_in_small_batches` puts it there).
@@ -66,7 +66,7 @@ def _to_hypercorn(
 
 
 def uvicorn_first_bytes(
-    runtime: Any, head_timeout: float, protocol_class: Callable[..., asyncio.Protocol]
+    runtime: WatchServing, head_timeout: float, protocol_class: Callable[..., asyncio.Protocol]
 ) -> Callable[..., asyncio.Protocol]:
     """A protocol factory for uvicorn's `http` setting: `FirstBytes`, handing over to
     `protocol_class` made with the arguments uvicorn gives the factory and the first
@@ -96,7 +96,7 @@ class FirstBytes(asyncio.Protocol):
     closes one; so is a connection that ends before its head did.
     """
 
-    def __init__(self, runtime: Any, hand_off: HandOff, head_timeout: float) -> None:
+    def __init__(self, runtime: WatchServing, hand_off: HandOff, head_timeout: float) -> None:
         self._runtime = runtime
         self._hand_off_to = hand_off
         self._head_timeout = head_timeout

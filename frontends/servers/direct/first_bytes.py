@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from enum import Enum
-from typing import Any
 
 import h11
 
@@ -45,6 +44,7 @@ from frontends.runtime.watch_streams import (
     Message,
     Stream,
     StreamHub,
+    WatchServing,
     count_opened,
     open_watch,
 )
@@ -108,7 +108,7 @@ def watch_scope(buffer: bytes) -> Message | None:
     return {"headers": headers, "query_string": query}
 
 
-def accept_watch(runtime: Any, buffer: bytes) -> WatchSpec | None:
+def accept_watch(runtime: WatchServing, buffer: bytes) -> WatchSpec | None:
     """The stream a complete head opens here, counted as served; None: the server's
     (a head over `SERVICE_DISCOVERY_MAX_HEAD_BYTES` among them: the server refuses it)."""
     if buffer.find(_HEAD_END) + len(_HEAD_END) > runtime.settings.max_head_bytes:

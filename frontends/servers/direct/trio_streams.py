@@ -27,7 +27,7 @@ from hypercorn.trio.tcp_server import MAX_RECV
 from hypercorn.trio.tcp_server import TCPServer as HypercornConnection
 
 from frontends.runtime.logs import logfmt
-from frontends.runtime.watch_streams import StreamHub
+from frontends.runtime.watch_streams import StreamHub, WatchServing
 from frontends.servers.direct.first_bytes import DirectStream, Look, accept_watch, first_look
 from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 from frontends.trio_app.streams import start_ticker
@@ -42,7 +42,9 @@ _hypercorn: Any = HypercornConnection
 Connection = Callable[[Any, Any, Any, Any, Any], Any]
 
 
-def first_connections(runtime: Any, head_timeout: float) -> tuple[Connection, Callable[[], None]]:
+def first_connections(
+    runtime: WatchServing, head_timeout: float
+) -> tuple[Connection, Callable[[], None]]:
     """What hypercorn's trio listener should call with each new connection instead of
     its `TCPServer` (`first_bytes`; `servers.hypercorn.listeners` puts it there), and
     what closes the connections still waiting for their first request.
@@ -64,7 +66,7 @@ def first_connections(runtime: Any, head_timeout: float) -> tuple[Connection, Ca
 
 
 async def first_bytes(
-    runtime: Any,
+    runtime: WatchServing,
     head_timeout: float,
     hypercorn_args: tuple[Any, ...],
     stream: Any,
