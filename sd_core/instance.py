@@ -51,6 +51,7 @@ class InstanceSnapshot:
     probe_due: float
     check: CheckType = CheckType.HTTP
     maintenance: Maintenance | None = None
+    tags: tuple[str, ...] = ()
 
 
 class Instance:
@@ -89,6 +90,7 @@ class Instance:
         "service_name",
         "status",
         "successes",
+        "tags",
         "unhealthy_since",
     )
 
@@ -103,6 +105,7 @@ class Instance:
         load: float,
         now: float,
         check: CheckType = CheckType.HTTP,
+        tags: tuple[str, ...] = (),
     ) -> None:
         self.service_name = service_name
         self.instance_id = instance_id
@@ -110,6 +113,7 @@ class Instance:
         self.port = port
         self.health_endpoint = health_endpoint
         self.metadata = metadata
+        self.tags = tags
         self.load = load
         self.load_at_rise = load
         self.check = check
@@ -157,6 +161,7 @@ class Instance:
             0.0 if load is None else unit_load(load),
             now,
             CheckType(request.check.type),
+            request.tags,
         )
         instance.generation = generation
         return instance
@@ -187,7 +192,7 @@ class Instance:
         Every change moves the JSON object (if only `last_heartbeat`);
         `targets`: status, load or address moved, which the Prometheus target
         group shows; `registration`: a re-registration, which may change
-        everything, metadata included.
+        everything, metadata and tags included.
         """
         self.rendered_json = None
         if targets or registration:
@@ -213,4 +218,5 @@ class Instance:
             self.probe_due,
             self.check,
             self.maintenance,
+            self.tags,
         )

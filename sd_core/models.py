@@ -30,6 +30,10 @@ MAX_METADATA_ENTRIES = 64
 MAX_METADATA_KEY = 128
 MAX_METADATA_VALUE = 1024
 MAX_HEALTH_ENDPOINT = 2048
+# Consul's consumers route by tags (Traefik `traefik.*`, Fabio `urlprefix-`); the
+# Prometheus label joins them with commas, so a comma cannot be part of one.
+MAX_TAGS = 64
+MAX_TAG_BYTES = 256
 
 
 def metadata_bytes(metadata: dict[str, str]) -> int:
@@ -137,6 +141,33 @@ MetadataValue = Annotated[
     Field(max_length=MAX_METADATA_VALUE, json_schema_extra={"pattern": f"^{_NO_CONTROL}*$"}),
     AfterValidator(_no_control),
 ]
+def _check_tag(value: str) -> str:
+    if not value:
+        raise ValueError("must not be empty")
+    if len(value.encode()) > MAX_TAG_BYTES:
+        raise ValueError(f"must be at most {MAX_TAG_BYTES} bytes in UTF-8")
+    if "," in value:
+        raise ValueError("must not contain a comma (the tags label joins tags with commas)")
+    return _no_control(value)
+
+
+Tag = Annotated[
+    str,
+    Field(min_length=1, json_schema_extra={"pattern": "^[^,\\u0000-\\u001f\\u007f-\\u009f]+$"}),
+    AfterValidator(_check_tag),
+]
+
+
+def _unique_tags(tags: tuple[str, ...]) -> tuple[str, ...]:
+    """Tags are a set to every consumer; keep the first of each, in the order given."""
+    return tuple(dict.fromkeys(tags))
+
+
+# Not strict as a container: snapshots and store records validate parsed JSON (a list).
+Tags = Annotated[
+    tuple[Tag, ...], Field(max_length=MAX_TAGS, strict=False), AfterValidator(_unique_tags)
+]
+
 # Per-entry rules on the key and value types, so a 422 names the entry
 # (`metadata.version`), not just the whole map.
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_ENTRIES)]
@@ -171,6 +202,11 @@ class RegisterRequest(_Strict):
     port: Port
     health_endpoint: HealthEndpoint = "/health"
     metadata: Metadata = Field(default_factory=dict)
+    tags: Tags = Field(
+        default=(),
+        description="Labels consumers route by (Consul's tags): at most 64, each at most "
+        "256 bytes, no commas; duplicates are dropped",
+    )
     load_percentage: Load | None = None
     check: CheckSpec = Field(default_factory=CheckSpec)
 

@@ -295,12 +295,17 @@ class Registry:
             or instance.check is not check
         )
         status_before = instance.status
-        visible_change = address_changed or instance.metadata != request.metadata
+        visible_change = (
+            address_changed
+            or instance.metadata != request.metadata
+            or instance.tags != request.tags
+        )
         instance.host = request.host
         instance.port = request.port
         instance.health_endpoint = request.health_endpoint
         instance.check = check
         instance.metadata = dict(request.metadata)
+        instance.tags = request.tags
         heartbeat = now if stamp is None else stamp.updated_at - self.wall_offset
         instance.last_heartbeat = instance.lease_from = heartbeat
         if request.load_percentage is not None:

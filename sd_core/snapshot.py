@@ -64,6 +64,8 @@ def _saved(instance: Instance, wall_offset: float) -> dict[str, Any]:
         "last_heartbeat": instance.last_heartbeat + wall_offset,
         "check": {"type": instance.check.value},
     }
+    if instance.tags:
+        saved["tags"] = list(instance.tags)
     maintenance = instance.maintenance
     if maintenance is not None:
         saved["maintenance"] = {

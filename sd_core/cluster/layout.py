@@ -90,20 +90,22 @@ class InstanceRecord(_Record):
 
     def encode(self) -> bytes:
         request = self.request
-        return _dumps(
-            {
-                "service_name": request.service_name,
-                "instance_id": request.instance_id,
-                "host": request.host,
-                "port": request.port,
-                "health_endpoint": request.health_endpoint,
-                "metadata": dict(request.metadata),
-                "registered_at": wall(self.registered_at),
-                "updated_at": wall(self.updated_at),
-                "load_percentage": self.load,
-                "check": {"type": request.check.type},
-            }
-        )
+        document: dict[str, Any] = {
+            "service_name": request.service_name,
+            "instance_id": request.instance_id,
+            "host": request.host,
+            "port": request.port,
+            "health_endpoint": request.health_endpoint,
+            "metadata": dict(request.metadata),
+            "registered_at": wall(self.registered_at),
+            "updated_at": wall(self.updated_at),
+            "load_percentage": self.load,
+            "check": {"type": request.check.type},
+        }
+        if request.tags:
+            # Only when given: records of untagged instances stay byte for byte as before.
+            document["tags"] = list(request.tags)
+        return _dumps(document)
 
     @classmethod
     def _from_document(cls, document: dict[str, Any]) -> InstanceRecord | None:

@@ -539,6 +539,7 @@ class ClusterNode:
             or reported is not None
             or restarted
             or dict(old.metadata) != dict(request.metadata)
+            or old.tags != request.tags
             or (entry is not None and self._moves_load(entry, load))
         )
         if visible:

@@ -50,7 +50,7 @@ ACCEPTED: list[tuple[str, dict[str, Any]]] = [
     ("load 0", {"load_percentage": 0}),
     ("load 1", {"load_percentage": 1}),
     ("load 0.42", {"load_percentage": 0.42}),
-    ("unknown fields ignored", {"tags": ["a", 1], "weight": {"x": None}}),
+    ("unknown fields ignored", {"labels": ["a", 1], "weight": {"x": None}}),
 ]
 
 
@@ -72,7 +72,7 @@ def test_register_accepts(fields: dict[str, Any]) -> None:
     assert shown["health_endpoint"] == body.get("health_endpoint", "/health")
     assert shown["metadata"] == body.get("metadata", {})
     assert shown["load_percentage"] == float(body.get("load_percentage", 0.0))
-    assert "tags" not in shown and "weight" not in shown
+    assert "labels" not in shown and "weight" not in shown
 
 
 def test_health_endpoint_defaults_to_health() -> None:
