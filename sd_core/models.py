@@ -141,6 +141,8 @@ MetadataValue = Annotated[
     Field(max_length=MAX_METADATA_VALUE, json_schema_extra={"pattern": f"^{_NO_CONTROL}*$"}),
     AfterValidator(_no_control),
 ]
+
+
 def _check_tag(value: str) -> str:
     if not value:
         raise ValueError("must not be empty")
