@@ -33,6 +33,15 @@ PAIR_OVERHEAD = 170
 _STATUSES = {status.value: status for status in Status}
 
 
+def has_tags(instance_tags: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
+    """Whether an instance carries every tag in `wanted` (Consul's `?tag=`: a narrowing).
+
+    One predicate for every API that filters by tag (ours and the Consul-style
+    one), so they cannot disagree. Tags are few (at most 64): a scan beats a set.
+    """
+    return all(tag in instance_tags for tag in wanted)
+
+
 class InstanceFilter(NamedTuple):
     """Which instances a read shows; hashable, so it keys the cache of filtered bodies."""
 

@@ -6,7 +6,7 @@ import pytest
 from core_support import PROMETHEUS, SERVICES, Core, with_config
 
 from sd_core import BlockingWait
-from sd_core.filters import InstanceFilter, entry_cost
+from sd_core.filters import InstanceFilter, entry_cost, has_tags
 
 SERVICE = f"{SERVICES}/game-service"
 
@@ -185,3 +185,11 @@ def test_unknown_parameters_are_still_ignored_and_empty_values_match_empty() -> 
 def test_unknown_service_is_still_404_when_filtered() -> None:
     core = _fleet()
     assert core.get(f"{SERVICES}/nope", query="status=healthy").status == 404
+
+
+def test_has_tags_asks_for_every_wanted_tag() -> None:
+    assert has_tags(("a", "b"), ())
+    assert has_tags((), ())
+    assert has_tags(("a", "b", "c"), ("c", "a"))
+    assert not has_tags(("a", "b"), ("a", "z"))
+    assert not has_tags((), ("a",))
