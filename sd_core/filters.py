@@ -1,9 +1,10 @@
-"""Filters on the list endpoints: `?meta.<key>=<value>` and `?status=<status>`.
+"""Filters on the list endpoints: `?meta.<key>=<value>`, `?tag=<tag>` and `?status=<status>`.
 
 What operators of Consul (`?filter=`, `?tag=`) and Eureka reach for first:
-"the instances of this service in zone a", "everything unhealthy". Metadata
-filters all have to match (a narrowing, like Consul's tags); status filters
-are alternatives (`status=healthy&status=unknown`).
+"the instances of this service in zone a", "everything tagged primary",
+"everything unhealthy". Metadata and tag filters all have to match (a
+narrowing, as Consul's tags are); status filters are alternatives
+(`status=healthy&status=unknown`).
 
 A filtered body is cached like an unfiltered one, once per index and filter,
 but a client controls the filters, so what they may cost is bounded by
@@ -19,8 +20,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from pydantic import TypeAdapter, ValidationError
+
 from .errors import query_error
 from .instance import Instance
+from .models import MAX_TAGS, Tag
 from .status import Status
 
 META_PREFIX = "meta."
@@ -30,7 +34,10 @@ META_PREFIX = "meta."
 ENTRY_OVERHEAD = 600
 #: What each metadata pair of a key costs beyond its text: a tuple, two strings.
 PAIR_OVERHEAD = 170
+#: What each tag of a key costs beyond its text: a string's header and its tuple slot.
+TAG_OVERHEAD = 60
 _STATUSES = {status.value: status for status in Status}
+_TAG = TypeAdapter[str](Tag)
 
 
 def has_tags(instance_tags: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
@@ -47,9 +54,12 @@ class InstanceFilter(NamedTuple):
 
     metadata: tuple[tuple[str, str], ...]  # sorted, each must match
     statuses: frozenset[Status]  # any may match; empty means any status
+    tags: tuple[str, ...] = ()  # sorted, each must be carried
 
     def matches(self, instance: Instance) -> bool:
         if self.statuses and instance.status not in self.statuses:
+            return False
+        if self.tags and not has_tags(instance.tags, self.tags):
             return False
         metadata = instance.metadata
         return all(metadata.get(key) == value for key, value in self.metadata)
@@ -60,16 +70,20 @@ def read_filter(pairs: Iterable[tuple[str, str]], max_pairs: int) -> InstanceFil
 
     Other parameters are left alone (`index`, `wait`, and unknown ones, which
     reads have always ignored). A status outside the three, `meta.` with no
-    key, or more than `max_pairs` distinct metadata pairs is a 422.
+    key, more than `max_pairs` distinct metadata pairs, a tag that could not
+    be registered, or more distinct tags than an instance can carry is a 422.
     """
     metadata: set[tuple[str, str]] = set()
     statuses: set[Status] = set()
+    tags: set[str] = set()
     for key, value in pairs:
         if key == "status":
             status = _STATUSES.get(value)
             if status is None:
                 raise query_error("status", "must be healthy, unhealthy or unknown")
             statuses.add(status)
+        elif key == "tag":
+            tags.add(_read_tag(value))
         elif key.startswith(META_PREFIX):
             name = key[len(META_PREFIX) :]
             if not name:
@@ -77,14 +91,27 @@ def read_filter(pairs: Iterable[tuple[str, str]], max_pairs: int) -> InstanceFil
             metadata.add((name, value))
     if len(metadata) > max_pairs:
         raise query_error("meta", f"at most {max_pairs} meta.<key>=<value> pairs in one read")
-    if not metadata and not statuses:
+    if len(tags) > MAX_TAGS:
+        raise query_error("tag", f"at most {MAX_TAGS} tags in one read (an instance has no more)")
+    if not metadata and not statuses and not tags:
         return None
-    return InstanceFilter(tuple(sorted(metadata)), frozenset(statuses))
+    return InstanceFilter(tuple(sorted(metadata)), frozenset(statuses), tuple(sorted(tags)))
+
+
+def _read_tag(value: str) -> str:
+    """A `?tag=` value, held to the rules of a registered tag: one that no instance
+    can carry is a client's mistake, said as such rather than an empty answer."""
+    try:
+        return _TAG.validate_python(value)
+    except ValidationError as error:
+        message = error.errors()[0]["msg"].removeprefix("Value error, ")
+        raise query_error("tag", message) from None
 
 
 def entry_cost(key: InstanceFilter, body: bytes) -> int:
     """The bytes a cached filtered body is counted at: its body, its key, their overheads."""
     text = sum(len(name) + len(value) + PAIR_OVERHEAD for name, value in key.metadata)
+    text += sum(len(tag) + TAG_OVERHEAD for tag in key.tags)
     return len(body) + text + ENTRY_OVERHEAD
 
 

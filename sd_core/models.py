@@ -257,6 +257,10 @@ class InstanceView(BaseModel):
     last_heartbeat: str
     load_percentage: float
     metadata: dict[str, str]
+    tags: list[str] = Field(
+        default_factory=list,
+        description="Present only on a tagged instance: its tags, in the order registered",
+    )
     registered_at: str
     check: CheckSpec
     maintenance: MaintenanceView | None

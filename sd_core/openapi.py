@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from .models import (
+    MAX_TAGS,
     NAME_PATTERN,
     ErrorResponse,
     HealthResponse,
@@ -24,6 +25,7 @@ from .models import (
     ServiceResponse,
     ServicesResponse,
     SuccessResponse,
+    Tag,
     TargetGroup,
 )
 from .render import encode
@@ -103,10 +105,24 @@ _FILTERS = [
         "explode": True,
         "description": "Only instances with one of these statuses (repeatable: any may match)",
     },
+    {
+        "name": "tag",
+        "in": "query",
+        "required": False,
+        "schema": {
+            "type": "array",
+            "items": TypeAdapter[str](Tag).json_schema(),
+            "maxItems": MAX_TAGS,
+        },
+        "style": "form",
+        "explode": True,
+        "description": "Only instances carrying every one of these tags (repeatable)",
+    },
 ]
 _FILTER_NOTE = (
     "Filters: `meta.<key>=<value>` (repeatable; every one must match the instance's "
-    "metadata) and `status` (repeatable; any may match). They combine with `index` and `wait`."
+    "metadata), `tag` (repeatable; the instance must carry every one) and `status` "
+    "(repeatable; any may match). They combine with `index` and `wait`."
 )
 _NAME = {"type": "string", "pattern": NAME_PATTERN}
 _ANY_NAME = {"type": "string", "minLength": 1}
@@ -129,7 +145,7 @@ _INDEX_HEADER = {
 
 
 _INVALID_READ = (
-    "A query parameter is invalid (`index`, `wait`, `status`, a `meta.<key>` filter), "
+    "A query parameter is invalid (`index`, `wait`, `status`, `tag`, a `meta.<key>` filter), "
     "or more than SERVICE_DISCOVERY_MAX_FILTER_PAIRS (16 by default) distinct "
     "`meta.*` filters are given"
 )

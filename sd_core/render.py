@@ -96,7 +96,8 @@ def instance_json(instance: Instance, wall_offset: float) -> Fragment:
         if tail is None:  # what only a re-registration changes, and the dearest to encode
             registered = iso_timestamp(instance.registered_at + wall_offset)
             text = (
-                f',"metadata":{_encode(instance.metadata)},"registered_at":"{registered}"'
+                f',"metadata":{_encode(instance.metadata)}{_tags_json(instance.tags)}'
+                f',"registered_at":"{registered}"'
                 f',"check":{{"type":"{instance.check.value}"}}'
             )
             instance.rendered_tail = tail = text.encode()
@@ -121,6 +122,18 @@ def instance_json(instance: Instance, wall_offset: float) -> Fragment:
                 len(head_bytes) : len(head_bytes) + len(tail)
             ]
     return cached
+
+
+def _tags_json(tags: tuple[str, ...]) -> str:
+    """The `"tags"` field, only for a tagged instance: an untagged one's JSON is
+    what it was before tags existed, so clients that compare bodies see no change."""
+    return f',"tags":{_encode(tags)}' if tags else ""
+
+
+def tags_label(tags: tuple[str, ...]) -> str:
+    """Tags as one Prometheus label value, in Consul's `__meta_consul_tags` form
+    `,a,b,`: the outer commas let a relabel regex match a whole tag (`.*,a,.*`)."""
+    return f",{','.join(tags)},"
 
 
 def _maintenance_json(instance: Instance, wall_offset: float) -> bytes:
@@ -165,6 +178,8 @@ def target_group_json(instance: Instance) -> Fragment:
         if instance.maintenance is not None:
             labels["maintenance"] = "true"
         labels.update(metadata_labels(instance.metadata))
+        if instance.tags:  # after the metadata: a `tags` key cannot fake them
+            labels["tags"] = tags_label(instance.tags)
         cached = encode(
             {"targets": [f"{instance.bracketed_host}:{instance.port}"], "labels": labels}
         )

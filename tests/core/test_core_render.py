@@ -218,15 +218,21 @@ def test_timestamps_read_as_datetime_formats_them(seconds: float) -> None:
     load=st.floats(min_value=0.0, max_value=1.0),
     checked=st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e6)),
     host=st.sampled_from(["10.0.0.1", "::1", "db.internal", 'odd"host\\']),
+    tags=st.lists(st.text(min_size=1, max_size=8), max_size=3, unique=True).map(tuple),
 )
-@example(names=("svc", 'i-"1"', "/h?x=1"), metadata={}, load=0.5, checked=None, host="10.0.0.1")
-@example(names=("a\\b", "c", "/d"), metadata={}, load=0.0, checked=None, host="10.0.0.1")
+@example(
+    names=("svc", 'i-"1"', "/h?x=1"), metadata={}, load=0.5, checked=None, host="10.0.0.1", tags=()
+)
+@example(
+    names=("a\\b", "c", "/d"), metadata={}, load=0.0, checked=None, host="10.0.0.1", tags=("a",)
+)
 @example(
     names=("s\u00e9rvice", "tab\there", "/\u2028"),
     metadata={"\x7f": "\x00"},
     load=1.0,
     checked=3.5,
     host="::1",
+    tags=("traefik.enable=true", "r\u00e9gion=eu", 'q"\\'),
 )
 def test_a_fragment_is_what_json_dumps_writes(
     names: tuple[str, str, str],
@@ -234,9 +240,12 @@ def test_a_fragment_is_what_json_dumps_writes(
     load: float,
     checked: float | None,
     host: str,
+    tags: tuple[str, ...],
 ) -> None:
+    """The fragment is the object json.dumps writes, with `tags` only for a tagged instance
+    (an untagged one's body is byte for byte what it was before tags existed)."""
     service, instance_id, endpoint = names
-    instance = Instance(service, instance_id, host, 8080, endpoint, metadata, load, 12.5)
+    instance = Instance(service, instance_id, host, 8080, endpoint, metadata, load, 12.5, tags=tags)
     instance.last_health_check = checked
     instance.last_heartbeat = 99.25
     offset = 1_700_000_000.0
@@ -252,6 +261,7 @@ def test_a_fragment_is_what_json_dumps_writes(
             "last_heartbeat": iso(99.25, offset),
             "load_percentage": load,
             "metadata": metadata,
+            **({"tags": list(tags)} if tags else {}),
             "registered_at": iso(12.5, offset),
             "check": {"type": "http"},
             "maintenance": None,
