@@ -224,6 +224,46 @@ def test_the_filter_matches_a_metadata_chip_as_it_reads(
         assert page.locator("tr[data-instance]").count() == 1
 
 
+def test_tags_show_as_chips_and_the_filter_matches_them(
+    registry: ServerProcess, browser: Browser
+) -> None:
+    """Tags are chips of their own, a hostile tag stays text, and a tag typed in the
+    filter box finds the instances that carry it (with other words: all must match)."""
+    service = unique_name("tags")
+    with api_for(registry.url, SECRET) as api:
+        for n, tags in ((1, ["traefik.enable=true", "primary"]), (2, [HOSTILE]), (3, [])):
+            api.register_ok(
+                {
+                    "service_name": service,
+                    "instance_id": f"{service}-{n}",
+                    "host": "127.0.0.1",
+                    "port": 9,
+                    "tags": tags,
+                }
+            )
+        page = browser.dashboard(registry.url, READ_TOKEN)
+        tagged = page.locator(f"tr[data-instance='{service}-1']")
+        tagged.wait_for(timeout=UI_SECONDS)
+        assert tagged.locator(".tag").all_text_contents() == ["traefik.enable=true", "primary"]
+        hostile = page.locator(f"tr[data-instance='{service}-2'] .tag")
+        assert hostile.all_text_contents() == [HOSTILE]
+        assert page.locator("img").count() == 0
+        assert page.locator(f"tr[data-instance='{service}-3'] .tag").count() == 0
+        page.fill("#filter", "primary")
+        page.locator(f"tr[data-instance='{service}-2']").wait_for(
+            state="detached", timeout=UI_SECONDS
+        )
+        assert page.locator("tr[data-instance]").count() == 1
+        assert tagged.is_visible()
+        page.fill("#filter", f"{service} traefik.enable=true")
+        tagged.wait_for(timeout=UI_SECONDS)
+        assert page.locator("tr[data-instance]").count() == 1
+        assert browser.dialogs == [], "a tag ran script"
+        assert browser.console_errors == [], browser.console_errors
+        for n in (1, 2, 3):
+            api.unregister(service, f"{service}-{n}")
+
+
 def test_signing_in_sends_no_write_and_counts_no_refused_write(
     registry: ServerProcess, browser: Browser
 ) -> None:

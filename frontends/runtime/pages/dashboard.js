@@ -74,13 +74,25 @@
     return Object.entries(instance.metadata || {}).map(([key, value]) => `${key}=${value}`);
   }
 
-  // The filter matches what a row displays, as it reads (a chip `zone=us`,
-  // an address `host:port`, `maintenance` and its reason); every word typed
-  // must be found.
+  // Only a tagged instance's body has `tags`.
+  function tags(instance) {
+    return instance.tags || [];
+  }
+
+  function chipsCell(chips, chipClass) {
+    const cell = el("td");
+    for (const chip of chips) cell.append(el("span", { class: chipClass }, chip));
+    return cell;
+  }
+
+  // The filter matches what a row displays, as it reads (a chip `zone=us`, a
+  // tag, an address `host:port`, `maintenance` and its reason); every word
+  // typed must be found.
   function matches(words, name, instance) {
     if (words.length === 0) return true;
     const shown = [name, instance.instance_id, `${instance.host}:${instance.port}`,
-      instance.status, shownState(instance), checkType(instance), ...metadataChips(instance)];
+      instance.status, shownState(instance), checkType(instance), ...metadataChips(instance),
+      ...tags(instance)];
     if (instance.maintenance) shown.push(instance.maintenance.reason || "");
     const haystack = shown.join("\n").toLowerCase();
     return words.every((word) => haystack.includes(word));
@@ -140,10 +152,6 @@
     const maintenance = instance.maintenance
       ? `${instance.maintenance.reason || "no reason given"} `
         + `(${relative(instance.maintenance.since)})` : "";
-    const metadata = el("td");
-    for (const chip of metadataChips(instance)) {
-      metadata.append(el("span", { class: "meta" }, chip));
-    }
     return el("tr", { "data-instance": instance.instance_id },
       el("td", {}, instance.instance_id),
       statusCell(instance),
@@ -153,7 +161,8 @@
       timeCell(instance.last_health_check),
       el("td", {}, check),
       el("td", {}, maintenance),
-      metadata,
+      chipsCell(metadataChips(instance), "meta"),
+      chipsCell(tags(instance), "tag"),
       actions(name, instance));
   }
 
@@ -170,7 +179,7 @@
         `${byStatus[status]} ${status}`));
     }
     const head = el("tr", {}, ...["instance", "status", "address", "load", "last heartbeat",
-      "last check", "check", "maintenance", "metadata", ""].map((label) => el("th", {}, label)));
+      "last check", "check", "maintenance", "metadata", "tags", ""].map((label) => el("th", {}, label)));
     const table = el("table", {}, el("thead", {}, head),
       el("tbody", {}, ...shown.map((instance) => instanceRow(name, instance))));
     details.append(summary, table);
