@@ -101,6 +101,7 @@ _WATCHED_FIELDS = (
     "port",
     "health_endpoint",
     "metadata",
+    "tags",
     "load_percentage",
     "check",
 )
@@ -189,6 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[str(status) for status in InstanceStatus],
         help="only instances with this status, in maintenance or not (repeatable: any)",
     )
+    instances.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="only instances carrying this tag (repeatable: every one)",
+    )
     register = commands.add_parser(
         "register", parents=[connection, meta], help="register (or update) an instance"
     )
@@ -201,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[str(kind) for kind in CheckType],
         help="how the registry checks it: http (GET the health endpoint, the default), "
         "tcp (connect to the port) or ttl (no probe: healthy while it heartbeats)",
+    )
+    register.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="a tag for the instance, as Consul-style consumers route by (repeatable)",
     )
     unregister = commands.add_parser(
         "unregister", parents=[connection], help="remove an instance now"
@@ -383,11 +398,15 @@ async def _services(conn: Connection, args: argparse.Namespace, out: TextIO) -> 
 
 
 async def _instances(conn: Connection, args: argparse.Namespace, out: TextIO) -> None:
-    # The registry filters (its healthy read, ?meta., ?status=), so "healthy"
+    # The registry filters (its healthy read, ?meta., ?tag=, ?status=), so "healthy"
     # means here exactly what it means to every client of the API.
     client = conn.client()
     chosen = await client.discover_services(
-        args.name, healthy_only=args.healthy, metadata=dict(args.meta), status=args.status
+        args.name,
+        healthy_only=args.healthy,
+        metadata=dict(args.meta),
+        status=args.status,
+        tags=args.tag,
     )
     # Nothing chosen: the full list tells an unknown service (its 404) from no match.
     if not chosen and not await client.discover_services(args.name, healthy_only=False):
@@ -400,7 +419,16 @@ async def _instances(conn: Connection, args: argparse.Namespace, out: TextIO) ->
         return
     now = datetime.now(UTC)
     colour = use_colour(out)
-    header = ["INSTANCE", "ADDRESS", "STATUS", "MAINTENANCE", "LOAD", "LAST HEARTBEAT", "METADATA"]
+    header = [
+        "INSTANCE",
+        "ADDRESS",
+        "STATUS",
+        "MAINTENANCE",
+        "LOAD",
+        "LAST HEARTBEAT",
+        "METADATA",
+        "TAGS",
+    ]
     table = [
         [
             i.instance_id,
@@ -410,6 +438,7 @@ async def _instances(conn: Connection, args: argparse.Namespace, out: TextIO) ->
             f"{i.load_percentage:.2f}",
             relative_time(i.last_heartbeat, now),
             ",".join(f"{k}={v}" for k, v in sorted(i.metadata.items())),
+            _plain(i.tags),
         ]
         for i in chosen
     ]
@@ -424,11 +453,14 @@ async def _register(conn: Connection, args: argparse.Namespace, out: TextIO) -> 
         port=args.port,
         health_endpoint=args.health_endpoint,
         metadata=dict(args.meta),
+        tags=args.tag,
         check=args.check,
     )
     checked = f" ({args.check} check)" if args.check else ""
+    tagged = f" tagged {','.join(dict.fromkeys(args.tag))}" if args.tag else ""
     print(
-        f"registered {args.name}/{args.instance_id} at {args.host}:{args.port}{checked}", file=out
+        f"registered {args.name}/{args.instance_id} at {args.host}:{args.port}{checked}{tagged}",
+        file=out,
     )
 
 
@@ -692,6 +724,8 @@ def _plain(value: Any) -> str:
         return str(value.type)
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
+    if isinstance(value, tuple):  # tags, in the order registered
+        return ",".join(value) or "-"
     return str(value)
 
 

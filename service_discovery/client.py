@@ -347,11 +347,12 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
         :class:`~service_discovery.ValidationError` before anything is sent.
 
         ``metadata={"version": "1.0.0"}`` keeps only instances whose metadata
-        has every pair given; ``status="unhealthy"`` (or several) only those
-        in one of the statuses. Both are sent to the registry
-        (``?meta.version=1.0.0&status=unhealthy``) and checked again here, so an
-        older registry that ignores them gives the same answer. Each filter is
-        cached on its own.
+        has every pair given; ``tags=["web", "eu"]`` only those that carry
+        every tag given; ``status="unhealthy"`` (or several) only those in one
+        of the statuses. They are sent to the registry
+        (``?meta.version=1.0.0&tag=web&tag=eu&status=unhealthy``) and checked
+        again here, so an older registry that ignores them gives the same
+        answer. Each filter is cached on its own.
         """
         return await self._registry.run(self._core.discover(service_name, healthy_only, **filters))
 

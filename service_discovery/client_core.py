@@ -381,7 +381,9 @@ class ClientCore:
     ) -> Steps[ServiceInstanceList]:
         """A service's instances through the cache, with the stale-if-error fallback."""
         check_name(service_name)
-        query = DiscoveryFilter.of(filters.get("metadata"), filters.get("status"))
+        query = DiscoveryFilter.of(
+            filters.get("metadata"), filters.get("status"), filters.get("tags")
+        )
         if self.cache is None:
             return (yield from self.fetch_instances(service_name, healthy_only, query))
         key = (service_name, healthy_only, query)

@@ -1,7 +1,7 @@
-"""Filters of a discovery query: metadata that must match, statuses that may.
+"""Filters of a discovery query: metadata and tags that must match, statuses that may.
 
 One :class:`DiscoveryFilter` is three things at once: the query string sent
-(``?meta.version=1.0.0&status=healthy``), part of the cache key (a filtered
+(``?meta.version=1.0.0&tag=web&status=healthy``), part of the cache key (a filtered
 answer must never be served for an unfiltered question, or for another
 filter), and a local check applied to every answer, so a registry too old to
 know the filters (it ignores unknown query parameters) still gives the caller
@@ -22,23 +22,30 @@ __all__ = ["DiscoveryFilter", "QueryFilters", "StatusFilter"]
 StatusFilter = str | InstanceStatus | Iterable[str | InstanceStatus] | None
 """``status=``: one status, several (any may match), or ``None`` for all."""
 
+TagFilter = str | Iterable[str] | None
+"""``tags=``: one tag, several (every one must be carried), or ``None`` for any."""
+
 
 class QueryFilters(TypedDict, total=False):
     """The filter keywords of ``discover_services`` (on both clients)."""
 
     metadata: Mapping[str, str] | None
     status: StatusFilter
+    tags: TagFilter
 
 
 @dataclass(frozen=True, slots=True)
 class DiscoveryFilter:
-    """A normalised, hashable filter: sorted metadata pairs, sorted statuses."""
+    """A normalised, hashable filter: sorted metadata pairs, statuses and tags."""
 
     metadata: tuple[tuple[str, str], ...] = ()
     statuses: tuple[InstanceStatus, ...] = ()
+    tags: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, metadata: Mapping[str, str] | None, status: StatusFilter) -> DiscoveryFilter:
+    def of(
+        cls, metadata: Mapping[str, str] | None, status: StatusFilter, tags: TagFilter = None
+    ) -> DiscoveryFilter:
         """Check and normalise what a caller passed (bad values raise before sending)."""
         pairs = tuple(sorted((metadata or {}).items()))
         for key, value in pairs:
@@ -59,22 +66,26 @@ class DiscoveryFilter:
                 details=[FieldError("status", f"one of {allowed}")],
                 status_code=None,
             ) from exc
-        return cls(pairs, statuses)
+        return cls(pairs, statuses, _tags(tags))
 
     def params(self) -> list[tuple[str, str]]:
         """The query parameters (httpx URL-encodes them)."""
-        return [(f"meta.{key}", value) for key, value in self.metadata] + [
-            ("status", status.value) for status in self.statuses
-        ]
+        return (
+            [(f"meta.{key}", value) for key, value in self.metadata]
+            + [("tag", tag) for tag in self.tags]
+            + [("status", status.value) for status in self.statuses]
+        )
 
     def matches(self, instance: ServiceInstance) -> bool:
         if self.statuses and instance.status not in self.statuses:
+            return False
+        if not all(tag in instance.tags for tag in self.tags):
             return False
         return all(instance.metadata.get(key) == value for key, value in self.metadata)
 
     def apply(self, instances: ServiceInstanceList) -> ServiceInstanceList:
         """The answer with only the matching instances (the same list when no filter is set)."""
-        if not self.metadata and not self.statuses:
+        if not self.metadata and not self.statuses and not self.tags:
             return instances
         kept = [i for i in instances if self.matches(i)]
         return ServiceInstanceList(
@@ -86,3 +97,16 @@ class DiscoveryFilter:
 
 
 NO_FILTER = DiscoveryFilter()
+
+
+def _tags(tags: TagFilter) -> tuple[str, ...]:
+    """The tags a filter asks for, sorted and distinct (the order asked in does not matter)."""
+    wanted = [tags] if isinstance(tags, str) else list(tags or ())
+    for tag in wanted:
+        if not isinstance(tag, str) or not tag or "," in tag:
+            raise ValidationError(
+                f"tag filter {tag!r}: each tag must be a non-empty string without commas",
+                details=[FieldError("tags", "non-empty strings without commas")],
+                status_code=None,
+            )
+    return tuple(sorted(set(wanted)))

@@ -179,6 +179,8 @@ class ServiceRegistrationRequest(BaseModel):
     port: int = Field(ge=1, le=65535)
     health_endpoint: str = "/health"
     metadata: dict[str, str] = Field(default_factory=dict)
+    # What Consul-style consumers route by (Traefik's `traefik.*`, Fabio's `urlprefix-`).
+    tags: tuple[str, ...] = ()
     load_percentage: float | None = Field(default=None, ge=0.0, le=1.0)
     check: HealthCheck | None = None
 
@@ -203,14 +205,35 @@ class ServiceRegistrationRequest(BaseModel):
             raise ValueError(mistake)
         return value
 
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tag_list(cls, value: Any) -> Any:
+        if isinstance(value, str):  # iterating it would register one tag per character
+            raise ValueError(f"a list of tags, not one string: tags=[{value!r}]")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _separate_tags(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """The usual slip caught here: one string of comma-separated tags (the registry
+        refuses commas; its other limits it reports itself)."""
+        for tag in value:
+            if not tag or "," in tag:
+                raise ValueError(f"{tag!r}: each tag is one non-empty string without commas")
+        return value
+
     @property
     def check_type(self) -> CheckType:
         """The registry's kind of check for this instance (``http`` when none is named)."""
         return CheckType.HTTP if self.check is None else self.check.type
 
     def to_payload(self) -> dict[str, Any]:
-        """The JSON body to send; an unset ``load_percentage`` or ``check`` is left out."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The JSON body to send; an unset ``load_percentage`` or ``check``, and no tags,
+        are left out (so an untagged registration is what it was before tags)."""
+        payload = self.model_dump(mode="json", exclude_none=True)
+        if not self.tags:
+            del payload["tags"]
+        return payload
 
 
 class InstanceStatus(StrEnum):
@@ -240,6 +263,8 @@ class ServiceInstance(BaseModel):
     last_heartbeat: datetime | None = None
     load_percentage: float = 0.0
     metadata: dict[str, str] = Field(default_factory=dict)
+    # Only a tagged instance's JSON has them (and only newer registries'): empty otherwise.
+    tags: tuple[str, ...] = ()
     registered_at: datetime | None = None
     # Newer registries only; absent (None) from an older one's answers.
     check: HealthCheck | None = None
@@ -391,6 +416,7 @@ class RegistrationFields(TypedDict):
     port: int
     health_endpoint: NotRequired[str]
     metadata: NotRequired[Mapping[str, str] | None]
+    tags: NotRequired[Iterable[str] | None]
     load_percentage: NotRequired[float | None]
     check: NotRequired[HealthCheck | str | Mapping[str, Any] | None]
 
@@ -408,6 +434,7 @@ def registration_from_arguments(
     if not fields:
         raise TypeError("pass a ServiceRegistrationRequest or service_name=, instance_id=, ...")
     data = dict(fields)
-    if data.get("metadata") is None:
-        data.pop("metadata", None)
+    for optional in ("metadata", "tags"):
+        if data.get(optional) is None:
+            data.pop(optional, None)
     return ServiceRegistrationRequest(**data)
