@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,6 +161,7 @@ class SimulatedRegistry(_ScriptedProbes):
         health_endpoint: str = "/health",
         metadata: Mapping[str, str] | None = None,
         load_percentage: float | None = None,
+        tags: Sequence[str] = (),
     ) -> bool:
         """Register through the core's validation; True when the instance is new."""
         request = RegisterRequest(
@@ -170,6 +171,7 @@ class SimulatedRegistry(_ScriptedProbes):
             port=port,
             health_endpoint=health_endpoint,
             metadata=dict(metadata or {}),
+            tags=tuple(tags),
             load_percentage=load_percentage,
         )
         created = self.registry.register(request, self.clock.now)
