@@ -413,7 +413,13 @@ async def send_response(send: Send, response: HttpResponse) -> None:
             ],
         }
     )
-    await send(stream_response.body(response.body, more=False))
+    body = response.body
+    if isinstance(body, bytes):
+        await send(stream_response.body(body, more=False))
+        return
+    for chunk in body.chunks():  # views of other cached bodies: a few windows, joined
+        await send(stream_response.body(chunk))
+    await send(stream_response.end())
 
 
 async def write_stream(stream: TaskStream, send: Send) -> None:
