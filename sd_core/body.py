@@ -14,8 +14,9 @@ whatever forgets a service's bodies forgets the global ones too), so a view
 never outlives the truth it shows; the memoryviews keep the bodies they
 point into alive until then.
 
-A frontend writes it piece by piece (`chunks`): a few joined windows, never
-the whole body again. `bytes(pieces)` joins it (tests, in-process clients).
+A frontend writes it in a few pieces (`chunks`): large views as they are,
+the small parts between them joined, never the whole body again.
+`bytes(pieces)` joins it (tests, in-process clients).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from collections.abc import Iterator
 #: Slices of another body from this size on are views rather than copies (a
 #: memoryview costs 184 bytes; below this, copying is as cheap and keeps pieces few).
 VIEW_MIN = 512
-#: What `chunks` joins into one write.
-CHUNK_BYTES = 256 * 1024
+#: Parts from this size on are written as they are; smaller ones joined up to it.
+CHUNK_BYTES = 64 * 1024
 
 
 class Pieces:
@@ -55,14 +56,19 @@ class Pieces:
     def __repr__(self) -> str:
         return f"Pieces({len(self._parts)} parts, {self._size} bytes)"
 
-    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-        """The body as a few `bytes` of about `size` each (a part larger than that alone)."""
+    def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytes | memoryview]:
+        """The body in a few writes: a part of `size` bytes or more as it is (a view,
+        not copied here), the parts between joined into writes of at most `size`."""
         window: list[bytes | memoryview] = []
         held = 0
         for part in self._parts:
-            if held and held + len(part) > size:
-                yield b"".join(window)
-                window, held = [], 0
+            if len(part) >= size or held + len(part) > size:
+                if window:
+                    yield b"".join(window)
+                    window, held = [], 0
+                if len(part) >= size:
+                    yield part
+                    continue
             window.append(part)
             held += len(part)
         if window:

@@ -417,8 +417,8 @@ async def send_response(send: Send, response: HttpResponse) -> None:
     if isinstance(body, bytes):
         await send(stream_response.body(body, more=False))
         return
-    for chunk in body.chunks():  # views of other cached bodies: a few windows, joined
-        await send(stream_response.body(chunk))
+    for piece in body.chunks():  # views of other cached bodies, large ones uncopied
+        await send(stream_response.body(piece))
     await send(stream_response.end())
 
 
