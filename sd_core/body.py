@@ -28,6 +28,10 @@ from collections.abc import Iterator
 VIEW_MIN = 512
 #: Parts from this size on are written as they are; smaller ones joined up to it.
 CHUNK_BYTES = 64 * 1024
+#: The most one write of a large part holds: a server may copy what it is given
+#: (hypercorn does), and a copy of a whole service's array at once was tens of MiB
+#: that the allocator kept.
+WRITE_MAX = 1024 * 1024
 
 
 class Pieces:
@@ -58,7 +62,8 @@ class Pieces:
 
     def chunks(self, size: int = CHUNK_BYTES) -> Iterator[bytes | memoryview]:
         """The body in a few writes: a part of `size` bytes or more as it is (a view,
-        not copied here), the parts between joined into writes of at most `size`."""
+        not copied here; in views of at most `WRITE_MAX` bytes), the parts between
+        joined into writes of at most `size`."""
         window: list[bytes | memoryview] = []
         held = 0
         for part in self._parts:
@@ -67,7 +72,9 @@ class Pieces:
                     yield b"".join(window)
                     window, held = [], 0
                 if len(part) >= size:
-                    yield part
+                    view = memoryview(part)
+                    for start in range(0, len(view), WRITE_MAX):
+                        yield view[start : start + WRITE_MAX]
                     continue
             window.append(part)
             held += len(part)
