@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 
+from .body import Body
 from .errors import FieldProblem, RequestError, query_error
 from .filters import InstanceFilter, read_filter
 from .models import HeartbeatRequest, MaintenanceRequest, RegisterRequest, metadata_bytes
@@ -84,7 +85,7 @@ class HttpResponse(NamedTuple):
     """
 
     status: int
-    body: bytes
+    body: Body  # `Pieces` for a body made of views of other cached bodies (`sd_core.body`)
     headers: tuple[tuple[str, str], ...]
     route: str
 
@@ -192,7 +193,7 @@ class _FastEntry(NamedTuple):
     """
 
     response: HttpResponse
-    cache: dict[str, bytes]
+    cache: dict[str, Body]
     view: str
 
 
@@ -695,7 +696,7 @@ class HttpApi:
         may_block: bool,
         scope: str | None,
         view: str,
-        render: Callable[[str, InstanceFilter | None], bytes | None],
+        render: Callable[[str, InstanceFilter | None], Body | None],
     ) -> Result:
         index, wait, only = self._blocking(call, scope, now, may_block)
         if wait is not None:

@@ -6,6 +6,7 @@ the views (which render and cache bodies); neither owns the other.
 
 from __future__ import annotations
 
+from .body import Body
 from .filters import FilteredBodies
 from .instance import Instance
 
@@ -20,7 +21,7 @@ class Service:
         self.index = index
         self.instances: dict[str, Instance] = {}
         self.ordered: list[Instance] | None = None
-        self.cache: dict[str, bytes] = {}
+        self.cache: dict[str, Body] = {}
         self.filtered = FilteredBodies()
 
     def sorted_instances(self) -> list[Instance]:

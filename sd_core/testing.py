@@ -25,6 +25,7 @@ from typing import Any
 
 from sd_etcd import MemoryEtcd, MemoryWatch
 
+from .body import as_bytes
 from .cluster import CloseWatch, ClusterConfig, ClusterNode, OpenWatch, StoreCall, WriteDone
 from .config import RegistryConfig
 from .events import Effect, ProbeFailed, ProbePassed, ProbeResult, RunProbe
@@ -256,7 +257,7 @@ class SimulatedRegistry(_ScriptedProbes):
             content_type=content_type,
             body=body,
         )
-        decoded = json.loads(result.body) if result.body else None
+        decoded = json.loads(as_bytes(result.body)) if result.body else None
         return Reply(result.status, {k.lower(): v for k, v in result.headers}, decoded)
 
     def discover(self, service_name: str, *, healthy_only: bool = False) -> list[dict[str, Any]]:
@@ -582,7 +583,7 @@ class SimulatedCluster(_ScriptedProbes):
         secret = self.secret if token == "default" else token
         request = http_request(method, path, json_body=json_body, query=query, secret=secret)
         result = self.send(node, request)
-        decoded = json.loads(result.body) if result.body else None
+        decoded = json.loads(as_bytes(result.body)) if result.body else None
         return Reply(result.status, {k.lower(): v for k, v in result.headers}, decoded)
 
     def register(self, node: int, service_name: str, instance_id: str, **fields: Any) -> Reply:

@@ -6,12 +6,19 @@ cache is emptied whenever anything its bodies show changes, so a body still
 found in one is current; `HttpApi`'s fast path relies on that. Filtered
 bodies (`filters`) sit in caches of their own beside them, emptied on the
 same occasions.
+
+The global bodies and a service's `healthy` body show what the service's
+`instances` and `targets` bodies already hold: unfiltered, they are built as
+`body.Pieces`, views of those (rendered and cached first if missing), rather
+than copies.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import cast
 
+from .body import Body, PiecesBuilder
 from .filters import FilterCache, FilteredBodies, InstanceFilter
 from .instance import Instance
 from .render import (
@@ -42,7 +49,7 @@ class Views:
         bounds the filtered bodies kept over every view (`filters.FilterCache`)."""
         self._services = services
         self.wall_offset = wall_offset
-        self._global: dict[str, bytes] = {}
+        self._global: dict[str, Body] = {}
         self._global_filtered = FilteredBodies()
         self.filter_cache = FilterCache(filter_cache_bytes)
 
@@ -79,7 +86,7 @@ class Views:
         self._global.pop("services", None)
         self._global_filtered.forget("services")
 
-    def cache_of(self, scope: str | None) -> dict[str, bytes] | None:
+    def cache_of(self, scope: str | None) -> dict[str, Body] | None:
         """The cache of rendered bodies for a service (None: the global one). Read-only."""
         if scope is None:
             return self._global
@@ -93,25 +100,30 @@ class Views:
         service = self._services.get(name)
         if service is None:
             return None
-        return self._cached(
+        # Always `bytes`: this body is what the others are views of.
+        return cast("bytes", self._cached(
             service.cache,
             service.filtered,
             "instances",
             only,
             lambda: instances_body(
-                b'{"service_name":' + encode(name) + b',"instances":',
+                _instances_prefix(name),
                 _matching(service.sorted_instances(), only),
                 b"}",
                 self.wall_offset,
                 share=only is None,
             ),
-        )
+        ))  # fmt: skip
 
-    def healthy_instances(self, name: str, only: InstanceFilter | None = None) -> bytes:
+    def healthy_instances(self, name: str, only: InstanceFilter | None = None) -> Body:
         """Healthy instances not in maintenance: the ones to send traffic to."""
         service = self._services.get(name)
         if service is None:
             return b'{"service_name":' + encode(name) + b',"healthy_instances":[]}'
+        if only is None:
+            return self._cached(
+                service.cache, service.filtered, "healthy", None, lambda: self._healthy(service)
+            )
         return self._cached(
             service.cache,
             service.filtered,
@@ -129,21 +141,52 @@ class Views:
             ),
         )
 
+    def _healthy(self, service: Service) -> Body:
+        """The serving instances as runs of the service's `instances` body: each run of
+        neighbours in it (the commas between them included) one slice."""
+        name = service.name
+        body = self.service_instances(name)
+        assert body is not None
+        built = PiecesBuilder()
+        built.copy(b'{"service_name":' + encode(name) + b',"healthy_instances":[')
+        position = len(_instances_prefix(name)) + 1  # the first fragment, after the `[`
+        runs: list[tuple[int, int]] = []
+        start = -1
+        for instance in service.sorted_instances():
+            size = len(instance_json(instance, self.wall_offset))
+            if not _serving(instance):
+                if start >= 0:
+                    runs.append((start, position - 1))  # up to the comma before this one
+                    start = -1
+            elif start < 0:
+                start = position
+            position += size + 1
+        if start >= 0:
+            runs.append((start, position - 1))
+        for run, (start, end) in enumerate(runs):
+            if run:
+                built.copy(b",")
+            built.slice(body, start, end)
+        built.copy(b"]}")
+        return built.build()
+
     def service_targets(self, name: str, only: InstanceFilter | None = None) -> bytes:
         service = self._services.get(name)
         if service is None:
             return b"[]"
-        return self._cached(
+        return cast("bytes", self._cached(  # always `bytes`, as a service's instances body
             service.cache,
             service.filtered,
             "targets",
             only,
             lambda: targets_body(_matching(service.sorted_instances(), only), share=only is None),
-        )
+        ))  # fmt: skip
 
-    def all_services(self, only: InstanceFilter | None = None) -> bytes:
+    def all_services(self, only: InstanceFilter | None = None) -> Body:
         """Every service; filtered, only the services with an instance that matches."""
         services = self._services
+        if only is None:
+            return self._cached(self._global, self._global_filtered, "services", None, self._every)
 
         def render() -> bytes:
             groups = (
@@ -156,8 +199,24 @@ class Views:
 
         return self._cached(self._global, self._global_filtered, "services", only, render)
 
-    def all_targets(self, only: InstanceFilter | None = None) -> bytes:
+    def _every(self) -> Body:
+        """Every service's instances array, a slice of its own cached `instances` body."""
+        built = PiecesBuilder()
+        built.copy(b'{"services":{')
+        for position, name in enumerate(sorted(self._services)):
+            body = self.service_instances(name)
+            assert body is not None
+            built.copy((b'"' if position == 0 else b',"') + encode(name)[1:] + b":")
+            built.slice(body, len(_instances_prefix(name)), len(body) - 1)
+        built.copy(b"}}")
+        return built.build()
+
+    def all_targets(self, only: InstanceFilter | None = None) -> Body:
         services = self._services
+        if only is None:
+            return self._cached(
+                self._global, self._global_filtered, "targets", None, self._every_target
+            )
 
         def render() -> bytes:
             groups = (
@@ -169,25 +228,47 @@ class Views:
 
         return self._cached(self._global, self._global_filtered, "targets", only, render)
 
+    def _every_target(self) -> Body:
+        """Every service's target groups, a slice of its own cached `targets` body."""
+        built = PiecesBuilder()
+        built.copy(b"[")
+        first = True
+        for name in sorted(self._services):
+            body = self.service_targets(name)
+            if len(body) > 2:  # not `[]`
+                if not first:
+                    built.copy(b",")
+                built.slice(body, 1, len(body) - 1)
+                first = False
+        built.copy(b"]")
+        return built.build()
+
     def _cached(
         self,
-        cache: dict[str, bytes],
+        cache: dict[str, Body],
         filtered: FilteredBodies,
         view: str,
         only: InstanceFilter | None,
-        render: Callable[[], bytes],
-    ) -> bytes:
+        render: Callable[[], Body],
+    ) -> Body:
         """The cached body of `view` (under `only`, when filtered), rendered when missing."""
         if only is None:
             body = cache.get(view)
             if body is None:
                 body = cache[view] = render()
             return body
-        body = filtered.get(view, only)
-        if body is None:
-            body = render()
-            filtered.put(view, only, body, self.filter_cache)
-        return body
+        kept = filtered.get(view, only)
+        if kept is None:
+            rendered = render()
+            assert isinstance(rendered, bytes)  # a filtered body shares nothing: it may go first
+            kept = rendered
+            filtered.put(view, only, kept, self.filter_cache)
+        return kept
+
+
+def _instances_prefix(name: str) -> bytes:
+    """What a service's `instances` body holds before its array."""
+    return b'{"service_name":' + encode(name) + b',"instances":'
 
 
 def _serving(instance: Instance) -> bool:

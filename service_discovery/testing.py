@@ -24,6 +24,7 @@ import anyio.lowlevel
 import httpx
 
 from sd_core import RegistryConfig
+from sd_core.body import as_bytes
 from sd_core.testing import DEFAULT_SECRET, FakeClock, ProbeFunction, SimulatedRegistry
 
 from .client import ServiceDiscoveryClient
@@ -57,7 +58,7 @@ class RegistryTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             response.status,
             headers=list(response.headers),
-            content=response.body,
+            content=as_bytes(response.body),
             request=request,
         )
 

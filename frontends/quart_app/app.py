@@ -41,6 +41,7 @@ from frontends.runtime.http1_guard import Http1Only
 from frontends.runtime.runtime import LoopParts, Runtime
 from frontends.runtime.watch_streams import Receive, Send, WatchRoute, send_response
 from sd_core import HttpResponse
+from sd_core.body import as_bytes
 from sd_core.http_api import method_not_allowed, not_found
 
 PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=ParkedQueries)
@@ -147,7 +148,7 @@ def _serve_tasks(app: Quart, runtime: Runtime) -> None:
 def _as_quart(runtime: Runtime, response: HttpResponse) -> Response:
     """The core's error answer as Quart's response, counted as the core counts its own."""
     runtime.count(response)
-    return Response(response.body, status=response.status, headers=dict(response.headers))
+    return Response(as_bytes(response.body), status=response.status, headers=dict(response.headers))
 
 
 def _json_not_found(runtime: Runtime) -> Callable[[Exception], Awaitable[Response]]:

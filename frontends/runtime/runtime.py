@@ -119,7 +119,9 @@ class Runtime:
         self._exit_timer: threading.Timer | None = None
         self.prober = prober if prober is not None else make_prober(settings)
         self.watchers = parts.watchers(self)
-        self.streams = StreamHub(StreamEvents(self.registry))
+        self.streams = StreamHub(
+            StreamEvents(self.registry), max_pending_bytes=settings.watch_backlog_bytes
+        )
         self.streams.hold = lambda since: self.node.hold_until(since, self.clock())
         self.driver = parts.probe_driver(self, self.prober)
 

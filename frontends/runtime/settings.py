@@ -55,6 +55,7 @@ _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
     "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("snapshot_interval", float, 0),
     "SERVICE_DISCOVERY_MAX_WATCH_STREAMS": ("max_watch_streams", int, 1),
     "SERVICE_DISCOVERY_WATCH_KEEPALIVE_SECONDS": ("watch_keepalive", float, 0),
+    "SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES": ("watch_backlog_bytes", int, 1024),
     "SERVICE_DISCOVERY_BODY_TIMEOUT_SECONDS": ("body_timeout", float, 0),
     "SERVICE_DISCOVERY_BACKLOG": ("backlog", int, 1),
     "SERVICE_DISCOVERY_GC_YOUNG_THRESHOLD": ("gc_young_threshold", int, 0),
@@ -65,6 +66,8 @@ _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
 }
 #: The largest request head (request line, headers, blank line) served by default.
 DEFAULT_MAX_HEAD_BYTES = 16 * 1024
+#: How far a watch stream's reader may fall behind (bytes queued for it) before it is dropped.
+DEFAULT_WATCH_BACKLOG_BYTES = 1024 * 1024
 #: Seconds between two log lines about failed accepts or malformed requests, by default.
 DEFAULT_ERROR_LOG_INTERVAL = 10.0
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
@@ -98,6 +101,10 @@ class Settings:
     cluster: ClusterSettings | None = None  # None: one process, its own registry
     max_watch_streams: int = 20_000
     watch_keepalive: float = 15.0
+    # The bytes queued for one watch stream whose reader is behind; past this
+    # the stream is dropped (its client resumes by index), so what a reader
+    # that stopped reading costs is bounded by this, not by the fleet's changes.
+    watch_backlog_bytes: int = DEFAULT_WATCH_BACKLOG_BYTES
     # A request's whole body must arrive within this (408 past it), so a
     # client trickling a body cannot hold a connection and an in-flight slot.
     body_timeout: float = 10.0

@@ -40,7 +40,7 @@ def start() -> Message:
     return dict(_START)
 
 
-def body(data: bytes, *, more: bool = True) -> Message:
+def body(data: bytes | memoryview, *, more: bool = True) -> Message:
     """One body piece: `data` (events, a keep-alive), or with `more=False` the end."""
     return {"type": "http.response.body", "body": data, "more_body": more}
 

@@ -5,9 +5,9 @@ routes them. On an index rise, `changed` renders each raised service's event
 once and appends the very same bytes object to every stream that follows it,
 then wakes that stream's writer, which is the frontend's (`hold` in each
 app's `streams.py`). A writer blocked on a slow reader leaves its bytes here;
-past `max_pending_bytes` the stream is dropped (its writer aborted, its bytes
-freed) and the client resumes by index, so no reader can make the registry
-buffer without bound.
+past `max_pending_bytes` (`SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES`) the stream
+is dropped (its writer aborted, its bytes freed) and the client resumes by
+index, so no reader can make the registry buffer without bound.
 
 Keep-alives come from the hub too (`tick`), not from a timer per stream: with
 tens of thousands open, a timer and a timeout object each were a good part of
@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 from frontends.runtime import stream_response
 from frontends.runtime.logs import logfmt
-from frontends.runtime.settings import Settings
+from frontends.runtime.settings import DEFAULT_WATCH_BACKLOG_BYTES, Settings
 from frontends.runtime.stream_response import Message as Message
 from sd_core import HttpApi, HttpRequest, HttpResponse
 from sd_core.watch_stream import (
@@ -47,9 +47,6 @@ log = logging.getLogger("sd.registry")
 
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-#: A stream whose reader falls this far behind is dropped (it resumes by index).
-MAX_PENDING_BYTES = 1024 * 1024
 
 #: The keep-alive ticker's steps per interval; each step visits one of these shares.
 KEEPALIVE_SHARES = 16
@@ -135,7 +132,10 @@ class TaskStream(Stream):
 class StreamHub:
     """Every open stream, by the service it follows (`*` streams apart)."""
 
-    def __init__(self, events: StreamEvents, *, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+    def __init__(
+        self, events: StreamEvents, *, max_pending_bytes: int = DEFAULT_WATCH_BACKLOG_BYTES
+    ) -> None:
+        """`max_pending_bytes` is the runtime's `Settings.watch_backlog_bytes`."""
         self._events = events
         self._max_pending = max_pending_bytes
         self._by_service: dict[str, set[Stream]] = {}
@@ -413,7 +413,13 @@ async def send_response(send: Send, response: HttpResponse) -> None:
             ],
         }
     )
-    await send(stream_response.body(response.body, more=False))
+    body = response.body
+    if isinstance(body, bytes):
+        await send(stream_response.body(body, more=False))
+        return
+    for piece in body.chunks():  # views of other cached bodies, large ones uncopied
+        await send(stream_response.body(piece))
+    await send(stream_response.end())
 
 
 async def write_stream(stream: TaskStream, send: Send) -> None:

@@ -32,6 +32,7 @@ from sd_core import (
     RegistryConfig,
     RunProbe,
 )
+from sd_core.body import as_bytes
 
 SECRET = "rw-token-3f9c"
 READ_TOKEN = "ro-token-77ab"
@@ -98,7 +99,8 @@ class Reply:
 
 def to_reply(response: HttpResponse) -> Reply:
     headers = {k.lower(): v for k, v in response.headers}
-    return Reply(response.status, headers, json.loads(response.body), response.body)
+    raw = as_bytes(response.body)
+    return Reply(response.status, headers, json.loads(raw), raw)
 
 
 def probe_result(
@@ -221,9 +223,9 @@ class Core:
     # ----------------------------------------------------------- reads
 
     def services(self) -> dict[str, list[dict[str, Any]]]:
-        parsed: dict[str, list[dict[str, Any]]] = json.loads(self.registry.views.all_services())[
-            "services"
-        ]
+        parsed: dict[str, list[dict[str, Any]]] = json.loads(
+            as_bytes(self.registry.views.all_services())
+        )["services"]
         return parsed
 
     def instance(self, service: str = "game-service", instance: str = "game-1") -> dict[str, Any]:
@@ -240,7 +242,7 @@ class Core:
         return status
 
     def targets(self) -> list[dict[str, Any]]:
-        groups: list[dict[str, Any]] = json.loads(self.registry.views.all_targets())
+        groups: list[dict[str, Any]] = json.loads(as_bytes(self.registry.views.all_targets()))
         return groups
 
     # ------------------------------------------------------------ time

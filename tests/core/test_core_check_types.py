@@ -7,6 +7,7 @@ import json
 from core_support import HEARTBEAT, REGISTER, WALL_OFFSET, Core, register_body
 
 from sd_core import CheckType, Registry, RegistryConfig, RunProbe, StatusChanged
+from sd_core.body import as_bytes
 
 
 def test_http_is_the_default_and_shown() -> None:
@@ -107,7 +108,7 @@ def test_check_types_survive_a_snapshot_and_ttl_waits_for_a_heartbeat() -> None:
     document = json.loads(json.dumps(core.registry.snapshot()))
     restored = Registry(RegistryConfig(), now=0.0, wall_offset=WALL_OFFSET)
     assert restored.restore(document, 0.0) == (2, 0)
-    instances = json.loads(restored.views.all_services())["services"]["game-service"]
+    instances = json.loads(as_bytes(restored.views.all_services()))["services"]["game-service"]
     assert [(i["instance_id"], i["check"], i["status"]) for i in instances] == [
         ("c", {"type": "tcp"}, "unknown"),
         ("t", {"type": "ttl"}, "unknown"),

@@ -7,6 +7,7 @@ import json
 from core_support import READ_AUTH, SERVICES, WALL_OFFSET, Core, iso
 
 from sd_core import MaintenanceChanged, Registry, RegistryConfig
+from sd_core.body import as_bytes
 
 PATH = "/v1/discovery/maintenance/game-service/game-1"
 HEALTHY = f"{SERVICES}/game-service/healthy"
@@ -130,7 +131,7 @@ def test_maintenance_survives_a_snapshot() -> None:
     document = json.loads(json.dumps(core.registry.snapshot()))
     restored = Registry(RegistryConfig(), now=50.0, wall_offset=WALL_OFFSET + 950.0)
     assert restored.restore(document, 50.0) == (1, 0)
-    [instance] = json.loads(restored.views.all_services())["services"]["game-service"]
+    [instance] = json.loads(as_bytes(restored.views.all_services()))["services"]["game-service"]
     assert instance["maintenance"] == shown
 
 
@@ -140,5 +141,5 @@ def test_a_malformed_saved_maintenance_is_dropped_not_the_instance() -> None:
     document["instances"][0]["maintenance"] = {"reason": 5, "since": "yesterday"}
     restored = Registry(RegistryConfig(), now=0.0, wall_offset=WALL_OFFSET)
     assert restored.restore(document, 0.0) == (1, 0)
-    [instance] = json.loads(restored.views.all_services())["services"]["game-service"]
+    [instance] = json.loads(as_bytes(restored.views.all_services()))["services"]["game-service"]
     assert instance["maintenance"] is None

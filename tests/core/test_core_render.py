@@ -11,6 +11,7 @@ from core_support import PROMETHEUS, SERVICES, START, Core, iso, with_config
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from sd_core.body import as_bytes
 from sd_core.instance import Instance
 from sd_core.render import instance_json, iso_timestamp
 
@@ -184,10 +185,10 @@ def test_rendered_json_is_valid_with_awkward_strings() -> None:
     core = Core()
     awkward = {"quote": 'a"b', "backslash": "a\\b", "unicode": "日本 ✓ \u2028", "slash": "</x>"}
     core.register(metadata=awkward, health_endpoint='/h?q="x"&y=\\')
-    body: Any = json.loads(core.registry.views.all_services())
+    body: Any = json.loads(as_bytes(core.registry.views.all_services()))
     assert body["services"][SVC][0]["metadata"] == awkward
     assert body["services"][SVC][0]["health_endpoint"] == '/h?q="x"&y=\\'
-    assert json.loads(core.registry.views.all_targets())[0]["labels"]["quote"] == 'a"b'
+    assert json.loads(as_bytes(core.registry.views.all_targets()))[0]["labels"]["quote"] == 'a"b'
 
 
 def test_registered_at_survives_reregistration_in_the_body() -> None:
@@ -285,7 +286,7 @@ def test_a_heartbeat_leaves_the_prometheus_bodies_cached_unless_the_load_moves()
     assert core.registry.views.all_services() != listing  # last_heartbeat moved
     assert core.instance()["last_heartbeat"] == iso(core.now)
     assert core.heartbeat(load=0.3).status == 200  # under WATCH_LOAD_DELTA: no index raise
-    labels = json.loads(core.registry.views.all_targets())[0]["labels"]
+    labels = json.loads(as_bytes(core.registry.views.all_targets()))[0]["labels"]
     assert labels["load_percentage"] == "0.3"
     assert core.registry.views.service_targets(SVC) is not service_targets
 
@@ -299,9 +300,15 @@ def test_a_probe_that_changes_nothing_shown_in_targets_keeps_them_cached() -> No
     assert core.registry.views.all_targets() is targets
     assert core.instance()["last_health_check"] == iso(core.now)
     core.probe(passed=True, load=0.5)
-    assert json.loads(core.registry.views.all_targets())[0]["labels"]["load_percentage"] == "0.5"
+    assert (
+        json.loads(as_bytes(core.registry.views.all_targets()))[0]["labels"]["load_percentage"]
+        == "0.5"
+    )
     core.probe(passed=False)
-    assert json.loads(core.registry.views.all_targets())[0]["labels"]["status"] == "unhealthy"
+    assert (
+        json.loads(as_bytes(core.registry.views.all_targets()))[0]["labels"]["status"]
+        == "unhealthy"
+    )
 
 
 def test_reregistration_renders_the_new_address_and_metadata() -> None:
@@ -318,3 +325,8 @@ def test_reregistration_renders_the_new_address_and_metadata() -> None:
     assert instance["health_endpoint"] == "/ok"
     assert core.targets()[0]["targets"] == ["10.0.0.9:9999"]
     assert core.targets()[0]["labels"]["zone"] == "b"
+
+
+def _target_labels(core: Core) -> dict[str, str]:
+    labels: dict[str, str] = json.loads(as_bytes(core.registry.views.all_targets()))[0]["labels"]
+    return labels

@@ -33,6 +33,7 @@ from sd_core import (
     RegistryConfig,
     RunProbe,
 )
+from sd_core.body import as_bytes
 
 TTL = 10.0
 INTERVAL = 3.0
@@ -391,7 +392,7 @@ class RegistryMachine(RuleBasedStateMachine):
     def bodies_match_the_model(self) -> None:
         registry = self.registry
         assert registry.now == self.now
-        services = json.loads(registry.views.all_services())["services"]
+        services = json.loads(as_bytes(registry.views.all_services()))["services"]
         shown = {
             (name, item["instance_id"]): item for name, items in services.items() for item in items
         }
@@ -421,7 +422,8 @@ class RegistryMachine(RuleBasedStateMachine):
             else:
                 assert body is not None
                 assert json.loads(body)["instances"] == services[name]
-            healthy = json.loads(registry.views.healthy_instances(name))["healthy_instances"]
+            healthy_body = as_bytes(registry.views.healthy_instances(name))
+            healthy = json.loads(healthy_body)["healthy_instances"]
             assert [i["instance_id"] for i in healthy] == [
                 iid for iid, v in mine if v.status == "healthy"
             ]
@@ -429,7 +431,7 @@ class RegistryMachine(RuleBasedStateMachine):
             assert [g["labels"]["instance"] for g in targets] == [iid for iid, _ in mine]
             for group in targets:
                 assert all(isinstance(v, str) for v in group["labels"].values())
-        assert len(json.loads(registry.views.all_targets())) == len(self.model)
+        assert len(json.loads(as_bytes(registry.views.all_targets()))) == len(self.model)
 
     @invariant()
     def counts_match_the_model(self) -> None:

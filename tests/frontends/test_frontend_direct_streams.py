@@ -18,13 +18,16 @@ from typing import Any, NamedTuple
 import pytest
 import trio
 import trio.testing
-from frontend_kit import SocketPair
+from frontend_kit import SECRET, AsyncioKit, Group, Kit, SocketPair, TrioKit, make_runtime, register
 
+from frontends.runtime.runtime import Runtime
 from frontends.runtime.stream_response import LAST_CHUNK, chunk, http1_start
 from frontends.runtime.watch_streams import StreamHub
+from frontends.servers.direct.asyncio_streams import FirstBytes, first_protocol, uvicorn_first_bytes
 from frontends.servers.direct.asyncio_streams import _ConnectionStream as AsyncioStream
 from frontends.servers.direct.first_bytes import Look, first_look, watch_scope
 from frontends.servers.direct.trio_streams import _ConnectionStream as TrioStream
+from frontends.servers.direct.trio_streams import first_bytes
 from frontends.servers.hypercorn.request_heads import MAX_HEAD_BYTES
 from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 from sd_core import Registry, RegistryConfig
@@ -140,7 +143,7 @@ async def held(nursery: trio.Nursery, socket_pair: SocketPair) -> Held:
 
     async def run() -> None:
         try:
-            await stream.run(ours.socket, hub)
+            await stream.run(ours.socket, hub, WRITE_TIMEOUT_SECONDS)
         finally:
             hub.close(stream)
 
@@ -223,10 +226,16 @@ class RecordingTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return self.closing
 
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self.protocol
+
 
 def open_asyncio_stream(hub: StreamHub) -> tuple[AsyncioStream, RecordingTransport]:
     transport = RecordingTransport()
-    stream = AsyncioStream(SPEC.services, transport, hub)
+    stream = AsyncioStream(SPEC.services, transport, hub, WRITE_TIMEOUT_SECONDS)
     hub.open(stream, SPEC)
     stream.wake()
     return stream, transport
@@ -300,3 +309,128 @@ def test_asyncio_the_client_leaving_frees_the_stream() -> None:
         assert held.hub.count == 0 and held.stream.dropped and held.stream.paused_at is None
 
     on_asyncio(check)
+
+
+# ------------------------------------------------- the settings, on every kind
+
+#: A watch as a client sends it on a connection of its own, with a token.
+AUTHORIZED_WATCH = (
+    b"GET /v1/discovery/watch?service=svc HTTP/1.1\r\nHost: x\r\n"
+    b"Authorization: Bearer " + SECRET.encode() + b"\r\n\r\n"
+)
+#: The write timeout the tests set: far below the 10 s default.
+SHORT_WRITE_TIMEOUT = 0.5
+
+
+def _quart_on_hypercorn(runtime: Runtime) -> FirstBytes:
+    make = first_protocol(runtime, head_timeout=5.0)
+    protocol = make(lambda reader, writer: None)
+    assert isinstance(protocol, FirstBytes)
+    return protocol
+
+
+def _quart_on_uvicorn(runtime: Runtime) -> FirstBytes:
+    protocol = uvicorn_first_bytes(runtime, 5.0, asyncio.Protocol)()
+    assert isinstance(protocol, FirstBytes)
+    return protocol
+
+
+ASYNCIO_KINDS = {"quart": _quart_on_hypercorn, "quart-uvicorn": _quart_on_uvicorn}
+
+
+def _serve_watch(runtime: Runtime, kind: str) -> tuple[AsyncioStream, RecordingTransport]:
+    """A watch served on a recording transport by `kind`'s first protocol, as its server would."""
+    transport = RecordingTransport()
+    first = ASYNCIO_KINDS[kind](runtime)
+    first.connection_made(transport)
+    first.data_received(AUTHORIZED_WATCH)
+    stream = transport.get_protocol()
+    assert isinstance(stream, AsyncioStream), "not served below the server"
+    return stream, transport
+
+
+@pytest.mark.parametrize("kind", list(ASYNCIO_KINDS))
+def test_asyncio_a_reader_that_takes_nothing_is_dropped_at_the_configured_write_timeout(
+    kind: str,
+) -> None:
+    """`SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS` bounds a direct stream's write, as any other's."""
+
+    async def scenario(kit: Kit, group: Group) -> None:
+        runtime = make_runtime(
+            kit, SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS=str(SHORT_WRITE_TIMEOUT)
+        )
+        stream, transport = _serve_watch(runtime, kind)
+        stream.pause_writing()  # what the transport does once its buffer is full
+        await kit.sleep(SHORT_WRITE_TIMEOUT / 2)
+        assert not transport.aborted  # within the deadline
+        await kit.sleep(SHORT_WRITE_TIMEOUT)
+        assert transport.aborted, "still open past the write timeout"
+        assert runtime.streams.dropped == 1 and runtime.streams.count == 0
+        await kit.sleep(runtime.settings.watch_keepalive)  # the keep-alive ticker ends
+
+    AsyncioKit().run(scenario)
+
+
+def test_trio_a_reader_that_takes_nothing_is_dropped_at_the_configured_write_timeout() -> None:
+    """The same on trio: the stream's task gives up on a full socket after the setting."""
+
+    async def scenario(kit: Kit, group: Group) -> None:
+        runtime = make_runtime(
+            kit, SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS=str(SHORT_WRITE_TIMEOUT)
+        )
+        ours, theirs = trio.socket.socketpair()
+        async with trio.SocketStream(ours) as mine, trio.SocketStream(theirs) as peer:
+            ended = trio.Event()
+
+            async def serve() -> None:
+                await first_bytes(runtime, 5.0, (), mine, set())
+                ended.set()
+
+            group.start_soon(serve)
+            await peer.send_all(AUTHORIZED_WATCH)
+            await trio.testing.wait_all_tasks_blocked()
+            assert runtime.streams.count == 1, "not served below the server"
+            (stream,) = runtime.streams._streams()
+            runtime.streams._push(stream, b"x" * (256 * 1024))  # past both sockets' buffers
+            await trio.sleep(SHORT_WRITE_TIMEOUT / 2)
+            assert not stream.dropped  # within the deadline
+            await trio.sleep(SHORT_WRITE_TIMEOUT)
+            assert stream.dropped, "still open past the write timeout"
+            with trio.fail_after(1):
+                await ended.wait()
+            assert runtime.streams.count == 0
+
+    TrioKit().run(scenario)
+
+
+def _register_while_not_reading(runtime: Runtime, stream: AsyncioStream) -> int:
+    """Register 8 instances of the followed service, 1 KB of metadata each, while the
+    reader takes nothing (each event shows the whole service): the most the stream held."""
+    stream.pause_writing()  # the reader is behind: everything stays with the hub
+    most = stream.pending_bytes
+    for n in range(8):
+        register(runtime, "svc", f"i-{n}", metadata={"blob": "b" * 1000})
+        most = max(most, stream.pending_bytes)
+    return most
+
+
+def test_a_stream_that_does_not_read_is_dropped_past_the_configured_backlog() -> None:
+    """`SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES`: what the hub keeps for a reader that is behind."""
+
+    async def scenario(kit: Kit, group: Group) -> None:
+        runtime = make_runtime(kit, SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES="8192")
+        stream, transport = _serve_watch(runtime, "quart")
+        most = _register_while_not_reading(runtime, stream)
+        assert stream.dropped, "kept past the backlog"
+        assert most <= 8192
+        assert transport.aborted and stream.pending == []
+        assert runtime.streams.dropped == 1 and runtime.streams.count == 0
+        # The same events are kept under the default backlog (1 MiB).
+        default = make_runtime(kit)
+        kept, _ = _serve_watch(default, "quart")
+        assert _register_while_not_reading(default, kept) > 8192
+        assert not kept.dropped
+        kept.connection_lost(None)
+        await kit.sleep(runtime.settings.watch_keepalive)  # the keep-alive tickers end
+
+    AsyncioKit().run(scenario)

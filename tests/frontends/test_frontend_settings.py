@@ -43,6 +43,7 @@ def test_defaults() -> None:
     assert settings.max_head_bytes == 16384
     assert settings.head_timeout == 5.0
     assert settings.write_timeout == 10.0
+    assert settings.watch_backlog_bytes == 1024 * 1024
     assert settings.error_log_interval == 10.0
 
 
@@ -86,6 +87,7 @@ EVERY_VARIABLE = {
     "SERVICE_DISCOVERY_MAX_HEAD_BYTES": ("4096", "max_head_bytes", 4096),
     "SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS": ("1.5", "head_timeout", 1.5),
     "SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS": ("2.5", "write_timeout", 2.5),
+    "SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES": ("65536", "watch_backlog_bytes", 65536),
     "SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS": ("60", "error_log_interval", 60.0),
     "SERVICE_DISCOVERY_STATE_FILE": (
         str(Path(tempfile.gettempdir()) / "registry.json"),
@@ -226,6 +228,8 @@ BAD_VALUES: list[tuple[dict[str, str], str]] = [
     ({"SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS": "inf"}, "SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS"),
     ({"SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS": "-1"}, "SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS"),
     ({"SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS": "x"}, "SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS"),
+    ({"SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES": "1023"}, "SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES"),
+    ({"SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES": "1m"}, "SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES"),
     (
         {"SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS": "0"},
         "SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS",

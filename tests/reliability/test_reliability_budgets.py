@@ -208,17 +208,41 @@ def test_registrations_with_maximal_metadata_cost_nothing(server: ServerProcess)
     assert grown < 8 * MIB, f"grew {grown / MIB:.1f} MiB"
 
 
+#: Enough that the server's own first-use growth is a small part of the figure.
+CAPPED_INSTANCES = 600
+
+
 def test_instances_at_the_metadata_cap_cost_a_bounded_amount(server: ServerProcess) -> None:
-    """200 instances with 4 KB of metadata (the default cap), every view read: under 64 KiB each."""
+    """600 instances with 4 KB of metadata (the default cap), every view read: under 20 KiB each.
+
+    RSS, allocator slack included, on a fresh server: 25-28 KiB each with a
+    copy of each instance's JSON per view, 16-17 KiB with the global and
+    `healthy` bodies views of the service's own bodies (`sd_core.body`),
+    written in pieces, which every view's answer must still parse whole.
+    (After this module's other tests, on a server that has grown already:
+    20 and 12 KiB.) The core's own accounting, without allocator slack, is
+    `tests/core/test_core_instance_memory.py`.
+    """
     metadata = {f"key-{n:02d}": "m" * 120 for n in range(31)}
     assert sum(len(k) + len(v) for k, v in metadata.items()) <= 4096
     with httpx.Client(base_url=server.url, timeout=30) as client:
-        before = rss_bytes(server.pid)
-        for n in range(200):
-            assert _register(client, f"capped-{n}", metadata).status_code == 200
+        # A round of the same first, then gone: less of the server's own first-use growth.
+        for n in range(100):
+            assert _register(client, f"warm-{n}", metadata).status_code == 200
         for view in VIEWS:
             assert client.get(view, headers=READ).status_code == 200
+        for n in range(100):
+            gone = client.delete(f"/v1/discovery/unregister/svc/warm-{n}", headers=AUTH)
+            assert gone.status_code == 200
+        before = rss_bytes(server.pid)
+        for n in range(CAPPED_INSTANCES):
+            assert _register(client, f"capped-{n}", metadata).status_code == 200
+        for view in VIEWS:
+            response = client.get(view, headers=READ)
+            assert response.status_code == 200
+            response.json()
         size = len(json.dumps(client.get(VIEWS[1], headers=READ).json()["instances"][0]))
         grown = rss_bytes(server.pid) - before
-        report(f"200 instances at the 4 KiB cap: +{grown / MIB:.1f} MiB")
-    assert grown < 200 * 64 * 1024, f"grew {grown / 200 / 1024:.0f} KiB an instance ({size} B JSON)"
+        each = grown / CAPPED_INSTANCES
+        report(f"{CAPPED_INSTANCES} instances at the 4 KiB cap: +{grown / MIB:.1f} MiB")
+    assert each < 20 * 1024, f"grew {each / 1024:.0f} KiB an instance ({size} B JSON)"

@@ -22,7 +22,6 @@ from typing import Any, cast
 from frontends.quart_app.streams import start_ticker
 from frontends.runtime.watch_streams import StreamHub, WatchServing
 from frontends.servers.direct.first_bytes import DirectStream, Look, accept_watch, first_look
-from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 from sd_core.watch_stream import WatchSpec
 
 #: What `asyncio.start_server` calls with each connection's reader and writer (hypercorn's).
@@ -143,25 +142,32 @@ class FirstBytes(asyncio.Protocol):
         self._stop_timer()
         assert self._transport is not None
         hub: StreamHub = self._runtime.streams
-        stream = _ConnectionStream(spec.services, self._transport, hub)
+        settings = self._runtime.settings
+        stream = _ConnectionStream(spec.services, self._transport, hub, settings.write_timeout)
         self._transport.set_protocol(stream)
         self._transport.write(stream.open_on(hub, spec))
-        start_ticker(hub, self._runtime.settings.watch_keepalive)
+        start_ticker(hub, settings.watch_keepalive)
         self._buffer = b""
 
 
 class _ConnectionStream(DirectStream, asyncio.Protocol):
     """One stream's connection: written by `wake`, paused by the transport when the reader
-    is behind (then the hub keeps its events, up to its bound, or the deadline drops it)."""
+    is behind (then the hub keeps its events, up to its bound, or the write deadline,
+    `write_timeout` seconds of the reader taking nothing, drops it)."""
 
-    __slots__ = ("hub", "paused_at", "transport")
+    __slots__ = ("hub", "paused_at", "transport", "write_timeout")
 
     def __init__(
-        self, follows: frozenset[str] | None, transport: asyncio.Transport, hub: StreamHub
+        self,
+        follows: frozenset[str] | None,
+        transport: asyncio.Transport,
+        hub: StreamHub,
+        write_timeout: float,
     ) -> None:
         super().__init__(follows)
         self.transport = transport
         self.hub = hub
+        self.write_timeout = write_timeout  # SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS
         self.paused_at: asyncio.TimerHandle | None = None  # the write deadline, while paused
 
     def wake(self) -> None:
@@ -178,7 +184,7 @@ class _ConnectionStream(DirectStream, asyncio.Protocol):
 
     def pause_writing(self) -> None:
         loop = asyncio.get_running_loop()
-        self.paused_at = loop.call_later(WRITE_TIMEOUT_SECONDS, self._reader_stuck)
+        self.paused_at = loop.call_later(self.write_timeout, self._reader_stuck)
 
     def resume_writing(self) -> None:
         if self.paused_at is not None:

@@ -22,8 +22,9 @@ hostile-client defence stays the server's and ours as before (`http1_only`,
 the start of a watch is handed over at its first read.
 
 What stays the same for a client: the response (status, headers, chunked
-SSE body, the last chunk at shutdown), the 1 MiB bound on what a slow reader
-may leave pending, the 10 s write deadline (`write_deadline`), the head's
+SSE body, the last chunk at shutdown), the bound on what a slow reader may
+leave pending (`SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES`), the write deadline
+(`SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS`, as `write_deadline`), the head's
 16 KiB size bound, and the keep-alive timeout as the bound on how long a head
 may take (hypercorn's idle timer bounds that). What differs: the connection
 is closed after the stream ends rather than kept alive, and a watch sent on

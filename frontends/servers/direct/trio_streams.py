@@ -11,8 +11,9 @@ A stream's task parks in `wait_readable` on its socket, which is how it hears
 the client leave; the hub's `wake` writes to the socket itself (`os.write`,
 non-blocking as trio keeps it), so an event costs no task switch. Only when
 the socket is full does the task take over, cancelled out of its wait, and
-write the rest under the 10 s write deadline (`write_deadline`) while the hub
-keeps later events, up to its bound. Mirrors `servers/direct/asyncio_streams.py`.
+write the rest under the write deadline (`SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS`,
+as hypercorn's own writes in `write_deadline`) while the hub keeps later
+events, up to its bound. Mirrors `servers/direct/asyncio_streams.py`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from hypercorn.trio.tcp_server import TCPServer as HypercornConnection
 from frontends.runtime.logs import logfmt
 from frontends.runtime.watch_streams import StreamHub, WatchServing
 from frontends.servers.direct.first_bytes import DirectStream, Look, accept_watch, first_look
-from frontends.servers.hypercorn.write_deadline import WRITE_TIMEOUT_SECONDS
 from frontends.trio_app.streams import start_ticker
 
 log = logging.getLogger("sd.registry")
@@ -106,7 +106,7 @@ async def first_bytes(
     del spec
     start_ticker(hub, runtime.settings.watch_keepalive)
     try:
-        await held.run(stream.socket, hub)
+        await held.run(stream.socket, hub, runtime.settings.write_timeout)
     except Exception:  # a bug of ours ends this stream, never the server's nursery
         log.exception(logfmt("watch_stream_failed"))
     finally:
@@ -191,14 +191,15 @@ class _ConnectionStream(DirectStream):
             return b""
         return data[sent:] if sent < len(data) else b""
 
-    async def run(self, sock: trio.socket.SocketType, hub: StreamHub) -> None:
-        """Hold the stream until it ends, it is dropped, or its client leaves."""
+    async def run(self, sock: trio.socket.SocketType, hub: StreamHub, write_timeout: float) -> None:
+        """Hold the stream until it ends, it is dropped, or its client leaves; a write the
+        reader has not taken `write_timeout` seconds after the socket filled drops it."""
         while not self.dropped:
             data = self.unsent or self.framed()
             self.unsent = b""
             if data:
                 self.unsent = self._write(data)
-                if self.unsent and not await self._flush(sock, hub):
+                if self.unsent and not await self._flush(sock, hub, write_timeout):
                     return
                 continue
             if self.ended:
@@ -208,9 +209,11 @@ class _ConnectionStream(DirectStream):
                 self._read()
             self.scope = None
 
-    async def _flush(self, sock: trio.socket.SocketType, hub: StreamHub) -> bool:
+    async def _flush(
+        self, sock: trio.socket.SocketType, hub: StreamHub, write_timeout: float
+    ) -> bool:
         """Write `unsent` as the reader takes it, within the write deadline; False: dropped."""
-        deadline = trio.current_time() + WRITE_TIMEOUT_SECONDS
+        deadline = trio.current_time() + write_timeout
         with trio.CancelScope(deadline=deadline) as self.scope:
             while self.unsent and not self.dropped:
                 await trio.lowlevel.wait_writable(sock)
