@@ -7,6 +7,7 @@ shown field changed, so its bytes go" is written once, here.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -19,6 +20,11 @@ from .status import Status
 __all__ = [
     "InstanceSnapshot",
 ]
+
+
+#: How a rendered tail starts: the metadata object follows (see `render.instance_json`).
+_METADATA_FIELD = ',"metadata":'
+_DECODER = json.JSONDecoder()
 
 
 def unit_load(load: float) -> float:
@@ -62,6 +68,7 @@ class Instance:
     """
 
     __slots__ = (
+        "_metadata",
         "check",
         "failures",
         "generation",
@@ -74,7 +81,6 @@ class Instance:
         "load",
         "load_at_rise",
         "maintenance",
-        "metadata",
         "port",
         "probe_due",
         "probe_in_flight",
@@ -112,7 +118,7 @@ class Instance:
         self.host = host
         self.port = port
         self.health_endpoint = health_endpoint
-        self.metadata = metadata
+        self._metadata: dict[str, str] | None = metadata
         self.tags = tags
         self.load = load
         self.load_at_rise = load
@@ -166,6 +172,37 @@ class Instance:
         instance.generation = generation
         return instance
 
+    @property
+    def metadata(self) -> dict[str, str]:
+        """Its metadata (a fresh dict when it is read back from the rendered JSON).
+
+        Large metadata is kept once, as text: once the rendered tail holds it, the
+        parsed dict goes (`keep_metadata_as_text`), and a reader parses the tail.
+        Readers are renderers and filters, whose results are cached per change.
+        """
+        metadata = self._metadata
+        if metadata is not None:
+            return metadata
+        tail = self.rendered_tail
+        assert tail is not None, "metadata dropped without a rendered tail"
+        text = bytes(tail).decode()
+        parsed: dict[str, str] = _DECODER.raw_decode(text, len(_METADATA_FIELD))[0]
+        return parsed
+
+    @metadata.setter
+    def metadata(self, metadata: dict[str, str]) -> None:
+        self._metadata = metadata
+
+    def keep_metadata_as_text(self) -> None:
+        """Drop the parsed metadata: the rendered tail (which starts with it) holds it.
+
+        Called by the renderer for a tail large enough to be shared with the bodies;
+        at the metadata cap that dict was more than the instance's whole JSON.
+        """
+        tail = self.rendered_tail
+        if tail is not None and bytes(tail[: len(_METADATA_FIELD)]) == _METADATA_FIELD.encode():
+            self._metadata = None
+
     def load_moved(self, delta: float) -> bool:
         """Whether the load moved by `delta` or more since the index last rose for it."""
         moved = abs(self.load - self.load_at_rise)
@@ -198,6 +235,8 @@ class Instance:
         if targets or registration:
             self.rendered_target = None
         if registration:
+            if self._metadata is None:  # the tail is where the metadata lives
+                self._metadata = self.metadata
             self.rendered_tail = None
 
     def snapshot(self) -> InstanceSnapshot:

@@ -121,6 +121,7 @@ def instance_json(instance: Instance, wall_offset: float) -> Fragment:
             instance.rendered_tail = memoryview(cached)[
                 len(head_bytes) : len(head_bytes) + len(tail)
             ]
+            instance.keep_metadata_as_text()
     return cached
 
 
