@@ -289,7 +289,9 @@ class HttpApi:
             WATCH_ROUTE: {"GET": self._watch_unstreamed},
             _TOKEN_ROUTE: {"GET": self._token_access},
         }
-        self._public = _PUBLIC | frozenset(pages or ())
+        # `/v1/agent/self` shows no more than `/health` (the datacenter, the node's
+        # name), and some clients (py-consul) send it no token.
+        self._public = _PUBLIC | frozenset(pages or ()) | {consul_routes.AGENT_SELF}
         for path, page in (pages or {}).items():
             self._static[path] = {
                 "GET": _Fixed(HttpResponse(200, page.body, page_headers(page), path))

@@ -387,7 +387,8 @@ def _consul_paths() -> dict[str, Any]:
         "/v1/agent/self": {
             "get": {
                 "summary": "Consul: this node (Config.Datacenter, Config.NodeName)",
-                "responses": {"200": agent_self} | _errors(401),
+                "security": [],
+                "responses": {"200": agent_self} | _errors(),
             }
         },
         "/v1/catalog/services": _consul_read("Consul: every service and its tags", None, []),

@@ -47,6 +47,8 @@ def test_agent_self_names_the_datacenter_and_the_node() -> None:
     assert reply.body["Config"]["Datacenter"] == "eu-west_1"
     assert reply.body["Config"]["NodeName"] == "registry-a"
     assert reply.body["Member"]["Name"] == "registry-a"
+    # No more than /health shows, and py-consul sends it no token: public.
+    assert _get(core, "/v1/agent/self", auth=None).status == 200
 
 
 def test_a_health_entry_has_the_fields_consumers_read() -> None:
