@@ -306,6 +306,7 @@ class HttpApi:
             named[consul_routes.HEALTH_SERVICE]: {"GET": self._consul_service},
             named[consul_routes.HEALTH_STATE]: {"GET": self._health_state},
         }
+        self._consul_named[consul_routes.KV_ROUTE] = {"GET": self._consul_kv}
         self._consul_routes = frozenset(
             {consul_routes.AGENT_SELF, consul_routes.CATALOG_SERVICES, *self._consul_named}
         )
@@ -595,6 +596,9 @@ class HttpApi:
             params = _instance_params(path, _MAINTENANCE)
             if params:
                 return self._maintenance_route, _MAINTENANCE_ROUTE, params
+        elif path.startswith(consul_routes.KV) and len(path) > len(consul_routes.KV):
+            key = path[len(consul_routes.KV) :]
+            return self._consul_named[consul_routes.KV_ROUTE], consul_routes.KV_ROUTE, (key,)
         elif path.startswith("/v1/") and (named := consul_routes.named(path)) is not None:
             route, name = named
             return self._consul_named[route], route, (name,)
@@ -791,8 +795,11 @@ class HttpApi:
             held = self._hold(scope, index, query.wait_index, query.wait, now)
             if held is not None:
                 return held
+        return self._cached_response(call, scope, view, render(query), self._consul_headers(index))
+
+    def _consul_headers(self, index: int) -> tuple[tuple[str, str], ...]:
         number = str(index)
-        headers = (
+        return (
             ("content-type", JSON),
             ("x-consul-index", number),
             ("x-consul-knownleader", "true"),
@@ -800,7 +807,16 @@ class HttpApi:
             (INDEX_HEADER, number),
             *self._read_headers,
         )
-        return self._cached_response(call, scope, view, render(query), headers)
+
+    def _consul_kv(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
+        """Consul's KV store, always empty (see `consul_routes.KV`): a `404` at index 1."""
+        query = parse_query(call.query, self.registry.config.datacenter)
+        index = consul_routes.KV_INDEX
+        if query.wait_index == index and may_block:
+            return BlockingWait(consul_routes.KV_SCOPE, index, query.wait)
+        headers = self._consul_headers(index)[1:]
+        message = "Consul's KV store is not served here: every key is absent"
+        return error_response(RequestError("not_found", 404, message, headers=headers), call.route)
 
     def _catalog_services(
         self, call: RoutedRequest, body: bytes, now: float, may_block: bool

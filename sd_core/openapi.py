@@ -403,6 +403,24 @@ def _consul_paths() -> dict[str, Any]:
         "/v1/health/state/{state}": _consul_read(
             "Consul: every check in a state (any, passing, warning, critical)", "state", []
         ),
+        "/v1/kv/{key}": _consul_kv(),
+    }
+
+
+def _consul_kv() -> Any:
+    """Consul's KV store, served empty: every key is a 404 (blocking at index 1)."""
+    params = [
+        {"name": "key", "in": "path", "required": True, "schema": _ANY_NAME},
+        *_CONSUL_BLOCKING,
+    ]
+    absent = _json(_ref("ErrorResponse"), "Every key is absent")
+    absent["headers"] = _CONSUL_HEADERS
+    return {
+        "get": {
+            "summary": "Consul: the KV store, always empty",
+            "parameters": params,
+            "responses": {"404": absent} | _errors(400, 401, 422, invalid=_CONSUL_INVALID),
+        }
     }
 
 

@@ -23,8 +23,16 @@ NAMED_ROUTES = {
     HEALTH_SERVICE: HEALTH_SERVICE + "{name}",
     HEALTH_STATE: HEALTH_STATE + "{state}",
 }
+#: Consul's KV store, served empty: every key is a `404` whose index never moves,
+#: so a client watching a key (Fabio's manual routes) blocks for its whole wait
+#: instead of asking again at once. Its blocking queries park on `KV_SCOPE`,
+#: which no change wakes (no service name holds a `/`).
+KV = "/v1/kv/"
+KV_ROUTE = KV + "{key}"
+KV_SCOPE = "/v1/kv"
+KV_INDEX = 1
 #: The reads that carry an index (and Consul's staleness header, `CONTACT`).
-INDEXED_READS = frozenset({CATALOG_SERVICES, *NAMED_ROUTES.values()})
+INDEXED_READS = frozenset({CATALOG_SERVICES, KV_ROUTE, *NAMED_ROUTES.values()})
 #: Milliseconds since this node last heard from the store (0 in one process).
 CONTACT = "x-consul-lastcontact"
 _WRITES = frozenset(

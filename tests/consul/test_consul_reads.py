@@ -273,3 +273,14 @@ def test_a_body_is_rendered_once_per_change() -> None:
     changed = raw()
     assert changed is not first and b'"new"' in changed
     assert json.loads(raw("passing")) == json.loads(passing)
+
+
+def test_the_kv_store_is_empty_and_a_watch_on_it_blocks_for_its_wait() -> None:
+    core = _fleet()
+    absent = _get(core, "/v1/kv/fabio/config", "recurse")
+    assert (absent.status, absent.error) == (404, "not_found")
+    assert absent.headers["x-consul-index"] == "1" and absent.headers["x-consul-lastcontact"]
+    # Fabio watches its manual routes with the index it was given: it must park, not spin.
+    held = _held(core, "/v1/kv/fabio/config", "recurse&index=1&wait=1m")
+    assert (held.scope, held.seen_index, held.timeout) == ("/v1/kv", 1, 60.0)
+    assert core.send("PUT", "/v1/kv/fabio/config", auth=None).status == 405

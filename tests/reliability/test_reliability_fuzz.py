@@ -103,6 +103,7 @@ OPERATIONS = {
     "GET /v1/catalog/service/{name}",
     "GET /v1/health/service/{name}",
     "GET /v1/health/state/{state}",
+    "GET /v1/kv/{key}",
 }
 #: Reads of the registry's state (they carry its index); the token's access is not
 #: one, nor is Consul's `/v1/agent/self` (this node's names).
@@ -110,7 +111,11 @@ NOT_STATE = ("GET /v1/discovery/token", "GET /v1/agent/self")
 READS = {label for label in OPERATIONS if label.startswith("GET /v1/") and label not in NOT_STATE}
 
 #: The Consul-compatible reads (docs/integrations.md): their `wait` is a Go duration.
-CONSUL_READS = {label for label in OPERATIONS if "/v1/catalog/" in label or "/v1/health/" in label}
+CONSUL_READS = {
+    label
+    for label in OPERATIONS
+    if label.startswith(("GET /v1/catalog/", "GET /v1/health/", "GET /v1/kv/"))
+}
 
 #: Documented, but never fuzzed here: a stream does not end, so it has its own
 #: conformance tests (conformance/test_watch_stream.py).
