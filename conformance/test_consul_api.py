@@ -57,12 +57,17 @@ def test_a_drained_instance_fails_passing_with_a_maintenance_check(api: Api, uni
     assert any(c["CheckID"] == "_service_maintenance:a" for c in state)
 
 
+def _one_instance(api: Api, unique: Names, prefix: str) -> str:
+    """The health path of a new service with one passing instance, `a`."""
+    service = unique(prefix)
+    _ttl(api, service, "a")
+    return f"/v1/health/service/{service}"
+
+
 def test_a_consul_client_may_send_its_token_three_ways(
     server: ServerProcess, api: Api, unique: Names
 ) -> None:
-    service = unique("consul-token")
-    _ttl(api, service, "a")
-    path = f"/v1/health/service/{service}"
+    path = _one_instance(api, unique, "consul-token")
     with make_client(server.url) as anonymous:
         assert anonymous.get(path).status_code == 401
         assert anonymous.get(path, headers={"X-Consul-Token": READ_TOKEN}).status_code == 200
@@ -75,9 +80,8 @@ def test_a_consul_client_may_send_its_token_three_ways(
 def test_a_blocking_health_query_wakes_on_a_change(
     server: ServerProcess, api: Api, unique: Names
 ) -> None:
-    service = unique("consul-block")
-    _ttl(api, service, "a")
-    path = f"/v1/health/service/{service}"
+    path = _one_instance(api, unique, "consul-block")
+    service = path.rsplit("/", 1)[1]
     index = api.http.get(path).headers["x-consul-index"]
 
     def held() -> httpx.Response:

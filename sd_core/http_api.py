@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from .consul import routes as consul_routes
 from .consul import views as consul_views
 from .consul.checks import STATES
-from .consul.query import ConsulQuery, parse_query, query_token
+from .consul.query import parse_query, query_token
 from .consul.views import CATALOG, HEALTH, ConsulViews
 from .errors import FieldProblem, RequestError, query_error
 from .filters import InstanceFilter, read_filter
@@ -779,15 +779,10 @@ class HttpApi:
     # ----------------------------------------------------- Consul reads
 
     def _consul_read(
-        self,
-        call: RoutedRequest,
-        now: float,
-        may_block: bool,
-        scope: str | None,
-        view: str,
-        render: Callable[[ConsulQuery], bytes],
+        self, view: str, scope: str | None, call: RoutedRequest, now: float, may_block: bool
     ) -> Result:
-        """A Consul read: its own query syntax, our index, blocking and caches."""
+        """A Consul read of `view` (`ConsulViews.body`): its own query syntax, our index
+        for `scope` (a service, or None: every one), our blocking and caches."""
         registry = self.registry
         index = registry.global_index if scope is None else registry.service_index(scope)
         query = parse_query(call.query, registry.config.datacenter)
@@ -795,7 +790,8 @@ class HttpApi:
             held = self._hold(scope, index, query.wait_index, query.wait, now)
             if held is not None:
                 return held
-        return self._cached_response(call, scope, view, render(query), self._consul_headers(index))
+        body = self._consul.body(view, scope, query)
+        return self._cached_response(call, scope, view, body, self._consul_headers(index))
 
     def _consul_headers(self, index: int) -> tuple[tuple[str, str], ...]:
         number = str(index)
@@ -821,21 +817,14 @@ class HttpApi:
     def _catalog_services(
         self, call: RoutedRequest, body: bytes, now: float, may_block: bool
     ) -> Result:
-        consul = self._consul
-        return self._consul_read(
-            call, now, may_block, None, consul_views.SERVICES, lambda _: consul.catalog_services()
-        )
+        return self._consul_read(consul_views.SERVICES, None, call, now, may_block)
 
     def _consul_service(
         self, call: RoutedRequest, body: bytes, now: float, may_block: bool
     ) -> Result:
         """`/v1/health/service/<name>` or `/v1/catalog/service/<name>`, told apart by route."""
-        name = call.params[0]
         view = HEALTH if call.route.startswith(consul_routes.HEALTH_SERVICE) else CATALOG
-        consul = self._consul
-        return self._consul_read(
-            call, now, may_block, name, view, lambda q: consul.service(name, q, view)
-        )
+        return self._consul_read(view, call.params[0], call, now, may_block)
 
     def _health_state(
         self, call: RoutedRequest, body: bytes, now: float, may_block: bool
@@ -848,15 +837,7 @@ class HttpApi:
                 "Invalid path parameter: state",
                 details=(FieldProblem("state", "must be any, passing, warning or critical"),),
             )
-        consul = self._consul
-        return self._consul_read(
-            call,
-            now,
-            may_block,
-            None,
-            consul_views.STATE + state,
-            lambda _: consul.health_state(state),
-        )
+        return self._consul_read(consul_views.STATE + state, None, call, now, may_block)
 
     def _agent_self(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
         config = self.registry.config

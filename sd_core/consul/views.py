@@ -55,6 +55,16 @@ class ConsulViews:
         self.views = views
         self.datacenter = datacenter
 
+    def body(self, view: str, name: str | None, query: ConsulQuery) -> bytes:
+        """The body of `view`: HEALTH or CATALOG of service `name`, SERVICES, or
+        STATE + a state (one of `checks.STATES`)."""
+        if view == SERVICES:
+            return self.catalog_services()
+        if view.startswith(STATE):
+            return self.health_state(view[len(STATE) :])
+        assert name is not None  # HEALTH and CATALOG are a service's
+        return self.service(name, query, view)
+
     def service(self, name: str, query: ConsulQuery, view: str) -> bytes:
         """`/v1/health/service/<name>` (`view` HEALTH: every instance, or the passing ones,
         with its checks) or `/v1/catalog/service/<name>` (CATALOG: every instance)."""
