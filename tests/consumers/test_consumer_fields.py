@@ -191,3 +191,14 @@ def test_prometheus_and_alloy_see_the_health_label_they_expose() -> None:
     health = _read(_fleet(), f"/v1/health/service/{SERVICE}")
     shown = {h["Service"]["ID"]: aggregated_status(h["Checks"]) for h in health}
     assert shown == {"w1": "passing", "w2": "critical", "w3": "maintenance"}
+
+
+def test_every_answer_has_the_headers_consul_api_requires() -> None:
+    """consul/api's `parseQueryMeta` (every Go consumer above) fails a query whose answer
+    lacks an unsigned X-Consul-LastContact, or (older releases) X-Consul-Index."""
+    core = _fleet()
+    paths = {p for reads in READS.values() for p in reads} | {"/v1/kv/fabio/config"}
+    for path in sorted(paths):
+        reply = core.send("GET", path, auth=READ_AUTH)
+        for name in ("x-consul-index", "x-consul-lastcontact"):
+            assert reply.headers.get(name, "").isdigit(), (path, name, reply.headers)
