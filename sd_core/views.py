@@ -79,17 +79,17 @@ class Views:
         self._global.pop("services", None)
         self._global_filtered.forget("services")
 
-    @property
-    def services(self) -> Mapping[str, Service]:
-        """The registry's services, read live (for renderings of other dialects). Read-only."""
-        return self._services
-
     def cache_of(self, scope: str | None) -> dict[str, bytes] | None:
         """The cache of rendered bodies for a service (None: the global one). Read-only."""
         if scope is None:
             return self._global
         service = self._services.get(scope)
         return service.cache if service is not None else None
+
+    @property
+    def services(self) -> Mapping[str, Service]:
+        """The registry's services, read live (for renderings of other dialects). Read-only."""
+        return self._services
 
     # ------------------------------------------------------------ bodies
 
