@@ -78,7 +78,19 @@ ENDPOINTS = (
         "range",
         True,
     ),
+    # Consul's health read of the same 10 instances: measured against our own
+    # `GET /services/{name}` on the same server (the last table).
+    Endpoint(
+        "consul",
+        "GET /health/service/{name}",
+        "GET",
+        f"/v1/health/service/{SERVICE}",
+        "range",
+        False,
+    ),
 )
+#: A Consul health read costs no more than our own read: within 10 % in req/s.
+CONSUL_TARGET = 0.9
 ETCD_OPS = {
     "keepalive": "lease keepalive",
     "put": "put with lease",
@@ -264,7 +276,8 @@ def main(argv: list[str] | None = None) -> None:
     loops = {"asyncio": ["asyncio"], "uvloop": ["uvloop"], "both": ["asyncio", "uvloop"]}[
         args.loop or ("asyncio" if args.quick else "both")
     ]
-    endpoints = [e for e in ENDPOINTS if not args.quick or e.key in ("heartbeat", "service")]
+    quick = ("heartbeat", "service", "consul")
+    endpoints = [e for e in ENDPOINTS if not args.quick or e.key in quick]
     configs = _configs(chosen_frontends(args), loops)
     conns = args.connections
 
@@ -415,6 +428,21 @@ def report(
         )
     if "quart (asyncio)" in servers and "quart (uvloop)" in servers:
         _uvloop_table(results, endpoints)
+    if any(e.key == "consul" for e in endpoints):
+        rows = []
+        for config in configs:
+            consul = rps((config.label, "consul", "ours"))
+            own = rps((config.label, "service", "ours"))
+            ratio = ratio_stat(consul, own)
+            target = f">={CONSUL_TARGET:.0%}: {verdict(ratio.median >= CONSUL_TARGET)}"
+            rows.append(
+                [config.label, Stat.of(consul).fmt(), Stat.of(own).fmt(), ratio.fmt(".0%"), target]
+            )
+        print_table(
+            "Consul's health read of the 10 instances against our own read, on the same server",
+            ["frontend", "consul req/s", "GET /services/{name} req/s", "consul/ours", "target"],
+            rows,
+        )
 
 
 def _uvloop_table(results: Results, endpoints: list[Endpoint]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 
 from .errors import ConfigError
@@ -10,6 +11,8 @@ from .probe_address_policy import ProbePolicy
 __all__ = [
     "RegistryConfig",
 ]
+
+_DATACENTER = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,10 @@ class RegistryConfig:
     # deregisters long-unhealthy ones, so the local registry removes nothing on its own
     # clock (self-preservation is then decided by the cluster's guardian node instead).
     local_expiry: bool = True
+    #: What the Consul-compatible reads name (docs/integrations.md): the datacenter
+    #: every node and instance is in, and this registry's node (`/v1/agent/self`).
+    datacenter: str = "dc1"
+    node_name: str = "service-discovery"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -62,7 +69,7 @@ class RegistryConfig:
     def validate(self) -> None:
         """Refuse values that would make the registry misbehave quietly."""
         for f in fields(self):
-            if f.name in ("probe_policy", "local_expiry"):
+            if f.name in ("probe_policy", "local_expiry", "datacenter", "node_name"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -108,6 +115,12 @@ class RegistryConfig:
             raise ConfigError("self_preservation_threshold", "must be in [0, 1); 0 turns it off")
         if not 0 <= self.watch_load_delta <= 1:
             raise ConfigError("watch_load_delta", "must be between 0 and 1")
+        if not _DATACENTER.fullmatch(self.datacenter):
+            raise ConfigError(
+                "datacenter", "must be 1-64 letters, digits, '-' or '_' (as Consul's names)"
+            )
+        if not self.node_name or not self.node_name.isprintable() or len(self.node_name) > 256:
+            raise ConfigError("node_name", "must be 1-256 printable characters")
         if self.health_check_timeout > self.health_check_interval:
             raise ConfigError(
                 "health_check_timeout",

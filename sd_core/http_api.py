@@ -18,6 +18,11 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ValidationError
 
 from .body import Body
+from .consul import routes as consul_routes
+from .consul import views as consul_views
+from .consul.checks import STATES
+from .consul.query import parse_query, query_token
+from .consul.views import CATALOG, HEALTH, ConsulViews
 from .errors import FieldProblem, RequestError, query_error
 from .filters import InstanceFilter, read_filter
 from .models import HeartbeatRequest, MaintenanceRequest, RegisterRequest, metadata_bytes
@@ -285,11 +290,27 @@ class HttpApi:
             WATCH_ROUTE: {"GET": self._watch_unstreamed},
             _TOKEN_ROUTE: {"GET": self._token_access},
         }
-        self._public = _PUBLIC | frozenset(pages or ())
+        # `/v1/agent/self` shows no more than `/health` (the datacenter, the node's
+        # name), and some clients (py-consul) send it no token.
+        self._public = _PUBLIC | frozenset(pages or ()) | {consul_routes.AGENT_SELF}
         for path, page in (pages or {}).items():
             self._static[path] = {
                 "GET": _Fixed(HttpResponse(200, page.body, page_headers(page), path))
             }
+        # Consul's reads (sd_core.consul): routed, authorised and cached like our own.
+        self._consul = ConsulViews(registry.views, registry.config.datacenter)
+        self._static[consul_routes.AGENT_SELF] = {"GET": self._agent_self}
+        self._static[consul_routes.CATALOG_SERVICES] = {"GET": self._catalog_services}
+        named = consul_routes.NAMED_ROUTES
+        self._consul_named: dict[str, dict[str, Endpoint]] = {
+            named[consul_routes.CATALOG_SERVICE]: {"GET": self._consul_service},
+            named[consul_routes.HEALTH_SERVICE]: {"GET": self._consul_service},
+            named[consul_routes.HEALTH_STATE]: {"GET": self._health_state},
+        }
+        self._consul_named[consul_routes.KV_ROUTE] = {"GET": self._consul_kv}
+        self._consul_routes = frozenset(
+            {consul_routes.AGENT_SELF, consul_routes.CATALOG_SERVICES, *self._consul_named}
+        )
         # `/services/{name}` + view suffix -> (methods, route template); built
         # once, since routing runs on every request.
         self._service_views: dict[str, tuple[dict[str, Endpoint], str]] = {
@@ -316,12 +337,17 @@ class HttpApi:
         tables += [(route, methods) for methods, route in self._service_views.values()]
         tables.append((_UNREGISTER_ROUTE, self._unregister_route))
         tables.append((_MAINTENANCE_ROUTE, self._maintenance_route))
+        tables += list(self._consul_named.items())
         return sorted((method, route) for route, methods in tables for method in methods)
 
     def serves(self, path: str) -> bool:
         """Whether some route here serves `path` (with any method): what a frontend that
         shares its paths with a framework's router asks first, without routing twice."""
-        return path in self._static or self._dynamic_route(path)[0] is not None
+        return (
+            path in self._static
+            or self._dynamic_route(path)[0] is not None
+            or consul_routes.write_route(path) is not None  # their 405 is ours
+        )
 
     # ------------------------------------------------------------ entry
 
@@ -409,6 +435,10 @@ class HttpApi:
         access: str | None = None
         answer: HttpResponse | None = None
         refusal: str | None = None
+        if authorization is None and query and route in self._consul_routes:
+            # Consul's `?token=` (read routes only; discouraged: it ends up in logs).
+            token = query_token(query)
+            authorization = None if token is None else "Bearer " + token
         if route not in self._public:
             access = self._access(authorization)
             if access is not _READ_WRITE and not (access is _READ_ONLY and method == "GET"):
@@ -543,6 +573,9 @@ class HttpApi:
         if methods is None:
             methods, route, params = self._dynamic_route(path)
         if methods is None:
+            write = consul_routes.write_route(path)
+            if write is not None:
+                return error_response(consul_routes.write_refused(method), write), write, ()
             return not_found(path), "unknown", ()
         handler = methods.get(method)
         if handler is None:
@@ -564,6 +597,12 @@ class HttpApi:
             params = _instance_params(path, _MAINTENANCE)
             if params:
                 return self._maintenance_route, _MAINTENANCE_ROUTE, params
+        elif path.startswith(consul_routes.KV) and len(path) > len(consul_routes.KV):
+            key = path[len(consul_routes.KV) :]
+            return self._consul_named[consul_routes.KV_ROUTE], consul_routes.KV_ROUTE, (key,)
+        elif path.startswith("/v1/") and (named := consul_routes.named(path)) is not None:
+            route, name = named
+            return self._consul_named[route], route, (name,)
         return None, "", ()
 
     # ------------------------------------------------------------- auth
@@ -676,18 +715,24 @@ class HttpApi:
         if not call.query:
             return index, None, None
         wanted, wait, only = _read_params(call.query, self.registry.config.max_filter_pairs)
-        # Block only while the client is up to date: a passed index answers at
-        # once, and so does one from the future (a registry restart), so the
-        # client sees a lower index and starts again from 0; a cluster node whose
-        # view is behind that index first waits for it (`catch_up`).
         if wanted is None or not may_block:
             return index, None, only
-        if wanted != index:
-            held = None
-            if wanted > index and self.catch_up is not None:
-                held = self.catch_up(wanted, wait, now)
-            return index, held, only
-        return index, BlockingWait(scope, wanted, wait), only
+        return index, self._hold(scope, index, wanted, wait, now), only
+
+    def _hold(
+        self, scope: str | None, index: int, wanted: int, wait: float, now: float
+    ) -> BlockingWait | None:
+        """Whether a read asking for `wanted` waits: only while the client is up to date.
+
+        A passed index answers at once, and so does one from the future (a
+        registry restart), so the client sees a lower index and starts again
+        from 0; a cluster node whose view is behind that index first waits for it.
+        """
+        if wanted == index:
+            return BlockingWait(scope, wanted, wait)
+        if wanted > index and self.catch_up is not None:
+            return self.catch_up(wanted, wait, now)
+        return None
 
     def _read(
         self,
@@ -709,6 +754,17 @@ class HttpApi:
                 "service_not_found", 404, f"Service {name} is not registered", headers=headers[1:]
             )
             return error_response(error, call.route)
+        return self._cached_response(call, scope, view, body, headers)
+
+    def _cached_response(
+        self,
+        call: RoutedRequest,
+        scope: str | None,
+        view: str,
+        body: Body,
+        headers: tuple[tuple[str, str], ...],
+    ) -> HttpResponse:
+        """A read's 200, remembered for the fast path when its body is the cached one."""
         response = HttpResponse(200, body, headers, call.route)
         # The registry keeps handing out this very bytes object (from `cache`)
         # until anything shown, the index included, changes: identity with it
@@ -720,6 +776,74 @@ class HttpApi:
                 fast.clear()  # forget paths of services that went away
             fast[call.path] = _FastEntry(response, cache, view)
         return response
+
+    # ----------------------------------------------------- Consul reads
+
+    def _consul_read(
+        self, view: str, scope: str | None, call: RoutedRequest, now: float, may_block: bool
+    ) -> Result:
+        """A Consul read of `view` (`ConsulViews.body`): its own query syntax, our index
+        for `scope` (a service, or None: every one), our blocking and caches."""
+        registry = self.registry
+        index = registry.global_index if scope is None else registry.service_index(scope)
+        query = parse_query(call.query, registry.config.datacenter)
+        if query.wait_index is not None and may_block:
+            held = self._hold(scope, index, query.wait_index, query.wait, now)
+            if held is not None:
+                return held
+        body = self._consul.body(view, scope, query)
+        return self._cached_response(call, scope, view, body, self._consul_headers(index))
+
+    def _consul_headers(self, index: int) -> tuple[tuple[str, str], ...]:
+        number = str(index)
+        return (
+            ("content-type", JSON),
+            ("x-consul-index", number),
+            ("x-consul-knownleader", "true"),
+            (consul_routes.CONTACT, "0"),
+            (INDEX_HEADER, number),
+            *self._read_headers,
+        )
+
+    def _consul_kv(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
+        """Consul's KV store, always empty (see `consul_routes.KV`): a `404` at index 1."""
+        query = parse_query(call.query, self.registry.config.datacenter)
+        index = consul_routes.KV_INDEX
+        if query.wait_index == index and may_block:
+            return BlockingWait(consul_routes.KV_SCOPE, index, query.wait)
+        headers = self._consul_headers(index)[1:]
+        message = "Consul's KV store is not served here: every key is absent"
+        return error_response(RequestError("not_found", 404, message, headers=headers), call.route)
+
+    def _catalog_services(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
+        return self._consul_read(consul_views.SERVICES, None, call, now, may_block)
+
+    def _consul_service(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
+        """`/v1/health/service/<name>` or `/v1/catalog/service/<name>`, told apart by route."""
+        view = HEALTH if call.route.startswith(consul_routes.HEALTH_SERVICE) else CATALOG
+        return self._consul_read(view, call.params[0], call, now, may_block)
+
+    def _health_state(
+        self, call: RoutedRequest, body: bytes, now: float, may_block: bool
+    ) -> Result:
+        state = call.params[0]
+        if state not in STATES:
+            raise RequestError(
+                "validation_error",
+                422,
+                "Invalid path parameter: state",
+                details=(FieldProblem("state", "must be any, passing, warning or critical"),),
+            )
+        return self._consul_read(consul_views.STATE + state, None, call, now, may_block)
+
+    def _agent_self(self, call: RoutedRequest, body: bytes, now: float, may_block: bool) -> Result:
+        config = self.registry.config
+        document = consul_routes.agent_self(config.datacenter, config.node_name, self.version)
+        return HttpResponse(200, document, _JSON_HEADERS, call.route)
 
     def _all_services(
         self, call: RoutedRequest, body: bytes, now: float, may_block: bool

@@ -327,6 +327,119 @@ _TOKEN_ACCESS = {
 }
 
 
+_CONSUL_BLOCKING = [
+    {
+        "name": "index",
+        "in": "query",
+        "required": False,
+        "schema": _BLOCKING[0]["schema"],
+        "description": "Block until X-Consul-Index passes this value",
+    },
+    {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "pattern": r"^([0-9]{1,12}(\.[0-9]{1,9})?(ns|us|ms|s|m|h))+$"},
+        "description": "How long to block, a Go duration (default 5m, at most 10m)",
+    },
+    {
+        "name": "stale",
+        "in": "query",
+        "required": False,
+        "allowEmptyValue": True,
+        "schema": {"type": "string", "maxLength": 0},
+        "description": "Accepted; every read is answered from this node's view",
+    },
+]
+_CONSUL_FILTERS = [
+    {
+        "name": "tag",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "array", "items": {"type": "string"}},
+        "style": "form",
+        "explode": True,
+        "description": "Only instances with every one of these tags",
+    },
+]
+_CONSUL_PASSING = {
+    "name": "passing",
+    "in": "query",
+    "required": False,
+    "allowEmptyValue": True,
+    "schema": {"enum": ["", "1", "true", "0", "false"]},
+    "description": "Only instances whose every check passes",
+}
+_CONSUL_HEADERS = {
+    "X-Consul-Index": {"schema": {"type": "integer", "minimum": 1}},
+    "X-Consul-KnownLeader": {"schema": {"type": "string", "enum": ["true"]}},
+    "X-Consul-LastContact": {"schema": {"type": "integer", "minimum": 0}},
+}
+_CONSUL_INVALID = (
+    "A query parameter is invalid (`index`, `wait`, `passing`), or the path's state is "
+    "not any, passing, warning or critical"
+)
+
+
+def _consul_read(summary: str, path_name: str | None, extra: list[dict[str, Any]]) -> Any:
+    """A Consul-compatible read (docs/integrations.md); its body is Consul's, untyped here."""
+    params: list[dict[str, Any]] = [*_CONSUL_BLOCKING, *extra]
+    if path_name is not None:
+        params.insert(0, {"name": path_name, "in": "path", "required": True, "schema": _ANY_NAME})
+    ok = _json({"type": ["array", "object"]}, "OK (Consul's shape)")
+    ok["headers"] = _CONSUL_HEADERS
+    return {
+        "get": {
+            "summary": summary,
+            "parameters": params,
+            "responses": {"200": ok} | _errors(400, 401, 422, invalid=_CONSUL_INVALID),
+        }
+    }
+
+
+def _consul_paths() -> dict[str, Any]:
+    agent_self = _json({"type": "object", "required": ["Config", "Member"]}, "OK")
+    return {
+        "/v1/agent/self": {
+            "get": {
+                "summary": "Consul: this node (Config.Datacenter, Config.NodeName)",
+                "security": [],
+                "responses": {"200": agent_self} | _errors(),
+            }
+        },
+        "/v1/catalog/services": _consul_read("Consul: every service and its tags", None, []),
+        "/v1/catalog/service/{name}": _consul_read(
+            "Consul: a service's instances (catalog)", "name", _CONSUL_FILTERS
+        ),
+        "/v1/health/service/{name}": _consul_read(
+            "Consul: a service's instances with their checks",
+            "name",
+            [*_CONSUL_FILTERS, _CONSUL_PASSING],
+        ),
+        "/v1/health/state/{state}": _consul_read(
+            "Consul: every check in a state (any, passing, warning, critical)", "state", []
+        ),
+        "/v1/kv/{key}": _consul_kv(),
+    }
+
+
+def _consul_kv() -> Any:
+    """Consul's KV store, served empty: every key is a 404 (blocking at index 1)."""
+    params = [
+        {"name": "key", "in": "path", "required": True, "schema": _ANY_NAME},
+        *_CONSUL_BLOCKING,
+    ]
+    absent = _json(_ref("ErrorResponse"), "Every key is absent")
+    absent["headers"] = _CONSUL_HEADERS
+    return {
+        "get": {
+            "summary": "Consul: the KV store, always empty",
+            "parameters": params,
+            "responses": {"404": absent} | _errors(400, 401, 422, invalid=_CONSUL_INVALID),
+        }
+    }
+
+
 def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
     """The whole document; `pages` are the page paths this registry serves (`/ui`, `/docs`...)."""
     _, definitions = models_json_schema(
@@ -386,6 +499,7 @@ def openapi_document(version: str, pages: Iterable[str] = ()) -> dict[str, Any]:
             "/metrics": _page("The registry's own metrics (Prometheus text format)", "text/plain"),
             "/openapi.json": _page("This document", "application/json"),
         }
+        | _consul_paths()
         | _pages(pages),
     }
 

@@ -93,6 +93,11 @@ class Views:
         service = self._services.get(scope)
         return service.cache if service is not None else None
 
+    @property
+    def services(self) -> Mapping[str, Service]:
+        """The registry's services, read live (for renderings of other dialects). Read-only."""
+        return self._services
+
     # ------------------------------------------------------------ bodies
 
     def service_instances(self, name: str, only: InstanceFilter | None = None) -> bytes | None:

@@ -110,12 +110,15 @@ class _RequestHeads(NamedTuple):
     @classmethod
     def read(cls, headers: Iterable[tuple[bytes, bytes]]) -> _RequestHeads:
         authorizations: list[str] = []
+        consul_tokens: list[str] = []
         content_types: list[str] = []
         content_length = 0
         chunked = False
         for name, value in headers:
             if name == b"authorization":
                 authorizations.append(value.decode("latin-1"))
+            elif name == b"x-consul-token":
+                consul_tokens.append(value.decode("latin-1"))
             elif name == b"content-type":
                 content_types.append(value.decode("latin-1"))
             elif name == b"content-length" and value.isdigit():
@@ -124,6 +127,10 @@ class _RequestHeads(NamedTuple):
                 chunked = True
         # A repeated header is read as its values joined by ", " (RFC 9110),
         # so a duplicate can never pick which token or media type counts.
+        # Consul's clients send their token as X-Consul-Token: it counts as a
+        # bearer token when no Authorization header is sent (docs/integrations.md).
+        if not authorizations and consul_tokens:
+            authorizations = ["Bearer " + ", ".join(consul_tokens)]
         return cls(
             ", ".join(authorizations) or None,
             ", ".join(content_types) or None,

@@ -44,6 +44,7 @@ _REGISTRY_VARIABLES: dict[str, tuple[str, Callable[[str], float | int]]] = {
     "HEALTH_CHECK_FIRST_RETRY_SECONDS": ("first_probe_retry", float),
 }
 _FIELD_TO_VARIABLE = {field: name for name, (field, _) in _REGISTRY_VARIABLES.items()}
+_FIELD_TO_VARIABLE["datacenter"] = "SERVICE_DISCOVERY_DATACENTER"
 # Environment variable -> (Settings field, parser, minimum). Whole numbers
 # count things and must be at least the minimum; seconds must exceed it.
 _SERVER_VARIABLES: dict[str, tuple[str, type[int] | type[float], int]] = {
@@ -157,8 +158,18 @@ def load_settings(
             policy = ProbePolicy(parse_networks(raw_networks))
         except ValueError as error:
             raise ConfigError("HEALTH_CHECK_ALLOWED_NETWORKS", str(error)) from None
+    # Consul's reads (docs/integrations.md): the datacenter, and the node's name
+    # in one process (a cluster node is named by its node id instead).
+    datacenter = env.get("SERVICE_DISCOVERY_DATACENTER", "").strip() or "dc1"
+    host_name = socket.gethostname()
+    node_name = host_name if host_name and host_name.isprintable() else "service-discovery"
     try:
-        registry = RegistryConfig(**values, probe_policy=policy)  # type: ignore[arg-type]
+        registry = RegistryConfig(
+            **values,  # type: ignore[arg-type]
+            probe_policy=policy,
+            datacenter=datacenter,
+            node_name=node_name[:256],
+        )
     except ConfigError as error:
         raise ConfigError(_FIELD_TO_VARIABLE.get(error.name, error.name), error.message) from None
 

@@ -38,6 +38,8 @@ from sd_etcd.requests import Compare, CompareResult, Target
 
 from ..checks import CheckType
 from ..config import RegistryConfig
+from ..consul.routes import CONTACT as CONSUL_CONTACT
+from ..consul.routes import INDEXED_READS as CONSUL_READS
 from ..errors import RequestError, not_registered, registry_full, status_not_reported
 from ..events import Effect, InstanceRemoved, ProbePassed, ProbeResult, RemovalReason, RunProbe
 from ..http_api import (
@@ -141,7 +143,10 @@ class ClusterNode:
         lease ids are chosen here so that an answer lost on the way cannot orphan a
         lease under an id we do not know."""
         self.cluster = cluster
-        self.config = replace(config or RegistryConfig(), local_expiry=False)
+        # The node's id is its name in Consul's reads too (`/v1/agent/self`).
+        self.config = replace(
+            config or RegistryConfig(), local_expiry=False, node_name=cluster.node_id
+        )
         self.wall_offset = wall_offset
         self.layout = KeyLayout(cluster.prefix)
         self.registry = Registry(self.config, now=now, wall_offset=wall_offset)
@@ -359,7 +364,10 @@ class ClusterNode:
         if contact is None or INDEX_HEADER not in [name for name, _ in headers]:
             return response
         silent = now - contact
-        last = ("x-discovery-last-contact", str(int(silent * 1000)) if silent > 0 else "0")
+        millis = str(int(silent * 1000)) if silent > 0 else "0"
+        last = ("x-discovery-last-contact", millis)
+        if response.route in CONSUL_READS:  # Consul's own header says the same
+            headers = tuple((n, millis if n == CONSUL_CONTACT else v) for n, v in headers)
         if silent > self.cluster.stale_after and not self.stale:
             headers += (last, _STALE)
         else:

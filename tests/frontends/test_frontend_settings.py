@@ -23,7 +23,8 @@ NO_STATE_FILE = {"SERVICE_DISCOVERY_STATE_FILE": ""}
 
 def test_defaults() -> None:
     settings = load_settings({"SERVICE_DISCOVERY_SECRET": SECRET})
-    assert settings.registry == RegistryConfig()
+    # Consul's reads name this node by the host name (docs/integrations.md).
+    assert settings.registry == RegistryConfig(node_name=socket.gethostname())
     assert settings.host == "0.0.0.0"
     assert settings.port == DEFAULT_PORT == 3004
     assert settings.fd is None

@@ -70,6 +70,7 @@ from schemathesis.specs.openapi.checks import (
 
 from conformance.client import tls_context
 from conformance.server_process import ServerProcess, serving
+from sd_core.consul.query import parse_duration
 
 AnyCase = Case[Any]
 
@@ -97,12 +98,23 @@ OPERATIONS = {
     "GET /v1/discovery/prometheus",
     "GET /v1/discovery/token",
     "GET /health",
+    "GET /v1/agent/self",
+    "GET /v1/catalog/services",
+    "GET /v1/catalog/service/{name}",
+    "GET /v1/health/service/{name}",
+    "GET /v1/health/state/{state}",
+    "GET /v1/kv/{key}",
 }
-#: Reads of the registry's state (they carry its index); the token's access is not one.
-READS = {
+#: Reads of the registry's state (they carry its index); the token's access is not
+#: one, nor is Consul's `/v1/agent/self` (this node's names).
+NOT_STATE = ("GET /v1/discovery/token", "GET /v1/agent/self")
+READS = {label for label in OPERATIONS if label.startswith("GET /v1/") and label not in NOT_STATE}
+
+#: The Consul-compatible reads (docs/integrations.md): their `wait` is a Go duration.
+CONSUL_READS = {
     label
     for label in OPERATIONS
-    if label.startswith("GET /v1/") and label != "GET /v1/discovery/token"
+    if label.startswith(("GET /v1/catalog/", "GET /v1/health/", "GET /v1/kv/"))
 }
 
 #: Documented, but never fuzzed here: a stream does not end, so it has its own
@@ -252,6 +264,11 @@ def keep_blocking_short(case: AnyCase) -> None:
     wait = query.get("wait")
     if wait is None or isinstance(wait, list):
         query["wait"] = "5ms"
+        return
+    if case.operation.label in CONSUL_READS:  # Go durations: `1m30s`, `500us`
+        seconds = parse_duration(str(wait))
+        if seconds is not None and seconds > 0.005:
+            query["wait"] = "5ms"
         return
     match = _WAIT.fullmatch(str(wait))
     if match is not None and float(match.group(1)) * _WAIT_UNITS[match.group(2)] > 0.005:
