@@ -5,14 +5,11 @@
 stack over the extra throughput (docs/performance.md, scenario 2, has both).
 TCP checks always use `tcp_client.TcpProber`; `by_check` routes each probe.
 Both resolve names with one `resolver.HostResolver` of
-`HEALTH_CHECK_RESOLVER_THREADS` threads. The settings are read through
-`ProbeSettings`, what this factory needs of `runtime.settings.Settings`, so
-that `outbound/` imports nothing of the runtime above it.
+`HEALTH_CHECK_RESOLVER_THREADS` threads. The probers are `outbound/`'s; the
+choice is read from the settings, so it is made here, on the runtime's floor.
 """
 
 from __future__ import annotations
-
-from typing import Protocol
 
 from frontends.outbound.probing.builtin_client import PlainProbeClient
 from frontends.outbound.probing.by_check import ProberByCheck
@@ -20,23 +17,10 @@ from frontends.outbound.probing.httpx_client import HttpxProber
 from frontends.outbound.probing.prober import Prober
 from frontends.outbound.probing.resolver import HostResolver
 from frontends.outbound.probing.tcp_client import TcpProber
-from sd_core import RegistryConfig
+from frontends.runtime.settings import Settings
 
 
-class ProbeSettings(Protocol):
-    """The settings the probers are built from (`runtime.settings.Settings` has them)."""
-
-    @property
-    def registry(self) -> RegistryConfig: ...
-    @property
-    def probe_client(self) -> str: ...
-    @property
-    def max_concurrent_probes(self) -> int: ...
-    @property
-    def resolver_threads(self) -> int: ...
-
-
-def make_prober(settings: ProbeSettings) -> ProberByCheck:
+def make_prober(settings: Settings) -> ProberByCheck:
     """Every check type's prober, behind the one a probe driver holds."""
     resolver = HostResolver(threads=settings.resolver_threads)
     return ProberByCheck(
@@ -46,7 +30,7 @@ def make_prober(settings: ProbeSettings) -> ProberByCheck:
     )
 
 
-def make_http_prober(settings: ProbeSettings, resolver: HostResolver) -> Prober:
+def make_http_prober(settings: Settings, resolver: HostResolver) -> Prober:
     registry = settings.registry
     if settings.probe_client == "httpx":
         return HttpxProber(
