@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict
+from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict, wait_until
 from .http_client import heartbeat_body, http_get, post_all, register_body, run_async
 from .processes import (
     Proc,
@@ -100,14 +99,17 @@ def _b64(text: str) -> str:
 def prepare_registry(proc: Proc, fake: Proc) -> None:
     bodies = [register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}") for n in range(INSTANCES)]
     run_async(post_all(proc.port, "/v1/discovery/register", bodies, connections=1, depth=1))
-    deadline = time.monotonic() + 30
-    while True:
+    wait_healthy(proc, INSTANCES, timeout=30)
+
+
+def wait_healthy(proc: Proc, count: int, timeout: float = 60.0) -> None:
+    """Until `count` instances of `SERVICE` are healthy on `proc` (probed, or seen so)."""
+
+    def healthy() -> bool:
         status, body = http_get(proc.port, f"/v1/discovery/services/{SERVICE}/healthy", auth=True)
-        if status == 200 and len(json.loads(body)["healthy_instances"]) == INSTANCES:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"{proc.name}: instances never became healthy: {body[:300]!r}")
-        time.sleep(0.2)
+        return status == 200 and len(json.loads(body)["healthy_instances"]) == count
+
+    wait_until(healthy, f"{count} healthy instances of {SERVICE} on {proc.name}", timeout)
 
 
 def request_files(run: Run, fake: Proc) -> tuple[Path, Path]:
