@@ -51,6 +51,11 @@ class Stat:
     def hi(self) -> float:
         return max(self.values)
 
+    @property
+    def spread(self) -> float:
+        """(max - min) / median, as a fraction."""
+        return (self.hi - self.lo) / self.median
+
     def fmt(self, spec: str = ",.0f", unit: str = "") -> str:
         return f"{self.median:{spec}}{unit} ({self.lo:{spec}}-{self.hi:{spec}})"
 
