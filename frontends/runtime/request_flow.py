@@ -112,7 +112,8 @@ async def respond(
 
 def is_unrouted(routed: RoutedRequest) -> bool:
     """Whether no route of the core has the path: its 404 (a 405 names a route it has)."""
-    return routed.refusal == NOT_ROUTED and routed.route == "unknown"
+    answer = routed.answer
+    return routed.refusal == NOT_ROUTED and answer is not None and answer.status == 404
 
 
 class _RequestHeads(NamedTuple):
