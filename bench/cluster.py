@@ -56,9 +56,27 @@ from typing import Any
 from sd_core.cluster import ClusterConfig
 from sd_core.cluster.ownership import owner
 
-from .common import SECRET, BenchError, Stat, log, percentile, print_table, ratio_stat, verdict
-from .http_client import Conn, heartbeat_body, http_get, register_body, run_async, scrape_metrics
-from .http_hot_paths import INSTANCES, SERVICE, prepare_registry
+from .common import (
+    SECRET,
+    BenchError,
+    Stat,
+    log,
+    percentile,
+    print_table,
+    ratio_stat,
+    verdict,
+    wait_until,
+)
+from .http_client import (
+    Conn,
+    heartbeat_body,
+    http_call,
+    http_get,
+    register_body,
+    run_async,
+    scrape_metrics,
+)
+from .http_hot_paths import INSTANCES, SERVICE, prepare_registry, wait_healthy
 from .processes import (
     PIN,
     Proc,
@@ -113,20 +131,21 @@ NODE_DEFAULTS = ClusterConfig("defaults")
 # ------------------------------------------------------------------ nodes
 
 
-def endpoint_of(etcd: Proc) -> str:
-    return f"http://127.0.0.1:{etcd.port}"
+def cluster_env(endpoint: str, prefix: str, node_id: str, env: dict[str, str]) -> dict[str, str]:
+    """The settings of cluster node `node_id` on etcd `endpoint`'s `prefix` (`env` besides)."""
+    return {
+        "SERVICE_DISCOVERY_ETCD_ENDPOINTS": endpoint,
+        "SERVICE_DISCOVERY_ETCD_PREFIX": prefix,
+        "SERVICE_DISCOVERY_NODE_ID": node_id,
+        **env,
+    }
 
 
 def start_node(
     run: Run, frontend: str, etcd: Proc, prefix: str, node_id: str, env: dict[str, str]
 ) -> Proc:
     """A cluster node on `prefix`, returned once it follows the store (`/health` says ok)."""
-    cluster = {
-        "SERVICE_DISCOVERY_ETCD_ENDPOINTS": endpoint_of(etcd),
-        "SERVICE_DISCOVERY_ETCD_PREFIX": prefix,
-        "SERVICE_DISCOVERY_NODE_ID": node_id,
-        **env,
-    }
+    cluster = cluster_env(etcd.url(""), prefix, node_id, env)
     proc = start_registry(run, frontend, env=cluster, name=node_id)
     wait_store_ok(proc)
     return proc
@@ -146,24 +165,11 @@ def store_state(proc: Proc) -> str:
 
 
 def wait_store_ok(proc: Proc, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while store_state(proc) != "ok":
+    def joined() -> bool:
         proc.check_alive()
-        if time.monotonic() > deadline:
-            raise BenchError(f"{proc.name}: never joined the cluster")
-        time.sleep(0.05)
+        return store_state(proc) == "ok"
 
-
-def wait_healthy(proc: Proc, count: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    path = f"{READ_PATH}/healthy"
-    while True:
-        status, body = http_get(proc.port, path, auth=True)
-        if status == 200 and len(json.loads(body)["healthy_instances"]) == count:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"{proc.name}: {SERVICE} never all healthy: {body[:200]!r}")
-        time.sleep(0.1)
+    wait_until(joined, f"{proc.name} joining the cluster", timeout, every=0.05)
 
 
 def set_cpus(pid: int, cpus: set[int] | None) -> None:
@@ -404,50 +410,37 @@ def takeover(
     ids = [f"{tag}{n:02d}" for n in range(TAKEOVER_INSTANCES)]
     for instance in ids:
         body = register_body(TAKEOVER_SERVICE, instance, fake.port, f"/healthy/{instance}")
-        status, answer = post(doomed.port, REGISTER_PATH, body)
-        if status != 200:
-            raise BenchError(f"takeover: {status} {answer[:200]!r}")
+        answer = http_call(doomed.port, "POST", REGISTER_PATH, body)
+        if answer.status != 200:
+            raise BenchError(f"takeover: {answer.status} {answer.body[:200]!r}")
     nodes = [*survivors, node_id]
     mine = [i for i in ids if owner(nodes, TAKEOVER_SERVICE, i) == node_id]
     if not mine:
         raise BenchError("takeover: the doomed node owns none of the instances")
-    deadline = time.monotonic() + 30
-    while True:  # D probes its share (each at least twice: its schedule runs)
+
+    def probed_twice() -> bool:  # D probes its share (each at least twice: its schedule runs)
         log_now = probe_log(fake, f"/healthy/{tag}")
-        if all(len(log_now.get(f"/healthy/{i}", [])) >= 2 for i in mine):
-            break
-        if time.monotonic() > deadline:
-            raise BenchError("takeover: the doomed node never probed its share")
-        time.sleep(0.1)
+        return all(len(log_now.get(f"/healthy/{i}", [])) >= 2 for i in mine)
+
+    def probed_since(moment: float) -> list[float | None]:
+        """When each instance D owned was first probed after `moment` (None: not yet)."""
+        log_now = probe_log(fake, f"/healthy/{tag}")
+        return [min((t for t in log_now.get(f"/healthy/{i}", []) if t > moment), default=None)
+                for i in mine]  # fmt: skip
+
+    wait_until(probed_twice, "the doomed node probing its share", 30)
     doomed.child.proc.send_signal(signal.SIGKILL)
     doomed.child.proc.wait(timeout=10)
     killed = time.monotonic()
     # A probe D wrote just before dying may still be read after `killed`.
-    after = killed + 0.05
-    deadline = killed + NODE_DEFAULTS.node_ttl * 3 + 30
-    while True:
-        log_now = probe_log(fake, f"/healthy/{tag}")
-        firsts = [
-            min((t for t in log_now.get(f"/healthy/{i}", []) if t > after), default=None)
-            for i in mine
-        ]
-        if all(first is not None for first in firsts):
-            return [first - killed for first in firsts if first is not None]
-        if time.monotonic() > deadline:
-            raise BenchError("takeover: the survivors never probed the doomed node's share")
-        time.sleep(0.1)
+    firsts: list[float | None] = []
 
+    def taken_over() -> bool:
+        firsts[:] = probed_since(killed + 0.05)
+        return None not in firsts
 
-def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
-    async def go() -> tuple[int, bytes]:
-        conn = await Conn.open(port)
-        try:
-            answer = await conn.request("POST", path, body)
-        finally:
-            await conn.close()
-        return answer.status, answer.body
-
-    return run_async(go())
+    wait_until(taken_over, "the survivors probing D's share", NODE_DEFAULTS.node_ttl * 3 + 30)
+    return [first - killed for first in firsts if first is not None]
 
 
 # -------------------------------------------------------------- 5. scale
@@ -522,19 +515,11 @@ def view_count(proc: Proc) -> int:
 
 def etcd_post(etcd: Proc, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """One call to etcd's JSON gateway; its answer's document."""
-
-    async def go() -> dict[str, Any]:
-        conn = await Conn.open(etcd.port)
-        try:
-            answer = await conn.request("POST", path, json.dumps(body).encode(), auth=False)
-        finally:
-            await conn.close()
-        if answer.status != 200:
-            raise BenchError(f"etcd {path}: {answer.status} {answer.body[:200]!r}")
-        document: dict[str, Any] = answer.json()
-        return document
-
-    return run_async(go())
+    answer = http_call(etcd.port, "POST", path, json.dumps(body).encode(), auth=False)
+    if answer.status != 200:
+        raise BenchError(f"etcd {path}: {answer.status} {answer.body[:200]!r}")
+    document: dict[str, Any] = answer.json()
+    return document
 
 
 def etcd_db_bytes(etcd: Proc) -> int:
@@ -560,21 +545,13 @@ class Join:
 def join(run: Run, frontend: str, etcd: Proc, prefix: str, expected: int) -> Join:
     """A fresh node on a filled prefix: seconds from its start until it holds everything."""
     started = time.monotonic()
-    cluster = {
-        "SERVICE_DISCOVERY_ETCD_ENDPOINTS": endpoint_of(etcd),
-        "SERVICE_DISCOVERY_ETCD_PREFIX": prefix,
-        "SERVICE_DISCOVERY_NODE_ID": f"joiner-{frontend}",
-        **SCALE_ENV,
-    }
-    proc = start_registry(run, frontend, env=cluster, name=f"joiner-{frontend}")
+    name = f"joiner-{frontend}"
+    cluster = cluster_env(etcd.url(""), prefix, name, SCALE_ENV)
+    proc = start_registry(run, frontend, env=cluster, name=name)
     ready = time.monotonic() - started
     wait_store_ok(proc, timeout=300)
     store_ok = time.monotonic() - started
-    deadline = time.monotonic() + 300
-    while view_count(proc) < expected:
-        if time.monotonic() > deadline:
-            raise BenchError(f"{proc.name}: view never held {expected} instances")
-        time.sleep(0.05)
+    wait_until(holds(proc, expected), f"{name} holding {expected} instances", 300, every=0.05)
     complete = time.monotonic() - started
     rss = proc.rss_kib()
     proc.stop()
@@ -602,14 +579,9 @@ def peak_rss_kib(proc: Proc) -> int:
     return 0
 
 
-async def same_read(a: int, b: int, path: str) -> str | None:
+def same_read(a: int, b: int, path: str) -> str | None:
     """`"<bytes> bytes, index <i>"` when `path` reads the same on both nodes, else None."""
-    first, second = await Conn.open(a), await Conn.open(b)
-    try:
-        mine, theirs = await first.request("GET", path), await second.request("GET", path)
-    finally:
-        await first.close()
-        await second.close()
+    mine, theirs = http_call(a, "GET", path), http_call(b, "GET", path)
     index = mine.headers.get("x-discovery-index")
     if mine.status != 200 or mine.body != theirs.body:
         return None
@@ -664,7 +636,7 @@ def relist_after_compaction(
     for service in (scale_service(0), scale_service(acked - 1)):
         path = f"/v1/discovery/services/{service}"
         deadline = time.monotonic() + 60
-        while (found := run_async(same_read(behind.port, writers[0].port, path))) is None:
+        while (found := same_read(behind.port, writers[0].port, path)) is None:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.1)
@@ -959,14 +931,6 @@ def _relist_rows(r: Relist) -> list[list[str]]:
 
 def holds(proc: Proc, count: int) -> Callable[[], bool]:
     return lambda: view_count(proc) >= count
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out: {what}")
-        time.sleep(0.1)
 
 
 #: Tables 1 to 4: title and column heads (table 5's title names its options).

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,11 @@ class Stat:
     def hi(self) -> float:
         return max(self.values)
 
+    @property
+    def spread(self) -> float:
+        """(max - min) / median, as a fraction."""
+        return (self.hi - self.lo) / self.median
+
     def fmt(self, spec: str = ",.0f", unit: str = "") -> str:
         return f"{self.median:{spec}}{unit} ({self.lo:{spec}}-{self.hi:{spec}})"
 
@@ -86,3 +91,14 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[obje
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def wait_until(
+    check: Callable[[], object], what: str, timeout: float = 120.0, every: float = 0.1
+) -> None:
+    """Ask `check()` every `every` seconds until it is true; past `timeout`, BenchError."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:g} s: {what}")
+        time.sleep(every)

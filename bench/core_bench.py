@@ -17,7 +17,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import random
 import statistics
 import sys
@@ -29,8 +28,10 @@ from dataclasses import dataclass
 
 from sd_core import HttpApi, HttpRequest, HttpResponse, Registry, RegistryConfig, __version__
 
-SECRET = "bench-secret-0123456789abcdef"
-AUTH = f"Bearer {SECRET}"
+from .common import AUTH, SECRET, Stat, verdict
+from .http_client import heartbeat_body
+from .scenario_cli import machine_line
+
 JSON = "application/json"
 REGISTER = "/v1/discovery/register"
 HEARTBEAT = "/v1/discovery/heartbeat"
@@ -53,22 +54,6 @@ class Plan:
 
 FULL = Plan(repetitions=5, ops=50_000, big_fleet=100_000)
 QUICK = Plan(repetitions=3, ops=10_000, big_fleet=20_000)
-
-
-@dataclass(frozen=True)
-class Rate:
-    """Operations per second over the repetitions of one measurement."""
-
-    samples: tuple[float, ...]
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def spread(self) -> float:
-        """(max - min) / median, as a fraction."""
-        return (max(self.samples) - min(self.samples)) / self.median
 
 
 # ------------------------------------------------------------------ fleet
@@ -99,10 +84,6 @@ def register_body(
             "metadata": {"version": "1.4.2", "zone": f"zone-{n % 3}"},
         }
     ).encode()
-
-
-def heartbeat_body(service: str, instance: str) -> bytes:
-    return json.dumps({"service_name": service, "instance_id": instance}).encode()
 
 
 class Frontend:
@@ -140,7 +121,7 @@ class Frontend:
 # --------------------------------------------------------------- measuring
 
 
-def timed(repetitions: int, ops: int, run: Callable[[], None]) -> Rate:
+def timed(repetitions: int, ops: int, run: Callable[[], None]) -> Stat:
     samples = []
     for _ in range(repetitions):
         gc.collect()
@@ -148,10 +129,10 @@ def timed(repetitions: int, ops: int, run: Callable[[], None]) -> Rate:
         run()
         elapsed = time.perf_counter() - start
         samples.append(ops / elapsed)
-    return Rate(tuple(samples))
+    return Stat(tuple(samples))
 
 
-def measure_baseline(plan: Plan) -> Rate:
+def measure_baseline(plan: Plan) -> Stat:
     keys = [f"instance-{n:06d}" for n in range(plan.small_fleet)]
     table = dict.fromkeys(keys, 0.0)
     order = [keys[n % len(keys)] for n in range(plan.ops)]
@@ -170,7 +151,7 @@ def _shuffled(keys: list[tuple[str, str]], seed: int) -> list[tuple[int, tuple[s
     return numbered
 
 
-def _timed_posts(plan: Plan, fleet: Frontend, path: str, bodies: list[bytes], count: int) -> Rate:
+def _timed_posts(plan: Plan, fleet: Frontend, path: str, bodies: list[bytes], count: int) -> Stat:
     """`count` POSTs of `bodies` in turn; none may move the index (no watcher woken)."""
     ops = [bodies[n % len(bodies)] for n in range(count)]
     index_before = fleet.registry.global_index
@@ -185,7 +166,7 @@ def _timed_posts(plan: Plan, fleet: Frontend, path: str, bodies: list[bytes], co
     return rate
 
 
-def measure_register(plan: Plan, host: Callable[[int], str]) -> Rate:
+def measure_register(plan: Plan, host: Callable[[int], str]) -> Stat:
     """Re-registration of existing, unchanged instances (the update path)."""
     fleet = Frontend()
     keys = fleet.populate(plan.small_fleet, host)
@@ -193,12 +174,12 @@ def measure_register(plan: Plan, host: Callable[[int], str]) -> Rate:
     return _timed_posts(plan, fleet, REGISTER, bodies, plan.ops // 5)
 
 
-def measure_heartbeat(plan: Plan, fleet: Frontend, keys: list[tuple[str, str]]) -> Rate:
+def measure_heartbeat(plan: Plan, fleet: Frontend, keys: list[tuple[str, str]]) -> Stat:
     bodies = [heartbeat_body(s, i) for _, (s, i) in _shuffled(keys, 7)]
     return _timed_posts(plan, fleet, HEARTBEAT, bodies, plan.ops)
 
 
-def measure_cached_read(plan: Plan, fleet: Frontend) -> Rate:
+def measure_cached_read(plan: Plan, fleet: Frontend) -> Stat:
     for n in range(10):
         body = register_body(READ_SERVICE, f"reader-{n}", n)
         assert fleet.post(REGISTER, body).status == 200
@@ -224,7 +205,7 @@ def measure_cached_read(plan: Plan, fleet: Frontend) -> Rate:
 
 def measure_scaling(
     plan: Plan, small: Frontend, big: Frontend, big_keys: list[tuple[str, str]]
-) -> tuple[Rate, Rate, float]:
+) -> tuple[Stat, Stat, float]:
     """Heartbeats to instances drawn at random from the whole of each fleet.
 
     The two fleets take turns, and the cost ratio is the median of the ratios of
@@ -250,10 +231,10 @@ def measure_scaling(
     small_samples: list[float] = []
     big_samples: list[float] = []
     for _ in range(plan.repetitions):
-        small_samples += timed(1, plan.ops, runner(small, small_ops)).samples
-        big_samples += timed(1, plan.ops, runner(big, big_ops)).samples
+        small_samples += timed(1, plan.ops, runner(small, small_ops)).values
+        big_samples += timed(1, plan.ops, runner(big, big_ops)).values
     ratio = statistics.median(a / b for a, b in zip(small_samples, big_samples, strict=True))
-    return Rate(tuple(small_samples)), Rate(tuple(big_samples)), ratio
+    return Stat(tuple(small_samples)), Stat(tuple(big_samples)), ratio
 
 
 @dataclass(frozen=True)
@@ -329,11 +310,7 @@ def _metadata_bytes(fleet: Frontend, keys: list[tuple[str, str]]) -> float:
 # ----------------------------------------------------------------- report
 
 
-def verdict(ok: bool) -> str:
-    return "ok" if ok else "MISSED"
-
-
-Row = tuple[str, Rate, str, bool | None]
+Row = tuple[str, Stat, str, bool | None]
 
 
 def _print_rates(rows: list[Row], base: float) -> bool:
@@ -379,17 +356,10 @@ def _print_scaling_and_memory(plan: Plan, scaling: float, memory: Memory) -> boo
 
 
 def _print_banner(plan: Plan, quick: bool, load_at_start: float) -> None:
-    print(
-        f"sd_core {__version__} core benchmark ({'quick' if quick else 'full'} run): "
-        f"Python {platform.python_version()} on {platform.machine()}, "
-        f"median of {plan.repetitions} repetitions"
-    )
-    print(
-        f"{os.cpu_count()} CPUs, load average {load_at_start:.1f} at start "
-        "(figures from a busy machine are low and spread wide)"
-    )
-    print("each op = HttpApi.handle(bytes, Authorization header) + drain_effects()")
-    print()
+    print(f"sd_core {__version__} core benchmark ({'quick' if quick else 'full'} run), ", end="")
+    print(f"median of {plan.repetitions} repetitions; {machine_line()}")
+    print(f"load average {load_at_start:.1f} at start (a busy machine's figures are low, spread)")
+    print("each op = HttpApi.handle(bytes, Authorization header) + drain_effects()\n")
 
 
 def main(argv: list[str] | None = None) -> int:

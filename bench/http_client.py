@@ -22,11 +22,29 @@ T = TypeVar("T")
 def http_get(
     port: int, path: str, *, auth: bool = False, timeout: float = 30.0
 ) -> tuple[int, bytes]:
+    answer = http_call(port, "GET", path, auth=auth, timeout=timeout)
+    return answer.status, answer.body
+
+
+def http_call(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    auth: bool = True,
+    timeout: float = 30.0,
+) -> Response:
+    """One request on a connection of its own, outside any event loop (set-up, checks)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Authorization": AUTH} if auth else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     try:
-        conn.request("GET", path, headers={"Authorization": AUTH} if auth else {})
+        conn.request(method, path, body, headers=headers)
         response = conn.getresponse()
-        return response.status, response.read()
+        answer = {key.lower(): value for key, value in response.getheaders()}
+        return Response(response.status, answer, response.read())
     finally:
         conn.close()
 

@@ -20,15 +20,23 @@ one CPU, wrk to the other.
 
 from __future__ import annotations
 
-import base64
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict
-from .http_client import heartbeat_body, http_get, post_all, register_body, run_async
+from sd_etcd.codec import b64
+
+from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict, wait_until
+from .http_client import (
+    Response,
+    heartbeat_body,
+    http_call,
+    http_get,
+    post_all,
+    register_body,
+    run_async,
+)
 from .processes import (
     Proc,
     Run,
@@ -106,20 +114,23 @@ class Config:
 
 
 def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
+    return b64(text.encode())
 
 
 def prepare_registry(proc: Proc, fake: Proc) -> None:
     bodies = [register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}") for n in range(INSTANCES)]
     run_async(post_all(proc.port, "/v1/discovery/register", bodies, connections=1, depth=1))
-    deadline = time.monotonic() + 30
-    while True:
+    wait_healthy(proc, INSTANCES, timeout=30)
+
+
+def wait_healthy(proc: Proc, count: int, timeout: float = 60.0) -> None:
+    """Until `count` instances of `SERVICE` are healthy on `proc` (probed, or seen so)."""
+
+    def healthy() -> bool:
         status, body = http_get(proc.port, f"/v1/discovery/services/{SERVICE}/healthy", auth=True)
-        if status == 200 and len(json.loads(body)["healthy_instances"]) == INSTANCES:
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"{proc.name}: instances never became healthy: {body[:300]!r}")
-        time.sleep(0.2)
+        return status == 200 and len(json.loads(body)["healthy_instances"]) == count
+
+    wait_until(healthy, f"{count} healthy instances of {SERVICE} on {proc.name}", timeout)
 
 
 def request_files(run: Run, fake: Proc) -> tuple[Path, Path]:
@@ -162,54 +173,30 @@ def drive_endpoint(
 def prepare_etcd(run: Run, etcd: Proc) -> dict[str, list[str]]:
     """Grant 10 leases, put 10 keys; return the wrk arguments of each etcd operation."""
 
-    async def setup() -> list[str]:
-        from .http_client import Conn
+    def gateway(path: str, document: object) -> Response:
+        answer = http_call(etcd.port, "POST", path, json.dumps(document).encode(), auth=False)
+        if answer.status != 200:
+            raise BenchError(f"etcd {path}: {answer.status} {answer.body[:300]!r}")
+        return answer
 
-        conn = await Conn.open(etcd.port)
-        leases = []
-        try:
-            for n in range(INSTANCES):
-                grant = await conn.request("POST", "/v3/lease/grant", b'{"TTL": 3600}', auth=False)
-                lease = grant.json()["ID"]
-                leases.append(lease)
-                key = f"svc/{SERVICE}/i-{n:02d}"
-                value = register_body(SERVICE, f"i-{n:02d}", 9000, f"/h/{n}").decode()
-                put = json.dumps({"key": _b64(key), "value": _b64(value), "lease": lease})
-                answer = await conn.request("POST", "/v3/kv/put", put.encode(), auth=False)
-                if answer.status != 200:
-                    raise BenchError(f"etcd put: {answer.status} {answer.body!r}")
-            check = json.dumps(
-                {"key": _b64(f"svc/{SERVICE}/"), "range_end": _b64(f"svc/{SERVICE}0")}
-            )
-            answer = await conn.request("POST", "/v3/kv/range", check.encode(), auth=False)
-            if answer.json().get("count") != str(INSTANCES):
-                raise BenchError(f"etcd range: {answer.body[:300]!r}")
-        finally:
-            await conn.close()
-        return leases
-
-    leases = run_async(setup())
+    leases, puts = [], []  # wrk sends the same puts again
+    for n in range(INSTANCES):
+        lease = gateway("/v3/lease/grant", {"TTL": 3600}).json()["ID"]
+        leases.append(lease)
+        value = register_body(SERVICE, f"i-{n:02d}", 9000, f"/h/{n}").decode()
+        put = {"key": _b64(f"svc/{SERVICE}/i-{n:02d}"), "value": _b64(value), "lease": lease}
+        gateway("/v3/kv/put", put)
+        puts.append(json.dumps(put))
+    prefix = {"key": _b64(f"svc/{SERVICE}/"), "range_end": _b64(f"svc/{SERVICE}0")}
+    answer = gateway("/v3/kv/range", prefix)
+    if answer.json().get("count") != str(INSTANCES):
+        raise BenchError(f"etcd range: {answer.body[:300]!r}")
     keepalive = run.write_lines("etcd-keepalive.txt", (json.dumps({"ID": id_}) for id_ in leases))
-    puts = run.write_lines(
-        "etcd-put.txt",
-        (
-            json.dumps(
-                {
-                    "key": _b64(f"svc/{SERVICE}/i-{n:02d}"),
-                    "value": _b64(register_body(SERVICE, f"i-{n:02d}", 9000, f"/h/{n}").decode()),
-                    "lease": lease,
-                }
-            )
-            for n, lease in enumerate(leases)
-        ),
-    )
-    ranges = run.write_lines(
-        "etcd-range.txt",
-        [json.dumps({"key": _b64(f"svc/{SERVICE}/"), "range_end": _b64(f"svc/{SERVICE}0")})],
-    )
+    put_file = run.write_lines("etcd-put.txt", puts)
+    ranges = run.write_lines("etcd-range.txt", [json.dumps(prefix)])
     return {
         "keepalive": ["/v3/lease/keepalive", str(keepalive), "-"],
-        "put": ["/v3/kv/put", str(puts), "-"],
+        "put": ["/v3/kv/put", str(put_file), "-"],
         "range": ["/v3/kv/range", str(ranges), "-"],
     }
 

@@ -3,8 +3,8 @@
     python -m bench.memory_profile watchers|streams|instances
                                    [--frontend quart|trio|quart-uvicorn] [--count N]
 
-Runs the server through this module's launcher (`python -m bench.memory_profile
-serve ...`), which starts tracemalloc and writes the current allocation
+Runs the server through the benchmarks' launcher (`bench.traced_server`, with
+`BENCH_SNAPSHOT`), which starts tracemalloc and writes the current allocation
 statistics to a file on SIGUSR1. The load step is the same as scenario 3
 (`watchers`: N parked blocking queries) or 4 (`instances`: N registered
 instances with 2 metadata entries, then both listings served); the two
@@ -21,58 +21,19 @@ and what tracemalloc does not see, such as uvloop's C state).
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import pickle
 import signal
-import sys
 import time
 import tracemalloc
 from collections import Counter
 from pathlib import Path
 
-from .common import AUTH, PYTHON, BenchError, log
+from .common import AUTH, PYTHON, log, wait_until
 from .http_client import http_get, post_all, register_body, run_async, scrape_metrics
-from .processes import PIN, Proc, server_env, wait_ready
+from .processes import PIN, Proc, Run, server_env, start_registry, wait_ready
 from .scenario_cli import base_parser, scenario
-
-FRAMES = 12
-
-
-def _serve(argv: list[str]) -> int:
-    """The launcher: tracemalloc on, SIGUSR1 dumps a snapshot to $BENCH_SNAPSHOT.<n>."""
-    tracemalloc.start(FRAMES)
-    dumps = 0
-
-    def dump(signum: int, frame: object) -> None:
-        nonlocal dumps
-        dumps += 1
-        snapshot = tracemalloc.take_snapshot()
-        out = Path(f"{os.environ['BENCH_SNAPSHOT']}.{dumps}")
-        with open(out.with_suffix(".tmp"), "wb") as file:
-            pickle.dump(snapshot, file)
-        out.with_suffix(".tmp").rename(out)
-
-    def dump_with_counts(signum: int, frame: object) -> None:
-        counts = Counter(type(o).__qualname__ for o in gc.get_objects())
-        with open(f"{os.environ['BENCH_SNAPSHOT']}.counts.{dumps + 1}", "wb") as file:
-            pickle.dump((counts, _rss_bytes()), file)
-        dump(signum, frame)
-
-    signal.signal(signal.SIGUSR1, dump_with_counts)
-    if argv and argv[0] == "bare":
-        from .bare_apps import main as bare_main
-
-        bare_main(["serve", *argv[1:]])
-        return 0
-    from frontends.cli import main as cli_main
-
-    return cli_main(argv)
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from .watch_fanout import wait_parked
 
 
 def _counts(base: Path, n: int) -> tuple[Counter[str], int]:
@@ -84,12 +45,12 @@ def _counts(base: Path, n: int) -> tuple[Counter[str], int]:
 def _snapshot(proc: Proc, base: Path, n: int) -> tracemalloc.Snapshot:
     os.kill(proc.pid, signal.SIGUSR1)
     path = Path(f"{base}.{n}")
-    deadline = time.monotonic() + 120
-    while not path.exists():
+
+    def written() -> bool:
         proc.check_alive()
-        if time.monotonic() > deadline:
-            raise BenchError("no snapshot from the server")
-        time.sleep(0.2)
+        return path.exists()
+
+    wait_until(written, f"snapshot {n} from the server", every=0.2)
     with open(path, "rb") as file:
         snapshot: tracemalloc.Snapshot = pickle.load(file)
     return snapshot.filter_traces(
@@ -123,28 +84,31 @@ def _report(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot, per: int,
         print(f"{stat.size_diff / per:8,.0f} B/{unit}  {short}")
 
 
-def _start(run: object, argv: list[str], snapshot: Path, name: str) -> Proc:
-    from .processes import Run
-
-    assert isinstance(run, Run)
-    env = server_env({"BENCH_SNAPSHOT": str(snapshot), "HEALTH_CHECK_INTERVAL_SECONDS": "86400"})
-    argv = [PYTHON, "-m", "bench.memory_profile", "serve", *argv]
-    proc = run.spawn(name, argv, env=env, cpus=PIN.server)
+def _start(run: Run, frontend: str, loop: str, bare: bool, snapshot: Path) -> Proc:
+    """The server, or the bare app of its stack, under `bench.traced_server`'s tracemalloc."""
+    env = {"BENCH_SNAPSHOT": str(snapshot), "HEALTH_CHECK_INTERVAL_SECONDS": "86400"}
+    if bare:
+        stack = "quart" if frontend == "quart" else "trio"
+        argv = [PYTHON, "-m", "bench.traced_server", "bare", stack]
+        proc = run.spawn("bare", argv, env=server_env(env), cpus=PIN.server)
+    else:
+        proc = start_registry(run, frontend, loop=loop, env=env, ready=False,
+                              module="bench.traced_server")  # fmt: skip
     wait_ready(proc, timeout=60)
     return proc
 
 
-async def _park(port: int, path: str, count: int) -> list[asyncio.StreamWriter]:
+async def _open(port: int, path: str, count: int, until: bytes = b"") -> list[asyncio.StreamWriter]:
+    """`count` connections, each sending `GET path` (and reading up to `until`, if any)."""
     writers = []
     gate = asyncio.Semaphore(100)
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n\r\n".encode()
 
     async def one() -> None:
         async with gate:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(
-                f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\n\r\n".encode()
-            )
-            await writer.drain()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            await (reader.readuntil(until) if until else writer.drain())
             writers.append(writer)
 
     async with asyncio.TaskGroup() as group:
@@ -154,40 +118,24 @@ async def _park(port: int, path: str, count: int) -> list[asyncio.StreamWriter]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args_in = sys.argv[1:] if argv is None else argv
-    if args_in and args_in[0] == "serve":
-        raise SystemExit(_serve(args_in[1:]))
     parser = base_parser(__doc__.splitlines()[0], frontends=False)
     parser.add_argument("what", choices=("watchers", "streams", "instances"))
     parser.add_argument("--frontend", choices=("quart", "trio", "quart-uvicorn"), default="quart")
     parser.add_argument("--count", type=int, default=None)
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     parser.add_argument("--bare", action="store_true", help="the bare app (watchers only)")
-    args = parser.parse_args(args_in)
+    args = parser.parse_args(argv)
     count = args.count or (20_000 if args.what == "instances" else 2000)
 
     with scenario(args, f"Memory profile: {args.what} on {args.frontend}") as run:
         base = run.tmp / "snapshot"
-        if args.bare:
-            stack = "quart" if args.frontend == "quart" else "trio"
-            proc = _start(run, ["bare", stack], base, "bare")
-        else:
-            proc = _start(
-                run, ["serve", *_frontend_args(args.frontend, args.loop)], base, "registry"
-            )
+        proc = _start(run, args.frontend, args.loop, args.bare, base)
         if args.what == "watchers":
             _watchers(proc, base, count, args.bare)
         elif args.what == "streams":
             _streams(proc, base, count)
         else:
             _instances(proc, base, count)
-
-
-def _frontend_args(frontend: str, loop: str) -> list[str]:
-    """The CLI's arguments for a frontend (`loop`: Quart's; uvloop's C state is not traced)."""
-    if frontend == "quart-uvicorn":
-        return ["--frontend", "quart", "--server", "uvicorn", "--loop", loop]
-    return ["--frontend", frontend, *(["--loop", loop] if frontend == "quart" else [])]
 
 
 def _watch_path(proc: Proc, bare: bool) -> str:
@@ -217,12 +165,8 @@ def _watchers(proc: Proc, base: Path, count: int, bare: bool) -> None:
     before = _snapshot(proc, base, 1)
 
     async def park_and_snapshot() -> tracemalloc.Snapshot:
-        writers = await _park(proc.port, path, count)
-        deadline = time.monotonic() + 120
-        while (parked := _parked(proc, bare)) < count:
-            if time.monotonic() > deadline:
-                raise BenchError(f"{parked} parked")
-            await asyncio.sleep(0.5)
+        writers = await _open(proc.port, path, count)
+        await wait_parked(lambda: _parked(proc, bare), count)
         after = await asyncio.to_thread(_snapshot, proc, base, 2)
         for writer in writers:
             writer.close()
@@ -232,34 +176,18 @@ def _watchers(proc: Proc, base: Path, count: int, bare: bool) -> None:
     _report(before, after, count, "watcher")
 
 
-async def _open_streams(port: int, count: int) -> list[asyncio.StreamWriter]:
-    """`count` watch streams, each read up to its first event (so each is fully open)."""
-    writers = []
-    gate = asyncio.Semaphore(100)
-    request = (
-        "GET /v1/discovery/watch?service=watched HTTP/1.1\r\n"
-        f"Host: x\r\nAuthorization: {AUTH}\r\n\r\n"
-    ).encode()
-
-    async def one() -> None:
-        async with gate:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(request)
-            await reader.readuntil(b"\nid: ")
-            writers.append(writer)
-
-    async with asyncio.TaskGroup() as group:
-        for _ in range(count):
-            group.create_task(one())
-    return writers
+#: A watch stream's first event has arrived once its `id:` line has.
+STREAM = "/v1/discovery/watch?service=watched"
+FIRST_EVENT = b"\nid: "
 
 
 #: The files that serve a watch stream (not the launch path, which is on every stack).
 OURS = (
-    "/shared/watch_streams.py",
+    "/runtime/watch_streams.py",
+    "/runtime/stream_response.py",
     "_app/streams.py",
-    "direct_streams.py",
-    "/shared/http1_only.py",
+    "/servers/direct/",
+    "/runtime/http1_guard.py",
     "/sd_core/",
 )
 
@@ -286,13 +214,13 @@ def _streams(proc: Proc, base: Path, count: int) -> None:
     """Allocations, live objects and RSS per open watch stream."""
     _watch_path(proc, False)  # registers `watched` and warms the read path
     for _ in range(3):  # warm the stream path too
-        run_async(_open_streams(proc.port, 1))[0].close()
+        run_async(_open(proc.port, STREAM, 1, FIRST_EVENT))[0].close()
     time.sleep(1)
     before = _snapshot(proc, base, 1)
     counts_before, rss_before = _counts(base, 1)
 
     async def open_and_snapshot() -> tracemalloc.Snapshot:
-        writers = await _open_streams(proc.port, count)
+        writers = await _open(proc.port, STREAM, count, FIRST_EVENT)
         after = await asyncio.to_thread(_snapshot, proc, base, 2)
         for writer in writers:
             writer.close()

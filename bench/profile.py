@@ -29,8 +29,8 @@ from sd_core import HttpRequest
 from sd_core.instance import Instance
 from sd_core.render import instance_json
 
-from .common import SECRET, BenchError, log
-from .http_client import Conn, heartbeat_body, post_all, register_body, run_async
+from .common import SECRET, BenchError, Stat, log, wait_until
+from .http_client import heartbeat_body, http_call, post_all, register_body, run_async
 from .processes import Proc, Run, start_fake_instances, start_registry
 from .scenario_cli import add_probe_client_option, base_parser, scenario
 from .wrk_load import wrk
@@ -74,12 +74,15 @@ async def _fanout(proc: Proc, spy_argv: list[str], size: int) -> None:
     from .raw_watchers import get_request
     from .watch_fanout import Fleet, Watcher, blocking_queries, wait_parked
 
-    conn = await Conn.open(proc.port)
-    answer = await conn.request("GET", "/v1/discovery/services/svc-0000")
-    await conn.close()
-    index = answer.headers["x-discovery-index"]
+    path = "/v1/discovery/services/svc-0000"
+
+    def all_probed() -> bool:  # a first probe's status change would answer every watcher
+        return len(http_call(proc.port, "GET", f"{path}/healthy").json()["healthy_instances"]) == 10
+
+    wait_until(all_probed, "10 instances probed healthy before the index is taken")
+    index = http_call(proc.port, "GET", path).headers["x-discovery-index"]
     fleet = Fleet(size)
-    request = get_request(f"/v1/discovery/services/svc-0000?index={index}&wait=5m", proc.port)
+    request = get_request(f"{path}?index={index}&wait=5m", proc.port)
 
     def parked() -> int:
         return blocking_queries(proc.port)
@@ -157,13 +160,10 @@ def _product(instance: Instance) -> bytes:
 
 def _print_medians(rows: dict[str, list[float]], count: int, reps: int) -> None:
     print(f"\nus per instance fragment, {count:,} instances, median (min-max) of {reps}:\n")
-    base = sorted(rows["baseline: json.dumps + datetime"])[reps // 2]
+    base = Stat.of(rows["baseline: json.dumps + datetime"]).median
     for name, values in rows.items():
-        ordered = sorted(values)
-        median = ordered[len(ordered) // 2]
-        print(
-            f"  {median:6.1f} ({ordered[0]:.1f}-{ordered[-1]:.1f})  {median / base:5.2f}x  {name}"
-        )
+        stat = Stat.of(values)
+        print(f"  {stat.fmt('.1f'):>18}  {stat.median / base:5.2f}x  {name}")
 
 
 def render_split(count: int, reps: int) -> None:
@@ -237,11 +237,10 @@ def stale_listing(count: int, reps: int) -> None:
         seconds.append(time.perf_counter() - started)
         assert answer.status == 200
         size = len(answer.body)
-    ordered = sorted(seconds)
     print(
         f"\nGET /v1/discovery/services after every one of {count:,} instances heartbeated "
         f"(core only, {size / 2**20:.0f} MiB), s, median (min-max) of {reps}: "
-        f"{ordered[len(ordered) // 2]:.3f} ({ordered[0]:.3f}-{ordered[-1]:.3f})"
+        f"{Stat.of(seconds).fmt('.3f')}"
     )
 
 
@@ -249,10 +248,7 @@ def gc_cost(count: int, reps: int) -> None:
     """What a full garbage collection costs with `count` registered instances.
 
     Registers them in a bare `sd_core.Registry` (no server), then times
-    `gc.collect()` and counts the GC-tracked objects by type. Then the same
-    with the expiry and probe heap entries made untracked (`(due, seq, key)`
-    with a tuple of strings instead of the Instance), the change proposed
-    for `sd_core/registry.py`: CPython stops tracking tuples of atomic values.
+    `gc.collect()` and counts the GC-tracked objects by type.
     """
     import gc
     import statistics
@@ -292,16 +288,6 @@ def gc_cost(count: int, reps: int) -> None:
     print(f"GC-tracked objects added: {tracked:,} ({tracked / count:.1f} per instance):")
     for kind, n in kinds.most_common(6):
         print(f"  {n:9,}  {kind}")
-    heaps = [getattr(registry, name) for name in ("_expiry", "_probes", "_unhealthy")]
-    for heap in heaps:
-        heap[:] = [(due, seq, (inst.service_name, inst.instance_id)) for due, seq, inst in heap]
-    gc.collect()
-    sketch = timed()
-    still = sum(1 for o in gc.get_objects() if id(o) not in before)
-    print(
-        f"heap entries as (due, seq, (service, id)): full gc.collect() {sketch:.1f} ms, "
-        f"{still:,} tracked objects ({still / count:.1f} per instance)"
-    )
 
 
 def main(argv: list[str] | None = None) -> None:

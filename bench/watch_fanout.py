@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 from . import raw_watchers
 from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
-from .http_client import Conn, http_get, register_body, run_async, scrape_metrics
+from .http_client import http_call, http_get, register_body, run_async, scrape_metrics
 from .processes import Proc, Run, start_bare, start_registry, wait_ready
 from .raw_watchers import (
     Figures,
@@ -177,15 +177,8 @@ def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
 
 
 def _index_of(port: int) -> int:
-    async def get() -> int:
-        conn = await Conn.open(port)
-        try:
-            answer = await conn.request("GET", f"/v1/discovery/services/{SERVICE}")
-            return int(answer.headers["x-discovery-index"])
-        finally:
-            await conn.close()
-
-    return run_async(get())
+    answer = http_call(port, "GET", f"/v1/discovery/services/{SERVICE}")
+    return int(answer.headers["x-discovery-index"])
 
 
 def bare_rep(proc: Proc, size: int, settle: float) -> Result:

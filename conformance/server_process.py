@@ -27,7 +27,7 @@ from typing import cast
 import httpx
 
 from conformance.client import tls_context
-from frontends.runtime.cluster_settings import CLUSTER_VARIABLES
+from frontends.outbound.cluster_settings import CLUSTER_VARIABLES
 
 #: Repository root: the child runs there so ``-m frontends`` imports this checkout.
 REPO_ROOT = Path(__file__).resolve().parent.parent

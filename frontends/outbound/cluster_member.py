@@ -16,10 +16,10 @@ from random import SystemRandom
 
 import anyio
 
+from frontends.outbound.cluster_settings import ClusterSettings
 from frontends.outbound.etcd_client import EtcdClient
+from frontends.outbound.log_lines import logfmt
 from frontends.outbound.store_driver import StoreDriver
-from frontends.runtime.cluster_settings import ClusterSettings
-from frontends.runtime.logs import logfmt
 from sd_core import (
     BlockingWait,
     HttpApi,

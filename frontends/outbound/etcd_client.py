@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager
 
 import httpx
 
+from frontends.outbound.cluster_settings import ClusterSettings
 from frontends.outbound.gateway_http import CALL_ERRORS, GatewayHttp
-from frontends.runtime.cluster_settings import ClusterSettings
 from sd_etcd import GatewayRequest
 
 _JSON = {"content-type": "application/json"}

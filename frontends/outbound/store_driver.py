@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from frontends.outbound.etcd_client import EtcdClient, StoreUnreachable
-from frontends.runtime.logs import logfmt
+from frontends.outbound.log_lines import logfmt
 from sd_core.cluster import CloseWatch, OpenWatch, StoreCall
 
 log = logging.getLogger("sd.registry")

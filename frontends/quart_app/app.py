@@ -5,11 +5,12 @@
 way the app is the user's to extend: routes, blueprints, `before_request`
 hooks, error handlers, `before_serving` tasks.
 
-Per request, before any of Quart's machinery: a path the core serves
-(`HttpApi.serves`: its routes, `/openapi.json`, the pages) is answered by
-`runtime.asgi_api`, given this loop's half `CALLS`, exactly as on trio; a
-watch stream by `WatchRoute`; everything else goes to Quart's own
-`asgi_app`, so to its router. Why the split: Quart's request machinery
+Per request, before any of Quart's machinery: a watch stream is answered by
+`WatchRoute`; every other request goes through `runtime.asgi_api`, given this
+loop's half `CALLS`, exactly as on trio. Where the core's head finds no route
+for the path (its routes, `/openapi.json`, the pages), that request goes on
+to Quart's own `asgi_app`, so to its router: the path is routed once by the
+core, whoever answers it. Why the split: Quart's request machinery
 (request context, Werkzeug's routing, two tasks a request) was most of the
 CPU per request on uvicorn (docs/frontends.md), and the registry's answers do
 not need it. A path neither serves gets the API's JSON 404 or 405 from the
@@ -25,7 +26,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import cast
-from urllib.parse import urlsplit
 
 from quart import Quart, Response, request
 from quart.typing import ResponseReturnValue
@@ -36,10 +36,10 @@ from frontends.quart_app.parked import ParkedQueries
 from frontends.quart_app.probe_driver import ProbeDriver
 from frontends.quart_app.snapshots import snapshot_loop
 from frontends.quart_app.streams import make_hold
-from frontends.runtime.asgi_api import ASGIApp, LoopCalls, Scope, Wait, api_app, disconnected
+from frontends.runtime.asgi_api import ASGIApp, LoopCalls, Scope, Wait, disconnected, serve_api
 from frontends.runtime.http1_guard import Http1Only
 from frontends.runtime.runtime import LoopParts, Runtime
-from frontends.runtime.watch_streams import Receive, Send, WatchRoute, send_response
+from frontends.runtime.watch_streams import Receive, Send, WatchRoute
 from sd_core import HttpResponse
 from sd_core.body import as_bytes
 from sd_core.http_api import method_not_allowed, not_found
@@ -65,8 +65,7 @@ def mount(app: Quart, runtime: Runtime) -> Quart:
     if EXTENSION in app.extensions:
         raise RuntimeError("the registry is already mounted in this app")
     app.extensions[EXTENSION] = runtime
-    registry = api_app(runtime, CALLS, _no_other_scope)
-    first = RegistryFirst(runtime, registry, cast(ASGIApp, app.asgi_app))
+    first = RegistryFirst(runtime, cast(ASGIApp, app.asgi_app))
     guarded = Http1Only(WatchRoute(first, runtime, make_hold))
     app.asgi_app = guarded  # type: ignore[method-assign, assignment]  # Quart's middleware idiom
     _serve_tasks(app, runtime)
@@ -81,45 +80,25 @@ def mount(app: Quart, runtime: Runtime) -> Quart:
 
 
 class RegistryFirst:
-    """ASGI: an `http` scope on a path the core serves goes to `registry`; all else to `other`.
+    """ASGI: an `http` scope goes to the registry (`asgi_api.serve_api`), all else to `other`.
 
-    Returns the registry's awaitable instead of awaiting it, so no frame of
-    its own stays on the stack of the registry's hot paths. A request for
-    `other` is admitted as the registry's own are: it counts towards
-    `SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS` and gets the same `503
-    overloaded` past it, so user routes cannot take the process past its limit.
+    A request whose path no route of the core has goes on to `other` from
+    inside `request_flow.respond`, after the core's head routed it: no path
+    is matched twice. It is admitted as the registry's own requests are: it
+    counts towards `SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS` and gets the
+    same `503 overloaded` past it, so user routes cannot take the process
+    past its limit. Returns the registry's awaitable instead of awaiting it,
+    so no frame of its own stays on the stack of the registry's hot paths.
     """
 
-    def __init__(self, runtime: Runtime, registry: ASGIApp, other: ASGIApp) -> None:
+    def __init__(self, runtime: Runtime, other: ASGIApp) -> None:
         self.runtime = runtime
-        self.serves = runtime.api.serves
-        self.registry = registry
         self.other = other
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] == "http":
-            path: str = scope["path"]
-            if not path.startswith("/"):  # absolute-form target (RFC 9112 3.2.2)
-                path = urlsplit(path).path or "/"
-            if self.serves(path):
-                return self.registry(scope, receive, send)
-            return self._admitted(scope, receive, send, path)
+            return serve_api(self.runtime, CALLS, scope, receive, send, self.other)
         return self.other(scope, receive, send)
-
-    async def _admitted(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
-        refused = self.runtime.admit(scope["method"], path)
-        if refused is not None:
-            await send_response(send, refused)
-            return
-        try:
-            await self.other(scope, receive, send)
-        finally:
-            self.runtime.leave()
-
-
-async def _no_other_scope(scope: Scope, receive: Receive, send: Send) -> None:
-    """`api_app`'s other scopes never come: `RegistryFirst` hands it `http` scopes only."""
-    raise AssertionError(f"unexpected {scope['type']} scope")
 
 
 def _serve_tasks(app: Quart, runtime: Runtime) -> None:

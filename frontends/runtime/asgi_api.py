@@ -57,9 +57,17 @@ def api_app(runtime: Runtime, calls: LoopCalls, other: ASGIApp) -> ASGIApp:
 
 
 async def serve_api(
-    runtime: Runtime, calls: LoopCalls, scope: Scope, receive: Receive, send: Send
+    runtime: Runtime,
+    calls: LoopCalls,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    unrouted: ASGIApp | None = None,
 ) -> None:
-    """One request through `request_flow.respond`; nothing is sent when the client left."""
+    """One request through `request_flow.respond`; nothing is sent when the client left.
+
+    `unrouted`, when given, gets the request instead of the core's 404 (`respond`).
+    """
     path: str = scope["path"]
     if not path.startswith("/"):  # absolute-form target (RFC 9112 3.2.2)
         path = urlsplit(path).path or "/"
@@ -72,6 +80,7 @@ async def serve_api(
     response = await respond(
         runtime, scope["method"], path, scope["query_string"], scope["headers"],
         body_chunks(receive), park, calls.within,
+        None if unrouted is None else functools.partial(unrouted, scope, receive, send),
     )  # fmt: skip
     if response is not None:
         await send_response(send, response)

@@ -1,7 +1,8 @@
 """One structured line per thing an operator asks about later.
 
-Lines are `key=value` pairs (logfmt), readable by people and by log shippers
-alike. Tokens never reach this module: nothing here is given a header.
+Lines are `key=value` pairs (logfmt, `outbound.log_lines`), readable by people
+and by log shippers alike. Tokens never reach this module: nothing here is given
+a header.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from frontends.outbound.log_lines import logfmt as logfmt  # the one format, named here too
 from sd_core import (
     Effect,
     InstanceRegistered,
@@ -19,22 +21,6 @@ from sd_core import (
 )
 
 log = logging.getLogger("sd.registry")
-
-
-def _quote(value: object) -> str:
-    text = str(value)
-    if not text or any(c in text for c in ' "=\\') or not text.isprintable():
-        # unicode_escape doubles backslashes and escapes control characters;
-        # quotes are escaped after it, so nothing is escaped twice.
-        escaped = text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
-        return '"' + escaped + '"'
-    return text
-
-
-def logfmt(event: str, **fields: object) -> str:
-    parts = [f"event={event}"]
-    parts.extend(f"{key}={_quote(value)}" for key, value in fields.items())
-    return " ".join(parts)
 
 
 def configure_logging(level: str) -> None:

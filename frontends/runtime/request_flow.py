@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol, TypeVar
 from frontends.runtime.logs import logfmt
 from frontends.runtime.runtime import Runtime
 from sd_core import INTERNAL_ERROR, BlockingWait, HttpResponse, RoutedRequest
-from sd_core.http_api import PendingWrite
+from sd_core.http_api import NOT_ROUTED, PendingWrite
 
 log = logging.getLogger("sd.registry")
 _T = TypeVar("_T")
@@ -29,6 +29,8 @@ OVERSIZE_DRAIN_BYTES = 1024 * 1024
 
 # Waits out a blocking query on `scope` for `seconds`; False when the client left meanwhile.
 Park = Callable[[str | None, float], Awaitable[bool]]
+# Serves a request whose path no route of the core has (a framework's router beside it).
+Unrouted = Callable[[], Awaitable[None]]
 
 
 class Disconnected(Exception):
@@ -54,11 +56,17 @@ async def respond(
     chunks: AsyncGenerator[bytes, None],
     park: Park,
     within: Within,
+    unrouted: Unrouted | None = None,
 ) -> HttpResponse | None:
-    """The response to send, or None when the client went away first.
+    """The response to send, or None when nothing is left to send (the client went
+    away first, or `unrouted` served the request).
 
     Every request is counted in flight from here until its response is ready.
     `within` bounds the whole body's arrival by `SERVICE_DISCOVERY_BODY_TIMEOUT_SECONDS`.
+    `unrouted`, when given, serves a path that no route of the core has, in
+    place of the core's 404: the route the head found is the one used, so a
+    path is routed once whoever answers it, and the framework's requests are
+    admitted as the core's are.
     """
     refused = runtime.admit(method, path)
     if refused is not None:
@@ -72,6 +80,9 @@ async def respond(
         # its Content-Length already puts over the limit gets its 413 first
         # (docs/api.md's order), after a bounded drain.
         routed = runtime.head(method, path, query, heads.authorization, heads.content_type)
+        if unrouted is not None and is_unrouted(routed):
+            await unrouted()
+            return None
         limit = routed.body_limit
         if routed.refused_early and heads.content_length <= limit:
             refused = await _answer(runtime, routed, b"", park)
@@ -97,6 +108,12 @@ async def respond(
         return await _answer(runtime, routed, body, park)
     finally:
         runtime.leave()
+
+
+def is_unrouted(routed: RoutedRequest) -> bool:
+    """Whether no route of the core has the path: its 404 (a 405 names a route it has)."""
+    answer = routed.answer
+    return routed.refusal == NOT_ROUTED and answer is not None and answer.status == 404
 
 
 class _RequestHeads(NamedTuple):

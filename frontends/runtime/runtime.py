@@ -20,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from frontends.outbound.probing import Prober, make_prober
+from frontends.outbound.probing import Prober
 from frontends.runtime.logs import log_effect, logfmt
 from frontends.runtime.metrics import Counters, Metrics
 from frontends.runtime.node import Node, NodeResult, make_node
 from frontends.runtime.pages import load_pages
+from frontends.runtime.probers import make_prober
 from frontends.runtime.settings import Settings
 from frontends.runtime.state_file import claim, encode_snapshot, restore_from_file, write_atomically
 from frontends.runtime.watch_streams import StreamHub

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from frontends.runtime.cluster_settings import ClusterSettings, load_cluster_settings
+from frontends.outbound.cluster_settings import ClusterSettings, load_cluster_settings
 from frontends.runtime.dev_token import development_token
 from frontends.runtime.state_file import unsafe_directory
 from sd_core import ConfigError, RegistryConfig

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from frontends.outbound.cluster_settings import ClusterSettings
 from frontends.outbound.etcd_client import EtcdClient, StoreUnreachable
-from frontends.runtime.cluster_settings import ClusterSettings
 from sd_etcd import parse_range, range_request
 from tests.etcd.etcd_auth import enable_auth
 from tests.etcd.etcd_process import EtcdCluster, etcd_missing_reason

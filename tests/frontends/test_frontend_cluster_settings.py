@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from frontends.runtime.cluster_settings import (
+from frontends.outbound.cluster_settings import (
     CLUSTER_VARIABLES,
     DEFAULT_NODE_TTL_SECONDS,
     DEFAULT_WATCH_TIMEOUT_SECONDS,

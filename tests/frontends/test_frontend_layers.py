@@ -4,7 +4,8 @@
   framework (`outbound/` may use anyio, which runs on either loop);
 - the loop folders (`quart_app/`, `trio_app/`) reach a server only through its
   public entry, and import no server package themselves;
-- `sd_core` and `sd_etcd` import nothing of `frontends`.
+- `sd_core` and `sd_etcd` import nothing of `frontends`;
+- no two folders of `frontends/` import each other, directly or around a circle.
 """
 
 from __future__ import annotations
@@ -103,6 +104,62 @@ def test_loop_folders_import_no_server_internals(path: Path) -> None:
 def test_the_core_imports_no_frontend(path: Path) -> None:
     bad = sorted(name for name in file_imports(path) if name.split(".")[0] == "frontends")
     assert bad == [], f"{path.name} imports {bad}"
+
+
+def _folder(module: str) -> str:
+    """The folder of `frontends/` a module name is in (`.` for the top-level files)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and (FRONTENDS / parts[1]).is_dir() else "."
+
+
+def _folder_imports() -> dict[str, set[str]]:
+    """Each folder of `frontends/` and the other folders its modules import."""
+    graph: dict[str, set[str]] = {}
+    for path in _sources(FRONTENDS):
+        relative = path.relative_to(FRONTENDS).parts
+        folder = relative[0] if len(relative) > 1 else "."
+        targets = {_folder(n) for n in file_imports(path) if n.split(".")[0] == "frontends"}
+        graph.setdefault(folder, set()).update(targets - {folder})
+    return graph
+
+
+def _circle(graph: dict[str, set[str]]) -> list[str]:
+    """A circle of folders in `graph` (first and last the same), or [] when there is none."""
+    done: set[str] = set()
+
+    def walk(folder: str, trail: list[str]) -> list[str]:
+        if folder in trail:
+            return [*trail[trail.index(folder) :], folder]
+        if folder in done:
+            return []
+        for target in sorted(graph.get(folder, ())):
+            if found := walk(target, [*trail, folder]):
+                return found
+        done.add(folder)
+        return []
+
+    for folder in sorted(graph):
+        if found := walk(folder, []):
+            return found
+    return []
+
+
+def test_no_circle_among_the_folders() -> None:
+    graph = _folder_imports()
+    assert {"runtime", "outbound", "servers", "quart_app", "trio_app"} <= set(graph)
+    assert _circle(graph) == [], " -> ".join(_circle(graph))
+
+
+@pytest.mark.parametrize(
+    ("graph", "circle"),
+    [
+        ({"runtime": {"outbound"}, "outbound": {"runtime"}}, ["outbound", "runtime", "outbound"]),
+        ({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}, ["a", "b", "c", "a"]),
+        ({"a": {"b", "c"}, "b": {"c"}, "c": set()}, []),
+    ],
+)
+def test_the_scan_finds_a_circle(graph: dict[str, set[str]], circle: list[str]) -> None:
+    assert _circle(graph) == circle
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 import trio
 
-from frontends.outbound.probing import make_prober
 from frontends.outbound.probing.builtin_client import PlainProbeClient
 from frontends.outbound.probing.httpx_client import HttpxProber
 from frontends.outbound.probing.resolver import HostResolver
 from frontends.outbound.probing.tcp_client import TcpProber
+from frontends.runtime.probers import make_prober
 from frontends.runtime.settings import load_settings
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
 from sd_core.probe_address_policy import ProbePolicy, parse_networks

@@ -182,7 +182,7 @@ def test_ip_literals_never_reach_a_thread(run: Runner) -> None:
 
 
 def test_the_factory_shares_one_resolver_and_closes_it() -> None:
-    from frontends.outbound.probing import make_prober
+    from frontends.runtime.probers import make_prober
     from frontends.runtime.settings import load_settings
 
     prober = make_prober(load_settings({"HEALTH_CHECK_RESOLVER_THREADS": "3"}))

@@ -9,18 +9,25 @@ and 405 for what neither serves, and refuses the HTTP/2 preface.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
+from typing import cast
 
 import httpx
 import pytest
+from frontend_kit import http_client
 from quart import Quart
+from quart_user_app import add_user_routes
 
 from conformance.server_process import ServerProcess, kept_socket, serving
 from frontends.quart_app import create_app, mount
 from frontends.quart_app.app import PARTS
+from frontends.runtime.asgi_api import ASGIApp
 from frontends.runtime.runtime import Runtime
 from frontends.runtime.settings import load_settings
+from sd_core import HttpApi
+from sd_core.http_api import Endpoint
 from sd_core.watch_stream import WATCH_ROUTE
 
 SECRET = "quart-user-app-secret-0123456789abcdef"
@@ -163,3 +170,29 @@ def test_a_user_404_handler_is_kept() -> None:
 
     mount(app, _runtime())
     assert app.error_handler_spec[None][404][next(iter(app.error_handler_spec[None][404]))] is mine
+
+
+def test_each_path_is_matched_once_whoever_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The core's head routes a request once: its answer, or Quart's router when it has no
+    route for the path (a registry path is never matched again after a first look)."""
+    matched: list[str] = []
+    dynamic_route = HttpApi._dynamic_route
+
+    def counted(api: HttpApi, path: str) -> tuple[dict[str, Endpoint] | None, str, tuple[str, ...]]:
+        matched.append(path)
+        return dynamic_route(api, path)
+
+    monkeypatch.setattr(HttpApi, "_dynamic_route", counted)
+    app = add_user_routes(create_app(_runtime()), "extended")
+
+    async def get(path: str) -> httpx.Response:
+        async with http_client(cast(ASGIApp, app)) as client:
+            return await client.get(path, headers=AUTH)
+
+    read = asyncio.run(get("/v1/discovery/services/nobody"))
+    assert read.status_code == 404 and read.json()["error"] == "service_not_found"
+    assert matched == ["/v1/discovery/services/nobody"]
+    matched.clear()
+    hello = asyncio.run(get("/hello"))
+    assert hello.status_code == 200 and hello.json() == {"hello": "extended", "hooked": True}
+    assert matched == ["/hello"]

@@ -1,4 +1,4 @@
-"""Health probes: one module per prober, the address checks they share, the factory.
+"""Health probes: one module per prober, and the address checks they share.
 
 - `prober`: the `Prober` interface a driver uses, and the failures every prober reports;
 - `addresses`: the probe policy check on resolved addresses (no DNS rebinding);
@@ -6,11 +6,11 @@
 - `builtin_client`: the default, a lean HTTP/1.1 client over anyio;
 - `httpx_client`: the same job done with httpx;
 - `tcp_client`: TCP checks (a connect within the deadline);
-- `by_check`: routes each probe to the prober of its check type;
-- `factory`: builds them from the settings.
+- `by_check`: routes each probe to the prober of its check type.
+
+`runtime.probers.make_prober` builds them from the settings.
 """
 
-from frontends.outbound.probing.factory import make_prober
 from frontends.outbound.probing.prober import Prober, crashed, failed, timed_out
 
-__all__ = ["Prober", "crashed", "failed", "make_prober", "timed_out"]
+__all__ = ["Prober", "crashed", "failed", "timed_out"]

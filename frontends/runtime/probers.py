@@ -5,7 +5,8 @@
 stack over the extra throughput (docs/performance.md, scenario 2, has both).
 TCP checks always use `tcp_client.TcpProber`; `by_check` routes each probe.
 Both resolve names with one `resolver.HostResolver` of
-`HEALTH_CHECK_RESOLVER_THREADS` threads.
+`HEALTH_CHECK_RESOLVER_THREADS` threads. The probers are `outbound/`'s; the
+choice is read from the settings, so it is made here, on the runtime's floor.
 """
 
 from __future__ import annotations

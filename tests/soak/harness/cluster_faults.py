@@ -1,6 +1,6 @@
 """Cluster mode under faults: what clients see while etcd or a node misbehaves (issue 27).
 
-    python -m bench.cluster_faults [--quick] [--instances N] [--no-pin]
+    python -m tests.soak.harness.cluster_faults [--quick] [--instances N] [--no-pin]
 
 One etcd 3.4 (`tests/etcd/etcd_process.py`, data in a temp dir, progress notifications
 every second) and three nodes on 127.0.0.1: A (quart), B (trio, reaching etcd through
@@ -23,6 +23,9 @@ each followed by recovery (every instance on every node, one index):
 One row per fault: time to the first 503 on a write, to the stale flag on C, to
 recovery (first acknowledged write after the fault ended; C's flag cleared),
 acknowledged writes lost, instances expired by the fault, and PASS when both are 0.
+A check of what the cluster keeps, not a performance scenario: it lives beside the
+test that runs it (`tests/soak/test_cluster_faults_smoke.py`), and borrows the
+benchmarks' process and client helpers.
 """
 
 from __future__ import annotations
@@ -36,14 +39,13 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
+from bench.cluster import cluster_env, wait_store_ok
+from bench.common import BenchError, log, print_table
+from bench.http_client import Conn, Response, heartbeat_body, run_async
+from bench.processes import Proc, Run, start_registry
+from bench.scenario_cli import base_parser, scenario
 from tests.cluster_real.tcp_proxy import TcpProxy
 from tests.etcd.etcd_process import EtcdCluster, start_cluster
-
-from .cluster import wait_store_ok
-from .common import BenchError, log, print_table
-from .http_client import Conn, Response, heartbeat_body, run_async
-from .processes import Proc, Run, start_registry
-from .scenario_cli import base_parser, scenario
 
 SERVICE = "faults"
 PREFIX = "/bench-faults/"
@@ -67,15 +69,13 @@ class Options:
     down: float
 
     def node_env(self, endpoint: str, node_id: str) -> dict[str, str]:
-        return {
-            "SERVICE_DISCOVERY_ETCD_ENDPOINTS": endpoint,
-            "SERVICE_DISCOVERY_ETCD_PREFIX": PREFIX,
-            "SERVICE_DISCOVERY_NODE_ID": node_id,
+        short = {
             "SERVICE_REGISTRATION_TTL_SECONDS": str(self.ttl),
             "SERVICE_DISCOVERY_NODE_TTL_SECONDS": "3",
             "SERVICE_DISCOVERY_STALE_AFTER_SECONDS": "2",
             "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS": "5",
         }
+        return cluster_env(endpoint, PREFIX, node_id, short)
 
 
 # ------------------------------------------------------------------ the logs
