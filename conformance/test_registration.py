@@ -88,7 +88,7 @@ def test_health_endpoint_defaults_to_slash_health(api: Api, unique: Names) -> No
 def test_unknown_fields_are_ignored(api: Api, unique: Names) -> None:
     service = unique("extra-fields")
     api.register_ok(
-        instance_body(service, "i", port=1, weight=10, tags=["a", "b"], nested={"x": None})
+        instance_body(service, "i", port=1, weight=10, labels=["a", "b"], nested={"x": None})
     )
     instance = api.instance(service, "i")
     assert instance is not None
