@@ -17,6 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,26 +45,31 @@ def _run(args: list[str]) -> tuple[bool, str]:
     return done.returncode == 0, (done.stdout + done.stderr)[-2000:]
 
 
-def find_or_install_prometheus() -> tuple[str | None, str]:
-    """The prometheus binary's path, installing Debian's package if needed.
+def find_or_install(command: str, package: str) -> tuple[str | None, str]:
+    """The path of `command`, installing Debian's `package` if it is missing.
 
     Returns ``(path, "")`` or ``(None, reason)``; the caller skips with the reason.
     """
-    found = shutil.which("prometheus")
+    found = shutil.which(command)
     if found:
         return found, ""
     if shutil.which("apt-get") is None:
-        return None, "prometheus is not on PATH and apt-get is not available"
-    ok, log = _run(["apt-get", "install", "-y", "prometheus"])
+        return None, f"{command} is not on PATH and apt-get is not available"
+    ok, log = _run(["apt-get", "install", "-y", package])
     if not ok:
         updated, update_log = _run(["apt-get", "update"])
         if not updated:
             return None, f"apt-get update failed: {update_log}"
-        ok, log = _run(["apt-get", "install", "-y", "prometheus"])
-    found = shutil.which("prometheus")
+        ok, log = _run(["apt-get", "install", "-y", package])
+    found = shutil.which(command)
     if not ok or not found:
-        return None, f"apt-get install -y prometheus failed: {log}"
+        return None, f"apt-get install -y {package} failed: {log}"
     return found, ""
+
+
+def find_or_install_prometheus() -> tuple[str | None, str]:
+    """The prometheus binary's path (see `find_or_install`)."""
+    return find_or_install("prometheus", "prometheus")
 
 
 def free_port() -> int:
@@ -75,32 +81,44 @@ def free_port() -> int:
 
 
 class PrometheusServer:
-    """One Prometheus process with its own temp config and storage."""
+    """One Prometheus process with its own temp config and storage.
 
-    def __init__(self, binary: str, config: dict[str, Any]) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="conformance-prometheus-")
+    A subclass runs another program that reads the same config format and
+    serves the same HTTP API (`conformance.victoria_metrics`): it only names
+    itself and says how its command line spells the config, storage and
+    listen address. `flags` are appended to the command line.
+    """
+
+    name = "prometheus"
+
+    def __init__(self, binary: str, config: dict[str, Any], flags: Sequence[str] = ()) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix=f"conformance-{self.name}-")
         root = Path(self._dir.name)
         config_path = root / "prometheus.yml"
         config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
         (root / "data").mkdir()
-        self.log_path = root / "prometheus.log"
+        self.log_path = root / f"{self.name}.log"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config_path}",
-                    f"--storage.tsdb.path={root / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                    "--log.level=info",
-                ],
+                [*self.command(binary, config_path, root / "data"), *flags],
                 cwd=root,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         self.http = httpx.Client(base_url=self.url, timeout=5.0, verify=tls_context())
+
+    def command(self, binary: str, config_path: Path, data: Path) -> list[str]:
+        """The command line that reads `config_path`, stores in `data` and listens on `port`."""
+        return [
+            binary,
+            f"--config.file={config_path}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=info",
+        ]
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")[-6000:]
@@ -109,14 +127,14 @@ class PrometheusServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"prometheus exited early:\n{self.log()}")
+                raise AssertionError(f"{self.name} exited early:\n{self.log()}")
             try:
                 if self.http.get("/-/ready").status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"prometheus not ready within {timeout} s:\n{self.log()}")
+        raise AssertionError(f"{self.name} not ready within {timeout} s:\n{self.log()}")
 
     def targets(self) -> dict[str, Any]:
         response = self.http.get("/api/v1/targets")
