@@ -99,6 +99,17 @@ def _invalid(case: str, detail: str | None = None, **change: Any) -> Bad:
     return Bad(case, _register_body(**change), 422, "validation_error", detail or field)
 
 
+def _non_json_number(case: str, content: bytes) -> Bad:
+    """A body with NaN or Infinity. They are not JSON, but a Python parser lets them through
+    to validation: either rejection (400 or 422) is acceptable, storing them is not."""
+    return Bad(case, content, 400, "invalid_json", also_ok_status=422)
+
+
+def _each_invalid(field: str, values: dict[str, Any]) -> list[Bad]:
+    """Registrations that each set ``field`` to one refused value (keyed by the case's id)."""
+    return [_invalid(case, **{field: value}) for case, value in values.items()]
+
+
 def _invalid_heartbeat(case: str, **change: Any) -> Bad:
     """A heartbeat whose one ``change`` is refused: 422 naming that field."""
     [field] = change
@@ -129,21 +140,9 @@ BAD_REQUESTS = [
         "invalid_json",
     ),
     Bad("utf16-encoded", json.dumps(UPDATE).encode("utf-16"), 400, "invalid_json"),
-    # NaN is not JSON; a Python parser lets it through to validation. Either
-    # rejection is acceptable, storing it is not.
-    Bad(
-        "nan-load",
-        _register_body(load_percentage=0.5).replace(b"0.5", b"NaN"),
-        400,
-        "invalid_json",
-        also_ok_status=422,
-    ),
-    Bad(
-        "infinity-port",
-        _register_body(port=1).replace(b'"port": 1', b'"port": Infinity'),
-        400,
-        "invalid_json",
-        also_ok_status=422,
+    _non_json_number("nan-load", _register_body(load_percentage=0.5).replace(b"0.5", b"NaN")),
+    _non_json_number(
+        "infinity-port", _register_body(port=1).replace(b'"port": 1', b'"port": Infinity')
     ),
     # -- not declared as JSON: 415 --------------------------------------------
     Bad("text-plain", _register_body(), 415, "unsupported_media_type", content_type="text/plain"),
@@ -157,81 +156,121 @@ BAD_REQUESTS = [
     ),
     Bad("text-json", _register_body(), 415, "unsupported_media_type", content_type="text/json"),
     # -- port -------------------------------------------------------------------
-    _invalid("port-string", port="8080"),
-    _invalid("port-float", port=8080.0),
-    _invalid("port-bool", port=True),
-    _invalid("port-zero", port=0),
-    _invalid("port-65536", port=65536),
-    _invalid("port-negative", port=-1),
-    _invalid("port-null", port=None),
-    _invalid("port-missing", port=_MISSING),
+    *_each_invalid(
+        "port",
+        {
+            "port-string": "8080",
+            "port-float": 8080.0,
+            "port-bool": True,
+            "port-zero": 0,
+            "port-65536": 65536,
+            "port-negative": -1,
+            "port-null": None,
+            "port-missing": _MISSING,
+        },
+    ),
     # -- service_name / instance_id -------------------------------------------
-    _invalid("name-slash", service_name="a/b"),
-    _invalid("name-dot-first", service_name=".x"),
-    _invalid("name-dash-first", service_name="-x"),
-    _invalid("name-underscore-first", service_name="_x"),
-    _invalid("name-empty", service_name=""),
-    _invalid("name-129", service_name="s" * 129),
-    _invalid("name-nul", service_name="a\x00b"),
-    _invalid("name-non-ascii", service_name="caf\xe9"),
-    _invalid("name-space", service_name="a b"),
-    _invalid("name-colon", service_name="a:b"),
-    _invalid("name-int", service_name=5),
-    _invalid("name-missing", service_name=_MISSING),
-    _invalid("id-slash", instance_id="a/b"),
-    _invalid("id-dot-first", instance_id=".."),
-    _invalid("id-empty", instance_id=""),
-    _invalid("id-129", instance_id="i" * 129),
-    _invalid("id-nul", instance_id="x\x00"),
-    _invalid("id-null", instance_id=None),
-    _invalid("id-missing", instance_id=_MISSING),
+    *_each_invalid(
+        "service_name",
+        {
+            "name-slash": "a/b",
+            "name-dot-first": ".x",
+            "name-dash-first": "-x",
+            "name-underscore-first": "_x",
+            "name-empty": "",
+            "name-129": "s" * 129,
+            "name-nul": "a\x00b",
+            "name-non-ascii": "caf\xe9",
+            "name-space": "a b",
+            "name-colon": "a:b",
+            "name-int": 5,
+            "name-missing": _MISSING,
+        },
+    ),
+    *_each_invalid(
+        "instance_id",
+        {
+            "id-slash": "a/b",
+            "id-dot-first": "..",
+            "id-empty": "",
+            "id-129": "i" * 129,
+            "id-nul": "x\x00",
+            "id-null": None,
+            "id-missing": _MISSING,
+        },
+    ),
     # -- host -------------------------------------------------------------------
-    _invalid("host-empty", host=""),
-    _invalid("host-space", host="bad host"),
-    _invalid("host-leading-hyphen", host="-bad.invalid"),
-    _invalid("host-trailing-hyphen", host="bad-.invalid"),
-    _invalid("host-empty-label", host="a..invalid"),
-    _invalid("host-underscore", host="a_b.invalid"),
-    _invalid("host-label-64", host="l" * 64 + ".invalid"),
-    _invalid("host-254", host=_hostname(254)),
-    _invalid("host-url", host="http://127.0.0.1"),
-    _invalid("host-with-port", host="127.0.0.1:80"),
-    _invalid("host-with-path", host="127.0.0.1/x"),
-    _invalid("host-unbalanced-bracket", host="[::1"),
-    _invalid("host-bad-ipv6", host="::g"),
-    _invalid("host-nul", host="local\x00host"),
-    _invalid("host-int", host=127001),
-    _invalid("host-missing", host=_MISSING),
+    *_each_invalid(
+        "host",
+        {
+            "host-empty": "",
+            "host-space": "bad host",
+            "host-leading-hyphen": "-bad.invalid",
+            "host-trailing-hyphen": "bad-.invalid",
+            "host-empty-label": "a..invalid",
+            "host-underscore": "a_b.invalid",
+            "host-label-64": "l" * 64 + ".invalid",
+            "host-254": _hostname(254),
+            "host-url": "http://127.0.0.1",
+            "host-with-port": "127.0.0.1:80",
+            "host-with-path": "127.0.0.1/x",
+            "host-unbalanced-bracket": "[::1",
+            "host-bad-ipv6": "::g",
+            "host-nul": "local\x00host",
+            "host-int": 127001,
+            "host-missing": _MISSING,
+        },
+    ),
     # -- health_endpoint --------------------------------------------------------
-    _invalid("endpoint-absolute-url", health_endpoint="http://evil.invalid/health"),
-    _invalid("endpoint-double-slash", health_endpoint="//x"),
-    _invalid("endpoint-no-slash", health_endpoint="health"),
-    _invalid("endpoint-empty", health_endpoint=""),
-    _invalid("endpoint-space", health_endpoint="/he alth"),
-    _invalid("endpoint-hash", health_endpoint="/health#x"),
-    _invalid("endpoint-tab", health_endpoint="/a\tb"),
-    _invalid("endpoint-newline", health_endpoint="/a\r\nHost: x"),
-    _invalid("endpoint-nul", health_endpoint="/a\x00"),
-    _invalid("endpoint-2049", health_endpoint="/" + "e" * 2048),
-    _invalid("endpoint-int", health_endpoint=5),
+    *_each_invalid(
+        "health_endpoint",
+        {
+            "endpoint-absolute-url": "http://evil.invalid/health",
+            "endpoint-double-slash": "//x",
+            "endpoint-no-slash": "health",
+            "endpoint-empty": "",
+            "endpoint-space": "/he alth",
+            "endpoint-hash": "/health#x",
+            "endpoint-tab": "/a\tb",
+            "endpoint-newline": "/a\r\nHost: x",
+            "endpoint-nul": "/a\x00",
+            "endpoint-2049": "/" + "e" * 2048,
+            "endpoint-int": 5,
+        },
+    ),
     # -- metadata ---------------------------------------------------------------
-    _invalid("metadata-65-entries", metadata={f"k{i}": "v" for i in range(65)}),
-    _invalid("metadata-key-129", metadata={"k" * 129: "v"}),
+    *_each_invalid(
+        "metadata",
+        {
+            "metadata-65-entries": {f"k{i}": "v" for i in range(65)},
+            "metadata-key-129": {"k" * 129: "v"},
+        },
+    ),
     _invalid("metadata-value-1025", "metadata.big", metadata={"big": "v" * 1025}),
     _invalid("metadata-over-4096-bytes", metadata={f"k{i}": "v" * 1000 for i in range(5)}),
     _invalid("metadata-value-int", "metadata.n", metadata={"n": 5}),
     _invalid("metadata-value-null", "metadata.n", metadata={"n": None}),
     _invalid("metadata-value-object", "metadata.n", metadata={"n": {"x": "y"}}),
-    _invalid("metadata-list", metadata=["a", "b"]),
-    _invalid("metadata-string", metadata="v=1"),
-    _invalid("metadata-empty-key", metadata={"": "v"}),
-    _invalid("metadata-key-control", metadata={"a\nb": "v"}),
+    *_each_invalid(
+        "metadata",
+        {
+            "metadata-list": ["a", "b"],
+            "metadata-string": "v=1",
+            "metadata-empty-key": {"": "v"},
+            "metadata-key-control": {"a\nb": "v"},
+        },
+    ),
     _invalid("metadata-value-control", "metadata.c", metadata={"c": "x\x01y"}),
     _invalid("metadata-value-nul", "metadata.c", metadata={"c": "x\x00y"}),
     # -- load_percentage --------------------------------------------------------
-    _invalid("load-over-1", load_percentage=1.5),
-    _invalid("load-negative", load_percentage=-0.1),
-    _invalid("load-string", load_percentage="0.5"),
+    *_each_invalid(
+        "load_percentage",
+        {
+            "load-over-1": 1.5,
+            "load-negative": -0.1,
+            "load-string": "0.5",
+        },
+    ),
     # -- heartbeat --------------------------------------------------------------
     Bad("hb-not-json", b"{", 400, "invalid_json", path=HEARTBEAT),
     Bad(

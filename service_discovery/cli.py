@@ -190,13 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[str(status) for status in InstanceStatus],
         help="only instances with this status, in maintenance or not (repeatable: any)",
     )
-    instances.add_argument(
-        "--tag",
-        action="append",
-        default=[],
-        metavar="TAG",
-        help="only instances carrying this tag (repeatable: every one)",
-    )
+    _add_tag_option(instances, "only instances carrying this tag (repeatable: every one)")
     register = commands.add_parser(
         "register", parents=[connection, meta], help="register (or update) an instance"
     )
@@ -210,12 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="how the registry checks it: http (GET the health endpoint, the default), "
         "tcp (connect to the port) or ttl (no probe: healthy while it heartbeats)",
     )
-    register.add_argument(
-        "--tag",
-        action="append",
-        default=[],
-        metavar="TAG",
-        help="a tag for the instance, as Consul-style consumers route by (repeatable)",
+    _add_tag_option(
+        register, "a tag for the instance, as Consul-style consumers route by (repeatable)"
     )
     unregister = commands.add_parser(
         "unregister", parents=[connection], help="remove an instance now"
@@ -262,6 +252,11 @@ def _add_connection_flags(parser: argparse.ArgumentParser, *, default: object) -
 def _add_instance_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME")
     parser.add_argument("instance_id", metavar="ID")
+
+
+def _add_tag_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--tag`, repeatable: a filter on `instances`, the instance's tags on `register`."""
+    parser.add_argument("--tag", action="append", default=[], metavar="TAG", help=help)
 
 
 def _url(raw: str) -> str:

@@ -235,22 +235,23 @@ def test_the_read_token_is_enough_and_a_query_token_counts_on_consul_reads_only(
     assert ours.status == 401
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("PUT", "/v1/agent/service/register"),
-        ("PUT", "/v1/agent/service/deregister/game-1"),
-        ("PUT", "/v1/agent/check/pass/service:game-1"),
-        ("PUT", "/v1/agent/check/fail/service:game-1"),
-        ("PUT", "/v1/catalog/register"),
-        ("PUT", "/v1/catalog/deregister"),
-        ("PUT", "/v1/agent/service/maintenance/game-1"),
-    ],
-)
-def test_consul_writes_answer_405_pointing_at_our_register(method: str, path: str) -> None:
+#: Consul's write endpoints, every one of them a PUT.
+CONSUL_WRITES = [
+    "/v1/agent/service/register",
+    "/v1/agent/service/deregister/game-1",
+    "/v1/agent/check/pass/service:game-1",
+    "/v1/agent/check/fail/service:game-1",
+    "/v1/catalog/register",
+    "/v1/catalog/deregister",
+    "/v1/agent/service/maintenance/game-1",
+]
+
+
+@pytest.mark.parametrize("path", CONSUL_WRITES)
+def test_consul_writes_answer_405_pointing_at_our_register(path: str) -> None:
     core = _fleet()
     before = core.snapshot("game-service")
-    reply = core.send(method, path, {"Name": "x"}, auth=None)
+    reply = core.send("PUT", path, {"Name": "x"}, auth=None)
     assert reply.status == 405 and reply.error == "method_not_allowed"
     assert "POST /v1/discovery/register" in reply.body["message"]
     assert core.snapshot("game-service") == before

@@ -82,21 +82,22 @@ def test_collision_winner_does_not_depend_on_insertion_order() -> None:
     assert first.targets()[0]["labels"]["app_version"] == "a"
 
 
-@pytest.mark.parametrize(
-    ("host", "target", "url"),
-    [
-        ("::1", "[::1]:8080", "http://[::1]:8080/health"),
-        ("[::1]", "[::1]:8080", "http://[::1]:8080/health"),
-        ("2001:db8::7", "[2001:db8::7]:8080", "http://[2001:db8::7]:8080/health"),
-        ("10.0.0.1", "10.0.0.1:8080", "http://10.0.0.1:8080/health"),
-        ("game.local", "game.local:8080", "http://game.local:8080/health"),
-    ],
-)
-def test_ipv6_is_bracketed_in_target_and_probe_url_only(host: str, target: str, url: str) -> None:
+#: (host as registered, host:port as Prometheus targets and the probe URL show it).
+ADDRESSES = [
+    ("::1", "[::1]:8080"),
+    ("[::1]", "[::1]:8080"),
+    ("2001:db8::7", "[2001:db8::7]:8080"),
+    ("10.0.0.1", "10.0.0.1:8080"),
+    ("game.local", "game.local:8080"),
+]
+
+
+@pytest.mark.parametrize(("host", "target"), ADDRESSES)
+def test_ipv6_is_bracketed_in_target_and_probe_url_only(host: str, target: str) -> None:
     core = Core()
     core.register(host=host)
     assert core.targets()[0]["targets"] == [target]
-    assert core.take_probe().url == url
+    assert core.take_probe().url == f"http://{target}/health"
     assert core.instance()["host"] == host  # shown exactly as sent
 
 

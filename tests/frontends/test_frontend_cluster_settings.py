@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from settings_cases import Refusal, each_refused
 
 from frontends.outbound.cluster_settings import (
     CLUSTER_VARIABLES,
@@ -89,34 +90,32 @@ def test_an_inherited_socket_names_the_node() -> None:
     assert cluster.node_id == f"127.0.0.1:{port}"
 
 
-BAD = [
-    ({ENDPOINTS: "etcd:2379"}, ENDPOINTS),
-    ({ENDPOINTS: "ftp://etcd:2379"}, ENDPOINTS),
-    ({ENDPOINTS: "http://etcd:2379/v3"}, ENDPOINTS),
-    ({ENDPOINTS: "http://etcd:99999"}, ENDPOINTS),
-    ({ENDPOINTS: ",,"}, ENDPOINTS),
-    ({"SERVICE_DISCOVERY_ETCD_PREFIX": "sd"}, "SERVICE_DISCOVERY_ETCD_PREFIX"),
+BAD: list[Refusal] = [
+    *each_refused(
+        {
+            ENDPOINTS: [
+                "etcd:2379",
+                "ftp://etcd:2379",
+                "http://etcd:2379/v3",
+                "http://etcd:99999",
+                ",,",
+            ],
+            "SERVICE_DISCOVERY_ETCD_PREFIX": ["sd"],
+            "SERVICE_DISCOVERY_ETCD_CA_FILE": ["/nonexistent/ca.pem"],
+            "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS": ["1", "soon"],
+            "SERVICE_DISCOVERY_NODE_ID": ["a/b"],
+            "SERVICE_DISCOVERY_NODE_TTL_SECONDS": ["2", "4.5", "inf"],
+            "SERVICE_DISCOVERY_STATE_FILE": [__file__],
+            "SERVICE_DISCOVERY_RESUME_WAIT_SECONDS": ["0"],
+            # Not above the node keepalive (a third of the node TTL): a quiet node would flicker.
+            "SERVICE_DISCOVERY_STALE_AFTER_SECONDS": ["3"],
+        }
+    ),
+    # One of a pair alone: the error names the one that is missing.
     ({"SERVICE_DISCOVERY_ETCD_USERNAME": "root"}, "SERVICE_DISCOVERY_ETCD_PASSWORD"),
     ({"SERVICE_DISCOVERY_ETCD_PASSWORD": "pw"}, "SERVICE_DISCOVERY_ETCD_USERNAME"),
-    ({"SERVICE_DISCOVERY_ETCD_CA_FILE": "/nonexistent/ca.pem"}, "SERVICE_DISCOVERY_ETCD_CA_FILE"),
     ({"SERVICE_DISCOVERY_ETCD_CERT_FILE": __file__}, "SERVICE_DISCOVERY_ETCD_KEY_FILE"),
     ({"SERVICE_DISCOVERY_ETCD_KEY_FILE": __file__}, "SERVICE_DISCOVERY_ETCD_CERT_FILE"),
-    (
-        {"SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS": "1"},
-        "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
-    ),
-    (
-        {"SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS": "soon"},
-        "SERVICE_DISCOVERY_ETCD_WATCH_TIMEOUT_SECONDS",
-    ),
-    ({"SERVICE_DISCOVERY_NODE_ID": "a/b"}, "SERVICE_DISCOVERY_NODE_ID"),
-    ({"SERVICE_DISCOVERY_NODE_TTL_SECONDS": "2"}, "SERVICE_DISCOVERY_NODE_TTL_SECONDS"),
-    ({"SERVICE_DISCOVERY_NODE_TTL_SECONDS": "4.5"}, "SERVICE_DISCOVERY_NODE_TTL_SECONDS"),
-    ({"SERVICE_DISCOVERY_NODE_TTL_SECONDS": "inf"}, "SERVICE_DISCOVERY_NODE_TTL_SECONDS"),
-    ({"SERVICE_DISCOVERY_STATE_FILE": __file__}, "SERVICE_DISCOVERY_STATE_FILE"),
-    ({"SERVICE_DISCOVERY_RESUME_WAIT_SECONDS": "0"}, "SERVICE_DISCOVERY_RESUME_WAIT_SECONDS"),
-    # Not above the node keepalive (a third of the node TTL): a quiet node would flicker.
-    ({"SERVICE_DISCOVERY_STALE_AFTER_SECONDS": "3"}, "SERVICE_DISCOVERY_STALE_AFTER_SECONDS"),
 ]
 
 

@@ -14,6 +14,7 @@ import socket
 import struct
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from frontends.runtime.probers import make_prober
 from frontends.runtime.settings import load_settings
 from sd_core import ProbeFailed, ProbePassed, ProbeResult, RunProbe
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
+from sd_core.testing import FakeClock
 
 Runner = Callable[[Callable[[], Awaitable[Any]]], Any]
 RUNNERS: dict[str, Runner] = {
@@ -134,6 +136,35 @@ def always(reply: Reply) -> Script:
 def response(status: str, body: bytes = b"", headers: str = "") -> bytes:
     head = f"HTTP/1.1 {status}\r\ncontent-length: {len(body)}\r\n{headers}\r\n"
     return head.encode() + body
+
+
+#: A peer that answers every probe `200 OK`.
+HEALTHY = always(response("200 OK"))
+
+
+#: How long a kept connection may stay idle in the idle-expiry tests.
+IDLE_SECONDS = 4.0
+
+
+@dataclass
+class IdlePool:
+    """Two healthy peers and a hand-moved clock: what the idle-expiry tests share.
+
+    `client()` is the built-in client on that clock, idle connections expiring after
+    `IDLE_SECONDS`, so a test moves `clock.now` past it instead of waiting.
+    """
+
+    first: Peer
+    second: Peer
+    clock: FakeClock
+
+    def client(self, **options: Any) -> contextlib.AbstractAsyncContextManager[PlainProbeClient]:
+        return plain_client(idle_seconds=IDLE_SECONDS, clock=self.clock, **options)
+
+
+@pytest.fixture
+def pool(peers: Callable[..., Peer]) -> IdlePool:
+    return IdlePool(peers(HEALTHY), peers(HEALTHY), FakeClock())
 
 
 def chunked(*chunks: bytes, trailer: str = "") -> bytes:
@@ -309,7 +340,7 @@ def test_a_connection_closed_or_reset_before_an_answer_fails(
 
 @both_loops
 def test_a_closed_port_fails_as_a_connect_error(run: Runner, peers: Callable[..., Peer]) -> None:
-    peer = peers(always(response("200 OK")))
+    peer = peers(HEALTHY)
     port = peer.port
     peer.close()
     [result], _ = probe_all(run, [probe_of(port)])
@@ -321,7 +352,7 @@ def test_a_closed_port_fails_as_a_connect_error(run: Runner, peers: Callable[...
 def test_the_request_is_a_bare_get_with_the_original_host(
     run: Runner, peers: Callable[..., Peer]
 ) -> None:
-    peer = peers(always(response("200 OK")))
+    peer = peers(HEALTHY)
     probe = RunProbe("svc", "i-1", f"http://127.0.0.1:{peer.port}/health?deep=1", generation=3)
     probe_all(run, [probe])
     [request] = peer.requests
@@ -338,7 +369,7 @@ def test_ipv6_literals_are_probed_with_a_bracketed_host(
     run: Runner, peers: Callable[..., Peer]
 ) -> None:
     try:
-        peer = peers(always(response("200 OK")), host="::1")
+        peer = peers(HEALTHY, host="::1")
     except OSError:
         pytest.skip("this machine has no IPv6 loopback")
     [result], _ = probe_all(run, [probe_of(peer.port, host="[::1]")])
@@ -384,23 +415,19 @@ def test_a_kept_connection_the_peer_dropped_is_retried_once_on_a_new_one(
 
 
 @both_loops
-def test_idle_connections_expire_and_the_pool_is_bounded(
-    run: Runner, peers: Callable[..., Peer]
-) -> None:
-    now = [0.0]
-    first = peers(always(response("200 OK")))
-    second = peers(always(response("200 OK")))
+def test_idle_connections_expire_and_the_pool_is_bounded(run: Runner, pool: IdlePool) -> None:
     results: list[ProbeResult] = []
     counts: list[int] = []
+    first, second = pool.first, pool.second
 
     async def main() -> None:
-        async with plain_client(max_idle=1, idle_seconds=4.0, clock=lambda: now[0]) as client:
+        async with pool.client(max_idle=1) as client:
             results.append(await client.probe(probe_of(first.port)))
             results.append(await client.probe(probe_of(second.port)))  # pool full: closed
             counts.append(client.idle_connections)
-            now[0] = 3.9
+            pool.clock.now = 3.9
             results.append(await client.probe(probe_of(first.port)))  # still fresh: reused
-            now[0] = 8.0
+            pool.clock.now = 8.0
             results.append(await client.probe(probe_of(first.port)))  # idle 4.1 s: new one
             counts.append(client.idle_connections)
 
@@ -438,7 +465,7 @@ def test_a_probe_cancelled_by_its_deadline_closes_its_connection(
 def test_closing_the_client_closes_its_idle_connections(
     run: Runner, peers: Callable[..., Peer]
 ) -> None:
-    peer = peers(always(response("200 OK")))
+    peer = peers(HEALTHY)
     _, idle = probe_once(run, peer)
     assert idle == 1
     for thread in peer._threads:
@@ -458,7 +485,7 @@ def test_closing_the_client_closes_its_idle_connections(
 def test_a_refused_address_is_never_contacted(
     run: Runner, peers: Callable[..., Peer], url: str, policy: ProbePolicy | None
 ) -> None:
-    peer = peers(always(response("200 OK")))
+    peer = peers(HEALTHY)
     probe = RunProbe("svc", "i-1", url.format(port=peer.port), generation=3)
     [result], _ = probe_all(run, [probe], policy=policy)
     assert isinstance(result, ProbeFailed)
@@ -470,7 +497,7 @@ def test_a_refused_address_is_never_contacted(
 def test_the_resolved_addresses_are_tried_in_turn_up_to_three(
     run: Runner, peers: Callable[..., Peer]
 ) -> None:
-    peer = peers(always(response("200 OK")))
+    peer = peers(HEALTHY)
     resolved: list[str] = []
 
     def addresses(host: str, port: int) -> list[str]:
@@ -512,17 +539,15 @@ def test_the_client_is_chosen_by_setting() -> None:
 
 @both_loops
 def test_expired_connections_are_closed_by_the_next_probe_to_anywhere(
-    run: Runner, peers: Callable[..., Peer]
+    run: Runner, pool: IdlePool
 ) -> None:
-    now = [0.0]
-    first = peers(always(response("200 OK")))
-    second = peers(always(response("200 OK")))
     counts: list[int] = []
+    first, second = pool.first, pool.second
 
     async def main() -> None:
-        async with plain_client(idle_seconds=4.0, clock=lambda: now[0]) as client:
+        async with pool.client() as client:
             await client.probe(probe_of(first.port))
-            now[0] = 5.0
+            pool.clock.now = 5.0
             await client.probe(probe_of(second.port))
             counts.append(client.idle_connections)  # first's expired one is gone
 

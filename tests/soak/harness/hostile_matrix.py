@@ -81,7 +81,7 @@ from .scenario import (
     connections_to,
     failure_text,
     peer_instance,
-    percentile,
+    percentile_ms,
     poll_statuses,
     print_checks,
     print_peer_stats,
@@ -208,7 +208,7 @@ class MatrixResult(CheckedResult):
 
     @property
     def read_p99_ms(self) -> float:
-        return percentile(self.read_latencies, 0.99) * 1000
+        return percentile_ms(self.read_latencies, 0.99)
 
     def _service_checks(self) -> list[Check]:
         """What the API and the statuses did: rounds, statuses, probe schedule, latency."""
@@ -242,14 +242,14 @@ class MatrixResult(CheckedResult):
             ),
             (
                 "API reads p50 / p99",
-                f"{percentile(self.read_latencies, 0.5) * 1000:.1f} / {self.read_p99_ms:.1f} ms "
+                f"{percentile_ms(self.read_latencies, 0.5):.1f} / {self.read_p99_ms:.1f} ms "
                 f"({len(self.read_latencies)} reads)",
                 f"p99 < {c.p99_target_ms:.0f} ms",
                 self.read_p99_ms < c.p99_target_ms,
             ),
             (
                 "API writes p99 (register/unregister bursts)",
-                f"{percentile(self.write_latencies, 0.99) * 1000:.1f} ms",
+                f"{percentile_ms(self.write_latencies, 0.99):.1f} ms",
                 "(reported)",
                 True,
             ),

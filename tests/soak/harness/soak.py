@@ -84,7 +84,7 @@ from .scenario import (
     open_loop,
     own_fds,
     peer_instance,
-    percentile,
+    percentile_ms,
     poll_statuses,
     print_checks,
     print_peer_stats,
@@ -205,10 +205,10 @@ class SoakResult(CheckedResult):
 
     @property
     def read_p99_ms(self) -> float:
-        return percentile(self.reads, 0.99) * 1000
+        return percentile_ms(self.reads, 0.99)
 
     def worst_window_p99_ms(self) -> float:
-        return max((percentile(w.reads, 0.99) * 1000 for w in self.windows), default=0.0)
+        return max((percentile_ms(w.reads, 0.99) for w in self.windows), default=0.0)
 
     def rss_second_half(self) -> float:
         """RSS growth over the second half of the load (a leak keeps growing; warm-up does not)."""
@@ -236,15 +236,15 @@ class SoakResult(CheckedResult):
             ),
             (
                 "API reads p50 / p99 (whole run)",
-                f"{percentile(self.reads, 0.5) * 1000:.1f} / {self.read_p99_ms:.1f} ms, "
+                f"{percentile_ms(self.reads, 0.5):.1f} / {self.read_p99_ms:.1f} ms, "
                 f"worst window p99 {self.worst_window_p99_ms():.1f} ms",
                 f"p99 < {c.p99_target_ms:.0f} ms",
                 self.read_p99_ms < c.p99_target_ms,
             ),
             (
                 "API writes p50 / p99 (heartbeats, registrations)",
-                f"{percentile(self.writes, 0.5) * 1000:.1f} / "
-                f"{percentile(self.writes, 0.99) * 1000:.1f} ms",
+                f"{percentile_ms(self.writes, 0.5):.1f} / "
+                f"{percentile_ms(self.writes, 0.99):.1f} ms",
                 "(reported)",
                 True,
             ),
@@ -331,9 +331,9 @@ class SoakResult(CheckedResult):
                     f"{w.t:.0f}",
                     w.requests,
                     w.errors,
-                    f"{percentile(w.reads, 0.5) * 1000:.1f}",
-                    f"{percentile(w.reads, 0.99) * 1000:.1f}",
-                    f"{percentile(w.writes, 0.99) * 1000:.1f}",
+                    f"{percentile_ms(w.reads, 0.5):.1f}",
+                    f"{percentile_ms(w.reads, 0.99):.1f}",
+                    f"{percentile_ms(w.writes, 0.99):.1f}",
                     w.wakes,
                     w.restarts,
                     w.instances,
@@ -658,7 +658,7 @@ class Soak:
             w = closing
             print(
                 f"  [{self.frontend} t={w.t:4.0f}s] writes and watches {w.requests} "
-                f"errors {w.errors} write p99 {percentile(w.writes, 0.99) * 1000:.1f} ms "
+                f"errors {w.errors} write p99 {percentile_ms(w.writes, 0.99):.1f} ms "
                 f"wakes {w.wakes} "
                 f"restarts {w.restarts} instances {w.instances} fds {w.fds} (own {w.own_fds}) "
                 f"RSS {w.rss:.1f} MiB CPU% reg/gen/peers {w.cpu_registry:.0f}/"
