@@ -86,6 +86,17 @@ class Views:
         service = self._services.get(scope)
         return service.cache if service is not None else None
 
+    # ------------------------------------------------------------ reads
+
+    def service(self, name: str) -> Service | None:
+        """One service as the registry holds it, or None: for readers that render their
+        own format from the live records (the DNS answers, `sd_core.dns`). Read only."""
+        return self._services.get(name)
+
+    def service_names(self) -> Iterable[str]:
+        """Every service's name (a live view: do not hold it across changes)."""
+        return self._services.keys()
+
     # ------------------------------------------------------------ bodies
 
     def service_instances(self, name: str, only: InstanceFilter | None = None) -> bytes | None:
@@ -122,7 +133,7 @@ class Views:
                 + encode(name)
                 + b',"healthy_instances":'
                 + join_instances(
-                    (i for i in _matching(service.sorted_instances(), only) if _serving(i)),
+                    (i for i in _matching(service.sorted_instances(), only) if serving(i)),
                     self.wall_offset,
                 )
                 + b"}"
@@ -190,7 +201,8 @@ class Views:
         return body
 
 
-def _serving(instance: Instance) -> bool:
+def serving(instance: Instance) -> bool:
+    """Whether traffic goes to `instance`: healthy and not in maintenance."""
     return instance.status == Status.HEALTHY and instance.maintenance is None
 
 

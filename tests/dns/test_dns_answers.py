@@ -1,0 +1,201 @@
+"""What the DNS interface answers, decided by `sd_core.dns` on a fake clock."""
+
+from __future__ import annotations
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from sd_core.dns import DnsAnswerer, DnsConfig
+from sd_core.testing import SimulatedCluster
+from tests.dns.dns_support import addresses, answerer, ask, register, registry_with, rrset_of
+
+WEB = (
+    ("web", "w1", "10.0.0.1", 8001, ("blue",)),
+    ("web", "w2", "10.0.0.2", 8002, ()),
+    ("web", "w3", "fd00::3", 8003, ("blue",)),
+    ("web", "w4", "api.example.com", 8004, ("blue", "green")),
+)
+
+
+def test_a_lists_healthy_ipv4_instances_and_aaaa_the_ipv6_ones() -> None:
+    dns_ = answerer(registry_with(*WEB))
+    response = ask(dns_, "web.service.discovery.")
+    assert response.rcode() == dns.rcode.NOERROR and response.flags & dns.flags.AA
+    assert sorted(addresses(response)) == ["10.0.0.1", "10.0.0.2"]
+    assert addresses(ask(dns_, "web.service.discovery.", "AAAA")) == ["fd00::3"]
+
+
+def test_unhealthy_and_drained_instances_are_left_out() -> None:
+    sim = registry_with(*WEB)
+    dns_ = answerer(sim)
+    assert len(addresses(ask(dns_, "web.service.discovery."))) == 2
+    sim.set_probe("web", "w1", healthy=False)
+    sim.advance(120)
+    sim.registry.start_maintenance("web", "w2", "deploy", sim.clock.now)
+    response = ask(dns_, "web.service.discovery.")
+    assert response.rcode() == dns.rcode.NOERROR and response.answer == []
+    assert response.authority[0].rdtype == dns.rdatatype.SOA
+
+
+def test_srv_in_both_forms_with_addresses_in_the_additional_section() -> None:
+    dns_ = answerer(registry_with(*WEB))
+    for name in ("web.service.discovery.", "_web._tcp.service.discovery."):
+        response = ask(dns_, name, "SRV")
+        srv = rrset_of(response, "SRV")
+        assert srv is not None
+        targets = {r.target.to_text(): r.port for r in srv}
+        assert targets == {
+            "0a000001.addr.service.discovery.": 8001,
+            "0a000002.addr.service.discovery.": 8002,
+            "fd000000000000000000000000000003.addr.service.discovery.": 8003,
+            "api.example.com.": 8004,
+        }
+        glue = {r.name.to_text(): r[0].to_text() for r in response.additional}
+        assert glue == {
+            "0a000001.addr.service.discovery.": "10.0.0.1",
+            "0a000002.addr.service.discovery.": "10.0.0.2",
+            "fd000000000000000000000000000003.addr.service.discovery.": "fd00::3",
+        }
+
+
+def test_the_synthetic_target_names_are_answered_too() -> None:
+    dns_ = answerer(registry_with(*WEB))
+    assert addresses(ask(dns_, "0A000001.addr.service.discovery.")) == ["10.0.0.1"]
+    v6 = "fd000000000000000000000000000003.addr.service.discovery."
+    assert addresses(ask(dns_, v6, "AAAA")) == ["fd00::3"]
+    empty = ask(dns_, v6, "A")
+    assert empty.rcode() == dns.rcode.NOERROR and empty.answer == []
+    assert ask(dns_, "0a0001.addr.service.discovery.").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_a_tag_narrows_in_both_forms_and_tcp_is_no_tag() -> None:
+    dns_ = answerer(registry_with(*WEB))
+
+    def ports(name: str) -> set[int]:
+        srv = rrset_of(ask(dns_, name, "SRV"), "SRV")
+        return {r.port for r in srv} if srv is not None else set()
+
+    assert ports("blue.web.service.discovery.") == {8001, 8003, 8004}
+    assert ports("_web._GREEN.service.discovery.") == {8004}
+    assert ports("_web._tcp.service.discovery.") == {8001, 8002, 8003, 8004}
+    none = ask(dns_, "red.web.service.discovery.", "SRV")
+    assert none.rcode() == dns.rcode.NOERROR and none.answer == []
+
+
+def test_names_are_matched_without_regard_to_case_and_echoed_as_asked() -> None:
+    sim = registry_with(("Game.Eu", "g1", "10.0.0.9", 9000, ()), *WEB)
+    dns_ = answerer(sim)
+    response = ask(dns_, "gAME.eu.Service.Discovery.")
+    assert addresses(response) == ["10.0.0.9"]
+    assert response.answer[0].name.to_text() == "gAME.eu.Service.Discovery."
+    assert len(addresses(ask(dns_, "WEB.SERVICE.DISCOVERY."))) == 2
+
+
+def test_unknown_names_are_nxdomain_and_a_service_without_instances_empty() -> None:
+    sim = registry_with(*WEB)
+    dns_ = answerer(sim)
+    for name in ("nope.service.discovery.", "a.b.web.service.discovery.", "_x.service.discovery."):
+        response = ask(dns_, name)
+        assert response.rcode() == dns.rcode.NXDOMAIN, name
+        assert response.authority[0].rdtype == dns.rdatatype.SOA
+    for instance_id in ("w1", "w2", "w3", "w4"):
+        sim.set_probe("web", instance_id, healthy=False)
+    sim.advance(120)
+    response = ask(dns_, "web.service.discovery.", "SRV")
+    assert response.rcode() == dns.rcode.NOERROR and response.answer == []
+
+
+def test_other_zones_and_classes_are_refused() -> None:
+    dns_ = answerer(registry_with(*WEB))
+    assert ask(dns_, "web.example.com.").rcode() == dns.rcode.REFUSED
+    query = dns.message.make_query("web.service.discovery.", "A", rdclass="CH")
+    wire = dns_.answer(query.to_wire())
+    assert wire is not None and dns.message.from_wire(wire).rcode() == dns.rcode.REFUSED
+
+
+def test_the_apex_has_an_soa() -> None:
+    dns_ = answerer(registry_with(*WEB))
+    assert rrset_of(ask(dns_, "service.discovery.", "SOA"), "SOA") is not None
+
+
+def test_the_domain_and_ttl_are_settings() -> None:
+    dns_ = answerer(registry_with(*WEB), domain="consul.example.", ttl=5)
+    response = ask(dns_, "web.CONSUL.example.")
+    assert response.answer[0].ttl == 5 and len(addresses(response)) == 2
+    assert ask(dns_, "web.service.discovery.").rcode() == dns.rcode.REFUSED
+
+
+def test_answers_are_shuffled() -> None:
+    instances = [("big", f"b{n}", f"10.1.0.{n}", 80, ()) for n in range(1, 9)]
+    dns_ = answerer(registry_with(*instances))
+    orders = {tuple(addresses(ask(dns_, "big.service.discovery."))) for _ in range(8)}
+    assert len(orders) > 1 and all(len(order) == 8 for order in orders)
+
+
+def test_a_cached_answer_follows_the_registry() -> None:
+    sim = registry_with(*WEB)
+    dns_ = answerer(sim)
+    query = dns.message.make_query("web.service.discovery.", "A")
+    first = dns_.answer(query.to_wire())
+    query.id = (query.id + 1) % 65536
+    second = dns_.answer(query.to_wire())
+    assert first is not None and second is not None
+    assert dns.message.from_wire(second).id == query.id and dns_.cached_bytes > 0
+    register(sim, "web", "w5", "10.0.0.5", 8005)
+    sim.advance(1)
+    assert "10.0.0.5" in addresses(dns.message.from_wire(dns_.answer(query.to_wire()) or b""))
+    sim.unregister("web", "w5")
+    assert "10.0.0.5" not in addresses(dns.message.from_wire(dns_.answer(query.to_wire()) or b""))
+
+
+def test_a_name_that_becomes_a_service_is_not_answered_from_cache() -> None:
+    """`blue.web` answered as tag `blue` of `web` until a service named `blue.web` exists."""
+    sim = registry_with(*WEB)
+    dns_ = answerer(sim)
+    assert len(addresses(ask(dns_, "blue.web.service.discovery."))) == 1
+    register(sim, "blue.web", "bw", "10.9.9.9", 80)
+    assert addresses(ask(dns_, "blue.web.service.discovery.")) == ["10.9.9.9"]
+
+
+def test_the_cache_is_bounded_in_bytes() -> None:
+    instances = [(f"s{n}", "i", f"10.2.{n // 250}.{n % 250}", 80, ()) for n in range(300)]
+    dns_ = answerer(registry_with(*instances), cache_bytes=20_000)
+    for n in range(300):
+        assert addresses(ask(dns_, f"s{n}.service.discovery.", "SRV")) != []
+    assert 0 < dns_.cached_bytes <= 20_000
+
+
+def test_udp_answers_over_512_bytes_are_truncated_and_tcp_ones_whole() -> None:
+    instances = [("big", f"b{n}", f"10.3.0.{n}", 80, ()) for n in range(1, 101)]
+    dns_ = answerer(registry_with(*instances))
+    for rdtype in ("A", "SRV"):
+        query = dns.message.make_query("big.service.discovery.", rdtype)
+        wire = dns_.answer(query.to_wire()) or b""
+        response = dns.message.from_wire(wire)
+        assert len(wire) <= 512 and response.flags & dns.flags.TC
+        assert 0 < len(response.answer[0]) < 100
+        whole = ask(dns_, "big.service.discovery.", rdtype, tcp=True)
+        assert not whole.flags & dns.flags.TC and len(whole.answer[0]) == 100
+
+
+def test_edns_raises_the_udp_limit_to_the_clients_size() -> None:
+    instances = [("big", f"b{n}", f"10.3.0.{n}", 80, ()) for n in range(1, 101)]
+    dns_ = answerer(registry_with(*instances))
+    response = ask(dns_, "big.service.discovery.", use_edns=0, payload=4096)
+    assert not response.flags & dns.flags.TC and len(addresses(response)) == 100
+    small = ask(dns_, "big.service.discovery.", use_edns=0, payload=1232)
+    assert small.flags & dns.flags.TC and len(small.to_wire()) <= 1232
+
+
+def test_a_cluster_node_answers_from_its_own_mirror() -> None:
+    cluster = SimulatedCluster(nodes=2)
+    cluster.register(0, "api", "a1", host="10.4.0.1", port=81)
+    cluster.advance(5)
+    node = cluster.nodes[1]
+    dns_ = DnsAnswerer(node.registry, DnsConfig())
+    assert addresses(ask(dns_, "api.service.discovery.")) == ["10.4.0.1"]
+    cluster.unregister(0, "api", "a1")
+    cluster.advance(5)
+    assert ask(dns_, "api.service.discovery.").rcode() == dns.rcode.NXDOMAIN
