@@ -129,12 +129,13 @@ def _serve_tasks(app: Quart, runtime: Runtime) -> None:
     @app.before_serving
     async def start_registry() -> None:
         runtime.restore_state()
+        # Bound first, so a taken port fails the startup before any task starts.
+        dns_sockets = None if runtime.dns is None else runtime.dns.bind(runtime.settings.host)
         background.append(asyncio.create_task(runtime.driver.run(), name="probe-driver"))
         background.append(asyncio.create_task(snapshot_loop(runtime), name="snapshots"))
         background.append(asyncio.create_task(runtime.run_cluster(), name="cluster"))
-        if runtime.dns is not None:  # bound here, so a taken port fails the startup
-            sockets = runtime.dns.bind(runtime.settings.host)
-            background.append(asyncio.create_task(serve_dns(runtime.dns, sockets), name="dns"))
+        if runtime.dns is not None and dns_sockets is not None:
+            background.append(asyncio.create_task(serve_dns(runtime.dns, dns_sockets), name="dns"))
 
     @app.after_serving
     async def stop_registry() -> None:

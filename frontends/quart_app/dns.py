@@ -1,79 +1,104 @@
-"""The DNS interface's sockets on asyncio: UDP by the loop's reader callback, TCP by streams.
+"""The DNS interface's sockets on asyncio: UDP by the loop's reader callback, TCP by a protocol.
 
 Started and stopped with the app's serving lifespan (`app._serve_tasks`), on
-hypercorn and uvicorn alike. What the bytes mean, and every limit, is in
-`runtime.dns_server`; this module only waits.
+hypercorn and uvicorn, asyncio's loop or uvloop alike. Protocols rather than
+streams: no task per connection, and `asyncio.start_server` is the one the
+hypercorn server wraps for its own listeners. What the bytes mean, and every
+limit, is in `runtime.dns_server`; this module only waits and times.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
+from typing import cast
 
-from frontends.runtime.dns_server import BadFrame, DnsService
-
-#: Bytes read from a TCP connection at a time.
-_READ = 4096
+from frontends.runtime.dns_server import BadFrame, DnsService, TcpFramer
 
 
 async def serve_dns(service: DnsService, sockets: tuple[socket.socket, socket.socket]) -> None:
     """Answer on the bound sockets (`DnsService.bind`) until cancelled, then close them."""
     udp, tcp = sockets
     loop = asyncio.get_running_loop()
-    connections: set[asyncio.Task[None]] = set()
-
-    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        connections.add(task)
-        try:
-            await _converse(service, reader, writer)
-        finally:
-            connections.discard(task)
-
+    open_connections: set[_Connection] = set()
     loop.add_reader(udp.fileno(), service.drain_udp, udp)
-    server = await asyncio.start_server(connection, sock=tcp, limit=_READ)
+    try:
+        server = await loop.create_server(lambda: _Connection(service, open_connections), sock=tcp)
+    except BaseException:
+        loop.remove_reader(udp.fileno())
+        udp.close()
+        tcp.close()
+        raise
     try:
         await asyncio.Event().wait()
     finally:
         loop.remove_reader(udp.fileno())
         udp.close()
         server.close()
-        for task in list(connections):
-            task.cancel()
-        for task in list(connections):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for connection in list(open_connections):
+            connection.abort()
 
 
-async def _converse(
-    service: DnsService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
-    """Queries in, answers out, until the client closes, idles or breaks a rule."""
-    if not service.admit():
-        writer.close()
-        return
-    loop = asyncio.get_running_loop()
-    idle = service.settings.tcp_idle
-    framer = service.framer()
-    try:
-        deadline = loop.time() + idle
-        while True:
-            async with asyncio.timeout_at(deadline):
-                data = await reader.read(_READ)
-            if not data:
-                return
-            done = framer.completed
+class _Connection(asyncio.Protocol):
+    """One TCP client: queries in, answers out, until it closes, idles or breaks a rule.
+
+    The idle deadline restarts at each whole query; a client that stops reading
+    its answers stops being read (`pause_writing`), so it idles out."""
+
+    def __init__(self, service: DnsService, open_connections: set[_Connection]) -> None:
+        self._service = service
+        self._open = open_connections
+        self._transport: asyncio.Transport | None = None
+        self._framer: TcpFramer | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's are not `asyncio.Transport` subclasses).
+        self._transport = cast(asyncio.Transport, transport)
+        if not self._service.admit():
+            self._transport.abort()
+            return
+        self._framer = self._service.framer()
+        self._open.add(self)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        framer, transport = self._framer, self._transport
+        if framer is None or transport is None:
+            return
+        done = framer.completed
+        try:
             replies = framer.feed(data)
-            if framer.completed != done:
-                deadline = loop.time() + idle
-            if replies:
-                writer.write(replies)
-                async with asyncio.timeout(idle):
-                    await writer.drain()
-    except (TimeoutError, BadFrame, OSError):
-        return
-    finally:
-        service.leave()
-        writer.close()
+        except BadFrame:
+            self.abort()
+            return
+        if replies:
+            transport.write(replies)
+        if framer.completed != done:
+            self._arm()
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._framer is not None:
+            self._framer = None
+            self._open.discard(self)
+            self._service.leave()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._service.settings.tcp_idle, self.abort)

@@ -15,6 +15,7 @@ import dns.query
 import dns.rcode
 import pytest
 import trio
+import uvloop
 
 from frontends.quart_app import app as quart_app
 from frontends.runtime.runtime import Runtime
@@ -22,7 +23,8 @@ from frontends.runtime.settings import load_settings
 from frontends.trio_app import app as trio_app
 from tests.frontends.frontend_kit import BASE_ENV, register
 
-KINDS = ("quart", "trio")
+#: quart on asyncio's own loop and on uvloop (whose transports are not asyncio's classes).
+KINDS = ("quart", "quart-uvloop", "trio")
 DNS_ENV = {"SERVICE_DISCOVERY_DNS_PORT": "0", "SERVICE_DISCOVERY_HOST": "127.0.0.1"}
 CLIENT_TIMEOUT = 10.0  # a generous bound on a hang, never an expected wait
 Body = Callable[[int], None]
@@ -39,7 +41,7 @@ def serving(kind: str, body: Body, instances: int = 2, **env: str) -> list[dict[
         for n in range(instances):
             register(runtime, "web", f"w{n}", port=8000 + n, check={"type": "ttl"})
 
-    if kind == "quart":
+    if kind.startswith("quart"):
 
         async def on_asyncio() -> None:
             runtime = Runtime(settings, quart_app.PARTS, clock=time.monotonic)
@@ -62,7 +64,9 @@ def serving(kind: str, body: Body, instances: int = 2, **env: str) -> list[dict[
             await inbox.put({"type": "lifespan.shutdown"})
             await lifespan
 
-        asyncio.run(on_asyncio())
+        factory = uvloop.new_event_loop if kind == "quart-uvloop" else None
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(on_asyncio())
     else:
 
         async def on_trio() -> None:
