@@ -4,7 +4,8 @@ NXDOMAIN and TC, asked of every node (a cluster node answers from its own view).
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 
 import pytest
 
@@ -28,20 +29,22 @@ def dig(port: int, *args: str) -> str:
 def on_every_node(server: Registry, args: tuple[str, ...], wanted: str) -> None:
     """Each node answers `wanted` (its view follows the store: polled, not waited for)."""
     for port in server.dns_ports:
-        until(lambda port=port: wanted in dig(port, *args), f"{wanted!r} from {args}")  # type: ignore[misc]
+        until(_answers(port, args, wanted), f"{wanted!r} from {args}")
+
+
+def _answers(port: int, args: tuple[str, ...], wanted: str) -> Callable[[], bool]:
+    return lambda: wanted in dig(port, *args)
 
 
 def test_a_records_list_the_instances(server: Registry) -> None:
     for n in (1, 2):
         server.register("dig-a", f"a{n}", f"127.0.0.{n}", 8000 + n, check={"type": "ttl"})
     for port in server.dns_ports:
-        until(
-            lambda port=port: (
-                sorted(dig(port, "+short", f"dig-a.{DOMAIN}", "A").split())  # type: ignore[misc]
-                == ["127.0.0.1", "127.0.0.2"]
-            ),
-            "both A records",
-        )
+        until(partial(both, port), "both A records")
+
+
+def both(port: int) -> bool:
+    return sorted(dig(port, "+short", f"dig-a.{DOMAIN}", "A").split()) == ["127.0.0.1", "127.0.0.2"]
 
 
 def test_srv_records_name_the_port_and_an_address_answered_alongside(server: Registry) -> None:
