@@ -34,7 +34,7 @@ _BIND_TRIES = 20
 
 @dataclass(slots=True)
 class DnsCounters:
-    """What `/metrics` could show; kept for tests and the log at shutdown."""
+    """What `/metrics` shows as `sd_dns_*` (plain ints, read at scrape time)."""
 
     udp_queries: int = 0
     tcp_queries: int = 0

@@ -55,25 +55,21 @@ def load_dns_settings(env: Mapping[str, str]) -> DnsSettings | None:
         raise ConfigError("SERVICE_DISCOVERY_DNS_DOMAIN", f"is not a DNS name: {error}") from None
     if name == dns.name.root:
         raise ConfigError("SERVICE_DISCOVERY_DNS_DOMAIN", "must not be the root")
-    core: dict[str, int] = {}
-    for variable, field, minimum in (
-        ("SERVICE_DISCOVERY_DNS_TTL", "ttl", 0),
-        ("SERVICE_DISCOVERY_DNS_CACHE_BYTES", "cache_bytes", 0),
+    # Whole numbers: (variable, where it goes, field, minimum).
+    wholes: dict[str, dict[str, int]] = {"core": {}, "server": {}}
+    for variable, part, field, minimum in (
+        ("SERVICE_DISCOVERY_DNS_TTL", "core", "ttl", 0),
+        ("SERVICE_DISCOVERY_DNS_CACHE_BYTES", "core", "cache_bytes", 0),
+        ("SERVICE_DISCOVERY_DNS_MAX_TCP_CONNECTIONS", "server", "max_tcp_connections", 1),
+        ("SERVICE_DISCOVERY_DNS_MAX_TCP_QUERY_BYTES", "server", "max_tcp_query", 512),
     ):
         raw = env.get(variable, "").strip()
         if raw:
-            core[field] = _whole(variable, raw, minimum)
-    limits: dict[str, int] = {}
-    for variable, field, minimum in (
-        ("SERVICE_DISCOVERY_DNS_MAX_TCP_CONNECTIONS", "max_tcp_connections", 1),
-        ("SERVICE_DISCOVERY_DNS_MAX_TCP_QUERY_BYTES", "max_tcp_query", 512),
-    ):
-        raw = env.get(variable, "").strip()
-        if raw:
-            limits[field] = _whole(variable, raw, minimum)
+            wholes[part][field] = _whole(variable, raw, minimum)
     raw_idle = env.get("SERVICE_DISCOVERY_DNS_TCP_IDLE_SECONDS", "").strip()
     idle = _seconds("SERVICE_DISCOVERY_DNS_TCP_IDLE_SECONDS", raw_idle) if raw_idle else None
-    settings = DnsSettings(port=port, core=DnsConfig(domain=name.to_text(), **core), **limits)
+    core = DnsConfig(domain=name.to_text(), **wholes["core"])
+    settings = DnsSettings(port=port, core=core, **wholes["server"])
     return settings if idle is None else replace(settings, tcp_idle=idle)
 
 

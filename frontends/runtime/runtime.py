@@ -113,7 +113,9 @@ class Runtime:
         self.api = self.node.api
         #: The DNS interface (None: off), answering from the registry the HTTP reads use.
         self.dns = DnsService(settings.dns, self.registry) if settings.dns is not None else None
-        self.metrics = Metrics(self.registry, self.counters)
+        self.metrics = Metrics(
+            self.registry, self.counters, None if self.dns is None else self.dns.counters
+        )
         self.counters.auth_failures = self.api.auth_failures
         self.driver_sleeps_until: float | None = None
         self._snapshot_index: int | None = None

@@ -30,14 +30,18 @@ CLIENT_TIMEOUT = 10.0  # a generous bound on a hang, never an expected wait
 Body = Callable[[int], None]
 
 
-def serving(kind: str, body: Body, instances: int = 2, **env: str) -> list[dict[str, Any]]:
+def serving(
+    kind: str, body: Body, instances: int = 2, **env: str
+) -> tuple[list[dict[str, Any]], Runtime]:
     """Run the app's lifespan with DNS on, `instances` ttl-checked (so healthy) instances of
     `web` registered, `body(dns_port)` in a thread, then shut down. Returns what the
-    lifespan sent."""
+    lifespan sent, and the runtime."""
     settings = load_settings({**BASE_ENV, **DNS_ENV, **env})
     sent: list[dict[str, Any]] = []
+    runtimes: list[Runtime] = []
 
     def setup(runtime: Runtime) -> None:
+        runtimes.append(runtime)
         for n in range(instances):
             register(runtime, "web", f"w{n}", port=8000 + n, check={"type": "ttl"})
 
@@ -90,7 +94,7 @@ def serving(kind: str, body: Body, instances: int = 2, **env: str) -> list[dict[
                     await send_in.send({"type": "lifespan.shutdown"})
 
         trio.run(on_trio)
-    return sent
+    return sent, runtimes[0]
 
 
 def query(name: str = "web.service.discovery.", rdtype: str = "A") -> dns.message.Message:
@@ -128,10 +132,13 @@ def test_udp_and_tcp_answer_and_the_sockets_close_with_the_lifespan(kind: str) -
         srv = udp(port, query("_web._tcp.service.discovery.", "SRV"))
         assert sorted(r.port for r in srv.answer[0]) == [8000, 8001]
 
-    sent = serving(kind, body)
+    sent, runtime = serving(kind, body)
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     with pytest.raises(ConnectionRefusedError):
         connect(ports[0])
+    metrics = runtime.metrics.render()[0].decode()
+    assert 'sd_dns_queries_total{transport="udp"} 3.0' in metrics
+    assert 'sd_dns_queries_total{transport="tcp"} 2.0' in metrics
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -216,5 +223,5 @@ def test_a_taken_port_fails_the_startup(kind: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = str(taken.getsockname()[1])
-        sent = serving(kind, lambda port: None, SERVICE_DISCOVERY_DNS_PORT=port)
+        sent, _ = serving(kind, lambda port: None, SERVICE_DISCOVERY_DNS_PORT=port)
     assert sent[0]["type"] == "lifespan.startup.failed"
