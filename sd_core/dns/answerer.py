@@ -53,7 +53,7 @@ _ADDRESS_TYPES = {dns.rdatatype.A: 4, dns.rdatatype.AAAA: 6}
 class DnsAnswerer:
     """Answers queries for `config.domain` from `registry`; `rng` shuffles the instances."""
 
-    __slots__ = ("_caches", "_domain", "_finder", "_registry", "_rng", "_seen", "_soa", "config")
+    __slots__ = ("_caches", "_domain", "_epoch", "_finder", "_registry", "_rng", "_soa", "config")
 
     def __init__(
         self, registry: Registry, config: DnsConfig, rng: random.Random | None = None
@@ -65,7 +65,7 @@ class DnsAnswerer:
         self._finder = ServiceFinder(registry)
         half = config.cache_bytes // 2
         self._caches = (AnswerCache(half), AnswerCache(half))  # by transport: UDP, TCP
-        self._seen = registry.global_index
+        self._epoch = registry.index_epoch
         domain = self._domain
         self._soa = dns.rrset.from_text(
             domain, config.ttl, "IN", "SOA",
@@ -77,7 +77,7 @@ class DnsAnswerer:
         entry = self._caches[tcp].get(wire[2:])
         if entry is not None:
             registry = self._registry
-            if registry.global_index >= self._seen and entry.current(registry.service_index):
+            if registry.index_epoch == self._epoch and entry.current(registry.service_index):
                 return wire[:2] + entry.next_variant()
         return self._miss(wire, tcp)
 
@@ -88,11 +88,11 @@ class DnsAnswerer:
     # --------------------------------------------------------------- misses
 
     def _miss(self, wire: bytes, tcp: bool) -> bytes | None:
-        index = self._registry.global_index
-        if index < self._seen:  # the store started over: indexes went back to 1
+        epoch = self._registry.index_epoch
+        if epoch != self._epoch:  # the store started over: an index may come round again
             for cache in self._caches:
                 cache.clear()
-        self._seen = index
+            self._epoch = epoch
         if len(wire) < _HEADER or wire[2] & _QR:
             return None
         opcode = (wire[2] >> 3) & 0x0F

@@ -199,3 +199,20 @@ def test_a_cluster_node_answers_from_its_own_mirror() -> None:
     cluster.unregister(0, "api", "a1")
     cluster.advance(5)
     assert ask(dns_, "api.service.discovery.").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_a_store_that_started_over_empties_the_cache() -> None:
+    """After `restart_indexes` (etcd lost its data) an index can come round again: an answer
+    cached at index 2 must not be taken for the registry at a new index 2."""
+    sim = registry_with()
+    dns_ = answerer(sim)
+    register(sim, "web", "w1", "10.0.0.1", 80)
+    sim.advance(10)
+    index = sim.registry.service_index("web")
+    assert addresses(ask(dns_, "web.service.discovery.")) == ["10.0.0.1"]
+    register(sim, "web", "w2", "10.0.0.2", 80)
+    sim.advance(10)
+    sim.registry.restart_indexes()
+    sim.registry.mark_service("web", index)  # the new store's revision reaches the old index
+    assert sim.registry.service_index("web") == index
+    assert sorted(addresses(ask(dns_, "web.service.discovery."))) == ["10.0.0.1", "10.0.0.2"]
