@@ -198,7 +198,13 @@ def test_an_oversized_tcp_length_closes_the_connection(kind: str) -> None:
                 data += chunk
         assert tcp(port, query()).rcode() == dns.rcode.NOERROR
 
-    serving(kind, body, SERVICE_DISCOVERY_DNS_MAX_TCP_QUERY_BYTES="512")
+    # An idle limit past the client's timeout: only the length can close the connection.
+    serving(
+        kind,
+        body,
+        SERVICE_DISCOVERY_DNS_MAX_TCP_QUERY_BYTES="512",
+        SERVICE_DISCOVERY_DNS_TCP_IDLE_SECONDS="60",
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
