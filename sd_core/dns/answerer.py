@@ -18,7 +18,7 @@ until an index of a service they were rendered from moves; a hit never parses.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from functools import partial
 
 import dns.exception
 import dns.flags
@@ -37,7 +37,7 @@ from .cache import AnswerCache, CachedAnswer
 from .config import DnsConfig
 from .lookup import ServiceFinder
 from .names import Address, candidates
-from .records import Target, address_name, address_rrset, fit, srv_rrsets, target_of
+from .records import SMALLEST, Records, address_rrset, fit, target_of
 
 __all__ = ["UDP_LIMIT", "DnsAnswerer"]
 
@@ -47,6 +47,9 @@ UDP_LIMIT = 512
 EDNS_PAYLOAD = 4096
 _HEADER = 12
 _QR = 0x80  # in the third byte
+#: Records rendered per cache miss at most, over its variants: a service of thousands
+#: asked over TCP gets fewer shuffled orders rather than seconds of rendering.
+_RENDER_BUDGET = 1000
 _ADDRESS_TYPES = {dns.rdatatype.A: 4, dns.rdatatype.AAAA: 6}
 
 
@@ -161,31 +164,33 @@ class DnsAnswerer:
         """The variants of a known service's answer (one when its order cannot change)."""
         question = query.question[0]
         rdtype = question.rdtype
-        targets = [target_of(i, self._domain) for i in instances]
+        targets = [target_of(i) for i in instances]
         if rdtype in _ADDRESS_TYPES:
             version = _ADDRESS_TYPES[rdtype]
             targets = [t for t in targets if t.ip is not None and t.ip.version == version]
         elif rdtype != dns.rdatatype.SRV:
             targets = []
-        ttl = self.config.ttl
+        records = Records(question.name, rdtype, targets, self._domain, self.config.ttl)
+        base = len(_response(query).to_wire())
 
-        def build(records: Sequence[Target]) -> dns.message.Message:
+        def build(order: list[int], count: int) -> dns.message.Message:
             response = _response(query)
             response.flags |= dns.flags.AA
-            if not records:
-                response.authority.append(self._soa)
-            elif rdtype == dns.rdatatype.SRV:
-                srv, extra = srv_rrsets(question.name, ttl, records)
-                response.answer.append(srv)
-                response.additional.extend(extra)
+            if count:
+                records.add_to(response, order[:count])
             else:
-                addresses = [t.ip for t in records if t.ip is not None]
-                response.answer.append(address_rrset(question.name, ttl, addresses))
+                response.authority.append(self._soa)
             return response
 
-        count = 1 if len(targets) < 2 else self.config.variants
-        orders = [self._rng.sample(targets, len(targets)) for _ in range(count)]
-        return tuple(fit(_first(build, order), len(order), limit) for order in orders)
+        total = len(targets)
+        sampled = min(total, limit // SMALLEST + 1)  # more could never fit
+        count = 1 if total < 2 else max(1, min(self.config.variants, _RENDER_BUDGET // sampled))
+        variants = []
+        for _ in range(count):
+            order = self._rng.sample(range(total), sampled)
+            sizes = [records.sizes[position] for position in order]
+            variants.append(fit(partial(build, order), sizes, base, limit, total))
+        return tuple(variants)
 
     def _address(self, query: dns.message.Message, address: Address) -> bytes:
         """One record at most: always within any limit."""
@@ -193,20 +198,10 @@ class DnsAnswerer:
         response = _response(query)
         response.flags |= dns.flags.AA
         if _ADDRESS_TYPES.get(question.rdtype) == address.ip.version:
-            name = address_name(address.ip, self._domain)
-            rrset = address_rrset(name, self.config.ttl, [address.ip])
-            rrset.name = question.name  # the case the client asked in
-            response.answer.append(rrset)
+            response.answer.append(address_rrset(question.name, self.config.ttl, address.ip))
         else:
             response.authority.append(self._soa)
         return response.to_wire()
-
-
-def _first(
-    build: Callable[[Sequence[Target]], dns.message.Message], order: list[Target]
-) -> Callable[[int], dns.message.Message]:
-    """`build` over the first n of `order`, as `records.fit` calls it."""
-    return lambda n: build(order[:n])
 
 
 def _response(query: dns.message.Message) -> dns.message.Message:

@@ -29,7 +29,7 @@ class CachedAnswer:
     def __init__(self, variants: tuple[bytes, ...], depends: tuple[tuple[str, int], ...]) -> None:
         self.variants = variants
         self.depends = depends
-        self.turn = 0
+        self.turn = 1  # the miss that rendered it sent the first
         self.size = sum(map(len, variants)) + _OVERHEAD
 
     def next_variant(self) -> bytes:
