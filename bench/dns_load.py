@@ -5,7 +5,8 @@
 A registry (its server pinned to one CPU) with the DNS interface on and one
 service of 10 instances, then a small asyncio load generator on the other CPUs:
 `--window` queries in flight over UDP, each answer answered by the next query
-(the same bytes: the registry serves it from its cache). The baseline is the
+(the same bytes: the registry serves it from its cache). Then, in this process,
+what an answer that misses the cache costs the core, by service size. The baseline is the
 same socket handling as the registry's with no DNS in it (an asyncio echo server
 reading in batches), pinned the same way and driven by the same generator: the
 ratio says what the answer itself costs. The generator is Python too, so a
@@ -25,6 +26,11 @@ import dns.exception
 import dns.message
 import dns.query
 import httpx
+
+from sd_core import RegisterRequest, RegistryConfig
+from sd_core.dns import DnsAnswerer, DnsConfig
+from sd_core.models import CheckSpec
+from sd_core.testing import SimulatedRegistry
 
 from .common import AUTH, BenchError
 from .processes import PIN, Run, free_port, start_registry
@@ -111,6 +117,35 @@ def _ask(query: dns.message.Message, port: int) -> dns.message.Message | None:
         return None
 
 
+def miss_costs(sizes: tuple[int, ...], reps: int) -> None:
+    """In process, the core only: ms per answer that misses the cache (no cache at all)."""
+    kinds = (("A", False), ("SRV", False), ("A", True), ("SRV", True))
+    print("\nCache misses (core only, rendered by dnspython), ms per answer\n")
+    print(
+        "| instances | "
+        + " | ".join(f"{t} over {'TCP' if tcp else 'UDP'}" for t, tcp in kinds)
+        + " |"
+    )
+    print("|---" * (len(kinds) + 1) + "|")
+    for size in sizes:
+        sim = SimulatedRegistry(RegistryConfig(first_probes_per_second=0))
+        for n in range(size):
+            host = f"10.{n // 65536}.{n // 256 % 256}.{n % 256}"
+            request = RegisterRequest(service_name="bench", instance_id=f"b{n}", host=host,
+                                      port=8080, check=CheckSpec(type="ttl"))  # fmt: skip
+            sim.registry.register(request, sim.clock.now)
+        answerer = DnsAnswerer(sim.registry, DnsConfig(cache_bytes=0))
+        cells = []
+        for rdtype, tcp in kinds:
+            wire = dns.message.make_query(NAME, rdtype).to_wire()
+            answerer.answer(wire, tcp=tcp)
+            start = time.perf_counter()
+            for _ in range(reps):
+                answerer.answer(wire, tcp=tcp)
+            cells.append(f"{(time.perf_counter() - start) * 1000 / reps:.1f}")
+        print(f"| {size:,} | " + " | ".join(cells) + " |")
+
+
 def registry_port(run: Run, frontend: str) -> int:
     port = free_port()
     proc = start_registry(run, frontend, env={"SERVICE_DISCOVERY_DNS_PORT": str(port)})
@@ -144,14 +179,19 @@ def main() -> int:
             check_answer(port)
         base = None
         print(f"\n{reps} x {seconds:g} s, {args.window} in flight; median (min-max) queries/s\n")
+        rates: dict[int, list[float]] = {port: [] for _, port in targets}
+        for _ in range(reps):  # round-robin, so a busy moment of the machine hits all alike
+            for _, port in targets:
+                rate = asyncio.run(queries_per_second(port, query, seconds, args.window))
+                rates[port].append(rate)
         for label, port in targets:
-            rates = [asyncio.run(queries_per_second(port, query, seconds, args.window))
-                     for _ in range(reps)]  # fmt: skip
-            median = statistics.median(rates)
+            median = statistics.median(rates[port])
             base = base or median
             ratio = f"{median / base:.2f} of the echo server" if port != echo else ""
             goal = "" if port == echo else ("  goal met" if median >= GOAL else "  below goal")
-            print(f"{label:22} {median:9,.0f} ({min(rates):,.0f}-{max(rates):,.0f})  {ratio}{goal}")
+            spread = f"({min(rates[port]):,.0f}-{max(rates[port]):,.0f})"
+            print(f"{label:22} {median:9,.0f} {spread}  {ratio}{goal}")
+        miss_costs((10, 100) if args.quick else (10, 100, 1000), 3 if args.quick else 10)
     return 0
 
 
