@@ -86,16 +86,10 @@ class Views:
         service = self._services.get(scope)
         return service.cache if service is not None else None
 
-    # ------------------------------------------------------------ reads
-
-    def service(self, name: str) -> Service | None:
-        """One service as the registry holds it, or None: for readers that render their
-        own format from the live records (the DNS answers, `sd_core.dns`). Read only."""
-        return self._services.get(name)
-
-    def service_names(self) -> Iterable[str]:
-        """Every service's name (a live view: do not hold it across changes)."""
-        return self._services.keys()
+    @property
+    def services(self) -> Mapping[str, Service]:
+        """The registry's services, read live (for renderings of other dialects). Read-only."""
+        return self._services
 
     # ------------------------------------------------------------ bodies
 
@@ -133,7 +127,7 @@ class Views:
                 + encode(name)
                 + b',"healthy_instances":'
                 + join_instances(
-                    (i for i in _matching(service.sorted_instances(), only) if serving(i)),
+                    (i for i in _matching(service.sorted_instances(), only) if _serving(i)),
                     self.wall_offset,
                 )
                 + b"}"
@@ -201,8 +195,7 @@ class Views:
         return body
 
 
-def serving(instance: Instance) -> bool:
-    """Whether traffic goes to `instance`: healthy and not in maintenance."""
+def _serving(instance: Instance) -> bool:
     return instance.status == Status.HEALTHY and instance.maintenance is None
 
 

@@ -32,7 +32,7 @@ import dns.rrset
 
 from ..instance import Instance
 from ..registry import Registry
-from ..views import serving
+from ..status import Status
 from .cache import AnswerCache, CachedAnswer
 from .config import DnsConfig
 from .lookup import ServiceFinder
@@ -148,13 +148,12 @@ class DnsAnswerer:
         return (response.to_wire(),), ()
 
     def _instances(self, service_name: str, tag: str | None) -> list[Instance]:
-        service = self._registry.views.service(service_name)
-        assert service is not None
+        service = self._registry.views.services[service_name]
         wanted = None if tag is None else tag.lower()
         return [
             instance
             for instance in service.sorted_instances()
-            if serving(instance)
+            if _serving(instance)
             and (wanted is None or any(t.lower() == wanted for t in instance.tags))
         ]
 
@@ -202,6 +201,11 @@ class DnsAnswerer:
         else:
             response.authority.append(self._soa)
         return response.to_wire()
+
+
+def _serving(instance: Instance) -> bool:
+    """Where traffic goes: healthy and not in maintenance (what `.../healthy` lists)."""
+    return instance.status is Status.HEALTHY and instance.maintenance is None
 
 
 def _response(query: dns.message.Message) -> dns.message.Message:

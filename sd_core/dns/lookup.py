@@ -25,11 +25,11 @@ class ServiceFinder:
 
     def find(self, name: str, tried: list[str]) -> str | None:
         """The service's real name, or None; appends each exact name looked up to `tried`."""
-        views = self._registry.views
+        services = self._registry.views.services
         lower = name.lower()
         for spelling in (name, lower) if lower != name else (name,):
             tried.append(spelling)
-            if views.service(spelling) is not None:
+            if spelling in services:
                 return spelling
         found = self._folded_names().get(lower)
         if found is not None:
@@ -40,7 +40,7 @@ class ServiceFinder:
         index = self._registry.global_index
         if index != self._folded_at:
             folded: dict[str, str] = {}
-            for name in sorted(self._registry.views.service_names()):
+            for name in sorted(self._registry.views.services):
                 folded.setdefault(name.lower(), name)
             self._folded, self._folded_at = folded, index
         return self._folded
