@@ -124,17 +124,21 @@ class Records:
         return made
 
     def add_to(self, response: dns.message.Message, positions: Iterable[int]) -> None:
-        """The records of `targets[p]` for each p, in that order, into `response`."""
+        """The records of `targets[p]` for each p, in that order, into `response`.
+
+        One additional address record per SRV record, even when several SRV records
+        name one address (instances on one host): HAProxy 2.6 pairs them one to one,
+        and leaves the servers of an SRV record without its own pair unresolved."""
         rdatas = []
-        glue: dict[dns.name.Name, dns.rrset.RRset] = {}
+        glue: list[dns.rrset.RRset] = []
         for position in positions:
             rdata, extra = self._make(position)
             rdatas.append(rdata)
             if extra is not None:
-                glue.setdefault(extra.name, extra)
+                glue.append(extra)
         if rdatas:
             response.answer.append(dns.rrset.from_rdata_list(self.owner, self._ttl, rdatas))
-            response.additional.extend(glue.values())
+            response.additional.extend(glue)
 
 
 def _srv(port: int, target: dns.name.Name) -> dns.rdata.Rdata:

@@ -60,6 +60,16 @@ def test_srv_in_both_forms_with_addresses_in_the_additional_section() -> None:
         }
 
 
+def test_each_srv_record_has_its_own_additional_record() -> None:
+    """Instances sharing a host: HAProxy pairs SRV and additional records one to one."""
+    sim = registry_with(*(("one-host", f"i{n}", "127.0.0.1", 8000 + n, ()) for n in range(3)))
+    query = dns.message.make_query("_one-host._tcp.service.discovery.", "SRV")
+    wire = answerer(sim).answer(query.to_wire()) or b""
+    response = dns.message.from_wire(wire, one_rr_per_rrset=True)
+    assert len(response.answer) == 3 and len(response.additional) == 3
+    assert {r.name.to_text() for r in response.additional} == {"7f000001.addr.service.discovery."}
+
+
 def test_the_synthetic_target_names_are_answered_too() -> None:
     dns_ = answerer(registry_with(*WEB))
     assert addresses(ask(dns_, "0A000001.addr.service.discovery.")) == ["10.0.0.1"]
