@@ -43,7 +43,8 @@ class _Connection(asyncio.Protocol):
     """One TCP client: queries in, answers out, until it closes, idles or breaks a rule.
 
     The idle deadline restarts at each whole query; a client that stops reading
-    its answers stops being read (`pause_writing`), so it idles out."""
+    its answers stops being read (`pause_writing`), so it idles out; nor is it
+    read while a batch of its queries waits for the loop's next turn."""
 
     def __init__(self, service: DnsService, open_connections: set[_Connection]) -> None:
         self._service = service
@@ -51,6 +52,8 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._framer: TcpFramer | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._pumping = False  # a batch of queries waits for the next turn
+        self._write_paused = False  # the client reads its answers too slowly
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's are not `asyncio.Transport` subclasses).
@@ -63,12 +66,17 @@ class _Connection(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        self._serve(data)
+
+    def _serve(self, data: bytes = b"") -> None:
+        """Answer what is complete (a batch at most); the rest on a later turn, unread meanwhile."""
         framer, transport = self._framer, self._transport
-        if framer is None or transport is None:
+        if framer is None or transport is None or transport.is_closing():
             return
         done = framer.completed
         try:
             replies = framer.feed(data)
+            more = framer.ready
         except BadFrame:
             self.abort()
             return
@@ -76,14 +84,29 @@ class _Connection(asyncio.Protocol):
             transport.write(replies)
         if framer.completed != done:
             self._arm()
+        if more != self._pumping:
+            self._pumping = more
+            self._reading()
+        if more:
+            asyncio.get_running_loop().call_soon(self._serve)
 
     def pause_writing(self) -> None:
-        if self._transport is not None:
-            self._transport.pause_reading()
+        self._write_paused = True
+        self._reading()
 
     def resume_writing(self) -> None:
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.resume_reading()
+        self._write_paused = False
+        self._reading()
+
+    def _reading(self) -> None:
+        """Read while neither a batch is pending nor the client is behind on its answers."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._pumping or self._write_paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:

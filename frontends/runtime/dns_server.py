@@ -26,6 +26,8 @@ log = logging.getLogger("sd.registry")
 
 #: Datagrams handled per wake-up before the loop's other work gets a turn.
 UDP_BATCH = 64
+#: TCP queries answered per turn of the loop, however many one read brought.
+TCP_BATCH = 16
 #: The largest datagram read (a larger one is cut, so fails to parse: FORMERR).
 _DATAGRAM = 4096
 #: Tries at one port for both UDP and TCP when the port is 0 (any free one).
@@ -125,7 +127,10 @@ class BadFrame(Exception):
 class TcpFramer:
     """One TCP connection's bytes in, its framed answers out (RFC 1035 4.2.2, RFC 7766).
 
-    Holds at most one query's bytes (`max_tcp_query`) plus one read's."""
+    Answers at most `TCP_BATCH` queries per call, so a client pipelining thousands in
+    one read cannot hold the loop: while `ready`, the loop calls `feed()` again on a
+    later turn (and reads nothing more meanwhile). Holds what one read brought plus
+    at most one query's bytes (`max_tcp_query`)."""
 
     __slots__ = ("_buffer", "_limit", "_service", "completed")
 
@@ -135,17 +140,16 @@ class TcpFramer:
         self._buffer = b""
         self.completed = 0  # whole queries read so far (each restarts the idle deadline)
 
-    def feed(self, data: bytes) -> bytes:
-        """The answers (each with its length prefix) to the queries `data` completed."""
-        buffer = self._buffer + data
+    def feed(self, data: bytes = b"") -> bytes:
+        """Take `data` in; the answers (each with its length prefix) to at most
+        `TCP_BATCH` of the queries now complete."""
+        buffer = self._buffer + data if data else self._buffer
         replies = []
-        while len(buffer) >= 2:
-            length = int.from_bytes(buffer[:2], "big")
-            if not 12 <= length <= self._limit:
-                raise BadFrame(length)
-            if len(buffer) < 2 + length:
+        for _ in range(TCP_BATCH):
+            wire = self._next(buffer)
+            if wire is None:
                 break
-            wire, buffer = buffer[2 : 2 + length], buffer[2 + length :]
+            buffer = buffer[2 + len(wire) :]
             self.completed += 1
             self._service.counters.tcp_queries += 1
             try:
@@ -157,3 +161,16 @@ class TcpFramer:
                 replies.append(len(reply).to_bytes(2, "big") + reply)
         self._buffer = buffer
         return b"".join(replies)
+
+    @property
+    def ready(self) -> bool:
+        """Whether a whole query waits (call `feed()` again on the loop's next turn)."""
+        return self._next(self._buffer) is not None
+
+    def _next(self, buffer: bytes) -> bytes | None:
+        if len(buffer) < 2:
+            return None
+        length = int.from_bytes(buffer[:2], "big")
+        if not 12 <= length <= self._limit:
+            raise BadFrame(length)
+        return buffer[2 : 2 + length] if len(buffer) >= 2 + length else None

@@ -56,13 +56,19 @@ def _connection(service: DnsService) -> Callable[[trio.SocketStream], Awaitable[
                     return
                 done = framer.completed
                 replies = framer.feed(data)
-                if framer.completed != done:
-                    deadline = trio.current_time() + idle
-                if replies:
-                    with trio.move_on_after(idle):
-                        await stream.send_all(replies)
-                        continue
-                    return
+                while True:  # a batch per turn, nothing read until the queries are answered
+                    if framer.completed != done:
+                        deadline = trio.current_time() + idle
+                    if replies:
+                        with trio.move_on_after(idle) as writing:
+                            await stream.send_all(replies)
+                        if writing.cancelled_caught:
+                            return
+                    if not framer.ready:
+                        break
+                    await trio.lowlevel.checkpoint()
+                    done = framer.completed
+                    replies = framer.feed()
         except (BadFrame, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return
         finally:

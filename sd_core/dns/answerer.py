@@ -33,7 +33,7 @@ import dns.rrset
 from ..instance import Instance
 from ..registry import Registry
 from ..status import Status
-from .cache import AnswerCache, CachedAnswer
+from .cache import AnswerCache, CachedAnswer, folded
 from .config import DnsConfig
 from .lookup import ServiceFinder
 from .names import Address, candidates
@@ -77,12 +77,21 @@ class DnsAnswerer:
 
     def answer(self, wire: bytes, *, tcp: bool = False) -> bytes | None:
         """The answer to the message `wire` (TCP: without the length prefix), or None."""
-        entry = self._caches[tcp].get(wire[2:])
-        if entry is not None:
-            registry = self._registry
-            if registry.index_epoch == self._epoch and entry.current(registry.service_index):
-                return wire[:2] + entry.next_variant()
-        return self._miss(wire, tcp)
+        cache = self._caches[tcp]
+        entry = cache.get(wire[2:])  # a question's name in lower case: its own key
+        if entry is not None and self._current(entry):
+            return wire[:2] + entry.next_variant()
+        lowered = folded(wire)
+        if lowered is not None and lowered[0] != wire:
+            entry = cache.get(lowered[0][2:])
+            if entry is not None and self._current(entry):
+                variant, end = entry.next_variant(), lowered[1]
+                return wire[:2] + variant[:10] + wire[12:end] + variant[end - 2 :]
+        return self._miss(wire, tcp, lowered)
+
+    def _current(self, entry: CachedAnswer) -> bool:
+        registry = self._registry
+        return registry.index_epoch == self._epoch and entry.current(registry.service_index)
 
     @property
     def cached_bytes(self) -> int:
@@ -90,7 +99,7 @@ class DnsAnswerer:
 
     # --------------------------------------------------------------- misses
 
-    def _miss(self, wire: bytes, tcp: bool) -> bytes | None:
+    def _miss(self, wire: bytes, tcp: bool, lowered: tuple[bytes, int] | None) -> bytes | None:
         epoch = self._registry.index_epoch
         if epoch != self._epoch:  # the store started over: an index may come round again
             for cache in self._caches:
@@ -109,9 +118,10 @@ class DnsAnswerer:
             return _header_only(wire, dns.rcode.FORMERR)
         limit = 65535 if tcp else _udp_limit(query)
         variants, depends = self._decide(query, limit)
-        if depends:
-            stored = tuple(variant[2:] for variant in variants)
-            self._caches[tcp].put(wire[2:], CachedAnswer(stored, depends))
+        if depends and lowered is not None:
+            key, end = lowered
+            stored = tuple(v[2:12] + v[12:end].lower() + v[end:] for v in variants)
+            self._caches[tcp].put(key[2:], CachedAnswer(stored, depends))
         return variants[0]
 
     def _decide(

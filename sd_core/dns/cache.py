@@ -1,8 +1,12 @@
 """Rendered DNS answers kept until a service they show moves, bounded in bytes.
 
-Keyed by the query's bytes after its id: two queries that differ only in their
-id get the same answer but for the id, so a hit costs a dict lookup, the
-check of its services' indexes, and the id patched onto the stored bytes. An
+Keyed by the query's bytes after its id, its question's name in lower case:
+two queries that differ only in their id get the same answer but for the id,
+so a hit costs a dict lookup, the check of its services' indexes, and the id
+patched onto the stored bytes. Answers are stored with the question's name in
+lower case too; a query that spells it otherwise (resolvers randomise the case,
+and check that the answer repeats it) gets its own spelling patched in, which
+every name of the answer follows, as they point at the question's. An
 answer is kept in a few shuffled variants, handed out in turn, so the order
 of the addresses still changes from one query to the next.
 """
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["AnswerCache", "CachedAnswer"]
+__all__ = ["AnswerCache", "CachedAnswer", "folded"]
 
 #: Bytes counted per entry beyond its answers (the key, the objects around them).
 _OVERHEAD = 200
@@ -41,6 +45,21 @@ class CachedAnswer:
     def current(self, index_of: Callable[[str], int]) -> bool:
         """Whether every service it was rendered from is still at the same index."""
         return all(index_of(name) == index for name, index in self.depends)
+
+
+def folded(wire: bytes) -> tuple[bytes, int] | None:
+    """`wire` with its question's name in lower case, and where that name ends; None when
+    the name does not end within `wire` (or uses a pointer: no query's does)."""
+    end, size = 12, len(wire)
+    while end < size:
+        length = wire[end]
+        if length == 0:
+            end += 1
+            return wire[:12] + wire[12:end].lower() + wire[end:], end
+        if length > 63:
+            return None
+        end += 1 + length
+    return None
 
 
 class AnswerCache:

@@ -236,3 +236,17 @@ def test_a_large_answer_is_rendered_in_fewer_orders() -> None:
     dns_ = answerer(registry_with(*instances))
     first, second = (addresses(ask(dns_, "big.service.discovery.", tcp=True)) for _ in range(2))
     assert len(first) == 600 and first == second
+
+
+def test_every_spelling_of_a_name_shares_one_cached_answer_and_gets_its_own_echo() -> None:
+    """Resolvers randomise a name's case and check the answer repeats it (DNS 0x20)."""
+    dns_ = answerer(registry_with(*WEB))
+    spellings = ["WEB.service.discovery.", "web.service.discovery.", "wEb.SERVICE.Discovery."]
+    first = ask(dns_, spellings[0], "SRV")
+    cached = dns_.cached_bytes
+    for spelling in spellings:
+        response = ask(dns_, spelling, "SRV")
+        assert response.question[0].name.to_text() == spelling
+        assert response.answer[0].name.to_text() == spelling
+        assert len(response.answer[0]) == 4 and len(response.additional) == 3
+    assert dns_.cached_bytes == cached and first.answer[0] == response.answer[0]

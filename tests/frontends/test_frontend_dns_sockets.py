@@ -240,3 +240,26 @@ def test_a_taken_port_fails_the_startup(kind: str) -> None:
         port = str(taken.getsockname()[1])
         sent, _ = serving(kind, lambda port: None, SERVICE_DISCOVERY_DNS_PORT=port)
     assert sent[0]["type"] == "lifespan.startup.failed"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_many_queries_in_one_write_are_all_answered_in_order(kind: str) -> None:
+    """Answered a batch per turn of the loop (`TCP_BATCH`), none lost between batches."""
+
+    def body(port: int) -> None:
+        queries = [query() for _ in range(100)]
+        with connect(port) as client:
+            client.sendall(b"".join(framed(q) for q in queries))
+            data = b""
+            ids = []
+            while len(ids) < len(queries):
+                chunk = client.recv(65536)
+                assert chunk, f"closed after {len(ids)} answers"
+                data += chunk
+                while len(data) >= 2 and len(data) >= 2 + int.from_bytes(data[:2], "big"):
+                    size = int.from_bytes(data[:2], "big")
+                    ids.append(dns.message.from_wire(data[2 : 2 + size]).id)
+                    data = data[2 + size :]
+            assert ids == [q.id for q in queries]
+
+    serving(kind, body)
