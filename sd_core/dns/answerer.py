@@ -150,7 +150,10 @@ class DnsAnswerer:
                 return (self._address(query, meaning),), ()
             found = self._finder.find(meaning.service, tried)
             if found is not None:
-                depends = tuple((name, self._registry.service_index(name)) for name in tried)
+                # Found under another spelling: not kept (see `lookup`).
+                cacheable = found == meaning.service.lower()
+                index = self._registry.service_index
+                depends = tuple((name, index(name)) for name in tried) if cacheable else ()
                 instances = self._instances(found, meaning.tag)
                 return self._service(query, instances, limit), depends
         response.set_rcode(dns.rcode.NXDOMAIN)

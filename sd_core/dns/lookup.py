@@ -1,9 +1,11 @@
 """Finding a service by a name asked without regard to case.
 
 Service names keep their case (`Game` and `game` are two services), DNS names
-do not. The exact spelling asked wins, then its lower case; failing both, a
-map from lower-cased names, rebuilt only after the registry changed, finds
-any other spelling (the first in sorted order when several fold alike).
+do not, and neither does the answer cache's key. The lower-case name wins;
+failing it, a map from lower-cased names, rebuilt only after the registry
+changed, finds any other spelling (the first in sorted order when several fold
+alike). Only a lower-case find may be cached (`cacheable`): which spelling the
+map picks can change without the index of any service the answer shows moving.
 """
 
 from __future__ import annotations
@@ -24,17 +26,12 @@ class ServiceFinder:
         self._folded_at = -1
 
     def find(self, name: str, tried: list[str]) -> str | None:
-        """The service's real name, or None; appends each exact name looked up to `tried`."""
-        services = self._registry.views.services
+        """The service's real name, or None; appends the lower-case name to `tried`."""
         lower = name.lower()
-        for spelling in (name, lower) if lower != name else (name,):
-            tried.append(spelling)
-            if spelling in services:
-                return spelling
-        found = self._folded_names().get(lower)
-        if found is not None:
-            tried.append(found)
-        return found
+        tried.append(lower)
+        if lower in self._registry.views.services:
+            return lower
+        return self._folded_names().get(lower)
 
     def _folded_names(self) -> dict[str, str]:
         index = self._registry.global_index

@@ -250,3 +250,16 @@ def test_every_spelling_of_a_name_shares_one_cached_answer_and_gets_its_own_echo
         assert response.answer[0].name.to_text() == spelling
         assert len(response.answer[0]) == 4 and len(response.additional) == 3
     assert dns_.cached_bytes == cached and first.answer[0] == response.answer[0]
+
+
+def test_names_differing_only_in_case_answer_alike_whatever_the_spelling_asked() -> None:
+    sim = registry_with(("Api", "a1", "10.6.0.1", 80, ()))
+    dns_ = answerer(sim)
+    assert addresses(ask(dns_, "API.service.discovery.")) == ["10.6.0.1"]
+    register(sim, "APi", "a2", "10.6.0.2", 80)  # sorts before `Api`: answers from now on
+    sim.advance(10)
+    assert addresses(ask(dns_, "api.service.discovery.")) == ["10.6.0.2"]
+    register(sim, "api", "a3", "10.6.0.3", 80)  # the lower-case name wins
+    sim.advance(10)
+    for spelling in ("Api", "API", "api"):
+        assert addresses(ask(dns_, f"{spelling}.service.discovery.")) == ["10.6.0.3"]
