@@ -28,6 +28,7 @@ import httpx
 
 from conformance.client import tls_context
 from frontends.outbound.cluster_settings import CLUSTER_VARIABLES
+from frontends.runtime.dns_settings import DNS_VARIABLES
 
 #: Repository root: the child runs there so ``-m frontends`` imports this checkout.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -70,8 +71,9 @@ CONFIG_VARIABLES = (
     "SERVICE_DISCOVERY_MAX_FILTER_PAIRS",
     "SERVICE_DISCOVERY_WATCH_MAX_SERVICES",
     "SERVICE_DISCOVERY_MAX_METADATA_BYTES",
-    # Cluster mode: off unless a test asks.
+    # Cluster mode and the DNS interface: off unless a test asks.
     *CLUSTER_VARIABLES,
+    *DNS_VARIABLES,
 )
 
 #: How long a server may take to answer GET /health after it is spawned.

@@ -76,6 +76,9 @@ class Registry:
         self.views = Views(self._services, wall_offset, config.filter_cache_bytes)
         self._count = 0
         self._global_index = 1
+        #: Times the indexes started over (`restart_indexes`): whoever keeps something by
+        #: index (the DNS answers' cache) drops it when this moves.
+        self.index_epoch = 0
         self._tombstones: dict[str, int] = {}
         # Registry-wide, so a probe of a removed incarnation never matches a new one.
         self._generations = itertools.count(1)
@@ -702,6 +705,7 @@ class Registry:
         again at 1). Every index goes back to 1, so the next change gives its own
         revision, and watchers see the index go backwards (the sign of a restart)."""
         self._global_index = 1
+        self.index_epoch += 1
         for service in self._services.values():
             service.index = 1
             self.views.index_raised(service)

@@ -16,7 +16,7 @@ CPU per request on uvicorn (docs/frontends.md), and the registry's answers do
 not need it. A path neither serves gets the API's JSON 404 or 405 from the
 handlers `mount` registers. The HTTP/1.1-only guard (`runtime.http1_guard`)
 sits in front of all of it, user routes included. Mounted, the registry's
-tasks (probe driver, snapshot loop, cluster) run as `before_serving` and stop
+tasks (probe driver, snapshot loop, cluster, DNS) run as `before_serving` and stop
 in `after_serving`. Mirrors `trio_app/app.py` name for name where it can.
 """
 
@@ -32,6 +32,7 @@ from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import MethodNotAllowed
 
 from frontends.quart_app.body_deadline import within
+from frontends.quart_app.dns import serve_dns
 from frontends.quart_app.parked import ParkedQueries
 from frontends.quart_app.probe_driver import ProbeDriver
 from frontends.quart_app.snapshots import snapshot_loop
@@ -108,9 +109,13 @@ def _serve_tasks(app: Quart, runtime: Runtime) -> None:
     @app.before_serving
     async def start_registry() -> None:
         runtime.restore_state()
+        # Bound first, so a taken port fails the startup before any task starts.
+        dns_sockets = None if runtime.dns is None else runtime.dns.bind(runtime.settings.host)
         background.append(asyncio.create_task(runtime.driver.run(), name="probe-driver"))
         background.append(asyncio.create_task(snapshot_loop(runtime), name="snapshots"))
         background.append(asyncio.create_task(runtime.run_cluster(), name="cluster"))
+        if runtime.dns is not None and dns_sockets is not None:
+            background.append(asyncio.create_task(serve_dns(runtime.dns, dns_sockets), name="dns"))
 
     @app.after_serving
     async def stop_registry() -> None:

@@ -17,6 +17,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from frontends.runtime.dns_server import DnsCounters
 from sd_core import Registry
 
 #: Every reason `sd_auth_failures_total` reports, 0 until one happens (so alerts can rate() it).
@@ -98,12 +99,45 @@ class _CoreCollector(Collector):
         yield failures
 
 
+class _DnsCollector(Collector):
+    """The DNS interface's counters (`runtime.dns_server`), when it is on."""
+
+    def __init__(self, counters: DnsCounters) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        counters = self._counters
+        queries = CounterMetricFamily(
+            "sd_dns_queries", "DNS messages received", labels=["transport"]
+        )
+        queries.add_metric(["udp"], counters.udp_queries)
+        queries.add_metric(["tcp"], counters.tcp_queries)
+        yield queries
+        yield GaugeMetricFamily(
+            "sd_dns_tcp_connections", "DNS connections over TCP open now", counters.tcp_connections
+        )
+        yield CounterMetricFamily(
+            "sd_dns_tcp_refused",
+            "DNS connections over TCP closed at once: SERVICE_DISCOVERY_DNS_MAX_TCP_CONNECTIONS",
+            counters.tcp_refused,
+        )
+        yield CounterMetricFamily(
+            "sd_dns_send_dropped",
+            "DNS answers over UDP the socket did not take",
+            counters.send_dropped,
+        )
+
+
 class Metrics:
     """One collector registry per server (tests start several in one process)."""
 
-    def __init__(self, registry: Registry, counters: Counters) -> None:
+    def __init__(
+        self, registry: Registry, counters: Counters, dns: DnsCounters | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_CoreCollector(registry, counters))
+        if dns is not None:
+            self.registry.register(_DnsCollector(dns))
         self.probe_seconds = Histogram(
             "sd_probe_duration_seconds",
             "Health probe latency, failures included",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from frontends.outbound.probing import Prober
+from frontends.runtime.dns_server import DnsService
 from frontends.runtime.logs import log_effect, logfmt
 from frontends.runtime.metrics import Counters, Metrics
 from frontends.runtime.node import Node, NodeResult, make_node
@@ -111,7 +112,11 @@ class Runtime:
             self.state_file = None
         self.registry = self.node.registry
         self.api = self.node.api
-        self.metrics = Metrics(self.registry, self.counters)
+        #: The DNS interface (None: off), answering from the registry the HTTP reads use.
+        self.dns = DnsService(settings.dns, self.registry) if settings.dns is not None else None
+        self.metrics = Metrics(
+            self.registry, self.counters, None if self.dns is None else self.dns.counters
+        )
         self.counters.auth_failures = self.api.auth_failures
         self.driver_sleeps_until: float | None = None
         self._snapshot_index: int | None = None

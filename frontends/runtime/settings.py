@@ -17,6 +17,7 @@ from pathlib import Path
 
 from frontends.outbound.cluster_settings import ClusterSettings, load_cluster_settings
 from frontends.runtime.dev_token import development_token
+from frontends.runtime.dns_settings import DnsSettings, load_dns_settings
 from frontends.runtime.state_file import unsafe_directory
 from sd_core import ConfigError, RegistryConfig
 from sd_core.probe_address_policy import ProbePolicy, parse_networks
@@ -125,6 +126,7 @@ class Settings:
     write_timeout: float = 10.0
     # Failed accepts and malformed requests: one log line with a count per this.
     error_log_interval: float = DEFAULT_ERROR_LOG_INTERVAL
+    dns: DnsSettings | None = None  # None: no DNS interface
 
 
 def _number(name: str, raw: str, parse: Callable[[str], float | int]) -> float | int:
@@ -250,6 +252,7 @@ def load_settings(
         state_file=state_file,
         probe_client=probe_client,
         cluster=cluster,
+        dns=load_dns_settings(env),
         **numbers,  # type: ignore[arg-type]
     )
 

@@ -2,7 +2,7 @@
 
 No framework: `runtime.asgi_api` serves every request (on either loop), given
 this loop's half, `CALLS`. The lifespan owns the nursery the probe driver and
-the snapshot loop run in. Mirrors `quart_app/app.py` name for name.
+the snapshot loop (and the DNS sockets) run in. Mirrors `quart_app/app.py` name for name.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from frontends.runtime.logs import logfmt
 from frontends.runtime.runtime import LoopParts, Runtime
 from frontends.runtime.watch_streams import Receive, Send
 from frontends.trio_app.body_deadline import within
+from frontends.trio_app.dns import serve_dns
 from frontends.trio_app.parked import ParkedQueries
 from frontends.trio_app.probe_driver import ProbeDriver
 from frontends.trio_app.snapshots import snapshot_loop
@@ -32,6 +33,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
             return
         try:
             runtime.restore_state()
+            dns_sockets = None if runtime.dns is None else runtime.dns.bind(runtime.settings.host)
         except Exception as error:  # fail startup loudly rather than serve half a registry
             log.exception(logfmt("startup_failed", error=type(error).__name__))
             await send({"type": "lifespan.startup.failed", "message": str(error)[:200]})
@@ -40,6 +42,8 @@ def create_app(runtime: Runtime) -> ASGIApp:
             await background.start(runtime.driver.run)
             background.start_soon(snapshot_loop, runtime)
             background.start_soon(runtime.run_cluster)
+            if runtime.dns is not None and dns_sockets is not None:
+                background.start_soon(serve_dns, runtime.dns, dns_sockets)
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
             runtime.watchers.release_all()

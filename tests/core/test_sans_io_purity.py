@@ -48,12 +48,17 @@ CLOCK_CALLS = {
 
 
 def _modules(package: ModuleType) -> list[Path]:
-    return sorted(Path(str(package.__file__)).parent.glob("*.py"))
+    """Every module of `package`, its subpackages' (`cluster`, `dns`) included."""
+    return sorted(Path(str(package.__file__)).parent.rglob("*.py"))
 
 
 # (module path, what it may not import) for every module of each Sans-I/O package.
 MODULES = [
-    pytest.param(path, forbidden, id=f"{package.__name__}/{path.name}")
+    pytest.param(
+        path,
+        forbidden,
+        id=f"{package.__name__}/{path.relative_to(Path(str(package.__file__)).parent)}",
+    )
     for package, forbidden in ((sd_core, FORBIDDEN), (sd_etcd, ETCD_FORBIDDEN))
     for path in _modules(package)
 ]
