@@ -105,30 +105,38 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _address_in_use(host: str, port: int) -> str | None:
-    """One line if `host:port` cannot be bound, checked before the server starts.
+def _address_in_use(
+    host: str,
+    port: int,
+    setting: str = "SERVICE_DISCOVERY_PORT or --port",
+    kinds: tuple[socket.SocketKind, ...] = (socket.SOCK_STREAM,),
+) -> str | None:
+    """One line if `host:port` cannot be bound (for each of `kinds`), checked before
+    the server starts.
 
-    Hypercorn would otherwise fail deep inside its startup with a 31-line
-    traceback ending in `OSError: [Errno 98]`. The check binds the way
-    hypercorn does (SO_REUSEADDR) and lets go at once; a race with another
-    process in between still fails, just less politely.
+    Hypercorn (or the DNS interface's bind in the lifespan) would otherwise fail
+    deep inside its startup with a traceback ending in `OSError: [Errno 98]`. The
+    check binds the way the server does (SO_REUSEADDR for TCP) and lets go at
+    once; a race with another process in between still fails, just less politely.
     """
-    try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)
-    except OSError as error:
-        return f"cannot listen on {host}:{port}: {error.strerror or error}"
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    for kind in kinds:
         try:
-            probe.bind(address)
+            infos = socket.getaddrinfo(host or None, port, type=kind)
         except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                return (
-                    f"cannot listen on {host}:{port}: the address is already in use "
-                    "(another registry? set SERVICE_DISCOVERY_PORT or --port)"
-                )
             return f"cannot listen on {host}:{port}: {error.strerror or error}"
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            if kind == socket.SOCK_STREAM:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    return (
+                        f"cannot listen on {host}:{port}: the address is already in use "
+                        f"(another registry? set {setting})"
+                    )
+                return f"cannot listen on {host}:{port}: {error.strerror or error}"
     return None
 
 
@@ -189,6 +197,15 @@ def serve(arguments: Sequence[str]) -> int:
 
     if settings.fd is None:
         taken = _address_in_use(settings.host, settings.port)
+        if taken is not None:
+            return _fail(taken)
+    if settings.dns is not None and settings.dns.port != 0:
+        taken = _address_in_use(
+            settings.host,
+            settings.dns.port,
+            "SERVICE_DISCOVERY_DNS_PORT",
+            (socket.SOCK_DGRAM, socket.SOCK_STREAM),
+        )
         if taken is not None:
             return _fail(taken)
     configure_logging(settings.log_level)

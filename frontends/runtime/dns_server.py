@@ -15,6 +15,8 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from frontends.runtime.dns_settings import DnsSettings
@@ -43,16 +45,43 @@ class DnsCounters:
     tcp_connections: int = 0
     tcp_refused: int = 0
     send_dropped: int = 0
+    busy: int = 0  # answered SERVFAIL: the second's budget for misses was spent
 
 
 class DnsService:
     """The answerer on the runtime's registry, and what both loops' sockets share."""
 
-    def __init__(self, settings: DnsSettings, registry: Registry) -> None:
+    def __init__(
+        self,
+        settings: DnsSettings,
+        registry: Registry,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.settings = settings
         self.answerer = DnsAnswerer(registry, settings.core)
         self.counters = DnsCounters()
         self.port = settings.port
+        self._clock = clock
+        self._second = -1.0  # when the current second of the miss budget began
+        self._spent = 0.0  # seconds its misses took so far
+
+    def answer(self, wire: bytes, tcp: bool) -> bytes | None:
+        """The answerer's reply, with misses held to `settings.miss_share` of each second.
+
+        Only misses are timed (a hit is a dict lookup); a miss that overruns the
+        budget is finished, and the queries after it wait for the next second."""
+        answerer = self.answerer
+        now = self._clock()
+        if now - self._second >= 1.0:
+            self._second, self._spent = now, 0.0
+        may_render = self._spent < self.settings.miss_share
+        renders = answerer.renders
+        reply = answerer.answer(wire, tcp=tcp, may_render=may_render)
+        if answerer.renders != renders:
+            self._spent += self._clock() - now
+        elif not may_render and reply is not None and reply[3] & 0x0F == 2:  # SERVFAIL
+            self.counters.busy += 1
+        return reply
 
     def bind(self, host: str) -> tuple[socket.socket, socket.socket]:
         """The UDP socket and the listening TCP socket, on one port, non-blocking.
@@ -84,7 +113,7 @@ class DnsService:
 
     def drain_udp(self, udp: socket.socket) -> None:
         """Answer up to `UDP_BATCH` waiting datagrams; never raises, never blocks."""
-        answer = self.answerer.answer
+        answer = self.answer
         counters = self.counters
         for _ in range(UDP_BATCH):
             try:
@@ -95,7 +124,7 @@ class DnsService:
                 continue
             counters.udp_queries += 1
             try:
-                reply = answer(wire)
+                reply = answer(wire, False)
             except Exception:  # a bug must not stop the socket; it is logged
                 log.exception(logfmt("dns_internal_error"))
                 continue
@@ -153,7 +182,7 @@ class TcpFramer:
             self.completed += 1
             self._service.counters.tcp_queries += 1
             try:
-                reply = self._service.answerer.answer(wire, tcp=True)
+                reply = self._service.answer(wire, True)
             except Exception:
                 log.exception(logfmt("dns_internal_error"))
                 reply = None

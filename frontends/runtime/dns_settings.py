@@ -20,6 +20,7 @@ DNS_VARIABLES = (
     "SERVICE_DISCOVERY_DNS_MAX_TCP_CONNECTIONS",
     "SERVICE_DISCOVERY_DNS_TCP_IDLE_SECONDS",
     "SERVICE_DISCOVERY_DNS_MAX_TCP_QUERY_BYTES",
+    "SERVICE_DISCOVERY_DNS_MISS_CPU_SHARE",
 )
 
 
@@ -31,13 +32,18 @@ class DnsSettings:
     `tcp_idle`: a connection must complete each query within this of the previous
     answer (or of its accept), and each answer's write within it too;
     `max_tcp_query`: a larger length prefix closes the connection (queries are small:
-    one question and an OPT record)."""
+    one question and an OPT record);
+    `miss_share`: the share of a second that answers the cache did not hold may take
+    (parsing and rendering; milliseconds each for a large service); past it, until the
+    second is over, such queries get SERVFAIL and cached answers are still served, so a
+    flood of distinct queries cannot take the loop from HTTP."""
 
     port: int
     core: DnsConfig
     max_tcp_connections: int = 256
     tcp_idle: float = 10.0
     max_tcp_query: int = 4096
+    miss_share: float = 0.25
 
 
 def load_dns_settings(env: Mapping[str, str]) -> DnsSettings | None:
@@ -70,6 +76,14 @@ def load_dns_settings(env: Mapping[str, str]) -> DnsSettings | None:
     idle = _seconds("SERVICE_DISCOVERY_DNS_TCP_IDLE_SECONDS", raw_idle) if raw_idle else None
     core = DnsConfig(domain=name.to_text(), **wholes["core"])
     settings = DnsSettings(port=port, core=core, **wholes["server"])
+    raw_share = env.get("SERVICE_DISCOVERY_DNS_MISS_CPU_SHARE", "").strip()
+    if raw_share:
+        share = _seconds("SERVICE_DISCOVERY_DNS_MISS_CPU_SHARE", raw_share)
+        if share > 1:
+            raise ConfigError(
+                "SERVICE_DISCOVERY_DNS_MISS_CPU_SHARE", f"must be at most 1, got {raw_share}"
+            )
+        settings = replace(settings, miss_share=share)
     return settings if idle is None else replace(settings, tcp_idle=idle)
 
 

@@ -122,6 +122,11 @@ class _DnsCollector(Collector):
             counters.tcp_refused,
         )
         yield CounterMetricFamily(
+            "sd_dns_busy",
+            "DNS queries answered SERVFAIL: misses had used SERVICE_DISCOVERY_DNS_MISS_CPU_SHARE",
+            counters.busy,
+        )
+        yield CounterMetricFamily(
             "sd_dns_send_dropped",
             "DNS answers over UDP the socket did not take",
             counters.send_dropped,

@@ -13,6 +13,10 @@ outside the domain get REFUSED (this is no recursive resolver).
 
 Answers for known services are cached (`cache`), in a few shuffled variants,
 until an index of a service they were rendered from moves; a hit never parses.
+A miss parses and renders, which costs milliseconds for a large service, so the
+caller may forbid it (`may_render=False`: SERVFAIL from the header alone, which
+resolvers retry); `renders` counts the misses that did render, so a caller can
+charge their time to a budget (`frontends/runtime/dns_server.py`).
 """
 
 from __future__ import annotations
@@ -56,7 +60,17 @@ _ADDRESS_TYPES = {dns.rdatatype.A: 4, dns.rdatatype.AAAA: 6}
 class DnsAnswerer:
     """Answers queries for `config.domain` from `registry`; `rng` shuffles the instances."""
 
-    __slots__ = ("_caches", "_domain", "_epoch", "_finder", "_registry", "_rng", "_soa", "config")
+    __slots__ = (
+        "_caches",
+        "_domain",
+        "_epoch",
+        "_finder",
+        "_registry",
+        "_rng",
+        "_soa",
+        "config",
+        "renders",
+    )
 
     def __init__(
         self, registry: Registry, config: DnsConfig, rng: random.Random | None = None
@@ -69,14 +83,17 @@ class DnsAnswerer:
         half = config.cache_bytes // 2
         self._caches = (AnswerCache(half), AnswerCache(half))  # by transport: UDP, TCP
         self._epoch = registry.index_epoch
+        self.renders = 0  # misses parsed and rendered (see the module docstring)
         domain = self._domain
         self._soa = dns.rrset.from_text(
             domain, config.ttl, "IN", "SOA",
             f"ns.{domain} hostmaster.{domain} 1 3600 600 86400 {config.ttl}",
         )  # fmt: skip
 
-    def answer(self, wire: bytes, *, tcp: bool = False) -> bytes | None:
-        """The answer to the message `wire` (TCP: without the length prefix), or None."""
+    def answer(self, wire: bytes, *, tcp: bool = False, may_render: bool = True) -> bytes | None:
+        """The answer to the message `wire` (TCP: without the length prefix), or None.
+
+        `may_render` False: a query the cache cannot answer gets SERVFAIL instead."""
         cache = self._caches[tcp]
         entry = cache.get(wire[2:])  # a question's name in lower case: its own key
         if entry is not None and self._current(entry):
@@ -87,7 +104,7 @@ class DnsAnswerer:
             if entry is not None and self._current(entry):
                 variant, end = entry.next_variant(), lowered[1]
                 return wire[:2] + variant[:10] + wire[12:end] + variant[end - 2 :]
-        return self._miss(wire, tcp, lowered)
+        return self._miss(wire, tcp, lowered, may_render)
 
     def _current(self, entry: CachedAnswer) -> bool:
         registry = self._registry
@@ -99,7 +116,9 @@ class DnsAnswerer:
 
     # --------------------------------------------------------------- misses
 
-    def _miss(self, wire: bytes, tcp: bool, lowered: tuple[bytes, int] | None) -> bytes | None:
+    def _miss(
+        self, wire: bytes, tcp: bool, lowered: tuple[bytes, int] | None, may_render: bool
+    ) -> bytes | None:
         epoch = self._registry.index_epoch
         if epoch != self._epoch:  # the store started over: an index may come round again
             for cache in self._caches:
@@ -112,6 +131,9 @@ class DnsAnswerer:
             return _header_only(wire, dns.rcode.NOTIMP)
         if wire[4:6] != b"\x00\x01":
             return _header_only(wire, dns.rcode.FORMERR)
+        if not may_render:
+            return _header_only(wire, dns.rcode.SERVFAIL)
+        self.renders += 1
         try:
             query = dns.message.from_wire(wire)
         except Exception:  # dnspython's parse errors are of many types, none a bug of ours

@@ -240,6 +240,21 @@ def test_a_port_already_in_use_is_one_line_and_exit_2(frontend: str) -> None:
     assert f"127.0.0.1:{port}" in lines[0] and "already in use" in lines[0]
 
 
+@pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_STREAM], ids=["udp", "tcp"])
+def test_a_dns_port_already_in_use_is_one_line_and_exit_2(kind: socket.SocketKind) -> None:
+    with socket.socket(socket.AF_INET, kind) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with socket.create_server(("127.0.0.1", 0)) as spare:  # HTTP's port: free when run
+            http_port = spare.getsockname()[1]
+        finished = run_module(["--port", str(http_port)], SERVICE_DISCOVERY_DNS_PORT=str(port))
+    assert finished.returncode == 2, finished.stderr
+    assert "Traceback" not in finished.stderr
+    lines = finished.stderr.splitlines()
+    assert len(lines) == 1, finished.stderr
+    assert f"127.0.0.1:{port}" in lines[0] and "SERVICE_DISCOVERY_DNS_PORT" in lines[0]
+
+
 @pytest.mark.parametrize("extra", cli.SERVER_EXTRAS)
 def test_loading_serve_without_a_server_extra_fails_naming_it(
     monkeypatch: pytest.MonkeyPatch, extra: str

@@ -30,10 +30,11 @@ def test_every_setting_is_read() -> None:
             "SERVICE_DISCOVERY_DNS_MAX_TCP_CONNECTIONS": "3",
             "SERVICE_DISCOVERY_DNS_TCP_IDLE_SECONDS": "2.5",
             "SERVICE_DISCOVERY_DNS_MAX_TCP_QUERY_BYTES": "1024",
+            "SERVICE_DISCOVERY_DNS_MISS_CPU_SHARE": "0.5",
         }
     )
     assert settings == DnsSettings(
-        0, DnsConfig(domain="Consul.Example.", ttl=5, cache_bytes=0), 3, 2.5, 1024
+        0, DnsConfig(domain="Consul.Example.", ttl=5, cache_bytes=0), 3, 2.5, 1024, 0.5
     )
 
 
@@ -50,6 +51,9 @@ def test_every_setting_is_read() -> None:
         ("SERVICE_DISCOVERY_DNS_TCP_IDLE_SECONDS", "0"),
         ("SERVICE_DISCOVERY_DNS_TCP_IDLE_SECONDS", "inf"),
         ("SERVICE_DISCOVERY_DNS_MAX_TCP_QUERY_BYTES", "100"),
+        ("SERVICE_DISCOVERY_DNS_MISS_CPU_SHARE", "0"),
+        ("SERVICE_DISCOVERY_DNS_MISS_CPU_SHARE", "1.5"),
+        ("SERVICE_DISCOVERY_DNS_MISS_CPU_SHARE", "a lot"),
     ],
 )
 def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
