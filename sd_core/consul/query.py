@@ -87,7 +87,7 @@ def parse_query(query: bytes, datacenter: str) -> ConsulQuery:
             wait = min(MAX_WAIT, seconds)
         elif key == "passing":
             if value not in _TRUE and value not in _FALSE:
-                raise query_error("passing", "must be empty, true or false")
+                raise query_error("passing", "must be empty, 1, true, 0 or false")
             passing = value in _TRUE
         elif key == "tag":
             tags.add(value)
