@@ -10,9 +10,9 @@ import json
 
 from sd_core import RegistryConfig
 from sd_core.cluster import KeyLayout, StoreCall, WriteDone
+from sd_core.cluster.testing import SimulatedCluster, http_request
 from sd_core.events import InstanceRemoved
 from sd_core.http_api import HttpRequest, PendingWrite
-from sd_core.testing import SimulatedCluster, http_request
 from sd_etcd import GatewayRequest, RangeOp
 
 QUIET = RegistryConfig(health_check_interval=86400.0, registration_ttl=30.0)

@@ -11,7 +11,8 @@ starts `unknown` everywhere.
 from __future__ import annotations
 
 from sd_core import RegistryConfig, RunProbe
-from sd_core.testing import FakeClock, SimulatedCluster
+from sd_core.cluster.testing import SimulatedCluster
+from sd_core.testing import FakeClock
 from sd_etcd.requests import RangeOp
 
 INTERVAL = 30.0

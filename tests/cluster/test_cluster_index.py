@@ -6,8 +6,8 @@ and after a removal ("lower"); and a blocking query with the live index waits th
 from __future__ import annotations
 
 from sd_core import RegistryConfig
+from sd_core.cluster.testing import SimulatedCluster, http_request
 from sd_core.http_api import BlockingWait
-from sd_core.testing import SimulatedCluster, http_request
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=60.0)
 #: Probes that pass or fail by instance, so statuses move as well.

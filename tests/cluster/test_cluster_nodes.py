@@ -6,7 +6,7 @@ import base64
 
 from sd_core import RegistryConfig
 from sd_core.cluster import InstanceRecord, KeyLayout, StoreCall, owner
-from sd_core.testing import SimulatedCluster
+from sd_core.cluster.testing import SimulatedCluster
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=30.0)
 

@@ -10,9 +10,10 @@ from frontends.runtime.scope_events import ScopeEvents
 from frontends.runtime.watch_streams import Stream, StreamHub
 from sd_core import HttpRequest, HttpResponse, RegistryConfig
 from sd_core.cluster import CaughtUp, StoreWentBack, WriteDone, catch_up_scope
+from sd_core.cluster.testing import SimulatedCluster
 from sd_core.events import IndexRaised
 from sd_core.http_api import BlockingWait
-from sd_core.testing import DEFAULT_SECRET, SimulatedCluster
+from sd_core.testing import DEFAULT_SECRET
 from sd_core.watch_stream import STREAM_PREAMBLE, StreamEvents, WatchSpec
 from sd_etcd import Header, WatchCreated
 from sd_etcd.watch import render_line

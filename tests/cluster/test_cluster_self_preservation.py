@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sd_core import RegistryConfig
 from sd_core.cluster import KeyLayout
-from sd_core.testing import SimulatedCluster
+from sd_core.cluster.testing import SimulatedCluster
 from sd_etcd import RangeOp
 
 LAYOUT = KeyLayout()

@@ -10,8 +10,8 @@ from typing import Any
 
 from sd_core import RegistryConfig
 from sd_core.cluster import KeyLayout, SoftRecord, StoreCall, WriteDone
+from sd_core.cluster.testing import SimulatedCluster, http_request
 from sd_core.http_api import HttpRequest, HttpResponse, PendingWrite
-from sd_core.testing import SimulatedCluster, http_request
 from sd_etcd import DeleteRangeOp, RangeOp
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=30.0)

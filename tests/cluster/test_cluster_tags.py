@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sd_core import RegistryConfig
-from sd_core.testing import SimulatedCluster
+from sd_core.cluster.testing import SimulatedCluster
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=30.0)
 

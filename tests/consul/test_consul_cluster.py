@@ -8,7 +8,7 @@ import pytest
 
 from frontends.runtime.settings import load_settings
 from sd_core import ConfigError, RegistryConfig
-from sd_core.testing import SimulatedCluster
+from sd_core.cluster.testing import SimulatedCluster
 
 FAST = RegistryConfig(health_check_interval=5.0, health_check_timeout=1.0, registration_ttl=60.0)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from core_support import AUTH, READ_AUTH, READ_TOKEN, SECRET, Core
 
-from sd_core.testing import SimulatedCluster
+from sd_core.cluster.testing import SimulatedCluster
 
 TOKEN = "/v1/discovery/token"
 

@@ -7,8 +7,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
+from sd_core.cluster.testing import SimulatedCluster
 from sd_core.dns import DnsAnswerer, DnsConfig
-from sd_core.testing import SimulatedCluster
 from tests.dns.dns_support import addresses, answerer, ask, register, registry_with, rrset_of
 
 WEB = (
