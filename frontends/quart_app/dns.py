@@ -43,8 +43,9 @@ class _Connection(asyncio.Protocol):
     """One TCP client: queries in, answers out, until it closes, idles or breaks a rule.
 
     The idle deadline restarts at each whole query; a client that stops reading
-    its answers stops being read (`pause_writing`), so it idles out; nor is it
-    read while a batch of its queries waits for the loop's next turn."""
+    its answers stops being read and answered (`pause_writing`: the queries of its
+    last read wait, unanswered, until it reads), so it idles out; nor is it read
+    while a batch of its queries waits for the loop's next turn."""
 
     def __init__(self, service: DnsService, open_connections: set[_Connection]) -> None:
         self._service = service
@@ -87,7 +88,7 @@ class _Connection(asyncio.Protocol):
         if more != self._pumping:
             self._pumping = more
             self._reading()
-        if more:
+        if more and not self._write_paused:  # else `resume_writing` goes on with it
             asyncio.get_running_loop().call_soon(self._serve)
 
     def pause_writing(self) -> None:
@@ -97,6 +98,8 @@ class _Connection(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._write_paused = False
         self._reading()
+        if self._pumping:  # the batches that waited for the client to read
+            asyncio.get_running_loop().call_soon(self._serve)
 
     def _reading(self) -> None:
         """Read while neither a batch is pending nor the client is behind on its answers."""

@@ -30,6 +30,11 @@ log = logging.getLogger("sd.registry")
 UDP_BATCH = 64
 #: TCP queries answered per turn of the loop, however many one read brought.
 TCP_BATCH = 16
+#: A batch also ends once its answers reach this many bytes: what one connection can
+#: add to its send buffer in a turn (each loop stops answering a client that does not
+#: read, so a connection holds at most this, the transport's high-water mark and one
+#: answer, besides one read).
+TCP_BATCH_BYTES = 65536
 #: The largest datagram read (a larger one is cut, so fails to parse: FORMERR).
 _DATAGRAM = 4096
 #: Tries at one port for both UDP and TCP when the port is 0 (any free one).
@@ -173,8 +178,11 @@ class TcpFramer:
         """Take `data` in; the answers (each with its length prefix) to at most
         `TCP_BATCH` of the queries now complete."""
         buffer = self._buffer + data if data else self._buffer
-        replies = []
+        replies: list[bytes] = []
+        size = 0
         for _ in range(TCP_BATCH):
+            if size >= TCP_BATCH_BYTES:
+                break
             wire = self._next(buffer)
             if wire is None:
                 break
@@ -188,6 +196,7 @@ class TcpFramer:
                 reply = None
             if reply is not None:
                 replies.append(len(reply).to_bytes(2, "big") + reply)
+                size += len(reply) + 2
         self._buffer = buffer
         return b"".join(replies)
 

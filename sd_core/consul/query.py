@@ -23,9 +23,14 @@ from ..errors import RequestError, query_error
 #: Consul's blocking defaults: 5 minutes, and never more than 10.
 DEFAULT_WAIT = 300.0
 MAX_WAIT = 600.0
-_DURATION = re.compile(r"(?:[0-9]{1,12}(?:\.[0-9]{1,9})?(?:ns|us|ms|s|m|h))+")
-_PART = re.compile(r"([0-9.]+)(ns|us|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Go's `time.ParseDuration`: `1.5s`, `.5s`, `5.s`, `1m30s`, `µs` or `us`, and a bare `0`.
+_NUMBER = r"(?:[0-9]{1,12}(?:\.[0-9]{0,9})?|\.[0-9]{1,9})"
+_UNIT = r"(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h)"
+_DURATION = re.compile(rf"0|(?:{_NUMBER}{_UNIT})+")
+_PART = re.compile(rf"({_NUMBER})({_UNIT})")
+_MICRO = 1e-6
+_UNITS = {"ns": 1e-9, "us": _MICRO, "\u00b5s": _MICRO, "\u03bcs": _MICRO, "ms": 1e-3, "s": 1.0}
+_UNITS |= {"m": 60.0, "h": 3600.0}
 _TRUE = frozenset({"", "1", "t", "T", "true", "TRUE", "True"})
 _FALSE = frozenset({"0", "f", "F", "false", "FALSE", "False"})
 _MAX_INDEX = 2**64 - 1
@@ -42,7 +47,8 @@ class ConsulQuery(NamedTuple):
 
 
 def parse_duration(value: str) -> float | None:
-    """Seconds of a Go duration (`30s`, `5m`, `1m30s`, `120000ms`), or None if it is not one."""
+    """Seconds of a Go duration (`30s`, `5m`, `1m30s`, `120000ms`, `.5s`, `0`), or None if
+    it is not one."""
     if _DURATION.fullmatch(value) is None:
         return None
     try:
@@ -84,7 +90,8 @@ def parse_query(query: bytes, datacenter: str) -> ConsulQuery:
             seconds = parse_duration(value)
             if seconds is None:
                 raise query_error("wait", "must be a duration like 30s, 5m or 1m30s")
-            wait = min(MAX_WAIT, seconds)
+            # Consul: no wait (0) means the default one; past the most, the most.
+            wait = min(MAX_WAIT, seconds) if seconds > 0 else DEFAULT_WAIT
         elif key == "passing":
             if value not in _TRUE and value not in _FALSE:
                 raise query_error("passing", "must be empty, 1, true, 0 or false")

@@ -183,7 +183,8 @@ def _held(core: Core, path: str, query: str) -> BlockingWait:
 @pytest.mark.parametrize(
     ("wait", "seconds"),
     [("", 300.0), ("&wait=30s", 30.0), ("&wait=1m30s", 90.0), ("&wait=120000ms", 120.0),
-     ("&wait=20m", 600.0)],
+     ("&wait=20m", 600.0), ("&wait=.5s", 0.5), ("&wait=5.s", 5.0), ("&wait=0", 300.0),
+     ("&wait=0s", 300.0), ("&wait=2500000%C2%B5s", 2.5), ("&wait=1h0m0.5s", 600.0)],
 )  # fmt: skip
 def test_a_current_index_blocks_for_the_wait_given_default_5m_at_most_10m(
     wait: str, seconds: float

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -263,3 +264,29 @@ def test_many_queries_in_one_write_are_all_answered_in_order(kind: str) -> None:
             assert ids == [q.id for q in queries]
 
     serving(kind, body)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_tcp_client_that_does_not_read_its_answers_costs_a_bounded_amount(kind: str) -> None:
+    """1,500 queries for a large SRV answer in one write, never read: the server answers
+    until the client's buffers are full, then waits for it to read (or idle out), rather
+    than queueing every answer (some 30 MB here) in memory."""
+    grown: list[int] = []
+
+    def body(port: int) -> None:
+        request = framed(query("_web._tcp.service.discovery.", "SRV"))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.settimeout(CLIENT_TIMEOUT)
+            client.connect(("127.0.0.1", port))
+            tracemalloc.start()
+            try:
+                client.sendall(request * 1500)
+                for _ in range(40):  # what the server holds as it answers, sampled
+                    time.sleep(0.05)
+                    grown.append(tracemalloc.get_traced_memory()[0])
+            finally:
+                tracemalloc.stop()
+
+    serving(kind, body, instances=300)
+    assert max(grown) < 8 * 2**20, f"{max(grown) / 2**20:.1f} MiB held for one client"
