@@ -96,7 +96,11 @@ def test_requests_sent_while_the_server_was_stopped_are_answered(server: ServerP
         finally:
             os.kill(server.pid, signal.SIGCONT)
         answered = 0
+        seen: list[tuple[bytes, str]] = []  # what each got, for a failure's message
         for conn in conns:
-            head, _, _ = read_response(conn, timeout=10)
+            head, _, ending = read_response(conn, timeout=10)
             answered += head.startswith(b"HTTP/1.1 200")
-    assert answered == CONNECTIONS, f"{CONNECTIONS - answered} of {CONNECTIONS} closed unanswered"
+            seen.append((head[:40], ending))
+    assert answered == CONNECTIONS, (
+        f"{CONNECTIONS - answered} of {CONNECTIONS} not answered 200; got {sorted(set(seen))}"
+    )
