@@ -17,12 +17,11 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, ValidationError
 
+from . import consul_routes, consul_views
 from .body import Body
-from .consul import routes as consul_routes
-from .consul import views as consul_views
-from .consul.checks import STATES
-from .consul.query import parse_query, query_token
-from .consul.views import CATALOG, HEALTH, ConsulViews
+from .consul_checks import STATES
+from .consul_query import parse_query, query_token
+from .consul_views import CATALOG, HEALTH, ConsulViews
 from .errors import FieldProblem, RequestError, query_error
 from .filters import InstanceFilter, read_filter
 from .models import HeartbeatRequest, MaintenanceRequest, RegisterRequest, metadata_bytes
@@ -297,7 +296,7 @@ class HttpApi:
             self._static[path] = {
                 "GET": _Fixed(HttpResponse(200, page.body, page_headers(page), path))
             }
-        # Consul's reads (sd_core.consul): routed, authorised and cached like our own.
+        # Consul's reads (sd_core.consul_*): routed, authorised and cached like our own.
         self._consul = ConsulViews(registry.views, registry.config.datacenter)
         self._static[consul_routes.AGENT_SELF] = {"GET": self._agent_self}
         self._static[consul_routes.CATALOG_SERVICES] = {"GET": self._catalog_services}

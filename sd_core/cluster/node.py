@@ -38,8 +38,8 @@ from sd_etcd.requests import Compare, CompareResult, Target
 
 from ..checks import CheckType
 from ..config import RegistryConfig
-from ..consul.routes import CONTACT as CONSUL_CONTACT
-from ..consul.routes import INDEXED_READS as CONSUL_READS
+from ..consul_routes import CONTACT as CONSUL_CONTACT
+from ..consul_routes import INDEXED_READS as CONSUL_READS
 from ..errors import RequestError, not_registered, registry_full, status_not_reported
 from ..events import Effect, InstanceRemoved, ProbePassed, ProbeResult, RemovalReason, RunProbe
 from ..http_api import (

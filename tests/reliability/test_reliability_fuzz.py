@@ -70,7 +70,7 @@ from schemathesis.specs.openapi.checks import (
 
 from conformance.client import tls_context
 from conformance.server_process import ServerProcess, serving
-from sd_core.consul.query import parse_duration
+from sd_core.consul_query import parse_duration
 
 AnyCase = Case[Any]
 

@@ -11,9 +11,9 @@ that changes nothing else leaves every Consul body cached.
 
 from __future__ import annotations
 
-from ..instance import Instance
-from ..render import encode
-from .checks import Check, instance_checks
+from .consul_checks import Check, instance_checks
+from .instance import Instance
+from .render import encode
 
 _WEIGHTS = {"Passing": 1, "Warning": 1}
 

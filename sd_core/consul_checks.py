@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ..instance import Instance
-from ..status import Status
+from .instance import Instance
+from .status import Status
 
 PASSING = "passing"
 WARNING = "warning"

@@ -18,7 +18,7 @@ import re
 from typing import NamedTuple
 from urllib.parse import parse_qsl
 
-from ..errors import RequestError, query_error
+from .errors import RequestError, query_error
 
 #: Consul's blocking defaults: 5 minutes, and never more than 10.
 DEFAULT_WAIT = 300.0

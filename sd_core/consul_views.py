@@ -7,22 +7,29 @@ Consul read of an unchanged service costs what our own read costs. A read
 with `?passing` or `?tag=` is a filtered body: the client picks the tags, so
 it is counted against `SERVICE_DISCOVERY_FILTER_CACHE_BYTES` like our own
 filters.
+
+Consul's dialect is five modules beside `http_api.py`, not a folder of its
+own: `HttpApi` routes and authorises these reads like its own, so the two are
+one floor (a folder would import the core and be imported by it). The others:
+`consul_checks` (status to Consul checks), `consul_shapes` (one instance's
+JSON), `consul_query` (Consul's query parameters), `consul_routes` (paths,
+the 405 of Consul's writes, `/v1/agent/self`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..body import Body
-from ..filters import InstanceFilter, has_tags
-from ..instance import Instance
-from ..render import encode
-from ..service import Service
-from ..status import Status
-from ..views import Views
-from .checks import STATES, WARNING, passing
-from .query import ConsulQuery
-from .shapes import catalog_entry, checks_json, health_entry
+from .body import Body
+from .consul_checks import STATES, WARNING, passing
+from .consul_query import ConsulQuery
+from .consul_shapes import catalog_entry, checks_json, health_entry
+from .filters import InstanceFilter, has_tags
+from .instance import Instance
+from .render import encode
+from .service import Service
+from .status import Status
+from .views import Views
 
 HEALTH = "consul.health"
 CATALOG = "consul.catalog"

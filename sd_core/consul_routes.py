@@ -9,8 +9,8 @@ reads like a wrong address.
 
 from __future__ import annotations
 
-from ..errors import RequestError
-from ..render import encode
+from .errors import RequestError
+from .render import encode
 
 AGENT_SELF = "/v1/agent/self"
 CATALOG_SERVICES = "/v1/catalog/services"
