@@ -42,3 +42,39 @@ def _called(call: ast.Call) -> str:
     if getattr(call.func, "attr", "") == "import_module":
         return "importlib.import_module"
     return ""
+
+
+def module_imports(path: Path, root: Path) -> set[str]:
+    """:func:`file_imports` of a module under package folder `root`, with its relative
+    imports (``from ..views import Views``) resolved to absolute names too."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = [root.name, *path.relative_to(root).parent.parts]
+    found = imports(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level > 0:
+            base = ".".join(package[: len(package) - node.level + 1])
+            module = f"{base}.{node.module}" if node.module else base
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def folder_circle(graph: dict[str, set[str]]) -> list[str]:
+    """A circle of folders in `graph` (first and last the same), or [] when there is none."""
+    done: set[str] = set()
+
+    def walk(folder: str, trail: list[str]) -> list[str]:
+        if folder in trail:
+            return [*trail[trail.index(folder) :], folder]
+        if folder in done:
+            return []
+        for target in sorted(graph.get(folder, ())):
+            if found := walk(target, [*trail, folder]):
+                return found
+        done.add(folder)
+        return []
+
+    for folder in sorted(graph):
+        if found := walk(folder, []):
+            return found
+    return []

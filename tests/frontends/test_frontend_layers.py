@@ -18,7 +18,7 @@ import pytest
 import frontends
 import sd_core
 import sd_etcd
-from tests.import_scan import file_imports, imports
+from tests.import_scan import file_imports, folder_circle, imports
 
 FRONTENDS = Path(str(frontends.__file__)).parent
 LOOPS = frozenset({"asyncio", "trio", "uvloop"})
@@ -123,31 +123,10 @@ def _folder_imports() -> dict[str, set[str]]:
     return graph
 
 
-def _circle(graph: dict[str, set[str]]) -> list[str]:
-    """A circle of folders in `graph` (first and last the same), or [] when there is none."""
-    done: set[str] = set()
-
-    def walk(folder: str, trail: list[str]) -> list[str]:
-        if folder in trail:
-            return [*trail[trail.index(folder) :], folder]
-        if folder in done:
-            return []
-        for target in sorted(graph.get(folder, ())):
-            if found := walk(target, [*trail, folder]):
-                return found
-        done.add(folder)
-        return []
-
-    for folder in sorted(graph):
-        if found := walk(folder, []):
-            return found
-    return []
-
-
 def test_no_circle_among_the_folders() -> None:
     graph = _folder_imports()
     assert {"runtime", "outbound", "servers", "quart_app", "trio_app"} <= set(graph)
-    assert _circle(graph) == [], " -> ".join(_circle(graph))
+    assert folder_circle(graph) == [], " -> ".join(folder_circle(graph))
 
 
 @pytest.mark.parametrize(
@@ -159,7 +138,7 @@ def test_no_circle_among_the_folders() -> None:
     ],
 )
 def test_the_scan_finds_a_circle(graph: dict[str, set[str]], circle: list[str]) -> None:
-    assert _circle(graph) == circle
+    assert folder_circle(graph) == circle
 
 
 @pytest.mark.parametrize(
