@@ -171,9 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_connection_flags(parser, default=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the registry server (see serve --help)")
-    commands.add_parser(
+    services = commands.add_parser(
         "services", parents=[connection, as_json], help="list services, instances by status"
     )
+    _add_tag_option(services, "only instances carrying this tag (repeatable: every one)")
     instances = commands.add_parser(
         "instances", parents=[connection, as_json, meta], help="the instances of one service"
     )
@@ -255,7 +256,7 @@ def _add_instance_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_tag_option(parser: argparse.ArgumentParser, help: str) -> None:
-    """`--tag`, repeatable: a filter on `instances`, the instance's tags on `register`."""
+    """`--tag`, repeatable: a filter on `services` and `instances`, the tags on `register`."""
     parser.add_argument("--tag", action="append", default=[], metavar="TAG", help=help)
 
 
@@ -373,7 +374,7 @@ def _fail(code: int, message: str) -> int:
 
 
 async def _services(conn: Connection, args: argparse.Namespace, out: TextIO) -> None:
-    services = await conn.client().get_all_services()
+    services = await conn.client().get_all_services(tags=args.tag)
     states = [*(str(status) for status in InstanceStatus), _MAINTENANCE]
     rows = []
     for name in sorted(services):

@@ -21,7 +21,7 @@ import httpx
 
 from .client_core import ClientFacade, IOArguments, Stay
 from .errors import NoHealthyInstancesError
-from .filters import QueryFilters
+from .filters import DiscoveryFilter, QueryFilters, TagFilter
 from .heartbeat import BackgroundHeartbeat, SleepFn, TaskStarter
 from .models import (
     InstanceStatus,
@@ -356,9 +356,11 @@ class ServiceDiscoveryClient(ClientFacade[httpx.AsyncBaseTransport, httpx.AsyncC
         """
         return await self._registry.run(self._core.discover(service_name, healthy_only, **filters))
 
-    async def get_all_services(self) -> dict[str, ServiceInstanceList]:
-        """Every registered instance of every service (not cached)."""
-        return await self._registry.run(self._core.calls.fetch_all_services())
+    async def get_all_services(self, *, tags: TagFilter = None) -> dict[str, ServiceInstanceList]:
+        """Every registered instance of every service (not cached); with ``tags``,
+        only the instances carrying every one, and only services that have some."""
+        params = DiscoveryFilter.of(None, None, tags).params()
+        return await self._registry.run(self._core.calls.fetch_all_services(params))
 
     async def pick(
         self, service_name: str, *, exclude: Iterable[str | ServiceInstance] = ()

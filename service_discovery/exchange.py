@@ -243,9 +243,10 @@ class RegistryCalls:
             ) from exc
         return ServiceInstanceList(instances, discovery_index=index)
 
-    def fetch_all_services(self) -> Steps[dict[str, ServiceInstanceList]]:
-        """Every service's instances (``GET /v1/discovery/services``)."""
-        response = yield from self.request("GET", "/v1/discovery/services")
+    def fetch_all_services(self, params: Params = ()) -> Steps[dict[str, ServiceInstanceList]]:
+        """Every service's instances (``GET /v1/discovery/services``), filtered by
+        `params` (a filter's query: the registry leaves out services none match)."""
+        response = yield from self.request("GET", "/v1/discovery/services", params=params)
         index = index_of(response)
         body = json_or_none(response)
         services = body.get("services") if isinstance(body, dict) else None

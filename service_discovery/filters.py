@@ -17,7 +17,7 @@ from typing import TypedDict
 from .errors import FieldError, ValidationError
 from .models import InstanceStatus, ServiceInstance, ServiceInstanceList
 
-__all__ = ["DiscoveryFilter", "QueryFilters", "StatusFilter"]
+__all__ = ["DiscoveryFilter", "QueryFilters", "StatusFilter", "TagFilter"]
 
 StatusFilter = str | InstanceStatus | Iterable[str | InstanceStatus] | None
 """``status=``: one status, several (any may match), or ``None`` for all."""

@@ -21,7 +21,7 @@ import httpx
 
 from .client_core import ClientFacade, IOArguments, Name, Stay
 from .exchange import USER_AGENT, Effect, Send, Stepper, Steps
-from .filters import QueryFilters
+from .filters import DiscoveryFilter, QueryFilters, TagFilter
 from .models import (
     InstanceStatus,
     ServiceInstance,
@@ -226,9 +226,11 @@ class SyncServiceDiscoveryClient(ClientFacade[httpx.BaseTransport, httpx.Client,
         """A service's instances, with the async client's cache, filters and stale fallback."""
         return self._run(self._core.discover(service_name, healthy_only, **filters))
 
-    def get_all_services(self) -> dict[str, ServiceInstanceList]:
-        """Every registered instance of every service (not cached)."""
-        return self._run(self._core.calls.fetch_all_services())
+    def get_all_services(self, *, tags: TagFilter = None) -> dict[str, ServiceInstanceList]:
+        """Every registered instance of every service (not cached); with ``tags``,
+        only the instances carrying every one, and only services that have some."""
+        params = DiscoveryFilter.of(None, None, tags).params()
+        return self._run(self._core.calls.fetch_all_services(params))
 
     def pick(
         self, service_name: str, *, exclude: Iterable[str | ServiceInstance] = ()

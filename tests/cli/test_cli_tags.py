@@ -1,5 +1,5 @@
-"""Tags from the shell: `register --tag`, a TAGS column and `--tag` on `instances`, and
-a tags-only change as a `watch` line."""
+"""Tags from the shell: `register --tag`, a TAGS column, `--tag` on `instances` and
+`services`, and a tags-only change as a `watch` line."""
 
 from __future__ import annotations
 
@@ -62,6 +62,30 @@ def test_instances_filters_on_every_tag(cli: Cli, refused_port: int) -> None:
     nothing = cli("instances", name, "--tag", "us")
     assert (nothing.code, nothing.out) == (0, "")
     assert "no instance" in nothing.err
+
+
+def test_services_counts_only_tagged_instances(cli: Cli, refused_port: int) -> None:
+    web, batch = _unique("web"), _unique("batch")
+    for name, instance_id, tags in (
+        (web, "a", ("web", "eu")),
+        (web, "b", ("web",)),
+        (batch, "c", ()),
+    ):
+        assert _register(cli, name, instance_id, refused_port, *tags).code == 0
+
+    def counts(*tags: str) -> dict[str, int]:
+        flags = [flag for tag in tags for flag in ("--tag", tag)]
+        ran = cli("services", "--json", *flags)
+        assert ran.code == 0, ran.err
+        rows = {row["service_name"]: row["instances"] for row in ran.json()}
+        return {name: rows[name] for name in (web, batch) if name in rows}
+
+    assert counts() == {web: 2, batch: 1}
+    assert counts("web") == {web: 2}  # a service no instance of which matches is left out
+    assert counts("web", "eu") == {web: 1}
+    bad = cli("services", "--tag", "a,b")
+    assert bad.code == EXIT_USAGE
+    assert "comma" in bad.err
 
 
 def test_a_tag_the_registry_refuses_is_a_usage_error(cli: Cli, refused_port: int) -> None:

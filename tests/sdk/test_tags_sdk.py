@@ -92,6 +92,9 @@ def test_registered_with_tags_on_a_real_registry(real_registry: RegistryProcess)
             )
             assert found.tags == ("web", "eu")
             assert await client.discover_services("tagged-async", False, tags="us") == []
+            every = await client.get_all_services(tags="eu")
+            assert [i.instance_id for i in every["tagged-async"]] == ["t1"]
+            assert "tagged-async" not in await client.get_all_services(tags="us")
 
     asyncio.run(main())
 
@@ -107,5 +110,6 @@ def test_the_sync_client_registers_tags(real_registry: RegistryProcess) -> None:
         found = client.discover_services("tagged-sync", healthy_only=False, tags=["db"])
         assert ids(found) == ["s1"]
         assert found[0].tags == ("db",)
+        assert ids(client.get_all_services(tags="db")["tagged-sync"]) == ["s1"]
         client.unregister_service("tagged-sync", "s1")
         client.unregister_service("tagged-sync", "s2")
