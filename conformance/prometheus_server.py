@@ -17,7 +17,8 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +136,16 @@ class PrometheusServer:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"{self.name} not ready within {timeout} s:\n{self.log()}")
+
+    @contextmanager
+    def ready(self) -> Iterator[PrometheusServer]:
+        """This server once it answers, stopped on the way out (also when it never got
+        ready): what a fixture yields."""
+        try:
+            self.wait_ready()
+            yield self
+        finally:
+            self.stop()
 
     def targets(self) -> dict[str, Any]:
         response = self.http.get("/api/v1/targets")

@@ -136,11 +136,8 @@ def prometheus(
         ],
     }
     server = PrometheusServer(prometheus_binary, config)
-    try:
-        server.wait_ready()
+    with server.ready():
         yield server
-    finally:
-        server.stop()
 
 
 def _active(prometheus: PrometheusServer, job: str) -> dict[str, dict[str, Any]]:

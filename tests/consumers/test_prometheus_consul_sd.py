@@ -97,11 +97,8 @@ def scraper(servers: dict[str, ServerProcess]) -> Iterator[PrometheusServer]:
         if binary is None:
             pytest.skip(f"{without_prometheus}; victoria-metrics unavailable: {reason}")
         server = VictoriaMetrics(binary, _config(servers, refresh_interval=False), [VM_REFRESH])
-    try:
-        server.wait_ready()
+    with server.ready():
         yield server
-    finally:
-        server.stop()
 
 
 def _targets(scraper: PrometheusServer, kind: str) -> dict[str, dict[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 
 import httpx
 import pytest
@@ -38,14 +39,26 @@ async def test_default_interval_comes_from_the_client(
     assert clock.sleeps == [7, 7]
 
 
-async def test_404_re_registers_at_once(
+async def _three_rounds_after_a_restart(
     registered: Registered,
     registry: FakeRegistry,
     clock: FakeClock,
+    *,
+    interval: float,
+    canned: Sequence[httpx.Response | Exception] = (),
 ) -> None:
+    """Three rounds of the loop once the registry has forgotten the instance (as a restart
+    does), `canned` answering the first requests after that."""
     async with registered() as client:
         registry.restart()
-        await run_rounds(client, clock, sleeps=3, interval=10)
+        registry.canned.extend(canned)
+        await run_rounds(client, clock, sleeps=3, interval=interval)
+
+
+async def test_404_re_registers_at_once(
+    registered: Registered, registry: FakeRegistry, clock: FakeClock
+) -> None:
+    await _three_rounds_after_a_restart(registered, registry, clock, interval=10)
     # One heartbeat got 404, the registration followed with no sleep in between,
     # and the next interval's heartbeat worked.
     assert clock.sleeps == [10, 10, 10]
@@ -113,14 +126,10 @@ async def test_recovery_resets_the_backoff(
 
 
 async def test_failed_re_registration_is_retried_as_registration(
-    registered: Registered,
-    registry: FakeRegistry,
-    clock: FakeClock,
+    registered: Registered, registry: FakeRegistry, clock: FakeClock
 ) -> None:
-    async with registered() as client:
-        registry.restart()
-        registry.canned.extend([error(404, "instance_not_found", "gone"), httpx.ConnectError("x")])
-        await run_rounds(client, clock, sleeps=3, interval=60)
+    canned = [error(404, "instance_not_found", "gone"), httpx.ConnectError("x")]
+    await _three_rounds_after_a_restart(registered, registry, clock, interval=60, canned=canned)
     # heartbeat -> 404, register -> network error, back off, register again.
     assert registry.paths("POST") == [REGISTER, HEARTBEAT, REGISTER, REGISTER]
     assert clock.sleeps[1] < 60
