@@ -63,7 +63,9 @@ def folded(wire: bytes) -> tuple[bytes, int] | None:
 
 
 class AnswerCache:
-    """Entries by key, oldest out first once `max_bytes` (keys included) is passed."""
+    """Entries by key, least recently used out first once `max_bytes` (keys included) is
+    passed: the key holds the query's flags and EDNS options, so a client can mint keys
+    for one name at will, and a stream of new keys must not push out answers in use."""
 
     __slots__ = ("_entries", "_size", "max_bytes")
 
@@ -73,7 +75,11 @@ class AnswerCache:
         self._size = 0
 
     def get(self, key: bytes) -> CachedAnswer | None:
-        return self._entries.get(key)
+        entries = self._entries
+        entry = entries.pop(key, None)
+        if entry is not None:
+            entries[key] = entry  # now the most recently used
+        return entry
 
     def put(self, key: bytes, entry: CachedAnswer) -> None:
         cost = entry.size + len(key)
@@ -84,8 +90,8 @@ class AnswerCache:
         if old is not None:
             self._size -= old.size + len(key)
         while entries and self._size + cost > self.max_bytes:
-            oldest = next(iter(entries))
-            self._size -= entries.pop(oldest).size + len(oldest)
+            unused = next(iter(entries))
+            self._size -= entries.pop(unused).size + len(unused)
         entries[key] = entry
         self._size += cost
 
