@@ -160,14 +160,10 @@ def store_health(proc: Proc) -> dict[str, Any]:
     return store
 
 
-def store_state(proc: Proc) -> str:
-    return str(store_health(proc).get("state"))
-
-
 def wait_store_ok(proc: Proc, timeout: float = 60.0) -> None:
     def joined() -> bool:
         proc.check_alive()
-        return store_state(proc) == "ok"
+        return store_health(proc).get("state") == "ok"
 
     wait_until(joined, f"{proc.name} joining the cluster", timeout, every=0.05)
 
@@ -641,19 +637,9 @@ def relist_after_compaction(
                 break
             time.sleep(0.1)
         same.append(f"{service}: {found or 'DIFFERENT'}")
-    relist = Relist(
-        frontend,
-        changes,
-        resumed - stopped,
-        seconds,
-        cpu,
-        rss_before,
-        behind.rss_kib(),
-        peak_rss_kib(behind),
-        same,
-    )
+    after = (behind.rss_kib(), peak_rss_kib(behind))
     behind.stop()
-    return relist
+    return Relist(frontend, changes, resumed - stopped, seconds, cpu, rss_before, *after, same)
 
 
 # ------------------------------------------------------------------ main
@@ -827,18 +813,9 @@ def _fill(run: Run, etcd: Proc, prefix: str, opts: Options) -> tuple[Fill, list[
     for writer in writers:
         wait_until(holds(writer, acked), f"{writer.name} holds all")
     cpu = [cpu_seconds(p.pid) - b for p, b in zip((*writers, etcd), cpu_before, strict=True)]
-    filled = Fill(
-        acked,
-        refused,
-        seconds,
-        cpu,
-        rss_before,
-        etcd.rss_kib(),
-        db_before,
-        etcd_db_bytes(etcd),
-        {w.name: w.rss_kib() for w in writers},
-    )
-    return filled, writers
+    rss, db = (rss_before, etcd.rss_kib()), (db_before, etcd_db_bytes(etcd))
+    writer_rss = {w.name: w.rss_kib() for w in writers}
+    return Fill(acked, refused, seconds, cpu, *rss, *db, writer_rss), writers
 
 
 def scale(run: Run, frontends: list[str], etcd: Proc, opts: Options) -> list[list[str]]:
@@ -934,60 +911,29 @@ def holds(proc: Proc, count: int) -> Callable[[], bool]:
 
 
 #: Tables 1 to 4: title and column heads (table 5's title names its options).
-TABLE_HEADS: dict[int, tuple[str, list[str]]] = {
+TABLE_HEADS: dict[int, tuple[str, str]] = {
     1: (
         "1. Throughput per node: cluster node against single process, same frontend "
         "(req/s median (min-max); ratios per repetition, run back to back)",
-        [
-            "frontend",
-            "request",
-            "single req/s",
-            "cluster req/s",
-            "cluster/single",
-            "target",
-            "single us/req",
-            "cluster node us/req",
-            "single/cluster us (capacity)",
-            "etcd us/req",
-            "cluster p99 ms",
-        ],
+        "frontend | request | single req/s | cluster req/s | cluster/single | target"
+        " | single us/req | cluster node us/req | single/cluster us (capacity) | etcd us/req"
+        " | cluster p99 ms",
     ),
     2: (
         "2. Several nodes loaded at once against one (unpinned: both cores for "
         "servers, etcd and every wrk)",
-        [
-            "frontend",
-            "request",
-            "nodes",
-            "1 node req/s",
-            "N nodes req/s (sum)",
-            "N nodes / 1 node",
-            "target",
-        ],
+        "frontend | request | nodes | 1 node req/s | N nodes req/s (sum) | N nodes / 1 node"
+        " | target",
     ),
     3: (
         "3. A write on node A visible on node B (blocking query on B), ms p50 / p99",
-        [
-            "frontend",
-            "writes",
-            "A answers the write",
-            "B shows it (from the write sent)",
-            "B shows it after A answered",
-        ],
+        "frontend | writes | A answers the write | B shows it (from the write sent)"
+        " | B shows it after A answered",
     ),
     4: (
         "4. Takeover: SIGKILL of node D until a survivor probes each instance D owned, s",
-        [
-            "frontend",
-            "kill",
-            "D owned",
-            "first",
-            "median",
-            "last (all taken over)",
-            "node lease TTL",
-            "probe interval",
-            "expected",
-        ],
+        "frontend | kill | D owned | first | median | last (all taken over) | node lease TTL"
+        " | probe interval | expected",
     ),
 }
 
@@ -1000,7 +946,7 @@ def report(tables: dict[int, list[list[str]]], opts: Options) -> None:
         print_table(
             f"5. Scale: up to {opts.instances:,} instances in cluster mode "
             f"({PER_SERVICE} per service, fill budget {opts.fill_seconds:g} s)",
-            ["figure", "value", "note"],
+            "figure | value | note",
             tables[5],
         )
 

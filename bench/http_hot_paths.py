@@ -64,39 +64,18 @@ class Endpoint:
     target: bool
 
 
+_READ = f"/v1/discovery/services/{SERVICE}"
 ENDPOINTS = (
     Endpoint("heartbeat", "heartbeat", "POST", "/v1/discovery/heartbeat", "keepalive", True),
     Endpoint("register", "re-register", "POST", "/v1/discovery/register", "put", False),
-    Endpoint(
-        "service", "GET /services/{name}", "GET", f"/v1/discovery/services/{SERVICE}", "range", True
-    ),
-    Endpoint(
-        "healthy",
-        "GET .../healthy",
-        "GET",
-        f"/v1/discovery/services/{SERVICE}/healthy",
-        "range",
-        True,
-    ),
-    Endpoint(
-        "instances",
-        "GET .../instances",
-        "GET",
-        f"/v1/discovery/services/{SERVICE}/instances",
-        "range",
-        True,
-    ),
+    Endpoint("service", "GET /services/{name}", "GET", _READ, "range", True),
+    Endpoint("healthy", "GET .../healthy", "GET", f"{_READ}/healthy", "range", True),
+    Endpoint("instances", "GET .../instances", "GET", f"{_READ}/instances", "range", True),
     # Consul's health read of the same 10 instances: measured against our own
     # `GET /services/{name}` on the same server (the last table).
-    Endpoint(
-        "consul",
-        "GET /health/service/{name}",
-        "GET",
-        f"/v1/health/service/{SERVICE}",
-        "range",
-        False,
-    ),
-)
+    Endpoint("consul", "GET /health/service/{name}", "GET", f"/v1/health/service/{SERVICE}",
+             "range", False),
+)  # fmt: skip
 #: A Consul health read costs no more than our own read: within 10 % in req/s.
 CONSUL_TARGET = 0.9
 ETCD_OPS = {
@@ -139,13 +118,8 @@ def request_files(run: Run, fake: Proc) -> tuple[Path, Path]:
         "heartbeat.txt",
         (heartbeat_body(SERVICE, f"i-{n:02d}").decode() for n in range(INSTANCES)),
     )
-    registers = run.write_lines(
-        "register.txt",
-        (
-            register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}").decode()
-            for n in range(INSTANCES)
-        ),
-    )
+    bodies = (register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}") for n in range(INSTANCES))
+    registers = run.write_lines("register.txt", (body.decode() for body in bodies))
     return heartbeats, registers
 
 
@@ -299,16 +273,11 @@ def main(argv: list[str] | None = None) -> None:
             if etcd is not None:
                 for op in etcd_ops:
                     log(f"rep {rep + 1}/{reps}: etcd {op}")
-                    results.setdefault(("etcd", op, "etcd"), []).append(
-                        wrk(
-                            etcd.url(),
-                            "post_json.lua",
-                            etcd_args[op],
-                            duration=duration,
-                            connections=conns,
-                            server=etcd,
-                        )
-                    )
+                    load = wrk(
+                        etcd.url(), "post_json.lua", etcd_args[op], duration=duration,
+                        connections=conns, server=etcd,
+                    )  # fmt: skip
+                    results.setdefault(("etcd", op, "etcd"), []).append(load)
         report(results, configs, endpoints, etcd_ops, servers)
 
 
@@ -391,26 +360,19 @@ def report(
                 versus_etcd.append(_versus_etcd_row(results, config, endpoint, ours_key, etcd_key))
     print_table(
         "Throughput: requests/s, median (min-max); ours/bare per repetition (run back to back)",
-        ["frontend", "endpoint", "ours req/s", "bare app req/s", "ours/bare", "target", "p99 ms"],
+        "frontend | endpoint | ours req/s | bare app req/s | ours/bare | target | p99 ms",
         throughput,
     )
     print_table(
         "Server CPU per request (user+system, us): the same runs, steadier on a shared machine",
-        [
-            "frontend",
-            "endpoint",
-            "ours us/req",
-            "bare app us/req",
-            "bare/ours",
-            "target",
-            "ours waited for CPU",
-        ],
+        "frontend | endpoint | ours us/req | bare app us/req | bare/ours | target"
+        " | ours waited for CPU",
         cost,
     )
     if versus_etcd:
         print_table(
             "Against etcd 3.4 through its JSON gateway (pinned to the same single CPU)",
-            ["frontend", "endpoint", "ours req/s", "etcd req/s", "ours/etcd", "CPU us/req"],
+            "frontend | endpoint | ours req/s | etcd req/s | ours/etcd | CPU us/req",
             versus_etcd,
         )
     if "quart (asyncio)" in servers and "quart (uvloop)" in servers:
@@ -427,7 +389,7 @@ def report(
             )
         print_table(
             "Consul's health read of the 10 instances against our own read, on the same server",
-            ["frontend", "consul req/s", "GET /services/{name} req/s", "consul/ours", "target"],
+            "frontend | consul req/s | GET /services/{name} req/s | consul/ours | target",
             rows,
         )
 
@@ -449,7 +411,7 @@ def _uvloop_table(results: Results, endpoints: list[Endpoint]) -> None:
         )
     print_table(
         "uvloop for the Quart frontend",
-        ["endpoint", "asyncio req/s", "uvloop req/s", "uvloop/asyncio", "CPU us/req"],
+        "endpoint | asyncio req/s | uvloop req/s | uvloop/asyncio | CPU us/req",
         gains,
     )
 

@@ -232,13 +232,9 @@ def start_bare(
     ready: bool = True,
 ) -> Proc:
     """The baseline app of `bench/bare_apps.py` on the same stack (`quart` or `trio`)."""
-    argv = [PYTHON, "-m", "bench.bare_apps", "serve", stack]
-    if stack in ("quart", "raw"):
-        argv += ["--loop", loop]
-    if store:
-        argv.append("--store")
+    argv = [PYTHON, "-m", "bench.bare_apps", "serve", stack, "--loop", loop]
     label = name or (f"bare-{stack}-{loop}" if stack == "quart" else f"bare-{stack}")
-    proc = run.spawn(label, argv, cpus=PIN.server)
+    proc = run.spawn(label, argv + ["--store"] * store, cpus=PIN.server)
     if ready:
         wait_ready(proc)
     return proc

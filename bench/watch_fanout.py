@@ -16,10 +16,6 @@ handed back to the OS, so a reused process would under-report).
 Baseline, in the same repetition: the bare app on the same stack
 (`bench/bare_apps.py`), whose `GET /wait` parks on one event (with a
 5-minute timer) until `POST /fire`, then serialises a 10-instance document.
-Beside it, not a baseline but the shape watch streams took (docs/frontends.md):
-`bare_apps.py serve raw`, HTTP/1.1 by hand on an asyncio protocol (asyncio
-for the trio row too), parking the transports and writing one rendered
-answer to each.
 """
 
 from __future__ import annotations
@@ -210,7 +206,6 @@ def _row(
     label: str,
     ours: list[Result],
     bare: list[Result],
-    raw: list[Result],
     figure: str,
     of: Callable[[Result], float],
     spec: str,
@@ -223,24 +218,20 @@ def _row(
         Stat.of(mine).fmt(spec),
         Stat.of(base).fmt(spec),
         ratio_stat(mine, base).fmt(".2f", "x") if all(base) else "-",
-        Stat.of(of(r) for r in raw).fmt(spec),
         target,
     ]
 
 
 def _one_rep(
     run: Run, frontend: str, loop: str, size: int, rep: int, settle: float
-) -> tuple[Result, Result, Result]:
-    """Fresh servers: the registry, the bare app on its stack, the hand-written sketch."""
+) -> tuple[Result, Result]:
+    """Fresh servers: the registry and the bare app on its stack."""
     stack = "quart" if frontend == "quart" else "trio"
-    raw_loop = loop if frontend == "quart" else "asyncio"
     env = {"HEALTH_CHECK_INTERVAL_SECONDS": "3600"}
     registry = start_registry(run, frontend, loop=loop, env=env, ready=False)
     baseline = start_bare(run, stack, loop=loop, ready=False)
-    sketch = start_bare(run, "raw", loop=raw_loop, ready=False)
     wait_ready(registry)
     wait_ready(baseline)
-    wait_ready(sketch)
     ours = registry_rep(registry, size, rep, settle)
     log(
         f"  registry: all answered {ours.fanout_s:.3f}s after the change "
@@ -248,21 +239,19 @@ def _one_rep(
         f"{ours.kib_each:.1f} KiB/waiter (parked in {ours.ready_s:.1f}s)"
     )
     bare = bare_rep(baseline, size, settle)
-    raw = bare_rep(sketch, size, settle)
     log(
         f"  bare app: all answered {bare.fanout_s:.3f}s after the change "
         f"(server CPU {bare.cpu_s:.3f}s, waited {bare.waited_s:.3f}s), "
         f"{bare.kib_each:.1f} KiB/waiter"
     )
-    log(f"  hand-written protocol: all answered {raw.fanout_s:.3f}s, {raw.kib_each:.1f} KiB/waiter")
-    return ours, bare, raw
+    return ours, bare
 
 
 def _frontend_rows(
-    label: str, size: int, ours: list[Result], bare: list[Result], raw: list[Result]
+    label: str, size: int, ours: list[Result], bare: list[Result]
 ) -> list[list[str]]:
     def row(figure: str, of: Callable[[Result], float], spec: str, target: str) -> list[str]:
-        return _row(label, ours, bare, raw, figure, of, spec, target)
+        return _row(label, ours, bare, figure, of, spec, target)
 
     fanout = Stat.of(r.fanout_s for r in ours)
     kib = Stat.of(r.kib_each for r in ours)
@@ -295,24 +284,15 @@ def main(argv: list[str] | None = None) -> None:
             label = f"quart ({args.loop})" if frontend == "quart" else "trio"
             ours: list[Result] = []
             bare: list[Result] = []
-            raw: list[Result] = []
             for rep in range(reps):
                 log(f"rep {rep + 1}/{reps}: {label}, {size} watchers")
-                figures = _one_rep(run, frontend, args.loop, size, rep, settle)
-                for results, result in zip((ours, bare, raw), figures, strict=True):
-                    results.append(result)
-            rows += _frontend_rows(label, size, ours, bare, raw)
+                mine, base = _one_rep(run, frontend, args.loop, size, rep, settle)
+                ours.append(mine)
+                bare.append(base)
+            rows += _frontend_rows(label, size, ours, bare)
         print_table(
             f"{size:,} watchers, one change: median (min-max)",
-            [
-                "frontend",
-                "figure",
-                "registry",
-                "bare app",
-                "registry/bare",
-                "hand-written protocol (sketch)",
-                "target",
-            ],
+            "frontend | figure | registry | bare app | registry/bare | target",
             rows,
         )
 
