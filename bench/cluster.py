@@ -51,13 +51,13 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sd_core.cluster import ClusterConfig
 from sd_core.cluster.ownership import owner
 
 from .common import (
-    SECRET,
     BenchError,
     Stat,
     log,
@@ -69,26 +69,32 @@ from .common import (
 )
 from .http_client import (
     Conn,
-    heartbeat_body,
     http_call,
     http_get,
     register_body,
     run_async,
     scrape_metrics,
 )
-from .http_hot_paths import INSTANCES, SERVICE, prepare_registry, wait_healthy
+from .http_hot_paths import (
+    ENDPOINTS,
+    INSTANCES,
+    drive_endpoint,
+    prepare_registry,
+    request_files,
+    wait_healthy,
+)
 from .processes import (
     PIN,
     Proc,
     Run,
-    cpu_seconds,
+    etcd_post,
     etcd_version,
     start_etcd,
     start_fake_instances,
     start_registry,
 )
 from .scenario_cli import base_parser, chosen_frontends, scenario
-from .wrk_load import WrkResult, wrk
+from .wrk_load import WrkResult
 
 #: Cluster reads must reach this share of single-process reads (issue 12).
 READ_TARGET = 0.9
@@ -109,8 +115,6 @@ SCALE_ENV = {
     # and the sockets buffer), twice the default cap on an instance's metadata.
     "SERVICE_DISCOVERY_MAX_METADATA_BYTES": "16384",
 }
-READ_PATH = f"/v1/discovery/services/{SERVICE}"
-HEARTBEAT_PATH = "/v1/discovery/heartbeat"
 REGISTER_PATH = "/v1/discovery/register"
 VISIBLE_SERVICE = "visible"
 TAKEOVER_SERVICE = "takeover"
@@ -196,22 +200,16 @@ def unpinned(procs: list[Proc]) -> Iterator[None]:
 # --------------------------------------------------- 1. throughput per node
 
 
-@dataclass
+@dataclass(frozen=True)
 class Loads:
-    """wrk's inputs: the heartbeat bodies file."""
+    """Tables 1 and 2's wrk runs: scenario 1's heartbeats, and its cached read of `hot`."""
 
-    heartbeats: str
+    files: tuple[Path, Path]  # heartbeat and registration bodies (`request_files`)
     duration: int
 
-
-def drive(proc: Proc, what: str, loads: Loads) -> WrkResult:
-    if what == "heartbeat":
-        script, script_args = "post_json.lua", [HEARTBEAT_PATH, loads.heartbeats, SECRET]
-    else:
-        script, script_args = "get.lua", [SECRET, READ_PATH]
-    result = wrk(proc.url(), script, script_args, duration=loads.duration, server=proc)
-    proc.check_alive()
-    return result
+    def drive(self, proc: Proc, what: str, seconds: int | None = None) -> WrkResult:
+        endpoint = ENDPOINTS[0] if what == "heartbeat" else ENDPOINTS[2]
+        return drive_endpoint(proc, endpoint, seconds or self.duration, 64, *self.files)
 
 
 @dataclass
@@ -224,20 +222,20 @@ class Pair:
 def per_node(single: Proc, node: Proc, etcd: Proc, loads: Loads, reps: int) -> dict[str, Pair]:
     pairs = {"heartbeat": Pair(), "read": Pair()}
     for what in pairs:  # warm-up: connections, caches
-        drive(single, what, Loads(loads.heartbeats, 1))
-        drive(node, what, Loads(loads.heartbeats, 1))
+        loads.drive(single, what, 1)
+        loads.drive(node, what, 1)
     for rep in range(reps):
         for what, pair in pairs.items():
             log(f"table 1, rep {rep + 1}/{reps}: {what}")
             order = ["single", "cluster"] if rep % 2 == 0 else ["cluster", "single"]
             for side in order:
                 if side == "single":
-                    pair.single.append(drive(single, what, loads))
+                    pair.single.append(loads.drive(single, what))
                     continue
-                before = cpu_seconds(etcd.pid)
-                result = drive(node, what, loads)
+                before = etcd.cpu_seconds()
+                result = loads.drive(node, what)
                 pair.cluster.append(result)
-                pair.etcd_cpu_us.append((cpu_seconds(etcd.pid) - before) / result.requests * 1e6)
+                pair.etcd_cpu_us.append((etcd.cpu_seconds() - before) / result.requests * 1e6)
     return pairs
 
 
@@ -245,7 +243,7 @@ def per_node_rows(frontend: str, pairs: dict[str, Pair]) -> list[list[str]]:
     rows = []
     labels = {
         "heartbeat": "heartbeat (cluster: group-committed soft put)",
-        "read": f"GET {READ_PATH} (cached)",
+        "read": f"GET {ENDPOINTS[2].path} (cached)",
     }
     for what, pair in pairs.items():
         single_rps = [r.rps for r in pair.single]
@@ -290,9 +288,9 @@ def several_nodes(
             order = ["one", "every"] if rep % 2 == 0 else ["every", "one"]
             for side in order:
                 if side == "one":
-                    one.append(drive(nodes[0], what, loads).rps)
+                    one.append(loads.drive(nodes[0], what).rps)
                 else:
-                    runs = [pool.submit(drive, p, what, loads) for p in nodes]
+                    runs = [pool.submit(loads.drive, p, what) for p in nodes]
                     every.append(sum(run.result().rps for run in runs))
     return one, every
 
@@ -509,15 +507,6 @@ def view_count(proc: Proc) -> int:
     return int(sum(v for k, v in metrics.items() if k.startswith("sd_instances{")))
 
 
-def etcd_post(etcd: Proc, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """One call to etcd's JSON gateway; its answer's document."""
-    answer = http_call(etcd.port, "POST", path, json.dumps(body).encode(), auth=False)
-    if answer.status != 200:
-        raise BenchError(f"etcd {path}: {answer.status} {answer.body[:200]!r}")
-    document: dict[str, Any] = answer.json()
-    return document
-
-
 def etcd_db_bytes(etcd: Proc) -> int:
     return int(etcd_post(etcd, "/v3/maintenance/status", {})["dbSize"])
 
@@ -703,11 +692,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         etcd = start_etcd(run)
         fake = start_fake_instances(run)
-        heartbeats = run.write_lines(
-            "heartbeat.txt",
-            (heartbeat_body(SERVICE, f"i-{n:02d}").decode() for n in range(INSTANCES)),
-        )
-        loads = Loads(str(heartbeats), opts.duration)
+        loads = Loads(request_files(run, fake), opts.duration)
         tables: dict[int, list[list[str]]] = {n: [] for n in range(1, 6)}
         if opts.only & {1, 2, 3, 4}:
             for frontend in frontends:
@@ -805,14 +790,14 @@ def _fill(run: Run, etcd: Proc, prefix: str, opts: Options) -> tuple[Fill, list[
     ]
     rss_before = etcd.rss_kib()
     db_before = etcd_db_bytes(etcd)
-    cpu_before = [cpu_seconds(p.pid) for p in (*writers, etcd)]
+    cpu_before = [p.cpu_seconds() for p in (*writers, etcd)]
     log(f"table 5: filling up to {opts.instances:,} for at most {opts.fill_seconds:g} s")
     acked, refused, seconds = run_async(
         fill([w.port for w in writers], opts.instances, opts.fill_seconds)
     )
     for writer in writers:
         wait_until(holds(writer, acked), f"{writer.name} holds all")
-    cpu = [cpu_seconds(p.pid) - b for p, b in zip((*writers, etcd), cpu_before, strict=True)]
+    cpu = [p.cpu_seconds() - b for p, b in zip((*writers, etcd), cpu_before, strict=True)]
     rss, db = (rss_before, etcd.rss_kib()), (db_before, etcd_db_bytes(etcd))
     writer_rss = {w.name: w.rss_kib() for w in writers}
     return Fill(acked, refused, seconds, cpu, *rss, *db, writer_rss), writers

@@ -29,9 +29,7 @@ from sd_etcd.codec import b64
 
 from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict, wait_until
 from .http_client import (
-    Response,
     heartbeat_body,
-    http_call,
     http_get,
     post_all,
     register_body,
@@ -40,6 +38,7 @@ from .http_client import (
 from .processes import (
     Proc,
     Run,
+    etcd_post,
     etcd_version,
     start_bare,
     start_etcd,
@@ -147,24 +146,18 @@ def drive_endpoint(
 def prepare_etcd(run: Run, etcd: Proc) -> dict[str, list[str]]:
     """Grant 10 leases, put 10 keys; return the wrk arguments of each etcd operation."""
 
-    def gateway(path: str, document: object) -> Response:
-        answer = http_call(etcd.port, "POST", path, json.dumps(document).encode(), auth=False)
-        if answer.status != 200:
-            raise BenchError(f"etcd {path}: {answer.status} {answer.body[:300]!r}")
-        return answer
-
     leases, puts = [], []  # wrk sends the same puts again
     for n in range(INSTANCES):
-        lease = gateway("/v3/lease/grant", {"TTL": 3600}).json()["ID"]
+        lease = etcd_post(etcd, "/v3/lease/grant", {"TTL": 3600})["ID"]
         leases.append(lease)
         value = register_body(SERVICE, f"i-{n:02d}", 9000, f"/h/{n}").decode()
         put = {"key": _b64(f"svc/{SERVICE}/i-{n:02d}"), "value": _b64(value), "lease": lease}
-        gateway("/v3/kv/put", put)
+        etcd_post(etcd, "/v3/kv/put", put)
         puts.append(json.dumps(put))
     prefix = {"key": _b64(f"svc/{SERVICE}/"), "range_end": _b64(f"svc/{SERVICE}0")}
-    answer = gateway("/v3/kv/range", prefix)
-    if answer.json().get("count") != str(INSTANCES):
-        raise BenchError(f"etcd range: {answer.body[:300]!r}")
+    answer = etcd_post(etcd, "/v3/kv/range", prefix)
+    if answer.get("count") != str(INSTANCES):
+        raise BenchError(f"etcd range: {answer}")
     keepalive = run.write_lines("etcd-keepalive.txt", (json.dumps({"ID": id_}) for id_ in leases))
     put_file = run.write_lines("etcd-put.txt", puts)
     ranges = run.write_lines("etcd-range.txt", [json.dumps(prefix)])

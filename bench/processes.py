@@ -9,6 +9,7 @@ scenario's `Run` ends, failure or not.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -18,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conformance.process_figures import cpu_seconds, rss_kib, runqueue_seconds
 from conformance.server_process import (
@@ -28,6 +30,7 @@ from conformance.server_process import (
 )
 
 from .common import PYTHON, SECRET, BenchError
+from .http_client import http_call
 
 # ------------------------------------------------------------------ pinning
 
@@ -273,6 +276,15 @@ def start_etcd(run: Run) -> Proc:
     proc = run.spawn("etcd", argv, port=client, env=child_environment({}), cpus=PIN.server)
     wait_ready(proc, "/health")
     return proc
+
+
+def etcd_post(etcd: Proc, path: str, body: object) -> dict[str, Any]:
+    """One call to etcd's JSON gateway; its answer's document."""
+    answer = http_call(etcd.port, "POST", path, json.dumps(body).encode(), auth=False)
+    if answer.status != 200:
+        raise BenchError(f"etcd {path}: {answer.status} {answer.body[:200]!r}")
+    document: dict[str, Any] = answer.json()
+    return document
 
 
 def etcd_version() -> str:
