@@ -161,6 +161,14 @@ class Figures:
     cpu_s: float  # the server's, from the change until the last watcher had it
     waited_s: float  # meanwhile, time the server was runnable but another job had the CPU
 
+    def describe(self) -> str:
+        """The run in one line, for the log."""
+        return (
+            f"all had the change {self.fanout_s:.3f}s after it (server CPU {self.cpu_s:.3f}s, "
+            f"waited {self.waited_s:.3f}s), {self.kib_each:.1f} KiB each (open in "
+            f"{self.ready_s:.1f}s)"
+        )
+
     @classmethod
     def of(cls, opened: Opened, change: Change, arrived: Iterable[float], **more: Any) -> Self:
         """From the fleet, the change, and when each watcher had it (perf_counter)."""

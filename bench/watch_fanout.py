@@ -24,6 +24,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 
 from . import raw_watchers
 from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
@@ -112,14 +113,15 @@ async def wait_parked(count: Callable[[], int], want: int, limit: float = 120.0)
 
 async def one_run(
     proc: Proc,
-    *,
     size: int,
     request: bytes,
     parked: Callable[[], int],
     trigger: tuple[str, bytes],
-    expect_index_above: int | None,
+    index: int | None,
     settle: float,
 ) -> Result:
+    """`size` watchers sending `request`, parked once `parked()` counts them all; then
+    `trigger` (path, body) wakes them. With `index`, every answer must carry a newer one."""
     fleet = Fleet(size)
     try:
         opened = await fleet.open(
@@ -136,90 +138,41 @@ async def one_run(
         bad = [w for w in fleet.members if w.status != 200]
         if fleet.lost or bad:
             raise BenchError(f"{fleet.lost} connections lost, {len(bad)} answers not 200")
-        if expect_index_above is not None:
-            stale = [w for w in fleet.members if (w.index or 0) <= expect_index_above]
-            if stale:
-                raise BenchError(f"{len(stale)} answers carry no newer index")
+        if index is not None and (n := sum((w.index or 0) <= index for w in fleet.members)):
+            raise BenchError(f"{n} answers carry no newer index")
         return Result.of(opened, change, (w.changed_at or 0.0 for w in fleet.members))
     finally:
         fleet.close()
 
 
 def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
+    """Blocking queries on the registry's `watched` service; a registration wakes them."""
     try:
         seed_service(proc, SERVICE)
-        conn_index = _index_of(proc.port)
-        request = get_request(
-            f"/v1/discovery/services/{SERVICE}?index={conn_index}&wait=5m", proc.port
-        )
-
-        def parked() -> int:
-            return blocking_queries(proc.port)
-
-        change = register_body(SERVICE, f"i-new-{rep}", 9)
-        return run_async(
-            one_run(
-                proc,
-                size=size,
-                request=request,
-                parked=parked,
-                trigger=("/v1/discovery/register", change),
-                expect_index_above=conn_index,
-                settle=settle,
-            )
-        )
+        path = f"/v1/discovery/services/{SERVICE}"
+        index = int(http_call(proc.port, "GET", path).headers["x-discovery-index"])
+        request = get_request(f"{path}?index={index}&wait=5m", proc.port)
+        change = ("/v1/discovery/register", register_body(SERVICE, f"i-new-{rep}", 9))
+        parked = partial(blocking_queries, proc.port)
+        return run_async(one_run(proc, size, request, parked, change, index, settle))
     finally:
         proc.stop()
 
 
-def _index_of(port: int) -> int:
-    answer = http_call(port, "GET", f"/v1/discovery/services/{SERVICE}")
-    return int(answer.headers["x-discovery-index"])
-
-
 def bare_rep(proc: Proc, size: int, settle: float) -> Result:
+    """The bare app's `GET /wait`, woken by `POST /fire`."""
     try:
         for _ in range(50):
             http_get(proc.port, "/v1/discovery/services/hot")
 
         def parked() -> int:
-            _, body = http_get(proc.port, "/_parked")
-            count: int = json.loads(body)["parked"]
+            count: int = json.loads(http_get(proc.port, "/_parked")[1])["parked"]
             return count
 
-        return run_async(
-            one_run(
-                proc,
-                size=size,
-                request=get_request("/wait", proc.port),
-                parked=parked,
-                trigger=("/fire", b"{}"),
-                expect_index_above=None,
-                settle=settle,
-            )
-        )
+        request = get_request("/wait", proc.port)
+        return run_async(one_run(proc, size, request, parked, ("/fire", b"{}"), None, settle))
     finally:
         proc.stop()
-
-
-def _row(
-    label: str,
-    ours: list[Result],
-    bare: list[Result],
-    figure: str,
-    of: Callable[[Result], float],
-    spec: str,
-    target: str,
-) -> list[str]:
-    mine, base = [of(r) for r in ours], [of(r) for r in bare]
-    return [
-        label,
-        figure,
-        Stat.of(mine).fmt(spec),
-        Stat.of(base).fmt(spec),
-        ratio_stat(mine, base).fmt(".2f", "x") if all(base) else "-",
-        target,
-    ]
 
 
 def _one_rep(
@@ -233,17 +186,9 @@ def _one_rep(
     wait_ready(registry)
     wait_ready(baseline)
     ours = registry_rep(registry, size, rep, settle)
-    log(
-        f"  registry: all answered {ours.fanout_s:.3f}s after the change "
-        f"(server CPU {ours.cpu_s:.3f}s, waited {ours.waited_s:.3f}s), "
-        f"{ours.kib_each:.1f} KiB/waiter (parked in {ours.ready_s:.1f}s)"
-    )
+    log(f"  registry: {ours.describe()}")
     bare = bare_rep(baseline, size, settle)
-    log(
-        f"  bare app: all answered {bare.fanout_s:.3f}s after the change "
-        f"(server CPU {bare.cpu_s:.3f}s, waited {bare.waited_s:.3f}s), "
-        f"{bare.kib_each:.1f} KiB/waiter"
-    )
+    log(f"  bare app: {bare.describe()}")
     return ours, bare
 
 
@@ -251,7 +196,9 @@ def _frontend_rows(
     label: str, size: int, ours: list[Result], bare: list[Result]
 ) -> list[list[str]]:
     def row(figure: str, of: Callable[[Result], float], spec: str, target: str) -> list[str]:
-        return _row(label, ours, bare, figure, of, spec, target)
+        mine, base = [of(r) for r in ours], [of(r) for r in bare]
+        ratio = ratio_stat(mine, base).fmt(".2f", "x") if all(base) else "-"
+        return [label, figure, Stat.of(mine).fmt(spec), Stat.of(base).fmt(spec), ratio, target]
 
     fanout = Stat.of(r.fanout_s for r in ours)
     kib = Stat.of(r.kib_each for r in ours)

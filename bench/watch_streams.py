@@ -152,17 +152,10 @@ def _measure_kind(
     for rep in range(reps):
         log(f"rep {rep + 1}/{reps}: {label}, {size} streams")
         s = stream_rep(start_registry(run, kind, loop=loop, env=QUIET_ENV), size, rep, settle)
-        log(
-            f"  streams: all had the change {s.fanout_s:.3f}s after it (server CPU "
-            f"{s.cpu_s:.3f}s), {s.kib_each:.1f} KiB/stream (opened in {s.ready_s:.1f}s), "
-            f"{s.lost} closed by the server"
-        )
+        log(f"  streams: {s.describe()}, {s.lost} closed by the server")
         log(f"rep {rep + 1}/{reps}: {label}, {size} blocking queries")
         b = blocking_rep(start_registry(run, kind, loop=loop, env=QUIET_ENV), size, rep, settle)
-        log(
-            f"  blocking: all answered {b.fanout_s:.3f}s after the change (server CPU "
-            f"{b.cpu_s:.3f}s), {b.kib_each:.1f} KiB/waiter"
-        )
+        log(f"  blocking: {b.describe()}")
         streams.append(s)
         blocking.append(b)
     return streams, blocking
