@@ -246,30 +246,20 @@ def per_node_rows(frontend: str, pairs: dict[str, Pair]) -> list[list[str]]:
         "read": f"GET {ENDPOINTS[2].path} (cached)",
     }
     for what, pair in pairs.items():
-        single_rps = [r.rps for r in pair.single]
-        cluster_rps = [r.rps for r in pair.cluster]
-        ratio = ratio_stat(cluster_rps, single_rps)
+        single, cluster = [r.rps for r in pair.single], [r.rps for r in pair.cluster]
+        single_us, cluster_us = [r.cpu_us for r in pair.single], [r.cpu_us for r in pair.cluster]
+        ratio = ratio_stat(cluster, single)
         # A saturated core serves 1/cost requests a second: the steadier reading
         # on a shared machine, where req/s depend on the neighbours, and the node's own
         # capacity where etcd has machines of its own (here it shares the node's core).
-        capacity = ratio_stat([r.cpu_us for r in pair.single], [r.cpu_us for r in pair.cluster])
+        capacity = ratio_stat(single_us, cluster_us)
         goal = READ_TARGET if what == "read" else HEARTBEAT_TARGET
         target = f">={goal:.1f}x: {verdict(ratio.median >= goal)}"
-        rows.append(
-            [
-                frontend,
-                labels[what],
-                Stat.of(single_rps).fmt(),
-                Stat.of(cluster_rps).fmt(),
-                ratio.fmt(".2f", "x"),
-                target,
-                Stat.of(r.cpu_us for r in pair.single).fmt(),
-                Stat.of(r.cpu_us for r in pair.cluster).fmt(),
-                capacity.fmt(".2f", "x") + f": {verdict(capacity.median >= goal)}",
-                Stat.of(pair.etcd_cpu_us).fmt(),
-                Stat.of(r.p99_ms for r in pair.cluster).fmt(),
-            ]
-        )
+        rps = [Stat.of(single).fmt(), Stat.of(cluster).fmt(), ratio.fmt(".2f", "x"), target]
+        us = [Stat.of(single_us).fmt(), Stat.of(cluster_us).fmt()]
+        us.append(capacity.fmt(".2f", "x") + f": {verdict(capacity.median >= goal)}")
+        p99 = Stat.of(r.p99_ms for r in pair.cluster).fmt()
+        rows.append([frontend, labels[what], *rps, *us, Stat.of(pair.etcd_cpu_us).fmt(), p99])
     return rows
 
 
@@ -299,20 +289,10 @@ def several_nodes_row(
     frontend: str, what: str, n: int, one: list[float], every: list[float]
 ) -> list[str]:
     ratio = ratio_stat(every, one)
-    target = (
-        f">={THREE_NODES_TARGET:.1f}x: {verdict(ratio.median >= THREE_NODES_TARGET)}"
-        if what == "heartbeat"
-        else "-"
-    )
-    return [
-        frontend,
-        what,
-        str(n),
-        Stat.of(one).fmt(),
-        Stat.of(every).fmt(),
-        ratio.fmt(".2f", "x"),
-        target,
-    ]
+    ok = verdict(ratio.median >= THREE_NODES_TARGET)
+    target = f">={THREE_NODES_TARGET:.1f}x: {ok}" if what == "heartbeat" else "-"
+    figures = [Stat.of(one).fmt(), Stat.of(every).fmt(), ratio.fmt(".2f", "x"), target]
+    return [frontend, what, str(n), *figures]
 
 
 # -------------------------------------------------------- 3. visibility
@@ -753,18 +733,10 @@ def _visibility_row(frontend: str, writes: int, seen: dict[str, list[float]]) ->
 
 def _takeover_row(frontend: str, rep: int, firsts: list[float]) -> list[str]:
     interval = PROBE_ENV["HEALTH_CHECK_INTERVAL_SECONDS"]
-    expected = NODE_DEFAULTS.node_ttl + float(interval)
-    return [
-        frontend,
-        str(rep + 1),
-        f"{len(firsts)} of {TAKEOVER_INSTANCES}",
-        f"{min(firsts):.2f}",
-        f"{percentile(firsts, 50):.2f}",
-        f"{max(firsts):.2f}",
-        f"{NODE_DEFAULTS.node_ttl} s",
-        f"{interval} s",
-        f"<= {expected:g} s (TTL + interval)",
-    ]
+    ttl = NODE_DEFAULTS.node_ttl
+    seconds = [f"{s:.2f}" for s in (min(firsts), percentile(firsts, 50), max(firsts))]
+    settings = [f"{ttl} s", f"{interval} s", f"<= {ttl + float(interval):g} s (TTL + interval)"]
+    return [frontend, str(rep + 1), f"{len(firsts)} of {TAKEOVER_INSTANCES}", *seconds, *settings]
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from .processes import (
     start_registry,
 )
 from .scenario_cli import base_parser, chosen_frontends, scenario
-from .wrk_load import WrkResult, wrk
+from .wrk_load import WrkResult, compared, wrk
 
 SERVICE = "hot"
 INSTANCES = 10
@@ -75,6 +75,7 @@ ENDPOINTS = (
     Endpoint("consul", "GET /health/service/{name}", "GET", f"/v1/health/service/{SERVICE}",
              "range", False),
 )  # fmt: skip
+QUART_LOOPS = ("quart (asyncio)", "quart (uvloop)")
 #: A Consul health read costs no more than our own read: within 10 % in req/s.
 CONSUL_TARGET = 0.9
 ETCD_OPS = {
@@ -297,29 +298,19 @@ def _against_bare(
 ) -> list[str]:
     """A row of ours beside the bare app: both, their ratio, the target if any, one more figure."""
     target = f">={TARGET:.0%}: {verdict(ratio.median >= TARGET)}" if endpoint.target else "-"
-    return [
-        config.label,
-        endpoint.label,
-        Stat.of(ours).fmt(),
-        Stat.of(bare).fmt(),
-        ratio.fmt(".0%"),
-        target,
-        extra,
-    ]
+    figures = [Stat.of(ours).fmt(), Stat.of(bare).fmt(), ratio.fmt(".0%"), target, extra]
+    return [config.label, endpoint.label, *figures]
 
 
 def _versus_etcd_row(
     results: Results, config: Config, endpoint: Endpoint, ours_key: Key, etcd_key: Key
 ) -> list[str]:
     rps, cpu = results.rps, results.cpu
-    return [
-        config.label,
-        endpoint.label,
-        Stat.of(rps(ours_key)).fmt(),
-        f"{ETCD_OPS[endpoint.etcd]}: {Stat.of(rps(etcd_key)).fmt()}",
-        ratio_stat(rps(ours_key), rps(etcd_key)).fmt(".2f", "x"),
-        f"{Stat.of(cpu(ours_key)).median:,.0f} vs {Stat.of(cpu(etcd_key)).median:,.0f}",
-    ]
+    ours, etcd = Stat.of(rps(ours_key)), Stat.of(rps(etcd_key))
+    ratio = ratio_stat(rps(ours_key), rps(etcd_key)).fmt(".2f", "x")
+    us = f"{Stat.of(cpu(ours_key)).median:,.0f} vs {Stat.of(cpu(etcd_key)).median:,.0f}"
+    etcd_op = f"{ETCD_OPS[endpoint.etcd]}: {etcd.fmt()}"
+    return [config.label, endpoint.label, ours.fmt(), etcd_op, ratio, us]
 
 
 def report(
@@ -368,7 +359,7 @@ def report(
             "frontend | endpoint | ours req/s | etcd req/s | ours/etcd | CPU us/req",
             versus_etcd,
         )
-    if "quart (asyncio)" in servers and "quart (uvloop)" in servers:
+    if all(label in servers for label in QUART_LOOPS):
         _uvloop_table(results, endpoints)
     if any(e.key == "consul" for e in endpoints):
         rows = []
@@ -388,20 +379,10 @@ def report(
 
 
 def _uvloop_table(results: Results, endpoints: list[Endpoint]) -> None:
-    rps, cpu = results.rps, results.cpu
     gains = []
     for endpoint in endpoints:
-        on_asyncio = ("quart (asyncio)", endpoint.key, "ours")
-        on_uvloop = ("quart (uvloop)", endpoint.key, "ours")
-        gains.append(
-            [
-                endpoint.label,
-                Stat.of(rps(on_asyncio)).fmt(),
-                Stat.of(rps(on_uvloop)).fmt(),
-                ratio_stat(rps(on_uvloop), rps(on_asyncio)).fmt(".2f", "x"),
-                f"{Stat.of(cpu(on_asyncio)).median:,.0f} -> {Stat.of(cpu(on_uvloop)).median:,.0f}",
-            ]
-        )
+        on_asyncio, on_uvloop = (results[label, endpoint.key, "ours"] for label in QUART_LOOPS)
+        gains.append([endpoint.label, *compared(on_asyncio, on_uvloop)[0]])
     print_table(
         "uvloop for the Quart frontend",
         "endpoint | asyncio req/s | uvloop req/s | uvloop/asyncio | CPU us/req",

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import raw_watchers
-from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
+from .common import BenchError, Stat, log, print_table, verdict
 from .http_client import register_body, run_async
 from .http_hot_paths import ENDPOINTS, drive_endpoint, prepare_registry, request_files
 from .processes import Proc, Run, start_fake_instances, start_registry
@@ -39,7 +39,7 @@ from .scenario_cli import base_parser, scenario
 from .watch_fanout import TARGET_KIB, TARGET_SECONDS
 from .watch_fanout import Result as BlockingResult
 from .watch_fanout import registry_rep as blocking_rep
-from .wrk_load import WrkResult
+from .wrk_load import WrkResult, compared
 
 SERVICE = "watched"
 KINDS = ("quart", "trio", "quart-uvicorn")
@@ -220,27 +220,14 @@ def throughput_table(run: Run, reps: int, duration: int, loop: str, connections:
             order = ["quart", "quart-uvicorn"]
             for kind in order if rep % 2 == 0 else order[::-1]:
                 log(f"rep {rep + 1}/{reps}: {_label(kind, loop)} {endpoint.label}")
-                results.setdefault((kind, endpoint.key), []).append(
-                    drive_endpoint(
-                        servers[kind], endpoint, duration, connections, heartbeats, registers
-                    )
-                )
+                load = (servers[kind], endpoint, duration, connections, heartbeats, registers)
+                results.setdefault((kind, endpoint.key), []).append(drive_endpoint(*load))
     rows = []
     for endpoint in endpoints:
-        hyper = results[("quart", endpoint.key)]
-        uvi = results[("quart-uvicorn", endpoint.key)]
-        speedup = ratio_stat([r.rps for r in uvi], [r.rps for r in hyper])
-        rows.append(
-            [
-                endpoint.label,
-                Stat.of(r.rps for r in hyper).fmt(),
-                Stat.of(r.rps for r in uvi).fmt(),
-                speedup.fmt(".2f", "x"),
-                f"{Stat.of(r.cpu_us for r in hyper).median:,.0f} -> "
-                f"{Stat.of(r.cpu_us for r in uvi).median:,.0f}",
-                f">={TARGET_SPEEDUP:g}x: {verdict(speedup.median >= TARGET_SPEEDUP)}",
-            ]
-        )
+        hypercorn, uvicorn = (results[kind, endpoint.key] for kind in ("quart", "quart-uvicorn"))
+        cells, speedup = compared(hypercorn, uvicorn)
+        target = f">={TARGET_SPEEDUP:g}x: {verdict(speedup.median >= TARGET_SPEEDUP)}"
+        rows.append([endpoint.label, *cells, target])
     print_table(
         f"Quart on uvicorn vs on hypercorn ({loop}): wrk -t1 -c{connections} -d{duration}s, "
         f"median (min-max) of {reps}",
