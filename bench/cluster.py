@@ -323,8 +323,7 @@ async def visibility(
 
     try:
         body = register_body(VISIBLE_SERVICE, "seed", fake_port, "/_seed")
-        if (await write.request("POST", REGISTER_PATH, body)).status != 200:
-            raise BenchError("visibility: seed registration refused")
+        (await write.request("POST", REGISTER_PATH, body)).ok("visibility: the seed")
         for n in range(count):
             instance = f"v-{n:05d}"
             while True:  # B must know the service before we block on its index
@@ -361,10 +360,8 @@ def ms(values: list[float], q: float) -> str:
 
 
 def probe_log(fake: Proc, prefix: str) -> dict[str, list[float]]:
-    status, body = http_get(fake.port, f"/_log?prefix={prefix}")
-    if status != 200:
-        raise BenchError(f"fake peers /_log answered {status}")
-    paths: dict[str, list[float]] = json.loads(body)["paths"]
+    answer = http_call(fake.port, "GET", f"/_log?prefix={prefix}", auth=False)
+    paths: dict[str, list[float]] = answer.ok("fake peers /_log").json()["paths"]
     return paths
 
 
@@ -384,9 +381,7 @@ def takeover(
     ids = [f"{tag}{n:02d}" for n in range(TAKEOVER_INSTANCES)]
     for instance in ids:
         body = register_body(TAKEOVER_SERVICE, instance, fake.port, f"/healthy/{instance}")
-        answer = http_call(doomed.port, "POST", REGISTER_PATH, body)
-        if answer.status != 200:
-            raise BenchError(f"takeover: {answer.status} {answer.body[:200]!r}")
+        http_call(doomed.port, "POST", REGISTER_PATH, body).ok("takeover")
     nodes = [*survivors, node_id]
     mine = [i for i in ids if owner(nodes, TAKEOVER_SERVICE, i) == node_id]
     if not mine:

@@ -281,9 +281,7 @@ def start_etcd(run: Run) -> Proc:
 def etcd_post(etcd: Proc, path: str, body: object) -> dict[str, Any]:
     """One call to etcd's JSON gateway; its answer's document."""
     answer = http_call(etcd.port, "POST", path, json.dumps(body).encode(), auth=False)
-    if answer.status != 200:
-        raise BenchError(f"etcd {path}: {answer.status} {answer.body[:200]!r}")
-    document: dict[str, Any] = answer.json()
+    document: dict[str, Any] = answer.ok(f"etcd {path}").json()
     return document
 
 

@@ -32,7 +32,7 @@ import argparse
 import time
 from dataclasses import dataclass, field
 
-from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict
+from .common import SECRET, Stat, log, print_table, ratio_stat, verdict
 from .http_client import Conn, heartbeat_body, post_all, register_body, run_async
 from .processes import Proc, Run, start_bare, start_registry, wait_ready
 from .scenario_cli import base_parser, chosen_frontends, scenario
@@ -65,15 +65,11 @@ async def timed_get(port: int, path: str, *, before: bytes | None = None) -> tup
     conn = await Conn.open(port)
     try:
         if before is not None:
-            beat = await conn.request("POST", "/v1/discovery/heartbeat", before)
-            if beat.status != 200:
-                raise BenchError(f"heartbeat: {beat.status} {beat.body[:200]!r}")
+            (await conn.request("POST", "/v1/discovery/heartbeat", before)).ok("heartbeat")
         started = time.perf_counter()
         answer = await conn.request("GET", path)
         elapsed = time.perf_counter() - started
-        if answer.status != 200:
-            raise BenchError(f"GET {path}: {answer.status}")
-        return elapsed, len(answer.body)
+        return elapsed, len(answer.ok(f"GET {path}").body)
     finally:
         await conn.close()
 

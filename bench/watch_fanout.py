@@ -91,10 +91,6 @@ class Fleet(raw_watchers.Fleet[Watcher]):
             self.everyone.set()
 
 
-#: One run of parked blocking queries: what every fan-out reports, nothing more.
-Result = Figures
-
-
 def blocking_queries(port: int) -> int:
     """How many blocking queries the registry has parked now (from its `/metrics`)."""
     return int(scrape_metrics(port).get("sd_blocking_queries", 0))
@@ -119,7 +115,7 @@ async def one_run(
     trigger: tuple[str, bytes],
     index: int | None,
     settle: float,
-) -> Result:
+) -> Figures:
     """`size` watchers sending `request`, parked once `parked()` counts them all; then
     `trigger` (path, body) wakes them. With `index`, every answer must carry a newer one."""
     fleet = Fleet(size)
@@ -140,12 +136,12 @@ async def one_run(
             raise BenchError(f"{fleet.lost} connections lost, {len(bad)} answers not 200")
         if index is not None and (n := sum((w.index or 0) <= index for w in fleet.members)):
             raise BenchError(f"{n} answers carry no newer index")
-        return Result.of(opened, change, (w.changed_at or 0.0 for w in fleet.members))
+        return Figures.of(opened, change, (w.changed_at or 0.0 for w in fleet.members))
     finally:
         fleet.close()
 
 
-def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
+def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Figures:
     """Blocking queries on the registry's `watched` service; a registration wakes them."""
     try:
         seed_service(proc, SERVICE)
@@ -159,7 +155,7 @@ def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
         proc.stop()
 
 
-def bare_rep(proc: Proc, size: int, settle: float) -> Result:
+def bare_rep(proc: Proc, size: int, settle: float) -> Figures:
     """The bare app's `GET /wait`, woken by `POST /fire`."""
     try:
         for _ in range(50):
@@ -177,7 +173,7 @@ def bare_rep(proc: Proc, size: int, settle: float) -> Result:
 
 def _one_rep(
     run: Run, frontend: str, loop: str, size: int, rep: int, settle: float
-) -> tuple[Result, Result]:
+) -> tuple[Figures, Figures]:
     """Fresh servers: the registry and the bare app on its stack."""
     stack = "quart" if frontend == "quart" else "trio"
     env = {"HEALTH_CHECK_INTERVAL_SECONDS": "3600"}
@@ -193,9 +189,9 @@ def _one_rep(
 
 
 def _frontend_rows(
-    label: str, size: int, ours: list[Result], bare: list[Result]
+    label: str, size: int, ours: list[Figures], bare: list[Figures]
 ) -> list[list[str]]:
-    def row(figure: str, of: Callable[[Result], float], spec: str, target: str) -> list[str]:
+    def row(figure: str, of: Callable[[Figures], float], spec: str, target: str) -> list[str]:
         mine, base = [of(r) for r in ours], [of(r) for r in bare]
         ratio = ratio_stat(mine, base).fmt(".2f", "x") if all(base) else "-"
         return [label, figure, Stat.of(mine).fmt(spec), Stat.of(base).fmt(spec), ratio, target]
@@ -229,8 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for frontend in chosen_frontends(args):
             label = f"quart ({args.loop})" if frontend == "quart" else "trio"
-            ours: list[Result] = []
-            bare: list[Result] = []
+            ours: list[Figures] = []
+            bare: list[Figures] = []
             for rep in range(reps):
                 log(f"rep {rep + 1}/{reps}: {label}, {size} watchers")
                 mine, base = _one_rep(run, frontend, args.loop, size, rep, settle)

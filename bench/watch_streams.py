@@ -37,7 +37,6 @@ from .processes import Proc, Run, start_fake_instances, start_registry
 from .raw_watchers import Figures, OneRequest, get_request, seed_service
 from .scenario_cli import base_parser, scenario
 from .watch_fanout import TARGET_KIB, TARGET_SECONDS
-from .watch_fanout import Result as BlockingResult
 from .watch_fanout import registry_rep as blocking_rep
 from .wrk_load import WrkResult, compared
 
@@ -143,12 +142,12 @@ def _label(kind: str, loop: str) -> str:
 
 def _measure_kind(
     run: Run, kind: str, size: int, reps: int, loop: str, settle: float
-) -> tuple[list[StreamResult], list[BlockingResult]]:
+) -> tuple[list[StreamResult], list[Figures]]:
     """Each repetition: streams on a fresh server, then blocking queries on another
     (freed memory is not handed back to the OS, so a reused process would under-report)."""
     label = _label(kind, loop)
     streams: list[StreamResult] = []
-    blocking: list[BlockingResult] = []
+    blocking: list[Figures] = []
     for rep in range(reps):
         log(f"rep {rep + 1}/{reps}: {label}, {size} streams")
         s = stream_rep(start_registry(run, kind, loop=loop, env=QUIET_ENV), size, rep, settle)
@@ -161,9 +160,7 @@ def _measure_kind(
     return streams, blocking
 
 
-def _kind_rows(
-    label: str, streams: list[StreamResult], blocking: list[BlockingResult]
-) -> list[list[str]]:
+def _kind_rows(label: str, streams: list[StreamResult], blocking: list[Figures]) -> list[list[str]]:
     """One server kind's rows: streams beside blocking queries, figure by figure."""
 
     def row(figure: str, of: Callable[[Figures], float], target: str = "-") -> list[str]:
