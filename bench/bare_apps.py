@@ -203,12 +203,6 @@ async def _request_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _send_json(send: Send, body: bytes) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def asgi_app(documents: Documents) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     import trio
 
@@ -247,7 +241,9 @@ def asgi_app(documents: Documents) -> Callable[[Scope, Receive, Send], Awaitable
             body = _dumps({"parked": parked}).encode()
         else:
             body = documents.get(path)
-        await _send_json(send, body)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     return app
 

@@ -209,7 +209,7 @@ class Loads:
 
     def drive(self, proc: Proc, what: str, seconds: int | None = None) -> WrkResult:
         endpoint = ENDPOINTS[0] if what == "heartbeat" else ENDPOINTS[2]
-        return drive_endpoint(proc, endpoint, seconds or self.duration, 64, *self.files)
+        return drive_endpoint(proc, endpoint, seconds or self.duration, 64, self.files)
 
 
 @dataclass
@@ -543,9 +543,8 @@ def same_read(a: int, b: int, path: str) -> str | None:
     """`"<bytes> bytes, index <i>"` when `path` reads the same on both nodes, else None."""
     mine, theirs = http_call(a, "GET", path), http_call(b, "GET", path)
     index = mine.headers.get("x-discovery-index")
-    if mine.status != 200 or mine.body != theirs.body:
-        return None
-    if index is None or index != theirs.headers.get("x-discovery-index"):
+    same = mine.status == 200 and mine.body == theirs.body
+    if not same or index is None or index != theirs.headers.get("x-discovery-index"):
         return None
     return f"{len(mine.body):,} bytes, index {index}"
 
@@ -643,12 +642,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--takeover-reps", type=int, default=None, help="table 4: kills")
     parser.add_argument("--instances", type=int, default=None, help="table 5: at most this many")
     parser.add_argument("--fill-seconds", type=float, default=None, help="table 5: fill budget")
-    parser.add_argument(
-        "--relist-changes",
-        type=int,
-        default=None,
-        help="table 5: changes made while a node is stopped (0: no re-list step)",
-    )
+    relist = "table 5: changes made while a node is stopped (0: no re-list step)"
+    parser.add_argument("--relist-changes", type=int, default=None, help=relist)
     parser.add_argument("--only", default="", help="tables to run, e.g. 1,3 (default all)")
     return parser
 

@@ -145,17 +145,22 @@ def _shuffled(keys: list[tuple[str, str]], seed: int) -> list[tuple[int, tuple[s
     return numbered
 
 
+def _poster(fleet: Frontend, path: str, bodies: list[bytes]) -> Callable[[], None]:
+    """A timed loop: POST each of `bodies` to `path`, in order."""
+
+    def run() -> None:
+        post = fleet.post
+        for body in bodies:
+            post(path, body)
+
+    return run
+
+
 def _timed_posts(plan: Plan, fleet: Frontend, path: str, bodies: list[bytes], count: int) -> Stat:
     """`count` POSTs of `bodies` in turn; none may move the index (no watcher woken)."""
     ops = [bodies[n % len(bodies)] for n in range(count)]
     index_before = fleet.registry.global_index
-
-    def run() -> None:
-        post = fleet.post
-        for body in ops:
-            post(path, body)
-
-    rate = timed(plan.repetitions, len(ops), run)
+    rate = timed(plan.repetitions, len(ops), _poster(fleet, path, ops))
     assert fleet.registry.global_index == index_before
     return rate
 
@@ -214,19 +219,11 @@ def measure_scaling(
     small_ops = [bytes(bytearray(rng.choice(small_bodies))) for _ in range(plan.ops)]
     big_ops = [bytes(bytearray(rng.choice(big_bodies))) for _ in range(plan.ops)]
 
-    def runner(fleet: Frontend, bodies: list[bytes]) -> Callable[[], None]:
-        def run() -> None:
-            post = fleet.post
-            for body in bodies:
-                post(HEARTBEAT, body)
-
-        return run
-
     small_samples: list[float] = []
     big_samples: list[float] = []
     for _ in range(plan.repetitions):
-        small_samples += timed(1, plan.ops, runner(small, small_ops)).values
-        big_samples += timed(1, plan.ops, runner(big, big_ops)).values
+        small_samples += timed(1, plan.ops, _poster(small, HEARTBEAT, small_ops)).values
+        big_samples += timed(1, plan.ops, _poster(big, HEARTBEAT, big_ops)).values
     ratio = statistics.median(a / b for a, b in zip(small_samples, big_samples, strict=True))
     return Stat(tuple(small_samples)), Stat(tuple(big_samples)), ratio
 

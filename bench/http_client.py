@@ -328,6 +328,5 @@ def register_body(
 
 
 def heartbeat_body(service: str, instance: str) -> bytes:
-    return json.dumps(
-        {"service_name": service, "instance_id": instance}, separators=(",", ":")
-    ).encode()
+    document = {"service_name": service, "instance_id": instance}
+    return json.dumps(document, separators=(",", ":")).encode()

@@ -124,16 +124,12 @@ def request_files(run: Run, fake: Proc) -> tuple[Path, Path]:
 
 
 def drive_endpoint(
-    proc: Proc,
-    endpoint: Endpoint,
-    seconds: int,
-    connections: int,
-    heartbeats: Path,
-    registers: Path,
+    proc: Proc, endpoint: Endpoint, seconds: int, connections: int, files: tuple[Path, Path]
 ) -> WrkResult:
-    """One wrk run of `endpoint` against `proc` (a registry prepared by `prepare_registry`)."""
+    """One wrk run of `endpoint` against `proc` (a registry prepared by `prepare_registry`),
+    its POST bodies from `files` (`request_files`: heartbeats, registrations)."""
     if endpoint.method == "POST":
-        bodies = heartbeats if endpoint.key == "heartbeat" else registers
+        bodies = files[0] if endpoint.key == "heartbeat" else files[1]
         script, script_args = "post_json.lua", [endpoint.path, str(bodies), SECRET]
     else:
         script, script_args = "get.lua", [SECRET, endpoint.path]
@@ -242,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
             f"etcd {etcd_version()}\n"
         )
         fake = start_fake_instances(run)
-        heartbeats, registers = request_files(run, fake)
+        files = request_files(run, fake)
         servers = _start_pairs(run, configs, fake)
         etcd_args: dict[str, list[str]] = {}
         etcd: Proc | None = None
@@ -252,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
         etcd_ops = sorted({e.etcd for e in endpoints}, key=list(ETCD_OPS).index)
 
         def drive(proc: Proc, endpoint: Endpoint, seconds: int) -> WrkResult:
-            return drive_endpoint(proc, endpoint, seconds, conns, heartbeats, registers)
+            return drive_endpoint(proc, endpoint, seconds, conns, files)
 
         if not args.quick:
             log("warm-up")

@@ -204,15 +204,12 @@ def start_registry(
     `ready=False` returns at once (start several, then `wait_ready` each);
     `module` runs another launcher with the same CLI (`bench.traced_server`).
     """
-    label = name or (
-        f"registry-{frontend}-{loop}"
-        if frontend in ("quart", "quart-uvicorn")
-        else f"registry-{frontend}"
-    )
+    loop_args = ["--loop", loop] if frontend in ("quart", "quart-uvicorn") else []
+    label = name or "-".join(["registry", frontend, *loop_args[1:]])
     server = ServerProcess(
         frontend,
         registry_settings(env),
-        ["--loop", loop] if frontend in ("quart", "quart-uvicorn") else [],
+        loop_args,
         module=module,
         name=label,
         backlog=BACKLOG,

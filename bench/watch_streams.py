@@ -204,7 +204,7 @@ def fanout_tables(run: Run, kinds: list[str], size: int, reps: int, loop: str) -
 
 def throughput_table(run: Run, reps: int, duration: int, loop: str, connections: int) -> None:
     fake = start_fake_instances(run)
-    heartbeats, registers = request_files(run, fake)
+    files = request_files(run, fake)
     env = {"HEALTH_CHECK_INTERVAL_SECONDS": "2", "HEALTH_CHECK_TIMEOUT_SECONDS": "1"}
     servers = {}
     for kind in ("quart", "quart-uvicorn"):
@@ -217,8 +217,8 @@ def throughput_table(run: Run, reps: int, duration: int, loop: str, connections:
             order = ["quart", "quart-uvicorn"]
             for kind in order if rep % 2 == 0 else order[::-1]:
                 log(f"rep {rep + 1}/{reps}: {_label(kind, loop)} {endpoint.label}")
-                load = (servers[kind], endpoint, duration, connections, heartbeats, registers)
-                results.setdefault((kind, endpoint.key), []).append(drive_endpoint(*load))
+                load = drive_endpoint(servers[kind], endpoint, duration, connections, files)
+                results.setdefault((kind, endpoint.key), []).append(load)
     rows = []
     for endpoint in endpoints:
         hypercorn, uvicorn = (results[kind, endpoint.key] for kind in ("quart", "quart-uvicorn"))
