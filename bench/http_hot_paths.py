@@ -196,8 +196,7 @@ def _rep_against_bare(
     configs: list[Config],
     endpoints: list[Endpoint],
     servers: dict[str, tuple[Proc, Proc]],
-    duration: int,
-    drive: Callable[[Proc, Endpoint, int], WrkResult],
+    drive: Callable[[Proc, Endpoint], WrkResult],
 ) -> None:
     """One repetition of every endpoint, on each registry and its bare app back to back."""
     for config in configs:
@@ -209,7 +208,7 @@ def _rep_against_bare(
             pair = [("ours", ours), ("bare", bare)]
             for side, proc in pair if rep % 2 == 0 else pair[::-1]:
                 results.setdefault((config.label, endpoint.key, side), []).append(
-                    drive(proc, endpoint, duration)
+                    drive(proc, endpoint)
                 )
 
 
@@ -247,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
             etcd_args = prepare_etcd(run, etcd)
         etcd_ops = sorted({e.etcd for e in endpoints}, key=list(ETCD_OPS).index)
 
-        def drive(proc: Proc, endpoint: Endpoint, seconds: int) -> WrkResult:
+        def drive(proc: Proc, endpoint: Endpoint, seconds: int = duration) -> WrkResult:
             return drive_endpoint(proc, endpoint, seconds, conns, files)
 
         if not args.quick:
@@ -259,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
 
         results = Results()
         for rep in range(reps):
-            _rep_against_bare(results, rep, reps, configs, endpoints, servers, duration, drive)
+            _rep_against_bare(results, rep, reps, configs, endpoints, servers, drive)
             if etcd is not None:
                 for op in etcd_ops:
                     log(f"rep {rep + 1}/{reps}: etcd {op}")
