@@ -21,11 +21,6 @@ For the watch scenario, `GET /wait` parks (with a 5-minute timer, as a
 blocking query has) until `POST /fire`, then answers the 10-instance
 document; `GET /_parked` says how many are parked.
 
-`serve raw` is not a baseline of either stack but a sketch of the design
-proposed for parked watchers: HTTP/1.1 written by hand on an asyncio
-protocol, `/wait` parking the transport itself and `/fire` writing one
-rendered answer to every parked transport.
-
 `probe asyncio|trio` is the probe baseline: httpx (configured exactly as the
 registry's probe client) fetching health URLs as fast as `--concurrency`
 workers can, `--reps` times `--seconds`; prints `{"probes_per_second": [...]}`.
@@ -40,7 +35,6 @@ import contextlib
 import itertools
 import json
 import signal
-import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -161,15 +155,15 @@ def quart_app(documents: Documents) -> Any:
     return app
 
 
-def _run_until_signal(loop: str, serve: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """`serve(stop)` on asyncio or uvloop; SIGTERM or SIGINT sets `stop`."""
+def serve_quart(fd: int, loop: str, documents: Documents) -> None:
+    """Bare Quart on hypercorn's asyncio worker (asyncio or uvloop) until SIGTERM or SIGINT."""
+    from hypercorn.asyncio import serve
 
     async def main() -> None:
         stop = asyncio.Event()
-        running = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            running.add_signal_handler(signum, stop.set)
-        await serve(stop)
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await serve(quart_app(documents), _config(fd), shutdown_trigger=stop.wait)
 
     if loop == "uvloop":
         import uvloop
@@ -177,15 +171,6 @@ def _run_until_signal(loop: str, serve: Callable[[asyncio.Event], Awaitable[None
         uvloop.run(main())
     else:
         asyncio.run(main())
-
-
-def serve_quart(fd: int, loop: str, documents: Documents) -> None:
-    from hypercorn.asyncio import serve
-
-    async def until(stop: asyncio.Event) -> None:
-        await serve(quart_app(documents), _config(fd), shutdown_trigger=stop.wait)
-
-    _run_until_signal(loop, until)
 
 
 # --------------------------------------------------------------------- trio
@@ -216,12 +201,6 @@ async def _request_body(receive: Receive) -> bytes | None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-async def _send_json(send: Send, body: bytes) -> None:
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 def asgi_app(documents: Documents) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
@@ -262,7 +241,9 @@ def asgi_app(documents: Documents) -> Callable[[Scope, Receive, Send], Awaitable
             body = _dumps({"parked": parked}).encode()
         else:
             body = documents.get(path)
-        await _send_json(send, body)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     return app
 
@@ -282,106 +263,7 @@ def serve_trio(fd: int, documents: Documents) -> None:
     trio.run(main)
 
 
-# ---------------------------------------------------- raw protocol (sketch)
-
-
-def _content_length(head: bytes) -> int:
-    """The Content-Length of a request's or an answer's head (0 without one)."""
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return 0
-
-
-class _RawState:
-    def __init__(self, documents: Documents) -> None:
-        self.documents = documents
-        self.parked: list[Any] = []
-
-
-class _RawProtocol:
-    """HTTP/1.1 by hand, no framework: the shape proposed for parked watchers.
-
-    `GET /wait` parks the transport; `POST /fire` renders the answer once and
-    writes it to every parked transport in one loop. Other requests get the
-    same answers as the framework apps. Keep-alive; no pipelining subtleties.
-    """
-
-    def __init__(self, state: _RawState) -> None:
-        self._state = state
-        self._buffer = b""
-        self._transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self._transport = transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        with contextlib.suppress(ValueError):
-            self._state.parked.remove(self._transport)
-
-    def eof_received(self) -> None:
-        return None
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self._buffer + data
-        while (end := buffer.find(b"\r\n\r\n")) >= 0:
-            head = buffer[:end]
-            length = _content_length(head)
-            if len(buffer) < end + 4 + length:
-                break
-            body = buffer[end + 4 : end + 4 + length]
-            buffer = buffer[end + 4 + length :]
-            method, path = head.split(b" ", 2)[:2]
-            self._handle(method.decode("latin-1"), path.decode("latin-1"), body)
-        self._buffer = buffer
-
-    def _handle(self, method: str, path: str, body: bytes) -> None:
-        state = self._state
-        if method == "GET" and path == "/wait":
-            state.parked.append(self._transport)
-            return
-        if method == "POST" and path == "/fire":
-            answer = _raw_answer(state.documents.get("/wait"))
-            parked, state.parked = state.parked, []
-            for transport in parked:
-                transport.write(answer)
-            self._transport.write(_raw_answer(state.documents.post(path, body)))
-            return
-        if path == "/_parked":
-            self._transport.write(_raw_answer(_dumps({"parked": len(state.parked)}).encode()))
-        elif method == "POST":
-            self._transport.write(_raw_answer(state.documents.post(path, body)))
-        else:
-            self._transport.write(_raw_answer(state.documents.get(path)))
-
-
-def _raw_answer(body: bytes) -> bytes:
-    return (
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
-        + str(len(body)).encode()
-        + b"\r\n\r\n"
-        + body
-    )
-
-
-def serve_raw(fd: int, loop: str, documents: Documents) -> None:
-    async def until(stop: asyncio.Event) -> None:
-        state = _RawState(documents)
-        sock = socket.socket(fileno=fd)
-        running = asyncio.get_running_loop()
-        server = await running.create_server(lambda: _RawProtocol(state), sock=sock)  # type: ignore[arg-type, return-value]
-        async with server:
-            await stop.wait()
-
-    _run_until_signal(loop, until)
-
-
 # ------------------------------------------------------------------- prober
-
-
-def _urls(base: str, count: int) -> itertools.cycle[str]:
-    return itertools.cycle([f"{base}{n}" for n in range(count)])
 
 
 class _RawClient:
@@ -394,8 +276,7 @@ class _RawClient:
     async def get(self, url: str) -> int:
         import anyio
 
-        rest = url.removeprefix("http://")
-        netloc, _, path = rest.partition("/")
+        netloc, _, path = url.removeprefix("http://").partition("/")
         host, _, port = netloc.rpartition(":")
         if self._stream is None:
             self._stream = await anyio.connect_tcp(host, int(port))
@@ -405,7 +286,11 @@ class _RawClient:
         while b"\r\n\r\n" not in buffer:
             buffer += await self._stream.receive()
         head, _, buffer = buffer.partition(b"\r\n\r\n")
-        length = _content_length(head)
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
         while len(buffer) < length:
             buffer += await self._stream.receive()
         body, self._buffer = buffer[:length], buffer[length:]
@@ -413,91 +298,49 @@ class _RawClient:
         return int(head.split(b" ", 2)[1])
 
 
-async def _probe_loop(
-    urls: itertools.cycle[str],
-    concurrency: int,
-    seconds: float,
-    now: Callable[[], float],
-    client_kind: str,
-    reps: int,
-) -> list[float]:
-    """Shared by both loops through anyio: `concurrency` workers; probes/s of each rep."""
+async def _probe_loop(args: argparse.Namespace) -> list[float]:
+    """Shared by both loops through anyio: `--concurrency` workers; probes/s of each rep."""
     import anyio
 
     from frontends.outbound.probing.httpx_client import make_probe_client
 
+    urls = itertools.cycle([f"{args.base}{n}" for n in range(args.count)])
     done = 0
     counting = False
-    async with make_probe_client(timeout=5.0, concurrency=concurrency) as client:
+    async with make_probe_client(timeout=5.0, concurrency=args.concurrency) as client:
 
-        async def httpx_worker() -> None:
+        async def worker() -> None:
             nonlocal done
+            raw = _RawClient() if args.client == "raw" else None
             while True:
-                response = await client.get(next(urls))
-                if response.status_code != 200:
-                    raise RuntimeError(f"probe answered {response.status_code}")
-                if counting:
-                    done += 1
-
-        async def raw_worker() -> None:
-            nonlocal done
-            raw = _RawClient()
-            while True:
-                status = await raw.get(next(urls))
+                url = next(urls)
+                status = await raw.get(url) if raw else (await client.get(url)).status_code
                 if status != 200:
                     raise RuntimeError(f"probe answered {status}")
                 if counting:
                     done += 1
 
-        worker = raw_worker if client_kind == "raw" else httpx_worker
         rates = []
         async with anyio.create_task_group() as group:
-            for _ in range(concurrency):
+            for _ in range(args.concurrency):
                 group.start_soon(worker)
-            await anyio.sleep(min(1.0, seconds))  # warm-up: open the pooled connections
+            await anyio.sleep(min(1.0, args.seconds))  # warm-up: open the pooled connections
             counting = True
-            for _ in range(reps):
+            for _ in range(args.reps):
                 done = 0
-                started = now()
-                await anyio.sleep(seconds)
-                rates.append(done / (now() - started))
+                started = time.monotonic()
+                await anyio.sleep(args.seconds)
+                rates.append(done / (time.monotonic() - started))
             group.cancel_scope.cancel()
     return rates
-
-
-def probe(
-    stack: str,
-    base: str,
-    count: int,
-    concurrency: int,
-    seconds: float,
-    client_kind: str,
-    reps: int,
-) -> None:
-    urls = _urls(base, count)
-    if stack == "trio":
-        import trio
-
-        rates = trio.run(_probe_loop, urls, concurrency, seconds, time.monotonic, client_kind, reps)
-    else:
-        import asyncio
-
-        rates = asyncio.run(
-            _probe_loop(urls, concurrency, seconds, time.monotonic, client_kind, reps)
-        )
-    print(json.dumps({"probes_per_second": rates}))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="a bare HTTP app on one stack")
-    serve.add_argument(
-        "stack", choices=("quart", "trio", "raw"), help="raw: hand-written asyncio protocol"
-    )
-    where = serve.add_mutually_exclusive_group(required=True)
-    where.add_argument("--fd", type=int, help="an inherited listening socket")
-    where.add_argument("--port", type=int, help="bind 127.0.0.1:PORT")
+    serve.add_argument("stack", choices=("quart", "trio"))
+    serve.add_argument("--fd", type=int, required=True, help="an inherited listening socket")
     serve.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     serve.add_argument("--store", action="store_true", help="keep POSTed records")
     prober = commands.add_parser("probe", help="httpx probing as fast as it goes")
@@ -515,29 +358,19 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     if args.command == "probe":
-        probe(
-            args.stack,
-            args.base,
-            args.count,
-            args.concurrency,
-            args.seconds,
-            args.client,
-            args.reps,
-        )
+        if args.stack == "trio":
+            import trio
+
+            rates = trio.run(_probe_loop, args)
+        else:
+            rates = asyncio.run(_probe_loop(args))
+        print(json.dumps({"probes_per_second": rates}))
         return
-    if args.fd is not None:
-        fd = args.fd
-    else:
-        sock = socket.create_server(("127.0.0.1", args.port), backlog=4096)
-        sock.set_inheritable(True)
-        fd = sock.detach()
     documents = Documents(args.store)
-    if args.stack == "raw":
-        serve_raw(fd, args.loop, documents)
-    elif args.stack == "quart":
-        serve_quart(fd, args.loop, documents)
+    if args.stack == "quart":
+        serve_quart(args.fd, args.loop, documents)
     else:
-        serve_trio(fd, documents)
+        serve_trio(args.fd, documents)
     sys.exit(0)
 
 

@@ -51,13 +51,13 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sd_core.cluster import ClusterConfig
 from sd_core.cluster.ownership import owner
 
 from .common import (
-    SECRET,
     BenchError,
     Stat,
     log,
@@ -69,26 +69,32 @@ from .common import (
 )
 from .http_client import (
     Conn,
-    heartbeat_body,
     http_call,
     http_get,
     register_body,
     run_async,
     scrape_metrics,
 )
-from .http_hot_paths import INSTANCES, SERVICE, prepare_registry, wait_healthy
+from .http_hot_paths import (
+    ENDPOINTS,
+    INSTANCES,
+    drive_endpoint,
+    prepare_registry,
+    request_files,
+    wait_healthy,
+)
 from .processes import (
     PIN,
     Proc,
     Run,
-    cpu_seconds,
+    etcd_post,
     etcd_version,
     start_etcd,
     start_fake_instances,
     start_registry,
 )
 from .scenario_cli import base_parser, chosen_frontends, scenario
-from .wrk_load import WrkResult, wrk
+from .wrk_load import WrkResult
 
 #: Cluster reads must reach this share of single-process reads (issue 12).
 READ_TARGET = 0.9
@@ -109,8 +115,6 @@ SCALE_ENV = {
     # and the sockets buffer), twice the default cap on an instance's metadata.
     "SERVICE_DISCOVERY_MAX_METADATA_BYTES": "16384",
 }
-READ_PATH = f"/v1/discovery/services/{SERVICE}"
-HEARTBEAT_PATH = "/v1/discovery/heartbeat"
 REGISTER_PATH = "/v1/discovery/register"
 VISIBLE_SERVICE = "visible"
 TAKEOVER_SERVICE = "takeover"
@@ -160,14 +164,10 @@ def store_health(proc: Proc) -> dict[str, Any]:
     return store
 
 
-def store_state(proc: Proc) -> str:
-    return str(store_health(proc).get("state"))
-
-
 def wait_store_ok(proc: Proc, timeout: float = 60.0) -> None:
     def joined() -> bool:
         proc.check_alive()
-        return store_state(proc) == "ok"
+        return store_health(proc).get("state") == "ok"
 
     wait_until(joined, f"{proc.name} joining the cluster", timeout, every=0.05)
 
@@ -200,22 +200,16 @@ def unpinned(procs: list[Proc]) -> Iterator[None]:
 # --------------------------------------------------- 1. throughput per node
 
 
-@dataclass
+@dataclass(frozen=True)
 class Loads:
-    """wrk's inputs: the heartbeat bodies file."""
+    """Tables 1 and 2's wrk runs: scenario 1's heartbeats, and its cached read of `hot`."""
 
-    heartbeats: str
+    files: tuple[Path, Path]  # heartbeat and registration bodies (`request_files`)
     duration: int
 
-
-def drive(proc: Proc, what: str, loads: Loads) -> WrkResult:
-    if what == "heartbeat":
-        script, script_args = "post_json.lua", [HEARTBEAT_PATH, loads.heartbeats, SECRET]
-    else:
-        script, script_args = "get.lua", [SECRET, READ_PATH]
-    result = wrk(proc.url(), script, script_args, duration=loads.duration, server=proc)
-    proc.check_alive()
-    return result
+    def drive(self, proc: Proc, what: str, seconds: int | None = None) -> WrkResult:
+        endpoint = ENDPOINTS[0] if what == "heartbeat" else ENDPOINTS[2]
+        return drive_endpoint(proc, endpoint, seconds or self.duration, 64, self.files)
 
 
 @dataclass
@@ -228,20 +222,20 @@ class Pair:
 def per_node(single: Proc, node: Proc, etcd: Proc, loads: Loads, reps: int) -> dict[str, Pair]:
     pairs = {"heartbeat": Pair(), "read": Pair()}
     for what in pairs:  # warm-up: connections, caches
-        drive(single, what, Loads(loads.heartbeats, 1))
-        drive(node, what, Loads(loads.heartbeats, 1))
+        loads.drive(single, what, 1)
+        loads.drive(node, what, 1)
     for rep in range(reps):
         for what, pair in pairs.items():
             log(f"table 1, rep {rep + 1}/{reps}: {what}")
             order = ["single", "cluster"] if rep % 2 == 0 else ["cluster", "single"]
             for side in order:
                 if side == "single":
-                    pair.single.append(drive(single, what, loads))
+                    pair.single.append(loads.drive(single, what))
                     continue
-                before = cpu_seconds(etcd.pid)
-                result = drive(node, what, loads)
+                before = etcd.cpu_seconds()
+                result = loads.drive(node, what)
                 pair.cluster.append(result)
-                pair.etcd_cpu_us.append((cpu_seconds(etcd.pid) - before) / result.requests * 1e6)
+                pair.etcd_cpu_us.append((etcd.cpu_seconds() - before) / result.requests * 1e6)
     return pairs
 
 
@@ -249,33 +243,23 @@ def per_node_rows(frontend: str, pairs: dict[str, Pair]) -> list[list[str]]:
     rows = []
     labels = {
         "heartbeat": "heartbeat (cluster: group-committed soft put)",
-        "read": f"GET {READ_PATH} (cached)",
+        "read": f"GET {ENDPOINTS[2].path} (cached)",
     }
     for what, pair in pairs.items():
-        single_rps = [r.rps for r in pair.single]
-        cluster_rps = [r.rps for r in pair.cluster]
-        ratio = ratio_stat(cluster_rps, single_rps)
+        single, cluster = [r.rps for r in pair.single], [r.rps for r in pair.cluster]
+        single_us, cluster_us = [r.cpu_us for r in pair.single], [r.cpu_us for r in pair.cluster]
+        ratio = ratio_stat(cluster, single)
         # A saturated core serves 1/cost requests a second: the steadier reading
         # on a shared machine, where req/s depend on the neighbours, and the node's own
         # capacity where etcd has machines of its own (here it shares the node's core).
-        capacity = ratio_stat([r.cpu_us for r in pair.single], [r.cpu_us for r in pair.cluster])
+        capacity = ratio_stat(single_us, cluster_us)
         goal = READ_TARGET if what == "read" else HEARTBEAT_TARGET
         target = f">={goal:.1f}x: {verdict(ratio.median >= goal)}"
-        rows.append(
-            [
-                frontend,
-                labels[what],
-                Stat.of(single_rps).fmt(),
-                Stat.of(cluster_rps).fmt(),
-                ratio.fmt(".2f", "x"),
-                target,
-                Stat.of(r.cpu_us for r in pair.single).fmt(),
-                Stat.of(r.cpu_us for r in pair.cluster).fmt(),
-                capacity.fmt(".2f", "x") + f": {verdict(capacity.median >= goal)}",
-                Stat.of(pair.etcd_cpu_us).fmt(),
-                Stat.of(r.p99_ms for r in pair.cluster).fmt(),
-            ]
-        )
+        rps = [Stat.of(single).fmt(), Stat.of(cluster).fmt(), ratio.fmt(".2f", "x"), target]
+        us = [Stat.of(single_us).fmt(), Stat.of(cluster_us).fmt()]
+        us.append(capacity.fmt(".2f", "x") + f": {verdict(capacity.median >= goal)}")
+        p99 = Stat.of(r.p99_ms for r in pair.cluster).fmt()
+        rows.append([frontend, labels[what], *rps, *us, Stat.of(pair.etcd_cpu_us).fmt(), p99])
     return rows
 
 
@@ -294,9 +278,9 @@ def several_nodes(
             order = ["one", "every"] if rep % 2 == 0 else ["every", "one"]
             for side in order:
                 if side == "one":
-                    one.append(drive(nodes[0], what, loads).rps)
+                    one.append(loads.drive(nodes[0], what).rps)
                 else:
-                    runs = [pool.submit(drive, p, what, loads) for p in nodes]
+                    runs = [pool.submit(loads.drive, p, what) for p in nodes]
                     every.append(sum(run.result().rps for run in runs))
     return one, every
 
@@ -305,20 +289,10 @@ def several_nodes_row(
     frontend: str, what: str, n: int, one: list[float], every: list[float]
 ) -> list[str]:
     ratio = ratio_stat(every, one)
-    target = (
-        f">={THREE_NODES_TARGET:.1f}x: {verdict(ratio.median >= THREE_NODES_TARGET)}"
-        if what == "heartbeat"
-        else "-"
-    )
-    return [
-        frontend,
-        what,
-        str(n),
-        Stat.of(one).fmt(),
-        Stat.of(every).fmt(),
-        ratio.fmt(".2f", "x"),
-        target,
-    ]
+    ok = verdict(ratio.median >= THREE_NODES_TARGET)
+    target = f">={THREE_NODES_TARGET:.1f}x: {ok}" if what == "heartbeat" else "-"
+    figures = [Stat.of(one).fmt(), Stat.of(every).fmt(), ratio.fmt(".2f", "x"), target]
+    return [frontend, what, str(n), *figures]
 
 
 # -------------------------------------------------------- 3. visibility
@@ -349,8 +323,7 @@ async def visibility(
 
     try:
         body = register_body(VISIBLE_SERVICE, "seed", fake_port, "/_seed")
-        if (await write.request("POST", REGISTER_PATH, body)).status != 200:
-            raise BenchError("visibility: seed registration refused")
+        (await write.request("POST", REGISTER_PATH, body)).ok("visibility: the seed")
         for n in range(count):
             instance = f"v-{n:05d}"
             while True:  # B must know the service before we block on its index
@@ -387,10 +360,8 @@ def ms(values: list[float], q: float) -> str:
 
 
 def probe_log(fake: Proc, prefix: str) -> dict[str, list[float]]:
-    status, body = http_get(fake.port, f"/_log?prefix={prefix}")
-    if status != 200:
-        raise BenchError(f"fake peers /_log answered {status}")
-    paths: dict[str, list[float]] = json.loads(body)["paths"]
+    answer = http_call(fake.port, "GET", f"/_log?prefix={prefix}", auth=False)
+    paths: dict[str, list[float]] = answer.ok("fake peers /_log").json()["paths"]
     return paths
 
 
@@ -410,9 +381,7 @@ def takeover(
     ids = [f"{tag}{n:02d}" for n in range(TAKEOVER_INSTANCES)]
     for instance in ids:
         body = register_body(TAKEOVER_SERVICE, instance, fake.port, f"/healthy/{instance}")
-        answer = http_call(doomed.port, "POST", REGISTER_PATH, body)
-        if answer.status != 200:
-            raise BenchError(f"takeover: {answer.status} {answer.body[:200]!r}")
+        http_call(doomed.port, "POST", REGISTER_PATH, body).ok("takeover")
     nodes = [*survivors, node_id]
     mine = [i for i in ids if owner(nodes, TAKEOVER_SERVICE, i) == node_id]
     if not mine:
@@ -513,15 +482,6 @@ def view_count(proc: Proc) -> int:
     return int(sum(v for k, v in metrics.items() if k.startswith("sd_instances{")))
 
 
-def etcd_post(etcd: Proc, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """One call to etcd's JSON gateway; its answer's document."""
-    answer = http_call(etcd.port, "POST", path, json.dumps(body).encode(), auth=False)
-    if answer.status != 200:
-        raise BenchError(f"etcd {path}: {answer.status} {answer.body[:200]!r}")
-    document: dict[str, Any] = answer.json()
-    return document
-
-
 def etcd_db_bytes(etcd: Proc) -> int:
     return int(etcd_post(etcd, "/v3/maintenance/status", {})["dbSize"])
 
@@ -583,9 +543,8 @@ def same_read(a: int, b: int, path: str) -> str | None:
     """`"<bytes> bytes, index <i>"` when `path` reads the same on both nodes, else None."""
     mine, theirs = http_call(a, "GET", path), http_call(b, "GET", path)
     index = mine.headers.get("x-discovery-index")
-    if mine.status != 200 or mine.body != theirs.body:
-        return None
-    if index is None or index != theirs.headers.get("x-discovery-index"):
+    same = mine.status == 200 and mine.body == theirs.body
+    if not same or index is None or index != theirs.headers.get("x-discovery-index"):
         return None
     return f"{len(mine.body):,} bytes, index {index}"
 
@@ -641,19 +600,9 @@ def relist_after_compaction(
                 break
             time.sleep(0.1)
         same.append(f"{service}: {found or 'DIFFERENT'}")
-    relist = Relist(
-        frontend,
-        changes,
-        resumed - stopped,
-        seconds,
-        cpu,
-        rss_before,
-        behind.rss_kib(),
-        peak_rss_kib(behind),
-        same,
-    )
+    after = (behind.rss_kib(), peak_rss_kib(behind))
     behind.stop()
-    return relist
+    return Relist(frontend, changes, resumed - stopped, seconds, cpu, rss_before, *after, same)
 
 
 # ------------------------------------------------------------------ main
@@ -693,12 +642,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--takeover-reps", type=int, default=None, help="table 4: kills")
     parser.add_argument("--instances", type=int, default=None, help="table 5: at most this many")
     parser.add_argument("--fill-seconds", type=float, default=None, help="table 5: fill budget")
-    parser.add_argument(
-        "--relist-changes",
-        type=int,
-        default=None,
-        help="table 5: changes made while a node is stopped (0: no re-list step)",
-    )
+    relist = "table 5: changes made while a node is stopped (0: no re-list step)"
+    parser.add_argument("--relist-changes", type=int, default=None, help=relist)
     parser.add_argument("--only", default="", help="tables to run, e.g. 1,3 (default all)")
     return parser
 
@@ -717,11 +662,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         etcd = start_etcd(run)
         fake = start_fake_instances(run)
-        heartbeats = run.write_lines(
-            "heartbeat.txt",
-            (heartbeat_body(SERVICE, f"i-{n:02d}").decode() for n in range(INSTANCES)),
-        )
-        loads = Loads(str(heartbeats), opts.duration)
+        loads = Loads(request_files(run, fake), opts.duration)
         tables: dict[int, list[list[str]]] = {n: [] for n in range(1, 6)}
         if opts.only & {1, 2, 3, 4}:
             for frontend in frontends:
@@ -782,18 +723,10 @@ def _visibility_row(frontend: str, writes: int, seen: dict[str, list[float]]) ->
 
 def _takeover_row(frontend: str, rep: int, firsts: list[float]) -> list[str]:
     interval = PROBE_ENV["HEALTH_CHECK_INTERVAL_SECONDS"]
-    expected = NODE_DEFAULTS.node_ttl + float(interval)
-    return [
-        frontend,
-        str(rep + 1),
-        f"{len(firsts)} of {TAKEOVER_INSTANCES}",
-        f"{min(firsts):.2f}",
-        f"{percentile(firsts, 50):.2f}",
-        f"{max(firsts):.2f}",
-        f"{NODE_DEFAULTS.node_ttl} s",
-        f"{interval} s",
-        f"<= {expected:g} s (TTL + interval)",
-    ]
+    ttl = NODE_DEFAULTS.node_ttl
+    seconds = [f"{s:.2f}" for s in (min(firsts), percentile(firsts, 50), max(firsts))]
+    settings = [f"{ttl} s", f"{interval} s", f"<= {ttl + float(interval):g} s (TTL + interval)"]
+    return [frontend, str(rep + 1), f"{len(firsts)} of {TAKEOVER_INSTANCES}", *seconds, *settings]
 
 
 @dataclass(frozen=True)
@@ -819,26 +752,17 @@ def _fill(run: Run, etcd: Proc, prefix: str, opts: Options) -> tuple[Fill, list[
     ]
     rss_before = etcd.rss_kib()
     db_before = etcd_db_bytes(etcd)
-    cpu_before = [cpu_seconds(p.pid) for p in (*writers, etcd)]
+    cpu_before = [p.cpu_seconds() for p in (*writers, etcd)]
     log(f"table 5: filling up to {opts.instances:,} for at most {opts.fill_seconds:g} s")
     acked, refused, seconds = run_async(
         fill([w.port for w in writers], opts.instances, opts.fill_seconds)
     )
     for writer in writers:
         wait_until(holds(writer, acked), f"{writer.name} holds all")
-    cpu = [cpu_seconds(p.pid) - b for p, b in zip((*writers, etcd), cpu_before, strict=True)]
-    filled = Fill(
-        acked,
-        refused,
-        seconds,
-        cpu,
-        rss_before,
-        etcd.rss_kib(),
-        db_before,
-        etcd_db_bytes(etcd),
-        {w.name: w.rss_kib() for w in writers},
-    )
-    return filled, writers
+    cpu = [p.cpu_seconds() - b for p, b in zip((*writers, etcd), cpu_before, strict=True)]
+    rss, db = (rss_before, etcd.rss_kib()), (db_before, etcd_db_bytes(etcd))
+    writer_rss = {w.name: w.rss_kib() for w in writers}
+    return Fill(acked, refused, seconds, cpu, *rss, *db, writer_rss), writers
 
 
 def scale(run: Run, frontends: list[str], etcd: Proc, opts: Options) -> list[list[str]]:
@@ -934,60 +858,29 @@ def holds(proc: Proc, count: int) -> Callable[[], bool]:
 
 
 #: Tables 1 to 4: title and column heads (table 5's title names its options).
-TABLE_HEADS: dict[int, tuple[str, list[str]]] = {
+TABLE_HEADS: dict[int, tuple[str, str]] = {
     1: (
         "1. Throughput per node: cluster node against single process, same frontend "
         "(req/s median (min-max); ratios per repetition, run back to back)",
-        [
-            "frontend",
-            "request",
-            "single req/s",
-            "cluster req/s",
-            "cluster/single",
-            "target",
-            "single us/req",
-            "cluster node us/req",
-            "single/cluster us (capacity)",
-            "etcd us/req",
-            "cluster p99 ms",
-        ],
+        "frontend | request | single req/s | cluster req/s | cluster/single | target"
+        " | single us/req | cluster node us/req | single/cluster us (capacity) | etcd us/req"
+        " | cluster p99 ms",
     ),
     2: (
         "2. Several nodes loaded at once against one (unpinned: both cores for "
         "servers, etcd and every wrk)",
-        [
-            "frontend",
-            "request",
-            "nodes",
-            "1 node req/s",
-            "N nodes req/s (sum)",
-            "N nodes / 1 node",
-            "target",
-        ],
+        "frontend | request | nodes | 1 node req/s | N nodes req/s (sum) | N nodes / 1 node"
+        " | target",
     ),
     3: (
         "3. A write on node A visible on node B (blocking query on B), ms p50 / p99",
-        [
-            "frontend",
-            "writes",
-            "A answers the write",
-            "B shows it (from the write sent)",
-            "B shows it after A answered",
-        ],
+        "frontend | writes | A answers the write | B shows it (from the write sent)"
+        " | B shows it after A answered",
     ),
     4: (
         "4. Takeover: SIGKILL of node D until a survivor probes each instance D owned, s",
-        [
-            "frontend",
-            "kill",
-            "D owned",
-            "first",
-            "median",
-            "last (all taken over)",
-            "node lease TTL",
-            "probe interval",
-            "expected",
-        ],
+        "frontend | kill | D owned | first | median | last (all taken over) | node lease TTL"
+        " | probe interval | expected",
     ),
 }
 
@@ -1000,7 +893,7 @@ def report(tables: dict[int, list[list[str]]], opts: Options) -> None:
         print_table(
             f"5. Scale: up to {opts.instances:,} instances in cluster mode "
             f"({PER_SERVICE} per service, fill budget {opts.fill_seconds:g} s)",
-            ["figure", "value", "note"],
+            "figure | value | note",
             tables[5],
         )
 

@@ -77,10 +77,12 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """A Markdown table (so it pastes straight into docs/performance.md)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+def print_table(title: str, headers: str | Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """A Markdown table (so it pastes straight into docs/performance.md); `headers` as a
+    list, or as the table shows them: `"a | b | c"`."""
+    heads = headers.split(" | ") if isinstance(headers, str) else [str(h) for h in headers]
+    cells = [heads] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     print(f"\n### {title}\n")
     for n, row in enumerate(cells):
         print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import statistics
 import sys
 import time
 
@@ -32,7 +31,7 @@ from sd_core.dns import DnsAnswerer, DnsConfig
 from sd_core.models import CheckSpec
 from sd_core.testing import SimulatedRegistry
 
-from .common import AUTH, BenchError
+from .common import AUTH, BenchError, Stat, print_table, verdict
 from .processes import PIN, Run, free_port, start_registry
 from .scenario_cli import base_parser, chosen_frontends, scenario
 
@@ -120,13 +119,7 @@ def _ask(query: dns.message.Message, port: int) -> dns.message.Message | None:
 def miss_costs(sizes: tuple[int, ...], reps: int) -> None:
     """In process, the core only: ms per answer that misses the cache (no cache at all)."""
     kinds = (("A", False), ("SRV", False), ("A", True), ("SRV", True))
-    print("\nCache misses (core only, rendered by dnspython), ms per answer\n")
-    print(
-        "| instances | "
-        + " | ".join(f"{t} over {'TCP' if tcp else 'UDP'}" for t, tcp in kinds)
-        + " |"
-    )
-    print("|---" * (len(kinds) + 1) + "|")
+    rows = []
     for size in sizes:
         sim = SimulatedRegistry(RegistryConfig(first_probes_per_second=0))
         for n in range(size):
@@ -143,7 +136,9 @@ def miss_costs(sizes: tuple[int, ...], reps: int) -> None:
             for _ in range(reps):
                 answerer.answer(wire, tcp=tcp)
             cells.append(f"{(time.perf_counter() - start) * 1000 / reps:.1f}")
-        print(f"| {size:,} | " + " | ".join(cells) + " |")
+        rows.append([f"{size:,}", *cells])
+    heads = ["instances", *(f"{t} over {'TCP' if tcp else 'UDP'}" for t, tcp in kinds)]
+    print_table("Cache misses (core only, rendered by dnspython), ms per answer", heads, rows)
 
 
 def registry_port(run: Run, frontend: str) -> int:
@@ -177,20 +172,20 @@ def main() -> int:
         ]
         for _, port in targets[1:]:
             check_answer(port)
-        base = None
-        print(f"\n{reps} x {seconds:g} s, {args.window} in flight; median (min-max) queries/s\n")
         rates: dict[int, list[float]] = {port: [] for _, port in targets}
         for _ in range(reps):  # round-robin, so a busy moment of the machine hits all alike
             for _, port in targets:
-                rate = asyncio.run(queries_per_second(port, query, seconds, args.window))
-                rates[port].append(rate)
+                rates[port].append(
+                    asyncio.run(queries_per_second(port, query, seconds, args.window))
+                )
+        base = Stat.of(rates[echo]).median
+        rows = []
         for label, port in targets:
-            median = statistics.median(rates[port])
-            base = base or median
-            ratio = f"{median / base:.2f} of the echo server" if port != echo else ""
-            goal = "" if port == echo else ("  goal met" if median >= GOAL else "  below goal")
-            spread = f"({min(rates[port]):,.0f}-{max(rates[port]):,.0f})"
-            print(f"{label:22} {median:9,.0f} {spread}  {ratio}{goal}")
+            qps = Stat.of(rates[port])
+            goal = "-" if port == echo else f">={GOAL:,}/s: {verdict(qps.median >= GOAL)}"
+            rows.append([label, qps.fmt(), f"{qps.median / base:.2f}", goal])
+        heads = "server | queries/s, median (min-max) | of the echo server | goal"
+        print_table(f"{reps} x {seconds:g} s, {args.window} queries in flight", heads, rows)
         miss_costs((10, 100) if args.quick else (10, 100, 1000), 3 if args.quick else 10)
     return 0
 

@@ -58,6 +58,12 @@ class Response:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    def ok(self, what: str) -> Response:
+        """This answer when it is a 200; else a BenchError naming `what` and the answer."""
+        if self.status != 200:
+            raise BenchError(f"{what}: {self.status} {self.body[:200]!r}")
+        return self
+
 
 class Conn:
     """One keep-alive HTTP/1.1 connection (asyncio streams); enough for set-up and probing.
@@ -290,11 +296,9 @@ async def open_loop(
 
 def scrape_metrics(port: int) -> dict[str, float]:
     """`/metrics` as {'name{labels}': value}."""
-    status, body = http_get(port, "/metrics")
-    if status != 200:
-        raise BenchError(f"/metrics answered {status}")
+    answer = http_call(port, "GET", "/metrics", auth=False).ok("/metrics")
     values: dict[str, float] = {}
-    for line in body.decode().splitlines():
+    for line in answer.body.decode().splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.rpartition(" ")
             with contextlib.suppress(ValueError):
@@ -324,6 +328,5 @@ def register_body(
 
 
 def heartbeat_body(service: str, instance: str) -> bytes:
-    return json.dumps(
-        {"service_name": service, "instance_id": instance}, separators=(",", ":")
-    ).encode()
+    document = {"service_name": service, "instance_id": instance}
+    return json.dumps(document, separators=(",", ":")).encode()

@@ -29,9 +29,7 @@ from sd_etcd.codec import b64
 
 from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict, wait_until
 from .http_client import (
-    Response,
     heartbeat_body,
-    http_call,
     http_get,
     post_all,
     register_body,
@@ -40,6 +38,7 @@ from .http_client import (
 from .processes import (
     Proc,
     Run,
+    etcd_post,
     etcd_version,
     start_bare,
     start_etcd,
@@ -47,7 +46,7 @@ from .processes import (
     start_registry,
 )
 from .scenario_cli import base_parser, chosen_frontends, scenario
-from .wrk_load import WrkResult, wrk
+from .wrk_load import WrkResult, compared, wrk
 
 SERVICE = "hot"
 INSTANCES = 10
@@ -64,39 +63,19 @@ class Endpoint:
     target: bool
 
 
+_READ = f"/v1/discovery/services/{SERVICE}"
 ENDPOINTS = (
     Endpoint("heartbeat", "heartbeat", "POST", "/v1/discovery/heartbeat", "keepalive", True),
     Endpoint("register", "re-register", "POST", "/v1/discovery/register", "put", False),
-    Endpoint(
-        "service", "GET /services/{name}", "GET", f"/v1/discovery/services/{SERVICE}", "range", True
-    ),
-    Endpoint(
-        "healthy",
-        "GET .../healthy",
-        "GET",
-        f"/v1/discovery/services/{SERVICE}/healthy",
-        "range",
-        True,
-    ),
-    Endpoint(
-        "instances",
-        "GET .../instances",
-        "GET",
-        f"/v1/discovery/services/{SERVICE}/instances",
-        "range",
-        True,
-    ),
+    Endpoint("service", "GET /services/{name}", "GET", _READ, "range", True),
+    Endpoint("healthy", "GET .../healthy", "GET", f"{_READ}/healthy", "range", True),
+    Endpoint("instances", "GET .../instances", "GET", f"{_READ}/instances", "range", True),
     # Consul's health read of the same 10 instances: measured against our own
     # `GET /services/{name}` on the same server (the last table).
-    Endpoint(
-        "consul",
-        "GET /health/service/{name}",
-        "GET",
-        f"/v1/health/service/{SERVICE}",
-        "range",
-        False,
-    ),
-)
+    Endpoint("consul", "GET /health/service/{name}", "GET", f"/v1/health/service/{SERVICE}",
+             "range", False),
+)  # fmt: skip
+QUART_LOOPS = ("quart (asyncio)", "quart (uvloop)")
 #: A Consul health read costs no more than our own read: within 10 % in req/s.
 CONSUL_TARGET = 0.9
 ETCD_OPS = {
@@ -139,27 +118,18 @@ def request_files(run: Run, fake: Proc) -> tuple[Path, Path]:
         "heartbeat.txt",
         (heartbeat_body(SERVICE, f"i-{n:02d}").decode() for n in range(INSTANCES)),
     )
-    registers = run.write_lines(
-        "register.txt",
-        (
-            register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}").decode()
-            for n in range(INSTANCES)
-        ),
-    )
+    bodies = (register_body(SERVICE, f"i-{n:02d}", fake.port, f"/h/{n}") for n in range(INSTANCES))
+    registers = run.write_lines("register.txt", (body.decode() for body in bodies))
     return heartbeats, registers
 
 
 def drive_endpoint(
-    proc: Proc,
-    endpoint: Endpoint,
-    seconds: int,
-    connections: int,
-    heartbeats: Path,
-    registers: Path,
+    proc: Proc, endpoint: Endpoint, seconds: int, connections: int, files: tuple[Path, Path]
 ) -> WrkResult:
-    """One wrk run of `endpoint` against `proc` (a registry prepared by `prepare_registry`)."""
+    """One wrk run of `endpoint` against `proc` (a registry prepared by `prepare_registry`),
+    its POST bodies from `files` (`request_files`: heartbeats, registrations)."""
     if endpoint.method == "POST":
-        bodies = heartbeats if endpoint.key == "heartbeat" else registers
+        bodies = files[0] if endpoint.key == "heartbeat" else files[1]
         script, script_args = "post_json.lua", [endpoint.path, str(bodies), SECRET]
     else:
         script, script_args = "get.lua", [SECRET, endpoint.path]
@@ -173,24 +143,18 @@ def drive_endpoint(
 def prepare_etcd(run: Run, etcd: Proc) -> dict[str, list[str]]:
     """Grant 10 leases, put 10 keys; return the wrk arguments of each etcd operation."""
 
-    def gateway(path: str, document: object) -> Response:
-        answer = http_call(etcd.port, "POST", path, json.dumps(document).encode(), auth=False)
-        if answer.status != 200:
-            raise BenchError(f"etcd {path}: {answer.status} {answer.body[:300]!r}")
-        return answer
-
     leases, puts = [], []  # wrk sends the same puts again
     for n in range(INSTANCES):
-        lease = gateway("/v3/lease/grant", {"TTL": 3600}).json()["ID"]
+        lease = etcd_post(etcd, "/v3/lease/grant", {"TTL": 3600})["ID"]
         leases.append(lease)
         value = register_body(SERVICE, f"i-{n:02d}", 9000, f"/h/{n}").decode()
         put = {"key": _b64(f"svc/{SERVICE}/i-{n:02d}"), "value": _b64(value), "lease": lease}
-        gateway("/v3/kv/put", put)
+        etcd_post(etcd, "/v3/kv/put", put)
         puts.append(json.dumps(put))
     prefix = {"key": _b64(f"svc/{SERVICE}/"), "range_end": _b64(f"svc/{SERVICE}0")}
-    answer = gateway("/v3/kv/range", prefix)
-    if answer.json().get("count") != str(INSTANCES):
-        raise BenchError(f"etcd range: {answer.body[:300]!r}")
+    answer = etcd_post(etcd, "/v3/kv/range", prefix)
+    if answer.get("count") != str(INSTANCES):
+        raise BenchError(f"etcd range: {answer}")
     keepalive = run.write_lines("etcd-keepalive.txt", (json.dumps({"ID": id_}) for id_ in leases))
     put_file = run.write_lines("etcd-put.txt", puts)
     ranges = run.write_lines("etcd-range.txt", [json.dumps(prefix)])
@@ -232,8 +196,7 @@ def _rep_against_bare(
     configs: list[Config],
     endpoints: list[Endpoint],
     servers: dict[str, tuple[Proc, Proc]],
-    duration: int,
-    drive: Callable[[Proc, Endpoint, int], WrkResult],
+    drive: Callable[[Proc, Endpoint], WrkResult],
 ) -> None:
     """One repetition of every endpoint, on each registry and its bare app back to back."""
     for config in configs:
@@ -245,7 +208,7 @@ def _rep_against_bare(
             pair = [("ours", ours), ("bare", bare)]
             for side, proc in pair if rep % 2 == 0 else pair[::-1]:
                 results.setdefault((config.label, endpoint.key, side), []).append(
-                    drive(proc, endpoint, duration)
+                    drive(proc, endpoint)
                 )
 
 
@@ -274,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
             f"etcd {etcd_version()}\n"
         )
         fake = start_fake_instances(run)
-        heartbeats, registers = request_files(run, fake)
+        files = request_files(run, fake)
         servers = _start_pairs(run, configs, fake)
         etcd_args: dict[str, list[str]] = {}
         etcd: Proc | None = None
@@ -283,8 +246,8 @@ def main(argv: list[str] | None = None) -> None:
             etcd_args = prepare_etcd(run, etcd)
         etcd_ops = sorted({e.etcd for e in endpoints}, key=list(ETCD_OPS).index)
 
-        def drive(proc: Proc, endpoint: Endpoint, seconds: int) -> WrkResult:
-            return drive_endpoint(proc, endpoint, seconds, conns, heartbeats, registers)
+        def drive(proc: Proc, endpoint: Endpoint, seconds: int = duration) -> WrkResult:
+            return drive_endpoint(proc, endpoint, seconds, conns, files)
 
         if not args.quick:
             log("warm-up")
@@ -295,20 +258,15 @@ def main(argv: list[str] | None = None) -> None:
 
         results = Results()
         for rep in range(reps):
-            _rep_against_bare(results, rep, reps, configs, endpoints, servers, duration, drive)
+            _rep_against_bare(results, rep, reps, configs, endpoints, servers, drive)
             if etcd is not None:
                 for op in etcd_ops:
                     log(f"rep {rep + 1}/{reps}: etcd {op}")
-                    results.setdefault(("etcd", op, "etcd"), []).append(
-                        wrk(
-                            etcd.url(),
-                            "post_json.lua",
-                            etcd_args[op],
-                            duration=duration,
-                            connections=conns,
-                            server=etcd,
-                        )
-                    )
+                    load = wrk(
+                        etcd.url(), "post_json.lua", etcd_args[op], duration=duration,
+                        connections=conns, server=etcd,
+                    )  # fmt: skip
+                    results.setdefault(("etcd", op, "etcd"), []).append(load)
         report(results, configs, endpoints, etcd_ops, servers)
 
 
@@ -335,29 +293,19 @@ def _against_bare(
 ) -> list[str]:
     """A row of ours beside the bare app: both, their ratio, the target if any, one more figure."""
     target = f">={TARGET:.0%}: {verdict(ratio.median >= TARGET)}" if endpoint.target else "-"
-    return [
-        config.label,
-        endpoint.label,
-        Stat.of(ours).fmt(),
-        Stat.of(bare).fmt(),
-        ratio.fmt(".0%"),
-        target,
-        extra,
-    ]
+    figures = [Stat.of(ours).fmt(), Stat.of(bare).fmt(), ratio.fmt(".0%"), target, extra]
+    return [config.label, endpoint.label, *figures]
 
 
 def _versus_etcd_row(
     results: Results, config: Config, endpoint: Endpoint, ours_key: Key, etcd_key: Key
 ) -> list[str]:
     rps, cpu = results.rps, results.cpu
-    return [
-        config.label,
-        endpoint.label,
-        Stat.of(rps(ours_key)).fmt(),
-        f"{ETCD_OPS[endpoint.etcd]}: {Stat.of(rps(etcd_key)).fmt()}",
-        ratio_stat(rps(ours_key), rps(etcd_key)).fmt(".2f", "x"),
-        f"{Stat.of(cpu(ours_key)).median:,.0f} vs {Stat.of(cpu(etcd_key)).median:,.0f}",
-    ]
+    ours, etcd = Stat.of(rps(ours_key)), Stat.of(rps(etcd_key))
+    ratio = ratio_stat(rps(ours_key), rps(etcd_key)).fmt(".2f", "x")
+    us = f"{Stat.of(cpu(ours_key)).median:,.0f} vs {Stat.of(cpu(etcd_key)).median:,.0f}"
+    etcd_op = f"{ETCD_OPS[endpoint.etcd]}: {etcd.fmt()}"
+    return [config.label, endpoint.label, ours.fmt(), etcd_op, ratio, us]
 
 
 def report(
@@ -391,29 +339,22 @@ def report(
                 versus_etcd.append(_versus_etcd_row(results, config, endpoint, ours_key, etcd_key))
     print_table(
         "Throughput: requests/s, median (min-max); ours/bare per repetition (run back to back)",
-        ["frontend", "endpoint", "ours req/s", "bare app req/s", "ours/bare", "target", "p99 ms"],
+        "frontend | endpoint | ours req/s | bare app req/s | ours/bare | target | p99 ms",
         throughput,
     )
     print_table(
         "Server CPU per request (user+system, us): the same runs, steadier on a shared machine",
-        [
-            "frontend",
-            "endpoint",
-            "ours us/req",
-            "bare app us/req",
-            "bare/ours",
-            "target",
-            "ours waited for CPU",
-        ],
+        "frontend | endpoint | ours us/req | bare app us/req | bare/ours | target"
+        " | ours waited for CPU",
         cost,
     )
     if versus_etcd:
         print_table(
             "Against etcd 3.4 through its JSON gateway (pinned to the same single CPU)",
-            ["frontend", "endpoint", "ours req/s", "etcd req/s", "ours/etcd", "CPU us/req"],
+            "frontend | endpoint | ours req/s | etcd req/s | ours/etcd | CPU us/req",
             versus_etcd,
         )
-    if "quart (asyncio)" in servers and "quart (uvloop)" in servers:
+    if all(label in servers for label in QUART_LOOPS):
         _uvloop_table(results, endpoints)
     if any(e.key == "consul" for e in endpoints):
         rows = []
@@ -427,29 +368,19 @@ def report(
             )
         print_table(
             "Consul's health read of the 10 instances against our own read, on the same server",
-            ["frontend", "consul req/s", "GET /services/{name} req/s", "consul/ours", "target"],
+            "frontend | consul req/s | GET /services/{name} req/s | consul/ours | target",
             rows,
         )
 
 
 def _uvloop_table(results: Results, endpoints: list[Endpoint]) -> None:
-    rps, cpu = results.rps, results.cpu
     gains = []
     for endpoint in endpoints:
-        on_asyncio = ("quart (asyncio)", endpoint.key, "ours")
-        on_uvloop = ("quart (uvloop)", endpoint.key, "ours")
-        gains.append(
-            [
-                endpoint.label,
-                Stat.of(rps(on_asyncio)).fmt(),
-                Stat.of(rps(on_uvloop)).fmt(),
-                ratio_stat(rps(on_uvloop), rps(on_asyncio)).fmt(".2f", "x"),
-                f"{Stat.of(cpu(on_asyncio)).median:,.0f} -> {Stat.of(cpu(on_uvloop)).median:,.0f}",
-            ]
-        )
+        on_asyncio, on_uvloop = (results[label, endpoint.key, "ours"] for label in QUART_LOOPS)
+        gains.append([endpoint.label, *compared(on_asyncio, on_uvloop)[0]])
     print_table(
         "uvloop for the Quart frontend",
-        ["endpoint", "asyncio req/s", "uvloop req/s", "uvloop/asyncio", "CPU us/req"],
+        "endpoint | asyncio req/s | uvloop req/s | uvloop/asyncio | CPU us/req",
         gains,
     )
 

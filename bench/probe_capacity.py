@@ -30,15 +30,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from .common import PYTHON, ROOT, BenchError, Stat, log, percentile, print_table, verdict
 from .http_client import (
     heartbeat_body,
+    http_call,
     http_get,
     open_loop,
     post_all,
@@ -46,7 +47,7 @@ from .http_client import (
     run_async,
     scrape_metrics,
 )
-from .processes import PIN, Proc, Run, start_fake_instances, start_registry
+from .processes import PIN, Proc, Run, child_setup, start_fake_instances, start_registry
 from .scenario_cli import add_probe_client_option, base_parser, chosen_frontends, scenario
 
 PER_SERVICE = 10
@@ -67,10 +68,8 @@ class Window:
     probes_per_s: float
     instances_hit: int
     max_gap: float
-    p99_gap: float
     skipped: float
     failed: float
-    api_p50_ms: float
     api_p99_ms: float
     cpu: float
     waited: float
@@ -96,10 +95,8 @@ class Step:
 
 
 def fake_window(fake: Proc) -> dict[str, float]:
-    status, body = http_get(fake.port, "/_window")
-    if status != 200:
-        raise BenchError(f"fake instances: {status}")
-    result: dict[str, float] = json.loads(body)
+    answer = http_call(fake.port, "GET", "/_window", auth=False)
+    result: dict[str, float] = answer.ok("fake instances /_window").json()
     return result
 
 
@@ -121,14 +118,20 @@ def register_range(proc: Proc, fake: Proc, start: int, stop: int) -> float:
 CONTROL = "svc-control"
 
 
+def api_load(instances: Iterable[tuple[str, str]]) -> list[tuple[str, str, bytes | None]]:
+    """The API load beside the probes: each instance's service read, then its heartbeat."""
+    requests: list[tuple[str, str, bytes | None]] = []
+    for service, instance in instances:
+        requests.append(("GET", f"/v1/discovery/services/{service}", None))
+        requests.append(("POST", "/v1/discovery/heartbeat", heartbeat_body(service, instance)))
+    return requests
+
+
 def control_windows(proc: Proc, fake: Proc, interval: float, windows: int, rate: float) -> Stat:
     """API p99 (ms) with nothing but 10 instances to probe: the machine's own noise floor."""
     bodies = [register_body(CONTROL, f"c-{i}", fake.port, "/_control") for i in range(10)]
     run_async(post_all(proc.port, "/v1/discovery/register", bodies, connections=1))
-    requests: list[tuple[str, str, bytes | None]] = []
-    for i in range(10):
-        requests.append(("GET", f"/v1/discovery/services/{CONTROL}", None))
-        requests.append(("POST", "/v1/discovery/heartbeat", heartbeat_body(CONTROL, f"c-{i}")))
+    requests = api_load((CONTROL, f"c-{i}") for i in range(10))
     p99s = []
     for _ in range(windows):
         latencies = run_async(open_loop(proc.port, requests, rate=rate, seconds=interval))
@@ -143,12 +146,7 @@ def measure_step(
     time.sleep(interval + 1)  # warm-up: every new instance's first probe falls in it
     fake_window(fake)
     results = []
-    requests: list[tuple[str, str, bytes | None]] = []
-    for k in range(0, n, max(1, n // 50)):
-        requests.append(("GET", f"/v1/discovery/services/{service_of(k)}", None))
-        requests.append(
-            ("POST", "/v1/discovery/heartbeat", heartbeat_body(service_of(k), instance_of(k)))
-        )
+    requests = api_load((service_of(k), instance_of(k)) for k in range(0, n, max(1, n // 50)))
     for _ in range(windows):
         skipped0, failed0 = probe_counters(proc)
         cpu0, wait0, started = proc.cpu_seconds(), proc.runqueue_seconds(), time.monotonic()
@@ -163,10 +161,8 @@ def measure_step(
             probes_per_s=stats["hits"] / stats["seconds"],
             instances_hit=int(stats["instances_hit"]),
             max_gap=stats["max_gap"],
-            p99_gap=stats["p99_gap"],
             skipped=skipped1 - skipped0,
             failed=failed1 - failed0,
-            api_p50_ms=percentile(latencies, 50) * 1000,
             api_p99_ms=percentile(latencies, 99) * 1000,
             cpu=cpu,
             waited=waited,
@@ -244,32 +240,19 @@ def _server_env(interval: float, concurrency: int, max_n: int, probe_client: str
 
 
 def search(
-    run: Run,
-    frontend: str,
-    fake: Proc,
-    *,
-    loop: str,
-    interval: float,
-    start: int,
-    windows: int,
-    rate: float,
-    max_n: int,
-    factor: float,
-    max_steps: int,
-    concurrency: int,
-    module: str,
-    control: list[Stat],
-    probe_client: str = "builtin",
-    gc_trace: list[str] | None = None,
-) -> list[Step]:
+    run: Run, frontend: str, fake: Proc, args: argparse.Namespace, control: list[Stat]
+) -> tuple[list[Step], list[str]]:
     """Find the largest N on schedule (`_Bounds` says which N next).
 
     Steps up add instances to the running server; a step down starts a fresh one.
+    `args` as `main` completed it; returns the steps and, with `--gc-trace`, the GC notes.
     """
-    env = _server_env(interval, concurrency, max_n, probe_client)
+    interval, windows, rate = args.interval, args.reps, args.rate
+    env = _server_env(interval, args.concurrency, args.max, args.probe_client)
     steps: list[Step] = []
-    bounds = _Bounds(max_n, factor)
-    n: int | None = start
+    bounds = _Bounds(args.max, args.factor)
+    n: int | None = args.start
+    gc_trace: list[str] | None = [] if args.gc_trace else None
     proc: Proc | None = None
     registered = 0
     gc_log: Path | None = None
@@ -282,15 +265,15 @@ def search(
             log(f"  GC: {gc_trace[-1]}")
 
     try:
-        while n is not None and len(steps) < max_steps:
+        while n is not None and len(steps) < args.max_steps:
             if proc is None or n < registered:
                 if proc is not None:
                     stop()
                 if gc_trace is not None:
                     gc_log = run.tmp / f"gc-{frontend}-{len(steps)}.log"
                     env["BENCH_GC_LOG"] = str(gc_log)
-                launcher = "bench.traced_server" if gc_trace is not None else module
-                proc = start_registry(run, frontend, loop=loop, env=env, module=launcher)
+                launcher = "bench.traced_server" if gc_trace is not None else "frontends"
+                proc = start_registry(run, frontend, loop=args.loop, env=env, module=launcher)
                 http_get(fake.port, "/_reset")
                 registered = 0
                 if not control:
@@ -303,7 +286,7 @@ def search(
     finally:
         if proc is not None:
             stop()
-    return steps
+    return steps, gc_trace or []
 
 
 def gc_summary(path: Path) -> str:
@@ -324,45 +307,18 @@ def gc_summary(path: Path) -> str:
 
 
 def bare_probe_rates(
-    fake: Proc,
-    stack: str,
-    count: int,
-    concurrency: int,
-    seconds: float,
-    reps: int,
-    client: str = "httpx",
+    fake: Proc, stack: str, count: int, concurrency: int, seconds: float, client: str
 ) -> list[float]:
-    argv = [
-        PYTHON,
-        "-m",
-        "bench.bare_apps",
-        "probe",
-        stack,
-        "--base",
-        fake.url("/h/"),
-        "--count",
-        str(count),
-        "--concurrency",
-        str(concurrency),
-        "--seconds",
-        f"{seconds:g}",
-        "--client",
-        client,
-        "--reps",
-        str(reps),
-    ]
-
-    def pin() -> None:
-        if PIN.server:
-            os.sched_setaffinity(0, PIN.server)
-
+    """3 repetitions of `bench.bare_apps probe` on the server's CPU: probes/s of each."""
+    argv = [PYTHON, "-m", "bench.bare_apps", "probe", stack, "--base", fake.url("/h/")]
+    argv += [f"--count={count}", f"--concurrency={concurrency}", f"--seconds={seconds:g}"]
     done = subprocess.run(
-        argv,
+        [*argv, f"--client={client}", "--reps=3"],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=seconds * reps + 60,
-        preexec_fn=pin,
+        timeout=seconds * 3 + 60,
+        preexec_fn=child_setup(PIN.server),
     )
     if done.returncode != 0:
         raise BenchError(f"bare prober failed:\n{done.stderr[-2000:]}")
@@ -428,48 +384,33 @@ def _capacity_row(
 def _print_tables(detail: list[list[str]], rows: list[list[str]]) -> None:
     print_table(
         "Every N tried: median (min-max) over the windows",
-        [
-            "frontend",
-            "N",
-            "probes/s",
-            "max gap",
-            "API p99 ms",
-            "server CPU",
-            "waited for CPU",
-            "skipped/failed",
-            "on schedule",
-        ],
+        "frontend | N | probes/s | max gap | API p99 ms | server CPU | waited for CPU"
+        " | skipped/failed | on schedule",
         detail,
     )
     print_table(
         "Probe capacity",
-        [
-            "frontend",
-            "largest N on schedule",
-            "probes/s at it",
-            "bare httpx probes/s",
-            "ours/httpx",
-            "bare plain-GET probes/s",
-            "ours/plain",
-            f"target: >={TARGET_RATE:,.0f}/s on schedule, API p99 <{TARGET_P99_MS:g} ms",
-            "API p99 ms, nothing to probe",
-        ],
+        "frontend | largest N on schedule | probes/s at it | bare httpx probes/s | ours/httpx"
+        " | bare plain-GET probes/s | ours/plain"
+        f" | target: >={TARGET_RATE:,.0f}/s on schedule, API p99 <{TARGET_P99_MS:g} ms"
+        " | API p99 ms, nothing to probe",
         rows,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    windows = args.reps or 3
-    interval = args.interval or (1.0 if args.quick else 10.0)
-    start = args.start or (1000 if args.quick else 10_000)
-    factor = 1.0 if args.quick else args.factor
+    args.reps = windows = args.reps or 3
+    args.interval = interval = args.interval or (1.0 if args.quick else 10.0)
+    args.start = start = args.start or (1000 if args.quick else 10_000)
+    if args.quick:
+        args.factor, args.max_steps = 1.0, 1
 
     with scenario(args, "Scenario 2: probe capacity") as run:
         print(
             f"interval {interval:g}s, MAX_CONCURRENT_HEALTH_CHECKS={args.concurrency}, "
-            f"{windows} windows of "
-            f"{2 * interval:g}s per N, API load {args.rate:g} req/s open loop\n"
+            f"{windows} windows of {2 * interval:g}s per N, API load {args.rate:g} req/s "
+            "open loop\n"
         )
         fake = start_fake_instances(run)
         rows = []
@@ -478,28 +419,12 @@ def main(argv: list[str] | None = None) -> None:
             stack = "trio" if frontend == "trio" else "asyncio"
             log(f"{frontend}: bare probers on {stack} (httpx, and a plain keep-alive GET)")
             seconds = 0.5 if args.quick else 5.0
-            bare = Stat.of(bare_probe_rates(fake, stack, start, args.concurrency, seconds, 3))
-            raw = Stat.of(bare_probe_rates(fake, stack, start, args.concurrency, seconds, 3, "raw"))
-            control: list[Stat] = []
-            gc_notes: list[str] | None = [] if args.gc_trace else None
-            steps = search(
-                run,
-                frontend,
-                fake,
-                loop=args.loop,
-                interval=interval,
-                start=start,
-                windows=windows,
-                rate=args.rate,
-                max_n=args.max,
-                factor=factor,
-                max_steps=1 if args.quick else args.max_steps,
-                concurrency=args.concurrency,
-                module="frontends",
-                probe_client=args.probe_client,
-                control=control,
-                gc_trace=gc_notes,
+            bare, raw = (
+                Stat.of(bare_probe_rates(fake, stack, start, args.concurrency, seconds, client))
+                for client in ("httpx", "raw")
             )
+            control: list[Stat] = []
+            steps, gc_notes = search(run, frontend, fake, args, control)
             if gc_notes:
                 print(f"\nGC pauses ({frontend}): " + " | ".join(gc_notes))
             label = f"{frontend} ({args.loop})" if frontend == "quart" else frontend

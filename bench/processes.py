@@ -9,6 +9,7 @@ scenario's `Run` ends, failure or not.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -18,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from conformance.process_figures import cpu_seconds, rss_kib, runqueue_seconds
 from conformance.server_process import (
@@ -28,6 +30,7 @@ from conformance.server_process import (
 )
 
 from .common import PYTHON, SECRET, BenchError
+from .http_client import http_call
 
 # ------------------------------------------------------------------ pinning
 
@@ -201,15 +204,12 @@ def start_registry(
     `ready=False` returns at once (start several, then `wait_ready` each);
     `module` runs another launcher with the same CLI (`bench.traced_server`).
     """
-    label = name or (
-        f"registry-{frontend}-{loop}"
-        if frontend in ("quart", "quart-uvicorn")
-        else f"registry-{frontend}"
-    )
+    loop_args = ["--loop", loop] if frontend in ("quart", "quart-uvicorn") else []
+    label = name or "-".join(["registry", frontend, *loop_args[1:]])
     server = ServerProcess(
         frontend,
         registry_settings(env),
-        ["--loop", loop] if frontend in ("quart", "quart-uvicorn") else [],
+        loop_args,
         module=module,
         name=label,
         backlog=BACKLOG,
@@ -232,13 +232,9 @@ def start_bare(
     ready: bool = True,
 ) -> Proc:
     """The baseline app of `bench/bare_apps.py` on the same stack (`quart` or `trio`)."""
-    argv = [PYTHON, "-m", "bench.bare_apps", "serve", stack]
-    if stack in ("quart", "raw"):
-        argv += ["--loop", loop]
-    if store:
-        argv.append("--store")
+    argv = [PYTHON, "-m", "bench.bare_apps", "serve", stack, "--loop", loop]
     label = name or (f"bare-{stack}-{loop}" if stack == "quart" else f"bare-{stack}")
-    proc = run.spawn(label, argv, cpus=PIN.server)
+    proc = run.spawn(label, argv + ["--store"] * store, cpus=PIN.server)
     if ready:
         wait_ready(proc)
     return proc
@@ -277,6 +273,13 @@ def start_etcd(run: Run) -> Proc:
     proc = run.spawn("etcd", argv, port=client, env=child_environment({}), cpus=PIN.server)
     wait_ready(proc, "/health")
     return proc
+
+
+def etcd_post(etcd: Proc, path: str, body: object) -> dict[str, Any]:
+    """One call to etcd's JSON gateway; its answer's document."""
+    answer = http_call(etcd.port, "POST", path, json.dumps(body).encode(), auth=False)
+    document: dict[str, Any] = answer.ok(f"etcd {path}").json()
+    return document
 
 
 def etcd_version() -> str:

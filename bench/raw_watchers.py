@@ -94,9 +94,7 @@ class Fleet(ABC, Generic[P]):
             path, body = trigger
             cpu0, wait0 = proc.cpu_seconds(), proc.runqueue_seconds()
             sent_at = time.perf_counter()
-            answer = await conn.request("POST", path, body)
-            if answer.status != 200:
-                raise BenchError(f"{what}: {answer.status} {answer.body[:200]!r}")
+            (await conn.request("POST", path, body)).ok(what)
             try:
                 await asyncio.wait_for(self.everyone.wait(), 60)
             except TimeoutError:
@@ -121,16 +119,13 @@ class OneRequest(asyncio.Protocol, Generic[F]):
         self.transport: asyncio.Transport | None = None
         self.changed_at: float | None = None  # perf_counter when the change arrived
 
-    def has_change(self) -> bool:
-        return self.changed_at is not None
-
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         transport.write(self._request)  # type: ignore[attr-defined]
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Closed by the server before the change: done, but counted as lost."""
-        if not self.has_change():
+        if self.changed_at is None:
             self._fleet.lost += 1
             self._fleet.update()
 
@@ -160,6 +155,14 @@ class Figures:
     ready_s: float  # to open them all
     cpu_s: float  # the server's, from the change until the last watcher had it
     waited_s: float  # meanwhile, time the server was runnable but another job had the CPU
+
+    def describe(self) -> str:
+        """The run in one line, for the log."""
+        return (
+            f"all had the change {self.fanout_s:.3f}s after it (server CPU {self.cpu_s:.3f}s, "
+            f"waited {self.waited_s:.3f}s), {self.kib_each:.1f} KiB each (open in "
+            f"{self.ready_s:.1f}s)"
+        )
 
     @classmethod
     def of(cls, opened: Opened, change: Change, arrived: Iterable[float], **more: Any) -> Self:

@@ -32,7 +32,7 @@ import argparse
 import time
 from dataclasses import dataclass, field
 
-from .common import SECRET, BenchError, Stat, log, print_table, ratio_stat, verdict
+from .common import SECRET, Stat, log, print_table, ratio_stat, verdict
 from .http_client import Conn, heartbeat_body, post_all, register_body, run_async
 from .processes import Proc, Run, start_bare, start_registry, wait_ready
 from .scenario_cli import base_parser, chosen_frontends, scenario
@@ -44,6 +44,7 @@ TARGET_KIB = 2.0
 TARGET_HEARTBEAT_RATIO = 0.9
 TARGET_LISTING_S = 1.0
 LISTINGS = {"services": "/v1/discovery/services", "prometheus": "/v1/discovery/prometheus"}
+HEADS = "figure | registry | bare app | registry/bare | target"
 
 
 def service_of(n: int) -> str:
@@ -55,10 +56,8 @@ def instance_of(n: int) -> str:
 
 
 def bodies(start: int, stop: int) -> list[bytes]:
-    return [
-        register_body(service_of(n), instance_of(n), 9, metadata={"version": "1.0.0", "zone": "a"})
-        for n in range(start, stop)
-    ]
+    """Registrations of instances `start..stop`, each with 2 short metadata entries."""
+    return [register_body(service_of(n), instance_of(n), 9) for n in range(start, stop)]
 
 
 async def timed_get(port: int, path: str, *, before: bytes | None = None) -> tuple[float, int]:
@@ -66,15 +65,11 @@ async def timed_get(port: int, path: str, *, before: bytes | None = None) -> tup
     conn = await Conn.open(port)
     try:
         if before is not None:
-            beat = await conn.request("POST", "/v1/discovery/heartbeat", before)
-            if beat.status != 200:
-                raise BenchError(f"heartbeat: {beat.status} {beat.body[:200]!r}")
+            (await conn.request("POST", "/v1/discovery/heartbeat", before)).ok("heartbeat")
         started = time.perf_counter()
         answer = await conn.request("GET", path)
         elapsed = time.perf_counter() - started
-        if answer.status != 200:
-            raise BenchError(f"GET {path}: {answer.status}")
-        return elapsed, len(answer.body)
+        return elapsed, len(answer.ok(f"GET {path}").body)
     finally:
         await conn.close()
 
@@ -130,16 +125,10 @@ class Figures:
 def heartbeat_wrk(run: Run, proc: Proc, count: int, duration: int, name: str) -> WrkResult:
     path = run.tmp / name
     if not path.exists():
-        run.write_lines(
-            name, (heartbeat_body(service_of(n), instance_of(n)).decode() for n in range(count))
-        )
-    return wrk(
-        proc.url(),
-        "post_json.lua",
-        ["/v1/discovery/heartbeat", str(path), SECRET],
-        duration=duration,
-        server=proc,
-    )
+        beats = (heartbeat_body(service_of(n), instance_of(n)) for n in range(count))
+        run.write_lines(name, (beat.decode() for beat in beats))
+    script_args = ["/v1/discovery/heartbeat", str(path), SECRET]
+    return wrk(proc.url(), "post_json.lua", script_args, duration=duration, server=proc)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -166,16 +155,10 @@ def main(argv: list[str] | None = None) -> None:
             label = f"quart ({args.loop})" if frontend == "quart" else "trio"
             ours, bare = _measure(run, frontend, args.loop, label, total, reps, duration)
             rows += _rows(label, ours, bare, total)
-            print_table(
-                f"{label}: {total:,} instances (median (min-max) of {reps} repetitions)",
-                ["figure", "registry", "bare app", "registry/bare", "target"],
-                rows[-10:],
-            )
-        print_table(
-            f"Scale: {total:,} instances in {total // PER_SERVICE:,} services, every frontend",
-            ["figure", "registry", "bare app", "registry/bare", "target"],
-            rows,
-        )
+            title = f"{label}: {total:,} instances (median (min-max) of {reps} repetitions)"
+            print_table(title, HEADS, rows[-10:])
+        title = f"Scale: {total:,} instances in {total // PER_SERVICE:,} services, every frontend"
+        print_table(title, HEADS, rows)
 
 
 Sides = tuple[tuple[Figures, Proc], tuple[Figures, Proc]]  # (ours, registry), (bare, app)
@@ -242,16 +225,9 @@ def _rows(label: str, ours: Figures, bare: Figures, total: int) -> list[list[str
     rows = _memory_rows(label, ours, bare) + _heartbeat_rows(label, ours, bare, total)
     for kind, path in LISTINGS.items():
         rows += _listing_rows(label, ours, bare, kind, path)
-    rows.append(
-        [
-            f"{label}: first listings after the fill (services, prometheus), s",
-            f"{ours.first['services']:.3f}, {ours.first['prometheus']:.3f}",
-            f"{bare.first['services']:.3f}, {bare.first['prometheus']:.3f}",
-            "-",
-            "-",
-        ]
-    )
-    return rows
+    first = [f"{f.first['services']:.3f}, {f.first['prometheus']:.3f}" for f in (ours, bare)]
+    figure = f"{label}: first listings after the fill (services, prometheus), s"
+    return [*rows, [figure, *first, "-", "-"]]
 
 
 def _memory_rows(label: str, ours: Figures, bare: Figures) -> list[list[str]]:
@@ -307,28 +283,20 @@ def _heartbeat_rows(label: str, ours: Figures, bare: Figures, total: int) -> lis
 def _listing_rows(
     label: str, ours: Figures, bare: Figures, kind: str, path: str
 ) -> list[list[str]]:
-    after = Stat.of(ours.after_heartbeat[kind])
+    """A listing right after a heartbeat, then unchanged: seconds, beside the bare app's."""
+
+    def row(figure: str, mine: list[float], base: list[float], target: str) -> list[str]:
+        times = [Stat.of(mine).fmt(".3f"), Stat.of(base).fmt(".3f")]
+        ratio = ratio_stat(mine, base).fmt(".2f", "x")
+        return [f"{label}: GET {path} {figure}", *times, ratio, target]
+
+    after = ours.after_heartbeat[kind]
+    ok = verdict(Stat.of(after).median < TARGET_LISTING_S)
+    target = f"<{TARGET_LISTING_S:g} s: {ok}" if kind == "services" else "-"
     mib = ours.sizes[kind] / 2**20
-    target = (
-        f"<{TARGET_LISTING_S:g} s: {verdict(after.median < TARGET_LISTING_S)}"
-        if kind == "services"
-        else "-"
-    )
     return [
-        [
-            f"{label}: GET {path} after a heartbeat, s ({mib:.0f} MiB)",
-            after.fmt(".3f"),
-            Stat.of(bare.after_heartbeat[kind]).fmt(".3f"),
-            ratio_stat(ours.after_heartbeat[kind], bare.after_heartbeat[kind]).fmt(".2f", "x"),
-            target,
-        ],
-        [
-            f"{label}: GET {path} unchanged (cached), s",
-            Stat.of(ours.cached[kind]).fmt(".3f"),
-            Stat.of(bare.cached[kind]).fmt(".3f"),
-            ratio_stat(ours.cached[kind], bare.cached[kind]).fmt(".2f", "x"),
-            "-",
-        ],
+        row(f"after a heartbeat, s ({mib:.0f} MiB)", after, bare.after_heartbeat[kind], target),
+        row("unchanged (cached), s", ours.cached[kind], bare.cached[kind], "-"),
     ]
 
 

@@ -8,7 +8,7 @@
 written there at exit; `bench.probe_capacity --gc-trace` summarises them.
 `BENCH_SNAPSHOT`: tracemalloc runs, and each SIGUSR1 writes the allocations
 (`<path>.<n>`) and the live objects by type with the RSS (`<path>.counts.<n>`),
-for `bench.memory_profile`. `bare STACK` serves the bare app of
+for `tools.memory_profile`. `bare STACK` serves the bare app of
 `bench.bare_apps` instead of the registry.
 """
 

@@ -16,10 +16,6 @@ handed back to the OS, so a reused process would under-report).
 Baseline, in the same repetition: the bare app on the same stack
 (`bench/bare_apps.py`), whose `GET /wait` parks on one event (with a
 5-minute timer) until `POST /fire`, then serialises a 10-instance document.
-Beside it, not a baseline but the shape watch streams took (docs/frontends.md):
-`bare_apps.py serve raw`, HTTP/1.1 by hand on an asyncio protocol (asyncio
-for the trio row too), parking the transports and writing one rendered
-answer to each.
 """
 
 from __future__ import annotations
@@ -28,6 +24,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 
 from . import raw_watchers
 from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
@@ -94,10 +91,6 @@ class Fleet(raw_watchers.Fleet[Watcher]):
             self.everyone.set()
 
 
-#: One run of parked blocking queries: what every fan-out reports, nothing more.
-Result = Figures
-
-
 def blocking_queries(port: int) -> int:
     """How many blocking queries the registry has parked now (from its `/metrics`)."""
     return int(scrape_metrics(port).get("sd_blocking_queries", 0))
@@ -116,14 +109,15 @@ async def wait_parked(count: Callable[[], int], want: int, limit: float = 120.0)
 
 async def one_run(
     proc: Proc,
-    *,
     size: int,
     request: bytes,
     parked: Callable[[], int],
     trigger: tuple[str, bytes],
-    expect_index_above: int | None,
+    index: int | None,
     settle: float,
-) -> Result:
+) -> Figures:
+    """`size` watchers sending `request`, parked once `parked()` counts them all; then
+    `trigger` (path, body) wakes them. With `index`, every answer must carry a newer one."""
     fleet = Fleet(size)
     try:
         opened = await fleet.open(
@@ -140,129 +134,67 @@ async def one_run(
         bad = [w for w in fleet.members if w.status != 200]
         if fleet.lost or bad:
             raise BenchError(f"{fleet.lost} connections lost, {len(bad)} answers not 200")
-        if expect_index_above is not None:
-            stale = [w for w in fleet.members if (w.index or 0) <= expect_index_above]
-            if stale:
-                raise BenchError(f"{len(stale)} answers carry no newer index")
-        return Result.of(opened, change, (w.changed_at or 0.0 for w in fleet.members))
+        if index is not None and (n := sum((w.index or 0) <= index for w in fleet.members)):
+            raise BenchError(f"{n} answers carry no newer index")
+        return Figures.of(opened, change, (w.changed_at or 0.0 for w in fleet.members))
     finally:
         fleet.close()
 
 
-def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Result:
+def registry_rep(proc: Proc, size: int, rep: int, settle: float) -> Figures:
+    """Blocking queries on the registry's `watched` service; a registration wakes them."""
     try:
         seed_service(proc, SERVICE)
-        conn_index = _index_of(proc.port)
-        request = get_request(
-            f"/v1/discovery/services/{SERVICE}?index={conn_index}&wait=5m", proc.port
-        )
-
-        def parked() -> int:
-            return blocking_queries(proc.port)
-
-        change = register_body(SERVICE, f"i-new-{rep}", 9)
-        return run_async(
-            one_run(
-                proc,
-                size=size,
-                request=request,
-                parked=parked,
-                trigger=("/v1/discovery/register", change),
-                expect_index_above=conn_index,
-                settle=settle,
-            )
-        )
+        path = f"/v1/discovery/services/{SERVICE}"
+        index = int(http_call(proc.port, "GET", path).headers["x-discovery-index"])
+        request = get_request(f"{path}?index={index}&wait=5m", proc.port)
+        change = ("/v1/discovery/register", register_body(SERVICE, f"i-new-{rep}", 9))
+        parked = partial(blocking_queries, proc.port)
+        return run_async(one_run(proc, size, request, parked, change, index, settle))
     finally:
         proc.stop()
 
 
-def _index_of(port: int) -> int:
-    answer = http_call(port, "GET", f"/v1/discovery/services/{SERVICE}")
-    return int(answer.headers["x-discovery-index"])
-
-
-def bare_rep(proc: Proc, size: int, settle: float) -> Result:
+def bare_rep(proc: Proc, size: int, settle: float) -> Figures:
+    """The bare app's `GET /wait`, woken by `POST /fire`."""
     try:
         for _ in range(50):
             http_get(proc.port, "/v1/discovery/services/hot")
 
         def parked() -> int:
-            _, body = http_get(proc.port, "/_parked")
-            count: int = json.loads(body)["parked"]
+            count: int = json.loads(http_get(proc.port, "/_parked")[1])["parked"]
             return count
 
-        return run_async(
-            one_run(
-                proc,
-                size=size,
-                request=get_request("/wait", proc.port),
-                parked=parked,
-                trigger=("/fire", b"{}"),
-                expect_index_above=None,
-                settle=settle,
-            )
-        )
+        request = get_request("/wait", proc.port)
+        return run_async(one_run(proc, size, request, parked, ("/fire", b"{}"), None, settle))
     finally:
         proc.stop()
 
 
-def _row(
-    label: str,
-    ours: list[Result],
-    bare: list[Result],
-    raw: list[Result],
-    figure: str,
-    of: Callable[[Result], float],
-    spec: str,
-    target: str,
-) -> list[str]:
-    mine, base = [of(r) for r in ours], [of(r) for r in bare]
-    return [
-        label,
-        figure,
-        Stat.of(mine).fmt(spec),
-        Stat.of(base).fmt(spec),
-        ratio_stat(mine, base).fmt(".2f", "x") if all(base) else "-",
-        Stat.of(of(r) for r in raw).fmt(spec),
-        target,
-    ]
-
-
 def _one_rep(
     run: Run, frontend: str, loop: str, size: int, rep: int, settle: float
-) -> tuple[Result, Result, Result]:
-    """Fresh servers: the registry, the bare app on its stack, the hand-written sketch."""
+) -> tuple[Figures, Figures]:
+    """Fresh servers: the registry and the bare app on its stack."""
     stack = "quart" if frontend == "quart" else "trio"
-    raw_loop = loop if frontend == "quart" else "asyncio"
     env = {"HEALTH_CHECK_INTERVAL_SECONDS": "3600"}
     registry = start_registry(run, frontend, loop=loop, env=env, ready=False)
     baseline = start_bare(run, stack, loop=loop, ready=False)
-    sketch = start_bare(run, "raw", loop=raw_loop, ready=False)
     wait_ready(registry)
     wait_ready(baseline)
-    wait_ready(sketch)
     ours = registry_rep(registry, size, rep, settle)
-    log(
-        f"  registry: all answered {ours.fanout_s:.3f}s after the change "
-        f"(server CPU {ours.cpu_s:.3f}s, waited {ours.waited_s:.3f}s), "
-        f"{ours.kib_each:.1f} KiB/waiter (parked in {ours.ready_s:.1f}s)"
-    )
+    log(f"  registry: {ours.describe()}")
     bare = bare_rep(baseline, size, settle)
-    raw = bare_rep(sketch, size, settle)
-    log(
-        f"  bare app: all answered {bare.fanout_s:.3f}s after the change "
-        f"(server CPU {bare.cpu_s:.3f}s, waited {bare.waited_s:.3f}s), "
-        f"{bare.kib_each:.1f} KiB/waiter"
-    )
-    log(f"  hand-written protocol: all answered {raw.fanout_s:.3f}s, {raw.kib_each:.1f} KiB/waiter")
-    return ours, bare, raw
+    log(f"  bare app: {bare.describe()}")
+    return ours, bare
 
 
 def _frontend_rows(
-    label: str, size: int, ours: list[Result], bare: list[Result], raw: list[Result]
+    label: str, size: int, ours: list[Figures], bare: list[Figures]
 ) -> list[list[str]]:
-    def row(figure: str, of: Callable[[Result], float], spec: str, target: str) -> list[str]:
-        return _row(label, ours, bare, raw, figure, of, spec, target)
+    def row(figure: str, of: Callable[[Figures], float], spec: str, target: str) -> list[str]:
+        mine, base = [of(r) for r in ours], [of(r) for r in bare]
+        ratio = ratio_stat(mine, base).fmt(".2f", "x") if all(base) else "-"
+        return [label, figure, Stat.of(mine).fmt(spec), Stat.of(base).fmt(spec), ratio, target]
 
     fanout = Stat.of(r.fanout_s for r in ours)
     kib = Stat.of(r.kib_each for r in ours)
@@ -293,26 +225,17 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for frontend in chosen_frontends(args):
             label = f"quart ({args.loop})" if frontend == "quart" else "trio"
-            ours: list[Result] = []
-            bare: list[Result] = []
-            raw: list[Result] = []
+            ours: list[Figures] = []
+            bare: list[Figures] = []
             for rep in range(reps):
                 log(f"rep {rep + 1}/{reps}: {label}, {size} watchers")
-                figures = _one_rep(run, frontend, args.loop, size, rep, settle)
-                for results, result in zip((ours, bare, raw), figures, strict=True):
-                    results.append(result)
-            rows += _frontend_rows(label, size, ours, bare, raw)
+                mine, base = _one_rep(run, frontend, args.loop, size, rep, settle)
+                ours.append(mine)
+                bare.append(base)
+            rows += _frontend_rows(label, size, ours, bare)
         print_table(
             f"{size:,} watchers, one change: median (min-max)",
-            [
-                "frontend",
-                "figure",
-                "registry",
-                "bare app",
-                "registry/bare",
-                "hand-written protocol (sketch)",
-                "target",
-            ],
+            "frontend | figure | registry | bare app | registry/bare | target",
             rows,
         )
 

@@ -28,24 +28,17 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from . import raw_watchers
-from .common import BenchError, Stat, log, print_table, ratio_stat, verdict
+from .common import BenchError, Stat, log, print_table, verdict
 from .http_client import register_body, run_async
 from .http_hot_paths import ENDPOINTS, drive_endpoint, prepare_registry, request_files
 from .processes import Proc, Run, start_fake_instances, start_registry
-from .raw_watchers import (
-    Figures,
-    OneRequest,
-    get_request,
-    seed_service,
-)
+from .raw_watchers import Figures, OneRequest, get_request, seed_service
 from .scenario_cli import base_parser, scenario
 from .watch_fanout import TARGET_KIB, TARGET_SECONDS
-from .watch_fanout import Result as BlockingResult
 from .watch_fanout import registry_rep as blocking_rep
-from .wrk_load import WrkResult
+from .wrk_load import WrkResult, compared
 
 SERVICE = "watched"
 KINDS = ("quart", "trio", "quart-uvicorn")
@@ -147,59 +140,27 @@ def _label(kind: str, loop: str) -> str:
     )
 
 
-R = TypeVar("R")
-
-
-def _on_fresh_server(
-    run: Run,
-    kind: str,
-    loop: str,
-    measure: Callable[[Proc, int, int, float], R],
-    describe: Callable[[R], str],
-    size: int,
-    rep: int,
-    settle: float,
-) -> R:
-    """One measurement on a fresh server (freed memory is not handed back to the OS)."""
-    result = measure(start_registry(run, kind, loop=loop, env=QUIET_ENV), size, rep, settle)
-    log(describe(result))
-    return result
-
-
-def _describe_streams(s: StreamResult) -> str:
-    return (
-        f"  streams: all had the change {s.fanout_s:.3f}s after it (server CPU "
-        f"{s.cpu_s:.3f}s), {s.kib_each:.1f} KiB/stream (opened in {s.ready_s:.1f}s), "
-        f"{s.lost} closed by the server"
-    )
-
-
-def _describe_blocking(b: BlockingResult) -> str:
-    return (
-        f"  blocking: all answered {b.fanout_s:.3f}s after the change (server CPU "
-        f"{b.cpu_s:.3f}s), {b.kib_each:.1f} KiB/waiter"
-    )
-
-
 def _measure_kind(
     run: Run, kind: str, size: int, reps: int, loop: str, settle: float
-) -> tuple[list[StreamResult], list[BlockingResult]]:
-    """Each repetition: streams on a fresh server, then blocking queries on another."""
+) -> tuple[list[StreamResult], list[Figures]]:
+    """Each repetition: streams on a fresh server, then blocking queries on another
+    (freed memory is not handed back to the OS, so a reused process would under-report)."""
     label = _label(kind, loop)
     streams: list[StreamResult] = []
-    blocking: list[BlockingResult] = []
+    blocking: list[Figures] = []
     for rep in range(reps):
-        at = (size, rep, settle)
         log(f"rep {rep + 1}/{reps}: {label}, {size} streams")
-        streams.append(_on_fresh_server(run, kind, loop, stream_rep, _describe_streams, *at))
+        s = stream_rep(start_registry(run, kind, loop=loop, env=QUIET_ENV), size, rep, settle)
+        log(f"  streams: {s.describe()}, {s.lost} closed by the server")
         log(f"rep {rep + 1}/{reps}: {label}, {size} blocking queries")
-        blocking.append(_on_fresh_server(run, kind, loop, blocking_rep, _describe_blocking, *at))
+        b = blocking_rep(start_registry(run, kind, loop=loop, env=QUIET_ENV), size, rep, settle)
+        log(f"  blocking: {b.describe()}")
+        streams.append(s)
+        blocking.append(b)
     return streams, blocking
 
 
-def _kind_rows(
-    label: str, streams: list[StreamResult], blocking: list[BlockingResult]
-) -> list[list[str]]:
+def _kind_rows(label: str, streams: list[StreamResult], blocking: list[Figures]) -> list[list[str]]:
     """One server kind's rows: streams beside blocking queries, figure by figure."""
 
     def row(figure: str, of: Callable[[Figures], float], target: str = "-") -> list[str]:
@@ -208,6 +169,7 @@ def _kind_rows(
 
     fanout = Stat.of(r.fanout_s for r in streams)
     kib = Stat.of(r.kib_each for r in streams)
+    lost = Stat.of(r.lost for r in streams)
     return [
         row(
             "all had the change (s)",
@@ -216,13 +178,7 @@ def _kind_rows(
         ),
         row("median (s)", lambda r: r.median_s),
         row("server CPU, change to last (s)", lambda r: r.cpu_s),
-        [
-            label,
-            "streams closed by the server (of all)",
-            Stat.of(r.lost for r in streams).fmt(".0f"),
-            "-",
-            "0",
-        ],
+        [label, "streams closed by the server (of all)", lost.fmt(".0f"), "-", "0"],
         [
             label,
             "KiB per open stream / parked query",
@@ -241,14 +197,14 @@ def fanout_tables(run: Run, kinds: list[str], size: int, reps: int, loop: str) -
         rows += _kind_rows(_label(kind, loop), streams, blocking)
     print_table(
         f"{size:,} watchers, one change: median (min-max) of {reps}",
-        ["server", "figure", "watch streams", "blocking queries", "target (streams)"],
+        "server | figure | watch streams | blocking queries | target (streams)",
         rows,
     )
 
 
 def throughput_table(run: Run, reps: int, duration: int, loop: str, connections: int) -> None:
     fake = start_fake_instances(run)
-    heartbeats, registers = request_files(run, fake)
+    files = request_files(run, fake)
     env = {"HEALTH_CHECK_INTERVAL_SECONDS": "2", "HEALTH_CHECK_TIMEOUT_SECONDS": "1"}
     servers = {}
     for kind in ("quart", "quart-uvicorn"):
@@ -261,38 +217,18 @@ def throughput_table(run: Run, reps: int, duration: int, loop: str, connections:
             order = ["quart", "quart-uvicorn"]
             for kind in order if rep % 2 == 0 else order[::-1]:
                 log(f"rep {rep + 1}/{reps}: {_label(kind, loop)} {endpoint.label}")
-                results.setdefault((kind, endpoint.key), []).append(
-                    drive_endpoint(
-                        servers[kind], endpoint, duration, connections, heartbeats, registers
-                    )
-                )
+                load = drive_endpoint(servers[kind], endpoint, duration, connections, files)
+                results.setdefault((kind, endpoint.key), []).append(load)
     rows = []
     for endpoint in endpoints:
-        hyper = results[("quart", endpoint.key)]
-        uvi = results[("quart-uvicorn", endpoint.key)]
-        speedup = ratio_stat([r.rps for r in uvi], [r.rps for r in hyper])
-        rows.append(
-            [
-                endpoint.label,
-                Stat.of(r.rps for r in hyper).fmt(),
-                Stat.of(r.rps for r in uvi).fmt(),
-                speedup.fmt(".2f", "x"),
-                f"{Stat.of(r.cpu_us for r in hyper).median:,.0f} -> "
-                f"{Stat.of(r.cpu_us for r in uvi).median:,.0f}",
-                f">={TARGET_SPEEDUP:g}x: {verdict(speedup.median >= TARGET_SPEEDUP)}",
-            ]
-        )
+        hypercorn, uvicorn = (results[kind, endpoint.key] for kind in ("quart", "quart-uvicorn"))
+        cells, speedup = compared(hypercorn, uvicorn)
+        target = f">={TARGET_SPEEDUP:g}x: {verdict(speedup.median >= TARGET_SPEEDUP)}"
+        rows.append([endpoint.label, *cells, target])
     print_table(
         f"Quart on uvicorn vs on hypercorn ({loop}): wrk -t1 -c{connections} -d{duration}s, "
         f"median (min-max) of {reps}",
-        [
-            "endpoint",
-            "hypercorn req/s",
-            "uvicorn req/s",
-            "uvicorn/hypercorn",
-            "CPU us/req",
-            "target",
-        ],
+        "endpoint | hypercorn req/s | uvicorn req/s | uvicorn/hypercorn | CPU us/req | target",
         rows,
     )
 

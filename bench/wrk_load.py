@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .common import BenchError
+from .common import BenchError, Stat, ratio_stat
 from .processes import PIN, Proc, child_setup
 
 WRK_DIR = Path(__file__).resolve().parent / "wrk"
@@ -43,6 +43,15 @@ class WrkResult:
         if self.server_cpu_s is None or not self.requests:
             return float("nan")
         return self.server_cpu_s / self.requests * 1e6
+
+
+def compared(base: Sequence[WrkResult], other: Sequence[WrkResult]) -> tuple[list[str], Stat]:
+    """Cells for runs of one load on two servers back to back: req/s of each, other/base
+    per repetition, CPU us per request base -> other; and that ratio."""
+    ratio = ratio_stat([r.rps for r in other], [r.rps for r in base])
+    base_us, other_us = (Stat.of(r.cpu_us for r in runs).median for runs in (base, other))
+    rps = [Stat.of(r.rps for r in runs).fmt() for runs in (base, other)]
+    return [*rps, ratio.fmt(".2f", "x"), f"{base_us:,.0f} -> {other_us:,.0f}"], ratio
 
 
 def wrk(

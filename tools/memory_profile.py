@@ -1,6 +1,6 @@
 """Where the memory goes: tracemalloc inside a real server, per parked watcher or per instance.
 
-    python -m bench.memory_profile watchers|streams|instances
+    python -m tools.memory_profile watchers|streams|instances
                                    [--frontend quart|trio|quart-uvicorn] [--count N]
 
 Runs the server through the benchmarks' launcher (`bench.traced_server`, with
@@ -29,11 +29,11 @@ import tracemalloc
 from collections import Counter
 from pathlib import Path
 
-from .common import AUTH, PYTHON, log, wait_until
-from .http_client import http_get, post_all, register_body, run_async, scrape_metrics
-from .processes import PIN, Proc, Run, server_env, start_registry, wait_ready
-from .scenario_cli import base_parser, scenario
-from .watch_fanout import wait_parked
+from bench.common import AUTH, PYTHON, log, wait_until
+from bench.http_client import http_get, post_all, register_body, run_async, scrape_metrics
+from bench.processes import PIN, Proc, Run, server_env, start_registry, wait_ready
+from bench.scenario_cli import base_parser, scenario
+from bench.watch_fanout import wait_parked
 
 
 def _counts(base: Path, n: int) -> tuple[Counter[str], int]:
