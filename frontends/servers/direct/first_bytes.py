@@ -3,7 +3,7 @@
 Why: a watch stream held by hypercorn costs its whole per-connection state for
 as long as it is open: the `TCPServer`, its task group and idle timer, the
 protocol wrapper, h11's connection, the `HTTPStream` and its scope, about
-15 KB of Python heap (tracemalloc, `python -m bench.memory_profile streams`),
+15 KB of Python heap (tracemalloc, `python -m tools.memory_profile streams`),
 against issue #13's target of 10 KiB per open stream (uvicorn's about 9 KB).
 None of it does anything once the response has started: a stream only ever
 writes events and listens for the client to leave.
