@@ -386,7 +386,8 @@ async def _services(conn: Connection, args: argparse.Namespace, out: TextIO) -> 
         _print_json(rows, out)
         return
     if not rows:
-        print("no services registered", file=sys.stderr)
+        tagged = f" with an instance tagged {','.join(args.tag)}" if args.tag else " registered"
+        print(f"no services{tagged}", file=sys.stderr)
         return
     header = ["SERVICE", "INSTANCES", *(state.upper() for state in states)]
     table = [[str(row[key]) for key in row] for row in rows]

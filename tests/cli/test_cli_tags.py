@@ -83,6 +83,9 @@ def test_services_counts_only_tagged_instances(cli: Cli, refused_port: int) -> N
     assert counts() == {web: 2, batch: 1}
     assert counts("web") == {web: 2}  # a service no instance of which matches is left out
     assert counts("web", "eu") == {web: 1}
+    nothing = cli("services", "--tag", _unique("none"))
+    assert (nothing.code, nothing.out) == (0, "")
+    assert "no services with an instance tagged" in nothing.err
     bad = cli("services", "--tag", "a,b")
     assert bad.code == EXIT_USAGE
     assert "comma" in bad.err
