@@ -45,7 +45,7 @@ from sd_core import HttpResponse
 from sd_core.body import as_bytes
 from sd_core.http_api import method_not_allowed, not_found
 
-PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, watchers=ParkedQueries)
+PARTS = LoopParts(frontend="quart", probe_driver=ProbeDriver, parked=ParkedQueries)
 #: Where `mount` keeps the runtime in `app.extensions` (and how it knows it mounted).
 EXTENSION = "service_discovery"
 
@@ -119,7 +119,7 @@ def _serve_tasks(app: Quart, runtime: Runtime) -> None:
 
     @app.after_serving
     async def stop_registry() -> None:
-        runtime.watchers.release_all()
+        runtime.parked.release_all()
         for task in background:
             task.cancel()
         for task in background:

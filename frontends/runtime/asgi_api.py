@@ -74,7 +74,7 @@ async def serve_api(
 
     async def park(watched: str | None, seconds: float) -> bool:
         return await calls.unless_gone(
-            functools.partial(runtime.watchers.wait, watched, seconds), receive
+            functools.partial(runtime.parked.wait, watched, seconds), receive
         )
 
     response = await respond(

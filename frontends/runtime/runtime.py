@@ -4,7 +4,7 @@ A frontend hands a request's head to `Runtime.head` and, with its body, to
 `Runtime.answer` (one synchronous core call each), waits when told to, and
 writes the bytes back. The registry it serves is a `Node` (one process's, or a
 cluster node), chosen once when it is built. The runtime is built
-with its frontend's `LoopParts` (the event loop's probe driver and watchers)
+with its frontend's `LoopParts` (the event loop's probe driver and parked queries)
 and routes the effects the core emits to them in `settle`, so both frontends
 settle effects the same way and nothing is attached after construction.
 """
@@ -59,8 +59,8 @@ class ProbeDriver(Protocol):
     async def run(self) -> None: ...
 
 
-class Watchers(Protocol):
-    """Parked blocking queries (each frontend's `watchers.Watchers`)."""
+class Parked(Protocol):
+    """Parked blocking queries (each loop's `parked.ParkedQueries`)."""
 
     def wake(self, services: frozenset[str]) -> None: ...
     def wake_exactly(self, scopes: frozenset[str]) -> None: ...
@@ -74,11 +74,11 @@ class LoopParts:
 
     frontend: str  # the name `/health` reports
     probe_driver: Callable[[Runtime, Prober], ProbeDriver]
-    watchers: Callable[[Runtime], Watchers]
+    parked: Callable[[Runtime], Parked]
 
 
 class Runtime:
-    """Owns the registry, the counters, the prober, and the loop's probe driver and watchers."""
+    """Owns the registry, the counters, the prober, the loop's probe driver and parked queries."""
 
     def __init__(
         self,
@@ -124,7 +124,7 @@ class Runtime:
         self._write_lock = threading.Lock()
         self._exit_timer: threading.Timer | None = None
         self.prober = prober if prober is not None else make_prober(settings)
-        self.watchers = parts.watchers(self)
+        self.parked = parts.parked(self)
         self.streams = StreamHub(
             StreamEvents(self.registry), max_pending_bytes=settings.watch_backlog_bytes
         )
@@ -246,7 +246,7 @@ class Runtime:
         self._rearm()
 
     def settle(self) -> None:
-        """Route everything the core decided to the driver and watchers, then re-arm the driver."""
+        """Route what the core decided to the probe driver and parked queries; re-arm the driver."""
         node = self.node
         effects = node.drain_effects()
         if effects:
@@ -254,10 +254,10 @@ class Runtime:
                 if isinstance(effect, RunProbe):
                     self.driver.submit(effect)
                 elif isinstance(effect, IndexRaised):
-                    self.watchers.wake(effect.services)
+                    self.parked.wake(effect.services)
                     self.streams.changed(effect.services)
                 elif isinstance(effect, CaughtUp):
-                    self.watchers.wake_exactly(frozenset(map(catch_up_scope, effect.reached)))
+                    self.parked.wake_exactly(frozenset(map(catch_up_scope, effect.reached)))
                     self.streams.caught_up(effect.reached, effect.expired)
                 elif not node.route(effect) and isinstance(effect, Effect):
                     log_effect(effect)
@@ -281,7 +281,7 @@ class Runtime:
         runtime in-process leave it None.
         """
         self.api.draining = True
-        self.watchers.release_all()
+        self.parked.release_all()
         self.streams.close_all()
         log.info(logfmt("draining"))
         self.final_snapshot()

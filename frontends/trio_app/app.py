@@ -22,7 +22,7 @@ from frontends.trio_app.probe_driver import ProbeDriver
 from frontends.trio_app.snapshots import snapshot_loop
 
 log = logging.getLogger("sd.registry")
-PARTS = LoopParts(frontend="trio", probe_driver=ProbeDriver, watchers=ParkedQueries)
+PARTS = LoopParts(frontend="trio", probe_driver=ProbeDriver, parked=ParkedQueries)
 
 
 def create_app(runtime: Runtime) -> ASGIApp:
@@ -46,7 +46,7 @@ def create_app(runtime: Runtime) -> ASGIApp:
                 background.start_soon(serve_dns, runtime.dns, dns_sockets)
             await send({"type": "lifespan.startup.complete"})
             await receive()  # lifespan.shutdown
-            runtime.watchers.release_all()
+            runtime.parked.release_all()
             background.cancel_scope.cancel()
         runtime.final_snapshot()
         await runtime.prober.aclose()

@@ -305,7 +305,7 @@ def test_a_blocking_wait_with_no_change_returns_after_exactly_its_wait(
 ) -> None:
     async def scenario(kit: Kit, group: Group) -> None:
         runtime = make_runtime(kit)
-        watchers = runtime.watchers
+        watchers = runtime.parked
         register(runtime, "svc", "a")
         parked: list[int] = []
 
@@ -328,7 +328,7 @@ def test_a_change_wakes_its_service_and_global_watchers_only(
 ) -> None:
     async def scenario(kit: Kit, group: Group) -> None:
         runtime = make_runtime(kit)
-        watchers = runtime.watchers
+        watchers = runtime.parked
         register(runtime, "svc-a", "a-0")
         start = kit.clock()
         returned: dict[str, float] = {}
@@ -383,7 +383,7 @@ def test_a_change_wakes_its_service_and_global_watchers_only(
 def test_release_all_and_draining_release_waiters_at_once(make_kit: Callable[[], Kit]) -> None:
     async def scenario(kit: Kit, group: Group) -> None:
         runtime = make_runtime(kit)
-        watchers = runtime.watchers
+        watchers = runtime.parked
         returned: dict[str, float] = {}
 
         async def watch(label: str, scope: str | None, seconds: float) -> None:

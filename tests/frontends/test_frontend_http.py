@@ -523,7 +523,7 @@ def test_an_unexpected_error_is_a_plain_500(
         def broken(services: frozenset[str]) -> None:
             raise RuntimeError("watchers exploded")
 
-        runtime.watchers.wake = broken  # type: ignore[method-assign]  # fails after the core call, outside its guard
+        runtime.parked.wake = broken  # type: ignore[method-assign]  # fails after the core call, outside its guard
         response = await client.post(
             "/v1/discovery/register", content=register_body("svc", "i-1"), headers=JSON_POST
         )
