@@ -10,6 +10,7 @@ uses `anyio.Event`, which works on both loops, so neither frontend changes for i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from random import SystemRandom
@@ -97,7 +98,11 @@ class ClusterMember:
             pages=pages,
         )
         self.store = StoreDriver(EtcdClient(cluster), self, call_timeout=cluster.call_timeout)
-        self._parked: dict[int, anyio.Event] = {}
+        self._parked: dict[int, anyio.Event | asyncio.Future[None]] = {}
+        # On asyncio (found in `run`), a parked write waits on a bare future of the
+        # loop: every heartbeat parks one, and `anyio.Event()` costs more (it asks which
+        # loop runs, then builds an `asyncio.Event` that takes a lock at its first wait).
+        self._asyncio: asyncio.AbstractEventLoop | None = None
         self._answers: dict[int, HttpResponse] = {}
         self._state = self.node.link.state
 
@@ -113,6 +118,10 @@ class ClusterMember:
                 prefix=self.settings.prefix,
             )
         )
+        try:
+            self._asyncio = asyncio.get_running_loop()
+        except RuntimeError:  # trio
+            self._asyncio = None
         self.node.start(self._clock())
         self._settle()
         try:
@@ -182,7 +191,11 @@ class ClusterMember:
             parked = self._parked.pop(effect.token, None)
             if parked is not None:  # else the client went away meanwhile
                 self._answers[effect.token] = effect.response
-                parked.set()
+                if isinstance(parked, asyncio.Future):
+                    if not parked.done():  # cancelled: its request is unwinding
+                        parked.set_result(None)
+                else:
+                    parked.set()
         elif isinstance(effect, StoreCall | OpenWatch | CloseWatch):
             self.store.submit(effect)
         else:
@@ -209,9 +222,14 @@ class ClusterMember:
         """Wait for the parked write's answer (the node always sends one: the store's,
         a 503 after our call timeout, or its own after `write_wait`)."""
         # Registered before any other task runs: the answer comes from a later settle.
-        event = self._parked[pending.token] = anyio.Event()
+        loop = self._asyncio
         try:
-            await event.wait()
+            if loop is not None:
+                future = self._parked[pending.token] = loop.create_future()
+                await future
+            else:
+                event = self._parked[pending.token] = anyio.Event()
+                await event.wait()
             return self._answers.pop(pending.token)
         finally:
             self._parked.pop(pending.token, None)
