@@ -272,14 +272,16 @@ def _op_text(op: TxnOp) -> str:
     """`dumps(op_to_json(op))`, written directly for a put (a soft put per heartbeat)."""
     if type(op) is not PutOp:
         return dumps(op_to_json(op)).decode()
-    text = f'{{"request_put":{{"key":"{b64(op.key)}"'
+    fields = []  # as `FlatMessage.to_json`: a field at its default is left out
+    if op.key:
+        fields.append(f'"key":"{b64(op.key)}"')
     if op.value:
-        text += f',"value":"{b64(op.value)}"'
+        fields.append(f'"value":"{b64(op.value)}"')
     if op.lease:
-        text += f',"lease":"{int64_text(op.lease)}"'
+        fields.append(f'"lease":"{int64_text(op.lease)}"')
     if op.prev_kv:
-        text += ',"prev_kv":true'
-    return text + "}}"
+        fields.append('"prev_kv":true')
+    return '{"request_put":{' + ",".join(fields) + "}}"
 
 
 def lease_grant_request(ttl: int, *, lease_id: int = 0) -> GatewayRequest:

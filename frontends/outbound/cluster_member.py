@@ -99,10 +99,11 @@ class ClusterMember:
         )
         self.store = StoreDriver(EtcdClient(cluster), self, call_timeout=cluster.call_timeout)
         self._parked: dict[int, anyio.Event | asyncio.Future[None]] = {}
-        # On asyncio (found in `run`), a parked write waits on a bare future of the
-        # loop: every heartbeat parks one, and `anyio.Event()` costs more (it asks which
-        # loop runs, then builds an `asyncio.Event` that takes a lock at its first wait).
-        self._asyncio: asyncio.AbstractEventLoop | None = None
+        # On asyncio (found at the first parked write), a parked write waits on a bare
+        # future of the loop: every heartbeat parks one, and `anyio.Event()` costs more
+        # (it asks which loop runs, then builds an `asyncio.Event` that takes a lock at
+        # its first wait). False: not known yet; None: trio.
+        self._asyncio: asyncio.AbstractEventLoop | bool | None = False
         self._answers: dict[int, HttpResponse] = {}
         self._state = self.node.link.state
 
@@ -118,10 +119,6 @@ class ClusterMember:
                 prefix=self.settings.prefix,
             )
         )
-        try:
-            self._asyncio = asyncio.get_running_loop()
-        except RuntimeError:  # trio
-            self._asyncio = None
         self.node.start(self._clock())
         self._settle()
         try:
@@ -223,8 +220,13 @@ class ClusterMember:
         a 503 after our call timeout, or its own after `write_wait`)."""
         # Registered before any other task runs: the answer comes from a later settle.
         loop = self._asyncio
+        if loop is False:
+            try:
+                loop = self._asyncio = asyncio.get_running_loop()
+            except RuntimeError:  # trio
+                loop = self._asyncio = None
         try:
-            if loop is not None:
+            if isinstance(loop, asyncio.AbstractEventLoop):
                 future = self._parked[pending.token] = loop.create_future()
                 await future
             else:

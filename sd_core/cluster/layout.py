@@ -211,8 +211,13 @@ class SoftRecord(_Record):
     checked_at: float | None
 
     def encode(self) -> bytes:
-        heartbeat, load = wall(self.heartbeat_at), self.load
-        checked = None if self.checked_at is None else wall(self.checked_at)
+        return SoftRecord.text(self.heartbeat_at, self.load, self.checked_at)
+
+    @staticmethod
+    def text(heartbeat_at: float, load: float, checked_at: float | None) -> bytes:
+        """`SoftRecord(heartbeat_at, load, checked_at).encode()`, without the record."""
+        heartbeat = wall(heartbeat_at)
+        checked = None if checked_at is None else wall(checked_at)
         texts = (_number_text(checked), _number_text(heartbeat), _number_text(load))
         if None in texts:  # not a finite float: let json say it
             return _dumps({"heartbeat_at": heartbeat, "load": load, "checked_at": checked})

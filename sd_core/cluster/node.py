@@ -669,12 +669,12 @@ class ClusterNode:
         written by two nodes within one watch delay may hide the older one's field
         until its next write (milliseconds apart, documented)."""
         shown = _shown(entry)
-        record = SoftRecord(
+        record = SoftRecord.text(
             shown.heartbeat_at if heartbeat_at is None else heartbeat_at,
             shown.load if load is None else load,
             shown.checked_at if checked_at is None else checked_at,
         )
-        return PutOp(self.layout.soft(*key), record.encode())
+        return PutOp(self.layout.soft(*key), record)
 
     def _put_guarded(self, entry: Entry, ops: list[PutOp], waiter: SoftWaiter) -> None:
         """Puts for the instance incarnation the view holds (a guarded txn: nothing is
