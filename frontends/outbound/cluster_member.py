@@ -10,7 +10,6 @@ uses `anyio.Event`, which works on both loops, so neither frontend changes for i
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from random import SystemRandom
@@ -98,12 +97,10 @@ class ClusterMember:
             pages=pages,
         )
         self.store = StoreDriver(EtcdClient(cluster), self, call_timeout=cluster.call_timeout)
-        self._parked: dict[int, anyio.Event | asyncio.Future[None]] = {}
-        # On asyncio (found at the first parked write), a parked write waits on a bare
-        # future of the loop: every heartbeat parks one, and `anyio.Event()` costs more
-        # (it asks which loop runs, then builds an `asyncio.Event` that takes a lock at
-        # its first wait). False: not known yet; None: trio.
-        self._asyncio: asyncio.AbstractEventLoop | bool | None = False
+        self._parked: dict[int, anyio.Event] = {}
+        # Every heartbeat parks on an event, and `anyio.Event()` asks which loop runs
+        # each time: from the first parked write on, the running loop's own event class.
+        self._event: Callable[[], anyio.Event] = anyio.Event
         self._answers: dict[int, HttpResponse] = {}
         self._state = self.node.link.state
 
@@ -188,11 +185,7 @@ class ClusterMember:
             parked = self._parked.pop(effect.token, None)
             if parked is not None:  # else the client went away meanwhile
                 self._answers[effect.token] = effect.response
-                if isinstance(parked, asyncio.Future):
-                    if not parked.done():  # cancelled: its request is unwinding
-                        parked.set_result(None)
-                else:
-                    parked.set()
+                parked.set()
         elif isinstance(effect, StoreCall | OpenWatch | CloseWatch):
             self.store.submit(effect)
         else:
@@ -219,19 +212,11 @@ class ClusterMember:
         """Wait for the parked write's answer (the node always sends one: the store's,
         a 503 after our call timeout, or its own after `write_wait`)."""
         # Registered before any other task runs: the answer comes from a later settle.
-        loop = self._asyncio
-        if loop is False:
-            try:
-                loop = self._asyncio = asyncio.get_running_loop()
-            except RuntimeError:  # trio
-                loop = self._asyncio = None
+        event = self._parked[pending.token] = self._event()
+        if self._event is anyio.Event:
+            self._event = type(event)
         try:
-            if isinstance(loop, asyncio.AbstractEventLoop):
-                future = self._parked[pending.token] = loop.create_future()
-                await future
-            else:
-                event = self._parked[pending.token] = anyio.Event()
-                await event.wait()
+            await event.wait()
             return self._answers.pop(pending.token)
         finally:
             self._parked.pop(pending.token, None)
