@@ -55,7 +55,7 @@ class Guardian:
 
     def __init__(
         self,
-        view: StoreMirror,
+        mirror: StoreMirror,
         link: StoreLink,
         removals: Removals,
         *,
@@ -64,7 +64,7 @@ class Guardian:
         is_current: Callable[[], bool],
         wall_offset: float,
     ) -> None:
-        self.view = view
+        self.mirror = mirror
         self.link = link
         self.removals = removals
         self.node_id = node_id
@@ -74,17 +74,17 @@ class Guardian:
         self.next_at: float | None = 0.0
         # The decision's own state; the registry shows what the store holds, on every
         # node alike (this one included), so no node shows the mode before the others.
-        self.decision = SelfPreservation(view.registry.config, lambda changed: None)
+        self.decision = SelfPreservation(mirror.registry.config, lambda changed: None)
         self._stored = False  # the self-preservation key is ours and up
         self._asking = False  # a question to the store is on its way
 
     @property
     def guarding(self) -> bool:
-        nodes = self.view.nodes
+        nodes = self.mirror.nodes
         return self._is_current() and bool(nodes) and min(nodes) == self.node_id
 
     def on_timer(self, now: float) -> None:
-        registry = self.view.registry
+        registry = self.mirror.registry
         config = registry.config
         self.next_at = now + RECHECK_SECONDS  # to see whether this node guards now
         if not self.guarding:
@@ -93,7 +93,7 @@ class Guardian:
             if self._stored:  # another node decides now: our key must not linger
                 self._unstore()
             return
-        quiet = self.view.quiet
+        quiet = self.mirror.quiet
         heard = self.link.last_contact  # the store was usable until about then
         due = quiet.due(min(now, heard)) if heard is not None else []
         if len(due) < len(quiet.due(now)):
@@ -113,17 +113,17 @@ class Guardian:
     def _expire(self, key: InstanceKey) -> None:
         """Remove an instance quiet for a TTL, unless something was written since the
         view saw its soft record (a heartbeat that won the race) or it was registered anew."""
-        entry = self.view.entries.get(key)
+        entry = self.mirror.entries.get(key)
         if entry is None:
             return
         guards = [
             Compare(
-                self.view.layout.instance(*key),
+                self.mirror.layout.instance(*key),
                 Target.CREATE,
                 CompareResult.EQUAL,
                 entry.create_revision,
             ),
-            mod_revision_is(self.view.layout.soft(*key), entry.soft_mod),
+            mod_revision_is(self.mirror.layout.soft(*key), entry.soft_mod),
         ]
         self.removals.remove(key, guards, RemovalReason.TTL_EXPIRED)
 
@@ -145,7 +145,7 @@ class Guardian:
         def failed(now: float) -> None:
             self._asking = False
 
-        request = range_request(self.view.layout.node(self.node_id), count_only=True)
+        request = range_request(self.mirror.layout.node(self.node_id), count_only=True)
         self.link.call(request, answered, failed)
 
     def _store(self, now: float) -> None:
@@ -155,12 +155,12 @@ class Guardian:
             return  # no node lease yet: the next look stores it
         self._stored = True
         record = PreservationRecord(reason, wall(now + self.wall_offset), self.node_id)
-        request = put_request(self.view.layout.preservation(), record.encode(), lease=lease)
+        request = put_request(self.mirror.layout.preservation(), record.encode(), lease=lease)
         self.link.call(request, self._answered(parse_put, False), self._retry(False))
 
     def _unstore(self) -> None:
         self._stored = False
-        request = delete_range_request(self.view.layout.preservation())
+        request = delete_range_request(self.mirror.layout.preservation())
         self.link.call(request, self._answered(parse_delete_range, True), self._retry(True))
 
     def _retry(self, stored: bool) -> Callable[[float], None]:

@@ -51,7 +51,7 @@ class _Pending(NamedTuple):
 class StoreLink:
     """Calls, listing and watch for one node; `changed` is told when `state` moves."""
 
-    view: StoreMirror
+    mirror: StoreMirror
     emit: Callable[[ClusterEffect], None]
     _: KW_ONLY
     page: int
@@ -116,7 +116,7 @@ class StoreLink:
 
     def call(self, request: GatewayRequest, answered: Answered, failed: Failed) -> None:
         self._tokens += 1
-        self._calls[self._tokens] = _Pending(answered, failed, self.view.synced_revision)
+        self._calls[self._tokens] = _Pending(answered, failed, self.mirror.synced_revision)
         self.emit(StoreCall(self._tokens, request))
 
     def answered(self, token: int, status: int, body: bytes, now: float) -> None:
@@ -152,7 +152,7 @@ class StoreLink:
         if self._confirming:
             return
         self._confirming = True
-        synced = self.view.synced_revision
+        synced = self.mirror.synced_revision
 
         def answered(status: int, body: bytes, now: float) -> None:
             self._confirming = False
@@ -167,26 +167,26 @@ class StoreLink:
         def failed(now: float) -> None:
             self._confirming = False
 
-        request = range_request(self.view.layout.prefix, prefix=True, limit=1, keys_only=True)
+        request = range_request(self.mirror.layout.prefix, prefix=True, limit=1, keys_only=True)
         self.call(request, answered, failed)
 
     def _went_back(self, revision: int, now: float) -> None:
         """The store's revision is below what the view had reached: it lost its data.
         Forget the view (instances vanish, indexes restart), list afresh, and say so
         once (`StoreWentBack`, logged as an error)."""
-        self.emit(StoreWentBack(self.view.synced_revision, revision))
+        self.emit(StoreWentBack(self.mirror.synced_revision, revision))
         self.resets += 1
-        self.view.forget(now)
+        self.mirror.forget(now)
         self.relist(now)
 
     def relist(self, now: float) -> None:
         """List the whole prefix at one pinned revision, page by page, then watch."""
         self.resync_at = None
         self._close_watch()
-        self._list_page(self.view.layout.prefix, 0, [])
+        self._list_page(self.mirror.layout.prefix, 0, [])
 
     def _list_page(self, start: bytes, revision: int, kvs: list[KeyValue]) -> None:
-        end = prefix_range_end(self.view.layout.prefix)
+        end = prefix_range_end(self.mirror.layout.prefix)
         request = range_request(start, range_end=end, revision=revision, limit=self.page)
 
         def answered(status: int, body: bytes, now: float) -> None:
@@ -202,7 +202,7 @@ class StoreLink:
             if result.more and result.kvs:
                 self._list_page(result.kvs[-1].key + b"\0", pinned, kvs)
                 return
-            self.view.load(kvs, pinned, now)
+            self.mirror.load(kvs, pinned, now)
             self.listings += 1
             self._listed = True
             self._open_watch()
@@ -216,9 +216,9 @@ class StoreLink:
         self._watch += 1
         self._stream = WatchFramer()
         request = watch_request(
-            self.view.layout.prefix,
+            self.mirror.layout.prefix,
             prefix=True,
-            start_revision=self.view.synced_revision + 1,
+            start_revision=self.mirror.synced_revision + 1,
             progress_notify=True,
         )
         self.emit(OpenWatch(self._watch, request))
@@ -269,18 +269,18 @@ class StoreLink:
         moved = False
         for message in messages:
             if isinstance(message, WatchEvents):
-                self.view.apply_events(message.events, message.header.revision, now)
+                self.mirror.apply_events(message.events, message.header.revision, now)
                 moved = True
             elif isinstance(message, ProgressNotify):
-                if message.revision < self.view.synced_revision:
+                if message.revision < self.mirror.synced_revision:
                     self._suspect()
                     continue
-                self.view.progress(message.revision)
+                self.mirror.progress(message.revision)
                 moved = True
             elif isinstance(message, WatchCreated):
                 # Created at the store's current revision, which is never below what
                 # the view saw before: if it is, the store lost its data.
-                if 0 < message.header.revision < self.view.synced_revision:
+                if 0 < message.header.revision < self.mirror.synced_revision:
                     self._suspect()
                 self.saw(message.header)
                 self._set(watch_ok=True)

@@ -163,10 +163,10 @@ class ClusterNode:
         )
         self.api.health_extra = self._health
         self.api.catch_up = self._catch_up
-        self.view = StoreMirror(self.registry, self.layout)
+        self.mirror = StoreMirror(self.registry, self.layout)
         self._effects: list[ClusterEffect] = []
         self.link = StoreLink(
-            self.view,
+            self.mirror,
             self._effects.append,
             page=cluster.list_page,
             retry_interval=cluster.retry_interval,
@@ -183,14 +183,14 @@ class ClusterNode:
         self._health_writes: set[InstanceKey] = set()
         self._node_lease = 0
         self._keepalive_at: float | None = None
-        self.removals = Removals(self.view, self.link)
+        self.removals = Removals(self.mirror, self.link)
         self.guardian = Guardian(
-            self.view,
+            self.mirror,
             self.link,
             self.removals,
             node_id=cluster.node_id,
             node_lease=lambda: self._node_lease,
-            is_current=lambda: not self.stale and cluster.node_id in self.view.nodes,
+            is_current=lambda: not self.stale and cluster.node_id in self.mirror.nodes,
             wall_offset=wall_offset,
         )
         #: Why the store cannot be used, in the driver's words (a TLS or auth failure,
@@ -284,8 +284,8 @@ class ClusterNode:
         return min(candidates) if candidates else None
 
     def on_timer(self, now: float) -> None:
-        if self.view.quiet.suspended and not self.stale:
-            self.view.quiet.restart(now)  # usable again: every instance gets a full TTL
+        if self.mirror.quiet.suspended and not self.stale:
+            self.mirror.quiet.restart(now)  # usable again: every instance gets a full TTL
         self.registry.on_timer(now)
         if self.link.resync_at is not None and self.link.resync_at <= now:
             self.link.resync(now)
@@ -348,7 +348,7 @@ class ClusterNode:
 
     def _link_changed(self) -> None:
         if self.stale:
-            self.view.quiet.suspend()
+            self.mirror.quiet.suspend()
         headers: list[tuple[str, str]] = []
         if self.link.cluster_id:
             headers.append(("x-discovery-cluster", f"{self.link.cluster_id:016x}"))
@@ -381,7 +381,7 @@ class ClusterNode:
             "node_id": self.cluster.node_id,
             "store": {
                 "state": self.link.state,
-                "revision": self.view.synced_revision,
+                "revision": self.mirror.synced_revision,
                 "listings": self.link.listings,
                 "resets": self.link.resets,
                 "error": self.store_problem if self.stale else None,
@@ -432,7 +432,7 @@ class ClusterNode:
     def _after_view(self, token: int, revision: int, response: HttpResponse, now: float) -> None:
         """Answer once the view reached `revision` (read-your-writes). An answer older
         than the view (the store may have gone back) waits for the check of that."""
-        if self.view.synced_revision >= revision and not self.link.doubtful:
+        if self.mirror.synced_revision >= revision and not self.link.doubtful:
             self._finish(token, response)
         else:
             heapq.heappush(
@@ -442,7 +442,7 @@ class ClusterNode:
     def _release(self) -> None:
         if self.link.doubtful:  # the store may have gone back: its revision means nothing yet
             return
-        synced = self.view.synced_revision
+        synced = self.mirror.synced_revision
         while self._awaiting and self._awaiting[0][0] <= synced:
             _, _, token, response = heapq.heappop(self._awaiting)
             self._finish(token, response)
@@ -461,7 +461,7 @@ class ClusterNode:
         is behind it; a `CaughtUp` effect says when it got there (resume from it) or
         gave up after `resume_wait` (start over). A revision the view has passed is
         answered at once: if it is still ahead of the index, the registry started over."""
-        if revision <= self.view.synced_revision or self.cluster.resume_wait <= 0:
+        if revision <= self.mirror.synced_revision or self.cluster.resume_wait <= 0:
             return False
         deadline = now + self.cluster.resume_wait
         self._holds[revision] = max(self._holds.get(revision, deadline), deadline)
@@ -503,7 +503,7 @@ class ClusterNode:
         change is visible. No lease: the registry decides expiry (see `guardian`)."""
         request = command.request
         key = (request.service_name, request.instance_id)
-        entry = self.view.entries.get(key)
+        entry = self.mirror.entries.get(key)
         if entry is None and self.registry.instance_count >= self.config.max_instances:
             raise registry_full(self.config.max_instances)
         stamp = wall(now + self.wall_offset)
@@ -573,7 +573,7 @@ class ClusterNode:
         commit; one etcd request serves every heartbeat pending meanwhile."""
         request = command.request
         key = (request.service_name, request.instance_id)
-        entry = self.view.entries.get(key)
+        entry = self.mirror.entries.get(key)
         if entry is None:
             raise not_registered(*key)
         ttl = CheckType(entry.record.request.check.type) is CheckType.TTL
@@ -597,7 +597,7 @@ class ClusterNode:
         return PendingWrite(token)
 
     def _mark(self, service: str) -> PutOp:
-        """The service's mark, first in the txn of a visible change (see `view`)."""
+        """The service's mark, first in the txn of a visible change (see `mirror`)."""
         return PutOp(self.layout.service(service), MARK)
 
     def _moves_load(self, entry: Entry, load: float | None) -> bool:
@@ -704,7 +704,7 @@ class ClusterNode:
         """Start or end a drain: the instance's maintenance key and the service's mark,
         written only if the incarnation the view holds still exists (else 404)."""
         key = (command.service_name, command.instance_id)
-        entry = self.view.entries.get(key)
+        entry = self.mirror.entries.get(key)
         if entry is None:
             raise not_registered(*key)
         route = command.route
@@ -740,30 +740,30 @@ class ClusterNode:
     def _unregister(self, command: UnregisterWrite) -> NodeResult:
         """One txn deleting every key of the instance, if it exists (else 404)."""
         key = (command.service_name, command.instance_id)
-        entry = self.view.entries.get(key)
+        entry = self.mirror.entries.get(key)
         if entry is None:
             raise not_registered(*key)
         token = self._park()
         route = command.route
         done = HttpResponse(200, UNREGISTER_OK, _JSON, route)
-        self.view.removal_reasons[key] = RemovalReason.UNREGISTERED
+        self.mirror.removal_reasons[key] = RemovalReason.UNREGISTERED
 
         def answered(status: int, body: bytes, now: float) -> None:
             try:
                 result = parse_txn(status, body)
             except EtcdError as error:
-                self.view.removal_reasons.pop(key, None)
+                self.mirror.removal_reasons.pop(key, None)
                 self._store_refused(token, route, error)
                 return
             self.link.saw(result.header)
             if not result.succeeded:  # gone meanwhile
-                self.view.removal_reasons.pop(key, None)
+                self.mirror.removal_reasons.pop(key, None)
                 self._finish(token, error_response(not_registered(*key), route))
                 return
             self._after_view(token, result.header.revision, done, now)
 
         def failed(now: float) -> None:
-            self.view.removal_reasons.pop(key, None)
+            self.mirror.removal_reasons.pop(key, None)
             self._finish(token, error_response(_UNAVAILABLE, route))
 
         exists = Compare(self.layout.instance(*key), Target.CREATE, CompareResult.GREATER, 0)
@@ -776,8 +776,8 @@ class ClusterNode:
         """Whether this node probes the instance now (the registry asks at each due time)."""
         mine = (
             not self.stale
-            and self.cluster.node_id in self.view.nodes
-            and (owner(self.view.nodes, service_name, instance_id) == self.cluster.node_id)
+            and self.cluster.node_id in self.mirror.nodes
+            and (owner(self.mirror.nodes, service_name, instance_id) == self.cluster.node_id)
         )
         if not mine:
             # A later takeover starts a fresh streak: thresholds hold across owners.
@@ -791,7 +791,7 @@ class ClusterNode:
         """A probe this node ran: count the streak, write a status change to the store."""
         returned = self.registry.probe_returned(result, now)
         key = (result.service_name, result.instance_id)
-        entry = self.view.entries.get(key)
+        entry = self.mirror.entries.get(key)
         if returned is None or entry is None:
             self._streaks.pop(key, None)
             return

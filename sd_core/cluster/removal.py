@@ -34,7 +34,7 @@ def removal_request(
     layout: KeyLayout, key: InstanceKey, guards: Sequence[Compare]
 ) -> GatewayRequest:
     """The txn that removes instance `key` if every guard holds: the service's mark
-    first (see `view`), then the instance's keys."""
+    first (see `mirror`), then the instance's keys."""
     ops: list[TxnOp] = [PutOp(layout.service(key[0]), MARK)]
     ops += [DeleteRangeOp(k) for k in layout.instance_keys(*key)]
     return txn_request(guards, ops)
@@ -44,8 +44,8 @@ class Removals:
     """The removals this node decided on its own (expiry, unhealthy too long): at most
     one in flight per instance, until the view shows it gone or the store refused."""
 
-    def __init__(self, view: StoreMirror, link: StoreLink) -> None:
-        self.view = view
+    def __init__(self, mirror: StoreMirror, link: StoreLink) -> None:
+        self.mirror = mirror
         self.link = link
         self._in_flight: set[InstanceKey] = set()
 
@@ -60,12 +60,12 @@ class Removals:
         if key in self._in_flight:
             return
         self._in_flight.add(key)
-        self.view.removal_reasons[key] = reason
+        self.mirror.removal_reasons[key] = reason
 
         def lost(now: float) -> None:
             self._in_flight.discard(key)
-            if self.view.removal_reasons.get(key) is reason:
-                del self.view.removal_reasons[key]
+            if self.mirror.removal_reasons.get(key) is reason:
+                del self.mirror.removal_reasons[key]
 
         def answered(status: int, body: bytes, now: float) -> None:
             try:
@@ -78,4 +78,4 @@ class Removals:
             if not result.succeeded:  # a racing write won: the instance stays
                 lost(now)
 
-        self.link.call(removal_request(self.view.layout, key, guards), answered, lost)
+        self.link.call(removal_request(self.mirror.layout, key, guards), answered, lost)

@@ -34,7 +34,7 @@ def test_read_your_writes_on_the_writing_node() -> None:
     before = cluster.etcd.revision
     cluster.register(1, "api", "a1")
     # Answered only once the node's own view shows the write: no time passed.
-    assert cluster.nodes[1].view.synced_revision > before
+    assert cluster.nodes[1].mirror.synced_revision > before
     reply = cluster.read(1, "api")
     assert [i["instance_id"] for i in reply.body["instances"]] == ["a1"]
 

@@ -89,7 +89,7 @@ def test_an_index_the_node_has_passed_is_still_answered_at_once() -> None:
     cluster.register(0, "api", "a1")
     index = cluster.index(0, "api")
     cluster.register(0, "other", "o1")
-    future = cluster.nodes[0].view.synced_revision
+    future = cluster.nodes[0].mirror.synced_revision
     assert future > index
     result = cluster.nodes[0].handle(
         _get("/v1/discovery/services/api", f"index={future}"), cluster.clock.now
@@ -189,7 +189,7 @@ def test_a_wiped_store_is_noticed_listed_afresh_and_clients_re_register() -> Non
     cluster = SimulatedCluster(nodes=2, config=FAST)
     for instance in ("a1", "a2", "a3"):
         cluster.register(0, "api", instance)
-    old = cluster.nodes[1].view.synced_revision
+    old = cluster.nodes[1].mirror.synced_revision
     cluster.store_wiped()
     cluster.advance(2)  # the watch is retried after 1 s, at the old revision + 1
     for n in (0, 1):

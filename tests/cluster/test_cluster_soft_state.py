@@ -163,7 +163,7 @@ def test_pending_heartbeats_share_one_txn() -> None:
     )
     assert {a.response.status for a in answers[-20:]} == {200}
     # Answered once this node's view holds the last batch's revision.
-    assert node.view.synced_revision == cluster.etcd.revision
+    assert node.mirror.synced_revision == cluster.etcd.revision
 
 
 def test_a_batch_is_split_at_the_txn_limit_and_one_key_is_written_once() -> None:
