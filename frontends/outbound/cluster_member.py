@@ -32,6 +32,7 @@ from sd_core import (
 )
 from sd_core.cluster import (
     CONNECTING,
+    MAX_HOLDS,
     OK,
     CloseWatch,
     ClusterConfig,
@@ -70,6 +71,7 @@ class ClusterMember:
         metrics: Callable[[], tuple[bytes, str]],
         openapi: Callable[[], bytes],
         pages: dict[str, Page],
+        max_holds: int = MAX_HOLDS,
     ) -> None:
         self.settings = cluster
         self._clock = clock
@@ -83,6 +85,7 @@ class ClusterMember:
                 node_ttl=cluster.node_ttl,
                 keepalive_interval=cluster.node_ttl / 3,
                 resume_wait=cluster.resume_wait,
+                max_holds=max_holds,
                 stale_after=cluster.stale_after,
             ),
             config,

@@ -133,6 +133,8 @@ def make_node(
             metrics=metrics,
             openapi=openapi,
             pages=pages,
+            # A held read is a parked blocking query or a watch stream: no more can wait.
+            max_holds=settings.max_blocking_queries + settings.max_watch_streams,
         )
     now = clock()
     registry = Registry(settings.registry, now=now, wall_offset=wall_clock() - now)

@@ -8,6 +8,7 @@ self-preservation, `ownership` who probes what.
 """
 
 from .effects import (
+    MAX_HOLDS,
     CaughtUp,
     CloseWatch,
     ClusterConfig,
@@ -37,6 +38,7 @@ from .ownership import owner
 __all__ = [
     "CONNECTING",
     "DEFAULT_PREFIX",
+    "MAX_HOLDS",
     "OK",
     "UNAVAILABLE",
     "CaughtUp",

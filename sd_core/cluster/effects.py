@@ -72,6 +72,10 @@ class CaughtUp:
 ClusterEffect = StoreCall | OpenWatch | CloseWatch | WriteDone | StoreWentBack | CaughtUp
 
 
+#: Distinct revisions a node waits for at once by default (ClusterConfig.max_holds).
+MAX_HOLDS = 40_000
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """One node's place in the cluster (registry behaviour stays in `RegistryConfig`).
@@ -83,8 +87,11 @@ class ClusterConfig:
     listing; `soft_batch`: soft-state puts per txn of a group commit (etcd's
     `--max-txn-ops` by default); `resume_wait`: how long a read naming a revision the
     view has not reached (a blocking query's index, a watch's `Last-Event-ID`) waits
-    for it before it starts over (0: never waits); `stale_after`: reads are flagged
-    stale once the node has heard nothing from the store for this long."""
+    for it before it starts over (0: never waits); `max_holds`: how many distinct
+    revisions may be waited for at once (one more starts over at once: a client can
+    name any number of future revisions, and each held one costs memory until
+    `resume_wait`); `stale_after`: reads are flagged stale once the node has heard
+    nothing from the store for this long."""
 
     node_id: str
     url: str = ""
@@ -97,6 +104,7 @@ class ClusterConfig:
     list_page: int = 1000
     soft_batch: int = MAX_TXN_OPS
     resume_wait: float = 5.0
+    max_holds: int = MAX_HOLDS
     stale_after: float = 10.0
 
     def __post_init__(self) -> None:
@@ -106,5 +114,5 @@ class ClusterConfig:
             raise ValueError("keepalive_interval must be positive and below node_ttl")
         if self.resume_wait < 0 or self.stale_after <= 0:
             raise ValueError("resume_wait must be at least 0 and stale_after positive")
-        if self.soft_batch < 1:
-            raise ValueError("soft_batch must be at least 1")
+        if self.soft_batch < 1 or self.max_holds < 1:
+            raise ValueError("soft_batch and max_holds must be at least 1")

@@ -11,6 +11,7 @@ liveness key on its own lease. Nothing here does I/O or reads a clock.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TypeVar
@@ -177,7 +178,11 @@ class ClusterNode:
         self._started = now
         self._writes = 0
         self._awaiting: list[tuple[int, float, int, HttpResponse]] = []  # revision heap
-        self._holds: dict[int, float] = {}  # revision -> deadline: reads held for it
+        # Reads held for a revision: revision -> deadline, in deadline order (every hold
+        # waits `resume_wait`, so a new or renewed one goes last), and the same
+        # revisions in a heap (with some already let go) to release them in order.
+        self._holds: dict[int, float] = {}
+        self._held_revisions: list[int] = []
         self._caught_up: list[CaughtUp] = []  # drained after the core's IndexRaised
         self._streaks: dict[InstanceKey, _Streak] = {}
         self._health_writes: set[InstanceKey] = set()
@@ -277,7 +282,7 @@ class ClusterNode:
                 self._keepalive_at,
                 self.guardian.next_at,
                 min((a[1] for a in self._awaiting), default=None),
-                min(self._holds.values(), default=None),
+                next(iter(self._holds.values()), None),
             )
             if t is not None
         ]
@@ -300,11 +305,12 @@ class ClusterNode:
             heapq.heapify(self._awaiting)
             for _, _, token, response in late:
                 self._effects.append(WriteDone(token, response))
-        if any(deadline <= now for deadline in self._holds.values()):
-            expired = frozenset(r for r, deadline in self._holds.items() if deadline <= now)
+        holds = self._holds
+        if holds and next(iter(holds.values())) <= now:
+            expired = list(itertools.takewhile(lambda r: holds[r] <= now, holds))
             for revision in expired:
-                del self._holds[revision]
-            self._caught_up.append(CaughtUp(frozenset(), expired))
+                del holds[revision]
+            self._caught_up.append(CaughtUp(frozenset(), frozenset(expired)))
 
     # ------------------------------------------------------------ driver input
 
@@ -446,12 +452,15 @@ class ClusterNode:
         while self._awaiting and self._awaiting[0][0] <= synced:
             _, _, token, response = heapq.heappop(self._awaiting)
             self._finish(token, response)
-        if self._holds:
-            reached = frozenset(r for r in self._holds if r <= synced)
+        held = self._held_revisions
+        if held and held[0] <= synced:
+            reached: set[int] = set()
+            while held and held[0] <= synced:
+                revision = heapq.heappop(held)
+                if self._holds.pop(revision, None) is not None:
+                    reached.add(revision)
             if reached:
-                for revision in reached:
-                    del self._holds[revision]
-                self._caught_up.append(CaughtUp(reached, frozenset()))
+                self._caught_up.append(CaughtUp(frozenset(reached), frozenset()))
 
     # ------------------------------------------------------------ resuming reads
 
@@ -463,8 +472,15 @@ class ClusterNode:
         answered at once: if it is still ahead of the index, the registry started over."""
         if revision <= self.mirror.synced_revision or self.cluster.resume_wait <= 0:
             return False
-        deadline = now + self.cluster.resume_wait
-        self._holds[revision] = max(self._holds.get(revision, deadline), deadline)
+        holds = self._holds
+        if holds.pop(revision, None) is None:
+            if len(holds) >= self.cluster.max_holds:
+                return False  # as many revisions held as reads can wait: start over
+            held = self._held_revisions
+            if len(held) > 2 * len(holds) + 64:  # mostly revisions already let go
+                held[:] = sorted(holds)
+            heapq.heappush(held, revision)
+        holds[revision] = now + self.cluster.resume_wait  # last: the latest deadline
         return True
 
     def _catch_up(self, wanted: int, wait: float, now: float) -> BlockingWait | None:

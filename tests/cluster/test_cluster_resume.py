@@ -5,6 +5,7 @@ cancels for falling behind a compaction."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 from frontends.runtime.scope_events import ScopeEvents
 from frontends.runtime.watch_streams import Stream, StreamHub
@@ -321,3 +322,60 @@ def test_a_write_to_a_store_that_went_back_is_answered_once_the_view_shows_it() 
     kinds = [type(e) for e in cluster.effects[0]]
     assert kinds.index(StoreWentBack) < len(kinds) - 1 - kinds[::-1].index(WriteDone)
     assert [i["instance_id"] for i in cluster.read(0, "api").body["instances"]] == ["b1"]
+
+
+# ------------------------------------------------------------ what holds may cost
+
+
+def _reached_and_expired(cluster: SimulatedCluster, node: int) -> tuple[set[int], set[int]]:
+    reached: set[int] = set()
+    expired: set[int] = set()
+    for effect in _caught_up(cluster, node):
+        reached |= effect.reached
+        expired |= effect.expired
+    return reached, expired
+
+
+def test_holds_are_capped_and_a_renewed_one_keeps_one_place() -> None:
+    cluster = SimulatedCluster(nodes=2, config=FAST)
+    _, ahead = _behind(cluster)
+    node = cluster.nodes[1]
+    node.cluster = replace(node.cluster, max_holds=3)
+    now = cluster.clock.now
+    assert all(node.hold_until(revision, now) for revision in (ahead, ahead + 10, ahead + 20))
+    assert node.hold_until(ahead + 10, now)  # renewed: still three revisions held
+    assert not node.hold_until(ahead + 30, now)  # a fourth: answered at once (start over)
+    cluster.release_watch(1)
+    cluster.settle()
+    reached, _ = _reached_and_expired(cluster, 1)
+    assert reached == {ahead}  # the view got there; the others wait on
+    assert node.hold_until(ahead + 30, cluster.clock.now)  # a place came free
+
+
+def test_holds_expire_in_deadline_order_and_a_renewal_waits_its_full_time() -> None:
+    cluster = SimulatedCluster(nodes=2, config=FAST)
+    _, ahead = _behind(cluster)
+    node = cluster.nodes[1]
+    far, farther = ahead + 100, ahead + 200
+    assert node.hold_until(far, cluster.clock.now)
+    cluster.advance(RESUME_WAIT / 2)
+    assert node.hold_until(farther, cluster.clock.now)
+    assert node.hold_until(far, cluster.clock.now)  # renewed after `farther` came
+    cluster.advance(RESUME_WAIT / 2 + 0.5)
+    assert _reached_and_expired(cluster, 1)[1] == set()  # neither wait is over yet
+    cluster.advance(RESUME_WAIT / 2)
+    assert _reached_and_expired(cluster, 1)[1] == {far, farther}
+
+
+def test_revisions_let_go_do_not_pile_up() -> None:
+    """Revisions held, then given up, again and again: what the node keeps stays bounded
+    by what is held now, not by how many were ever held."""
+    cluster = SimulatedCluster(nodes=1, config=FAST)
+    node = cluster.nodes[0]
+    future = node.mirror.synced_revision + 1_000_000
+    for round_ in range(20):
+        for number in range(50):
+            assert node.hold_until(future + round_ * 100 + number, cluster.clock.now)
+        cluster.advance(RESUME_WAIT + 1)
+    assert not node._holds
+    assert len(node._held_revisions) <= 64 + 50 * 2
