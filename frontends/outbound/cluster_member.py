@@ -101,9 +101,6 @@ class ClusterMember:
         )
         self.store = StoreDriver(EtcdClient(cluster), self, call_timeout=cluster.call_timeout)
         self._parked: dict[int, anyio.Event] = {}
-        # Every heartbeat parks on an event, and `anyio.Event()` asks which loop runs
-        # each time: from the first parked write on, the running loop's own event class.
-        self._event: Callable[[], anyio.Event] = anyio.Event
         self._answers: dict[int, HttpResponse] = {}
         self._state = self.node.link.state
 
@@ -215,9 +212,7 @@ class ClusterMember:
         """Wait for the parked write's answer (the node always sends one: the store's,
         a 503 after our call timeout, or its own after `write_wait`)."""
         # Registered before any other task runs: the answer comes from a later settle.
-        event = self._parked[pending.token] = self._event()
-        if self._event is anyio.Event:
-            self._event = type(event)
+        event = self._parked[pending.token] = anyio.Event()
         try:
             await event.wait()
             return self._answers.pop(pending.token)
