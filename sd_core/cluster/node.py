@@ -638,14 +638,9 @@ class ClusterNode:
         self.soft.put(soft, waiter, guard=self._same(key, entry), ahead=mark)
 
     def _same(self, key: InstanceKey, entry: Entry) -> Compare:
-        """The guard "the incarnation the view holds still exists" (made once per
-        incarnation: every heartbeat carries it)."""
-        guard = entry.guard
-        if guard is None:
-            instance_key = self.layout.instance(*key)
-            guard = Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
-            entry.guard = guard
-        return guard
+        """The guard "the incarnation the view holds still exists"."""
+        instance_key = self.layout.instance(*key)
+        return Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
 
     def _reported(
         self, current: HealthRecord | None, said: Status, stamp: float
@@ -669,7 +664,11 @@ class ClusterNode:
 
     def _heartbeat_waiter(self, token: int, route: str, key: InstanceKey) -> SoftWaiter:
         """A heartbeat's answer once its soft put is written and this view shows it."""
-        return _HeartbeatAnswer(self, token, route, key)
+        return SoftWaiter(
+            written=lambda revision, now: self._after_view(token, revision, _HEARTBEAT, now),
+            gone=lambda now: self._finish(token, error_response(not_registered(*key), route)),
+            refused=lambda error, now: self._store_refused(token, route, error),
+        )
 
     def _soft_put(
         self,
@@ -685,12 +684,12 @@ class ClusterNode:
         written by two nodes within one watch delay may hide the older one's field
         until its next write (milliseconds apart, documented)."""
         shown = _shown(entry)
-        record = SoftRecord.text(
+        record = SoftRecord(
             shown.heartbeat_at if heartbeat_at is None else heartbeat_at,
             shown.load if load is None else load,
             shown.checked_at if checked_at is None else checked_at,
         )
-        return PutOp(self.layout.soft(*key), record)
+        return PutOp(self.layout.soft(*key), record.encode())
 
     def _put_guarded(self, entry: Entry, ops: list[PutOp], waiter: SoftWaiter) -> None:
         """Puts for the instance incarnation the view holds (a guarded txn: nothing is
@@ -884,25 +883,6 @@ class ClusterNode:
             mod_revision_is(self.layout.health(*key), entry.health_mod),
         ]
         self.removals.remove(key, guards, RemovalReason.UNHEALTHY_TOO_LONG)
-
-
-class _HeartbeatAnswer:
-    """A heartbeat parked on its soft put (`SoftWaiter`): one object, no closures, as
-    every heartbeat makes one."""
-
-    __slots__ = ("key", "node", "route", "token")
-
-    def __init__(self, node: ClusterNode, token: int, route: str, key: InstanceKey) -> None:
-        self.node, self.token, self.route, self.key = node, token, route, key
-
-    def written(self, revision: int, now: float) -> None:
-        self.node._after_view(self.token, revision, _HEARTBEAT, now)
-
-    def gone(self, now: float) -> None:
-        self.node._finish(self.token, error_response(not_registered(*self.key), self.route))
-
-    def refused(self, error: EtcdError, now: float) -> None:
-        self.node._store_refused(self.token, self.route, error)
 
 
 def _unhealthy(entry: Entry) -> bool:
