@@ -15,15 +15,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
-# Hypothesis fails an example that takes longer than its deadline (200 ms by default):
-# a timed assertion, which a loaded machine trips on answers that are right. Speed
-# belongs in bench/; the property tests here check answers only.
-settings.register_profile("registry", deadline=None)
+# Hypothesis fails an example that takes longer than its deadline (200 ms by default),
+# and a run whose inputs come slowly: timed assertions, which a loaded machine trips on
+# answers that are right. Speed belongs in bench/; the property tests check answers.
+settings.register_profile("registry", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("registry")
