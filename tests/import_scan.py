@@ -59,6 +59,22 @@ def module_imports(path: Path, root: Path) -> set[str]:
     return found
 
 
+def folder_graph(root: Path) -> dict[str, set[str]]:
+    """Each folder of the package at `root` (`.` for its top-level modules) and the other
+    folders of it that its modules import, relative imports included."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).parts
+        folder = relative[0] if len(relative) > 1 else "."
+        targets = {
+            parts[1] if len(parts) > 1 and (root / parts[1]).is_dir() else "."
+            for parts in (name.split(".") for name in module_imports(path, root))
+            if parts[0] == root.name
+        }
+        graph.setdefault(folder, set()).update(targets - {folder})
+    return graph
+
+
 def folder_circle(graph: dict[str, set[str]]) -> list[str]:
     """A circle of folders in `graph` (first and last the same), or [] when there is none."""
     done: set[str] = set()

@@ -18,7 +18,7 @@ import pytest
 import frontends
 import sd_core
 import sd_etcd
-from tests.import_scan import file_imports, folder_circle, imports
+from tests.import_scan import file_imports, folder_circle, folder_graph, imports
 
 FRONTENDS = Path(str(frontends.__file__)).parent
 LOOPS = frozenset({"asyncio", "trio", "uvloop"})
@@ -106,25 +106,8 @@ def test_the_core_imports_no_frontend(path: Path) -> None:
     assert bad == [], f"{path.name} imports {bad}"
 
 
-def _folder(module: str) -> str:
-    """The folder of `frontends/` a module name is in (`.` for the top-level files)."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 and (FRONTENDS / parts[1]).is_dir() else "."
-
-
-def _folder_imports() -> dict[str, set[str]]:
-    """Each folder of `frontends/` and the other folders its modules import."""
-    graph: dict[str, set[str]] = {}
-    for path in _sources(FRONTENDS):
-        relative = path.relative_to(FRONTENDS).parts
-        folder = relative[0] if len(relative) > 1 else "."
-        targets = {_folder(n) for n in file_imports(path) if n.split(".")[0] == "frontends"}
-        graph.setdefault(folder, set()).update(targets - {folder})
-    return graph
-
-
 def test_no_circle_among_the_folders() -> None:
-    graph = _folder_imports()
+    graph = folder_graph(FRONTENDS)
     assert {"runtime", "outbound", "servers", "quart_app", "trio_app"} <= set(graph)
     assert folder_circle(graph) == [], " -> ".join(folder_circle(graph))
 
