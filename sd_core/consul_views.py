@@ -46,7 +46,7 @@ def _filter_key(query: ConsulQuery) -> InstanceFilter:
     `passing` is told apart by a status set.
     """
     statuses = frozenset({Status.HEALTHY}) if query.passing else frozenset()
-    return InstanceFilter((), statuses, tuple(sorted(set(query.tags))))
+    return InstanceFilter((), statuses, query.tags)  # already sorted and distinct
 
 
 class ConsulViews:

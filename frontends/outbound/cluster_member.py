@@ -32,7 +32,6 @@ from sd_core import (
 )
 from sd_core.cluster import (
     CONNECTING,
-    MAX_HOLDS,
     OK,
     CloseWatch,
     ClusterConfig,
@@ -71,7 +70,7 @@ class ClusterMember:
         metrics: Callable[[], tuple[bytes, str]],
         openapi: Callable[[], bytes],
         pages: dict[str, Page],
-        max_holds: int = MAX_HOLDS,
+        max_holds: int,
     ) -> None:
         self.settings = cluster
         self._clock = clock

@@ -8,7 +8,6 @@ self-preservation, `ownership` who probes what.
 """
 
 from .effects import (
-    MAX_HOLDS,
     CaughtUp,
     CloseWatch,
     ClusterConfig,
@@ -38,7 +37,6 @@ from .ownership import owner
 __all__ = [
     "CONNECTING",
     "DEFAULT_PREFIX",
-    "MAX_HOLDS",
     "OK",
     "UNAVAILABLE",
     "CaughtUp",

@@ -72,10 +72,6 @@ class CaughtUp:
 ClusterEffect = StoreCall | OpenWatch | CloseWatch | WriteDone | StoreWentBack | CaughtUp
 
 
-#: Distinct revisions a node waits for at once by default (ClusterConfig.max_holds).
-MAX_HOLDS = 40_000
-
-
 @dataclass(frozen=True, slots=True)
 class ClusterConfig:
     """One node's place in the cluster (registry behaviour stays in `RegistryConfig`).
@@ -104,7 +100,7 @@ class ClusterConfig:
     list_page: int = 1000
     soft_batch: int = MAX_TXN_OPS
     resume_wait: float = 5.0
-    max_holds: int = MAX_HOLDS
+    max_holds: int = 40_000  # a node's runtime passes its parked-read limits
     stale_after: float = 10.0
 
     def __post_init__(self) -> None:
