@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from . import values
 from .codec import ALL_KEYS_END, JsonObject, get_bool, get_int, loads_object
 from .errors import (
     GRPC_FAILED_PRECONDITION,
@@ -59,22 +60,6 @@ from .responses import (
     render_range,
     render_status,
     render_txn,
-)
-from .values import (
-    Acknowledged,
-    DeleteRangeResult,
-    EventType,
-    Header,
-    KeepAlive,
-    KeyValue,
-    KvEvent,
-    LeaseGrant,
-    LeaseTimeToLive,
-    PutResult,
-    RangeResult,
-    Status,
-    TxnResponse,
-    TxnResult,
 )
 from .watch import (
     ProgressNotify,
@@ -172,7 +157,7 @@ class MemoryWatch:
         if not self.canceled:
             self._pending.append(message)
 
-    def _send_events(self, events: Sequence[KvEvent], header: Header) -> None:
+    def _send_events(self, events: Sequence[values.KvEvent], header: values.Header) -> None:
         start = self.create.start_revision
         mine = tuple(
             event if self.create.prev_kv else replace(event, prev_kv=None)
@@ -209,9 +194,9 @@ class MemoryEtcd:
         self._available = True
         # Per key, its versions in revision order; a deletion is a KeyValue with
         # create_revision 0 (exactly the `kv` of a DELETE watch event).
-        self._history: dict[bytes, list[KeyValue]] = {}
+        self._history: dict[bytes, list[values.KeyValue]] = {}
         self._sorted_keys: list[bytes] = []
-        self._events: list[KvEvent] = []
+        self._events: list[values.KvEvent] = []
         self._leases: dict[int, _Lease] = {}
         self._watches: set[MemoryWatch] = set()
 
@@ -306,8 +291,8 @@ class MemoryEtcd:
                 raise EtcdUnavailable(_DEADLINE, http_status=500, grpc_code=GRPC_UNKNOWN)
             raise EtcdUnavailable(_TIMED_OUT, http_status=503, grpc_code=GRPC_UNAVAILABLE)
 
-    def _header(self, revision: int | None = None) -> Header:
-        return Header(
+    def _header(self, revision: int | None = None) -> values.Header:
+        return values.Header(
             self.cluster_id,
             self.member_id,
             self._revision if revision is None else revision,
@@ -316,7 +301,7 @@ class MemoryEtcd:
 
     # -- reads ---------------------------------------------------------------------
 
-    def _at(self, key: bytes, revision: int) -> KeyValue | None:
+    def _at(self, key: bytes, revision: int) -> values.KeyValue | None:
         """`key` as it was at `revision`, or None if it did not exist then."""
         versions = self._history.get(key, [])
         index = bisect.bisect_right([kv.mod_revision for kv in versions], revision)
@@ -336,7 +321,7 @@ class MemoryEtcd:
                 return
             yield key
 
-    def _live(self, start: bytes, end: bytes, revision: int) -> list[KeyValue]:
+    def _live(self, start: bytes, end: bytes, revision: int) -> list[values.KeyValue]:
         found = (self._at(key, revision) for key in self._keys_in(start, end))
         return [kv for kv in found if kv is not None]
 
@@ -349,11 +334,11 @@ class MemoryEtcd:
             raise _compacted()
         return revision
 
-    def range(self, op: RangeOp, now: float) -> RangeResult:
+    def range(self, op: RangeOp, now: float) -> values.RangeResult:
         self._enter(now, write=False)
         return self._range(op, self._revision)
 
-    def _range(self, op: RangeOp, current: int) -> RangeResult:
+    def _range(self, op: RangeOp, current: int) -> values.RangeResult:
         if not op.key:
             raise _invalid(_NO_KEY)
         revision = self._read_revision(op.revision, current)
@@ -362,7 +347,7 @@ class MemoryEtcd:
         shown = kvs[: op.limit] if op.limit > 0 else kvs
         if op.keys_only:
             shown = [replace(kv, value=b"") for kv in shown]
-        return RangeResult(
+        return values.RangeResult(
             kvs=() if op.count_only else tuple(shown),
             count=len(kvs),
             more=more,
@@ -371,16 +356,16 @@ class MemoryEtcd:
 
     # -- writes ----------------------------------------------------------------------
 
-    def put(self, op: PutOp, now: float) -> PutResult:
+    def put(self, op: PutOp, now: float) -> values.PutResult:
         self._enter(now, write=True)
         result = self._write([op])[0]
-        assert isinstance(result, PutResult)
+        assert isinstance(result, values.PutResult)
         return result
 
-    def delete_range(self, op: DeleteRangeOp, now: float) -> DeleteRangeResult:
+    def delete_range(self, op: DeleteRangeOp, now: float) -> values.DeleteRangeResult:
         self._enter(now, write=True)
         result = self._write([op])[0]
-        assert isinstance(result, DeleteRangeResult)
+        assert isinstance(result, values.DeleteRangeResult)
         return result
 
     def txn(
@@ -390,13 +375,13 @@ class MemoryEtcd:
         failure: Sequence[TxnOp] = (),
         *,
         now: float,
-    ) -> TxnResult:
+    ) -> values.TxnResult:
         self._enter(now, write=True)
         for branch in (success, failure):
             self._check_branch(branch)
         succeeded = all(self._holds(item) for item in compare)
         responses = self._write(success if succeeded else failure)
-        return TxnResult(succeeded, tuple(responses), self._header())
+        return values.TxnResult(succeeded, tuple(responses), self._header())
 
     def _check_branch(self, ops: Sequence[TxnOp]) -> None:
         """etcd refuses a txn branch that writes one key twice, or names no key (both
@@ -415,7 +400,7 @@ class MemoryEtcd:
         if kv is None:
             if compare.target is Target.VALUE:
                 return False  # etcd: a value compare on a missing key always fails
-            kv = KeyValue(compare.key)
+            kv = values.KeyValue(compare.key)
         actual: int | bytes
         if compare.target is Target.VALUE:
             actual = kv.value
@@ -434,7 +419,7 @@ class MemoryEtcd:
         }
         return outcome[compare.result]()
 
-    def _write(self, ops: Sequence[TxnOp]) -> list[TxnResponse]:
+    def _write(self, ops: Sequence[TxnOp]) -> list[values.TxnResponse]:
         """Run `ops` as one revision: every change gets revision + 1, which becomes the
         store's revision if anything changed (a no-op write does not bump it)."""
         self._check_branch(ops)
@@ -442,8 +427,8 @@ class MemoryEtcd:
         if any(isinstance(op, PutOp) and op.lease and op.lease not in self._leases for op in ops):
             raise _lease_not_found()
         revision = self._revision + 1
-        events: list[KvEvent] = []
-        answers: list[TxnResponse] = []
+        events: list[values.KvEvent] = []
+        answers: list[values.TxnResponse] = []
         for op in ops:
             # Reads inside the txn see its earlier writes, as in etcd.
             current = revision if events else self._revision
@@ -460,7 +445,9 @@ class MemoryEtcd:
         final = self._header()
         return [replace(answer, header=final) for answer in answers]
 
-    def _record(self, kv: KeyValue, prev: KeyValue | None, events: list[KvEvent]) -> None:
+    def _record(
+        self, kv: values.KeyValue, prev: values.KeyValue | None, events: list[values.KvEvent]
+    ) -> None:
         if kv.key not in self._history:
             bisect.insort(self._sorted_keys, kv.key)
             self._history[kv.key] = []
@@ -469,12 +456,12 @@ class MemoryEtcd:
             versions[-1] = kv
         else:
             versions.append(kv)
-        kind = EventType.PUT if kv.create_revision else EventType.DELETE
-        events.append(KvEvent(kind, kv, prev))
+        kind = values.EventType.PUT if kv.create_revision else values.EventType.DELETE
+        events.append(values.KvEvent(kind, kv, prev))
 
-    def _put(self, op: PutOp, revision: int, events: list[KvEvent]) -> PutResult:
+    def _put(self, op: PutOp, revision: int, events: list[values.KvEvent]) -> values.PutResult:
         prev = self._at(op.key, revision)
-        kv = KeyValue(
+        kv = values.KeyValue(
             key=op.key,
             value=op.value,
             create_revision=prev.create_revision if prev else revision,
@@ -487,17 +474,21 @@ class MemoryEtcd:
         if op.lease:
             self._leases[op.lease].keys.add(op.key)
         self._record(kv, prev, events)
-        return PutResult(self._header(), prev if op.prev_kv else None)
+        return values.PutResult(self._header(), prev if op.prev_kv else None)
 
-    def _delete(self, op: DeleteRangeOp, revision: int, events: list[KvEvent]) -> DeleteRangeResult:
+    def _delete(
+        self, op: DeleteRangeOp, revision: int, events: list[values.KvEvent]
+    ) -> values.DeleteRangeResult:
         gone = self._live(op.key, op.range_end, revision)
         for prev in gone:
             if prev.lease in self._leases:
                 self._leases[prev.lease].keys.discard(prev.key)
-            self._record(KeyValue(prev.key, mod_revision=revision), prev, events)
-        return DeleteRangeResult(len(gone), self._header(), tuple(gone) if op.prev_kv else ())
+            self._record(values.KeyValue(prev.key, mod_revision=revision), prev, events)
+        return values.DeleteRangeResult(
+            len(gone), self._header(), tuple(gone) if op.prev_kv else ()
+        )
 
-    def _publish(self, events: list[KvEvent]) -> None:
+    def _publish(self, events: list[values.KvEvent]) -> None:
         self._events.extend(events)
         header = self._header()
         for watch in self._watches:
@@ -505,7 +496,7 @@ class MemoryEtcd:
 
     # -- leases ----------------------------------------------------------------------
 
-    def lease_grant(self, ttl: int, now: float, *, lease_id: int = 0) -> LeaseGrant:
+    def lease_grant(self, ttl: int, now: float, *, lease_id: int = 0) -> values.LeaseGrant:
         self._enter(now, write=True)
         if lease_id in self._leases:
             raise EtcdRequestError(
@@ -518,25 +509,25 @@ class MemoryEtcd:
             self._next_lease_id += 1
         granted = max(ttl, self.min_lease_ttl)
         self._leases[lease_id] = _Lease(lease_id, granted, now + granted)
-        return LeaseGrant(lease_id, granted, self._header())
+        return values.LeaseGrant(lease_id, granted, self._header())
 
-    def lease_keepalive(self, lease_id: int, now: float) -> KeepAlive:
+    def lease_keepalive(self, lease_id: int, now: float) -> values.KeepAlive:
         self.advance(now)
         if not self._available:  # measured: 503 with the in-band body, "no leader"
             raise EtcdUnavailable(_NO_LEADER, http_status=503, grpc_code=GRPC_UNAVAILABLE)
         lease = self._leases.get(lease_id)
         if lease is None:
-            return KeepAlive(lease_id, None, self._header())
+            return values.KeepAlive(lease_id, None, self._header())
         lease.expires_at = now + lease.granted_ttl
-        return KeepAlive(lease_id, lease.granted_ttl, self._header())
+        return values.KeepAlive(lease_id, lease.granted_ttl, self._header())
 
-    def lease_revoke(self, lease_id: int, now: float) -> Acknowledged:
+    def lease_revoke(self, lease_id: int, now: float) -> values.Acknowledged:
         self._enter(now, write=True)
         lease = self._leases.get(lease_id)
         if lease is None:
             raise _lease_not_found()
         self._revoke(lease)
-        return Acknowledged(self._header())
+        return values.Acknowledged(self._header())
 
     def _revoke(self, lease: _Lease) -> None:
         """Drop the lease and delete all its keys in one revision."""
@@ -545,12 +536,14 @@ class MemoryEtcd:
         if ops:
             self._write(ops)
 
-    def lease_timetolive(self, lease_id: int, now: float, *, keys: bool = False) -> LeaseTimeToLive:
+    def lease_timetolive(
+        self, lease_id: int, now: float, *, keys: bool = False
+    ) -> values.LeaseTimeToLive:
         self._enter(now, write=False)
         lease = self._leases.get(lease_id)
         if lease is None:
-            return LeaseTimeToLive(lease_id, None, 0, (), self._header())
-        return LeaseTimeToLive(
+            return values.LeaseTimeToLive(lease_id, None, 0, (), self._header())
+        return values.LeaseTimeToLive(
             lease_id,
             int(lease.expires_at - now),
             lease.granted_ttl,
@@ -560,7 +553,7 @@ class MemoryEtcd:
 
     # -- compaction, status ----------------------------------------------------------
 
-    def compact(self, revision: int, now: float) -> Acknowledged:
+    def compact(self, revision: int, now: float) -> values.Acknowledged:
         """Forget history before `revision` (a read or watch at `revision` still works)."""
         self._enter(now, write=True)
         if revision > self._revision:
@@ -581,11 +574,11 @@ class MemoryEtcd:
                 del self._history[key]
                 self._sorted_keys.remove(key)
         self._events = [e for e in self._events if e.kv.mod_revision >= revision]
-        return Acknowledged(self._header())
+        return values.Acknowledged(self._header())
 
-    def status(self, now: float) -> Status:
+    def status(self, now: float) -> values.Status:
         self._enter(now, write=False)
-        return Status("3.4.23", self.member_id, self._revision, 0, self._header())
+        return values.Status("3.4.23", self.member_id, self._revision, 0, self._header())
 
     # -- watches ---------------------------------------------------------------------
 

@@ -148,6 +148,10 @@ class TxnResult:
 
 @dataclass(frozen=True, slots=True)
 class LeaseGrant:
+    """A new lease: `id` is the one asked for, or etcd's choice when the request named none;
+    `ttl` is what etcd granted, which may be above the TTL asked for (etcd raises a TTL
+    to its minimum, 1.5 election timeouts)."""
+
     id: int
     ttl: int
     header: Header

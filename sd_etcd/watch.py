@@ -13,17 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .codec import (
-    JsonObject,
-    dumps,
-    get_bool,
-    get_int,
-    get_list,
-    get_object,
-    get_str,
-    int64_text,
-    loads_object,
-)
+from . import codec
 from .errors import EtcdProtocolError
 from .values import Header, KvEvent
 
@@ -102,38 +92,38 @@ WatchMessage = (
 
 def messages_from_json(obj: Mapping[str, Any]) -> list[WatchMessage]:
     """The messages one line of the stream holds."""
-    error = get_object(obj, "error")
+    error = codec.get_object(obj, "error")
     if error is not None:
         return [
             WatchError(
-                http_code=get_int(error, "http_code"),
-                grpc_code=get_int(error, "grpc_code"),
-                message=get_str(error, "message"),
+                http_code=codec.get_int(error, "http_code"),
+                grpc_code=codec.get_int(error, "grpc_code"),
+                message=codec.get_str(error, "message"),
             )
         ]
-    result = get_object(obj, "result")
+    result = codec.get_object(obj, "result")
     if result is None:
         raise EtcdProtocolError(f"watch line without result or error: {sorted(obj)}")
-    watch_id = get_int(result, "watch_id")
-    header = Header.from_json(get_object(result, "header"))
+    watch_id = codec.get_int(result, "watch_id")
+    header = Header.from_json(codec.get_object(result, "header"))
     messages: list[WatchMessage] = []
-    created = get_bool(result, "created")
+    created = codec.get_bool(result, "created")
     if created:
         messages.append(WatchCreated(watch_id, header))
-    events = get_list(result, "events")
+    events = codec.get_list(result, "events")
     if events:
         messages.append(WatchEvents(watch_id, tuple(KvEvent.from_json(e) for e in events), header))
-    if get_bool(result, "canceled"):
-        compact = get_int(result, "compact_revision")
+    if codec.get_bool(result, "canceled"):
+        compact = codec.get_int(result, "compact_revision")
         messages.append(
-            WatchCanceled(watch_id, compact or None, get_str(result, "cancel_reason"), header)
+            WatchCanceled(watch_id, compact or None, codec.get_str(result, "cancel_reason"), header)
         )
     elif not created and not events:
         messages.append(ProgressNotify(watch_id, header.revision, header))
     return messages
 
 
-def message_to_json(message: WatchMessage) -> JsonObject:
+def message_to_json(message: WatchMessage) -> codec.JsonObject:
     """One message as the gateway writes it (what `MemoryEtcd` streams)."""
     if isinstance(message, WatchError):
         return {
@@ -145,9 +135,9 @@ def message_to_json(message: WatchMessage) -> JsonObject:
         }
     if isinstance(message, WatchClosed):
         raise ValueError("WatchClosed is the end of the body, not a line of it")
-    result: JsonObject = {"header": message.header.to_json()}
+    result: codec.JsonObject = {"header": message.header.to_json()}
     if message.watch_id:
-        result["watch_id"] = int64_text(message.watch_id)
+        result["watch_id"] = codec.int64_text(message.watch_id)
     if isinstance(message, WatchCreated):
         result["created"] = True
     elif isinstance(message, WatchEvents):
@@ -155,14 +145,14 @@ def message_to_json(message: WatchMessage) -> JsonObject:
     elif isinstance(message, WatchCanceled):
         result["canceled"] = True
         if message.compact_revision:
-            result["compact_revision"] = int64_text(message.compact_revision)
+            result["compact_revision"] = codec.int64_text(message.compact_revision)
         if message.reason:
             result["cancel_reason"] = message.reason
     return {"result": result}
 
 
 def render_line(message: WatchMessage) -> bytes:
-    return dumps(message_to_json(message)) + b"\n"
+    return codec.dumps(message_to_json(message)) + b"\n"
 
 
 class WatchFramer:
@@ -200,4 +190,4 @@ class WatchFramer:
     def _line(line: bytes) -> list[WatchMessage]:
         if not line.strip():
             return []
-        return messages_from_json(loads_object(line))
+        return messages_from_json(codec.loads_object(line))

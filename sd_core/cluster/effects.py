@@ -36,14 +36,18 @@ class OpenWatch:
 
 @dataclass(frozen=True, slots=True)
 class CloseWatch:
-    """Close watch `watch` (etcd keeps a canceled watch's stream open)."""
+    """Close watch `watch`: drop its connection. Sent before any new watch opens and when
+    the watch or a listing fails; etcd keeps a canceled watch's stream open, so only the
+    driver can end it."""
 
     watch: int
 
 
 @dataclass(frozen=True, slots=True)
 class WriteDone:
-    """The parked request `PendingWrite(token)` is answered: send `response`."""
+    """The parked request `PendingWrite(token)` is answered: send `response`. A success
+    is sent once the node's view shows the write (or the wait for the view ran out after
+    the store confirmed it); an error as soon as the store refused or failed the write."""
 
     token: int
     response: HttpResponse

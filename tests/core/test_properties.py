@@ -26,7 +26,6 @@ from sd_core import (
     HttpRequest,
     HttpResponse,
     InstanceRemoved,
-    ProbeFailed,
     ProbePassed,
     RegisterRequest,
     Registry,
@@ -339,11 +338,7 @@ class RegistryMachine(RuleBasedStateMachine):
     def stale_result(self, service: str, instance: str, passed: bool, future: int) -> None:
         """A result for a generation that was never handed out is ignored."""
         generation = 10**9 + future
-        result: ProbePassed | ProbeFailed = (
-            ProbePassed(service, instance, generation, 0.9)
-            if passed
-            else ProbeFailed(service, instance, generation, "stale")
-        )
+        result = probe_result(RunProbe(service, instance, "http://never/", generation), passed, 0.9)
         before = self.registry.views.all_services()
         assert self.registry.record_probe(result, self.now) is False
         self._drain()

@@ -49,8 +49,13 @@ def test_defaults() -> None:
     assert settings.error_log_interval == 10.0
 
 
+NETWORKS = "10.0.0.0/8, 127.0.0.1"
+POLICY = ProbePolicy(parse_networks("10.0.0.0/8,127.0.0.1/32"))
+STATE_FILE = Path(tempfile.gettempdir()) / "registry.json"
+
 #: Each variable: a raw value, where the parsed setting lives (a dotted attribute path
-#: from the settings) and what it must read there.
+#: from the settings) and what it must read there. Numbers first, then text, then values
+#: parsed into objects.
 EVERY_VARIABLE = {
     "HEALTH_CHECK_INTERVAL_SECONDS": ("12.5", "registry.health_check_interval", 12.5),
     "HEALTH_CHECK_TIMEOUT_SECONDS": ("0.25", "registry.health_check_timeout", 0.25),
@@ -69,33 +74,25 @@ EVERY_VARIABLE = {
     "SERVICE_DISCOVERY_MAX_FILTER_PAIRS": ("4", "registry.max_filter_pairs", 4),
     "SERVICE_DISCOVERY_WATCH_MAX_SERVICES": ("32", "registry.max_watched_services", 32),
     "SERVICE_DISCOVERY_MAX_METADATA_BYTES": ("2048", "registry.max_metadata_bytes", 2048),
-    "SERVICE_DISCOVERY_HOST": ("127.0.0.1", "host", "127.0.0.1"),
     "SERVICE_DISCOVERY_PORT": (" 8081 ", "port", 8081),
     "MAX_CONCURRENT_HEALTH_CHECKS": ("7", "max_concurrent_probes", 7),
     "HEALTH_CHECK_FIRST_RETRY_SECONDS": ("0.5", "registry.first_probe_retry", 0.5),
     "HEALTH_CHECK_RESOLVER_THREADS": ("2", "resolver_threads", 2),
     "SHUTDOWN_GRACE_SECONDS": ("2.5", "shutdown_grace", 2.5),
-    "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
-    "SERVICE_DISCOVERY_READ_TOKEN": ("read-only-token", "read_token", "read-only-token"),
-    "HEALTH_CHECK_ALLOWED_NETWORKS": (
-        "10.0.0.0/8, 127.0.0.1",
-        "registry.probe_policy",
-        ProbePolicy(parse_networks("10.0.0.0/8,127.0.0.1/32")),
-    ),
     "SERVICE_DISCOVERY_MAX_BLOCKING_QUERIES": ("50", "max_blocking_queries", 50),
     "SERVICE_DISCOVERY_MAX_IN_FLIGHT_REQUESTS": ("60", "max_in_flight_requests", 60),
     "SERVICE_DISCOVERY_SNAPSHOT_INTERVAL_SECONDS": ("2.5", "snapshot_interval", 2.5),
-    "SERVICE_DISCOVERY_PROBE_CLIENT": (" HTTPX ", "probe_client", "httpx"),
     "SERVICE_DISCOVERY_MAX_HEAD_BYTES": ("4096", "max_head_bytes", 4096),
     "SERVICE_DISCOVERY_HEAD_TIMEOUT_SECONDS": ("1.5", "head_timeout", 1.5),
     "SERVICE_DISCOVERY_WRITE_TIMEOUT_SECONDS": ("2.5", "write_timeout", 2.5),
     "SERVICE_DISCOVERY_WATCH_BACKLOG_BYTES": ("65536", "watch_backlog_bytes", 65536),
     "SERVICE_DISCOVERY_ERROR_LOG_INTERVAL_SECONDS": ("60", "error_log_interval", 60.0),
-    "SERVICE_DISCOVERY_STATE_FILE": (
-        str(Path(tempfile.gettempdir()) / "registry.json"),
-        "state_file",
-        Path(tempfile.gettempdir()) / "registry.json",
-    ),
+    "SERVICE_DISCOVERY_HOST": ("127.0.0.1", "host", "127.0.0.1"),
+    "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
+    "SERVICE_DISCOVERY_READ_TOKEN": ("read-only-token", "read_token", "read-only-token"),
+    "SERVICE_DISCOVERY_PROBE_CLIENT": (" HTTPX ", "probe_client", "httpx"),
+    "HEALTH_CHECK_ALLOWED_NETWORKS": (NETWORKS, "registry.probe_policy", POLICY),
+    "SERVICE_DISCOVERY_STATE_FILE": (str(STATE_FILE), "state_file", STATE_FILE),
 }
 
 

@@ -80,10 +80,10 @@ from .scenario import (
     config_from,
     connections_to,
     failure_text,
+    option,
     peer_instance,
     percentile_ms,
     poll_statuses,
-    print_checks,
     print_peer_stats,
     quiet_sample,
     run_frontends,
@@ -102,14 +102,14 @@ FRESH_INSTANCES = 10
 
 @dataclass
 class MatrixConfig:
-    per_kind: int = 100
-    rounds: int = 3
-    interval: float = 2.0
-    timeout: float = 1.0
-    concurrency: int = 256
-    observe_intervals: int = 3
-    read_rate: float = 50.0
-    ports: int = 8
+    per_kind: int = option(100, "instances of each kind")
+    rounds: int = option(3, "rounds")
+    interval: float = option(2.0, "probe interval, s")
+    timeout: float = option(1.0, "probe timeout, s")
+    concurrency: int = option(256, "MAX_CONCURRENT_HEALTH_CHECKS")
+    observe_intervals: int = option(3, "intervals watched per round", flag="--observe")
+    read_rate: float = option(50.0, "reads per second")
+    ports: int = option(8, "ports of the peer server")
     slow_delay: float | None = None  # timeout / 2 when None
     lateness_slack: float = 0.5
     p99_target_ms: float = 100.0
@@ -199,10 +199,6 @@ class MatrixResult(CheckedResult):
         return self.rounds[-1].rss - self.rounds[0].rss if self.rounds else 0.0
 
     @property
-    def closing_connections(self) -> int:
-        return sum(r.closing_connections for r in self.rounds)
-
-    @property
     def stray_probes(self) -> int:
         return sum(r.stray_probes for r in self.rounds)
 
@@ -260,6 +256,7 @@ class MatrixResult(CheckedResult):
         """What the registry held: probes after unregister, connections, fds, RSS."""
         c = self.config
         r = self.rounds or [RoundFigures(0, None, -1, -1.0, 0)]
+        closing = sum(f.closing_connections for f in self.rounds)
         return [
             (
                 f"after the rounds: {FRESH_INSTANCES} fresh healthy instances healthy / probed",
@@ -270,9 +267,9 @@ class MatrixResult(CheckedResult):
             ("stray probes after unregister", str(self.stray_probes), "0", self.stray_probes == 0),
             (
                 "probe connections to hang/trickle/huge/reset ports when quiet, every round",
-                str(self.closing_connections),
+                str(closing),
                 "0",
-                self.closing_connections == 0,
+                closing == 0,
             ),
             (
                 "kept-alive probe connections when quiet (after the last round)",
@@ -297,7 +294,7 @@ class MatrixResult(CheckedResult):
 
     def report(self) -> None:
         self._print_kinds()
-        print_checks(f"{self.frontend}: targets", self.checks())
+        self.print_checks(f"{self.frontend}: targets")
         self._print_rounds()
         print_peer_stats(self.peer_stats, connections=True)
         for error in self.errors[:10]:
@@ -617,18 +614,7 @@ def run_matrix(frontend: str, config: MatrixConfig) -> MatrixResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = scenario_parser(__doc__.splitlines()[0], interval=2.0, timeout=1.0, read_rate=50.0)
-    parser.add_argument("--per-kind", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=256)
-    parser.add_argument(
-        "--observe",
-        dest="observe_intervals",
-        type=int,
-        default=3,
-        help="intervals watched per round",
-    )
-    parser.add_argument("--ports", type=int, default=8, help="ports of the peer server")
+    parser = scenario_parser(__doc__.splitlines()[0], MatrixConfig)
     args = parser.parse_args(argv)
     if args.per_kind < 1 or args.rounds < 1 or not 0 < args.timeout <= args.interval:
         parser.error("need --per-kind >= 1, --rounds >= 1, 0 < --timeout <= --interval")

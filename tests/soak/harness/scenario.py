@@ -6,7 +6,7 @@ the peer server of `tests/soak/harness/peers.py`, through small httpx pools
 statuses the registry gives each kind, its open fds and RSS when quiet
 (`quiet_sample`), connections left to the peers' ports, and a clean exit on
 SIGTERM. `run_scenario` starts and stops the processes around one driver
-coroutine; `run_frontends` is the common command line loop; `print_checks`
+coroutine; `run_frontends` is the common command line loop; `CheckedResult.print_checks`
 prints a result's (figure, value, target, met) rows.
 """
 
@@ -414,11 +414,9 @@ class CheckedResult(ABC):
     def passed(self) -> bool:
         return all(ok for *_, ok in self.checks())
 
-
-def print_checks(title: str, checks: Sequence[Check]) -> None:
-    print_table(
-        title, ["figure", "value", "target", ""], [[a, b, t, verdict(ok)] for a, b, t, ok in checks]
-    )
+    def print_checks(self, title: str) -> None:
+        rows = [[a, b, t, verdict(ok)] for a, b, t, ok in self.checks()]
+        print_table(title, ["figure", "value", "target", ""], rows)
 
 
 def print_peer_stats(stats: dict[str, Any], *, connections: bool = False) -> None:
@@ -444,6 +442,8 @@ class ScenarioResult(Protocol):
 
 
 R = TypeVar("R", bound=ScenarioResult)
+C = TypeVar("C")
+T = TypeVar("T")
 
 
 def run_scenario(
@@ -471,19 +471,24 @@ def run_scenario(
     return result
 
 
-def scenario_parser(
-    description: str, *, interval: float, timeout: float, read_rate: float
-) -> argparse.ArgumentParser:
-    """The options every scenario has: which frontend, probe interval and timeout, reads/s."""
+def option(default: T, help: str, *, flag: str | None = None) -> T:
+    """A config field that is also a command-line option: `--name` (or `flag`), of the
+    default's type, with `help`. Declared once, so the field's default is the option's."""
+    return dataclasses.field(default=default, metadata={"help": help, "flag": flag})
+
+
+def scenario_parser(description: str, config: type[object]) -> argparse.ArgumentParser:
+    """`--frontend`, and an option for every `option()` field of the `config` dataclass."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--frontend", choices=[*FRONTENDS, "both"], default="both")
-    parser.add_argument("--interval", type=float, default=interval, help="probe interval")
-    parser.add_argument("--timeout", type=float, default=timeout, help="probe timeout")
-    parser.add_argument("--read-rate", type=float, default=read_rate)
+    for f in dataclasses.fields(config):  # type: ignore[arg-type]
+        if "help" in f.metadata:
+            flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+            kind = type(f.default)
+            parser.add_argument(
+                flag, dest=f.name, type=kind, default=f.default, help=f.metadata["help"]
+            )
     return parser
-
-
-C = TypeVar("C")
 
 
 def config_from(cls: Callable[..., C], args: argparse.Namespace, **overrides: Any) -> C:

@@ -82,11 +82,11 @@ from .scenario import (
     describe_fds,
     failure_text,
     open_loop,
+    option,
     own_fds,
     peer_instance,
     percentile_ms,
     poll_statuses,
-    print_checks,
     print_peer_stats,
     quiet_sample,
     rss_mib,
@@ -101,23 +101,23 @@ from .scenario import (
 
 @dataclass
 class SoakConfig:
-    seconds: float = 600.0
-    instances: int = 1000
-    services: int = 50
-    heartbeat: float = 10.0
-    ttl: float = 30.0
-    interval: float = 30.0
-    timeout: float = 5.0
-    hostile_share: float = 0.1
-    read_rate: float = 50.0
-    watchers: int = 50
-    wait: float = 30.0
-    restarts: float = 1.0
-    sample: float = 10.0
+    seconds: float = option(600.0, "how long the load runs, s")
+    instances: int = option(1000, "instances registered")
+    services: int = option(50, "services they are spread over (at most one per instance)")
+    heartbeat: float = option(10.0, "heartbeat interval, s")
+    ttl: float = option(30.0, "registration TTL, s")
+    interval: float = option(30.0, "probe interval, s")
+    timeout: float = option(5.0, "probe timeout, s")
+    hostile_share: float = option(0.1, "share of instances whose health endpoint misbehaves")
+    read_rate: float = option(50.0, "reads per second")
+    watchers: int = option(50, "blocking-query watchers")
+    wait: float = option(30.0, "blocking query wait, s")
+    restarts: float = option(1.0, "instance restarts per second")
+    sample: float = option(10.0, "sampling window, s")
+    seed: int = option(1, "random seed")
     ports: int = 8
     fd_slack: int = 16
     p99_target_ms: float = 100.0
-    seed: int = 1
 
 
 @dataclass
@@ -347,10 +347,7 @@ class SoakResult(CheckedResult):
             ],
         )
         settle = "-" if self.final_settle is None else f"{self.final_settle:.1f} s"
-        print_checks(
-            f"soak, {self.frontend}: summary (final statuses settled after {settle})",
-            self.checks(),
-        )
+        self.print_checks(f"soak, {self.frontend}: summary (final statuses settled after {settle})")
         print_peer_stats(self.peer_stats)
         print(f"registry fds when quiet at the end: {self.fds_after}")
         for line in self.error_log[:20]:
@@ -807,21 +804,7 @@ def run_soak(frontend: str, config: SoakConfig) -> SoakResult:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    d = SoakConfig()
-    parser = scenario_parser(
-        __doc__.splitlines()[0], interval=d.interval, timeout=d.timeout, read_rate=d.read_rate
-    )
-    parser.add_argument("--seconds", type=float, default=d.seconds)
-    parser.add_argument("--instances", type=int, default=d.instances)
-    parser.add_argument("--services", type=int, default=d.services)
-    parser.add_argument("--heartbeat", type=float, default=d.heartbeat)
-    parser.add_argument("--ttl", type=float, default=d.ttl)
-    parser.add_argument("--hostile-share", type=float, default=d.hostile_share)
-    parser.add_argument("--watchers", type=int, default=d.watchers)
-    parser.add_argument("--wait", type=float, default=d.wait, help="blocking query wait, s")
-    parser.add_argument("--restarts", type=float, default=d.restarts, help="per second")
-    parser.add_argument("--sample", type=float, default=d.sample, help="window, s")
-    parser.add_argument("--seed", type=int, default=d.seed)
+    parser = scenario_parser(__doc__.splitlines()[0], SoakConfig)
     args = parser.parse_args(argv)
     config = config_from(SoakConfig, args, services=min(args.services, args.instances))
     return run_frontends(args.frontend, lambda frontend: run_soak(frontend, config))
