@@ -18,6 +18,9 @@ their own key prefix. Five tables:
    heartbeats of A, B and C at once (three wrk) against A alone (target
    >= 2.5x). This is the one table run unpinned: servers, etcd and wrk may use
    both cores, the question being what more nodes buy on this 2-core machine.
+   Beside req/s, capacity by node CPU: with a core per node, N nodes serve
+   N x (CPU per request of one node alone) / (CPU per request of each while
+   all are loaded, which includes applying the others' writes from the watch).
 3. A write on A visible on B: a blocking query parked on B with the index it
    last showed, then the registration sent to A; p50/p99 over `--writes`.
 4. Takeover: a third node D joins, its share of 20 instances (rendezvous
@@ -266,33 +269,50 @@ def per_node_rows(frontend: str, pairs: dict[str, Pair]) -> list[list[str]]:
 # ------------------------------------------------------ 2. two nodes at once
 
 
-def several_nodes(
-    nodes: list[Proc], what: str, loads: Loads, reps: int
-) -> tuple[list[float], list[float]]:
-    """Req/s of the first node alone and of every node loaded at once, per repetition."""
-    one: list[float] = []
-    every: list[float] = []
+@dataclass
+class Several:
+    """Table 2's figures per repetition: req/s of the first node alone and of every node
+    at once, and node CPU per request answered (alone; the mean over the nodes at once)."""
+
+    one: list[float] = field(default_factory=list)
+    every: list[float] = field(default_factory=list)
+    one_us: list[float] = field(default_factory=list)
+    every_us: list[float] = field(default_factory=list)
+
+
+def several_nodes(nodes: list[Proc], what: str, loads: Loads, reps: int) -> Several:
+    """The first node loaded alone, and every node loaded at once, back to back."""
+    figures = Several()
     with ThreadPoolExecutor(len(nodes)) as pool:
         for rep in range(reps):
             log(f"table 2, {what} on {len(nodes)} nodes, rep {rep + 1}/{reps}")
             order = ["one", "every"] if rep % 2 == 0 else ["every", "one"]
             for side in order:
                 if side == "one":
-                    one.append(loads.drive(nodes[0], what).rps)
+                    alone = loads.drive(nodes[0], what)
+                    figures.one.append(alone.rps)
+                    figures.one_us.append(alone.cpu_us)
                 else:
-                    runs = [pool.submit(loads.drive, p, what) for p in nodes]
-                    every.append(sum(run.result().rps for run in runs))
-    return one, every
+                    runs = [r.result() for r in [pool.submit(loads.drive, p, what) for p in nodes]]
+                    figures.every.append(sum(r.rps for r in runs))
+                    figures.every_us.append(sum(r.cpu_us for r in runs) / len(runs))
+    return figures
 
 
-def several_nodes_row(
-    frontend: str, what: str, n: int, one: list[float], every: list[float]
-) -> list[str]:
-    ratio = ratio_stat(every, one)
+def several_nodes_row(frontend: str, what: str, n: int, f: Several) -> list[str]:
+    """Req/s, and capacity: N nodes, each on a core of its own, serve N / (its CPU per
+    request while all are loaded, which includes applying the others' writes from the
+    watch) against one node's 1 / (CPU per request alone)."""
+    ratio = ratio_stat(f.every, f.one)
+    capacity = Stat.of(n * alone / every for alone, every in zip(f.one_us, f.every_us, strict=True))
     ok = verdict(ratio.median >= THREE_NODES_TARGET)
-    target = f">={THREE_NODES_TARGET:.1f}x: {ok}" if what == "heartbeat" else "-"
-    figures = [Stat.of(one).fmt(), Stat.of(every).fmt(), ratio.fmt(".2f", "x"), target]
-    return [frontend, what, str(n), *figures]
+    by_cpu = verdict(capacity.median >= THREE_NODES_TARGET)
+    heartbeat = what == "heartbeat"
+    target = f">={THREE_NODES_TARGET:.1f}x: {ok}" if heartbeat else "-"
+    cpu_target = f": {by_cpu}" if heartbeat else ""
+    figures = [Stat.of(f.one).fmt(), Stat.of(f.every).fmt(), ratio.fmt(".2f", "x"), target]
+    us = [Stat.of(f.one_us).fmt(), Stat.of(f.every_us).fmt()]
+    return [frontend, what, str(n), *figures, *us, capacity.fmt(".2f", "x") + cpu_target]
 
 
 # -------------------------------------------------------- 3. visibility
@@ -708,8 +728,8 @@ def _single_and_nodes(
     if 2 in opts.only:
         with unpinned([single, a, b, c, etcd]):
             for what, nodes in (("read", [a, b]), ("heartbeat", [a, b, c])):
-                one, every = several_nodes(nodes, what, loads, opts.reps)
-                tables[2].append(several_nodes_row(frontend, what, len(nodes), one, every))
+                figures = several_nodes(nodes, what, loads, opts.reps)
+                tables[2].append(several_nodes_row(frontend, what, len(nodes), figures))
     for proc in (single, a, b, c):
         proc.stop()
 
@@ -870,7 +890,8 @@ TABLE_HEADS: dict[int, tuple[str, str]] = {
         "2. Several nodes loaded at once against one (unpinned: both cores for "
         "servers, etcd and every wrk)",
         "frontend | request | nodes | 1 node req/s | N nodes req/s (sum) | N nodes / 1 node"
-        " | target",
+        " | target | 1 node us/req | N nodes us/req (mean) | N x us alone / us at once"
+        " (capacity, a core per node)",
     ),
     3: (
         "3. A write on node A visible on node B (blocking query on B), ms p50 / p99",
