@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import anyio
 import httpx
@@ -123,8 +124,16 @@ class SyncRecording(httpx.HTTPTransport):
 
 
 def _expire(url: str, name: str) -> None:
-    """The instance is gone on the live node, as when its TTL ran out during the hang."""
+    """The instance is gone on the live node, as when its TTL ran out during the hang.
+
+    The registration was answered once the hung node's view held it; the live node
+    follows the store too, but may be milliseconds behind, and would answer the
+    unregistration 404 until it has seen the instance: wait for that first."""
+    deadline = time.monotonic() + 10
     with SyncServiceDiscoveryClient(url, SECRET, cache=False) as other:
+        while "a" not in _ids(other.discover_services(name, False)):  # unknown: []
+            assert time.monotonic() < deadline, f"the live node never showed {name}/a"
+            time.sleep(0.05)
         other.unregister_service(name, "a")
 
 
