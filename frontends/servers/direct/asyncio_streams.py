@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import select
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -93,6 +94,15 @@ class FirstBytes(asyncio.Protocol):
     A head that takes longer than `head_timeout` (the keep-alive timeout,
     which bounds a head on hypercorn) is closed unanswered, as hypercorn
     closes one; so is a connection that ends before its head did.
+
+    A process starved of CPU past `head_timeout` (stopped, or a long pause) can
+    find the deadline due in the same loop turn as the request already waiting
+    in the socket, and run the timer first (seen as one connection in several
+    closed unanswered under `tests/reliability/test_reliability_keep_alive.py`).
+    So the timer looks first: bytes waiting mean the reader is due, and the head
+    gets one more period; a second expiry closes even so, so a client cannot hold
+    the connection by trickling bytes. (Hypercorn's trio timer gets the same rule:
+    `servers.hypercorn.patches.spare_connections_with_waiting_requests`.)
     """
 
     def __init__(self, runtime: WatchServing, hand_off: HandOff, head_timeout: float) -> None:
@@ -103,12 +113,28 @@ class FirstBytes(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
+        self._spared = False  # the head already got its one more period
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast("asyncio.Transport", transport)
+        self._arm()
+
+    def _arm(self) -> None:
         loop = asyncio.get_running_loop()
         self._deadline = loop.time() + self._head_timeout
-        self._timer = loop.call_at(self._deadline, self._transport.close)
+        self._timer = loop.call_at(self._deadline, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        """Close, unless the client's bytes wait unread and the head was not spared yet."""
+        self._timer = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not self._spared and _bytes_waiting(transport):
+            self._spared = True
+            self._arm()
+            return
+        transport.close()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
@@ -148,6 +174,16 @@ class FirstBytes(asyncio.Protocol):
         self._transport.write(stream.open_on(hub, spec))
         start_ticker(hub, settings.watch_keepalive)
         self._buffer = b""
+
+
+def _bytes_waiting(transport: asyncio.BaseTransport) -> bool:
+    """Whether the transport's socket has bytes to read (False without a socket)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()  # not `select.select`: descriptors past 1,024 must work
+    poller.register(sock.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class _ConnectionStream(DirectStream, asyncio.Protocol):
