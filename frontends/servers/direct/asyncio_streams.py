@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import select
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from frontends.quart_app.streams import start_ticker
 from frontends.runtime.watch_streams import StreamHub, WatchServing
 from frontends.servers.direct.first_bytes import DirectStream, Look, accept_watch, first_look
+from frontends.servers.sockets import bytes_waiting
 from sd_core.watch_stream import WatchSpec
 
 #: What `asyncio.start_server` calls with each connection's reader and writer (hypercorn's).
@@ -101,7 +101,8 @@ class FirstBytes(asyncio.Protocol):
     closed unanswered under `tests/reliability/test_reliability_keep_alive.py`).
     So the timer looks first: bytes waiting mean the reader is due, and the head
     gets one more period; a second expiry closes even so, so a client cannot hold
-    the connection by trickling bytes. (Hypercorn's trio timer gets the same rule:
+    the connection by trickling bytes. (The same rule holds for trio's gate,
+    `servers.direct.trio_streams`, and hypercorn's trio keep-alive timer,
     `servers.hypercorn.patches.spare_connections_with_waiting_requests`.)
     """
 
@@ -130,7 +131,8 @@ class FirstBytes(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        if not self._spared and _bytes_waiting(transport):
+        sock = transport.get_extra_info("socket")
+        if not self._spared and sock is not None and bytes_waiting(sock.fileno()):
             self._spared = True
             self._arm()
             return
@@ -174,16 +176,6 @@ class FirstBytes(asyncio.Protocol):
         self._transport.write(stream.open_on(hub, spec))
         start_ticker(hub, settings.watch_keepalive)
         self._buffer = b""
-
-
-def _bytes_waiting(transport: asyncio.BaseTransport) -> bool:
-    """Whether the transport's socket has bytes to read (False without a socket)."""
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return False
-    poller = select.poll()  # not `select.select`: descriptors past 1,024 must work
-    poller.register(sock.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
 
 
 class _ConnectionStream(DirectStream, asyncio.Protocol):

@@ -30,6 +30,7 @@ from hypercorn.trio.tcp_server import TCPServer as HypercornConnection
 from frontends.runtime.logs import logfmt
 from frontends.runtime.watch_streams import StreamHub, WatchServing
 from frontends.servers.direct.first_bytes import DirectStream, Look, accept_watch, first_look
+from frontends.servers.sockets import bytes_waiting
 from frontends.trio_app.streams import start_ticker
 
 log = logging.getLogger("sd.registry")
@@ -78,18 +79,20 @@ async def first_bytes(
     timeout, which bounds a head there) is closed unanswered, as hypercorn
     closes one; so is a connection that ends before its head did, and one
     still waiting when the server stops (its scope is in `waiting` meanwhile).
-    (The listener closes the connection once this returns.)
+    (The listener closes the connection once this returns.) A head whose bytes
+    wait unread when its time runs out gets one more period, once, as on asyncio
+    (`servers.direct.asyncio_streams.FirstBytes`).
     """
     if not isinstance(stream, trio.SocketStream):  # TLS: hypercorn's, whole
         await _hypercorn(*hypercorn_args, stream)
         return
-    with trio.move_on_after(head_timeout) as timer:
-        waiting.add(timer)
+    with trio.CancelScope() as stopping:
+        waiting.add(stopping)
         try:
-            buffer = await _first_request(stream)
+            buffer = await _first_request(stream, head_timeout)
         finally:
-            waiting.discard(timer)
-    if timer.cancelled_caught or buffer is None:
+            waiting.discard(stopping)
+    if stopping.cancelled_caught or buffer is None:
         return
     try:
         spec = accept_watch(runtime, buffer) if first_look(buffer) is Look.HEAD else None
@@ -113,14 +116,25 @@ async def first_bytes(
         hub.close(held)
 
 
-async def _first_request(stream: trio.SocketStream) -> bytes | None:
-    """The first bytes, read until they say whose the connection is; None if it ended."""
+async def _first_request(stream: trio.SocketStream, head_timeout: float) -> bytes | None:
+    """The first bytes, read until they say whose the connection is; None if it ended, or
+    its head's time ran out (spared once while its bytes wait unread: a starved process
+    may expire the deadline before the reader that is due for them)."""
     buffer = b""
+    deadline = trio.current_time() + head_timeout
+    spared = False
     while True:
-        try:
-            data = await stream.receive_some(MAX_RECV)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return None
+        with trio.move_on_at(deadline) as timer:
+            try:
+                data = await stream.receive_some(MAX_RECV)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return None
+        if timer.cancelled_caught:
+            if spared or not bytes_waiting(stream.socket.fileno()):
+                return None
+            spared = True
+            deadline = trio.current_time() + head_timeout
+            continue
         if not data:
             return None
         buffer += data

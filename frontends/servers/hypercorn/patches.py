@@ -50,7 +50,6 @@ the third is related to pgjones/hypercorn#235, drafted there too.
 
 from __future__ import annotations
 
-import select
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -59,6 +58,8 @@ import trio
 from hypercorn.asyncio.tcp_server import TCPServer as AsyncioTCPServer
 from hypercorn.trio.tcp_server import TCPServer as TrioTCPServer
 from hypercorn.trio.worker_context import TrioSingleTask
+
+from frontends.servers.sockets import bytes_waiting
 
 _PATCHED = "_sd_releases_closed_connections"
 
@@ -184,8 +185,4 @@ def client_has_spoken(server: Any) -> bool:
     ):
         return True
     sock = getattr(server.stream, "socket", None)
-    if sock is None:
-        return False
-    poller = select.poll()  # not `select`: descriptors past 1,024 must work
-    poller.register(sock.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
+    return sock is not None and bytes_waiting(sock.fileno())
