@@ -31,6 +31,9 @@ from collections.abc import Callable
 
 from sd_etcd import (
     EtcdError,
+    RangeOp,
+    RangeResult,
+    TxnResult,
     delete_range_request,
     mod_revision_is,
     parse_delete_range,
@@ -43,10 +46,13 @@ from sd_etcd.requests import Compare, CompareResult, Target
 
 from ..events import RemovalReason
 from ..self_preservation import RECHECK_SECONDS, SelfPreservation
-from .layout import PreservationRecord, wall
+from .layout import PreservationRecord, SoftRecord, wall
 from .link import StoreLink
 from .mirror import InstanceKey, StoreMirror
 from .removal import Removals
+
+#: How many times in a row an expiry is sent again after a probe's soft put won the race.
+RACED_RETRIES = 3
 
 
 class Guardian:
@@ -110,22 +116,50 @@ class Guardian:
         if soonest is not None and soonest > now:
             self.next_at = min(self.next_at, soonest)
 
-    def _expire(self, key: InstanceKey) -> None:
+    def _expire(self, key: InstanceKey, tries: int = RACED_RETRIES) -> None:
         """Remove an instance quiet for a TTL, unless something was written since the
-        view saw its soft record (a heartbeat that won the race) or it was registered anew."""
+        view saw its soft record (a heartbeat that won the race) or it was registered anew.
+
+        The soft key is rewritten by probes too (their time, with the heartbeat time
+        unchanged), every probe interval: a lost race is told what won (the txn's
+        failure branch reads the soft key), and when that left the heartbeat time as
+        the view had it, the removal is sent again at once, guarded by the new
+        revision. Without this, an instance probed about as often as the guardian
+        looks could stay for several looks past its TTL on a loaded machine."""
         entry = self.mirror.entries.get(key)
         if entry is None:
             return
+        self._remove_quiet(key, entry.create_revision, entry.soft_mod, entry.soft, tries)
+
+    def _remove_quiet(
+        self,
+        key: InstanceKey,
+        created: int,
+        soft_mod: int,
+        soft: SoftRecord | None,
+        tries: int,
+    ) -> None:
+        layout = self.mirror.layout
         guards = [
-            Compare(
-                self.mirror.layout.instance(*key),
-                Target.CREATE,
-                CompareResult.EQUAL,
-                entry.create_revision,
-            ),
-            mod_revision_is(self.mirror.layout.soft(*key), entry.soft_mod),
+            Compare(layout.instance(*key), Target.CREATE, CompareResult.EQUAL, created),
+            mod_revision_is(layout.soft(*key), soft_mod),
         ]
-        self.removals.remove(key, guards, RemovalReason.TTL_EXPIRED)
+
+        def raced(result: TxnResult, now: float) -> None:
+            won = _read_back(result)
+            if tries < 1 or won is None or soft is None:
+                return
+            won_mod, won_soft = won
+            if won_soft is not None and won_soft.heartbeat_at == soft.heartbeat_at:
+                self._remove_quiet(key, created, won_mod, won_soft, tries - 1)
+
+        self.removals.remove(
+            key,
+            guards,
+            RemovalReason.TTL_EXPIRED,
+            failure=[RangeOp(layout.soft(*key))],
+            raced=raced,
+        )
 
     def _ask(self) -> None:
         """A trivial call whose answer moves the horizon (`StoreLink.last_contact`)."""
@@ -183,3 +217,15 @@ class Guardian:
                     self._stored = stored
 
         return answered
+
+
+def _read_back(result: TxnResult) -> tuple[int, SoftRecord | None] | None:
+    """The soft key as a lost removal's failure branch read it: its mod revision and
+    record (None when the key is gone, or the answer holds no read)."""
+    for response in result.responses:
+        if isinstance(response, RangeResult):
+            if not response.kvs:
+                return None
+            kv = response.kvs[0]
+            return kv.mod_revision, SoftRecord.decode(kv.value)
+    return None

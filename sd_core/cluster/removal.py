@@ -11,7 +11,7 @@ the deletion writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sd_etcd import (
     DeleteRangeOp,
@@ -19,6 +19,7 @@ from sd_etcd import (
     GatewayRequest,
     PutOp,
     TxnOp,
+    TxnResult,
     parse_txn,
     txn_request,
 )
@@ -31,13 +32,16 @@ from .mirror import InstanceKey, StoreMirror
 
 
 def removal_request(
-    layout: KeyLayout, key: InstanceKey, guards: Sequence[Compare]
+    layout: KeyLayout,
+    key: InstanceKey,
+    guards: Sequence[Compare],
+    failure: Sequence[TxnOp] = (),
 ) -> GatewayRequest:
     """The txn that removes instance `key` if every guard holds: the service's mark
-    first (see `mirror`), then the instance's keys."""
+    first (see `mirror`), then the instance's keys; else `failure` (reads of what won)."""
     ops: list[TxnOp] = [PutOp(layout.service(key[0]), MARK)]
     ops += [DeleteRangeOp(k) for k in layout.instance_keys(*key)]
-    return txn_request(guards, ops)
+    return txn_request(guards, ops, failure)
 
 
 class Removals:
@@ -56,7 +60,17 @@ class Removals:
         """The view applied the instance's removal."""
         self._in_flight.discard(key)
 
-    def remove(self, key: InstanceKey, guards: Sequence[Compare], reason: RemovalReason) -> None:
+    def remove(
+        self,
+        key: InstanceKey,
+        guards: Sequence[Compare],
+        reason: RemovalReason,
+        *,
+        failure: Sequence[TxnOp] = (),
+        raced: Callable[[TxnResult, float], None] | None = None,
+    ) -> None:
+        """Remove `key` if `guards` hold; when they do not, `raced` is told what the
+        txn's `failure` branch read (after the instance is no longer in flight)."""
         if key in self._in_flight:
             return
         self._in_flight.add(key)
@@ -77,5 +91,8 @@ class Removals:
             self.link.saw(result.header)
             if not result.succeeded:  # a racing write won: the instance stays
                 lost(now)
+                if raced is not None:
+                    raced(result, now)
 
-        self.link.call(removal_request(self.mirror.layout, key, guards), answered, lost)
+        request = removal_request(self.mirror.layout, key, guards, failure)
+        self.link.call(request, answered, lost)

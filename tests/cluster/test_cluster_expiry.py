@@ -1,7 +1,7 @@
 """Expiry in cluster mode is the registry's, not etcd's: a store outage expires nothing,
 every instance gets a full TTL from the moment the store is usable again, a quiet
 instance expires a TTL after its last sign of life, and a heartbeat that reaches the
-store before the expiry's txn wins."""
+store before the expiry's txn wins (a probe's soft put does not)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import json
 
 from sd_core import RegistryConfig
 from sd_core.cluster import KeyLayout, StoreCall, WriteDone
+from sd_core.cluster.layout import SoftRecord
 from sd_core.cluster.testing import SimulatedCluster, http_request
 from sd_core.events import InstanceRemoved
 from sd_core.http_api import HttpRequest, PendingWrite
-from sd_etcd import GatewayRequest, RangeOp
+from sd_etcd import GatewayRequest, RangeOp, put_request
 
 QUIET = RegistryConfig(health_check_interval=86400.0, registration_ttl=30.0)
 LAYOUT = KeyLayout()
@@ -132,3 +133,30 @@ def test_a_heartbeat_that_reaches_the_store_before_the_expiry_wins() -> None:
     assert _ids(cluster, 0) == ["a1"]
     cluster.advance(1.5)
     assert [_ids(cluster, n) for n in range(3)] == [[]] * 3
+
+
+def test_a_probe_put_that_reaches_the_store_before_the_expiry_does_not_keep_it() -> None:
+    """A probe rewrites the soft key (its own time, the heartbeat time unchanged) every
+    interval; when one lands between the guardian's look and its txn, the expiry is
+    sent again at once with the new revision, not a look (a second) later."""
+    cluster = SimulatedCluster(nodes=3, config=QUIET)
+    cluster.register(1, "api", "a1")
+    real = cluster.etcd.handle
+    raced: list[float] = []
+
+    def handle(request: GatewayRequest, now: float) -> tuple[int, bytes]:
+        if len(raced) < 2 and _removes(request, "a1"):
+            key = LAYOUT.soft("api", "a1")
+            [kv] = cluster.etcd.range(RangeOp(key), now).kvs
+            shown = SoftRecord.decode(kv.value)
+            assert shown is not None
+            probed = SoftRecord(shown.heartbeat_at, shown.load, now + 1000.0)
+            assert real(put_request(key, probed.encode()), now)[0] == 200
+            raced.append(now)
+        return real(request, now)
+
+    cluster.etcd.handle = handle  # type: ignore[method-assign]
+    cluster.advance(30.5)  # due at 30 on the guardian (node 0), which looks again at 31
+    assert len(raced) == 2, "the guardian did not try (and retry) the expiry of a1"
+    assert [_ids(cluster, n) for n in range(3)] == [[]] * 3
+    assert {(e.instance_id, e.reason.value) for e in _removed(cluster)} == {("a1", "ttl_expired")}
