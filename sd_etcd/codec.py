@@ -8,7 +8,6 @@ left out, so a missing field is never an error, it is the default.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping
@@ -37,14 +36,16 @@ def as_bytes(key: str | bytes) -> bytes:
 
 
 def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def unb64(text: object) -> bytes:
     if not isinstance(text, str):
         raise EtcdProtocolError(f"expected base64 text, got {text!r}")
     try:
-        return base64.b64decode(text, validate=True)
+        # Strict mode refuses what `b64decode(validate=True)` refuses, without its regex
+        # (every watched key and value comes through here).
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError) as error:
         raise EtcdProtocolError(f"bad base64 {text!r}: {error}") from None
 
@@ -171,13 +172,17 @@ class FlatMessage:
         return read_message(cls, obj)
 
     def to_json(self) -> JsonObject:
-        names = self.WIRE_ORDER or [field.name for field in _fields(self)]
-        return without_defaults({name: _wire_value(getattr(self, name)) for name in names})
+        out: JsonObject = {}
+        for name in _wire_names(type(self)):
+            value = getattr(self, name)
+            if value:  # a default (0, empty, False) is left out, as `without_defaults` does
+                out[name] = _wire_value(value)
+        return out
 
 
 def read_message(cls: type[M], obj: Mapping[str, Any]) -> M:
     """`FlatMessage.from_json`, for a class that reads its fields from a nested object."""
-    return cls(**{name: read(obj, name) for name, read in _readers(cls)})
+    return cls(*[read(obj, name) for name, read in _readers(cls)])
 
 
 _CLASS_READERS: dict[type[FlatMessage], tuple[tuple[str, Reader], ...]] = {}
@@ -188,6 +193,17 @@ def _readers(cls: type[FlatMessage]) -> tuple[tuple[str, Reader], ...]:
     if cls not in _CLASS_READERS:
         _CLASS_READERS[cls] = tuple((field.name, _reader(field.type)) for field in _fields(cls))
     return _CLASS_READERS[cls]
+
+
+_CLASS_NAMES: dict[type[FlatMessage], tuple[str, ...]] = {}
+
+
+def _wire_names(cls: type[FlatMessage]) -> tuple[str, ...]:
+    """The fields `to_json` writes, in wire order, worked out once per class."""
+    names = _CLASS_NAMES.get(cls)
+    if names is None:
+        names = _CLASS_NAMES[cls] = cls.WIRE_ORDER or tuple(f.name for f in _fields(cls))
+    return names
 
 
 def _fields(message: object) -> tuple[Field[Any], ...]:

@@ -51,6 +51,7 @@ __all__ = [
     "parse_range",
     "parse_status",
     "parse_txn",
+    "parse_txn_outcome",
 ]
 
 
@@ -160,6 +161,15 @@ def parse_txn(status: int, body: bytes) -> TxnResult:
         responses=tuple(_txn_response(item) for item in get_list(obj, "responses")),
         header=_header(obj),
     )
+
+
+def parse_txn_outcome(status: int, body: bytes) -> TxnResult:
+    """`parse_txn` without the per-operation responses (`responses` is empty): for a
+    caller that reads only whether the guards held and the header (the group commit,
+    whose txns carry a put per heartbeat)."""
+    obj = _answer(status, body)
+    get_list(obj, "responses")  # present or not, of the right type
+    return TxnResult(succeeded=get_bool(obj, "succeeded"), responses=(), header=_header(obj))
 
 
 def parse_lease_grant(status: int, body: bytes) -> LeaseGrant:

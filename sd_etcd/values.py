@@ -10,14 +10,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from .codec import (
     FlatMessage,
     JsonObject,
+    get_int,
     get_object,
     get_str,
     read_message,
+    unb64,
 )
 
 __all__ = [
@@ -68,6 +70,28 @@ class KeyValue(FlatMessage):
     # Protobuf field-number order: `value` is field 5 though it is read second.
     WIRE_ORDER = ("key", "create_revision", "mod_revision", "version", "value", "lease")
 
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> Self:
+        """`FlatMessage.from_json` unrolled (every watched change and listed key comes
+        through here): the same fields, defaults and errors."""
+        revisions: list[int] = []
+        for name in _KV_INTS:
+            value = obj.get(name, _ABSENT)
+            if value is _ABSENT:  # left out: the default
+                revisions.append(0)
+            elif type(value) is str and value.isdecimal():  # the gateway's int64 text
+                revisions.append(int(value))
+            else:
+                revisions.append(get_int(obj, name))
+        key = unb64(obj["key"]) if "key" in obj else b""
+        value = unb64(obj["value"]) if "value" in obj else b""
+        return cls(key, value, *revisions)
+
+
+#: `KeyValue`'s int64 fields, in declaration order.
+_KV_INTS = ("create_revision", "mod_revision", "version", "lease")
+_ABSENT = object()
+
 
 def kvs_from_json(items: list[Any]) -> tuple[KeyValue, ...]:
     return tuple(KeyValue.from_json(item) for item in items)
@@ -90,7 +114,7 @@ class KvEvent:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> KvEvent:
         # PUT is the enum's default, so the gateway leaves it out: only DELETE is written.
-        kind = EventType(get_str(obj, "type") or "PUT")
+        kind = EventType(get_str(obj, "type") or "PUT") if "type" in obj else EventType.PUT
         kv = get_object(obj, "kv")
         prev = get_object(obj, "prev_kv")
         return cls(

@@ -20,24 +20,23 @@ node: calls go through the `StoreLink`, time only comes in as arguments.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from sd_etcd import EtcdError, EtcdUnavailable, PutOp, parse_txn, txn_request
+from sd_etcd import EtcdError, EtcdUnavailable, PutOp, parse_txn_outcome, txn_request
 from sd_etcd.requests import Compare
 
 from .link import StoreLink
 
 
-@dataclass(frozen=True, slots=True)
-class SoftWaiter:
+class SoftWaiter(Protocol):
     """Who waits for a soft put (a heartbeat's answer): `written(revision, now)` once the
     store holds it, `gone(now)` when its instance is gone, `refused(error, now)`
     when the store refused or did not answer (nothing was written)."""
 
-    written: Callable[[int, float], None]
-    gone: Callable[[float], None]
-    refused: Callable[[EtcdError, float], None]
+    def written(self, revision: int, now: float) -> None: ...
+    def gone(self, now: float) -> None: ...
+    def refused(self, error: EtcdError, now: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -95,7 +94,7 @@ class GroupCommit:
         def answered(status: int, body: bytes, now: float) -> None:
             self._in_flight -= 1
             try:
-                result = parse_txn(status, body)
+                result = parse_txn_outcome(status, body)
             except EtcdError as error:
                 self._refused(batch, error, now)
                 self._next()

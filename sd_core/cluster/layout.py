@@ -25,6 +25,7 @@ wall-clock seconds rounded to microseconds, so every node renders the same text.
 from __future__ import annotations
 
 import json
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Self
@@ -44,6 +45,24 @@ def wall(seconds: float) -> float:
 
 def _dumps(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
+
+
+def _number_text(value: float | None) -> bytes | None:
+    """`value` as `json.dumps` writes it (null, or a finite float's shortest repr);
+    None for anything else."""
+    if value is None:
+        return b"null"
+    if type(value) is float and value - value == 0.0:  # finite (inf - inf is nan)
+        return float.__repr__(value).encode()
+    return None
+
+
+#: A JSON number (RFC 8259), as `float()` reads it the same way `json` does.
+_NUMBER = rb"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+#: `SoftRecord.encode`'s bytes.
+_SOFT_TEXT = re.compile(
+    rb'\{"checked_at":(null|%s),"heartbeat_at":(%s),"load":(%s)\}' % (_NUMBER, _NUMBER, _NUMBER)
+)
 
 
 def _loads(raw: bytes) -> dict[str, Any] | None:
@@ -192,10 +211,29 @@ class SoftRecord(_Record):
     checked_at: float | None
 
     def encode(self) -> bytes:
-        checked = None if self.checked_at is None else wall(self.checked_at)
-        return _dumps(
-            {"heartbeat_at": wall(self.heartbeat_at), "load": self.load, "checked_at": checked}
-        )
+        return SoftRecord.text(self.heartbeat_at, self.load, self.checked_at)
+
+    @staticmethod
+    def text(heartbeat_at: float, load: float, checked_at: float | None) -> bytes:
+        """`SoftRecord(heartbeat_at, load, checked_at).encode()`, without the record."""
+        heartbeat = wall(heartbeat_at)
+        checked = None if checked_at is None else wall(checked_at)
+        texts = (_number_text(checked), _number_text(heartbeat), _number_text(load))
+        if None in texts:  # not a finite float: let json say it
+            return _dumps({"heartbeat_at": heartbeat, "load": load, "checked_at": checked})
+        # Every heartbeat writes one: `_dumps`'s bytes, without building an encoder.
+        return b'{"checked_at":%s,"heartbeat_at":%s,"load":%s}' % texts
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SoftRecord | None:
+        """What `encode` writes is read without the JSON parser (every node reads every
+        heartbeat's); anything else (other field orders, more fields) goes through it."""
+        match = _SOFT_TEXT.fullmatch(raw)
+        if match is None:
+            document = _loads(raw)
+            return None if document is None else cls._from_document(document)
+        checked, heartbeat, load = match.groups()
+        return cls(float(heartbeat), float(load), None if checked == b"null" else float(checked))
 
     @classmethod
     def _from_document(cls, document: dict[str, Any]) -> SoftRecord | None:
@@ -266,6 +304,11 @@ SERVICES = "services"
 MARK = b"{}"
 
 
+#: How many parsed keys a `KeyLayout` remembers (each some 350 bytes, its key included).
+PARSED_KEYS = 4096
+_UNKNOWN = ParsedKey("", "")
+
+
 class KeyLayout:
     """Keys under one prefix. Service names and ids cannot hold `/` (the API's
     name pattern), so the key splits back unambiguously."""
@@ -274,6 +317,7 @@ class KeyLayout:
         if not prefix.endswith("/"):
             prefix += "/"
         self.prefix = prefix.encode()
+        self._parsed: dict[bytes, ParsedKey | None] = {}
 
     def instance(self, service_name: str, instance_id: str) -> bytes:
         return self.prefix + f"instances/{service_name}/{instance_id}".encode()
@@ -304,7 +348,19 @@ class KeyLayout:
         return self.prefix + PRESERVATION.encode()
 
     def parse(self, key: bytes) -> ParsedKey | None:
-        """None for a key this layout does not know (ignored, for forward compatibility)."""
+        """None for a key this layout does not know (ignored, for forward compatibility).
+
+        The keys parsed last are remembered (up to `PARSED_KEYS`, then forgotten at once):
+        a watch brings the same soft keys again at every heartbeat."""
+        known = self._parsed.get(key, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known
+        if len(self._parsed) >= PARSED_KEYS:
+            self._parsed.clear()
+        parsed = self._parsed[key] = self._parse(key)
+        return parsed
+
+    def _parse(self, key: bytes) -> ParsedKey | None:
         if not key.startswith(self.prefix):
             return None
         try:

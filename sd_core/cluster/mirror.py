@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sd_etcd import EventType, KeyValue, KvEvent
+from sd_etcd.requests import Compare
 
 from ..errors import RequestError
 from ..events import (
@@ -69,6 +70,8 @@ class Entry:
     #: The load the instance showed when a marked change of it was applied (what a
     #: writer compares a new load with, to decide whether the move is visible).
     rise_load: float = 0.0
+    #: The writers' guard "this incarnation still exists", made at its first use.
+    guard: Compare | None = None
 
 
 class StoreMirror:

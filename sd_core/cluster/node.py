@@ -638,9 +638,14 @@ class ClusterNode:
         self.soft.put(soft, waiter, guard=self._same(key, entry), ahead=mark)
 
     def _same(self, key: InstanceKey, entry: Entry) -> Compare:
-        """The guard "the incarnation the view holds still exists"."""
-        instance_key = self.layout.instance(*key)
-        return Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
+        """The guard "the incarnation the view holds still exists" (made once per
+        incarnation: every heartbeat carries it)."""
+        guard = entry.guard
+        if guard is None:
+            instance_key = self.layout.instance(*key)
+            guard = Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
+            entry.guard = guard
+        return guard
 
     def _reported(
         self, current: HealthRecord | None, said: Status, stamp: float
@@ -664,11 +669,7 @@ class ClusterNode:
 
     def _heartbeat_waiter(self, token: int, route: str, key: InstanceKey) -> SoftWaiter:
         """A heartbeat's answer once its soft put is written and this view shows it."""
-        return SoftWaiter(
-            written=lambda revision, now: self._after_view(token, revision, _HEARTBEAT, now),
-            gone=lambda now: self._finish(token, error_response(not_registered(*key), route)),
-            refused=lambda error, now: self._store_refused(token, route, error),
-        )
+        return _HeartbeatAnswer(self, token, route, key)
 
     def _soft_put(
         self,
@@ -684,12 +685,12 @@ class ClusterNode:
         written by two nodes within one watch delay may hide the older one's field
         until its next write (milliseconds apart, documented)."""
         shown = _shown(entry)
-        record = SoftRecord(
+        record = SoftRecord.text(
             shown.heartbeat_at if heartbeat_at is None else heartbeat_at,
             shown.load if load is None else load,
             shown.checked_at if checked_at is None else checked_at,
         )
-        return PutOp(self.layout.soft(*key), record.encode())
+        return PutOp(self.layout.soft(*key), record)
 
     def _put_guarded(self, entry: Entry, ops: list[PutOp], waiter: SoftWaiter) -> None:
         """Puts for the instance incarnation the view holds (a guarded txn: nothing is
@@ -883,6 +884,25 @@ class ClusterNode:
             mod_revision_is(self.layout.health(*key), entry.health_mod),
         ]
         self.removals.remove(key, guards, RemovalReason.UNHEALTHY_TOO_LONG)
+
+
+class _HeartbeatAnswer:
+    """A heartbeat parked on its soft put (`SoftWaiter`): one object, no closures, as
+    every heartbeat makes one."""
+
+    __slots__ = ("key", "node", "route", "token")
+
+    def __init__(self, node: ClusterNode, token: int, route: str, key: InstanceKey) -> None:
+        self.node, self.token, self.route, self.key = node, token, route, key
+
+    def written(self, revision: int, now: float) -> None:
+        self.node._after_view(self.token, revision, _HEARTBEAT, now)
+
+    def gone(self, now: float) -> None:
+        self.node._finish(self.token, error_response(not_registered(*self.key), self.route))
+
+    def refused(self, error: EtcdError, now: float) -> None:
+        self.node._store_refused(self.token, self.route, error)
 
 
 def _unhealthy(entry: Entry) -> bool:
