@@ -1,7 +1,7 @@
 """HTTP to etcd's JSON gateway: one client for both loops (anyio underneath).
 
-Unary calls (txns, keepalives, ranges, authentication) go through the lean
-`gateway_http`; the watch, one long chunked answer, through httpx. It knows
+Unary calls (txns, keepalives, ranges, authentication) and the watch, one long chunked
+answer read as it arrives, go through the lean `gateway_http`. It knows
 transport only: which endpoint to use (the next one after a connection error
 or a timeout), TLS, and etcd's password auth (`/v3/auth/authenticate` gives a token sent
 as `Authorization`; an "invalid auth token" answer gets a fresh token and one retry).
@@ -15,8 +15,6 @@ import json
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-
-import httpx
 
 from frontends.outbound.cluster_settings import ClusterSettings
 from frontends.outbound.gateway_http import CALL_ERRORS, GatewayHttp
@@ -33,7 +31,7 @@ class StoreUnreachable(Exception):
 
 
 def _describe(error: BaseException, hint: str = "") -> str:
-    """An exception with its causes, for a log line: httpx's and anyio's own messages
+    """An exception with its causes, for a log line: anyio's own messages
     are often empty or repeated, the SSL or socket error they wrap says what went wrong."""
     names: list[str] = []
     message = ""
@@ -50,6 +48,16 @@ def _describe(error: BaseException, hint: str = "") -> str:
 def _said(status: int, body: bytes) -> str:
     """An error answer in a log line: its status and the start of etcd's message."""
     return f"HTTP {status}: {body[:200].decode(errors='replace')}"
+
+
+async def _start_of(pieces: AsyncIterator[bytes], most: int = 200) -> bytes:
+    """The first `most` bytes of an error answer's body (what a log line shows)."""
+    start = b""
+    async for piece in pieces:
+        start += piece
+        if len(start) >= most:
+            break
+    return start[:most]
 
 
 def tls_context(settings: ClusterSettings) -> ssl.SSLContext:
@@ -77,14 +85,7 @@ class EtcdClient:
                 " (no client certificate is set: an etcd that requires one closes the"
                 " connection; see SERVICE_DISCOVERY_ETCD_CERT_FILE and _KEY_FILE)"
             )
-        tls = tls_context(settings)
-        self._calls = GatewayHttp(tls, timeout=settings.call_timeout)
-        self._http = httpx.AsyncClient(  # the watch only
-            verify=tls,
-            trust_env=False,
-            timeout=httpx.Timeout(settings.call_timeout),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=2),
-        )
+        self._calls = GatewayHttp(tls_context(settings), timeout=settings.call_timeout)
 
     @property
     def endpoint(self) -> str:
@@ -106,7 +107,6 @@ class EtcdClient:
 
     async def aclose(self) -> None:
         await self._calls.aclose()
-        await self._http.aclose()
 
     def _headers(self, request: GatewayRequest) -> dict[str, str]:
         headers = dict(_JSON)
@@ -171,21 +171,20 @@ class EtcdClient:
             except (*CALL_ERRORS, ValueError, KeyError) as error:
                 self.failover()
                 raise StoreUnreachable(self._describe(error)) from error
-        timeout = httpx.Timeout(self._settings.call_timeout, read=self._settings.watch_timeout)
         try:
-            async with self._http.stream(
-                "POST",
-                f"{self.endpoint}{request.path}",
-                content=request.body,
-                headers=self._headers(request),
-                timeout=timeout,
-            ) as answer:
-                if answer.status_code != 200:
-                    if answer.status_code == _UNAUTHENTICATED:
+            async with self._calls.stream(
+                self.endpoint,
+                request.path,
+                request.body,
+                self._headers(request),
+                read_timeout=self._settings.watch_timeout,
+            ) as (status, pieces):
+                if status != 200:
+                    if status == _UNAUTHENTICATED:
                         self._token = None
-                    said = _said(answer.status_code, await answer.aread())
+                    said = _said(status, await _start_of(pieces))
                     raise StoreUnreachable(f"watch answered {said}")
-                yield answer.aiter_raw()
-        except httpx.TransportError as error:
+                yield pieces
+        except CALL_ERRORS as error:
             self.failover()
             raise StoreUnreachable(self._describe(error)) from error

@@ -17,13 +17,22 @@ connections to etcd.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import ByteStream
 
-from frontends.outbound.http1_pool import TRANSPORT_ERRORS, Address, ConnectionPool, ProtocolError
+from frontends.outbound.http1_pool import (
+    TRANSPORT_ERRORS,
+    Address,
+    ConnectionPool,
+    ProtocolError,
+    Reader,
+    body_pieces,
+    read_head,
+)
 
 #: The largest answer read: a range page of `list_page` keys, with room to spare.
 MAX_ANSWER_BYTES = 256 * 1024 * 1024
@@ -58,12 +67,7 @@ class GatewayHttp:
         self, endpoint: str, path: str, body: bytes, headers: Mapping[str, str]
     ) -> tuple[int, bytes]:
         """(status, body) of POST `path` on `endpoint`; raises one of `CALL_ERRORS`."""
-        address, authority = self._target(endpoint)
-        if any(c in text for text in (path, *headers, *headers.values()) for c in "\r\n\x00"):
-            raise ProtocolError("a line break in the request line or a header")
-        lines = [f"POST {path} HTTP/1.1", f"host: {authority}", f"content-length: {len(body)}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        address, request = self._request(endpoint, path, body, headers)
         async with self._slots:
             with anyio.fail_after(self._timeout):
                 stream, kept = await self._pool.connection(address)
@@ -74,8 +78,45 @@ class GatewayHttp:
             raise ProtocolError(f"answer over {MAX_ANSWER_BYTES} bytes")
         return answer.status, answer.body
 
+    @asynccontextmanager
+    async def stream(
+        self,
+        endpoint: str,
+        path: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        read_timeout: float,
+    ) -> AsyncIterator[tuple[int, AsyncIterator[bytes]]]:
+        """POST `path` for an answer with no end in sight (the watch): its status and
+        its body's bytes as they arrive, on a connection of its own, closed on leaving.
+        Connecting and sending have `timeout`; each read waits at most `read_timeout`.
+        Raises one of `CALL_ERRORS`."""
+        address, request = self._request(endpoint, path, body, headers)
+        with anyio.fail_after(self._timeout):
+            connection = await self._connect(address)
+        try:
+            reader = _ReadsWithin(connection, read_timeout)
+            with anyio.fail_after(self._timeout):
+                await connection.send(request)
+            head = await read_head(reader)
+            yield head.status, body_pieces(reader, head)
+        finally:
+            await anyio.aclose_forcefully(connection)
+
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+    def _request(
+        self, endpoint: str, path: str, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[Address, bytes]:
+        """Where to send a POST, and its bytes."""
+        address, authority = self._target(endpoint)
+        if any(c in text for text in (path, *headers, *headers.values()) for c in "\r\n\x00"):
+            raise ProtocolError("a line break in the request line or a header")
+        lines = [f"POST {path} HTTP/1.1", f"host: {authority}", f"content-length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        return address, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
     def _target(self, endpoint: str) -> tuple[Address, str]:
         known = self._targets.get(endpoint)
@@ -94,3 +135,15 @@ class GatewayHttp:
         if address in self._secure:
             return await anyio.connect_tcp(host, port, ssl_context=self._tls, tls_hostname=host)
         return await anyio.connect_tcp(host, port)
+
+
+class _ReadsWithin(Reader):
+    """A `Reader` whose every read gives up (TimeoutError) after `seconds` of silence."""
+
+    def __init__(self, stream: ByteStream, seconds: float) -> None:
+        super().__init__(stream)
+        self.seconds = seconds
+
+    async def fill(self) -> None:
+        with anyio.fail_after(self.seconds):
+            await super().fill()

@@ -23,7 +23,7 @@ are closed by the next exchange after them (no timer task).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -207,6 +207,12 @@ class Reader:
         del self.buffer[: end + len(marker)]
         return data
 
+    def take(self, most: int | None) -> bytes:
+        """What the buffer holds, up to `most` bytes (None: all of it)."""
+        data = bytes(self.buffer[:most])
+        del self.buffer[: len(data)]
+        return data
+
     async def exactly(self, size: int) -> bytes:
         while len(self.buffer) < size:
             await self.fill()
@@ -255,6 +261,50 @@ async def read_answer(reader: Reader, max_body: int, *, error_bodies: bool = Fal
     return Answer(head.status, body, False, reusable)
 
 
+async def read_head(reader: Reader) -> _Head:
+    """The answer's head: status, framing (length or chunked) and whether it closes."""
+    return await _read_head(reader)
+
+
+async def body_pieces(reader: Reader, head: _Head) -> AsyncIterator[bytes]:
+    """The body's bytes as they arrive (a chunk is not waited for whole), for an answer
+    that has no end in sight (a watch); the caller bounds each read."""
+    if not head.chunked:
+        remaining = head.length
+        while remaining is None or remaining > 0:
+            if not reader.buffer:
+                try:
+                    await reader.fill()
+                except anyio.EndOfStream:
+                    if remaining is None:
+                        return  # read until the peer closes
+                    raise
+            piece = reader.take(remaining)
+            remaining = None if remaining is None else remaining - len(piece)
+            yield piece
+        return
+    while size := _chunk_size(await reader.until(b"\r\n", MAX_LINE_BYTES, "chunk-size line")):
+        while size:
+            if not reader.buffer:
+                await reader.fill()
+            piece = reader.take(size)
+            size -= len(piece)
+            yield piece
+        if await reader.exactly(2) != b"\r\n":
+            raise ProtocolError("chunk not followed by CRLF")
+
+
+def _chunk_size(line: bytes) -> int:
+    size_text = line.split(b";", 1)[0].strip()
+    try:
+        size = int(size_text, 16)
+    except ValueError:
+        raise ProtocolError(f"bad chunk size: {size_text[:20]!r}") from None
+    if size < 0 or size_text.startswith((b"-", b"+")):
+        raise ProtocolError(f"bad chunk size: {size_text[:20]!r}")
+    return size
+
+
 async def _read_head(reader: Reader) -> _Head:
     head = (await reader.until(b"\r\n\r\n", MAX_HEAD_BYTES, "response head")).decode("latin-1")
     lines = head.split("\r\n")
@@ -287,14 +337,7 @@ async def _chunked_body(reader: Reader, max_body: int) -> bytes | None:
     """The decoded body, or None once it passes `max_body` (the rest is not read)."""
     body = bytearray()
     while True:
-        line = await reader.until(b"\r\n", MAX_LINE_BYTES, "chunk-size line")
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise ProtocolError(f"bad chunk size: {size_text[:20]!r}") from None
-        if size < 0 or size_text.startswith((b"-", b"+")):
-            raise ProtocolError(f"bad chunk size: {size_text[:20]!r}")
+        size = _chunk_size(await reader.until(b"\r\n", MAX_LINE_BYTES, "chunk-size line"))
         if size == 0:
             while await reader.until(b"\r\n", MAX_HEAD_BYTES, "trailer"):
                 pass  # trailers are allowed and ignored
