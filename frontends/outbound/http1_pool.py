@@ -239,7 +239,7 @@ class _Head(NamedTuple):
 
 async def read_answer(reader: Reader, max_body: int, *, error_bodies: bool = False) -> Answer:
     """The answer's status and body (see `ConnectionPool.exchange` for `error_bodies`)."""
-    head = await _read_head(reader)
+    head = await read_head(reader)
     if not error_bodies and not 200 <= head.status < 300:
         # Judged on the status alone; the body is not read, so the connection is not reused.
         return Answer(head.status, b"", False, reusable=False)
@@ -259,11 +259,6 @@ async def read_answer(reader: Reader, max_body: int, *, error_bodies: bool = Fal
     if body is None:
         return Answer(head.status, b"", True, reusable=False)
     return Answer(head.status, body, False, reusable)
-
-
-async def read_head(reader: Reader) -> _Head:
-    """The answer's head: status, framing (length or chunked) and whether it closes."""
-    return await _read_head(reader)
 
 
 async def body_pieces(reader: Reader, head: _Head) -> AsyncIterator[bytes]:
@@ -305,7 +300,8 @@ def _chunk_size(line: bytes) -> int:
     return size
 
 
-async def _read_head(reader: Reader) -> _Head:
+async def read_head(reader: Reader) -> _Head:
+    """The answer's head: status, framing (length or chunked) and whether it closes."""
     head = (await reader.until(b"\r\n\r\n", MAX_HEAD_BYTES, "response head")).decode("latin-1")
     lines = head.split("\r\n")
     version, _, rest = lines[0].partition(" ")

@@ -42,7 +42,7 @@ from sd_etcd import (
     put_request,
     range_request,
 )
-from sd_etcd.requests import Compare, CompareResult, Target
+from sd_etcd.requests import Compare
 
 from ..events import RemovalReason
 from ..self_preservation import RECHECK_SECONDS, SelfPreservation
@@ -129,21 +129,14 @@ class Guardian:
         entry = self.mirror.entries.get(key)
         if entry is None:
             return
-        self._remove_quiet(key, entry.create_revision, entry.soft_mod, entry.soft, tries)
+        same = self.mirror.same_incarnation(key, entry)
+        self._remove_quiet(key, same, entry.soft_mod, entry.soft, tries)
 
     def _remove_quiet(
-        self,
-        key: InstanceKey,
-        created: int,
-        soft_mod: int,
-        soft: SoftRecord | None,
-        tries: int,
+        self, key: InstanceKey, same: Compare, soft_mod: int, soft: SoftRecord | None, tries: int
     ) -> None:
         layout = self.mirror.layout
-        guards = [
-            Compare(layout.instance(*key), Target.CREATE, CompareResult.EQUAL, created),
-            mod_revision_is(layout.soft(*key), soft_mod),
-        ]
+        guards = [same, mod_revision_is(layout.soft(*key), soft_mod)]
 
         def raced(result: TxnResult, now: float) -> None:
             won = _read_back(result)
@@ -151,7 +144,7 @@ class Guardian:
                 return
             won_mod, won_soft = won
             if won_soft is not None and won_soft.heartbeat_at == soft.heartbeat_at:
-                self._remove_quiet(key, created, won_mod, won_soft, tries - 1)
+                self._remove_quiet(key, same, won_mod, won_soft, tries - 1)
 
         self.removals.remove(
             key,

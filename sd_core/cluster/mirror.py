@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sd_etcd import EventType, KeyValue, KvEvent
-from sd_etcd.requests import Compare
+from sd_etcd.requests import Compare, CompareResult, Target
 
 from ..errors import RequestError
 from ..events import (
@@ -108,6 +108,16 @@ class StoreMirror:
         self.synced_revision = 0
 
     # ------------------------------------------------------------ input
+
+    def same_incarnation(self, key: InstanceKey, entry: Entry) -> Compare:
+        """The writers' guard "the incarnation the view holds still exists" (its
+        `create_revision`), made once per incarnation: every heartbeat carries it."""
+        guard = entry.guard
+        if guard is None:
+            instance = self.layout.instance(*key)
+            guard = Compare(instance, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
+            entry.guard = guard
+        return guard
 
     def apply_events(self, events: Sequence[KvEvent], revision: int, now: float) -> None:
         """Watch events, in order; `revision` is the message header's (synced up to it)."""

@@ -635,17 +635,7 @@ class ClusterNode:
         """A soft put through the group commit, with the service's mark ahead of it when
         its load move is visible."""
         mark = self._mark(key[0]) if self._moves_load(entry, load) else None
-        self.soft.put(soft, waiter, guard=self._same(key, entry), ahead=mark)
-
-    def _same(self, key: InstanceKey, entry: Entry) -> Compare:
-        """The guard "the incarnation the view holds still exists" (made once per
-        incarnation: every heartbeat carries it)."""
-        guard = entry.guard
-        if guard is None:
-            instance_key = self.layout.instance(*key)
-            guard = Compare(instance_key, Target.CREATE, CompareResult.EQUAL, entry.create_revision)
-            entry.guard = guard
-        return guard
+        self.soft.put(soft, waiter, guard=self.mirror.same_incarnation(key, entry), ahead=mark)
 
     def _reported(
         self, current: HealthRecord | None, said: Status, stamp: float
@@ -714,7 +704,8 @@ class ClusterNode:
         def failed(now: float) -> None:
             waiter.refused(EtcdUnavailable("no answer from the store"), now)
 
-        self.link.call(txn_request([self._same(key, entry)], ops), answered, failed)
+        guard = self.mirror.same_incarnation(key, entry)
+        self.link.call(txn_request([guard], ops), answered, failed)
 
     def _maintenance(self, command: MaintenanceWrite, now: float) -> NodeResult:
         """Start or end a drain: the instance's maintenance key and the service's mark,
@@ -747,7 +738,7 @@ class ClusterNode:
             self._after_view(token, result.header.revision, done, now)
 
         self.link.call(
-            txn_request([self._same(key, entry)], [self._mark(key[0]), op]),
+            txn_request([self.mirror.same_incarnation(key, entry)], [self._mark(key[0]), op]),
             self._write_answer(token, route, parse_txn, answered),
             self._failure(token, route),
         )
@@ -880,7 +871,7 @@ class ClusterNode:
         ):
             return
         guards = [
-            self._same(key, entry),
+            self.mirror.same_incarnation(key, entry),
             mod_revision_is(self.layout.health(*key), entry.health_mod),
         ]
         self.removals.remove(key, guards, RemovalReason.UNHEALTHY_TOO_LONG)
