@@ -368,7 +368,7 @@ def several_nodes(
                     runs = [r.result() for r in [pool.submit(loads.drive, p, what) for p in nodes]]
                     figures.every.append(sum(r.rps for r in runs))
                 elif feed is not None:
-                    rate = len(followers) * (figures.one[-1] if figures.one else 2000.0)
+                    rate = len(followers) * figures.one[-1]  # rep 1 ran `one` first
                     written = feed.written
                     with yielding(followers):  # the feed stands for them
                         writer = feed.run(rate, loads.duration)
@@ -829,10 +829,11 @@ def _single_and_nodes(
     if 2 in opts.only:
         # Node A on the servers' core alone, as in table 1: its CPU per request is what
         # it costs on a machine of its own, while the others load the other core.
-        feed = fed_instances(b, etcd, prefix)
         with placed([b, c, etcd], PIN.client):
             for what, nodes in (("read", [a, b]), ("heartbeat", [a, b, c])):
-                fed = feed if what == "heartbeat" else None
+                # Registered just before: the feed's puts keep them alive from its first
+                # run on (a registration TTL, 180 s, is far longer than two wrk runs).
+                fed = fed_instances(b, etcd, prefix) if what == "heartbeat" else None
                 figures = several_nodes(nodes, what, loads, opts.reps, fed)
                 tables[2].append(several_nodes_row(frontend, what, len(nodes), figures))
     for proc in (single, a, b, c):
