@@ -14,6 +14,17 @@ handler someone installed is theirs). The handler raises
 exception leaves it and the client unregisters; then the previous handler is
 restored and the signal raised again, so the process still dies by SIGTERM,
 as its supervisor expects, only after unregistering.
+
+Servers may swallow the exception: wsgiref, like other servers, answers any
+exception raised while it handles a request (a bare ``except:``) with a 500
+and goes on serving, so a SIGTERM that lands mid-request would be lost and
+the service would never leave. Until the block is being left, the handler
+therefore delivers SIGTERM to the main thread again every
+:data:`RESEND_SECONDS`: the next :class:`Terminated` comes while the server
+waits for a request, where nothing catches it. **Decision**: a resend may also
+interrupt cleanup code (a ``finally``) between the first ``Terminated`` and the
+block's exit if that cleanup takes longer than ``RESEND_SECONDS``; the block
+still unregisters and the process still dies by SIGTERM.
 """
 
 from __future__ import annotations
@@ -21,11 +32,16 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
 
-__all__ = ["Terminated", "sigterm_leaves_block"]
+__all__ = ["RESEND_SECONDS", "Terminated", "sigterm_leaves_block"]
+
+#: How often SIGTERM is delivered again until the block is being left (a service
+#: may have swallowed the first ``Terminated``). Well inside the grace periods of
+#: Docker (10 s) and Kubernetes (30 s) before they SIGKILL.
+RESEND_SECONDS = 1.0
 
 
 class Terminated(SystemExit):
@@ -40,24 +56,44 @@ class Terminated(SystemExit):
 
 
 class _Handler:
-    """Our SIGTERM handler: raises :class:`Terminated` once, ignores repeats while leaving."""
+    """Our SIGTERM handler: raises :class:`Terminated` until the block is being left,
+    then ignores SIGTERM, so the unregistration finishes."""
 
     def __init__(self) -> None:
         self.received = False
+        self._left = threading.Event()
+        self._lock = threading.Lock()  # a resend is never sent once `leaving` returned
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.received:
+        if self._left.is_set():
             return  # already leaving: let the unregistration finish
-        self.received = True
+        if not self.received:
+            self.received = True
+            threading.Thread(target=self._resend, name="sigterm-resend", daemon=True).start()
         raise Terminated
+
+    def leaving(self) -> None:
+        """The block is being left: no more ``Terminated``, no more resends."""
+        with self._lock:
+            self._left.set()
+
+    def _resend(self) -> None:
+        main = threading.main_thread().ident
+        while not self._left.wait(RESEND_SECONDS):
+            with self._lock:
+                if self._left.is_set() or main is None:
+                    return
+                signal.pthread_kill(main, signal.SIGTERM)
 
 
 @contextmanager
-def sigterm_leaves_block(enabled: bool = True) -> Iterator[None]:
+def sigterm_leaves_block(enabled: bool = True) -> Iterator[Callable[[], None]]:
     """Make SIGTERM leave the ``with`` body by :class:`Terminated`, then die by SIGTERM.
 
-    Does nothing when ``enabled`` is false, off the main thread, or when
-    SIGTERM has a handler other than the default one.
+    Yields ``leaving``: call it where leaving starts (before an unregistration that
+    must not be interrupted); the block's end calls it anyway. Does nothing when
+    ``enabled`` is false, off the main thread, or when SIGTERM has a handler other
+    than the default one.
     """
     handler = _Handler()
     if not (
@@ -65,12 +101,13 @@ def sigterm_leaves_block(enabled: bool = True) -> Iterator[None]:
         and threading.current_thread() is threading.main_thread()
         and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     ):
-        yield
+        yield handler.leaving
         return
     signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield handler.leaving
     finally:
+        handler.leaving()
         if signal.getsignal(signal.SIGTERM) is handler:  # not replaced meanwhile
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if handler.received:

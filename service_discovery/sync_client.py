@@ -205,16 +205,18 @@ class SyncServiceDiscoveryClient(ClientFacade[httpx.BaseTransport, httpx.Client,
     def _registered(self, stay: Stay, handle_sigterm: bool) -> Iterator[SyncServiceDiscoveryClient]:
         if self.heartbeat_running:
             raise RuntimeError("a heartbeat thread is already running on this client")
-        with sigterm_leaves_block(handle_sigterm):
+        with sigterm_leaves_block(handle_sigterm) as leaving:
             try:
                 self.register_service(stay.request)
             except Terminated:  # stopped while registering: the registry may have it
+                leaving()
                 self._run(self._core.leave(stay.request, 0.0))
                 raise
             try:
                 self.start_heartbeat(stay.interval_seconds)
                 yield self
             finally:
+                leaving()
                 self.stop_heartbeat()
                 self._run(self._core.leave(stay.request, stay.drain_seconds))
 

@@ -9,6 +9,8 @@ cases where SIGTERM must be left alone are checked in this process.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
 import signal
 import subprocess
@@ -107,6 +109,77 @@ def test_sigterm_unregisters_then_the_process_dies_by_sigterm(
 def test_opted_out_sigterm_kills_without_unregistering(real_registry: RegistryProcess) -> None:
     assert _run_and_terminate(real_registry, "wsgi-kept", handle_sigterm=False) == -signal.SIGTERM
     assert _listed(real_registry, "wsgi-kept") == ["w1"]
+
+
+SWALLOWING_SERVER = """
+import threading
+from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+from service_discovery.sigterm import sigterm_leaves_block
+
+
+class Quiet(WSGIRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def app(environ, start_response):
+    print("handling", flush=True)
+    threading.Event().wait(60)  # SIGTERM lands here, inside wsgiref's bare except
+    start_response("200 OK", [])
+    return [b"late"]
+
+
+server = make_server("127.0.0.1", 0, app, handler_class=Quiet)
+print(server.server_port, flush=True)
+with sigterm_leaves_block():
+    try:
+        server.serve_forever()
+    finally:
+        print("left", flush=True)  # the block is left (then the process dies by SIGTERM)
+"""
+
+
+def test_a_sigterm_the_server_swallowed_mid_request_is_delivered_again() -> None:
+    """wsgiref answers an exception raised while it handles a request with a 500 and
+    serves on: the first Terminated is lost there, and only a resent SIGTERM, landing
+    while it waits for the next request, leaves the block (CI once hung here: the
+    registry's probe was being answered when SIGTERM came)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWALLOWING_SERVER],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    client: threading.Thread | None = None
+    try:
+        port = int(proc.stdout.readline())
+        client = threading.Thread(target=_get, args=(port,), daemon=True)
+        client.start()
+        assert proc.stdout.readline() == "handling\n"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == -signal.SIGTERM
+        assert proc.stdout.read() == "left\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        if client is not None:
+            client.join(10)
+
+
+def _get(port: int) -> None:
+    """One request that the server answers (a 500) or drops as it dies."""
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/")
+        connection.getresponse().read()
+        connection.close()
 
 
 # -- when SIGTERM is left alone ---------------------------------------------------------
