@@ -28,8 +28,10 @@ their own key prefix. Five tables:
    N x alone / (alone + (N - 1) x followed) one node's requests. Cross-check
    for heartbeats: A loaded while a feed (`bench.cluster_feed`) writes soft
    puts straight to etcd at N - 1 times A's rate alone, B and C at nice 19;
-   the CPU per request it added to A's, per put, is what following costs a
-   loaded node.
+   the CPU per request it added to A's, per put, is meant to show what
+   following costs a loaded node. On two cores it is too noisy to judge by:
+   the feed also loads etcd on the load generators' core, and A's own CPU per
+   request rises while it waits on etcd (smaller group commits).
 3. A write on A visible on B: a blocking query parked on B with the index it
    last showed, then the registration sent to A; p50/p99 over `--writes`.
 4. Takeover: a third node D joins, its share of 20 instances (rendezvous
