@@ -72,9 +72,9 @@ async def serve_api(
     if not path.startswith("/"):  # absolute-form target (RFC 9112 3.2.2)
         path = urlsplit(path).path or "/"
 
-    async def park(watched: str | None, seconds: float) -> bool:
+    async def park(watched: str | None, seconds: float, since: int) -> bool:
         return await calls.unless_gone(
-            functools.partial(runtime.parked.wait, watched, seconds), receive
+            functools.partial(runtime.parked.wait, watched, seconds, since), receive
         )
 
     response = await respond(

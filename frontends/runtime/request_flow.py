@@ -28,7 +28,7 @@ _T = TypeVar("_T")
 OVERSIZE_DRAIN_BYTES = 1024 * 1024
 
 # Waits out a blocking query on `scope` for `seconds`; False when the client left meanwhile.
-Park = Callable[[str | None, float], Awaitable[bool]]
+Park = Callable[[str | None, float, int], Awaitable[bool]]
 # Serves a request whose path no route of the core has (a framework's router beside it).
 Unrouted = Callable[[], Awaitable[None]]
 
@@ -165,7 +165,10 @@ async def _answer(
         if isinstance(result, PendingWrite):  # cluster mode: the store has the write
             result = await runtime.written(result)
         if isinstance(result, BlockingWait):
-            if not await park(result.scope, runtime.jittered(result)):
+            # Read before any await: a change from here on must wake this query, even
+            # if the loop starts its wait a turn later (asyncio's ensure_future does).
+            since = runtime.parked.wakes
+            if not await park(result.scope, runtime.jittered(result), since):
                 return None  # the client went away while parked
             result = runtime.answer(routed, body, may_block=False)
             assert isinstance(result, HttpResponse)

@@ -57,9 +57,17 @@ class ScopeEvents(Generic[E]):
         self._queue: deque[E] = deque()  # woken, waiting for a slot
         self._abandoned: set[E] = set()  # left while queued (timed out, or hung up)
         self.running = 0  # released and not yet unparked
+        self.wakes = 0  # calls of `wake` and `wake_exactly` so far
 
-    def park(self, scope: str | None) -> E:
+    def park(self, scope: str | None, since: int | None = None) -> E:
+        """A new parked request on `scope`. `since` is `wakes` as it was when the request
+        chose to wait: a wake after that found it not parked yet (a loop may start the
+        wait a turn later), so it is woken at once rather than waiting out its time."""
         event = self._new_event()
+        if since is not None and since != self.wakes:
+            self._queue.append(event)
+            self._release()
+            return event
         parked = self._parked.get(scope)
         if parked is None:
             parked = self._parked[scope] = {}
@@ -80,6 +88,7 @@ class ScopeEvents(Generic[E]):
             self._abandoned.add(event)  # still in the queue: skipped there
 
     def wake(self, services: frozenset[str]) -> None:
+        self.wakes += 1
         parked = self._parked
         queue = self._queue
         for name in services:
@@ -94,6 +103,7 @@ class ScopeEvents(Generic[E]):
     def wake_exactly(self, scopes: frozenset[str]) -> None:
         """Wake the requests parked on these scopes only (not the global watchers): a
         cluster node's view reached the revision they wait for, nothing changed."""
+        self.wakes += 1
         parked = self._parked
         for name in scopes:
             woken = parked.pop(name, None)
@@ -134,11 +144,12 @@ class CountedParkedQueries(ScopeEvents[E]):
         super().__init__(new_event)
         self._runtime = runtime
 
-    async def wait(self, scope: str | None, seconds: float) -> None:
-        """Return when `scope` changes, on shutdown, or after `seconds`."""
+    async def wait(self, scope: str | None, seconds: float, since: int | None = None) -> None:
+        """Return when `scope` changes (or changed since `wakes` was `since`: see `park`),
+        on shutdown, or after `seconds`."""
         if self._runtime.draining:
             return
-        event = self.park(scope)
+        event = self.park(scope, since)
         counters = self._runtime.counters
         counters.parked_queries += 1
         try:

@@ -1,0 +1,89 @@
+"""A change that lands between a blocking query's decision to wait and its parking wakes it.
+
+asyncio starts the wait of a parked query (`quart_app.app._unless_gone`, which runs
+it beside a watch for the client leaving) as a task, one loop turn later. A write
+handled in that turn changed the index and woke the scope's parked queries before
+this one was among them, so it waited out its whole `wait` at an index already gone.
+VictoriaMetrics' consul_sd caught it in CI: its query for index 4 parked just after the
+unregistration that made the index 5, and it kept showing the removed instance.
+`_answer` now reads `wakes` before any await and the wait compares it when parking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from types import SimpleNamespace
+from typing import cast
+
+from frontends.quart_app.app import _unless_gone
+from frontends.quart_app.parked import ParkedQueries
+from frontends.runtime.metrics import Counters
+from frontends.runtime.runtime import Runtime
+from frontends.runtime.scope_events import ScopeEvents
+
+
+class Event:
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+def test_a_wake_between_the_decision_and_the_park_wakes_the_query_at_once() -> None:
+    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
+    since = events.wakes
+    events.wake(frozenset({"svc"}))  # nobody parked yet: it finds no one
+    late = events.park("svc", since)
+    assert late.is_set() and events.running == 1
+    events.unpark("svc", late)
+    assert events.running == 0
+
+
+def test_without_a_wake_in_between_the_query_parks_as_before() -> None:
+    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
+    waiting = events.park("svc", events.wakes)
+    assert not waiting.is_set()
+    events.wake_exactly(frozenset({"svc"}))
+    assert waiting.is_set()
+    events.unpark("svc", waiting)
+    assert events.running == 0
+
+
+def test_a_catch_up_wake_in_between_counts_too() -> None:
+    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
+    since = events.wakes
+    events.wake_exactly(frozenset({"svc"}))
+    assert events.park("svc", since).is_set()
+
+
+def test_quarts_wait_started_a_turn_later_still_sees_the_change() -> None:
+    """The real pieces: quart's `_unless_gone` and `ParkedQueries`, on a real loop. The
+    wait is an hour; the loop is only turned a few times, never waited on."""
+    runtime = cast(Runtime, SimpleNamespace(draining=False, counters=Counters()))
+    parked = ParkedQueries(runtime)
+
+    async def never_leaves() -> dict[str, object]:
+        await asyncio.Event().wait()
+        return {}
+
+    async def scenario() -> bool:
+        since = parked.wakes  # what `request_flow._answer` reads when it chooses to wait
+        wait = functools.partial(parked.wait, "svc", 3600.0, since)
+        query = asyncio.ensure_future(_unless_gone(wait, never_leaves))
+        parked.wake(frozenset({"svc"}))  # the write handled before the wait starts
+        for _ in range(20):
+            await asyncio.sleep(0)
+            if query.done():
+                break
+        done = query.done()
+        query.cancel()
+        await asyncio.gather(query, return_exceptions=True)
+        return done
+
+    assert asyncio.run(scenario())
+    assert parked.running == 0 and runtime.counters.parked_queries == 0
