@@ -6,7 +6,8 @@ handled in that turn changed the index and woke the scope's parked queries befor
 this one was among them, so it waited out its whole `wait` at an index already gone.
 VictoriaMetrics' consul_sd caught it in CI: its query for index 4 parked just after the
 unregistration that made the index 5, and it kept showing the removed instance.
-`_answer` now reads `wakes` before any await and the wait compares it when parking.
+`_answer` now reads `wakes` before any await and the wait compares it when parking
+(`ScopeEvents.park`'s own tests: tests/reliability/test_reliability_log_and_wake_pacing.py).
 """
 
 from __future__ import annotations
@@ -20,45 +21,6 @@ from frontends.quart_app.app import _unless_gone
 from frontends.quart_app.parked import ParkedQueries
 from frontends.runtime.metrics import Counters
 from frontends.runtime.runtime import Runtime
-from frontends.runtime.scope_events import ScopeEvents
-
-
-class Event:
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
-
-
-def test_a_wake_between_the_decision_and_the_park_wakes_the_query_at_once() -> None:
-    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
-    since = events.wakes
-    events.wake(frozenset({"svc"}))  # nobody parked yet: it finds no one
-    late = events.park("svc", since)
-    assert late.is_set() and events.running == 1
-    events.unpark("svc", late)
-    assert events.running == 0
-
-
-def test_without_a_wake_in_between_the_query_parks_as_before() -> None:
-    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
-    waiting = events.park("svc", events.wakes)
-    assert not waiting.is_set()
-    events.wake_exactly(frozenset({"svc"}))
-    assert waiting.is_set()
-    events.unpark("svc", waiting)
-    assert events.running == 0
-
-
-def test_a_catch_up_wake_in_between_counts_too() -> None:
-    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
-    since = events.wakes
-    events.wake_exactly(frozenset({"svc"}))
-    assert events.park("svc", since).is_set()
 
 
 def test_quarts_wait_started_a_turn_later_still_sees_the_change() -> None:

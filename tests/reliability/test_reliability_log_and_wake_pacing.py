@@ -116,6 +116,33 @@ def test_a_watcher_that_leaves_before_any_change_is_forgotten() -> None:
     assert kept.is_set() and not gone.is_set() and events.running == 1
 
 
+def test_a_wake_between_the_decision_and_the_park_wakes_the_query_at_once() -> None:
+    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
+    since = events.wakes
+    events.wake(frozenset({"svc"}))  # nobody parked yet: it finds no one
+    late = events.park("svc", since)
+    assert late.is_set() and events.running == 1
+    events.unpark("svc", late)
+    assert events.running == 0
+
+
+def test_without_a_wake_in_between_the_query_parks_as_before() -> None:
+    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
+    waiting = events.park("svc", events.wakes)
+    assert not waiting.is_set()
+    events.wake_exactly(frozenset({"svc"}))
+    assert waiting.is_set()
+    events.unpark("svc", waiting)
+    assert events.running == 0
+
+
+def test_a_catch_up_wake_in_between_counts_too() -> None:
+    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
+    since = events.wakes
+    events.wake_exactly(frozenset({"svc"}))
+    assert events.park("svc", since).is_set()
+
+
 @pytest.mark.parametrize(("secret", "warned"), [("short", True), ("s" * 32, False)])
 def test_weak_secret_warning(secret: str, warned: bool, caplog: pytest.LogCaptureFixture) -> None:
     settings = load_settings({"SERVICE_DISCOVERY_SECRET": secret})
