@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 #: near 0.5 s on both frontends on a quiet machine (trio under a load average
 #: of 8 on 2 cores: 1.9 s), and the whole wake takes no longer.
 WAKE_BATCH = 8
+#: Scopes whose last wake `ScopeEvents` remembers (an int each) for queries that chose
+#: to wait and are not parked yet. Past it the memory is cleared, and a query that chose
+#: to wait before the clearing is woken at once (a loop turn's window, so rarely).
+WOKEN_SCOPES = 4096
 
 
 class SettableEvent(Protocol):
@@ -58,13 +62,16 @@ class ScopeEvents(Generic[E]):
         self._abandoned: set[E] = set()  # left while queued (timed out, or hung up)
         self.running = 0  # released and not yet unparked
         self.wakes = 0  # calls of `wake` and `wake_exactly` so far
+        self._woken: dict[str | None, int] = {}  # scope -> `wakes` at its last wake
+        self._forgotten = 0  # `wakes` when `_woken` was last cleared
 
     def park(self, scope: str | None, since: int | None = None) -> E:
         """A new parked request on `scope`. `since` is `wakes` as it was when the request
-        chose to wait: a wake after that found it not parked yet (a loop may start the
-        wait a turn later), so it is woken at once rather than waiting out its time."""
+        chose to wait: a wake of `scope` after that found it not parked yet (a loop may
+        start the wait a turn later), so it is woken at once rather than waiting out its
+        time. Wakes of other scopes leave it parked."""
         event = self._new_event()
-        if since is not None and since != self.wakes:
+        if since is not None and (since < self._forgotten or self._woken.get(scope, -1) > since):
             self._queue.append(event)
             self._release()
             return event
@@ -88,7 +95,8 @@ class ScopeEvents(Generic[E]):
             self._abandoned.add(event)  # still in the queue: skipped there
 
     def wake(self, services: frozenset[str]) -> None:
-        self.wakes += 1
+        self._note(services)
+        self._woken[None] = self.wakes  # the global watchers: every change wakes them
         parked = self._parked
         queue = self._queue
         for name in services:
@@ -103,13 +111,23 @@ class ScopeEvents(Generic[E]):
     def wake_exactly(self, scopes: frozenset[str]) -> None:
         """Wake the requests parked on these scopes only (not the global watchers): a
         cluster node's view reached the revision they wait for, nothing changed."""
-        self.wakes += 1
+        self._note(scopes)
         parked = self._parked
         for name in scopes:
             woken = parked.pop(name, None)
             if woken is not None:
                 self._queue.extend(woken)
         self._release()
+
+    def _note(self, scopes: frozenset[str]) -> None:
+        """One more wake, of `scopes` (see `park`)."""
+        self.wakes += 1
+        woken = self._woken
+        if len(woken) + len(scopes) > WOKEN_SCOPES:
+            woken.clear()
+            self._forgotten = self.wakes
+        for scope in scopes:
+            woken[scope] = self.wakes
 
     def _release(self) -> None:
         queue = self._queue

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from frontends.runtime import scope_events
 from frontends.runtime.process_setup import AcceptErrorThrottle, warn_if_weak_secret
 from frontends.runtime.scope_events import ScopeEvents
 from frontends.runtime.settings import load_settings
@@ -141,6 +142,23 @@ def test_a_catch_up_wake_in_between_counts_too() -> None:
     since = events.wakes
     events.wake_exactly(frozenset({"svc"}))
     assert events.park("svc", since).is_set()
+
+
+def test_a_wake_of_another_service_in_between_leaves_the_query_parked() -> None:
+    """No early answer without a change (the soak counts one as an error)."""
+    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
+    since = events.wakes
+    events.wake(frozenset({"other"}))
+    assert not events.park("svc", since).is_set()
+    assert events.park(None, since).is_set()  # the global watchers: every change wakes them
+
+
+def test_a_query_from_before_the_memory_was_cleared_is_woken_at_once() -> None:
+    events: ScopeEvents[Event] = ScopeEvents(Event, batch=4)
+    since = events.wakes
+    events.wake(frozenset(f"s{n}" for n in range(scope_events.WOKEN_SCOPES + 1)))
+    assert events.park("svc", since).is_set()  # cannot tell any more: answered, not lost
+    assert not events.park("svc", events.wakes).is_set()
 
 
 @pytest.mark.parametrize(("secret", "warned"), [("short", True), ("s" * 32, False)])
