@@ -192,13 +192,18 @@ def wait_store_ok(proc: Proc, timeout: float = 60.0) -> None:
     wait_until(joined, f"{proc.name} joining the cluster", timeout, every=0.05)
 
 
+def threads(pid: int) -> list[int]:
+    """Every thread of `pid` (Go's too, for etcd): affinity and niceness are per thread."""
+    return [int(task) for task in os.listdir(f"/proc/{pid}/task")]
+
+
 def set_cpus(pid: int, cpus: set[int] | None) -> None:
-    """Move every thread of `pid` (Go's too, for etcd) to `cpus`."""
+    """Move every thread of `pid` to `cpus`."""
     if cpus is None:
         return
-    for task in os.listdir(f"/proc/{pid}/task"):
+    for task in threads(pid):
         with contextlib.suppress(OSError):
-            os.sched_setaffinity(int(task), cpus)
+            os.sched_setaffinity(task, cpus)
 
 
 @contextlib.contextmanager
@@ -217,7 +222,7 @@ def placed(procs: list[Proc], cpus: set[int] | None) -> Iterator[None]:
 @contextlib.contextmanager
 def yielding(procs: list[Proc]) -> Iterator[None]:
     """`procs` (every thread) at nice 19 for a while: they run on what the others leave."""
-    tasks = [int(task) for proc in procs for task in os.listdir(f"/proc/{proc.pid}/task")]
+    tasks = [task for proc in procs for task in threads(proc.pid)]
     for task in tasks:
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, task, 19)
